@@ -1,0 +1,43 @@
+# minint — README command 1 is `make demo`, command 2 is `make test`.
+# Both install missing host packages first (scripts/setup-host.sh, needs root).
+
+GO       ?= go
+OUT      ?= out
+MININT   := $(OUT)/minint
+# Tests that boot QEMU guests run only when MININT_E2E=1; `make test` sets it.
+export MININT_CACHE ?= $(CURDIR)/$(OUT)/cache
+
+.PHONY: all build setup test unit e2e demo bench fmt vet clean
+
+all: build
+
+setup:
+	@bash scripts/setup-host.sh
+
+build:
+	@mkdir -p $(OUT)
+	$(GO) build -o $(MININT) ./cmd/minint
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w .
+
+# Unit tests, fuzz seed corpora and QEMU end-to-end tests, in one go test run
+# so that the closing line counts everything.
+test: setup build vet
+	MININT_E2E=1 $(GO) test -timeout 55m -count=1 ./...
+
+# Quick: no QEMU guests.
+unit: build
+	$(GO) test -count=1 ./...
+
+demo: setup build
+	bash scripts/demo.sh
+
+bench: setup build
+	bash scripts/bench.sh
+
+clean:
+	rm -rf $(OUT)

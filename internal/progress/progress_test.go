@@ -1,0 +1,48 @@
+package progress
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestEventsAndPlainLines(t *testing.T) {
+	var human, events bytes.Buffer
+	r := New(&human, &events)
+	task := r.Start("apply", 100, "files")
+	for i := 0; i < 100; i++ {
+		task.Add(1)
+	}
+	task.Finish(nil)
+	fail := r.Start("fetch", 10, "bytes")
+	fail.Finish(errors.New("boom"))
+
+	var kinds []string
+	sc := bufio.NewScanner(&events)
+	for sc.Scan() {
+		var e Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
+		}
+		kinds = append(kinds, e.Op+":"+e.State)
+		if e.Op == "fetch" && e.State == "failed" && e.Error != "boom" {
+			t.Errorf("failed event lacks error: %+v", e)
+		}
+	}
+	got := strings.Join(kinds, " ")
+	if !strings.HasPrefix(got, "apply:start") || !strings.Contains(got, "apply:done") || !strings.HasSuffix(got, "fetch:failed") {
+		t.Errorf("events = %s", got)
+	}
+	h := human.String()
+	for _, want := range []string{"apply: 25%", "apply: 100%", "apply: done, 100 files", "fetch: FAILED"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("human output lacks %q:\n%s", want, h)
+		}
+	}
+	if strings.Contains(h, "\x1b") {
+		t.Errorf("escape codes written to a non-terminal:\n%q", h)
+	}
+}
