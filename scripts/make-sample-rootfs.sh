@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Builds the root filesystem of minint's sample OS: a small but real Linux
+# system (Debian kernel + the modules it needs to find its root disk, a
+# busybox userland, a busybox init) that the demo and the end-to-end tests
+# deploy. The tree is then captured into a WIM with `minint wim capture`.
+#
+# usage: make-sample-rootfs.sh OUTDIR [VARIANT]
+#   VARIANT (default A) lands in /etc/os-release so that a refresh from image
+#   A to image B can be told apart.
+#
+# The sample OS prints one JSON line starting with {"event":"sample-os" on
+# its console describing itself (hostname, users, setup result, marker
+# files), then powers off unless the kernel command line has
+# sample.stay=1 (then it starts a console shell).
+set -euo pipefail
+
+out=${1:?usage: make-sample-rootfs.sh OUTDIR [VARIANT]}
+variant=${2:-A}
+kver=${KVER:-$(ls /boot/vmlinuz-* 2>/dev/null | sed 's|.*/vmlinuz-||' | sort -V | tail -n1)}
+[ -n "$kver" ] && [ -f "/boot/vmlinuz-$kver" ] || {
+  echo "make-sample-rootfs: no kernel in /boot (install linux-image-amd64: scripts/setup-host.sh)" >&2; exit 1; }
+[ -x /bin/busybox ] || { echo "make-sample-rootfs: /bin/busybox missing (install busybox-static)" >&2; exit 1; }
+case "$(file -b /bin/busybox 2>/dev/null || echo static)" in *dynamically*) echo "make-sample-rootfs: /bin/busybox is not static (install busybox-static)" >&2; exit 1;; esac
+
+# Modules the sample OS needs to reach its root filesystem, with their
+# dependencies in load order (modprobe resolves modules.dep for us on the host).
+MODS=(virtio_pci virtio_blk virtio_scsi ahci sd_mod nvme ext4 vfat nls_cp437 nls_ascii virtio_net)
+
+rm -rf "$out"
+mkdir -p "$out"
+root=$out
+mkdir -p "$root"/{bin,sbin,etc/init.d,etc/minint-sample,dev,proc,sys,run,tmp,root,home,boot,var/log,usr/bin,usr/sbin,lib/modules}
+chmod 1777 "$root/tmp"; chmod 0700 "$root/root"
+cp /bin/busybox "$root/bin/busybox"
+for app in $(/bin/busybox --list); do
+  case $app in busybox) continue;; esac
+  ln -sf busybox "$root/bin/$app" 2>/dev/null || true
+done
+ln -sf ../bin/busybox "$root/sbin/init"
+
+cp "/boot/vmlinuz-$kver" "$root/boot/vmlinuz-$kver"
+modlist=$(modprobe -S "$kver" -a --show-depends "${MODS[@]}" | awk '$1=="insmod"{print $2}' | awk '!seen[$0]++')
+mkdir -p "$root/lib/modules/$kver"
+for m in $modlist; do
+  rel=${m#/lib/modules/$kver/}
+  mkdir -p "$root/lib/modules/$kver/$(dirname "$rel")"
+  cp "$m" "$root/lib/modules/$kver/$rel"
+done
+cp /lib/modules/$kver/modules.{order,builtin,builtin.modinfo} "$root/lib/modules/$kver/" 2>/dev/null || true
+depmod -b "$root" "$kver"
+
+cat > "$root/etc/os-release" <<OS
+NAME="minint sample OS"
+ID=minint-sample
+VERSION_ID="$variant"
+PRETTY_NAME="minint sample OS $variant"
+OS
+echo "minint-sample" > "$root/etc/hostname"
+printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
+cat > "$root/etc/passwd" <<'P'
+root:x:0:0:root:/root:/bin/sh
+P
+cat > "$root/etc/group" <<'G'
+root:x:0:
+users:x:100:
+G
+printf 'root:*:19000:0:99999:7:::\n' > "$root/etc/shadow"; chmod 0640 "$root/etc/shadow"
+echo "image $variant" > "$root/etc/minint-sample/image"
+cat > "$root/etc/fstab" <<'F'
+proc /proc proc defaults 0 0
+F
+cat > "$root/etc/inittab" <<'I'
+::sysinit:/etc/init.d/rcS
+::respawn:-/bin/sh
+::ctrlaltdel:/bin/poweroff
+I
+cat > "$root/etc/init.d/rcS" <<'RC'
+#!/bin/sh
+# The sample OS's whole boot: mount the API filesystems, say who we are, and
+# (for tests and the demo) power off.
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sys /sys 2>/dev/null
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -o remount,rw / 2>/dev/null
+hostname -F /etc/hostname 2>/dev/null
+users=$(awk -F: '$3>=1000{printf "%s\"%s\"", (n++?",":""), $1}' /etc/passwd)
+setup=absent
+[ -f /var/lib/minint/setup-result.json ] && setup=$(tr -d '\n' < /var/lib/minint/setup-result.json)
+[ "$setup" = absent ] && setup='"absent"'
+. /etc/os-release
+printf '{"event":"sample-os","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s"}\n' \
+  "$ID" "$VERSION_ID" "$(hostname)" "$users" "$setup" "$(uname -r)" > /dev/console
+echo "minint sample OS $VERSION_ID is up as $(hostname)" > /dev/console
+if grep -q 'sample.stay=1' /proc/cmdline; then exit 0; fi
+sync
+poweroff -f
+RC
+chmod 0755 "$root/etc/init.d/rcS"
+
+# The sample OS's initramfs: busybox, the modules above, and an init that
+# finds root= (UUID=, LABEL= or a device), honours rw/ro and init=, and
+# switches to it. Kept tiny and dependency-free on purpose.
+ird=$(mktemp -d)
+trap 'rm -rf "$ird"' EXIT
+mkdir -p "$ird"/{bin,dev,proc,sys,newroot,lib/modules}
+cp /bin/busybox "$ird/bin/busybox"
+for app in sh mount umount insmod sleep cat switch_root findfs mkdir echo grep sed blkid; do ln -s busybox "$ird/bin/$app"; done
+cp -a "$root/lib/modules/$kver" "$ird/lib/modules/"
+printf '%s\n' $modlist | sed "s|^/lib/modules/$kver/||" > "$ird/modules.load"
+cat > "$ird/init" <<'INIT'
+#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+kver=$(sed 's/.*Linux version \([^ ]*\).*/\1/' /proc/version)
+while read m; do insmod /lib/modules/$kver/$m 2>/dev/null; done < /modules.load
+root=; init=/sbin/init; mode=ro
+for a in $(cat /proc/cmdline); do
+  case $a in root=*) root=${a#root=};; init=*) init=${a#init=};; rw) mode=rw;; ro) mode=ro;; esac
+done
+i=0
+while :; do
+  case $root in UUID=*|LABEL=*) dev=$(findfs "$root" 2>/dev/null);; *) dev=$root;; esac
+  [ -n "$dev" ] && [ -b "$dev" ] && break
+  i=$((i+1)); [ $i -gt 100 ] && { echo "sample initramfs: root $root not found"; exec sh; }
+  sleep 0.1
+done
+mount -t ext4 -o $mode "$dev" /newroot || { echo "sample initramfs: cannot mount $dev"; exec sh; }
+umount /sys /proc
+mount --move /dev /newroot/dev 2>/dev/null || umount /dev
+exec switch_root /newroot "$init"
+INIT
+chmod 0755 "$ird/init"
+(cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -9n) > "$root/boot/initrd.img-$kver"
+echo "sample rootfs $variant: $(du -sh "$root" | cut -f1) in $root (kernel $kver, ${#MODS[@]} modules + deps)" >&2
