@@ -1,0 +1,243 @@
+// Package codectest provides test data for the WIM codec packages: a
+// realistic corpus (a Go binary plus Go sources) and the chunks of a WIM
+// captured by wimlib-imagex, the reference implementation, so the codecs can
+// be checked against real wimlib output. It is imported only by tests.
+package codectest
+
+import (
+	"crypto/sha1"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+)
+
+// Sources of the corpus: a compiled program and a tree of Go sources, both
+// shipped with the Go toolchain running the tests.
+func corpusFiles() ([]string, error) {
+	root := os.Getenv("GOROOT")
+	if root == "" {
+		out, err := exec.Command("go", "env", "GOROOT").Output()
+		if err != nil {
+			return nil, fmt.Errorf("go env GOROOT: %w", err)
+		}
+		root = string(out[:len(out)-1])
+	}
+	files := []string{filepath.Join(root, "bin", "gofmt")}
+	var srcs []string
+	err := filepath.WalkDir(filepath.Join(root, "src", "net"), func(p string, de os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if de.Type().IsRegular() {
+			srcs = append(srcs, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(srcs)
+	return append(files, srcs...), nil
+}
+
+var (
+	corpusOnce sync.Once
+	corpus     []byte
+	corpusErr  error
+)
+
+// Corpus returns the concatenation of the corpus files (several MB).
+func Corpus(tb testing.TB) []byte {
+	corpusOnce.Do(func() {
+		var files []string
+		files, corpusErr = corpusFiles()
+		for _, f := range files {
+			var b []byte
+			b, corpusErr = os.ReadFile(f)
+			if corpusErr != nil {
+				return
+			}
+			corpus = append(corpus, b...)
+		}
+	})
+	if corpusErr != nil {
+		tb.Fatalf("reading corpus: %v", corpusErr)
+	}
+	return corpus
+}
+
+// Chunks splits data into chunkSize pieces, the way a WIM resource is chunked.
+func Chunks(data []byte, chunkSize int) [][]byte {
+	var cs [][]byte
+	for len(data) > 0 {
+		n := min(chunkSize, len(data))
+		cs = append(cs, data[:n])
+		data = data[n:]
+	}
+	return cs
+}
+
+// Chunk is one chunk of a WIM resource as stored by wimlib.
+type Chunk struct {
+	Stored []byte // bytes in the WIM; equal to the data when Raw
+	Size   int    // uncompressed size
+	Raw    bool   // stored uncompressed because compression did not help
+}
+
+// Blob is one resource of a WIM with its expected SHA-1.
+type Blob struct {
+	SHA1       [20]byte
+	Size       int64
+	StoredSize int64
+	Chunks     []Chunk
+}
+
+// WIM is the parsed subset of a wimlib-captured WIM.
+type WIM struct {
+	ChunkSize int
+	Blobs     []Blob
+}
+
+// SumChunks is the SHA-1 of the concatenated chunks, for comparison with Blob.SHA1.
+func SumChunks(chunks [][]byte) [20]byte {
+	h := sha1.New()
+	for _, c := range chunks {
+		h.Write(c)
+	}
+	var s [20]byte
+	h.Sum(s[:0])
+	return s
+}
+
+// WimlibCapture captures the corpus files with wimlib-imagex using the given
+// --compress value and chunk size, and returns the parsed blobs. It skips the
+// test when wimlib-imagex is not installed.
+func WimlibCapture(tb testing.TB, compress string, chunkSize int) *WIM {
+	tb.Helper()
+	if _, err := exec.LookPath("wimlib-imagex"); err != nil {
+		tb.Skip("wimlib-imagex not installed; it is the reference for interop tests")
+	}
+	files, err := corpusFiles()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	tree := filepath.Join(dir, "tree")
+	for i, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		p := filepath.Join(tree, fmt.Sprintf("d%d", i/64), fmt.Sprintf("f%d_%s", i, filepath.Base(f)))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	wimPath := filepath.Join(dir, "x.wim")
+	cmd := exec.Command("wimlib-imagex", "capture", tree, wimPath, "--compress="+compress,
+		fmt.Sprintf("--chunk-size=%d", chunkSize), "--threads=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("%v: %v\n%s", cmd, err, out)
+	}
+	raw, err := os.ReadFile(wimPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w, err := parseWIM(raw)
+	if err != nil {
+		tb.Fatalf("parsing wimlib's WIM: %v", err)
+	}
+	return w
+}
+
+type reshdr struct {
+	stored int64
+	flags  byte
+	offset int64
+	size   int64
+}
+
+func parseReshdr(b []byte) reshdr {
+	return reshdr{
+		stored: int64(binary.LittleEndian.Uint64(b[0:8]) & (1<<56 - 1)),
+		flags:  b[7],
+		offset: int64(binary.LittleEndian.Uint64(b[8:16])),
+		size:   int64(binary.LittleEndian.Uint64(b[16:24])),
+	}
+}
+
+const (
+	flagCompressed = 0x04
+	flagSolid      = 0x10
+)
+
+func parseWIM(raw []byte) (*WIM, error) {
+	if len(raw) < 208 || string(raw[:8]) != "MSWIM\x00\x00\x00" {
+		return nil, fmt.Errorf("not a WIM")
+	}
+	w := &WIM{ChunkSize: int(binary.LittleEndian.Uint32(raw[20:24]))}
+	bt := parseReshdr(raw[48:72])
+	if bt.offset+bt.stored > int64(len(raw)) || bt.flags&flagCompressed != 0 {
+		return nil, fmt.Errorf("blob table out of range or compressed")
+	}
+	table := raw[bt.offset : bt.offset+bt.stored]
+	for len(table) >= 50 {
+		e := table[:50]
+		table = table[50:]
+		rh := parseReshdr(e[:24])
+		if rh.flags&flagSolid != 0 {
+			return nil, fmt.Errorf("solid resources not supported here")
+		}
+		b := Blob{Size: rh.size, StoredSize: rh.stored}
+		copy(b.SHA1[:], e[30:50])
+		if rh.offset+rh.stored > int64(len(raw)) {
+			return nil, fmt.Errorf("resource out of range")
+		}
+		res := raw[rh.offset : rh.offset+rh.stored]
+		if rh.flags&flagCompressed == 0 {
+			b.Chunks = []Chunk{{Stored: res, Size: len(res), Raw: true}}
+			w.Blobs = append(w.Blobs, b)
+			continue
+		}
+		n := int((rh.size + int64(w.ChunkSize) - 1) / int64(w.ChunkSize))
+		entry := 4
+		if rh.size > 1<<32-1 {
+			entry = 8
+		}
+		tsize := (n - 1) * entry
+		if tsize > len(res) {
+			return nil, fmt.Errorf("chunk table out of range")
+		}
+		starts := make([]int, n+1)
+		for i := 1; i < n; i++ {
+			if entry == 4 {
+				starts[i] = int(binary.LittleEndian.Uint32(res[(i-1)*4:]))
+			} else {
+				starts[i] = int(binary.LittleEndian.Uint64(res[(i-1)*8:]))
+			}
+		}
+		data := res[tsize:]
+		starts[n] = len(data)
+		for i := 0; i < n; i++ {
+			if starts[i] > starts[i+1] || starts[i+1] > len(data) {
+				return nil, fmt.Errorf("bad chunk table")
+			}
+			usize := w.ChunkSize
+			if i == n-1 {
+				usize = int(rh.size - int64(i)*int64(w.ChunkSize))
+			}
+			c := data[starts[i]:starts[i+1]]
+			b.Chunks = append(b.Chunks, Chunk{Stored: c, Size: usize, Raw: len(c) == usize})
+		}
+		w.Blobs = append(w.Blobs, b)
+	}
+	return w, nil
+}

@@ -1,0 +1,124 @@
+// Package xpress implements the XPRESS Huffman compression format as used in
+// WIM files: every chunk is compressed independently, starts with a 256-byte
+// table of 512 4-bit codeword lengths, and continues with a bitstream of
+// 16-bit little-endian coding units interleaved with raw length bytes.
+package xpress
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/minint/minint/wim/internal/bitstream"
+	"github.com/minint/minint/wim/internal/huffman"
+)
+
+// ErrCorrupt is returned (possibly wrapped with detail) for any malformed input.
+var ErrCorrupt = errors.New("xpress: corrupt compressed data")
+
+const (
+	numChars      = 256
+	numSymbols    = 512
+	maxCodeLen    = 15
+	minMatchLen   = 3
+	maxOffset     = 65535
+	decTableBits  = 11
+	headerSize    = numSymbols / 2
+	endOfDataSym  = 256
+	maxMatchLen   = 65538
+	numLenHeaders = 16
+)
+
+// Decompressor is reusable and not safe for concurrent use (one per goroutine).
+type Decompressor struct {
+	lens    [numSymbols]uint8
+	scratch [numSymbols]uint16
+	table   []uint32
+}
+
+// NewDecompressor returns a Decompressor for chunks of any size up to 64 KiB
+// (XPRESS offsets cannot reach further).
+func NewDecompressor() *Decompressor {
+	return &Decompressor{table: make([]uint32, huffman.TableSize(numSymbols, decTableBits, maxCodeLen))}
+}
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+// Decompress decompresses one WIM chunk. len(dst) is the exact uncompressed
+// size. It never panics and never writes past dst; on error the contents of
+// dst are unspecified.
+func (d *Decompressor) Decompress(dst, src []byte) error {
+	if len(src) < headerSize {
+		return corrupt("%d bytes is shorter than the %d-byte code header", len(src), headerSize)
+	}
+	for i, b := range src[:headerSize] {
+		d.lens[2*i] = b & 0xF
+		d.lens[2*i+1] = b >> 4
+	}
+	if err := huffman.BuildDecodeTable(d.table, d.lens[:], decTableBits, maxCodeLen, d.scratch[:]); err != nil {
+		return corrupt("bad Huffman code")
+	}
+	table := d.table
+	var r bitstream.Reader
+	r.Init(src[headerSize:])
+	out := 0
+	for out < len(dst) {
+		r.Ensure(maxCodeLen)
+		e := table[r.Peek(decTableBits)]
+		if e&huffman.EntrySubtable != 0 {
+			r.Remove(decTableBits)
+			e = table[(e>>huffman.EntrySymShift)+r.Peek(e&huffman.EntryLenMask)]
+		}
+		r.Remove(e & huffman.EntryLenMask)
+		sym := e >> huffman.EntrySymShift
+		if sym < numChars {
+			dst[out] = byte(sym)
+			out++
+			continue
+		}
+		length := int(sym & 0xF)
+		log2Off := (sym >> 4) & 0xF
+		r.Ensure(16)
+		offset := int(1<<log2Off | r.Pop(log2Off))
+		if length == 0xF {
+			length += int(r.RawByte())
+			if length == 0xF+0xFF {
+				length = int(r.RawU16())
+			}
+		}
+		length += minMatchLen
+		if offset > out {
+			return corrupt("match offset %d before start of data at position %d", offset, out)
+		}
+		if length > len(dst)-out {
+			return corrupt("match of length %d runs past end of data at position %d", length, out)
+		}
+		lzCopy(dst, out, offset, length)
+		out += length
+	}
+	return nil
+}
+
+// lzCopy copies a match of length bytes from offset bytes back, in place,
+// with the overlapping-copy (run-length) semantics of LZ77. The caller has
+// checked 0 < offset <= out and out+length <= len(dst).
+func lzCopy(dst []byte, out, offset, length int) {
+	src := out - offset
+	if offset >= length {
+		copy(dst[out:out+length], dst[src:src+length])
+		return
+	}
+	if offset == 1 {
+		b := dst[src]
+		s := dst[out : out+length]
+		for i := range s {
+			s[i] = b
+		}
+		return
+	}
+	end := out + length
+	for out < end {
+		out += copy(dst[out:end], dst[src:out])
+	}
+}
