@@ -1,0 +1,471 @@
+// Package initramfs builds minint's preinstallation environment (PE): a
+// kernel plus a compressed initramfs holding cmd/peinit as /init, a small
+// rescue toolset from u-root (gosh and core commands) and the kernel
+// modules the PE needs, with their dependencies resolved from modules.dep.
+//
+// Building the Go part costs tens of seconds, so Build caches it in a cache
+// directory keyed on everything it depends on (Go sources of every package
+// it compiles, go.sum, the Go version, the command list), and caches the
+// finished initramfs keyed on that plus the kernel, modules, extra files and
+// compression. A warm Build is a hash of the inputs and a copy. Concurrent
+// Build calls, also from several processes, serialise on a lock file in the
+// cache directory; every file is written under a temporary name and renamed.
+//
+// This package runs on the build host only; code in the PE never imports it.
+package initramfs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/minint/minint/pe/kmod"
+	"golang.org/x/sys/unix"
+)
+
+// Config says what goes into the PE. The zero value builds the default PE
+// from the newest kernel in /boot.
+type Config struct {
+	Kernel      string   // path to vmlinuz; "" = newest /boot/vmlinuz-*
+	ModulesDir  string   // "" = /lib/modules/<kernel version read from the image or file name>
+	Modules     []string // module names or aliases (iso9660, usb-storage …); nil = DefaultModules
+	Commands    []string // extra Go command packages to include (besides peinit + RescueCommands)
+	Files       []File   // extra files to put into the initramfs
+	Compression string   // "gzip" (default), "xz", "zstd", "none"
+	CacheDir    string   // "" = $MININT_CACHE, else <source>/out/cache, else $XDG_CACHE_HOME/minint
+	// SourceDir is the root of minint's source tree (the module that
+	// contains cmd/peinit). "" = $MININT_SRC, else the module around the
+	// working directory, else the tree this binary was built from.
+	SourceDir string
+	Log       func(format string, a ...any) // progress lines; may be nil
+}
+
+// File is one extra file for the initramfs: the contents of Src on the
+// host, or Data when Src is "". Dest is the path inside the initramfs.
+type File struct {
+	Src  string
+	Data []byte
+	Dest string
+	Mode os.FileMode // permission bits; 0 = 0644
+}
+
+// DefaultModules are the modules the PE carries unless Config.Modules says
+// otherwise: storage and USB controllers, file systems for boot media and
+// targets, common NICs, and the crypto helpers ext4 and the block layer ask
+// for at run time. The PE loads them by device modalias (coldplug), plus
+// the file systems unconditionally.
+var DefaultModules = []string{
+	// storage
+	"virtio_pci", "virtio_blk", "virtio_scsi", "ahci", "ata_piix", "nvme",
+	"sd_mod", "sr_mod", "usb-storage", "uas",
+	// USB host controllers and keyboards for the rescue shell
+	"xhci_pci", "ehci_pci", "uhci_hcd", "ohci_pci", "usbhid", "hid_generic",
+	// file systems and code pages
+	"ext4", "vfat", "iso9660", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1",
+	"efivarfs",
+	// crypto the kernel requests by name at run time
+	"crc32c_generic", "crct10dif_generic", "crc64_rocksoft_generic",
+	// network
+	"virtio_net", "e1000", "e1000e", "igb", "r8169",
+}
+
+// RescueCommands are the u-root commands in every PE, for a technician on
+// the console when something fails.
+var RescueCommands = []string{
+	"gosh", "ls", "cat", "cp", "mv", "rm", "mkdir", "ln", "chmod", "find", "grep",
+	"more", "hexdump", "echo", "pwd", "uname", "sleep", "wc", "head", "tail",
+	"mount", "umount", "df", "dd", "sync", "blkid", "free", "dmesg", "ps", "kill",
+	"insmod", "lsmod", "rmmod", "ip", "dhclient", "ping", "wget", "poweroff", "shutdown",
+}
+
+const (
+	peinitPkg   = "github.com/minint/minint/cmd/peinit"
+	urootCore   = "github.com/u-root/u-root/cmds/core/"
+	moduleLine  = "module github.com/minint/minint"
+	pathInImage = "etc/minint/pe.json" // build info inside the initramfs
+)
+
+// PE is a built preinstallation environment.
+type PE struct {
+	Kernel        string   `json:"kernel"`         // path of the kernel (copied into the output dir)
+	KernelVersion string   `json:"kernel_version"` // e.g. 6.1.0-56-amd64
+	Initramfs     string   `json:"initramfs"`      // path of the compressed initramfs in the output dir
+	InitramfsSize int64    `json:"initramfs_size"`
+	KernelSize    int64    `json:"kernel_size"`
+	Modules       []string `json:"modules"` // resolved module list, dependency-ordered
+	ID            string   `json:"id"`      // hex digest identifying these exact inputs/outputs
+	Compression   string   `json:"compression"`
+	Cached        bool     `json:"-"` // true when the initramfs came from the cache
+}
+
+// Errors Build wraps with the details of what is wrong.
+var (
+	ErrNoSource  = errors.New("minint source tree not found")
+	ErrNoGo      = errors.New("go toolchain not found")
+	ErrNoModules = errors.New("kernel modules not found")
+	ErrOutput    = errors.New("cannot write output")
+)
+
+// Build builds (or takes from the cache) the PE described by cfg and puts
+// the kernel and the initramfs into outDir. Nothing is left half-written in
+// outDir when it fails.
+func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
+	logf := cfg.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	comp, err := compressor(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOutDir(outDir); err != nil {
+		return nil, err
+	}
+	src, err := findSource(cfg.SourceDir)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := cacheDir(cfg.CacheDir, src)
+	if err != nil {
+		return nil, err
+	}
+
+	kpath, err := findKernel("/boot", cfg.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	kimage, err := os.ReadFile(kpath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoKernel, err)
+	}
+	kver, err := kernelVersionOf(kpath, kimage)
+	if err != nil {
+		return nil, err
+	}
+	mdir := cfg.ModulesDir
+	if mdir == "" {
+		mdir = filepath.Join("/lib/modules", kver)
+	}
+	db, err := kmod.Open(mdir)
+	if err != nil {
+		return nil, fmt.Errorf("%w for kernel %s in %s: install the matching package (apt-get install linux-image-%s) or pass --modules-dir: %v",
+			ErrNoModules, kver, mdir, kver, errors.Unwrap(err))
+	}
+	names := cfg.Modules
+	if names == nil {
+		names = DefaultModules
+	}
+	mods, err := db.Resolve(names...)
+	if err != nil {
+		return nil, fmt.Errorf("%w (kernel %s, %s); check the name with modinfo or drop it from the module list", err, kver, mdir)
+	}
+	if _, err := checkGo(); err != nil {
+		return nil, err
+	}
+
+	// Serialise with other builders (other test processes) from here on:
+	// they would otherwise build the same thing at the same time.
+	unlock, err := lock(ctx, filepath.Join(cache, "initramfs.lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	pkgs := commandPackages(cfg.Commands)
+	start := time.Now()
+	goKey, err := goInputsKey(ctx, src, pkgs)
+	if err != nil {
+		return nil, err
+	}
+	logf("initramfs: Go inputs hashed in %s (key %s)", time.Since(start).Round(time.Millisecond), goKey[:12])
+	goCPIO := filepath.Join(cache, "go-"+goKey+".cpio")
+	if _, err := os.Stat(goCPIO); err != nil {
+		logf("initramfs: building peinit and %d rescue commands with u-root (takes a while)…", len(pkgs)-1)
+		t := time.Now()
+		if err := buildGo(ctx, src, cache, pkgs, goCPIO); err != nil {
+			return nil, err
+		}
+		logf("initramfs: Go part built in %s", time.Since(t).Round(100*time.Millisecond))
+	}
+
+	// The final key covers everything that ends up in the output.
+	h := sha256.New()
+	fmt.Fprintf(h, "minint-pe v1\ngo %s\ncompression %s\nkernel %x\nversion %s\n", goKey, comp.name, sha256.Sum256(kimage), kver)
+	modFiles, err := moduleFiles(db, mods)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range modFiles {
+		fmt.Fprintf(h, "file %s %o %x\n", f.Dest, f.Mode, sha256.Sum256(f.Data))
+	}
+	extra, err := loadFiles(cfg.Files)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range extra {
+		fmt.Fprintf(h, "extra %s %o %x\n", f.Dest, f.Mode, sha256.Sum256(f.Data))
+	}
+	id := hex.EncodeToString(h.Sum(nil))[:24]
+
+	pe := &PE{KernelVersion: kver, Modules: mods, ID: id, Compression: comp.name}
+	cached := filepath.Join(cache, "initramfs-"+id+comp.ext)
+	if _, err := os.Stat(cached); err == nil {
+		pe.Cached = true
+		logf("initramfs: cached %s", filepath.Base(cached))
+	} else {
+		info, _ := json.MarshalIndent(struct {
+			ID            string   `json:"id"`
+			KernelVersion string   `json:"kernel_version"`
+			Modules       []string `json:"modules"`
+			Built         string   `json:"built"`
+		}{id, kver, mods, time.Now().UTC().Format(time.RFC3339)}, "", "  ")
+		files := append(modFiles, File{Dest: pathInImage, Data: append(info, '\n'), Mode: 0o644})
+		files = append(files, extra...)
+		t := time.Now()
+		if err := assemble(goCPIO, files, comp, cached); err != nil {
+			return nil, err
+		}
+		logf("initramfs: assembled and compressed (%s) in %s", comp.name, time.Since(t).Round(10*time.Millisecond))
+	}
+
+	pe.Kernel = filepath.Join(outDir, "vmlinuz")
+	pe.Initramfs = filepath.Join(outDir, "initramfs.cpio"+comp.ext)
+	if err := writeFileAtomic(pe.Kernel, func(w io.Writer) error { _, err := w.Write(kimage); return err }); err != nil {
+		return nil, err
+	}
+	if err := copyFileAtomic(cached, pe.Initramfs); err != nil {
+		return nil, err
+	}
+	pe.KernelSize = int64(len(kimage))
+	if st, err := os.Stat(pe.Initramfs); err == nil {
+		pe.InitramfsSize = st.Size()
+	}
+	b, _ := json.MarshalIndent(pe, "", "  ")
+	if err := writeFileAtomic(filepath.Join(outDir, "pe.json"), func(w io.Writer) error { _, err := w.Write(append(b, '\n')); return err }); err != nil {
+		return nil, err
+	}
+	return pe, nil
+}
+
+// commandPackages lists the Go packages in the initramfs, peinit first.
+func commandPackages(extra []string) []string {
+	pkgs := []string{peinitPkg}
+	for _, c := range RescueCommands {
+		pkgs = append(pkgs, urootCore+c)
+	}
+	seen := map[string]bool{}
+	for _, p := range pkgs {
+		seen[p] = true
+	}
+	for _, p := range extra {
+		if !seen[p] {
+			seen[p] = true
+			pkgs = append(pkgs, p)
+		}
+	}
+	return pkgs
+}
+
+// moduleFiles returns the .ko files of mods and a module index restricted
+// to them, at lib/modules/<version>/… as the PE's kmod.Open expects.
+func moduleFiles(db *kmod.DB, mods []string) ([]File, error) {
+	base := "lib/modules/" + filepath.Base(db.Dir)
+	var fs []File
+	for _, m := range mods {
+		rel := db.Path(m)
+		b, err := os.ReadFile(filepath.Join(db.Dir, rel))
+		if err != nil {
+			return nil, fmt.Errorf("%w: module %s: %v", ErrNoModules, m, err)
+		}
+		fs = append(fs, File{Dest: base + "/" + rel, Data: b, Mode: 0o644})
+	}
+	dep, alias, soft, builtin := db.Subset(mods)
+	for _, f := range []struct{ name, data string }{
+		{kmod.DepFile, dep}, {kmod.AliasFile, alias}, {kmod.SoftdepFile, soft}, {kmod.BuiltinFile, builtin},
+	} {
+		fs = append(fs, File{Dest: base + "/" + f.name, Data: []byte(f.data), Mode: 0o644})
+	}
+	return fs, nil
+}
+
+func loadFiles(in []File) ([]File, error) {
+	var out []File
+	for _, f := range in {
+		dest := strings.TrimLeft(filepath.Clean("/"+f.Dest), "/")
+		if f.Dest == "" || dest == "" {
+			return nil, fmt.Errorf("extra file %q: empty destination path", f.Src)
+		}
+		data := f.Data
+		if f.Src != "" {
+			b, err := os.ReadFile(f.Src)
+			if err != nil {
+				return nil, fmt.Errorf("extra file for %s: %w", f.Dest, err)
+			}
+			data = b
+		}
+		mode := f.Mode.Perm()
+		if mode == 0 {
+			mode = 0o644
+		}
+		out = append(out, File{Dest: dest, Data: data, Mode: mode})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Dest < out[j].Dest })
+	return out, nil
+}
+
+// findSource locates the root of minint's module, which holds cmd/peinit.
+func findSource(dir string) (string, error) {
+	var tried []string
+	try := func(d string) (string, bool) {
+		if d == "" {
+			return "", false
+		}
+		for d = filepath.Clean(d); ; d = filepath.Dir(d) {
+			b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+			if err == nil {
+				tried = append(tried, d)
+				if isMinintMod(b) {
+					if _, err := os.Stat(filepath.Join(d, "cmd", "peinit")); err == nil {
+						return d, true
+					}
+				}
+				return "", false
+			}
+			if filepath.Dir(d) == d {
+				return "", false
+			}
+		}
+	}
+	if dir != "" {
+		if d, ok := try(dir); ok {
+			return d, nil
+		}
+		return "", fmt.Errorf("%w: %s is not inside minint's source tree (no go.mod of %s with cmd/peinit)", ErrNoSource, dir, moduleLine[7:])
+	}
+	wd, _ := os.Getwd()
+	for _, d := range []string{os.Getenv("MININT_SRC"), wd, buildTimeSource()} {
+		if d, ok := try(d); ok {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("%w (looked in $MININT_SRC, the working directory and the build-time tree %v): run minint from its checkout or set MININT_SRC", ErrNoSource, tried)
+}
+
+func isMinintMod(gomod []byte) bool {
+	for _, l := range strings.Split(string(gomod), "\n") {
+		if strings.TrimSpace(l) == moduleLine {
+			return true
+		}
+	}
+	return false
+}
+
+func cacheDir(dir, src string) (string, error) {
+	if dir == "" {
+		dir = os.Getenv("MININT_CACHE")
+	}
+	if dir == "" && src != "" {
+		dir = filepath.Join(src, "out", "cache")
+	}
+	if dir == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("no cache directory: %w", err)
+		}
+		dir = filepath.Join(d, "minint")
+	}
+	dir = filepath.Join(dir, "initramfs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("cache directory: %w (set MININT_CACHE to a writable directory)", err)
+	}
+	return dir, nil
+}
+
+// lock takes an exclusive flock on path, waiting for other holders; ctx
+// cancels the wait.
+func lock(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cache lock: %w", err)
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("cache lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func checkOutDir(dir string) error {
+	if dir == "" {
+		return fmt.Errorf("%w: no output directory given", ErrOutput)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	f, err := os.CreateTemp(dir, ".minint-probe-*")
+	if err != nil {
+		return fmt.Errorf("%w: output directory %s is not writable: %v", ErrOutput, dir, errors.Unwrap(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// writeFileAtomic writes path through a temporary file in the same
+// directory, renamed into place only when fill and the close succeed.
+func writeFileAtomic(path string, fill func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := fill(f); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrOutput, path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrOutput, path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	ok = true
+	return nil
+}
+
+func copyFileAtomic(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return writeFileAtomic(dst, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
+}

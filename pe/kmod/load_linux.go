@@ -1,0 +1,171 @@
+package kmod
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Loader loads modules from a DB into the running kernel, dependencies
+// first, remembering what is loaded so repeated requests are cheap.
+type Loader struct {
+	DB  *DB
+	Log func(format string, a ...any) // may be nil
+
+	loaded map[string]bool
+	failed map[string]error
+}
+
+// NewLoader returns a Loader that knows the modules already in /proc/modules.
+func NewLoader(db *DB) *Loader {
+	l := &Loader{DB: db, loaded: map[string]bool{}, failed: map[string]error{}}
+	if f, err := os.Open("/proc/modules"); err == nil {
+		s := bufio.NewScanner(f)
+		for s.Scan() {
+			if name, _, ok := strings.Cut(s.Text(), " "); ok {
+				l.loaded[name] = true
+			}
+		}
+		f.Close()
+	}
+	return l
+}
+
+func (l *Loader) logf(format string, a ...any) {
+	if l.Log != nil {
+		l.Log(format, a...)
+	}
+}
+
+// Loaded reports whether mod has been loaded (by l or before it).
+func (l *Loader) Loaded(mod string) bool { return l.loaded[Normalize(mod)] }
+
+// LoadedModules returns the names l has seen loaded.
+func (l *Loader) LoadedModules() []string {
+	var ms []string
+	for m := range l.loaded {
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+// Load loads the named modules (names or aliases) with their dependencies.
+// Built-in modules succeed without doing anything. Softdep modules that fail
+// to load (crc32c_intel on a CPU without SSE4.2) are logged, not returned.
+func (l *Loader) Load(names ...string) error {
+	items, err := l.DB.resolve(names)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, it := range items {
+		if err := l.insmod(it.name); err != nil {
+			if it.soft {
+				l.logf("kmod: optional %s: %v", it.name, err)
+				continue
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Loader) insmod(mod string) error {
+	if l.loaded[mod] {
+		return nil
+	}
+	if err, ok := l.failed[mod]; ok {
+		return err
+	}
+	for _, d := range l.DB.deps[mod] {
+		if !l.loaded[d] {
+			err := fmt.Errorf("load %s: dependency %s is not loaded", mod, d)
+			l.failed[mod] = err
+			return err
+		}
+	}
+	p := filepath.Join(l.DB.Dir, l.DB.path[mod])
+	f, err := os.Open(p)
+	if err != nil {
+		l.failed[mod] = fmt.Errorf("load %s: %w", mod, err)
+		return l.failed[mod]
+	}
+	defer f.Close()
+	err = unix.FinitModule(int(f.Fd()), "", 0)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		l.failed[mod] = fmt.Errorf("load %s (%s): %w", mod, p, err)
+		return l.failed[mod]
+	}
+	l.loaded[mod] = true
+	l.logf("kmod: loaded %s", mod)
+	return nil
+}
+
+// Modaliases returns the modalias strings of the devices under sysDevices
+// (normally /sys/devices), without duplicates.
+func Modaliases(sysDevices string) []string {
+	seen := map[string]bool{}
+	var out []string
+	filepath.WalkDir(sysDevices, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // devices come and go while we walk
+		}
+		if d.IsDir() || d.Name() != "modalias" {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		a := strings.TrimSpace(string(b))
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+		return nil
+	})
+	return out
+}
+
+// Coldplug loads the modules matching the modaliases of the devices under
+// sysDevices, and repeats while loading reveals new devices (virtio_pci
+// creates virtio devices, a SCSI host creates disks …), for at most
+// rounds rounds. It returns the modules it loaded; errors of single
+// modules are logged and joined into err, but do not stop the rest.
+func (l *Loader) Coldplug(sysDevices string, rounds int) (loaded []string, err error) {
+	var errs []error
+	tried := map[string]bool{}
+	for r := 0; r < rounds; r++ {
+		var want []string
+		for _, a := range Modaliases(sysDevices) {
+			for _, m := range l.DB.Match(a) {
+				if !tried[m] && !l.loaded[m] {
+					tried[m] = true
+					want = append(want, m)
+				}
+			}
+		}
+		if len(want) == 0 {
+			break
+		}
+		for _, m := range want {
+			if err := l.Load(m); err != nil {
+				l.logf("kmod: %v", err)
+				errs = append(errs, err)
+				continue
+			}
+			loaded = append(loaded, m)
+		}
+		// New buses probe asynchronously; give their children a moment
+		// to appear before the next scan.
+		time.Sleep(50 * time.Millisecond)
+	}
+	return loaded, errors.Join(errs...)
+}
