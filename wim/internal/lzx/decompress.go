@@ -1,0 +1,309 @@
+package lzx
+
+import (
+	"fmt"
+
+	"github.com/minint/minint/wim/internal/bitstream"
+	"github.com/minint/minint/wim/internal/huffman"
+)
+
+const (
+	mainTableBits    = 11
+	lenTableBits     = 9
+	preTableBits     = 6
+	alignedTableBits = 7
+	// A run-length code in the precode may run up to 50 entries past the
+	// end of the lengths being read; the slack absorbs that harmlessly.
+	lensOverrun = 50
+)
+
+// Decompressor is reusable and not safe for concurrent use (one per goroutine).
+type Decompressor struct {
+	order    uint // 0: derive from each chunk's size
+	mainLens [maxMainSyms + lensOverrun]uint8
+	lenLens  [lenSyms + lensOverrun]uint8
+	preLens  [preSyms]uint8
+	alLens   [alignedSyms]uint8
+	scratch  [maxMainSyms]uint16
+
+	mainTable []uint32
+	lenTable  []uint32
+	preTable  []uint32
+	alTable   []uint32
+}
+
+func newDecompressor(order uint) *Decompressor {
+	return &Decompressor{
+		order:     order,
+		mainTable: make([]uint32, huffman.TableSize(maxMainSyms, mainTableBits, maxMainCodeLen)),
+		lenTable:  make([]uint32, huffman.TableSize(lenSyms, lenTableBits, maxLenCodeLen)),
+		preTable:  make([]uint32, huffman.TableSize(preSyms, preTableBits, maxPreCodeLen)),
+		alTable:   make([]uint32, huffman.TableSize(alignedSyms, alignedTableBits, maxAlignedCodeLen)),
+	}
+}
+
+// NewDecompressor returns a Decompressor for the default WIM chunk size of
+// 32 KiB. Chunks larger than that are decoded with a window of their own
+// size rounded up to a power of two, which is right for every chunk of a
+// resource except a short last one: for chunk sizes above 32 KiB use
+// NewDecompressorChunkSize so short chunks get the resource's window too.
+func NewDecompressor() *Decompressor {
+	return newDecompressor(0)
+}
+
+// NewDecompressorChunkSize returns a Decompressor for a WIM whose chunk size
+// is chunkSize (32 KiB to 2 MiB): the LZX window, which changes how blocks
+// and offsets are encoded, is the chunk size rounded up to a power of two.
+func NewDecompressorChunkSize(chunkSize int) (*Decompressor, error) {
+	o := windowOrder(chunkSize)
+	if o == 0 {
+		return nil, fmt.Errorf("lzx: chunk size %d outside 1..%d", chunkSize, 1<<maxWindowOrder)
+	}
+	return newDecompressor(o), nil
+}
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+func readSym(r *bitstream.Reader, table []uint32, tableBits uint32) uint32 {
+	r.Ensure(16)
+	e := table[r.Peek(tableBits)]
+	if e&huffman.EntrySubtable != 0 {
+		r.Remove(tableBits)
+		e = table[(e>>huffman.EntrySymShift)+r.Peek(e&huffman.EntryLenMask)]
+	}
+	r.Remove(e & huffman.EntryLenMask)
+	return e >> huffman.EntrySymShift
+}
+
+// readLens reads a precode and then delta-coded codeword lengths into
+// lens[:n] (which may overrun into the slack after it).
+func (d *Decompressor) readLens(r *bitstream.Reader, lens []uint8, n int) error {
+	for i := range d.preLens {
+		d.preLens[i] = uint8(r.Read(4))
+	}
+	if err := huffman.BuildDecodeTable(d.preTable, d.preLens[:], preTableBits, maxPreCodeLen, d.scratch[:]); err != nil {
+		return corrupt("bad precode")
+	}
+	delta := func(old uint8, presym uint32) uint8 {
+		v := int(old) - int(presym)
+		if v < 0 {
+			v += 17
+		}
+		return uint8(v)
+	}
+	for i := 0; i < n; {
+		presym := readSym(r, d.preTable, preTableBits)
+		if presym < 17 {
+			lens[i] = delta(lens[i], presym)
+			i++
+			continue
+		}
+		var run int
+		var l uint8
+		switch presym {
+		case 17:
+			run = 4 + int(r.Read(4))
+		case 18:
+			run = 20 + int(r.Read(5))
+		default:
+			run = 4 + int(r.Read(1))
+			p := readSym(r, d.preTable, preTableBits)
+			if p > 17 {
+				return corrupt("bad precode symbol in run")
+			}
+			l = delta(lens[i], p)
+		}
+		for end := i + run; i < end; i++ {
+			lens[i] = l
+		}
+	}
+	return nil
+}
+
+// Decompress decompresses one WIM chunk. len(dst) is the exact uncompressed
+// size. It never panics and never writes past dst; on error the contents of
+// dst are unspecified.
+func (d *Decompressor) Decompress(dst, src []byte) error {
+	order := d.order
+	if o := windowOrder(len(dst)); o == 0 {
+		if len(dst) == 0 {
+			return nil
+		}
+		return corrupt("chunk of %d bytes exceeds the largest LZX window", len(dst))
+	} else if o > order {
+		order = o
+	}
+	nMain := numMainSyms(order)
+	clear(d.mainLens[:nMain])
+	clear(d.lenLens[:lenSyms])
+	recent := [numRecentOffsets]uint32{1, 1, 1}
+	mayHaveE8 := false
+
+	var r bitstream.Reader
+	r.Init(src)
+	out := 0
+	for out < len(dst) {
+		r.Ensure(4)
+		btype := r.Pop(3)
+		var bsize int
+		if r.Pop(1) != 0 {
+			bsize = defaultBlockSize
+		} else {
+			bsize = int(r.Read(16))
+			if order >= 16 {
+				bsize = bsize<<8 | int(r.Read(8))
+			}
+		}
+		switch btype {
+		case blockAligned, blockVerbatim:
+			if btype == blockAligned {
+				for i := range d.alLens {
+					d.alLens[i] = uint8(r.Read(3))
+				}
+			}
+			if err := d.readLens(&r, d.mainLens[:], numChars); err != nil {
+				return err
+			}
+			if err := d.readLens(&r, d.mainLens[numChars:], nMain-numChars); err != nil {
+				return err
+			}
+			if err := d.readLens(&r, d.lenLens[:], lenSyms); err != nil {
+				return err
+			}
+		case blockUncompressed:
+			// The header continues at the next 16-bit boundary; if
+			// the stream is already aligned, 16 bits are skipped.
+			r.Ensure(1)
+			r.Align()
+			for i := range recent {
+				recent[i] = r.RawU32()
+				if recent[i] == 0 {
+					return corrupt("uncompressed block with recent offset 0")
+				}
+			}
+		default:
+			return corrupt("block type %d", btype)
+		}
+		if bsize < 1 || bsize > len(dst)-out {
+			return corrupt("block size %d with %d bytes left to produce", bsize, len(dst)-out)
+		}
+		if btype == blockUncompressed {
+			if len(r.In)-r.Pos < bsize {
+				return corrupt("uncompressed block of %d bytes truncated", bsize)
+			}
+			copy(dst[out:out+bsize], r.In[r.Pos:])
+			r.Pos += bsize
+			if bsize&1 != 0 {
+				r.RawByte()
+			}
+			mayHaveE8 = true
+		} else {
+			if err := d.decodeBlock(&r, dst[:out+bsize], out, btype, nMain, &recent); err != nil {
+				return err
+			}
+			// E8 bytes can only come from an E8 literal in some block.
+			mayHaveE8 = mayHaveE8 || d.mainLens[0xE8] != 0
+		}
+		out += bsize
+	}
+	if mayHaveE8 {
+		e8Filter(dst, true)
+	}
+	return nil
+}
+
+// decodeBlock decodes a verbatim or aligned block producing dst[out:].
+func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, btype uint32, nMain int, recent *[3]uint32) error {
+	if huffman.BuildDecodeTable(d.mainTable, d.mainLens[:nMain], mainTableBits, maxMainCodeLen, d.scratch[:]) != nil {
+		return corrupt("bad main code")
+	}
+	if huffman.BuildDecodeTable(d.lenTable, d.lenLens[:lenSyms], lenTableBits, maxLenCodeLen, d.scratch[:]) != nil {
+		return corrupt("bad length code")
+	}
+	minAligned := uint32(maxOffsetSlots)
+	if btype == blockAligned {
+		if huffman.BuildDecodeTable(d.alTable, d.alLens[:], alignedTableBits, maxAlignedCodeLen, d.scratch[:]) != nil {
+			return corrupt("bad aligned offset code")
+		}
+		minAligned = minAlignedSlot
+	}
+	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
+	r0, r1, r2 := recent[0], recent[1], recent[2]
+	for out < len(dst) {
+		sym := readSym(r, mainTable, mainTableBits)
+		if sym < numChars {
+			dst[out] = byte(sym)
+			out++
+			continue
+		}
+		sym -= numChars
+		length := int(sym % numLenHeaders)
+		slot := sym / numLenHeaders
+		if length == numPrimaryLens {
+			length += int(readSym(r, lenTable, lenTableBits))
+		}
+		length += minMatchLen
+		var offset uint32
+		switch {
+		case slot == 0:
+			offset = r0
+		case slot == 1:
+			offset = r1
+			r1 = r0
+			r0 = offset
+		case slot == 2:
+			offset = r2
+			r2 = r0
+			r0 = offset
+		default:
+			if slot >= maxOffsetSlots {
+				return corrupt("offset slot %d", slot)
+			}
+			nb := uint32(extraOffsetBits[slot])
+			if slot >= minAligned {
+				offset = r.Read(nb-numAlignedBits)<<numAlignedBits | readSym(r, alTable, alignedTableBits)
+			} else {
+				offset = r.Read(nb)
+			}
+			offset += uint32(offsetSlotBase[slot])
+			r2 = r1
+			r1 = r0
+			r0 = offset
+		}
+		if offset == 0 || int(offset) > out {
+			return corrupt("match offset %d before start of data at position %d", offset, out)
+		}
+		if length > len(dst)-out {
+			return corrupt("match of length %d runs past end of block at position %d", length, out)
+		}
+		lzCopy(dst, out, int(offset), length)
+		out += length
+	}
+	recent[0], recent[1], recent[2] = r0, r1, r2
+	return nil
+}
+
+// lzCopy copies a match of length bytes from offset bytes back, in place,
+// with the overlapping (run-length) semantics of LZ77. The caller has
+// checked 0 < offset <= out and out+length <= len(dst).
+func lzCopy(dst []byte, out, offset, length int) {
+	src := out - offset
+	if offset >= length {
+		copy(dst[out:out+length], dst[src:src+length])
+		return
+	}
+	if offset == 1 {
+		b := dst[src]
+		s := dst[out : out+length]
+		for i := range s {
+			s[i] = b
+		}
+		return
+	}
+	end := out + length
+	for out < end {
+		out += copy(dst[out:end], dst[src:out])
+	}
+}

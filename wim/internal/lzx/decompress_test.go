@@ -1,0 +1,101 @@
+package lzx
+
+import (
+	"crypto/sha1"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/minint/minint/wim/internal/codectest"
+)
+
+// TestDecompressWimlib decompresses every chunk of a WIM written by
+// wimlib-imagex and checks each blob's SHA-1 against wimlib's blob table.
+func TestDecompressWimlib(t *testing.T) {
+	for _, cs := range []int{32768, 65536, 1 << 20} {
+		w := codectest.WimlibCapture(t, "LZX", cs)
+		d, err := NewDecompressorChunkSize(cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, w.ChunkSize)
+		var compressedChunks int
+		for _, b := range w.Blobs {
+			h := sha1.New()
+			for i, c := range b.Chunks {
+				if c.Raw {
+					h.Write(c.Stored)
+					continue
+				}
+				compressedChunks++
+				out := buf[:c.Size]
+				if err := d.Decompress(out, c.Stored); err != nil {
+					t.Fatalf("chunk size %d: blob %x chunk %d: %v", cs, b.SHA1, i, err)
+				}
+				h.Write(out)
+			}
+			if got := h.Sum(nil); string(got) != string(b.SHA1[:]) {
+				t.Fatalf("chunk size %d: blob %x: decompressed SHA-1 %x", cs, b.SHA1, got)
+			}
+		}
+		if compressedChunks < 100 {
+			t.Fatalf("only %d compressed chunks in wimlib's WIM; the test proves little", compressedChunks)
+		}
+		t.Logf("chunk size %d: %d blobs, %d compressed chunks verified", cs, len(w.Blobs), compressedChunks)
+	}
+}
+
+func TestDecompressRejects(t *testing.T) {
+	d := NewDecompressor()
+	dst := make([]byte, 100)
+	for _, tc := range []struct {
+		name, want string
+		src        []byte
+	}{
+		{"empty input", "block type 0", nil},
+		// Block type 0 in the top three bits of the first unit.
+		{"bad block type", "block type 0", []byte{0x00, 0x00, 0, 0}},
+		// Uncompressed block (type 3, default size) bigger than dst.
+		{"block too large", "block size 32768", []byte{0x00, 0x70, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0}},
+		// Uncompressed block, size 100, R0 = 0.
+		{"zero recent offset", "recent offset 0", []byte{0x00, 0x60, 0x40, 0x06, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0}},
+	} {
+		err := d.Decompress(dst, tc.src)
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want ErrCorrupt mentioning %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestWindowOrder(t *testing.T) {
+	for _, tc := range []struct{ size, order, mainSyms int }{
+		{1, 15, 256 + 30*8}, {32768, 15, 256 + 30*8}, {32769, 16, 256 + 32*8},
+		{1 << 20, 20, 256 + 42*8}, {1 << 21, 21, 256 + 50*8}, {1<<21 + 1, 0, 0},
+	} {
+		o := windowOrder(tc.size)
+		if int(o) != tc.order {
+			t.Errorf("windowOrder(%d) = %d, want %d", tc.size, o, tc.order)
+		}
+		if o != 0 && numMainSyms(o) != tc.mainSyms {
+			t.Errorf("numMainSyms(%d) = %d, want %d", o, numMainSyms(o), tc.mainSyms)
+		}
+	}
+}
+
+func FuzzDecompress(f *testing.F) {
+	f.Add([]byte{}, uint16(10))
+	d := NewDecompressor()
+	f.Fuzz(func(t *testing.T, src []byte, size uint16) {
+		// Guard bytes after dst catch writes past the end.
+		buf := make([]byte, int(size)+16)
+		for i := range buf {
+			buf[i] = 0xA5
+		}
+		_ = d.Decompress(buf[:size:size], src)
+		for _, b := range buf[size:] {
+			if b != 0xA5 {
+				t.Fatal("wrote past dst")
+			}
+		}
+	})
+}
