@@ -1,0 +1,197 @@
+// Package answer is the first-boot answer file: what the PE hands to
+// minint-setup in the deployed OS (hostname, users, network, files,
+// commands) and the code that applies it to a root file system.
+//
+// The PE writes it as JSON to /minint/setup.json on the target; the same
+// structure is written in YAML inside a sequence's setup step. It has no
+// dependency beyond the standard library and x/sys so that minint-setup
+// stays a small static binary.
+//
+// Apply works in two phases: everything is read, validated and computed
+// first, and only then written, so a bad answer file (unknown group, bad
+// mode, relative path…) is rejected before anything on the target changes.
+// Applying the same answer twice leaves the same result as applying it once.
+package answer
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid answer file")
+
+// Answer is the whole first-boot configuration.
+type Answer struct {
+	Hostname string      `yaml:"hostname" json:"hostname,omitempty"`
+	Users    []User      `yaml:"users" json:"users,omitempty"`
+	Network  []Interface `yaml:"network" json:"network,omitempty"`
+	Files    []File      `yaml:"files" json:"files,omitempty"`
+	// Commands run in order inside the target after everything else; a
+	// non-zero exit fails setup. Each is an argv list.
+	Commands [][]string `yaml:"commands" json:"commands,omitempty"`
+}
+
+// User is a local account. Without PasswordHash the password is locked
+// ("!"), so the account is reachable through SSHKeys only.
+type User struct {
+	Name         string   `yaml:"name" json:"name"`
+	UID          int      `yaml:"uid" json:"uid,omitempty"` // 0: next free from 1000
+	PasswordHash string   `yaml:"password-hash" json:"password_hash,omitempty"`
+	Groups       []string `yaml:"groups" json:"groups,omitempty"` // supplementary, must exist
+	Shell        string   `yaml:"shell" json:"shell,omitempty"`   // default /bin/sh
+	Home         string   `yaml:"home" json:"home,omitempty"`     // default /home/NAME
+	Gecos        string   `yaml:"gecos" json:"gecos,omitempty"`
+	SSHKeys      []string `yaml:"ssh-authorized-keys" json:"ssh_authorized_keys,omitempty"`
+}
+
+// Interface is the configuration of one network interface, written in the
+// format of whatever the target uses (systemd-networkd .network files, or
+// ifupdown's /etc/network/interfaces.d) — see network.go.
+type Interface struct {
+	// Match is an interface name or a glob such as "en*"; MAC matches by
+	// hardware address instead. One of them is required.
+	Match     string   `yaml:"match" json:"match,omitempty"`
+	MAC       string   `yaml:"mac" json:"mac,omitempty"`
+	DHCP      bool     `yaml:"dhcp" json:"dhcp,omitempty"`
+	Addresses []string `yaml:"addresses" json:"addresses,omitempty"` // CIDR, e.g. 192.0.2.10/24
+	Gateway   string   `yaml:"gateway" json:"gateway,omitempty"`
+	DNS       []string `yaml:"dns" json:"dns,omitempty"`
+}
+
+// File is written with its content, mode and owner. Content is text; use
+// ContentBase64 for binary.
+type File struct {
+	Path          string `yaml:"path" json:"path"`
+	Content       string `yaml:"content" json:"content,omitempty"`
+	ContentBase64 string `yaml:"content-base64" json:"content_base64,omitempty"`
+	Mode          string `yaml:"mode" json:"mode,omitempty"`   // octal, default 0644
+	Owner         string `yaml:"owner" json:"owner,omitempty"` // user[:group], default root:root
+}
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+	macRE      = regexp.MustCompile(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`)
+)
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+}
+
+// Validate checks what can be checked without looking at the target.
+func (a *Answer) Validate() error {
+	if a.Hostname != "" && (len(a.Hostname) > 253 || !hostnameRE.MatchString(a.Hostname)) {
+		return invalid("hostname %q is not a valid host name", a.Hostname)
+	}
+	seen := map[string]bool{}
+	for i, u := range a.Users {
+		if !nameRE.MatchString(u.Name) {
+			return invalid("users[%d]: name %q is not a valid user name", i, u.Name)
+		}
+		if seen[u.Name] {
+			return invalid("users[%d]: user %q listed twice", i, u.Name)
+		}
+		seen[u.Name] = true
+		if u.UID < 0 || u.UID > 65533 {
+			return invalid("user %s: uid %d out of range", u.Name, u.UID)
+		}
+		if strings.ContainsAny(u.PasswordHash, ":\n") || (u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "$") && u.PasswordHash != "!" && u.PasswordHash != "*") {
+			return invalid("user %s: password-hash must be a crypt(3) hash such as $6$… or $y$… (never a clear-text password)", u.Name)
+		}
+		for _, f := range []struct{ n, v string }{{"shell", u.Shell}, {"home", u.Home}, {"gecos", u.Gecos}} {
+			if strings.ContainsAny(f.v, ":\n") {
+				return invalid("user %s: %s contains ':' or a newline", u.Name, f.n)
+			}
+		}
+		if u.Home != "" && !path.IsAbs(u.Home) {
+			return invalid("user %s: home %q is not absolute", u.Name, u.Home)
+		}
+		for _, g := range u.Groups {
+			if !nameRE.MatchString(g) {
+				return invalid("user %s: group %q is not a valid group name", u.Name, g)
+			}
+		}
+		for _, k := range u.SSHKeys {
+			if strings.Contains(k, "\n") || len(strings.Fields(k)) < 2 {
+				return invalid("user %s: ssh key %.30q… is not one authorized_keys line", u.Name, k)
+			}
+		}
+	}
+	for i, n := range a.Network {
+		if (n.Match == "") == (n.MAC == "") {
+			return invalid("network[%d]: give exactly one of match (interface name or glob) or mac", i)
+		}
+		if n.MAC != "" && !macRE.MatchString(n.MAC) {
+			return invalid("network[%d]: mac %q is not aa:bb:cc:dd:ee:ff", i, n.MAC)
+		}
+		if strings.ContainsAny(n.Match, " \n/") {
+			return invalid("network[%d]: match %q is not an interface name or glob", i, n.Match)
+		}
+		if !n.DHCP && len(n.Addresses) == 0 {
+			return invalid("network[%d]: set dhcp: true or give addresses", i)
+		}
+		for _, ad := range n.Addresses {
+			if _, _, err := parseCIDR(ad); err != nil {
+				return invalid("network[%d]: address %q: %v", i, ad, err)
+			}
+		}
+		if n.Gateway != "" && parseIP(n.Gateway) == nil {
+			return invalid("network[%d]: gateway %q is not an IP address", i, n.Gateway)
+		}
+		for _, d := range n.DNS {
+			if parseIP(d) == nil {
+				return invalid("network[%d]: dns %q is not an IP address", i, d)
+			}
+		}
+	}
+	for i, f := range a.Files {
+		if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || f.Path == "/" {
+			return invalid("files[%d]: path %q must be absolute and clean", i, f.Path)
+		}
+		if f.Content != "" && f.ContentBase64 != "" {
+			return invalid("files[%d] %s: give content or content-base64, not both", i, f.Path)
+		}
+		if _, err := f.mode(); err != nil {
+			return invalid("files[%d] %s: %v", i, f.Path, err)
+		}
+		if _, _, err := splitOwner(f.Owner); err != nil {
+			return invalid("files[%d] %s: %v", i, f.Path, err)
+		}
+	}
+	for i, c := range a.Commands {
+		if len(c) == 0 || c[0] == "" {
+			return invalid("commands[%d] is empty", i)
+		}
+	}
+	return nil
+}
+
+func (f File) mode() (uint32, error) {
+	if f.Mode == "" {
+		return 0o644, nil
+	}
+	m, err := strconv.ParseUint(f.Mode, 8, 32)
+	if err != nil || m > 0o7777 {
+		return 0, fmt.Errorf("mode %q is not an octal mode like 0644", f.Mode)
+	}
+	return uint32(m), nil
+}
+
+func splitOwner(s string) (user, group string, err error) {
+	if s == "" {
+		return "root", "root", nil
+	}
+	user, group, _ = strings.Cut(s, ":")
+	if group == "" {
+		group = user
+	}
+	if !nameRE.MatchString(user) || !nameRE.MatchString(group) {
+		return "", "", fmt.Errorf("owner %q is not user[:group]", s)
+	}
+	return user, group, nil
+}
