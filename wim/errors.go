@@ -1,0 +1,34 @@
+package wim
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Errors returned by this package wrap one of them (use
+// errors.Is) together with what was being read and why it failed.
+var (
+	// ErrFormat means the input is not a well-formed WIM: bad magic,
+	// impossible sizes or offsets, malformed metadata or XML.
+	ErrFormat = errors.New("wim: invalid format")
+	// ErrChecksum means data did not match its SHA-1 (a blob, a metadata
+	// resource or an integrity-table chunk).
+	ErrChecksum = errors.New("wim: checksum mismatch")
+	// ErrInsecurePath means an image contains a name that could escape the
+	// extraction directory (empty, ".", "..", containing '/' or NUL) or a
+	// duplicate name in one directory.
+	ErrInsecurePath = errors.New("wim: insecure file name")
+	// ErrUnsupported means a valid WIM uses a feature this package does not
+	// implement (LZMS compression, solid resources, pipable WIMs, ...).
+	ErrUnsupported = errors.New("wim: unsupported feature")
+	// ErrNotFound means a path or image index does not exist.
+	ErrNotFound = errors.New("wim: not found")
+)
+
+func formatErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrFormat, fmt.Sprintf(format, args...))
+}
+
+func unsupportedErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrUnsupported, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,287 @@
+package wim
+
+import (
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+)
+
+// part is one file of a (possibly split) WIM.
+type part struct {
+	r         io.ReaderAt
+	size      int64
+	hdr       *header
+	comp      Compression
+	chunkSize int
+	name      string // file name when known, for error messages
+}
+
+// resource is a run of bytes in a part holding one blob (or the blob table,
+// XML data, a metadata resource, the integrity table).
+type resource struct {
+	p  *part
+	rh reshdr
+}
+
+func (p *part) checkResource(what string, rh reshdr) error {
+	if rh.sizeInWim < 0 || rh.offset < 0 || rh.uncompSize < 0 {
+		return formatErr("%s: negative size or offset", what)
+	}
+	end := rh.offset + rh.sizeInWim
+	if end < rh.offset || end > p.size {
+		return formatErr("%s: resource at %d+%d is past the end of the file (%d bytes)", what, rh.offset, rh.sizeInWim, p.size)
+	}
+	if rh.offset < headerSize && rh.sizeInWim > 0 {
+		return formatErr("%s: resource at offset %d overlaps the header", what, rh.offset)
+	}
+	if rh.flags&reshdrFlagCompressed == 0 {
+		if rh.sizeInWim != rh.uncompSize {
+			return formatErr("%s: uncompressed resource has stored size %d != size %d", what, rh.sizeInWim, rh.uncompSize)
+		}
+	} else if rh.uncompSize > 0 && rh.sizeInWim == 0 {
+		return formatErr("%s: compressed resource of %d bytes stored in 0 bytes", what, rh.uncompSize)
+	}
+	return nil
+}
+
+// chunkTable returns the offset of each compressed chunk relative to the
+// start of the chunk data, plus one final entry for the end.
+func (res resource) chunkTable() (offs []int64, dataStart int64, err error) {
+	p := res.p
+	rh := res.rh
+	cs := int64(p.chunkSize)
+	n := (rh.uncompSize + cs - 1) / cs
+	entSize := int64(4)
+	if rh.uncompSize > 0xffffffff {
+		entSize = 8
+	}
+	tableSize := (n - 1) * entSize
+	if n == 0 {
+		tableSize = 0
+	}
+	if tableSize > rh.sizeInWim || n > rh.sizeInWim {
+		return nil, 0, formatErr("chunk table of %d chunks does not fit in %d bytes", n, rh.sizeInWim)
+	}
+	raw := make([]byte, tableSize)
+	if _, err := p.r.ReadAt(raw, rh.offset); err != nil {
+		return nil, 0, fmt.Errorf("wim: reading chunk table at %d: %w", rh.offset, noEOF(err))
+	}
+	offs = make([]int64, n+1)
+	for i := int64(1); i < n; i++ {
+		if entSize == 4 {
+			offs[i] = int64(binary.LittleEndian.Uint32(raw[(i-1)*4:]))
+		} else {
+			offs[i] = int64(binary.LittleEndian.Uint64(raw[(i-1)*8:]))
+		}
+	}
+	offs[n] = rh.sizeInWim - tableSize
+	for i := int64(0); i < n; i++ {
+		usize := cs
+		if i == n-1 && rh.uncompSize%cs != 0 {
+			usize = rh.uncompSize % cs
+		}
+		c := offs[i+1] - offs[i]
+		if c <= 0 || c > usize {
+			return nil, 0, formatErr("chunk %d of resource at %d has compressed size %d for %d bytes", i, rh.offset, c, usize)
+		}
+	}
+	return offs, rh.offset + tableSize, nil
+}
+
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// chunkIter streams a resource's uncompressed bytes chunk by chunk.
+type chunkIter struct {
+	res       resource
+	offs      []int64
+	dataStart int64
+	next      int64 // next chunk index (compressed) or byte offset (raw)
+	dec       decompressor
+	cbuf      []byte
+	ubuf      []byte
+}
+
+func (res resource) chunks() (*chunkIter, error) {
+	it := &chunkIter{res: res}
+	if res.rh.flags&reshdrFlagSolid != 0 {
+		return nil, unsupportedErr("solid resource at offset %d", res.rh.offset)
+	}
+	if res.rh.flags&reshdrFlagCompressed != 0 {
+		if res.p.comp == CompressionNone {
+			return nil, formatErr("compressed resource at %d in a WIM without compression", res.rh.offset)
+		}
+		offs, ds, err := res.chunkTable()
+		if err != nil {
+			return nil, err
+		}
+		it.offs, it.dataStart = offs, ds
+		it.ubuf = make([]byte, res.p.chunkSize)
+		it.cbuf = make([]byte, res.p.chunkSize)
+	} else {
+		it.ubuf = make([]byte, 256<<10)
+	}
+	return it, nil
+}
+
+// next returns the next piece of uncompressed data (valid until the next
+// call) or io.EOF.
+func (it *chunkIter) nextChunk() ([]byte, error) {
+	rh := it.res.rh
+	p := it.res.p
+	if rh.flags&reshdrFlagCompressed == 0 {
+		if it.next >= rh.uncompSize {
+			return nil, io.EOF
+		}
+		n := min(int64(len(it.ubuf)), rh.uncompSize-it.next)
+		b := it.ubuf[:n]
+		if _, err := p.r.ReadAt(b, rh.offset+it.next); err != nil {
+			return nil, fmt.Errorf("wim: reading resource at %d: %w", rh.offset+it.next, noEOF(err))
+		}
+		it.next += n
+		return b, nil
+	}
+	i := it.next
+	if i >= int64(len(it.offs)-1) {
+		return nil, io.EOF
+	}
+	it.next++
+	cs := int64(p.chunkSize)
+	usize := cs
+	if i == int64(len(it.offs)-2) && rh.uncompSize%cs != 0 {
+		usize = rh.uncompSize % cs
+	}
+	csize := it.offs[i+1] - it.offs[i]
+	if csize == usize {
+		b := it.ubuf[:usize]
+		if _, err := p.r.ReadAt(b, it.dataStart+it.offs[i]); err != nil {
+			return nil, fmt.Errorf("wim: reading chunk at %d: %w", it.dataStart+it.offs[i], noEOF(err))
+		}
+		return b, nil
+	}
+	c := it.cbuf[:csize]
+	if _, err := p.r.ReadAt(c, it.dataStart+it.offs[i]); err != nil {
+		return nil, fmt.Errorf("wim: reading chunk at %d: %w", it.dataStart+it.offs[i], noEOF(err))
+	}
+	if it.dec == nil {
+		d, err := decompressors.get(p.comp)
+		if err != nil {
+			return nil, err
+		}
+		it.dec = d
+	}
+	b := it.ubuf[:usize]
+	if err := it.dec.Decompress(b, c); err != nil {
+		return nil, fmt.Errorf("%w: chunk %d of resource at offset %d: %v", ErrFormat, i, rh.offset, err)
+	}
+	return b, nil
+}
+
+func (it *chunkIter) close() {
+	if it.dec != nil {
+		decompressors.put(it.res.p.comp, it.dec)
+		it.dec = nil
+	}
+}
+
+// readAll reads a whole resource into memory; limit guards against absurd
+// sizes from corrupt headers.
+func (res resource) readAll(limit int64) ([]byte, error) {
+	if res.rh.uncompSize > limit {
+		return nil, formatErr("resource at %d claims %d bytes (limit %d)", res.rh.offset, res.rh.uncompSize, limit)
+	}
+	it, err := res.chunks()
+	if err != nil {
+		return nil, err
+	}
+	defer it.close()
+	out := make([]byte, 0, res.rh.uncompSize)
+	for {
+		b, err := it.nextChunk()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// blobReader is the io.ReadCloser returned by File.Open: it streams a blob
+// and fails with ErrChecksum at EOF if the data does not match its SHA-1.
+type blobReader struct {
+	it   *chunkIter
+	buf  []byte
+	h    hash.Hash
+	want [20]byte
+	name string
+	err  error
+}
+
+func newBlobReader(b *blob, name string) (io.ReadCloser, error) {
+	if b == nil {
+		return io.NopCloser(eofReader{}), nil
+	}
+	if b.res.p == nil {
+		return nil, fmt.Errorf("%w: %s: blob %x is not in this WIM (missing split part?)", ErrNotFound, name, b.hash)
+	}
+	if b.solid {
+		return nil, unsupportedErr("%s: data is in a solid resource", name)
+	}
+	it, err := b.res.chunks()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &blobReader{it: it, h: sha1.New(), want: b.hash, name: name}, nil
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+func (r *blobReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	for len(r.buf) == 0 {
+		b, err := r.it.nextChunk()
+		if err == io.EOF {
+			var got [20]byte
+			r.h.Sum(got[:0])
+			if got != r.want {
+				r.err = fmt.Errorf("%w: %s: data has SHA-1 %x, want %x", ErrChecksum, r.name, got, r.want)
+			} else {
+				r.err = io.EOF
+			}
+			r.it.close()
+			return 0, r.err
+		}
+		if err != nil {
+			r.err = fmt.Errorf("%s: %w", r.name, err)
+			r.it.close()
+			return 0, r.err
+		}
+		r.h.Write(b)
+		r.buf = b
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *blobReader) Close() error {
+	r.it.close()
+	if r.err == nil {
+		r.err = errors.New("wim: read after close")
+	}
+	return nil
+}
