@@ -18,11 +18,11 @@ type compressor interface {
 
 var (
 	codecMu          sync.RWMutex
-	decompressorFors = map[Compression]func() decompressor{}
+	decompressorFors = map[Compression]func(chunkSize int) (decompressor, error){}
 	compressorFors   = map[Compression]func(maxChunk int) compressor{}
 )
 
-func registerCodec(c Compression, d func() decompressor, e func(maxChunk int) compressor) {
+func registerCodec(c Compression, d func(chunkSize int) (decompressor, error), e func(maxChunk int) compressor) {
 	codecMu.Lock()
 	defer codecMu.Unlock()
 	if d != nil {
@@ -33,14 +33,14 @@ func registerCodec(c Compression, d func() decompressor, e func(maxChunk int) co
 	}
 }
 
-func newDecompressor(c Compression) (decompressor, error) {
+func newDecompressor(c Compression, chunkSize int) (decompressor, error) {
 	codecMu.RLock()
 	f := decompressorFors[c]
 	codecMu.RUnlock()
 	if f == nil {
 		return nil, unsupportedErr("%s decompression", c)
 	}
-	return f(), nil
+	return f(chunkSize)
 }
 
 func newCompressor(c Compression, maxChunk int) (compressor, error) {
@@ -53,25 +53,35 @@ func newCompressor(c Compression, maxChunk int) (compressor, error) {
 	return f(maxChunk), nil
 }
 
-// decompressorPool keeps per-format decompressors; they hold large tables
-// and are not safe for concurrent use.
+// decompressorPool keeps decompressors per format and chunk size; they hold
+// large tables and are not safe for concurrent use.
 type decompressorPool struct {
-	pools [4]sync.Pool
+	pools sync.Map // poolKey -> *sync.Pool
 }
 
-func (p *decompressorPool) get(c Compression) (decompressor, error) {
-	if int(c) < len(p.pools) {
-		if d, ok := p.pools[c].Get().(decompressor); ok {
-			return d, nil
-		}
-	}
-	return newDecompressor(c)
+type poolKey struct {
+	c         Compression
+	chunkSize int
 }
 
-func (p *decompressorPool) put(c Compression, d decompressor) {
-	if int(c) < len(p.pools) {
-		p.pools[c].Put(d)
+func (p *decompressorPool) pool(c Compression, chunkSize int) *sync.Pool {
+	k := poolKey{c, chunkSize}
+	if v, ok := p.pools.Load(k); ok {
+		return v.(*sync.Pool)
 	}
+	v, _ := p.pools.LoadOrStore(k, &sync.Pool{})
+	return v.(*sync.Pool)
+}
+
+func (p *decompressorPool) get(c Compression, chunkSize int) (decompressor, error) {
+	if d, ok := p.pool(c, chunkSize).Get().(decompressor); ok {
+		return d, nil
+	}
+	return newDecompressor(c, chunkSize)
+}
+
+func (p *decompressorPool) put(c Compression, chunkSize int, d decompressor) {
+	p.pool(c, chunkSize).Put(d)
 }
 
 var decompressors decompressorPool

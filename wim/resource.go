@@ -171,7 +171,7 @@ func (it *chunkIter) nextChunk() ([]byte, error) {
 		return nil, fmt.Errorf("wim: reading chunk at %d: %w", it.dataStart+it.offs[i], noEOF(err))
 	}
 	if it.dec == nil {
-		d, err := decompressors.get(p.comp)
+		d, err := decompressors.get(p.comp, p.chunkSize)
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +186,7 @@ func (it *chunkIter) nextChunk() ([]byte, error) {
 
 func (it *chunkIter) close() {
 	if it.dec != nil {
-		decompressors.put(it.res.p.comp, it.dec)
+		decompressors.put(it.res.p.comp, it.res.p.chunkSize, it.dec)
 		it.dec = nil
 	}
 }
