@@ -1,0 +1,603 @@
+//go:build linux
+
+package wim
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+type applyEntry struct {
+	f      *File
+	rel    string // path relative to the target, "" for the root
+	parent *applyEntry
+	rep    *applyEntry // hard link: the entry that carries the inode
+}
+
+func (e *applyEntry) name() string { return e.f.Name }
+
+type applier struct {
+	opts   ApplyOptions
+	rootfd int
+	dir    string
+	done   atomic.Int64
+	total  int64
+	progMu sync.Mutex
+}
+
+const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+
+// Apply extracts the image into dir, creating dir if needed.
+//
+// The whole tree is validated first (ErrInsecurePath for names that are
+// empty, ".", "..", contain '/' or NUL, or repeat in a directory). Every
+// path is then opened relative to dir with openat2(RESOLVE_BENEATH|
+// RESOLVE_NO_SYMLINKS), so nothing can be written outside dir or through a
+// symlink. File data is decompressed and written by opts.Threads workers;
+// each blob's SHA-1 is checked as it is written and a mismatch fails with
+// ErrChecksum naming the file (whose partial data is removed). Symlinks,
+// device nodes, FIFOs and sockets are created after the data, then hard
+// links, then owners, xattrs, modes and timestamps (directories last).
+func (img *Image) Apply(dir string, opts ApplyOptions) error {
+	root, err := img.Root()
+	if err != nil {
+		return err
+	}
+	if err := validateTree(root); err != nil {
+		return err
+	}
+	var sel map[*File]bool
+	if opts.Paths != nil {
+		sel = map[*File]bool{root: true}
+		for _, p := range opts.Paths {
+			f, err := img.Lookup(p)
+			if err != nil {
+				return err
+			}
+			for a := f.Parent; a != nil; a = a.Parent {
+				sel[a] = true
+			}
+			var mark func(f *File)
+			mark = func(f *File) {
+				sel[f] = true
+				for _, c := range f.Children {
+					mark(c)
+				}
+			}
+			mark(f)
+		}
+	}
+	if opts.Threads <= 0 {
+		opts.Threads = runtime.GOMAXPROCS(0)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	rootfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(rootfd)
+	a := &applier{opts: opts, rootfd: rootfd, dir: dir}
+
+	// Plan.
+	type groupKey struct {
+		id   uint64
+		hash [20]byte
+	}
+	groups := map[groupKey]*applyEntry{}
+	var all []*applyEntry
+	var dirs, others, links []*applyEntry
+	jobs := map[*blob][]*applyEntry{}
+	var empties []*applyEntry
+	rootEntry := &applyEntry{f: root}
+	all = append(all, rootEntry)
+	dirs = append(dirs, rootEntry)
+	var plan func(d *applyEntry) error
+	plan = func(d *applyEntry) error {
+		for _, c := range d.f.Children {
+			if sel != nil && !sel[c] {
+				continue
+			}
+			rel := c.Name
+			if d.rel != "" {
+				rel = d.rel + "/" + c.Name
+			}
+			e := &applyEntry{f: c, rel: rel, parent: d}
+			all = append(all, e)
+			switch typ := c.unixType(); {
+			case typ == unixDir:
+				dirs = append(dirs, e)
+				if err := plan(e); err != nil {
+					return err
+				}
+				continue
+			case typ == unixSymlink:
+				if c.LinkTarget == "" {
+					return fmt.Errorf("%w: %s: symlink without a target", ErrFormat, c.Path())
+				}
+				others = append(others, e)
+				continue
+			}
+			if c.HardLinkGroup != 0 {
+				k := groupKey{c.HardLinkGroup, c.Hash}
+				if rep := groups[k]; rep != nil {
+					e.rep = rep
+					links = append(links, e)
+					continue
+				}
+				groups[k] = e
+			}
+			if c.unixType() != unixRegular {
+				others = append(others, e)
+				continue
+			}
+			if c.Hash == zeroHash {
+				empties = append(empties, e)
+				continue
+			}
+			if c.data == nil {
+				return fmt.Errorf("%w: %s: data %x is not in the WIM", ErrNotFound, c.Path(), c.Hash)
+			}
+			if _, ok := jobs[c.data]; !ok {
+				a.total += c.data.size
+			}
+			jobs[c.data] = append(jobs[c.data], e)
+		}
+		return nil
+	}
+	if err := plan(rootEntry); err != nil {
+		return err
+	}
+
+	// Directories, parents first; 0700 until their metadata is applied.
+	for _, e := range dirs[1:] {
+		if err := a.mkdir(e); err != nil {
+			return err
+		}
+	}
+	for _, e := range empties {
+		fd, err := a.create(e)
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
+	}
+	if err := a.writeData(jobs); err != nil {
+		return err
+	}
+	for _, e := range others {
+		if err := a.special(e); err != nil {
+			return err
+		}
+	}
+	for _, e := range links {
+		if err := a.hardlink(e); err != nil {
+			return err
+		}
+	}
+	for _, e := range all {
+		if e.f.unixType() == unixDir || e.rep != nil {
+			continue
+		}
+		if err := a.metadata(e); err != nil {
+			return err
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := a.metadata(dirs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *applier) pathErr(op string, e *applyEntry, err error) error {
+	return &os.PathError{Op: op, Path: a.dir + "/" + e.rel, Err: err}
+}
+
+// openParent returns an O_PATH descriptor of e's parent directory, resolved
+// beneath the target without following symlinks.
+func (a *applier) openParent(e *applyEntry) (int, error) {
+	if e.parent == nil || e.parent.rel == "" {
+		return unix.Dup(a.rootfd)
+	}
+	fd, err := openBeneath(a.rootfd, e.parent.rel, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, a.pathErr("open", e.parent, err)
+	}
+	return fd, nil
+}
+
+var openat2Missing atomic.Bool
+
+// openBeneath opens rel under dirfd without leaving it or following
+// symlinks: openat2 where available, else a component walk with O_NOFOLLOW.
+func openBeneath(dirfd int, rel string, flags int, mode uint32) (int, error) {
+	if !openat2Missing.Load() {
+		fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{Flags: uint64(flags), Mode: uint64(mode), Resolve: resolveFlags})
+		if err != unix.ENOSYS {
+			return fd, err
+		}
+		openat2Missing.Store(true)
+	}
+	cur, err := unix.Dup(dirfd)
+	if err != nil {
+		return -1, err
+	}
+	for {
+		i := 0
+		for i < len(rel) && rel[i] != '/' {
+			i++
+		}
+		if i == len(rel) {
+			fd, err := unix.Openat(cur, rel, flags|unix.O_NOFOLLOW, mode)
+			unix.Close(cur)
+			return fd, err
+		}
+		next, err := unix.Openat(cur, rel[:i], unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(cur)
+		if err != nil {
+			return -1, err
+		}
+		cur = next
+		rel = rel[i+1:]
+	}
+}
+
+// removeExisting deletes a non-directory in the way of e.
+func (a *applier) removeExisting(pfd int, e *applyEntry) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, e.name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return a.pathErr("create", e, unix.EISDIR)
+	}
+	return unix.Unlinkat(pfd, e.name(), 0)
+}
+
+func (a *applier) mkdir(e *applyEntry) error {
+	pfd, err := a.openParent(e)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	err = unix.Mkdirat(pfd, e.name(), 0o700)
+	if err == unix.EEXIST {
+		var st unix.Stat_t
+		if err := unix.Fstatat(pfd, e.name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return a.pathErr("stat", e, err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return nil
+		}
+		if err := unix.Unlinkat(pfd, e.name(), 0); err != nil {
+			return a.pathErr("unlink", e, err)
+		}
+		err = unix.Mkdirat(pfd, e.name(), 0o700)
+	}
+	if err != nil {
+		return a.pathErr("mkdir", e, err)
+	}
+	return nil
+}
+
+// create makes a new empty regular file for e and returns it open for
+// writing.
+func (a *applier) create(e *applyEntry) (int, error) {
+	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC
+	fd, err := openBeneath(a.rootfd, e.rel, flags, 0o600)
+	if err == unix.EEXIST {
+		pfd, perr := a.openParent(e)
+		if perr != nil {
+			return -1, perr
+		}
+		err = a.removeExisting(pfd, e)
+		unix.Close(pfd)
+		if err != nil {
+			return -1, a.pathErr("remove", e, err)
+		}
+		fd, err = openBeneath(a.rootfd, e.rel, flags, 0o600)
+	}
+	if err != nil {
+		return -1, a.pathErr("create", e, err)
+	}
+	return fd, nil
+}
+
+func (a *applier) progress(n int64) {
+	d := a.done.Add(n)
+	if a.opts.Progress != nil {
+		a.progMu.Lock()
+		a.opts.Progress(d, a.total)
+		a.progMu.Unlock()
+	}
+}
+
+// writeData writes every blob to the files that hold it, in WIM order so
+// that the source is read sequentially, on opts.Threads workers.
+func (a *applier) writeData(jobs map[*blob][]*applyEntry) error {
+	order := make([]*blob, 0, len(jobs))
+	for b := range jobs {
+		order = append(order, b)
+	}
+	sort.Slice(order, func(i, j int) bool {
+		pi, pj := order[i].partNum, order[j].partNum
+		if pi != pj {
+			return pi < pj
+		}
+		return order[i].res.rh.offset < order[j].res.rh.offset
+	})
+	next := make(chan *blob)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	stop := make(chan struct{})
+	for i := 0; i < a.opts.Threads; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range next {
+				if err := a.writeBlob(b, jobs[b]); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						close(stop)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+feed:
+	for _, b := range order {
+		select {
+		case next <- b:
+		case <-stop:
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return firstErr
+}
+
+var zeroChunk = make([]byte, 256<<10)
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroChunk))
+		if !bytes.Equal(b[:n], zeroChunk[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+func pwriteFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+		off += int64(n)
+	}
+	return nil
+}
+
+func (a *applier) writeBlob(b *blob, targets []*applyEntry) (err error) {
+	fds := make([]int, 0, len(targets))
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		if err != nil {
+			for _, e := range targets[:len(fds)] {
+				unix.Unlinkat(a.rootfd, e.rel, 0)
+			}
+		}
+	}()
+	for _, e := range targets {
+		fd, err := a.create(e)
+		if err != nil {
+			return err
+		}
+		fds = append(fds, fd)
+	}
+	if b.solid {
+		return unsupportedErr("%s: data is in a solid resource", targets[0].f.Path())
+	}
+	it, err := b.res.chunks()
+	if err != nil {
+		return fmt.Errorf("%s: %w", targets[0].f.Path(), err)
+	}
+	defer it.close()
+	h := sha1.New()
+	var off int64
+	for {
+		c, err := it.nextChunk()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", targets[0].f.Path(), err)
+		}
+		h.Write(c)
+		// All-zero chunks become holes: sparse files stay sparse and
+		// large empty regions cost no writes.
+		if !isZero(c) {
+			for i, fd := range fds {
+				if err := pwriteFull(fd, c, off); err != nil {
+					return a.pathErr("write", targets[i], err)
+				}
+			}
+		}
+		off += int64(len(c))
+		a.progress(int64(len(c)))
+	}
+	var got [20]byte
+	h.Sum(got[:0])
+	if got != b.hash {
+		return fmt.Errorf("%w: %s: data has SHA-1 %x, want %x", ErrChecksum, targets[0].f.Path(), got, b.hash)
+	}
+	for i, fd := range fds {
+		if err := unix.Ftruncate(fd, off); err != nil {
+			return a.pathErr("truncate", targets[i], err)
+		}
+	}
+	return nil
+}
+
+// special creates symlinks, device nodes, FIFOs and sockets.
+func (a *applier) special(e *applyEntry) error {
+	pfd, err := a.openParent(e)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	f := e.f
+	mk := func() error {
+		switch t := f.unixType(); t {
+		case unixSymlink:
+			return unix.Symlinkat(f.LinkTarget, pfd, e.name())
+		case unixChar, unixBlock, unixFIFO, unixSocket:
+			return unix.Mknodat(pfd, e.name(), t|0o600, int(f.Rdev))
+		default:
+			return fmt.Errorf("%w: file type 0%o", ErrUnsupported, t)
+		}
+	}
+	err = mk()
+	if err == unix.EEXIST {
+		if err := a.removeExisting(pfd, e); err != nil {
+			return a.pathErr("remove", e, err)
+		}
+		err = mk()
+	}
+	if err != nil {
+		return a.pathErr("create", e, err)
+	}
+	return nil
+}
+
+func (a *applier) hardlink(e *applyEntry) error {
+	src, err := a.openParent(e.rep)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(src)
+	dst, err := a.openParent(e)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dst)
+	err = unix.Linkat(src, e.rep.name(), dst, e.name(), 0)
+	if err == unix.EEXIST {
+		if err := a.removeExisting(dst, e); err != nil {
+			return a.pathErr("remove", e, err)
+		}
+		err = unix.Linkat(src, e.rep.name(), dst, e.name(), 0)
+	}
+	if err != nil {
+		return a.pathErr("link", e, err)
+	}
+	return nil
+}
+
+// metadata sets owner, xattrs, mode and timestamps, in that order: chown
+// clears setuid bits and security.capability, so it must come first.
+func (a *applier) metadata(e *applyEntry) error {
+	pfd, err := a.openParent(e)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	name := e.name()
+	if e.parent == nil {
+		// The root's metadata goes on the target directory itself.
+		unix.Close(pfd)
+		pfd, err = unix.Dup(a.rootfd)
+		if err != nil {
+			return err
+		}
+		name = ""
+	}
+	f := e.f
+	typ := f.unixType()
+	atFlags := unix.AT_SYMLINK_NOFOLLOW
+	if name == "" {
+		atFlags |= unix.AT_EMPTY_PATH
+	}
+	if f.HasUnixData && !a.opts.NoUnixData {
+		if err := unix.Fchownat(pfd, name, int(f.UID), int(f.GID), atFlags); err != nil {
+			return a.pathErr("chown", e, err)
+		}
+		if len(f.Xattrs) > 0 {
+			if err := a.setXattrs(pfd, name, e); err != nil {
+				return err
+			}
+		}
+	}
+	if typ != unixSymlink {
+		var err error
+		if name == "" {
+			err = unix.Fchmod(pfd, f.Perm())
+		} else {
+			err = unix.Fchmodat(pfd, name, f.Perm(), 0)
+		}
+		if err != nil {
+			return a.pathErr("chmod", e, err)
+		}
+	}
+	as, ans := f.AccessTime.unix()
+	ms, mns := f.ModTime.unix()
+	ts := []unix.Timespec{{Sec: as, Nsec: ans}, {Sec: ms, Nsec: mns}}
+	if name == "" {
+		err = unix.UtimesNanoAt(pfd, "", ts, unix.AT_EMPTY_PATH)
+		if err != nil {
+			// Older kernels lack AT_EMPTY_PATH for utimensat.
+			err = unix.UtimesNanoAt(unix.AT_FDCWD, a.dir, ts, 0)
+		}
+	} else {
+		err = unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
+		return a.pathErr("utimes", e, err)
+	}
+	return nil
+}
+
+func (a *applier) setXattrs(pfd int, name string, e *applyEntry) error {
+	// There is no setxattrat before Linux 6.13: go through the parent's
+	// descriptor in /proc so that the lookup cannot be redirected, and
+	// lsetxattr so that a symlink itself gets the attribute.
+	path := "/proc/self/fd/" + strconv.Itoa(pfd)
+	if name != "" {
+		path += "/" + name
+	}
+	for _, x := range e.f.Xattrs {
+		if err := unix.Lsetxattr(path, x.Name, x.Value, 0); err != nil {
+			if errors.Is(err, unix.ENOENT) && name != "" {
+				return fmt.Errorf("wim: setting xattrs on %s needs /proc mounted: %w", a.dir+"/"+e.rel, err)
+			}
+			return a.pathErr("setxattr "+x.Name, e, err)
+		}
+	}
+	return nil
+}
