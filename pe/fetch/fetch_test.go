@@ -1,0 +1,346 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pkg writes a package into a new directory: one pseudo-random file, its
+// manifest and signature. It returns the dir, manifest and key pair.
+func pkg(t *testing.T, size int) (string, *Manifest, []byte, ed25519.PublicKey) {
+	t.Helper()
+	dir := t.TempDir()
+	data := make([]byte, size)
+	rand.New(rand.NewSource(int64(size))).Read(data)
+	if err := os.WriteFile(filepath.Join(dir, "image.wim"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pubF, privF, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ParsePublicKey(pubF)
+	priv, err := ParsePrivateKey(privF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, mb, err := Build(dir, []string{"image.wim"}, BuildOptions{Name: "test", Image: &Image{File: "image.wim", Index: 1}, ChunkSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, ManifestName), mb, 0o644)
+	os.WriteFile(filepath.Join(dir, ManifestName+SignatureSuffix), Sign(mb, priv), 0o644)
+	return dir, m, mb, pub
+}
+
+func quick() *Client {
+	return &Client{Retries: 3, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+}
+
+func TestSignVerify(t *testing.T) {
+	dir, m, mb, pub := pkg(t, 1000)
+	sig, _ := os.ReadFile(filepath.Join(dir, ManifestName+SignatureSuffix))
+	got, err := Verify(mb, sig, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Files[0].SHA256 != m.Files[0].SHA256 || got.Image.File != "image.wim" {
+		t.Errorf("verified manifest differs: %+v", got)
+	}
+	// One changed byte of the manifest, another key, a mangled signature:
+	// each ErrSignature.
+	bad := bytes.Replace(mb, []byte(`"size": 1000`), []byte(`"size": 1001`), 1)
+	if bytes.Equal(bad, mb) {
+		t.Fatal("test did not change the manifest")
+	}
+	otherPub, _, _ := GenerateKey()
+	op, _ := ParsePublicKey(otherPub)
+	for name, c := range map[string]struct {
+		data, sig []byte
+		pub       ed25519.PublicKey
+	}{
+		"changed manifest": {bad, sig, pub},
+		"other key":        {mb, sig, op},
+		"garbage sig":      {mb, []byte("AAAA\n"), pub},
+		"no key":           {mb, sig, nil},
+	} {
+		if _, err := Verify(c.data, c.sig, c.pub); !errors.Is(err, ErrSignature) {
+			t.Errorf("%s: err = %v, want ErrSignature", name, err)
+		}
+	}
+}
+
+func TestVerifyRejectsBadManifest(t *testing.T) {
+	_, privF, _ := GenerateKey()
+	priv, _ := ParsePrivateKey(privF)
+	pub := priv.Public().(ed25519.PublicKey)
+	h := strings.Repeat("ab", 32)
+	for name, js := range map[string]string{
+		"escaping path": `{"version":1,"files":[{"path":"../etc/passwd","size":1,"sha256":"` + h + `"}]}`,
+		"absolute path": `{"version":1,"files":[{"path":"/x","size":1,"sha256":"` + h + `"}]}`,
+		"short hash":    `{"version":1,"files":[{"path":"x","size":1,"sha256":"abcd"}]}`,
+		"unknown field": `{"version":1,"bogus":1,"files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
+		"no image file": `{"version":1,"image":{"file":"y","index":1},"files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
+		"chunk count":   `{"version":1,"files":[{"path":"x","size":10,"sha256":"` + h + `","chunk_size":4,"chunks":["` + h + `"]}]}`,
+		"version":       `{"version":2,"files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
+	} {
+		if _, err := Verify([]byte(js), Sign([]byte(js), priv), pub); !errors.Is(err, ErrManifest) {
+			t.Errorf("%s: err = %v, want ErrManifest", name, err)
+		}
+	}
+}
+
+func TestKeyFiles(t *testing.T) {
+	pubF, privF, _ := GenerateKey()
+	pub, err := ParsePublicKey(pubF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := ParsePrivateKey(privF)
+	if !bytes.Equal(priv.Public().(ed25519.PublicKey), pub) {
+		t.Error("private key file does not match public key file")
+	}
+	if _, err := ParsePublicKey(privF); !errors.Is(err, ErrKey) {
+		t.Errorf("private key accepted as public: %v", err)
+	}
+}
+
+func TestDownloadNginx(t *testing.T) {
+	dir, m, _, _ := pkg(t, 3<<20+12345)
+	n := startNginx(t, dir)
+	e := &m.Files[0]
+	stage := t.TempDir()
+	dest := filepath.Join(stage, "image.wim")
+	var last int64
+	if err := quick().Download(context.Background(), n.URL+"/image.wim", dest, e, func(d, _ int64) { last = d }); err != nil {
+		t.Fatal(err)
+	}
+	if last != e.Size {
+		t.Errorf("progress ended at %d of %d", last, e.Size)
+	}
+	want, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
+		t.Fatal("downloaded file differs")
+	}
+	if _, err := os.Stat(dest + ".part"); !os.IsNotExist(err) {
+		t.Error(".part left behind")
+	}
+
+	// Resume: a partial file from an earlier boot is continued with Range.
+	os.Remove(dest)
+	os.WriteFile(dest+".part", want[:1<<20], 0o644)
+	if err := quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
+		t.Fatal("resumed file differs")
+	}
+	log := n.accessLog()
+	if last := log[len(log)-1]; !strings.Contains(last, fmt.Sprintf(`"GET /image.wim HTTP/1.1" 206 %d `, e.Size-1<<20)) {
+		t.Errorf("resume was not a 206 of the remaining %d bytes: %s", e.Size-1<<20, last)
+	}
+
+	// A damaged partial file (power cut) does not verify, and is fetched
+	// again from zero.
+	os.Remove(dest)
+	junk := bytes.Repeat([]byte{0}, 1<<20)
+	os.WriteFile(dest+".part", junk, 0o644)
+	if err := quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
+		t.Fatal("re-downloaded file differs")
+	}
+	log = n.accessLog()
+	if last := log[len(log)-1]; !strings.Contains(last, " 200 ") {
+		t.Errorf("damaged partial was not fetched again whole: %s", last)
+	}
+
+	// A verified file already in place is kept without a request.
+	before := len(n.accessLog())
+	if err := quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after := len(n.accessLog()); after != before {
+		t.Errorf("verified file was fetched again (%d requests)", after-before)
+	}
+}
+
+func TestDownloadFailClosed(t *testing.T) {
+	dir, m, _, _ := pkg(t, 200000)
+	n := startNginx(t, dir)
+	ctx := context.Background()
+	stage := t.TempDir()
+	e := m.Files[0]
+
+	t.Run("404", func(t *testing.T) {
+		err := quick().Download(ctx, n.URL+"/missing.wim", filepath.Join(stage, "a"), &e, nil)
+		if !errors.Is(err, ErrHTTP) || !strings.Contains(err.Error(), "404") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("wrong sha256", func(t *testing.T) {
+		bad := e
+		bad.SHA256 = strings.Repeat("0", 64)
+		dest := filepath.Join(stage, "b")
+		err := quick().Download(ctx, n.URL+"/image.wim", dest, &bad, nil)
+		if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), bad.SHA256) || !strings.Contains(err.Error(), e.SHA256) || !strings.Contains(err.Error(), "image.wim") {
+			t.Fatalf("err = %v (want the file and both hashes)", err)
+		}
+		for _, p := range []string{dest, dest + ".part"} {
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Errorf("%s exists after a failed verification", p)
+			}
+		}
+	})
+	t.Run("truncated", func(t *testing.T) {
+		// The server's file is shorter than the manifest says.
+		full, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+		os.WriteFile(filepath.Join(dir, "short.wim"), full[:150000], 0o644)
+		err := quick().Download(ctx, n.URL+"/short.wim", filepath.Join(stage, "c"), &e, nil)
+		if !errors.Is(err, ErrSize) {
+			t.Fatalf("err = %v, want ErrSize", err)
+		}
+		// Same with a partial file already as long as the server's.
+		os.WriteFile(filepath.Join(stage, "d.part"), full[:150000], 0o644)
+		err = quick().Download(ctx, n.URL+"/short.wim", filepath.Join(stage, "d"), &e, nil)
+		if !errors.Is(err, ErrSize) {
+			t.Fatalf("resumed: err = %v, want ErrSize", err)
+		}
+	})
+}
+
+func TestDownloadServerComesUp(t *testing.T) {
+	dir, m, _, _ := pkg(t, 100000)
+	port := freePort(t)
+	n := newNginx(t, dir, port)
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		n.start(t)
+	}()
+	var retries int
+	c := &Client{Retries: 20, Backoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Log: func(string, ...any) { retries++ }}
+	dest := filepath.Join(t.TempDir(), "x")
+	if err := c.Download(context.Background(), n.URL+"/image.wim", dest, &m.Files[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	if retries == 0 {
+		t.Error("no retry logged although the server was down at first")
+	}
+}
+
+func TestDownloadBoundedTime(t *testing.T) {
+	_, m, _, _ := pkg(t, 1000)
+	url := fmt.Sprintf("http://127.0.0.1:%d/x", freePort(t)) // nothing listens there
+	ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	c := &Client{Retries: 1000, Backoff: 50 * time.Millisecond}
+	err := c.Download(ctx, url, filepath.Join(t.TempDir(), "x"), &m.Files[0], nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("gave up after %s, bound was 800ms", d)
+	}
+}
+
+// TestDownloadConnectionDrop: the server cuts the first response halfway;
+// the client resumes with a Range request and ends with the right bytes.
+func TestDownloadConnectionDrop(t *testing.T) {
+	dir, m, _, _ := pkg(t, 500000)
+	data, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+	var ranges []string
+	first := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ranges = append(ranges, r.Header.Get("Range"))
+		if first {
+			first = false
+			w.Header().Set("Content-Length", "500000")
+			w.Write(data[:200000])
+			panic(http.ErrAbortHandler) // drop the connection
+		}
+		http.ServeContent(w, r, "image.wim", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	dest := filepath.Join(t.TempDir(), "x")
+	if err := quick().Download(context.Background(), srv.URL+"/image.wim", dest, &m.Files[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(ranges) != 2 || ranges[0] != "" || ranges[1] != "bytes=200000-" {
+		t.Errorf("requests' Range headers = %q", ranges)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, data) {
+		t.Error("file differs")
+	}
+}
+
+func TestFileRangeReads(t *testing.T) {
+	dir, m, _, _ := pkg(t, 1<<20+777)
+	n := startNginx(t, dir)
+	data, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+	f, err := quick().OpenFile(context.Background(), n.URL+"/image.wim", &m.Files[0], 4*64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whole file through a SectionReader equals the original.
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, f.Size())); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.Sum(nil), sha256.Sum256(data); !bytes.Equal(got, want[:]) {
+		t.Fatal("range-read content differs")
+	}
+	reqs := f.Requests
+	if reqs != 17 {
+		t.Errorf("%d requests for 17 chunks", reqs)
+	}
+	// Random reads across chunk boundaries; cached chunks cost nothing.
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 200; i++ {
+		off := rng.Int63n(int64(len(data)))
+		buf := make([]byte, rng.Intn(100000))
+		k, err := f.ReadAt(buf, off)
+		if err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf[:k], data[off:off+int64(k)]) {
+			t.Fatalf("ReadAt(%d, %d) differs", len(buf), off)
+		}
+	}
+	f.ReadAt(make([]byte, 10), 100)
+	before := f.Requests
+	f.ReadAt(make([]byte, 10), 100)
+	if f.Requests != before {
+		t.Error("a chunk just read was not cached")
+	}
+
+	// A tampered server byte: the chunk is refused, no bytes returned.
+	data[70000] ^= 1
+	os.WriteFile(filepath.Join(dir, "image.wim"), data, 0o644)
+	g, _ := quick().OpenFile(context.Background(), n.URL+"/image.wim", &m.Files[0], 0)
+	k, err := g.ReadAt(make([]byte, 100), 65536+4000)
+	if !errors.Is(err, ErrChecksum) || k != 0 {
+		t.Fatalf("tampered chunk: n=%d err=%v", k, err)
+	}
+	// Without chunk hashes, streaming is refused up front.
+	e := m.Files[0]
+	e.ChunkSize, e.Chunks = 0, nil
+	if _, err := quick().OpenFile(context.Background(), n.URL+"/image.wim", &e, 0); !errors.Is(err, ErrManifest) {
+		t.Errorf("no chunks: err = %v", err)
+	}
+}
