@@ -1,0 +1,138 @@
+// Package journal records how far a task sequence got, durably, so that a
+// PE booted again after a power cut or reboot resumes where it stopped.
+//
+// The journal is one JSON file in the staging folder of the target disk
+// (/minint/journal.json). Every update replaces it atomically: write a
+// temporary file, fsync it, rename it over the old one, fsync the directory.
+// After a crash the file is therefore either the old or the new version,
+// never a mix.
+package journal
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// FileName is the journal's name inside the staging folder.
+const FileName = "journal.json"
+
+// Step states.
+const (
+	Started = "started" // began, not known to have finished: redo it
+	Done    = "done"
+	Skipped = "skipped" // its condition was false
+)
+
+// Journal is the record of one sequence run on one target.
+type Journal struct {
+	// Sequence is the SHA-256 of the sequence file; a journal is only
+	// resumed by the very same sequence.
+	Sequence string    `json:"sequence"`
+	Name     string    `json:"name,omitempty"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+	Boots    int       `json:"boots"` // how many times a PE has run it
+	Steps    []Record  `json:"steps"`
+	// State is what later steps need from earlier ones (the engine's
+	// business: partitions, fetched files…).
+	State json.RawMessage `json:"state,omitempty"`
+}
+
+// Record is one step's entry.
+type Record struct {
+	Name     string    `json:"name"`
+	Type     string    `json:"type"`
+	Status   string    `json:"status"`
+	Attempts int       `json:"attempts"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Step returns the record of a step, or nil.
+func (j *Journal) Step(name string) *Record {
+	for i := range j.Steps {
+		if j.Steps[i].Name == name {
+			return &j.Steps[i]
+		}
+	}
+	return nil
+}
+
+// Set updates (or adds) a step's record.
+func (j *Journal) Set(r Record) {
+	if p := j.Step(r.Name); p != nil {
+		*p = r
+		return
+	}
+	j.Steps = append(j.Steps, r)
+}
+
+// Load reads a journal; os.ErrNotExist if there is none.
+func Load(path string) (*Journal, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var j Journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("journal %s is damaged: %w", path, err)
+	}
+	return &j, nil
+}
+
+// Save writes j to path atomically and durably.
+func Save(path string, j *Journal) error {
+	j.Updated = time.Now().UTC()
+	b, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// WriteFile replaces path with data: temporary file, fsync, rename, fsync
+// of the directory.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir makes a directory's entries (a rename, a new file) durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
