@@ -1,0 +1,184 @@
+package diskops
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/ext4"
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
+)
+
+// FormatSpec says which filesystem to create.
+type FormatSpec struct {
+	FS    string `yaml:"fs" json:"fs"` // vfat (or fat32), ext4, swap
+	Label string `yaml:"label,omitempty" json:"label,omitempty"`
+	UUID  string `yaml:"uuid,omitempty" json:"uuid,omitempty"`
+	// HiddenSectors is the partition's start sector (FAT boot records).
+	HiddenSectors uint32 `yaml:"-" json:"-"`
+	// Mkfs makes ext4 use mkfs.ext4 from PATH instead of the built-in
+	// writer (go-diskfs).
+	Mkfs bool `yaml:"mkfs,omitempty" json:"mkfs,omitempty"`
+}
+
+// Format creates a filesystem in the size bytes of f starting at off, then
+// probes it back and checks that the label and UUID are what was asked.
+func Format(ctx context.Context, f *os.File, off, size int64, s FormatSpec) (*Filesystem, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var want *Filesystem
+	var err error
+	switch s.FS {
+	case "vfat", "fat32":
+		var vol uint32
+		if s.UUID != "" {
+			if vol, err = parseVolumeID(s.UUID); err != nil {
+				return nil, err
+			}
+		}
+		want, err = FormatFAT32(f, off, size, FATOptions{Label: s.Label, VolumeID: vol, HiddenSectors: s.HiddenSectors})
+	case "ext4":
+		want, err = formatExt4(ctx, f, off, size, s)
+	case "swap":
+		want, err = formatSwap(f, off, size, s)
+	default:
+		return nil, fmt.Errorf("unknown filesystem %q: want vfat, ext4 or swap", s.FS)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s at %d: %w", f.Name(), off, err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	got := ProbeFilesystem(f, off, size)
+	if got == nil || got.Type != want.Type || got.Label != want.Label || got.UUID != want.UUID {
+		return nil, fmt.Errorf("%s at %d: %w: formatted %+v but probing finds %+v", f.Name(), off, ErrVerify, want, got)
+	}
+	return got, nil
+}
+
+func formatExt4(ctx context.Context, f *os.File, off, size int64, s FormatSpec) (*Filesystem, error) {
+	if len(s.Label) > 16 {
+		return nil, fmt.Errorf("ext4 label %q is longer than 16 bytes", s.Label)
+	}
+	u := s.UUID
+	if u == "" {
+		u = randomUUID()
+	}
+	parsed, err := uuid.Parse(u)
+	if err != nil || len(u) != 36 {
+		return nil, fmt.Errorf("ext4 UUID %q: want the form 01234567-89ab-cdef-0123-456789abcdef", u)
+	}
+	want := &Filesystem{Type: "ext4", Label: s.Label, UUID: parsed.String()}
+	if s.Mkfs {
+		return want, mkfsExt4(ctx, f, off, size, s.Label, want.UUID)
+	}
+	if size < 8<<20 {
+		return nil, fmt.Errorf("%w: ext4 needs at least 8 MiB, got %s", ErrTooSmall, Size(size).Human())
+	}
+	// Old superblocks in the range would confuse a later probe if the new
+	// filesystem did not overwrite them; clear the first MiB.
+	if err := zeroRange(f, off, 1<<20, off+size); err != nil {
+		return nil, err
+	}
+	_, err = ext4.Create(file.New(f, false), size, off, 512, &ext4.Params{UUID: &parsed, VolumeName: s.Label})
+	if err != nil {
+		return nil, fmt.Errorf("creating ext4: %w", err)
+	}
+	return want, nil
+}
+
+// mkfsExt4 runs the system's mkfs.ext4 on the range through a path that
+// addresses it: the file itself when the range is all of it.
+func mkfsExt4(ctx context.Context, f *os.File, off, size int64, label, u string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if off != 0 || (fi.Mode().IsRegular() && fi.Size() != size) {
+		return fmt.Errorf("mkfs.ext4 can only format a whole device or file, not %d bytes at offset %d", size, off)
+	}
+	args := []string{"-F", "-q", "-U", u}
+	if label != "" {
+		args = append(args, "-L", label)
+	}
+	args = append(args, f.Name(), strconv.FormatInt(size/1024, 10))
+	out, err := exec.CommandContext(ctx, "mkfs.ext4", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mkfs.ext4: %v: %s", err, out)
+	}
+	return nil
+}
+
+// formatSwap writes a Linux swap signature (version 1), as mkswap does.
+func formatSwap(f *os.File, off, size int64, s FormatSpec) (*Filesystem, error) {
+	const page = 4096
+	if size < 10*page {
+		return nil, fmt.Errorf("%w: swap needs at least 40 KiB", ErrTooSmall)
+	}
+	if len(s.Label) > 16 {
+		return nil, fmt.Errorf("swap label %q is longer than 16 bytes", s.Label)
+	}
+	u := s.UUID
+	if u == "" {
+		u = randomUUID()
+	}
+	parsed, err := uuid.Parse(u)
+	if err != nil {
+		return nil, fmt.Errorf("swap UUID %q: %v", u, err)
+	}
+	b := make([]byte, page)
+	binary.LittleEndian.PutUint32(b[1024:], 1)
+	binary.LittleEndian.PutUint32(b[1028:], uint32(size/page-1))
+	copy(b[1024+12:], parsed[:])
+	copy(b[1024+28:], s.Label)
+	copy(b[page-10:], "SWAPSPACE2")
+	if _, err := f.WriteAt(b, off); err != nil {
+		return nil, err
+	}
+	return &Filesystem{Type: "swap", Label: s.Label, UUID: parsed.String()}, nil
+}
+
+// FormatPartitions formats every partition of a PartitionResult whose spec
+// names a filesystem, through the partition's device node when the kernel
+// made one and at its offset on the disk otherwise. progress, if not nil,
+// is called before each partition.
+func FormatPartitions(ctx context.Context, t *Target, res *PartitionResult, useMkfs bool, progress func(p Planned)) ([]*Filesystem, error) {
+	out := make([]*Filesystem, len(res.Partitions))
+	for i, p := range res.Partitions {
+		if p.FS == "" {
+			continue
+		}
+		if progress != nil {
+			progress(p)
+		}
+		spec := FormatSpec{FS: p.FS, Label: p.Label, UUID: p.UUID, HiddenSectors: uint32(p.Start / int64(t.SectorSize)), Mkfs: useMkfs}
+		var fs *Filesystem
+		var err error
+		if i < len(res.Nodes) {
+			var pf *os.File
+			pf, err = os.OpenFile(res.Nodes[i], os.O_RDWR|unix.O_EXCL, 0)
+			if err != nil {
+				return out, fmt.Errorf("partition %d (%s): %w", p.Number, p.Name, err)
+			}
+			fs, err = Format(ctx, pf, 0, p.Size, spec)
+			pf.Close()
+		} else {
+			if useMkfs {
+				return out, fmt.Errorf("partition %d (%s): mkfs.ext4 needs a partition device node", p.Number, p.Name)
+			}
+			fs, err = Format(ctx, t.File, p.Start, p.Size, spec)
+		}
+		if err != nil {
+			return out, fmt.Errorf("partition %d (%s): %w", p.Number, p.Name, err)
+		}
+		out[i] = fs
+	}
+	return out, nil
+}
