@@ -1,6 +1,7 @@
 package lzx
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/minint/minint/wim/internal/bitstream"
@@ -231,8 +232,29 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 	}
 	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
 	r0, r1, r2 := recent[0], recent[1], recent[2]
+	// The bit reader's state lives in locals here: this loop is where
+	// decompression spends its time. The refill policy is Reader's.
+	buf, left, pos, in := r.Buf, r.Left, r.Pos, r.In
 	for out < len(dst) {
-		sym := readSym(r, mainTable, mainTableBits)
+		if left < 16 {
+			if pos+1 < len(in) {
+				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+				pos += 2
+				left += 16
+			} else {
+				left = 32
+			}
+		}
+		e := mainTable[buf>>(32-mainTableBits)]
+		if e&huffman.EntrySubtable != 0 {
+			buf <<= mainTableBits
+			left -= mainTableBits
+			e = mainTable[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+		}
+		n := e & huffman.EntryLenMask
+		buf <<= n
+		left -= n
+		sym := e >> huffman.EntrySymShift
 		if sym < numChars {
 			dst[out] = byte(sym)
 			out++
@@ -242,7 +264,25 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 		length := int(sym % numLenHeaders)
 		slot := sym / numLenHeaders
 		if length == numPrimaryLens {
-			length += int(readSym(r, lenTable, lenTableBits))
+			if left < 16 {
+				if pos+1 < len(in) {
+					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+					pos += 2
+					left += 16
+				} else {
+					left = 32
+				}
+			}
+			e := lenTable[buf>>(32-lenTableBits)]
+			if e&huffman.EntrySubtable != 0 {
+				buf <<= lenTableBits
+				left -= lenTableBits
+				e = lenTable[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+			}
+			n := e & huffman.EntryLenMask
+			buf <<= n
+			left -= n
+			length += int(e >> huffman.EntrySymShift)
 		}
 		length += minMatchLen
 		var offset uint32
@@ -262,25 +302,70 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 				return corrupt("offset slot %d", slot)
 			}
 			nb := uint32(extraOffsetBits[slot])
-			if slot >= minAligned {
-				offset = r.Read(nb-numAlignedBits)<<numAlignedBits | readSym(r, alTable, alignedTableBits)
-			} else {
-				offset = r.Read(nb)
+			aligned := slot >= minAligned
+			if aligned {
+				nb -= numAlignedBits
+			}
+			// Up to 17 extra bits may need two coding units.
+			if left < nb {
+				if pos+1 < len(in) {
+					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+					pos += 2
+					left += 16
+					if nb == 17 && left == 16 {
+						if pos+1 < len(in) {
+							buf |= uint32(binary.LittleEndian.Uint16(in[pos:]))
+							pos += 2
+						}
+						left = 32
+					}
+				} else {
+					left = 32
+				}
+			}
+			offset = buf >> (32 - nb)
+			buf <<= nb
+			left -= nb
+			if aligned {
+				if left < 16 {
+					if pos+1 < len(in) {
+						buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+						pos += 2
+						left += 16
+					} else {
+						left = 32
+					}
+				}
+				// The aligned code has no subtables (max length 7).
+				e := alTable[buf>>(32-alignedTableBits)]
+				n := e & huffman.EntryLenMask
+				buf <<= n
+				left -= n
+				offset = offset<<numAlignedBits | e>>huffman.EntrySymShift
 			}
 			offset += uint32(offsetSlotBase[slot])
 			r2 = r1
 			r1 = r0
 			r0 = offset
 		}
-		if offset == 0 || int(offset) > out {
+		if int(offset) > out {
 			return corrupt("match offset %d before start of data at position %d", offset, out)
 		}
 		if length > len(dst)-out {
 			return corrupt("match of length %d runs past end of block at position %d", length, out)
 		}
-		lzCopy(dst, out, int(offset), length)
+		src := out - int(offset)
+		if offset >= 8 && length <= 16 && len(dst)-out >= 16 {
+			// Short non-overlapping-per-word match: two word copies
+			// (possibly writing beyond the match, within the block).
+			binary.LittleEndian.PutUint64(dst[out:], binary.LittleEndian.Uint64(dst[src:]))
+			binary.LittleEndian.PutUint64(dst[out+8:], binary.LittleEndian.Uint64(dst[src+8:]))
+		} else {
+			lzCopy(dst, out, int(offset), length)
+		}
 		out += length
 	}
+	r.Buf, r.Left, r.Pos = buf, left, pos
 	recent[0], recent[1], recent[2] = r0, r1, r2
 	return nil
 }

@@ -5,10 +5,10 @@
 package xpress
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
-	"github.com/minint/minint/wim/internal/bitstream"
 	"github.com/minint/minint/wim/internal/huffman"
 )
 
@@ -60,17 +60,30 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 		return corrupt("bad Huffman code")
 	}
 	table := d.table
-	var r bitstream.Reader
-	r.Init(src[headerSize:])
-	out := 0
+	in := src[headerSize:]
+	// Bit reader state in locals, with bitstream.Reader's exact refill
+	// policy: raw length bytes sit right after the units fetched so far.
+	var buf, left uint32
+	pos, out := 0, 0
 	for out < len(dst) {
-		r.Ensure(maxCodeLen)
-		e := table[r.Peek(decTableBits)]
-		if e&huffman.EntrySubtable != 0 {
-			r.Remove(decTableBits)
-			e = table[(e>>huffman.EntrySymShift)+r.Peek(e&huffman.EntryLenMask)]
+		if left < 16 {
+			if pos+1 < len(in) {
+				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+				pos += 2
+				left += 16
+			} else {
+				left = 32
+			}
 		}
-		r.Remove(e & huffman.EntryLenMask)
+		e := table[buf>>(32-decTableBits)]
+		if e&huffman.EntrySubtable != 0 {
+			buf <<= decTableBits
+			left -= decTableBits
+			e = table[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+		}
+		n := e & huffman.EntryLenMask
+		buf <<= n
+		left -= n
 		sym := e >> huffman.EntrySymShift
 		if sym < numChars {
 			dst[out] = byte(sym)
@@ -79,12 +92,29 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 		}
 		length := int(sym & 0xF)
 		log2Off := (sym >> 4) & 0xF
-		r.Ensure(16)
-		offset := int(1<<log2Off | r.Pop(log2Off))
+		if left < 16 {
+			if pos+1 < len(in) {
+				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+				pos += 2
+				left += 16
+			} else {
+				left = 32
+			}
+		}
+		offset := int(1<<log2Off | buf>>(32-log2Off))
+		buf <<= log2Off
+		left -= log2Off
 		if length == 0xF {
-			length += int(r.RawByte())
+			if pos < len(in) {
+				length += int(in[pos])
+				pos++
+			}
 			if length == 0xF+0xFF {
-				length = int(r.RawU16())
+				length = 0
+				if pos+1 < len(in) {
+					length = int(binary.LittleEndian.Uint16(in[pos:]))
+					pos += 2
+				}
 			}
 		}
 		length += minMatchLen
@@ -94,7 +124,13 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 		if length > len(dst)-out {
 			return corrupt("match of length %d runs past end of data at position %d", length, out)
 		}
-		lzCopy(dst, out, offset, length)
+		src := out - offset
+		if offset >= 8 && length <= 16 && len(dst)-out >= 16 {
+			binary.LittleEndian.PutUint64(dst[out:], binary.LittleEndian.Uint64(dst[src:]))
+			binary.LittleEndian.PutUint64(dst[out+8:], binary.LittleEndian.Uint64(dst[src+8:]))
+		} else {
+			lzCopy(dst, out, offset, length)
+		}
 		out += length
 	}
 	return nil

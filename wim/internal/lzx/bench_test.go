@@ -1,0 +1,13 @@
+package lzx
+
+import (
+	"testing"
+
+	"github.com/minint/minint/wim/internal/codectest"
+)
+
+func BenchmarkDecompressWimlibChunks(b *testing.B) {
+	w := codectest.WimlibCapture(b, "LZX", 32768)
+	d := NewDecompressor()
+	codectest.BenchDecompress(b, w, d.Decompress)
+}
