@@ -1,0 +1,304 @@
+package pe
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Sequence is a loaded, validated task sequence.
+//
+//	version: 1
+//	name: deploy-debian
+//	status-url: http://10.0.2.2:8080/status   # optional: events are POSTed here
+//	steps:
+//	  - type: requirements
+//	    min-memory: 512MiB
+//	  - type: select-disk
+//	    ...
+//
+// Every step has `type`, an optional `name` (defaults to the type; names must
+// be unique because the journal records steps by name) and an optional `when`
+// condition; the other keys depend on the type (see the Step types in
+// steps.go). Unknown keys, values of the wrong type, missing parameters and
+// unknown step types are load errors naming the line.
+type Sequence struct {
+	Version   int
+	Name      string
+	StatusURL string
+	Steps     []Step
+	// Digest is the SHA-256 of the file's bytes: the journal belongs to one
+	// sequence, and a different sequence never resumes another's journal.
+	Digest string
+}
+
+// Step is one entry of a sequence. The concrete types are *Requirements,
+// *SelectDisk, *Partition, *Format, *Mount, *Fetch, *ApplyImage, *BootFiles,
+// *Setup, *Run and *Power.
+type Step interface {
+	// Base gives the fields every step has.
+	Base() *StepBase
+	// Describe is one line for plans and logs.
+	Describe() string
+	// check validates values beyond their types; errors should be nodeErr
+	// on the offending key's node.
+	check(n *ast.MappingNode) error
+}
+
+// StepBase holds the keys common to all steps.
+type StepBase struct {
+	Type string    `yaml:"type" json:"type"`
+	Name string    `yaml:"name" json:"name"`
+	When Condition `yaml:"when" json:"when,omitempty"`
+	Line int       `yaml:"-" json:"line"` // where the step starts in the file
+}
+
+func (b *StepBase) Base() *StepBase { return b }
+
+// stepTypes maps a `type:` to a constructor of its zero value.
+var stepTypes = map[string]func() Step{
+	"requirements": func() Step { return &Requirements{} },
+	"select-disk":  func() Step { return &SelectDisk{} },
+	"partition":    func() Step { return &Partition{} },
+	"format":       func() Step { return &Format{} },
+	"mount":        func() Step { return &Mount{} },
+	"fetch":        func() Step { return &Fetch{} },
+	"apply-image":  func() Step { return &ApplyImage{} },
+	"bootfiles":    func() Step { return &BootFiles{} },
+	"setup":        func() Step { return &Setup{} },
+	"run":          func() Step { return &Run{} },
+	"reboot":       func() Step { return &Power{} },
+	"poweroff":     func() Step { return &Power{} },
+}
+
+// StepTypes lists the step types a sequence may use.
+func StepTypes() []string {
+	var s []string
+	for k := range stepTypes {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return s
+}
+
+// LoadFile reads and validates a sequence file.
+func LoadFile(path string) (*Sequence, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, b)
+}
+
+// Parse validates a sequence. name is used in error messages only.
+func Parse(name string, src []byte) (*Sequence, error) {
+	seq, err := parse(src)
+	if err != nil {
+		return nil, toLoadError(name, err)
+	}
+	sum := sha256.Sum256(src)
+	seq.Digest = hex.EncodeToString(sum[:])
+	return seq, nil
+}
+
+func parse(src []byte) (*Sequence, error) {
+	f, err := parser.ParseBytes(src, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
+		return nil, fmt.Errorf("want exactly one YAML document with version and steps")
+	}
+	root, ok := unwrap(f.Docs[0].Body).(*ast.MappingNode)
+	if !ok {
+		return nil, nodeErr(f.Docs[0].Body, "the sequence must be a mapping with version and steps")
+	}
+	seq := &Sequence{}
+	var stepsNode ast.Node
+	seen := map[string]bool{}
+	for _, kv := range root.Values {
+		key := kv.Key.String()
+		if seen[key] {
+			return nil, nodeErr(kv.Key, "duplicate key %q", key)
+		}
+		seen[key] = true
+		var err error
+		switch key {
+		case "version":
+			err = yaml.NodeToValue(kv.Value, &seq.Version)
+			if err == nil && seq.Version != 1 {
+				err = nodeErr(kv.Value, "version %d is not supported (this build reads version 1)", seq.Version)
+			}
+		case "name":
+			err = yaml.NodeToValue(kv.Value, &seq.Name)
+		case "status-url":
+			err = yaml.NodeToValue(kv.Value, &seq.StatusURL)
+			if err == nil {
+				err = checkURL(kv.Value, seq.StatusURL)
+			}
+		case "steps":
+			stepsNode = kv.Value
+		default:
+			err = nodeErr(kv.Key, "unknown key %q (want version, name, status-url, steps)", key)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !seen["version"] {
+		return nil, nodeErr(root, "missing key version (write version: 1)")
+	}
+	if stepsNode == nil {
+		return nil, nodeErr(root, "missing key steps")
+	}
+	list, ok := unwrap(stepsNode).(*ast.SequenceNode)
+	if !ok || len(list.Values) == 0 {
+		return nil, nodeErr(stepsNode, "steps must be a non-empty list")
+	}
+	names := map[string]int{}
+	for _, sn := range list.Values {
+		st, err := parseStep(unwrap(sn))
+		if err != nil {
+			return nil, err
+		}
+		b := st.Base()
+		if prev, dup := names[b.Name]; dup {
+			return nil, nodeErr(sn, "step name %q already used by the step at line %d (give one a name:)", b.Name, prev)
+		}
+		names[b.Name] = b.Line
+		seq.Steps = append(seq.Steps, st)
+	}
+	return seq, checkOrder(seq)
+}
+
+func unwrap(n ast.Node) ast.Node {
+	for {
+		switch v := n.(type) {
+		case *ast.TagNode:
+			n = v.Value
+		case *ast.AnchorNode:
+			n = v.Value
+		default:
+			return n
+		}
+	}
+}
+
+func parseStep(n ast.Node) (Step, error) {
+	m, ok := n.(*ast.MappingNode)
+	if !ok {
+		return nil, nodeErr(n, "a step must be a mapping with a type")
+	}
+	var typ string
+	var typNode ast.Node
+	for _, kv := range m.Values {
+		if kv.Key.String() == "type" {
+			typNode = kv.Value
+			typ, _ = scalarString(kv.Value)
+		}
+	}
+	if typNode == nil {
+		return nil, nodeErr(m, "step has no type (one of %s)", strings.Join(StepTypes(), ", "))
+	}
+	mk, ok := stepTypes[typ]
+	if !ok {
+		return nil, nodeErr(typNode, "unknown step type %q (want one of %s)", typ, strings.Join(StepTypes(), ", "))
+	}
+	st := mk()
+	if err := yaml.NodeToValue(m, st, yaml.DisallowUnknownField()); err != nil {
+		return nil, err
+	}
+	b := st.Base()
+	b.Line = m.GetToken().Position.Line
+	if b.Name == "" {
+		b.Name = typ
+	}
+	if err := st.check(m); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// field finds the value node of key in m (for positioned errors); m itself
+// when absent.
+func field(m *ast.MappingNode, key string) ast.Node {
+	for _, kv := range m.Values {
+		if kv.Key.String() == key {
+			return kv.Value
+		}
+	}
+	return m
+}
+
+func has(m *ast.MappingNode, key string) bool {
+	for _, kv := range m.Values {
+		if kv.Key.String() == key {
+			return true
+		}
+	}
+	return false
+}
+
+func checkURL(n ast.Node, s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nodeErr(n, "%q is not an http(s) URL", s)
+	}
+	return nil
+}
+
+// checkOrder rejects sequences whose steps cannot work in that order, e.g.
+// apply-image before any mount, so that `minint sequence check` catches them
+// on the host.
+func checkOrder(seq *Sequence) error {
+	var haveDisk, havePart, haveMount, haveFetch bool
+	for _, st := range seq.Steps {
+		b := st.Base()
+		bad := func(format string, a ...any) error {
+			return &posError{b.Line, 0, fmt.Sprintf("step %q: ", b.Name) + fmt.Sprintf(format, a...)}
+		}
+		switch st.(type) {
+		case *SelectDisk:
+			haveDisk = true
+		case *Partition:
+			if !haveDisk {
+				return bad("partition needs a select-disk step before it")
+			}
+			havePart = true
+		case *Format:
+			if !havePart {
+				return bad("format needs a partition step before it")
+			}
+		case *Mount:
+			if !havePart {
+				return bad("mount needs a partition step before it")
+			}
+			haveMount = true
+		case *Fetch:
+			if !haveMount && st.(*Fetch).Mode != "stream" {
+				return bad("fetch stages into the target disk's /minint folder, so it needs a mount step before it (or mode: stream)")
+			}
+			haveFetch = true
+		case *ApplyImage:
+			if !haveFetch {
+				return bad("apply-image needs a fetch step before it")
+			}
+			if !haveMount {
+				return bad("apply-image needs a mount step before it")
+			}
+		case *BootFiles, *Setup:
+			if !haveMount {
+				return bad("%s needs a mount step before it", b.Type)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package pe
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestLoadGood(t *testing.T) {
+	seq, err := LoadFile("testdata/deploy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq.Name != "deploy-debian" || len(seq.Steps) != 12 || len(seq.Digest) != 64 {
+		t.Fatalf("loaded %+v", seq)
+	}
+	p := seq.Steps[2].(*Partition)
+	if p.Name != "partition-uefi" || p.Table != "gpt" || len(p.Partitions) != 2 || p.Partitions[0].Size != "256M" || p.Line != 13 {
+		t.Errorf("partition step %+v", p)
+	}
+	if ok, _ := p.When.Eval(FactMap{"firmware": "uefi"}); !ok {
+		t.Error("when: firmware == uefi false under uefi")
+	}
+	r := seq.Steps[0].(*Requirements)
+	if r.MinMemory != 256<<20 || r.MinDisk != 1<<30 || r.MinCPUs != 1 {
+		t.Errorf("requirements %+v", r)
+	}
+	f := seq.Steps[6].(*Fetch)
+	if f.Mode != "stage" || f.Retries != 8 || f.Timeout.String() != "20m0s" || f.base() != "http://10.0.2.2:8080/debian" {
+		t.Errorf("fetch %+v base %s", f, f.base())
+	}
+	s := seq.Steps[8].(*Setup)
+	if s.Hostname != "web1" || s.Users[0].SSHKeys[0] != "ssh-ed25519 AAAAC3Nza alice@example" || s.Files[0].Content != "deployed by minint\n" {
+		t.Errorf("setup %+v", s.Answer)
+	}
+	if seq.Steps[11].Base().Type != "reboot" || seq.Steps[11].Base().Name != "reboot" {
+		t.Errorf("last step %+v", seq.Steps[11].Base())
+	}
+}
+
+const head = "version: 1\nsteps:\n"
+
+func TestLoadErrors(t *testing.T) {
+	cases := []struct {
+		name, src string
+		line      int
+		want      string
+	}{
+		{"unknown top key", "version: 1\nstepz: []\n", 2, `unknown key "stepz"`},
+		{"no version", "steps:\n  - type: reboot\n", 1, "missing key version"},
+		{"bad version", "version: 2\nsteps:\n  - type: reboot\n", 1, "version 2"},
+		{"unknown step type", head + "  - type: reboot\n  - type: frobnicate\n", 4, `unknown step type "frobnicate"`},
+		{"no type", head + "  - name: x\n", 3, "no type"},
+		{"unknown step key", head + "  - type: run\n    shell: ls\n    colour: red\n", 5, `unknown field "colour"`},
+		{"wrong type", head + "  - type: requirements\n    min-cpus: many\n", 4, "cannot unmarshal"},
+		{"bad size", head + "  - type: requirements\n\n    min-memory: 12 parsecs\n", 5, `bad size "12 parsecs"`},
+		{"bad duration", head + "  - type: run\n    shell: ls\n    timeout: forever\n", 5, "bad duration"},
+		{"missing param", head + "  - type: run\n    timeout: 5m\n", 3, "exactly one of command"},
+		{"bad firmware", head + "  - type: requirements\n    firmware: [coreboot]\n", 4, `firmware "coreboot"`},
+		{"bad condition", head + "  - type: reboot\n    when: firmwear == uefi\n", 4, `unknown fact "firmwear"`},
+		{"bad operator", head + "  - type: reboot\n    when: firmware = uefi\n", 4, "bad operator"},
+		{"duplicate name", head + "  - type: run\n    shell: a\n  - type: run\n    shell: b\n", 5, `"run" already used`},
+		{"bad url", head + "  - type: run\n    shell: a\n  - type: fetch\n    manifest: ftp://x/m.json\n    mode: stream\n", 6, "not an http(s) URL"},
+		{"bad layout", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions:\n      - {name: root, size: lots, fs: ext4}\n", 7, "size"},
+		{"order", head + "  - type: format\n", 3, "needs a partition step"},
+		{"fetch before mount", head + "  - type: fetch\n    manifest: http://x/m.json\n", 3, "needs a mount step"},
+		{"bad answer", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: setup\n    hostname: \"no way\"\n", 8, "hostname"},
+		{"not yaml", "version: 1\nsteps: [\n", 0, ""},
+		{"steps not list", "version: 1\nsteps: 3\n", 2, "non-empty list"},
+		{"bad rule", head + "  - type: select-disk\n    disk: {colour: blue}\n", 4, "colour"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("seq.yaml", []byte(c.src))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			var le *LoadError
+			if !errors.As(err, &le) || !errors.Is(err, ErrSequence) {
+				t.Fatalf("error %T %v is not a LoadError", err, err)
+			}
+			if c.line > 0 && le.Line != c.line {
+				t.Errorf("line %d, want %d: %v", le.Line, c.line, err)
+			}
+			if !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "seq.yaml:") {
+				t.Errorf("error %q does not contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestConditions(t *testing.T) {
+	f := FactMap{"firmware": "uefi", "memory": "2147483648", "cpus": "2", "var.role": "kiosk"}
+	for src, want := range map[string]bool{
+		"":                                     true,
+		"firmware == uefi":                     true,
+		"firmware != uefi":                     false,
+		"memory >= 2GiB":                       true,
+		"memory > 2GiB":                        false,
+		"memory < 3GB && cpus == 2":            true,
+		"firmware == bios || cpus >= 2":        true,
+		"!(firmware == uefi)":                  false,
+		"var.role == kiosk && !(cpus < 2)":     true,
+		"var.unset == ''":                      true,
+		`var.role == "kiosk"`:                  true,
+		"firmware == bios && cpus > 1 || true": true,
+		"false || firmware == bios":            false,
+	} {
+		c, err := ParseCondition(src)
+		if err != nil {
+			t.Errorf("%q: %v", src, err)
+			continue
+		}
+		got, err := c.Eval(f)
+		if err != nil || got != want {
+			t.Errorf("%q = %v, %v; want %v", src, got, err, want)
+		}
+	}
+	for _, bad := range []string{"firmware ==", "== uefi", "(firmware == uefi", "firmware == uefi &&", "memory => 1G", "x == 1", "firmware == uefi extra"} {
+		if _, err := ParseCondition(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	c, _ := ParseCondition("disk-size > 1G")
+	if _, err := c.Eval(f); err == nil {
+		t.Error("unknown-yet fact evaluated without error")
+	}
+	c, _ = ParseCondition("firmware > 1G")
+	if _, err := c.Eval(f); err == nil {
+		t.Error("ordering a non-number did not fail")
+	}
+}
+
+func TestSizes(t *testing.T) {
+	for s, want := range map[string]Size{"512MiB": 512 << 20, "4GB": 4e9, "1.5GiB": 3 << 29, "100": 100, "1K": 1000, "2 TiB": 2 << 40} {
+		if got, err := ParseSize(s); err != nil || got != want {
+			t.Errorf("%q = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1G", "12 parsecs", "1e30T"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
