@@ -34,12 +34,12 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // Requirements checks the machine before anything destructive happens and
 // fails with a report listing every unmet requirement.
 //
-//	- type: requirements
-//	  min-memory: 512MiB
-//	  min-cpus: 1
-//	  min-disk: 8GB          # some candidate disk at least this large
-//	  firmware: [uefi]       # allowed firmware types
-//	  devices: [net, /dev/vda, "pci:8086:100e"]
+//   - type: requirements
+//     min-memory: 512MiB
+//     min-cpus: 1
+//     min-disk: 8GB          # some candidate disk at least this large
+//     firmware: [uefi]       # allowed firmware types
+//     devices: [net, /dev/vda, "pci:8086:100e"]
 type Requirements struct {
 	StepBase  `yaml:",inline"`
 	MinMemory Size     `yaml:"min-memory"`
@@ -96,8 +96,8 @@ func (s *Requirements) Describe() string {
 // SelectDisk chooses the target disk with a diskops rule; the boot medium,
 // mounted and in-use disks are never candidates.
 //
-//	- type: select-disk
-//	  disk: {transport: virtio, min_size: 1G}
+//   - type: select-disk
+//     disk: {transport: virtio, min_size: 1G}
 type SelectDisk struct {
 	StepBase `yaml:",inline"`
 	Disk     diskops.Rule `yaml:"disk"`
@@ -118,11 +118,11 @@ func (s *SelectDisk) Describe() string { return "select the target disk: " + s.D
 // Partition writes a new partition table to the selected disk. Keys are
 // those of a diskops layout.
 //
-//	- type: partition
-//	  table: gpt
-//	  partitions:
-//	    - {name: esp, size: 256M, type: esp, fs: vfat, label: ESP}
-//	    - {name: root, size: rest, type: linux, fs: ext4, label: root}
+//   - type: partition
+//     table: gpt
+//     partitions:
+//   - {name: esp, size: 256M, type: esp, fs: vfat, label: ESP}
+//   - {name: root, size: rest, type: linux, fs: ext4, label: root}
 //
 // The partition named "root" (or else the first ext4 one) holds the
 // deployed system and the staging folder; one of type esp is the EFI
@@ -170,8 +170,8 @@ func (s *Partition) Describe() string {
 
 // Format creates the file systems the layout names.
 //
-//	- type: format
-//	  only: [root]      # optional: partition names; default all with fs
+//   - type: format
+//     only: [root]      # optional: partition names; default all with fs
 type Format struct {
 	StepBase `yaml:",inline"`
 	Only     []string `yaml:"only"`
@@ -209,12 +209,12 @@ func (s *Mount) Describe() string { return "mount the target at " + s.Target }
 // Fetch gets an image package and verifies its signed manifest and the
 // files' SHA-256 before anything uses them.
 //
-//	- type: fetch
-//	  manifest: http://10.0.2.2:8080/debian/manifest.json   # or medium:/images/debian/manifest.json
-//	  mode: stage          # stage (default): download into the staging folder
-//	                       # stream: apply straight from HTTP (chunk-verified)
-//	  retries: 8
-//	  timeout: 30m         # bound on the whole fetch
+//   - type: fetch
+//     manifest: http://10.0.2.2:8080/debian/manifest.json   # or medium:/images/debian/manifest.json
+//     mode: stage          # stage (default): download into the staging folder
+//     # stream: apply straight from HTTP (chunk-verified)
+//     retries: 8
+//     timeout: 30m         # bound on the whole fetch
 type Fetch struct {
 	StepBase `yaml:",inline"`
 	Manifest string   `yaml:"manifest"`
@@ -272,8 +272,8 @@ func (s *Fetch) base() string {
 
 // ApplyImage applies an image of the fetched WIM to the target root.
 //
-//	- type: apply-image
-//	  index: 1        # default: the manifest's image index
+//   - type: apply-image
+//     index: 1        # default: the manifest's image index
 type ApplyImage struct {
 	StepBase `yaml:",inline"`
 	Index    int `yaml:"index"`
@@ -297,9 +297,9 @@ func (s *ApplyImage) Describe() string {
 // an entry booting the applied kernel with root= the target. When the
 // sequence has a setup step, the first boot runs minint-setup as init.
 //
-//	- type: bootfiles
-//	  loader: auto           # auto (by firmware), extlinux, systemd-boot
-//	  cmdline: "console=ttyS0 quiet"
+//   - type: bootfiles
+//     loader: auto           # auto (by firmware), extlinux, systemd-boot
+//     cmdline: "console=ttyS0 quiet"
 type BootFiles struct {
 	StepBase `yaml:",inline"`
 	Loader   string `yaml:"loader"`
@@ -325,16 +325,16 @@ func (s *BootFiles) Describe() string { return "write boot files (" + s.Loader +
 // Setup hands an answer file to the deployed system's first boot: the
 // keys are those of answer.Answer.
 //
-//	- type: setup
-//	  hostname: web1
-//	  users:
-//	    - {name: alice, password-hash: "$6$…", groups: [sudo], ssh-authorized-keys: ["ssh-ed25519 AAAA… alice"]}
-//	  network:
-//	    - {match: "en*", dhcp: true}
-//	  files:
-//	    - {path: /etc/motd, content: "hello\n", mode: "0644"}
-//	  commands:
-//	    - [/usr/bin/systemctl, enable, ssh]
+//   - type: setup
+//     hostname: web1
+//     users:
+//   - {name: alice, password-hash: "$6$…", groups: [sudo], ssh-authorized-keys: ["ssh-ed25519 AAAA… alice"]}
+//     network:
+//   - {match: "en*", dhcp: true}
+//     files:
+//   - {path: /etc/motd, content: "hello\n", mode: "0644"}
+//     commands:
+//   - [/usr/bin/systemctl, enable, ssh]
 type Setup struct {
 	StepBase      `yaml:",inline"`
 	answer.Answer `yaml:",inline"`
@@ -370,10 +370,10 @@ func (s *Setup) Describe() string {
 // Run runs a command in the PE (or, with in-target, chrooted into the
 // target). Environment: MININT_TARGET, MININT_STAGING, MININT_DISK.
 //
-//	- type: run
-//	  command: [/bin/sh, -c, "echo hi"]     # or shell: "echo hi"
-//	  timeout: 5m
-//	  in-target: false
+//   - type: run
+//     command: [/bin/sh, -c, "echo hi"]     # or shell: "echo hi"
+//     timeout: 5m
+//     in-target: false
 type Run struct {
 	StepBase `yaml:",inline"`
 	Command  []string          `yaml:"command"`
