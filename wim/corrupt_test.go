@@ -14,6 +14,7 @@ import (
 	"testing"
 	"unicode/utf16"
 
+	"github.com/minint/minint/internal/treetest"
 	"github.com/minint/minint/wim"
 )
 
@@ -401,4 +402,125 @@ func TestCorruptChunks(t *testing.T) {
 			wantErr(t, fmt.Sprintf("%s: chunk table byte %d flipped", comp, i), readEverything(b), wim.ErrChecksum, wim.ErrFormat)
 		}
 	}
+}
+
+// applyHostile applies the WIM in w into base/target and checks that
+// base/canary, a directory next to the target that the hostile entries aim
+// at, is left exactly as it was, and that nothing appeared in base besides
+// the target.
+func applyHostile(t *testing.T, w []byte, prepare func(target string)) (target string, err error) {
+	t.Helper()
+	base := t.TempDir()
+	canary := filepath.Join(base, "canary")
+	writeFiles(t, canary, map[string]string{"keep": "canary"})
+	before := snapshot(t, canary)
+	target = filepath.Join(base, "target")
+	if prepare != nil {
+		prepare(target)
+	}
+	r, err := wim.NewReader(bytes.NewReader(w), int64(len(w)))
+	if err == nil {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("PANIC: %v", p)
+				}
+			}()
+			err = r.Apply(1, target, wim.ApplyOptions{})
+		}()
+	}
+	if d := treetest.Diff(before, snapshot(t, canary), treetest.DiffOptions{}); len(d) > 0 {
+		t.Errorf("the canary next to the target changed:\n%s", strings.Join(d, "\n"))
+	}
+	ents, _ := os.ReadDir(base)
+	for _, e := range ents {
+		if e.Name() != "canary" && e.Name() != "target" {
+			t.Errorf("apply created %s next to the target", filepath.Join(base, e.Name()))
+		}
+	}
+	return target, err
+}
+
+// TestHostileNames crafts names that would escape or confuse the target
+// directory into otherwise valid WIMs (SHA-1s fixed up).
+func TestHostileNames(t *testing.T) {
+	base := "/tmp/minint-hostile-does-not-exist"
+	cases := []struct {
+		name  string
+		build func(src string) // makes the tree, with placeholder(k, n) names
+		from  string           // placeholder to patch…
+		to    string           // …into this
+	}{
+		{"dot-dot", func(s string) { writeFiles(t, s, map[string]string{placeholder(1, 2): "x"}) }, placeholder(1, 2), ".."},
+		{"dot", func(s string) { writeFiles(t, s, map[string]string{placeholder(2, 1) + "/f": "x"}) }, placeholder(2, 1), "."},
+		{"slash escape", func(s string) { writeFiles(t, s, map[string]string{placeholder(3, 15): "x"}) }, placeholder(3, 15), "../canary/pwned"},
+		{"slash inside", func(s string) { writeFiles(t, s, map[string]string{placeholder(4, 3): "x"}) }, placeholder(4, 3), "a/b"},
+		{"absolute", func(s string) { writeFiles(t, s, map[string]string{placeholder(5, len(base)): "x"}) }, placeholder(5, len(base)), base},
+		{"NUL", func(s string) { writeFiles(t, s, map[string]string{placeholder(6, 3): "x"}) }, placeholder(6, 3), "a\x00b"},
+		{"duplicate file", func(s string) {
+			writeFiles(t, s, map[string]string{"dupe": "1", placeholder(7, 4): "2"})
+		}, placeholder(7, 4), "dupe"},
+		{"duplicate symlink then directory", func(s string) {
+			os.Symlink("../canary", filepath.Join(s, "esc"))
+			writeFiles(t, s, map[string]string{placeholder(8, 3) + "/pwned": "x", placeholder(8, 3) + "/keep": "overwritten"})
+		}, placeholder(8, 3), "esc"},
+		{"duplicate directory then symlink", func(s string) {
+			os.Symlink("../canary", filepath.Join(s, placeholder(9, 3)))
+			writeFiles(t, s, map[string]string{"aaa/pwned": "x", "aaa/keep": "overwritten"})
+		}, placeholder(9, 3), "aaa"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := wimlibWIM(t, "none", c.build)
+			patchName(t, w, c.from, c.to)
+			_, err := applyHostile(t, w, nil)
+			wantErr(t, "apply", err, wim.ErrInsecurePath)
+			if _, err := os.Lstat(base); err == nil {
+				os.RemoveAll(base)
+				t.Errorf("apply created %s", base)
+			}
+		})
+	}
+}
+
+// TestHostileSymlinks: symlinks pointing anywhere are legitimate in a Linux
+// image (/etc/localtime → /usr/share/zoneinfo/…) and are created as they
+// are, but nothing is ever written through them, whether they come from the
+// image or were already in the target directory.
+func TestHostileSymlinks(t *testing.T) {
+	t.Run("in the image", func(t *testing.T) {
+		w := wimlibWIM(t, "none", func(s string) {
+			os.Symlink("../canary", filepath.Join(s, "up"))
+			os.Symlink("../canary/keep", filepath.Join(s, "up-file"))
+			os.Symlink("/etc/passwd", filepath.Join(s, "abs"))
+			writeFiles(t, s, map[string]string{"z/file": "x"})
+		})
+		target, err := applyHostile(t, w, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]string{"up": "../canary", "up-file": "../canary/keep", "abs": "/etc/passwd"} {
+			if got, err := os.Readlink(filepath.Join(target, name)); err != nil || got != want {
+				t.Errorf("%s → %q, %v; want → %q", name, got, err, want)
+			}
+		}
+	})
+	t.Run("already in the target", func(t *testing.T) {
+		w := wimlibWIM(t, "none", func(s string) {
+			writeFiles(t, s, map[string]string{"sub/pwned": "x", "sub/keep": "overwritten", "keep": "overwritten"})
+		})
+		target, err := applyHostile(t, w, func(target string) {
+			os.MkdirAll(target, 0o755)
+			os.Symlink("../canary", filepath.Join(target, "sub"))
+			os.Symlink("../canary/keep", filepath.Join(target, "keep"))
+		})
+		if err != nil {
+			// Refusing is fine too, as long as the canary is intact.
+			t.Logf("apply over a symlinked directory: %v", err)
+			return
+		}
+		if fi, err := os.Lstat(filepath.Join(target, "sub")); err != nil || !fi.IsDir() {
+			t.Errorf("target/sub is not a directory after apply: %v", err)
+		}
+	})
 }
