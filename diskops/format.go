@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"strconv"
@@ -91,7 +92,32 @@ func formatExt4(ctx context.Context, f *os.File, off, size int64, s FormatSpec) 
 	if err != nil {
 		return nil, fmt.Errorf("creating ext4: %w", err)
 	}
+	if s.Label == "" {
+		// go-diskfs substitutes "diskfs_ext4" for an empty label.
+		if err := setExt4Label(f, off, ""); err != nil {
+			return nil, err
+		}
+	}
 	return want, nil
+}
+
+// setExt4Label rewrites the primary superblock's volume name and, with
+// metadata_csum, its checksum (crc32c, as the kernel computes it).
+func setExt4Label(f *os.File, off int64, label string) error {
+	sb := make([]byte, 1024)
+	if _, err := f.ReadAt(sb, off+1024); err != nil {
+		return err
+	}
+	if binary.LittleEndian.Uint16(sb[0x38:]) != 0xEF53 {
+		return fmt.Errorf("no ext4 superblock at %d", off+1024)
+	}
+	clear(sb[0x78:0x88])
+	copy(sb[0x78:0x88], label)
+	if binary.LittleEndian.Uint32(sb[0x64:])&0x400 != 0 {
+		binary.LittleEndian.PutUint32(sb[0x3FC:], ^crc32.Checksum(sb[:0x3FC], crc32.MakeTable(crc32.Castagnoli)))
+	}
+	_, err := f.WriteAt(sb, off+1024)
+	return err
 }
 
 // mkfsExt4 runs the system's mkfs.ext4 on the range through a path that

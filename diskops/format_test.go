@@ -1,0 +1,69 @@
+package diskops
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestExt4LabelChecksum relabels a metadata_csum filesystem made by
+// mkfs.ext4: e2fsck must accept the recomputed superblock checksum.
+func TestExt4LabelChecksum(t *testing.T) {
+	mkfs := needTool(t, "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "e.img")
+	f, _ := os.Create(img)
+	f.Truncate(32 << 20)
+	f.Close()
+	run(t, mkfs, "-q", "-F", "-O", "metadata_csum", "-L", "before", img)
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := setExt4Label(f, 0, "after"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	run(t, needTool(t, "e2fsck"), "-n", "-f", img)
+	if got := run(t, needTool(t, "blkid"), "-p", "-o", "export", img); !strings.Contains(got, "LABEL=after\n") {
+		t.Errorf("blkid:\n%s", got)
+	}
+}
+
+// TestFormatExt4Unlabelled: go-diskfs would name it "diskfs_ext4".
+func TestFormatExt4Unlabelled(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "e.img")
+	f, _ := os.Create(img)
+	defer f.Close()
+	f.Truncate(16 << 20)
+	fs, err := Format(context.Background(), f, 0, 16<<20, FormatSpec{FS: "ext4", UUID: "01234567-89ab-4def-8123-456789abcdef"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs.Label != "" || fs.UUID != "01234567-89ab-4def-8123-456789abcdef" {
+		t.Errorf("got %+v", fs)
+	}
+	if _, err := Format(context.Background(), f, 0, 16<<20, FormatSpec{FS: "ext4", UUID: "nope"}); err == nil {
+		t.Error("accepted UUID nope")
+	}
+	if _, err := Format(context.Background(), f, 0, 16<<20, FormatSpec{FS: "btrfs"}); err == nil {
+		t.Error("accepted btrfs")
+	}
+}
+
+func TestFormatMkfsExt4(t *testing.T) {
+	needTool(t, "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "e.img")
+	f, _ := os.Create(img)
+	defer f.Close()
+	f.Truncate(32 << 20)
+	fs, err := Format(context.Background(), f, 0, 32<<20, FormatSpec{FS: "ext4", Label: "viamkfs", Mkfs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs.Label != "viamkfs" || fs.Type != "ext4" {
+		t.Errorf("got %+v", fs)
+	}
+	run(t, needTool(t, "e2fsck"), "-n", "-f", img)
+}
