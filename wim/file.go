@@ -141,7 +141,8 @@ type File struct {
 	srcPath      string // capture: path on disk
 	srcIno       uint64 // capture: inode for hard-link detection
 	srcDev       uint64
-	subdirOffset int64 // parse only
+	subdirOffset int64  // parse only
+	reparseData  []byte // capture: reparse blob contents
 }
 
 // IsDir reports whether f is a directory (and not a symlink to one).

@@ -133,7 +133,7 @@ func parseChildren(buf []byte, dir *File, img *Image, seen map[int64]bool, depth
 		child.Parent = dir
 		child.img = img
 		dir.Children = append(dir.Children, child)
-		if child.subdirOffset != 0 && child.Attributes&AttrDirectory != 0 {
+		if child.subdirOffset != 0 && isDirAttr(child.Attributes) {
 			if err := parseChildren(buf, child, img, seen, depth+1); err != nil {
 				return err
 			}
@@ -521,7 +521,7 @@ func serializeMetadata(root *File, security [][]byte) []byte {
 	var dirs []*File
 	var collect func(d *File)
 	collect = func(d *File) {
-		if d.Attributes&AttrDirectory != 0 {
+		if isDirAttr(d.Attributes) {
 			dirs = append(dirs, d)
 		}
 		for _, c := range d.Children {
@@ -550,3 +550,9 @@ func serializeMetadata(root *File, security [][]byte) []byte {
 }
 
 func validUTF8(s string) bool { return utf8.ValidString(s) }
+
+// isDirAttr is wimlib's inode_is_directory: a directory that is not a
+// reparse point (a symlink to a directory carries both attributes).
+func isDirAttr(a uint32) bool {
+	return a&(AttrDirectory|AttrReparsePoint) == AttrDirectory
+}

@@ -1,0 +1,215 @@
+package wim
+
+import (
+	"crypto/sha1"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+)
+
+// ImageOptions describes an image being added to a Writer.
+type ImageOptions struct {
+	Name        string
+	Description string
+	// Config excludes paths from capture (nil: capture everything).
+	Config *CaptureConfig
+	// NoUnixData leaves out owners, modes, device numbers and xattrs, as
+	// wimlib-imagex does without --unix-data; device nodes, FIFOs and
+	// sockets are then skipped.
+	NoUnixData bool
+	// Progress, if set, is called with bytes of file data stored so far and
+	// the total to store.
+	Progress func(done, total int64)
+}
+
+// AddImage captures the directory tree at dir as a new image. Identical
+// data is stored once (by SHA-1), also across images; chunks are compressed
+// on opts.Threads goroutines.
+func (w *Writer) AddImage(dir string, opts ImageOptions) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return fmt.Errorf("wim: AddImage after Close")
+	}
+	sc := &scanner{unix: !opts.NoUnixData, cfg: opts.Config, links: map[devIno]*File{}}
+	root, err := sc.scanRoot(dir)
+	if err != nil {
+		return err
+	}
+	if err := w.storeTree(root, opts); err != nil {
+		return w.fail(err)
+	}
+	return w.addImage(root, nil, imageXML(root, opts.Name, opts.Description))
+}
+
+type devIno struct{ dev, ino uint64 }
+
+// storeTree writes every blob of a scanned tree (reparse data and file
+// contents) that the WIM does not hold yet, and fills in the hashes.
+func (w *Writer) storeTree(root *File, opts ImageOptions) error {
+	// Reparse data is small and in memory.
+	var srcs []*blobSource
+	var files []*File
+	seenGroup := map[uint64]bool{}
+	var walk func(f *File)
+	walk = func(f *File) {
+		if f.srcPath != "" && f.Size > 0 && f.unixType() == unixRegular && !seenGroup[f.HardLinkGroup] {
+			if f.HardLinkGroup != 0 {
+				seenGroup[f.HardLinkGroup] = true
+			}
+			files = append(files, f)
+		}
+		for _, c := range f.Children {
+			walk(c)
+		}
+	}
+	walk(root)
+	scheduled := map[[20]byte]bool{}
+	var rwalk func(f *File)
+	rwalk = func(f *File) {
+		if f.reparse != nil && f.reparseData != nil {
+			h := f.reparseHash
+			if w.blobs[h] == nil && !scheduled[h] {
+				scheduled[h] = true
+				s := memSource(f.reparseData, f.srcPath, false, nil)
+				s.hash, s.hashKnown = h, true
+				srcs = append(srcs, s)
+			}
+		}
+		for _, c := range f.Children {
+			rwalk(c)
+		}
+	}
+	rwalk(root)
+
+	// Only files whose size occurs more than once (in this tree or in the
+	// WIM already) can be duplicates: hash those first, in parallel, so
+	// duplicates are never read twice or stored at all.
+	count := map[int64]int{}
+	for _, f := range files {
+		count[f.Size]++
+	}
+	var cands []*File
+	for _, f := range files {
+		if count[f.Size] > 1 || w.sizes[f.Size] {
+			cands = append(cands, f)
+		}
+	}
+	if err := hashFiles(cands, w.opts.Threads); err != nil {
+		return err
+	}
+	known := map[*File]bool{}
+	for _, f := range cands {
+		known[f] = true
+	}
+	var total int64
+	// Files sharing a hard-link group share one source.
+	groupFiles := map[uint64][]*File{}
+	var walk2 func(f *File)
+	walk2 = func(f *File) {
+		if f.HardLinkGroup != 0 && f.srcPath != "" && f.unixType() == unixRegular {
+			groupFiles[f.HardLinkGroup] = append(groupFiles[f.HardLinkGroup], f)
+		}
+		for _, c := range f.Children {
+			walk2(c)
+		}
+	}
+	walk2(root)
+	for _, f := range files {
+		f := f
+		targets := []*File{f}
+		if f.HardLinkGroup != 0 {
+			targets = groupFiles[f.HardLinkGroup]
+		}
+		setHash := func(h [20]byte) {
+			for _, t := range targets {
+				t.Hash = h
+			}
+		}
+		if known[f] {
+			setHash(f.Hash)
+			if w.blobs[f.Hash] != nil || scheduled[f.Hash] {
+				continue
+			}
+			scheduled[f.Hash] = true
+		}
+		s := &blobSource{
+			size:      f.Size,
+			open:      func() (io.ReadCloser, error) { return openNoFollow(f.srcPath) },
+			hash:      f.Hash,
+			hashKnown: known[f],
+			path:      f.srcPath,
+			done:      func(b *outBlob) { setHash(b.hash) },
+		}
+		total += f.Size
+		srcs = append(srcs, s)
+	}
+	var done int64
+	var progress func(int64)
+	if opts.Progress != nil {
+		progress = func(n int64) {
+			done += n
+			opts.Progress(min(done, total), total)
+		}
+		opts.Progress(0, total)
+	}
+	return w.writeBlobs(srcs, progress)
+}
+
+func hashFiles(files []*File, threads int) error {
+	if len(files) == 0 {
+		return nil
+	}
+	ch := make(chan *File)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for i := 0; i < threads; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 256<<10)
+			for f := range ch {
+				err := func() error {
+					r, err := openNoFollow(f.srcPath)
+					if err != nil {
+						return err
+					}
+					defer r.Close()
+					h := sha1.New()
+					n, err := io.CopyBuffer(h, r, buf)
+					if err != nil {
+						return fmt.Errorf("wim: reading %s: %w", f.srcPath, err)
+					}
+					if n != f.Size {
+						return fmt.Errorf("wim: %s changed size during capture", f.srcPath)
+					}
+					h.Sum(f.Hash[:0])
+					return nil
+				}()
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, f := range files {
+		ch <- f
+	}
+	close(ch)
+	wg.Wait()
+	return firstErr
+}
+
+func sortChildren(f *File) {
+	sort.Slice(f.Children, func(i, j int) bool { return f.Children[i].Name < f.Children[j].Name })
+}
+
+var _ = os.Open

@@ -1,0 +1,234 @@
+//go:build linux
+
+package wim
+
+import (
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+type scanner struct {
+	unix      bool
+	cfg       *CaptureConfig
+	links     map[devIno]*File
+	nextGroup uint64
+	rootDev   uint64
+}
+
+func openNoFollow(path string) (io.ReadCloser, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+func (s *scanner) scanRoot(dir string) (*File, error) {
+	var st unix.Stat_t
+	// Like wimlib, the capture root itself may be a symlink to a directory.
+	if err := unix.Stat(dir, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("wim: capture source %s is not a directory", dir)
+	}
+	root := s.fileFromStat(&st, "")
+	if err := s.xattrs(dir, root); err != nil {
+		return nil, err
+	}
+	if err := s.scanDir(dir, "", root); err != nil {
+		return nil, err
+	}
+	return root, nil
+}
+
+func (s *scanner) fileFromStat(st *unix.Stat_t, name string) *File {
+	f := &File{
+		Name:         name,
+		SecurityID:   -1,
+		CreationTime: filetimeFromUnix(st.Mtim.Sec, st.Mtim.Nsec),
+		ModTime:      filetimeFromUnix(st.Mtim.Sec, st.Mtim.Nsec),
+		AccessTime:   filetimeFromUnix(st.Atim.Sec, st.Atim.Nsec),
+	}
+	if s.unix {
+		f.HasUnixData = true
+		f.UID, f.GID, f.Mode, f.Rdev = st.Uid, st.Gid, st.Mode, uint32(st.Rdev)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		f.Attributes = AttrDirectory
+	case unix.S_IFREG:
+		f.Size = st.Size
+		if st.Blocks < (st.Size+511)/512 {
+			f.Attributes = AttrSparseFile
+		} else {
+			f.Attributes = AttrNormal
+		}
+	}
+	return f
+}
+
+func (s *scanner) scanDir(path, imgPath string, dir *File) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("wim: reading directory %s: %w", path, err)
+	}
+	for _, name := range names {
+		cpath := path + "/" + name
+		cimg := imgPath + "/" + name
+		if s.cfg.Excluded(cimg) {
+			continue
+		}
+		if !validUTF8(name) {
+			return fmt.Errorf("wim: %s: file name is not valid UTF-8 (not representable in a WIM)", cpath)
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(cpath, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // vanished while scanning
+			}
+			return &os.PathError{Op: "lstat", Path: cpath, Err: err}
+		}
+		typ := st.Mode & unix.S_IFMT
+		if !s.unix && typ != unix.S_IFDIR && typ != unix.S_IFREG && typ != unix.S_IFLNK {
+			continue // not representable without UNIX data
+		}
+		var f *File
+		if typ != unix.S_IFDIR && st.Nlink > 1 {
+			k := devIno{uint64(st.Dev), st.Ino}
+			if first := s.links[k]; first != nil {
+				if first.HardLinkGroup == 0 {
+					s.nextGroup++
+					first.HardLinkGroup = s.nextGroup
+				}
+				c := *first
+				c.Name, c.Children, c.Parent = name, nil, dir
+				c.srcPath = cpath
+				dir.Children = append(dir.Children, &c)
+				continue
+			}
+		}
+		f = s.fileFromStat(&st, name)
+		f.Parent = dir
+		f.srcPath = cpath
+		if err := s.xattrs(cpath, f); err != nil {
+			return err
+		}
+		switch typ {
+		case unix.S_IFLNK:
+			if err := s.symlink(cpath, f); err != nil {
+				return err
+			}
+		case unix.S_IFDIR:
+			if err := s.scanDir(cpath, cimg, f); err != nil {
+				return err
+			}
+		}
+		if typ != unix.S_IFDIR && st.Nlink > 1 && typ != unix.S_IFLNK {
+			s.links[devIno{uint64(st.Dev), st.Ino}] = f
+		}
+		dir.Children = append(dir.Children, f)
+	}
+	sortChildren(dir)
+	return nil
+}
+
+func (s *scanner) symlink(path string, f *File) error {
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Readlink(path, buf)
+		if err != nil {
+			return &os.PathError{Op: "readlink", Path: path, Err: err}
+		}
+		if n < len(buf) {
+			f.LinkTarget = string(buf[:n])
+			break
+		}
+		if len(buf) >= maxReparseSize {
+			return fmt.Errorf("wim: %s: symlink target is too long", path)
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	if !validUTF8(f.LinkTarget) || strings.ContainsRune(f.LinkTarget, 0) {
+		return fmt.Errorf("wim: %s: symlink target is not valid UTF-8", path)
+	}
+	data := makeSymlinkReparse(f.LinkTarget)
+	if len(data)+reparseHeaderSize > maxReparseSize {
+		return fmt.Errorf("wim: %s: symlink target is too long for a reparse point", path)
+	}
+	f.Attributes = AttrReparsePoint
+	var st unix.Stat_t
+	if unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		f.Attributes |= AttrDirectory
+	}
+	f.ReparseTag = ReparseTagSymlink
+	f.ReparseFlags = rpFlagNotFixed
+	f.reparseData = data
+	f.reparseHash = sha1.Sum(data)
+	f.reparse = &blob{hash: f.reparseHash, size: int64(len(data))}
+	return nil
+}
+
+func (s *scanner) xattrs(path string, f *File) error {
+	if !s.unix {
+		return nil
+	}
+	buf := make([]byte, 1024)
+	var n int
+	var err error
+	for {
+		n, err = unix.Llistxattr(path, buf)
+		if err == unix.ERANGE {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		break
+	}
+	if err != nil {
+		if err == unix.ENOTSUP || err == unix.EOPNOTSUPP {
+			return nil
+		}
+		return &os.PathError{Op: "listxattr", Path: path, Err: err}
+	}
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
+		if name == "" || len(name) > maxXattrName {
+			continue
+		}
+		val := make([]byte, 256)
+		for {
+			k, err := unix.Lgetxattr(path, name, val)
+			if err == unix.ERANGE {
+				val = make([]byte, 2*len(val)+maxXattrValue)
+				continue
+			}
+			if err == unix.ENODATA {
+				val = nil
+				break
+			}
+			if err != nil {
+				return &os.PathError{Op: "getxattr " + name, Path: path, Err: err}
+			}
+			val = val[:k]
+			break
+		}
+		if val == nil || len(val) > maxXattrValue {
+			continue
+		}
+		f.Xattrs = append(f.Xattrs, Xattr{Name: name, Value: val})
+	}
+	return nil
+}

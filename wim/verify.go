@@ -1,0 +1,135 @@
+package wim
+
+import (
+	"crypto/sha1"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// VerifyOptions controls Verify.
+type VerifyOptions struct {
+	// Threads check blobs in parallel; 0 means GOMAXPROCS.
+	Threads int
+	// Progress, if set, is called with bytes checked so far and the total.
+	Progress func(done, total int64)
+}
+
+// Verify checks the integrity table of every part (if present), parses
+// every image's metadata, checks that every referenced blob exists, and
+// reads every blob in the blob table checking its SHA-1.
+func (r *Reader) Verify(opts VerifyOptions) error {
+	if opts.Threads <= 0 {
+		opts.Threads = runtime.GOMAXPROCS(0)
+	}
+	var total int64
+	for _, p := range r.parts {
+		if p.hdr.integrity.sizeInWim != 0 {
+			total += p.hdr.blobTable.offset + p.hdr.blobTable.sizeInWim - headerSize
+		}
+	}
+	blobs := make([]*blob, 0, len(r.blobs))
+	for _, b := range r.blobs {
+		blobs = append(blobs, b)
+		total += b.size
+	}
+	sort.Slice(blobs, func(i, j int) bool {
+		if blobs[i].partNum != blobs[j].partNum {
+			return blobs[i].partNum < blobs[j].partNum
+		}
+		return blobs[i].res.rh.offset < blobs[j].res.rh.offset
+	})
+	var done atomic.Int64
+	var mu sync.Mutex
+	progress := func(n int64) {
+		d := done.Add(n)
+		if opts.Progress != nil {
+			mu.Lock()
+			opts.Progress(d, total)
+			mu.Unlock()
+		}
+	}
+	for _, p := range r.parts {
+		if err := checkIntegrity(p, progress); err != nil {
+			return err
+		}
+	}
+	for _, img := range r.images {
+		if err := img.Walk(func(path string, f *File) error {
+			if f.Hash != zeroHash && f.data == nil {
+				return fmt.Errorf("%w: image %d %s: data %x missing from the blob table", ErrFormat, img.Index, path, f.Hash)
+			}
+			for _, s := range f.Streams {
+				if s.Hash != zeroHash && s.b == nil {
+					return fmt.Errorf("%w: image %d %s:%s: data %x missing from the blob table", ErrFormat, img.Index, path, s.Name, s.Hash)
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	ch := make(chan *blob)
+	var wg sync.WaitGroup
+	var firstErr error
+	stop := make(chan struct{})
+	for i := 0; i < opts.Threads; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range ch {
+				if err := verifyBlob(b, progress); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						close(stop)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+feed:
+	for _, b := range blobs {
+		select {
+		case ch <- b:
+		case <-stop:
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+	return firstErr
+}
+
+func verifyBlob(b *blob, progress func(int64)) error {
+	if b.solid {
+		return unsupportedErr("blob %x is in a solid resource", b.hash)
+	}
+	it, err := b.res.chunks()
+	if err != nil {
+		return fmt.Errorf("blob %x at offset %d: %w", b.hash, b.res.rh.offset, err)
+	}
+	defer it.close()
+	h := sha1.New()
+	for {
+		c, err := it.nextChunk()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("blob %x at offset %d: %w", b.hash, b.res.rh.offset, err)
+		}
+		h.Write(c)
+		progress(int64(len(c)))
+	}
+	var got [20]byte
+	h.Sum(got[:0])
+	if got != b.hash {
+		return fmt.Errorf("%w: blob at offset %d of %s has SHA-1 %x, want %x", ErrChecksum, b.res.rh.offset, b.res.p.name, got, b.hash)
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package wim
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func capture(t testing.TB, src, dst string, wo WriterOptions, io ImageOptions) {
+	t.Helper()
+	w, err := Create(dst, wo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddImage(src, io); err != nil {
+		w.Close()
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// our capture -> wimlib verify + wimlib apply --unix-data -> identical tree,
+// and our own apply too.
+func TestCaptureWimlibApply(t *testing.T) {
+	needWimlib(t)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	genTree(t, src, testing.Short())
+	for _, c := range []Compression{CompressionNone, CompressionXPRESS, CompressionLZX} {
+		for _, integ := range []bool{false, true} {
+			name := c.String()
+			if integ {
+				name += "-integrity"
+			}
+			t.Run(name, func(t *testing.T) {
+				if _, err := newCompressor(c, 32768); c != CompressionNone && err != nil {
+					t.Skipf("no %s compressor yet: %v", c, err)
+				}
+				w := filepath.Join(tmp, name+".wim")
+				capture(t, src, w, WriterOptions{Compression: c, Integrity: integ}, ImageOptions{Name: "test"})
+				args := []string{"verify", w}
+				if out := wimlib(t, args...); strings.Contains(strings.ReplaceAll(out, "does not contain integrity information", ""), "WARNING") {
+					t.Errorf("wimlib-imagex verify warns:\n%s", out)
+				}
+				dst := filepath.Join(tmp, "wl-"+name)
+				wimlib(t, "apply", w, "1", dst, "--unix-data")
+				diffTrees(t, src, dst)
+				rc, err := OpenReader(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rc.Close()
+				if got := rc.Info().HasIntegrity; got != integ {
+					t.Errorf("HasIntegrity = %v", got)
+				}
+				if err := rc.Verify(VerifyOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				dst2 := filepath.Join(tmp, "our-"+name)
+				if err := rc.Apply(1, dst2, ApplyOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				diffTrees(t, src, dst2)
+				os.RemoveAll(dst)
+				os.RemoveAll(dst2)
+			})
+		}
+	}
+}
