@@ -42,8 +42,10 @@ func TestCaptureWimlibApply(t *testing.T) {
 				w := filepath.Join(tmp, name+".wim")
 				capture(t, src, w, WriterOptions{Compression: c, Integrity: integ}, ImageOptions{Name: "test"})
 				args := []string{"verify", w}
-				if out := wimlib(t, args...); strings.Contains(strings.ReplaceAll(out, "does not contain integrity information", ""), "WARNING") {
-					t.Errorf("wimlib-imagex verify warns:\n%s", out)
+				for _, l := range strings.Split(wimlib(t, args...), "\n") {
+					if strings.Contains(l, "WARNING") && !strings.Contains(l, "does not contain integrity information") {
+						t.Errorf("wimlib-imagex verify: %s", l)
+					}
 				}
 				dst := filepath.Join(tmp, "wl-"+name)
 				wimlib(t, "apply", w, "1", dst, "--unix-data")
