@@ -64,8 +64,11 @@ func OpenTarget(ctx context.Context, path string, o TargetOptions) (*Target, err
 	if fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
 		return nil, fmt.Errorf("%s: not a block device or image file", path)
 	}
-	st := fi.Sys().(*unix.Stat_t)
-	devnum := fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, err
+	}
+	devnum := fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 	root := o.SysRoot
 	if root == "" {
 		root = "/"

@@ -1,0 +1,458 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/progress"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "disk",
+		summary: "List, select, partition, format, mount, clean and make disks bootable",
+		sub: []*command{
+			{name: "list", summary: "List block devices with their partitions and filesystems", usage: "disk list [--json]", run: diskList},
+			{name: "select", summary: "Print the one disk a rule selects (error listing candidates otherwise)", usage: "disk select RULE   (e.g. '{transport: nvme}', min_size=20G, first_largest)", run: diskSelect},
+			{name: "partition", summary: "Partition a disk (or image file) from a YAML layout", usage: "disk partition --layout FILE [--format] [--dry-run] [--yes] DEVICE", run: diskPartition},
+			{name: "format", summary: "Create a vfat, ext4 or swap filesystem", usage: "disk format --fs vfat|ext4|swap [--label L] [--uuid U] [--offset N --size N] [--yes] DEVICE", run: diskFormat},
+			{name: "mount", summary: "Mount a filesystem (image ranges through a loop device)", usage: "disk mount [--type T] [--ro] [--offset N --size N] SOURCE TARGET", run: diskMount},
+			{name: "umount", summary: "Unmount a filesystem", usage: "disk umount TARGET", run: diskUmount},
+			{name: "clean", summary: "Delete everything on a mounted root except the staging folder", usage: "disk clean [--keep minint] [--dry-run] [--yes] MOUNTPOINT", run: diskClean},
+		},
+	})
+}
+
+// diskCommon are the flags every disk command that discovers devices has.
+type diskCommon struct {
+	sysRoot    string
+	bootDevs   []string
+	mediaLabel string
+	jsonEvents string
+}
+
+func (c *diskCommon) flags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.sysRoot, "sys-root", "", "read /sys, /proc and /dev below `DIR` (testing)")
+	fs.StringSliceVar(&c.bootDevs, "boot-device", nil, "the `DEVICE` the PE booted from (never a candidate)")
+	fs.StringVar(&c.mediaLabel, "media-label", "", "treat disks holding a filesystem with this `LABEL` as the boot medium")
+}
+
+func (c *diskCommon) discover(ctx context.Context) ([]*diskops.Disk, error) {
+	return diskops.Discover(ctx, diskops.DiscoverOptions{Root: c.sysRoot, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
+}
+
+func diskContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt)
+}
+
+// diskEvents opens the --json-events destination ("" none, "-" stdout).
+func diskEvents(name string) (io.Writer, func(), error) {
+	switch name {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--json-events: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func diskList(fs *pflag.FlagSet, args []string) error {
+	var c diskCommon
+	c.flags(fs)
+	asJSON := fs.Bool("json", false, "print JSON for machines")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageErrorf("disk list takes no arguments")
+	}
+	ctx, cancel := diskContext()
+	defer cancel()
+	disks, err := c.discover(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if disks == nil {
+			disks = []*diskops.Disk{}
+		}
+		return enc.Encode(disks)
+	}
+	printDisks(os.Stdout, disks)
+	return nil
+}
+
+func printDisks(w io.Writer, disks []*diskops.Disk) {
+	var probeErrs []string
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tSIZE\tTRANSPORT\tMODEL\tSERIAL\tTABLE/FS\tLABEL\tFLAGS")
+	for _, d := range disks {
+		var flags []string
+		if d.BootMedium {
+			flags = append(flags, "boot-medium")
+		}
+		if d.Removable {
+			flags = append(flags, "removable")
+		}
+		if d.ReadOnly {
+			flags = append(flags, "ro")
+		}
+		if d.Rotational {
+			flags = append(flags, "hdd")
+		}
+		if len(d.Mounts) > 0 {
+			flags = append(flags, "mounted:"+strings.Join(d.Mounts, ","))
+		}
+		if d.Swap {
+			flags = append(flags, "swap")
+		}
+		if len(d.Holders) > 0 {
+			flags = append(flags, "held:"+strings.Join(d.Holders, ","))
+		}
+		tf, label := "-", ""
+		if d.Table != nil {
+			tf = d.Table.Type
+		} else if d.FS != nil {
+			tf, label = d.FS.Type, d.FS.Label
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Path, diskops.Size(d.Size).Human(), d.Transport, dash(d.Model), dash(d.Serial), tf, label, strings.Join(flags, " "))
+		for _, p := range d.Partitions() {
+			name := p.Device
+			if name == "" {
+				name = fmt.Sprintf("#%d", p.Number)
+			}
+			typ := p.TypeName
+			if typ == "" {
+				typ = p.Type
+			}
+			fsType, fsLabel := "-", ""
+			if p.FS != nil {
+				fsType, fsLabel = p.FS.Type, p.FS.Label
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t\t\t%s\t%s\t\n", name, diskops.Size(p.Size).Human(), typ, fsType, fsLabel)
+		}
+		if d.ProbeError != "" {
+			probeErrs = append(probeErrs, fmt.Sprintf("%s: not probed: %s", d.Path, d.ProbeError))
+		}
+	}
+	tw.Flush()
+	for _, e := range probeErrs {
+		fmt.Fprintln(w, e)
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func diskSelect(fs *pflag.FlagSet, args []string) error {
+	var c diskCommon
+	c.flags(fs)
+	asJSON := fs.Bool("json", false, "print the selected disk as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("want exactly one RULE")
+	}
+	rule, err := diskops.ParseRule(fs.Arg(0))
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	ctx, cancel := diskContext()
+	defer cancel()
+	disks, err := c.discover(ctx)
+	if err != nil {
+		return err
+	}
+	d, err := diskops.Select(disks, rule)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(os.Stdout).Encode(d)
+	}
+	fmt.Println(d.Path)
+	return nil
+}
+
+// confirm asks before a destructive operation, showing what will be lost.
+// Without a terminal it refuses: scripts must say --yes.
+func confirm(yes bool, what string) error {
+	if yes {
+		return nil
+	}
+	if !progress.IsTerminal(os.Stdin) {
+		return fmt.Errorf("refusing to %s without confirmation: stdin is not a terminal; add --yes", what)
+	}
+	fmt.Fprintf(os.Stderr, "This will %s.\nType yes to continue: ", what)
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return fmt.Errorf("not confirmed; nothing was changed")
+	}
+	return nil
+}
+
+func targetDescription(t *diskops.Target) string {
+	if t.Disk != nil {
+		s := diskops.Describe(t.Disk)
+		if t.Disk.Table != nil || t.Disk.FS != nil {
+			s += " (existing data will be lost)"
+		}
+		return s
+	}
+	return fmt.Sprintf("image file %s (%s)", t.Path, diskops.Size(t.Size).Human())
+}
+
+func diskPartition(fs *pflag.FlagSet, args []string) error {
+	layoutPath := fs.String("layout", "", "YAML layout `FILE` (required)")
+	format := fs.Bool("format", false, "also create the filesystems the layout names")
+	mkfs := fs.Bool("mkfs", false, "create ext4 with mkfs.ext4 instead of the built-in writer (needs partition nodes)")
+	dry := fs.Bool("dry-run", false, "print the plan and write nothing")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || *layoutPath == "" {
+		return usageErrorf("want --layout FILE and one DEVICE")
+	}
+	l, err := diskops.ReadLayout(*layoutPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := diskContext()
+	defer cancel()
+	t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{ReadOnly: *dry})
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	if *dry {
+		res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{DryRun: true})
+		if err != nil {
+			return err
+		}
+		printPlan(os.Stdout, t, res)
+		return nil
+	}
+	// Plan first so that a layout that does not fit fails before asking.
+	if _, err := l.Plan(t.Size, t.SectorSize); err != nil {
+		return fmt.Errorf("%s: %w", t.Path, err)
+	}
+	if err := confirm(*yes, "repartition "+targetDescription(t)); err != nil {
+		return err
+	}
+	jw, closeJW, err := diskEvents(*jsonOut)
+	if err != nil {
+		return err
+	}
+	defer closeJW()
+	r := progress.New(os.Stderr, jw)
+	r.Emit(progress.Event{Kind: "step", Op: "partition", State: "start", Msg: t.Path})
+	res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{})
+	if err != nil && !(diskops.IsNoNodes(err) && res != nil) {
+		r.Emit(progress.Event{Kind: "step", Op: "partition", State: "failed", Error: err.Error()})
+		return err
+	}
+	if err != nil {
+		r.Printf("warning: %v; continuing by offset", err)
+	}
+	printPlan(os.Stdout, t, res)
+	r.Emit(progress.Event{Kind: "step", Op: "partition", State: "done", Data: map[string]any{"partitions": res.Partitions, "nodes": res.Nodes}})
+	if !*format {
+		return nil
+	}
+	task := r.Start("format", int64(len(res.Partitions)), "partitions")
+	fss, err := diskops.FormatPartitions(ctx, t, res, *mkfs, func(p diskops.Planned) {
+		r.Printf("formatting partition %d (%s) as %s", p.Number, p.Name, p.FS)
+		task.Add(1)
+	})
+	task.Finish(err)
+	if err != nil {
+		return err
+	}
+	for i, f := range fss {
+		if f != nil {
+			fmt.Printf("partition %d: %s label=%q uuid=%s\n", res.Partitions[i].Number, f.Type, f.Label, f.UUID)
+		}
+	}
+	return nil
+}
+
+func printPlan(w io.Writer, t *diskops.Target, res *diskops.PartitionResult) {
+	fmt.Fprintf(w, "%s: %s, %s\n", t.Path, res.Table, diskops.Size(t.Size).Human())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tNAME\tSTART\tSIZE\tTYPE\tFS\tLABEL\tNODE")
+	for i, p := range res.Partitions {
+		node := "-"
+		if i < len(res.Nodes) {
+			node = res.Nodes[i]
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Number, p.Name, p.Start, diskops.Size(p.Size).Human(), p.TypeID, dash(p.FS), p.Label, node)
+	}
+	tw.Flush()
+}
+
+func diskFormat(fs *pflag.FlagSet, args []string) error {
+	var spec diskops.FormatSpec
+	fs.StringVar(&spec.FS, "fs", "", "filesystem: vfat, ext4 or swap (required)")
+	fs.StringVar(&spec.Label, "label", "", "volume label")
+	fs.StringVar(&spec.UUID, "uuid", "", "filesystem UUID (vfat: XXXX-XXXX); random when empty")
+	fs.BoolVar(&spec.Mkfs, "mkfs", false, "create ext4 with mkfs.ext4 instead of the built-in writer")
+	offset := fs.Int64("offset", 0, "start of the filesystem in `BYTES` within DEVICE")
+	size := fs.String("size", "", "filesystem `SIZE` (default: to the end of DEVICE)")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || spec.FS == "" {
+		return usageErrorf("want --fs and one DEVICE")
+	}
+	dev := fs.Arg(0)
+	fi, err := os.Stat(dev)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	total := fi.Size()
+	if !fi.Mode().IsRegular() {
+		// A block device: its size comes from seeking to the end.
+		if total, err = f.Seek(0, io.SeekEnd); err != nil {
+			return err
+		}
+	}
+	n := total - *offset
+	if *size != "" {
+		s, err := diskops.ParseSize(*size)
+		if err != nil {
+			return usageErrorf("--size: %v", err)
+		}
+		n = int64(s)
+	}
+	if *offset < 0 || n <= 0 || *offset+n > total {
+		return fmt.Errorf("%s: range %d+%d lies outside the device (%d bytes)", dev, *offset, n, total)
+	}
+	if existing := diskops.ProbeFilesystem(f, *offset, n); existing != nil {
+		if err := confirm(*yes, fmt.Sprintf("format %s at %d (%s), destroying its %s filesystem %q", dev, *offset, diskops.Size(n).Human(), existing.Type, existing.Label)); err != nil {
+			return err
+		}
+	} else if err := confirm(*yes, fmt.Sprintf("format %s at %d (%s)", dev, *offset, diskops.Size(n).Human())); err != nil {
+		return err
+	}
+	ctx, cancel := diskContext()
+	defer cancel()
+	got, err := diskops.Format(ctx, f, *offset, n, spec)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: %s label=%q uuid=%s\n", dev, got.Type, got.Label, got.UUID)
+	return nil
+}
+
+func diskMount(fs *pflag.FlagSet, args []string) error {
+	var o diskops.MountOptions
+	fs.StringVar(&o.FSType, "type", "", "filesystem type (probed when empty)")
+	fs.BoolVar(&o.ReadOnly, "ro", false, "mount read-only")
+	fs.StringVar(&o.Data, "options", "", "filesystem-specific mount options")
+	fs.Int64Var(&o.Offset, "offset", 0, "start of the filesystem in `BYTES` within SOURCE (loop device)")
+	fs.Int64Var(&o.Size, "size", 0, "size in `BYTES` of the filesystem within SOURCE")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usageErrorf("want SOURCE and TARGET")
+	}
+	m, err := diskops.Mount(fs.Arg(0), fs.Arg(1), o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("mounted %s (%s) on %s\n", m.Source, m.FSType, m.Target)
+	return nil
+}
+
+func diskUmount(fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("want TARGET")
+	}
+	return diskops.Unmount(fs.Arg(0))
+}
+
+func diskClean(fs *pflag.FlagSet, args []string) error {
+	keep := fs.String("keep", "minint", "staging folder `NAME` below the root that survives")
+	dry := fs.Bool("dry-run", false, "print exactly what would be deleted and delete nothing")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("want the MOUNTPOINT of the root to clean")
+	}
+	root := fs.Arg(0)
+	ctx, cancel := diskContext()
+	defer cancel()
+	plan, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, DryRun: true})
+	if err != nil {
+		return err
+	}
+	if *dry {
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(plan)
+		}
+		for _, e := range plan.Entries {
+			fmt.Printf("%-8s %12d %q\n", e.Type, e.Size, "/"+e.Path)
+		}
+		for _, s := range plan.Skipped {
+			fmt.Printf("keep     %12s %q (%s)\n", "", "/"+s.Path, s.Reason)
+		}
+		fmt.Printf("%d entries, %s would be deleted\n", len(plan.Entries), diskops.Size(plan.Bytes).Human())
+		return nil
+	}
+	if err := confirm(*yes, fmt.Sprintf("delete %d entries (%s) below %s, keeping only %s", len(plan.Entries), diskops.Size(plan.Bytes).Human(), root, *keep)); err != nil {
+		return err
+	}
+	jw, closeJW, err := diskEvents(*jsonOut)
+	if err != nil {
+		return err
+	}
+	defer closeJW()
+	r := progress.New(os.Stderr, jw)
+	task := r.Start("clean", int64(len(plan.Entries)), "files")
+	res, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, OnDelete: func(diskops.ManifestEntry) { task.Add(1) }})
+	task.Finish(err)
+	if res != nil {
+		if *asJSON {
+			json.NewEncoder(os.Stdout).Encode(res)
+		} else {
+			fmt.Printf("deleted %d entries (%s); manifest %s\n", len(res.Entries)-len(res.Failed), diskops.Size(res.Bytes).Human(), res.Manifest)
+		}
+	}
+	return err
+}
