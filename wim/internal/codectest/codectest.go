@@ -241,3 +241,54 @@ func parseWIM(raw []byte) (*WIM, error) {
 	}
 	return w, nil
 }
+
+// Codec is the pair of functions under test.
+type Codec struct {
+	Compress   func(dst, src []byte) int
+	Decompress func(dst, src []byte) error
+}
+
+// CompareWithWimlib recompresses every blob of w with c, checks that each
+// chunk round-trips, and returns the total chunk bytes stored by wimlib and
+// by c (a chunk that does not shrink counts at its raw size, as in a WIM).
+func CompareWithWimlib(tb testing.TB, w *WIM, c Codec) (wimlibBytes, ourBytes int64) {
+	tb.Helper()
+	raw := make([]byte, w.ChunkSize)
+	comp := make([]byte, w.ChunkSize)
+	back := make([]byte, w.ChunkSize)
+	for _, b := range w.Blobs {
+		h := sha1.New()
+		for _, ch := range b.Chunks {
+			wimlibBytes += int64(len(ch.Stored))
+			data := raw[:ch.Size]
+			if ch.Raw {
+				copy(data, ch.Stored)
+			} else if err := c.Decompress(data, ch.Stored); err != nil {
+				tb.Fatalf("decompressing wimlib chunk: %v", err)
+			}
+			h.Write(data)
+			n := c.Compress(comp[:len(data)], data)
+			if n == 0 {
+				ourBytes += int64(len(data))
+				continue
+			}
+			if n >= len(data) {
+				tb.Fatalf("Compress returned %d for a %d-byte chunk", n, len(data))
+			}
+			ourBytes += int64(n)
+			out := back[:len(data)]
+			if err := c.Decompress(out, comp[:n]); err != nil {
+				tb.Fatalf("decompressing our chunk: %v", err)
+			}
+			if string(out) != string(data) {
+				tb.Fatalf("chunk does not round-trip")
+			}
+		}
+		var sum [20]byte
+		h.Sum(sum[:0])
+		if sum != b.SHA1 {
+			tb.Fatalf("blob %x: SHA-1 mismatch", b.SHA1)
+		}
+	}
+	return wimlibBytes, ourBytes
+}
