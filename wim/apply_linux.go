@@ -148,7 +148,7 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 				continue
 			}
 			if c.data == nil {
-				return fmt.Errorf("%w: %s: data %x is not in the WIM", ErrNotFound, c.Path(), c.Hash)
+				return c.missing(c.Hash)
 			}
 			if _, ok := jobs[c.data]; !ok {
 				a.total += c.data.size

@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"fmt"
 	"io"
 	"io/fs"
 	"time"
@@ -224,6 +225,9 @@ func (f *File) FileMode() fs.FileMode {
 // Open returns the file's unnamed data stream. Reading it to EOF checks the
 // SHA-1 and fails with ErrChecksum on mismatch.
 func (f *File) Open() (io.ReadCloser, error) {
+	if f.Hash != zeroHash && f.data == nil {
+		return nil, f.missing(f.Hash)
+	}
 	return newBlobReader(f.data, f.Path())
 }
 
@@ -231,6 +235,9 @@ func (f *File) Open() (io.ReadCloser, error) {
 func (f *File) OpenStream(name string) (io.ReadCloser, error) {
 	for _, s := range f.Streams {
 		if s.Name == name {
+			if s.Hash != zeroHash && s.b == nil {
+				return nil, f.missing(s.Hash)
+			}
 			return newBlobReader(s.b, f.Path()+":"+name)
 		}
 	}
@@ -274,4 +281,8 @@ func (f *File) Child(name string) *File {
 		}
 	}
 	return nil
+}
+
+func (f *File) missing(h [20]byte) error {
+	return fmt.Errorf("%w: %s: data %x is not in the blob table", ErrFormat, f.Path(), h)
 }

@@ -196,8 +196,8 @@ func newReader(ps []*part) (*Reader, error) {
 			metas = m
 		}
 	}
-	if len(metas) > int(first.imageCount) {
-		metas = metas[:first.imageCount]
+	if len(metas) != int(first.imageCount) {
+		return nil, formatErr("header says %d images but the blob table has %d metadata resources", first.imageCount, len(metas))
 	}
 	if first.xml.uncompSize > 0 {
 		xb, err := resource{p: ps[0], rh: first.xml}.readAll(maxXMLSize)
