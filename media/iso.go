@@ -345,7 +345,7 @@ func BuildISO(ctx context.Context, o Options, out string) (*Result, error) {
 		prog(n)
 	}
 	for name, b := range map[string][]byte{
-		"isolinux/isolinux.cfg": p.Isolinux,
+		"isolinux/isolinux.cfg":  p.Isolinux,
 		mediaDir + "/media.json": p.MediaJSON,
 	} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(stage, name)), 0o755); err != nil {

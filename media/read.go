@@ -111,6 +111,16 @@ func fixVolumeDescriptors(f *os.File, epoch time.Time) (int64, error) {
 		if vd[0] == 1 {
 			blocks = binary.LittleEndian.Uint32(vd[80:])
 		}
+		// go-diskfs pads identifiers with NULs; ISO 9660 wants spaces.
+		if vd[0] == 1 {
+			for _, r := range [][2]int{{8, 40}, {40, 72}, {190, 813}} {
+				for i := r[0]; i < r[1]; i++ {
+					if vd[i] == 0 {
+						vd[i] = ' '
+					}
+				}
+			}
+		}
 		copy(vd[813:], stamp)
 		copy(vd[830:], stamp)
 		copy(vd[847:], unset)

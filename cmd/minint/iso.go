@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"github.com/minint/minint/initramfs"
+	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/media"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "iso",
+		summary: "Build the hybrid boot ISO (BIOS + UEFI, CD or USB stick)",
+		usage:   "iso [-o FILE] [flags]",
+		run:     runISO,
+	})
+}
+
+func runISO(fs *pflag.FlagSet, args []string) error {
+	out := fs.StringP("output", "o", "out/minint.iso", "ISO `file` to write")
+	label := fs.String("label", "MININT", "ISO volume `label` (A-Z, 0-9, _; at most 32)")
+	cmdline := fs.String("cmdline", "", "extra kernel `arguments`, appended to minint's own")
+	done := fs.String("done", "poweroff", "what the PE does when finished: poweroff, reboot or shell")
+	verbose := fs.Bool("verbose-kernel", false, "show the kernel's messages on the console (no 'quiet')")
+	peDir := fs.String("pe-dir", "", "use the PE already built in `DIR` (by 'minint build -o DIR') instead of building it")
+	kernel := fs.String("kernel", "", "kernel `path` for the PE build (default: newest /boot/vmlinuz-*)")
+	mods := fs.StringSlice("modules", nil, "kernel modules for the PE build, comma-separated (default: the built-in list)")
+	buildDir := fs.String("build-dir", "out/pe", "where the PE is built when --pe-dir is not given")
+	sequence := fs.String("sequence", "", "task sequence `FILE`, stored as /minint/sequence.yaml")
+	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as /minint/DEST (repeatable)")
+	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *peDir != "" && (fs.Changed("kernel") || fs.Changed("modules")) {
+		return usageErrorf("--pe-dir uses an existing PE: --kernel and --modules only apply when building one")
+	}
+	opts := media.Options{Label: *label, Cmdline: *cmdline, Done: *done, Verbose: *verbose}
+	if *sequence != "" {
+		opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *sequence, Dest: "sequence.yaml"})
+	}
+	for _, a := range *adds {
+		src, dest, ok := strings.Cut(a, ":")
+		if !ok || src == "" || dest == "" {
+			return usageErrorf("--add %q: want SRC:DEST", a)
+		}
+		opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: src, Dest: dest})
+	}
+	var jw io.Writer
+	switch *jsonOut {
+	case "":
+	case "-":
+		jw = os.Stdout
+	default:
+		f, err := os.Create(*jsonOut)
+		if err != nil {
+			return fmt.Errorf("--json-events: %w", err)
+		}
+		defer f.Close()
+		jw = f
+	}
+	r := progress.New(os.Stderr, jw)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	var pe initramfs.PE
+	if *peDir != "" {
+		b, err := os.ReadFile(filepath.Join(*peDir, "pe.json"))
+		if err != nil {
+			return fmt.Errorf("--pe-dir %s: %w (build one with 'minint build -o %s')", *peDir, err, *peDir)
+		}
+		if err := json.Unmarshal(b, &pe); err != nil {
+			return fmt.Errorf("--pe-dir %s: pe.json: %w", *peDir, err)
+		}
+		// pe.json may hold paths relative to where it was built.
+		for _, p := range []*string{&pe.Kernel, &pe.Initramfs} {
+			if _, err := os.Stat(*p); err != nil {
+				*p = filepath.Join(*peDir, filepath.Base(*p))
+			}
+		}
+	} else {
+		r.Emit(progress.Event{Kind: "step", Op: "build", State: "start"})
+		cfg := initramfs.Config{Kernel: *kernel, Log: func(f string, a ...any) { r.Printf(f, a...) }}
+		if fs.Changed("modules") {
+			cfg.Modules = append([]string{}, *mods...)
+		}
+		p, err := initramfs.Build(ctx, cfg, *buildDir)
+		if err != nil {
+			r.Emit(progress.Event{Kind: "step", Op: "build", State: "failed", Error: err.Error()})
+			return err
+		}
+		r.Emit(progress.Event{Kind: "step", Op: "build", State: "done", Data: map[string]any{"id": p.ID}})
+		pe = *p
+	}
+	opts.Kernel, opts.Initramfs = pe.Kernel, pe.Initramfs
+	opts.Info = map[string]any{"pe_id": pe.ID, "kernel_version": pe.KernelVersion}
+	opts.Log = func(f string, a ...any) { r.Printf(f, a...) }
+	t := r.Start("iso", 0, "bytes")
+	opts.Progress = t.Callback()
+	res, err := media.BuildISO(ctx, opts, *out)
+	t.Finish(err)
+	if err != nil {
+		return err
+	}
+	r.Printf("kernel     %s (%.1f MiB)", opts.Kernel, float64(isoFileSize(opts.Kernel))/(1<<20))
+	r.Printf("initramfs  %s (%.1f MiB)", opts.Initramfs, float64(isoFileSize(opts.Initramfs))/(1<<20))
+	r.Printf("ESP image  %.1f MiB", float64(res.ESPSize)/(1<<20))
+	r.Printf("ISO        %s (%.1f MiB), media id %s, label %s", res.Path, float64(res.Size)/(1<<20), res.MediaID, res.Label)
+	r.Printf("cmdline    %s", res.Cmdline)
+	r.Emit(progress.Event{Kind: "iso", State: "done", Data: map[string]any{
+		"path": res.Path, "size": res.Size, "media_id": res.MediaID, "label": res.Label,
+		"cmdline": res.Cmdline, "esp_size": res.ESPSize, "pe_id": pe.ID}})
+	return nil
+}
+
+func isoFileSize(p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}

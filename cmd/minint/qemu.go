@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/qemu"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "qemu",
+		summary: "Boot the ISO (or a kernel) in QEMU and report the PE's success as the exit status",
+		usage:   "qemu --iso FILE [--firmware bios|uefi] [--disk FILE[:SIZE[:IFACE]]]... [flags]",
+		run:     runQEMU,
+	})
+}
+
+func runQEMU(fs *pflag.FlagSet, args []string) error {
+	iso := fs.String("iso", "", "ISO `file` to boot")
+	firmware := fs.String("firmware", "bios", "firmware: bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)")
+	bootFrom := fs.String("boot", "cd", "boot the ISO as a cd, or as a raw disk (like a USB stick): cd or disk")
+	bootIface := fs.String("boot-interface", "virtio", "interface of the ISO disk with --boot disk: virtio, usb, sata or nvme")
+	disks := fs.StringArray("disk", nil, "attach a disk `FILE[:SIZE[:IFACE]]`; FILE is created blank with SIZE (e.g. 64M) when missing, an empty FILE means a temporary blank disk; IFACE is virtio (default), sata, nvme, usb or ide (repeatable)")
+	mem := fs.String("mem", "512M", "guest memory")
+	cpus := fs.Int("cpus", 1, "guest CPUs")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up (and fail) after this long")
+	kvm := fs.Bool("kvm", false, "use KVM instead of TCG (broken on some machines)")
+	noNet := fs.Bool("no-net", false, "no network card (default: virtio NIC on QEMU's user-mode network, host = 10.0.2.2)")
+	hostfwd := fs.StringArray("hostfwd", nil, "user-network host forward `RULE`, e.g. tcp:127.0.0.1:2222-:22 (repeatable)")
+	guestfwd := fs.StringArray("guestfwd", nil, "user-network guest forward `RULE`, e.g. tcp:10.0.2.100:80-tcp:127.0.0.1:8080 (repeatable)")
+	kernel := fs.String("kernel", "", "boot this kernel directly instead of the ISO's boot loader")
+	initrd := fs.String("initrd", "", "initramfs for --kernel")
+	appendArgs := fs.String("append", "", "kernel command line for --kernel")
+	logPath := fs.String("log", "out/qemu-console.log", "also write the serial console to `FILE` (empty for none)")
+	until := fs.String("until", "done", "done: succeed when the PE reports done and powers off; exit: just wait for QEMU to exit")
+	allowReboot := fs.Bool("allow-reboot", false, "let the guest reboot (default: a reboot ends QEMU)")
+	quiet := fs.Bool("quiet", false, "do not copy the console to the terminal")
+	jsonOut := fs.String("json-events", "", "write the guest's events and the verdict as JSON lines to `FILE` (- for stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *iso == "" && *kernel == "" {
+		return usageErrorf("give --iso FILE or --kernel FILE")
+	}
+	if *firmware != qemu.BIOS && *firmware != qemu.UEFI {
+		return usageErrorf("--firmware %q: want bios or uefi", *firmware)
+	}
+	if *until != "done" && *until != "exit" {
+		return usageErrorf("--until %q: want done or exit", *until)
+	}
+	o := qemu.Options{ISO: *iso, BootFrom: *bootFrom, BootDiskInterface: *bootIface, Firmware: *firmware,
+		Mem: *mem, CPUs: *cpus, Timeout: *timeout, KVM: *kvm, NoNet: *noNet, HostFwd: *hostfwd, GuestFwd: *guestfwd,
+		Kernel: *kernel, Initrd: *initrd, Append: *appendArgs, AllowReboot: *allowReboot, LogPath: *logPath}
+	for _, d := range *disks {
+		disk, err := parseDiskFlag(d)
+		if err != nil {
+			return usageErrorf("--disk %q: %v", d, err)
+		}
+		o.Disks = append(o.Disks, disk)
+	}
+	if o.LogPath != "" {
+		if err := os.MkdirAll(filepath.Dir(o.LogPath), 0o755); err != nil {
+			return fmt.Errorf("--log: %w", err)
+		}
+	}
+	if !*quiet {
+		o.Console = os.Stdout
+	}
+	if progress.IsTerminal(os.Stdin) {
+		o.Stdin = os.Stdin
+	}
+	var jw io.Writer
+	switch *jsonOut {
+	case "":
+	case "-":
+		jw = os.Stdout
+		o.Console = nil
+	default:
+		f, err := os.Create(*jsonOut)
+		if err != nil {
+			return fmt.Errorf("--json-events: %w", err)
+		}
+		defer f.Close()
+		jw = f
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	vm, err := qemu.Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		vm.Kill()
+		vm.Wait()
+	}()
+	emitVerdict := func(res *qemu.Result, err error) {
+		if jw == nil {
+			return
+		}
+		for _, e := range vm.Events() {
+			jw.Write(append(append([]byte{}, e.Raw...), '\n'))
+		}
+		v := map[string]any{"event": "qemu", "state": "done", "seconds": vm.Elapsed().Seconds()}
+		if res != nil && res.Banner > 0 {
+			v["banner_seconds"] = res.Banner.Seconds()
+		}
+		if err != nil {
+			v["state"], v["error"] = "failed", err.Error()
+		}
+		b, _ := json.Marshal(v)
+		jw.Write(append(b, '\n'))
+	}
+	if *until == "exit" {
+		select {
+		case <-vm.Exited():
+			err = vm.Wait()
+		case <-ctx.Done():
+			err = fmt.Errorf("%w after %s", qemu.ErrTimeout, *timeout)
+		}
+		emitVerdict(nil, err)
+		return err
+	}
+	res, err := vm.Verdict(ctx)
+	emitVerdict(res, err)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "minint qemu: guest done: banner after %.1fs, done after %.1fs, QEMU exited after %.1fs\n",
+		res.Banner.Seconds(), res.Done.Seconds(), res.Duration.Seconds())
+	return nil
+}
+
+// parseDiskFlag reads FILE[:SIZE[:IFACE]].
+func parseDiskFlag(s string) (qemu.Disk, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) > 3 {
+		return qemu.Disk{}, errors.New("want FILE[:SIZE[:IFACE]]")
+	}
+	d := qemu.Disk{Path: parts[0]}
+	if len(parts) > 1 && parts[1] != "" {
+		n, err := parseSize(parts[1])
+		if err != nil {
+			return d, err
+		}
+		d.Size = n
+	}
+	if len(parts) > 2 {
+		d.Interface = parts[2]
+	}
+	if d.Path == "" && d.Size == 0 {
+		return d, errors.New("a blank disk needs a SIZE")
+	}
+	if d.Path != "" && d.Size == 0 {
+		if _, err := os.Stat(d.Path); err != nil {
+			return d, fmt.Errorf("%v (give a SIZE to create it)", err)
+		}
+	}
+	return d, nil
+}
+
+// parseSize reads 512, 64K, 64M, 8G (binary units).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch strings.ToUpper(s[len(s)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	case "T":
+		mult = 1 << 40
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("size %q: want a positive number with an optional K, M, G or T", s)
+	}
+	return n * mult, nil
+}

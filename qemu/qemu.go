@@ -1,0 +1,736 @@
+// Package qemu runs QEMU guests for minint's end-to-end tests and for
+// `minint qemu`: BIOS (SeaBIOS) or UEFI (OVMF) firmware, a CD or disk to
+// boot, blank or given disks, user-mode networking, and the serial console
+// captured line by line so that callers can wait for output and for the
+// PE's JSON-lines events.
+//
+// A guest succeeds when it reports {"event":"pe","state":"done"} and then
+// QEMU exits by itself (the PE powers off); it fails on a "failed" event, a
+// timeout, or QEMU dying first.
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Firmware choices.
+const (
+	BIOS = "bios"
+	UEFI = "uefi"
+)
+
+// Disk is a disk attached to the guest.
+type Disk struct {
+	// Path is the image file. Empty means a blank disk of Size bytes in the
+	// VM's work directory. A path that does not exist is created blank
+	// with Size bytes.
+	Path string
+	Size int64
+	// Format is "raw" (default) or "qcow2".
+	Format string
+	// Interface is virtio (default), sata, nvme, usb or ide.
+	Interface string
+	// Snapshot discards the guest's writes (QEMU -snapshot for this disk).
+	Snapshot bool
+	// Boot makes this disk the first boot device.
+	Boot bool
+	// ReadOnly attaches the disk read-only.
+	ReadOnly bool
+}
+
+// Options configure a guest.
+type Options struct {
+	// ISO is attached as a CD unless BootFrom is "disk", in which case it
+	// is attached as a read-only raw disk (as if written to a USB stick)
+	// and booted from.
+	ISO      string
+	BootFrom string // "cd" (default) or "disk"
+	// BootDiskInterface is the interface for the ISO when BootFrom is
+	// "disk": virtio (default), usb, sata, nvme.
+	BootDiskInterface string
+
+	// Direct kernel boot (no firmware boot loader).
+	Kernel, Initrd, Append string
+
+	Firmware string // bios (default) or uefi
+	Disks    []Disk
+	Mem      string // default 512M
+	CPUs     int    // default 1
+
+	// NoNet leaves out the network card. Otherwise the guest has a virtio
+	// NIC on QEMU's user-mode network (the host is 10.0.2.2).
+	NoNet bool
+	// HostFwd are hostfwd rules, e.g. "tcp:127.0.0.1:2222-:22".
+	HostFwd []string
+	// GuestFwd are guestfwd rules, e.g. "tcp:10.0.2.100:80-cmd:..." or
+	// "tcp:10.0.2.100:80-tcp:127.0.0.1:8080".
+	GuestFwd []string
+
+	// Timeout bounds the whole run (Run) or each wait; 0 means 2 minutes.
+	Timeout time.Duration
+	KVM     bool // use KVM instead of TCG (broken on some hosts)
+	// AllowReboot lets a guest reboot; by default QEMU exits instead
+	// (-no-reboot), so a reboot ends the run.
+	AllowReboot bool
+
+	// LogPath receives the raw serial console output.
+	LogPath string
+	// Console receives the raw serial console output as it arrives.
+	Console io.Writer
+	// Stdin is connected to the serial console (nil for none).
+	Stdin io.Reader
+
+	// WorkDir holds the private OVMF variables and blank disks; empty
+	// means a temporary directory removed when the VM ends.
+	WorkDir string
+	// Binary is the QEMU program (default qemu-system-x86_64).
+	Binary string
+	// OVMFCode and OVMFVars default to Debian's 4M OVMF files.
+	OVMFCode, OVMFVars string
+	// ExtraArgs are appended to QEMU's command line.
+	ExtraArgs []string
+}
+
+// Default OVMF files (Debian package ovmf).
+const (
+	DefaultOVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	DefaultOVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// Errors a run can end with.
+var (
+	ErrMissingHost = errors.New("missing host dependency")
+	ErrTimeout     = errors.New("guest timed out")
+	ErrGuestFailed = errors.New("guest reported failure")
+	ErrExited      = errors.New("QEMU exited")
+)
+
+// Event is one JSON-lines event from the guest's console.
+type Event struct {
+	Kind  string         `json:"event"`
+	State string         `json:"state,omitempty"`
+	Op    string         `json:"op,omitempty"`
+	Msg   string         `json:"msg,omitempty"`
+	Error string         `json:"error,omitempty"`
+	Data  map[string]any `json:"data,omitempty"`
+	// Raw is the whole JSON object; At is when it arrived after QEMU
+	// started.
+	Raw json.RawMessage `json:"-"`
+	At  time.Duration   `json:"-"`
+}
+
+// Line is one line of console output.
+type Line struct {
+	Text string
+	At   time.Duration
+}
+
+// VM is a running guest.
+type VM struct {
+	opts    Options
+	cmd     *exec.Cmd
+	args    []string
+	start   time.Time
+	workDir string
+	rmWork  bool
+	logFile *os.File
+
+	mu      sync.Mutex
+	lines   []Line
+	events  []Event
+	changed chan struct{} // closed and replaced on every new line
+	exited  bool
+	exitErr error
+	done    chan struct{} // closed when QEMU has exited and output is drained
+}
+
+// Args returns QEMU's command line (without the program name).
+func (vm *VM) Args() []string { return vm.args }
+
+// Start launches QEMU.
+func Start(ctx context.Context, o Options) (*VM, error) {
+	if o.Binary == "" {
+		o.Binary = "qemu-system-x86_64"
+	}
+	bin, err := exec.LookPath(o.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s not found: install the Debian package qemu-system-x86 (apt-get install qemu-system-x86)", ErrMissingHost, o.Binary)
+	}
+	vm := &VM{opts: o, changed: make(chan struct{}), done: make(chan struct{})}
+	if o.WorkDir == "" {
+		d, err := os.MkdirTemp("", "minint-qemu-*")
+		if err != nil {
+			return nil, err
+		}
+		vm.workDir, vm.rmWork = d, true
+	} else {
+		if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+			return nil, err
+		}
+		vm.workDir = o.WorkDir
+	}
+	fail := func(err error) (*VM, error) {
+		if vm.rmWork {
+			os.RemoveAll(vm.workDir)
+		}
+		return nil, err
+	}
+	args, err := vm.buildArgs()
+	if err != nil {
+		return fail(err)
+	}
+	vm.args = args
+	if o.LogPath != "" {
+		f, err := os.Create(o.LogPath)
+		if err != nil {
+			return fail(fmt.Errorf("console log: %w", err))
+		}
+		vm.logFile = f
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = o.Stdin
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	vm.cmd = cmd
+	vm.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		if vm.logFile != nil {
+			vm.logFile.Close()
+		}
+		return fail(fmt.Errorf("starting QEMU: %w", err))
+	}
+	readDone := make(chan struct{})
+	go func() {
+		vm.readConsole(stdout)
+		close(readDone)
+	}()
+	go func() {
+		<-readDone
+		err := cmd.Wait()
+		if err != nil {
+			if msg := strings.TrimSpace(stderr.String()); msg != "" {
+				err = fmt.Errorf("%w: %s", err, msg)
+			}
+		}
+		vm.mu.Lock()
+		vm.exited, vm.exitErr = true, err
+		close(vm.changed)
+		vm.changed = make(chan struct{})
+		vm.mu.Unlock()
+		if vm.logFile != nil {
+			vm.logFile.Close()
+		}
+		if vm.rmWork {
+			os.RemoveAll(vm.workDir)
+		}
+		close(vm.done)
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			vm.Kill()
+		case <-vm.done:
+		}
+	}()
+	return vm, nil
+}
+
+func (vm *VM) buildArgs() ([]string, error) {
+	o := vm.opts
+	accel := "tcg"
+	if o.KVM {
+		accel = "kvm"
+	}
+	mem := o.Mem
+	if mem == "" {
+		mem = "512M"
+	}
+	cpus := o.CPUs
+	if cpus <= 0 {
+		cpus = 1
+	}
+	args := []string{"-accel", accel, "-m", mem, "-smp", strconv.Itoa(cpus),
+		"-nographic", "-monitor", "none", "-serial", "stdio"}
+	if !o.AllowReboot {
+		args = append(args, "-no-reboot")
+	}
+	switch o.Firmware {
+	case "", BIOS:
+	case UEFI:
+		code, vars := o.OVMFCode, o.OVMFVars
+		if code == "" {
+			code = DefaultOVMFCode
+		}
+		if vars == "" {
+			vars = DefaultOVMFVars
+		}
+		for _, f := range []string{code, vars} {
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("%w: UEFI firmware %s not found: install the Debian package ovmf (apt-get install ovmf)", ErrMissingHost, f)
+			}
+		}
+		// The firmware writes its variables (boot entries): every VM gets
+		// its own copy so that guests neither share nor spoil them.
+		myVars := filepath.Join(vm.workDir, "OVMF_VARS.fd")
+		if err := copyFile(vars, myVars); err != nil {
+			return nil, fmt.Errorf("copying OVMF variables: %w", err)
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+			"-drive", "if=pflash,format=raw,unit=1,file="+myVars)
+	default:
+		return nil, fmt.Errorf("unknown firmware %q: want bios or uefi", o.Firmware)
+	}
+
+	ahci, xhci := false, false
+	need := func(iface string) {
+		switch iface {
+		case "sata":
+			if !ahci {
+				args = append(args, "-device", "ahci,id=ahci0")
+				ahci = true
+			}
+		case "usb":
+			if !xhci {
+				args = append(args, "-device", "qemu-xhci,id=xhci0")
+				xhci = true
+			}
+		}
+	}
+	sataPort := 0
+	bootIndex := 0
+	attach := func(id, file, format, iface string, extra string, boot bool) error {
+		drive := fmt.Sprintf("if=none,id=%s,file=%s,format=%s%s", id, file, format, extra)
+		dev := ""
+		switch iface {
+		case "", "virtio":
+			dev = "virtio-blk-pci,drive=" + id
+		case "sata":
+			need("sata")
+			dev = fmt.Sprintf("ide-hd,drive=%s,bus=ahci0.%d", id, sataPort)
+			sataPort++
+		case "ide":
+			dev = "ide-hd,drive=" + id
+		case "nvme":
+			dev = fmt.Sprintf("nvme,drive=%s,serial=minint-%s", id, id)
+		case "usb":
+			need("usb")
+			dev = "usb-storage,bus=xhci0.0,drive=" + id
+		case "cdrom":
+			dev = "ide-cd,drive=" + id
+		default:
+			return fmt.Errorf("unknown disk interface %q: want virtio, sata, nvme, usb or ide", iface)
+		}
+		if boot {
+			dev += fmt.Sprintf(",bootindex=%d", bootIndex)
+			bootIndex++
+		}
+		args = append(args, "-drive", drive, "-device", dev)
+		return nil
+	}
+
+	if strings.ContainsAny(o.ISO, ",") {
+		return nil, fmt.Errorf("ISO path %q contains a comma, which QEMU cannot take", o.ISO)
+	}
+	if o.ISO != "" {
+		if _, err := os.Stat(o.ISO); err != nil {
+			return nil, fmt.Errorf("ISO: %w", err)
+		}
+		switch o.BootFrom {
+		case "", "cd":
+			if err := attach("cd0", o.ISO, "raw", "cdrom", ",media=cdrom,readonly=on", o.Kernel == ""); err != nil {
+				return nil, err
+			}
+		case "disk":
+			if err := attach("boot0", o.ISO, "raw", o.BootDiskInterface, ",readonly=on", o.Kernel == ""); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("unknown boot device %q: want cd or disk", o.BootFrom)
+		}
+	}
+	for i, d := range o.Disks {
+		path := d.Path
+		format := d.Format
+		if format == "" {
+			format = "raw"
+		}
+		if path == "" {
+			path = filepath.Join(vm.workDir, fmt.Sprintf("disk%d.%s", i, format))
+		}
+		if strings.Contains(path, ",") {
+			return nil, fmt.Errorf("disk path %q contains a comma, which QEMU cannot take", path)
+		}
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if d.Size <= 0 {
+				return nil, fmt.Errorf("disk %s does not exist and no size was given to create it", path)
+			}
+			if err := createDisk(path, format, d.Size); err != nil {
+				return nil, err
+			}
+		} else if err != nil {
+			return nil, err
+		}
+		extra := ""
+		if d.Snapshot {
+			extra += ",snapshot=on"
+		}
+		if d.ReadOnly {
+			extra += ",readonly=on"
+		}
+		if err := attach(fmt.Sprintf("disk%d", i), path, format, d.Interface, extra, d.Boot); err != nil {
+			return nil, err
+		}
+	}
+	if o.Kernel != "" {
+		args = append(args, "-kernel", o.Kernel)
+		if o.Initrd != "" {
+			args = append(args, "-initrd", o.Initrd)
+		}
+		if o.Append != "" {
+			args = append(args, "-append", o.Append)
+		}
+	}
+	if o.NoNet {
+		args = append(args, "-nic", "none")
+	} else {
+		netdev := "user,id=net0"
+		for _, f := range o.HostFwd {
+			netdev += ",hostfwd=" + f
+		}
+		for _, f := range o.GuestFwd {
+			netdev += ",guestfwd=" + f
+		}
+		// No option ROM: iPXE's prompt costs seconds under SeaBIOS and
+		// minint never network-boots through it here.
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=")
+	}
+	return append(args, o.ExtraArgs...), nil
+}
+
+func createDisk(path, format string, size int64) error {
+	switch format {
+	case "raw":
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	case "qcow2":
+		img, err := exec.LookPath("qemu-img")
+		if err != nil {
+			return fmt.Errorf("%w: qemu-img not found: install the Debian package qemu-utils (apt-get install qemu-utils)", ErrMissingHost)
+		}
+		if msg, err := exec.Command(img, "create", "-q", "-f", "qcow2", path, strconv.FormatInt(size, 10)).CombinedOutput(); err != nil {
+			return fmt.Errorf("qemu-img create %s: %v: %s", path, err, bytes.TrimSpace(msg))
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown disk format %q: want raw or qcow2", format)
+	}
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+// readConsole splits the serial output into lines (a guest ends them with
+// CR LF, firmware sometimes with bare CR) and picks out JSON events.
+func (vm *VM) readConsole(r io.Reader) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var cur []byte
+	flush := func() {
+		text := strings.TrimRight(string(cur), "\r")
+		cur = cur[:0]
+		at := time.Since(vm.start)
+		ev, isEvent := parseEvent(text)
+		vm.mu.Lock()
+		vm.lines = append(vm.lines, Line{Text: text, At: at})
+		if isEvent {
+			ev.At = at
+			vm.events = append(vm.events, ev)
+		}
+		close(vm.changed)
+		vm.changed = make(chan struct{})
+		vm.mu.Unlock()
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if vm.opts.Console != nil {
+				vm.opts.Console.Write(chunk)
+			}
+			if vm.logFile != nil {
+				vm.logFile.Write(chunk)
+			}
+			for _, c := range chunk {
+				if c == '\n' {
+					flush()
+					continue
+				}
+				cur = append(cur, c)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(cur) > 0 {
+		flush()
+	}
+}
+
+// parseEvent finds a JSON object with an "event" key in a console line.
+// Kernel messages can share the line (printk interleaves with user
+// output), so the object is looked for from each '{'.
+func parseEvent(line string) (Event, bool) {
+	for i := strings.IndexByte(line, '{'); i >= 0; {
+		s := line[i:]
+		if j := strings.LastIndexByte(s, '}'); j >= 0 {
+			s = s[:j+1]
+			var e Event
+			dec := json.NewDecoder(strings.NewReader(s))
+			var raw json.RawMessage
+			if dec.Decode(&raw) == nil && json.Unmarshal(raw, &e) == nil && e.Kind != "" {
+				e.Raw = raw
+				return e, true
+			}
+		}
+		k := strings.IndexByte(line[i+1:], '{')
+		if k < 0 {
+			break
+		}
+		i += 1 + k
+	}
+	return Event{}, false
+}
+
+// Lines returns the console lines so far.
+func (vm *VM) Lines() []Line {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return append([]Line(nil), vm.lines...)
+}
+
+// Events returns the guest's events so far.
+func (vm *VM) Events() []Event {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return append([]Event(nil), vm.events...)
+}
+
+// Elapsed is the time since QEMU started.
+func (vm *VM) Elapsed() time.Duration { return time.Since(vm.start) }
+
+// WaitFor waits until a console line (any since start) matches re and
+// returns it. It fails when ctx ends, the timeout passes, or QEMU exits
+// without such a line.
+func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp) (Line, error) {
+	var found Line
+	err := vm.wait(ctx, "console line matching "+re.String(), func() bool {
+		for _, l := range vm.lines {
+			if re.MatchString(l.Text) {
+				found = l
+				return true
+			}
+		}
+		return false
+	})
+	return found, err
+}
+
+// WaitEvent waits for an event (any since start) for which match is true.
+func (vm *VM) WaitEvent(ctx context.Context, what string, match func(Event) bool) (Event, error) {
+	var found Event
+	err := vm.wait(ctx, what, func() bool {
+		for _, e := range vm.events {
+			if match(e) {
+				found = e
+				return true
+			}
+		}
+		return false
+	})
+	return found, err
+}
+
+// IsEvent matches events of one kind and, when state is not empty, state.
+func IsEvent(kind, state string) func(Event) bool {
+	return func(e Event) bool { return e.Kind == kind && (state == "" || e.State == state) }
+}
+
+func (vm *VM) wait(ctx context.Context, what string, cond func() bool) error {
+	timeout := vm.opts.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		vm.mu.Lock()
+		ok := cond()
+		exited, exitErr, ch := vm.exited, vm.exitErr, vm.changed
+		vm.mu.Unlock()
+		if ok {
+			return nil
+		}
+		if exited {
+			return fmt.Errorf("%w before %s (exit: %v)%s", ErrExited, what, exitErr, vm.tail())
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return fmt.Errorf("%w after %s waiting for %s%s", ErrTimeout, timeout, what, vm.tail())
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		}
+	}
+}
+
+// tail returns the last console lines, for error messages.
+func (vm *VM) tail() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	n := len(vm.lines)
+	from := max(0, n-15)
+	var b strings.Builder
+	b.WriteString("; last console lines:")
+	for _, l := range vm.lines[from:] {
+		b.WriteString("\n\t" + l.Text)
+	}
+	return b.String()
+}
+
+// Wait waits for QEMU to exit and returns its exit error.
+func (vm *VM) Wait() error {
+	<-vm.done
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.exitErr
+}
+
+// Exited is closed when QEMU has exited.
+func (vm *VM) Exited() <-chan struct{} { return vm.done }
+
+// Kill ends QEMU at once (SIGKILL), like pulling the power cord.
+func (vm *VM) Kill() error {
+	if vm.cmd == nil || vm.cmd.Process == nil {
+		return nil
+	}
+	select {
+	case <-vm.done:
+		return nil
+	default:
+	}
+	return syscall.Kill(-vm.cmd.Process.Pid, syscall.SIGKILL)
+}
+
+// Result summarises a finished run.
+type Result struct {
+	Events   []Event
+	Banner   time.Duration // when the PE banner appeared (0 if never)
+	Done     time.Duration // when the final event arrived
+	Duration time.Duration // until QEMU exited
+}
+
+// BannerRE matches the PE's banner line.
+var BannerRE = regexp.MustCompile(`minint PE`)
+
+// Run boots a guest and waits for the PE's verdict: nil when the guest
+// reports {"event":"pe","state":"done"} and QEMU then exits by itself;
+// ErrGuestFailed, ErrTimeout or ErrExited otherwise. The VM is always
+// ended before Run returns.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	vm, err := Start(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		vm.Kill()
+		vm.Wait()
+	}()
+	return vm.Verdict(ctx)
+}
+
+// Verdict waits for the PE's final event and QEMU's exit; see Run.
+func (vm *VM) Verdict(ctx context.Context) (*Result, error) {
+	res := &Result{}
+	final, err := vm.WaitEvent(ctx, `{"event":"pe","state":"done"|"failed"}`, func(e Event) bool {
+		return e.Kind == "pe" && (e.State == "done" || e.State == "failed")
+	})
+	fill := func() {
+		res.Events = vm.Events()
+		for _, l := range vm.Lines() {
+			if BannerRE.MatchString(l.Text) {
+				res.Banner = l.At
+				break
+			}
+		}
+	}
+	if err != nil {
+		fill()
+		if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
+		return res, err
+	}
+	res.Done = final.At
+	if final.State == "failed" {
+		fill()
+		return res, fmt.Errorf("%w: %s%s", ErrGuestFailed, final.Error, vm.tail())
+	}
+	// The PE powers off after "done": QEMU must exit by itself.
+	grace := time.NewTimer(60 * time.Second)
+	defer grace.Stop()
+	select {
+	case <-vm.done:
+	case <-grace.C:
+		fill()
+		return res, fmt.Errorf("%w: guest reported done but QEMU did not exit within 60s (no poweroff?)%s", ErrTimeout, vm.tail())
+	case <-ctx.Done():
+		fill()
+		return res, fmt.Errorf("%w: guest reported done but QEMU did not exit: %w", ErrTimeout, ctx.Err())
+	}
+	fill()
+	res.Duration = vm.Elapsed()
+	if err := vm.Wait(); err != nil {
+		return res, fmt.Errorf("%w with an error after the guest reported done: %w", ErrExited, err)
+	}
+	return res, nil
+}
