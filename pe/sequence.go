@@ -42,7 +42,7 @@ type Sequence struct {
 
 // Step is one entry of a sequence. The concrete types are *Requirements,
 // *SelectDisk, *Partition, *Format, *Mount, *Fetch, *ApplyImage, *BootFiles,
-// *Setup, *Run and *Power.
+// *Setup, *Command (type run) and *Power.
 type Step interface {
 	// Base gives the fields every step has.
 	Base() *StepBase
@@ -74,7 +74,7 @@ var stepTypes = map[string]func() Step{
 	"apply-image":  func() Step { return &ApplyImage{} },
 	"bootfiles":    func() Step { return &BootFiles{} },
 	"setup":        func() Step { return &Setup{} },
-	"run":          func() Step { return &Run{} },
+	"run":          func() Step { return &Command{} },
 	"reboot":       func() Step { return &Power{} },
 	"poweroff":     func() Step { return &Power{} },
 }

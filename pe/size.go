@@ -59,6 +59,14 @@ func (s Size) String() string {
 			return fmt.Sprintf("%d%s", n/u.mult, u.suffix)
 		}
 	}
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return fmt.Sprintf("%d%s", n/u.mult, u.suffix)
+		}
+	}
 	if n >= 1<<30 {
 		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
 	}

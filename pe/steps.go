@@ -367,14 +367,14 @@ func (s *Setup) Describe() string {
 	return "hand over to first-boot setup: " + strings.Join(p, ", ")
 }
 
-// Run runs a command in the PE (or, with in-target, chrooted into the
+// Command (type run) runs a command in the PE (or, with in-target, chrooted into the
 // target). Environment: MININT_TARGET, MININT_STAGING, MININT_DISK.
 //
 //   - type: run
 //     command: [/bin/sh, -c, "echo hi"]     # or shell: "echo hi"
 //     timeout: 5m
 //     in-target: false
-type Run struct {
+type Command struct {
 	StepBase `yaml:",inline"`
 	Command  []string          `yaml:"command"`
 	Shell    string            `yaml:"shell"`
@@ -383,7 +383,7 @@ type Run struct {
 	Env      map[string]string `yaml:"env"`
 }
 
-func (s *Run) check(m *ast.MappingNode) error {
+func (s *Command) check(m *ast.MappingNode) error {
 	if (len(s.Command) == 0) == (s.Shell == "") {
 		return nodeErr(m, "run needs exactly one of command: [argv…] or shell: \"…\"")
 	}
@@ -396,14 +396,14 @@ func (s *Run) check(m *ast.MappingNode) error {
 	return nil
 }
 
-func (s *Run) argv() []string {
+func (s *Command) argv() []string {
 	if s.Shell != "" {
 		return []string{"/bin/sh", "-c", s.Shell}
 	}
 	return s.Command
 }
 
-func (s *Run) Describe() string {
+func (s *Command) Describe() string {
 	where := ""
 	if s.InTarget {
 		where = " in the target"

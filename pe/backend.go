@@ -1,0 +1,68 @@
+package pe
+
+import (
+	"context"
+	"io"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/pe/answer"
+)
+
+// Backend does everything that touches disks, images and power. The engine
+// decides what to do and when; the backend does it. SystemBackend is the
+// real one (diskops and wim); tests use fakes.
+type Backend interface {
+	// SelectDisk picks the target disk (never the boot medium).
+	SelectDisk(ctx context.Context, rule diskops.Rule) (TargetDisk, error)
+	// Existing returns the partitions of disk if it already carries layout
+	// (resume after a reboot), or ok false.
+	Existing(ctx context.Context, disk TargetDisk, l *diskops.Layout) (parts []Part, ok bool)
+	// Partition writes layout to disk.
+	Partition(ctx context.Context, disk TargetDisk, l *diskops.Layout) ([]Part, error)
+	// Format creates the file systems of parts (only those named, if any)
+	// and returns parts with their file system UUIDs filled in.
+	Format(ctx context.Context, disk TargetDisk, parts []Part, only []string) ([]Part, error)
+	// Mount mounts part on dir; the returned function unmounts.
+	Mount(ctx context.Context, part Part, dir string) (unmount func() error, err error)
+	// Clean empties the target root except the staging folder, so that an
+	// interrupted apply can be redone from scratch.
+	Clean(ctx context.Context, root string) error
+	// Apply applies image index of the WIM in r to dir.
+	Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error
+	// BootFiles makes the target bootable and returns the loader files
+	// that carry the kernel command line.
+	BootFiles(ctx context.Context, req BootRequest) ([]answer.BootEntry, error)
+	// Power reboots ("reboot") or powers off ("poweroff").
+	Power(ctx context.Context, kind string) error
+}
+
+// TargetDisk is the selected disk.
+type TargetDisk struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+	// Desc describes it for people (model, size, transport).
+	Desc string `json:"desc,omitempty"`
+}
+
+// Part is a partition of the target disk.
+type Part struct {
+	diskops.Planned
+	// Node is the device node, e.g. /dev/vda2 (empty for image files,
+	// which are addressed by offset).
+	Node string `json:"node,omitempty"`
+	// FSUUID is the file system's UUID once formatted.
+	FSUUID string `json:"fs_uuid,omitempty"`
+}
+
+// BootRequest is what the bootfiles step asks of the backend.
+type BootRequest struct {
+	Root     string // the mounted target root
+	Disk     TargetDisk
+	Parts    []Part
+	RootPart Part
+	Firmware string // bios or uefi
+	Loader   string // auto, extlinux, systemd-boot
+	// Cmdline is the extra kernel command line (root= is the backend's
+	// job); it carries answer.InitArg when setup runs at first boot.
+	Cmdline string
+}

@@ -1,0 +1,569 @@
+package pe
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/pe/journal"
+)
+
+// Env is everything Run needs from the PE around it.
+type Env struct {
+	Backend   Backend
+	Inventory Inventory
+	// Vars are the kernel command line's minint.var.NAME=VALUE, usable in
+	// conditions as var.NAME.
+	Vars map[string]string
+	// Boot is how the PE was started: "medium" or "network" (a fact).
+	Boot string
+	// PublicKey checks package manifests; nil refuses every package.
+	PublicKey ed25519.PublicKey
+	// MediumDir is where the boot medium is mounted (for medium: sources).
+	MediumDir string
+	// SetupBinary is minint-setup inside the PE, copied to the target by
+	// the setup step.
+	SetupBinary string
+	// Console receives the human progress display; Events receives JSON
+	// lines (both may be nil). When the sequence has a status-url, events
+	// are also POSTed there.
+	Console, Events io.Writer
+	// HTTP is the client for fetches and status posts (nil: default).
+	HTTP *http.Client
+	// DryRun prints the plan; only requirements and select-disk run (they
+	// change nothing).
+	DryRun bool
+	// LogDir receives the log of a failed run when there is no staging
+	// folder yet (default os.TempDir()).
+	LogDir string
+	// Staging forces the staging folder (tests; normally the mount step
+	// sets it to TARGET/minint).
+	Staging string
+
+	// hook, when set (tests), is called at points of a step's life; an
+	// error it returns simulates a crash at that point.
+	hook func(step, point string) error
+}
+
+// Inventory is what the requirements step checks and conditions see.
+type Inventory struct {
+	Firmware string // bios or uefi
+	Arch     string
+	Memory   int64
+	CPUs     int
+	Disks    []DiskInfo
+	NICs     []string // interface names, loopback excluded
+	PCI      []string // "vvvv:dddd", lower-case hex
+}
+
+// DiskInfo is one disk as far as requirements care.
+type DiskInfo struct {
+	Path       string
+	Size       int64
+	BootMedium bool
+}
+
+// ErrStep wraps the error of a failed step.
+var ErrStep = errors.New("step failed")
+
+// State is what later steps need from earlier ones; it is kept in the
+// journal so that a resumed run knows it.
+type State struct {
+	Disk        *TargetDisk         `json:"disk,omitempty"`
+	Parts       []Part              `json:"parts,omitempty"`
+	Target      string              `json:"target,omitempty"`
+	Image       *ImageRef           `json:"image,omitempty"`
+	Setup       bool                `json:"setup,omitempty"`
+	BootEntries []answer.BootEntry  `json:"boot_entries,omitempty"`
+	Layout      string              `json:"layout,omitempty"` // name of the partition step that ran
+	Extra       map[string]string   `json:"extra,omitempty"`
+	unmount     []func() error
+}
+
+// ImageRef is a verified image: a local file (staged, or on the boot
+// medium) or an HTTP URL read chunk by verified chunk.
+type ImageRef struct {
+	Path  string      `json:"path,omitempty"`
+	URL   string      `json:"url,omitempty"`
+	Entry fetch.Entry `json:"entry"`
+	Index int         `json:"index"`
+}
+
+type runner struct {
+	ctx     context.Context
+	seq     *Sequence
+	env     *Env
+	rep     *progress.Reporter
+	log     *bytes.Buffer
+	poster  *StatusPoster
+	jr      *journal.Journal
+	st      *State
+	staging string
+	client  *fetch.Client
+}
+
+// Run executes seq. When a journal of the same sequence exists on the
+// target (found after select-disk, before partitioning), finished steps are
+// skipped and the run resumes at the first unfinished one. On failure the
+// log is saved to the staging folder (or LogDir) and uploaded to the status
+// URL when there is one; the returned error names the step.
+func Run(ctx context.Context, seq *Sequence, env *Env) (err error) {
+	r := &runner{ctx: ctx, seq: seq, env: env, log: &bytes.Buffer{}, st: &State{}}
+	human := io.Writer(r.log)
+	if env.Console != nil {
+		human = io.MultiWriter(env.Console, r.log)
+	}
+	events := []io.Writer{r.log}
+	if env.Events != nil {
+		events = append(events, env.Events)
+	}
+	if seq.StatusURL != "" && !env.DryRun {
+		r.poster = NewStatusPoster(seq.StatusURL, env.HTTP)
+		defer r.poster.Close()
+		events = append(events, r.poster)
+	}
+	r.rep = progress.New(human, io.MultiWriter(events...))
+	r.client = &fetch.Client{HTTP: env.HTTP, Log: func(f string, a ...any) { r.rep.Printf(f, a...) }}
+	r.jr = &journal.Journal{Sequence: seq.Digest, Name: seq.Name, Created: time.Now().UTC()}
+	defer r.unmountAll()
+	if env.Staging != "" {
+		if err := r.adopt(env.Staging); err != nil {
+			return err
+		}
+	}
+	name := seq.Name
+	if name == "" {
+		name = "task sequence"
+	}
+	if env.DryRun {
+		r.rep.Printf("Plan for %s (dry run: no disk is touched):", name)
+	} else {
+		r.rep.Printf("Running %s (%d steps)", name, len(seq.Steps))
+	}
+	r.rep.Emit(progress.Event{Kind: "sequence", State: "start", Msg: name, Data: map[string]any{"steps": len(seq.Steps), "digest": seq.Digest, "dry_run": env.DryRun}})
+	for i, st := range seq.Steps {
+		if err := r.step(i, st); err != nil {
+			b := st.Base()
+			err = fmt.Errorf("%w: %q (%s, line %d): %w", ErrStep, b.Name, b.Type, b.Line, err)
+			r.rep.Emit(progress.Event{Kind: "sequence", State: "failed", Error: err.Error()})
+			r.rep.Printf("\nFAILED: %v", err)
+			r.saveLog()
+			return err
+		}
+	}
+	r.rep.Emit(progress.Event{Kind: "sequence", State: "done", Msg: name})
+	if !env.DryRun {
+		r.rep.Printf("%s: done", name)
+	}
+	return nil
+}
+
+// always-run steps establish runtime state and change nothing on disk, so
+// a resumed run repeats them instead of trusting the journal.
+func alwaysRun(st Step) bool {
+	switch st.(type) {
+	case *Requirements, *SelectDisk, *Mount:
+		return true
+	}
+	return false
+}
+
+func (r *runner) facts() FactMap {
+	inv := r.env.Inventory
+	f := FactMap{
+		"firmware": inv.Firmware, "arch": inv.Arch,
+		"memory": strconv.FormatInt(inv.Memory, 10), "cpus": strconv.Itoa(inv.CPUs),
+		"boot": r.env.Boot,
+	}
+	if r.st.Disk != nil {
+		f["disk"] = r.st.Disk.Path
+		f["disk-size"] = strconv.FormatInt(r.st.Disk.Size, 10)
+	}
+	for k, v := range r.env.Vars {
+		f["var."+k] = v
+	}
+	return f
+}
+
+func (r *runner) hook(step, point string) error {
+	if r.env.hook == nil {
+		return nil
+	}
+	return r.env.hook(step, point)
+}
+
+func (r *runner) step(i int, st Step) error {
+	b := st.Base()
+	n := len(r.seq.Steps)
+	ev := func(state, msg string, err error) {
+		e := progress.Event{Kind: "step", Op: b.Name, State: state, Msg: msg, Data: map[string]any{"type": b.Type, "index": i + 1, "count": n}}
+		if err != nil {
+			e.Error = err.Error()
+		}
+		r.rep.Emit(e)
+	}
+	ok, err := b.When.Eval(r.facts())
+	if err != nil {
+		if r.env.DryRun {
+			r.rep.Printf("[%d/%d] %s: %s (when %s: decided at run time)", i+1, n, b.Name, st.Describe(), b.When.Src)
+			ev("plan", st.Describe(), nil)
+			return nil
+		}
+		return err
+	}
+	if !ok {
+		r.rep.Printf("[%d/%d] %s: skipped (%s is false)", i+1, n, b.Name, b.When.Src)
+		ev("skipped", b.When.Src, nil)
+		if !r.env.DryRun {
+			r.record(b, journal.Skipped, nil)
+			return r.save()
+		}
+		return nil
+	}
+	if r.env.DryRun {
+		switch st.(type) {
+		case *Requirements, *SelectDisk:
+		default:
+			r.rep.Printf("[%d/%d] %s: %s", i+1, n, b.Name, st.Describe())
+			ev("plan", st.Describe(), nil)
+			return nil
+		}
+	}
+	if rec := r.jr.Step(b.Name); rec != nil && rec.Status == journal.Done && !alwaysRun(st) {
+		r.rep.Printf("[%d/%d] %s: already done (journal)", i+1, n, b.Name)
+		ev("skipped", "already done", nil)
+		return nil
+	}
+	r.rep.Printf("[%d/%d] %s: %s", i+1, n, b.Name, st.Describe())
+	ev("start", st.Describe(), nil)
+	if err := r.hook(b.Name, "before"); err != nil {
+		return err
+	}
+	r.record(b, journal.Started, nil)
+	if err := r.save(); err != nil {
+		return err
+	}
+	start := time.Now()
+	err = r.exec(st)
+	if err == nil {
+		err = r.hook(b.Name, "after")
+	}
+	if err != nil {
+		ev("failed", "", err)
+		r.record(b, "failed", err)
+		r.save()
+		return err
+	}
+	r.record(b, journal.Done, nil)
+	if err := r.save(); err != nil {
+		return err
+	}
+	ev("done", fmt.Sprintf("%.1fs", time.Since(start).Seconds()), nil)
+	if p, ok := st.(*Power); ok && !r.env.DryRun {
+		// Recorded as done first: the next boot must not reboot again.
+		return r.env.Backend.Power(r.ctx, p.Type)
+	}
+	return nil
+}
+
+func (r *runner) record(b *StepBase, status string, err error) {
+	rec := journal.Record{Name: b.Name, Type: b.Type, Status: status, Started: time.Now().UTC()}
+	if old := r.jr.Step(b.Name); old != nil {
+		rec.Attempts = old.Attempts
+		if status != journal.Started {
+			rec.Started = old.Started
+		}
+	}
+	if status == journal.Started {
+		rec.Attempts++
+	} else {
+		rec.Finished = time.Now().UTC()
+	}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	r.jr.Set(rec)
+}
+
+// save writes the journal when there is a staging folder to write it to;
+// before the target is mounted the journal lives in memory only (nothing
+// destructive has a record worth keeping until the disk holds one).
+func (r *runner) save() error {
+	if r.staging == "" || r.env.DryRun {
+		return nil
+	}
+	b, err := json.Marshal(r.st)
+	if err != nil {
+		return err
+	}
+	r.jr.State = b
+	if err := journal.Save(filepath.Join(r.staging, journal.FileName), r.jr); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// adopt makes dir the staging folder, taking over a journal of the same
+// sequence found there.
+func (r *runner) adopt(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	r.staging = dir
+	j, err := journal.Load(filepath.Join(dir, journal.FileName))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return r.save()
+	case err != nil:
+		return err
+	case j.Sequence != r.seq.Digest:
+		r.rep.Printf("the journal in %s belongs to another sequence; starting over", dir)
+		return r.save()
+	}
+	keep := r.st
+	var st State
+	if len(j.State) > 0 {
+		if err := json.Unmarshal(j.State, &st); err != nil {
+			return fmt.Errorf("journal state: %w", err)
+		}
+	}
+	st.unmount = keep.unmount
+	if keep.Disk != nil {
+		st.Disk = keep.Disk
+	}
+	if keep.Target != "" {
+		st.Target = keep.Target
+	}
+	r.st = &st
+	j.Boots++
+	r.jr = j
+	var done []string
+	for _, s := range j.Steps {
+		if s.Status == journal.Done {
+			done = append(done, s.Name)
+		}
+	}
+	r.rep.Printf("resuming from the journal in %s (boot %d; done: %s)", dir, j.Boots, strings.Join(done, ", "))
+	r.rep.Emit(progress.Event{Kind: "sequence", State: "resume", Data: map[string]any{"done": done, "boots": j.Boots}})
+	return r.save()
+}
+
+func (r *runner) exec(st Step) error {
+	switch s := st.(type) {
+	case *Requirements:
+		return r.requirements(s)
+	case *SelectDisk:
+		d, err := r.env.Backend.SelectDisk(r.ctx, s.Disk)
+		if err != nil {
+			return err
+		}
+		r.st.Disk = &d
+		r.rep.Printf("  target disk: %s", d.Desc)
+		return nil
+	case *Partition:
+		return r.partition(s)
+	case *Format:
+		// Never format under a mount (a resumed run may have mounted the
+		// root to read the journal).
+		r.unmountAll()
+		parts, err := r.env.Backend.Format(r.ctx, *r.st.Disk, r.st.Parts, s.Only)
+		if err != nil {
+			return err
+		}
+		r.st.Parts = parts
+		// The staging folder and journal exist right after formatting, so
+		// that from here on a power cut loses at most the current step.
+		if _, ok := rootPart(parts); ok && r.hasMountStep() {
+			return r.mountRoot(r.targetDir())
+		}
+		return nil
+	case *Mount:
+		return r.mount(s)
+	case *Fetch:
+		return r.fetch(s)
+	case *ApplyImage:
+		return r.apply(s)
+	case *Setup:
+		return r.setup(s)
+	case *BootFiles:
+		return r.bootfiles(s)
+	case *Command:
+		return r.run(s)
+	case *Power:
+		unixSync()
+		return nil
+	}
+	return fmt.Errorf("step type %s has no implementation", st.Base().Type)
+}
+
+func (r *runner) requirements(s *Requirements) error {
+	inv := r.env.Inventory
+	var unmet []string
+	if s.MinMemory > 0 && inv.Memory < int64(s.MinMemory) {
+		unmet = append(unmet, fmt.Sprintf("memory: %s, need at least %s", Size(inv.Memory), s.MinMemory))
+	}
+	if s.MinCPUs > 0 && inv.CPUs < s.MinCPUs {
+		unmet = append(unmet, fmt.Sprintf("cpus: %d, need at least %d", inv.CPUs, s.MinCPUs))
+	}
+	if s.MinDisk > 0 {
+		var best int64
+		for _, d := range inv.Disks {
+			if !d.BootMedium && d.Size > best {
+				best = d.Size
+			}
+		}
+		if best < int64(s.MinDisk) {
+			unmet = append(unmet, fmt.Sprintf("disk: largest candidate is %s, need at least %s", Size(best), s.MinDisk))
+		}
+	}
+	if len(s.Firmware) > 0 {
+		found := false
+		for _, f := range s.Firmware {
+			found = found || f == inv.Firmware
+		}
+		if !found {
+			unmet = append(unmet, fmt.Sprintf("firmware: %s, need %s", inv.Firmware, strings.Join(s.Firmware, " or ")))
+		}
+	}
+	for _, d := range s.Devices {
+		switch {
+		case d == "net":
+			if len(inv.NICs) == 0 {
+				unmet = append(unmet, "devices: no network interface")
+			}
+		case d == "disk":
+			n := 0
+			for _, x := range inv.Disks {
+				if !x.BootMedium {
+					n++
+				}
+			}
+			if n == 0 {
+				unmet = append(unmet, "devices: no disk besides the boot medium")
+			}
+		case strings.HasPrefix(d, "/dev/"):
+			if _, err := os.Stat(d); err != nil {
+				unmet = append(unmet, fmt.Sprintf("devices: %s missing", d))
+			}
+		case strings.HasPrefix(d, "pci:"):
+			want := strings.ToLower(strings.TrimPrefix(d, "pci:"))
+			found := false
+			for _, p := range inv.PCI {
+				found = found || p == want
+			}
+			if !found {
+				unmet = append(unmet, fmt.Sprintf("devices: no PCI device %s", want))
+			}
+		}
+	}
+	for _, u := range unmet {
+		r.rep.Printf("  UNMET %s", u)
+	}
+	if len(unmet) > 0 {
+		r.rep.Emit(progress.Event{Kind: "requirements", State: "failed", Data: map[string]any{"unmet": unmet}})
+		return fmt.Errorf("requirements not met (nothing was written):\n  %s", strings.Join(unmet, "\n  "))
+	}
+	r.rep.Printf("  all requirements met")
+	return nil
+}
+
+func (r *runner) unmountAll() {
+	for i := len(r.st.unmount) - 1; i >= 0; i-- {
+		r.st.unmount[i]()
+	}
+	r.st.unmount = nil
+	r.st.Target = ""
+	r.staging = ""
+}
+
+func (r *runner) hasMountStep() bool {
+	for _, st := range r.seq.Steps {
+		if _, ok := st.(*Mount); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// targetDir is where the mount step will mount the root: the first mount
+// step's target.
+func (r *runner) targetDir() string {
+	for _, st := range r.seq.Steps {
+		if m, ok := st.(*Mount); ok {
+			return m.Target
+		}
+	}
+	return "/mnt/target"
+}
+
+func (r *runner) partition(s *Partition) error {
+	if r.st.Disk == nil {
+		return errors.New("no target disk selected")
+	}
+	// A disk that already carries this layout may hold our journal: a
+	// PE booted again after a power cut finds it here, before repartitioning
+	// would destroy it.
+	if r.staging == "" {
+		if parts, ok := r.env.Backend.Existing(r.ctx, *r.st.Disk, &s.Layout); ok {
+			if found, err := r.probeJournal(parts, &s.Layout); err != nil {
+				return err
+			} else if found {
+				if rec := r.jr.Step(s.Name); rec != nil && rec.Status == journal.Done {
+					r.rep.Printf("  the disk already carries this layout and journal: partitioning skipped")
+					return nil
+				}
+			}
+		}
+	}
+	parts, err := r.env.Backend.Partition(r.ctx, *r.st.Disk, &s.Layout)
+	if err != nil {
+		return err
+	}
+	r.st.Parts = parts
+	r.st.Layout = s.Name
+	return nil
+}
+
+func (r *runner) probeJournal(parts []Part, l *diskops.Layout) (bool, error) {
+	i := RootPartition(l)
+	if i < 0 || i >= len(parts) {
+		return false, nil
+	}
+	dir := r.targetDir()
+	un, err := r.env.Backend.Mount(r.ctx, parts[i], dir)
+	if err != nil {
+		return false, nil // not mountable: not ours
+	}
+	stage := filepath.Join(dir, strings.TrimPrefix(answer.Dir, "/"))
+	j, err := journal.Load(filepath.Join(stage, journal.FileName))
+	if err != nil || j.Sequence != r.seq.Digest {
+		un()
+		return false, nil
+	}
+	r.st.unmount = append(r.st.unmount, un)
+	r.st.Target = dir
+	disk := r.st.Disk
+	if err := r.adopt(stage); err != nil {
+		return false, err
+	}
+	r.st.Disk = disk
+	r.st.Target = dir
+	if len(r.st.Parts) == 0 {
+		r.st.Parts = parts
+	}
+	return true, nil
+}

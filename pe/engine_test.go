@@ -1,0 +1,574 @@
+package pe
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/pe/fetch"
+)
+
+// fakeDisk is a Backend over a directory: the "disk" is a JSON file with
+// the partition table, each file system a directory, mounting a symlink.
+// It keeps state on disk so that a second Run (the next boot) sees what the
+// first left, like a real disk would.
+type fakeDisk struct {
+	dir   string
+	mu    sync.Mutex
+	calls map[string]int
+	power []string
+}
+
+func newFakeDisk(t *testing.T) *fakeDisk {
+	return &fakeDisk{dir: t.TempDir(), calls: map[string]int{}}
+}
+
+func (f *fakeDisk) count(op string) {
+	f.mu.Lock()
+	f.calls[op]++
+	f.mu.Unlock()
+}
+
+func (f *fakeDisk) SelectDisk(ctx context.Context, rule diskops.Rule) (TargetDisk, error) {
+	f.count("select")
+	return TargetDisk{Path: "/dev/fake", Size: 8 << 30, Desc: "fake 8 GiB"}, nil
+}
+
+func (f *fakeDisk) tablePath() string { return filepath.Join(f.dir, "table.json") }
+
+func (f *fakeDisk) Existing(ctx context.Context, d TargetDisk, l *diskops.Layout) ([]Part, bool) {
+	b, err := os.ReadFile(f.tablePath())
+	if err != nil {
+		return nil, false
+	}
+	var parts []Part
+	json.Unmarshal(b, &parts)
+	if len(parts) != len(l.Partitions) {
+		return nil, false
+	}
+	for i := range parts {
+		if parts[i].Name != l.Partitions[i].Name {
+			return nil, false
+		}
+	}
+	return parts, true
+}
+
+func (f *fakeDisk) Partition(ctx context.Context, d TargetDisk, l *diskops.Layout) ([]Part, error) {
+	f.count("partition")
+	var parts []Part
+	for i, p := range l.Partitions {
+		parts = append(parts, Part{Planned: diskops.Planned{PartitionSpec: p, Number: i + 1}, Node: fmt.Sprintf("/dev/fake%d", i+1)})
+		os.RemoveAll(filepath.Join(f.dir, "fs-"+p.Name)) // a new table loses the old file systems
+	}
+	b, _ := json.Marshal(parts)
+	return parts, os.WriteFile(f.tablePath(), b, 0o644)
+}
+
+func (f *fakeDisk) Format(ctx context.Context, d TargetDisk, parts []Part, only []string) ([]Part, error) {
+	f.count("format")
+	out := append([]Part(nil), parts...)
+	for i, p := range out {
+		if p.FS == "" {
+			continue
+		}
+		dir := filepath.Join(f.dir, "fs-"+p.Name)
+		os.RemoveAll(dir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		out[i].FSUUID = fmt.Sprintf("uuid-%s", p.Name)
+	}
+	return out, nil
+}
+
+func (f *fakeDisk) Mount(ctx context.Context, p Part, dir string) (func() error, error) {
+	f.count("mount")
+	src := filepath.Join(f.dir, "fs-"+p.Name)
+	if _, err := os.Stat(src); err != nil {
+		return nil, fmt.Errorf("mount %s: not formatted", p.Node)
+	}
+	os.Remove(dir)
+	if err := os.Symlink(src, dir); err != nil {
+		return nil, err
+	}
+	return func() error { return os.Remove(dir) }, nil
+}
+
+func (f *fakeDisk) Clean(ctx context.Context, root string) error {
+	f.count("clean")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Name() != "minint" {
+			os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
+	return nil
+}
+
+// Apply "applies" by writing the SHA-256 of the whole image (read through
+// the ReaderAt it was given) and the index, plus a tree with /sbin/init.
+func (f *fakeDisk) Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error {
+	f.count("apply")
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
+		return err
+	}
+	progress(size, size)
+	os.MkdirAll(filepath.Join(dir, "sbin"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sbin/init"), []byte("init"), 0o755)
+	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+	return os.WriteFile(filepath.Join(dir, "applied"), []byte(fmt.Sprintf("%x index %d\n", h.Sum(nil), index)), 0o644)
+}
+
+func (f *fakeDisk) BootFiles(ctx context.Context, req BootRequest) ([]answer.BootEntry, error) {
+	f.count("bootfiles")
+	p := filepath.Join(req.Root, "boot/extlinux.conf")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	entry := fmt.Sprintf("LABEL linux\n  APPEND root=UUID=%s rw %s\n", req.RootPart.FSUUID, req.Cmdline)
+	return []answer.BootEntry{{Path: "/boot/extlinux.conf"}}, os.WriteFile(p, []byte(entry), 0o644)
+}
+
+func (f *fakeDisk) Power(ctx context.Context, kind string) error {
+	f.power = append(f.power, kind)
+	return nil
+}
+
+// testPkg serves a signed package over HTTP and returns the manifest URL,
+// the public key and the image bytes.
+func testPkg(t *testing.T, chunked bool) (string, ed25519.PublicKey, []byte, string) {
+	t.Helper()
+	dir := t.TempDir()
+	img := make([]byte, 300000)
+	rand.New(rand.NewSource(7)).Read(img)
+	os.WriteFile(filepath.Join(dir, "os.wim"), img, 0o644)
+	pubF, privF, _ := fetch.GenerateKey()
+	pub, _ := fetch.ParsePublicKey(pubF)
+	priv, _ := fetch.ParsePrivateKey(privF)
+	cs := int64(-1)
+	if chunked {
+		cs = 64 << 10
+	}
+	_, mb, err := fetch.Build(dir, []string{"os.wim"}, fetch.BuildOptions{Image: &fetch.Image{File: "os.wim", Index: 2}, ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o644)
+	os.WriteFile(filepath.Join(dir, "manifest.json.sig"), fetch.Sign(mb, priv), 0o644)
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/manifest.json", pub, img, dir
+}
+
+func seqFor(t *testing.T, manifest, extra string) *Sequence {
+	t.Helper()
+	src := fmt.Sprintf(`version: 1
+name: test
+steps:
+  - type: requirements
+    min-memory: 128MiB
+    min-disk: 1G
+  - type: select-disk
+    disk: {first_largest: true}
+  - type: partition
+    partitions:
+      - {name: esp, size: 64M, type: esp, fs: vfat}
+      - {name: root, size: rest, type: linux, fs: ext4}
+  - type: format
+  - type: mount
+    target: %s
+  - type: fetch
+    manifest: %s
+%s  - type: apply-image
+  - type: setup
+    hostname: box
+    users: [{name: op, ssh-authorized-keys: ["ssh-ed25519 AAAA op"]}]
+  - type: bootfiles
+    cmdline: console=ttyS0
+  - type: run
+    name: mark
+    in-target: false
+    shell: echo ran >> "$MININT_TARGET/marks"
+  - type: reboot
+`, filepath.Join(t.TempDir(), "target"), manifest, extra)
+	seq, err := Parse("test.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func testEnv(t *testing.T, fd *fakeDisk, pub ed25519.PublicKey) (*Env, *bytes.Buffer) {
+	setup := filepath.Join(t.TempDir(), "minint-setup")
+	os.WriteFile(setup, []byte("#!setup"), 0o755)
+	ev := &bytes.Buffer{}
+	return &Env{
+		Backend:     fd,
+		Inventory:   Inventory{Firmware: "uefi", Arch: "amd64", Memory: 512 << 20, CPUs: 2, Disks: []DiskInfo{{Path: "/dev/fake", Size: 8 << 30}}},
+		PublicKey:   pub,
+		SetupBinary: setup,
+		Events:      ev,
+		LogDir:      t.TempDir(),
+	}, ev
+}
+
+// snapshot lists the target tree (paths, sizes, contents) minus the
+// journal, logs and downloads, which legitimately differ between runs.
+func snapshot(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	root, _ = filepath.EvalSymlinks(root)
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if strings.HasPrefix(rel, "minint/journal") || strings.HasPrefix(rel, "minint/.journal") || strings.HasPrefix(rel, "minint/failure-") || rel == "minint/os.wim" || rel == "marks" {
+			return nil
+		}
+		fmt.Fprintf(&b, "%s %v", rel, d.Type())
+		if d.Type().IsRegular() {
+			c, _ := os.ReadFile(p)
+			if rel == answer.ConfigFile[1:] {
+				c = []byte(strings.Split(string(c), `"created"`)[0]) // timestamp
+			}
+			fmt.Fprintf(&b, " %x", sha256.Sum256(c))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	return b.String()
+}
+
+func targetOf(seq *Sequence) string {
+	for _, st := range seq.Steps {
+		if m, ok := st.(*Mount); ok {
+			return m.Target
+		}
+	}
+	return ""
+}
+
+func TestRunEndToEnd(t *testing.T) {
+	url, pub, img, _ := testPkg(t, false)
+	fd := newFakeDisk(t)
+	seq := seqFor(t, url, "")
+	env, ev := testEnv(t, fd, pub)
+	if err := Run(context.Background(), seq, env); err != nil {
+		t.Fatal(err)
+	}
+	// The target is unmounted (symlink gone) after Run; look at the fs dir.
+	root := filepath.Join(fd.dir, "fs-root")
+	applied, _ := os.ReadFile(filepath.Join(root, "applied"))
+	if want := fmt.Sprintf("%x index 2\n", sha256.Sum256(img)); string(applied) != want {
+		t.Errorf("applied %q, want %q", applied, want)
+	}
+	boot, _ := os.ReadFile(filepath.Join(root, "boot/extlinux.conf"))
+	if !strings.Contains(string(boot), "APPEND root=UUID=uuid-root rw console=ttyS0 "+answer.InitArg) {
+		t.Errorf("boot entry %q", boot)
+	}
+	cfg, err := answer.ReadConfig(filepath.Join(root, answer.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Answer.Hostname != "box" || len(cfg.BootEntries) != 1 || cfg.BootEntries[0].Path != "/boot/extlinux.conf" || cfg.Init != "/sbin/init" {
+		t.Errorf("setup config %+v", cfg)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, answer.Binary)); string(b) != "#!setup" {
+		t.Errorf("setup binary %q", b)
+	}
+	if len(fd.power) != 1 || fd.power[0] != "reboot" {
+		t.Errorf("power %v", fd.power)
+	}
+	// Events: every step started and finished, as JSON lines.
+	var starts, dones int
+	for _, l := range strings.Split(strings.TrimSpace(ev.String()), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		if e["event"] == "step" && e["state"] == "start" {
+			starts++
+		}
+		if e["event"] == "step" && e["state"] == "done" {
+			dones++
+		}
+	}
+	if starts != len(seq.Steps) || dones != len(seq.Steps) {
+		t.Errorf("%d step starts, %d dones, want %d", starts, dones, len(seq.Steps))
+	}
+
+	// Booting the PE again after success does nothing destructive.
+	env2, _ := testEnv(t, fd, pub)
+	before := fd.calls["partition"] + fd.calls["apply"] + fd.calls["format"]
+	if err := Run(context.Background(), seq, env2); err != nil {
+		t.Fatal(err)
+	}
+	if after := fd.calls["partition"] + fd.calls["apply"] + fd.calls["format"]; after != before || len(fd.power) != 1 {
+		t.Errorf("a finished sequence ran again: %v power %v", fd.calls, fd.power)
+	}
+}
+
+type crash struct{ step, point string }
+
+// TestResumeAfterCrash interrupts the run at each step (before it starts,
+// and after it did its work but before the journal says so), boots "again"
+// and checks that the end state equals an uninterrupted run's.
+func TestResumeAfterCrash(t *testing.T) {
+	url, pub, _, _ := testPkg(t, false)
+	ref := newFakeDisk(t)
+	seq := seqFor(t, url, "")
+	env, _ := testEnv(t, ref, pub)
+	if err := Run(context.Background(), seq, env); err != nil {
+		t.Fatal(err)
+	}
+	// Remount to compare the trees: the fake's fs dir is the tree.
+	want := snapshot(t, filepath.Join(ref.dir, "fs-root"))
+
+	for _, st := range seq.Steps {
+		for _, point := range []string{"before", "after"} {
+			name := st.Base().Name
+			t.Run(name+"-"+point, func(t *testing.T) {
+				fd := newFakeDisk(t)
+				env, _ := testEnv(t, fd, pub)
+				env.hook = func(s, p string) error {
+					if s == name && p == point {
+						panic(crash{s, p})
+					}
+					return nil
+				}
+				func() {
+					defer func() {
+						if r := recover(); r == nil {
+							t.Fatal("no crash")
+						} else if _, ok := r.(crash); !ok {
+							panic(r)
+						}
+					}()
+					Run(context.Background(), seq, env)
+				}()
+				env2, _ := testEnv(t, fd, pub)
+				if err := Run(context.Background(), seq, env2); err != nil {
+					t.Fatalf("resumed run: %v", err)
+				}
+				if got := snapshot(t, filepath.Join(fd.dir, "fs-root")); got != want {
+					t.Errorf("end state differs after a crash %s %s:\n%s\nwant\n%s", point, name, got, want)
+				}
+				// Destructive steps ran at most once unless they were
+				// the one interrupted, or the crash came before there was a
+				// file system to hold the journal (partition done, format
+				// not yet).
+				for _, op := range []string{"partition", "format"} {
+					max := 1
+					if name == op && point == "after" || op == "partition" && name == "format" && point == "before" {
+						max = 2
+					}
+					if fd.calls[op] > max {
+						t.Errorf("%s ran %d times", op, fd.calls[op])
+					}
+				}
+				marks, _ := os.ReadFile(filepath.Join(fd.dir, "fs-root/marks"))
+				if n := strings.Count(string(marks), "ran"); n < 1 || (n > 1 && !(name == "mark" && point == "after")) {
+					t.Errorf("run step ran %d times", n)
+				}
+				if len(fd.power) != 1 {
+					t.Errorf("power %v", fd.power)
+				}
+			})
+		}
+	}
+}
+
+func TestRunFailClosed(t *testing.T) {
+	url, pub, _, dir := testPkg(t, false)
+	cases := map[string]struct {
+		prep func(env *Env)
+		want error
+	}{
+		"bad signature": {func(env *Env) { os.WriteFile(filepath.Join(dir, "manifest.json.sig"), fetch.Sign([]byte("other"), mustPriv(t)), 0o644) }, fetch.ErrSignature},
+		"wrong key":     {func(env *Env) { env.PublicKey = mustPriv(t).Public().(ed25519.PublicKey) }, fetch.ErrSignature},
+		"no key":        {func(env *Env) { env.PublicKey = nil }, fetch.ErrSignature},
+		"wrong hash":    {func(env *Env) { corrupt(t, filepath.Join(dir, "os.wim")) }, fetch.ErrChecksum},
+		"truncated":     {func(env *Env) { os.Truncate(filepath.Join(dir, "os.wim"), 1000) }, fetch.ErrSize},
+		"404":           {func(env *Env) { os.Remove(filepath.Join(dir, "os.wim")) }, fetch.ErrHTTP},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			// Fresh package files for each case.
+			url, pub, _, d := testPkg(t, false)
+			dir = d
+			fd := newFakeDisk(t)
+			env, ev := testEnv(t, fd, pub)
+			c.prep(env)
+			err := Run(context.Background(), seqFor(t, url, ""), env)
+			if !errors.Is(err, c.want) || !errors.Is(err, ErrStep) || !strings.Contains(err.Error(), `"fetch"`) {
+				t.Fatalf("err = %v, want %v in step fetch", err, c.want)
+			}
+			if fd.calls["apply"] != 0 || fd.calls["bootfiles"] != 0 {
+				t.Errorf("after a failed verification: %v", fd.calls)
+			}
+			if _, err := os.Stat(filepath.Join(fd.dir, "fs-root/boot")); !os.IsNotExist(err) {
+				t.Error("boot files written")
+			}
+			logs, _ := filepath.Glob(filepath.Join(fd.dir, "fs-root/minint/failure-*.log"))
+			if len(logs) != 1 {
+				t.Errorf("failure log not saved in the staging folder: %v", logs)
+			}
+			if !strings.Contains(ev.String(), `"state":"failed"`) {
+				t.Error("no failed event")
+			}
+		})
+	}
+	_ = url
+	_ = pub
+}
+
+func mustPriv(t *testing.T) ed25519.PrivateKey {
+	_, privF, _ := fetch.GenerateKey()
+	p, err := fetch.ParsePrivateKey(privF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func corrupt(t *testing.T, p string) {
+	b, _ := os.ReadFile(p)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(p, b, 0o644)
+}
+
+func TestRequirementsNotMet(t *testing.T) {
+	url, pub, _, _ := testPkg(t, false)
+	fd := newFakeDisk(t)
+	env, ev := testEnv(t, fd, pub)
+	env.Inventory.Memory = 64 << 20
+	env.Inventory.Disks = []DiskInfo{{Path: "/dev/fake", Size: 128 << 20}, {Path: "/dev/sr0", Size: 1 << 40, BootMedium: true}}
+	err := Run(context.Background(), seqFor(t, url, ""), env)
+	if err == nil || !strings.Contains(err.Error(), "memory: 64MiB, need at least 128MiB") || !strings.Contains(err.Error(), "disk: largest candidate is 128MiB, need at least 1GB") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(fd.calls) != 0 {
+		t.Errorf("backend called although requirements failed: %v", fd.calls)
+	}
+	if !strings.Contains(ev.String(), `"unmet"`) {
+		t.Error("no requirements event")
+	}
+	logs, _ := filepath.Glob(filepath.Join(env.LogDir, "failure-*.log"))
+	if len(logs) != 1 {
+		t.Errorf("failure log not saved to LogDir: %v", logs)
+	}
+}
+
+func TestStreamMode(t *testing.T) {
+	url, pub, img, _ := testPkg(t, true)
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	if err := Run(context.Background(), seqFor(t, url, "    mode: stream\n"), env); err != nil {
+		t.Fatal(err)
+	}
+	applied, _ := os.ReadFile(filepath.Join(fd.dir, "fs-root/applied"))
+	if want := fmt.Sprintf("%x index 2\n", sha256.Sum256(img)); string(applied) != want {
+		t.Errorf("applied %q, want %q", applied, want)
+	}
+	if _, err := os.Stat(filepath.Join(fd.dir, "fs-root/minint/os.wim")); !os.IsNotExist(err) {
+		t.Error("stream mode staged the image")
+	}
+	// Without chunk hashes, stream mode refuses.
+	url2, pub2, _, _ := testPkg(t, false)
+	fd2 := newFakeDisk(t)
+	env2, _ := testEnv(t, fd2, pub2)
+	if err := Run(context.Background(), seqFor(t, url2, "    mode: stream\n"), env2); !errors.Is(err, fetch.ErrManifest) {
+		t.Fatalf("unchunked stream: %v", err)
+	}
+}
+
+func TestDryRun(t *testing.T) {
+	url, pub, _, _ := testPkg(t, false)
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	var out bytes.Buffer
+	env.Console = &out
+	env.DryRun = true
+	if err := Run(context.Background(), seqFor(t, url, ""), env); err != nil {
+		t.Fatal(err)
+	}
+	for op := range fd.calls {
+		if op != "select" {
+			t.Errorf("dry run called %s", op)
+		}
+	}
+	for _, want := range []string{"Plan for test", "partition (gpt): esp 64M vfat; root rest ext4", "fetch " + url, "reboot"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
+		}
+	}
+	if len(fd.power) != 0 {
+		t.Error("dry run rebooted")
+	}
+}
+
+func TestStatusPost(t *testing.T) {
+	var mu sync.Mutex
+	var events []map[string]any
+	var logs []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("X-Minint-Log") != "" {
+			logs = append(logs, string(b))
+			return
+		}
+		var e map[string]any
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Errorf("posted %q: %v", b, err)
+		}
+		events = append(events, e)
+	}))
+	defer srv.Close()
+	url, pub, _, dir := testPkg(t, false)
+	os.Remove(filepath.Join(dir, "os.wim")) // 404: fails in fetch
+	src := strings.Replace(fmt.Sprint(seqFor(t, url, "").Name), "test", "", 1)
+	_ = src
+	seq := seqFor(t, url, "")
+	seq.StatusURL = srv.URL
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	if err := Run(context.Background(), seq, env); err == nil {
+		t.Fatal("no error")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var sawStart, sawFailed bool
+	for _, e := range events {
+		sawStart = sawStart || (e["event"] == "step" && e["state"] == "start" && e["op"] == "requirements")
+		sawFailed = sawFailed || (e["event"] == "step" && e["state"] == "failed" && e["op"] == "fetch")
+	}
+	if !sawStart || !sawFailed {
+		t.Errorf("posted events lack start/failed (%d events)", len(events))
+	}
+	if len(logs) != 1 || !strings.Contains(logs[0], "404") {
+		t.Errorf("uploaded logs %q", logs)
+	}
+}

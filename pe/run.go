@@ -1,0 +1,324 @@
+package pe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/pe/journal"
+	"golang.org/x/sys/unix"
+)
+
+func unixSync() { unix.Sync() }
+
+// rootPart is the partition holding the system (see RootPartition).
+func rootPart(parts []Part) (Part, bool) {
+	for _, p := range parts {
+		if p.Name == "root" {
+			return p, true
+		}
+	}
+	for _, p := range parts {
+		if p.FS == "ext4" {
+			return p, true
+		}
+	}
+	return Part{}, false
+}
+
+func (r *runner) mount(s *Mount) error { return r.mountRoot(s.Target) }
+
+func (r *runner) mountRoot(target string) error {
+	stage := filepath.Join(target, strings.TrimPrefix(answer.Dir, "/"))
+	if r.st.Target == target && r.staging == stage {
+		return nil // mounted after formatting, or when the journal was found
+	}
+	r.unmountAll()
+	root, ok := rootPart(r.st.Parts)
+	if !ok {
+		return errors.New("no root partition (name one root, or give one fs: ext4)")
+	}
+	un, err := r.env.Backend.Mount(r.ctx, root, target)
+	if err != nil {
+		return err
+	}
+	r.st.unmount = append(r.st.unmount, un)
+	r.st.Target = target
+	// The staging folder exists from now on; the journal kept in memory
+	// so far is written there.
+	return r.adopt(stage)
+}
+
+func (r *runner) fetch(s *Fetch) error {
+	if len(r.env.PublicKey) == 0 {
+		return fmt.Errorf("%w: this PE was built without a package signing key, so it accepts no package", fetch.ErrSignature)
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, time.Duration(s.Timeout))
+	defer cancel()
+	c := *r.client
+	c.Retries = s.Retries
+	base := s.base()
+	var mb, sig []byte
+	var err error
+	if p, ok := strings.CutPrefix(s.Manifest, "medium:"); ok {
+		if r.env.MediumDir == "" {
+			return errors.New("the boot medium is not mounted in this PE")
+		}
+		full := filepath.Join(r.env.MediumDir, p)
+		if mb, err = os.ReadFile(full); err != nil {
+			return err
+		}
+		if sig, err = os.ReadFile(full + fetch.SignatureSuffix); err != nil {
+			return fmt.Errorf("%w: %v", fetch.ErrSignature, err)
+		}
+	} else {
+		if mb, err = c.Get(ctx, s.Manifest, 4<<20); err != nil {
+			return err
+		}
+		if sig, err = c.Get(ctx, s.Manifest+fetch.SignatureSuffix, 4096); err != nil {
+			return fmt.Errorf("signature: %w", err)
+		}
+	}
+	m, err := fetch.Verify(mb, sig, r.env.PublicKey)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Manifest, err)
+	}
+	r.rep.Printf("  manifest %q verified (key %s), %d files", m.Name, fetch.KeyID(r.env.PublicKey), len(m.Files))
+	if m.Image == nil {
+		return fmt.Errorf("%w: %s names no image to apply", fetch.ErrManifest, s.Manifest)
+	}
+	e, _ := m.File(m.Image.File)
+	ref := &ImageRef{Entry: *e, Index: m.Image.Index}
+	task := r.rep.Start("fetch "+path.Base(e.Path), e.Size, "bytes")
+	switch {
+	case strings.HasPrefix(base, "medium:"):
+		p := filepath.Join(r.env.MediumDir, strings.TrimPrefix(base, "medium:"), filepath.FromSlash(e.Path))
+		err = fetch.VerifyFile(p, e, task.Callback())
+		ref.Path = p
+	case s.Mode == "stream":
+		ref.URL = base + "/" + e.Path
+		_, err = c.OpenFile(ctx, ref.URL, e, 0)
+		if err == nil {
+			task.Set(e.Size, 0)
+			r.rep.Printf("  %s will be read straight from the server, each %s chunk verified", e.Path, Size(e.ChunkSize))
+		}
+	default:
+		if r.staging == "" {
+			err = errors.New("no staging folder to download into (mount the target first)")
+			break
+		}
+		dest := filepath.Join(r.staging, path.Base(e.Path))
+		err = c.Download(ctx, base+"/"+e.Path, dest, e, task.Callback())
+		ref.Path = dest
+	}
+	task.Finish(err)
+	if err != nil {
+		return err
+	}
+	if r.staging != "" {
+		journal.WriteFile(filepath.Join(r.staging, fetch.ManifestName), mb, 0o644)
+		journal.WriteFile(filepath.Join(r.staging, fetch.ManifestName+fetch.SignatureSuffix), sig, 0o644)
+	}
+	r.st.Image = ref
+	return nil
+}
+
+func (r *runner) apply(s *ApplyImage) error {
+	img := r.st.Image
+	if img == nil {
+		return errors.New("no verified image (fetch step)")
+	}
+	index := img.Index
+	if s.Index > 0 {
+		index = s.Index
+	}
+	var ra io.ReaderAt
+	size := img.Entry.Size
+	if img.URL != "" {
+		f, err := r.client.OpenFile(r.ctx, img.URL, &img.Entry, 64<<20)
+		if err != nil {
+			return err
+		}
+		ra = f
+	} else {
+		f, err := os.Open(img.Path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi.Size() != size {
+			return fmt.Errorf("%w: %s is %d bytes, verified as %d", fetch.ErrSize, img.Path, fi.Size(), size)
+		}
+		ra = f
+	}
+	// Whatever an interrupted earlier apply left is removed first, so a
+	// redo starts from the same empty root (the staging folder stays).
+	if err := r.env.Backend.Clean(r.ctx, r.st.Target); err != nil {
+		return fmt.Errorf("cleaning the target before applying: %w", err)
+	}
+	task := r.rep.Start(fmt.Sprintf("apply image %d", index), 0, "bytes")
+	err := r.env.Backend.Apply(r.ctx, ra, size, index, r.st.Target, task.Callback())
+	task.Finish(err)
+	if err != nil {
+		return err
+	}
+	unixSync()
+	return nil
+}
+
+func (r *runner) setup(s *Setup) error {
+	if r.env.SetupBinary == "" {
+		return errors.New("this PE has no minint-setup program to hand over to")
+	}
+	dir := filepath.Join(r.st.Target, strings.TrimPrefix(answer.Dir, "/"))
+	bin, err := os.ReadFile(r.env.SetupBinary)
+	if err != nil {
+		return err
+	}
+	if err := journal.WriteFile(filepath.Join(r.st.Target, answer.Binary), bin, 0o755); err != nil {
+		return err
+	}
+	init := "/sbin/init"
+	if _, err := os.Lstat(filepath.Join(r.st.Target, init)); err != nil {
+		if _, err := os.Stat(filepath.Join(r.st.Target, "lib/systemd/systemd")); err == nil {
+			init = "/lib/systemd/systemd"
+		}
+	}
+	cfg := &answer.Config{Answer: s.Answer, Init: init, BootEntries: r.st.BootEntries, Created: time.Now().UTC()}
+	if err := answer.WriteConfig(filepath.Join(r.st.Target, answer.ConfigFile), cfg); err != nil {
+		return err
+	}
+	r.st.Setup = true
+	r.rep.Printf("  %s and %s written; the first boot runs setup before %s", answer.ConfigFile, answer.Binary, init)
+	return journal.SyncDir(dir)
+}
+
+func (r *runner) bootfiles(s *BootFiles) error {
+	root, ok := rootPart(r.st.Parts)
+	if !ok {
+		return errors.New("no root partition")
+	}
+	cmdline := strings.TrimSpace(s.Cmdline)
+	if r.st.Setup {
+		cmdline = strings.TrimSpace(cmdline + " " + answer.InitArg)
+	}
+	req := BootRequest{Root: r.st.Target, Disk: *r.st.Disk, Parts: r.st.Parts, RootPart: root,
+		Firmware: r.env.Inventory.Firmware, Loader: s.Loader, Cmdline: cmdline}
+	entries, err := r.env.Backend.BootFiles(r.ctx, req)
+	if err != nil {
+		return err
+	}
+	r.st.BootEntries = entries
+	if r.st.Setup {
+		// minint-setup must know which files carry init= to remove it.
+		p := filepath.Join(r.st.Target, answer.ConfigFile)
+		cfg, err := answer.ReadConfig(p)
+		if err != nil {
+			return err
+		}
+		cfg.BootEntries = entries
+		if err := answer.WriteConfig(p, cfg); err != nil {
+			return err
+		}
+	}
+	unixSync()
+	return nil
+}
+
+func (r *runner) run(s *Command) error {
+	ctx, cancel := context.WithTimeout(r.ctx, time.Duration(s.Timeout))
+	defer cancel()
+	argv := s.argv()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "MININT_TARGET="+r.st.Target, "MININT_STAGING="+r.staging)
+	if r.st.Disk != nil {
+		cmd.Env = append(cmd.Env, "MININT_DISK="+r.st.Disk.Path)
+	}
+	for k, v := range s.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if s.InTarget {
+		if r.st.Target == "" {
+			return errors.New("in-target: the target is not mounted")
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: r.st.Target}
+		cmd.Dir = "/"
+	}
+	out := &lineWriter{f: func(l string) { r.rep.Printf("  | %s", l) }}
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	out.flush()
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("%s: timed out after %s", argv[0], s.Timeout)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	return nil
+}
+
+// lineWriter hands complete lines of a command's output to f.
+type lineWriter struct {
+	f   func(string)
+	buf []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := strings.IndexByte(string(w.buf), '\n')
+		if i < 0 {
+			break
+		}
+		w.f(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	if len(w.buf) > 0 {
+		w.f(string(w.buf))
+		w.buf = nil
+	}
+}
+
+// saveLog keeps the whole log of a failed run next to the journal (or in
+// LogDir before there is a staging folder) and uploads it.
+func (r *runner) saveLog() {
+	if r.env.DryRun {
+		return
+	}
+	dir := r.staging
+	if dir == "" {
+		dir = r.env.LogDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+	}
+	name := filepath.Join(dir, "failure-"+time.Now().UTC().Format("20060102T150405Z")+".log")
+	if err := journal.WriteFile(name, r.log.Bytes(), 0o644); err != nil {
+		r.rep.Printf("cannot save the log: %v", err)
+	} else {
+		r.rep.Printf("full log saved to %s", name)
+	}
+	if r.poster != nil {
+		if err := r.poster.UploadLog(r.ctx, r.log.Bytes()); err != nil {
+			r.rep.Printf("cannot upload the log: %v", err)
+		}
+	}
+}
