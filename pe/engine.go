@@ -83,14 +83,14 @@ var ErrStep = errors.New("step failed")
 // State is what later steps need from earlier ones; it is kept in the
 // journal so that a resumed run knows it.
 type State struct {
-	Disk        *TargetDisk         `json:"disk,omitempty"`
-	Parts       []Part              `json:"parts,omitempty"`
-	Target      string              `json:"target,omitempty"`
-	Image       *ImageRef           `json:"image,omitempty"`
-	Setup       bool                `json:"setup,omitempty"`
-	BootEntries []answer.BootEntry  `json:"boot_entries,omitempty"`
-	Layout      string              `json:"layout,omitempty"` // name of the partition step that ran
-	Extra       map[string]string   `json:"extra,omitempty"`
+	Disk        *TargetDisk        `json:"disk,omitempty"`
+	Parts       []Part             `json:"parts,omitempty"`
+	Target      string             `json:"target,omitempty"`
+	Image       *ImageRef          `json:"image,omitempty"`
+	Setup       bool               `json:"setup,omitempty"`
+	BootEntries []answer.BootEntry `json:"boot_entries,omitempty"`
+	Layout      string             `json:"layout,omitempty"` // name of the partition step that ran
+	Extra       map[string]string  `json:"extra,omitempty"`
 	unmount     []func() error
 }
 

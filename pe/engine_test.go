@@ -405,12 +405,14 @@ func TestRunFailClosed(t *testing.T) {
 		prep func(env *Env)
 		want error
 	}{
-		"bad signature": {func(env *Env) { os.WriteFile(filepath.Join(dir, "manifest.json.sig"), fetch.Sign([]byte("other"), mustPriv(t)), 0o644) }, fetch.ErrSignature},
-		"wrong key":     {func(env *Env) { env.PublicKey = mustPriv(t).Public().(ed25519.PublicKey) }, fetch.ErrSignature},
-		"no key":        {func(env *Env) { env.PublicKey = nil }, fetch.ErrSignature},
-		"wrong hash":    {func(env *Env) { corrupt(t, filepath.Join(dir, "os.wim")) }, fetch.ErrChecksum},
-		"truncated":     {func(env *Env) { os.Truncate(filepath.Join(dir, "os.wim"), 1000) }, fetch.ErrSize},
-		"404":           {func(env *Env) { os.Remove(filepath.Join(dir, "os.wim")) }, fetch.ErrHTTP},
+		"bad signature": {func(env *Env) {
+			os.WriteFile(filepath.Join(dir, "manifest.json.sig"), fetch.Sign([]byte("other"), mustPriv(t)), 0o644)
+		}, fetch.ErrSignature},
+		"wrong key":  {func(env *Env) { env.PublicKey = mustPriv(t).Public().(ed25519.PublicKey) }, fetch.ErrSignature},
+		"no key":     {func(env *Env) { env.PublicKey = nil }, fetch.ErrSignature},
+		"wrong hash": {func(env *Env) { corrupt(t, filepath.Join(dir, "os.wim")) }, fetch.ErrChecksum},
+		"truncated":  {func(env *Env) { os.Truncate(filepath.Join(dir, "os.wim"), 1000) }, fetch.ErrSize},
+		"404":        {func(env *Env) { os.Remove(filepath.Join(dir, "os.wim")) }, fetch.ErrHTTP},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
