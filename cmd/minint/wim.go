@@ -1,0 +1,459 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/wim"
+)
+
+// The wim verbs follow wimlib-imagex's names and argument order so that
+// someone who knows imagex/wimlib finds their way; unlike wimlib-imagex,
+// Linux metadata (owners, modes, device nodes, xattrs) is kept by default.
+// Verbs that change or convert existing WIMs (append, export, split) live in
+// wim_convert.go and add themselves to wimGroup.
+var wimGroup = &command{
+	name:    "wim",
+	summary: "Capture, apply, inspect, verify, export and split WIM images",
+	usage:   "VERB [flags] ARGS",
+}
+
+func init() {
+	wimGroup.sub = append(wimGroup.sub, wimCaptureCmd("capture", capture), wimApplyCmd(), wimInfoCmd(),
+		wimDirCmd(), wimExtractCmd(), wimVerifyCmd())
+	register(wimGroup)
+}
+
+// wimStdout is where listings go; tests replace it.
+var wimStdout io.Writer = os.Stdout
+
+// eventsFlag adds --json-events and returns a function that opens the
+// reporter once flags are parsed (and a closer for the events file).
+func eventsFlag(fs *pflag.FlagSet) func() (*progress.Reporter, func() error, error) {
+	path := fs.String("json-events", "", "write progress as JSON lines to `FILE` (- for stdout)")
+	return func() (*progress.Reporter, func() error, error) {
+		switch *path {
+		case "":
+			return progress.New(os.Stderr, nil), func() error { return nil }, nil
+		case "-":
+			return progress.New(os.Stderr, os.Stdout), func() error { return nil }, nil
+		}
+		f, err := os.Create(*path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return progress.New(os.Stderr, f), f.Close, nil
+	}
+}
+
+// parseArgs parses flags and checks the number of positional arguments.
+func parseArgs(fs *pflag.FlagSet, args []string, min, max int) ([]string, error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageErrorf("%v", err)
+	}
+	rest := fs.Args()
+	if len(rest) < min || (max >= 0 && len(rest) > max) {
+		if max == min {
+			return nil, usageErrorf("want %d arguments, got %d", min, len(rest))
+		}
+		return nil, usageErrorf("want %d to %d arguments, got %d", min, max, len(rest))
+	}
+	return rest, nil
+}
+
+// openWIM opens a WIM, or a split set when the name ends in .swm.
+func openWIM(path string) (*wim.ReadCloser, error) { return wim.OpenReader(path) }
+
+// selectImage resolves an image given by 1-based index or by name; a
+// missing image is the caller's mistake, so it is a usage error.
+func selectImage(r *wim.Reader, sel string) (*wim.Image, error) {
+	img, err := r.FindImage(sel)
+	if errors.Is(err, wim.ErrNotFound) {
+		return nil, usageErrorf("%v", err)
+	}
+	return img, err
+}
+
+func parseCompression(s string) (wim.Compression, error) {
+	c, err := wim.ParseCompression(s)
+	if err != nil {
+		return 0, usageErrorf("--compress: %v", err)
+	}
+	return c, nil
+}
+
+// wimCaptureCmd makes capture and append, which take the same flags and
+// differ in what they do with the WIM file.
+func wimCaptureCmd(verb string, do func(dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) error) *command {
+	c := &command{name: verb}
+	if verb == "capture" {
+		c.summary = "Capture a directory tree into a new WIM file"
+		c.usage = "capture SRC WIM [flags]"
+	} else {
+		c.summary = "Capture a directory tree as one more image of an existing WIM"
+		c.usage = "append SRC WIM [flags]"
+	}
+	c.run = func(fs *pflag.FlagSet, args []string) error {
+		name := fs.String("name", "", "image `NAME` (default: the source directory's base name)")
+		desc := fs.String("description", "", "image `DESCRIPTION`")
+		compress := fs.String("compress", "lzx", "compression: none, xpress or lzx (append: the WIM's own)")
+		threads := fs.Int("threads", 0, "compression threads (default: number of CPUs)")
+		config := fs.String("config", "", "wimlib-style capture configuration `FILE` ([ExclusionList], [ExclusionException])")
+		check := fs.Bool("check", false, "write an integrity table (SHA-1 of every 10 MiB of the file)")
+		unixData := fs.Bool("unix-data", true, "store Linux owners, modes, device nodes and xattrs (Linux-first: --unix-data=false to skip)")
+		events := eventsFlag(fs)
+		rest, err := parseArgs(fs, args, 2, 2)
+		if err != nil {
+			return err
+		}
+		src, dst := rest[0], rest[1]
+		comp, err := parseCompression(*compress)
+		if err != nil {
+			return err
+		}
+		if verb == "append" && fs.Changed("compress") {
+			return usageErrorf("--compress: append keeps the WIM's compression")
+		}
+		if *threads < 0 {
+			return usageErrorf("--threads: must be positive")
+		}
+		st, err := os.Stat(src)
+		if err != nil {
+			return err
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("%s: not a directory", src)
+		}
+		opts := wim.ImageOptions{Name: *name, Description: *desc, NoUnixData: !*unixData}
+		if *config != "" {
+			f, err := os.Open(*config)
+			if err != nil {
+				return err
+			}
+			cfg, err := wim.ParseCaptureConfig(f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", *config, err)
+			}
+			opts.Config = cfg
+		}
+		rep, closeEvents, err := events()
+		if err != nil {
+			return err
+		}
+		defer closeEvents()
+		task := rep.Start(verb, 0, "bytes")
+		opts.Progress = task.Callback()
+		wopts := wim.WriterOptions{Compression: comp, Threads: *threads, Integrity: *check}
+		err = do(dst, src, wopts, opts)
+		task.Finish(err)
+		return err
+	}
+	return c
+}
+
+// capture writes a new WIM file, removing it again if anything fails so
+// that a half-written WIM is never left behind under the requested name.
+func capture(dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) (err error) {
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("%s already exists (remove it, or use 'minint wim append' to add an image)", dst)
+	}
+	w, err := wim.Create(dst, wopts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	if err := w.AddImage(src, iopts); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+func wimApplyCmd() *command {
+	return &command{
+		name:    "apply",
+		summary: "Apply (extract) a whole image to a directory",
+		usage:   "apply WIM [INDEX|NAME] DIR [flags]\n\nINDEX (1-based) or NAME may be left out when the WIM has one image.",
+		run: func(fs *pflag.FlagSet, args []string) error {
+			threads := fs.Int("threads", 0, "decompression threads (default: number of CPUs)")
+			unixData := fs.Bool("unix-data", true, "restore Linux owners, modes, device nodes and xattrs (Linux-first: --unix-data=false to skip)")
+			events := eventsFlag(fs)
+			rest, err := parseArgs(fs, args, 2, 3)
+			if err != nil {
+				return err
+			}
+			rc, err := openWIM(rest[0])
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			sel, dir := "", rest[len(rest)-1]
+			if len(rest) == 3 {
+				sel = rest[1]
+			} else if n := len(rc.Images()); n != 1 {
+				return usageErrorf("%s has %d images: say which one", rest[0], n)
+			} else {
+				sel = "1"
+			}
+			img, err := selectImage(&rc.Reader, sel)
+			if err != nil {
+				return err
+			}
+			return applyImage(rc, img, dir, nil, *threads, *unixData, events)
+		},
+	}
+}
+
+func applyImage(rc *wim.ReadCloser, img *wim.Image, dir string, paths []string, threads int, unixData bool,
+	events func() (*progress.Reporter, func() error, error)) error {
+	rep, closeEvents, err := events()
+	if err != nil {
+		return err
+	}
+	defer closeEvents()
+	op := "apply"
+	if paths != nil {
+		op = "extract"
+	}
+	task := rep.Start(op, 0, "bytes")
+	err = rc.Apply(img.Index, dir, wim.ApplyOptions{
+		Threads:    threads,
+		NoUnixData: !unixData,
+		Paths:      paths,
+		Progress:   task.Callback(),
+	})
+	task.Finish(err)
+	return err
+}
+
+func wimExtractCmd() *command {
+	return &command{
+		name:    "extract",
+		summary: "Extract files or directories (with their contents) from an image",
+		usage:   "extract WIM INDEX|NAME PATH... --dest DIR [flags]\n\nPATHs are inside the image, e.g. /etc/hostname or etc/ssh.",
+		run: func(fs *pflag.FlagSet, args []string) error {
+			dest := fs.String("dest", "", "directory to extract into (required)")
+			threads := fs.Int("threads", 0, "decompression threads (default: number of CPUs)")
+			unixData := fs.Bool("unix-data", true, "restore Linux owners, modes, device nodes and xattrs (Linux-first: --unix-data=false to skip)")
+			events := eventsFlag(fs)
+			rest, err := parseArgs(fs, args, 3, -1)
+			if err != nil {
+				return err
+			}
+			if *dest == "" {
+				return usageErrorf("--dest is required")
+			}
+			rc, err := openWIM(rest[0])
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			img, err := selectImage(&rc.Reader, rest[1])
+			if err != nil {
+				return err
+			}
+			return applyImage(rc, img, *dest, rest[2:], *threads, *unixData, events)
+		},
+	}
+}
+
+// imageInfo is what `wim info --json` prints for each image.
+type imageInfo struct {
+	Index       int    `json:"index"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Directories uint64 `json:"directories"`
+	Files       uint64 `json:"files"`
+	TotalBytes  uint64 `json:"total_bytes"`
+	Created     string `json:"created,omitempty"`
+	Modified    string `json:"modified,omitempty"`
+}
+
+type wimInfo struct {
+	Path        string      `json:"path"`
+	GUID        string      `json:"guid"`
+	Version     string      `json:"version"`
+	Compression string      `json:"compression"`
+	ChunkSize   int         `json:"chunk_size"`
+	Part        int         `json:"part"`
+	TotalParts  int         `json:"total_parts"`
+	Integrity   bool        `json:"integrity_table"`
+	BootIndex   int         `json:"boot_index"`
+	Size        int64       `json:"size"`
+	Images      []imageInfo `json:"images"`
+}
+
+func wimInfoCmd() *command {
+	return &command{
+		name:    "info",
+		summary: "Show a WIM's header and its images",
+		usage:   "info WIM [INDEX|NAME] [flags]",
+		run: func(fs *pflag.FlagSet, args []string) error {
+			asJSON := fs.Bool("json", false, "print JSON instead of text")
+			xml := fs.Bool("xml", false, "print the WIM's XML data as stored")
+			rest, err := parseArgs(fs, args, 1, 2)
+			if err != nil {
+				return err
+			}
+			rc, err := openWIM(rest[0])
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			hi := rc.Info()
+			if *xml {
+				_, err := io.WriteString(wimStdout, hi.XML)
+				return err
+			}
+			info := wimInfo{
+				Path: rest[0], GUID: fmt.Sprintf("%x", hi.GUID), Version: fmt.Sprintf("%#x", hi.Version),
+				Compression: hi.Compression.String(), ChunkSize: hi.ChunkSize,
+				Part: hi.PartNumber, TotalParts: hi.TotalParts, Integrity: hi.HasIntegrity, BootIndex: hi.BootIndex,
+				Size: hi.Size,
+			}
+			imgs := rc.Images()
+			if len(rest) == 2 {
+				img, err := selectImage(&rc.Reader, rest[1])
+				if err != nil {
+					return err
+				}
+				imgs = []*wim.Image{img}
+			}
+			for _, img := range imgs {
+				ii := imageInfo{Index: img.Index, Name: img.Name, Description: img.Description,
+					Directories: img.DirCount, Files: img.FileCount, TotalBytes: img.TotalBytes}
+				if img.CreationTime != 0 {
+					ii.Created = img.CreationTime.Time().Format("2006-01-02 15:04:05 UTC")
+				}
+				if img.ModTime != 0 {
+					ii.Modified = img.ModTime.Time().Format("2006-01-02 15:04:05 UTC")
+				}
+				info.Images = append(info.Images, ii)
+			}
+			if *asJSON {
+				enc := json.NewEncoder(wimStdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			}
+			w := wimStdout
+			fmt.Fprintf(w, "Path:          %s\n", info.Path)
+			fmt.Fprintf(w, "GUID:          %s\n", info.GUID)
+			fmt.Fprintf(w, "Version:       %s\n", info.Version)
+			fmt.Fprintf(w, "Compression:   %s\n", info.Compression)
+			fmt.Fprintf(w, "Chunk size:    %d\n", info.ChunkSize)
+			fmt.Fprintf(w, "Part:          %d/%d\n", info.Part, info.TotalParts)
+			fmt.Fprintf(w, "Integrity:     %v\n", info.Integrity)
+			fmt.Fprintf(w, "Boot index:    %d\n", info.BootIndex)
+			fmt.Fprintf(w, "Size:          %d bytes\n", info.Size)
+			fmt.Fprintf(w, "Image count:   %d\n", len(rc.Images()))
+			for _, ii := range info.Images {
+				fmt.Fprintf(w, "\nIndex:         %d\n", ii.Index)
+				fmt.Fprintf(w, "Name:          %s\n", ii.Name)
+				if ii.Description != "" {
+					fmt.Fprintf(w, "Description:   %s\n", ii.Description)
+				}
+				fmt.Fprintf(w, "Directories:   %d\n", ii.Directories)
+				fmt.Fprintf(w, "Files:         %d\n", ii.Files)
+				fmt.Fprintf(w, "Total bytes:   %d\n", ii.TotalBytes)
+				if ii.Created != "" {
+					fmt.Fprintf(w, "Created:       %s\n", ii.Created)
+				}
+				if ii.Modified != "" {
+					fmt.Fprintf(w, "Modified:      %s\n", ii.Modified)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func wimDirCmd() *command {
+	return &command{
+		name:    "dir",
+		summary: "List the files in an image",
+		usage:   "dir WIM [INDEX|NAME] [flags]",
+		run: func(fs *pflag.FlagSet, args []string) error {
+			long := fs.BoolP("long", "l", false, "show type, mode, owner, size and mtime like ls -l")
+			rest, err := parseArgs(fs, args, 1, 2)
+			if err != nil {
+				return err
+			}
+			rc, err := openWIM(rest[0])
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			sel := "1"
+			if len(rest) == 2 {
+				sel = rest[1]
+			} else if n := len(rc.Images()); n != 1 {
+				return usageErrorf("%s has %d images: say which one", rest[0], n)
+			}
+			img, err := selectImage(&rc.Reader, sel)
+			if err != nil {
+				return err
+			}
+			w := wimStdout
+			return img.Walk(func(path string, f *wim.File) error {
+				if !*long {
+					_, err := fmt.Fprintln(w, path)
+					return err
+				}
+				line := fmt.Sprintf("%s %5d %5d %12d %s %s", f.FileMode(), f.UID, f.GID, f.Size,
+					f.ModTime.Time().Format("2006-01-02 15:04:05.0000000"), path)
+				if f.IsSymlink() {
+					line += " -> " + f.LinkTarget
+				}
+				_, err := fmt.Fprintln(w, line)
+				return err
+			})
+		},
+	}
+}
+
+func wimVerifyCmd() *command {
+	return &command{
+		name:    "verify",
+		summary: "Check a WIM: integrity table, every blob's SHA-1, every image's metadata",
+		usage:   "verify WIM [flags]",
+		run: func(fs *pflag.FlagSet, args []string) error {
+			threads := fs.Int("threads", 0, "threads (default: number of CPUs)")
+			events := eventsFlag(fs)
+			rest, err := parseArgs(fs, args, 1, 1)
+			if err != nil {
+				return err
+			}
+			rc, err := openWIM(rest[0])
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			rep, closeEvents, err := events()
+			if err != nil {
+				return err
+			}
+			defer closeEvents()
+			task := rep.Start("verify", 0, "bytes")
+			err = rc.Verify(wim.VerifyOptions{Threads: *threads, Progress: task.Callback()})
+			task.Finish(err)
+			if err == nil {
+				rep.Printf("%s: OK", rest[0])
+			}
+			return err
+		},
+	}
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/minint/minint/internal/treetest"
+)
+
+// wimRun runs `minint wim ARGS…` and returns the exit status, what went to
+// stdout and what went to stderr.
+func wimRun(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	old := wimStdout
+	wimStdout = &out
+	defer func() { wimStdout = old }()
+	code := runMain(append([]string{"wim"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestWimCLIRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	treetest.Generate(t, src, treetest.Options{Seed: 51, Small: true, NoLinkedSymlinks: true})
+	w := filepath.Join(dir, "x.wim")
+	events := filepath.Join(dir, "events.jsonl")
+
+	if code, _, stderr := wimRun(t, "capture", src, w, "--name", "test image", "--description", "from the CLI test",
+		"--compress", "none", "--check", "--json-events", events); code != 0 {
+		t.Fatalf("capture: exit %d\n%s", code, stderr)
+	}
+	ev, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(string(ev)), "\n") {
+		if err := json.Unmarshal([]byte(line), &last); err != nil {
+			t.Fatalf("event line %q: %v", line, err)
+		}
+	}
+	if last["op"] != "capture" || last["state"] != "done" {
+		t.Errorf("last event %v, want capture done", last)
+	}
+
+	code, out, stderr := wimRun(t, "info", w, "--json")
+	if code != 0 {
+		t.Fatalf("info: exit %d\n%s", code, stderr)
+	}
+	var info wimInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("info --json: %v\n%s", err, out)
+	}
+	if len(info.Images) != 1 || info.Images[0].Name != "test image" || info.Images[0].Description != "from the CLI test" ||
+		!info.Integrity || info.Compression != "none" || info.Images[0].Files == 0 {
+		t.Errorf("info --json: %+v", info)
+	}
+	if code, out, _ := wimRun(t, "info", w); code != 0 || !strings.Contains(out, "Name:          test image") {
+		t.Errorf("info: exit %d\n%s", code, out)
+	}
+	code, out, _ = wimRun(t, "dir", w, "--long")
+	if code != 0 || !strings.Contains(out, "/files/one-byte") || !strings.Contains(out, "/links/relative -> ../files/one-byte") {
+		t.Errorf("dir --long: exit %d\n%s", code, out)
+	}
+	if code, _, stderr := wimRun(t, "verify", w); code != 0 {
+		t.Errorf("verify: exit %d\n%s", code, stderr)
+	}
+
+	apply := filepath.Join(dir, "apply")
+	if code, _, stderr := wimRun(t, "apply", w, "test image", apply); code != 0 {
+		t.Fatalf("apply: exit %d\n%s", code, stderr)
+	}
+	want, err := treetest.Snapshot(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := treetest.Snapshot(apply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := treetest.Diff(want, got, treetest.WIMOptions()); len(d) > 0 {
+		t.Errorf("apply: trees differ:\n%s", strings.Join(d, "\n"))
+	}
+
+	ext := filepath.Join(dir, "extract")
+	if code, _, stderr := wimRun(t, "extract", w, "1", "/dirs/a/top.txt", "/modes", "--dest", ext); code != 0 {
+		t.Fatalf("extract: exit %d\n%s", code, stderr)
+	}
+	for _, p := range []string{"dirs/a/top.txt", "modes/setuid"} {
+		a, _ := os.ReadFile(filepath.Join(src, p))
+		b, err := os.ReadFile(filepath.Join(ext, p))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("extract: %s: %v", p, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(ext, "files")); err == nil {
+		t.Errorf("extract wrote /files, which was not asked for")
+	}
+}
+
+func TestWimCLIUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := filepath.Join(dir, "x.wim")
+	if code, _, stderr := wimRun(t, "capture", src, w, "--compress=none"); code != 0 {
+		t.Fatalf("capture: exit %d\n%s", code, stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"capture"}, 2, "want 2 arguments, got 0"},
+		{[]string{"capture", src, w, "extra"}, 2, "want 2 arguments, got 3"},
+		{[]string{"capture", src, filepath.Join(dir, "y.wim"), "--compress=zip"}, 2, "--compress"},
+		{[]string{"capture", src, w}, 1, "already exists"},
+		{[]string{"capture", filepath.Join(dir, "nope"), filepath.Join(dir, "z.wim")}, 1, "no such file"},
+		{[]string{"capture", src, filepath.Join(dir, "z.wim"), "--no-such-flag"}, 2, "unknown flag"},
+		{[]string{"apply", w}, 2, "want 2 to 3 arguments"},
+		{[]string{"apply", w, "7", filepath.Join(dir, "out")}, 2, "image 7"},
+		{[]string{"apply", w, "no such name", filepath.Join(dir, "out")}, 2, `no image named "no such name"`},
+		{[]string{"info", filepath.Join(dir, "missing.wim")}, 1, "no such file"},
+		{[]string{"info", src + "/f"}, 1, "invalid format"},
+		{[]string{"extract", w, "1", "/f"}, 2, "--dest is required"},
+	} {
+		code, _, stderr := wimRun(t, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.msg) {
+			t.Errorf("minint wim %s: exit %d, stderr:\n%s\nwant exit %d and %q", strings.Join(c.args, " "), code, stderr, c.code, c.msg)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "z.wim")); err == nil {
+		t.Errorf("a failed capture left z.wim behind")
+	}
+	// Help is not an error.
+	if code, _, stderr := wimRun(t, "apply", "--help"); code != 0 || !strings.Contains(stderr, "Usage: minint wim apply") {
+		t.Errorf("apply --help: exit %d\n%s", code, stderr)
+	}
+}
