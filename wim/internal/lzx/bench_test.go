@@ -11,3 +11,8 @@ func BenchmarkDecompressWimlibChunks(b *testing.B) {
 	d := NewDecompressor()
 	codectest.BenchDecompress(b, w, d.Decompress)
 }
+
+func BenchmarkCompress(b *testing.B) {
+	c := NewCompressor(32768)
+	codectest.BenchCompress(b, 32768, c.Compress)
+}
