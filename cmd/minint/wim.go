@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -132,6 +133,10 @@ func wimCaptureCmd(verb string, do func(dst, src string, wopts wim.WriterOptions
 		}
 		if !st.IsDir() {
 			return fmt.Errorf("%s: not a directory", src)
+		}
+		if *name == "" {
+			// wimlib-imagex's default too: images need names to be found by.
+			*name = filepath.Base(filepath.Clean(src))
 		}
 		opts := wim.ImageOptions{Name: *name, Description: *desc, NoUnixData: !*unixData}
 		if *config != "" {

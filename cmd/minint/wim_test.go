@@ -116,6 +116,9 @@ func TestWimCLIUsageErrors(t *testing.T) {
 	if code, _, stderr := wimRun(t, "capture", src, w, "--compress=none"); code != 0 {
 		t.Fatalf("capture: exit %d\n%s", code, stderr)
 	}
+	if code, out, _ := wimRun(t, "info", w, "1"); code != 0 || !strings.Contains(out, "Name:          src\n") {
+		t.Errorf("capture without --name: the image is not named after the source directory:\n%s", out)
+	}
 	for _, c := range []struct {
 		args []string
 		code int
