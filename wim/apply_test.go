@@ -104,3 +104,8 @@ func TestApplySubset(t *testing.T) {
 		t.Fatalf("c extracted although not selected: %v", err)
 	}
 }
+
+func genTreeSeed(t testing.TB, dir string, seed uint64) {
+	t.Helper()
+	treetest.Generate(t, dir, treetest.Options{Seed: seed, Small: true, NoLinkedSymlinks: true})
+}

@@ -42,7 +42,7 @@ func (w *Writer) AddImage(dir string, opts ImageOptions) error {
 	if err := w.storeTree(root, opts); err != nil {
 		return w.fail(err)
 	}
-	return w.addImage(root, nil, imageXML(root, opts.Name, opts.Description))
+	return w.addImage(root, serializeMetadata(root, nil), imageXML(root, opts.Name, opts.Description))
 }
 
 type devIno struct{ dev, ino uint64 }

@@ -46,7 +46,8 @@ type Writer struct {
 	closed bool
 	// When appending, where the old WIM's blobs are read from (for export
 	// of an image of the same file).
-	base *Reader
+	base     *Reader
+	origSize int64 // appending: size of the WIM before, restored on failure
 }
 
 type outBlob struct {
@@ -392,8 +393,7 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 }
 
 // addImage stores a finished tree: its metadata resource and XML entry.
-func (w *Writer) addImage(root *File, security [][]byte, xmlNode *xmlNode) error {
-	meta := serializeMetadata(root, security)
+func (w *Writer) addImage(root *File, meta []byte, xmlNode *xmlNode) error {
 	var mb *outBlob
 	if err := w.writeBlobs([]*blobSource{memSource(meta, "metadata resource", true, func(b *outBlob) { mb = b })}, nil); err != nil {
 		return w.fail(err)
@@ -483,6 +483,9 @@ func (w *Writer) Close() error {
 		}
 		if err != nil && w.remove {
 			os.Remove(w.file.Name())
+		}
+		if err != nil && w.origSize > 0 {
+			os.Truncate(w.file.Name(), w.origSize)
 		}
 	}
 	w.err = err
