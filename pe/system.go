@@ -1,0 +1,241 @@
+package pe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/wim"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotAvailable marks a step this build cannot perform yet.
+var ErrNotAvailable = errors.New("not yet available in this build")
+
+// SystemBackend is the real Backend: disks through diskops, images
+// through wim, power through reboot(2).
+type SystemBackend struct {
+	// Discover is passed to diskops.Discover (boot devices, media label),
+	// so that the boot medium is never a candidate.
+	Discover diskops.DiscoverOptions
+	// UseMkfs formats with mkfs.* programs instead of diskops' own writers.
+	UseMkfs bool
+
+	mu   sync.Mutex
+	disk string // the selected disk, for offset mounts of image files
+}
+
+// Supports reports whether the backend can run a step type (for
+// `minint sequence check` and CheckBackend).
+func (b *SystemBackend) Supports(stepType string) error {
+	if stepType == "bootfiles" {
+		return fmt.Errorf("bootfiles: %w (diskops has no boot-loader writer yet)", ErrNotAvailable)
+	}
+	return nil
+}
+
+// CheckBackend lists the steps of seq that backend cannot run, as errors
+// with line numbers. Backends without a Supports method support everything.
+func CheckBackend(seq *Sequence, backend Backend) []error {
+	s, ok := backend.(interface{ Supports(string) error })
+	if !ok {
+		return nil
+	}
+	var errs []error
+	for _, st := range seq.Steps {
+		if err := s.Supports(st.Base().Type); err != nil {
+			errs = append(errs, &LoadError{Line: st.Base().Line, Msg: fmt.Sprintf("step %q: %v", st.Base().Name, err)})
+		}
+	}
+	return errs
+}
+
+func (b *SystemBackend) SelectDisk(ctx context.Context, rule diskops.Rule) (TargetDisk, error) {
+	disks, err := diskops.Discover(ctx, b.Discover)
+	if err != nil {
+		return TargetDisk{}, err
+	}
+	d, err := diskops.Select(disks, rule)
+	if err != nil {
+		return TargetDisk{}, err
+	}
+	b.mu.Lock()
+	b.disk = d.Path
+	b.mu.Unlock()
+	return TargetDisk{Path: d.Path, Size: d.Size, Desc: diskops.Describe(d)}, nil
+}
+
+func (b *SystemBackend) Existing(ctx context.Context, td TargetDisk, l *diskops.Layout) ([]Part, bool) {
+	// Read the table straight from the device (or image file): what
+	// matters is what is on the disk now.
+	f, err := os.Open(td.Path)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, false
+	}
+	fi, _ := f.Stat()
+	block := fi.Mode()&os.ModeDevice != 0
+	tbl, err := diskops.ReadTable(f, size, 0)
+	if err != nil || tbl == nil || tbl.Type != l.Table || len(tbl.Partitions) != len(l.Partitions) {
+		return nil, false
+	}
+	var parts []Part
+	for i, pi := range tbl.Partitions {
+		spec := l.Partitions[i]
+		if l.Table == "gpt" && pi.Name != spec.Name {
+			return nil, false
+		}
+		p := Part{Planned: diskops.Planned{PartitionSpec: spec, Number: pi.Number, Start: pi.Start, Size: pi.Size, TypeID: pi.Type}}
+		if n := diskops.PartitionNode(td.Path, pi.Number); block {
+			if _, err := os.Stat(n); err == nil {
+				p.Node = n
+			}
+		}
+		fs := pi.FS
+		if fs == nil {
+			fs = diskops.ProbeFilesystem(f, pi.Start, pi.Size)
+		}
+		if fs != nil {
+			p.FSUUID = fs.UUID
+		}
+		parts = append(parts, p)
+	}
+	return parts, true
+}
+
+func (b *SystemBackend) Partition(ctx context.Context, td TargetDisk, l *diskops.Layout) ([]Part, error) {
+	t, err := diskops.OpenTarget(ctx, td.Path, diskops.TargetOptions{SysRoot: b.Discover.Root})
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{})
+	if err != nil && !diskops.IsNoNodes(err) {
+		return nil, err
+	}
+	var parts []Part
+	for i, p := range res.Partitions {
+		part := Part{Planned: p}
+		if i < len(res.Nodes) {
+			part.Node = res.Nodes[i]
+		}
+		parts = append(parts, part)
+	}
+	return parts, nil
+}
+
+func (b *SystemBackend) Format(ctx context.Context, td TargetDisk, parts []Part, only []string) ([]Part, error) {
+	t, err := diskops.OpenTarget(ctx, td.Path, diskops.TargetOptions{SysRoot: b.Discover.Root})
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	want := func(name string) bool {
+		if len(only) == 0 {
+			return true
+		}
+		for _, o := range only {
+			if o == name {
+				return true
+			}
+		}
+		return false
+	}
+	res := &diskops.PartitionResult{}
+	var idx []int
+	for i, p := range parts {
+		if p.FS == "" || !want(p.Name) {
+			continue
+		}
+		res.Partitions = append(res.Partitions, p.Planned)
+		idx = append(idx, i)
+	}
+	// Nodes are either all known or none (image files): diskops pairs
+	// them with partitions by position.
+	for _, i := range idx {
+		if parts[i].Node == "" {
+			res.Nodes = nil
+			break
+		}
+		res.Nodes = append(res.Nodes, parts[i].Node)
+	}
+	fss, err := diskops.FormatPartitions(ctx, t, res, b.UseMkfs, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]Part(nil), parts...)
+	for k, i := range idx {
+		if k < len(fss) && fss[k] != nil {
+			out[i].FSUUID = fss[k].UUID
+		}
+	}
+	return out, nil
+}
+
+func (b *SystemBackend) Mount(ctx context.Context, p Part, dir string) (func() error, error) {
+	o := diskops.MountOptions{FSType: p.FS}
+	src := p.Node
+	if src == "" {
+		b.mu.Lock()
+		src = b.disk
+		b.mu.Unlock()
+		o.Offset, o.Size = p.Start, p.Size
+	}
+	if o.FSType == "fat32" {
+		o.FSType = "vfat"
+	}
+	m, err := diskops.Mount(src, dir, o)
+	if err != nil {
+		return nil, err
+	}
+	return m.Close, nil
+}
+
+func (b *SystemBackend) Clean(ctx context.Context, root string) error {
+	keep := strings.TrimPrefix(answer.Dir, "/")
+	// diskops names its manifest by the second and refuses to overwrite
+	// one: a redo within the same second needs the next free name.
+	now := time.Now().UTC()
+	for i := 0; i < 100; i++ {
+		name := "clean-manifest-" + now.Format("20060102T150405Z") + ".jsonl"
+		if _, err := os.Lstat(filepath.Join(root, keep, name)); os.IsNotExist(err) {
+			break
+		}
+		now = now.Add(time.Second)
+	}
+	_, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: keep, Now: func() time.Time { return now }})
+	return err
+}
+
+func (b *SystemBackend) Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error {
+	w, err := wim.NewReader(r, size)
+	if err != nil {
+		return err
+	}
+	return w.Apply(index, dir, wim.ApplyOptions{Progress: progress})
+}
+
+func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answer.BootEntry, error) {
+	return nil, b.Supports("bootfiles")
+}
+
+func (b *SystemBackend) Power(ctx context.Context, kind string) error {
+	unix.Sync()
+	cmd := unix.LINUX_REBOOT_CMD_RESTART
+	if kind == "poweroff" {
+		cmd = unix.LINUX_REBOOT_CMD_POWER_OFF
+	}
+	return unix.Reboot(cmd)
+}
