@@ -2,8 +2,8 @@ package pe
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
