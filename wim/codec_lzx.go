@@ -9,5 +9,7 @@ func init() {
 			return nil, unsupportedErr("LZX with chunk size %d: %v", chunkSize, err)
 		}
 		return d, nil
-	}, nil)
+	}, func(maxChunk int) compressor {
+		return lzx.NewCompressor(maxChunk)
+	})
 }
