@@ -1,0 +1,126 @@
+package media_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minint/minint/initramfs"
+	"github.com/minint/minint/media"
+	"github.com/minint/minint/qemu"
+)
+
+// The three boots share one PE and one ISO, built once per test binary (the
+// PE's expensive Go build is cached by initramfs in MININT_CACHE).
+var (
+	isoOnce sync.Once
+	isoRes  *media.Result
+	isoErr  error
+)
+
+func cacheDir(t *testing.T) string {
+	d := os.Getenv("MININT_CACHE")
+	if d == "" {
+		wd, _ := os.Getwd()
+		d = filepath.Join(filepath.Dir(wd), "out", "cache")
+	}
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func e2eISO(t *testing.T) *media.Result {
+	t.Helper()
+	if os.Getenv("MININT_E2E") != "1" {
+		t.Skip("boots QEMU guests: set MININT_E2E=1 (make test does)")
+	}
+	isoOnce.Do(func() {
+		ctx := context.Background()
+		dir := filepath.Join(cacheDir(t), "media-e2e")
+		start := time.Now()
+		pe, err := initramfs.Build(ctx, initramfs.Config{Log: t.Logf}, filepath.Join(dir, "pe"))
+		if err != nil {
+			isoErr = err
+			return
+		}
+		t.Logf("PE %s ready in %s", pe.ID, time.Since(start).Round(time.Millisecond))
+		start = time.Now()
+		isoRes, isoErr = media.BuildISO(ctx, media.Options{Kernel: pe.Kernel, Initramfs: pe.Initramfs,
+			// The boots check media, firmware and inventory; DHCP is
+			// tested elsewhere and only costs time here.
+			Cmdline: "minint.net=0",
+			Info:    map[string]any{"pe_id": pe.ID}}, filepath.Join(dir, "minint.iso"))
+		if isoErr == nil {
+			t.Logf("ISO %s: %.1f MiB (ESP %.1f MiB), built in %s", isoRes.Path, float64(isoRes.Size)/(1<<20),
+				float64(isoRes.ESPSize)/(1<<20), time.Since(start).Round(time.Millisecond))
+		}
+	})
+	if isoErr != nil {
+		t.Fatal(isoErr)
+	}
+	return isoRes
+}
+
+func TestBootISO(t *testing.T) {
+	iso := e2eISO(t)
+	if iso.Size > 50<<20 {
+		t.Errorf("ISO is %.1f MiB, over the 50 MiB budget", float64(iso.Size)/(1<<20))
+	}
+	for _, c := range []struct {
+		name, firmware, bootFrom, medium string
+	}{
+		{"cd-bios", qemu.BIOS, "cd", "sr0"},
+		{"cd-uefi", qemu.UEFI, "cd", "sr0"},
+		{"disk-uefi", qemu.UEFI, "disk", "vda"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "console.log")
+			res, err := qemu.Run(context.Background(), qemu.Options{
+				ISO: iso.Path, Firmware: c.firmware, BootFrom: c.bootFrom,
+				Disks:   []qemu.Disk{{Size: 64 << 20}}, // blank, virtio
+				Mem:     "512M",
+				Timeout: 4 * time.Minute,
+				LogPath: log,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: banner at %.1fs, done at %.1fs, powered off at %.1fs (wall clock from QEMU start, TCG)",
+				c.name, res.Banner.Seconds(), res.Done.Seconds(), res.Duration.Seconds())
+			if res.Banner == 0 {
+				t.Error("no banner line")
+			}
+			var inv *qemu.Event
+			for i, e := range res.Events {
+				if e.Kind == "inventory" {
+					inv = &res.Events[i]
+				}
+			}
+			if inv == nil {
+				t.Fatal("no inventory event")
+			}
+			if fw, _ := inv.Data["firmware"].(string); fw != c.firmware {
+				t.Errorf("inventory firmware %q, want %q", fw, c.firmware)
+			}
+			bm, _ := inv.Data["boot_medium"].(map[string]any)
+			if bm["id"] != iso.MediaID || bm["device"] != "/dev/"+c.medium {
+				t.Errorf("boot medium %v, want id %s on /dev/%s", bm, iso.MediaID, c.medium)
+			}
+			blank := false
+			disks, _ := inv.Data["disks"].([]any)
+			for _, d := range disks {
+				d, _ := d.(map[string]any)
+				if d["transport"] == "virtio" && d["size_bytes"] == float64(64<<20) && d["name"] != c.medium {
+					blank = true
+				}
+			}
+			if !blank {
+				t.Errorf("the blank 64 MiB virtio disk is not in the inventory: %v", disks)
+			}
+		})
+	}
+}
