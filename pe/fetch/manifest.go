@@ -152,18 +152,27 @@ func (m *Manifest) validate() error {
 	return nil
 }
 
-// Verify checks sig over the exact bytes of data with pub, and only then
-// parses the manifest.
-func Verify(data, sig []byte, pub ed25519.PublicKey) (*Manifest, error) {
+// VerifySignature checks a detached signature file (see Sign) over the
+// exact bytes of data.
+func VerifySignature(data, sig []byte, pub ed25519.PublicKey) error {
 	if len(pub) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: no valid public key to check it with", ErrSignature)
+		return fmt.Errorf("%w: no valid public key to check it with", ErrSignature)
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(sig)))
 	if err != nil || len(raw) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: the signature file is not one base64 ed25519 signature", ErrSignature)
+		return fmt.Errorf("%w: the signature file is not one base64 ed25519 signature", ErrSignature)
 	}
 	if !ed25519.Verify(pub, data, raw) {
-		return nil, fmt.Errorf("%w: the manifest was not signed by key %s, or was changed after signing", ErrSignature, KeyID(pub))
+		return fmt.Errorf("%w: not signed by key %s, or changed after signing", ErrSignature, KeyID(pub))
+	}
+	return nil
+}
+
+// Verify checks sig over the exact bytes of data with pub, and only then
+// parses the manifest.
+func Verify(data, sig []byte, pub ed25519.PublicKey) (*Manifest, error) {
+	if err := VerifySignature(data, sig, pub); err != nil {
+		return nil, err
 	}
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(data))

@@ -1,0 +1,155 @@
+package pe
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/pe/hw"
+)
+
+// Default locations inside the PE.
+const (
+	// DefaultPublicKey is the package signing key built into the PE.
+	DefaultPublicKey = "/etc/minint/package.pub"
+	// DefaultSetupBinary is minint-setup inside the PE.
+	DefaultSetupBinary = "/bin/minint-setup"
+	// MediumSequence is the sequence `minint iso --sequence` stores,
+	// relative to the boot medium's root.
+	MediumSequence = "minint/sequence.yaml"
+)
+
+// DeployOptions is what cmd/peinit knows at boot.
+type DeployOptions struct {
+	// Sequence is a file path or an http(s) URL (minint.sequence=…);
+	// empty means MediumSequence on the boot medium.
+	Sequence string
+	// MediumDir is where the boot medium is mounted ("" if none).
+	MediumDir string
+	// Vars are minint.var.NAME=VALUE from the kernel command line.
+	Vars map[string]string
+	// PublicKey is the key file (default DefaultPublicKey). A missing key
+	// file means no package (and no network sequence) is accepted.
+	PublicKey string
+	// SetupBinary defaults to DefaultSetupBinary.
+	SetupBinary string
+	// Boot devices and media label keep the boot medium out of selection.
+	BootDevices []string
+	MediaLabel  string
+	DryRun      bool
+	// Console and Events: see Env.
+	Console, Events io.Writer
+	HTTP            *http.Client
+}
+
+// Deploy loads the sequence, takes the inventory and runs the sequence
+// with the real backend: the single call cmd/peinit makes. On error the
+// log is already saved (and uploaded when configured); peinit shows the
+// error and offers the rescue shell.
+func Deploy(ctx context.Context, o DeployOptions) error {
+	keyFile := o.PublicKey
+	if keyFile == "" {
+		keyFile = DefaultPublicKey
+	}
+	var pub ed25519.PublicKey
+	if b, err := os.ReadFile(keyFile); err == nil {
+		if pub, err = fetch.ParsePublicKey(b); err != nil {
+			return fmt.Errorf("%s: %w", keyFile, err)
+		}
+	}
+	seq, err := LoadSource(ctx, o.Sequence, o.MediumDir, pub, o.HTTP)
+	if err != nil {
+		return err
+	}
+	setup := o.SetupBinary
+	if setup == "" {
+		setup = DefaultSetupBinary
+	}
+	boot := "medium"
+	if strings.HasPrefix(o.Sequence, "http://") || strings.HasPrefix(o.Sequence, "https://") {
+		boot = "network"
+	}
+	be := &SystemBackend{Discover: diskops.DiscoverOptions{BootDevices: o.BootDevices, MediaLabel: o.MediaLabel}}
+	return Run(ctx, seq, &Env{
+		Backend:     be,
+		Inventory:   HostInventory("/", be.Discover),
+		Vars:        o.Vars,
+		Boot:        boot,
+		PublicKey:   pub,
+		MediumDir:   o.MediumDir,
+		SetupBinary: setup,
+		Console:     o.Console,
+		Events:      o.Events,
+		HTTP:        o.HTTP,
+		DryRun:      o.DryRun,
+	})
+}
+
+// LoadSource loads a sequence from a file, an http(s) URL, or (src empty)
+// the boot medium. A sequence fetched over the network must carry a
+// detached signature (URL.sig, made by `minint package sign`) by the
+// package key: a sequence runs commands in the PE, so an unauthenticated
+// one would be a way in. Files on the boot medium are trusted like the PE
+// itself.
+func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKey, client *http.Client) (*Sequence, error) {
+	if src == "" {
+		if mediumDir == "" {
+			return nil, fmt.Errorf("no task sequence: none on the kernel command line (minint.sequence=) and no boot medium")
+		}
+		src = filepath.Join(mediumDir, MediumSequence)
+	}
+	if !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") {
+		return LoadFile(src)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	c := &fetch.Client{HTTP: client, Retries: 10}
+	b, err := c.Get(ctx, src, 1<<20)
+	if err != nil {
+		return nil, fmt.Errorf("task sequence: %w", err)
+	}
+	sig, err := c.Get(ctx, src+fetch.SignatureSuffix, 4096)
+	if err != nil {
+		return nil, fmt.Errorf("task sequence signature: %w", err)
+	}
+	if err := fetch.VerifySignature(b, sig, pub); err != nil {
+		return nil, fmt.Errorf("task sequence %s: %w", src, err)
+	}
+	return Parse(src, b)
+}
+
+// HostInventory takes the inventory of the running machine (root "/"
+// normally), with disks as diskops discovers them so that the boot medium
+// is marked.
+func HostInventory(root string, d diskops.DiscoverOptions) Inventory {
+	h := hw.Collect(root)
+	inv := Inventory{Firmware: h.Firmware, Arch: runtime.GOARCH, Memory: h.MemoryBytes, CPUs: h.CPUs}
+	for _, n := range h.NICs {
+		inv.NICs = append(inv.NICs, n.Name)
+	}
+	if disks, err := diskops.Discover(context.Background(), d); err == nil {
+		for _, x := range disks {
+			if x.Kind == "disk" {
+				inv.Disks = append(inv.Disks, DiskInfo{Path: x.Path, Size: x.Size, BootMedium: x.BootMedium})
+			}
+		}
+	}
+	devs, _ := filepath.Glob(filepath.Join(root, "sys/bus/pci/devices/*"))
+	for _, dev := range devs {
+		v, err1 := os.ReadFile(filepath.Join(dev, "vendor"))
+		p, err2 := os.ReadFile(filepath.Join(dev, "device"))
+		if err1 == nil && err2 == nil {
+			inv.PCI = append(inv.PCI, strings.TrimPrefix(strings.TrimSpace(string(v)), "0x")+":"+strings.TrimPrefix(strings.TrimSpace(string(p)), "0x"))
+		}
+	}
+	return inv
+}
