@@ -1,0 +1,176 @@
+package diskops
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	hostKernel = "/boot/vmlinuz-6.1.0-56-amd64"
+	ovmfCode   = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars   = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// tinyInitrd is a gzip'd cpio with busybox and an /init that prints a
+// marker with the kernel command line and powers off.
+func tinyInitrd(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "proc"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "dev"), 0o755)
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Skipf("busybox-static: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "bin/busybox"), bb, 0o755)
+	os.WriteFile(filepath.Join(dir, "init"), []byte("#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n"+
+		"echo \"MININT-BOOTED cmdline=[$(/bin/busybox cat /proc/cmdline)]\"\n/bin/busybox poweroff -f\n"), 0o755)
+	cmd := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cpio: %v", err)
+	}
+	return out
+}
+
+// bootQEMU boots img and returns the console output once the marker line
+// appeared (or fails after a timeout).
+func bootQEMU(t *testing.T, img, firmware string) string {
+	t.Helper()
+	args := []string{"-accel", "tcg", "-m", "256", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-snapshot", "-net", "none",
+		"-drive", "file=" + img + ",format=raw,if=virtio"}
+	if firmware == "uefi" {
+		vars := filepath.Join(t.TempDir(), "vars.fd")
+		b, err := os.ReadFile(ovmfVars)
+		if err != nil {
+			t.Skipf("OVMF: %v", err)
+		}
+		os.WriteFile(vars, b, 0o644)
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode, "-drive", "if=pflash,format=raw,file="+vars)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	s := out.String()
+	if !strings.Contains(s, "MININT-BOOTED") {
+		t.Fatalf("%s boot: no marker (%v); console tail:\n%s", firmware, err, tail(s, 3000))
+	}
+	return s
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// TestBootFilesQEMU lays a tiny applied root on a disk image with this
+// package (GPT: ESP + ext4 root), writes the boot files for both firmwares
+// and boots the image in QEMU under SeaBIOS and OVMF: each must start the
+// newest kernel with root=UUID=<root> rw and the extra command line.
+func TestBootFilesQEMU(t *testing.T) {
+	needE2E(t)
+	for _, p := range []string{hostKernel, ovmfCode, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", "/usr/lib/syslinux/mbr/gptmbr.bin"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%s missing (scripts/setup-host.sh)", p)
+		}
+	}
+	needTool(t, "syslinux")
+	needTool(t, "mcopy")
+	needTool(t, "qemu-system-x86_64")
+	ctx := context.Background()
+	tg := imageTarget(t, 160<<20)
+	l, err := ParseLayout([]byte(`partitions:
+  - {name: esp, size: 64M, type: esp, fs: vfat, label: ESP}
+  - {name: root, size: rest, type: linux, fs: ext4, label: root}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Partition(ctx, tg, l, PartitionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fss, err := FormatPartitions(ctx, tg, res, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootUUID := fss[1].UUID
+	tg.Close()
+
+	// The applied root: the real kernel as the newest version, an older
+	// decoy that must not be chosen, and a staging folder.
+	mnt := filepath.Join(t.TempDir(), "root")
+	m, err := Mount(tg.Path, mnt, MountOptions{Offset: res.Partitions[1].Start, Size: res.Partitions[1].Size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	kernel, _ := os.ReadFile(hostKernel)
+	writeFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
+	writeFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
+	writeFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-9-amd64"), "decoy: not a kernel")
+	writeFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-9-amd64"), "decoy")
+	os.MkdirAll(filepath.Join(mnt, "minint"), 0o755)
+
+	// The ESP is built in a directory (the host kernel has no vfat), with
+	// an old loader in place that must be backed up.
+	esp := t.TempDir()
+	writeFile(t, filepath.Join(esp, "EFI/BOOT/BOOTX64.EFI"), "previous loader")
+	base := BootOptions{Root: mnt, RootUUID: rootUUID, Now: func() time.Time { return time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC) }}
+	uo := UEFIOptions{BootOptions: base, ESP: esp}
+	uo.Cmdline = "console=ttyS0 minint.fw=uefi"
+	ur, err := InstallUEFI(ctx, uo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ur.Kernel.Version != "6.1.0-56-amd64" {
+		t.Errorf("chose kernel %s", ur.Kernel.Version)
+	}
+	backup := filepath.Join(mnt, "minint/bootfiles-backup/20261128T090000Z", filepath.Base(esp), "EFI/BOOT/BOOTX64.EFI")
+	if b, err := os.ReadFile(backup); err != nil || string(b) != "previous loader" {
+		t.Errorf("backup of the old loader: %q, %v (backed up: %v)", b, err, ur.BackedUp)
+	}
+	bo := BIOSOptions{BootOptions: base, BootDir: esp}
+	bo.Cmdline = "console=ttyS0 minint.fw=bios"
+	if _, err := WriteBIOSConfig(ctx, bo); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := filepath.Glob(filepath.Join(esp, "*"))
+	espSpec := tg.Path + "@@" + itoa(res.Partitions[0].Start)
+	run(t, "mcopy", append([]string{"-s", "-i", espSpec}, append(ents, "::/")...)...)
+	if _, err := InstallSyslinux(ctx, SyslinuxOptions{Disk: tg.Path, Partition: 1, BackupDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, "sgdisk", "-A", "1:show", tg.Path); !strings.Contains(out, "legacy BIOS bootable") {
+		t.Errorf("partition 1 attributes: %s", out)
+	}
+	run(t, "sgdisk", "-v", tg.Path)
+	esppart := extract(t, tg.Path, res.Partitions[0])
+	if out := run(t, "fsck.vfat", "-n", esppart); !fsckVFATClean(out) {
+		t.Errorf("ESP after installing boot files:\n%s", out)
+	}
+
+	want := regexp.QuoteMeta("root=UUID=" + rootUUID + " rw console=ttyS0 minint.fw=")
+	for _, fw := range []string{"bios", "uefi"} {
+		out := bootQEMU(t, tg.Path, fw)
+		if !regexp.MustCompile(`MININT-BOOTED cmdline=\[.*` + want + fw + `[ \]]`).MatchString(out) {
+			t.Errorf("%s: wrong command line:\n%s", fw, tail(out, 1500))
+		}
+	}
+}
