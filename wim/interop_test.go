@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -246,4 +247,102 @@ func TestInteropVerify(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInteropMultiImage: append and export in both directions.
+func TestInteropMultiImage(t *testing.T) {
+	dir := t.TempDir()
+	a, b, c := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")
+	treetest.Generate(t, a, treetest.Options{Seed: 31, Small: true, NoLinkedSymlinks: true})
+	treetest.Generate(t, b, treetest.Options{Seed: 32, Small: true, NoLinkedSymlinks: true})
+	treetest.Generate(t, c, treetest.Options{Seed: 33, Small: true, NoLinkedSymlinks: true})
+
+	// wimlib makes images 1 and 2, we append 3.
+	w := filepath.Join(dir, "multi.wim")
+	wimlib(t, "capture", a, w, "imgA", "--unix-data", "--compress=lzx")
+	wimlib(t, "append", b, w, "imgB", "--unix-data")
+	ap, err := wim.OpenAppend(w, wim.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ap.AddImage(c, wim.ImageOptions{Name: "imgC"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ap.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info := wimlib(t, "info", w)
+	if !regexp.MustCompile(`Image Count:\s+3\n`).MatchString(info) || !strings.Contains(info, "imgC") {
+		t.Errorf("wimlib-imagex info after our append:\n%s", info)
+	}
+	wimlib(t, "verify", w)
+	for i, src := range []string{a, b, c} {
+		out := filepath.Join(dir, "wl-"+string(rune('1'+i)))
+		wimlib(t, "apply", w, string(rune('1'+i)), out, "--unix-data")
+		sameTree(t, "wimlib apply of image "+string(rune('1'+i)), src, out)
+		out = filepath.Join(dir, "mi-"+string(rune('1'+i)))
+		minintApply(t, w, i+1, out)
+		sameTree(t, "minint apply of image "+string(rune('1'+i)), src, out)
+	}
+
+	// We export image 2 into a new WIM; wimlib applies it.
+	r, err := wim.OpenReader(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	img, err := r.FindImage("imgB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := filepath.Join(dir, "exported.wim")
+	ew, err := wim.Create(ex, wim.WriterOptions{Compression: wim.CompressionXPRESS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ew.ExportImage(img, wim.ImageOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ew.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wimlib(t, "verify", ex)
+	wimlib(t, "apply", ex, "1", filepath.Join(dir, "ex-out"), "--unix-data")
+	sameTree(t, "our export, wimlib apply", b, filepath.Join(dir, "ex-out"))
+
+	// wimlib exports our image 3 into a new WIM; we apply it.
+	ex2 := filepath.Join(dir, "exported2.wim")
+	wimlib(t, "export", w, "3", ex2, "--compress=none")
+	minintApply(t, ex2, 1, filepath.Join(dir, "ex2-out"))
+	sameTree(t, "wimlib export, minint apply", c, filepath.Join(dir, "ex2-out"))
+}
+
+// TestInteropSplit: split sets written by either side are read by the other.
+func TestInteropSplit(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	treetest.Generate(t, src, treetest.Options{Seed: 41, NoLinkedSymlinks: true})
+	w := filepath.Join(dir, "x.wim")
+	wimlib(t, "capture", src, w, "--unix-data", "--compress=xpress")
+
+	// Ours: parts of at most 1 MiB (a blob bigger than that gets a part of its own).
+	parts, err := wim.Split(w, filepath.Join(dir, "ours.swm"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) < 3 {
+		t.Errorf("split into %d parts, want several", len(parts))
+	}
+	out := filepath.Join(dir, "ours-wimlib")
+	wimlib(t, "apply", parts[0], "1", out, "--unix-data", "--ref="+filepath.Join(dir, "ours*.swm"))
+	sameTree(t, "our split, wimlib apply", src, out)
+	out = filepath.Join(dir, "ours-minint")
+	minintApply(t, parts[0], 1, out)
+	sameTree(t, "our split, minint apply", src, out)
+
+	// wimlib's.
+	wimlib(t, "split", w, filepath.Join(dir, "theirs.swm"), "1")
+	out = filepath.Join(dir, "theirs-minint")
+	minintApply(t, filepath.Join(dir, "theirs.swm"), 1, out)
+	sameTree(t, "wimlib split, minint apply", src, out)
 }

@@ -137,6 +137,11 @@ func TestWimCLIUsageErrors(t *testing.T) {
 		{[]string{"info", filepath.Join(dir, "missing.wim")}, 1, "no such file"},
 		{[]string{"info", src + "/f"}, 1, "invalid format"},
 		{[]string{"extract", w, "1", "/f"}, 2, "--dest is required"},
+		{[]string{"split", w, filepath.Join(dir, "p.wim"), "10"}, 2, "must end in .swm"},
+		{[]string{"split", w, filepath.Join(dir, "p.swm"), "0"}, 2, "positive number"},
+		{[]string{"export", w, "1"}, 2, "want 3 arguments, got 2"},
+		{[]string{"export", w, "1", w, "--compress=lzx"}, 2, "keeps its own compression"},
+		{[]string{"append", src, w, "--compress=lzx"}, 2, "append keeps the WIM's compression"},
 	} {
 		code, _, stderr := wimRun(t, c.args...)
 		if code != c.code || !strings.Contains(stderr, c.msg) {
@@ -149,5 +154,45 @@ func TestWimCLIUsageErrors(t *testing.T) {
 	// Help is not an error.
 	if code, _, stderr := wimRun(t, "apply", "--help"); code != 0 || !strings.Contains(stderr, "Usage: minint wim apply") {
 		t.Errorf("apply --help: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestWimCLIConvert: append, export and split, read back through the CLI.
+func TestWimCLIConvert(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	treetest.Generate(t, a, treetest.Options{Seed: 61, Small: true, NoLinkedSymlinks: true})
+	treetest.Generate(t, b, treetest.Options{Seed: 62, NoLinkedSymlinks: true})
+	w := filepath.Join(dir, "x.wim")
+	for _, args := range [][]string{
+		{"capture", a, w, "--compress=none"},
+		{"append", b, w, "--name", "second"},
+		{"export", w, "second", filepath.Join(dir, "e.wim"), "--compress=none"},
+		{"export", w, "1", filepath.Join(dir, "e.wim"), "--name", "first again"},
+		{"split", filepath.Join(dir, "e.wim"), filepath.Join(dir, "p.swm"), "1"},
+	} {
+		if code, _, stderr := wimRun(t, args...); code != 0 {
+			t.Fatalf("minint wim %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+		}
+	}
+	code, out, _ := wimRun(t, "info", filepath.Join(dir, "p.swm"), "--json")
+	var info wimInfo
+	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || len(info.Images) != 2 ||
+		info.Images[0].Name != "second" || info.Images[1].Name != "first again" || info.TotalParts < 2 {
+		t.Fatalf("info of the split set: exit %d\n%s", code, out)
+	}
+	for sel, src := range map[string]string{"second": b, "first again": a} {
+		out := filepath.Join(dir, "out-"+strings.ReplaceAll(sel, " ", "-"))
+		if code, _, stderr := wimRun(t, "apply", filepath.Join(dir, "p.swm"), sel, out); code != 0 {
+			t.Fatalf("apply %s: exit %d\n%s", sel, code, stderr)
+		}
+		want, _ := treetest.Snapshot(src)
+		got, _ := treetest.Snapshot(out)
+		if d := treetest.Diff(want, got, treetest.WIMOptions()); len(d) > 0 {
+			t.Errorf("image %q through append, export and split: trees differ:\n%s", sel, strings.Join(d, "\n"))
+		}
+	}
+	if code, _, stderr := wimRun(t, "verify", filepath.Join(dir, "p.swm")); code != 0 {
+		t.Errorf("verify of the split set: exit %d\n%s", code, stderr)
 	}
 }
