@@ -170,6 +170,7 @@ func NewPlan(o Options) (*Plan, error) {
 	extra := append([]File(nil), o.ExtraFiles...)
 	sort.Slice(extra, func(i, j int) bool { return extra[i].Dest < extra[j].Dest })
 	seen := map[string]bool{"media.json": true}
+	short := map[string]string{"./" + shortName("media.json"): "media.json"}
 	for i, e := range extra {
 		d := path.Clean(strings.TrimPrefix(e.Dest, "/"))
 		if d == "." || d == ".." || strings.HasPrefix(d, "../") || e.Dest == "" {
@@ -179,6 +180,16 @@ func NewPlan(o Options) (*Plan, error) {
 			return nil, fmt.Errorf("%w: extra file destination /minint/%s given twice (or reserved)", ErrInput, d)
 		}
 		seen[d] = true
+		// go-diskfs derives 8.3 names from the Rock Ridge names; two that
+		// map to one 8.3 name would give a directory with a duplicate.
+		key := path.Dir(d) + "/" + shortName(path.Base(d))
+		if prev, dup := short[key]; dup {
+			return nil, fmt.Errorf("%w: extra files /minint/%s and /minint/%s have the same ISO 9660 8.3 name; rename one (change its first 8 characters or its extension)", ErrInput, prev, d)
+		}
+		short[key] = d
+		if fi, err := os.Stat(e.Src); err == nil && fi.Size() >= 4<<30 {
+			return nil, fmt.Errorf("%w: extra file %s is %d bytes; files on the ISO must be under 4 GiB (split it)", ErrInput, e.Src, fi.Size())
+		}
 		extra[i].Dest = d
 		if err := hashFile("extra file /minint/"+d, e.Src); err != nil {
 			return nil, err
@@ -500,4 +511,22 @@ func copyFile(src, dst string) (int64, error) {
 		return n, fmt.Errorf("copying %s: %w", src, err)
 	}
 	return n, nil
+}
+
+// shortName is the ISO 9660 level-1 name go-diskfs (v1.9.4) gives a file.
+func shortName(name string) string {
+	base, ext, _ := strings.Cut(strings.ToUpper(name), ".")
+	clean := func(s string, n int) string {
+		b := []byte(s)
+		for i, c := range b {
+			if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+				b[i] = '_'
+			}
+		}
+		if len(b) > n {
+			b = b[:n]
+		}
+		return string(b)
+	}
+	return clean(base, 8) + "." + clean(ext, 3)
 }

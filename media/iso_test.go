@@ -338,6 +338,9 @@ func TestBadInput(t *testing.T) {
 		{"duplicate extra", func(o *Options) {
 			o.ExtraFiles = []File{{Src: in.seq, Dest: "a"}, {Src: in.seq, Dest: "/a"}}
 		}, out, ErrInput, "twice"},
+		{"8.3 name clash", func(o *Options) {
+			o.ExtraFiles = []File{{Src: in.seq, Dest: "images/install-part1.wim"}, {Src: in.seq, Dest: "images/install-part2.wim"}}
+		}, out, ErrInput, "same ISO 9660 8.3 name"},
 		{"bad label", func(o *Options) { o.Label = "my disk" }, out, ErrInput, "label"},
 		{"bad done", func(o *Options) { o.Done = "explode" }, out, ErrInput, "done"},
 		{"unwritable output", func(o *Options) {}, "/nonexistent-dir/m.iso", ErrOutput, "/nonexistent-dir/m.iso"},
