@@ -47,6 +47,9 @@ type Env struct {
 	// DryRun prints the plan; only requirements and select-disk run (they
 	// change nothing).
 	DryRun bool
+	// PlanOnly (with DryRun) runs nothing at all: the plan of a sequence
+	// checked on a host that is not the target.
+	PlanOnly bool
 	// LogDir receives the log of a failed run when there is no staging
 	// folder yet (default os.TempDir()).
 	LogDir string
@@ -183,12 +186,21 @@ func alwaysRun(st Step) bool {
 }
 
 func (r *runner) facts() FactMap {
+	// Only what is known goes in: a condition on an unknown fact is an
+	// error at run time (and "decided at run time" in a plan), never a
+	// silent false.
 	inv := r.env.Inventory
-	f := FactMap{
-		"firmware": inv.Firmware, "arch": inv.Arch,
-		"memory": strconv.FormatInt(inv.Memory, 10), "cpus": strconv.Itoa(inv.CPUs),
-		"boot": r.env.Boot,
+	f := FactMap{}
+	set := func(k, v string, known bool) {
+		if known {
+			f[k] = v
+		}
 	}
+	set("firmware", inv.Firmware, inv.Firmware != "")
+	set("arch", inv.Arch, inv.Arch != "")
+	set("memory", strconv.FormatInt(inv.Memory, 10), inv.Memory > 0)
+	set("cpus", strconv.Itoa(inv.CPUs), inv.CPUs > 0)
+	set("boot", r.env.Boot, r.env.Boot != "")
 	if r.st.Disk != nil {
 		f["disk"] = r.st.Disk.Path
 		f["disk-size"] = strconv.FormatInt(r.st.Disk.Size, 10)
@@ -235,9 +247,12 @@ func (r *runner) step(i int, st Step) error {
 		return nil
 	}
 	if r.env.DryRun {
+		readOnly := false
 		switch st.(type) {
 		case *Requirements, *SelectDisk:
-		default:
+			readOnly = !r.env.PlanOnly
+		}
+		if !readOnly {
 			r.rep.Printf("[%d/%d] %s: %s", i+1, n, b.Name, st.Describe())
 			ev("plan", st.Describe(), nil)
 			return nil

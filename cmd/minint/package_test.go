@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// run runs the CLI and returns its exit code and everything it printed
+// (commands print to os.Stdout and os.Stderr directly).
+func run(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	oldOut, oldErr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = f, f
+	var errb bytes.Buffer
+	code := runMain(args, f, &errb)
+	os.Stdout, os.Stderr = oldOut, oldErr
+	b, _ := os.ReadFile(f.Name())
+	return code, string(b) + errb.String()
+}
+
+func TestPackageCommands(t *testing.T) {
+	dir := t.TempDir()
+	pkg := filepath.Join(dir, "pkg")
+	os.MkdirAll(pkg, 0o755)
+	os.WriteFile(filepath.Join(pkg, "os.wim"), bytes.Repeat([]byte("wim"), 100000), 0o644)
+	key := filepath.Join(dir, "k")
+	if code, out := run(t, "keygen", key); code != 0 {
+		t.Fatalf("keygen: %d %s", code, out)
+	}
+	if fi, err := os.Stat(key + ".key"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key file: %v %v", fi, err)
+	}
+	if code, _ := run(t, "keygen", key); code != 1 {
+		t.Error("keygen overwrote an existing key")
+	}
+	if code, out := run(t, "package", "create", "--key", key+".key", pkg); code != 0 {
+		t.Fatalf("create: %d %s", code, out)
+	}
+	if code, out := run(t, "package", "verify", "--pub", key+".pub", pkg); code != 0 {
+		t.Fatalf("verify: %d %s", code, out)
+	}
+	// Another key, then a changed file: both rejected.
+	run(t, "keygen", filepath.Join(dir, "other"))
+	if code, out := run(t, "package", "verify", "--pub", filepath.Join(dir, "other.pub"), pkg); code != 1 || !strings.Contains(out, "signature") {
+		t.Errorf("verify with another key: %d %s", code, out)
+	}
+	b, _ := os.ReadFile(filepath.Join(pkg, "os.wim"))
+	b[10] ^= 1
+	os.WriteFile(filepath.Join(pkg, "os.wim"), b, 0o644)
+	if code, out := run(t, "package", "verify", "--pub", key+".pub", pkg); code != 1 || !strings.Contains(out, "checksum mismatch") {
+		t.Errorf("verify a changed file: %d %s", code, out)
+	}
+	if code, _ := run(t, "package", "create", pkg); code != 2 {
+		t.Error("create without --key is not a usage error")
+	}
+}
+
+func TestSequenceCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("version: 1\nsteps:\n  - type: requirements\n    min-memory: 256MiB\n  - type: run\n    shell: echo hi\n  - type: poweroff\n"), 0o644)
+	code, out := run(t, "sequence", "check", good)
+	if code != 0 || !strings.Contains(out, "[2/3] run: run: /bin/sh -c echo hi") || !strings.Contains(out, "valid (3 steps") {
+		t.Errorf("check good: %d %s", code, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("version: 1\nsteps:\n  - type: run\n    shell: x\n    timout: 5m\n"), 0o644)
+	code, out = run(t, "sequence", "check", bad)
+	if code != 1 || !strings.Contains(out, "bad.yaml:5:5: unknown field \"timout\"") {
+		t.Errorf("check bad: %d %s", code, out)
+	}
+}
