@@ -93,8 +93,10 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 
 	// Plan.
 	type groupKey struct {
-		id   uint64
-		hash [20]byte
+		id     uint64
+		hash   [20]byte
+		typ    uint32
+		target string
 	}
 	groups := map[groupKey]*applyEntry{}
 	var all []*applyEntry
@@ -116,22 +118,22 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 			}
 			e := &applyEntry{f: c, rel: rel, parent: d}
 			all = append(all, e)
-			switch typ := c.unixType(); {
-			case typ == unixDir:
+			typ := c.unixType()
+			if typ == unixDir {
 				dirs = append(dirs, e)
 				if err := plan(e); err != nil {
 					return err
 				}
 				continue
-			case typ == unixSymlink:
-				if c.LinkTarget == "" {
-					return fmt.Errorf("%w: %s: symlink without a target", ErrFormat, c.Path())
-				}
-				others = append(others, e)
-				continue
+			}
+			if typ == unixSymlink && c.LinkTarget == "" {
+				return fmt.Errorf("%w: %s: symlink without a target", ErrFormat, c.Path())
 			}
 			if c.HardLinkGroup != 0 {
-				k := groupKey{c.HardLinkGroup, c.Hash}
+				// Names of one inode must agree on type and data;
+				// otherwise (a corrupt or odd WIM) they are applied as
+				// separate files, like wimlib does.
+				k := groupKey{c.HardLinkGroup, c.Hash, typ, c.LinkTarget}
 				if rep := groups[k]; rep != nil {
 					e.rep = rep
 					links = append(links, e)

@@ -138,7 +138,7 @@ func (s *scanner) scanDir(path, imgPath string, dir *File) error {
 				return err
 			}
 		}
-		if typ != unix.S_IFDIR && st.Nlink > 1 && typ != unix.S_IFLNK {
+		if typ != unix.S_IFDIR && st.Nlink > 1 {
 			s.links[devIno{uint64(st.Dev), st.Ino}] = f
 		}
 		dir.Children = append(dir.Children, f)

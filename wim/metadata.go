@@ -10,13 +10,18 @@ const (
 	dentrySize      = 102 // fixed part of an on-disk directory entry
 	streamEntrySize = 38  // fixed part of an extra stream entry
 
-	tagObjectID   = 0x00000001
-	tagXattrs     = 0x00000002
-	tagUnixData   = 0x337DD873
-	tagXattrsOld  = 0x337DD874
-	maxDirDepth   = 16384
-	maxXattrName  = 255
-	maxXattrValue = 65535
+	tagObjectID  = 0x00000001
+	tagXattrs    = 0x00000002
+	tagUnixData  = 0x337DD873
+	tagXattrsOld = 0x337DD874
+	// tagReparseLink is minint's extension: the hard link group of a
+	// reparse point (a hard-linked symlink), which the dentry cannot hold
+	// because the reparse tag occupies the group id field. Other readers
+	// keep unknown tagged items and see separate symlinks.
+	tagReparseLink = 0x6D6E7401
+	maxDirDepth    = 16384
+	maxXattrName   = 255
+	maxXattrValue  = 65535
 )
 
 var zeroHash [20]byte
@@ -277,6 +282,8 @@ func (f *File) parseTaggedItems(b []byte) error {
 			f.GID = le.Uint32(data[4:])
 			f.Mode = le.Uint32(data[8:])
 			f.Rdev = le.Uint32(data[12:])
+		case tag == tagReparseLink && n >= 8 && f.Attributes&AttrReparsePoint != 0:
+			f.HardLinkGroup = le.Uint64(data)
 		case tag == tagXattrs && f.Xattrs == nil:
 			xs, err := parseXattrs(data)
 			if err != nil {
@@ -374,6 +381,11 @@ func (f *File) taggedItems() []byte {
 			x = append(x, a.Value...)
 		}
 		put(tagXattrs, x)
+	}
+	if f.Attributes&AttrReparsePoint != 0 && f.HardLinkGroup != 0 {
+		var g [8]byte
+		binary.LittleEndian.PutUint64(g[:], f.HardLinkGroup)
+		put(tagReparseLink, g[:])
 	}
 	out = append(out, f.extra...)
 	return out
