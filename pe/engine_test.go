@@ -574,3 +574,33 @@ func TestStatusPost(t *testing.T) {
 		t.Errorf("uploaded logs %q", logs)
 	}
 }
+
+func TestRunFromMedium(t *testing.T) {
+	_, pub, img, pkgDir := testPkg(t, false)
+	medium := t.TempDir()
+	os.MkdirAll(filepath.Join(medium, "images"), 0o755)
+	if err := os.Rename(pkgDir, filepath.Join(medium, "images/pkg")); err != nil {
+		t.Fatal(err)
+	}
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	env.MediumDir = medium
+	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env); err != nil {
+		t.Fatal(err)
+	}
+	applied, _ := os.ReadFile(filepath.Join(fd.dir, "fs-root/applied"))
+	if want := fmt.Sprintf("%x index 2\n", sha256.Sum256(img)); string(applied) != want {
+		t.Errorf("applied %q, want %q", applied, want)
+	}
+	if _, err := os.Stat(filepath.Join(fd.dir, "fs-root/minint/os.wim")); !os.IsNotExist(err) {
+		t.Error("an image on the medium was copied to the staging folder")
+	}
+	// A changed byte on the medium stops the sequence before apply.
+	corrupt(t, filepath.Join(medium, "images/pkg/os.wim"))
+	fd2 := newFakeDisk(t)
+	env2, _ := testEnv(t, fd2, pub)
+	env2.MediumDir = medium
+	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env2); !errors.Is(err, fetch.ErrChecksum) || fd2.calls["apply"] != 0 {
+		t.Fatalf("corrupt medium: %v, calls %v", err, fd2.calls)
+	}
+}

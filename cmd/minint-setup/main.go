@@ -47,13 +47,12 @@ func main() {
 	if *config == "" {
 		*config = filepath.Join(*root, answer.ConfigFile)
 	}
+	// As PID 1, the kernel has already opened the console as stdin,
+	// stdout and stderr.
 	console := io.Writer(os.Stderr)
 	if pid1 {
 		if err := earlyMounts(); err != nil {
 			fmt.Fprintf(console, "minint-setup: %v\n", err)
-		}
-		if c, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
-			console = c
 		}
 	}
 	var log bytes.Buffer
