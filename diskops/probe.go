@@ -147,10 +147,11 @@ func readGPT(r io.ReaderAt, size int64, ss int) (*Table, error) {
 	if count > maxGPTEntries || esize < 128 || esize > 4096 || esize%8 != 0 {
 		return nil, fmt.Errorf("%w: GPT with %d entries of %d bytes", ErrFormat, count, esize)
 	}
-	arr := make([]byte, int(count)*int(esize))
-	if entLBA < 2 || (size > 0 && entLBA*int64(ss)+int64(len(arr)) > size) {
+	alen := int64(count) * int64(esize)
+	if entLBA < 2 || entLBA > (1<<62)/int64(ss) || (size > 0 && entLBA*int64(ss)+alen > size) {
 		return nil, fmt.Errorf("%w: GPT entry array at LBA %d outside the disk", ErrFormat, entLBA)
 	}
+	arr := make([]byte, alen)
 	if _, err := r.ReadAt(arr, entLBA*int64(ss)); err != nil {
 		return nil, fmt.Errorf("reading GPT entries: %w", err)
 	}
