@@ -478,3 +478,83 @@ func uniqSorted(s []string) []string {
 	}
 	return out
 }
+
+// MountedPartition finds the disk and partition mounted at dir, using
+// mountinfo and sysfs below sysRoot ("" for "/"). It fails when dir is
+// not a mount point or its source is not a partition of a discovered disk.
+func MountedPartition(ctx context.Context, sysRoot, dir string) (*Disk, *PartitionInfo, error) {
+	root := sysRoot
+	if root == "" {
+		root = "/"
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	var m *mountEntry
+	for _, e := range readMounts(root) {
+		if e.target == abs {
+			e := e
+			m = &e // the last mount on a path is the visible one
+		}
+	}
+	if m == nil {
+		return nil, nil, fmt.Errorf("%s is not a mount point", dir)
+	}
+	disks, err := Discover(ctx, DiscoverOptions{Root: sysRoot})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range disks {
+		for i, p := range d.Partitions() {
+			if p.Device != "" && p.Device == m.source {
+				return d, &d.Table.Partitions[i], nil
+			}
+		}
+		for _, sp := range sysPartitions(filepath.Join(root, "sys/block", d.Name)) {
+			if sp.devnum == m.devnum {
+				for i, p := range d.Partitions() {
+					if p.Number == sp.number {
+						return d, &d.Table.Partitions[i], nil
+					}
+				}
+			}
+		}
+	}
+	return nil, nil, fmt.Errorf("%s: %s (%s) is not a partition of a disk found in sysfs", dir, m.source, m.devnum)
+}
+
+// MountedFilesystem probes the device mounted at dir (any block device,
+// loop devices included) and returns its filesystem and device path.
+func MountedFilesystem(sysRoot, dir string) (*Filesystem, string, error) {
+	root := sysRoot
+	if root == "" {
+		root = "/"
+	}
+	abs, _ := filepath.Abs(dir)
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	src := ""
+	for _, e := range readMounts(root) {
+		if e.target == abs {
+			src = e.source
+		}
+	}
+	if src == "" {
+		return nil, "", fmt.Errorf("%s is not a mount point", dir)
+	}
+	f, err := os.Open(filepath.Join(root, src))
+	if err != nil {
+		return nil, src, fmt.Errorf("%s mounted from %s: %w", dir, src, err)
+	}
+	defer f.Close()
+	fs := ProbeFilesystem(f, 0, 0)
+	if fs == nil {
+		return nil, src, fmt.Errorf("%s: no filesystem signature on %s", dir, src)
+	}
+	return fs, src, nil
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -28,6 +29,10 @@ func init() {
 			{name: "mount", summary: "Mount a filesystem (image ranges through a loop device)", usage: "disk mount [--type T] [--ro] [--offset N --size N] SOURCE TARGET", run: diskMount},
 			{name: "umount", summary: "Unmount a filesystem", usage: "disk umount TARGET", run: diskUmount},
 			{name: "clean", summary: "Delete everything on a mounted root except the staging folder", usage: "disk clean [--keep minint] [--dry-run] [--yes] MOUNTPOINT", run: diskClean},
+			{name: "bootfiles", summary: "Write UEFI (systemd-boot) and BIOS (syslinux) boot files for an applied root onto the ESP", usage: "disk bootfiles [--root-uuid U] [--cmdline S] [--no-bios] [--efi-entry] ROOT ESP", run: diskBootfiles},
+			{name: "bootloader", summary: "Install syslinux's BIOS boot code for the FAT boot partition (unmounted)", usage: "disk bootloader --partition N [--yes] DISK", run: diskBootloader},
+			{name: "bootnext", summary: "Boot something else once: UEFI BootNext, systemd-boot one-shot entry or syslinux once", usage: "disk bootnext (--boot-num HEX | --entry ID.conf | --syslinux-once LABEL --disk D --partition N)", run: diskBootnext},
+			{name: "erase", summary: "Erase a whole disk (zero or discard) and verify a sample of blocks", usage: "disk erase [--method zero|discard] [--yes] DEVICE", run: diskErase},
 		},
 	})
 }
@@ -455,4 +460,229 @@ func diskClean(fs *pflag.FlagSet, args []string) error {
 		}
 	}
 	return err
+}
+
+func diskBootfiles(fs *pflag.FlagSet, args []string) error {
+	var o diskops.UEFIOptions
+	fs.StringVar(&o.RootUUID, "root-uuid", "", "root filesystem `UUID` for root=UUID= (default: probed from ROOT's device)")
+	fs.StringVar(&o.Cmdline, "cmdline", "", "extra kernel command line")
+	fs.StringVar(&o.Title, "title", "", "boot menu title")
+	fs.StringVar(&o.EntryID, "entry", "minint", "loader entry `ID`")
+	fs.StringVar(&o.BackupDir, "backup-dir", "", "where replaced boot files go (default ROOT/minint/bootfiles-backup)")
+	fs.StringVar(&o.SystemdBoot, "systemd-boot", "", "systemd-bootx64.efi to install (default: from ROOT, then this system)")
+	noBIOS := fs.Bool("no-bios", false, "skip the BIOS (syslinux) configuration")
+	noUEFI := fs.Bool("no-uefi", false, "skip the UEFI (systemd-boot) files")
+	efiEntry := fs.Bool("efi-entry", false, "also create a firmware boot entry (needs UEFI and ESP a mounted partition)")
+	efivars := fs.String("efivars", diskops.DefaultEFIVars, "efivarfs `DIR`")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usageErrorf("want ROOT and ESP (mounted directories)")
+	}
+	o.Root, o.ESP = fs.Arg(0), fs.Arg(1)
+	ctx, cancel := diskContext()
+	defer cancel()
+	if o.RootUUID == "" {
+		f, src, err := diskops.MountedFilesystem("", o.Root)
+		if err != nil {
+			return fmt.Errorf("finding the root filesystem's UUID (give --root-uuid): %w", err)
+		}
+		o.RootUUID = f.UUID
+		fmt.Fprintf(os.Stderr, "root filesystem: %s %s UUID=%s\n", src, f.Type, f.UUID)
+	}
+	if *efiEntry {
+		if !diskops.HaveEFIVars(*efivars) {
+			return fmt.Errorf("--efi-entry: %s is not an efivarfs (not booted under UEFI?)", *efivars)
+		}
+		d, p, err := diskops.MountedPartition(ctx, "", o.ESP)
+		if err != nil {
+			return fmt.Errorf("--efi-entry: %w", err)
+		}
+		o.EFIVars = &diskops.EFIVars{Dir: *efivars}
+		o.ESPPartition, o.SectorSize = *p, d.LogicalSectorSize
+	}
+	var results []*diskops.BootResult
+	if !*noUEFI {
+		r, err := diskops.InstallUEFI(ctx, o)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	if !*noBIOS {
+		r, err := diskops.WriteBIOSConfig(ctx, diskops.BIOSOptions{BootOptions: o.BootOptions, BootDir: o.ESP})
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	if *asJSON {
+		return json.NewEncoder(os.Stdout).Encode(results)
+	}
+	for _, r := range results {
+		for _, w := range r.Written {
+			fmt.Println("wrote", w)
+		}
+		for _, b := range r.BackedUp {
+			fmt.Println("backed up", b)
+		}
+		if r.BootNum != nil {
+			fmt.Printf("firmware boot entry Boot%04X (first in BootOrder)\n", *r.BootNum)
+		}
+	}
+	return nil
+}
+
+func diskBootloader(fs *pflag.FlagSet, args []string) error {
+	var o diskops.SyslinuxOptions
+	fs.IntVar(&o.Partition, "partition", 0, "`NUMBER` of the FAT boot partition (usually the ESP, 1)")
+	fs.StringVar(&o.BackupDir, "backup-dir", "", "keep the previous MBR boot code in `DIR`")
+	fs.StringVar(&o.Syslinux, "syslinux", "", "syslinux installer program")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || o.Partition < 1 {
+		return usageErrorf("want --partition N and one DISK")
+	}
+	o.Disk = fs.Arg(0)
+	ctx, cancel := diskContext()
+	defer cancel()
+	// The partition must not be mounted while syslinux writes to it; the
+	// rest of the disk (the root) may be.
+	if disks, err := diskops.Discover(ctx, diskops.DiscoverOptions{}); err == nil {
+		for _, d := range disks {
+			if d.Path != o.Disk {
+				continue
+			}
+			node := diskops.PartitionNode(d.Path, o.Partition)
+			for _, p := range d.Partitions() {
+				if p.Number == o.Partition && p.Device != "" {
+					node = p.Device
+				}
+			}
+			if mnt := mountsOf(node); mnt != "" {
+				return fmt.Errorf("%s is mounted on %s: unmount it first", node, mnt)
+			}
+		}
+	}
+	if err := confirm(*yes, fmt.Sprintf("write BIOS boot code to %s and partition %d", o.Disk, o.Partition)); err != nil {
+		return err
+	}
+	r, err := diskops.InstallSyslinux(ctx, o)
+	if err != nil {
+		return err
+	}
+	for _, w := range r.Written {
+		fmt.Println("wrote", w)
+	}
+	return nil
+}
+
+// mountsOf returns where dev is mounted, from /proc/self/mountinfo.
+func mountsOf(dev string) string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		for i, x := range f {
+			if x == "-" && i+2 < len(f) && f[i+2] == dev {
+				return f[4]
+			}
+		}
+	}
+	return ""
+}
+
+func diskBootnext(fs *pflag.FlagSet, args []string) error {
+	num := fs.String("boot-num", "", "UEFI: start Boot`XXXX` once (hex)")
+	entry := fs.String("entry", "", "systemd-boot: start loader entry `ID` (e.g. minint-pe.conf) once")
+	once := fs.String("syslinux-once", "", "syslinux: boot `LABEL` once")
+	disk := fs.String("disk", "", "with --syslinux-once: the disk")
+	part := fs.Int("partition", 0, "with --syslinux-once: the FAT boot partition number")
+	efivars := fs.String("efivars", diskops.DefaultEFIVars, "efivarfs `DIR`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	n := 0
+	for _, s := range []string{*num, *entry, *once} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 || fs.NArg() != 0 {
+		return usageErrorf("give exactly one of --boot-num, --entry, --syslinux-once")
+	}
+	ctx, cancel := diskContext()
+	defer cancel()
+	v := diskops.EFIVars{Dir: *efivars}
+	switch {
+	case *num != "":
+		x, err := strconv.ParseUint(*num, 16, 16)
+		if err != nil {
+			return usageErrorf("--boot-num %q: want 4 hex digits", *num)
+		}
+		return v.SetBootNext(uint16(x))
+	case *entry != "":
+		return v.SetLoaderOneShot(*entry)
+	}
+	if *disk == "" || *part < 1 {
+		return usageErrorf("--syslinux-once needs --disk and --partition")
+	}
+	f, err := os.Open(*disk)
+	if err != nil {
+		return err
+	}
+	size, _ := f.Seek(0, io.SeekEnd)
+	tab, err := diskops.ReadTable(f, size, 0)
+	f.Close()
+	if err != nil || tab == nil {
+		return fmt.Errorf("%s: no partition table (%v)", *disk, err)
+	}
+	for _, p := range tab.Partitions {
+		if p.Number == *part {
+			return diskops.SetSyslinuxOnce(ctx, "", *disk, p.Start, *once)
+		}
+	}
+	return fmt.Errorf("%s: no partition %d", *disk, *part)
+}
+
+func diskErase(fs *pflag.FlagSet, args []string) error {
+	var o diskops.EraseOptions
+	fs.StringVar(&o.Method, "method", "zero", "zero (write zeroes) or discard (TRIM; verified to read zeros)")
+	fs.IntVar(&o.Samples, "samples", 256, "random blocks to verify besides the first and last MiB")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("want one DEVICE")
+	}
+	ctx, cancel := diskContext()
+	defer cancel()
+	t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{})
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	if err := confirm(*yes, "erase ALL data on "+targetDescription(t)); err != nil {
+		return err
+	}
+	jw, closeJW, err := diskEvents(*jsonOut)
+	if err != nil {
+		return err
+	}
+	defer closeJW()
+	r := progress.New(os.Stderr, jw)
+	task := r.Start("erase", t.Size, "bytes")
+	o.Progress = task.Callback()
+	res, err := diskops.Erase(ctx, t, o)
+	task.Finish(err)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: erased %s with %s; %d blocks verified zero\n", t.Path, diskops.Size(res.Bytes).Human(), res.Method, res.Verified)
+	return nil
 }
