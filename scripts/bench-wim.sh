@@ -60,6 +60,7 @@ run() {
   M=$((peak / 1024))
 }
 
+mb() { awk "BEGIN{ printf \"%.1f\", $1 / 1000000 }"; }
 ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\" }"; }
 
 echo "Tree: $TREE ($TREE_MB MB, $FILES entries), $(nproc) cores, best of $REPS, $(wimlib-imagex --version | head -n1)"
@@ -77,7 +78,7 @@ for c in $COMPRESS; do
   run "minint capture $c" "$MININT" wim capture "$TREE" "$WORK/cap.wim" --compress="$c"
   mt=$T mm=$M
   ms=$(stat -c %s "$WORK/ref-minint-$c.wim")
-  echo "| capture | $c | $wt | $mt | $(ratio "$wt" "$mt") | $wm | $mm | $((ws / 1000000)) | $((ms / 1000000)) | $(ratio "$ms" "$ws") |"
+  echo "| capture | $c | $wt | $mt | $(ratio "$wt" "$mt") | $wm | $mm | $(mb "$ws") | $(mb "$ms") | $(ratio "$ms" "$ws") |"
 
   # Both tools apply the same file (wimlib's), to tmpfs.
   run "wimlib apply $c" wimlib-imagex apply "$WORK/ref-wimlib-$c.wim" 1 "$WORK/out" --unix-data
