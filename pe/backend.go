@@ -61,7 +61,7 @@ type BootRequest struct {
 	Parts    []Part
 	RootPart Part
 	Firmware string // bios or uefi
-	Loader   string // auto, extlinux, systemd-boot
+	Loader   string // auto, systemd-boot, syslinux, both
 	// Cmdline is the extra kernel command line (root= is the backend's
 	// job); it carries answer.InitArg when setup runs at first boot.
 	Cmdline string

@@ -310,9 +310,9 @@ func (s *BootFiles) check(m *ast.MappingNode) error {
 	switch s.Loader {
 	case "":
 		s.Loader = "auto"
-	case "auto", "extlinux", "systemd-boot":
+	case "auto", "systemd-boot", "syslinux", "both":
 	default:
-		return nodeErr(field(m, "loader"), "loader %q: want auto, extlinux or systemd-boot", s.Loader)
+		return nodeErr(field(m, "loader"), "loader %q: want auto (by firmware), systemd-boot (UEFI), syslinux (BIOS) or both", s.Loader)
 	}
 	if strings.ContainsAny(s.Cmdline, "\n\r") {
 		return nodeErr(field(m, "cmdline"), "cmdline must be one line")

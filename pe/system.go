@@ -34,13 +34,8 @@ type SystemBackend struct {
 }
 
 // Supports reports whether the backend can run a step type (for
-// `minint sequence check` and CheckBackend).
-func (b *SystemBackend) Supports(stepType string) error {
-	if stepType == "bootfiles" {
-		return fmt.Errorf("bootfiles: %w (diskops has no boot-loader writer yet)", ErrNotAvailable)
-	}
-	return nil
-}
+// `minint sequence check` and CheckBackend). This one runs them all.
+func (b *SystemBackend) Supports(stepType string) error { return nil }
 
 // CheckBackend lists the steps of seq that backend cannot run, as errors
 // with line numbers. Backends without a Supports method support everything.
@@ -227,8 +222,117 @@ func (b *SystemBackend) Apply(ctx context.Context, r io.ReaderAt, size int64, in
 	return w.Apply(index, dir, wim.ApplyOptions{Progress: progress})
 }
 
+// BootFiles installs the loaders the way diskops lays them out: kernel,
+// initrd and loader configuration on the FAT boot partition (the ESP),
+// systemd-boot for UEFI and syslinux for BIOS ("both" writes both, for
+// a disk that must boot under either firmware). The returned entries are
+// the loader files on that partition, found by its FAT serial, which
+// minint-setup edits to drop init= after the first boot.
 func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answer.BootEntry, error) {
-	return nil, b.Supports("bootfiles")
+	var esp *Part
+	for i := range req.Parts {
+		if p := &req.Parts[i]; p.Type == "esp" || (esp == nil && (p.FS == "vfat" || p.FS == "fat32")) {
+			esp = p
+		}
+	}
+	if esp == nil || (esp.FS != "vfat" && esp.FS != "fat32") {
+		return nil, errors.New("boot files need a FAT boot partition in the layout (type: esp, fs: vfat), used by both UEFI and BIOS loaders")
+	}
+	if req.RootPart.FSUUID == "" {
+		return nil, errors.New("the root file system's UUID is unknown (was it formatted?)")
+	}
+	uefi, bios := false, false
+	switch req.Loader {
+	case "systemd-boot":
+		uefi = true
+	case "syslinux":
+		bios = true
+	case "both":
+		uefi, bios = true, true
+	default:
+		uefi, bios = req.Firmware == "uefi", req.Firmware != "uefi"
+	}
+	dir, err := os.MkdirTemp("", "minint-esp")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(dir)
+	un, err := b.Mount(ctx, *esp, dir)
+	if err != nil {
+		return nil, fmt.Errorf("mounting the boot partition: %w", err)
+	}
+	mounted := true
+	defer func() {
+		if mounted {
+			un()
+		}
+	}()
+	opts := diskops.BootOptions{Root: req.Root, RootUUID: req.RootPart.FSUUID, Cmdline: req.Cmdline}
+	entry := func(p string) answer.BootEntry {
+		return answer.BootEntry{Path: p, FSUUID: esp.FSUUID, FSType: "vfat", Device: esp.Node}
+	}
+	var entries []answer.BootEntry
+	if uefi {
+		o := diskops.UEFIOptions{BootOptions: opts, ESP: dir}
+		if err := b.efiBootEntry(ctx, req, esp, &o); err != nil {
+			return nil, err
+		}
+		if _, err := diskops.InstallUEFI(ctx, o); err != nil {
+			return nil, err
+		}
+		entries = append(entries, entry("/loader/entries/minint.conf"))
+	}
+	if bios {
+		if _, err := diskops.WriteBIOSConfig(ctx, diskops.BIOSOptions{BootOptions: opts, BootDir: dir}); err != nil {
+			return nil, err
+		}
+		entries = append(entries, entry("/syslinux/syslinux.cfg"))
+	}
+	unix.Sync()
+	mounted = false
+	if err := un(); err != nil {
+		return nil, err
+	}
+	if bios {
+		// syslinux writes the partition's boot sector: not while mounted.
+		if _, err := diskops.InstallSyslinux(ctx, diskops.SyslinuxOptions{Disk: req.Disk.Path, Partition: esp.Number,
+			BackupDir: filepath.Join(req.Root, strings.TrimPrefix(answer.Dir, "/"), "bootfiles-backup")}); err != nil {
+			return nil, err
+		}
+	}
+	return entries, nil
+}
+
+// efiBootEntry asks for a firmware boot entry when the PE runs under UEFI
+// with efivarfs: without one the firmware still finds the loader at the
+// removable-media path, but may prefer the PE's medium.
+func (b *SystemBackend) efiBootEntry(ctx context.Context, req BootRequest, esp *Part, o *diskops.UEFIOptions) error {
+	if req.Firmware != "uefi" {
+		return nil
+	}
+	if _, err := os.Stat(diskops.DefaultEFIVars); err != nil {
+		return nil
+	}
+	f, err := os.Open(req.Disk.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	tbl, err := diskops.ReadTable(f, size, 0)
+	if err != nil || tbl == nil || tbl.Type != "gpt" {
+		return nil // firmware entries point at GPT partitions only
+	}
+	for _, p := range tbl.Partitions {
+		if p.Number == esp.Number {
+			o.EFIVars = &diskops.EFIVars{Dir: diskops.DefaultEFIVars}
+			o.ESPPartition, o.SectorSize = p, tbl.SectorSize
+		}
+	}
+	return nil
 }
 
 func (b *SystemBackend) Power(ctx context.Context, kind string) error {

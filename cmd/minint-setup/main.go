@@ -139,6 +139,7 @@ func fixEntry(root string, e answer.BootEntry) error {
 	if fstype == "" {
 		fstype = "vfat"
 	}
+	loadFS(fstype)
 	if err := unix.Mount(dev, mnt, fstype, 0, ""); err != nil {
 		return fmt.Errorf("mount %s (%s): %w", dev, fstype, err)
 	}
@@ -176,6 +177,28 @@ func findByUUID(want string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no file system with UUID %s", want)
+}
+
+// loadFS loads the modules a file system needs when the kernel lacks it:
+// this early nothing has loaded vfat and its code pages (the initramfs
+// only loaded what the root needed). It uses the deployed system's own
+// modprobe; failures show up as the mount's error.
+func loadFS(fstype string) {
+	if b, err := os.ReadFile("/proc/filesystems"); err == nil && strings.Contains(string(b), "\t"+fstype+"\n") {
+		return
+	}
+	mods := []string{fstype}
+	if fstype == "vfat" {
+		mods = append(mods, "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1")
+	}
+	for _, mp := range []string{"/sbin/modprobe", "/usr/sbin/modprobe", "/bin/modprobe"} {
+		if _, err := os.Stat(mp); err == nil {
+			for _, m := range mods {
+				exec.Command(mp, "-q", m).Run()
+			}
+			return
+		}
+	}
 }
 
 func earlyMounts() error {
