@@ -259,7 +259,7 @@ func checkURL(n ast.Node, s string) error {
 // apply-image before any mount, so that `minint sequence check` catches them
 // on the host.
 func checkOrder(seq *Sequence) error {
-	var haveDisk, havePart, haveMount, haveFetch bool
+	var haveDisk, havePart, haveMount, haveFetch, haveApply, haveBoot bool
 	for _, st := range seq.Steps {
 		b := st.Base()
 		bad := func(format string, a ...any) error {
@@ -294,9 +294,19 @@ func checkOrder(seq *Sequence) error {
 			if !haveMount {
 				return bad("apply-image needs a mount step before it")
 			}
+			if haveBoot {
+				return bad("apply-image after bootfiles would make a disk bootable before its image is in place")
+			}
+			haveApply = true
 		case *BootFiles, *Setup:
-			if !haveMount {
-				return bad("%s needs a mount step before it", b.Type)
+			if !haveMount || !haveApply {
+				return bad("%s needs mount and apply-image steps before it", b.Type)
+			}
+			if _, ok := st.(*Setup); ok && haveBoot {
+				return bad("setup must come before bootfiles, which arranges the first boot into setup")
+			}
+			if _, ok := st.(*BootFiles); ok {
+				haveBoot = true
 			}
 		}
 	}

@@ -65,6 +65,8 @@ func TestLoadErrors(t *testing.T) {
 		{"order", head + "  - type: format\n", 3, "needs a partition step"},
 		{"fetch before mount", head + "  - type: fetch\n    manifest: http://x/m.json\n", 3, "needs a mount step"},
 		{"bad answer", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: setup\n    hostname: \"no way\"\n", 8, "hostname"},
+		{"setup before apply", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: setup\n    hostname: a\n", 8, "apply-image steps before it"},
+		{"bootfiles before setup", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: fetch\n    manifest: http://x/m.json\n  - type: apply-image\n  - type: bootfiles\n  - type: setup\n    hostname: a\n", 12, "setup must come before bootfiles"},
 		{"not yaml", "version: 1\nsteps: [\n", 0, ""},
 		{"steps not list", "version: 1\nsteps: 3\n", 2, "non-empty list"},
 		{"bad rule", head + "  - type: select-disk\n    disk: {colour: blue}\n", 4, "colour"},
