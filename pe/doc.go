@@ -1,0 +1,75 @@
+// Package pe is minint's task-sequence engine: it runs, inside the PE, the
+// declarative YAML sequence that deploys a machine, and survives power cuts
+// by journaling its progress on the target disk.
+//
+// # Sequences
+//
+// A sequence (see Sequence and the step types in steps.go) is loaded with
+// Parse or LoadFile. Unknown keys, values of the wrong type, bad sizes and
+// durations, unknown step types and fact names, missing parameters and
+// steps in an impossible order are all load errors (*LoadError, wrapping
+// ErrSequence) naming FILE:LINE:COLUMN. `minint sequence check FILE`
+// validates on the host and prints the plan; Env.DryRun prints the plan in
+// the PE, running only the read-only requirements and select-disk steps.
+//
+// Step types: requirements, select-disk, partition, format, mount, fetch,
+// apply-image, setup, bootfiles, run, reboot, poweroff. Every step may have
+// a name (default: its type; names are unique, the journal keys on them)
+// and a `when:` condition over facts (firmware, arch, memory, cpus, disk,
+// disk-size, boot, var.NAME from minint.var.NAME= on the kernel command
+// line) — see Condition.
+//
+// # Journal and resume
+//
+// Before the target has a file system nothing destructive has a record
+// worth keeping, so the journal lives in memory. Right after formatting,
+// the root partition is mounted and /minint (the staging folder) created;
+// from then on the journal (package journal) is rewritten atomically and
+// fsync'd before and after every step. A PE booted again runs the
+// always-run steps (requirements, select-disk, mount), and when the disk
+// selected already carries the sequence's partition layout with a journal
+// of the same sequence (same SHA-256), it adopts it: finished steps are
+// skipped, the interrupted one is redone. Redoing is safe step by step:
+// partition and format start over; fetch continues its .part file with a
+// Range request (and restarts once from zero if the result does not
+// verify); apply-image first empties the root except /minint; setup and
+// bootfiles rewrite their files; run steps run again (make them idempotent);
+// reboot/poweroff are recorded as done before they happen.
+//
+// # Packages and verification
+//
+// fetch takes a manifest (http(s) URL or medium:/path) whose detached
+// ed25519 signature must verify against the key built into the PE
+// (Env.PublicKey, /etc/minint/package.pub) before it is even parsed; the
+// image file's size and SHA-256 must then match before apply-image may use
+// it. In stream mode the WIM is read over HTTP Range requests and every
+// chunk is checked against the signed per-chunk hashes before use (see
+// package fetch). A failed verification stops the sequence, so the disk is
+// never made bootable from an unverified package. Sequences fetched over
+// the network need a signature too (LoadSource).
+//
+// # First boot
+//
+// The setup step copies minint-setup (cmd/minint-setup) to
+// /minint/minint-setup and the answer file to /minint/setup.json (package
+// answer); bootfiles then adds init=/minint/minint-setup to the deployed
+// system's boot entry and records which loader files carry it. On its first
+// boot the system runs setup instead of its init; setup removes init= only
+// after everything succeeded, then execs the real init.
+//
+// # Events
+//
+// Every step emits JSON-lines events (internal/progress: kind "step" with
+// state start/done/skipped/failed/plan, "progress" for fetch and apply,
+// "sequence" for the whole run, "requirements" with the unmet list) to
+// Env.Events and, when the sequence has status-url, as POSTs there
+// (StatusPoster). A failed run saves its full log as
+// /minint/failure-TIME.log (or in Env.LogDir before the disk has a file
+// system) and uploads it to the status URL (text/plain, X-Minint-Log:
+// failure).
+//
+// # Wiring
+//
+// cmd/peinit calls Deploy (real backend: SystemBackend over diskops and
+// wim; inventory from pe/hw), or Run with its own Env and Backend.
+package pe
