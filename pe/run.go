@@ -99,13 +99,17 @@ func (r *runner) fetch(s *Fetch) error {
 	}
 	e, _ := m.File(m.Image.File)
 	ref := &ImageRef{Entry: *e, Index: m.Image.Index}
+	mode := s.Mode
+	if mode == "auto" && !strings.HasPrefix(base, "medium:") {
+		mode = r.stageOrStream(e)
+	}
 	task := r.rep.Start("fetch "+path.Base(e.Path), e.Size, "bytes")
 	switch {
 	case strings.HasPrefix(base, "medium:"):
 		p := filepath.Join(r.env.MediumDir, strings.TrimPrefix(base, "medium:"), filepath.FromSlash(e.Path))
 		err = fetch.VerifyFile(p, e, task.Callback())
 		ref.Path = p
-	case s.Mode == "stream":
+	case mode == "stream":
 		ref.URL = base + "/" + e.Path
 		_, err = c.OpenFile(ctx, ref.URL, e, 0)
 		if err == nil {
@@ -131,6 +135,26 @@ func (r *runner) fetch(s *Fetch) error {
 	}
 	r.st.Image = ref
 	return nil
+}
+
+// stageOrStream decides mode auto: stage when the target has room for the
+// image plus a margin (the applied files need space too, but they are
+// written after the image is verified and staged copies can be deleted by
+// a later run step), stream when it has not and the package allows it.
+func (r *runner) stageOrStream(e *fetch.Entry) string {
+	if r.staging == "" {
+		return "stream"
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(r.staging, &st); err != nil {
+		return "stage"
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if free >= e.Size+e.Size/10+64<<20 || len(e.Chunks) == 0 {
+		return "stage"
+	}
+	r.rep.Printf("  only %s free on the target for a %s image: reading it straight from the server", Size(free), Size(e.Size))
+	return "stream"
 }
 
 func (r *runner) apply(s *ApplyImage) error {

@@ -283,7 +283,7 @@ func checkOrder(seq *Sequence) error {
 			}
 			haveMount = true
 		case *Fetch:
-			if !haveMount && st.(*Fetch).Mode != "stream" {
+			if f := st.(*Fetch); !haveMount && f.Mode != "stream" && !strings.HasPrefix(f.Manifest, "medium:") {
 				return bad("fetch stages into the target disk's /minint folder, so it needs a mount step before it (or mode: stream)")
 			}
 			haveFetch = true

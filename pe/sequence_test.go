@@ -26,7 +26,7 @@ func TestLoadGood(t *testing.T) {
 		t.Errorf("requirements %+v", r)
 	}
 	f := seq.Steps[6].(*Fetch)
-	if f.Mode != "stage" || f.Retries != 8 || f.Timeout.String() != "20m0s" || f.base() != "http://10.0.2.2:8080/debian" {
+	if f.Mode != "auto" || f.Retries != 8 || f.Timeout.String() != "20m0s" || f.base() != "http://10.0.2.2:8080/debian" {
 		t.Errorf("fetch %+v base %s", f, f.base())
 	}
 	s := seq.Steps[8].(*Setup)

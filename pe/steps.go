@@ -231,18 +231,18 @@ func (s *Fetch) check(m *ast.MappingNode) error {
 		if !path.IsAbs(p) {
 			return nodeErr(field(m, "manifest"), "medium path %q must be absolute (medium:/images/…/manifest.json)", p)
 		}
-		if s.Mode == "stream" {
-			return nodeErr(field(m, "mode"), "mode stream is for HTTP sources; the boot medium is read in place anyway")
+		if s.Mode == "stream" || s.Mode == "stage" {
+			return nodeErr(field(m, "mode"), "mode %s is for HTTP sources; an image on the boot medium is verified and read in place", s.Mode)
 		}
 	} else if err := checkURL(field(m, "manifest"), s.Manifest); err != nil {
 		return err
 	}
 	switch s.Mode {
 	case "":
-		s.Mode = "stage"
-	case "stage", "stream":
+		s.Mode = "auto"
+	case "auto", "stage", "stream":
 	default:
-		return nodeErr(field(m, "mode"), "mode %q: want stage or stream", s.Mode)
+		return nodeErr(field(m, "mode"), "mode %q: want auto, stage or stream", s.Mode)
 	}
 	if s.Retries < 0 {
 		return nodeErr(field(m, "retries"), "retries must not be negative")
