@@ -266,6 +266,10 @@ func checkOrder(seq *Sequence) error {
 			return &posError{b.Line, 0, fmt.Sprintf("step %q: ", b.Name) + fmt.Sprintf(format, a...)}
 		}
 		switch st.(type) {
+		case *Requirements:
+			if havePart {
+				return bad("requirements must be checked before anything destructive (move it before the partition step)")
+			}
 		case *SelectDisk:
 			haveDisk = true
 		case *Partition:

@@ -63,6 +63,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad url", head + "  - type: run\n    shell: a\n  - type: fetch\n    manifest: ftp://x/m.json\n    mode: stream\n", 6, "not an http(s) URL"},
 		{"bad layout", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions:\n      - {name: root, size: lots, fs: ext4}\n", 7, "size"},
 		{"order", head + "  - type: format\n", 3, "needs a partition step"},
+		{"late requirements", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: requirements\n    min-cpus: 2\n", 7, "before anything destructive"},
 		{"fetch before mount", head + "  - type: fetch\n    manifest: http://x/m.json\n", 3, "needs a mount step"},
 		{"bad answer", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: setup\n    hostname: \"no way\"\n", 8, "hostname"},
 		{"setup before apply", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: setup\n    hostname: a\n", 8, "apply-image steps before it"},
