@@ -10,11 +10,6 @@ import (
 	"math/bits"
 )
 
-const (
-	hash3Bits = 14
-	hash4Bits = 16
-)
-
 // Match is a candidate match: Len bytes at Off bytes back.
 type Match struct {
 	Len uint32
@@ -24,9 +19,11 @@ type Match struct {
 // Finder is a hash-chain match finder. It is reusable across chunks and not
 // safe for concurrent use.
 type Finder struct {
-	head3 [1 << hash3Bits]int32
-	head4 [1 << hash4Bits]int32
-	prev  []int32
+	head3 []int32
+	head4 []int32
+	// Hash shifts: 32 minus the table sizes' log2.
+	shift3, shift4 uint32
+	prev           []int32
 	// Positions are stored biased by base so that a new chunk invalidates
 	// all old entries without clearing the tables.
 	base int32
@@ -34,7 +31,16 @@ type Finder struct {
 
 // NewFinder returns a Finder for chunks of up to maxChunk bytes.
 func NewFinder(maxChunk int) *Finder {
-	f := &Finder{prev: make([]int32, maxChunk)}
+	// Tables about the chunk's size: larger ones only add cache misses.
+	bits4 := uint32(min(max(bits.Len(uint(maxChunk)), 12), 17))
+	bits3 := bits4 - 2
+	f := &Finder{
+		prev:   make([]int32, maxChunk),
+		head3:  make([]int32, 1<<bits3),
+		head4:  make([]int32, 1<<bits4),
+		shift3: 32 - bits3,
+		shift4: 32 - bits4,
+	}
 	f.clear()
 	return f
 }
@@ -58,13 +64,13 @@ func (f *Finder) Reset() {
 	}
 }
 
-func hash3(data []byte, i int) uint32 {
+func hash3(data []byte, i int, shift uint32) uint32 {
 	v := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16
-	return (v * 0x9E3779B1) >> (32 - hash3Bits)
+	return (v * 0x9E3779B1) >> shift
 }
 
-func hash4(data []byte, i int) uint32 {
-	return (binary.LittleEndian.Uint32(data[i:]) * 0x9E3779B1) >> (32 - hash4Bits)
+func hash4(data []byte, i int, shift uint32) uint32 {
+	return (binary.LittleEndian.Uint32(data[i:]) * 0x9E3779B1) >> shift
 }
 
 // MatchLen returns how many bytes (at most max) at a and b agree; a < b and
@@ -92,11 +98,11 @@ func (f *Finder) insert(data []byte, i int) (cand3, cand4 int32) {
 		return -1 << 31, cand4
 	}
 	p := int32(i) + f.base
-	h3 := hash3(data, i)
+	h3 := hash3(data, i, f.shift3)
 	cand3 = f.head3[h3]
 	f.head3[h3] = p
 	if i+4 <= len(data) {
-		h4 := hash4(data, i)
+		h4 := hash4(data, i, f.shift4)
 		cand4 = f.head4[h4]
 		f.head4[h4] = p
 	}

@@ -8,12 +8,18 @@ import (
 	"github.com/minint/minint/wim/internal/lzmatch"
 )
 
-// Parser parameters: wimlib's default level (50) searches 24 candidates,
-// takes matches of 48 bytes or more immediately, and optimizes twice.
+// Parser parameters. wimlib's default level (50) searches 24 candidates,
+// takes 48-byte matches outright and optimizes twice from a rough model.
+// Starting from the code of a greedy parse, one pass gets within ~1% of its
+// output; the shallower search keeps capture faster than wimlib's
+// (BenchmarkVsWimlib measures both).
+var (
+	searchDepth = 16
+	niceLen     = 32
+	numPasses   = 1
+)
+
 const (
-	searchDepth = 24
-	niceLen     = 48
-	numPasses   = 2
 	// Costs are in 1/costScale bits.
 	costScale = 16
 	infCost   = 1<<32 - 1
@@ -29,10 +35,13 @@ type Compressor struct {
 	matches  []lzmatch.Match
 	mstart   []int32 // matches of position i: matches[mstart[i]:mstart[i+1]]
 	nodes    []node
+	queues   [][3]uint32
 	items    []item
 
 	mainCost [maxMainSyms]uint32
-	lenCost  [lenSyms]uint32
+	// matchCostTab[slot][length-2]: main (and length) symbol cost.
+	matchCostTab [maxOffsetSlots][numLens]uint32
+	lenCost      [lenSyms]uint32
 
 	mainFreq [maxMainSyms]uint32
 	lenFreq  [lenSyms]uint32
@@ -52,7 +61,6 @@ type node struct {
 	length uint32 // of the item ending here; 1 for a literal
 	off    uint32 // match offset
 	slot   uint32 // offset slot (0-2: repeat offsets)
-	queue  [3]uint32
 }
 
 // item is a chosen literal (length 0, sym holds the byte) or match.
@@ -79,6 +87,7 @@ func NewCompressor(maxChunk int) *Compressor {
 		mf:       lzmatch.NewFinder(maxChunk),
 		mstart:   make([]int32, maxChunk+1),
 		nodes:    make([]node, maxChunk+1),
+		queues:   make([][3]uint32, maxChunk+1),
 	}
 }
 
@@ -122,7 +131,7 @@ func (c *Compressor) findMatches(data []byte) {
 		c.mstart[i] = int32(len(c.matches))
 		c.matches = mf.All(data, i, maxMatchLen, niceLen, searchDepth, maxOff, c.matches)
 		k := len(c.matches)
-		if k > int(c.mstart[i]) && c.matches[k-1].Len >= niceLen {
+		if k > int(c.mstart[i]) && int(c.matches[k-1].Len) >= niceLen {
 			l := int(c.matches[k-1].Len)
 			mf.Skip(data, i+1, i+l)
 			for j := i + 1; j < i+l; j++ {
@@ -136,33 +145,46 @@ func (c *Compressor) findMatches(data []byte) {
 	c.mstart[n] = int32(len(c.matches))
 }
 
-// initCosts sets a first cost model before any parse exists: literal costs
-// from the chunk's byte histogram, and flat guesses for match symbols.
+// initCosts sets a first cost model before any optimized parse exists:
+// the Huffman code of a greedy parse over the recorded matches.
 func (c *Compressor) initCosts(data []byte) {
-	var freq [numChars]uint32
-	for _, b := range data {
-		freq[b]++
-	}
-	var lens [numChars]uint8
-	c.enc.MakeCode(freq[:], maxMainCodeLen, lens[:], nil)
-	for s := range numChars {
-		l := uint32(lens[s])
-		if l == 0 {
-			l = 12
+	clear(c.mainFreq[:])
+	clear(c.lenFreq[:])
+	n := len(data)
+	r0 := uint32(1)
+	for i := 0; i < n; {
+		maxLen := min(maxMatchLen, n-i)
+		repLen := 0
+		if int(r0) <= i && maxLen >= minMatchLen {
+			repLen = lzmatch.MatchLen(data, i-int(r0), i, maxLen)
 		}
-		c.mainCost[s] = (l + 1) * costScale
-	}
-	for s := numChars; s < c.nMain; s++ {
-		slot := (s - numChars) / numLenHeaders
-		var bits uint32 = 9
-		if slot < numRecentOffsets {
-			bits = 5 + uint32(slot)
+		ms := c.matches[c.mstart[i]:c.mstart[i+1]]
+		var best lzmatch.Match
+		if len(ms) > 0 {
+			best = ms[len(ms)-1]
 		}
-		c.mainCost[s] = bits * costScale
+		var slot uint32
+		var l int
+		switch {
+		case repLen >= minMatchLen && repLen+1 >= int(best.Len):
+			slot, l = 0, repLen
+		case best.Len >= 3:
+			slot, l = offsetSlot(best.Off), int(best.Len)
+			r0 = best.Off
+		default:
+			c.mainFreq[data[i]]++
+			i++
+			continue
+		}
+		h := l - minMatchLen
+		if h >= numPrimaryLens {
+			c.lenFreq[h-numPrimaryLens]++
+			h = numPrimaryLens
+		}
+		c.mainFreq[numChars+int(slot)*numLenHeaders+h]++
+		i += l
 	}
-	for s := range c.lenCost {
-		c.lenCost[s] = uint32(4+min(s, 8)) * costScale
-	}
+	c.updateCosts()
 }
 
 // updateCosts derives the cost model from the Huffman code the current
@@ -201,75 +223,113 @@ func offsetSlot(offset uint32) uint32 {
 }
 
 // parse finds the cheapest path through the chunk under the current cost
-// model, tracking the recent offsets queue along the best path to each
-// position.
+// model. The recent offsets queue along the best path to a position is
+// derived when the position is expanded: its predecessor is final by then.
 func (c *Compressor) parse(data []byte) {
 	n := len(data)
 	nodes := c.nodes[:n+1]
 	for i := range nodes {
 		nodes[i].cost = infCost
 	}
-	nodes[0] = node{cost: 0, queue: [3]uint32{1, 1, 1}}
+	nodes[0] = node{cost: 0}
+	queues := c.queues[:n+1]
+	queues[0] = [3]uint32{1, 1, 1}
+	c.setMatchCosts()
+	mainCost := &c.mainCost
 	for i := 0; i < n; {
-		cur := &nodes[i]
+		cur := nodes[i]
 		base := cur.cost
-		q := cur.queue
+		var q [3]uint32
+		if i > 0 {
+			pq := &queues[i-int(cur.length)]
+			switch {
+			case cur.length == 1:
+				q = *pq
+			case cur.slot >= numRecentOffsets:
+				q = [3]uint32{cur.off, pq[0], pq[1]}
+			default:
+				q = *pq
+				q[cur.slot], q[0] = q[0], cur.off
+			}
+		} else {
+			q = queues[0]
+		}
+		queues[i] = q
 		maxLen := min(maxMatchLen, n-i)
 		// Literal.
-		if lc := base + c.mainCost[data[i]]; lc < nodes[i+1].cost {
-			nodes[i+1] = node{cost: lc, length: 1, queue: q}
+		if lc := base + mainCost[data[i]]; lc < nodes[i+1].cost {
+			nodes[i+1] = node{cost: lc, length: 1}
 		}
 		if maxLen < minMatchLen {
 			i++
 			continue
 		}
-		// Repeat offsets: every length up to the longest.
-		bestRep, bestRepLen := -1, 0
+		// Each length is considered with the first offset that reaches
+		// it, in the order R0, R1, R2, explicit offsets (nearest first):
+		// the earlier ones are almost always cheaper.
+		next := minMatchLen
 		for k := range uint32(numRecentOffsets) {
-			off := q[k]
-			if int(off) > i {
+			off := int(q[k])
+			if next > maxLen {
+				break
+			}
+			if off > i || data[i-off] != data[i] || data[i-off+1] != data[i+1] {
 				continue
 			}
-			l := lzmatch.MatchLen(data, i-int(off), i, maxLen)
-			if l < minMatchLen {
+			src := i - off
+			if next > minMatchLen && lzmatch.MatchLen(data, src, i, next) < next {
 				continue
 			}
-			nq := q
-			nq[k], nq[0] = nq[0], off
-			for ln := minMatchLen; ln <= l; ln++ {
-				if mc := base + c.matchCost(k, ln); mc < nodes[i+ln].cost {
-					nodes[i+ln] = node{cost: mc, length: uint32(ln), off: off, slot: k, queue: nq}
+			tab := &c.matchCostTab[k]
+			for ; next <= maxLen && data[src+next-1] == data[i+next-1]; next++ {
+				if mc := base + tab[next-minMatchLen]; mc < nodes[i+next].cost {
+					nodes[i+next] = node{cost: mc, length: uint32(next), off: uint32(off), slot: k}
 				}
 			}
-			if l > bestRepLen {
-				bestRep, bestRepLen = int(k), l
-			}
 		}
-		ms := c.matches[c.mstart[i]:c.mstart[i+1]]
-		if bestRepLen >= niceLen {
+		if next-1 >= niceLen {
 			// Take a long repeat match outright.
-			i += bestRepLen
-			_ = bestRep
+			i += next - 1
 			continue
 		}
-		prev := minMatchLen - 1
-		for _, m := range ms {
+		longest := 0
+		for _, m := range c.matches[c.mstart[i]:c.mstart[i+1]] {
+			longest = int(m.Len)
+			if longest < next {
+				continue
+			}
 			off := m.Off
 			slot := offsetSlot(off)
-			extra := uint32(extraOffsetBits[slot]) * costScale
-			nq := [3]uint32{off, q[0], q[1]}
-			for ln := prev + 1; ln <= int(m.Len); ln++ {
-				if mc := base + c.matchCost(slot, ln) + extra; mc < nodes[i+ln].cost {
-					nodes[i+ln] = node{cost: mc, length: uint32(ln), off: off, slot: slot, queue: nq}
+			tab := &c.matchCostTab[slot]
+			extra := base + uint32(extraOffsetBits[slot])*costScale
+			for ; next <= longest; next++ {
+				if mc := extra + tab[next-minMatchLen]; mc < nodes[i+next].cost {
+					nodes[i+next] = node{cost: mc, length: uint32(next), off: off, slot: slot}
 				}
 			}
-			prev = int(m.Len)
 		}
-		if prev >= niceLen {
-			i += prev
+		if longest >= niceLen {
+			i += longest
 			continue
 		}
 		i++
+	}
+}
+
+// setMatchCosts tabulates the cost of every (offset slot, length) match
+// header under the current cost model.
+func (c *Compressor) setMatchCosts() {
+	nSlots := (c.nMain - numChars) / numLenHeaders
+	for slot := range nSlots {
+		sb := numChars + slot*numLenHeaders
+		tab := &c.matchCostTab[slot]
+		for h := range tab {
+			if h < numPrimaryLens {
+				tab[h] = c.mainCost[sb+h]
+			} else {
+				tab[h] = c.mainCost[sb+numPrimaryLens] + c.lenCost[h-numPrimaryLens]
+			}
+		}
 	}
 }
 
