@@ -76,6 +76,7 @@ func TestBootISO(t *testing.T) {
 		{"cd-bios", qemu.BIOS, "cd", "sr0"},
 		{"cd-uefi", qemu.UEFI, "cd", "sr0"},
 		{"disk-uefi", qemu.UEFI, "disk", "vda"},
+		{"disk-bios", qemu.BIOS, "disk", "vda"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			log := filepath.Join(t.TempDir(), "console.log")

@@ -59,7 +59,10 @@ type Options struct {
 	// is attached as a read-only raw disk (as if written to a USB stick)
 	// and booted from.
 	ISO      string
-	BootFrom string // "cd" (default) or "disk"
+	BootFrom string // "cd" (default), "disk" or "net" (PXE from the NIC)
+	// CDInterface is the CD drive's controller: ide (default; the PC's
+	// own), sata (AHCI) or scsi (virtio-scsi).
+	CDInterface string
 	// BootDiskInterface is the interface for the ISO when BootFrom is
 	// "disk": virtio (default), usb, sata, nvme.
 	BootDiskInterface string
@@ -77,6 +80,9 @@ type Options struct {
 	NoNet bool
 	// HostFwd are hostfwd rules, e.g. "tcp:127.0.0.1:2222-:22".
 	HostFwd []string
+	// TFTPDir and BootFile make QEMU's user network serve TFTP from
+	// TFTPDir and offer BootFile by DHCP, for BootFrom "net".
+	TFTPDir, BootFile string
 	// GuestFwd are guestfwd rules, e.g. "tcp:10.0.2.100:80-cmd:..." or
 	// "tcp:10.0.2.100:80-tcp:127.0.0.1:8080".
 	GuestFwd []string
@@ -302,13 +308,18 @@ func (vm *VM) buildArgs() ([]string, error) {
 		return nil, fmt.Errorf("unknown firmware %q: want bios or uefi", o.Firmware)
 	}
 
-	ahci, xhci := false, false
+	ahci, xhci, scsi := false, false, false
 	need := func(iface string) {
 		switch iface {
 		case "sata":
 			if !ahci {
 				args = append(args, "-device", "ahci,id=ahci0")
 				ahci = true
+			}
+		case "scsi":
+			if !scsi {
+				args = append(args, "-device", "virtio-scsi-pci,id=scsi0")
+				scsi = true
 			}
 		case "usb":
 			if !xhci {
@@ -336,8 +347,15 @@ func (vm *VM) buildArgs() ([]string, error) {
 		case "usb":
 			need("usb")
 			dev = "usb-storage,bus=xhci0.0,drive=" + id
-		case "cdrom":
+		case "cdrom", "cdrom-ide":
 			dev = "ide-cd,drive=" + id
+		case "cdrom-sata":
+			need("sata")
+			dev = fmt.Sprintf("ide-cd,drive=%s,bus=ahci0.%d", id, sataPort)
+			sataPort++
+		case "cdrom-scsi":
+			need("scsi")
+			dev = "scsi-cd,bus=scsi0.0,drive=" + id
 		default:
 			return fmt.Errorf("unknown disk interface %q: want virtio, sata, nvme, usb or ide", iface)
 		}
@@ -357,8 +375,16 @@ func (vm *VM) buildArgs() ([]string, error) {
 			return nil, fmt.Errorf("ISO: %w", err)
 		}
 		switch o.BootFrom {
+		case "net":
+			if err := attach("cd0", o.ISO, "raw", "cdrom", ",media=cdrom,readonly=on", false); err != nil {
+				return nil, err
+			}
 		case "", "cd":
-			if err := attach("cd0", o.ISO, "raw", "cdrom", ",media=cdrom,readonly=on", o.Kernel == ""); err != nil {
+			iface := "cdrom"
+			if o.CDInterface != "" {
+				iface += "-" + o.CDInterface
+			}
+			if err := attach("cd0", o.ISO, "raw", iface, ",media=cdrom,readonly=on", o.Kernel == ""); err != nil {
 				return nil, err
 			}
 		case "disk":
@@ -366,7 +392,7 @@ func (vm *VM) buildArgs() ([]string, error) {
 				return nil, err
 			}
 		default:
-			return nil, fmt.Errorf("unknown boot device %q: want cd or disk", o.BootFrom)
+			return nil, fmt.Errorf("unknown boot device %q: want cd, disk or net", o.BootFrom)
 		}
 	}
 	for i, d := range o.Disks {
@@ -411,19 +437,34 @@ func (vm *VM) buildArgs() ([]string, error) {
 			args = append(args, "-append", o.Append)
 		}
 	}
+	netBoot := o.BootFrom == "net"
+	if netBoot && o.NoNet {
+		return nil, fmt.Errorf("boot from the network without a network card (NoNet)")
+	}
 	if o.NoNet {
 		args = append(args, "-nic", "none")
 	} else {
 		netdev := "user,id=net0"
+		if o.TFTPDir != "" {
+			netdev += ",tftp=" + o.TFTPDir
+		}
+		if o.BootFile != "" {
+			netdev += ",bootfile=" + o.BootFile
+		}
 		for _, f := range o.HostFwd {
 			netdev += ",hostfwd=" + f
 		}
 		for _, f := range o.GuestFwd {
 			netdev += ",guestfwd=" + f
 		}
-		// No option ROM: iPXE's prompt costs seconds under SeaBIOS and
-		// minint never network-boots through it here.
-		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=")
+		nic := "virtio-net-pci,netdev=net0"
+		if netBoot {
+			nic += fmt.Sprintf(",bootindex=%d", bootIndex)
+		} else {
+			// No option ROM: iPXE's prompt costs seconds under SeaBIOS.
+			nic += ",romfile="
+		}
+		args = append(args, "-netdev", netdev, "-device", nic)
 	}
 	return append(args, o.ExtraArgs...), nil
 }
