@@ -577,8 +577,15 @@ func (r *runner) probeJournal(parts []Part, l *diskops.Layout) (bool, error) {
 	}
 	r.st.Disk = disk
 	r.st.Target = dir
-	if len(r.st.Parts) == 0 {
-		r.st.Parts = parts
+	// Device names may differ from the last boot's: what the disk says
+	// now wins over what the journal remembers, which only fills gaps.
+	for i := range parts {
+		for _, old := range r.st.Parts {
+			if old.Number == parts[i].Number && parts[i].FSUUID == "" {
+				parts[i].FSUUID = old.FSUUID
+			}
+		}
 	}
-	return true, nil
+	r.st.Parts = parts
+	return true, r.save()
 }

@@ -66,6 +66,11 @@ func (f *fakeDisk) Existing(ctx context.Context, d TargetDisk, l *diskops.Layout
 		if parts[i].Name != l.Partitions[i].Name {
 			return nil, false
 		}
+		// Like a probe of the partition: the UUID is what is on it now.
+		parts[i].FSUUID = ""
+		if _, err := os.Stat(filepath.Join(f.dir, "fs-"+parts[i].Name)); err == nil && parts[i].FS != "" {
+			parts[i].FSUUID = "uuid-" + parts[i].Name
+		}
 	}
 	return parts, true
 }
