@@ -196,3 +196,38 @@ func TestWimCLIConvert(t *testing.T) {
 		t.Errorf("verify of the split set: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestWimCLIConfig: --config leaves out what the exclusion list names, in
+// wimlib's syntax, and a bad config file is reported by name.
+func TestWimCLIConfig(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	treetest.Generate(t, src, treetest.Options{Seed: 71, Small: true})
+	cfg := filepath.Join(dir, "capture.ini")
+	if err := os.WriteFile(cfg, []byte("[ExclusionList]\n/files\n*.txt\n[ExclusionException]\n/dirs/a/top.txt\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := filepath.Join(dir, "x.wim")
+	if code, _, stderr := wimRun(t, "capture", src, w, "--compress=xpress", "--config", cfg); code != 0 {
+		t.Fatalf("capture --config: exit %d\n%s", code, stderr)
+	}
+	code, out, _ := wimRun(t, "dir", w)
+	if code != 0 {
+		t.Fatalf("dir: exit %d", code)
+	}
+	listed := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		listed[l] = true
+	}
+	for p, want := range map[string]bool{
+		"/files": false, "/files/one-byte": false, "/dirs/a/b/c/d/e/f/g/h/deep.txt": false,
+		"/dirs/a/top.txt": true, "/dup/a": true, "/modes/setuid": true,
+	} {
+		if listed[p] != want {
+			t.Errorf("%s listed: %v, want %v", p, listed[p], want)
+		}
+	}
+	if code, _, stderr := wimRun(t, "capture", src, filepath.Join(dir, "y.wim"), "--config", filepath.Join(dir, "missing.ini")); code != 1 || !strings.Contains(stderr, "missing.ini") {
+		t.Errorf("capture with a missing config: exit %d\n%s", code, stderr)
+	}
+}
