@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 var (
 	isoOnce sync.Once
 	isoRes  *media.Result
+	isoPE   *initramfs.PE
 	isoErr  error
 )
 
@@ -47,6 +49,7 @@ func e2eISO(t *testing.T) *media.Result {
 			isoErr = err
 			return
 		}
+		isoPE = pe
 		t.Logf("PE %s ready in %s", pe.ID, time.Since(start).Round(time.Millisecond))
 		start = time.Now()
 		isoRes, isoErr = media.BuildISO(ctx, media.Options{Kernel: pe.Kernel, Initramfs: pe.Initramfs,
@@ -124,4 +127,44 @@ func TestBootISO(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNetboot boots the network bundle over QEMU's user-network TFTP:
+// SeaBIOS's iPXE runs boot.ipxe, OVMF's PXE loads the UKI.
+func TestNetboot(t *testing.T) {
+	e2eISO(t)
+	dir := filepath.Join(t.TempDir(), "tftp")
+	nb, err := media.BuildNetboot(context.Background(), media.NetbootOptions{Options: media.Options{
+		Kernel: isoPE.Kernel, Initramfs: isoPE.Initramfs, Cmdline: "minint.net=0"}}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, firmware, bootFile string }{
+		{"pxe-bios-ipxe", qemu.BIOS, "boot.ipxe"},
+		{"pxe-uefi-uki", qemu.UEFI, "minint.efi"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := qemu.Run(context.Background(), qemu.Options{
+				BootFrom: "net", TFTPDir: dir, BootFile: c.bootFile, Firmware: c.firmware,
+				Disks: []qemu.Disk{{Size: 64 << 20}}, Timeout: 4 * time.Minute,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: banner at %.1fs, done at %.1fs, powered off at %.1fs", c.name, res.Banner.Seconds(), res.Done.Seconds(), res.Duration.Seconds())
+			for _, e := range res.Events {
+				if e.Kind == "banner" && !strings.Contains(string(e.Raw), isoPE.ID) {
+					t.Errorf("banner %s is not from PE %s", e.Raw, isoPE.ID)
+				}
+				if e.Kind == "inventory" {
+					if fw, _ := e.Data["firmware"].(string); fw != c.firmware {
+						t.Errorf("firmware %q, want %q", fw, c.firmware)
+					}
+					return
+				}
+			}
+			t.Error("no inventory event")
+		})
+	}
+	_ = nb
 }
