@@ -9,7 +9,7 @@ import (
 )
 
 // Parameters of the lazy parser, as wimlib's default level (50) uses them.
-const (
+var (
 	searchDepth = 46
 	niceLen     = 93
 )

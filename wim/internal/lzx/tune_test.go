@@ -1,0 +1,14 @@
+package lzx
+
+import (
+	"fmt"
+	"os"
+)
+
+// MININT_CODEC_TUNE="depth,nice,passes" overrides the parser parameters,
+// for exploring the speed/size trade-off with BenchmarkVsWimlib.
+func init() {
+	if v := os.Getenv("MININT_CODEC_TUNE"); v != "" {
+		fmt.Sscanf(v, "%d,%d,%d", &searchDepth, &niceLen, &numPasses)
+	}
+}
