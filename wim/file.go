@@ -148,10 +148,7 @@ type File struct {
 
 // IsDir reports whether f is a directory (and not a symlink to one).
 func (f *File) IsDir() bool {
-	if f.HasUnixData {
-		return f.Mode&unixTypeMask == unixDir
-	}
-	return f.Attributes&AttrDirectory != 0 && !f.IsSymlink()
+	return f.unixType() == unixDir
 }
 
 // IsSymlink reports whether f is a symbolic link (or junction).

@@ -194,7 +194,9 @@ func (it *chunkIter) close() {
 // readAll reads a whole resource into memory; limit guards against absurd
 // sizes from corrupt headers.
 func (res resource) readAll(limit int64) ([]byte, error) {
-	if res.rh.uncompSize > limit {
+	// Like wimlib, refuse sizes that are implausible for the file (no
+	// real resource expands more than 512 times).
+	if res.rh.uncompSize > limit || (res.p.size > 0 && res.rh.uncompSize/512 > res.p.size) {
 		return nil, formatErr("resource at %d claims %d bytes (limit %d)", res.rh.offset, res.rh.uncompSize, limit)
 	}
 	it, err := res.chunks()
@@ -202,7 +204,9 @@ func (res resource) readAll(limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer it.close()
-	out := make([]byte, 0, res.rh.uncompSize)
+	// Grow with the data actually produced: a corrupt size must not
+	// allocate up front.
+	out := make([]byte, 0, min(res.rh.uncompSize, 16<<20))
 	for {
 		b, err := it.nextChunk()
 		if err == io.EOF {
