@@ -20,7 +20,7 @@ const (
 
 // tinyInitrd is a gzip'd cpio with busybox and an /init that prints a
 // marker with the kernel command line and powers off.
-func tinyInitrd(t *testing.T) []byte {
+func tinyInitrd(t *testing.T, guestArgs ...string) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
@@ -31,8 +31,28 @@ func tinyInitrd(t *testing.T) []byte {
 		t.Skipf("busybox-static: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, "bin/busybox"), bb, 0o755)
+	last := "/bin/busybox poweroff -f\n"
+	if len(guestArgs) > 0 {
+		// The one-shot driver, built static for the guest.
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, "bin/efiguest"), "./testdata/efiguest")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building the guest program: %v\n%s", err, out)
+		}
+		q := make([]string, len(guestArgs))
+		for i, a := range guestArgs {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		// efivarfs is a module in Debian's kernel.
+		ko, err := os.ReadFile("/lib/modules/6.1.0-56-amd64/kernel/fs/efivarfs/efivarfs.ko")
+		if err != nil {
+			t.Skipf("efivarfs module: %v", err)
+		}
+		os.WriteFile(filepath.Join(dir, "efivarfs.ko"), ko, 0o644)
+		last = "/bin/busybox insmod /efivarfs.ko\n/bin/efiguest " + strings.Join(q, " ") + "\n" + last
+	}
 	os.WriteFile(filepath.Join(dir, "init"), []byte("#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n"+
-		"echo \"MININT-BOOTED cmdline=[$(/bin/busybox cat /proc/cmdline)]\"\n/bin/busybox poweroff -f\n"), 0o755)
+		"echo \"MININT-BOOTED cmdline=[$(/bin/busybox cat /proc/cmdline)]\"\n"+last), 0o755)
 	cmd := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1")
 	cmd.Dir = dir
 	out, err := cmd.Output()
@@ -44,10 +64,15 @@ func tinyInitrd(t *testing.T) []byte {
 
 // bootQEMU boots img and returns the console output once the marker line
 // appeared (or fails after a timeout).
-func bootQEMU(t *testing.T, img, firmware string) string {
+// With persist the guest's writes reach img; reboots are allowed and the
+// run lasts until the guest powers off.
+func bootQEMU(t *testing.T, img, firmware string, persist bool) string {
 	t.Helper()
-	args := []string{"-accel", "tcg", "-m", "256", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-snapshot", "-net", "none",
+	args := []string{"-accel", "tcg", "-m", "256", "-nographic", "-serial", "stdio", "-monitor", "none", "-net", "none",
 		"-drive", "file=" + img + ",format=raw,if=virtio"}
+	if !persist {
+		args = append(args, "-snapshot")
+	}
 	if firmware == "uefi" {
 		vars := filepath.Join(t.TempDir(), "vars.fd")
 		b, err := os.ReadFile(ovmfVars)
@@ -57,7 +82,7 @@ func bootQEMU(t *testing.T, img, firmware string) string {
 		os.WriteFile(vars, b, 0o644)
 		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode, "-drive", "if=pflash,format=raw,file="+vars)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
@@ -108,10 +133,16 @@ func TestBootFilesQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	rootUUID := fss[1].UUID
+	tab, err := ReadTable(tg.File, tg.Size, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	espPart := tab.Partitions[0]
 	tg.Close()
 
 	// The applied root: the real kernel as the newest version, an older
-	// decoy that must not be chosen, and a staging folder.
+	// decoy that must not be chosen, and a staging folder. Its initrd
+	// drives the one-shot switches from inside the UEFI guest.
 	mnt := filepath.Join(t.TempDir(), "root")
 	m, err := Mount(tg.Path, mnt, MountOptions{Offset: res.Partitions[1].Start, Size: res.Partitions[1].Size})
 	if err != nil {
@@ -119,8 +150,10 @@ func TestBootFilesQEMU(t *testing.T) {
 	}
 	defer m.Close()
 	kernel, _ := os.ReadFile(hostKernel)
+	initrd := tinyInitrd(t, "-esp-num", "1", "-esp-start", itoa(espPart.Start), "-esp-size", itoa(espPart.Size), "-esp-partuuid", espPart.UUID,
+		"-kernel", `\minint\6.1.0-56-amd64\vmlinuz`, "-args", `initrd=\minint\6.1.0-56-amd64\initrd.img console=ttyS0 minint.fw=bootnext`)
 	writeFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
-	writeFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
+	writeFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-56-amd64"), string(initrd))
 	writeFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-9-amd64"), "decoy: not a kernel")
 	writeFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-9-amd64"), "decoy")
 	os.MkdirAll(filepath.Join(mnt, "minint"), 0o755)
@@ -129,7 +162,8 @@ func TestBootFilesQEMU(t *testing.T) {
 	// an old loader in place that must be backed up.
 	esp := t.TempDir()
 	writeFile(t, filepath.Join(esp, "EFI/BOOT/BOOTX64.EFI"), "previous loader")
-	base := BootOptions{Root: mnt, RootUUID: rootUUID, Now: func() time.Time { return time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC) }}
+	base := BootOptions{Root: mnt, RootUUID: rootUUID, Now: func() time.Time { return time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC) },
+		Extra: []ExtraEntry{{ID: "other", Kernel: hostKernel, Initrd: filepath.Join(mnt, "boot/initrd.img-6.1.0-56-amd64"), Options: "console=ttyS0 minint.fw=oneshot"}}}
 	uo := UEFIOptions{BootOptions: base, ESP: esp}
 	uo.Cmdline = "console=ttyS0 minint.fw=uefi"
 	ur, err := InstallUEFI(ctx, uo)
@@ -167,10 +201,33 @@ func TestBootFilesQEMU(t *testing.T) {
 	}
 
 	want := regexp.QuoteMeta("root=UUID=" + rootUUID + " rw console=ttyS0 minint.fw=")
-	for _, fw := range []string{"bios", "uefi"} {
-		out := bootQEMU(t, tg.Path, fw)
-		if !regexp.MustCompile(`MININT-BOOTED cmdline=\[.*` + want + fw + `[ \]]`).MatchString(out) {
-			t.Errorf("%s: wrong command line:\n%s", fw, tail(out, 1500))
+	inOrder := func(fw, out string, res ...string) {
+		t.Helper()
+		rest := out
+		for _, r := range res {
+			loc := regexp.MustCompile(r).FindStringIndex(rest)
+			if loc == nil {
+				t.Fatalf("%s: no %q in the console after the previous step:\n%s", fw, r, tail(out, 4000))
+			}
+			rest = rest[loc[1]:]
 		}
 	}
+	// UEFI: systemd-boot starts the default entry, whose guest adds a
+	// Boot#### for the kernel itself and sets BootNext; the firmware starts
+	// it once; that guest sets systemd-boot's LoaderEntryOneShot; the
+	// third boot is the "other" entry.
+	out := bootQEMU(t, tg.Path, "uefi", false)
+	inOrder("uefi", out,
+		`MININT-BOOTED cmdline=\[.*`+want+`uefi[ \]]`, `EFIGUEST: BootNext=Boot[0-9A-F]{4} set`,
+		`MININT-BOOTED cmdline=\[.*minint.fw=bootnext[ \]]`, `EFIGUEST: LoaderEntryOneShot set`,
+		`MININT-BOOTED cmdline=\[.*minint.fw=oneshot[ \]]`, `EFIGUEST: nothing to do`)
+
+	// BIOS: syslinux's boot-once label wins once, then the default again.
+	if err := SetSyslinuxOnce(tg.Path, espPart.Start, "other"); err != nil {
+		t.Fatal(err)
+	}
+	out = bootQEMU(t, tg.Path, "bios", true)
+	inOrder("bios once", out, `MININT-BOOTED cmdline=\[.*minint.fw=oneshot[ \]]`)
+	out = bootQEMU(t, tg.Path, "bios", true)
+	inOrder("bios", out, `MININT-BOOTED cmdline=\[.*`+want+`bios[ \]]`)
 }

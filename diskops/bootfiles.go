@@ -31,7 +31,48 @@ type BootOptions struct {
 	// timestamped directory (usually <root>/minint/bootfiles-backup).
 	// Empty means <Root>/minint/bootfiles-backup.
 	BackupDir string
-	Now       func() time.Time
+	// Extra entries (e.g. the PE, for a later one-shot boot) are copied to
+	// the ESP and listed in both loaders' menus after the default one.
+	Extra []ExtraEntry
+	Now   func() time.Time
+}
+
+// ExtraEntry is an additional kernel to boot from the ESP.
+type ExtraEntry struct {
+	// ID names the entry: loader/entries/<ID>.conf for systemd-boot (the
+	// one-shot name is "<ID>.conf"), LABEL <ID> for syslinux; the files go
+	// to /<ID>/ on the ESP.
+	ID, Title string
+	// Kernel and Initrd are paths on the running system.
+	Kernel, Initrd string
+	// Options is the full kernel command line.
+	Options string
+}
+
+// copyExtras copies the extra entries' files and returns them with the
+// ESP-side paths filled in.
+func (in *installer) copyExtras(esp string, extras []ExtraEntry) ([]LoaderEntry, error) {
+	var out []LoaderEntry
+	for _, x := range extras {
+		if x.ID == "" || strings.ContainsAny(x.ID, "/\\ ") {
+			return nil, fmt.Errorf("boot files: extra entry id %q must be a plain name", x.ID)
+		}
+		e := LoaderEntry{ID: x.ID, Title: x.Title, Linux: "/" + x.ID + "/vmlinuz", Options: x.Options}
+		if e.Title == "" {
+			e.Title = x.ID
+		}
+		if err := in.copy(esp, x.ID+"/vmlinuz", x.Kernel); err != nil {
+			return nil, fmt.Errorf("boot files: entry %s: %w", x.ID, err)
+		}
+		if x.Initrd != "" {
+			e.Initrd = "/" + x.ID + "/initrd.img"
+			if err := in.copy(esp, x.ID+"/initrd.img", x.Initrd); err != nil {
+				return nil, fmt.Errorf("boot files: entry %s: %w", x.ID, err)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 func (o *BootOptions) defaults() error {
@@ -195,12 +236,21 @@ func InstallUEFI(ctx context.Context, o UEFIOptions) (*BootResult, error) {
 	if err := in.write(o.ESP, "loader/entries/"+o.EntryID+".conf", entry.Bytes(), 0o644); err != nil {
 		return in.res, err
 	}
+	extras, err := in.copyExtras(o.ESP, o.Extra)
+	if err != nil {
+		return in.res, err
+	}
+	for _, x := range extras {
+		if err := in.write(o.ESP, "loader/entries/"+x.ID+".conf", x.Bytes(), 0o644); err != nil {
+			return in.res, err
+		}
+	}
 	conf := fmt.Sprintf("default %s.conf\ntimeout %d\neditor no\n", o.EntryID, o.Timeout)
 	if err := in.write(o.ESP, "loader/loader.conf", []byte(conf), 0o644); err != nil {
 		return in.res, err
 	}
 	if o.EFIVars != nil {
-		n, err := o.EFIVars.AddBootEntry(EFIBootEntry{Description: o.Title, Partition: o.ESPPartition, SectorSize: o.SectorSize, Loader: `\EFI\systemd\systemd-bootx64.efi`})
+		n, err := o.EFIVars.AddBootEntry(EFIBootEntry{Description: o.Title, Partition: o.ESPPartition, SectorSize: o.SectorSize, Loader: `\EFI\systemd\systemd-bootx64.efi`}, true)
 		if err != nil {
 			return in.res, fmt.Errorf("firmware boot entry: %w", err)
 		}
@@ -271,6 +321,17 @@ func WriteBIOSConfig(ctx context.Context, o BIOSOptions) (*BootResult, error) {
 		fmt.Fprintf(&conf, "  INITRD /%s/initrd.img\n", dir)
 	}
 	fmt.Fprintf(&conf, "  APPEND %s\n", o.options())
+	extras, err := in.copyExtras(o.BootDir, o.Extra)
+	if err != nil {
+		return in.res, err
+	}
+	for _, x := range extras {
+		fmt.Fprintf(&conf, "\nLABEL %s\n  MENU LABEL %s\n  LINUX %s\n", x.ID, x.Title, x.Linux)
+		if x.Initrd != "" {
+			fmt.Fprintf(&conf, "  INITRD %s\n", x.Initrd)
+		}
+		fmt.Fprintf(&conf, "  APPEND %s\n", x.Options)
+	}
 	if err := in.write(o.BootDir, "syslinux/syslinux.cfg", []byte(conf.String()), 0o644); err != nil {
 		return in.res, err
 	}
@@ -446,20 +507,6 @@ func SetBootable(f *os.File, size int64, tab *Table, n int) error {
 		if _, err := f.WriteAt(hdr, h); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// SetSyslinuxOnce makes syslinux boot the command (a label, e.g. that of
-// a PE entry) once at the next boot, stored in syslinux's auxiliary data on
-// the unmounted FAT partition at offset bytes into disk.
-func SetSyslinuxOnce(ctx context.Context, syslinux, disk string, offset int64, command string) error {
-	if syslinux == "" {
-		syslinux = "syslinux"
-	}
-	out, err := exec.CommandContext(ctx, syslinux, "--offset", fmt.Sprint(offset), "--directory", "/syslinux", "--once="+command, disk).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("syslinux --once: %v: %s", err, out)
 	}
 	return nil
 }

@@ -34,6 +34,9 @@ type EFIBootEntry struct {
 	SectorSize int
 	// Loader is the path on the ESP, e.g. \EFI\systemd\systemd-bootx64.efi.
 	Loader string
+	// Args is passed to the loader as its load options (UTF-16), e.g. a
+	// kernel command line when Loader is a kernel with an EFI stub.
+	Args string
 }
 
 // EFIVars reads and writes UEFI variables through efivarfs. Dir is usually
@@ -120,6 +123,9 @@ func EncodeLoadOption(e EFIBootEntry) ([]byte, error) {
 	binary.Write(&b, binary.LittleEndian, uint16(dp.Len()))
 	b.Write(utf16le(e.Description))
 	b.Write(dp.Bytes())
+	if e.Args != "" {
+		b.Write(utf16le(e.Args))
+	}
 	return b.Bytes(), nil
 }
 
@@ -148,8 +154,10 @@ func gptGUIDBytes(s string) ([]byte, error) {
 }
 
 // AddBootEntry creates (or reuses, when one with the same description
-// exists) a Boot#### variable for e and puts it first in BootOrder.
-func (v EFIVars) AddBootEntry(e EFIBootEntry) (uint16, error) {
+// exists) a Boot#### variable for e. With first it also puts the entry
+// first in BootOrder; without, BootOrder is left alone (an entry meant
+// for BootNext only).
+func (v EFIVars) AddBootEntry(e EFIBootEntry, first bool) (uint16, error) {
 	opt, err := EncodeLoadOption(e)
 	if err != nil {
 		return 0, err
@@ -181,6 +189,9 @@ func (v EFIVars) AddBootEntry(e EFIBootEntry) (uint16, error) {
 	}
 	if err := v.Set(fmt.Sprintf("Boot%04X", num), efiGlobalGUID, opt); err != nil {
 		return 0, err
+	}
+	if !first {
+		return num, nil
 	}
 	order := []uint16{num}
 	if old, err := v.Get("BootOrder", efiGlobalGUID); err == nil {

@@ -614,8 +614,6 @@ func diskBootnext(fs *pflag.FlagSet, args []string) error {
 	if n != 1 || fs.NArg() != 0 {
 		return usageErrorf("give exactly one of --boot-num, --entry, --syslinux-once")
 	}
-	ctx, cancel := diskContext()
-	defer cancel()
 	v := diskops.EFIVars{Dir: *efivars}
 	switch {
 	case *num != "":
@@ -642,7 +640,7 @@ func diskBootnext(fs *pflag.FlagSet, args []string) error {
 	}
 	for _, p := range tab.Partitions {
 		if p.Number == *part {
-			return diskops.SetSyslinuxOnce(ctx, "", *disk, p.Start, *once)
+			return diskops.SetSyslinuxOnce(*disk, p.Start, *once)
 		}
 	}
 	return fmt.Errorf("%s: no partition %d", *disk, *part)
