@@ -231,3 +231,57 @@ func TestBootFilesQEMU(t *testing.T) {
 	out = bootQEMU(t, tg.Path, "bios", true)
 	inOrder("bios", out, `MININT-BOOTED cmdline=\[.*`+want+`bios[ \]]`)
 }
+
+// TestBootMBRBIOS: an MBR disk (syslinux mbr.bin, active flag) boots
+// under SeaBIOS from a FAT boot partition prepared the same way.
+func TestBootMBRBIOS(t *testing.T) {
+	needE2E(t)
+	for _, p := range []string{hostKernel, "/usr/lib/syslinux/mbr/mbr.bin"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%s missing (scripts/setup-host.sh)", p)
+		}
+	}
+	needTool(t, "syslinux")
+	needTool(t, "mcopy")
+	ctx := context.Background()
+	tg := imageTarget(t, 100<<20)
+	l, err := ParseLayout([]byte(`table: mbr
+partitions:
+  - {name: boot, size: 48M, type: fat32, fs: vfat, label: BOOT}
+  - {name: root, size: rest, type: linux, fs: ext4}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Partition(ctx, tg, l, PartitionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fss, err := FormatPartitions(ctx, tg, res, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Close()
+	// The root's files only need to be readable here: a plain directory.
+	root := t.TempDir()
+	kernel, _ := os.ReadFile(hostKernel)
+	writeFile(t, filepath.Join(root, "boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
+	writeFile(t, filepath.Join(root, "boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
+	boot := t.TempDir()
+	o := BIOSOptions{BootOptions: BootOptions{Root: root, RootUUID: fss[1].UUID, Cmdline: "console=ttyS0 minint.fw=mbr"}, BootDir: boot}
+	if _, err := WriteBIOSConfig(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := filepath.Glob(filepath.Join(boot, "*"))
+	run(t, "mcopy", append([]string{"-s", "-i", tg.Path + "@@" + itoa(res.Partitions[0].Start)}, append(ents, "::/")...)...)
+	if _, err := InstallSyslinux(ctx, SyslinuxOptions{Disk: tg.Path, Partition: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, "sfdisk", "-d", tg.Path); !strings.Contains(out, "bootable") {
+		t.Errorf("no active partition:\n%s", out)
+	}
+	out := bootQEMU(t, tg.Path, "bios", false)
+	want := `MININT-BOOTED cmdline=\[.*` + regexp.QuoteMeta("root=UUID="+fss[1].UUID+" rw console=ttyS0 minint.fw=mbr") + `[ \]]`
+	if !regexp.MustCompile(want).MatchString(out) {
+		t.Errorf("wrong command line:\n%s", tail(out, 1500))
+	}
+}
