@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +32,12 @@ type applier struct {
 	opts   ApplyOptions
 	rootfd int
 	dir    string
+	// dirfds caches O_PATH descriptors of created directories (filled
+	// before the parallel phase, read-only afterwards).
+	dirfds map[*applyEntry]int
+	// fileDone marks regular files whose metadata was set through their
+	// descriptor right after their data.
+	fileDone sync.Map
 	done   atomic.Int64
 	total  int64
 	progMu sync.Mutex
@@ -89,7 +96,12 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	defer unix.Close(rootfd)
-	a := &applier{opts: opts, rootfd: rootfd, dir: dir}
+	a := &applier{opts: opts, rootfd: rootfd, dir: dir, dirfds: map[*applyEntry]int{}}
+	defer func() {
+		for _, fd := range a.dirfds {
+			unix.Close(fd)
+		}
+	}()
 
 	// Plan.
 	type groupKey struct {
@@ -174,7 +186,11 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 		if err != nil {
 			return err
 		}
+		err = a.fileMetadata(fd, e)
 		unix.Close(fd)
+		if err != nil {
+			return err
+		}
 	}
 	if err := a.writeData(jobs); err != nil {
 		return err
@@ -191,6 +207,9 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 	}
 	for _, e := range all {
 		if e.f.unixType() == unixDir || e.rep != nil {
+			continue
+		}
+		if _, done := a.fileDone.Load(e); done {
 			continue
 		}
 		if err := a.metadata(e); err != nil {
@@ -215,12 +234,38 @@ func (a *applier) openParent(e *applyEntry) (int, error) {
 	if e.parent == nil || e.parent.rel == "" {
 		return unix.Dup(a.rootfd)
 	}
+	if fd, ok := a.dirfds[e.parent]; ok {
+		return unix.Dup(fd)
+	}
 	fd, err := openBeneath(a.rootfd, e.parent.rel, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, a.pathErr("open", e.parent, err)
 	}
 	return fd, nil
 }
+
+// parentFD is openParent without the dup for cached directories: release
+// must be called with the returned flag.
+func (a *applier) parentFD(e *applyEntry) (int, bool, error) {
+	if e.parent == nil || e.parent.rel == "" {
+		return a.rootfd, false, nil
+	}
+	if fd, ok := a.dirfds[e.parent]; ok {
+		return fd, false, nil
+	}
+	fd, err := a.openParent(e)
+	return fd, true, err
+}
+
+func release(fd int, owned bool) {
+	if owned {
+		unix.Close(fd)
+	}
+}
+
+// maxDirFDs bounds the directory descriptor cache; deeper trees fall back
+// to resolving each parent with openat2.
+const maxDirFDs = 16384
 
 var openat2Missing atomic.Bool
 
@@ -271,27 +316,37 @@ func (a *applier) removeExisting(pfd int, e *applyEntry) error {
 }
 
 func (a *applier) mkdir(e *applyEntry) error {
-	pfd, err := a.openParent(e)
+	pfd, owned, err := a.parentFD(e)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
+	defer release(pfd, owned)
 	err = unix.Mkdirat(pfd, e.name(), 0o700)
 	if err == unix.EEXIST {
 		var st unix.Stat_t
 		if err := unix.Fstatat(pfd, e.name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return a.pathErr("stat", e, err)
 		}
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			return nil
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if err := unix.Unlinkat(pfd, e.name(), 0); err != nil {
+				return a.pathErr("unlink", e, err)
+			}
+			err = unix.Mkdirat(pfd, e.name(), 0o700)
+		} else {
+			err = nil
 		}
-		if err := unix.Unlinkat(pfd, e.name(), 0); err != nil {
-			return a.pathErr("unlink", e, err)
-		}
-		err = unix.Mkdirat(pfd, e.name(), 0o700)
 	}
 	if err != nil {
 		return a.pathErr("mkdir", e, err)
+	}
+	if len(a.dirfds) < maxDirFDs {
+		// The parent is trusted and the name has no '/': O_NOFOLLOW on
+		// the last component is all that is needed.
+		fd, err := unix.Openat(pfd, e.name(), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return a.pathErr("open", e, err)
+		}
+		a.dirfds[e] = fd
 	}
 	return nil
 }
@@ -299,24 +354,58 @@ func (a *applier) mkdir(e *applyEntry) error {
 // create makes a new empty regular file for e and returns it open for
 // writing.
 func (a *applier) create(e *applyEntry) (int, error) {
-	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC
-	fd, err := openBeneath(a.rootfd, e.rel, flags, 0o600)
+	pfd, owned, err := a.parentFD(e)
+	if err != nil {
+		return -1, err
+	}
+	defer release(pfd, owned)
+	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(pfd, e.name(), flags, 0o600)
 	if err == unix.EEXIST {
-		pfd, perr := a.openParent(e)
-		if perr != nil {
-			return -1, perr
-		}
-		err = a.removeExisting(pfd, e)
-		unix.Close(pfd)
-		if err != nil {
+		if err := a.removeExisting(pfd, e); err != nil {
 			return -1, a.pathErr("remove", e, err)
 		}
-		fd, err = openBeneath(a.rootfd, e.rel, flags, 0o600)
+		fd, err = unix.Openat(pfd, e.name(), flags, 0o600)
 	}
 	if err != nil {
 		return -1, a.pathErr("create", e, err)
 	}
 	return fd, nil
+}
+
+// fileMetadata sets a regular file's owner, xattrs, mode and times through
+// its descriptor (see metadata for the order).
+func (a *applier) fileMetadata(fd int, e *applyEntry) error {
+	f := e.f
+	if f.HasUnixData && !a.opts.NoUnixData {
+		if err := unix.Fchown(fd, int(f.UID), int(f.GID)); err != nil {
+			return a.pathErr("chown", e, err)
+		}
+		for _, x := range f.Xattrs {
+			if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
+				return a.pathErr("setxattr "+x.Name, e, err)
+			}
+		}
+	}
+	if err := unix.Fchmod(fd, f.Perm()); err != nil {
+		return a.pathErr("chmod", e, err)
+	}
+	if err := futimens(fd, f); err != nil {
+		return a.pathErr("utimes", e, err)
+	}
+	a.fileDone.Store(e, true)
+	return nil
+}
+
+func futimens(fd int, f *File) error {
+	as, ans := f.AccessTime.unix()
+	ms, mns := f.ModTime.unix()
+	ts := [2]unix.Timespec{{Sec: as, Nsec: ans}, {Sec: ms, Nsec: mns}}
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 func (a *applier) progress(n int64) {
@@ -463,6 +552,9 @@ func (a *applier) writeBlob(b *blob, targets []*applyEntry) (err error) {
 		if err := unix.Ftruncate(fd, off); err != nil {
 			return a.pathErr("truncate", targets[i], err)
 		}
+		if err := a.fileMetadata(fd, targets[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -525,19 +617,14 @@ func (a *applier) hardlink(e *applyEntry) error {
 // metadata sets owner, xattrs, mode and timestamps, in that order: chown
 // clears setuid bits and security.capability, so it must come first.
 func (a *applier) metadata(e *applyEntry) error {
-	pfd, err := a.openParent(e)
+	pfd, owned, err := a.parentFD(e)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
+	defer release(pfd, owned)
 	name := e.name()
 	if e.parent == nil {
 		// The root's metadata goes on the target directory itself.
-		unix.Close(pfd)
-		pfd, err = unix.Dup(a.rootfd)
-		if err != nil {
-			return err
-		}
 		name = ""
 	}
 	f := e.f
@@ -571,11 +658,7 @@ func (a *applier) metadata(e *applyEntry) error {
 	ms, mns := f.ModTime.unix()
 	ts := []unix.Timespec{{Sec: as, Nsec: ans}, {Sec: ms, Nsec: mns}}
 	if name == "" {
-		err = unix.UtimesNanoAt(pfd, "", ts, unix.AT_EMPTY_PATH)
-		if err != nil {
-			// Older kernels lack AT_EMPTY_PATH for utimensat.
-			err = unix.UtimesNanoAt(unix.AT_FDCWD, a.dir, ts, 0)
-		}
+		err = futimens(pfd, f)
 	} else {
 		err = unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
 	}

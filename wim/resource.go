@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 )
 
 // part is one file of a (possibly split) WIM.
@@ -123,10 +124,10 @@ func (res resource) chunks() (*chunkIter, error) {
 			return nil, err
 		}
 		it.offs, it.dataStart = offs, ds
-		it.ubuf = make([]byte, res.p.chunkSize)
-		it.cbuf = make([]byte, res.p.chunkSize)
+		it.ubuf = getBuf(res.p.chunkSize)
+		it.cbuf = getBuf(res.p.chunkSize)
 	} else {
-		it.ubuf = make([]byte, 256<<10)
+		it.ubuf = getBuf(int(min(256<<10, res.rh.uncompSize)))
 	}
 	return it, nil
 }
@@ -185,6 +186,9 @@ func (it *chunkIter) nextChunk() ([]byte, error) {
 }
 
 func (it *chunkIter) close() {
+	putBuf(it.ubuf)
+	putBuf(it.cbuf)
+	it.ubuf, it.cbuf = nil, nil
 	if it.dec != nil {
 		decompressors.put(it.res.p.comp, it.res.p.chunkSize, it.dec)
 		it.dec = nil
@@ -288,4 +292,42 @@ func (r *blobReader) Close() error {
 		r.err = errors.New("wim: read after close")
 	}
 	return nil
+}
+
+// Chunk buffers are pooled by power-of-two size class: applying an image
+// opens one iterator per file, and allocating (and clearing) fresh chunk
+// buffers each time costs more than the small files' I/O.
+var bufPools [32]sync.Pool
+
+func sizeClass(n int) int {
+	c := 0
+	for 1<<c < n {
+		c++
+	}
+	return c
+}
+
+func getBuf(n int) []byte {
+	if n <= 0 {
+		return nil
+	}
+	c := sizeClass(n)
+	if c >= len(bufPools) {
+		return make([]byte, n)
+	}
+	if b, ok := bufPools[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, 1<<c)
+}
+
+func putBuf(b []byte) {
+	if cap(b) == 0 || cap(b)&(cap(b)-1) != 0 {
+		return
+	}
+	c := sizeClass(cap(b))
+	if c < len(bufPools) {
+		b = b[:cap(b)]
+		bufPools[c].Put(&b)
+	}
 }
