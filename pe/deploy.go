@@ -96,7 +96,8 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 
 // LoadSource loads a sequence from a file, an http(s) URL, or (src empty)
 // the boot medium. A sequence fetched over the network must carry a
-// detached signature (URL.sig, made by `minint package sign`) by the
+// detached signature (fetch.SignatureFor: seq.yaml -> seq.sig, made by
+// `minint package sign`) by the
 // package key: a sequence runs commands in the PE, so an unauthenticated
 // one would be a way in. Files on the boot medium are trusted like the PE
 // itself.
@@ -117,7 +118,7 @@ func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 	if err != nil {
 		return nil, fmt.Errorf("task sequence: %w", err)
 	}
-	sig, err := c.Get(ctx, src+fetch.SignatureSuffix, 4096)
+	sig, err := c.Get(ctx, fetch.SignatureFor(src), 4096)
 	if err != nil {
 		return nil, fmt.Errorf("task sequence signature: %w", err)
 	}

@@ -179,7 +179,7 @@ func testPkg(t *testing.T, chunked bool) (string, ed25519.PublicKey, []byte, str
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, "manifest.json.sig"), fetch.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, "manifest.sig"), fetch.Sign(mb, priv), 0o644)
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/manifest.json", pub, img, dir
@@ -411,7 +411,7 @@ func TestRunFailClosed(t *testing.T) {
 		want error
 	}{
 		"bad signature": {func(env *Env) {
-			os.WriteFile(filepath.Join(dir, "manifest.json.sig"), fetch.Sign([]byte("other"), mustPriv(t)), 0o644)
+			os.WriteFile(filepath.Join(dir, "manifest.sig"), fetch.Sign([]byte("other"), mustPriv(t)), 0o644)
 		}, fetch.ErrSignature},
 		"wrong key":  {func(env *Env) { env.PublicKey = mustPriv(t).Public().(ed25519.PublicKey) }, fetch.ErrSignature},
 		"no key":     {func(env *Env) { env.PublicKey = nil }, fetch.ErrSignature},

@@ -78,14 +78,14 @@ func (r *runner) fetch(s *Fetch) error {
 		if mb, err = os.ReadFile(full); err != nil {
 			return err
 		}
-		if sig, err = os.ReadFile(full + fetch.SignatureSuffix); err != nil {
+		if sig, err = os.ReadFile(fetch.SignatureFor(full)); err != nil {
 			return fmt.Errorf("%w: %v", fetch.ErrSignature, err)
 		}
 	} else {
 		if mb, err = c.Get(ctx, s.Manifest, 4<<20); err != nil {
 			return err
 		}
-		if sig, err = c.Get(ctx, s.Manifest+fetch.SignatureSuffix, 4096); err != nil {
+		if sig, err = c.Get(ctx, fetch.SignatureFor(s.Manifest), 4096); err != nil {
 			return fmt.Errorf("signature: %w", err)
 		}
 	}
@@ -131,7 +131,7 @@ func (r *runner) fetch(s *Fetch) error {
 	}
 	if r.staging != "" {
 		journal.WriteFile(filepath.Join(r.staging, fetch.ManifestName), mb, 0o644)
-		journal.WriteFile(filepath.Join(r.staging, fetch.ManifestName+fetch.SignatureSuffix), sig, 0o644)
+		journal.WriteFile(filepath.Join(r.staging, fetch.SignatureName), sig, 0o644)
 	}
 	r.st.Image = ref
 	return nil

@@ -107,7 +107,7 @@ func TestSystemBackendImage(t *testing.T) {
 	}
 	priv := mustPriv(t)
 	os.WriteFile(filepath.Join(pkgDir, "manifest.json"), mb, 0o644)
-	os.WriteFile(filepath.Join(pkgDir, "manifest.json.sig"), fetch.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(pkgDir, "manifest.sig"), fetch.Sign(mb, priv), 0o644)
 	srv := httptest.NewServer(http.FileServer(http.Dir(pkgDir)))
 	defer srv.Close()
 

@@ -29,7 +29,7 @@ func init() {
 		sub: []*command{
 			{name: "create", summary: "Hash a package's files into manifest.json and sign it", usage: "package create --key KEY [--image FILE --index N] [--name N] [--chunk-size SIZE] DIR [FILE…]", run: packageCreate},
 			{name: "verify", summary: "Check a package's signature and every file's size and SHA-256", usage: "package verify --pub PUBKEY DIR", run: packageVerify},
-			{name: "sign", summary: "Write FILE.sig, a detached signature (e.g. for a sequence served over HTTP)", usage: "package sign --key KEY FILE…", run: packageSign},
+			{name: "sign", summary: "Write a detached signature (seq.yaml -> seq.sig), e.g. for a sequence served over HTTP", usage: "package sign --key KEY FILE…", run: packageSign},
 		},
 	})
 }
@@ -161,10 +161,10 @@ func packageCreate(fs *pflag.FlagSet, args []string) error {
 	if err := os.WriteFile(mp, mb, 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(mp+fetch.SignatureSuffix, fetch.Sign(mb, priv), 0o644); err != nil {
+	if err := os.WriteFile(fetch.SignatureFor(mp), fetch.Sign(mb, priv), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s and %s: %d files, image %s index %d, signed by key %s\n", mp, mp+fetch.SignatureSuffix, len(m.Files), *image, *index, fetch.KeyID(priv.Public().(ed25519.PublicKey)))
+	fmt.Printf("wrote %s and %s: %d files, image %s index %d, signed by key %s\n", mp, fetch.SignatureFor(mp), len(m.Files), *image, *index, fetch.KeyID(priv.Public().(ed25519.PublicKey)))
 	return nil
 }
 
@@ -189,7 +189,7 @@ func packageVerify(fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	sig, err := os.ReadFile(filepath.Join(dir, fetch.ManifestName+fetch.SignatureSuffix))
+	sig, err := os.ReadFile(filepath.Join(dir, fetch.SignatureName))
 	if err != nil {
 		return err
 	}
@@ -228,6 +228,9 @@ func packageSign(fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	for _, f := range fs.Args() {
+		if strings.HasSuffix(f, ".sig") {
+			return usageErrorf("%s is a signature already", f)
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return err
@@ -238,10 +241,10 @@ func packageSign(fs *pflag.FlagSet, args []string) error {
 				return err
 			}
 		}
-		if err := os.WriteFile(f+fetch.SignatureSuffix, fetch.Sign(b, priv), 0o644); err != nil {
+		if err := os.WriteFile(fetch.SignatureFor(f), fetch.Sign(b, priv), 0o644); err != nil {
 			return err
 		}
-		fmt.Printf("wrote %s\n", f+fetch.SignatureSuffix)
+		fmt.Printf("wrote %s\n", fetch.SignatureFor(f))
 	}
 	return nil
 }

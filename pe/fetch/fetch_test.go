@@ -42,7 +42,7 @@ func pkg(t *testing.T, size int) (string, *Manifest, []byte, ed25519.PublicKey) 
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, ManifestName), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, ManifestName+SignatureSuffix), Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, SignatureName), Sign(mb, priv), 0o644)
 	return dir, m, mb, pub
 }
 
@@ -52,7 +52,7 @@ func quick() *Client {
 
 func TestSignVerify(t *testing.T) {
 	dir, m, mb, pub := pkg(t, 1000)
-	sig, _ := os.ReadFile(filepath.Join(dir, ManifestName+SignatureSuffix))
+	sig, _ := os.ReadFile(filepath.Join(dir, SignatureName))
 	got, err := Verify(mb, sig, pub)
 	if err != nil {
 		t.Fatal(err)
@@ -342,5 +342,19 @@ func TestFileRangeReads(t *testing.T) {
 	e.ChunkSize, e.Chunks = 0, nil
 	if _, err := quick().OpenFile(context.Background(), n.URL+"/image.wim", &e, 0); !errors.Is(err, ErrManifest) {
 		t.Errorf("no chunks: err = %v", err)
+	}
+}
+
+func TestSignatureFor(t *testing.T) {
+	for in, want := range map[string]string{
+		"manifest.json":            "manifest.sig",
+		"http://h/p/manifest.json": "http://h/p/manifest.sig",
+		"/minint/sequence.yaml":    "/minint/sequence.sig",
+		"noext":                    "noext.sig",
+		"dir.d/file":               "dir.d/file.sig",
+	} {
+		if got := SignatureFor(in); got != want {
+			t.Errorf("SignatureFor(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -2,7 +2,7 @@
 // that were signed before anything uses them.
 //
 // A package is a directory (on the boot medium or behind an HTTP server)
-// holding a manifest.json, its detached ed25519 signature manifest.json.sig,
+// holding a manifest.json, its detached ed25519 signature manifest.sig,
 // and the files the manifest lists with their sizes and SHA-256 sums. The
 // public key is built into the PE; the manifest is parsed only after its
 // signature verifies, and a file is handed on only after its size and hash
@@ -54,10 +54,10 @@ var (
 	ErrKey = errors.New("bad key")
 )
 
-// ManifestName and SignatureSuffix name the files of a package.
+// ManifestName and SignatureName name the files of a package.
 const (
-	ManifestName    = "manifest.json"
-	SignatureSuffix = ".sig"
+	ManifestName  = "manifest.json"
+	SignatureName = "manifest.sig"
 	// DefaultChunkSize is the chunk of per-chunk hashes (see package doc).
 	DefaultChunkSize = 4 << 20
 )
@@ -181,6 +181,18 @@ func Verify(data, sig []byte, pub ed25519.PublicKey) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: %v", ErrManifest, err)
 	}
 	return &m, m.validate()
+}
+
+// SignatureFor names the detached signature of a file: its extension
+// replaced by .sig (manifest.json -> manifest.sig, sequence.yaml ->
+// sequence.sig). Replacing rather than appending keeps both names distinct
+// in ISO 9660's 8.3 form, so a package can sit on the boot medium.
+func SignatureFor(name string) string {
+	base := name
+	if ext := path.Ext(name); ext != "" && !strings.HasSuffix(base, "/"+ext) {
+		base = strings.TrimSuffix(name, ext)
+	}
+	return base + ".sig"
 }
 
 // Sign returns the signature file content for data.
