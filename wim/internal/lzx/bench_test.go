@@ -24,3 +24,9 @@ func BenchmarkVsWimlib(b *testing.B) {
 	d, _ := NewDecompressorChunkSize(32768)
 	codectest.BenchVsWimlib(b, "LZX", codectest.Codec{Compress: c.Compress, Decompress: d.Decompress})
 }
+
+func BenchmarkDecompressExactOnly(b *testing.B) {
+	exactOnly = true
+	defer func() { exactOnly = false }()
+	BenchmarkDecompressWimlibChunks(b)
+}

@@ -231,6 +231,10 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 		minAligned = minAlignedSlot
 	}
 	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
+	out, err := d.decodeFast(r, dst, out, minAligned, recent)
+	if err != nil {
+		return err
+	}
 	r0, r1, r2 := recent[0], recent[1], recent[2]
 	// The bit reader's state lives in locals here: this loop is where
 	// decompression spends its time. The refill policy is Reader's.
@@ -368,6 +372,137 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 	r.Buf, r.Left, r.Pos = buf, left, pos
 	recent[0], recent[1], recent[2] = r0, r1, r2
 	return nil
+}
+
+// exactOnly disables decodeFast, so tests can check both loops agree.
+var exactOnly = false
+
+// Bits and bytes the fast loop may consume per item, and output it leaves
+// to the exact loop.
+const (
+	fastInputSlack  = 8
+	fastOutputSlack = maxMatchLen + 16
+)
+
+// decodeFast decodes most of a block with a 64-bit bit buffer refilled
+// eagerly, which is faster than Reader's one-unit-at-a-time refills. It
+// stops while at least one item remains before the end of the block (so the
+// exact loop decodes the block's end and leaves Reader's precise state for a
+// following uncompressed block header) or when the input runs low, and
+// hands over the Reader state that the exact loop converges to at its next
+// refill: only whole unread units are returned to the input.
+func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minAligned uint32, recent *[3]uint32) (int, error) {
+	in := r.In
+	pos := r.Pos
+	end := len(dst) - fastOutputSlack
+	if out >= end || pos > len(in)-fastInputSlack || exactOnly {
+		return out, nil
+	}
+	bb := uint64(r.Buf) << 32
+	bc := r.Left
+	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
+	r0, r1, r2 := recent[0], recent[1], recent[2]
+	for out < end && pos <= len(in)-fastInputSlack {
+		if bc < 32 {
+			v := binary.LittleEndian.Uint32(in[pos:])
+			bb |= uint64(v<<16|v>>16) << (32 - bc)
+			bc += 32
+			pos += 4
+		}
+		e := mainTable[bb>>(64-mainTableBits)]
+		if e&huffman.EntrySubtable != 0 {
+			bb <<= mainTableBits
+			bc -= mainTableBits
+			e = mainTable[(e>>huffman.EntrySymShift)+uint32(bb>>(64-(e&huffman.EntryLenMask)))]
+		}
+		n := e & huffman.EntryLenMask
+		bb <<= n
+		bc -= n
+		sym := e >> huffman.EntrySymShift
+		if sym < numChars {
+			dst[out] = byte(sym)
+			out++
+			continue
+		}
+		sym -= numChars
+		length := int(sym % numLenHeaders)
+		slot := sym / numLenHeaders
+		if length == numPrimaryLens {
+			e := lenTable[bb>>(64-lenTableBits)]
+			if e&huffman.EntrySubtable != 0 {
+				bb <<= lenTableBits
+				bc -= lenTableBits
+				e = lenTable[(e>>huffman.EntrySymShift)+uint32(bb>>(64-(e&huffman.EntryLenMask)))]
+			}
+			n := e & huffman.EntryLenMask
+			bb <<= n
+			bc -= n
+			length += int(e >> huffman.EntrySymShift)
+		}
+		length += minMatchLen
+		var offset uint32
+		switch {
+		case slot == 0:
+			offset = r0
+		case slot == 1:
+			offset = r1
+			r1 = r0
+			r0 = offset
+		case slot == 2:
+			offset = r2
+			r2 = r0
+			r0 = offset
+		default:
+			if slot >= maxOffsetSlots {
+				return 0, corrupt("offset slot %d", slot)
+			}
+			if bc < 32 {
+				v := binary.LittleEndian.Uint32(in[pos:])
+				bb |= uint64(v<<16|v>>16) << (32 - bc)
+				bc += 32
+				pos += 4
+			}
+			nb := uint32(extraOffsetBits[slot])
+			if slot >= minAligned {
+				nb -= numAlignedBits
+				offset = uint32(bb >> (64 - nb))
+				bb <<= nb
+				e := alTable[bb>>(64-alignedTableBits)]
+				n := e & huffman.EntryLenMask
+				bb <<= n
+				bc -= nb + n
+				offset = offset<<numAlignedBits | e>>huffman.EntrySymShift
+			} else {
+				offset = uint32(bb >> (64 - nb))
+				bb <<= nb
+				bc -= nb
+			}
+			offset += uint32(offsetSlotBase[slot])
+			r2 = r1
+			r1 = r0
+			r0 = offset
+		}
+		if int(offset) > out {
+			return 0, corrupt("match offset %d before start of data at position %d", offset, out)
+		}
+		// There are more than maxMatchLen bytes left in the block, so
+		// whole 8-byte words may be copied past the match's end.
+		src := out - int(offset)
+		if offset >= 8 {
+			for k := 0; k < length; k += 8 {
+				binary.LittleEndian.PutUint64(dst[out+k:], binary.LittleEndian.Uint64(dst[src+k:]))
+			}
+		} else {
+			lzCopy(dst, out, int(offset), length)
+		}
+		out += length
+	}
+	// Return whole unread units; keep the partial one, zero-padded below.
+	r.Pos = pos - 2*int(bc/16)
+	r.Left = bc % 16
+	r.Buf = uint32(bb>>32) &^ (1<<(32-r.Left) - 1)
+	recent[0], recent[1], recent[2] = r0, r1, r2
+	return out, nil
 }
 
 // lzCopy copies a match of length bytes from offset bytes back, in place,

@@ -1,6 +1,7 @@
 package lzx
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"errors"
 	"strings"
@@ -45,6 +46,14 @@ func TestDecompressWimlib(t *testing.T) {
 	}
 }
 
+// TestDecompressWimlibExact runs the wimlib interop check with only the
+// exact (Reader-driven) decoding loop.
+func TestDecompressWimlibExact(t *testing.T) {
+	exactOnly = true
+	defer func() { exactOnly = false }()
+	TestDecompressWimlib(t)
+}
+
 func TestDecompressRejects(t *testing.T) {
 	d := NewDecompressor()
 	dst := make([]byte, 100)
@@ -82,6 +91,8 @@ func TestWindowOrder(t *testing.T) {
 	}
 }
 
+// FuzzDecompress checks that no input makes the decompressor panic or
+// write outside dst, and that the fast and exact decoding loops agree.
 func FuzzDecompress(f *testing.F) {
 	f.Add([]byte{}, uint16(10))
 	d := NewDecompressor()
@@ -91,11 +102,21 @@ func FuzzDecompress(f *testing.F) {
 		for i := range buf {
 			buf[i] = 0xA5
 		}
-		_ = d.Decompress(buf[:size:size], src)
+		err := d.Decompress(buf[:size:size], src)
 		for _, b := range buf[size:] {
 			if b != 0xA5 {
 				t.Fatal("wrote past dst")
 			}
+		}
+		exactOnly = true
+		defer func() { exactOnly = false }()
+		ref := make([]byte, size)
+		refErr := d.Decompress(ref, src)
+		if (err == nil) != (refErr == nil) {
+			t.Fatalf("fast loop error %v, exact loop error %v", err, refErr)
+		}
+		if err == nil && !bytes.Equal(ref, buf[:size]) {
+			t.Fatal("fast and exact loops decode differently")
 		}
 	})
 }
