@@ -109,3 +109,8 @@ func genTreeSeed(t testing.TB, dir string, seed uint64) {
 	t.Helper()
 	treetest.Generate(t, dir, treetest.Options{Seed: seed, Small: true, NoLinkedSymlinks: true})
 }
+
+func hasWimlib() bool {
+	_, err := exec.LookPath("wimlib-imagex")
+	return err == nil
+}
