@@ -7,7 +7,6 @@ import (
 	"crypto/sha1"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"sort"
@@ -515,21 +514,9 @@ func (a *applier) writeBlob(b *blob, targets []*applyEntry) (err error) {
 	if b.solid {
 		return unsupportedErr("%s: data is in a solid resource", targets[0].f.Path())
 	}
-	it, err := b.res.chunks()
-	if err != nil {
-		return fmt.Errorf("%s: %w", targets[0].f.Path(), err)
-	}
-	defer it.close()
 	h := sha1.New()
 	var off int64
-	for {
-		c, err := it.nextChunk()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", targets[0].f.Path(), err)
-		}
+	err = b.res.eachChunk(a.opts.Threads, func(c []byte) error {
 		h.Write(c)
 		// All-zero chunks become holes: sparse files stay sparse and
 		// large empty regions cost no writes.
@@ -542,6 +529,10 @@ func (a *applier) writeBlob(b *blob, targets []*applyEntry) (err error) {
 		}
 		off += int64(len(c))
 		a.progress(int64(len(c)))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", targets[0].f.Path(), err)
 	}
 	var got [20]byte
 	h.Sum(got[:0])

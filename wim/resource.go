@@ -331,3 +331,128 @@ func putBuf(b []byte) {
 		bufPools[c].Put(&b)
 	}
 }
+
+// parallelMinChunks is the size from which one blob's chunks are
+// decompressed on several goroutines: below it, parallelism across blobs
+// is enough.
+const parallelMinChunks = 16
+
+// eachChunk calls fn with the blob's uncompressed data in order. Large
+// compressed resources are decompressed on up to threads goroutines while
+// fn consumes the chunks in order, so a single big file does not leave
+// cores idle.
+func (res resource) eachChunk(threads int, fn func([]byte) error) error {
+	rh := res.rh
+	cs := int64(res.p.chunkSize)
+	n := (rh.uncompSize + cs - 1) / cs
+	if threads < 2 || rh.flags&reshdrFlagCompressed == 0 || n < parallelMinChunks || rh.flags&reshdrFlagSolid != 0 {
+		it, err := res.chunks()
+		if err != nil {
+			return err
+		}
+		defer it.close()
+		for {
+			b, err := it.nextChunk()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+	}
+	if res.p.comp == CompressionNone {
+		return formatErr("compressed resource at %d in a WIM without compression", rh.offset)
+	}
+	offs, dataStart, err := res.chunkTable()
+	if err != nil {
+		return err
+	}
+	type task struct {
+		idx  int64
+		c, u []byte
+		err  error
+		done chan struct{}
+	}
+	queue := make(chan *task, 2*threads)
+	work := make(chan *task, 2*threads)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < threads; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var dec decompressor
+			defer func() {
+				if dec != nil {
+					decompressors.put(res.p.comp, res.p.chunkSize, dec)
+				}
+			}()
+			for t := range work {
+				if t.err == nil && len(t.c) != len(t.u) {
+					if dec == nil {
+						dec, t.err = decompressors.get(res.p.comp, res.p.chunkSize)
+					}
+					if t.err == nil {
+						if err := dec.Decompress(t.u, t.c); err != nil {
+							t.err = fmt.Errorf("%w: chunk %d of resource at offset %d: %v", ErrFormat, t.idx, rh.offset, err)
+						}
+					}
+				} else if t.err == nil {
+					copy(t.u, t.c)
+				}
+				close(t.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(queue)
+		defer close(work)
+		for i := int64(0); i < n; i++ {
+			usize := cs
+			if i == n-1 && rh.uncompSize%cs != 0 {
+				usize = rh.uncompSize % cs
+			}
+			csize := offs[i+1] - offs[i]
+			t := &task{idx: i, c: getBuf(int(csize)), u: getBuf(int(usize)), done: make(chan struct{})}
+			if _, err := res.p.r.ReadAt(t.c, dataStart+offs[i]); err != nil {
+				t.err = fmt.Errorf("wim: reading chunk at %d: %w", dataStart+offs[i], noEOF(err))
+			}
+			select {
+			case queue <- t:
+			case <-stop:
+				return
+			}
+			select {
+			case work <- t:
+			case <-stop:
+				close(t.done)
+				return
+			}
+			if t.err != nil {
+				return
+			}
+		}
+	}()
+	var ferr error
+	for t := range queue {
+		<-t.done
+		if ferr == nil {
+			if t.err != nil {
+				ferr = t.err
+			} else {
+				ferr = fn(t.u)
+			}
+			if ferr != nil {
+				close(stop)
+			}
+		}
+		putBuf(t.c)
+		putBuf(t.u)
+	}
+	wg.Wait()
+	return ferr
+}

@@ -3,7 +3,6 @@ package wim
 import (
 	"crypto/sha1"
 	"fmt"
-	"io"
 	"runtime"
 	"sort"
 	"sync"
@@ -81,7 +80,7 @@ func (r *Reader) Verify(opts VerifyOptions) error {
 		go func() {
 			defer wg.Done()
 			for b := range ch {
-				if err := verifyBlob(b, progress); err != nil {
+				if err := verifyBlob(b, opts.Threads, progress); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -105,26 +104,18 @@ feed:
 	return firstErr
 }
 
-func verifyBlob(b *blob, progress func(int64)) error {
+func verifyBlob(b *blob, threads int, progress func(int64)) error {
 	if b.solid {
 		return unsupportedErr("blob %x is in a solid resource", b.hash)
 	}
-	it, err := b.res.chunks()
-	if err != nil {
-		return fmt.Errorf("blob %x at offset %d: %w", b.hash, b.res.rh.offset, err)
-	}
-	defer it.close()
 	h := sha1.New()
-	for {
-		c, err := it.nextChunk()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("blob %x at offset %d: %w", b.hash, b.res.rh.offset, err)
-		}
+	err := b.res.eachChunk(threads, func(c []byte) error {
 		h.Write(c)
 		progress(int64(len(c)))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("blob %x at offset %d: %w", b.hash, b.res.rh.offset, err)
 	}
 	var got [20]byte
 	h.Sum(got[:0])
