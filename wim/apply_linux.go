@@ -37,9 +37,9 @@ type applier struct {
 	// fileDone marks regular files whose metadata was set through their
 	// descriptor right after their data.
 	fileDone sync.Map
-	done   atomic.Int64
-	total  int64
-	progMu sync.Mutex
+	done     atomic.Int64
+	total    int64
+	progMu   sync.Mutex
 }
 
 const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
