@@ -352,6 +352,10 @@ type SyslinuxOptions struct {
 	SyslinuxDir string
 	// BackupDir receives the disk's previous MBR boot code.
 	BackupDir string
+	// Payload, when set, installs syslinux in pure Go (after
+	// Payload.WriteFiles put ldlinux.sys/.c32 on the partition) instead of
+	// running the syslinux program; this is the PE's way.
+	Payload *SyslinuxPayload
 }
 
 // InstallSyslinux installs syslinux's volume boot record and ldlinux.sys /
@@ -368,9 +372,12 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 	if prog == "" {
 		prog = "syslinux"
 	}
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s (the BIOS loader installer, Debian package syslinux) is not available: %v", ErrNotFound, prog, err)
+	p := ""
+	if o.Payload == nil {
+		var err error
+		if p, err = exec.LookPath(prog); err != nil {
+			return nil, fmt.Errorf("%w: %s (the BIOS loader installer, Debian package syslinux) is not available and no syslinux payload was given: %v", ErrNotFound, prog, err)
+		}
 	}
 	f, err := os.OpenFile(o.Disk, os.O_RDWR, 0)
 	if err != nil {
@@ -420,9 +427,15 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 		res.BackedUp = append(res.BackedUp, b)
 	}
 	f.Sync()
-	out, err := exec.CommandContext(ctx, p, "--install", "--directory", "/syslinux", "--offset", fmt.Sprint(part.Start), o.Disk).CombinedOutput()
-	if err != nil {
-		return res, fmt.Errorf("syslinux --install: %v: %s", err, out)
+	if o.Payload != nil {
+		if err := installPayload(f, part.Start, o.Payload); err != nil {
+			return res, fmt.Errorf("%s partition %d: installing syslinux: %w", o.Disk, o.Partition, err)
+		}
+	} else {
+		out, err := exec.CommandContext(ctx, p, "--install", "--directory", "/syslinux", "--offset", fmt.Sprint(part.Start), o.Disk).CombinedOutput()
+		if err != nil {
+			return res, fmt.Errorf("syslinux --install: %v: %s", err, out)
+		}
 	}
 	res.Written = append(res.Written, fmt.Sprintf("%s partition %d: boot sector, /syslinux/ldlinux.sys, /syslinux/ldlinux.c32", o.Disk, o.Partition))
 	// syslinux rewrites the boot sector only; FAT32 keeps a backup copy

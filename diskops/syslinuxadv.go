@@ -77,14 +77,7 @@ func SetSyslinuxOnce(disk string, partStart int64, command string) error {
 		return fmt.Errorf("syslinux once: auxiliary data full")
 	}
 	out := make([]byte, advSize)
-	copy(out[8:], recs)
-	binary.LittleEndian.PutUint32(out[0:], advMagic1)
-	sum := uint32(advMagic2)
-	for i := 8; i < advSize-4; i += 4 {
-		sum -= binary.LittleEndian.Uint32(out[i:])
-	}
-	binary.LittleEndian.PutUint32(out[4:], sum)
-	binary.LittleEndian.PutUint32(out[advSize-4:], advMagic3)
+	advFinish(out, recs)
 	for _, o := range offs {
 		if _, err := f.WriteAt(out, o); err != nil {
 			return err
@@ -209,4 +202,25 @@ func (v *fat32Vol) find(dirCluster uint32, name string, wantDir bool) (uint32, i
 		}
 	}
 	return 0, 0, fmt.Errorf("%w: %s", ErrNotFound, strings.TrimSpace(name))
+}
+
+// readFile returns the contents of dir/name (8.3 names).
+func (v *fat32Vol) readFile(dir, name string) ([]byte, error) {
+	chain, size, err := v.lookup(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, size)
+	cb := v.spc * v.bps
+	buf := make([]byte, cb)
+	for _, c := range chain {
+		if int64(len(out)) >= size {
+			break
+		}
+		if _, err := v.f.ReadAt(buf, v.clusterOffset(c)); err != nil {
+			return nil, err
+		}
+		out = append(out, buf[:min(cb, size-int64(len(out)))]...)
+	}
+	return out, nil
 }
