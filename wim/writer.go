@@ -237,9 +237,10 @@ func (w *Writer) writeBlobs(srcs []*blobSource, progress func(int64)) error {
 			}
 			return true
 		}
-		for _, s := range srcs {
+		pf := newPrefetcher(srcs, max(4, 2*threads), cancel)
+		for si, s := range srcs {
 			n := int((s.size + int64(cs) - 1) / int64(cs))
-			rc, err := s.open()
+			rc, err := pf.open(si)
 			if err != nil {
 				send(&chunkTask{src: s, err: err, done: make(chan struct{})})
 				return
@@ -390,6 +391,78 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 	n := copy(p, r.b)
 	r.b = r.b[n:]
 	return n, nil
+}
+
+// prefetchMax is the largest source read ahead whole; bigger ones are
+// streamed by the reading goroutine itself.
+const prefetchMax = 1 << 20
+
+// prefetcher reads the next small sources on several goroutines while the
+// current one is being compressed: capture of many small files is bound by
+// open/read latency, not by the single reading goroutine's CPU.
+type prefetcher struct {
+	srcs  []*blobSource
+	slots chan struct{}
+	items []*prefetched
+}
+
+type prefetched struct {
+	data []byte
+	err  error
+	done chan struct{}
+}
+
+func newPrefetcher(srcs []*blobSource, n int, cancel chan struct{}) *prefetcher {
+	p := &prefetcher{srcs: srcs, slots: make(chan struct{}, n), items: make([]*prefetched, len(srcs))}
+	for i, s := range srcs {
+		if s.size <= prefetchMax {
+			p.items[i] = &prefetched{done: make(chan struct{})}
+		}
+	}
+	go func() {
+		for i, s := range srcs {
+			it := p.items[i]
+			if it == nil {
+				continue
+			}
+			select {
+			case p.slots <- struct{}{}:
+			case <-cancel:
+				return
+			}
+			go func() {
+				defer close(it.done)
+				rc, err := s.open()
+				if err != nil {
+					it.err = err
+					return
+				}
+				defer rc.Close()
+				// One byte more than expected detects files that grew.
+				it.data = make([]byte, s.size+1)
+				n, err := io.ReadFull(rc, it.data)
+				it.data = it.data[:n]
+				if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+					it.err = fmt.Errorf("wim: reading %s: %w", s.path, err)
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+// open returns source i, from memory if it was read ahead.
+func (p *prefetcher) open(i int) (io.ReadCloser, error) {
+	it := p.items[i]
+	if it == nil {
+		return p.srcs[i].open()
+	}
+	<-it.done
+	<-p.slots
+	if it.err != nil {
+		return nil, it.err
+	}
+	return io.NopCloser(byteReader(it.data)), nil
 }
 
 // addImage stores a finished tree: its metadata resource and XML entry.
