@@ -275,8 +275,8 @@ func (db *DB) resolve(names []string) ([]item, error) {
 		}
 		state[m] = 1
 		for _, p := range db.pre[m] {
-			ms, _, err := db.Lookup(p)
-			if err != nil {
+			ms, builtin, err := db.Lookup(p)
+			if err != nil || builtin {
 				continue
 			}
 			for _, pm := range ms {
@@ -290,9 +290,12 @@ func (db *DB) resolve(names []string) ([]item, error) {
 		order = append(order, item{m, soft})
 	}
 	for _, n := range names {
-		ms, _, err := db.Lookup(n)
+		ms, builtin, err := db.Lookup(n)
 		if err != nil {
 			return nil, err
+		}
+		if builtin {
+			continue
 		}
 		for _, m := range ms {
 			visit(m, false)
