@@ -221,3 +221,37 @@ func openAppend(f *os.File, name string, opts WriterOptions) (*Writer, error) {
 	}
 	return w, nil
 }
+
+// Append captures dir as a new image at the end of the WIM file path (see
+// OpenAppend for what is kept and how failures are handled).
+func Append(path, dir string, wopts WriterOptions, iopts ImageOptions) error {
+	w, err := OpenAppend(path, wopts)
+	if err != nil {
+		return err
+	}
+	if err := w.AddImage(dir, iopts); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// Export copies img into the WIM file dest: appended if dest exists (its
+// compression is kept), otherwise a new WIM with wopts.
+func Export(img *Image, dest string, wopts WriterOptions, iopts ImageOptions) error {
+	var w *Writer
+	var err error
+	if _, serr := os.Stat(dest); serr == nil {
+		w, err = OpenAppend(dest, wopts)
+	} else {
+		w, err = Create(dest, wopts)
+	}
+	if err != nil {
+		return err
+	}
+	if err := w.ExportImage(img, iopts); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
