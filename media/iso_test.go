@@ -392,9 +392,33 @@ func TestPEChecksumMatchesObjcopy(t *testing.T) {
 	}
 }
 
-func FuzzReadBootCatalog(f *testing.F) {
-	f.Add(make([]byte, 40*2048))
+func FuzzParseBootCatalog(f *testing.F) {
+	// Seeds: the catalog of a real build, and an empty sector.
+	seed, err := os.ReadFile("testdata/bootcat.bin")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add(make([]byte, 2048))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ReadBootCatalog(bytes.NewReader(b))
+		entries, err := parseBootCatalog(b)
+		if err == nil && (len(entries) == 0 || len(entries) > len(b)/32) {
+			t.Fatalf("%d entries from %d bytes", len(entries), len(b))
+		}
 	})
+}
+
+func TestBootCatalogSeed(t *testing.T) {
+	b, err := os.ReadFile("testdata/bootcat.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := parseBootCatalog(b)
+	if err != nil || len(e) != 2 || e[0].Platform != PlatformBIOS || e[1].Platform != PlatformEFI {
+		t.Fatalf("%+v %v", e, err)
+	}
+	b[5] ^= 1 // breaks the validation checksum
+	if _, err := parseBootCatalog(b); !errors.Is(err, ErrFormat) {
+		t.Fatalf("corrupt catalog: %v", err)
+	}
 }

@@ -54,7 +54,12 @@ func ReadBootCatalog(r io.ReaderAt) ([]BootEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: boot catalog: %w", ErrFormat, err)
 	}
-	if cat[0] != 1 || cat[0x1e] != 0x55 || cat[0x1f] != 0xaa {
+	return parseBootCatalog(cat)
+}
+
+// parseBootCatalog reads the entries of an El Torito boot catalog sector.
+func parseBootCatalog(cat []byte) ([]BootEntry, error) {
+	if len(cat) < 64 || cat[0] != 1 || cat[0x1e] != 0x55 || cat[0x1f] != 0xaa {
 		return nil, fmt.Errorf("%w: boot catalog has no validation entry", ErrFormat)
 	}
 	var sum uint16
