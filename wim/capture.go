@@ -26,7 +26,8 @@ type ImageOptions struct {
 
 // AddImage captures the directory tree at dir as a new image. Identical
 // data is stored once (by SHA-1), also across images; chunks are compressed
-// on opts.Threads goroutines.
+// on opts.Threads goroutines. Any error fails the Writer (Close returns it
+// and removes a new file or restores an appended one).
 func (w *Writer) AddImage(dir string, opts ImageOptions) error {
 	if w.err != nil {
 		return w.err
@@ -37,7 +38,9 @@ func (w *Writer) AddImage(dir string, opts ImageOptions) error {
 	sc := &scanner{unix: !opts.NoUnixData, cfg: opts.Config, links: map[devIno]*File{}}
 	root, err := sc.scanRoot(dir)
 	if err != nil {
-		return err
+		// A failed AddImage fails the Writer: Close then reports the
+		// error and removes (or, appending, restores) the file.
+		return w.fail(err)
 	}
 	if err := w.storeTree(root, opts); err != nil {
 		return w.fail(err)

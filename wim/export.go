@@ -21,6 +21,13 @@ func (w *Writer) ExportImage(img *Image, opts ImageOptions) error {
 	if w.closed {
 		return fmt.Errorf("wim: ExportImage after Close")
 	}
+	if err := w.exportImage(img, opts); err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
+func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
 	root, err := img.Root()
 	if err != nil {
 		return err

@@ -166,3 +166,36 @@ func TestSplit(t *testing.T) {
 		t.Fatal("opened a split WIM with a missing part")
 	}
 }
+
+// A failed append leaves the WIM exactly as it was.
+func TestAppendFailureRestores(t *testing.T) {
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)
+	x := filepath.Join(tmp, "x.wim")
+	capture(t, src, x, WriterOptions{}, ImageOptions{Name: "one"})
+	before, _ := os.ReadFile(x)
+	if err := Append(x, filepath.Join(tmp, "missing"), WriterOptions{}, ImageOptions{}); err == nil {
+		t.Fatal("append of a missing directory succeeded")
+	}
+	after, _ := os.ReadFile(x)
+	if string(before) != string(after) {
+		t.Fatalf("WIM changed by a failed append (%d -> %d bytes)", len(before), len(after))
+	}
+	// And a new WIM that fails is removed.
+	y := filepath.Join(tmp, "y.wim")
+	w, err := Create(y, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddImage(filepath.Join(tmp, "missing"), ImageOptions{}); err == nil {
+		t.Fatal("AddImage of a missing directory succeeded")
+	}
+	if err := w.Close(); err == nil {
+		t.Fatal("Close after a failed AddImage succeeded")
+	}
+	if _, err := os.Stat(y); !os.IsNotExist(err) {
+		t.Fatalf("failed WIM left behind: %v", err)
+	}
+}
