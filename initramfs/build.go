@@ -72,7 +72,8 @@ var DefaultModules = []string{
 	// file systems and code pages
 	"ext4", "vfat", "iso9660", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1",
 	"efivarfs",
-	// crypto the kernel requests by name at run time
+	// entropy for a fresh VM, and crypto the kernel requests by name at run time
+	"virtio_rng",
 	"crc32c_generic", "crct10dif_generic", "crc64_rocksoft_generic",
 	// network
 	"virtio_net", "e1000", "e1000e", "igb", "r8169",

@@ -29,7 +29,7 @@ func compressor(name string) (comp, error) {
 	switch name {
 	case "", "gzip", "gz":
 		return comp{"gzip", ".gz", func(w io.Writer) (io.WriteCloser, error) {
-			return pgzip.NewWriterLevel(w, pgzip.BestCompression)
+			return pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
 		}}, nil
 	case "xz":
 		return comp{"xz", ".xz", func(w io.Writer) (io.WriteCloser, error) {

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/minint/minint/initramfs"
+	"github.com/minint/minint/internal/progress"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "build",
+		summary: "Build the PE: kernel + initramfs with peinit, rescue tools and modules",
+		usage:   "build [flags]",
+		run:     runBuild,
+	})
+}
+
+func runBuild(fs *pflag.FlagSet, args []string) error {
+	out := fs.StringP("output", "o", "out/pe", "output `directory` for vmlinuz, initramfs.cpio.* and pe.json")
+	kernel := fs.String("kernel", "", "kernel `path` (default: newest /boot/vmlinuz-*)")
+	modDir := fs.String("modules-dir", "", "kernel modules `directory` (default: /lib/modules/<kernel version>)")
+	mods := fs.StringSlice("modules", nil, "kernel modules to include, comma-separated (default: the built-in list; see --list-modules)")
+	addMods := fs.StringSlice("add-modules", nil, "kernel modules to include in addition to the default list")
+	cmds := fs.StringSlice("commands", nil, "extra Go command packages to include")
+	files := fs.StringArray("file", nil, "extra file `SRC:DEST` to put into the initramfs (repeatable)")
+	comp := fs.String("compression", "gzip", "initramfs compression: gzip, xz, zstd or none")
+	cache := fs.String("cache", "", "cache `directory` (default: $MININT_CACHE, else out/cache in the source tree)")
+	listMods := fs.Bool("list-modules", false, "print the default module list and exit")
+	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *listMods {
+		fmt.Println(strings.Join(initramfs.DefaultModules, "\n"))
+		return nil
+	}
+	if fs.Changed("modules") && len(*addMods) > 0 {
+		return usageErrorf("--modules and --add-modules exclude each other")
+	}
+	cfg := initramfs.Config{
+		Kernel: *kernel, ModulesDir: *modDir, Commands: *cmds,
+		Compression: *comp, CacheDir: *cache,
+	}
+	if fs.Changed("modules") {
+		cfg.Modules = *mods
+		if cfg.Modules == nil {
+			cfg.Modules = []string{}
+		}
+	} else if len(*addMods) > 0 {
+		cfg.Modules = append(append([]string{}, initramfs.DefaultModules...), *addMods...)
+	}
+	for _, f := range *files {
+		src, dest, ok := strings.Cut(f, ":")
+		if !ok || src == "" || dest == "" {
+			return usageErrorf("--file %q: want SRC:DEST", f)
+		}
+		cfg.Files = append(cfg.Files, initramfs.File{Src: src, Dest: dest})
+	}
+	jw, closeJSON, err := buildEventsOut(*jsonOut)
+	if err != nil {
+		return err
+	}
+	defer closeJSON()
+	r := progress.New(os.Stderr, jw)
+	cfg.Log = func(format string, a ...any) { r.Printf(format, a...) }
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	start := time.Now()
+	r.Emit(progress.Event{Kind: "step", Op: "build", State: "start"})
+	pe, err := initramfs.Build(ctx, cfg, *out)
+	if err != nil {
+		r.Emit(progress.Event{Kind: "step", Op: "build", State: "failed", Error: err.Error()})
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	r.Printf("kernel     %s (%s, %.1f MiB)", pe.Kernel, pe.KernelVersion, float64(pe.KernelSize)/(1<<20))
+	r.Printf("initramfs  %s (%s, %.1f MiB, %d modules)", pe.Initramfs, pe.Compression, float64(pe.InitramfsSize)/(1<<20), len(pe.Modules))
+	r.Printf("PE %s built in %.1f s", pe.ID, secs)
+	r.Emit(progress.Event{Kind: "step", Op: "build", State: "done", Data: map[string]any{
+		"id": pe.ID, "kernel": pe.Kernel, "kernel_version": pe.KernelVersion, "kernel_size": pe.KernelSize,
+		"initramfs": pe.Initramfs, "initramfs_size": pe.InitramfsSize, "modules": pe.Modules,
+		"cached": pe.Cached, "seconds": secs,
+	}})
+	return nil
+}
+
+// buildEventsOut opens the --json-events destination ("" none, "-" stdout).
+func buildEventsOut(path string) (w io.Writer, closeFn func(), err error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--json-events: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}

@@ -1,0 +1,116 @@
+// Package boot holds what the PE learns at boot: the minint.* options on
+// the kernel command line and the boot medium those options point to.
+package boot
+
+import (
+	"fmt"
+	"strings"
+)
+
+// What the PE does when its work is finished (minint.done=).
+const (
+	DoneShell    = "shell"
+	DonePoweroff = "poweroff"
+	DoneReboot   = "reboot"
+)
+
+// Options are the minint.* kernel command-line options.
+type Options struct {
+	Done  string // minint.done: DoneShell (default), DonePoweroff or DoneReboot
+	Media string // minint.media: ID of the boot medium ("" = first minint medium found)
+	Net   bool   // false with minint.net=0: skip DHCP
+	Shell bool   // minint.shell=1: stop at a shell before doing anything else
+	Debug bool   // minint.debug=1: verbose logging
+	// Rest holds every other parameter, key -> value ("" for bare words).
+	Rest map[string]string
+}
+
+// ParseCmdline parses a kernel command line such as the contents of
+// /proc/cmdline. Invalid minint.* values do not stop parsing: the default is
+// kept and the problems are returned together, so that the PE can still
+// boot and report them.
+func ParseCmdline(s string) (Options, error) {
+	o := Options{Done: DoneShell, Net: true, Rest: map[string]string{}}
+	var bad []string
+	for _, w := range splitCmdline(s) {
+		k, v, hasValue := strings.Cut(w, "=")
+		switch k {
+		case "minint.done":
+			switch v {
+			case DoneShell, DonePoweroff, DoneReboot:
+				o.Done = v
+			default:
+				bad = append(bad, fmt.Sprintf("minint.done=%q (want poweroff, reboot or shell)", v))
+			}
+		case "minint.media":
+			if v == "" {
+				bad = append(bad, "minint.media needs a value (the media ID)")
+			}
+			o.Media = v
+		case "minint.net", "minint.shell", "minint.debug":
+			b, ok := parseBool(v, hasValue)
+			if !ok {
+				bad = append(bad, fmt.Sprintf("%s=%q (want 0 or 1)", k, v))
+				continue
+			}
+			switch k {
+			case "minint.net":
+				o.Net = b
+			case "minint.shell":
+				o.Shell = b
+			case "minint.debug":
+				o.Debug = b
+			}
+		default:
+			if strings.HasPrefix(k, "minint.") {
+				bad = append(bad, fmt.Sprintf("unknown option %s", k))
+				continue
+			}
+			o.Rest[k] = v
+		}
+	}
+	if len(bad) > 0 {
+		return o, fmt.Errorf("kernel command line: %s", strings.Join(bad, "; "))
+	}
+	return o, nil
+}
+
+func parseBool(v string, hasValue bool) (bool, bool) {
+	if !hasValue {
+		return true, true // a bare "minint.debug" means on
+	}
+	switch strings.ToLower(v) {
+	case "1", "y", "yes", "true", "on":
+		return true, true
+	case "0", "n", "no", "false", "off":
+		return false, true
+	}
+	return false, false
+}
+
+// splitCmdline splits at spaces outside double quotes and removes the
+// quotes, as the kernel does (param="a b" is one parameter).
+func splitCmdline(s string) []string {
+	var out []string
+	var cur strings.Builder
+	inQuote, inWord := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQuote, inWord = !inQuote, true
+		case !inQuote && (r == ' ' || r == '\t' || r == '\n'):
+			if inWord {
+				out = append(out, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		out = append(out, cur.String())
+	}
+	return out
+}

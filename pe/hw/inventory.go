@@ -1,0 +1,220 @@
+// Package hw takes the PE's hardware inventory (CPU, memory, firmware,
+// disks, NICs) from /proc and /sys, and brings up networking with DHCP.
+//
+// Collect reads below a root directory so that tests can point it at a fake
+// sysfs tree.
+package hw
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Inventory is what the PE reports about the machine.
+type Inventory struct {
+	CPUs        int    `json:"cpus"`
+	CPUModel    string `json:"cpu_model,omitempty"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	Firmware    string `json:"firmware"` // "uefi" or "bios"
+	Disks       []Disk `json:"disks"`
+	NICs        []NIC  `json:"nics"`
+}
+
+// Disk is a whole block device (not a partition).
+type Disk struct {
+	Name      string `json:"name"` // kernel name: sda, vda, nvme0n1, sr0
+	SizeBytes int64  `json:"size_bytes"`
+	Model     string `json:"model,omitempty"`
+	Serial    string `json:"serial,omitempty"`
+	Transport string `json:"transport"` // virtio, nvme, sata, usb, scsi, mmc, unknown
+	Removable bool   `json:"removable"`
+	RO        bool   `json:"ro"`
+}
+
+// NIC is a network interface other than loopback.
+type NIC struct {
+	Name      string   `json:"name"`
+	MAC       string   `json:"mac"`
+	Link      bool     `json:"link"` // carrier detected
+	Driver    string   `json:"driver,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+}
+
+// Collect reads the inventory below root ("/" on a live system). Missing
+// pieces are left empty rather than failing the whole inventory.
+func Collect(root string) *Inventory {
+	inv := &Inventory{Firmware: "bios", Disks: []Disk{}, NICs: []NIC{}}
+	inv.CPUs, inv.CPUModel = cpus(filepath.Join(root, "proc/cpuinfo"))
+	inv.MemoryBytes = memTotal(filepath.Join(root, "proc/meminfo"))
+	if _, err := os.Stat(filepath.Join(root, "sys/firmware/efi")); err == nil {
+		inv.Firmware = "uefi"
+	}
+	inv.Disks = disks(filepath.Join(root, "sys/block"))
+	inv.NICs = nics(filepath.Join(root, "sys/class/net"), root == "/")
+	return inv
+}
+
+func cpus(path string) (n int, model string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, ""
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		k, v, ok := strings.Cut(s.Text(), ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "processor":
+			n++
+		case "model name":
+			if model == "" {
+				model = strings.TrimSpace(v)
+			}
+		}
+	}
+	return n, model
+}
+
+func memTotal(path string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fs := strings.Fields(s.Text())
+		if len(fs) >= 2 && fs[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(fs[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func readTrim(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func disks(sysBlock string) []Disk {
+	out := []Disk{}
+	ents, _ := os.ReadDir(sysBlock)
+	for _, e := range ents {
+		name := e.Name()
+		if skipDisk(name) {
+			continue
+		}
+		dir := filepath.Join(sysBlock, name)
+		sectors, _ := strconv.ParseInt(readTrim(filepath.Join(dir, "size")), 10, 64)
+		d := Disk{
+			Name:      name,
+			SizeBytes: sectors * 512, // sysfs counts 512-byte units whatever the sector size
+			Model:     readTrim(filepath.Join(dir, "device/model")),
+			Serial:    serial(dir),
+			Transport: transport(dir, name),
+			Removable: readTrim(filepath.Join(dir, "removable")) == "1",
+			RO:        readTrim(filepath.Join(dir, "ro")) == "1",
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func skipDisk(name string) bool {
+	for _, p := range []string{"loop", "ram", "zram", "dm-", "md", "nbd"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func serial(dir string) string {
+	for _, p := range []string{"serial", "device/serial"} {
+		if s := readTrim(filepath.Join(dir, p)); s != "" {
+			return s
+		}
+	}
+	// SCSI/ATA disks: VPD page 0x80 is the unit serial number, after a
+	// 4-byte header whose last byte is the length.
+	if b, err := os.ReadFile(filepath.Join(dir, "device/vpd_pg80")); err == nil && len(b) > 4 {
+		n := int(b[3])
+		if 4+n <= len(b) {
+			return strings.TrimSpace(strings.Trim(string(b[4:4+n]), "\x00"))
+		}
+	}
+	return ""
+}
+
+// transport names the bus a disk hangs off, from the sysfs path of its
+// device (…/usb1/…, …/virtio2/…, …/ata1/…).
+func transport(dir, name string) string {
+	p, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		p = dir
+	}
+	switch {
+	case strings.Contains(p, "/usb"):
+		return "usb"
+	case strings.HasPrefix(name, "nvme") || strings.Contains(p, "/nvme"):
+		return "nvme"
+	case strings.HasPrefix(name, "vd"):
+		return "virtio"
+	case strings.HasPrefix(name, "mmcblk"):
+		return "mmc"
+	case strings.Contains(p, "/ata"):
+		return "sata"
+	case strings.Contains(p, "/virtio"):
+		return "virtio" // virtio-scsi disks (sdX below virtioN)
+	case strings.Contains(p, "/host"):
+		return "scsi"
+	}
+	return "unknown"
+}
+
+func nics(sysNet string, live bool) []NIC {
+	out := []NIC{}
+	ents, _ := os.ReadDir(sysNet)
+	for _, e := range ents {
+		name := e.Name()
+		dir := filepath.Join(sysNet, name)
+		if name == "lo" || readTrim(filepath.Join(dir, "type")) == "772" {
+			continue // loopback
+		}
+		if _, err := os.Stat(filepath.Join(dir, "device")); err != nil {
+			continue // virtual interfaces (bonds, tunnels) are not hardware
+		}
+		n := NIC{
+			Name: name,
+			MAC:  readTrim(filepath.Join(dir, "address")),
+			Link: readTrim(filepath.Join(dir, "carrier")) == "1",
+		}
+		if drv, err := os.Readlink(filepath.Join(dir, "device/driver")); err == nil {
+			n.Driver = filepath.Base(drv)
+		}
+		if live {
+			if ifc, err := net.InterfaceByName(name); err == nil {
+				addrs, _ := ifc.Addrs()
+				for _, a := range addrs {
+					n.Addresses = append(n.Addresses, a.String())
+				}
+			}
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

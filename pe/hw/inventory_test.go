@@ -1,0 +1,53 @@
+package hw
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func TestCollectFakeSysfs(t *testing.T) {
+	inv := Collect("testdata/root")
+	want := &Inventory{
+		CPUs: 2, CPUModel: "Intel(R) Xeon(R) CPU E5-2690 v4 @ 2.60GHz",
+		MemoryBytes: 491520 * 1024,
+		Firmware:    "uefi",
+		Disks: []Disk{
+			{Name: "nvme0n1", SizeBytes: 1953525168 * 512, Model: "Samsung SSD 970 EVO Plus 1TB", Serial: "S4EWNX0R123456", Transport: "nvme"},
+			{Name: "sda", SizeBytes: 976773168 * 512, Model: "Samsung SSD 860", Serial: "S123ABC", Transport: "sata"},
+			{Name: "sdb", SizeBytes: 60063744 * 512, Model: "Ultra Fit", Transport: "usb", Removable: true},
+			{Name: "sdc", SizeBytes: 2097152 * 512, Model: "QEMU HARDDISK", Transport: "virtio"},
+			{Name: "sr0", SizeBytes: 2097151 * 512, Model: "QEMU DVD-ROM", Transport: "sata", Removable: true, RO: true},
+			{Name: "vda", SizeBytes: 131072 * 512, Serial: "BLANK123", Transport: "virtio"},
+		},
+		NICs: []NIC{
+			{Name: "enp0s8", MAC: "52:54:00:ab:cd:ef", Link: false, Driver: "driver_e1000"},
+			{Name: "eth0", MAC: "52:54:00:12:34:56", Link: true, Driver: "driver_virtio_net"},
+		},
+	}
+	if !reflect.DeepEqual(inv, want) {
+		g, _ := json.MarshalIndent(inv, "", " ")
+		w, _ := json.MarshalIndent(want, "", " ")
+		t.Errorf("got\n%s\nwant\n%s", g, w)
+	}
+}
+
+func TestCollectEmptyRoot(t *testing.T) {
+	inv := Collect(t.TempDir())
+	if inv.Firmware != "bios" || inv.CPUs != 0 || inv.Disks == nil || inv.NICs == nil || len(inv.Disks)+len(inv.NICs) != 0 {
+		t.Errorf("got %+v; want BIOS, nothing found, and empty (not null) lists for JSON", inv)
+	}
+	b, _ := json.Marshal(inv)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	if _, ok := m["disks"].([]any); !ok {
+		t.Errorf("disks is not a JSON list: %s", b)
+	}
+}
+
+func TestCollectLiveHost(t *testing.T) {
+	inv := Collect("/")
+	if inv.CPUs < 1 || inv.MemoryBytes <= 0 {
+		t.Errorf("live host: %+v", inv)
+	}
+}
