@@ -75,6 +75,17 @@ func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
 		}
 		return need[i].res.rh.offset < need[j].res.rh.offset
 	})
+	var total, done int64
+	for _, b := range need {
+		total += b.size
+	}
+	progress := func(n int64) {
+		if opts.Progress != nil {
+			done += n
+			opts.Progress(min(done, total), total)
+		}
+	}
+	progress(0)
 	var recompress []*blobSource
 	for _, b := range need {
 		if b.solid {
@@ -82,8 +93,9 @@ func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
 		}
 		if w.canRawCopy(b.res) {
 			if err := w.rawCopy(b); err != nil {
-				return w.fail(err)
+				return err
 			}
+			progress(b.size)
 			continue
 		}
 		b := b
@@ -95,8 +107,8 @@ func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
 			path:      fmt.Sprintf("blob %x of image %d", b.hash, img.Index),
 		})
 	}
-	if err := w.writeBlobs(recompress, nil); err != nil {
-		return w.fail(err)
+	if err := w.writeBlobs(recompress, progress); err != nil {
+		return err
 	}
 	meta, err := img.meta.res.readAll(maxMetadataSize)
 	if err != nil {
