@@ -87,7 +87,7 @@ func TestBootISO(t *testing.T) {
 				ISO: iso.Path, Firmware: c.firmware, BootFrom: c.bootFrom,
 				Disks:   []qemu.Disk{{Size: 64 << 20}}, // blank, virtio
 				Mem:     "512M",
-				Timeout: 4 * time.Minute,
+				Timeout: 6 * time.Minute,
 				LogPath: log,
 			})
 			if err != nil {
@@ -129,9 +129,9 @@ func TestBootISO(t *testing.T) {
 	}
 }
 
-// TestNetboot boots the network bundle over QEMU's user-network TFTP:
+// TestBootNetwork boots the network bundle over QEMU's user-network TFTP:
 // SeaBIOS's iPXE runs boot.ipxe, OVMF's PXE loads the UKI.
-func TestNetboot(t *testing.T) {
+func TestBootNetwork(t *testing.T) {
 	e2eISO(t)
 	dir := filepath.Join(t.TempDir(), "tftp")
 	nb, err := media.BuildNetboot(context.Background(), media.NetbootOptions{Options: media.Options{
@@ -146,7 +146,7 @@ func TestNetboot(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			res, err := qemu.Run(context.Background(), qemu.Options{
 				BootFrom: "net", TFTPDir: dir, BootFile: c.bootFile, Firmware: c.firmware,
-				Disks: []qemu.Disk{{Size: 64 << 20}}, Timeout: 4 * time.Minute,
+				Disks: []qemu.Disk{{Size: 64 << 20}}, Timeout: 6 * time.Minute,
 			})
 			if err != nil {
 				t.Fatal(err)

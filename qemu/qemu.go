@@ -509,7 +509,7 @@ func (vm *VM) readConsole(r io.Reader) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var cur []byte
 	flush := func() {
-		text := strings.TrimRight(string(cur), "\r")
+		text := ansiRE.ReplaceAllString(strings.TrimRight(string(cur), "\r"), "")
 		cur = cur[:0]
 		at := time.Since(vm.start)
 		ev, isEvent := parseEvent(text)
@@ -550,6 +550,10 @@ func (vm *VM) readConsole(r io.Reader) {
 		flush()
 	}
 }
+
+// ansiRE matches terminal control sequences (firmware and boot loaders
+// clear and position the screen); Line texts are kept without them.
+var ansiRE = regexp.MustCompile(`\x1b(\[[0-9;?=]*[ -/]*[@-~]|[@-Z\\-_]|[c78=>])`)
 
 // parseEvent finds a JSON object with an "event" key in a console line.
 // Kernel messages can share the line (printk interleaves with user

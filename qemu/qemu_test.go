@@ -148,12 +148,12 @@ type lockedBuilder struct{ b *strings.Builder }
 func (l *lockedBuilder) Write(p []byte) (int, error) { return l.b.Write(p) }
 
 func TestWaitForAndKill(t *testing.T) {
-	vm, err := Start(context.Background(), Options{Binary: fakeQEMU(t, `echo one; echo 'minint PE ready'; echo '{"event":"banner"}'; sleep 60`),
+	vm, err := Start(context.Background(), Options{Binary: fakeQEMU(t, `echo one; printf '\033c\033[?7l\033[2Jminint PE ready\n'; echo '{"event":"banner"}'; sleep 60`),
 		NoNet: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := vm.WaitFor(context.Background(), regexp.MustCompile(`PE ready$`))
+	l, err := vm.WaitFor(context.Background(), regexp.MustCompile(`^minint PE ready$`))
 	if err != nil || l.Text != "minint PE ready" {
 		t.Fatalf("WaitFor: %+v %v", l, err)
 	}
