@@ -199,3 +199,37 @@ func TestAppendFailureRestores(t *testing.T) {
 		t.Fatalf("failed WIM left behind: %v", err)
 	}
 }
+
+func TestBootIndex(t *testing.T) {
+	needWimlib(t)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("boot"), 0o644)
+	x := filepath.Join(tmp, "x.wim")
+	w, err := Create(x, WriterOptions{Compression: CompressionLZX})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b"} {
+		if err := w.AddImage(src, ImageOptions{Name: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.SetBootIndex(2)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := wimlib(t, "info", x); !strings.Contains(out, "Boot Index:     2") {
+		t.Fatalf("wimlib info:\n%s", out)
+	}
+	wimlibVerify(t, x)
+	rc, err := OpenReader(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if rc.Info().BootIndex != 2 {
+		t.Fatalf("BootIndex %d", rc.Info().BootIndex)
+	}
+}

@@ -588,10 +588,11 @@ func (w *Writer) finish() error {
 	w.hdr.xml = reshdr{sizeInWim: int64(len(xd)), flags: reshdrFlagMetadata, offset: xmlOff, uncompSize: int64(len(xd))}
 	w.hdr.imageCount = uint32(len(w.images))
 	w.hdr.bootMeta = reshdr{}
-	if w.hdr.bootIndex > 0 && int(w.hdr.bootIndex) <= len(w.images) {
+	if int(w.hdr.bootIndex) > len(w.images) {
+		return fmt.Errorf("wim: boot index %d but only %d images", w.hdr.bootIndex, len(w.images))
+	}
+	if w.hdr.bootIndex > 0 {
 		w.hdr.bootMeta = w.images[w.hdr.bootIndex-1].meta.rh
-	} else {
-		w.hdr.bootIndex = 0
 	}
 	w.hdr.integrity = reshdr{}
 	if err := w.out.flush(); err != nil {
@@ -634,4 +635,15 @@ func (w *Writer) xmlData(totalBytes int64) []byte {
 	var b bytesBuffer
 	root.write(&b.Buffer)
 	return encodeXMLData(b.String())
+}
+
+// SetBootIndex marks image i (1-based, 0 for none) as the bootable image,
+// as Windows PE's boot.wim needs. It may refer to an image added later;
+// Close checks it.
+func (w *Writer) SetBootIndex(i int) error {
+	if i < 0 || i > 0xffff {
+		return fmt.Errorf("wim: boot index %d out of range", i)
+	}
+	w.hdr.bootIndex = uint32(i)
+	return nil
 }

@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,5 +71,38 @@ func TestCaptureWimlibApply(t *testing.T) {
 				os.RemoveAll(dst2)
 			})
 		}
+	}
+}
+
+// Non-default chunk sizes: wimlib verifies and applies them.
+func TestCaptureChunkSizes(t *testing.T) {
+	needWimlib(t)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	genTreeSeed(t, src, 5)
+	for _, tc := range []struct {
+		c  Compression
+		cs int
+	}{{CompressionLZX, 65536}, {CompressionLZX, 1 << 20}, {CompressionXPRESS, 65536}} {
+		name := fmt.Sprintf("%s-%d", tc.c, tc.cs)
+		t.Run(name, func(t *testing.T) {
+			w := filepath.Join(tmp, name+".wim")
+			capture(t, src, w, WriterOptions{Compression: tc.c, ChunkSize: tc.cs}, ImageOptions{})
+			wimlibVerify(t, w)
+			dst := filepath.Join(tmp, name)
+			wimlib(t, "apply", w, "1", dst, "--unix-data")
+			diffTrees(t, src, dst)
+			rc, err := OpenReader(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			if got := rc.Info().ChunkSize; got != tc.cs {
+				t.Errorf("chunk size %d", got)
+			}
+			if err := rc.Verify(VerifyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
