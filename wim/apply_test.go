@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,4 +114,31 @@ func genTreeSeed(t testing.TB, dir string, seed uint64) {
 func hasWimlib() bool {
 	_, err := exec.LookPath("wimlib-imagex")
 	return err == nil
+}
+
+// LZMS and solid WIMs are recognised and refused with ErrUnsupported.
+func TestUnsupportedFormats(t *testing.T) {
+	needWimlib(t)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte(strings.Repeat("lzms ", 1000)), 0o644)
+	for _, args := range [][]string{{"--compress=lzms"}, {"--solid"}} {
+		w := filepath.Join(tmp, strings.TrimPrefix(args[0], "--")+".wim")
+		wimlib(t, append([]string{"capture", src, w, "--unix-data"}, args...)...)
+		rc, err := OpenReader(w)
+		if err == nil {
+			img, _ := rc.Image(1)
+			_, err = img.Root()
+			if err == nil {
+				err = rc.Apply(1, filepath.Join(tmp, "out"), ApplyOptions{})
+			}
+			rc.Close()
+		}
+		if !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%v: got %v, want ErrUnsupported", args, err)
+		} else {
+			t.Logf("%v: %v", args, err)
+		}
+	}
 }
