@@ -117,6 +117,16 @@ func (f *Finder) Skip(data []byte, i, end int) {
 	}
 }
 
+// SkipSparse is Skip for the inside of a match: positions past the first
+// few are inserted only every step bytes, trading a little ratio for speed.
+func (f *Finder) SkipSparse(data []byte, i, end, step int) {
+	for k := 0; i < end; i, k = i+1, k+1 {
+		if k < 8 || k%step == 0 || i >= end-4 {
+			f.insert(data, i)
+		}
+	}
+}
+
 // Longest finds the longest match at i longer than bestLen (and at least 3
 // long), looking at most depth chain candidates and stopping at nice
 // bytes, then inserts i. It returns (0, 0) when there is none. Matches are

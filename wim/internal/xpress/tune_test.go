@@ -9,6 +9,6 @@ import (
 // exploring the speed/size trade-off with BenchmarkVsWimlib.
 func init() {
 	if v := os.Getenv("MININT_CODEC_TUNE"); v != "" {
-		fmt.Sscanf(v, "%d,%d", &searchDepth, &niceLen)
+		fmt.Sscanf(v, "%d,%d,%d", &searchDepth, &niceLen, &skipStep)
 	}
 }
