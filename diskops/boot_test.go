@@ -182,13 +182,22 @@ func TestBootFilesQEMU(t *testing.T) {
 	if _, err := WriteBIOSConfig(ctx, bo); err != nil {
 		t.Fatal(err)
 	}
+	// BIOS the way the PE does it: no syslinux program, a captured payload
+	// written as files, then patched in place.
+	payload, err := CaptureSyslinux(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := payload.WriteFiles(esp); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
 	ents, _ := filepath.Glob(filepath.Join(esp, "*"))
 	espSpec := tg.Path + "@@" + itoa(res.Partitions[0].Start)
 	run(t, "mcopy", append([]string{"-s", "-i", espSpec}, append(ents, "::/")...)...)
-	if _, err := InstallSyslinux(ctx, SyslinuxOptions{Disk: tg.Path, Partition: 1, BackupDir: t.TempDir()}); err != nil {
+	if _, err := InstallSyslinux(ctx, SyslinuxOptions{Disk: tg.Path, Partition: 1, BackupDir: t.TempDir(), Payload: payload, Syslinux: "/nonexistent/syslinux"}); err != nil {
 		t.Fatal(err)
 	}
 	if out := run(t, "sgdisk", "-A", "1:show", tg.Path); !strings.Contains(out, "legacy BIOS bootable") {
