@@ -218,6 +218,10 @@ func (c *Compressor) matchCost(slot uint32, length int) uint32 {
 // offsetSlot returns the slot of an explicit match offset.
 func offsetSlot(offset uint32) uint32 {
 	f := offset + offsetAdjust
+	if f >= 1<<18 {
+		// From slot 36 on, every slot spans 2^17 offsets.
+		return 36 + (f-1<<18)>>17
+	}
 	l := uint32(bits.Len32(f)) - 1
 	return 2*l + (f>>(l-1))&1
 }

@@ -70,13 +70,18 @@ func TestRoundTrip(t *testing.T) {
 // TestCompareWimlib recompresses the blobs of a wimlib-captured WIM and
 // reports the size relative to wimlib's own XPRESS output.
 func TestCompareWimlib(t *testing.T) {
-	w := codectest.WimlibCapture(t, "LZX", 32768)
-	c := NewCompressor(w.ChunkSize)
-	d, _ := NewDecompressorChunkSize(w.ChunkSize)
-	theirs, ours := codectest.CompareWithWimlib(t, w, codectest.Codec{Compress: c.Compress, Decompress: d.Decompress})
-	t.Logf("LZX chunk bytes: wimlib %d, ours %d, ratio %.4f", theirs, ours, float64(ours)/float64(theirs))
-	if float64(ours) > 1.05*float64(theirs) {
-		t.Errorf("output %.3fx wimlib's", float64(ours)/float64(theirs))
+	for _, cs := range []int{32768, 1 << 20} {
+		w := codectest.WimlibCapture(t, "LZX", cs)
+		c := NewCompressor(w.ChunkSize)
+		d, _ := NewDecompressorChunkSize(w.ChunkSize)
+		theirs, ours := codectest.CompareWithWimlib(t, w, codectest.Codec{Compress: c.Compress, Decompress: d.Decompress})
+		ratio := float64(ours) / float64(theirs)
+		t.Logf("LZX chunk size %d: chunk bytes wimlib %d, ours %d, ratio %.4f", cs, theirs, ours, ratio)
+		// The target is the default chunk size; larger chunks get a
+		// single block (no block splitting yet), so only log them.
+		if cs == 32768 && ratio > 1.03 {
+			t.Errorf("output %.3fx wimlib's", ratio)
+		}
 	}
 }
 
@@ -96,4 +101,35 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		roundTrip(t, c, d, data)
 	})
+}
+
+// TestRoundTripChunkSizes covers the window sizes other than 32 KiB,
+// including a short last chunk, which must use the resource's window.
+func TestRoundTripChunkSizes(t *testing.T) {
+	corpus := codectest.Corpus(t)
+	for _, cs := range []int{1 << 16, 100000, 1 << 21} {
+		c := NewCompressor(cs)
+		d, err := NewDecompressorChunkSize(cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := corpus[:min(len(corpus), 2*cs+cs/3)]
+		var total int
+		for _, ch := range codectest.Chunks(data, cs) {
+			total += roundTrip(t, c, d, ch)
+		}
+		t.Logf("chunk size %d: %d -> %d", cs, len(data), total)
+	}
+}
+
+func TestOffsetSlot(t *testing.T) {
+	for slot := numRecentOffsets; slot < maxOffsetSlots; slot++ {
+		lo := uint32(offsetSlotBase[slot])
+		hi := lo + 1<<extraOffsetBits[slot] - 1
+		for _, off := range []uint32{lo, hi} {
+			if got := offsetSlot(off); got != uint32(slot) {
+				t.Errorf("offsetSlot(%d) = %d, want %d", off, got, slot)
+			}
+		}
+	}
 }
