@@ -68,31 +68,30 @@ echo
 echo "| operation | compression | wimlib s | minint s | speed ratio | wimlib MiB RSS | minint MiB RSS | wimlib size MB | minint size MB | size ratio |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for c in $COMPRESS; do
-  # Reference WIMs, one from each tool, kept for apply and verify.
-  wimlib-imagex capture "$TREE" "$WORK/ref-wimlib-$c.wim" --unix-data --compress="$c" >/dev/null 2>&1
-  "$MININT" wim capture "$TREE" "$WORK/ref-minint-$c.wim" --compress="$c" >/dev/null 2>&1
-
+  # The last timed capture of each tool is kept for apply and verify.
   run "wimlib capture $c" wimlib-imagex capture "$TREE" "$WORK/cap.wim" --unix-data --compress="$c"
   wt=$T wm=$M
-  ws=$(stat -c %s "$WORK/ref-wimlib-$c.wim")
+  mv "$WORK/cap.wim" "$WORK/ref-wimlib.wim"
   run "minint capture $c" "$MININT" wim capture "$TREE" "$WORK/cap.wim" --compress="$c"
   mt=$T mm=$M
-  ms=$(stat -c %s "$WORK/ref-minint-$c.wim")
+  mv "$WORK/cap.wim" "$WORK/ref-minint.wim"
+  ws=$(stat -c %s "$WORK/ref-wimlib.wim")
+  ms=$(stat -c %s "$WORK/ref-minint.wim")
   echo "| capture | $c | $wt | $mt | $(ratio "$wt" "$mt") | $wm | $mm | $(mb "$ws") | $(mb "$ms") | $(ratio "$ms" "$ws") |"
 
   # Both tools apply the same file (wimlib's), to tmpfs.
-  run "wimlib apply $c" wimlib-imagex apply "$WORK/ref-wimlib-$c.wim" 1 "$WORK/out" --unix-data
+  run "wimlib apply $c" wimlib-imagex apply "$WORK/ref-wimlib.wim" 1 "$WORK/out" --unix-data
   wt=$T wm=$M
-  run "minint apply $c" "$MININT" wim apply "$WORK/ref-wimlib-$c.wim" 1 "$WORK/out"
+  run "minint apply $c" "$MININT" wim apply "$WORK/ref-wimlib.wim" 1 "$WORK/out"
   mt=$T mm=$M
   echo "| apply | $c | $wt | $mt | $(ratio "$wt" "$mt") | $wm | $mm | | | |"
 
-  run "wimlib verify $c" wimlib-imagex verify "$WORK/ref-wimlib-$c.wim"
+  run "wimlib verify $c" wimlib-imagex verify "$WORK/ref-wimlib.wim"
   wt=$T wm=$M
-  run "minint verify $c" "$MININT" wim verify "$WORK/ref-wimlib-$c.wim"
+  run "minint verify $c" "$MININT" wim verify "$WORK/ref-wimlib.wim"
   mt=$T mm=$M
   echo "| verify | $c | $wt | $mt | $(ratio "$wt" "$mt") | $wm | $mm | | | |"
-  rm -f "$WORK/ref-wimlib-$c.wim" "$WORK/ref-minint-$c.wim"
+  rm -f "$WORK/ref-wimlib.wim" "$WORK/ref-minint.wim"
 done
 echo
 echo "speed ratio = wimlib time / minint time (above 1: minint faster); size ratio = minint size / wimlib size."
