@@ -289,6 +289,9 @@ type BIOSOptions struct {
 	// ESP (so that one partition serves both firmwares and a refresh of
 	// the root filesystem never touches the loader).
 	BootDir string
+	// Payload's ldlinux.sys/.c32 are written too, for InstallSyslinux's
+	// pure-Go path; nil loads SyslinuxPayloadDir when it exists (the PE).
+	Payload *SyslinuxPayload
 }
 
 // WriteBIOSConfig prepares the BIOS side on the FAT boot partition: the
@@ -335,6 +338,16 @@ func WriteBIOSConfig(ctx context.Context, o BIOSOptions) (*BootResult, error) {
 	if err := in.write(o.BootDir, "syslinux/syslinux.cfg", []byte(conf.String()), 0o644); err != nil {
 		return in.res, err
 	}
+	pl := o.Payload
+	if pl == nil {
+		pl, _ = LoadSyslinuxPayload(SyslinuxPayloadDir)
+	}
+	if pl != nil {
+		if err := pl.WriteFiles(o.BootDir); err != nil {
+			return in.res, err
+		}
+		in.res.Written = append(in.res.Written, filepath.Join(o.BootDir, "syslinux/ldlinux.sys"), filepath.Join(o.BootDir, "syslinux/ldlinux.c32"))
+	}
 	return in.res, ctx.Err()
 }
 
@@ -354,7 +367,8 @@ type SyslinuxOptions struct {
 	BackupDir string
 	// Payload, when set, installs syslinux in pure Go (after
 	// Payload.WriteFiles put ldlinux.sys/.c32 on the partition) instead of
-	// running the syslinux program; this is the PE's way.
+	// running the syslinux program; this is the PE's way. Nil loads
+	// SyslinuxPayloadDir when it exists, else runs the program.
 	Payload *SyslinuxPayload
 }
 
@@ -373,6 +387,10 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 		prog = "syslinux"
 	}
 	p := ""
+	if o.Payload == nil {
+		// The PE ships a payload instead of the program.
+		o.Payload, _ = LoadSyslinuxPayload(SyslinuxPayloadDir)
+	}
 	if o.Payload == nil {
 		var err error
 		if p, err = exec.LookPath(prog); err != nil {

@@ -32,6 +32,7 @@ func init() {
 			{name: "bootfiles", summary: "Write UEFI (systemd-boot) and BIOS (syslinux) boot files for an applied root onto the ESP", usage: "disk bootfiles [--root-uuid U] [--cmdline S] [--no-bios] [--efi-entry] ROOT ESP", run: diskBootfiles},
 			{name: "bootloader", summary: "Install syslinux's BIOS boot code for the FAT boot partition (unmounted)", usage: "disk bootloader --partition N [--yes] DISK", run: diskBootloader},
 			{name: "bootnext", summary: "Boot something else once: UEFI BootNext, systemd-boot one-shot entry or syslinux once", usage: "disk bootnext (--boot-num HEX | --entry ID.conf | --syslinux-once LABEL --disk D --partition N)", run: diskBootnext},
+			{name: "syslinux-payload", summary: "Capture syslinux's BIOS payload from this host's syslinux for the PE", usage: "disk syslinux-payload [--syslinux PROGRAM] DIR", run: diskSyslinuxPayload},
 			{name: "erase", summary: "Erase a whole disk (zero or discard) and verify a sample of blocks", usage: "disk erase [--method zero|discard] [--yes] DEVICE", run: diskErase},
 		},
 	})
@@ -470,6 +471,7 @@ func diskBootfiles(fs *pflag.FlagSet, args []string) error {
 	fs.StringVar(&o.EntryID, "entry", "minint", "loader entry `ID`")
 	fs.StringVar(&o.BackupDir, "backup-dir", "", "where replaced boot files go (default ROOT/minint/bootfiles-backup)")
 	fs.StringVar(&o.SystemdBoot, "systemd-boot", "", "systemd-bootx64.efi to install (default: from ROOT, then this system)")
+	payloadDir := fs.String("syslinux-payload", "", "also write syslinux's ldlinux.sys/.c32 from this payload `DIR` (default "+diskops.SyslinuxPayloadDir+" when present)")
 	noBIOS := fs.Bool("no-bios", false, "skip the BIOS (syslinux) configuration")
 	noUEFI := fs.Bool("no-uefi", false, "skip the UEFI (systemd-boot) files")
 	efiEntry := fs.Bool("efi-entry", false, "also create a firmware boot entry (needs UEFI and ESP a mounted partition)")
@@ -512,7 +514,15 @@ func diskBootfiles(fs *pflag.FlagSet, args []string) error {
 		results = append(results, r)
 	}
 	if !*noBIOS {
-		r, err := diskops.WriteBIOSConfig(ctx, diskops.BIOSOptions{BootOptions: o.BootOptions, BootDir: o.ESP})
+		bo := diskops.BIOSOptions{BootOptions: o.BootOptions, BootDir: o.ESP}
+		if *payloadDir != "" {
+			p, err := diskops.LoadSyslinuxPayload(*payloadDir)
+			if err != nil {
+				return err
+			}
+			bo.Payload = p
+		}
+		r, err := diskops.WriteBIOSConfig(ctx, bo)
 		if err != nil {
 			return err
 		}
@@ -540,6 +550,7 @@ func diskBootloader(fs *pflag.FlagSet, args []string) error {
 	fs.IntVar(&o.Partition, "partition", 0, "`NUMBER` of the FAT boot partition (usually the ESP, 1)")
 	fs.StringVar(&o.BackupDir, "backup-dir", "", "keep the previous MBR boot code in `DIR`")
 	fs.StringVar(&o.Syslinux, "syslinux", "", "syslinux installer program")
+	payloadDir := fs.String("syslinux-payload", "", "install in pure Go from this payload `DIR` (written by bootfiles) instead of running syslinux")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -548,6 +559,13 @@ func diskBootloader(fs *pflag.FlagSet, args []string) error {
 		return usageErrorf("want --partition N and one DISK")
 	}
 	o.Disk = fs.Arg(0)
+	if *payloadDir != "" {
+		p, err := diskops.LoadSyslinuxPayload(*payloadDir)
+		if err != nil {
+			return err
+		}
+		o.Payload = p
+	}
 	ctx, cancel := diskContext()
 	defer cancel()
 	// The partition must not be mounted while syslinux writes to it; the
@@ -682,5 +700,26 @@ func diskErase(fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	fmt.Printf("%s: erased %s with %s; %d blocks verified zero\n", t.Path, diskops.Size(res.Bytes).Human(), res.Method, res.Verified)
+	return nil
+}
+
+func diskSyslinuxPayload(fs *pflag.FlagSet, args []string) error {
+	prog := fs.String("syslinux", "", "the syslinux (mtools) installer to capture from")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("want the output DIR (the PE expects %s)", diskops.SyslinuxPayloadDir)
+	}
+	ctx, cancel := diskContext()
+	defer cancel()
+	p, err := diskops.CaptureSyslinux(ctx, *prog)
+	if err != nil {
+		return err
+	}
+	if err := p.Save(fs.Arg(0)); err != nil {
+		return err
+	}
+	fmt.Printf("%s: ldlinux.sys (%d bytes), ldlinux.bss, ldlinux.c32 (%d bytes)\n", fs.Arg(0), len(p.Ldlinux), len(p.LdlinuxC32))
 	return nil
 }
