@@ -139,8 +139,16 @@ func CleanAllBut(ctx context.Context, root string, o CleanOptions) (*CleanResult
 	if o.Now != nil {
 		now = o.Now
 	}
-	name := "clean-manifest-" + now().UTC().Format("20060102T150405Z") + ".jsonl"
-	if err := writeManifest(rootFd, keep, name, res.Entries); err != nil {
+	stamp := "clean-manifest-" + now().UTC().Format("20060102T150405Z")
+	name := stamp + ".jsonl"
+	err = writeManifest(rootFd, keep, name, res.Entries)
+	for i := 2; errors.Is(err, unix.EEXIST) && i < 100; i++ {
+		// Never overwrite an earlier manifest: a second run within the
+		// same second gets the next free name.
+		name = fmt.Sprintf("%s-%d.jsonl", stamp, i)
+		err = writeManifest(rootFd, keep, name, res.Entries)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("writing the manifest into %s (nothing was deleted): %w", filepath.Join(absRoot, keep), err)
 	}
 	res.Manifest = filepath.Join(absRoot, keep, name)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -327,5 +328,23 @@ func TestCleanE2E(t *testing.T) {
 	sameSnapshot(t, "bind", sub(before, "root/srv/bind"), sub(after, "root/srv/bind"))
 	if _, err := os.Stat(filepath.Join(root, "etc/hostname")); !os.IsNotExist(err) {
 		t.Error("etc/hostname survived")
+	}
+}
+
+func TestCleanTwiceSameSecond(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "minint"), 0o755)
+	now := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+	var names []string
+	for i := 0; i < 3; i++ {
+		writeFile(t, filepath.Join(root, "etc/x"), "x")
+		res, err := CleanAllBut(context.Background(), root, CleanOptions{Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, filepath.Base(res.Manifest))
+	}
+	if strings.Join(names, " ") != "clean-manifest-20260102T030405Z.jsonl clean-manifest-20260102T030405Z-2.jsonl clean-manifest-20260102T030405Z-3.jsonl" {
+		t.Errorf("manifests %v", names)
 	}
 }

@@ -240,7 +240,7 @@ func transport(name, devpath string) string {
 		return "usb"
 	case strings.HasPrefix(name, "vd") || strings.Contains(devpath, "/virtio") && !strings.Contains(devpath, "/host"):
 		return "virtio"
-	case regexp.MustCompile(`/ata[0-9]+/`).MatchString(devpath):
+	case reATA.MatchString(devpath):
 		return "sata"
 	case strings.Contains(devpath, "/host") && strings.Contains(devpath, "/target"):
 		return "scsi"
