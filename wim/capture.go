@@ -4,7 +4,6 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"sync"
 )
@@ -35,7 +34,7 @@ func (w *Writer) AddImage(dir string, opts ImageOptions) error {
 	if w.closed {
 		return fmt.Errorf("wim: AddImage after Close")
 	}
-	sc := &scanner{unix: !opts.NoUnixData, cfg: opts.Config, links: map[devIno]*File{}}
+	sc := &scanner{unix: !opts.NoUnixData, cfg: opts.Config, links: map[devIno]*File{}, skip: fileDevIno(w.file)}
 	root, err := sc.scanRoot(dir)
 	if err != nil {
 		// A failed AddImage fails the Writer: Close then reports the
@@ -215,4 +214,3 @@ func sortChildren(f *File) {
 	sort.Slice(f.Children, func(i, j int) bool { return f.Children[i].Name < f.Children[j].Name })
 }
 
-var _ = os.Open

@@ -14,6 +14,8 @@ import (
 )
 
 type scanner struct {
+	// skip is the WIM being written, when it lies inside the tree.
+	skip      devIno
 	unix      bool
 	cfg       *CaptureConfig
 	links     map[devIno]*File
@@ -102,6 +104,9 @@ func (s *scanner) scanDir(path, imgPath string, dir *File) error {
 				continue // vanished while scanning
 			}
 			return &os.PathError{Op: "lstat", Path: cpath, Err: err}
+		}
+		if (devIno{uint64(st.Dev), st.Ino}) == s.skip {
+			continue // the WIM being written, inside the captured tree
 		}
 		typ := st.Mode & unix.S_IFMT
 		if !s.unix && typ != unix.S_IFDIR && typ != unix.S_IFREG && typ != unix.S_IFLNK {
@@ -231,4 +236,12 @@ func (s *scanner) xattrs(path string, f *File) error {
 		f.Xattrs = append(f.Xattrs, Xattr{Name: name, Value: val})
 	}
 	return nil
+}
+
+func fileDevIno(f *os.File) devIno {
+	var st unix.Stat_t
+	if f == nil || unix.Fstat(int(f.Fd()), &st) != nil {
+		return devIno{}
+	}
+	return devIno{uint64(st.Dev), st.Ino}
 }

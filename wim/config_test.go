@@ -80,3 +80,24 @@ func TestCaptureWithExclusions(t *testing.T) {
 		t.Errorf("captured %v, want %s", got, want)
 	}
 }
+
+// Capturing a tree that contains the WIM being written leaves the WIM out
+// instead of failing on a file that grows while it is read.
+func TestCaptureSkipsOwnOutput(t *testing.T) {
+	tmp := t.TempDir()
+	os.WriteFile(filepath.Join(tmp, "f"), []byte("x"), 0o644)
+	w := filepath.Join(tmp, "self.wim")
+	capture(t, tmp, w, WriterOptions{}, ImageOptions{})
+	rc, err := OpenReader(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	img, _ := rc.Image(1)
+	if _, err := img.Lookup("/self.wim"); err == nil {
+		t.Fatal("the output WIM was captured into itself")
+	}
+	if _, err := img.Lookup("/f"); err != nil {
+		t.Fatal(err)
+	}
+}
