@@ -213,4 +213,3 @@ func hashFiles(files []*File, threads int) error {
 func sortChildren(f *File) {
 	sort.Slice(f.Children, func(i, j int) bool { return f.Children[i].Name < f.Children[j].Name })
 }
-
