@@ -500,7 +500,10 @@ func (a *applier) writeBlob(b *blob, targets []*applyEntry) (err error) {
 		}
 		if err != nil {
 			for _, e := range targets[:len(fds)] {
-				unix.Unlinkat(a.rootfd, e.rel, 0)
+				if pfd, owned, perr := a.parentFD(e); perr == nil {
+					unix.Unlinkat(pfd, e.name(), 0)
+					release(pfd, owned)
+				}
 			}
 		}
 	}()

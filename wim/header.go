@@ -48,6 +48,7 @@ const (
 	CompressionLZMS
 )
 
+// String returns the name wimlib-imagex uses for the format.
 func (c Compression) String() string {
 	switch c {
 	case CompressionNone:
