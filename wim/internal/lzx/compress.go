@@ -22,6 +22,9 @@ var (
 const (
 	// Costs are in 1/costScale bits.
 	costScale = 16
+	// Chunks larger than this are split into blocks of this size, each
+	// with its own Huffman codes.
+	blockSize = 65536
 	infCost   = 1<<32 - 1
 )
 
@@ -105,16 +108,29 @@ func (c *Compressor) Compress(dst, src []byte) int {
 	copy(data, src)
 	e8Filter(data, false)
 	c.findMatches(data)
-	c.initCosts(data)
-	for pass := 0; ; pass++ {
-		c.parse(data)
-		c.collect(data)
-		if pass+1 == numPasses {
-			break
+	w := bitWriter{out: dst[:min(len(dst), len(src)-1)]}
+	// Huffman codes adapt per block; codeword lengths are sent as deltas
+	// from the previous block's.
+	var prevMain [maxMainSyms]uint8
+	var prevLen [lenSyms]uint8
+	q := [3]uint32{1, 1, 1}
+	for s := 0; s < len(data); s += blockSize {
+		e := min(len(data), s+blockSize)
+		c.initCosts(data, s, e)
+		for pass := 0; ; pass++ {
+			c.parse(data, s, e, q)
+			c.collect(data, s, e)
+			if pass+1 == numPasses {
+				break
+			}
+			c.updateCosts()
 		}
-		c.updateCosts()
+		q = c.writeBlock(&w, e-s, q, &prevMain, &prevLen)
+		if w.overflow {
+			return 0
+		}
 	}
-	return c.write(dst[:min(len(dst), len(src)-1)], len(src))
+	return w.flush()
 }
 
 // findMatches records the explicit-offset matches at every position,
@@ -147,13 +163,12 @@ func (c *Compressor) findMatches(data []byte) {
 
 // initCosts sets a first cost model before any optimized parse exists:
 // the Huffman code of a greedy parse over the recorded matches.
-func (c *Compressor) initCosts(data []byte) {
+func (c *Compressor) initCosts(data []byte, s, e int) {
 	clear(c.mainFreq[:])
 	clear(c.lenFreq[:])
-	n := len(data)
 	r0 := uint32(1)
-	for i := 0; i < n; {
-		maxLen := min(maxMatchLen, n-i)
+	for i := s; i < e; {
+		maxLen := min(maxMatchLen, e-i)
 		repLen := 0
 		if int(r0) <= i && maxLen >= minMatchLen {
 			repLen = lzmatch.MatchLen(data, i-int(r0), i, maxLen)
@@ -162,6 +177,7 @@ func (c *Compressor) initCosts(data []byte) {
 		var best lzmatch.Match
 		if len(ms) > 0 {
 			best = ms[len(ms)-1]
+			best.Len = min(best.Len, uint32(maxLen))
 		}
 		var slot uint32
 		var l int
@@ -229,22 +245,22 @@ func offsetSlot(offset uint32) uint32 {
 // parse finds the cheapest path through the chunk under the current cost
 // model. The recent offsets queue along the best path to a position is
 // derived when the position is expanded: its predecessor is final by then.
-func (c *Compressor) parse(data []byte) {
-	n := len(data)
+func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
+	n := e
 	nodes := c.nodes[:n+1]
-	for i := range nodes {
+	for i := s; i <= e; i++ {
 		nodes[i].cost = infCost
 	}
-	nodes[0] = node{cost: 0}
+	nodes[s] = node{cost: 0}
 	queues := c.queues[:n+1]
-	queues[0] = [3]uint32{1, 1, 1}
+	queues[s] = q0
 	c.setMatchCosts()
 	mainCost := &c.mainCost
-	for i := 0; i < n; {
+	for i := s; i < n; {
 		cur := nodes[i]
 		base := cur.cost
 		var q [3]uint32
-		if i > 0 {
+		if i > s {
 			pq := &queues[i-int(cur.length)]
 			switch {
 			case cur.length == 1:
@@ -256,7 +272,7 @@ func (c *Compressor) parse(data []byte) {
 				q[cur.slot], q[0] = q[0], cur.off
 			}
 		} else {
-			q = queues[0]
+			q = q0
 		}
 		queues[i] = q
 		maxLen := min(maxMatchLen, n-i)
@@ -298,7 +314,7 @@ func (c *Compressor) parse(data []byte) {
 		}
 		longest := 0
 		for _, m := range c.matches[c.mstart[i]:c.mstart[i+1]] {
-			longest = int(m.Len)
+			longest = min(int(m.Len), maxLen)
 			if longest < next {
 				continue
 			}
@@ -339,10 +355,10 @@ func (c *Compressor) setMatchCosts() {
 
 // collect walks the best path backwards, stores its items in order and
 // counts symbol frequencies.
-func (c *Compressor) collect(data []byte) {
+func (c *Compressor) collect(data []byte, s, e int) {
 	nodes := c.nodes
 	count := 0
-	for i := len(data); i > 0; i -= int(nodes[i].length) {
+	for i := e; i > s; i -= int(nodes[i].length) {
 		count++
 	}
 	if cap(c.items) < count {
@@ -353,7 +369,7 @@ func (c *Compressor) collect(data []byte) {
 	clear(c.lenFreq[:])
 	clear(c.alFreq[:])
 	k := count
-	for i := len(data); i > 0; {
+	for i := e; i > s; {
 		nd := &nodes[i]
 		k--
 		if nd.length == 1 {
@@ -420,7 +436,9 @@ func (w *bitWriter) flush() int {
 }
 
 // write encodes the chosen items as one block.
-func (c *Compressor) write(out []byte, size int) int {
+// writeBlock encodes the collected items as one block of size bytes and
+// returns the recent offsets queue after it, given the one before it.
+func (c *Compressor) writeBlock(w *bitWriter, size int, q [3]uint32, prevMain *[maxMainSyms]uint8, prevLen *[lenSyms]uint8) [3]uint32 {
 	c.makeCodes()
 	// Aligned offset block if the aligned code saves more than its header.
 	c.enc.MakeCode(c.alFreq[:], maxAlignedCodeLen, c.alLens[:], c.alCode[:])
@@ -433,7 +451,6 @@ func (c *Compressor) write(out []byte, size int) int {
 	if alignedBits+8*3 < plainBits {
 		btype = blockAligned
 	}
-	w := bitWriter{out: out}
 	w.bits(btype, 3)
 	if size == defaultBlockSize {
 		w.bits(1, 1)
@@ -451,10 +468,11 @@ func (c *Compressor) write(out []byte, size int) int {
 			w.bits(uint32(l), 3)
 		}
 	}
-	var zero [maxMainSyms]uint8
-	c.writeLens(&w, zero[:numChars], c.mainLens[:numChars])
-	c.writeLens(&w, zero[numChars:c.nMain], c.mainLens[numChars:c.nMain])
-	c.writeLens(&w, zero[:lenSyms], c.lenLens[:])
+	c.writeLens(w, prevMain[:numChars], c.mainLens[:numChars])
+	c.writeLens(w, prevMain[numChars:c.nMain], c.mainLens[numChars:c.nMain])
+	c.writeLens(w, prevLen[:], c.lenLens[:])
+	copy(prevMain[:c.nMain], c.mainLens[:c.nMain])
+	*prevLen = c.lenLens
 	for _, it := range c.items {
 		if it.length == 0 {
 			w.bits(c.mainCode[it.sym], uint32(c.mainLens[it.sym]))
@@ -469,8 +487,10 @@ func (c *Compressor) write(out []byte, size int) int {
 			w.bits(c.lenCode[ls], uint32(c.lenLens[ls]))
 		}
 		if it.slot < numRecentOffsets {
+			q[it.slot], q[0] = q[0], q[it.slot]
 			continue
 		}
+		q = [3]uint32{it.extra + uint32(offsetSlotBase[it.slot]), q[0], q[1]}
 		nb := uint32(extraOffsetBits[it.slot])
 		if btype == blockAligned && it.slot >= minAlignedSlot {
 			w.bits(it.extra>>numAlignedBits, nb-numAlignedBits)
@@ -480,10 +500,10 @@ func (c *Compressor) write(out []byte, size int) int {
 			w.bits(it.extra, nb)
 		}
 		if w.overflow {
-			return 0
+			return q
 		}
 	}
-	return w.flush()
+	return q
 }
 
 // writeLens writes a precode and the codeword lengths lens as deltas from
