@@ -169,6 +169,10 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (kernel %s, %s); check the name with modinfo or drop it from the module list", err, kver, mdir)
 	}
+	extra, err := loadFiles(cfg.Files)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := checkGo(); err != nil {
 		return nil, err
 	}
@@ -207,10 +211,6 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 	}
 	for _, f := range modFiles {
 		fmt.Fprintf(h, "file %s %o %x\n", f.Dest, f.Mode, sha256.Sum256(f.Data))
-	}
-	extra, err := loadFiles(cfg.Files)
-	if err != nil {
-		return nil, err
 	}
 	for _, f := range extra {
 		fmt.Fprintf(h, "extra %s %o %x\n", f.Dest, f.Mode, sha256.Sum256(f.Data))
