@@ -51,6 +51,10 @@ func (p *part) checkResource(what string, rh reshdr) error {
 // chunkTable returns the offset of each compressed chunk relative to the
 // start of the chunk data, plus one final entry for the end.
 func (res resource) chunkTable() (offs []int64, dataStart int64, err error) {
+	return res.chunkTableFrom(res.p.r)
+}
+
+func (res resource) chunkTableFrom(r io.ReaderAt) (offs []int64, dataStart int64, err error) {
 	p := res.p
 	rh := res.rh
 	cs := int64(p.chunkSize)
@@ -67,7 +71,7 @@ func (res resource) chunkTable() (offs []int64, dataStart int64, err error) {
 		return nil, 0, formatErr("chunk table of %d chunks does not fit in %d bytes", n, rh.sizeInWim)
 	}
 	raw := make([]byte, tableSize)
-	if _, err := p.r.ReadAt(raw, rh.offset); err != nil {
+	if _, err := r.ReadAt(raw, rh.offset); err != nil {
 		return nil, 0, fmt.Errorf("wim: reading chunk table at %d: %w", rh.offset, noEOF(err))
 	}
 	offs = make([]int64, n+1)
@@ -108,10 +112,31 @@ type chunkIter struct {
 	dec       decompressor
 	cbuf      []byte
 	ubuf      []byte
+	src       io.ReaderAt // the part, or whole when set
+	whole     []byte
+}
+
+const (
+	wholeResourceMax = 1 << 20
+	readWindow       = 1 << 20
+)
+
+// memReaderAt serves reads of [base, base+len(b)) of the file from b.
+type memReaderAt struct {
+	b    []byte
+	base int64
+}
+
+func (m *memReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	off -= m.base
+	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
+		return 0, io.ErrUnexpectedEOF
+	}
+	return copy(p, m.b[off:]), nil
 }
 
 func (res resource) chunks() (*chunkIter, error) {
-	it := &chunkIter{res: res}
+	it := &chunkIter{res: res, src: res.p.r}
 	if res.rh.flags&reshdrFlagSolid != 0 {
 		return nil, unsupportedErr("solid resource at offset %d", res.rh.offset)
 	}
@@ -119,8 +144,19 @@ func (res resource) chunks() (*chunkIter, error) {
 		if res.p.comp == CompressionNone {
 			return nil, formatErr("compressed resource at %d in a WIM without compression", res.rh.offset)
 		}
-		offs, ds, err := res.chunkTable()
+		// Small resources (most files) are read with one call: one
+		// pread, or one HTTP range request, instead of one per chunk.
+		if res.rh.sizeInWim <= wholeResourceMax {
+			it.whole = getBuf(int(res.rh.sizeInWim))
+			if _, err := res.p.r.ReadAt(it.whole, res.rh.offset); err != nil {
+				putBuf(it.whole)
+				return nil, fmt.Errorf("wim: reading resource at %d: %w", res.rh.offset, noEOF(err))
+			}
+			it.src = &memReaderAt{b: it.whole, base: res.rh.offset}
+		}
+		offs, ds, err := res.chunkTableFrom(it.src)
 		if err != nil {
+			putBuf(it.whole)
 			return nil, err
 		}
 		it.offs, it.dataStart = offs, ds
@@ -162,13 +198,13 @@ func (it *chunkIter) nextChunk() ([]byte, error) {
 	csize := it.offs[i+1] - it.offs[i]
 	if csize == usize {
 		b := it.ubuf[:usize]
-		if _, err := p.r.ReadAt(b, it.dataStart+it.offs[i]); err != nil {
+		if _, err := it.src.ReadAt(b, it.dataStart+it.offs[i]); err != nil {
 			return nil, fmt.Errorf("wim: reading chunk at %d: %w", it.dataStart+it.offs[i], noEOF(err))
 		}
 		return b, nil
 	}
 	c := it.cbuf[:csize]
-	if _, err := p.r.ReadAt(c, it.dataStart+it.offs[i]); err != nil {
+	if _, err := it.src.ReadAt(c, it.dataStart+it.offs[i]); err != nil {
 		return nil, fmt.Errorf("wim: reading chunk at %d: %w", it.dataStart+it.offs[i], noEOF(err))
 	}
 	if it.dec == nil {
@@ -188,7 +224,8 @@ func (it *chunkIter) nextChunk() ([]byte, error) {
 func (it *chunkIter) close() {
 	putBuf(it.ubuf)
 	putBuf(it.cbuf)
-	it.ubuf, it.cbuf = nil, nil
+	putBuf(it.whole)
+	it.ubuf, it.cbuf, it.whole = nil, nil, nil
 	if it.dec != nil {
 		decompressors.put(it.res.p.comp, it.res.p.chunkSize, it.dec)
 		it.dec = nil
@@ -411,6 +448,8 @@ func (res resource) eachChunk(threads int, fn func([]byte) error) error {
 	go func() {
 		defer close(queue)
 		defer close(work)
+		var win []byte
+		var winStart int64
 		for i := int64(0); i < n; i++ {
 			usize := cs
 			if i == n-1 && rh.uncompSize%cs != 0 {
@@ -418,8 +457,23 @@ func (res resource) eachChunk(threads int, fn func([]byte) error) error {
 			}
 			csize := offs[i+1] - offs[i]
 			t := &task{idx: i, c: getBuf(int(csize)), u: getBuf(int(usize)), done: make(chan struct{})}
-			if _, err := res.p.r.ReadAt(t.c, dataStart+offs[i]); err != nil {
-				t.err = fmt.Errorf("wim: reading chunk at %d: %w", dataStart+offs[i], noEOF(err))
+			// Read compressed data in windows of about 1 MiB so that a
+			// remote source sees few, large requests.
+			if offs[i] < winStart || offs[i+1] > winStart+int64(len(win)) {
+				winStart = offs[i]
+				end := offs[i+1]
+				for j := i + 1; j < n && offs[j+1]-winStart <= readWindow; j++ {
+					end = offs[j+1]
+				}
+				win = win[:0]
+				win = append(win, make([]byte, end-winStart)...)
+				if _, err := res.p.r.ReadAt(win, dataStart+winStart); err != nil {
+					t.err = fmt.Errorf("wim: reading chunks at %d: %w", dataStart+winStart, noEOF(err))
+					win = win[:0]
+				}
+			}
+			if t.err == nil {
+				copy(t.c, win[offs[i]-winStart:])
 			}
 			select {
 			case queue <- t:
