@@ -163,7 +163,7 @@ func (res resource) chunks() (*chunkIter, error) {
 		it.ubuf = getBuf(res.p.chunkSize)
 		it.cbuf = getBuf(res.p.chunkSize)
 	} else {
-		it.ubuf = getBuf(int(min(256<<10, res.rh.uncompSize)))
+		it.ubuf = getBuf(int(min(readWindow, res.rh.uncompSize)))
 	}
 	return it, nil
 }
