@@ -408,7 +408,7 @@ func TestCorruptChunks(t *testing.T) {
 // base/canary, a directory next to the target that the hostile entries aim
 // at, is left exactly as it was, and that nothing appeared in base besides
 // the target.
-func applyHostile(t *testing.T, w []byte, prepare func(target string)) (target string, err error) {
+func applyHostile(t *testing.T, w []byte, opts wim.ApplyOptions, prepare func(target string)) (target string, err error) {
 	t.Helper()
 	base := t.TempDir()
 	canary := filepath.Join(base, "canary")
@@ -426,7 +426,7 @@ func applyHostile(t *testing.T, w []byte, prepare func(target string)) (target s
 					err = fmt.Errorf("PANIC: %v", p)
 				}
 			}()
-			err = r.Apply(1, target, wim.ApplyOptions{})
+			err = r.Apply(1, target, opts)
 		}()
 	}
 	if d := treetest.Diff(before, snapshot(t, canary), treetest.DiffOptions{}); len(d) > 0 {
@@ -473,7 +473,7 @@ func TestHostileNames(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			w := wimlibWIM(t, "none", c.build)
 			patchName(t, w, c.from, c.to)
-			_, err := applyHostile(t, w, nil)
+			_, err := applyHostile(t, w, wim.ApplyOptions{}, nil)
 			wantErr(t, "apply", err, wim.ErrInsecurePath)
 			if _, err := os.Lstat(base); err == nil {
 				os.RemoveAll(base)
@@ -495,7 +495,7 @@ func TestHostileSymlinks(t *testing.T) {
 			os.Symlink("/etc/passwd", filepath.Join(s, "abs"))
 			writeFiles(t, s, map[string]string{"z/file": "x"})
 		})
-		target, err := applyHostile(t, w, nil)
+		target, err := applyHostile(t, w, wim.ApplyOptions{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -509,7 +509,7 @@ func TestHostileSymlinks(t *testing.T) {
 		w := wimlibWIM(t, "none", func(s string) {
 			writeFiles(t, s, map[string]string{"sub/pwned": "x", "sub/keep": "overwritten", "keep": "overwritten"})
 		})
-		target, err := applyHostile(t, w, func(target string) {
+		target, err := applyHostile(t, w, wim.ApplyOptions{}, func(target string) {
 			os.MkdirAll(target, 0o755)
 			os.Symlink("../canary", filepath.Join(target, "sub"))
 			os.Symlink("../canary/keep", filepath.Join(target, "keep"))
@@ -523,6 +523,45 @@ func TestHostileSymlinks(t *testing.T) {
 			t.Errorf("target/sub is not a directory after apply: %v", err)
 		}
 	})
+	t.Run("hard link already in the target", func(t *testing.T) {
+		// Truncating and rewriting an existing file in place would change
+		// the canary, which shares its inode; it has to be replaced.
+		w := wimlibWIM(t, "none", func(s string) {
+			writeFiles(t, s, map[string]string{"keep": "overwritten", "d/keep": "overwritten too"})
+		})
+		target, err := applyHostile(t, w, wim.ApplyOptions{}, func(target string) {
+			canary := filepath.Join(filepath.Dir(target), "canary", "keep")
+			os.MkdirAll(filepath.Join(target, "d"), 0o755)
+			if err := os.Link(canary, filepath.Join(target, "keep")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Link(canary, filepath.Join(target, "d", "keep")); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if err != nil {
+			t.Logf("apply over hard links: %v", err)
+			return
+		}
+		if b, err := os.ReadFile(filepath.Join(target, "keep")); err != nil || string(b) != "overwritten" {
+			t.Errorf("target/keep = %q, %v after apply", b, err)
+		}
+	})
+}
+
+// TestHostileExtractPaths: the paths to extract come from the command line
+// and must not reach outside the target either.
+func TestHostileExtractPaths(t *testing.T) {
+	w := wimlibWIM(t, "none", func(s string) {
+		writeFiles(t, s, map[string]string{"z/file": "x", "keep": "overwritten"})
+	})
+	for _, p := range []string{"/../canary", "../canary/keep", "/z/../../canary/keep", "/z/../keep", "z/./file"} {
+		_, err := applyHostile(t, w, wim.ApplyOptions{Paths: []string{p}}, nil)
+		t.Logf("extract %q: %v", p, err)
+		if err != nil && !isSentinel(err) {
+			t.Errorf("extract %q: error %q wraps no sentinel", p, err)
+		}
+	}
 }
 
 // FuzzReadApply runs arbitrary bytes through the whole read path: open,
@@ -542,7 +581,7 @@ func FuzzReadApply(f *testing.F) {
 			wantErr(t, "read", err)
 			return
 		}
-		if _, err := applyHostile(t, w, nil); err != nil {
+		if _, err := applyHostile(t, w, wim.ApplyOptions{}, nil); err != nil {
 			wantErr(t, "apply", err)
 		}
 	})
