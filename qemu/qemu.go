@@ -460,8 +460,12 @@ func (vm *VM) buildArgs() ([]string, error) {
 		nic := "virtio-net-pci,netdev=net0"
 		if netBoot {
 			nic += fmt.Sprintf(",bootindex=%d", bootIndex)
-		} else {
-			// No option ROM: iPXE's prompt costs seconds under SeaBIOS.
+		}
+		// The NIC's iPXE option ROM is only used to PXE-boot under
+		// SeaBIOS. Elsewhere it costs seconds (its Ctrl-B prompt), and
+		// under OVMF Debian's 2019 iPXE EFI ROM loads a UKI but the
+		// kernel then hangs after the EFI stub; OVMF's own PXE works.
+		if !netBoot || o.Firmware == UEFI {
 			nic += ",romfile="
 		}
 		args = append(args, "-netdev", netdev, "-device", nic)
