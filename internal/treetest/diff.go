@@ -25,8 +25,11 @@ type DiffOptions struct {
 	CompareAtime       bool // atime is skipped unless this is set
 	// IgnoreRoot skips the metadata of the root directory itself (its
 	// children are still compared).
-	IgnoreRoot   bool
-	IgnoreOwner  bool
+	IgnoreRoot  bool
+	IgnoreOwner bool
+	// IgnoreMode skips permission bits (including setuid, setgid, sticky),
+	// for trees that went through a format without Unix modes.
+	IgnoreMode   bool
 	IgnoreXattrs bool
 	// IgnoreXattr, when set, skips the xattrs for which it returns true.
 	IgnoreXattr func(name string) bool
@@ -83,7 +86,7 @@ func Diff(a, b Tree, opts DiffOptions) []string {
 		if p == "." && opts.IgnoreRoot {
 			continue
 		}
-		if x.Perm != y.Perm {
+		if !opts.IgnoreMode && x.Perm != y.Perm {
 			add(p, "mode %s != %s", permString(x.Perm), permString(y.Perm))
 		}
 		if !opts.IgnoreOwner && (x.UID != y.UID || x.GID != y.GID) {

@@ -173,6 +173,8 @@ func TestDiffDetects(t *testing.T) {
 		}, lines: []string{"files/one-byte: size 1 != 0"}},
 		{name: "mode", change: func(d string) error { return os.Chmod(filepath.Join(d, "modes/owner-only"), 0o640) },
 			lines: []string{"modes/owner-only: mode 0600 != 0640"}},
+		{name: "mode ignored", change: func(d string) error { return os.Chmod(filepath.Join(d, "modes/owner-only"), 0o640) },
+			opts: DiffOptions{IgnoreMode: true}},
 		{name: "setuid", change: func(d string) error { return os.Chmod(filepath.Join(d, "modes/setuid"), 0o755) },
 			lines: []string{"modes/setuid: mode 4755 != 0755"}},
 		{name: "sticky", change: func(d string) error { return os.Chmod(filepath.Join(d, "modes/sticky-dir"), 0o777) },
