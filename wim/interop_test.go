@@ -346,3 +346,55 @@ func TestInteropSplit(t *testing.T) {
 	minintApply(t, filepath.Join(dir, "theirs.swm"), 1, out)
 	sameTree(t, "wimlib split, minint apply", src, out)
 }
+
+// TestInteropWithoutUnixData: WIMs without UNIX data (what Windows tools and
+// wimlib without --unix-data write) still carry contents, directories,
+// symlinks, hard links and timestamps; both sides agree on those. Special
+// files, owners, modes and xattrs are not expected to survive.
+func TestInteropWithoutUnixData(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	treetest.Generate(t, src, treetest.Options{Seed: 81, Small: true, NoLinkedSymlinks: true})
+	opts := treetest.DiffOptions{
+		MtimePrecision: 100, IgnoreRoot: true, IgnoreOwner: true, IgnoreMode: true, IgnoreXattrs: true,
+		// Directory mtimes change when the special files are left out.
+		IgnoreDirMtime: true,
+		Ignore:         func(p string) bool { return strings.HasPrefix(p, "special/") },
+	}
+	check := func(what, out string) {
+		t.Helper()
+		if d := treetest.Diff(snapshot(t, src), snapshot(t, out), opts); len(d) > 0 {
+			t.Errorf("%s: trees differ:\n%s", what, strings.Join(d, "\n"))
+		}
+		for _, p := range []string{"files/one-byte", "dirs/empty"} {
+			fi, err := os.Lstat(filepath.Join(out, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]os.FileMode{false: 0o644, true: 0o755}[fi.IsDir()]; fi.Mode().Perm() != want {
+				t.Errorf("%s: %s has mode %v without UNIX data, want %v", what, p, fi.Mode().Perm(), want)
+			}
+		}
+	}
+
+	w := filepath.Join(dir, "theirs.wim")
+	wimlib(t, "capture", src, w, "--compress=xpress")
+	out := filepath.Join(dir, "theirs-minint")
+	minintApply(t, w, 1, out)
+	check("wimlib capture without --unix-data → minint apply", out)
+
+	w2 := filepath.Join(dir, "ours.wim")
+	ww, err := wim.Create(w2, wim.WriterOptions{Compression: wim.CompressionXPRESS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ww.AddImage(src, wim.ImageOptions{Name: "x", NoUnixData: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ww.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out2 := filepath.Join(dir, "ours-wimlib")
+	wimlib(t, "apply", w2, "1", out2)
+	check("minint capture with NoUnixData → wimlib apply", out2)
+}
