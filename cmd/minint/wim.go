@@ -63,8 +63,11 @@ func parseArgs(fs *pflag.FlagSet, args []string, min, max int) ([]string, error)
 	}
 	rest := fs.Args()
 	if len(rest) < min || (max >= 0 && len(rest) > max) {
-		if max == min {
+		switch {
+		case max == min:
 			return nil, usageErrorf("want %d arguments, got %d", min, len(rest))
+		case max < 0:
+			return nil, usageErrorf("want at least %d arguments, got %d", min, len(rest))
 		}
 		return nil, usageErrorf("want %d to %d arguments, got %d", min, max, len(rest))
 	}

@@ -137,6 +137,7 @@ func TestWimCLIUsageErrors(t *testing.T) {
 		{[]string{"info", filepath.Join(dir, "missing.wim")}, 1, "no such file"},
 		{[]string{"info", src + "/f"}, 1, "invalid format"},
 		{[]string{"extract", w, "1", "/f"}, 2, "--dest is required"},
+		{[]string{"extract", w, "1", "--dest", dir}, 2, "want at least 3 arguments, got 2"},
 		{[]string{"split", w, filepath.Join(dir, "p.wim"), "10"}, 2, "must end in .swm"},
 		{[]string{"split", w, filepath.Join(dir, "p.swm"), "0"}, 2, "positive number"},
 		{[]string{"export", w, "1"}, 2, "want 3 arguments, got 2"},
