@@ -1,0 +1,254 @@
+package initramfs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/u-root/mkuimage/cpio"
+)
+
+func needE2E(t *testing.T) {
+	t.Helper()
+	if os.Getenv("MININT_E2E") != "1" {
+		t.Skip("builds the PE with u-root (minutes when the cache is cold) and boots QEMU; set MININT_E2E=1 (make test does)")
+	}
+}
+
+func needTool(t *testing.T, tool, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		t.Fatalf("%s not found: install %s (scripts/setup-host.sh does)", tool, pkg)
+	}
+}
+
+// logf sends build progress to the test log.
+func logf(t *testing.T) func(string, ...any) {
+	return func(f string, a ...any) { t.Logf(f, a...) }
+}
+
+func TestBuildCachedContents(t *testing.T) {
+	needE2E(t)
+	ctx := context.Background()
+	cfg := Config{
+		Modules:     []string{"virtio_blk", "ext4", "iso9660"},
+		Files:       []File{{Data: []byte("hello from the test\n"), Dest: "/etc/minint/test.txt", Mode: 0o600}},
+		Compression: "zstd",
+		Log:         logf(t),
+	}
+	out := t.TempDir()
+	start := time.Now()
+	pe, err := Build(ctx, cfg, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Since(start)
+	start = time.Now()
+	pe2, err := Build(ctx, cfg, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm := time.Since(start)
+	t.Logf("first build %s (cached before: %v), warm rebuild %s; initramfs %.1f MiB, %d modules", first.Round(time.Millisecond), pe.Cached, warm.Round(time.Millisecond), float64(pe.InitramfsSize)/(1<<20), len(pe.Modules))
+	if !pe2.Cached || pe2.ID != pe.ID {
+		t.Errorf("second build not from the cache: %+v", pe2)
+	}
+	if warm > 10*time.Second {
+		t.Errorf("warm rebuild took %s, target ≤ 10 s", warm)
+	}
+	if pe.InitramfsSize > 30<<20 {
+		t.Errorf("initramfs %d bytes, target ≤ 30 MB", pe.InitramfsSize)
+	}
+
+	f, err := os.Open(pe.Initramfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("initramfs does not decompress: %v", err)
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
+	if err != nil {
+		t.Fatalf("initramfs is not a newc cpio: %v", err)
+	}
+	files := map[string]cpio.Record{}
+	for _, r := range recs {
+		files[r.Name] = r
+	}
+	mdir := "lib/modules/" + pe.KernelVersion
+	for _, name := range []string{"init", "bbin/peinit", "bbin/gosh", "bbin/ls", "bin/sh", "dev/console",
+		mdir + "/" + "modules.dep", mdir + "/modules.alias", mdir + "/kernel/fs/ext4/ext4.ko", mdir + "/kernel/fs/jbd2/jbd2.ko",
+		mdir + "/kernel/fs/isofs/isofs.ko", mdir + "/kernel/drivers/block/virtio_blk.ko", pathInImage, "etc/minint/test.txt"} {
+		if _, ok := files[name]; !ok {
+			t.Errorf("initramfs lacks %s", name)
+		}
+	}
+	if _, ok := files[mdir+"/kernel/drivers/net/virtio_net.ko"]; ok {
+		t.Error("initramfs carries virtio_net, which the module list did not ask for")
+	}
+	if r, ok := files["etc/minint/test.txt"]; ok {
+		b, _ := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+		if string(b) != "hello from the test\n" || r.Mode&0o777 != 0o600 {
+			t.Errorf("extra file: %q mode %o", b, r.Mode&0o777)
+		}
+	}
+	if r, ok := files[mdir+"/modules.dep"]; ok {
+		b, _ := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+		if !strings.Contains(string(b), "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko") {
+			t.Errorf("modules.dep in the PE:\n%s", b)
+		}
+	}
+	// Outputs are complete files, no temporaries left beside them.
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("temporary file left in the output: %s", e.Name())
+		}
+	}
+}
+
+// TestBootQEMU boots the default PE with a blank virtio disk, a vfat disk
+// with another medium's ID and an ISO on the CD drive holding the wanted
+// ID, and checks the inventory, the boot medium and the power-off.
+func TestBootQEMU(t *testing.T) {
+	needE2E(t)
+	for tool, pkg := range map[string]string{"qemu-system-x86_64": "qemu-system-x86", "xorriso": "xorriso", "mkfs.vfat": "dosfstools", "mcopy": "mtools"} {
+		needTool(t, tool, pkg)
+	}
+	ctx := context.Background()
+	pe, err := Build(ctx, Config{Log: logf(t)}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	id := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
+
+	blank := filepath.Join(dir, "blank.img")
+	if err := os.WriteFile(blank, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(blank, 64<<20)
+
+	isoTree := filepath.Join(dir, "iso")
+	os.MkdirAll(filepath.Join(isoTree, "minint"), 0o755)
+	os.WriteFile(filepath.Join(isoTree, "minint", "media.json"), []byte(`{"id":"`+id+`"}`), 0o644)
+	iso := filepath.Join(dir, "media.iso")
+	run(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "MININT", "-o", iso, isoTree)
+
+	fat := filepath.Join(dir, "other.img")
+	os.WriteFile(fat, nil, 0o644)
+	os.Truncate(fat, 16<<20)
+	run(t, "mkfs.vfat", "-n", "OTHER", fat)
+	other := filepath.Join(dir, "other.json")
+	os.WriteFile(other, []byte(`{"id":"some-other-medium"}`), 0o644)
+	run(t, "mmd", "-i", fat, "::minint")
+	run(t, "mcopy", "-i", fat, other, "::minint/media.json")
+
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(qctx, "qemu-system-x86_64", "-accel", "tcg", "-m", "384", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+		"-kernel", pe.Kernel, "-initrd", pe.Initramfs,
+		"-append", "console=ttyS0,115200 minint.done=poweroff minint.media="+id,
+		"-drive", "file="+blank+",if=none,id=blank,format=raw", "-device", "virtio-blk-pci,drive=blank,serial=BLANK123",
+		"-drive", "file="+fat+",if=none,id=other,format=raw", "-device", "virtio-blk-pci,drive=other,serial=OTHER1",
+		"-cdrom", iso, "-nic", "none")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		console   bytes.Buffer
+		banner    time.Duration
+		inventory map[string]any
+		state     string
+		peErr     string
+	)
+	s := bufio.NewScanner(stdout)
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	for s.Scan() {
+		line := s.Text()
+		console.WriteString(line + "\n")
+		if banner == 0 && strings.Contains(line, "minint PE") {
+			banner = time.Since(start)
+		}
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var ev struct {
+			Event string         `json:"event"`
+			State string         `json:"state"`
+			Error string         `json:"error"`
+			Data  map[string]any `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Errorf("console line starting with { is not a JSON event: %v\n%s", err, line)
+			continue
+		}
+		switch ev.Event {
+		case "inventory":
+			inventory = ev.Data
+		case "pe":
+			state, peErr = ev.State, ev.Error
+		}
+	}
+	err = cmd.Wait()
+	t.Logf("QEMU ran %s; banner after %s (wall clock, TCG, shared CPU)", time.Since(start).Round(time.Millisecond), banner.Round(time.Millisecond))
+	if err != nil || qctx.Err() != nil {
+		t.Fatalf("QEMU did not power off cleanly: %v (context: %v)\n%s", err, qctx.Err(), console.String())
+	}
+	if state != "done" {
+		t.Fatalf("PE state %q (error %q)\n%s", state, peErr, console.String())
+	}
+	if inventory == nil {
+		t.Fatalf("no inventory event\n%s", console.String())
+	}
+	disks, _ := inventory["disks"].([]any)
+	found := map[string]map[string]any{}
+	for _, d := range disks {
+		m, _ := d.(map[string]any)
+		if m != nil {
+			found[fmt.Sprint(m["serial"])] = m
+		}
+	}
+	b := found["BLANK123"]
+	if b == nil || b["size_bytes"] != float64(64<<20) || b["transport"] != "virtio" {
+		t.Errorf("blank disk missing or wrong in inventory: %v", disks)
+	}
+	if found["OTHER1"] == nil {
+		t.Errorf("second disk missing in inventory: %v", disks)
+	}
+	bm, _ := inventory["boot_medium"].(map[string]any)
+	if bm == nil || bm["id"] != id || bm["fstype"] != "iso9660" || bm["device"] != "/dev/sr0" {
+		t.Errorf("boot medium %v, want the ISO on /dev/sr0 with ID %s\n%s", bm, id, console.String())
+	}
+	if t.Failed() {
+		t.Logf("console:\n%s", console.String())
+	}
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
