@@ -35,6 +35,10 @@ type TargetOptions struct {
 	SysRoot string
 	// ReadOnly opens the target without write access (dry runs).
 	ReadOnly bool
+	// BootDevices and MediaLabel identify the boot medium as for
+	// Discover; it is refused like any disk in use.
+	BootDevices []string
+	MediaLabel  string
 }
 
 // OpenTarget opens path for writing after checking that doing so is safe:
@@ -76,7 +80,7 @@ func OpenTarget(ctx context.Context, path string, o TargetOptions) (*Target, err
 	if _, err := os.Stat(filepath.Join(root, "sys/dev/block", devnum, "partition")); err == nil {
 		return nil, fmt.Errorf("%s is a partition; give the whole disk", path)
 	}
-	disks, err := Discover(ctx, DiscoverOptions{Root: o.SysRoot, NoProbe: true})
+	disks, err := Discover(ctx, DiscoverOptions{Root: o.SysRoot, NoProbe: o.MediaLabel == "", BootDevices: o.BootDevices, MediaLabel: o.MediaLabel})
 	if err != nil {
 		return nil, err
 	}

@@ -45,6 +45,15 @@ func TestTargetRefusals(t *testing.T) {
 		t.Errorf("mounted: %v", err)
 	}
 
+	_, err = OpenTarget(ctx, dev, TargetOptions{BootDevices: []string{dev}})
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "boot medium") {
+		t.Errorf("boot medium: %v", err)
+	}
+	_, err = OpenTarget(ctx, dev, TargetOptions{MediaLabel: "busy"})
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "boot medium") {
+		t.Errorf("boot medium by label: %v", err)
+	}
+
 	ro := losetup(t, "-r", img.Path)
 	_, err = OpenTarget(ctx, ro, TargetOptions{})
 	if !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), ro) {

@@ -229,6 +229,8 @@ func targetDescription(t *diskops.Target) string {
 }
 
 func diskPartition(fs *pflag.FlagSet, args []string) error {
+	var c diskCommon
+	c.flags(fs)
 	layoutPath := fs.String("layout", "", "YAML layout `FILE` (required)")
 	format := fs.Bool("format", false, "also create the filesystems the layout names")
 	mkfs := fs.Bool("mkfs", false, "create ext4 with mkfs.ext4 instead of the built-in writer (needs partition nodes)")
@@ -247,7 +249,7 @@ func diskPartition(fs *pflag.FlagSet, args []string) error {
 	}
 	ctx, cancel := diskContext()
 	defer cancel()
-	t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{ReadOnly: *dry})
+	t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{SysRoot: c.sysRoot, ReadOnly: *dry, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
 	if err != nil {
 		return err
 	}
@@ -665,6 +667,8 @@ func diskBootnext(fs *pflag.FlagSet, args []string) error {
 }
 
 func diskErase(fs *pflag.FlagSet, args []string) error {
+	var c diskCommon
+	c.flags(fs)
 	var o diskops.EraseOptions
 	fs.StringVar(&o.Method, "method", "zero", "zero (write zeroes) or discard (TRIM; verified to read zeros)")
 	fs.IntVar(&o.Samples, "samples", 256, "random blocks to verify besides the first and last MiB")
@@ -678,7 +682,7 @@ func diskErase(fs *pflag.FlagSet, args []string) error {
 	}
 	ctx, cancel := diskContext()
 	defer cancel()
-	t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{})
+	t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{SysRoot: c.sysRoot, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
 	if err != nil {
 		return err
 	}
