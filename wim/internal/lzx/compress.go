@@ -64,6 +64,9 @@ type node struct {
 	length uint32 // of the item ending here; 1 for a literal
 	off    uint32 // match offset
 	slot   uint32 // offset slot (0-2: repeat offsets)
+	// gap > 0 marks a compound item: an explicit match of gap bytes, one
+	// literal, then the same offset again (R0) for the rest of length.
+	gap uint32
 }
 
 // item is a chosen literal (length 0, sym holds the byte) or match.
@@ -332,6 +335,22 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 			i += longest
 			continue
 		}
+		// A match, one literal, and the same offset again is common
+		// (a changed byte in a copy) and the step-by-step parse misses
+		// it when the literal alone does not look worthwhile.
+		if ms := c.matches[c.mstart[i]:c.mstart[i+1]]; longest >= 3 {
+			off := int(ms[len(ms)-1].Off)
+			g := i + longest + 1
+			if g+minMatchLen <= e && data[g] == data[g-off] && data[g+1] == data[g+1-off] {
+				rl := lzmatch.MatchLen(data, g-off, g, min(maxMatchLen, e-g))
+				slot := offsetSlot(uint32(off))
+				mc := base + uint32(extraOffsetBits[slot])*costScale + c.matchCostTab[slot][longest-minMatchLen] +
+					mainCost[data[g-1]] + c.matchCostTab[0][rl-minMatchLen]
+				if end := g + rl; mc < nodes[end].cost {
+					nodes[end] = node{cost: mc, length: uint32(end - i), off: uint32(off), slot: slot, gap: uint32(longest)}
+				}
+			}
+		}
 		i++
 	}
 }
@@ -360,6 +379,9 @@ func (c *Compressor) collect(data []byte, s, e int) {
 	count := 0
 	for i := e; i > s; i -= int(nodes[i].length) {
 		count++
+		if nodes[i].gap > 0 {
+			count += 2
+		}
 	}
 	if cap(c.items) < count {
 		c.items = make([]item, count)
@@ -371,30 +393,46 @@ func (c *Compressor) collect(data []byte, s, e int) {
 	k := count
 	for i := e; i > s; {
 		nd := &nodes[i]
-		k--
 		if nd.length == 1 {
 			b := uint32(data[i-1])
+			k--
 			c.items[k] = item{sym: b}
 			c.mainFreq[b]++
 			i--
 			continue
 		}
-		it := item{length: nd.length, slot: nd.slot}
-		h := nd.length - minMatchLen
-		if h >= numPrimaryLens {
-			c.lenFreq[h-numPrimaryLens]++
-			h = numPrimaryLens
+		start := i - int(nd.length)
+		if nd.gap > 0 {
+			lit := uint32(data[start+int(nd.gap)])
+			k -= 3
+			c.items[k] = c.matchItem(nd.gap, nd.slot, nd.off)
+			c.items[k+1] = item{sym: lit}
+			c.mainFreq[lit]++
+			c.items[k+2] = c.matchItem(nd.length-nd.gap-1, 0, nd.off)
+		} else {
+			k--
+			c.items[k] = c.matchItem(nd.length, nd.slot, nd.off)
 		}
-		c.mainFreq[numChars+nd.slot*numLenHeaders+h]++
-		if nd.slot >= numRecentOffsets {
-			it.extra = nd.off - uint32(offsetSlotBase[nd.slot])
-			if nd.slot >= minAlignedSlot {
-				c.alFreq[it.extra&7]++
-			}
-		}
-		c.items[k] = it
-		i -= int(nd.length)
+		i = start
 	}
+}
+
+// matchItem returns the item for a match and counts its symbols.
+func (c *Compressor) matchItem(length, slot, off uint32) item {
+	it := item{length: length, slot: slot}
+	h := length - minMatchLen
+	if h >= numPrimaryLens {
+		c.lenFreq[h-numPrimaryLens]++
+		h = numPrimaryLens
+	}
+	c.mainFreq[numChars+slot*numLenHeaders+h]++
+	if slot >= numRecentOffsets {
+		it.extra = off - uint32(offsetSlotBase[slot])
+		if slot >= minAlignedSlot {
+			c.alFreq[it.extra&7]++
+		}
+	}
+	return it
 }
 
 func (c *Compressor) makeCodes() {
