@@ -238,6 +238,10 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 		logf("initramfs: assembled and compressed (%s) in %s", comp.name, time.Since(t).Round(10*time.Millisecond))
 	}
 
+	touch(goCPIO, cached)
+	prune(cache, "go-*.cpio", 3)
+	prune(cache, "initramfs-*", 6)
+
 	pe.Kernel = filepath.Join(outDir, "vmlinuz")
 	pe.Initramfs = filepath.Join(outDir, "initramfs.cpio"+comp.ext)
 	if err := writeFileAtomic(pe.Kernel, func(w io.Writer) error { _, err := w.Write(kimage); return err }); err != nil {
@@ -469,4 +473,36 @@ func copyFileAtomic(src, dst string) error {
 	}
 	defer in.Close()
 	return writeFileAtomic(dst, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
+}
+
+// touch marks cache entries as used, for prune.
+func touch(paths ...string) {
+	now := time.Now()
+	for _, p := range paths {
+		os.Chtimes(p, now, now)
+	}
+}
+
+// prune removes all but the keep most recently used cache files matching
+// pattern, so that the cache does not grow with every source change. It
+// runs under the cache lock.
+func prune(dir, pattern string, keep int) {
+	ms, _ := filepath.Glob(filepath.Join(dir, pattern))
+	if len(ms) <= keep {
+		return
+	}
+	type ent struct {
+		path string
+		t    time.Time
+	}
+	var es []ent
+	for _, m := range ms {
+		if st, err := os.Stat(m); err == nil {
+			es = append(es, ent{m, st.ModTime()})
+		}
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].t.After(es[j].t) })
+	for _, e := range es[min(keep, len(es)):] {
+		os.Remove(e.path)
+	}
 }

@@ -53,12 +53,24 @@ func goInputsKey(ctx context.Context, src string, pkgs []string) (string, error)
 		return "", err
 	}
 	fmt.Fprintf(h, "go %s\n", ver)
-	for _, f := range []string{"go.mod", "go.sum"} {
-		b, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			return "", fmt.Errorf("%w: %v", ErrNoSource, err)
+	// Dependencies are keyed below by module version, which go.sum pins;
+	// hashing all of go.sum would rebuild whenever anyone adds an unrelated
+	// dependency. Replace directives change code without changing versions.
+	gomod, err := os.ReadFile(filepath.Join(src, "go.mod"))
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoSource, err)
+	}
+	inReplace := false
+	for _, l := range strings.Split(string(gomod), "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "replace ("):
+			inReplace = true
+		case inReplace && l == ")":
+			inReplace = false
+		case inReplace || strings.HasPrefix(l, "replace "):
+			fmt.Fprintf(h, "go.mod %s\n", l)
 		}
-		fmt.Fprintf(h, "%s %x\n", f, sha256.Sum256(b))
 	}
 	for _, p := range pkgs {
 		fmt.Fprintf(h, "cmd %s\n", p)
