@@ -399,33 +399,48 @@ func finish(e *env, err error) {
 
 // shells runs a shell on every console. With forever it restarts each one
 // when it exits and never returns (PID 1 must not exit); otherwise it
-// returns when they have all exited.
+// returns as soon as one of them exits, ending the others.
 func shells(e *env, forever bool) {
-	var wg sync.WaitGroup
+	var (
+		mu      sync.Mutex
+		running []*exec.Cmd
+	)
+	exited := make(chan struct{}, len(e.consoles))
 	for _, c := range e.consoles {
-		wg.Add(1)
 		go func(tty *os.File) {
-			defer wg.Done()
 			for {
 				cmd := exec.Command(shellPath())
 				cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 				cmd.Env = append(os.Environ(), "TERM=linux")
 				cmd.Dir = "/"
 				cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-				if err := cmd.Run(); err != nil {
+				err := cmd.Start()
+				if err == nil {
+					mu.Lock()
+					running = append(running, cmd)
+					mu.Unlock()
+					err = cmd.Wait()
+				}
+				if err != nil {
 					fmt.Fprintf(tty, "shell: %v\n", err)
 					time.Sleep(time.Second)
 				}
 				if !forever {
+					exited <- struct{}{}
 					return
 				}
 			}
 		}(c)
 	}
-	wg.Wait()
 	if forever {
 		select {}
 	}
+	<-exited
+	mu.Lock()
+	for _, c := range running {
+		c.Process.Kill() // those still running; an error for the one that exited
+	}
+	mu.Unlock()
 }
 
 func shellPath() string {
