@@ -161,14 +161,76 @@ func TestBootQEMU(t *testing.T) {
 	run(t, "mmd", "-i", fat, "::minint")
 	run(t, "mcopy", "-i", fat, other, "::minint/media.json")
 
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(qctx, "qemu-system-x86_64", "-accel", "tcg", "-m", "384", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-		"-kernel", pe.Kernel, "-initrd", pe.Initramfs,
-		"-append", "console=ttyS0,115200 minint.done=poweroff minint.media="+id,
+	b := boot(t, pe, "minint.done=poweroff minint.media="+id,
 		"-drive", "file="+blank+",if=none,id=blank,format=raw", "-device", "virtio-blk-pci,drive=blank,serial=BLANK123",
 		"-drive", "file="+fat+",if=none,id=other,format=raw", "-device", "virtio-blk-pci,drive=other,serial=OTHER1",
-		"-cdrom", iso, "-nic", "none")
+		"-cdrom", iso)
+	if b.state != "done" {
+		t.Fatalf("PE state %q (error %q)\n%s", b.state, b.peErr, b.console)
+	}
+	inventory := b.inventory
+	if inventory == nil {
+		t.Fatalf("no inventory event\n%s", b.console)
+	}
+	disks, _ := inventory["disks"].([]any)
+	found := map[string]map[string]any{}
+	for _, d := range disks {
+		m, _ := d.(map[string]any)
+		if m != nil {
+			found[fmt.Sprint(m["serial"])] = m
+		}
+	}
+	bl := found["BLANK123"]
+	if bl == nil || bl["size_bytes"] != float64(64<<20) || bl["transport"] != "virtio" {
+		t.Errorf("blank disk missing or wrong in inventory: %v", disks)
+	}
+	if found["OTHER1"] == nil {
+		t.Errorf("second disk missing in inventory: %v", disks)
+	}
+	bm, _ := inventory["boot_medium"].(map[string]any)
+	if bm == nil || bm["id"] != id || bm["fstype"] != "iso9660" || bm["device"] != "/dev/sr0" {
+		t.Errorf("boot medium %v, want the ISO on /dev/sr0 with ID %s", bm, id)
+	}
+	if t.Failed() {
+		t.Logf("console:\n%s", b.console)
+	}
+}
+
+// TestBootQEMUFailure checks the failure path: a boot medium that is not
+// there makes the PE report the error and, with minint.done=poweroff,
+// power off instead of hanging or panicking.
+func TestBootQEMUFailure(t *testing.T) {
+	needE2E(t)
+	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	pe, err := Build(context.Background(), Config{Log: logf(t)}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := boot(t, pe, "minint.done=poweroff minint.net=0 minint.media=no-such-medium")
+	if b.state != "failed" || !strings.Contains(b.peErr, "no-such-medium") {
+		t.Errorf("PE state %q, error %q; want failed naming the medium\n%s", b.state, b.peErr, b.console)
+	}
+	if !strings.Contains(b.console, "minint PE FAILED") {
+		t.Errorf("no readable failure line on the console\n%s", b.console)
+	}
+}
+
+type bootResult struct {
+	console      string
+	inventory    map[string]any
+	state, peErr string
+}
+
+// boot runs the PE in QEMU (TCG, serial console on stdout) until it powers
+// off, and collects its events. It fails the test if QEMU does not exit by
+// itself in time.
+func boot(t *testing.T, pe *PE, cmdline string, qemuArgs ...string) bootResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	args := append([]string{"-accel", "tcg", "-m", "384", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+		"-kernel", pe.Kernel, "-initrd", pe.Initramfs, "-append", "console=ttyS0,115200 " + cmdline, "-nic", "none"}, qemuArgs...)
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	start := time.Now()
@@ -176,11 +238,9 @@ func TestBootQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	var (
-		console   bytes.Buffer
-		banner    time.Duration
-		inventory map[string]any
-		state     string
-		peErr     string
+		console bytes.Buffer
+		banner  time.Duration
+		r       bootResult
 	)
 	s := bufio.NewScanner(stdout)
 	s.Buffer(make([]byte, 1<<20), 1<<20)
@@ -205,44 +265,18 @@ func TestBootQEMU(t *testing.T) {
 		}
 		switch ev.Event {
 		case "inventory":
-			inventory = ev.Data
+			r.inventory = ev.Data
 		case "pe":
-			state, peErr = ev.State, ev.Error
+			r.state, r.peErr = ev.State, ev.Error
 		}
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
+	r.console = console.String()
 	t.Logf("QEMU ran %s; banner after %s (wall clock, TCG, shared CPU)", time.Since(start).Round(time.Millisecond), banner.Round(time.Millisecond))
-	if err != nil || qctx.Err() != nil {
-		t.Fatalf("QEMU did not power off cleanly: %v (context: %v)\n%s", err, qctx.Err(), console.String())
+	if err != nil || ctx.Err() != nil {
+		t.Fatalf("QEMU did not power off by itself: %v (context: %v)\n%s", err, ctx.Err(), r.console)
 	}
-	if state != "done" {
-		t.Fatalf("PE state %q (error %q)\n%s", state, peErr, console.String())
-	}
-	if inventory == nil {
-		t.Fatalf("no inventory event\n%s", console.String())
-	}
-	disks, _ := inventory["disks"].([]any)
-	found := map[string]map[string]any{}
-	for _, d := range disks {
-		m, _ := d.(map[string]any)
-		if m != nil {
-			found[fmt.Sprint(m["serial"])] = m
-		}
-	}
-	b := found["BLANK123"]
-	if b == nil || b["size_bytes"] != float64(64<<20) || b["transport"] != "virtio" {
-		t.Errorf("blank disk missing or wrong in inventory: %v", disks)
-	}
-	if found["OTHER1"] == nil {
-		t.Errorf("second disk missing in inventory: %v", disks)
-	}
-	bm, _ := inventory["boot_medium"].(map[string]any)
-	if bm == nil || bm["id"] != id || bm["fstype"] != "iso9660" || bm["device"] != "/dev/sr0" {
-		t.Errorf("boot medium %v, want the ISO on /dev/sr0 with ID %s\n%s", bm, id, console.String())
-	}
-	if t.Failed() {
-		t.Logf("console:\n%s", console.String())
-	}
+	return r
 }
 
 func run(t *testing.T, name string, args ...string) {

@@ -253,6 +253,9 @@ func network(ctx context.Context, e *env) error {
 	}
 	start := time.Now()
 	leases, err := hw.DHCP(ctx, 3*time.Second, 10*time.Second, e.debug)
+	if leases == nil {
+		leases = []hw.Lease{} // a JSON list, not null
+	}
 	e.leases = leases
 	ev := progress.Event{Kind: "step", Op: "network", State: "done", Data: map[string]any{"leases": leases, "seconds": time.Since(start).Seconds()}}
 	if err != nil {
