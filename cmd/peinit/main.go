@@ -142,12 +142,6 @@ func run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
-		os.MkdirAll("/sys/firmware/efi/efivars", 0o755)
-		if err := unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", 0, ""); err != nil {
-			e.debug("efivarfs: %v", err)
-		}
-	}
 	settleBlock(3 * time.Second)
 
 	select {
@@ -159,6 +153,12 @@ func run(ctx context.Context, e *env) error {
 		return err
 	}
 	<-fsReady
+	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
+		// UEFI variables (boot entries) for the task sequence.
+		if err := unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", 0, ""); err != nil {
+			e.r.Printf("warning: efivarfs: %v", err)
+		}
+	}
 	if err := findMedium(ctx, e); err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ func peID() string {
 }
 
 // fsModules are loaded whatever the hardware: boot media and targets need them.
-var fsModules = []string{"ext4", "vfat", "isofs", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859_1"}
+var fsModules = []string{"ext4", "vfat", "isofs", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859_1", "efivarfs"}
 
 // loadModules coldplugs the devices present and returns a channel that
 // yields once the file-system modules, loaded in the background meanwhile
