@@ -215,6 +215,9 @@ func loadModules(e *env, kver string) (<-chan struct{}, error) {
 			if _, _, err := db.Lookup(m); err != nil {
 				continue // not shipped in this PE (custom module list)
 			}
+			if _, err := os.Stat("/sys/firmware/efi"); m == "efivarfs" && err != nil {
+				continue // BIOS boot: efivarfs would fail with ENODEV
+			}
 			if err := l.Load(m); err != nil {
 				e.r.Printf("warning: modules: %v", err)
 			}
