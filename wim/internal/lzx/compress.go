@@ -22,6 +22,11 @@ var (
 const (
 	// Costs are in 1/costScale bits.
 	costScale = 16
+	// Assumed codeword lengths of symbols the model's parse did not use:
+	// pessimistic enough to prefer known symbols, not so much that the
+	// parse never tries repeat offsets the first parse happened to skip.
+	unusedMain = 10
+	unusedLen  = 8
 	// Chunks larger than this are split into blocks of this size, each
 	// with its own Huffman codes.
 	blockSize = 65536
@@ -213,14 +218,14 @@ func (c *Compressor) updateCosts() {
 	for s := 0; s < c.nMain; s++ {
 		l := uint32(c.mainLens[s])
 		if l == 0 {
-			l = 15
+			l = unusedMain
 		}
 		c.mainCost[s] = l * costScale
 	}
 	for s := range c.lenCost {
 		l := uint32(c.lenLens[s])
 		if l == 0 {
-			l = 14
+			l = unusedLen
 		}
 		c.lenCost[s] = l * costScale
 	}
