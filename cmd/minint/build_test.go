@@ -1,0 +1,39 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runBuildCmd(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := runMain(append([]string{"build"}, args...), &out, &errOut)
+	return code, out.String() + errOut.String()
+}
+
+func TestBuildCommandErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(file, nil, 0o644)
+	for _, c := range []struct {
+		args    []string
+		code    int
+		mention string
+	}{
+		{[]string{"extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"--modules", "ext4", "--add-modules", "vfat"}, 2, "exclude each other"},
+		{[]string{"--file", "nocolon"}, 2, "SRC:DEST"},
+		{[]string{"--kernel", "/nonexistent/vmlinuz", "-o", t.TempDir()}, 1, "/nonexistent/vmlinuz"},
+		{[]string{"--compression", "lz4", "-o", t.TempDir()}, 1, "lz4"},
+		{[]string{"--modules", "ext4,nope_mod", "-o", t.TempDir()}, 1, `unknown kernel module "nope_mod"`},
+		{[]string{"-o", filepath.Join(file, "sub")}, 1, "cannot write output"},
+	} {
+		code, out := runBuildCmd(t, c.args...)
+		if code != c.code || !strings.Contains(out, c.mention) {
+			t.Errorf("minint build %s: exit %d, want %d with %q; output:\n%s", strings.Join(c.args, " "), code, c.code, c.mention, out)
+		}
+	}
+}
