@@ -79,6 +79,9 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 		boot = "network"
 	}
 	be := &SystemBackend{Discover: diskops.DiscoverOptions{BootDevices: o.BootDevices, MediaLabel: o.MediaLabel}}
+	if o.Console != nil {
+		be.Log = func(format string, a ...any) { fmt.Fprintf(o.Console, "  "+format+"\n", a...) }
+	}
 	return Run(ctx, seq, &Env{
 		Backend:     be,
 		Inventory:   HostInventory("/", be.Discover),

@@ -28,6 +28,8 @@ type SystemBackend struct {
 	Discover diskops.DiscoverOptions
 	// UseMkfs formats with mkfs.* programs instead of diskops' own writers.
 	UseMkfs bool
+	// Log receives warnings (nil: none).
+	Log func(format string, a ...any)
 
 	mu   sync.Mutex
 	disk string // the selected disk, for offset mounts of image files
@@ -137,6 +139,13 @@ func (b *SystemBackend) Format(ctx context.Context, td TargetDisk, parts []Part,
 		return nil, err
 	}
 	defer t.Close()
+	if t.IsBlock() && allNodes(parts) {
+		// OpenTarget holds the whole disk O_EXCL, and then the kernel
+		// refuses the O_EXCL open of each partition node that formatting
+		// does (EBUSY). The checks are done: release the disk; formatting
+		// through the nodes does not use the disk's file.
+		t.Close()
+	}
 	want := func(name string) bool {
 		if len(only) == 0 {
 			return true
@@ -177,6 +186,21 @@ func (b *SystemBackend) Format(ctx context.Context, td TargetDisk, parts []Part,
 		}
 	}
 	return out, nil
+}
+
+func (b *SystemBackend) logf(format string, a ...any) {
+	if b.Log != nil {
+		b.Log(format, a...)
+	}
+}
+
+func allNodes(parts []Part) bool {
+	for _, p := range parts {
+		if p.Node == "" {
+			return false
+		}
+	}
+	return len(parts) > 0
 }
 
 func (b *SystemBackend) Mount(ctx context.Context, p Part, dir string) (func() error, error) {
@@ -277,7 +301,16 @@ func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answe
 		if err := b.efiBootEntry(ctx, req, esp, &o); err != nil {
 			return nil, err
 		}
-		if _, err := diskops.InstallUEFI(ctx, o); err != nil {
+		_, err := diskops.InstallUEFI(ctx, o)
+		if err != nil && o.EFIVars != nil {
+			// The loader is also at the removable-media path, which
+			// firmware without an entry boots: an NVRAM that refuses
+			// the entry is worth a warning, not a failed deployment.
+			b.logf("warning: %v; relying on \\EFI\\BOOT\\BOOTX64.EFI", err)
+			o.EFIVars = nil
+			_, err = diskops.InstallUEFI(ctx, o)
+		}
+		if err != nil {
 			return nil, err
 		}
 		entries = append(entries, entry("/loader/entries/minint.conf"))
@@ -310,8 +343,8 @@ func (b *SystemBackend) efiBootEntry(ctx context.Context, req BootRequest, esp *
 	if req.Firmware != "uefi" {
 		return nil
 	}
-	if _, err := os.Stat(diskops.DefaultEFIVars); err != nil {
-		return nil
+	if ents, err := os.ReadDir(diskops.DefaultEFIVars); err != nil || len(ents) == 0 {
+		return nil // efivarfs not mounted (or its module missing)
 	}
 	f, err := os.Open(req.Disk.Path)
 	if err != nil {
