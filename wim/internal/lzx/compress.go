@@ -97,8 +97,8 @@ func NewCompressor(maxChunk int) *Compressor {
 		buf:      make([]byte, maxChunk),
 		mf:       lzmatch.NewFinder(maxChunk),
 		mstart:   make([]int32, maxChunk+1),
-		nodes:    make([]node, maxChunk+1),
-		queues:   make([][3]uint32, maxChunk+1),
+		nodes:    make([]node, min(maxChunk, blockSize)+1),
+		queues:   make([][3]uint32, min(maxChunk, blockSize)+1),
 	}
 }
 
@@ -115,7 +115,7 @@ func (c *Compressor) Compress(dst, src []byte) int {
 	data := c.buf[:len(src)]
 	copy(data, src)
 	e8Filter(data, false)
-	c.findMatches(data)
+	c.mf.Reset()
 	w := bitWriter{out: dst[:min(len(dst), len(src)-1)]}
 	// Huffman codes adapt per block; codeword lengths are sent as deltas
 	// from the previous block's.
@@ -124,6 +124,7 @@ func (c *Compressor) Compress(dst, src []byte) int {
 	q := [3]uint32{1, 1, 1}
 	for s := 0; s < len(data); s += blockSize {
 		e := min(len(data), s+blockSize)
+		c.findMatches(data, s, e)
 		c.initCosts(data, s, e)
 		for pass := 0; ; pass++ {
 			c.parse(data, s, e, q)
@@ -141,22 +142,23 @@ func (c *Compressor) Compress(dst, src []byte) int {
 	return w.flush()
 }
 
-// findMatches records the explicit-offset matches at every position,
-// skipping over the inside of very long matches as the parser will.
-func (c *Compressor) findMatches(data []byte) {
+// findMatches records the explicit-offset matches at every position of the
+// block [s, e), skipping over the inside of very long matches as the
+// parser will. Matches reach back anywhere in the chunk; only one block's
+// matches are held at a time, which bounds memory for large chunks.
+func (c *Compressor) findMatches(data []byte, s, e int) {
 	mf := c.mf
-	mf.Reset()
 	c.matches = c.matches[:0]
-	n := len(data)
 	// The format cannot express a match from the last two bytes of the
 	// window back to its first two.
-	maxOff := min(n, 1<<c.order-3)
-	for i := 0; i < n; {
+	maxOff := min(len(data), 1<<c.order-3)
+	for i := s; i < e; {
 		c.mstart[i] = int32(len(c.matches))
 		c.matches = mf.All(data, i, maxMatchLen, niceLen, searchDepth, maxOff, c.matches)
 		k := len(c.matches)
 		if k > int(c.mstart[i]) && int(c.matches[k-1].Len) >= niceLen {
-			l := int(c.matches[k-1].Len)
+			// Stop at the block end: the next block searches from there.
+			l := min(int(c.matches[k-1].Len), e-i)
 			mf.Skip(data, i+1, i+l)
 			for j := i + 1; j < i+l; j++ {
 				c.mstart[j] = int32(k)
@@ -166,7 +168,7 @@ func (c *Compressor) findMatches(data []byte) {
 		}
 		i++
 	}
-	c.mstart[n] = int32(len(c.matches))
+	c.mstart[e] = int32(len(c.matches))
 }
 
 // initCosts sets a first cost model before any optimized parse exists:
@@ -255,21 +257,21 @@ func offsetSlot(offset uint32) uint32 {
 // derived when the position is expanded: its predecessor is final by then.
 func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 	n := e
-	nodes := c.nodes[:n+1]
+	nodes := c.nodes[:e-s+1]
 	for i := s; i <= e; i++ {
-		nodes[i].cost = infCost
+		nodes[-s+i].cost = infCost
 	}
-	nodes[s] = node{cost: 0}
-	queues := c.queues[:n+1]
-	queues[s] = q0
+	nodes[0] = node{cost: 0}
+	queues := c.queues[:e-s+1]
+	queues[0] = q0
 	c.setMatchCosts()
 	mainCost := &c.mainCost
 	for i := s; i < n; {
-		cur := nodes[i]
+		cur := nodes[-s+i]
 		base := cur.cost
 		var q [3]uint32
 		if i > s {
-			pq := &queues[i-int(cur.length)]
+			pq := &queues[-s+i-int(cur.length)]
 			switch {
 			case cur.length == 1:
 				q = *pq
@@ -282,11 +284,11 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 		} else {
 			q = q0
 		}
-		queues[i] = q
+		queues[-s+i] = q
 		maxLen := min(maxMatchLen, n-i)
 		// Literal.
-		if lc := base + mainCost[data[i]]; lc < nodes[i+1].cost {
-			nodes[i+1] = node{cost: lc, length: 1}
+		if lc := base + mainCost[data[i]]; lc < nodes[-s+i+1].cost {
+			nodes[-s+i+1] = node{cost: lc, length: 1}
 		}
 		if maxLen < minMatchLen {
 			i++
@@ -310,8 +312,8 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 			}
 			tab := &c.matchCostTab[k]
 			for ; next <= maxLen && data[src+next-1] == data[i+next-1]; next++ {
-				if mc := base + tab[next-minMatchLen]; mc < nodes[i+next].cost {
-					nodes[i+next] = node{cost: mc, length: uint32(next), off: uint32(off), slot: k}
+				if mc := base + tab[next-minMatchLen]; mc < nodes[-s+i+next].cost {
+					nodes[-s+i+next] = node{cost: mc, length: uint32(next), off: uint32(off), slot: k}
 				}
 			}
 		}
@@ -331,8 +333,8 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 			tab := &c.matchCostTab[slot]
 			extra := base + uint32(extraOffsetBits[slot])*costScale
 			for ; next <= longest; next++ {
-				if mc := extra + tab[next-minMatchLen]; mc < nodes[i+next].cost {
-					nodes[i+next] = node{cost: mc, length: uint32(next), off: off, slot: slot}
+				if mc := extra + tab[next-minMatchLen]; mc < nodes[-s+i+next].cost {
+					nodes[-s+i+next] = node{cost: mc, length: uint32(next), off: off, slot: slot}
 				}
 			}
 		}
@@ -351,8 +353,8 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 				slot := offsetSlot(uint32(off))
 				mc := base + uint32(extraOffsetBits[slot])*costScale + c.matchCostTab[slot][longest-minMatchLen] +
 					mainCost[data[g-1]] + c.matchCostTab[0][rl-minMatchLen]
-				if end := g + rl; mc < nodes[end].cost {
-					nodes[end] = node{cost: mc, length: uint32(end - i), off: uint32(off), slot: slot, gap: uint32(longest)}
+				if end := g + rl; mc < nodes[-s+end].cost {
+					nodes[-s+end] = node{cost: mc, length: uint32(end - i), off: uint32(off), slot: slot, gap: uint32(longest)}
 				}
 			}
 		}
@@ -382,9 +384,9 @@ func (c *Compressor) setMatchCosts() {
 func (c *Compressor) collect(data []byte, s, e int) {
 	nodes := c.nodes
 	count := 0
-	for i := e; i > s; i -= int(nodes[i].length) {
+	for i := e; i > s; i -= int(nodes[-s+i].length) {
 		count++
-		if nodes[i].gap > 0 {
+		if nodes[-s+i].gap > 0 {
 			count += 2
 		}
 	}
@@ -397,7 +399,7 @@ func (c *Compressor) collect(data []byte, s, e int) {
 	clear(c.alFreq[:])
 	k := count
 	for i := e; i > s; {
-		nd := &nodes[i]
+		nd := &nodes[-s+i]
 		if nd.length == 1 {
 			b := uint32(data[i-1])
 			k--
