@@ -197,7 +197,7 @@ func TestBootFilesQEMU(t *testing.T) {
 	ents, _ := filepath.Glob(filepath.Join(esp, "*"))
 	espSpec := tg.Path + "@@" + itoa(res.Partitions[0].Start)
 	run(t, "mcopy", append([]string{"-s", "-i", espSpec}, append(ents, "::/")...)...)
-	if _, err := InstallSyslinux(ctx, SyslinuxOptions{Disk: tg.Path, Partition: 1, BackupDir: t.TempDir(), Payload: payload, Syslinux: "/nonexistent/syslinux"}); err != nil {
+	if _, err := InstallSyslinux(ctx, SyslinuxOptions{Disk: tg.Path, Partition: 1, BackupDir: t.TempDir(), Payload: payload, Syslinux: "/nonexistent/syslinux", SyslinuxDir: "/nonexistent"}); err != nil {
 		t.Fatal(err)
 	}
 	if out := run(t, "sgdisk", "-A", "1:show", tg.Path); !strings.Contains(out, "legacy BIOS bootable") {

@@ -428,6 +428,11 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 		dir = "/usr/lib/syslinux/mbr"
 	}
 	code, err := os.ReadFile(filepath.Join(dir, mbrName))
+	if o.Payload != nil {
+		if c := map[string][]byte{"gptmbr.bin": o.Payload.GPTMBR, "mbr.bin": o.Payload.MBR}[mbrName]; len(c) > 0 {
+			code, err = c, nil
+		}
+	}
 	if err != nil || len(code) == 0 || len(code) > 440 {
 		return nil, fmt.Errorf("%w: syslinux %s in %s (Debian package syslinux-common): %v", ErrNotFound, mbrName, dir, err)
 	}

@@ -23,7 +23,11 @@ func TestSyslinuxPayloadMatchesInstaller(t *testing.T) {
 	if err := p.Save(dir); err != nil {
 		t.Fatal(err)
 	}
-	if q, err := LoadSyslinuxPayload(dir); err != nil || !bytes.Equal(q.Ldlinux, p.Ldlinux) || !bytes.Equal(q.BootSector, p.BootSector) {
+	if mbr, _ := os.ReadFile("/usr/lib/syslinux/mbr/gptmbr.bin"); len(p.GPTMBR) == 0 || !bytes.Equal(p.GPTMBR, mbr) {
+		t.Errorf("payload gptmbr.bin: %d bytes", len(p.GPTMBR))
+	}
+	if q, err := LoadSyslinuxPayload(dir); err != nil || !bytes.Equal(q.Ldlinux, p.Ldlinux) || !bytes.Equal(q.BootSector, p.BootSector) ||
+		!bytes.Equal(q.MBR, p.MBR) || !bytes.Equal(q.GPTMBR, p.GPTMBR) || !bytes.Equal(q.LdlinuxC32, p.LdlinuxC32) {
 		t.Fatalf("payload round trip: %v", err)
 	}
 

@@ -21,6 +21,9 @@ type SyslinuxPayload struct {
 	BootSector []byte
 	// LdlinuxC32 is the matching ldlinux.c32 library.
 	LdlinuxC32 []byte
+	// MBR and GPTMBR are syslinux's master boot record code (mbr.bin,
+	// gptmbr.bin), so that the payload directory is all the PE needs.
+	MBR, GPTMBR []byte
 }
 
 // Payload file names in a payload directory.
@@ -82,6 +85,14 @@ func CaptureSyslinux(ctx context.Context, program string) (*SyslinuxPayload, err
 	if p.LdlinuxC32, err = v.readFile("SYSLINUX", "LDLINUX C32"); err != nil {
 		return nil, fmt.Errorf("captured ldlinux.c32: %w", err)
 	}
+	for _, m := range []struct {
+		name string
+		dst  *[]byte
+	}{{"mbr.bin", &p.MBR}, {"gptmbr.bin", &p.GPTMBR}} {
+		if *m.dst, err = os.ReadFile(filepath.Join("/usr/lib/syslinux/mbr", m.name)); err != nil {
+			return nil, fmt.Errorf("%w: syslinux %s (Debian package syslinux-common): %v", ErrNotFound, m.name, err)
+		}
+	}
 	return p, p.check()
 }
 
@@ -106,7 +117,10 @@ func (p *SyslinuxPayload) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for n, b := range map[string][]byte{payloadSys: p.Ldlinux, payloadBS: p.BootSector, payloadC32: p.LdlinuxC32} {
+	for n, b := range map[string][]byte{payloadSys: p.Ldlinux, payloadBS: p.BootSector, payloadC32: p.LdlinuxC32, "mbr.bin": p.MBR, "gptmbr.bin": p.GPTMBR} {
+		if len(b) == 0 {
+			continue
+		}
 		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
 			return err
 		}
@@ -124,6 +138,10 @@ func LoadSyslinuxPayload(dir string) (*SyslinuxPayload, error) {
 		}
 		*dst = b
 	}
+	// MBR code is optional in a payload (InstallSyslinux then reads
+	// SyslinuxDir).
+	p.MBR, _ = os.ReadFile(filepath.Join(dir, "mbr.bin"))
+	p.GPTMBR, _ = os.ReadFile(filepath.Join(dir, "gptmbr.bin"))
 	return p, p.check()
 }
 
