@@ -3,6 +3,7 @@ package diskops
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -82,5 +83,37 @@ func TestFuzzCorpusDir(t *testing.T) {
 		default:
 			t.Errorf("corpus for unknown fuzz target %s", d)
 		}
+	}
+}
+
+// TestReadTableRefusesMalformed: tables that do not add up are errors
+// naming the problem, never partitions outside the disk.
+func TestReadTableRefusesMalformed(t *testing.T) {
+	mbr := seedMBR()
+	e := mbr[462:]
+	e[4] = 0x07
+	binary.LittleEndian.PutUint32(e[8:], 3)
+	binary.LittleEndian.PutUint32(e[12:], 1000)
+	if _, err := ReadTable(bytes.NewReader(mbr), int64(len(mbr)), 0); err == nil || !errors.Is(err, ErrFormat) {
+		t.Errorf("MBR partition beyond the end: %v", err)
+	}
+	pm := make([]byte, 1024)
+	pm[446+4] = 0xEE
+	pm[510], pm[511] = 0x55, 0xAA
+	if _, err := ReadTable(bytes.NewReader(pm), int64(len(pm)), 0); !errors.Is(err, ErrFormat) {
+		t.Errorf("protective MBR without GPT: %v", err)
+	}
+	g := seedGPT(64 << 10)
+	g[512+40] ^= 0xFF // first usable LBA: header CRC mismatch
+	if _, err := ReadTable(bytes.NewReader(g), int64(len(g)), 512); !errors.Is(err, ErrFormat) {
+		t.Errorf("GPT with a bad header CRC: %v", err)
+	}
+	fat := &memDisk{b: make([]byte, 40<<20)}
+	FormatFAT32(fat, 0, int64(len(fat.b)), FATOptions{})
+	if tab, err := ReadTable(bytes.NewReader(fat.b), int64(len(fat.b)), 0); tab != nil || err != nil {
+		t.Errorf("a FAT volume read as a table: %+v, %v", tab, err)
+	}
+	if tab, err := ReadTable(bytes.NewReader(seedGPT(64<<10)), 64<<10, 0); err != nil || tab.Type != "gpt" || len(tab.Partitions) != 2 || tab.Partitions[0].UUID != "11111111-2222-4333-8444-555555555555" {
+		t.Errorf("valid GPT: %+v, %v", tab, err)
 	}
 }
