@@ -173,7 +173,7 @@ func TestBootFilesQEMU(t *testing.T) {
 	if ur.Kernel.Version != "6.1.0-56-amd64" {
 		t.Errorf("chose kernel %s", ur.Kernel.Version)
 	}
-	backup := filepath.Join(mnt, "minint/bootfiles-backup/20261128T090000Z", filepath.Base(esp), "EFI/BOOT/BOOTX64.EFI")
+	backup := filepath.Join(mnt, "minint/bootfiles-backup/20261128T090000Z/esp/EFI/BOOT/BOOTX64.EFI")
 	if b, err := os.ReadFile(backup); err != nil || string(b) != "previous loader" {
 		t.Errorf("backup of the old loader: %q, %v (backed up: %v)", b, err, ur.BackedUp)
 	}

@@ -134,7 +134,8 @@ func (in *installer) write(base, rel string, data []byte, mode os.FileMode) erro
 			in.res.Written = append(in.res.Written, dst)
 			return nil
 		}
-		b := filepath.Join(in.backup, filepath.Base(base), rel)
+		// Every file this writes lives on the boot partition.
+		b := filepath.Join(in.backup, "esp", rel)
 		if err := os.MkdirAll(filepath.Dir(b), 0o755); err != nil {
 			return err
 		}

@@ -1,10 +1,14 @@
 package diskops
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 	"unicode/utf16"
 )
 
@@ -128,5 +132,39 @@ func TestFindKernelNewest(t *testing.T) {
 		if compareVersions(c[0], c[1]) <= 0 && c[0] != "6.1-rc2" || (c[0] == "6.1-rc2" && compareVersions(c[0], c[1]) >= 0) {
 			t.Errorf("compareVersions(%s, %s) = %d", c[0], c[1], compareVersions(c[0], c[1]))
 		}
+	}
+}
+
+// TestInstallUEFIBacksUp: replaced boot files go to the backup directory,
+// identical ones are left alone, and the entry carries the command line.
+func TestInstallUEFIBacksUp(t *testing.T) {
+	root, esp, loader := t.TempDir(), t.TempDir(), filepath.Join(t.TempDir(), "sd-boot.efi")
+	writeFile(t, filepath.Join(root, "boot/vmlinuz-6.1.0-56-amd64"), "kernel")
+	writeFile(t, filepath.Join(root, "boot/initrd.img-6.1.0-56-amd64"), "initrd")
+	writeFile(t, loader, "new loader")
+	writeFile(t, filepath.Join(esp, "EFI/BOOT/BOOTX64.EFI"), "old loader")
+	writeFile(t, filepath.Join(esp, "loader/loader.conf"), "default minint.conf\ntimeout 0\neditor no\n")
+	o := UEFIOptions{BootOptions: BootOptions{Root: root, RootUUID: "01234567-89ab-4def-8123-456789abcdef", Cmdline: "init=/usr/lib/minint/setup",
+		Now: func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }}, ESP: esp, SystemdBoot: loader}
+	r, err := InstallUEFI(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.BackedUp) != 1 {
+		t.Fatalf("backed up %v", r.BackedUp)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "minint/bootfiles-backup/20260101T000000Z/esp/EFI/BOOT/BOOTX64.EFI")); string(b) != "old loader" {
+		t.Errorf("backup holds %q", b)
+	}
+	entry, _ := os.ReadFile(filepath.Join(esp, "loader/entries/minint.conf"))
+	if !strings.Contains(string(entry), "options root=UUID=01234567-89ab-4def-8123-456789abcdef rw init=/usr/lib/minint/setup\n") ||
+		!strings.Contains(string(entry), "linux /minint/6.1.0-56-amd64/vmlinuz\n") {
+		t.Errorf("entry:\n%s", entry)
+	}
+	if _, err := InstallUEFI(context.Background(), UEFIOptions{BootOptions: BootOptions{Root: root, RootUUID: "nope"}, ESP: esp}); err == nil {
+		t.Error("accepted root UUID nope")
+	}
+	if _, err := InstallUEFI(context.Background(), UEFIOptions{BootOptions: BootOptions{Root: t.TempDir(), RootUUID: o.RootUUID}, ESP: esp}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("root without a kernel: %v", err)
 	}
 }
