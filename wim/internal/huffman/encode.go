@@ -8,7 +8,7 @@ import (
 // keeps its scratch space between calls.
 type Encoder struct {
 	syms   []uint64 // freq<<16 | symbol, sorted
-	nodes  []uint32 // internal node weights / parents during construction
+	nodes  []uint32 // node weights during construction
 	parent []int32
 	depth  []uint8
 }

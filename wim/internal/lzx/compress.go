@@ -256,7 +256,6 @@ func offsetSlot(offset uint32) uint32 {
 // model. The recent offsets queue along the best path to a position is
 // derived when the position is expanded: its predecessor is final by then.
 func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
-	n := e
 	nodes := c.nodes[:e-s+1]
 	for i := s; i <= e; i++ {
 		nodes[-s+i].cost = infCost
@@ -266,7 +265,7 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 	queues[0] = q0
 	c.setMatchCosts()
 	mainCost := &c.mainCost
-	for i := s; i < n; {
+	for i := s; i < e; {
 		cur := nodes[-s+i]
 		base := cur.cost
 		var q [3]uint32
@@ -285,7 +284,7 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 			q = q0
 		}
 		queues[-s+i] = q
-		maxLen := min(maxMatchLen, n-i)
+		maxLen := min(maxMatchLen, e-i)
 		// Literal.
 		if lc := base + mainCost[data[i]]; lc < nodes[-s+i+1].cost {
 			nodes[-s+i+1] = node{cost: lc, length: 1}
