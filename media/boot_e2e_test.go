@@ -125,6 +125,9 @@ func TestBootISO(t *testing.T) {
 			if !blank {
 				t.Errorf("the blank 64 MiB virtio disk is not in the inventory: %v", disks)
 			}
+			if len(disks) != 2 {
+				t.Errorf("inventory has %d disks, want the boot medium and the blank disk: %v", len(disks), disks)
+			}
 		})
 	}
 }

@@ -276,7 +276,9 @@ func (vm *VM) buildArgs() ([]string, error) {
 		cpus = 1
 	}
 	args := []string{"-accel", accel, "-m", mem, "-smp", strconv.Itoa(cpus),
-		"-nographic", "-monitor", "none", "-serial", "stdio"}
+		// -nodefaults: no empty CD drive, floppy or default NIC that would
+		// show up in the guest's inventory; every device is explicit.
+		"-nodefaults", "-nographic", "-monitor", "none", "-serial", "stdio"}
 	if !o.AllowReboot {
 		args = append(args, "-no-reboot")
 	}
