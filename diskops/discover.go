@@ -345,8 +345,9 @@ func probeDisk(d *Disk, dev string, parts []sysPart) {
 			}
 		}
 		d.Table = t
-		return
 	}
+	// Hybrid ISOs carry a partition table and an ISO 9660 filesystem over
+	// the whole device; the label that marks the boot medium is the latter.
 	d.FS = ProbeFilesystem(f, 0, d.Size)
 }
 

@@ -112,7 +112,8 @@ func readMBR(b []byte, size int64) (*Table, error) {
 		if typ == 0 || n == 0 {
 			continue
 		}
-		if start == 0 || (size > 0 && start+n > size) {
+		// Start 0 is legal in hybrid ISOs (a partition covering the image).
+		if size > 0 && start+n > size {
 			return nil, fmt.Errorf("%w: MBR partition %d (%d+%d bytes) lies outside the disk (%d bytes)", ErrFormat, i+1, start, n, size)
 		}
 		p := PartitionInfo{Number: i + 1, Start: start, Size: n, Type: fmt.Sprintf("0x%02x", typ), Bootable: e[0] == 0x80}

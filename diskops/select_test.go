@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -277,6 +278,54 @@ func TestSelect(t *testing.T) {
 		if d.Name != c.want {
 			t.Errorf("%s: selected %s, want %s", c.rule, d.Name, c.want)
 		}
+	}
+}
+
+// hybridISO writes what media/ produces: an MBR whose first entry covers
+// the image from sector 0 (type 0, active), an ESP entry, and an ISO 9660
+// volume labelled MININT over the whole device.
+func hybridISO(t *testing.T, path string, size int64) {
+	t.Helper()
+	b := make([]byte, 0x8000+2048)
+	e := b[446:]
+	e[0] = 0x80
+	binary.LittleEndian.PutUint32(e[8:], 0)
+	binary.LittleEndian.PutUint32(e[12:], uint32(size/512))
+	e = b[462:]
+	e[4] = 0xEF
+	binary.LittleEndian.PutUint32(e[8:], 112)
+	binary.LittleEndian.PutUint32(e[12:], 8192)
+	b[510], b[511] = 0x55, 0xAA
+	pvd := b[0x8000:]
+	pvd[0] = 1
+	copy(pvd[1:], "CD001")
+	copy(pvd[40:72], fmt.Sprintf("%-32s", "MININT"))
+	copy(pvd[813:], "2026112809443200")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Truncate(size)
+	f.WriteAt(b, 0)
+}
+
+// TestBootMediumByLabel: a USB stick written from the hybrid ISO is the
+// boot medium by its ISO label, and never a candidate.
+func TestBootMediumByLabel(t *testing.T) {
+	stick := usbStick
+	stick.image = hybridISO
+	stick.gib = 1
+	ds := discoverT(t, DiscoverOptions{MediaLabel: "MININT"}, "", stick, sata)
+	for _, d := range ds {
+		if d.Name == "sdc" {
+			if !d.BootMedium || d.FS == nil || d.FS.Type != "iso9660" || d.Table == nil || len(d.Table.Partitions) != 1 {
+				t.Errorf("hybrid stick: boot=%v fs=%+v table=%+v probe=%q", d.BootMedium, d.FS, d.Table, d.ProbeError)
+			}
+		}
+	}
+	if _, err := Select(ds, mustRule(t, "{removable: true}")); !errors.Is(err, ErrNoMatch) || !strings.Contains(err.Error(), "boot medium") {
+		t.Errorf("select the stick: %v", err)
 	}
 }
 
