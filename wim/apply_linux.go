@@ -34,6 +34,11 @@ type applier struct {
 	// dirfds caches O_PATH descriptors of created directories (filled
 	// before the parallel phase, read-only afterwards).
 	dirfds map[*applyEntry]int
+	// euid/egid own every file we create in a directory we created.
+	euid, egid uint32
+	// existing marks directories that were already there (their setgid
+	// bit may give new files another group).
+	existing map[*applyEntry]bool
 	// fileDone marks regular files whose metadata was set through their
 	// descriptor right after their data.
 	fileDone sync.Map
@@ -95,7 +100,8 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	defer unix.Close(rootfd)
-	a := &applier{opts: opts, rootfd: rootfd, dir: dir, dirfds: map[*applyEntry]int{}}
+	a := &applier{opts: opts, rootfd: rootfd, dir: dir, dirfds: map[*applyEntry]int{},
+		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid()), existing: map[*applyEntry]bool{}}
 	defer func() {
 		for _, fd := range a.dirfds {
 			unix.Close(fd)
@@ -332,6 +338,7 @@ func (a *applier) mkdir(e *applyEntry) error {
 			}
 			err = unix.Mkdirat(pfd, e.name(), 0o700)
 		} else {
+			a.existing[e] = true
 			err = nil
 		}
 	}
@@ -377,8 +384,15 @@ func (a *applier) create(e *applyEntry) (int, error) {
 func (a *applier) fileMetadata(fd int, e *applyEntry) error {
 	f := e.f
 	if f.HasUnixData && !a.opts.NoUnixData {
-		if err := unix.Fchown(fd, int(f.UID), int(f.GID)); err != nil {
-			return a.pathErr("chown", e, err)
+		// Files are created by us in directories we created without
+		// setgid, so they already belong to euid/egid; skip the chown then
+		// (most of a root filesystem). Files in directories that existed
+		// before (the target itself included) may inherit a setgid
+		// directory's group, so they are always chowned.
+		if f.UID != a.euid || f.GID != a.egid || e.parent == nil || e.parent.parent == nil || a.existing[e.parent] {
+			if err := unix.Fchown(fd, int(f.UID), int(f.GID)); err != nil {
+				return a.pathErr("chown", e, err)
+			}
 		}
 		for _, x := range f.Xattrs {
 			if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
@@ -519,11 +533,13 @@ func (a *applier) writeBlob(b *blob, targets []*applyEntry) (err error) {
 	}
 	h := sha1.New()
 	var off int64
+	tailHole := false
 	err = b.res.eachChunk(a.opts.Threads, func(c []byte) error {
 		h.Write(c)
 		// All-zero chunks become holes: sparse files stay sparse and
 		// large empty regions cost no writes.
-		if !isZero(c) {
+		tailHole = isZero(c)
+		if !tailHole {
 			for i, fd := range fds {
 				if err := pwriteFull(fd, c, off); err != nil {
 					return a.pathErr("write", targets[i], err)
@@ -543,8 +559,11 @@ func (a *applier) writeBlob(b *blob, targets []*applyEntry) (err error) {
 		return fmt.Errorf("%w: %s: data has SHA-1 %x, want %x", ErrChecksum, targets[0].f.Path(), got, b.hash)
 	}
 	for i, fd := range fds {
-		if err := unix.Ftruncate(fd, off); err != nil {
-			return a.pathErr("truncate", targets[i], err)
+		// A trailing hole was skipped, not written: set the size.
+		if tailHole {
+			if err := unix.Ftruncate(fd, off); err != nil {
+				return a.pathErr("truncate", targets[i], err)
+			}
 		}
 		if err := a.fileMetadata(fd, targets[i]); err != nil {
 			return err

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/minint/minint/internal/treetest"
 )
 
@@ -139,6 +141,42 @@ func TestUnsupportedFormats(t *testing.T) {
 			t.Errorf("%v: got %v, want ErrUnsupported", args, err)
 		} else {
 			t.Logf("%v: %v", args, err)
+		}
+	}
+}
+
+// Applying over an existing setgid directory still gives files the group
+// stored in the WIM.
+func TestApplyIntoSetgidDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	os.MkdirAll(filepath.Join(src, "d"), 0o755)
+	os.WriteFile(filepath.Join(src, "d", "f"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(src, "g"), []byte("y"), 0o644)
+	w := filepath.Join(tmp, "x.wim")
+	capture(t, src, w, WriterOptions{}, ImageOptions{})
+	dst := filepath.Join(tmp, "dst")
+	os.MkdirAll(filepath.Join(dst, "d"), 0o755)
+	for _, d := range []string{dst, filepath.Join(dst, "d")} {
+		os.Chown(d, 0, 4242)
+		os.Chmod(d, 0o2775)
+	}
+	rc, err := OpenReader(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if err := rc.Apply(1, dst, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"d/f", "g"} {
+		var st unix.Stat_t
+		unix.Lstat(filepath.Join(dst, p), &st)
+		if st.Gid != uint32(os.Getegid()) {
+			t.Errorf("%s: gid %d, want %d", p, st.Gid, os.Getegid())
 		}
 	}
 }
