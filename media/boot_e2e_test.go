@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +97,7 @@ func TestBootISO(t *testing.T) {
 			}
 			t.Logf("%s: banner at %.1fs, done at %.1fs, powered off at %.1fs (wall clock from QEMU start, TCG)",
 				c.name, res.Banner.Seconds(), res.Done.Seconds(), res.Duration.Seconds())
+			logKernelTimes(t, log, res)
 			if res.Banner == 0 {
 				t.Error("no banner line")
 			}
@@ -170,4 +173,25 @@ func TestBootNetwork(t *testing.T) {
 		})
 	}
 	_ = nb
+}
+
+var powerDownRE = regexp.MustCompile(`\[\s*([0-9]+\.[0-9]+)\] reboot: Power down`)
+
+// logKernelTimes splits the wall-clock times with the kernel's own clock at
+// power-down: what came before the kernel (firmware, boot loader, kernel
+// decompression) and the banner in kernel time.
+func logKernelTimes(t *testing.T, log string, res *qemu.Result) {
+	b, _ := os.ReadFile(log)
+	m := powerDownRE.FindSubmatch(b)
+	if m == nil {
+		return
+	}
+	up, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		return
+	}
+	// The power-down line is printed about when QEMU exits.
+	kernelStart := res.Duration.Seconds() - up
+	t.Logf("  kernel started ~%.1fs after power-on; banner at kernel time ~%.1fs; done at kernel time ~%.1fs",
+		kernelStart, res.Banner.Seconds()-kernelStart, res.Done.Seconds()-kernelStart)
 }

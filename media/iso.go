@@ -56,8 +56,9 @@ type Options struct {
 	// Done is what the PE does when it finishes: poweroff (default),
 	// reboot or shell. It becomes minint.done= on the kernel command line.
 	Done string
-	// Quiet keeps the kernel's own messages off the console (default
-	// true via Defaults), which saves seconds on a 115200-baud serial line.
+	// Verbose leaves "quiet" off the kernel command line, so that the
+	// kernel's own messages reach the console. They cost seconds on a
+	// 115200-baud serial line, hence the default.
 	Verbose bool
 	// ExtraFiles go under /minint/.
 	ExtraFiles []File
