@@ -16,6 +16,7 @@ import (
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/qemu"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -83,6 +84,11 @@ func runQEMU(fs *pflag.FlagSet, args []string) error {
 	}
 	if progress.IsTerminal(os.Stdin) {
 		o.Stdin = os.Stdin
+		// QEMU puts the terminal into raw mode and cannot restore it when
+		// it is killed (timeout, failure): restore it ourselves.
+		if st, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS); err == nil {
+			defer unix.IoctlSetTermios(int(os.Stdin.Fd()), unix.TCSETS, st)
+		}
 	}
 	var jw io.Writer
 	switch *jsonOut {
