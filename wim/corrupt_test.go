@@ -586,3 +586,48 @@ func FuzzReadApply(f *testing.F) {
 		}
 	})
 }
+
+// TestCorruptDentryTree points a directory's child list (subdir_offset, at
+// byte 16 of wimlib's struct wim_dentry_on_disk) at places that make the tree
+// cyclic or nonsensical, with the SHA-1 fixed so the parser sees it. A cycle
+// followed naively recurses until the stack overflows, which Go cannot
+// recover from.
+func TestCorruptDentryTree(t *testing.T) {
+	dirName := placeholder(10, 2)
+	good := wimlibWIM(t, "none", func(s string) {
+		writeFiles(t, s, map[string]string{dirName + "/f": "x", "g": "y"})
+	})
+	var meta rawBlob
+	for _, b := range rawBlobs(t, good) {
+		if b.res.flags&resMetadata != 0 {
+			meta = b
+		}
+	}
+	m := good[meta.res.offset : meta.res.offset+meta.res.sizeInWIM]
+	root := int(binary.LittleEndian.Uint32(m)+7) &^ 7 // after the security data
+	rootChildren := binary.LittleEndian.Uint64(m[root+16:])
+	dir := bytes.Index(m, utf16le(dirName)) - 102 // the name follows the 102-byte fixed part
+	if dir < root {
+		t.Fatalf("directory dentry not found")
+	}
+	for _, c := range []struct {
+		name string
+		off  uint64
+	}{
+		{"child list is the root's (cycle)", rootChildren},
+		{"child list starts at the directory itself", uint64(dir)},
+		{"child list past the end", uint64(len(m) + 8)},
+		{"child list at a huge offset", 1 << 62},
+		{"child list inside the security data", 4},
+		{"child list misaligned inside a dentry", uint64(dir + 3)},
+	} {
+		b := bytes.Clone(good)
+		mm := b[meta.res.offset : meta.res.offset+meta.res.sizeInWIM]
+		binary.LittleEndian.PutUint64(mm[dir+16:], c.off)
+		rehash(t, b)
+		wantErr(t, c.name, readEverything(b), wim.ErrFormat)
+		if _, err := applyHostile(t, b, wim.ApplyOptions{}, nil); !errors.Is(err, wim.ErrFormat) {
+			t.Errorf("%s: apply: %v, want ErrFormat", c.name, err)
+		}
+	}
+}
