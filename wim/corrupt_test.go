@@ -631,3 +631,43 @@ func TestCorruptDentryTree(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptHardLinkGroups puts entries that cannot be one inode (different
+// contents; a file and a directory) into one hard-link group (the group ID is
+// at byte 92 of a non-reparse dentry). Refusing is fine; applying must not
+// give one file the other's contents or link a directory.
+func TestCorruptHardLinkGroups(t *testing.T) {
+	n1, n2, n3 := placeholder(11, 2), placeholder(12, 2), placeholder(13, 2)
+	good := wimlibWIM(t, "none", func(s string) {
+		writeFiles(t, s, map[string]string{n1: "one", n2: "two", n3 + "/f": "x"})
+	})
+	var meta rawBlob
+	for _, b := range rawBlobs(t, good) {
+		if b.res.flags&resMetadata != 0 {
+			meta = b
+		}
+	}
+	for _, group := range [][]string{{n1, n2}, {n1, n3}, {n1, n2, n3}} {
+		b := bytes.Clone(good)
+		m := b[meta.res.offset : meta.res.offset+meta.res.sizeInWIM]
+		for _, n := range group {
+			d := bytes.Index(m, utf16le(n)) - 102
+			binary.LittleEndian.PutUint64(m[d+92:], 0x4242)
+		}
+		rehash(t, b)
+		what := fmt.Sprintf("group %q", group)
+		target, err := applyHostile(t, b, wim.ApplyOptions{}, nil)
+		if err != nil {
+			wantErr(t, what, err, wim.ErrFormat)
+			continue
+		}
+		for n, want := range map[string]string{n1: "one", n2: "two", n3 + "/f": "x"} {
+			if got, err := os.ReadFile(filepath.Join(target, n)); err != nil || string(got) != want {
+				t.Errorf("%s: %s = %q, %v; want %q", what, n, got, err, want)
+			}
+		}
+		if fi, err := os.Lstat(filepath.Join(target, n3)); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %s is no longer a directory: %v", what, n3, err)
+		}
+	}
+}
