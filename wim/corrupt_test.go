@@ -671,3 +671,41 @@ func TestCorruptHardLinkGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptReparseData damages every byte of a symlink's reparse data
+// (stored as a blob of its own) with the SHA-1s fixed: lengths and offsets
+// inside it that point anywhere must give an error or a symlink, never a
+// panic or a write outside the target.
+func TestCorruptReparseData(t *testing.T) {
+	target := placeholder(14, 12)
+	good := wimlibWIM(t, "none", func(s string) {
+		os.Symlink(target, filepath.Join(s, "link"))
+		os.Symlink("/abs/"+target, filepath.Join(s, "abs"))
+	})
+	var reparse []rawBlob
+	for _, b := range rawBlobs(t, good) {
+		data := good[b.res.offset : b.res.offset+b.res.sizeInWIM]
+		if b.res.flags&resMetadata == 0 && bytes.Contains(data, utf16le(target)) {
+			reparse = append(reparse, b)
+		}
+	}
+	if len(reparse) != 2 {
+		t.Fatalf("found %d reparse blobs, want 2", len(reparse))
+	}
+	for _, rb := range reparse {
+		for i := int64(0); i < rb.res.sizeInWIM; i++ {
+			for _, x := range []byte{0x01, 0x80, 0xff} {
+				b := bytes.Clone(good)
+				b[rb.res.offset+i] ^= x
+				rehash(t, b)
+				if err := readEverything(b); err != nil {
+					wantErr(t, fmt.Sprintf("reparse byte %d ^ %#x: read", i, x), err)
+					continue
+				}
+				if _, err := applyHostile(t, b, wim.ApplyOptions{}, nil); err != nil {
+					wantErr(t, fmt.Sprintf("reparse byte %d ^ %#x: apply", i, x), err)
+				}
+			}
+		}
+	}
+}
