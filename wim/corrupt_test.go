@@ -709,3 +709,51 @@ func TestCorruptReparseData(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptIntegrityTable damages the integrity table of a WIM written
+// with --check (wimlib's struct integrity_table_header: size, number of
+// entries, chunk size, then one SHA-1 per chunk).
+func TestCorruptIntegrityTable(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFiles(t, src, sampleFiles())
+	w := filepath.Join(dir, "x.wim")
+	wimlib(t, "capture", src, w, "--unix-data", "--compress=lzx", "--check")
+	good, err := os.ReadFile(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := getRawReshdr(good[0x7C:])
+	if it.offset == 0 || it.sizeInWIM < 12+20 {
+		t.Fatalf("no integrity table: %+v", it)
+	}
+	verify := func(b []byte) error {
+		r, err := wim.NewReader(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			return err
+		}
+		return r.Verify(wim.VerifyOptions{})
+	}
+	if err := verify(good); err != nil {
+		t.Fatalf("intact WIM: %v", err)
+	}
+	cases := []struct {
+		name string
+		off  int64 // within the table
+		val  uint32
+		want []error
+	}{
+		{"table size", 0, 7, []error{wim.ErrFormat}},
+		{"entry count too big", 4, 1 << 30, []error{wim.ErrFormat}},
+		{"entry count zero", 4, 0, []error{wim.ErrFormat, wim.ErrChecksum}},
+		{"chunk size zero", 8, 0, []error{wim.ErrFormat}},
+		{"chunk size changed", 8, 4096, []error{wim.ErrFormat, wim.ErrChecksum}},
+		{"first hash", 12, 0xdeadbeef, []error{wim.ErrChecksum}},
+		{"last hash", it.sizeInWIM - 4, 0xdeadbeef, []error{wim.ErrChecksum}},
+	}
+	for _, c := range cases {
+		b := bytes.Clone(good)
+		binary.LittleEndian.PutUint32(b[it.offset+c.off:], c.val)
+		wantErr(t, "integrity table: "+c.name, verify(b), c.want...)
+	}
+}
