@@ -294,3 +294,125 @@ partitions:
 		t.Errorf("wrong command line:\n%s", tail(out, 1500))
 	}
 }
+
+// guestModules resolves kernel modules with their modules.dep
+// dependencies, dependencies first.
+func guestModules(t *testing.T, kver string, names ...string) []string {
+	t.Helper()
+	dep, err := os.ReadFile(filepath.Join("/lib/modules", kver, "modules.dep"))
+	if err != nil {
+		t.Skipf("modules.dep: %v", err)
+	}
+	deps := map[string][]string{}
+	byName := map[string]string{}
+	for _, l := range strings.Split(string(dep), "\n") {
+		mod, rest, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		deps[mod] = strings.Fields(rest)
+		byName[strings.TrimSuffix(filepath.Base(mod), ".ko")] = mod
+	}
+	var order []string
+	seen := map[string]bool{}
+	var visit func(m string)
+	visit = func(m string) {
+		if seen[m] {
+			return
+		}
+		seen[m] = true
+		for _, d := range deps[m] {
+			visit(d)
+		}
+		order = append(order, m)
+	}
+	for _, n := range names {
+		m, ok := byName[n]
+		if !ok {
+			t.Fatalf("module %s not in modules.dep", n)
+		}
+		visit(m)
+	}
+	return order
+}
+
+// TestDeployInGuest runs the PE's disk work inside a QEMU guest with the
+// Debian kernel (real BLKRRPART, partition nodes, vfat and ext4 mounted by
+// the kernel, syslinux from the payload), then boots the deployed disk
+// under SeaBIOS and OVMF.
+func TestDeployInGuest(t *testing.T) {
+	needE2E(t)
+	for _, p := range []string{hostKernel, ovmfCode, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%s missing (scripts/setup-host.sh)", p)
+		}
+	}
+	needTool(t, "syslinux")
+	needTool(t, "qemu-system-x86_64")
+	ctx := context.Background()
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "init"), "./testdata/peguest")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the guest: %v\n%s", err, out)
+	}
+	var list []string
+	for _, m := range guestModules(t, "6.1.0-56-amd64", "virtio_pci", "virtio_blk", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "crc32c_generic", "ext4") {
+		b, err := os.ReadFile(filepath.Join("/lib/modules/6.1.0-56-amd64", m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "lib/modules", m), string(b))
+		list = append(list, "/lib/modules/"+m)
+	}
+	writeFile(t, filepath.Join(dir, "modules.list"), strings.Join(list, "\n")+"\n")
+	kernel, _ := os.ReadFile(hostKernel)
+	writeFile(t, filepath.Join(dir, "payload/boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
+	writeFile(t, filepath.Join(dir, "payload/boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
+	sdboot, _ := os.ReadFile("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+	writeFile(t, filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), string(sdboot))
+	payload, err := CaptureSyslinux(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := payload.Save(filepath.Join(dir, "payload/syslinux")); err != nil {
+		t.Fatal(err)
+	}
+	cpio := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1")
+	cpio.Dir = dir
+	initrd, err := cpio.Output()
+	if err != nil {
+		t.Fatalf("cpio: %v", err)
+	}
+	initrdPath := filepath.Join(t.TempDir(), "pe.cpio.gz")
+	os.WriteFile(initrdPath, initrd, 0o644)
+	img := filepath.Join(t.TempDir(), "disk.img")
+	f, _ := os.Create(img)
+	f.Truncate(200 << 20)
+	f.Close()
+
+	qctx, cancel := context.WithTimeout(ctx, 240*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	q := exec.CommandContext(qctx, "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-nographic", "-serial", "stdio", "-monitor", "none",
+		"-no-reboot", "-net", "none", "-kernel", hostKernel, "-initrd", initrdPath, "-append", "console=ttyS0 panic=-1",
+		"-drive", "file="+img+",format=raw,if=virtio")
+	q.Stdout, q.Stderr = &out, &out
+	q.Run()
+	s := out.String()
+	m := regexp.MustCompile(`PEGUEST: DEPLOYED root=UUID=([0-9a-f-]{36})`).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("the guest did not deploy:\n%s", tail(s, 3000))
+	}
+	if !strings.Contains(s, "PEGUEST: partition nodes [/dev/vda1 /dev/vda2]") || !strings.Contains(s, "as ext4 and /dev/vda1 as vfat") {
+		t.Errorf("guest log:\n%s", tail(s, 3000))
+	}
+	run(t, "sgdisk", "-v", img)
+	want := regexp.QuoteMeta("root=UUID=" + m[1] + " rw console=ttyS0 minint.fw=deployed")
+	for _, fw := range []string{"bios", "uefi"} {
+		out := bootQEMU(t, img, fw, false)
+		if !regexp.MustCompile(`MININT-BOOTED cmdline=\[.*` + want + `[ \]]`).MatchString(out) {
+			t.Errorf("%s: deployed disk booted with the wrong command line:\n%s", fw, tail(out, 1500))
+		}
+	}
+}

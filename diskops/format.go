@@ -12,7 +12,6 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/ext4"
 	"github.com/google/uuid"
-	"golang.org/x/sys/unix"
 )
 
 // FormatSpec says which filesystem to create.
@@ -189,7 +188,10 @@ func FormatPartitions(ctx context.Context, t *Target, res *PartitionResult, useM
 		var err error
 		if i < len(res.Nodes) {
 			var pf *os.File
-			pf, err = os.OpenFile(res.Nodes[i], os.O_RDWR|unix.O_EXCL, 0)
+			// Not O_EXCL: t already holds the whole disk exclusively, which
+			// keeps everyone else off its partitions, and an exclusive open
+			// of a partition would conflict with that very claim (EBUSY).
+			pf, err = os.OpenFile(res.Nodes[i], os.O_RDWR, 0)
 			if err != nil {
 				return out, fmt.Errorf("partition %d (%s): %w", p.Number, p.Name, err)
 			}
