@@ -47,7 +47,9 @@ func Partition(ctx context.Context, t *Target, l *Layout, o PartitionOptions) (*
 	ranges := [][2]int64{{0, Align}, {t.Size - Align, Align}}
 	if old, err := ReadTable(t.File, t.Size, t.SectorSize); err == nil && old != nil {
 		for _, p := range old.Partitions {
-			ranges = append(ranges, [2]int64{p.Start, min(p.Size, Align)})
+			// Superblocks live at the start (filesystems) and the end (md
+			// 0.90/1.0, ZFS labels) of a partition.
+			ranges = append(ranges, [2]int64{p.Start, min(p.Size, Align)}, [2]int64{p.Start + p.Size - min(p.Size, Align), min(p.Size, Align)})
 		}
 	}
 	for _, p := range planned {
