@@ -265,6 +265,8 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 	queues[0] = q0
 	c.setMatchCosts()
 	mainCost := &c.mainCost
+	matches, mstart := c.matches, c.mstart
+	costTab := &c.matchCostTab
 	for i := s; i < e; {
 		cur := nodes[-s+i]
 		base := cur.cost
@@ -309,7 +311,7 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 			if next > minMatchLen && lzmatch.MatchLen(data, src, i, next) < next {
 				continue
 			}
-			tab := &c.matchCostTab[k]
+			tab := &costTab[k]
 			for ; next <= maxLen && data[src+next-1] == data[i+next-1]; next++ {
 				if mc := base + tab[next-minMatchLen]; mc < nodes[-s+i+next].cost {
 					nodes[-s+i+next] = node{cost: mc, length: uint32(next), off: uint32(off), slot: k}
@@ -322,14 +324,14 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 			continue
 		}
 		longest := 0
-		for _, m := range c.matches[c.mstart[i]:c.mstart[i+1]] {
+		for _, m := range matches[mstart[i]:mstart[i+1]] {
 			longest = min(int(m.Len), maxLen)
 			if longest < next {
 				continue
 			}
 			off := m.Off
 			slot := offsetSlot(off)
-			tab := &c.matchCostTab[slot]
+			tab := &costTab[slot]
 			extra := base + uint32(extraOffsetBits[slot])*costScale
 			for ; next <= longest; next++ {
 				if mc := extra + tab[next-minMatchLen]; mc < nodes[-s+i+next].cost {
@@ -344,14 +346,14 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 		// A match, one literal, and the same offset again is common
 		// (a changed byte in a copy) and the step-by-step parse misses
 		// it when the literal alone does not look worthwhile.
-		if ms := c.matches[c.mstart[i]:c.mstart[i+1]]; longest >= 3 {
+		if ms := matches[mstart[i]:mstart[i+1]]; longest >= 3 {
 			off := int(ms[len(ms)-1].Off)
 			g := i + longest + 1
 			if g+minMatchLen <= e && data[g] == data[g-off] && data[g+1] == data[g+1-off] {
 				rl := lzmatch.MatchLen(data, g-off, g, min(maxMatchLen, e-g))
 				slot := offsetSlot(uint32(off))
-				mc := base + uint32(extraOffsetBits[slot])*costScale + c.matchCostTab[slot][longest-minMatchLen] +
-					mainCost[data[g-1]] + c.matchCostTab[0][rl-minMatchLen]
+				mc := base + uint32(extraOffsetBits[slot])*costScale + costTab[slot][longest-minMatchLen] +
+					mainCost[data[g-1]] + costTab[0][rl-minMatchLen]
 				if end := g + rl; mc < nodes[-s+end].cost {
 					nodes[-s+end] = node{cost: mc, length: uint32(end - i), off: uint32(off), slot: slot, gap: uint32(longest)}
 				}
