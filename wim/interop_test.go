@@ -398,3 +398,31 @@ func TestInteropWithoutUnixData(t *testing.T) {
 	wimlib(t, "apply", w2, "1", out2)
 	check("minint capture with NoUnixData → wimlib apply", out2)
 }
+
+// TestInteropUnsupported: what wimlib can write and we do not read (LZMS,
+// solid resources, pipable WIMs) is refused with ErrUnsupported, at open or
+// at apply, never misread.
+func TestInteropUnsupported(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFiles(t, src, sampleFiles())
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"lzms", []string{"--compress=lzms"}},
+		{"solid", []string{"--solid"}},
+		{"pipable", []string{"--pipable"}},
+	} {
+		w := filepath.Join(dir, c.name+".wim")
+		wimlib(t, append([]string{"capture", src, w, "--unix-data"}, c.args...)...)
+		r, err := wim.OpenReader(w)
+		if err == nil {
+			err = r.Apply(1, filepath.Join(dir, "out-"+c.name), wim.ApplyOptions{})
+			r.Close()
+		}
+		if !errors.Is(err, wim.ErrUnsupported) {
+			t.Errorf("%s: %v, want ErrUnsupported", c.name, err)
+		}
+	}
+}
