@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 
+	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/ext4"
 	"github.com/google/uuid"
@@ -24,6 +25,37 @@ type FormatSpec struct {
 	// Mkfs makes ext4 use mkfs.ext4 from PATH instead of the built-in
 	// writer (go-diskfs).
 	Mkfs bool `yaml:"mkfs,omitempty" json:"mkfs,omitempty"`
+	// Progress, if set, is called with the bytes written so far (total 0:
+	// the built-in ext4 writer's total is not known in advance; it writes
+	// every inode table, a few percent of the filesystem).
+	Progress func(done, total int64) `yaml:"-" json:"-"`
+}
+
+// countingStorage reports the bytes go-diskfs writes.
+type countingStorage struct {
+	backend.Storage
+	progress func(done, total int64)
+	done     *int64
+}
+
+func (c countingStorage) Writable() (backend.WritableFile, error) {
+	w, err := c.Storage.Writable()
+	if err != nil {
+		return nil, err
+	}
+	return countingFile{w, c}, nil
+}
+
+type countingFile struct {
+	backend.WritableFile
+	c countingStorage
+}
+
+func (f countingFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.WritableFile.WriteAt(p, off)
+	*f.c.done += int64(n)
+	f.c.progress(*f.c.done, 0)
+	return n, err
 }
 
 // Format creates a filesystem in the size bytes of f starting at off, then
@@ -87,7 +119,11 @@ func formatExt4(ctx context.Context, f *os.File, off, size int64, s FormatSpec) 
 	if err := zeroRange(f, off, 1<<20, off+size); err != nil {
 		return nil, err
 	}
-	_, err = ext4.Create(file.New(f, false), size, off, 512, &ext4.Params{UUID: &parsed, VolumeName: s.Label})
+	var b backend.Storage = file.New(f, false)
+	if s.Progress != nil {
+		b = countingStorage{Storage: b, progress: s.Progress, done: new(int64)}
+	}
+	_, err = ext4.Create(b, size, off, 512, &ext4.Params{UUID: &parsed, VolumeName: s.Label})
 	if err != nil {
 		return nil, fmt.Errorf("creating ext4: %w", err)
 	}
@@ -175,6 +211,12 @@ func formatSwap(f *os.File, off, size int64, s FormatSpec) (*Filesystem, error) 
 // made one and at its offset on the disk otherwise. progress, if not nil,
 // is called before each partition.
 func FormatPartitions(ctx context.Context, t *Target, res *PartitionResult, useMkfs bool, progress func(p Planned)) ([]*Filesystem, error) {
+	return FormatPartitionsProgress(ctx, t, res, useMkfs, progress, nil)
+}
+
+// FormatPartitionsProgress is FormatPartitions that also reports the bytes
+// each filesystem writer has written (see FormatSpec.Progress).
+func FormatPartitionsProgress(ctx context.Context, t *Target, res *PartitionResult, useMkfs bool, progress func(p Planned), bytes func(done, total int64)) ([]*Filesystem, error) {
 	out := make([]*Filesystem, len(res.Partitions))
 	for i, p := range res.Partitions {
 		if p.FS == "" {
@@ -183,7 +225,7 @@ func FormatPartitions(ctx context.Context, t *Target, res *PartitionResult, useM
 		if progress != nil {
 			progress(p)
 		}
-		spec := FormatSpec{FS: p.FS, Label: p.Label, UUID: p.UUID, HiddenSectors: uint32(p.Start / int64(t.SectorSize)), Mkfs: useMkfs}
+		spec := FormatSpec{FS: p.FS, Label: p.Label, UUID: p.UUID, HiddenSectors: uint32(p.Start / int64(t.SectorSize)), Mkfs: useMkfs, Progress: bytes}
 		var fs *Filesystem
 		var err error
 		if i < len(res.Nodes) {

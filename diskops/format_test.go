@@ -37,9 +37,14 @@ func TestFormatExt4Unlabelled(t *testing.T) {
 	f, _ := os.Create(img)
 	defer f.Close()
 	f.Truncate(16 << 20)
-	fs, err := Format(context.Background(), f, 0, 16<<20, FormatSpec{FS: "ext4", UUID: "01234567-89ab-4def-8123-456789abcdef"})
+	var written int64
+	fs, err := Format(context.Background(), f, 0, 16<<20, FormatSpec{FS: "ext4", UUID: "01234567-89ab-4def-8123-456789abcdef",
+		Progress: func(done, _ int64) { written = done }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if written < 64<<10 {
+		t.Errorf("progress reported %d bytes written", written)
 	}
 	if fs.Label != "" || fs.UUID != "01234567-89ab-4def-8123-456789abcdef" {
 		t.Errorf("got %+v", fs)

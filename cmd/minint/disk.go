@@ -289,11 +289,12 @@ func diskPartition(fs *pflag.FlagSet, args []string) error {
 	if !*format {
 		return nil
 	}
-	task := r.Start("format", int64(len(res.Partitions)), "partitions")
-	fss, err := diskops.FormatPartitions(ctx, t, res, *mkfs, func(p diskops.Planned) {
+	task := r.Start("format", 0, "bytes")
+	var prev int64 // each filesystem counts from zero
+	fss, err := diskops.FormatPartitionsProgress(ctx, t, res, *mkfs, func(p diskops.Planned) {
 		r.Printf("formatting partition %d (%s) as %s", p.Number, p.Name, p.FS)
-		task.Add(1)
-	})
+		prev = 0
+	}, func(done, _ int64) { task.Add(done - prev); prev = done })
 	task.Finish(err)
 	if err != nil {
 		return err
