@@ -475,6 +475,8 @@ func (res resource) eachChunk(threads int, fn func([]byte) error) error {
 			if t.err == nil {
 				copy(t.c, win[offs[i]-winStart:])
 			}
+			// Decided before t is handed over: workers write t.err.
+			failed := t.err != nil
 			select {
 			case queue <- t:
 			case <-stop:
@@ -486,7 +488,7 @@ func (res resource) eachChunk(threads int, fn func([]byte) error) error {
 				close(t.done)
 				return
 			}
-			if t.err != nil {
+			if failed {
 				return
 			}
 		}

@@ -221,12 +221,13 @@ func (w *Writer) writeBlobs(srcs []*blobSource, progress func(int64)) error {
 		defer close(queue)
 		defer close(work)
 		send := func(t *chunkTask) bool {
+			failed := t.err != nil
 			select {
 			case queue <- t:
 			case <-cancel:
 				return false
 			}
-			if comp == CompressionNone || t.err != nil {
+			if comp == CompressionNone || failed {
 				close(t.done)
 				return true
 			}
@@ -266,7 +267,8 @@ func (w *Writer) writeBlobs(srcs []*blobSource, progress func(int64)) error {
 						t.err = fmt.Errorf("wim: %s changed during capture", s.path)
 					}
 				}
-				if !send(t) || t.err != nil {
+				failed := t.err != nil // workers may write t.err once sent
+				if !send(t) || failed {
 					rc.Close()
 					return
 				}
