@@ -4,8 +4,8 @@
 # ratios (minint relative to wimlib) for docs/benchmarks.md.
 #
 # Usage: scripts/bench-wim.sh [TREE]
-#   TREE   directory to capture (default: a copy of /usr/local/go/src and
-#          /usr/local/go/pkg/tool in tmpfs, ~220 MB of sources and binaries)
+#   TREE   directory to capture (default: a copy of $GOROOT/src and
+#          $GOROOT/pkg/tool in tmpfs, ~190 MB of sources and binaries)
 # Env:     MININT (binary, default: builds out/minint), REPS (default 3; the
 #          best run counts), COMPRESS (default "none xpress lzx"),
 #          WORK (scratch dir on tmpfs, default /dev/shm/minint-bench-wim)
@@ -33,9 +33,10 @@ trap 'rm -rf "$WORK"' EXIT
 TREE=${1:-}
 if [ -z "$TREE" ]; then
   TREE=$WORK/tree
+  GOROOT_DIR=$(go env GOROOT)
   mkdir -p "$TREE/pkg"
-  cp -a /usr/local/go/src "$TREE/src"
-  cp -a /usr/local/go/pkg/tool "$TREE/pkg/tool"
+  cp -a "$GOROOT_DIR/src" "$TREE/src"
+  cp -a "$GOROOT_DIR/pkg/tool" "$TREE/pkg/tool"
 fi
 TREE_MB=$(du -sm --apparent-size "$TREE" | cut -f1)
 FILES=$(find "$TREE" | wc -l)
