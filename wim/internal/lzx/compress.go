@@ -125,7 +125,12 @@ func (c *Compressor) Compress(dst, src []byte) int {
 	for s := 0; s < len(data); s += blockSize {
 		e := min(len(data), s+blockSize)
 		c.findMatches(data, s, e)
-		c.initCosts(data, s, e)
+		if est := c.initCosts(data, s, e); e-s == len(data) && est >= len(data) {
+			// Even the symbols alone of a parse that is rarely more
+			// than a few percent worse do not fit: the chunk is
+			// incompressible, so skip the optimizing parse.
+			return 0
+		}
 		for pass := 0; ; pass++ {
 			c.parse(data, s, e, q)
 			c.collect(data, s, e)
@@ -172,11 +177,13 @@ func (c *Compressor) findMatches(data []byte, s, e int) {
 }
 
 // initCosts sets a first cost model before any optimized parse exists:
-// the Huffman code of a greedy parse over the recorded matches.
-func (c *Compressor) initCosts(data []byte, s, e int) {
+// the Huffman code of a greedy parse over the recorded matches. It returns
+// the size of that parse's symbols and extra bits.
+func (c *Compressor) initCosts(data []byte, s, e int) (estBytes int) {
 	clear(c.mainFreq[:])
 	clear(c.lenFreq[:])
 	r0 := uint32(1)
+	extraBits := 0
 	for i := s; i < e; {
 		maxLen := min(maxMatchLen, e-i)
 		repLen := 0
@@ -197,6 +204,7 @@ func (c *Compressor) initCosts(data []byte, s, e int) {
 		case best.Len >= 3:
 			slot, l = offsetSlot(best.Off), int(best.Len)
 			r0 = best.Off
+			extraBits += int(extraOffsetBits[slot])
 		default:
 			c.mainFreq[data[i]]++
 			i++
@@ -211,6 +219,14 @@ func (c *Compressor) initCosts(data []byte, s, e int) {
 		i += l
 	}
 	c.updateCosts()
+	bits := extraBits
+	for s, f := range c.mainFreq[:c.nMain] {
+		bits += int(f) * int(c.mainLens[s])
+	}
+	for s, f := range c.lenFreq {
+		bits += int(f) * int(c.lenLens[s])
+	}
+	return bits / 8
 }
 
 // updateCosts derives the cost model from the Huffman code the current
