@@ -426,3 +426,33 @@ func TestInteropUnsupported(t *testing.T) {
 		}
 	}
 }
+
+// TestInteropSampleOS round-trips the project's sample OS root filesystem
+// (scripts/make-sample-rootfs.sh: Debian kernel and modules, busybox with
+// its hundreds of symlinks) through both tools with LZX, as the deployment
+// tests use it. It takes tens of seconds, so it runs with MININT_E2E=1.
+func TestInteropSampleOS(t *testing.T) {
+	if os.Getenv("MININT_E2E") != "1" {
+		t.Skip("builds the sample OS tree; set MININT_E2E=1 (make test does)")
+	}
+	script, err := filepath.Abs("../scripts/make-sample-rootfs.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	root := filepath.Join(dir, "rootfs")
+	if out, err := exec.Command("bash", script, root).CombinedOutput(); err != nil {
+		t.Skipf("sample OS tree not buildable here: %v\n%s", err, out)
+	}
+
+	ours := filepath.Join(dir, "ours.wim")
+	minintCapture(t, root, ours, "lzx", true, "sample")
+	wimlib(t, "verify", ours)
+	wimlib(t, "apply", ours, "1", filepath.Join(dir, "ours-wimlib"), "--unix-data")
+	sameTree(t, "sample OS: minint capture → wimlib apply", root, filepath.Join(dir, "ours-wimlib"))
+
+	theirs := filepath.Join(dir, "theirs.wim")
+	wimlib(t, "capture", root, theirs, "--unix-data", "--compress=lzx")
+	minintApply(t, theirs, 1, filepath.Join(dir, "theirs-minint"))
+	sameTree(t, "sample OS: wimlib capture → minint apply", root, filepath.Join(dir, "theirs-minint"))
+}
