@@ -757,3 +757,65 @@ func TestCorruptIntegrityTable(t *testing.T) {
 		wantErr(t, "integrity table: "+c.name, verify(b), c.want...)
 	}
 }
+
+// TestHostileSymlinkWithChildren crafts symlinks that have children: a
+// symlink to ../canary whose child list is a real directory's, and a
+// directory turned into a symlink (UNIX mode 0120777, reparse attributes)
+// that keeps its children. Writing the children would go through the link.
+func TestHostileSymlinkWithChildren(t *testing.T) {
+	dn := placeholder(15, 2)
+	good := wimlibWIM(t, "none", func(s string) {
+		writeFiles(t, s, map[string]string{dn + "/pwned": "x", dn + "/keep": "overwritten"})
+		os.Symlink("../canary", filepath.Join(s, "lnk"))
+	})
+	var meta rawBlob
+	for _, b := range rawBlobs(t, good) {
+		if b.res.flags&resMetadata != 0 {
+			meta = b
+		}
+	}
+	dentries := func(b []byte) (m []byte, dir, lnk int) {
+		m = b[meta.res.offset : meta.res.offset+meta.res.sizeInWIM]
+		return m, bytes.Index(m, utf16le(dn)) - 102, bytes.Index(m, utf16le("lnk")) - 102
+	}
+	cases := map[string]func(b []byte){
+		"symlink given the directory's children": func(b []byte) {
+			m, dir, lnk := dentries(b)
+			copy(m[lnk+16:lnk+24], m[dir+16:dir+24])
+		},
+		"symlink given the directory's children, directory emptied": func(b []byte) {
+			m, dir, lnk := dentries(b)
+			copy(m[lnk+16:lnk+24], m[dir+16:dir+24])
+			binary.LittleEndian.PutUint64(m[dir+16:], 0)
+		},
+		"directory turned into a symlink": func(b []byte) {
+			m, dir, lnk := dentries(b)
+			copy(m[dir+64:dir+96], m[lnk+64:lnk+96]) // hash, reparse tag
+			binary.LittleEndian.PutUint32(m[dir+8:], binary.LittleEndian.Uint32(m[lnk+8:]))
+			var tag [4]byte
+			binary.LittleEndian.PutUint32(tag[:], 0x337DD873) // wimlib's UNIX data tagged item
+			n := int(binary.LittleEndian.Uint64(m[dir:]))
+			i := bytes.Index(m[dir:dir+n], tag[:])
+			if i < 0 {
+				t.Fatal("no UNIX data in the directory's dentry")
+			}
+			binary.LittleEndian.PutUint32(m[dir+i+16:], 0o120777) // tag, length, uid, gid, mode
+		},
+	}
+	for name, change := range cases {
+		t.Run(name, func(t *testing.T) {
+			b := bytes.Clone(good)
+			change(b)
+			rehash(t, b)
+			target, err := applyHostile(t, b, wim.ApplyOptions{}, nil)
+			t.Logf("apply: %v", err)
+			if err != nil {
+				wantErr(t, "apply", err)
+				return
+			}
+			if fi, err := os.Lstat(filepath.Join(target, "lnk")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+				t.Errorf("lnk is not a symlink after apply: %v", err)
+			}
+		})
+	}
+}
