@@ -237,7 +237,7 @@ func (c *Client) fetchPart(ctx context.Context, url, part string, e *Entry, prog
 	}
 	done := off
 	buf := make([]byte, 256<<10)
-	sinceSync := int64(0)
+	sinceSync, lastSync := int64(0), time.Now()
 	limited := io.LimitReader(resp.Body, e.Size-off+1)
 	for {
 		n, rerr := limited.Read(buf)
@@ -249,9 +249,12 @@ func (c *Client) fetchPart(ctx context.Context, url, part string, e *Entry, prog
 				return resumed, err
 			}
 			done += int64(n)
-			if sinceSync += int64(n); sinceSync >= 32<<20 {
+			// Synced often: after a power cut only what arrived since
+			// the last sync is fetched again (unsynced appends may be
+			// lost whole, file size included).
+			if sinceSync += int64(n); sinceSync >= 4<<20 || time.Since(lastSync) >= 2*time.Second {
 				f.Sync()
-				sinceSync = 0
+				sinceSync, lastSync = 0, time.Now()
 			}
 			if progress != nil {
 				progress(done, e.Size)
