@@ -122,6 +122,19 @@ func WimlibCapture(tb testing.TB, compress string, chunkSize int) *WIM {
 	if _, err := exec.LookPath("wimlib-imagex"); err != nil {
 		tb.Skip("wimlib-imagex not installed; it is the reference for interop tests")
 	}
+	// Captures are slow (LZX especially); tests in one binary share them.
+	key := fmt.Sprintf("%s/%d", compress, chunkSize)
+	if w, ok := captures.Load(key); ok {
+		return w.(*WIM)
+	}
+	w := wimlibCapture(tb, compress, chunkSize)
+	captures.Store(key, w)
+	return w
+}
+
+var captures sync.Map
+
+func wimlibCapture(tb testing.TB, compress string, chunkSize int) *WIM {
 	files, err := corpusFiles()
 	if err != nil {
 		tb.Fatal(err)
