@@ -93,19 +93,26 @@ func MatchLen(data []byte, a, b, max int) int {
 // insert adds i to the tables and returns the previous 3-byte-hash and
 // chain heads.
 func (f *Finder) insert(data []byte, i int) (cand3, cand4 int32) {
+	p := int32(i) + f.base
+	if i+4 <= len(data) {
+		// One load serves both hashes.
+		v := binary.LittleEndian.Uint32(data[i:])
+		h3 := (v & 0xFFFFFF * 0x9E3779B1) >> f.shift3
+		h4 := (v * 0x9E3779B1) >> f.shift4
+		cand3 = f.head3[h3]
+		f.head3[h3] = p
+		cand4 = f.head4[h4]
+		f.head4[h4] = p
+		f.prev[i] = cand4
+		return cand3, cand4
+	}
 	cand4 = -1 << 31
 	if i+3 > len(data) {
 		return -1 << 31, cand4
 	}
-	p := int32(i) + f.base
 	h3 := hash3(data, i, f.shift3)
 	cand3 = f.head3[h3]
 	f.head3[h3] = p
-	if i+4 <= len(data) {
-		h4 := hash4(data, i, f.shift4)
-		cand4 = f.head4[h4]
-		f.head4[h4] = p
-	}
 	f.prev[i] = cand4
 	return cand3, cand4
 }
