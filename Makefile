@@ -7,7 +7,7 @@ MININT   := $(OUT)/minint
 # Tests that boot QEMU guests run only when MININT_E2E=1; `make test` sets it.
 export MININT_CACHE ?= $(CURDIR)/$(OUT)/cache
 
-.PHONY: all build setup test unit e2e demo bench fmt vet clean
+.PHONY: all build setup test unit demo bench iso qemu fmt vet clean
 
 all: build
 
@@ -33,11 +33,18 @@ test: setup build vet
 unit: build
 	$(GO) test -count=1 ./...
 
+# The hybrid ISO with the PE alone, and a boot of it (FIRMWARE=bios|uefi).
+iso: setup build
+	$(MININT) iso -o $(OUT)/minint.iso
+
+qemu: iso
+	$(MININT) qemu --iso $(OUT)/minint.iso --firmware $${FIRMWARE:-bios} --disk :64M
+
 demo: setup build
 	bash scripts/demo.sh
 
 bench: setup build
-	bash scripts/bench.sh
+	bash scripts/bench-wim.sh
 
 clean:
 	rm -rf $(OUT)

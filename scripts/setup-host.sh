@@ -17,6 +17,7 @@ PKGS=(
   nginx                  # real HTTP server in tests (loopback only)
   busybox-static         # the sample OS image
   cpio xz-utils zstd kmod
+  time                   # peak memory in scripts/bench-wim.sh
 )
 
 missing=()
