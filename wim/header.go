@@ -165,8 +165,8 @@ func parseHeader(b []byte) (*header, error) {
 		return nil, formatErr("image count %d", h.imageCount)
 	}
 	if h.flags&hdrFlagCompression != 0 {
-		if h.chunkSize < 4096 || h.chunkSize > 1<<26 || h.chunkSize&(h.chunkSize-1) != 0 {
-			return nil, formatErr("chunk size %d is not a power of two in [4K, 64M]", h.chunkSize)
+		if h.chunkSize < 4096 || h.chunkSize > 1<<21 || h.chunkSize&(h.chunkSize-1) != 0 {
+			return nil, formatErr("chunk size %d is not a power of two in [4K, 2M] (the XPRESS and LZX limits)", h.chunkSize)
 		}
 	}
 	return h, nil
