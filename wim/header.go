@@ -164,6 +164,9 @@ func parseHeader(b []byte) (*header, error) {
 	if h.imageCount > 65535 {
 		return nil, formatErr("image count %d", h.imageCount)
 	}
+	if h.flags&hdrFlagCompression != 0 && h.flags&hdrFlagLZMS != 0 && h.flags&(hdrFlagLZX|hdrFlagXPRESS|hdrFlagXPRESS2) == 0 {
+		return nil, unsupportedErr("LZMS compression")
+	}
 	if h.flags&hdrFlagCompression != 0 {
 		if h.chunkSize < 4096 || h.chunkSize > 1<<21 || h.chunkSize&(h.chunkSize-1) != 0 {
 			return nil, formatErr("chunk size %d is not a power of two in [4K, 2M] (the XPRESS and LZX limits)", h.chunkSize)
