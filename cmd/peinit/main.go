@@ -26,6 +26,11 @@
 //	                       /run/minint/media. Without it the first minint
 //	                       medium found, if any, is used.
 //	minint.net=0           skip DHCP
+//	minint.sequence=URL    the task sequence to run: an http(s) URL (needs
+//	                       a detached signature URL.sig by the PE's key) or
+//	                       a path; default minint/sequence.yaml on the
+//	                       boot medium. Without either nothing is deployed.
+//	minint.var.NAME=VALUE  facts for the sequence's when: conditions
 //	minint.shell=1         start a shell before doing anything else; the PE
 //	                       continues when it exits
 //	minint.debug=1         verbose: kernel messages and module loading on
@@ -362,12 +367,10 @@ func toMap(v any) map[string]any {
 }
 
 // runSequence is where the task-sequence engine plugs in: it runs the
-// sequence shipped with the PE or on the boot medium, if any. Today there is
-// none to run.
+// sequence given on the kernel command line or on the boot medium, if any
+// (see deploy in sequence.go).
 func runSequence(ctx context.Context, e *env) error {
-	e.r.Printf("task sequence: none (no task sequence in this PE)")
-	e.r.Emit(progress.Event{Kind: "step", Op: "sequence", State: "skipped", Msg: "no task sequence"})
-	return nil
+	return deploy(ctx, e)
 }
 
 // finish reports the outcome and does what minint.done says; it never returns.

@@ -21,6 +21,11 @@ type Options struct {
 	Net   bool   // false with minint.net=0: skip DHCP
 	Shell bool   // minint.shell=1: stop at a shell before doing anything else
 	Debug bool   // minint.debug=1: verbose logging
+	// Sequence is minint.sequence=: the task sequence's http(s) URL or
+	// path ("" = the one on the boot medium).
+	Sequence string
+	// Vars are minint.var.NAME=VALUE, facts for the sequence's conditions.
+	Vars map[string]string
 	// Rest holds every other parameter, key -> value ("" for bare words).
 	Rest map[string]string
 }
@@ -30,7 +35,7 @@ type Options struct {
 // kept and the problems are returned together, so that the PE can still
 // boot and report them.
 func ParseCmdline(s string) (Options, error) {
-	o := Options{Done: DoneShell, Net: true, Rest: map[string]string{}}
+	o := Options{Done: DoneShell, Net: true, Rest: map[string]string{}, Vars: map[string]string{}}
 	var bad []string
 	for _, w := range splitCmdline(s) {
 		k, v, hasValue := strings.Cut(w, "=")
@@ -47,6 +52,11 @@ func ParseCmdline(s string) (Options, error) {
 				bad = append(bad, "minint.media needs a value (the media ID)")
 			}
 			o.Media = v
+		case "minint.sequence":
+			if v == "" {
+				bad = append(bad, "minint.sequence needs a value (the sequence's URL or path)")
+			}
+			o.Sequence = v
 		case "minint.net", "minint.shell", "minint.debug":
 			b, ok := parseBool(v, hasValue)
 			if !ok {
@@ -62,6 +72,10 @@ func ParseCmdline(s string) (Options, error) {
 				o.Debug = b
 			}
 		default:
+			if name, ok := strings.CutPrefix(k, "minint.var."); ok && name != "" {
+				o.Vars[name] = v
+				continue
+			}
 			if strings.HasPrefix(k, "minint.") {
 				bad = append(bad, fmt.Sprintf("unknown option %s", k))
 				continue
