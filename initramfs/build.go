@@ -202,6 +202,12 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 		logf("initramfs: Go part built in %s", time.Since(t).Round(100*time.Millisecond))
 	}
 
+	setup, err := setupBinary(ctx, src, cache, logf)
+	if err != nil {
+		return nil, err
+	}
+	extra = append(extra, setup)
+
 	// The final key covers everything that ends up in the output.
 	h := sha256.New()
 	fmt.Fprintf(h, "minint-pe v1\ngo %s\ncompression %s\nkernel %x\nversion %s\n", goKey, comp.name, sha256.Sum256(kimage), kver)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,7 +165,7 @@ func TestBootQEMU(t *testing.T) {
 	b := boot(t, pe, "minint.done=poweroff minint.media="+id,
 		"-drive", "file="+blank+",if=none,id=blank,format=raw", "-device", "virtio-blk-pci,drive=blank,serial=BLANK123",
 		"-drive", "file="+fat+",if=none,id=other,format=raw", "-device", "virtio-blk-pci,drive=other,serial=OTHER1",
-		"-cdrom", iso)
+		"-cdrom", iso, "-nic", "user,model=virtio-net-pci")
 	if b.state != "done" {
 		t.Fatalf("PE state %q (error %q)\n%s", b.state, b.peErr, b.console)
 	}
@@ -186,6 +187,11 @@ func TestBootQEMU(t *testing.T) {
 	}
 	if found["OTHER1"] == nil {
 		t.Errorf("second disk missing in inventory: %v", disks)
+	}
+	// QEMU's user network hands out 10.0.2.15 by DHCP.
+	nics, _ := inventory["nics"].([]any)
+	if len(nics) != 1 || !strings.Contains(fmt.Sprint(nics[0]), "10.0.2.15/24") || nics[0].(map[string]any)["link"] != true {
+		t.Errorf("NIC with link and DHCP address 10.0.2.15/24 missing: %v", nics)
 	}
 	bm, _ := inventory["boot_medium"].(map[string]any)
 	if bm == nil || bm["id"] != id || bm["fstype"] != "iso9660" || bm["device"] != "/dev/sr0" {
@@ -229,7 +235,10 @@ func boot(t *testing.T, pe *PE, cmdline string, qemuArgs ...string) bootResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	args := append([]string{"-accel", "tcg", "-m", "384", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-		"-kernel", pe.Kernel, "-initrd", pe.Initramfs, "-append", "console=ttyS0,115200 " + cmdline, "-nic", "none"}, qemuArgs...)
+		"-kernel", pe.Kernel, "-initrd", pe.Initramfs, "-append", "console=ttyS0,115200 " + cmdline}, qemuArgs...)
+	if !slices.Contains(qemuArgs, "-nic") {
+		args = append(args, "-nic", "none")
+	}
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
@@ -249,6 +258,9 @@ func boot(t *testing.T, pe *PE, cmdline string, qemuArgs ...string) bootResult {
 		console.WriteString(line + "\n")
 		if banner == 0 && strings.Contains(line, "minint PE") {
 			banner = time.Since(start)
+		}
+		if strings.Contains(line, "Run /init as init process") {
+			t.Logf("kernel clock at /init: %s", line)
 		}
 		if !strings.HasPrefix(line, "{") {
 			continue

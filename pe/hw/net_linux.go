@@ -36,8 +36,9 @@ var ErrNoLease = errors.New("no DHCP lease")
 //
 // It uses an ordinary UDP socket bound to the interface with the
 // broadcast flag set in requests, so servers answer by broadcast and no
-// raw packet socket is needed. (u-root's nclient4 did not get leases from
-// QEMU's user network in our tests.)
+// raw packet socket is needed. Transaction IDs come from the kernel's
+// random pool: in a fresh VM call it only once that pool is ready (a
+// blocking getrandom), or DHCP libraries polling it may spin.
 func DHCP(ctx context.Context, linkWait, timeout time.Duration, logf func(string, ...any)) ([]Lease, error) {
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		netlink.LinkSetUp(lo)
