@@ -113,7 +113,7 @@ func (b *SystemBackend) Existing(ctx context.Context, td TargetDisk, l *diskops.
 }
 
 func (b *SystemBackend) Partition(ctx context.Context, td TargetDisk, l *diskops.Layout) ([]Part, error) {
-	t, err := diskops.OpenTarget(ctx, td.Path, diskops.TargetOptions{SysRoot: b.Discover.Root})
+	t, err := diskops.OpenTarget(ctx, td.Path, diskops.TargetOptions{SysRoot: b.Discover.Root, BootDevices: b.Discover.BootDevices, MediaLabel: b.Discover.MediaLabel})
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (b *SystemBackend) Partition(ctx context.Context, td TargetDisk, l *diskops
 }
 
 func (b *SystemBackend) Format(ctx context.Context, td TargetDisk, parts []Part, only []string) ([]Part, error) {
-	t, err := diskops.OpenTarget(ctx, td.Path, diskops.TargetOptions{SysRoot: b.Discover.Root})
+	t, err := diskops.OpenTarget(ctx, td.Path, diskops.TargetOptions{SysRoot: b.Discover.Root, BootDevices: b.Discover.BootDevices, MediaLabel: b.Discover.MediaLabel})
 	if err != nil {
 		return nil, err
 	}
