@@ -18,4 +18,7 @@
 // created, nothing is ever resolved through a symlink (openat2 with
 // RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), and every blob's SHA-1 is checked as
 // it is written.
+//
+// A Reader (and its Images and Files) is safe for concurrent use; a Writer
+// is not.
 package wim
