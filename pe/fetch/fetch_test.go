@@ -227,15 +227,27 @@ func TestDownloadServerComesUp(t *testing.T) {
 	dir, m, _, _ := pkg(t, 100000)
 	port := freePort(t)
 	n := newNginx(t, dir, port)
+	// Started late from another goroutine: only Start there (t.Fatal
+	// belongs to the test's goroutine); cleanup registered here.
+	started := make(chan error, 1)
+	t.Cleanup(func() {
+		if n.cmd.Process != nil {
+			n.cmd.Process.Kill()
+			n.cmd.Wait()
+		}
+	})
 	go func() {
 		time.Sleep(700 * time.Millisecond)
-		n.start(t)
+		started <- n.cmd.Start()
 	}()
 	var retries int
 	c := &Client{Retries: 20, Backoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Log: func(string, ...any) { retries++ }}
 	dest := filepath.Join(t.TempDir(), "x")
 	if err := c.Download(context.Background(), n.URL+"/image.wim", dest, &m.Files[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
 	if retries == 0 {
