@@ -27,6 +27,9 @@ type Decompressor struct {
 	alLens   [alignedSyms]uint8
 	scratch  [maxMainSyms]uint16
 
+	// Root table widths of the current block's main and length codes.
+	mainBits, lenBits uint32
+
 	mainTable []uint32
 	lenTable  []uint32
 	preTable  []uint32
@@ -61,6 +64,16 @@ func NewDecompressorChunkSize(chunkSize int) (*Decompressor, error) {
 		return nil, fmt.Errorf("lzx: chunk size %d outside 1..%d", chunkSize, 1<<maxWindowOrder)
 	}
 	return newDecompressor(o), nil
+}
+
+// rootBits is the root table width for a code: maxBits, or less when no
+// codeword is that long.
+func rootBits(lens []uint8, maxBits uint32) uint32 {
+	var longest uint8
+	for _, l := range lens {
+		longest = max(longest, l)
+	}
+	return min(maxBits, max(uint32(longest), 1))
 }
 
 func corrupt(format string, args ...any) error {
@@ -217,10 +230,14 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 
 // decodeBlock decodes a verbatim or aligned block producing dst[out:].
 func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, btype uint32, nMain int, recent *[3]uint32) error {
-	if huffman.BuildDecodeTable(d.mainTable, d.mainLens[:nMain], mainTableBits, maxMainCodeLen, d.scratch[:]) != nil {
+	// Small chunks have short codes: a root table no wider than the
+	// longest codeword is cheaper to fill, which matters for small files.
+	d.mainBits = rootBits(d.mainLens[:nMain], mainTableBits)
+	d.lenBits = rootBits(d.lenLens[:lenSyms], lenTableBits)
+	if huffman.BuildDecodeTable(d.mainTable, d.mainLens[:nMain], uint(d.mainBits), maxMainCodeLen, d.scratch[:]) != nil {
 		return corrupt("bad main code")
 	}
-	if huffman.BuildDecodeTable(d.lenTable, d.lenLens[:lenSyms], lenTableBits, maxLenCodeLen, d.scratch[:]) != nil {
+	if huffman.BuildDecodeTable(d.lenTable, d.lenLens[:lenSyms], uint(d.lenBits), maxLenCodeLen, d.scratch[:]) != nil {
 		return corrupt("bad length code")
 	}
 	minAligned := uint32(maxOffsetSlots)
@@ -231,6 +248,7 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 		minAligned = minAlignedSlot
 	}
 	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
+	mtb, ltb := d.mainBits, d.lenBits
 	out, err := d.decodeFast(r, dst, out, minAligned, recent)
 	if err != nil {
 		return err
@@ -249,10 +267,10 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 				left = 32
 			}
 		}
-		e := mainTable[buf>>(32-mainTableBits)]
+		e := mainTable[buf>>(32-mtb)]
 		if e&huffman.EntrySubtable != 0 {
-			buf <<= mainTableBits
-			left -= mainTableBits
+			buf <<= mtb
+			left -= mtb
 			e = mainTable[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
 		}
 		n := e & huffman.EntryLenMask
@@ -277,10 +295,10 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 					left = 32
 				}
 			}
-			e := lenTable[buf>>(32-lenTableBits)]
+			e := lenTable[buf>>(32-ltb)]
 			if e&huffman.EntrySubtable != 0 {
-				buf <<= lenTableBits
-				left -= lenTableBits
+				buf <<= ltb
+				left -= ltb
 				e = lenTable[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
 			}
 			n := e & huffman.EntryLenMask
@@ -401,6 +419,7 @@ func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minA
 	bb := uint64(r.Buf) << 32
 	bc := r.Left
 	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
+	mtb, ltb := d.mainBits, d.lenBits
 	r0, r1, r2 := recent[0], recent[1], recent[2]
 	for out < end && pos <= len(in)-fastInputSlack {
 		if bc < 32 {
@@ -409,10 +428,10 @@ func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minA
 			bc += 32
 			pos += 4
 		}
-		e := mainTable[bb>>(64-mainTableBits)]
+		e := mainTable[bb>>(64-mtb)]
 		if e&huffman.EntrySubtable != 0 {
-			bb <<= mainTableBits
-			bc -= mainTableBits
+			bb <<= mtb
+			bc -= mtb
 			e = mainTable[(e>>huffman.EntrySymShift)+uint32(bb>>(64-(e&huffman.EntryLenMask)))]
 		}
 		n := e & huffman.EntryLenMask
@@ -428,10 +447,10 @@ func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minA
 		length := int(sym % numLenHeaders)
 		slot := sym / numLenHeaders
 		if length == numPrimaryLens {
-			e := lenTable[bb>>(64-lenTableBits)]
+			e := lenTable[bb>>(64-ltb)]
 			if e&huffman.EntrySubtable != 0 {
-				bb <<= lenTableBits
-				bc -= lenTableBits
+				bb <<= ltb
+				bc -= ltb
 				e = lenTable[(e>>huffman.EntrySymShift)+uint32(bb>>(64-(e&huffman.EntryLenMask)))]
 			}
 			n := e & huffman.EntryLenMask

@@ -56,7 +56,14 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 		d.lens[2*i] = b & 0xF
 		d.lens[2*i+1] = b >> 4
 	}
-	if err := huffman.BuildDecodeTable(d.table, d.lens[:], decTableBits, maxCodeLen, d.scratch[:]); err != nil {
+	// A root table no wider than the longest codeword is cheaper to fill,
+	// which matters for the many small chunks of small files.
+	var longest uint8
+	for _, l := range d.lens {
+		longest = max(longest, l)
+	}
+	tb := min(decTableBits, max(uint32(longest), 1))
+	if err := huffman.BuildDecodeTable(d.table, d.lens[:], uint(tb), maxCodeLen, d.scratch[:]); err != nil {
 		return corrupt("bad Huffman code")
 	}
 	table := d.table
@@ -75,10 +82,10 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 				left = 32
 			}
 		}
-		e := table[buf>>(32-decTableBits)]
+		e := table[buf>>(32-tb)]
 		if e&huffman.EntrySubtable != 0 {
-			buf <<= decTableBits
-			left -= decTableBits
+			buf <<= tb
+			left -= tb
 			e = table[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
 		}
 		n := e & huffman.EntryLenMask
