@@ -31,6 +31,7 @@ func runBuild(fs *pflag.FlagSet, args []string) error {
 	addMods := fs.StringSlice("add-modules", nil, "kernel modules to include in addition to the default list")
 	cmds := fs.StringSlice("commands", nil, "extra Go command packages to include")
 	files := fs.StringArray("file", nil, "extra file `SRC:DEST` to put into the initramfs (repeatable)")
+	key := fs.String("key", "", "package signing public key `FILE.pub` (minint keygen) the PE accepts packages and network sequences from")
 	comp := fs.String("compression", "gzip", "initramfs compression: gzip, xz, zstd or none")
 	cache := fs.String("cache", "", "cache `directory` (default: $MININT_CACHE, else out/cache in the source tree)")
 	listMods := fs.Bool("list-modules", false, "print the default module list and exit")
@@ -67,6 +68,14 @@ func runBuild(fs *pflag.FlagSet, args []string) error {
 		}
 		cfg.Files = append(cfg.Files, initramfs.File{Src: src, Dest: dest})
 	}
+	keyID := ""
+	if *key != "" {
+		f, id, err := peKeyFile(*key)
+		if err != nil {
+			return err
+		}
+		cfg.Files, keyID = append(cfg.Files, f), id
+	}
 	jw, closeJSON, err := buildEventsOut(*jsonOut)
 	if err != nil {
 		return err
@@ -87,6 +96,11 @@ func runBuild(fs *pflag.FlagSet, args []string) error {
 	secs := time.Since(start).Seconds()
 	r.Printf("kernel     %s (%s, %.1f MiB)", pe.Kernel, pe.KernelVersion, float64(pe.KernelSize)/(1<<20))
 	r.Printf("initramfs  %s (%s, %.1f MiB, %d modules)", pe.Initramfs, pe.Compression, float64(pe.InitramfsSize)/(1<<20), len(pe.Modules))
+	if keyID != "" {
+		r.Printf("package key %s", keyID)
+	} else {
+		r.Printf("no package key (--key): this PE will refuse every package")
+	}
 	r.Printf("PE %s built in %.1f s", pe.ID, secs)
 	r.Emit(progress.Event{Kind: "step", Op: "build", State: "done", Data: map[string]any{
 		"id": pe.ID, "kernel": pe.Kernel, "kernel_version": pe.KernelVersion, "kernel_size": pe.KernelSize,

@@ -35,6 +35,7 @@ func runISO(fs *pflag.FlagSet, args []string) error {
 	kernel := fs.String("kernel", "", "kernel `path` for the PE build (default: newest /boot/vmlinuz-*)")
 	mods := fs.StringSlice("modules", nil, "kernel modules for the PE build, comma-separated (default: the built-in list)")
 	buildDir := fs.String("build-dir", "out/pe", "where the PE is built when --pe-dir is not given")
+	key := fs.String("key", "", "package signing public key `FILE.pub` built into the PE (see minint build --key)")
 	sequence := fs.String("sequence", "", "task sequence `FILE`, stored as /minint/sequence.yaml")
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as /minint/DEST (repeatable)")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
@@ -44,8 +45,8 @@ func runISO(fs *pflag.FlagSet, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected argument %q", fs.Arg(0))
 	}
-	if *peDir != "" && (fs.Changed("kernel") || fs.Changed("modules")) {
-		return usageErrorf("--pe-dir uses an existing PE: --kernel and --modules only apply when building one")
+	if *peDir != "" && (fs.Changed("kernel") || fs.Changed("modules") || fs.Changed("key")) {
+		return usageErrorf("--pe-dir uses an existing PE: --kernel, --modules and --key only apply when building one")
 	}
 	opts := media.Options{Label: *label, Cmdline: *cmdline, Done: *done, Verbose: *verbose}
 	if *sequence != "" {
@@ -93,6 +94,14 @@ func runISO(fs *pflag.FlagSet, args []string) error {
 	} else {
 		r.Emit(progress.Event{Kind: "step", Op: "build", State: "start"})
 		cfg := initramfs.Config{Kernel: *kernel, Log: func(f string, a ...any) { r.Printf(f, a...) }}
+		if *key != "" {
+			f, id, err := peKeyFile(*key)
+			if err != nil {
+				return err
+			}
+			cfg.Files = append(cfg.Files, f)
+			r.Printf("package key %s", id)
+		}
 		if fs.Changed("modules") {
 			cfg.Modules = append([]string{}, *mods...)
 		}
