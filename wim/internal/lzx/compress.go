@@ -279,7 +279,7 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 	nodes[0] = node{cost: 0}
 	queues := c.queues[:e-s+1]
 	queues[0] = q0
-	c.setMatchCosts()
+	c.setMatchCosts(e-s, e)
 	mainCost := &c.mainCost
 	matches, mstart := c.matches, c.mstart
 	costTab := &c.matchCostTab
@@ -380,12 +380,14 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 }
 
 // setMatchCosts tabulates the cost of every (offset slot, length) match
-// header under the current cost model.
-func (c *Compressor) setMatchCosts() {
-	nSlots := (c.nMain - numChars) / numLenHeaders
+// header under the current cost model, for matches of up to maxLen bytes
+// and offsets below maxOff (small blocks need only a corner of the table).
+func (c *Compressor) setMatchCosts(maxLen, maxOff int) {
+	nSlots := min((c.nMain-numChars)/numLenHeaders, int(offsetSlot(uint32(max(maxOff, 1))))+1)
+	n := min(numLens, maxLen-minMatchLen+1)
 	for slot := range nSlots {
 		sb := numChars + slot*numLenHeaders
-		tab := &c.matchCostTab[slot]
+		tab := c.matchCostTab[slot][:n]
 		for h := range tab {
 			if h < numPrimaryLens {
 				tab[h] = c.mainCost[sb+h]
