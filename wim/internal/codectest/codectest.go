@@ -103,17 +103,6 @@ type WIM struct {
 	Blobs     []Blob
 }
 
-// SumChunks is the SHA-1 of the concatenated chunks, for comparison with Blob.SHA1.
-func SumChunks(chunks [][]byte) [20]byte {
-	h := sha1.New()
-	for _, c := range chunks {
-		h.Write(c)
-	}
-	var s [20]byte
-	h.Sum(s[:0])
-	return s
-}
-
 // WimlibCapture captures the corpus files with wimlib-imagex using the given
 // --compress value and chunk size, and returns the parsed blobs. It skips the
 // test when wimlib-imagex is not installed.
