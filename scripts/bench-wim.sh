@@ -8,7 +8,9 @@
 #          $GOROOT/pkg/tool in tmpfs, ~190 MB of sources and binaries)
 # Env:     MININT (binary, default: builds out/minint), REPS (default 3; the
 #          best run counts), COMPRESS (default "none xpress lzx"),
-#          WORK (scratch dir on tmpfs, default /dev/shm/minint-bench-wim)
+#          WORK (scratch dir on tmpfs, default /dev/shm/minint-bench-wim),
+#          OPS (default "capture apply verify"; without capture, the WIM
+#          to apply and verify is made by wimlib, untimed)
 #
 # Targets on 2 cores: apply >= 1.2x wimlib's speed; capture >= 1.0x its speed
 # with output <= 1.03x its size.
@@ -17,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
 COMPRESS=${COMPRESS:-"none xpress lzx"}
+OPS=${OPS:-"capture apply verify"}
 WORK=${WORK:-/dev/shm/minint-bench-wim}
 if [ -z "${MININT:-}" ]; then
   mkdir -p out
@@ -41,24 +44,33 @@ fi
 TREE_MB=$(du -sm --apparent-size "$TREE" | cut -f1)
 FILES=$(find "$TREE" | wc -l)
 
-# run LABEL CMD...: runs CMD REPS times, keeps the best wall time (s) and the
-# largest peak RSS (MiB) in the globals T and M. The output dir is emptied
-# before each run so every apply starts from nothing.
-run() {
-  local label=$1 best= peak=0 i out
+# timed OUT CMD...: removes OUT (a WIM or an apply directory), runs CMD and
+# leaves its wall time (s) and peak RSS (KiB) in TT and TM.
+timed() {
+  local out=$1
   shift
+  rm -rf "$out"
+  sync
+  /usr/bin/time -o "$WORK/time" -f '%e %M' "$@" >/dev/null 2>"$WORK/err" || {
+    echo "bench-wim: $* failed:" >&2; cat "$WORK/err" >&2; exit 1; }
+  read -r TT TM < <(tail -n1 "$WORK/time")
+}
+
+# pair OUT_W OUT_M WIMLIB_ARRAY MININT_ARRAY: runs both commands REPS times,
+# alternating so that changes in machine load hit both alike, and keeps the
+# best time and the largest peak RSS (MiB) of each in WT WM MT MM.
+pair() {
+  local -n wcmd=$3 mcmd=$4
+  local i
+  WT= MT= WM=0 MM=0
   for ((i = 0; i < REPS; i++)); do
-    rm -rf "$WORK/out" "$WORK/cap.wim"
-    sync
-    /usr/bin/time -o "$WORK/time" -f '%e %M' "$@" >/dev/null 2>"$WORK/err" || {
-      echo "bench-wim: $label failed:" >&2; cat "$WORK/err" >&2; exit 1; }
-    out=$(tail -n1 "$WORK/time")
-    local t=${out% *} m=${out#* }
-    if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
-    if ((m > peak)); then peak=$m; fi
+    timed "$1" "${wcmd[@]}"
+    if [ -z "$WT" ] || awk "BEGIN{exit !($TT < $WT)}"; then WT=$TT; fi
+    if ((TM / 1024 > WM)); then WM=$((TM / 1024)); fi
+    timed "$2" "${mcmd[@]}"
+    if [ -z "$MT" ] || awk "BEGIN{exit !($TT < $MT)}"; then MT=$TT; fi
+    if ((TM / 1024 > MM)); then MM=$((TM / 1024)); fi
   done
-  T=$best
-  M=$((peak / 1024))
 }
 
 mb() { awk "BEGIN{ printf \"%.1f\", $1 / 1000000 }"; }
@@ -70,29 +82,32 @@ echo "| operation | compression | wimlib s | minint s | speed ratio | wimlib MiB
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for c in $COMPRESS; do
   # The last timed capture of each tool is kept for apply and verify.
-  run "wimlib capture $c" wimlib-imagex capture "$TREE" "$WORK/cap.wim" --unix-data --compress="$c"
-  wt=$T wm=$M
-  mv "$WORK/cap.wim" "$WORK/ref-wimlib.wim"
-  run "minint capture $c" "$MININT" wim capture "$TREE" "$WORK/cap.wim" --compress="$c"
-  mt=$T mm=$M
-  mv "$WORK/cap.wim" "$WORK/ref-minint.wim"
-  ws=$(stat -c %s "$WORK/ref-wimlib.wim")
-  ms=$(stat -c %s "$WORK/ref-minint.wim")
-  echo "| capture | $c | $wt | $mt | $(ratio "$wt" "$mt") | $wm | $mm | $(mb "$ws") | $(mb "$ms") | $(ratio "$ms" "$ws") |"
+  if [[ " $OPS " == *" capture "* ]]; then
+    W=(wimlib-imagex capture "$TREE" "$WORK/ref-wimlib.wim" --unix-data --compress="$c")
+    M=("$MININT" wim capture "$TREE" "$WORK/ref-minint.wim" --compress="$c")
+    pair "$WORK/ref-wimlib.wim" "$WORK/ref-minint.wim" W M
+    ws=$(stat -c %s "$WORK/ref-wimlib.wim")
+    ms=$(stat -c %s "$WORK/ref-minint.wim")
+    echo "| capture | $c | $WT | $MT | $(ratio "$WT" "$MT") | $WM | $MM | $(mb "$ws") | $(mb "$ms") | $(ratio "$ms" "$ws") |"
+  else
+    wimlib-imagex capture "$TREE" "$WORK/ref-wimlib.wim" --unix-data --compress="$c" >/dev/null
+  fi
 
   # Both tools apply the same file (wimlib's), to tmpfs.
-  run "wimlib apply $c" wimlib-imagex apply "$WORK/ref-wimlib.wim" 1 "$WORK/out" --unix-data
-  wt=$T wm=$M
-  run "minint apply $c" "$MININT" wim apply "$WORK/ref-wimlib.wim" 1 "$WORK/out"
-  mt=$T mm=$M
-  echo "| apply | $c | $wt | $mt | $(ratio "$wt" "$mt") | $wm | $mm | | | |"
+  if [[ " $OPS " == *" apply "* ]]; then
+    W=(wimlib-imagex apply "$WORK/ref-wimlib.wim" 1 "$WORK/out" --unix-data)
+    M=("$MININT" wim apply "$WORK/ref-wimlib.wim" 1 "$WORK/out")
+    pair "$WORK/out" "$WORK/out" W M
+    echo "| apply | $c | $WT | $MT | $(ratio "$WT" "$MT") | $WM | $MM | | | |"
+  fi
 
-  run "wimlib verify $c" wimlib-imagex verify "$WORK/ref-wimlib.wim"
-  wt=$T wm=$M
-  run "minint verify $c" "$MININT" wim verify "$WORK/ref-wimlib.wim"
-  mt=$T mm=$M
-  echo "| verify | $c | $wt | $mt | $(ratio "$wt" "$mt") | $wm | $mm | | | |"
-  rm -f "$WORK/ref-wimlib.wim" "$WORK/ref-minint.wim"
+  if [[ " $OPS " == *" verify "* ]]; then
+    W=(wimlib-imagex verify "$WORK/ref-wimlib.wim")
+    M=("$MININT" wim verify "$WORK/ref-wimlib.wim")
+    pair "$WORK/none" "$WORK/none" W M
+    echo "| verify | $c | $WT | $MT | $(ratio "$WT" "$MT") | $WM | $MM | | | |"
+  fi
+  rm -rf "$WORK/ref-wimlib.wim" "$WORK/ref-minint.wim" "$WORK/out"
 done
 echo
 echo "speed ratio = wimlib time / minint time (above 1: minint faster); size ratio = minint size / wimlib size."
