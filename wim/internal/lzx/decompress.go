@@ -80,17 +80,6 @@ func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 }
 
-func readSym(r *bitstream.Reader, table []uint32, tableBits uint32) uint32 {
-	r.Ensure(16)
-	e := table[r.Peek(tableBits)]
-	if e&huffman.EntrySubtable != 0 {
-		r.Remove(tableBits)
-		e = table[(e>>huffman.EntrySymShift)+r.Peek(e&huffman.EntryLenMask)]
-	}
-	r.Remove(e & huffman.EntryLenMask)
-	return e >> huffman.EntrySymShift
-}
-
 // readLens reads a precode and then delta-coded codeword lengths into
 // lens[:n] (which may overrun into the slack after it).
 func (d *Decompressor) readLens(r *bitstream.Reader, lens []uint8, n int) error {
@@ -107,23 +96,81 @@ func (d *Decompressor) readLens(r *bitstream.Reader, lens []uint8, n int) error 
 		}
 		return uint8(v)
 	}
+	// The bit reader state lives in locals (with Reader's refill policy):
+	// this loop runs for every block of every chunk, however small.
+	pre := d.preTable
+	buf, left, pos, in := r.Buf, r.Left, r.Pos, r.In
 	for i := 0; i < n; {
-		presym := readSym(r, d.preTable, preTableBits)
+		if left < 16 {
+			if pos+1 < len(in) {
+				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+				pos += 2
+				left += 16
+			} else {
+				left = 32
+			}
+		}
+		e := pre[buf>>(32-preTableBits)]
+		if e&huffman.EntrySubtable != 0 {
+			buf <<= preTableBits
+			left -= preTableBits
+			e = pre[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+		}
+		buf <<= e & huffman.EntryLenMask
+		left -= e & huffman.EntryLenMask
+		presym := e >> huffman.EntrySymShift
 		if presym < 17 {
 			lens[i] = delta(lens[i], presym)
 			i++
 			continue
 		}
+		// Extra bits: 4, 5 or 1 (then another presymbol).
+		nb := uint32(4)
+		switch presym {
+		case 18:
+			nb = 5
+		case 19:
+			nb = 1
+		}
+		if left < nb {
+			if pos+1 < len(in) {
+				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+				pos += 2
+				left += 16
+			} else {
+				left = 32
+			}
+		}
+		x := int(buf >> (32 - nb))
+		buf <<= nb
+		left -= nb
 		var run int
 		var l uint8
 		switch presym {
 		case 17:
-			run = 4 + int(r.Read(4))
+			run = 4 + x
 		case 18:
-			run = 20 + int(r.Read(5))
+			run = 20 + x
 		default:
-			run = 4 + int(r.Read(1))
-			p := readSym(r, d.preTable, preTableBits)
+			run = 4 + x
+			if left < 16 {
+				if pos+1 < len(in) {
+					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+					pos += 2
+					left += 16
+				} else {
+					left = 32
+				}
+			}
+			e := pre[buf>>(32-preTableBits)]
+			if e&huffman.EntrySubtable != 0 {
+				buf <<= preTableBits
+				left -= preTableBits
+				e = pre[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+			}
+			buf <<= e & huffman.EntryLenMask
+			left -= e & huffman.EntryLenMask
+			p := e >> huffman.EntrySymShift
 			if p > 17 {
 				return corrupt("bad precode symbol in run")
 			}
@@ -133,6 +180,7 @@ func (d *Decompressor) readLens(r *bitstream.Reader, lens []uint8, n int) error 
 			lens[i] = l
 		}
 	}
+	r.Buf, r.Left, r.Pos = buf, left, pos
 	return nil
 }
 
