@@ -10,7 +10,7 @@
 #
 # The sample OS prints one JSON line starting with {"event":"sample-os" on
 # its console describing itself (hostname, users, setup result, marker
-# files), then powers off unless the kernel command line has
+# files, a digest of the system tree — see tree-digest.sh), then powers off unless the kernel command line has
 # sample.stay=1 (then it starts a console shell).
 set -euo pipefail
 
@@ -74,6 +74,24 @@ cat > "$root/etc/inittab" <<'I'
 ::respawn:-/bin/sh
 ::ctrlaltdel:/bin/poweroff
 I
+# tree-digest.sh ROOT prints one SHA-256 over the paths, types, modes,
+# owners, symlink targets and file contents of the parts of the system that
+# deployment must reproduce exactly (setup legitimately changes /etc and
+# bootfiles /boot's loader files, so those are left out). The sample OS
+# runs it at boot; tests run the same script with the same busybox on the
+# source tree, so a byte, mode or owner lost anywhere on the way shows up.
+cat > "$root/etc/minint-sample/tree-digest.sh" <<'TD'
+#!/bin/sh
+# Few processes on purpose: it also runs on an emulated CPU at boot.
+bb=/bin/busybox
+cd "${1:-/}" || exit 1
+set -- bin sbin lib usr etc/init.d etc/minint-sample etc/os-release boot/vmlinuz-* boot/initrd.img-*
+{
+  $bb find "$@" -xdev | LC_ALL=C $bb sort | $bb xargs $bb stat -c '%n|%F|%a|%u|%g|%N'
+  $bb find "$@" -xdev -type f | LC_ALL=C $bb sort | $bb xargs $bb sha256sum
+} | $bb sha256sum | $bb cut -c1-64
+TD
+chmod 0755 "$root/etc/minint-sample/tree-digest.sh"
 cat > "$root/etc/init.d/rcS" <<'RC'
 #!/bin/sh
 # The sample OS's whole boot: mount the API filesystems, say who we are, and
@@ -87,9 +105,16 @@ users=$(awk -F: '$3>=1000{printf "%s\"%s\"", (n++?",":""), $1}' /etc/passwd)
 setup=absent
 [ -f /var/lib/minint/setup-result.json ] && setup=$(tr -d '\n' < /var/lib/minint/setup-result.json)
 [ "$setup" = absent ] && setup='"absent"'
+marker=absent
+[ -f /etc/minint-deployed ] && marker=$(head -n1 /etc/minint-deployed | tr -d '"\\')
+keys=0
+for u in $(awk -F: '$3>=1000{print $6}' /etc/passwd); do
+  [ -s "$u/.ssh/authorized_keys" ] && keys=$((keys+1))
+done
+tree=$(/etc/minint-sample/tree-digest.sh /)
 . /etc/os-release
-printf '{"event":"sample-os","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s"}\n' \
-  "$ID" "$VERSION_ID" "$(hostname)" "$users" "$setup" "$(uname -r)" > /dev/console
+printf '{"event":"sample-os","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s","marker":"%s","ssh_keys":%d,"tree":"%s","cmdline":"%s"}\n' \
+  "$ID" "$VERSION_ID" "$(hostname)" "$users" "$setup" "$(uname -r)" "$marker" "$keys" "$tree" "$(tr -d '"\\\n' < /proc/cmdline)" > /dev/console
 echo "minint sample OS $VERSION_ID is up as $(hostname)" > /dev/console
 if grep -q 'sample.stay=1' /proc/cmdline; then exit 0; fi
 sync
