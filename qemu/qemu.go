@@ -63,6 +63,11 @@ type Options struct {
 	// CDInterface is the CD drive's controller: ide (default; the PC's
 	// own), sata (AHCI) or scsi (virtio-scsi).
 	CDInterface string
+	// DiskFirst puts the disks marked Boot before the ISO in the boot
+	// order, as on a new computer with an installation CD inserted: a
+	// blank disk falls through to the CD, and once the PE has deployed the
+	// disk the reboot starts the installed system (with AllowReboot).
+	DiskFirst bool
 	// BootDiskInterface is the interface for the ISO when BootFrom is
 	// "disk": virtio (default), usb, sata, nvme.
 	BootDiskInterface string
@@ -332,6 +337,15 @@ func (vm *VM) buildArgs() ([]string, error) {
 	}
 	sataPort := 0
 	bootIndex := 0
+	// nextBoot hands out boot indexes in attach order, except that with
+	// DiskFirst the ISO's comes after every disk's.
+	nextBoot := func(iso bool) int {
+		if iso && o.DiskFirst {
+			return len(o.Disks) + 1
+		}
+		bootIndex++
+		return bootIndex - 1
+	}
 	attach := func(id, file, format, iface string, extra string, boot bool) error {
 		drive := fmt.Sprintf("if=none,id=%s,file=%s,format=%s%s", id, file, format, extra)
 		dev := ""
@@ -362,8 +376,7 @@ func (vm *VM) buildArgs() ([]string, error) {
 			return fmt.Errorf("unknown disk interface %q: want virtio, sata, nvme, usb or ide", iface)
 		}
 		if boot {
-			dev += fmt.Sprintf(",bootindex=%d", bootIndex)
-			bootIndex++
+			dev += fmt.Sprintf(",bootindex=%d", nextBoot(strings.HasPrefix(id, "cd") || id == "boot0"))
 		}
 		args = append(args, "-drive", drive, "-device", dev)
 		return nil

@@ -178,3 +178,23 @@ func TestWaitForAndKill(t *testing.T) {
 		t.Errorf("WaitFor after exit: %v", err)
 	}
 }
+
+func TestArgsDiskFirst(t *testing.T) {
+	dir := t.TempDir()
+	iso := filepath.Join(dir, "m.iso")
+	os.WriteFile(iso, []byte("x"), 0o644)
+	for _, c := range []struct {
+		first      bool
+		disk, isoI string
+	}{{false, "bootindex=1", "bootindex=0"}, {true, "bootindex=0", "bootindex=2"}} {
+		vm := &VM{workDir: t.TempDir(), opts: Options{ISO: iso, DiskFirst: c.first, Disks: []Disk{{Size: 1 << 20, Boot: true}}}}
+		args, err := vm.buildArgs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.Join(args, " ")
+		if !strings.Contains(s, "virtio-blk-pci,drive=disk0,"+c.disk) || !strings.Contains(s, "ide-cd,drive=cd0,"+c.isoI) {
+			t.Errorf("DiskFirst=%v: want disk %s and CD %s:\n%s", c.first, c.disk, c.isoI, s)
+		}
+	}
+}

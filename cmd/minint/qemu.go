@@ -47,6 +47,7 @@ func runQEMU(fs *pflag.FlagSet, args []string) error {
 	logPath := fs.String("log", "out/qemu-console.log", "also write the serial console to `FILE` (empty for none)")
 	until := fs.String("until", "done", "done: succeed when the PE reports done and powers off; exit: just wait for QEMU to exit")
 	allowReboot := fs.Bool("allow-reboot", false, "let the guest reboot (default: a reboot ends QEMU)")
+	diskFirst := fs.Bool("disk-first", false, "boot the first --disk before the ISO, like a new computer with an install CD (a blank disk falls through to the CD; with --allow-reboot the PE's reboot starts the deployed system)")
 	quiet := fs.Bool("quiet", false, "do not copy the console to the terminal")
 	jsonOut := fs.String("json-events", "", "write the guest's events and the verdict as JSON lines to `FILE` (- for stdout)")
 	if err := fs.Parse(args); err != nil {
@@ -73,6 +74,12 @@ func runQEMU(fs *pflag.FlagSet, args []string) error {
 			return usageErrorf("--disk %q: %v", d, err)
 		}
 		o.Disks = append(o.Disks, disk)
+	}
+	if *diskFirst {
+		if len(o.Disks) == 0 {
+			return usageErrorf("--disk-first needs a --disk")
+		}
+		o.DiskFirst, o.Disks[0].Boot = true, true
 	}
 	if o.LogPath != "" {
 		if err := os.MkdirAll(filepath.Dir(o.LogPath), 0o755); err != nil {
