@@ -2,6 +2,7 @@ package xpress
 
 import (
 	"encoding/binary"
+	"math"
 	"math/bits"
 
 	"github.com/minint/minint/wim/internal/huffman"
@@ -25,6 +26,7 @@ type Compressor struct {
 	maxChunk int
 	mf       *lzmatch.Finder
 	items    []item
+	matched  int // bytes covered by matches so far
 	freqs    [numSymbols]uint32
 	lens     [numSymbols]uint8
 	codes    [numSymbols]uint32
@@ -56,14 +58,20 @@ func (c *Compressor) Compress(dst, src []byte) int {
 	if len(src) <= headerSize+4 {
 		return 0
 	}
-	c.parse(src)
+	if !c.parse(src) {
+		return 0
+	}
 	limit := min(len(dst), len(src)-1)
 	return c.write(dst[:limit])
 }
 
-func (c *Compressor) parse(in []byte) {
+// parse chooses the literals and matches, or reports false when the chunk
+// turns out to be incompressible (as compressed files are) without
+// parsing all of it.
+func (c *Compressor) parse(in []byte) bool {
 	clear(c.freqs[:])
 	c.items = c.items[:0]
+	c.matched = 0
 	mf := c.mf
 	mf.Reset()
 	// A length-3 match far back costs more than three literals.
@@ -73,7 +81,14 @@ func (c *Compressor) parse(in []byte) {
 	}
 	n := len(in)
 	i := 0
+	probed := n < 2*probeSize
 	for i < n {
+		if !probed && i >= probeSize {
+			probed = true
+			if c.matched < probeSize/64 && entropy(in[:probeSize]) > 7.9 {
+				return false
+			}
+		}
 		curLen, curOff := mf.Longest(in, i, minMatchLen-1, maxMatchLen, niceLen, searchDepth, maxOffset)
 		i++
 		if curLen < minMatchLen || curLen == minMatchLen && curOff >= tooFar {
@@ -101,6 +116,28 @@ func (c *Compressor) parse(in []byte) {
 			break
 		}
 	}
+	return true
+}
+
+// probeSize is how much of a chunk is parsed before giving up on
+// incompressible data: with almost no matches and nearly 8 bits of entropy
+// per byte, Huffman coding cannot pay for its 256-byte code table.
+const probeSize = 4096
+
+// entropy is the order-0 entropy of b in bits per byte.
+func entropy(b []byte) float64 {
+	var h [256]int
+	for _, x := range b {
+		h[x]++
+	}
+	e := 0.0
+	for _, f := range h {
+		if f > 0 {
+			p := float64(f) / float64(len(b))
+			e -= p * math.Log2(p)
+		}
+	}
+	return e
 }
 
 func (c *Compressor) literal(b byte) {
@@ -109,6 +146,7 @@ func (c *Compressor) literal(b byte) {
 }
 
 func (c *Compressor) match(length, offset int) {
+	c.matched += length
 	c.freqs[matchSym(length, offset)]++
 	c.items = append(c.items, item{uint32(length), uint32(offset)})
 }
