@@ -2,6 +2,7 @@ package lzx
 
 import (
 	"encoding/binary"
+	"math"
 	"math/bits"
 
 	"github.com/minint/minint/wim/internal/huffman"
@@ -124,7 +125,9 @@ func (c *Compressor) Compress(dst, src []byte) int {
 	q := [3]uint32{1, 1, 1}
 	for s := 0; s < len(data); s += blockSize {
 		e := min(len(data), s+blockSize)
-		c.findMatches(data, s, e)
+		if !c.findMatches(data, s, e, e-s == len(data)) {
+			return 0
+		}
 		if est := c.initCosts(data, s, e); e-s == len(data) && est >= len(data) {
 			// Even the symbols alone of a parse that is rarely more
 			// than a few percent worse do not fit: the chunk is
@@ -151,13 +154,24 @@ func (c *Compressor) Compress(dst, src []byte) int {
 // block [s, e), skipping over the inside of very long matches as the
 // parser will. Matches reach back anywhere in the chunk; only one block's
 // matches are held at a time, which bounds memory for large chunks.
-func (c *Compressor) findMatches(data []byte, s, e int) {
+//
+// With probe set, it reports false, giving up, when the first probeSize
+// bytes look incompressible (as compressed files do): nearly 8 bits of
+// entropy per byte and hardly any matches.
+func (c *Compressor) findMatches(data []byte, s, e int, probe bool) bool {
+	probe = probe && e-s >= 2*probeSize
 	mf := c.mf
 	c.matches = c.matches[:0]
 	// The format cannot express a match from the last two bytes of the
 	// window back to its first two.
 	maxOff := min(len(data), 1<<c.order-3)
 	for i := s; i < e; {
+		if probe && i >= s+probeSize {
+			probe = false
+			if len(c.matches) < probeSize/64 && entropy(data[s:s+probeSize]) > 7.9 {
+				return false
+			}
+		}
 		c.mstart[i] = int32(len(c.matches))
 		c.matches = mf.All(data, i, maxMatchLen, niceLen, searchDepth, maxOff, c.matches)
 		k := len(c.matches)
@@ -174,6 +188,27 @@ func (c *Compressor) findMatches(data []byte, s, e int) {
 		i++
 	}
 	c.mstart[e] = int32(len(c.matches))
+	return true
+}
+
+// probeSize is how much of a chunk findMatches looks at before deciding it
+// is incompressible.
+const probeSize = 4096
+
+// entropy is the order-0 entropy of b in bits per byte.
+func entropy(b []byte) float64 {
+	var h [256]int
+	for _, x := range b {
+		h[x]++
+	}
+	e := 0.0
+	for _, f := range h {
+		if f > 0 {
+			p := float64(f) / float64(len(b))
+			e -= p * math.Log2(p)
+		}
+	}
+	return e
 }
 
 // initCosts sets a first cost model before any optimized parse exists:
