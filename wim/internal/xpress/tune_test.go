@@ -5,8 +5,8 @@ import (
 	"os"
 )
 
-// MININT_CODEC_TUNE="depth,nice,skipstep,maxlazy" overrides the parser parameters, for
-// exploring the speed/size trade-off with BenchmarkVsWimlib.
+// MININT_CODEC_TUNE="depth,nice,skipstep,maxlazy" overrides the parser
+// parameters, for exploring the speed/size trade-off with BenchmarkVsWimlib.
 func init() {
 	if v := os.Getenv("MININT_CODEC_TUNE"); v != "" {
 		fmt.Sscanf(v, "%d,%d,%d,%d", &searchDepth, &niceLen, &skipStep, &maxLazy)
