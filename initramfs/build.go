@@ -206,7 +206,7 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 	if err != nil {
 		return nil, err
 	}
-	extra = append(extra, setup)
+	extra = append(append(extra, setup), loaderFiles(ctx, cache, logf)...)
 
 	// The final key covers everything that ends up in the output.
 	h := sha256.New()

@@ -2,10 +2,15 @@ package initramfs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/minint/minint/diskops"
 )
 
 const (
@@ -45,4 +50,72 @@ func setupBinary(ctx context.Context, src, cache string, logf func(string, ...an
 	touch(bin)
 	prune(cache, "minint-setup-*", 3)
 	return File{Dest: SetupPath, Data: data, Mode: 0o755}, nil
+}
+
+// Boot loaders the PE installs on deployed disks, taken from the build
+// host (Debian packages syslinux and systemd-boot-efi): the PE has neither
+// the programs nor /usr/lib/syslinux.
+const (
+	systemdBootHost = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+	// syslinuxPayloadPE is diskops.SyslinuxPayloadDir.
+	syslinuxPayloadPE = "usr/lib/minint/syslinux"
+)
+
+// loaderFiles returns systemd-boot and the syslinux payload for the PE. The
+// payload is captured by running the syslinux installer once and cached
+// keyed on the installer and its MBR files: a fresh capture differs in the
+// scratch file system's serial number, which would change the PE's ID on
+// every build. A missing loader is a warning, not an error: the PE still
+// boots and deploys, and its bootfiles step then says what is missing.
+func loaderFiles(ctx context.Context, cache string, logf func(string, ...any)) []File {
+	var out []File
+	if b, err := os.ReadFile(systemdBootHost); err == nil {
+		out = append(out, File{Dest: strings.TrimPrefix(systemdBootHost, "/"), Data: b, Mode: 0o644})
+	} else {
+		logf("initramfs: warning: %v: the PE cannot install UEFI boot files (install systemd-boot-efi)", err)
+	}
+	dir, err := syslinuxPayload(ctx, cache)
+	if err != nil {
+		logf("initramfs: warning: syslinux payload: %v: the PE cannot install BIOS boot files (install syslinux, syslinux-common, mtools)", err)
+		return out
+	}
+	for _, n := range []string{"ldlinux.sys", "ldlinux.bss", "ldlinux.c32", "mbr.bin", "gptmbr.bin"} {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			logf("initramfs: warning: syslinux payload: %v", err)
+			return out
+		}
+		out = append(out, File{Dest: syslinuxPayloadPE + "/" + n, Data: b, Mode: 0o644})
+	}
+	return out
+}
+
+func syslinuxPayload(ctx context.Context, cache string) (string, error) {
+	prog, err := exec.LookPath("syslinux")
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, f := range []string{prog, "/usr/lib/syslinux/mbr/mbr.bin", "/usr/lib/syslinux/mbr/gptmbr.bin"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %x\n", f, sha256.Sum256(b))
+	}
+	dir := filepath.Join(cache, "syslinux-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if _, err := os.Stat(filepath.Join(dir, "gptmbr.bin")); err == nil {
+		return dir, nil
+	}
+	p, err := diskops.CaptureSyslinux(ctx, prog)
+	if err != nil {
+		return "", err
+	}
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := p.Save(tmp); err != nil {
+		return "", err
+	}
+	os.RemoveAll(dir)
+	return dir, os.Rename(tmp, dir)
 }

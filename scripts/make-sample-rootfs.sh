@@ -103,7 +103,10 @@ mount -o remount,rw / 2>/dev/null
 hostname -F /etc/hostname 2>/dev/null
 users=$(awk -F: '$3>=1000{printf "%s\"%s\"", (n++?",":""), $1}' /etc/passwd)
 setup=absent
-[ -f /var/lib/minint/setup-result.json ] && setup=$(tr -d '\n' < /var/lib/minint/setup-result.json)
+# minint-setup's result (answer.ResultFile).
+for f in /minint/setup-result.json /var/lib/minint/setup-result.json; do
+  [ -f "$f" ] && { setup=$(tr -d '\n' < "$f"); break; }
+done
 [ "$setup" = absent ] && setup='"absent"'
 marker=absent
 [ -f /etc/minint-deployed ] && marker=$(head -n1 /etc/minint-deployed | tr -d '"\\')
