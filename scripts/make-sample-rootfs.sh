@@ -116,8 +116,8 @@ for u in $(awk -F: '$3>=1000{print $6}' /etc/passwd); do
 done
 tree=$(/etc/minint-sample/tree-digest.sh /)
 . /etc/os-release
-printf '{"event":"sample-os","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s","marker":"%s","ssh_keys":%d,"tree":"%s","cmdline":"%s"}\n' \
-  "$ID" "$VERSION_ID" "$(hostname)" "$users" "$setup" "$(uname -r)" "$marker" "$keys" "$tree" "$(tr -d '"\\\n' < /proc/cmdline)" > /dev/console
+printf '{"event":"sample-os","time":"%s","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s","marker":"%s","ssh_keys":%d,"tree":"%s","cmdline":"%s"}\n' \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ID" "$VERSION_ID" "$(hostname)" "$users" "$setup" "$(uname -r)" "$marker" "$keys" "$tree" "$(tr -d '"\\\n' < /proc/cmdline)" > /dev/console
 echo "minint sample OS $VERSION_ID is up as $(hostname)" > /dev/console
 if grep -q 'sample.stay=1' /proc/cmdline; then exit 0; fi
 sync
