@@ -1,0 +1,321 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minint/minint/qemu"
+)
+
+// TestDeployFromISO is the new computer under SeaBIOS: blank disk, the ISO
+// with the image in the CD drive; the PE writes an MBR layout, applies the
+// image from the medium and reboots into the deployed OS.
+func TestDeployFromISO(t *testing.T) {
+	f := setup(t)
+	iso := f.iso(t, sequence("medium:/minint/image/manifest.json", ""), f.pkg)
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	v := vm(t, iso, disk, qemu.BIOS, true)
+	f.waitDeployed(t, v)
+	st := stepStates(v)
+	if st["partition-bios"] != "done" || st["partition-uefi"] != "skipped" || st["bootfiles"] != "done" {
+		t.Errorf("steps %v: want partition-bios done, partition-uefi skipped, bootfiles done", st)
+	}
+	d := inspect(t, disk)
+	if d.Label != "dos" || !d.MBRCode {
+		t.Errorf("disk: %s table, MBR boot code %v; want dos with boot code", d.Label, d.MBRCode)
+	}
+	if !d.has("syslinux/ldlinux.sys") || !d.has("vmlinuz") {
+		t.Errorf("boot partition lacks syslinux or the kernel: %v", d.Files)
+	}
+}
+
+// TestDeployOverHTTP fetches the package from a real nginx on the host
+// (the guest reaches 127.0.0.1 as 10.0.2.2) on a UEFI machine with GPT.
+func TestDeployOverHTTP(t *testing.T) {
+	f := setup(t)
+	port := nginx(t, f.work)
+	iso := f.iso(t, sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), ""), "")
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	v := vm(t, iso, disk, qemu.UEFI, true)
+	f.waitDeployed(t, v)
+	st := stepStates(v)
+	if st["partition-uefi"] != "done" || st["partition-bios"] != "skipped" || st["network"] != "done" {
+		t.Errorf("steps %v: want network and partition-uefi done, partition-bios skipped", st)
+	}
+	d := inspect(t, disk)
+	if d.Label != "gpt" || !d.has("EFI/BOOT/BOOTX64.EFI") || !d.has("vmlinuz") {
+		t.Errorf("disk: %s table, ESP %v; want gpt with systemd-boot at the removable path and the kernel", d.Label, d.Files)
+	}
+}
+
+// TestFailClosed: a package that does not verify stops the sequence before
+// any boot file is written, and the disk is not bootable.
+func TestFailClosed(t *testing.T) {
+	f := setup(t)
+	cases := []struct {
+		name string
+		// prepare returns the manifest location and the package dir to
+		// put on the ISO ("" for none).
+		prepare func(t *testing.T) (manifest, pkgDir string)
+		want    string
+	}{
+		{"bad-signature", func(t *testing.T) (string, string) {
+			// The same manifest signed by a key the PE does not trust.
+			dir := copyPkg(t, f.pkg)
+			if _, err := run(dir, f.minint, "package", "create", "--key", f.otherKey, "--name", "sample-os", dir); err != nil {
+				t.Fatal(err)
+			}
+			return "medium:/minint/image/manifest.json", dir
+		}, "signature"},
+		{"wrong-sha256", func(t *testing.T) (string, string) {
+			// Signed correctly, but the image changed afterwards (same size).
+			dir := copyPkg(t, f.pkg)
+			flipByte(t, filepath.Join(dir, "sample.wim"))
+			return "medium:/minint/image/manifest.json", dir
+		}, "checksum mismatch"},
+		{"http-404", func(t *testing.T) (string, string) {
+			port := nginx(t, f.work)
+			return fmt.Sprintf("http://10.0.2.2:%d/pkg/missing/manifest.json", port), ""
+		}, "404"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			manifest, pkgDir := c.prepare(t)
+			iso := f.iso(t, sequence(manifest, ""), pkgDir)
+			disk := filepath.Join(t.TempDir(), "disk.img")
+			v := vm(t, iso, disk, qemu.BIOS, false)
+			ev := peFailure(t, v)
+			if !strings.Contains(ev.Error, c.want) {
+				t.Errorf("PE error %q: want %q", ev.Error, c.want)
+			}
+			// An image on the medium may be verified chunk by chunk as
+			// apply-image reads it: that step may fail too, but nothing
+			// after it may run.
+			st := stepStates(v)
+			if st["apply-image"] == "done" {
+				t.Error("apply-image finished with an unverified package")
+			}
+			for _, s := range []string{"setup", "bootfiles", "reboot"} {
+				if st[s] != "" {
+					t.Errorf("step %s ran (%s) after the failed verification", s, st[s])
+				}
+			}
+			d := inspect(t, disk)
+			if d.MBRCode {
+				t.Error("the MBR has boot code: the disk was made bootable")
+			}
+			for _, bad := range []string{"syslinux", "ldlinux", "vmlinuz", "initrd", "EFI", "loader"} {
+				if d.has(bad) {
+					t.Errorf("boot partition holds %s after a failed verification: %v", bad, d.Files)
+				}
+			}
+		})
+	}
+}
+
+// TestRequirementsNotMet: a 128 MiB disk fails min-disk before anything is
+// written; the disk stays all zeros.
+func TestRequirementsNotMet(t *testing.T) {
+	f := setup(t)
+	iso := f.iso(t, sequence("medium:/minint/image/manifest.json", "256MiB"), "")
+	disk := filepath.Join(t.TempDir(), "small.img")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 128<<20); err != nil {
+		t.Fatal(err)
+	}
+	v := vm(t, iso, disk, qemu.BIOS, false)
+	ev := peFailure(t, v)
+	if !strings.Contains(ev.Error, "requirements") {
+		t.Errorf("PE error %q: want the requirements step", ev.Error)
+	}
+	var unmet []any
+	for _, e := range v.Events() {
+		if e.Kind == "requirements" && e.State == "failed" {
+			unmet, _ = e.Data["unmet"].([]any)
+		}
+	}
+	if len(unmet) == 0 || !strings.Contains(fmt.Sprint(unmet), "256") {
+		t.Errorf("unmet requirements %v: want the disk size", unmet)
+	}
+	if off, ok := firstNonZero(t, disk); ok {
+		t.Errorf("the disk was written (non-zero byte at %d)", off)
+	}
+}
+
+// TestPowerCutResume kills QEMU while the image is being applied, boots
+// the PE again, and expects the journal to resume the sequence to the same
+// verified end state.
+func TestPowerCutResume(t *testing.T) {
+	f := setup(t)
+	iso := f.iso(t, sequence("medium:/minint/image/manifest.json", ""), f.pkg)
+	disk := filepath.Join(t.TempDir(), "disk.img")
+
+	v := vm(t, iso, disk, qemu.UEFI, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	if _, err := v.WaitEvent(ctx, "apply started", func(e qemu.Event) bool {
+		return e.Kind == "progress" && strings.HasPrefix(e.Op, "apply") && e.State == "start" || e.Kind == "pe"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	v.Kill()
+	v.Wait()
+	if st := stepStates(v); st["apply-image"] != "start" {
+		t.Fatalf("power cut too late: apply-image is %q, want cut while it runs", st["apply-image"])
+	}
+
+	v2 := vm(t, iso, disk, qemu.UEFI, true)
+	f.waitDeployed(t, v2)
+	var resumed map[string]any
+	for _, e := range v2.Events() {
+		if e.Kind == "sequence" && e.State == "resume" {
+			resumed = e.Data
+		}
+	}
+	if resumed == nil {
+		t.Fatal("the second PE boot did not resume from the journal")
+	}
+	done := fmt.Sprint(resumed["done"])
+	if !strings.Contains(done, "fetch") || strings.Contains(done, "apply-image") {
+		t.Errorf("resumed with done steps %s: want fetch done and apply-image redone", done)
+	}
+	st := stepStates(v2)
+	if st["fetch"] != "skipped" || st["apply-image"] != "done" {
+		t.Errorf("second boot's steps %v: want fetch skipped (journal), apply-image done", st)
+	}
+}
+
+func copyPkg(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, n := range []string{"manifest.json", "manifest.sig", "sample.wim"} {
+		in, err := os.Open(filepath.Join(src, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := os.Create(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			t.Fatal(err)
+		}
+		in.Close()
+		out.Close()
+	}
+	return dir
+}
+
+func flipByte(t *testing.T, path string) {
+	t.Helper()
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	st, _ := fh.Stat()
+	b := make([]byte, 1)
+	off := st.Size() / 2
+	fh.ReadAt(b, off)
+	b[0] ^= 0xFF
+	if _, err := fh.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func firstNonZero(t *testing.T, path string) (int64, bool) {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	buf := make([]byte, 1<<20)
+	var off int64
+	for {
+		n, err := fh.Read(buf)
+		if i := bytes.IndexFunc(buf[:n], func(r rune) bool { return r != 0 }); i >= 0 {
+			return off + int64(i), true
+		}
+		off += int64(n)
+		if err != nil {
+			return 0, false
+		}
+	}
+}
+
+// diskInfo is what the host sees on a disk image without mounting it.
+type diskInfo struct {
+	Label   string   // dos, gpt or "" (no table)
+	MBRCode bool     // the first 440 bytes hold boot code
+	Files   []string // files on the FAT partitions (mtools)
+}
+
+func (d diskInfo) has(s string) bool {
+	for _, f := range d.Files {
+		if strings.Contains(strings.ToLower(f), strings.ToLower(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// inspect reads the partition table with sfdisk and lists the files of
+// every FAT partition with mtools (the host kernel has no vfat).
+func inspect(t *testing.T, disk string) diskInfo {
+	t.Helper()
+	var d diskInfo
+	b := make([]byte, 440)
+	fh, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh.ReadAt(b, 0)
+	fh.Close()
+	d.MBRCode = bytes.ContainsFunc(b, func(r rune) bool { return r != 0 })
+	out, err := exec.Command("sfdisk", "-J", disk).Output()
+	if err != nil {
+		return d // no partition table
+	}
+	var tbl struct {
+		PT struct {
+			Label      string `json:"label"`
+			SectorSize int64  `json:"sectorsize"`
+			Partitions []struct {
+				Start int64 `json:"start"`
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal(out, &tbl); err != nil {
+		t.Fatalf("sfdisk -J: %v", err)
+	}
+	d.Label = tbl.PT.Label
+	ss := tbl.PT.SectorSize
+	if ss == 0 {
+		ss = 512
+	}
+	for _, p := range tbl.PT.Partitions {
+		out, err := exec.Command("mdir", "-/", "-b", "-i", fmt.Sprintf("%s@@%d", disk, p.Start*ss), "::/").Output()
+		if err != nil {
+			continue // not FAT
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if l = strings.TrimPrefix(strings.TrimSpace(l), "::/"); l != "" {
+				d.Files = append(d.Files, l)
+			}
+		}
+	}
+	return d
+}

@@ -1,0 +1,414 @@
+// Package e2e holds minint's end-to-end deployment tests: a sample OS is
+// captured with `minint wim capture`, packaged and signed with `minint
+// package create`, put on a boot ISO with `minint iso`, and deployed by the
+// PE to a blank disk of a QEMU VM; the deployed OS then boots, runs
+// first-boot setup and reports itself on the serial console.
+//
+// They need root, QEMU, nginx, syslinux, mtools and a kernel in /boot (see
+// scripts/setup-host.sh) and run only with MININT_E2E=1 (make test sets it).
+// One PE and one package are built per test binary and the sample root is
+// cached in $MININT_CACHE/e2e.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minint/minint/qemu"
+)
+
+type fixture struct {
+	repo, cache, work string
+	minint            string // the CLI under test
+	rootfs, tree      string // sample OS root and its tree digest
+	pkg               string // sample.wim, manifest.json, manifest.sig
+	key, pub          string // the key the PE trusts
+	otherKey          string // a key it does not trust
+	peDir             string // minint build --key output
+}
+
+var (
+	fxOnce sync.Once
+	fx     *fixture
+	fxErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fx != nil {
+		os.RemoveAll(fx.work)
+	}
+	os.Exit(code)
+}
+
+// setup builds the shared fixture once per test binary.
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	if os.Getenv("MININT_E2E") != "1" {
+		t.Skip("deploys in QEMU guests: set MININT_E2E=1 (make test does)")
+	}
+	fxOnce.Do(func() { fx, fxErr = build(t) })
+	if fxErr != nil {
+		t.Fatal(fxErr)
+	}
+	return fx
+}
+
+func build(t *testing.T) (*fixture, error) {
+	wd, _ := os.Getwd()
+	f := &fixture{repo: filepath.Dir(wd)}
+	f.cache = os.Getenv("MININT_CACHE")
+	if f.cache == "" {
+		f.cache = filepath.Join(f.repo, "out", "cache")
+	}
+	var err error
+	if f.work, err = os.MkdirTemp("", "minint-e2e-*"); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	f.minint = filepath.Join(f.work, "minint")
+	if _, err := run(f.repo, "go", "build", "-o", f.minint, "./cmd/minint"); err != nil {
+		return nil, err
+	}
+
+	// The sample root depends only on its script and the host kernel.
+	script, err := os.ReadFile(filepath.Join(f.repo, "scripts/make-sample-rootfs.sh"))
+	if err != nil {
+		return nil, err
+	}
+	kver, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	vmlinuz, _ := filepath.Glob("/boot/vmlinuz-*")
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\n%s\n%v", script, kver, vmlinuz)))
+	f.rootfs = filepath.Join(f.cache, "e2e", "rootfs-"+hex.EncodeToString(h[:8]))
+	if _, err := os.Stat(filepath.Join(f.rootfs, "etc/minint-sample/tree-digest.sh")); err != nil {
+		tmp := f.rootfs + ".tmp"
+		os.RemoveAll(tmp)
+		if _, err := run(f.repo, "bash", "scripts/make-sample-rootfs.sh", tmp, "A"); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(tmp, f.rootfs); err != nil {
+			return nil, err
+		}
+	}
+	out, err := run(f.repo, filepath.Join(f.rootfs, "etc/minint-sample/tree-digest.sh"), f.rootfs)
+	if err != nil {
+		return nil, err
+	}
+	f.tree = strings.TrimSpace(out)
+	t.Logf("fixture: sample root %s (tree %s…)", f.rootfs, f.tree[:12])
+
+	f.key, f.pub = filepath.Join(f.work, "test.key"), filepath.Join(f.work, "test.pub")
+	f.otherKey = filepath.Join(f.work, "other.key")
+	if _, err := run(f.work, f.minint, "keygen", filepath.Join(f.work, "test")); err != nil {
+		return nil, err
+	}
+	if _, err := run(f.work, f.minint, "keygen", filepath.Join(f.work, "other")); err != nil {
+		return nil, err
+	}
+	f.pkg = filepath.Join(f.work, "pkg")
+	os.MkdirAll(f.pkg, 0o755)
+	if _, err := run(f.work, f.minint, "wim", "capture", "--compress", "lzx", f.rootfs, filepath.Join(f.pkg, "sample.wim")); err != nil {
+		return nil, err
+	}
+	if _, err := run(f.work, f.minint, "package", "create", "--key", f.key, "--name", "sample-os", f.pkg); err != nil {
+		return nil, err
+	}
+	t.Logf("fixture: captured and packaged in %s", time.Since(start).Round(time.Second))
+	f.peDir = filepath.Join(f.work, "pe")
+	if _, err := run(f.repo, f.minint, "build", "--key", f.pub, "-o", f.peDir, "--cache", f.cache); err != nil {
+		return nil, err
+	}
+	t.Logf("fixture: ready in %s", time.Since(start).Round(time.Second))
+	return f, nil
+}
+
+func run(dir, prog string, args ...string) (string, error) {
+	cmd := exec.Command(prog, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "MININT_SRC="+filepath.Dir(mustWd()))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%s %s: %v\n%s%s", filepath.Base(prog), strings.Join(args, " "), err, stdout.String(), lastLines(stderr.String(), 20))
+	}
+	return stdout.String(), nil
+}
+
+func mustWd() string { wd, _ := os.Getwd(); return wd }
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// sequence is the test's task sequence: both partition layouts (the one for
+// the firmware runs), the image from manifest, setup, boot files, reboot.
+func sequence(manifest, minDisk string) string {
+	if minDisk == "" {
+		minDisk = "256MiB"
+	}
+	return fmt.Sprintf(`version: 1
+name: e2e
+steps:
+  - type: requirements
+    min-memory: 256MiB
+    min-disk: %s
+    devices: [disk]
+  - type: select-disk
+    disk: {transport: virtio}
+  - type: partition
+    name: partition-uefi
+    when: firmware == uefi
+    table: gpt
+    partitions:
+      - {name: esp, size: 64M, type: esp, fs: vfat, label: ESP}
+      - {name: root, size: rest, type: linux, fs: ext4, label: root}
+  - type: partition
+    name: partition-bios
+    when: firmware == bios
+    table: mbr
+    partitions:
+      - {name: boot, size: 64M, type: fat32, fs: vfat, label: BOOT, bootable: true}
+      - {name: root, size: rest, type: linux, fs: ext4, label: root}
+  - type: format
+  - type: mount
+  - type: fetch
+    manifest: %s
+  - type: apply-image
+  - type: setup
+    hostname: e2e-host
+    users:
+      - name: alice
+        groups: [users]
+        ssh-authorized-keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2eTestKeyTestKeyTestKeyTestKeyTestKey0001 alice@e2e"]
+    files:
+      - {path: /etc/minint-deployed, content: "deployed by minint e2e\n", mode: "0644"}
+  - type: bootfiles
+    cmdline: console=ttyS0
+  - type: reboot
+`, minDisk, manifest)
+}
+
+// iso writes the sequence and builds a boot ISO from the shared PE; with
+// image, the package's files go on it under /minint/image/.
+func (f *fixture) iso(t *testing.T, seq string, pkgDir string) string {
+	t.Helper()
+	dir := t.TempDir()
+	sp := filepath.Join(dir, "sequence.yaml")
+	if err := os.WriteFile(sp, []byte(seq), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(dir, f.minint, "sequence", "check", sp); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "e2e.iso")
+	args := []string{"iso", "-o", out, "--pe-dir", f.peDir, "--sequence", sp}
+	if pkgDir != "" {
+		for _, n := range []string{"manifest.json", "manifest.sig", "sample.wim"} {
+			args = append(args, "--add", filepath.Join(pkgDir, n)+":image/"+n)
+		}
+	}
+	if _, err := run(dir, f.minint, args...); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// vm starts a guest with the ISO in its CD drive and disk as its virtio
+// disk. With diskFirst the disk boots first (a blank one falls through to
+// the CD) and reboots are allowed, so that the PE's reboot starts the
+// deployed OS.
+func vm(t *testing.T, iso, disk, firmware string, diskFirst bool) *qemu.VM {
+	t.Helper()
+	log := filepath.Join(t.TempDir(), "console.log")
+	o := qemu.Options{ISO: iso, Firmware: firmware, Mem: "512M",
+		Disks:     []qemu.Disk{{Path: disk, Size: 512 << 20, Boot: diskFirst}},
+		DiskFirst: diskFirst, AllowReboot: diskFirst, LogPath: log, WorkDir: t.TempDir()}
+	if os.Getenv("MININT_E2E_CONSOLE") == "1" {
+		o.Console = os.Stderr
+	}
+	v, err := qemu.Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		v.Kill()
+		v.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(log)
+			t.Logf("console (last 60 lines):\n%s", lastLines(string(b), 60))
+		}
+	})
+	return v
+}
+
+// sampleOS is the deployed OS's report (scripts/make-sample-rootfs.sh).
+type sampleOS struct {
+	OS, Version, Hostname, Kernel, Marker, Tree, Cmdline string
+	Users                                                []string
+	SSHKeys                                              int `json:"ssh_keys"`
+	Setup                                                json.RawMessage
+}
+
+// waitDeployed waits for the deployed OS's report and checks it against
+// the sequence and the source tree.
+func (f *fixture) waitDeployed(t *testing.T, v *qemu.VM) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ev, err := v.WaitEvent(ctx, "the deployed OS's sample-os report", func(e qemu.Event) bool {
+		return e.Kind == "sample-os" || (e.Kind == "pe" && e.State == "failed")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Kind == "pe" {
+		t.Fatalf("PE failed: %s", ev.Error)
+	}
+	var s sampleOS
+	if err := json.Unmarshal(ev.Raw, &s); err != nil {
+		t.Fatalf("sample-os line %s: %v", ev.Raw, err)
+	}
+	var res struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(s.Setup, &res); err != nil || !res.OK {
+		t.Errorf("first-boot setup result %s: not ok", s.Setup)
+	}
+	if s.OS != "minint-sample" || s.Version != "A" {
+		t.Errorf("deployed OS %q version %q, want minint-sample A", s.OS, s.Version)
+	}
+	if s.Hostname != "e2e-host" {
+		t.Errorf("hostname %q, want e2e-host from the answer file", s.Hostname)
+	}
+	if len(s.Users) != 1 || s.Users[0] != "alice" || s.SSHKeys != 1 {
+		t.Errorf("users %v with %d key files, want [alice] with 1", s.Users, s.SSHKeys)
+	}
+	if s.Marker != "deployed by minint e2e" {
+		t.Errorf("marker file %q", s.Marker)
+	}
+	if s.Tree != f.tree {
+		t.Errorf("deployed tree digest %s, source tree %s: the applied system differs from the captured one", s.Tree, f.tree)
+	}
+	if !strings.Contains(s.Cmdline, "console=ttyS0") || !strings.Contains(s.Cmdline, "root=UUID=") {
+		t.Errorf("deployed kernel command line %q lacks the boot entry's root=UUID= and console=ttyS0", s.Cmdline)
+	}
+	// The sample OS powers off after reporting.
+	select {
+	case <-v.Exited():
+	case <-time.After(60 * time.Second):
+		t.Error("the deployed OS did not power off")
+	}
+}
+
+// stepStates maps step names to their last state in the PE's events.
+func stepStates(v *qemu.VM) map[string]string {
+	m := map[string]string{}
+	for _, e := range v.Events() {
+		if e.Kind == "step" && e.Op != "" {
+			m[e.Op] = e.State
+		}
+	}
+	return m
+}
+
+// peFailure waits for the PE to fail and for QEMU to exit (the ISO's PE
+// powers off when done).
+func peFailure(t *testing.T, v *qemu.VM) qemu.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	ev, err := v.WaitEvent(ctx, "the PE's verdict", func(e qemu.Event) bool {
+		return e.Kind == "pe" && (e.State == "failed" || e.State == "done") || e.Kind == "sample-os"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Kind != "pe" || ev.State != "failed" {
+		t.Fatalf("want the PE to fail, got %s", ev.Raw)
+	}
+	select {
+	case <-v.Exited():
+	case <-time.After(60 * time.Second):
+		t.Error("the PE did not power off after failing")
+	}
+	return ev
+}
+
+// nginx serves dir on a free 127.0.0.1 port with a private configuration;
+// the guest reaches it at 10.0.2.2:port.
+func nginx(t *testing.T, dir string) int {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		bin = "/usr/sbin/nginx"
+		if _, err := os.Stat(bin); err != nil {
+			t.Skip("nginx not installed (scripts/setup-host.sh installs it)")
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	prefix := t.TempDir()
+	os.MkdirAll(filepath.Join(prefix, "tmp"), 0o755)
+	conf := fmt.Sprintf(`master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+  access_log %[1]s/access.log;
+  client_body_temp_path %[1]s/tmp;
+  proxy_temp_path %[1]s/tmp;
+  fastcgi_temp_path %[1]s/tmp;
+  uwsgi_temp_path %[1]s/tmp;
+  scgi_temp_path %[1]s/tmp;
+  types { application/octet-stream wim; application/json json; }
+  server { listen 127.0.0.1:%[2]d; root %[3]s; }
+}
+`, prefix, port, dir)
+	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", filepath.Join(prefix, "nginx.conf"), "-p", prefix, "-g", "daemon off;")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(prefix, "access.log"))
+			t.Logf("nginx access log:\n%s", lastLines(string(b), 30))
+		}
+	})
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return port
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
+	t.Fatalf("nginx did not start:\n%s", b)
+	return 0
+}
