@@ -94,6 +94,7 @@ func TestFailClosed(t *testing.T) {
 			disk := filepath.Join(t.TempDir(), "disk.img")
 			v := vm(t, iso, disk, qemu.BIOS, false)
 			ev := peFailure(t, v)
+			t.Logf("PE stopped: %s", ev.Error)
 			if !strings.Contains(ev.Error, c.want) {
 				t.Errorf("PE error %q: want %q", ev.Error, c.want)
 			}
@@ -136,6 +137,7 @@ func TestRequirementsNotMet(t *testing.T) {
 	}
 	v := vm(t, iso, disk, qemu.BIOS, false)
 	ev := peFailure(t, v)
+	t.Logf("PE stopped: %s", ev.Error)
 	if !strings.Contains(ev.Error, "requirements") {
 		t.Errorf("PE error %q: want the requirements step", ev.Error)
 	}
@@ -188,6 +190,7 @@ func TestPowerCutResume(t *testing.T) {
 		t.Fatal("the second PE boot did not resume from the journal")
 	}
 	done := fmt.Sprint(resumed["done"])
+	t.Logf("power cut during apply; second boot resumed with %s done", done)
 	if !strings.Contains(done, "fetch") || strings.Contains(done, "apply-image") {
 		t.Errorf("resumed with done steps %s: want fetch done and apply-image redone", done)
 	}
