@@ -123,6 +123,14 @@ func buildGo(ctx context.Context, src, cache string, pkgs []string, out string) 
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	// The builder writes a Go source tree; outside the repository, or
+	// `go vet ./...` and `go mod tidy` run meanwhile would take it for part
+	// of the minint module.
+	work, err := os.MkdirTemp("", "minint-initramfs-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
 	var logBuf bytes.Buffer
 	l := llog.New(slog.LevelInfo, llog.WritePrintf(&logBuf))
 	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"), golang.WithWorkingDir(src))
@@ -133,7 +141,7 @@ func buildGo(ctx context.Context, src, cache string, pkgs []string, out string) 
 		uimage.WithBusyboxCommands(pkgs...),
 		uimage.WithInit("peinit"),
 		uimage.WithShell("gosh"),
-		uimage.WithTempDir(tmp),
+		uimage.WithTempDir(work),
 		uimage.WithSkipLDD(),
 		uimage.WithCPIOOutput(part),
 	)
