@@ -1,0 +1,293 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/minint/minint/internal/treetest"
+)
+
+// makeRoot builds a fake system root with two users and state to capture.
+func makeRoot(t *testing.T, dir string, small bool) {
+	t.Helper()
+	write := func(rel, data string, mode os.FileMode) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("etc/passwd", "root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001:Alice:/home/alice:/bin/bash\nbob:x:1002:1002::/home/bob:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n", 0o644)
+	write("etc/shadow", "root:*:19000:0:99999:7:::\nalice:$y$alicehash:19000:0:99999:7:::\nbob:!:19000:0:99999:7:::\n", 0o640)
+	write("etc/group", "root:x:0:\nsudo:x:27:alice\nalice:x:1001:\nbob:x:1002:\n", 0o644)
+	write("etc/ssh/ssh_host_ed25519_key", "PRIVATE KEY\n", 0o600)
+	write("etc/hostname", "old\n", 0o644)
+	treetest.Generate(t, filepath.Join(dir, "home/alice"), treetest.Options{Seed: 1, Small: small})
+	write("home/bob/notes.txt", "bob's notes\n", 0o640)
+	write("home/bob/.cache/big", "cache\n", 0o644)
+	if err := os.Chown(filepath.Join(dir, "home/bob/notes.txt"), 1002, 1002); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freshRoot(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc/shadow"), []byte("root:*:20000:0:99999:7:::\n"), 0o640)
+	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nsudo:x:27:\n"), 0o644)
+}
+
+func needRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: captures files of several owners and restores them")
+	}
+}
+
+var spec = Spec{Paths: []string{"/etc/ssh"}, Exclude: []string{"/home/*/.cache"}}
+
+func compare(t *testing.T, a, b string) {
+	t.Helper()
+	ta, err := treetest.Snapshot(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := treetest.Snapshot(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// .cache directories are excluded from the capture.
+	opts := treetest.DiffOptions{IgnoreRoot: true, Ignore: func(p string) bool { return strings.Contains(p, ".cache") }}
+	if d := treetest.Diff(ta, tb, opts); len(d) > 0 {
+		t.Fatalf("%s and %s differ:\n%s", a, b, strings.Join(d, "\n"))
+	}
+}
+
+func TestCaptureRestoreRoundTrip(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	base := t.TempDir()
+	src := filepath.Join(base, "src")
+	makeRoot(t, src, false)
+	store := filepath.Join(src, "minint/state")
+	m, st, err := CaptureStat(ctx, src, store, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Copied != 0 || st.Linked == 0 {
+		t.Fatalf("same filesystem: want only hard links, got %+v", st)
+	}
+	// The store really is hard links: same inode as the user's file.
+	var fileE *Entry
+	for i := range m.Entries {
+		if m.Entries[i].Path == "home/alice/"+treetest.BigFile {
+			fileE = &m.Entries[i]
+		}
+	}
+	if fileE == nil {
+		t.Fatal("big file not in manifest")
+	}
+	var a, b syscall.Stat_t
+	syscall.Lstat(filepath.Join(src, fileE.Path), &a)
+	syscall.Lstat(filepath.Join(store, objectRel(fileE.SHA256)), &b)
+	if a.Ino != b.Ino || a.Nlink < 2 {
+		t.Fatalf("object is not a hard link of the user file: ino %d vs %d, nlink %d", a.Ino, b.Ino, a.Nlink)
+	}
+	for _, e := range m.Entries {
+		if strings.Contains(e.Path, ".cache") || strings.HasPrefix(e.Path, "minint") || e.Path == "etc/hostname" {
+			t.Errorf("captured %s, which is excluded or not selected", e.Path)
+		}
+	}
+	if len(m.Accounts.Passwd) != 2 || len(m.Accounts.Shadow) != 2 || m.Accounts.Members["sudo"][0] != "alice" {
+		t.Errorf("accounts: %+v", m.Accounts)
+	}
+
+	for _, copyMode := range []bool{true, false} {
+		dst := filepath.Join(base, "dst-copy")
+		if !copyMode {
+			dst = filepath.Join(base, "dst-link")
+		}
+		freshRoot(t, dst)
+		rep, err := Restore(ctx, store, dst, RestoreOptions{Copy: copyMode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if copyMode && rep.Linked != 0 || !copyMode && rep.Linked == 0 {
+			t.Errorf("copy=%v: report %+v", copyMode, rep)
+		}
+		compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
+		compare(t, filepath.Join(src, "etc/ssh"), filepath.Join(dst, "etc/ssh"))
+		pw, _ := os.ReadFile(filepath.Join(dst, "etc/passwd"))
+		sh, _ := os.ReadFile(filepath.Join(dst, "etc/shadow"))
+		gr, _ := os.ReadFile(filepath.Join(dst, "etc/group"))
+		if !strings.Contains(string(pw), "alice:x:1001:1001:Alice:/home/alice:/bin/bash\n") ||
+			!strings.Contains(string(sh), "alice:$y$alicehash:") || !strings.Contains(string(gr), "sudo:x:27:alice\n") ||
+			strings.Contains(string(pw), "nobody") {
+			t.Errorf("accounts not merged:\n%s\n%s\n%s", pw, sh, gr)
+		}
+		if fi, _ := os.Stat(filepath.Join(dst, "etc/shadow")); fi.Mode().Perm() != 0o640 {
+			t.Errorf("shadow mode %v", fi.Mode())
+		}
+	}
+}
+
+func TestCopyFallbackAcrossFilesystems(t *testing.T) {
+	needRoot(t)
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skip("no /dev/shm")
+	}
+	src := t.TempDir()
+	makeRoot(t, src, true)
+	store, err := os.MkdirTemp("/dev/shm", "state-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(store)
+	var a, b syscall.Stat_t
+	syscall.Stat(src, &a)
+	syscall.Stat(store, &b)
+	if a.Dev == b.Dev {
+		t.Skip("temp dir and /dev/shm are on the same filesystem")
+	}
+	_, st, err := CaptureStat(context.Background(), src, store, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Linked != 0 || st.Copied == 0 {
+		t.Fatalf("across filesystems: want copies, got %+v", st)
+	}
+	dst := t.TempDir()
+	freshRoot(t, dst)
+	if _, err := Restore(context.Background(), store, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
+}
+
+// TestBrokenStoreRefused: nothing may be written into the target when the
+// store is missing an object, has a corrupt one, or a damaged manifest.
+func TestBrokenStoreRefused(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	cases := []struct {
+		name  string
+		break_ func(t *testing.T, store string, m *Manifest)
+		want  error
+	}{
+		{"missing object", func(t *testing.T, store string, m *Manifest) {
+			for sum := range m.Objects() {
+				os.Remove(filepath.Join(store, objectRel(sum)))
+				return
+			}
+		}, ErrIncomplete},
+		{"corrupt object", func(t *testing.T, store string, m *Manifest) {
+			for sum, n := range m.Objects() {
+				if n > 0 {
+					f, _ := os.OpenFile(filepath.Join(store, objectRel(sum)), os.O_WRONLY, 0)
+					f.WriteAt([]byte{'!'}, 0)
+					f.Close()
+					return
+				}
+			}
+		}, ErrChecksum},
+		{"truncated manifest", func(t *testing.T, store string, m *Manifest) {
+			p := filepath.Join(store, manifestName)
+			fi, _ := os.Stat(p)
+			os.Truncate(p, fi.Size()/2)
+		}, ErrChecksum},
+		{"no index", func(t *testing.T, store string, m *Manifest) {
+			os.Remove(filepath.Join(store, indexName))
+		}, ErrIncomplete},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := t.TempDir()
+			makeRoot(t, src, true)
+			store := filepath.Join(t.TempDir(), "store")
+			m, err := Capture(ctx, src, store, Spec{Copy: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.break_(t, store, m)
+			dst := t.TempDir()
+			freshRoot(t, dst)
+			before, _ := treetest.Snapshot(dst)
+			_, err = Restore(ctx, store, dst, RestoreOptions{})
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Restore = %v, want %v", err, c.want)
+			}
+			after, _ := treetest.Snapshot(dst)
+			if d := treetest.Diff(before, after, treetest.DiffOptions{}); len(d) > 0 {
+				t.Fatalf("refused restore still changed the target:\n%s", strings.Join(d, "\n"))
+			}
+		})
+	}
+}
+
+func TestAccountConflict(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	src := t.TempDir()
+	makeRoot(t, src, true)
+	store := filepath.Join(t.TempDir(), "store")
+	if _, err := Capture(ctx, src, store, Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	freshRoot(t, dst)
+	// The new image uses uid 1001 for someone else.
+	os.WriteFile(filepath.Join(dst, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\ncarol:x:1001:1001::/home/carol:/bin/sh\n"), 0o644)
+	_, err := Restore(ctx, store, dst, RestoreOptions{})
+	if !errors.Is(err, ErrAccountConflict) || !strings.Contains(err.Error(), "carol") {
+		t.Fatalf("Restore = %v, want an account conflict naming carol", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "home")); !os.IsNotExist(err) {
+		t.Fatal("files were restored despite the conflict")
+	}
+	// Same name and id in the image: the image's entry is kept.
+	os.WriteFile(filepath.Join(dst, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001:Image Alice:/home/alice:/bin/zsh\n"), 0o644)
+	rep, err := Restore(ctx, store, dst, RestoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := os.ReadFile(filepath.Join(dst, "etc/passwd"))
+	if !strings.Contains(string(pw), "Image Alice") || strings.Count(string(pw), "\nalice:") != 1 || len(rep.UsersAdded) != 1 || rep.UsersAdded[0] != "bob" {
+		t.Fatalf("merge: %+v\n%s", rep, pw)
+	}
+}
+
+func TestSymlinkedParentRefused(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	src := t.TempDir()
+	makeRoot(t, src, true)
+	store := filepath.Join(t.TempDir(), "store")
+	if _, err := Capture(ctx, src, store, Spec{NoHomes: true, Paths: []string{"/etc/ssh"}}); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	outside := t.TempDir()
+	freshRoot(t, dst)
+	if err := os.Symlink(outside, filepath.Join(dst, "etc/ssh")); err != nil {
+		t.Fatal(err)
+	}
+	// etc/ssh is a symlink in the target: it is replaced by a directory; nothing lands outside.
+	if _, err := Restore(ctx, store, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Fatalf("restore wrote through a symlink: %v", ents)
+	}
+	if fi, err := os.Lstat(filepath.Join(dst, "etc/ssh/ssh_host_ed25519_key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key not restored: %v %v", fi, err)
+	}
+}
