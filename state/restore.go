@@ -331,4 +331,3 @@ func (r *restorer) metadata(pfd int, name string, e *Entry) error {
 	}
 	return nil
 }
-

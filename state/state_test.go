@@ -179,9 +179,9 @@ func TestBrokenStoreRefused(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, store string, m *Manifest)
-		want  error
+		want   error
 	}{
 		{"missing object", func(t *testing.T, store string, m *Manifest) {
 			for sum := range m.Objects() {
