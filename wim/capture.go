@@ -4,8 +4,25 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"io"
+	"io/fs"
 	"sort"
+	"strings"
 	"sync"
+)
+
+// CaptureAction is what an ImageOptions.Filter decides for one path.
+type CaptureAction int
+
+const (
+	// CaptureKeep stores the path as it is on disk.
+	CaptureKeep CaptureAction = iota
+	// CaptureOmit leaves the path (a directory with everything below it)
+	// out of the image.
+	CaptureOmit
+	// CaptureEmpty stores a regular file with its metadata but no content,
+	// as if it had been truncated; it is taken out of any hard-link group.
+	// On anything but a regular file it acts like CaptureKeep.
+	CaptureEmpty
 )
 
 // ImageOptions describes an image being added to a Writer.
@@ -21,6 +38,73 @@ type ImageOptions struct {
 	// Progress, if set, is called with bytes of file data stored so far and
 	// the total to store.
 	Progress func(done, total int64)
+	// Filter, if set, is called for every path below the root that Config
+	// does not exclude ("/etc/machine-id") with its type and permission
+	// bits, and decides what the image holds there. It changes only what
+	// is stored, never the source tree: a capture can leave out or empty
+	// files of a read-only source (e.g. to generalize a system).
+	Filter func(path string, mode fs.FileMode) CaptureAction
+	// Fields are extra simple elements of the image's XML, name -> text
+	// ("MININT_OS" -> "Debian"); "A/B" nests B inside A, as Image.Fields
+	// reads them back. Names must be XML names and not the standard
+	// fields (NAME, DIRCOUNT, ...). Used by AddImage only.
+	Fields map[string]string
+}
+
+// checkFields refuses extra XML fields that would clash with the standard
+// ones or not be well-formed XML.
+func checkFields(fields map[string]string) error {
+	for k := range fields {
+		parts := strings.Split(k, "/")
+		if standardXMLField[parts[0]] {
+			return fmt.Errorf("wim: XML field %q is a standard field", k)
+		}
+		for _, p := range parts {
+			if !validXMLName(p) {
+				return fmt.Errorf("wim: XML field %q: %q is not a valid element name", k, p)
+			}
+		}
+	}
+	return nil
+}
+
+func validXMLName(s string) bool {
+	if s == "" || strings.HasPrefix(strings.ToLower(s), "xml") {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z':
+		case i > 0 && (r == '-' || r == '.' || r >= '0' && r <= '9'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// addFields sets the extra fields in sorted order, so equal options give
+// equal XML.
+func addFields(n *xmlNode, fields map[string]string) {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts := strings.Split(k, "/")
+		cur := n
+		for _, p := range parts[:len(parts)-1] {
+			c := cur.child(p)
+			if c == nil {
+				c = &xmlNode{}
+				c.XMLName.Local = p
+				cur.Nodes = append(cur.Nodes, c)
+			}
+			cur = c
+		}
+		cur.set(parts[len(parts)-1], fields[k])
+	}
 }
 
 // AddImage captures the directory tree at dir as a new image. Identical
@@ -34,7 +118,10 @@ func (w *Writer) AddImage(dir string, opts ImageOptions) error {
 	if w.closed {
 		return fmt.Errorf("wim: AddImage after Close")
 	}
-	sc := &scanner{unix: !opts.NoUnixData, cfg: opts.Config, links: map[devIno]*File{}, skip: fileDevIno(w.file)}
+	if err := checkFields(opts.Fields); err != nil {
+		return w.fail(err)
+	}
+	sc := &scanner{unix: !opts.NoUnixData, cfg: opts.Config, filter: opts.Filter, links: map[devIno]*File{}, skip: fileDevIno(w.file)}
 	root, err := sc.scanRoot(dir)
 	if err != nil {
 		// A failed AddImage fails the Writer: Close then reports the
@@ -44,7 +131,9 @@ func (w *Writer) AddImage(dir string, opts ImageOptions) error {
 	if err := w.storeTree(root, opts); err != nil {
 		return w.fail(err)
 	}
-	return w.addImage(root, serializeMetadata(root, nil), imageXML(root, opts.Name, opts.Description))
+	x := imageXML(root, opts.Name, opts.Description)
+	addFields(x, opts.Fields)
+	return w.addImage(root, serializeMetadata(root, nil), x)
 }
 
 type devIno struct{ dev, ino uint64 }

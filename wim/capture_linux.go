@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -18,6 +19,7 @@ type scanner struct {
 	skip      devIno
 	unix      bool
 	cfg       *CaptureConfig
+	filter    func(path string, mode fs.FileMode) CaptureAction
 	links     map[devIno]*File
 	nextGroup uint64
 	rootDev   uint64
@@ -111,6 +113,24 @@ func (s *scanner) scanDir(path, imgPath string, dir *File) error {
 		typ := st.Mode & unix.S_IFMT
 		if !s.unix && typ != unix.S_IFDIR && typ != unix.S_IFREG && typ != unix.S_IFLNK {
 			continue // not representable without UNIX data
+		}
+		action := CaptureKeep
+		if s.filter != nil {
+			action = s.filter(cimg, statMode(&st))
+		}
+		if action == CaptureOmit {
+			continue
+		}
+		if action == CaptureEmpty && typ == unix.S_IFREG {
+			// Outside any hard-link group: the other names keep the data.
+			f := s.fileFromStat(&st, name)
+			f.Size, f.Attributes = 0, AttrNormal
+			f.Parent, f.srcPath = dir, cpath
+			if err := s.xattrs(cpath, f); err != nil {
+				return err
+			}
+			dir.Children = append(dir.Children, f)
+			continue
 		}
 		var f *File
 		if typ != unix.S_IFDIR && st.Nlink > 1 {
@@ -244,4 +264,33 @@ func fileDevIno(f *os.File) devIno {
 		return devIno{}
 	}
 	return devIno{uint64(st.Dev), st.Ino}
+}
+
+// statMode converts a stat mode to fs.FileMode (type and permission bits).
+func statMode(st *unix.Stat_t) fs.FileMode {
+	m := fs.FileMode(st.Mode & 0o777)
+	if st.Mode&unix.S_ISUID != 0 {
+		m |= fs.ModeSetuid
+	}
+	if st.Mode&unix.S_ISGID != 0 {
+		m |= fs.ModeSetgid
+	}
+	if st.Mode&unix.S_ISVTX != 0 {
+		m |= fs.ModeSticky
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		m |= fs.ModeDir
+	case unix.S_IFLNK:
+		m |= fs.ModeSymlink
+	case unix.S_IFIFO:
+		m |= fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		m |= fs.ModeSocket
+	case unix.S_IFCHR:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		m |= fs.ModeDevice
+	}
+	return m
 }

@@ -237,6 +237,11 @@ func newReader(ps []*part) (*Reader, error) {
 	return r, nil
 }
 
+// standardXMLField names the image XML elements Image has its own fields for.
+var standardXMLField = map[string]bool{"NAME": true, "DESCRIPTION": true, "DISPLAYNAME": true, "DISPLAYDESCRIPTION": true,
+	"FLAGS": true, "DIRCOUNT": true, "FILECOUNT": true, "TOTALBYTES": true, "HARDLINKBYTES": true,
+	"CREATIONTIME": true, "LASTMODIFICATIONTIME": true}
+
 func (img *Image) setXML(n *xmlNode) {
 	img.xml = n
 	img.Name = n.text("NAME")
@@ -251,9 +256,7 @@ func (img *Image) setXML(n *xmlNode) {
 	img.CreationTime = n.time("CREATIONTIME")
 	img.ModTime = n.time("LASTMODIFICATIONTIME")
 	img.Fields = map[string]string{}
-	known := map[string]bool{"NAME": true, "DESCRIPTION": true, "DISPLAYNAME": true, "DISPLAYDESCRIPTION": true,
-		"FLAGS": true, "DIRCOUNT": true, "FILECOUNT": true, "TOTALBYTES": true, "HARDLINKBYTES": true,
-		"CREATIONTIME": true, "LASTMODIFICATIONTIME": true}
+	known := standardXMLField
 	var walk func(prefix string, n *xmlNode)
 	walk = func(prefix string, n *xmlNode) {
 		for _, c := range n.Nodes {
