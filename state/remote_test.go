@@ -1,0 +1,208 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// startNginx runs nginx with WebDAV PUT/DELETE on a random local port and
+// returns the base URL of its document root, which is www.
+func startNginx(t *testing.T, www string) string {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if os.Getenv("MININT_E2E") == "1" {
+			t.Fatal("MININT_E2E=1 but nginx is not installed")
+		}
+		t.Skip("nginx not installed")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: nginx writes the store as the test's user only when run as root")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`user root;
+worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  server {
+    listen 127.0.0.1:%[2]d;
+    root %[3]s;
+    client_max_body_size 0;
+    location / {
+      dav_methods PUT DELETE MKCOL;
+      create_full_put_path on;
+      dav_access user:rw;
+    }
+  }
+}
+`, dir, port, www)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	base := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	for i := 0; ; i++ {
+		resp, err := http.Get(base)
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 100 {
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx did not start: %v\n%s", err, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return base
+}
+
+func TestNetworkStoreNginx(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	www := t.TempDir()
+	base := startNginx(t, www)
+	url := base + "stores/pc-17"
+
+	src := t.TempDir()
+	makeRoot(t, src, false)
+	store := filepath.Join(src, "minint/state")
+	m, err := Capture(ctx, src, store, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pushed int64
+	if err := PushStore(ctx, store, url, TransferOptions{Progress: func(n int64) { pushed += n }}); err != nil {
+		t.Fatal(err)
+	}
+	if pushed != m.Bytes {
+		t.Errorf("progress %d bytes, manifest %d", pushed, m.Bytes)
+	}
+	// Replace: pull on "another machine" and restore there.
+	pulled := filepath.Join(t.TempDir(), "state")
+	if _, err := PullStore(ctx, url, pulled, TransferOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	freshRoot(t, dst)
+	if _, err := Restore(ctx, pulled, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
+
+	// A corrupt object on the server is caught on download.
+	obj := filepath.Join(www, "stores/pc-17", objectRel(m.Entries[len(m.Entries)-1].SHA256))
+	for _, e := range m.Entries {
+		if e.Type == TypeFile && e.Link == "" && e.Size > 10 {
+			obj = filepath.Join(www, "stores/pc-17", objectRel(e.SHA256))
+			break
+		}
+	}
+	good, _ := os.ReadFile(obj)
+	bad := append([]byte{}, good...)
+	bad[3] ^= 0xff
+	os.WriteFile(obj, bad, 0o600)
+	if _, err := PullStore(ctx, url, t.TempDir(), TransferOptions{}); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("pull of a corrupt store = %v, want ErrChecksum", err)
+	}
+	os.WriteFile(obj, good, 0o600)
+
+	// An interrupted push over the complete store leaves it refused.
+	os.WriteFile(filepath.Join(src, "home/bob/new.txt"), []byte("written after the first push\n"), 0o644)
+	if _, err := Capture(ctx, src, store, spec); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	n := 0
+	err = PushStore(cctx, store, url, TransferOptions{Progress: func(int64) {
+		if n++; n == 3 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted push = %v", err)
+	}
+	if _, err := PullStore(ctx, url, t.TempDir(), TransferOptions{}); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("pull after an interrupted push = %v, want ErrIncomplete", err)
+	}
+	// Finishing the push makes it whole again, sending only what is missing.
+	if err := PushStore(ctx, store, url, TransferOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := PullStore(ctx, url, pulled, TransferOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m2.Entries) != len(m.Entries)+1 {
+		t.Errorf("pulled %d entries, want %d", len(m2.Entries), len(m.Entries)+1)
+	}
+}
+
+func TestDirectoryStore(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	src := t.TempDir()
+	makeRoot(t, src, true)
+	store := filepath.Join(src, "minint/state")
+	if _, err := Capture(ctx, src, store, spec); err != nil {
+		t.Fatal(err)
+	}
+	share := filepath.Join(t.TempDir(), "share")
+	if err := PushStore(ctx, store, share, TransferOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(share, indexName))
+	if _, err := PullStore(ctx, share, t.TempDir(), TransferOptions{}); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("pull without index = %v, want ErrIncomplete", err)
+	}
+	if err := PushStore(ctx, store, share, TransferOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pulled := t.TempDir()
+	if _, err := PullStore(ctx, share, pulled, TransferOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	freshRoot(t, dst)
+	if _, err := Restore(ctx, pulled, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
+}
