@@ -1,0 +1,310 @@
+package upload
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type nginx struct {
+	URL, prefix, root string
+}
+
+// startNginx runs nginx with WebDAV on a random loopback port: "/" accepts
+// PUT/DELETE/MKCOL/COPY/MOVE, "/ro/" refuses writes (403), "/full/"
+// answers PUT with 507, "/static/" has no WebDAV at all.
+func startNginx(t *testing.T) *nginx {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, e := os.Stat("/usr/sbin/nginx"); e != nil {
+			t.Skip("nginx not installed (scripts/setup-host.sh installs it)")
+		}
+		bin = "/usr/sbin/nginx"
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	prefix := t.TempDir()
+	root := filepath.Join(prefix, "www")
+	os.MkdirAll(filepath.Join(prefix, "tmp"), 0o755)
+	os.MkdirAll(filepath.Join(root, "static"), 0o755)
+	conf := fmt.Sprintf(`
+master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+  access_log %[1]s/access.log;
+  client_body_temp_path %[1]s/tmp;
+  proxy_temp_path %[1]s/tmp;
+  fastcgi_temp_path %[1]s/tmp;
+  uwsgi_temp_path %[1]s/tmp;
+  scgi_temp_path %[1]s/tmp;
+  server {
+    listen 127.0.0.1:%[2]d;
+    root %[3]s;
+    client_max_body_size 0;
+    location / {
+      dav_methods PUT DELETE MKCOL COPY MOVE;
+      create_full_put_path on;
+      dav_access user:rw group:r all:r;
+    }
+    location /ro/ {
+      dav_methods PUT DELETE MKCOL COPY MOVE;
+      limit_except GET HEAD { deny all; }
+    }
+    location /full/ {
+      if ($request_method = PUT) { return 507; }
+      dav_methods PUT DELETE MKCOL COPY MOVE;
+    }
+    location /static/ { }
+  }
+}
+`, prefix, port, root)
+	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", filepath.Join(prefix, "nginx.conf"), "-p", prefix, "-g", "daemon off;")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return &nginx{URL: "http://" + addr, prefix: prefix, root: root}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
+	t.Fatalf("nginx did not start:\n%s", b)
+	return nil
+}
+
+// methods returns the request methods nginx logged since the last call.
+func (n *nginx) methods(t *testing.T) []string {
+	p := filepath.Join(n.prefix, "access.log")
+	b, _ := os.ReadFile(p)
+	os.Truncate(p, 0)
+	var m []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if i := strings.Index(l, "\""); i >= 0 {
+			m = append(m, strings.Fields(l[i+1:])[0])
+		}
+	}
+	return m
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func testFile(t *testing.T, size int, seed int64) (string, []byte) {
+	data := make([]byte, size)
+	rand.New(rand.NewSource(seed)).Read(data)
+	p := filepath.Join(t.TempDir(), "ref.wim")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, data
+}
+
+func TestUploadNginx(t *testing.T) {
+	n := startNginx(t)
+	ctx := context.Background()
+	src, data := testFile(t, 3<<20+17, 1)
+	dest := n.URL + "/images/2026/ref.wim"
+	final := filepath.Join(n.root, "images/2026/ref.wim")
+	var last, total int64
+	res, err := File(ctx, src, dest, Options{Progress: func(d, tot int64) { last, total = d, tot }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(final); !bytes.Equal(got, data) {
+		t.Fatalf("server holds %d bytes, want the %d sent", len(got), len(data))
+	}
+	if _, err := os.Stat(final + ".partial"); !os.IsNotExist(err) {
+		t.Errorf("partial left behind: %v", err)
+	}
+	if res.Skipped || res.ReusedPartial || res.Size != int64(len(data)) || len(res.SHA256) != 64 {
+		t.Errorf("result %+v", res)
+	}
+	if last != total || total != 2*int64(len(data)) {
+		t.Errorf("progress ended at %d/%d", last, total)
+	}
+	if m := n.methods(t); !contains(m, "PUT") || !contains(m, "MOVE") {
+		t.Errorf("methods %v", m)
+	}
+
+	t.Run("again", func(t *testing.T) {
+		res, err := File(ctx, src, dest, Options{})
+		if err != nil || !res.Skipped {
+			t.Fatalf("%+v %v", res, err)
+		}
+		if m := n.methods(t); contains(m, "PUT") || contains(m, "MOVE") {
+			t.Errorf("second run sent data: %v", m)
+		}
+	})
+	t.Run("complete-partial", func(t *testing.T) {
+		// A power cut after the PUT, before the MOVE.
+		d2 := n.URL + "/images/cut.wim"
+		f2 := filepath.Join(n.root, "images/cut.wim")
+		os.WriteFile(f2+".partial", data, 0o644)
+		res, err := File(ctx, src, d2, Options{})
+		if err != nil || !res.ReusedPartial {
+			t.Fatalf("%+v %v", res, err)
+		}
+		if m := n.methods(t); contains(m, "PUT") {
+			t.Errorf("complete partial sent again: %v", m)
+		}
+		if got, _ := os.ReadFile(f2); !bytes.Equal(got, data) {
+			t.Error("moved partial differs")
+		}
+	})
+	t.Run("stale-partial", func(t *testing.T) {
+		d2 := n.URL + "/images/stale.wim"
+		f2 := filepath.Join(n.root, "images/stale.wim")
+		os.WriteFile(f2+".partial", data[:1000], 0o644)
+		if _, err := File(ctx, src, d2, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(f2); !bytes.Equal(got, data) {
+			t.Error("upload over a stale partial differs")
+		}
+	})
+	t.Run("exists", func(t *testing.T) {
+		other, odata := testFile(t, 4096, 2)
+		_, err := File(ctx, other, dest, Options{})
+		if !errors.Is(err, ErrExists) {
+			t.Fatalf("got %v, want ErrExists", err)
+		}
+		if got, _ := os.ReadFile(final); !bytes.Equal(got, data) {
+			t.Error("refused upload changed the destination")
+		}
+		if _, err := File(ctx, other, dest, Options{Overwrite: true}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(final); !bytes.Equal(got, odata) {
+			t.Error("overwrite did not replace")
+		}
+	})
+	for _, tc := range []struct {
+		path string
+		code int
+		hint string
+	}{{"/ro/x.wim", 403, "refuses writes"}, {"/full/x.wim", 507, "out of space"}, {"/static/x.wim", 405, "WebDAV"}} {
+		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
+			n.methods(t)
+			_, err := File(ctx, src, n.URL+tc.path, Options{Retries: 1, Backoff: time.Millisecond})
+			var se *StatusError
+			if !errors.As(err, &se) || se.Code != tc.code || !strings.Contains(err.Error(), tc.hint) {
+				t.Fatalf("got %v, want status %d with %q", err, tc.code, tc.hint)
+			}
+			if m := n.methods(t); len(m) > 4 {
+				t.Errorf("refusal retried: %v", m)
+			}
+			if _, err := os.Stat(filepath.Join(n.root, tc.path)); !os.IsNotExist(err) {
+				t.Errorf("file appeared: %v", err)
+			}
+		})
+	}
+}
+
+// fakeDAV is a minimal WebDAV store whose faults tests choose.
+type fakeDAV struct {
+	mu       sync.Mutex
+	files    map[string][]byte
+	corrupt  bool // GET returns flipped data
+	fail500s int  // the first PUTs answer 500
+	puts     int
+}
+
+func (f *fakeDAV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := r.URL.Path
+	switch r.Method {
+	case "HEAD", "GET":
+		b, ok := f.files[p]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if f.corrupt && len(b) > 0 {
+			b = append([]byte{b[0] ^ 1}, b[1:]...)
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		if r.Method == "GET" {
+			w.Write(b)
+		}
+	case "PUT":
+		f.puts++
+		b, _ := io.ReadAll(r.Body)
+		if f.fail500s > 0 {
+			f.fail500s--
+			w.WriteHeader(500)
+			return
+		}
+		f.files[p] = b
+		w.WriteHeader(201)
+	case "DELETE":
+		delete(f.files, p)
+		w.WriteHeader(204)
+	case "MOVE":
+		u, _ := http.NewRequest("GET", r.Header.Get("Destination"), nil)
+		f.files[u.URL.Path] = f.files[p]
+		delete(f.files, p)
+		w.WriteHeader(201)
+	}
+}
+
+func TestUploadVerifyAndRetry(t *testing.T) {
+	fd := &fakeDAV{files: map[string][]byte{}, corrupt: true}
+	srv := httptest.NewServer(fd)
+	defer srv.Close()
+	src, data := testFile(t, 100000, 3)
+	_, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Backoff: time.Millisecond})
+	if !errors.Is(err, ErrVerify) {
+		t.Fatalf("corrupting server: got %v, want ErrVerify", err)
+	}
+	if len(fd.files) != 0 {
+		t.Errorf("files left after a failed check: %d", len(fd.files))
+	}
+	fd.corrupt, fd.fail500s, fd.puts = false, 2, 0
+	if _, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Backoff: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if fd.puts != 3 || !bytes.Equal(fd.files["/a.wim"], data) {
+		t.Errorf("after 2 server errors: %d PUTs, stored %d bytes", fd.puts, len(fd.files["/a.wim"]))
+	}
+	for _, bad := range []string{"ftp://x/a", "http:///a", "http://h/dir/", "relative"} {
+		if _, err := File(context.Background(), src, bad, Options{}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
