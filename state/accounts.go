@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/minint/minint/state/internal/fsx"
 )
 
 // user is one /etc/passwd line, split.
@@ -264,7 +266,7 @@ func (p *accountPlan) write(root string) error {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
 		data := []byte(strings.Join(lines, "\n") + "\n")
-		if err := writeFileSync(name, data); err != nil {
+		if err := fsx.WriteFileSync(name, data); err != nil {
 			return err
 		}
 		if err := os.Chown(name, uid, gid); err != nil {

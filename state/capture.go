@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/minint/minint/state/internal/fsx"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,14 +85,14 @@ type capturer struct {
 }
 
 func (c *capturer) run() (*Manifest, error) {
-	for _, d := range []string{c.store, filepath.Join(c.store, objectsDir), filepath.Join(c.store, objectsDir, "tmp")} {
+	for _, d := range []string{c.store, filepath.Join(c.store, ObjectsDir), filepath.Join(c.store, ObjectsDir, "tmp")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}
 	// A capture replaces any previous one: the old index goes first so that
 	// a store is never valid while half-rewritten.
-	if err := os.Remove(filepath.Join(c.store, indexName)); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(filepath.Join(c.store, IndexName)); err != nil && !os.IsNotExist(err) {
 		return nil, err
 	}
 	var tops []string
@@ -128,7 +129,7 @@ func (c *capturer) run() (*Manifest, error) {
 			return nil, err
 		}
 	}
-	if err := os.RemoveAll(filepath.Join(c.store, objectsDir, "tmp")); err != nil {
+	if err := os.RemoveAll(filepath.Join(c.store, ObjectsDir, "tmp")); err != nil {
 		return nil, err
 	}
 	for _, n := range c.objs {
@@ -293,7 +294,7 @@ func typeOf(m fs.FileMode) string {
 // that name, so the hash is of exactly the inode or bytes the store holds.
 func (c *capturer) store1(full string) (string, int64, error) {
 	c.tmpN++
-	tmp := filepath.Join(c.store, objectsDir, "tmp", fmt.Sprint(c.tmpN))
+	tmp := filepath.Join(c.store, ObjectsDir, "tmp", fmt.Sprint(c.tmpN))
 	linked := false
 	if !c.spec.Copy {
 		err := os.Link(full, tmp)
@@ -310,7 +311,7 @@ func (c *capturer) store1(full string) (string, int64, error) {
 	var size int64
 	var err error
 	if linked {
-		sum, size, err = hashFile(tmp)
+		sum, size, err = fsx.HashFile(tmp)
 	} else {
 		sum, size, err = copyHashed(full, tmp)
 	}
@@ -318,7 +319,7 @@ func (c *capturer) store1(full string) (string, int64, error) {
 		os.Remove(tmp)
 		return "", 0, err
 	}
-	obj := filepath.Join(c.store, objectRel(sum))
+	obj := filepath.Join(c.store, ObjectPath(sum))
 	if _, ok := c.objs[sum]; ok {
 		c.stats.Deduplicated++
 		return sum, size, os.Remove(tmp)
@@ -341,17 +342,6 @@ func (c *capturer) store1(full string) (string, int64, error) {
 	return sum, size, nil
 }
 
-func hashFile(name string) (string, int64, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return hex.EncodeToString(h.Sum(nil)), n, err
-}
-
 // copyHashed copies src to dst (mode 0600, synced), keeping holes for
 // all-zero blocks, and returns the SHA-256 of the bytes.
 func copyHashed(src, dst string) (string, int64, error) {
@@ -365,7 +355,7 @@ func copyHashed(src, dst string) (string, int64, error) {
 		return "", 0, err
 	}
 	h := sha256.New()
-	n, err := sparseCopy(out, io.TeeReader(in, h))
+	n, err := fsx.SparseCopy(out, io.TeeReader(in, h))
 	if err == nil {
 		err = out.Sync()
 	}
@@ -373,40 +363,6 @@ func copyHashed(src, dst string) (string, int64, error) {
 		err = cerr
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, err
-}
-
-// sparseCopy writes r to f, seeking over all-zero blocks, and sets the
-// final size.
-func sparseCopy(f *os.File, r io.Reader) (int64, error) {
-	buf := make([]byte, 1<<16)
-	var off int64
-	for {
-		n, err := io.ReadFull(r, buf)
-		if n > 0 {
-			if !allZero(buf[:n]) {
-				if _, werr := f.WriteAt(buf[:n], off); werr != nil {
-					return off, werr
-				}
-			}
-			off += int64(n)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			return off, err
-		}
-	}
-	return off, f.Truncate(off)
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func listXattrs(name string) (map[string][]byte, error) {

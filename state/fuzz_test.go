@@ -20,7 +20,7 @@ func FuzzDecodeManifest(f *testing.F) {
 	bad, _ := json.Marshal(&Manifest{Version: 1, Entries: []Entry{{Path: "../x", Type: TypeFile}}})
 	f.Add(encodeIndex(bad), bad)
 	f.Fuzz(func(t *testing.T, index, manifest []byte) {
-		m, err := decodeManifest(index, manifest)
+		m, err := DecodeManifest(index, manifest)
 		if err != nil {
 			return
 		}
@@ -36,7 +36,7 @@ func FuzzDecodeManifest(f *testing.F) {
 		}
 		// Whatever decodes also decodes when re-encoded.
 		b, _ := json.Marshal(m)
-		if _, err := decodeManifest(encodeIndex(b), b); err != nil {
+		if _, err := DecodeManifest(encodeIndex(b), b); err != nil {
 			t.Fatalf("re-encoded manifest rejected: %v", err)
 		}
 	})

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/minint/minint/state/internal/fsx"
 )
 
 // Sentinel errors, wrapped with the file and reason.
@@ -27,10 +29,11 @@ var (
 	ErrAccountConflict = errors.New("account conflict")
 )
 
+// Names inside a store.
 const (
-	indexName    = "index"
-	manifestName = "manifest.json"
-	objectsDir   = "objects"
+	IndexName    = "index"
+	ManifestName = "manifest.json"
+	ObjectsDir   = "objects"
 	indexMagic   = "minint-state 1"
 )
 
@@ -106,7 +109,9 @@ func (m *Manifest) Objects() map[string]int64 {
 	return o
 }
 
-func objectRel(sum string) string { return objectsDir + "/" + sum[:2] + "/" + sum }
+// ObjectPath is where the object with this SHA-256 (lower-case hex) lives,
+// relative to the store.
+func ObjectPath(sum string) string { return ObjectsDir + "/" + sum[:2] + "/" + sum }
 
 func validSum(s string) bool {
 	if len(s) != 64 {
@@ -207,7 +212,7 @@ func parseIndex(b []byte) (string, int64, error) {
 }
 
 // decodeManifest checks manifest bytes against an index and parses them.
-func decodeManifest(index, manifest []byte) (*Manifest, error) {
+func DecodeManifest(index, manifest []byte) (*Manifest, error) {
 	sum, size, err := parseIndex(index)
 	if err != nil {
 		return nil, err
@@ -233,21 +238,21 @@ func decodeManifest(index, manifest []byte) (*Manifest, error) {
 // ReadManifest reads and checks the index and manifest of a store
 // directory. It does not look at the objects (Verify does).
 func ReadManifest(storeDir string) (*Manifest, error) {
-	idx, err := os.ReadFile(filepath.Join(storeDir, indexName))
+	idx, err := os.ReadFile(filepath.Join(storeDir, IndexName))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s has no index (capture or upload did not finish)", ErrIncomplete, storeDir)
 	}
 	if err != nil {
 		return nil, err
 	}
-	man, err := os.ReadFile(filepath.Join(storeDir, manifestName))
+	man, err := os.ReadFile(filepath.Join(storeDir, ManifestName))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s has an index but no manifest", ErrIncomplete, storeDir)
 	}
 	if err != nil {
 		return nil, err
 	}
-	m, err := decodeManifest(idx, man)
+	m, err := DecodeManifest(idx, man)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", storeDir, err)
 	}
@@ -260,42 +265,8 @@ func writeManifest(storeDir string, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(storeDir, manifestName), b); err != nil {
+	if err := fsx.WriteFileSync(filepath.Join(storeDir, ManifestName), b); err != nil {
 		return err
 	}
-	return writeFileSync(filepath.Join(storeDir, indexName), encodeIndex(b))
-}
-
-// writeFileSync replaces name with data so that a crash leaves either the
-// old file or the whole new one.
-func writeFileSync(name string, data []byte) error {
-	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(name))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsx.WriteFileSync(filepath.Join(storeDir, IndexName), encodeIndex(b))
 }

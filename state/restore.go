@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/minint/minint/state/internal/fsx"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,8 +45,8 @@ func Verify(ctx context.Context, storeDir string, m *Manifest) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		name := filepath.Join(storeDir, objectRel(sum))
-		got, n, err := hashFile(name)
+		name := filepath.Join(storeDir, ObjectPath(sum))
+		got, n, err := fsx.HashFile(name)
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: object %s is missing", ErrIncomplete, sum)
 		}
@@ -259,7 +260,7 @@ func (r *restorer) entry(e *Entry) error {
 // first time the object is used (the inode number proves it is that
 // object), copied with its hash checked otherwise.
 func (r *restorer) file(pfd int, name string, e *Entry) error {
-	obj := objectRel(e.SHA256)
+	obj := ObjectPath(e.SHA256)
 	if !r.opts.Copy && !r.used[e.SHA256] {
 		err := unix.Linkat(r.storeFD, obj, pfd, name, 0)
 		if err == nil {
@@ -294,7 +295,7 @@ func (r *restorer) file(pfd int, name string, e *Entry) error {
 	out := os.NewFile(uintptr(fd), name)
 	defer out.Close()
 	h := sha256.New()
-	n, err := sparseCopy(out, io.TeeReader(in, h))
+	n, err := fsx.SparseCopy(out, io.TeeReader(in, h))
 	if err != nil {
 		return err
 	}

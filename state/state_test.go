@@ -98,7 +98,7 @@ func TestCaptureRestoreRoundTrip(t *testing.T) {
 	}
 	var a, b syscall.Stat_t
 	syscall.Lstat(filepath.Join(src, fileE.Path), &a)
-	syscall.Lstat(filepath.Join(store, objectRel(fileE.SHA256)), &b)
+	syscall.Lstat(filepath.Join(store, ObjectPath(fileE.SHA256)), &b)
 	if a.Ino != b.Ino || a.Nlink < 2 {
 		t.Fatalf("object is not a hard link of the user file: ino %d vs %d, nlink %d", a.Ino, b.Ino, a.Nlink)
 	}
@@ -185,14 +185,14 @@ func TestBrokenStoreRefused(t *testing.T) {
 	}{
 		{"missing object", func(t *testing.T, store string, m *Manifest) {
 			for sum := range m.Objects() {
-				os.Remove(filepath.Join(store, objectRel(sum)))
+				os.Remove(filepath.Join(store, ObjectPath(sum)))
 				return
 			}
 		}, ErrIncomplete},
 		{"corrupt object", func(t *testing.T, store string, m *Manifest) {
 			for sum, n := range m.Objects() {
 				if n > 0 {
-					f, _ := os.OpenFile(filepath.Join(store, objectRel(sum)), os.O_WRONLY, 0)
+					f, _ := os.OpenFile(filepath.Join(store, ObjectPath(sum)), os.O_WRONLY, 0)
 					f.WriteAt([]byte{'!'}, 0)
 					f.Close()
 					return
@@ -200,12 +200,12 @@ func TestBrokenStoreRefused(t *testing.T) {
 			}
 		}, ErrChecksum},
 		{"truncated manifest", func(t *testing.T, store string, m *Manifest) {
-			p := filepath.Join(store, manifestName)
+			p := filepath.Join(store, ManifestName)
 			fi, _ := os.Stat(p)
 			os.Truncate(p, fi.Size()/2)
 		}, ErrChecksum},
 		{"no index", func(t *testing.T, store string, m *Manifest) {
-			os.Remove(filepath.Join(store, indexName))
+			os.Remove(filepath.Join(store, IndexName))
 		}, ErrIncomplete},
 	}
 	for _, c := range cases {

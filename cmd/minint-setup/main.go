@@ -19,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/state"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,6 +80,13 @@ func main() {
 	if !*keep {
 		os.Remove(filepath.Join(*root, answer.ConfigFile))
 		os.Remove(filepath.Join(*root, answer.Binary))
+		if rs := cfg.Answer.RestoreState; rs != nil && !rs.KeepStaging {
+			// Only now, with the state restored and verified and the
+			// result written, may the store go.
+			if err := removeStaging(*root, rs.LogDirOrDefault()); err != nil {
+				fmt.Fprintf(out, "minint-setup: removing %s: %v\n", answer.Dir, err)
+			}
+		}
 		unix.Sync()
 	}
 	event(console, "done", "")
@@ -104,7 +113,11 @@ func setup(root, config string, out io.Writer) (*answer.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := answer.Apply(&cfg.Answer, root, answer.Options{Log: out}); err != nil {
+	opts := answer.Options{Log: out}
+	if rs := cfg.Answer.RestoreState; rs != nil {
+		opts.BeforeCommands = func() error { return restoreState(root, rs, out) }
+	}
+	if err := answer.Apply(&cfg.Answer, root, opts); err != nil {
 		return nil, err
 	}
 	for _, e := range cfg.BootEntries {
@@ -114,6 +127,50 @@ func setup(root, config string, out io.Writer) (*answer.Config, error) {
 		fmt.Fprintf(out, "removed %s from %s\n", answer.InitArg, e.Path)
 	}
 	return cfg, nil
+}
+
+// restoreState restores the captured user state; state.Restore checks the
+// whole store before it writes anything and every file as it goes.
+func restoreState(root string, rs *answer.RestoreState, out io.Writer) error {
+	store := filepath.Join(root, rs.StoreDir())
+	fmt.Fprintf(out, "restoring user state from %s\n", rs.StoreDir())
+	rep, err := state.Restore(context.Background(), store, root, state.RestoreOptions{Copy: rs.Copy})
+	if err != nil {
+		return fmt.Errorf("restore-state: %w", err)
+	}
+	fmt.Fprintf(out, "restored user state: %d entries, %d files (%d linked from the store), %d hard links, %d bytes; users added: %s\n",
+		rep.Entries, rep.Files, rep.Linked, rep.HardLinks, rep.Bytes, strings.Join(rep.UsersAdded, " "))
+	return nil
+}
+
+// removeStaging copies the setup result and the PE's logs (*.log, *.json
+// at the top of the staging folder) into logDir, then removes the staging
+// folder.
+func removeStaging(root, logDir string) error {
+	staging := filepath.Join(root, answer.Dir)
+	dst := filepath.Join(root, logDir)
+	if err := os.MkdirAll(dst, 0o750); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(staging)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() || !(strings.HasSuffix(n, ".log") || strings.HasSuffix(n, ".json") || strings.HasSuffix(n, ".jsonl")) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(staging, n))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, n), b, 0o640); err != nil {
+			return err
+		}
+	}
+	unix.Sync()
+	return os.RemoveAll(staging)
 }
 
 func fixEntry(root string, e answer.BootEntry) error {

@@ -34,6 +34,44 @@ type Answer struct {
 	// Commands run in order inside the target after everything else; a
 	// non-zero exit fails setup. Each is an argv list.
 	Commands [][]string `yaml:"commands" json:"commands,omitempty"`
+	// RestoreState restores user state captured by `minint stage` (package
+	// state) after accounts, hostname, network and files, before commands.
+	RestoreState *RestoreState `yaml:"restore-state" json:"restore_state,omitempty"`
+}
+
+// RestoreState says where the captured user state is and what to do with
+// the staging folder afterwards. The store must be a directory in the
+// target: for a network store the PE pulls it there first (the first boot
+// runs before any network is up).
+type RestoreState struct {
+	// Store is the state store directory, absolute inside the target
+	// (default /minint/state).
+	Store string `yaml:"store" json:"store,omitempty"`
+	// Copy copies files out of the store instead of hard-linking them.
+	Copy bool `yaml:"copy" json:"copy,omitempty"`
+	// KeepStaging keeps Dir after a successful setup. By default, once the
+	// state is restored and verified and the result written, Dir is removed
+	// except for what is copied to LogDir.
+	KeepStaging bool `yaml:"keep-staging" json:"keep_staging,omitempty"`
+	// LogDir receives the setup result and the PE's logs before Dir is
+	// removed (default /var/log/minint).
+	LogDir string `yaml:"log-dir" json:"log_dir,omitempty"`
+}
+
+// StoreDir is Store with its default.
+func (r *RestoreState) StoreDir() string {
+	if r.Store == "" {
+		return Dir + "/state"
+	}
+	return r.Store
+}
+
+// LogDirOrDefault is LogDir with its default.
+func (r *RestoreState) LogDirOrDefault() string {
+	if r.LogDir == "" {
+		return "/var/log/minint"
+	}
+	return r.LogDir
 }
 
 // User is a local account. Without PasswordHash the password is locked
@@ -166,6 +204,16 @@ func (a *Answer) Validate() error {
 	for i, c := range a.Commands {
 		if len(c) == 0 || c[0] == "" {
 			return invalid("commands[%d] is empty", i)
+		}
+	}
+	if r := a.RestoreState; r != nil {
+		for _, p := range []struct{ n, v string }{{"store", r.Store}, {"log-dir", r.LogDir}} {
+			if p.v != "" && (!path.IsAbs(p.v) || path.Clean(p.v) != p.v || p.v == "/") {
+				return invalid("restore-state: %s %q must be absolute and clean", p.n, p.v)
+			}
+		}
+		if ld := r.LogDirOrDefault(); ld == Dir || strings.HasPrefix(ld, Dir+"/") {
+			return invalid("restore-state: log-dir %q is inside %s, which is removed", ld, Dir)
 		}
 	}
 	return nil

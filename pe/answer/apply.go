@@ -23,6 +23,11 @@ type Options struct {
 	Log io.Writer
 	// NoCommands skips Commands (used by tests that cannot chroot).
 	NoCommands bool
+	// BeforeCommands, when set, runs after everything is written and
+	// before Commands; an error fails Apply. minint-setup restores user
+	// state here, so that the accounts the answer creates exist and
+	// commands see the restored files.
+	BeforeCommands func() error
 }
 
 // pending is one file write computed in the first phase.
@@ -102,6 +107,11 @@ func Apply(a *Answer, root string, opt Options) error {
 			return err
 		}
 		logf("wrote %s", p.path)
+	}
+	if opt.BeforeCommands != nil {
+		if err := opt.BeforeCommands(); err != nil {
+			return err
+		}
 	}
 	if opt.NoCommands {
 		return nil

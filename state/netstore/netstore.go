@@ -1,4 +1,12 @@
-package state
+// Package netstore moves user-state stores (package state) to and from a
+// network location (HTTP PUT/GET/DELETE, as nginx's WebDAV module serves
+// them with "dav_methods PUT DELETE MKCOL; create_full_put_path on;") or a
+// plain directory, for the replace flow: capture on one machine, restore on
+// another.
+//
+// It is separate from package state so that minint-setup, which only
+// restores from a local directory, does not carry an HTTP client.
+package netstore
 
 import (
 	"context"
@@ -13,10 +21,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/minint/minint/state"
+	"github.com/minint/minint/state/internal/fsx"
 )
 
-// TransferOptions tune PushStore and PullStore.
-type TransferOptions struct {
+// Options tune Push and Pull.
+type Options struct {
 	// Client is the HTTP client; nil means http.DefaultClient.
 	Client *http.Client
 	// Progress, when set, is called with the bytes of each object moved.
@@ -40,7 +51,7 @@ type backend interface {
 	String() string
 }
 
-func openBackend(loc string, opts TransferOptions) (backend, error) {
+func openBackend(loc string, opts Options) (backend, error) {
 	if IsRemote(loc) {
 		u, err := url.Parse(loc)
 		if err != nil {
@@ -58,14 +69,14 @@ func openBackend(loc string, opts TransferOptions) (backend, error) {
 	return dirBackend(loc), nil
 }
 
-// PushStore copies the store in storeDir to dest (URL or directory). The
+// Push copies the store in storeDir to dest (URL or directory). The
 // old index at dest is deleted first and the new manifest and index are
 // written only after every object, so an interrupted push leaves a
-// destination that PullStore refuses. Objects already present with the
+// destination that Pull refuses. Objects already present with the
 // right size are not sent again; every object sent is hashed on the way
 // and the push fails if it does not match its name.
-func PushStore(ctx context.Context, storeDir, dest string, opts TransferOptions) error {
-	m, err := ReadManifest(storeDir)
+func Push(ctx context.Context, storeDir, dest string, opts Options) error {
+	m, err := state.ReadManifest(storeDir)
 	if err != nil {
 		return err
 	}
@@ -73,13 +84,13 @@ func PushStore(ctx context.Context, storeDir, dest string, opts TransferOptions)
 	if err != nil {
 		return err
 	}
-	if err := b.del(ctx, indexName); err != nil {
+	if err := b.del(ctx, state.IndexName); err != nil {
 		return fmt.Errorf("%s: removing old index: %w", b, err)
 	}
 	objs := m.Objects()
 	for _, sum := range sortedObjects(objs) {
 		size := objs[sum]
-		rel := objectRel(sum)
+		rel := state.ObjectPath(sum)
 		ok, err := b.has(ctx, rel, size)
 		if err != nil {
 			return fmt.Errorf("%s: %w", b, err)
@@ -93,7 +104,7 @@ func PushStore(ctx context.Context, storeDir, dest string, opts TransferOptions)
 			opts.Progress(size)
 		}
 	}
-	for _, name := range []string{manifestName, indexName} {
+	for _, name := range []string{state.ManifestName, state.IndexName} {
 		data, err := os.ReadFile(filepath.Join(storeDir, name))
 		if err != nil {
 			return err
@@ -117,7 +128,7 @@ func sortedObjects(objs map[string]int64) []string {
 func pushFile(ctx context.Context, b backend, name, rel, sum string, size int64) error {
 	f, err := os.Open(name)
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: object %s is missing", ErrIncomplete, sum)
+		return fmt.Errorf("%w: object %s is missing", state.ErrIncomplete, sum)
 	}
 	if err != nil {
 		return err
@@ -128,44 +139,44 @@ func pushFile(ctx context.Context, b backend, name, rel, sum string, size int64)
 		return fmt.Errorf("%s: %s: %w", b, rel, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return fmt.Errorf("%w: object %s read back as %s while pushing (changed since capture?)", ErrChecksum, sum, got)
+		return fmt.Errorf("%w: object %s read back as %s while pushing (changed since capture?)", state.ErrChecksum, sum, got)
 	}
 	return nil
 }
 
-// PullStore copies the store at src (URL or directory) into dir and
+// Pull copies the store at src (URL or directory) into dir and
 // returns its manifest. The index and manifest must match, and every object
 // is hashed as it arrives and kept only if it matches its name; objects
 // already in dir that verify are not fetched again. The local index is
 // written last.
-func PullStore(ctx context.Context, src, dir string, opts TransferOptions) (*Manifest, error) {
+func Pull(ctx context.Context, src, dir string, opts Options) (*state.Manifest, error) {
 	b, err := openBackend(src, opts)
 	if err != nil {
 		return nil, err
 	}
-	idx, err := readAll(ctx, b, indexName)
+	idx, err := readAll(ctx, b, state.IndexName)
 	if err != nil {
 		return nil, err
 	}
-	man, err := readAll(ctx, b, manifestName)
+	man, err := readAll(ctx, b, state.ManifestName)
 	if err != nil {
 		return nil, err
 	}
-	m, err := decodeManifest(idx, man)
+	m, err := state.DecodeManifest(idx, man)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b, err)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, objectsDir), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, state.ObjectsDir), 0o700); err != nil {
 		return nil, err
 	}
-	if err := os.Remove(filepath.Join(dir, indexName)); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(filepath.Join(dir, state.IndexName)); err != nil && !os.IsNotExist(err) {
 		return nil, err
 	}
 	objs := m.Objects()
 	for _, sum := range sortedObjects(objs) {
 		size := objs[sum]
-		local := filepath.Join(dir, objectRel(sum))
-		if got, n, err := hashFile(local); err == nil && got == sum && n == size {
+		local := filepath.Join(dir, state.ObjectPath(sum))
+		if got, n, err := fsx.HashFile(local); err == nil && got == sum && n == size {
 			continue
 		}
 		if err := pullObject(ctx, b, sum, size, local); err != nil {
@@ -175,10 +186,10 @@ func PullStore(ctx context.Context, src, dir string, opts TransferOptions) (*Man
 			opts.Progress(size)
 		}
 	}
-	if err := writeFileSync(filepath.Join(dir, manifestName), man); err != nil {
+	if err := fsx.WriteFileSync(filepath.Join(dir, state.ManifestName), man); err != nil {
 		return nil, err
 	}
-	if err := writeFileSync(filepath.Join(dir, indexName), idx); err != nil {
+	if err := fsx.WriteFileSync(filepath.Join(dir, state.IndexName), idx); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -187,7 +198,7 @@ func PullStore(ctx context.Context, src, dir string, opts TransferOptions) (*Man
 func readAll(ctx context.Context, b backend, rel string) ([]byte, error) {
 	r, err := b.get(ctx, rel)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s has no %s (capture or upload did not finish)", ErrIncomplete, b, rel)
+		return nil, fmt.Errorf("%w: %s has no %s (capture or upload did not finish)", state.ErrIncomplete, b, rel)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", b, rel, err)
@@ -202,9 +213,9 @@ func readAll(ctx context.Context, b backend, rel string) ([]byte, error) {
 }
 
 func pullObject(ctx context.Context, b backend, sum string, size int64, local string) error {
-	r, err := b.get(ctx, objectRel(sum))
+	r, err := b.get(ctx, state.ObjectPath(sum))
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: %s: object %s is missing", ErrIncomplete, b, sum)
+		return fmt.Errorf("%w: %s: object %s is missing", state.ErrIncomplete, b, sum)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: object %s: %w", b, sum, err)
@@ -220,7 +231,7 @@ func pullObject(ctx context.Context, b backend, sum string, size int64, local st
 	}
 	h := sha256.New()
 	// One byte more than expected shows an object that is too long.
-	n, err := sparseCopy(out, io.TeeReader(io.LimitReader(r, size+1), h))
+	n, err := fsx.SparseCopy(out, io.TeeReader(io.LimitReader(r, size+1), h))
 	if err == nil {
 		err = out.Sync()
 	}
@@ -229,7 +240,7 @@ func pullObject(ctx context.Context, b backend, sum string, size int64, local st
 	}
 	if err == nil {
 		if got := hex.EncodeToString(h.Sum(nil)); got != sum || n != size {
-			err = fmt.Errorf("%w: %s: object %s arrived as %d bytes with sha256 %s", ErrChecksum, b, sum, n, got)
+			err = fmt.Errorf("%w: %s: object %s arrived as %d bytes with sha256 %s", state.ErrChecksum, b, sum, n, got)
 		}
 	}
 	if err != nil {
@@ -265,7 +276,7 @@ func (d dirBackend) put(ctx context.Context, rel string, r io.Reader, size int64
 	if err != nil {
 		return err
 	}
-	n, err := sparseCopy(f, ctxReader{ctx, r})
+	n, err := fsx.SparseCopy(f, ctxReader{ctx, r})
 	if err == nil && n != size {
 		err = fmt.Errorf("wrote %d bytes, want %d", n, size)
 	}
@@ -282,7 +293,7 @@ func (d dirBackend) put(ctx context.Context, rel string, r io.Reader, size int64
 	if err := os.Rename(tmp, name); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(name))
+	return fsx.SyncDir(filepath.Dir(name))
 }
 
 func (d dirBackend) del(ctx context.Context, rel string) error {

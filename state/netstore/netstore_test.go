@@ -1,4 +1,4 @@
-package state
+package netstore
 
 import (
 	"context"
@@ -9,9 +9,54 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/minint/minint/internal/treetest"
+	"github.com/minint/minint/state"
 )
+
+func needRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the captured tree has several owners")
+	}
+}
+
+var spec = state.Spec{Paths: []string{"/etc/ssh"}}
+
+// makeRoot is a system root with one user whose home is a treetest tree.
+func makeRoot(t *testing.T, dir string, small bool) {
+	t.Helper()
+	os.MkdirAll(filepath.Join(dir, "etc/ssh"), 0o755)
+	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/sh\nbob:x:1002:1002::/home/bob:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nalice:x:1001:\nbob:x:1002:\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc/ssh/ssh_host_ed25519_key"), []byte("KEY\n"), 0o600)
+	treetest.Generate(t, filepath.Join(dir, "home/alice"), treetest.Options{Seed: 2, Small: small})
+	os.MkdirAll(filepath.Join(dir, "home/bob"), 0o700)
+}
+
+func freshRoot(t *testing.T, dir string) {
+	t.Helper()
+	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
+	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\n"), 0o644)
+}
+
+func compare(t *testing.T, a, b string) {
+	t.Helper()
+	ta, err := treetest.Snapshot(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := treetest.Snapshot(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := treetest.Diff(ta, tb, treetest.DiffOptions{IgnoreRoot: true}); len(d) > 0 {
+		t.Fatalf("%s and %s differ:\n%s", a, b, strings.Join(d, "\n"))
+	}
+}
 
 // startNginx runs nginx with WebDAV PUT/DELETE on a random local port and
 // returns the base URL of its document root, which is www.
@@ -104,12 +149,12 @@ func TestNetworkStoreNginx(t *testing.T) {
 	src := t.TempDir()
 	makeRoot(t, src, false)
 	store := filepath.Join(src, "minint/state")
-	m, err := Capture(ctx, src, store, spec)
+	m, err := state.Capture(ctx, src, store, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var pushed int64
-	if err := PushStore(ctx, store, url, TransferOptions{Progress: func(n int64) { pushed += n }}); err != nil {
+	if err := Push(ctx, store, url, Options{Progress: func(n int64) { pushed += n }}); err != nil {
 		t.Fatal(err)
 	}
 	if pushed != m.Bytes {
@@ -117,21 +162,21 @@ func TestNetworkStoreNginx(t *testing.T) {
 	}
 	// Replace: pull on "another machine" and restore there.
 	pulled := filepath.Join(t.TempDir(), "state")
-	if _, err := PullStore(ctx, url, pulled, TransferOptions{}); err != nil {
+	if _, err := Pull(ctx, url, pulled, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
 	freshRoot(t, dst)
-	if _, err := Restore(ctx, pulled, dst, RestoreOptions{}); err != nil {
+	if _, err := state.Restore(ctx, pulled, dst, state.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
 
 	// A corrupt object on the server is caught on download.
-	obj := filepath.Join(www, "stores/pc-17", objectRel(m.Entries[len(m.Entries)-1].SHA256))
+	var obj string
 	for _, e := range m.Entries {
-		if e.Type == TypeFile && e.Link == "" && e.Size > 10 {
-			obj = filepath.Join(www, "stores/pc-17", objectRel(e.SHA256))
+		if e.Type == state.TypeFile && e.Link == "" && e.Size > 10 {
+			obj = filepath.Join(www, "stores/pc-17", state.ObjectPath(e.SHA256))
 			break
 		}
 	}
@@ -139,19 +184,19 @@ func TestNetworkStoreNginx(t *testing.T) {
 	bad := append([]byte{}, good...)
 	bad[3] ^= 0xff
 	os.WriteFile(obj, bad, 0o600)
-	if _, err := PullStore(ctx, url, t.TempDir(), TransferOptions{}); !errors.Is(err, ErrChecksum) {
-		t.Fatalf("pull of a corrupt store = %v, want ErrChecksum", err)
+	if _, err := Pull(ctx, url, t.TempDir(), Options{}); !errors.Is(err, state.ErrChecksum) {
+		t.Fatalf("pull of a corrupt store = %v, want state.ErrChecksum", err)
 	}
 	os.WriteFile(obj, good, 0o600)
 
 	// An interrupted push over the complete store leaves it refused.
 	os.WriteFile(filepath.Join(src, "home/bob/new.txt"), []byte("written after the first push\n"), 0o644)
-	if _, err := Capture(ctx, src, store, spec); err != nil {
+	if _, err := state.Capture(ctx, src, store, spec); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	n := 0
-	err = PushStore(cctx, store, url, TransferOptions{Progress: func(int64) {
+	err = Push(cctx, store, url, Options{Progress: func(int64) {
 		if n++; n == 3 {
 			cancel()
 		}
@@ -159,14 +204,14 @@ func TestNetworkStoreNginx(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted push = %v", err)
 	}
-	if _, err := PullStore(ctx, url, t.TempDir(), TransferOptions{}); !errors.Is(err, ErrIncomplete) {
-		t.Fatalf("pull after an interrupted push = %v, want ErrIncomplete", err)
+	if _, err := Pull(ctx, url, t.TempDir(), Options{}); !errors.Is(err, state.ErrIncomplete) {
+		t.Fatalf("pull after an interrupted push = %v, want state.ErrIncomplete", err)
 	}
 	// Finishing the push makes it whole again, sending only what is missing.
-	if err := PushStore(ctx, store, url, TransferOptions{}); err != nil {
+	if err := Push(ctx, store, url, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	m2, err := PullStore(ctx, url, pulled, TransferOptions{})
+	m2, err := Pull(ctx, url, pulled, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,27 +226,27 @@ func TestDirectoryStore(t *testing.T) {
 	src := t.TempDir()
 	makeRoot(t, src, true)
 	store := filepath.Join(src, "minint/state")
-	if _, err := Capture(ctx, src, store, spec); err != nil {
+	if _, err := state.Capture(ctx, src, store, spec); err != nil {
 		t.Fatal(err)
 	}
 	share := filepath.Join(t.TempDir(), "share")
-	if err := PushStore(ctx, store, share, TransferOptions{}); err != nil {
+	if err := Push(ctx, store, share, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(filepath.Join(share, indexName))
-	if _, err := PullStore(ctx, share, t.TempDir(), TransferOptions{}); !errors.Is(err, ErrIncomplete) {
-		t.Fatalf("pull without index = %v, want ErrIncomplete", err)
+	os.Remove(filepath.Join(share, state.IndexName))
+	if _, err := Pull(ctx, share, t.TempDir(), Options{}); !errors.Is(err, state.ErrIncomplete) {
+		t.Fatalf("pull without index = %v, want state.ErrIncomplete", err)
 	}
-	if err := PushStore(ctx, store, share, TransferOptions{}); err != nil {
+	if err := Push(ctx, store, share, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	pulled := t.TempDir()
-	if _, err := PullStore(ctx, share, pulled, TransferOptions{}); err != nil {
+	if _, err := Pull(ctx, share, pulled, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
 	freshRoot(t, dst)
-	if _, err := Restore(ctx, pulled, dst, RestoreOptions{}); err != nil {
+	if _, err := state.Restore(ctx, pulled, dst, state.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
