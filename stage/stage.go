@@ -1,0 +1,331 @@
+// Package stage prepares a running Linux system for an in-place refresh:
+// it checks requirements, counts down, captures user state into
+// /minint/state (package state), copies the PE and the task sequence into
+// /minint/pe, backs up the boot configuration into /minint/backup and
+// arranges a one-shot boot into the PE, so that if anything goes wrong
+// before the PE takes over, the next boot is the old system again.
+//
+// Everything works on Options.Root and Options.ESP and an EFI variable
+// directory, so tests run it against a temporary tree and a plain directory
+// standing in for efivarfs. Rebooting is the caller's job (cmd/minint).
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/state"
+	"github.com/minint/minint/state/netstore"
+)
+
+// ErrRequirements is wrapped by the error Run returns when the system does
+// not meet the requirements; nothing has been changed then.
+var ErrRequirements = errors.New("requirements not met")
+
+// PEEntryID is the systemd-boot entry stage writes for the one-shot boot.
+const PEEntryID = "minint-pe.conf"
+
+// Options say what to stage where.
+type Options struct {
+	// Root is the running system's root ("/"; a temporary tree in tests).
+	Root string
+	// Kernel and Initramfs are the PE's files; Sequence is the task
+	// sequence file. All are host paths, copied into Root/minint/pe.
+	Kernel, Initramfs, Sequence string
+	// Cmdline is the PE's kernel command line (e.g. minint.sequence=…,
+	// minint.done=reboot).
+	Cmdline string
+	// ESP is the mounted EFI system partition holding systemd-boot
+	// (default: the first of Root/boot/efi, Root/efi, Root/boot with a
+	// loader/ directory).
+	ESP string
+	// EFIVars is the efivarfs directory (default diskops.DefaultEFIVars).
+	EFIVars string
+	// Spec selects the user state.
+	Spec state.Spec
+	// StateStore, when set, is a URL or directory the captured state is
+	// also pushed to (the replace flow).
+	StateStore string
+	// CaptureOnly stops after capturing (and pushing) the state.
+	CaptureOnly bool
+	// MinFree is the free space Root's filesystem needs beyond the PE
+	// files; MinMemory the RAM (bytes, 0: no check).
+	MinFree, MinMemory int64
+	// DryRun checks and prints the plan, and changes nothing.
+	DryRun bool
+	// Log receives one line per action.
+	Log io.Writer
+	// Progress, when set, is called with bytes captured.
+	Progress func(n int64)
+}
+
+// Result says what was staged.
+type Result struct {
+	Plan     []string           `json:"plan"`
+	Manifest *state.Manifest    `json:"-"`
+	Entries  int                `json:"stateEntries"`
+	Bytes    int64              `json:"stateBytes"`
+	Stats    state.CaptureStats `json:"captureStats"`
+	ESP      string             `json:"esp,omitempty"`
+	OneShot  string             `json:"oneShot,omitempty"`
+}
+
+func (o *Options) logf(format string, a ...any) {
+	if o.Log != nil {
+		fmt.Fprintf(o.Log, format+"\n", a...)
+	}
+}
+
+func (o *Options) minint(p ...string) string {
+	return filepath.Join(append([]string{o.Root, "minint"}, p...)...)
+}
+
+// findESP looks for a mounted ESP with systemd-boot's loader directory.
+func (o *Options) findESP() (string, error) {
+	if o.ESP != "" {
+		if fi, err := os.Stat(filepath.Join(o.ESP, "loader")); err != nil || !fi.IsDir() {
+			return "", fmt.Errorf("ESP %s has no loader/ directory (systemd-boot)", o.ESP)
+		}
+		return o.ESP, nil
+	}
+	for _, d := range []string{"boot/efi", "efi", "boot"} {
+		p := filepath.Join(o.Root, d)
+		if fi, err := os.Stat(filepath.Join(p, "loader")); err == nil && fi.IsDir() {
+			return p, nil
+		}
+	}
+	return "", errors.New("no systemd-boot ESP found under /boot/efi, /efi or /boot (BIOS/syslinux systems are not supported by stage yet)")
+}
+
+// Check returns one line per unmet requirement; empty means go.
+func Check(o *Options) []string {
+	var bad []string
+	if fi, err := os.Stat(o.Root); err != nil || !fi.IsDir() {
+		return []string{fmt.Sprintf("root %s is not a directory", o.Root)}
+	}
+	if os.Geteuid() != 0 {
+		bad = append(bad, "must run as root (captures every user's files)")
+	}
+	var need int64
+	if !o.CaptureOnly {
+		for _, f := range []struct{ what, p string }{{"PE kernel", o.Kernel}, {"PE initramfs", o.Initramfs}, {"task sequence", o.Sequence}} {
+			fi, err := os.Stat(f.p)
+			if f.p == "" || err != nil || !fi.Mode().IsRegular() {
+				bad = append(bad, fmt.Sprintf("%s %q: not a readable file", f.what, f.p))
+				continue
+			}
+			need += fi.Size()
+		}
+		esp, err := o.findESP()
+		if err != nil {
+			bad = append(bad, err.Error())
+		} else {
+			o.ESP = esp
+			var st syscall.Statfs_t
+			if syscall.Statfs(esp, &st) == nil && int64(st.Bavail)*int64(st.Bsize) < need {
+				bad = append(bad, fmt.Sprintf("ESP %s: %d bytes free, the PE needs %d", esp, int64(st.Bavail)*int64(st.Bsize), need))
+			}
+		}
+		ev := o.efiVars()
+		if fi, err := os.Stat(ev); err != nil || !fi.IsDir() {
+			bad = append(bad, fmt.Sprintf("no EFI variables at %s: not booted under UEFI", ev))
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(o.Root, &st); err == nil {
+		if free := int64(st.Bavail) * int64(st.Bsize); free < need*2+o.MinFree {
+			bad = append(bad, fmt.Sprintf("%s: %d bytes free, need %d (PE twice plus %d)", o.Root, free, need*2+o.MinFree, o.MinFree))
+		}
+	}
+	if o.MinMemory > 0 {
+		var si syscall.Sysinfo_t
+		if err := syscall.Sysinfo(&si); err == nil && int64(si.Totalram)*int64(si.Unit) < o.MinMemory {
+			bad = append(bad, fmt.Sprintf("memory: %d bytes, need %d", int64(si.Totalram)*int64(si.Unit), o.MinMemory))
+		}
+	}
+	if o.StateStore != "" && !netstore.IsRemote(o.StateStore) && !filepath.IsAbs(o.StateStore) {
+		bad = append(bad, fmt.Sprintf("state store %q: give an http(s) URL or an absolute directory", o.StateStore))
+	}
+	return bad
+}
+
+func (o *Options) efiVars() string {
+	if o.EFIVars == "" {
+		return diskops.DefaultEFIVars
+	}
+	return o.EFIVars
+}
+
+// Run stages the refresh. It refuses with ErrRequirements, changing
+// nothing, when Check finds problems. The order matters: the one-shot
+// boot is armed last, so an interruption anywhere before leaves a system
+// that boots as before.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if bad := Check(&o); len(bad) > 0 {
+		return nil, fmt.Errorf("%w:\n  %s", ErrRequirements, strings.Join(bad, "\n  "))
+	}
+	res := &Result{ESP: o.ESP}
+	plan := func(format string, a ...any) {
+		s := fmt.Sprintf(format, a...)
+		res.Plan = append(res.Plan, s)
+		o.logf("%s%s", map[bool]string{true: "would ", false: ""}[o.DryRun], s)
+	}
+	store := o.minint("state")
+	plan("capture user state into %s", store)
+	if o.StateStore != "" {
+		plan("push the state to %s", o.StateStore)
+	}
+	if !o.CaptureOnly {
+		plan("copy the PE and the sequence into %s", o.minint("pe"))
+		plan("back up the boot configuration into %s", o.minint("backup"))
+		plan("copy the PE to %s and write loader entry %s", filepath.Join(o.ESP, "minint-pe"), PEEntryID)
+		plan("arm a one-shot boot of %s (LoaderEntryOneShot in %s)", PEEntryID, o.efiVars())
+	}
+	if o.DryRun {
+		return res, nil
+	}
+	if err := os.MkdirAll(o.minint(), 0o700); err != nil {
+		return res, err
+	}
+	spec := o.Spec
+	spec.Progress = o.Progress
+	m, stats, err := state.CaptureStat(ctx, o.Root, store, spec)
+	if err != nil {
+		return res, fmt.Errorf("capturing state: %w", err)
+	}
+	res.Manifest, res.Entries, res.Bytes, res.Stats = m, len(m.Entries), m.Bytes, stats
+	o.logf("captured %d entries, %d bytes (%d files linked, %d copied, %d duplicates)", len(m.Entries), m.Bytes, stats.Linked, stats.Copied, stats.Deduplicated)
+	if o.StateStore != "" {
+		if err := netstore.Push(ctx, store, o.StateStore, netstore.Options{}); err != nil {
+			return res, fmt.Errorf("pushing state: %w", err)
+		}
+		o.logf("pushed the state to %s", o.StateStore)
+	}
+	if o.CaptureOnly {
+		return res, nil
+	}
+	pe := o.minint("pe")
+	for _, f := range [][2]string{{o.Kernel, "vmlinuz"}, {o.Initramfs, "initramfs.img"}, {o.Sequence, "sequence.yaml"}} {
+		if err := copyFile(f[0], filepath.Join(pe, f[1])); err != nil {
+			return res, err
+		}
+	}
+	if err := o.backup(); err != nil {
+		return res, fmt.Errorf("backing up boot configuration: %w", err)
+	}
+	espPE := filepath.Join(o.ESP, "minint-pe")
+	for _, f := range [][2]string{{o.Kernel, "vmlinuz"}, {o.Initramfs, "initramfs.img"}} {
+		if err := copyFile(f[0], filepath.Join(espPE, f[1])); err != nil {
+			return res, err
+		}
+	}
+	entry := fmt.Sprintf("title minint PE (refresh)\nlinux /minint-pe/vmlinuz\ninitrd /minint-pe/initramfs.img\noptions %s\n", strings.TrimSpace(o.Cmdline))
+	if err := writeSync(filepath.Join(o.ESP, "loader/entries", PEEntryID), []byte(entry)); err != nil {
+		return res, err
+	}
+	if err := (diskops.EFIVars{Dir: o.efiVars()}).SetLoaderOneShot(PEEntryID); err != nil {
+		return res, fmt.Errorf("arming the one-shot boot: %w", err)
+	}
+	res.OneShot = PEEntryID
+	o.logf("armed a one-shot boot of %s", PEEntryID)
+	return res, nil
+}
+
+// backup copies the loader configuration and the boot variables that
+// stage or the PE may change.
+func (o *Options) backup() error {
+	dir := filepath.Join(o.minint("backup"), time.Now().UTC().Format("20060102T150405Z"))
+	loader := filepath.Join(o.ESP, "loader")
+	err := filepath.WalkDir(loader, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(o.ESP, p)
+		return copyFile(p, filepath.Join(dir, "esp", rel))
+	})
+	if err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(o.efiVars())
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, "Boot") || strings.HasPrefix(n, "Loader") {
+			if err := copyFile(filepath.Join(o.efiVars(), n), filepath.Join(dir, "efivars", n)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range []string{"boot/extlinux/extlinux.conf", "boot/syslinux/syslinux.cfg", "boot/grub/grub.cfg", "etc/fstab"} {
+		if _, err := os.Stat(filepath.Join(o.Root, f)); err == nil {
+			if err := copyFile(filepath.Join(o.Root, f), filepath.Join(dir, "root", f)); err != nil {
+				return err
+			}
+		}
+	}
+	o.logf("backed up the boot configuration into %s", dir)
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("copying %s to %s: %w", src, dst, err)
+	}
+	return os.Rename(tmp, dst)
+}
+
+func writeSync(name string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	tmp := name + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
+}

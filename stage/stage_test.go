@@ -1,0 +1,189 @@
+package stage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minint/minint/internal/treetest"
+	"github.com/minint/minint/state"
+)
+
+func fakeSystem(t *testing.T) (Options, string) {
+	t.Helper()
+	root, host := t.TempDir(), t.TempDir()
+	for p, c := range map[string]string{
+		"etc/passwd":                          "root:x:0:0:root:/root:/bin/sh\nann:x:1000:1000::/home/ann:/bin/sh\n",
+		"etc/group":                           "root:x:0:\nann:x:1000:\n",
+		"etc/fstab":                           "UUID=1 / ext4 defaults 0 1\n",
+		"boot/efi/loader/loader.conf":         "default minint.conf\n",
+		"boot/efi/loader/entries/minint.conf": "title old\nlinux /old/vmlinuz\n",
+	} {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(root, p), []byte(c), 0o644)
+	}
+	treetest.Generate(t, filepath.Join(root, "home/ann"), treetest.Options{Seed: 4, Small: true})
+	for n, c := range map[string]string{"vmlinuz": "kernel", "initramfs.img": "initramfs", "seq.yaml": "steps: []\n"} {
+		os.WriteFile(filepath.Join(host, n), []byte(c), 0o644)
+	}
+	efivars := filepath.Join(host, "efivars")
+	os.MkdirAll(efivars, 0o755)
+	os.WriteFile(filepath.Join(efivars, "BootOrder-8be4df61-93ca-11d2-aa0d-00e098032b8c"), []byte{7, 0, 0, 0, 1, 0}, 0o644)
+	return Options{
+		Root: root, Kernel: filepath.Join(host, "vmlinuz"), Initramfs: filepath.Join(host, "initramfs.img"),
+		Sequence: filepath.Join(host, "seq.yaml"), Cmdline: "minint.done=reboot", EFIVars: efivars,
+	}, host
+}
+
+func needRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: stage captures every user's files")
+	}
+}
+
+func TestStageOnFakeRoot(t *testing.T) {
+	needRoot(t)
+	o, _ := fakeSystem(t)
+	before, _ := treetest.Snapshot(o.Root)
+
+	// Dry run: a plan, and not one byte changed.
+	o.DryRun = true
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Plan) != 5 {
+		t.Errorf("plan %q", res.Plan)
+	}
+	after, _ := treetest.Snapshot(o.Root)
+	if d := treetest.Diff(before, after, treetest.DiffOptions{}); len(d) > 0 {
+		t.Fatalf("dry run changed the root:\n%s", strings.Join(d, "\n"))
+	}
+
+	o.DryRun = false
+	var log bytes.Buffer
+	o.Log = &log
+	res, err = Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stats.Linked == 0 || res.Stats.Copied != 0 {
+		t.Errorf("state not hard-linked: %+v", res.Stats)
+	}
+	if _, err := state.ReadManifest(filepath.Join(o.Root, "minint/state")); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{
+		"minint/pe/vmlinuz":                      "kernel",
+		"minint/pe/initramfs.img":                "initramfs",
+		"minint/pe/sequence.yaml":                "steps: []\n",
+		"boot/efi/minint-pe/vmlinuz":             "kernel",
+		"boot/efi/loader/entries/minint-pe.conf": "title minint PE (refresh)\nlinux /minint-pe/vmlinuz\ninitrd /minint-pe/initramfs.img\noptions minint.done=reboot\n",
+		"boot/efi/loader/loader.conf":            "default minint.conf\n", // the default is untouched: one shot only
+	} {
+		if b, err := os.ReadFile(filepath.Join(o.Root, p)); err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v; want %q", p, b, err, want)
+		}
+	}
+	v, err := os.ReadFile(filepath.Join(o.EFIVars, "LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"))
+	if err != nil || !bytes.Contains(v, []byte("m\x00i\x00n\x00i\x00n\x00t\x00-\x00p\x00e\x00")) {
+		t.Errorf("one-shot variable %q, %v", v, err)
+	}
+	backups, _ := filepath.Glob(filepath.Join(o.Root, "minint/backup/*/esp/loader/loader.conf"))
+	efib, _ := filepath.Glob(filepath.Join(o.Root, "minint/backup/*/efivars/BootOrder-*"))
+	fstab, _ := filepath.Glob(filepath.Join(o.Root, "minint/backup/*/root/etc/fstab"))
+	if len(backups) != 1 || len(efib) != 1 || len(fstab) != 1 {
+		t.Errorf("backup: %v %v %v", backups, efib, fstab)
+	}
+	// The user's files are untouched by the capture.
+	now, _ := treetest.Snapshot(filepath.Join(o.Root, "home"))
+	if d := treetest.Diff(sub(before, "home"), now, treetest.DiffOptions{IgnoreRoot: true, IgnoreHardLinks: true}); len(d) > 0 {
+		t.Errorf("capture changed the homes:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+// sub is the part of a snapshot under dir, re-rooted.
+func sub(t treetest.Tree, dir string) treetest.Tree {
+	out := treetest.Tree{Root: filepath.Join(t.Root, dir), Entries: map[string]*treetest.Entry{}}
+	for p, e := range t.Entries {
+		if r, ok := strings.CutPrefix(p, dir+"/"); ok {
+			c := *e
+			c.Path = r
+			out.Entries[r] = &c
+		} else if p == dir {
+			c := *e
+			c.Path = "."
+			out.Entries["."] = &c
+		}
+	}
+	return out
+}
+
+func TestStageRequirementsRefused(t *testing.T) {
+	needRoot(t)
+	o, host := fakeSystem(t)
+	os.RemoveAll(filepath.Join(o.Root, "boot/efi"))
+	o.Kernel = filepath.Join(host, "missing")
+	o.MinMemory = 1 << 60
+	before, _ := treetest.Snapshot(o.Root)
+	_, err := Run(context.Background(), o)
+	if !errors.Is(err, ErrRequirements) {
+		t.Fatalf("Run = %v", err)
+	}
+	for _, want := range []string{"PE kernel", "ESP", "memory"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("report lacks %q:\n%v", want, err)
+		}
+	}
+	after, _ := treetest.Snapshot(o.Root)
+	if d := treetest.Diff(before, after, treetest.DiffOptions{}); len(d) > 0 {
+		t.Fatalf("refused stage changed the root:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+func TestStageCaptureOnlyToDirectoryStore(t *testing.T) {
+	needRoot(t)
+	o, host := fakeSystem(t)
+	os.RemoveAll(filepath.Join(o.Root, "boot/efi")) // not needed for capture only
+	o.CaptureOnly = true
+	o.StateStore = filepath.Join(host, "share/pc1")
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.ReadManifest(o.StateStore); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(o.Root, "minint/pe")); !os.IsNotExist(err) {
+		t.Error("capture-only staged the PE")
+	}
+}
+
+func TestCountdown(t *testing.T) {
+	ctx := context.Background()
+	var out bytes.Buffer
+	// "postpone" stops it.
+	err := Countdown{Duration: time.Hour, Interactive: true, In: strings.NewReader("postpone\n"), Out: &out}.Wait(ctx)
+	if !errors.Is(err, ErrPostponed) {
+		t.Fatalf("postpone: %v", err)
+	}
+	// "now" goes at once.
+	if err := (Countdown{Duration: time.Hour, Interactive: true, In: strings.NewReader("what\nnow\n"), Out: &out}).Wait(ctx); err != nil {
+		t.Fatalf("now: %v", err)
+	}
+	// A mandatory deadline inside the countdown refuses postpone and ends it.
+	out.Reset()
+	err = Countdown{Duration: time.Hour, MandatoryAt: time.Now().Add(200 * time.Millisecond), Interactive: true, In: strings.NewReader("postpone\n"), Out: &out, Tick: 50 * time.Millisecond}.Wait(ctx)
+	if err != nil || !strings.Contains(out.String(), "cannot be postponed") {
+		t.Fatalf("mandatory: %v\n%s", err, out.String())
+	}
+	// Non-interactive ignores input and runs to the end.
+	err = Countdown{Duration: 100 * time.Millisecond, In: strings.NewReader("postpone\n"), Out: &out}.Wait(ctx)
+	if err != nil {
+		t.Fatalf("non-interactive: %v", err)
+	}
+}
