@@ -421,6 +421,8 @@ func (r *runner) exec(st Step) error {
 	case *Power:
 		unixSync()
 		return nil
+	case *CaptureImage:
+		return r.capture(s)
 	}
 	return fmt.Errorf("step type %s has no implementation", st.Base().Type)
 }

@@ -42,7 +42,7 @@ type Sequence struct {
 
 // Step is one entry of a sequence. The concrete types are *Requirements,
 // *SelectDisk, *Partition, *Format, *Mount, *Fetch, *ApplyImage, *BootFiles,
-// *Setup, *Command (type run) and *Power.
+// *Setup, *Command (type run), *Power and *CaptureImage.
 type Step interface {
 	// Base gives the fields every step has.
 	Base() *StepBase
@@ -77,6 +77,9 @@ var stepTypes = map[string]func() Step{
 	"run":          func() Step { return &Command{} },
 	"reboot":       func() Step { return &Power{} },
 	"poweroff":     func() Step { return &Power{} },
+	// capture-image starts with defaults that a mapping only overrides
+	// (generalize on, check on).
+	"capture-image": newCaptureImage,
 }
 
 // StepTypes lists the step types a sequence may use.

@@ -1,0 +1,266 @@
+package pe
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/generalize"
+	"github.com/minint/minint/pe/capture"
+	"github.com/minint/minint/wim"
+)
+
+func TestCaptureImageLoad(t *testing.T) {
+	seq, err := LoadFile("testdata/capture.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := seq.Steps[0].(*CaptureImage)
+	want := generalize.DefaultOptions()
+	want.Logs = false
+	if a.Generalize != want || !a.Check || a.Compression != "lzx" || a.WorkDir != "/tmp" || a.Source.OS != "debian" ||
+		a.ImageName != "Debian reference" || a.ExtraExclusions[0] != "/srv/cache/*" || a.Destination.URL == "" {
+		t.Errorf("step 1: %+v", a)
+	}
+	b := seq.Steps[1].(*CaptureImage)
+	if b.Check || !b.InPlace || b.Generalize != generalize.DefaultOptions() || b.Destination.SplitSize != 3900<<20 ||
+		b.Destination.Disk == nil || b.Destination.Disk.Removable == nil || b.Destination.Partition != 1 {
+		t.Errorf("step 2: %+v", b)
+	}
+	if d := b.Describe(); !strings.Contains(d, "IN PLACE") {
+		t.Errorf("describe: %s", d)
+	}
+	step := head + "  - type: capture-image\n"
+	for _, c := range []struct {
+		src  string
+		line int
+		want string
+	}{
+		{step, 3, "needs destination"},
+		{step + "    destination: {url: http://h/x.wim, disk: {removable: true}}\n", 4, "exclude each other"},
+		{step + "    destination: {url: http://h/dir/}\n", 4, "must name the file"},
+		{step + "    destination: {url: ftp://h/x.wim}\n", 4, "not an http(s) URL"},
+		{step + "    destination: {disk: {removable: true}, path: images/x.wim}\n", 4, "absolute"},
+		{step + "    destination: {disk: {removable: true}, path: /x.wim, split-size: 1K}\n", 4, "too small"},
+		{step + "    destination: {url: http://h/x.wim, split-size: 1G}\n", 4, "for disk destinations"},
+		{step + "    compression: lzms\n    destination: {url: http://h/x.wim}\n", 4, "want none, xpress or lzx"},
+		{step + "    generalize: {logz: false}\n    destination: {url: http://h/x.wim}\n", 4, "logz"},
+	} {
+		_, err := Parse("s.yaml", []byte(c.src))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), fmt.Sprintf(":%d:", c.line)) {
+			t.Errorf("%q: got %v, want line %d %q", c.src, err, c.line, c.want)
+		}
+	}
+}
+
+func TestCaptureImageNeedsCaptureBackend(t *testing.T) {
+	seq, err := Parse("s.yaml", []byte(head+"  - type: capture-image\n    destination: {url: http://127.0.0.1:1/x.wim}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{ctx: context.Background(), env: &Env{Backend: &struct{ Backend }{}}}
+	if err := r.capture(seq.Steps[0].(*CaptureImage)); err == nil || !strings.Contains(err.Error(), "cannot capture") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func fileSum(t *testing.T, p string) [32]byte {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// ext4Image makes an image file holding an ext4 file system over its
+// whole length, filled from dir.
+func ext4Image(t *testing.T, dir, img string, size string) {
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", dir, img, size).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+}
+
+func TestCaptureToDiskAndURL(t *testing.T) {
+	if os.Getenv("MININT_E2E") != "1" || os.Geteuid() != 0 {
+		t.Skip("needs root and loop devices: set MININT_E2E=1 and run as root")
+	}
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 not installed")
+	}
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	files := map[string]string{
+		"etc/os-release":               "NAME=Debian\nID=debian\nVERSION_ID=12\nPRETTY_NAME=\"Debian 12\"\n",
+		"sbin/init":                    "ELF",
+		"boot/vmlinuz-6.1.0-56-amd64":  "kernel",
+		"etc/machine-id":               "0123456789abcdef0123456789abcdef\n",
+		"etc/ssh/ssh_host_ed25519_key": "SECRET",
+		"root/.bash_history":           "history",
+	}
+	for rel, data := range files {
+		p := filepath.Join(src, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Incompressible data so that the WIM splits into several parts.
+	big := make([]byte, 3<<20)
+	rand.Read(big)
+	os.WriteFile(filepath.Join(src, "usr-data.bin"), big, 0o644)
+	srcImg, dstImg := filepath.Join(tmp, "ref.img"), filepath.Join(tmp, "stick.img")
+	ext4Image(t, src, srcImg, "32M")
+	os.MkdirAll(filepath.Join(tmp, "empty"), 0o755)
+	ext4Image(t, filepath.Join(tmp, "empty"), dstImg, "32M")
+	before := fileSum(t, srcImg)
+
+	cand := &capture.Candidate{DiskPath: srcImg, Size: 32 << 20, FS: diskops.Filesystem{Type: "ext4"}, System: &capture.System{}}
+	dest := &diskops.Disk{Name: "stick", Path: dstImg, Size: 32 << 20, FS: &diskops.Filesystem{Type: "ext4"}}
+	var phases []string
+	req := CaptureRequest{
+		Step: &CaptureImage{Compression: "none", Generalize: generalize.DefaultOptions(), Check: true, WorkDir: tmp,
+			Destination: CaptureDestination{Disk: &diskops.Rule{Name: "stick"}, Path: "/images/ref.wim", SplitSize: 1 << 20}},
+		Phase: func(name, unit string) (func(int64, int64), func(error)) {
+			phases = append(phases, name)
+			return nil, func(error) {}
+		},
+		Log: t.Logf,
+	}
+	rep, err := captureTo(context.Background(), cand, dest, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Files) < 2 || !strings.HasSuffix(rep.Files[0], ":/images/ref.swm") || strings.Join(phases, ",") != "capture,check" {
+		t.Errorf("files %v phases %v", rep.Files, phases)
+	}
+	if fileSum(t, srcImg) != before {
+		t.Fatal("capture wrote to the reference disk")
+	}
+	// Read the parts back from the destination file system.
+	mnt := filepath.Join(tmp, "mnt")
+	m, err := diskops.Mount(dstImg, mnt, diskops.MountOptions{FSType: "ext4", ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(mnt, "images"))
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if len(names) != len(rep.Files) || strings.Contains(strings.Join(names, " "), "partial") {
+		t.Errorf("destination holds %v", names)
+	}
+	checkImage(t, filepath.Join(mnt, "images/ref.swm"), big)
+	m.Close()
+
+	// The same to a WebDAV server.
+	n := startDAV(t)
+	req.Step.Destination = CaptureDestination{URL: n.url + "/images/ref.wim"}
+	phases = nil
+	rep, err = captureTo(context.Background(), cand, nil, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(phases, ",") != "capture,check,upload" || rep.Upload == nil || rep.SHA256 == "" {
+		t.Errorf("phases %v report %+v", phases, rep)
+	}
+	checkImage(t, filepath.Join(n.root, "images/ref.wim"), big)
+	if left, _ := filepath.Glob(filepath.Join(tmp, "capture-*.wim")); len(left) > 0 {
+		t.Errorf("work files left: %v", left)
+	}
+	if fileSum(t, srcImg) != before {
+		t.Fatal("capture wrote to the reference disk")
+	}
+}
+
+func checkImage(t *testing.T, p string, big []byte) {
+	t.Helper()
+	rc, err := wim.OpenReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	img, err := rc.Image(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Fields["MININT/OS_ID"] != "debian" || img.Fields["MININT/KERNELS"] != "6.1.0-56-amd64" || img.Name != "Debian 12" {
+		t.Errorf("xml %q %v", img.Name, img.Fields)
+	}
+	for _, gone := range []string{"/etc/ssh/ssh_host_ed25519_key", "/root/.bash_history"} {
+		if _, err := img.Lookup(gone); !errors.Is(err, wim.ErrNotFound) {
+			t.Errorf("%s: %v", gone, err)
+		}
+	}
+	f, err := img.Lookup("/etc/machine-id")
+	if err != nil || f.Size != 0 {
+		t.Errorf("machine-id %v %v", f, err)
+	}
+	f, err = img.Lookup("/usr-data.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := f.Open()
+	b, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(b, big) {
+		t.Errorf("data differs: %v", err)
+	}
+}
+
+type davServer struct{ url, root string }
+
+func startDAV(t *testing.T) *davServer {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		bin = "/usr/sbin/nginx"
+		if _, err := os.Stat(bin); err != nil {
+			t.Skip("nginx not installed")
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	prefix := t.TempDir()
+	root := filepath.Join(prefix, "www")
+	os.MkdirAll(root, 0o755)
+	os.MkdirAll(filepath.Join(prefix, "tmp"), 0o755)
+	conf := fmt.Sprintf(`master_process off; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path %[1]s/tmp; proxy_temp_path %[1]s/tmp; fastcgi_temp_path %[1]s/tmp;
+  uwsgi_temp_path %[1]s/tmp; scgi_temp_path %[1]s/tmp;
+  server { listen %[2]s; root %[3]s; client_max_body_size 0;
+    location / { dav_methods PUT DELETE MKCOL COPY MOVE; create_full_put_path on; } } }
+`, prefix, addr, root)
+	os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644)
+	cmd := exec.Command(bin, "-c", filepath.Join(prefix, "nginx.conf"), "-p", prefix, "-g", "daemon off;")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return &davServer{url: "http://" + addr, root: root}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("nginx did not start")
+	return nil
+}
