@@ -38,12 +38,23 @@ func TestDeployFromISO(t *testing.T) {
 	}
 }
 
-// TestDeployOverHTTP fetches the package from a real nginx on the host
-// (the guest reaches 127.0.0.1 as 10.0.2.2) on a UEFI machine with GPT.
+// TestDeployOverHTTP takes everything from a real nginx on the host (the
+// guest reaches 127.0.0.1 as 10.0.2.2) on a UEFI machine with GPT: the
+// signed sequence named by minint.sequence= on the kernel command line,
+// and the package. The ISO carries only the PE.
 func TestDeployOverHTTP(t *testing.T) {
 	f := setup(t)
 	port := nginx(t, f.work)
-	iso := f.iso(t, sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), ""), "")
+	seqDir := filepath.Join(f.work, "http-seq")
+	os.MkdirAll(seqDir, 0o755)
+	seq := filepath.Join(seqDir, "seq.yaml")
+	if err := os.WriteFile(seq, []byte(sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(seqDir, f.minint, "package", "sign", "--key", f.key, seq); err != nil {
+		t.Fatal(err)
+	}
+	iso := f.iso(t, "", "", "--cmdline", fmt.Sprintf("minint.sequence=http://10.0.2.2:%d/http-seq/seq.yaml", port))
 	disk := filepath.Join(t.TempDir(), "disk.img")
 	v := vm(t, iso, disk, qemu.UEFI, true)
 	f.waitDeployed(t, v)

@@ -206,18 +206,22 @@ steps:
 
 // iso writes the sequence and builds a boot ISO from the shared PE; with
 // image, the package's files go on it under /minint/image/.
-func (f *fixture) iso(t *testing.T, seq string, pkgDir string) string {
+// An empty seq puts none on the ISO; extra are more `minint iso` flags.
+func (f *fixture) iso(t *testing.T, seq string, pkgDir string, extra ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	sp := filepath.Join(dir, "sequence.yaml")
-	if err := os.WriteFile(sp, []byte(seq), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := run(dir, f.minint, "sequence", "check", sp); err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(dir, "e2e.iso")
-	args := []string{"iso", "-o", out, "--pe-dir", f.peDir, "--sequence", sp}
+	args := append([]string{"iso", "-o", out, "--pe-dir", f.peDir}, extra...)
+	if seq != "" {
+		sp := filepath.Join(dir, "sequence.yaml")
+		if err := os.WriteFile(sp, []byte(seq), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := run(dir, f.minint, "sequence", "check", sp); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--sequence", sp)
+	}
 	if pkgDir != "" {
 		for _, n := range []string{"manifest.json", "manifest.sig", "sample.wim"} {
 			args = append(args, "--add", filepath.Join(pkgDir, n)+":image/"+n)
