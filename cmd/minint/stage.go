@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/stage"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	register(&command{
+		name:    "stage",
+		summary: "prepare this running system for an in-place refresh: capture user state, stage the PE, boot into it once",
+		usage:   "stage --kernel FILE --initramfs FILE --sequence FILE [flags]",
+		run:     runStage,
+	})
+}
+
+func runStage(fs *pflag.FlagSet, args []string) error {
+	var o stage.Options
+	fs.StringVar(&o.Root, "root", "/", "root of the system to stage (a test tree; implies --no-reboot)")
+	fs.StringVar(&o.Kernel, "kernel", "", "the PE's kernel")
+	fs.StringVar(&o.Initramfs, "initramfs", "", "the PE's initramfs")
+	fs.StringVar(&o.Sequence, "sequence", "", "the task sequence for the PE")
+	fs.StringVar(&o.Cmdline, "cmdline", "minint.done=reboot", "the PE's kernel command line")
+	fs.StringVar(&o.ESP, "esp", "", "mounted EFI system partition with systemd-boot (default: ROOT/boot/efi, ROOT/efi or ROOT/boot)")
+	fs.StringVar(&o.EFIVars, "efivars", "", "EFI variables directory (default /sys/firmware/efi/efivars)")
+	paths := fs.StringArray("state-path", nil, "extra absolute `PATH` to keep (repeatable), e.g. /etc/ssh")
+	exclude := fs.StringArray("exclude", nil, "`PATTERN` (path.Match on the absolute path) to leave out, e.g. '/home/*/.cache'")
+	noHomes := fs.Bool("no-homes", false, "do not capture the regular users' home directories and accounts")
+	fs.BoolVar(&o.Spec.RootHome, "root-home", false, "also capture /root")
+	fs.StringVar(&o.StateStore, "state-store", "", "also push the state to this http(s) `URL` (WebDAV PUT) or directory")
+	fs.BoolVar(&o.CaptureOnly, "capture-only", false, "only capture (and push) the state; stage no PE, arm no boot")
+	countdown := fs.Duration("countdown", 30*time.Minute, "warning time before the refresh starts")
+	mandatoryAt := fs.String("mandatory-at", "", "RFC 3339 `TIME` after which the refresh cannot be postponed")
+	nonInteractive := fs.Bool("non-interactive", false, "no questions: count down and go (fleets)")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "check and print the plan, change nothing")
+	noReboot := fs.Bool("no-reboot", false, "do not reboot after staging")
+	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected arguments %q", fs.Args())
+	}
+	o.Spec.NoHomes, o.Spec.Paths, o.Spec.Exclude = *noHomes, *paths, *exclude
+	if !o.CaptureOnly && (o.Kernel == "" || o.Initramfs == "" || o.Sequence == "") {
+		return usageErrorf("--kernel, --initramfs and --sequence are required (or --capture-only)")
+	}
+	var mandatory time.Time
+	if *mandatoryAt != "" {
+		t, err := time.Parse(time.RFC3339, *mandatoryAt)
+		if err != nil {
+			return usageErrorf("--mandatory-at: %v", err)
+		}
+		mandatory = t
+	}
+	jw, closeJSON, err := buildEventsOut(*jsonOut)
+	if err != nil {
+		return err
+	}
+	defer closeJSON()
+	r := progress.New(os.Stderr, jw)
+	o.Log = os.Stderr
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+	defer stop()
+
+	if bad := stage.Check(&o); len(bad) > 0 {
+		r.Emit(progress.Event{Kind: "stage", State: "failed", Error: "requirements not met", Data: map[string]any{"problems": bad}})
+		return fmt.Errorf("%w:\n  %s", stage.ErrRequirements, strings.Join(bad, "\n  "))
+	}
+	if !o.DryRun {
+		cd := stage.Countdown{Duration: *countdown, MandatoryAt: mandatory, Interactive: !*nonInteractive, In: os.Stdin, Out: os.Stderr}
+		if err := cd.Wait(ctx); err != nil {
+			r.Emit(progress.Event{Kind: "stage", State: "postponed", Error: err.Error()})
+			return err
+		}
+	}
+	var t *progress.Task
+	if !o.DryRun {
+		t = r.Start("capture", 0, "bytes")
+		o.Progress = t.Add
+	}
+	res, err := stage.Run(ctx, o)
+	if t != nil {
+		t.Finish(err)
+	}
+	if err != nil {
+		r.Emit(progress.Event{Kind: "stage", State: "failed", Error: err.Error()})
+		return err
+	}
+	r.Emit(progress.Event{Kind: "stage", State: "done", Data: map[string]any{"plan": res.Plan, "entries": res.Entries, "bytes": res.Bytes, "oneShot": res.OneShot}})
+	if o.DryRun || o.CaptureOnly || *noReboot || o.Root != "/" {
+		return nil
+	}
+	fmt.Fprintln(os.Stderr, "minint stage: rebooting into the PE")
+	unix.Sync()
+	return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+}

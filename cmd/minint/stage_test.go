@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestStageCommand runs `minint stage` against a fake root with fake EFI
+// variables (never the host's: --root and --efivars are always given, and
+// a root other than / never reboots).
+func TestStageCommand(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: stage captures every user's files")
+	}
+	root, host := t.TempDir(), t.TempDir()
+	for p, c := range map[string]string{
+		"etc/passwd":                  "root:x:0:0:root:/root:/bin/sh\nann:x:1000:1000::/home/ann:/bin/sh\n",
+		"etc/group":                   "root:x:0:\nann:x:1000:\n",
+		"home/ann/doc.txt":            "hello\n",
+		"boot/efi/loader/loader.conf": "default os.conf\n",
+	} {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(root, p), []byte(c), 0o644)
+	}
+	for _, n := range []string{"vmlinuz", "initramfs.img", "seq.yaml"} {
+		os.WriteFile(filepath.Join(host, n), []byte(n), 0o644)
+	}
+	efivars := filepath.Join(host, "efivars")
+	os.MkdirAll(efivars, 0o755)
+	events := filepath.Join(host, "events.jsonl")
+	args := []string{"stage", "--root", root, "--efivars", efivars, "--kernel", filepath.Join(host, "vmlinuz"),
+		"--initramfs", filepath.Join(host, "initramfs.img"), "--sequence", filepath.Join(host, "seq.yaml"),
+		"--non-interactive", "--countdown", "0s", "--json-events", events}
+
+	var out, errOut bytes.Buffer
+	if code := runMain(append(args, "--dry-run"), &out, &errOut); code != 0 {
+		t.Fatalf("dry run exit %d\n%s", code, errOut.String())
+	}
+	if _, err := os.Stat(filepath.Join(root, "minint")); !os.IsNotExist(err) {
+		t.Fatal("--dry-run created /minint")
+	}
+	if code := runMain(args, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+	for _, p := range []string{"minint/state/index", "minint/pe/sequence.yaml", "boot/efi/loader/entries/minint-pe.conf"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
+			t.Error(err)
+		}
+	}
+	b, _ := os.ReadFile(events)
+	last := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var ev map[string]any
+	if err := json.Unmarshal([]byte(last[len(last)-1]), &ev); err != nil || ev["event"] != "stage" || ev["state"] != "done" {
+		t.Errorf("last event %s (%v)", last[len(last)-1], err)
+	}
+	if code := runMain([]string{"stage", "--root", root}, &out, &errOut); code != 2 {
+		t.Errorf("missing --kernel: exit %d, want 2", code)
+	}
+}
