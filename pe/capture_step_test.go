@@ -264,3 +264,27 @@ http { access_log off; client_body_temp_path %[1]s/tmp; proxy_temp_path %[1]s/tm
 	t.Fatal("nginx did not start")
 	return nil
 }
+
+func TestCaptureSequence(t *testing.T) {
+	b, err := CaptureSequence("http://10.0.2.2:8080/images/ref \"x\".wim", "xpress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := Parse("s", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := seq.Steps[1].(*CaptureImage)
+	if c.Destination.URL != "http://10.0.2.2:8080/images/ref \"x\".wim" || c.Compression != "xpress" || !c.Check ||
+		c.Generalize != generalize.DefaultOptions() || seq.Steps[2].Base().Type != "poweroff" {
+		t.Errorf("%s\n%+v", b, c)
+	}
+	for _, bad := range []string{"", "http://h/", "file:///x.wim"} {
+		if _, err := CaptureSequence(bad, ""); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if _, err := CaptureSequence("http://h/x.wim", "lzms"); err == nil {
+		t.Error("lzms accepted")
+	}
+}

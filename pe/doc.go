@@ -13,7 +13,7 @@
 // the PE, running only the read-only requirements and select-disk steps.
 //
 // Step types: requirements, select-disk, partition, format, mount, fetch,
-// apply-image, setup, bootfiles, run, reboot, poweroff. Every step may have
+// apply-image, setup, bootfiles, run, reboot, poweroff, capture-image. Every step may have
 // a name (default: its type; names are unique, the journal keys on them)
 // and a `when:` condition over facts (firmware, arch, memory, cpus, disk,
 // disk-size, boot, var.NAME from minint.var.NAME= on the kernel command
@@ -56,6 +56,19 @@
 // system's boot entry and records which loader files carry it. On its first
 // boot the system runs setup instead of its init; setup removes init= only
 // after everything succeeded, then execs the real init.
+//
+// # Capture
+//
+// capture-image (capture_step.go) is the other direction: it finds the
+// installed system among the disks (package capture: ext2/3/4, xfs, btrfs
+// mounted read-only without journal replay, os-release plus an init),
+// captures it into a WIM whose XML records OS, kernels, capture time and
+// the generalize report, and generalizes only what the image stores
+// (package generalize, a wim capture filter), so the reference disk is
+// never written unless in-place is set. The WIM is checked, then uploaded
+// restartably to WebDAV (package upload: NAME.partial, read back, MOVE) or
+// placed, optionally split into .swm parts, on another disk.
+// CaptureSequence is the default sequence of `minint iso --capture URL`.
 //
 // # Events
 //

@@ -13,6 +13,7 @@ import (
 	"github.com/minint/minint/initramfs"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/media"
+	"github.com/minint/minint/pe"
 	"github.com/spf13/pflag"
 )
 
@@ -37,6 +38,8 @@ func runISO(fs *pflag.FlagSet, args []string) error {
 	buildDir := fs.String("build-dir", "out/pe", "where the PE is built when --pe-dir is not given")
 	key := fs.String("key", "", "package signing public key `FILE.pub` built into the PE (see minint build --key)")
 	sequence := fs.String("sequence", "", "task sequence `FILE`, stored as /minint/sequence.yaml")
+	captureURL := fs.String("capture", "", "make a capture PE: its sequence captures the installed system (generalized) and uploads it to `URL` (WebDAV PUT, e.g. http://10.0.2.2:8080/images/ref.wim)")
+	captureComp := fs.String("capture-compression", "lzx", "compression of the captured WIM: none, xpress or lzx")
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as /minint/DEST (repeatable)")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
 	if err := fs.Parse(args); err != nil {
@@ -49,6 +52,30 @@ func runISO(fs *pflag.FlagSet, args []string) error {
 		return usageErrorf("--pe-dir uses an existing PE: --kernel, --modules and --key only apply when building one")
 	}
 	opts := media.Options{Label: *label, Cmdline: *cmdline, Done: *done, Verbose: *verbose}
+	if *captureURL != "" {
+		if *sequence != "" {
+			return usageErrorf("--capture brings its own sequence: give --capture or --sequence, not both")
+		}
+		seq, err := pe.CaptureSequence(*captureURL, *captureComp)
+		if err != nil {
+			return usageErrorf("--capture: %v", err)
+		}
+		f, err := os.CreateTemp("", "minint-capture-*.yaml")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		if _, err := f.Write(seq); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		*sequence = f.Name()
+	} else if fs.Changed("capture-compression") {
+		return usageErrorf("--capture-compression needs --capture")
+	}
 	if *sequence != "" {
 		opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *sequence, Dest: "sequence.yaml"})
 	}
