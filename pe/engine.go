@@ -414,6 +414,8 @@ func (r *runner) exec(st Step) error {
 		return r.apply(s)
 	case *Setup:
 		return r.setup(s)
+	case *PullState:
+		return r.pullState(s)
 	case *BootFiles:
 		return r.bootfiles(s)
 	case *Command:

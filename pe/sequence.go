@@ -74,6 +74,7 @@ var stepTypes = map[string]func() Step{
 	"apply-image":  func() Step { return &ApplyImage{} },
 	"bootfiles":    func() Step { return &BootFiles{} },
 	"setup":        func() Step { return &Setup{} },
+	"pull-state":   func() Step { return &PullState{} },
 	"run":          func() Step { return &Command{} },
 	"reboot":       func() Step { return &Power{} },
 	"poweroff":     func() Step { return &Power{} },

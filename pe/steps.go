@@ -364,6 +364,9 @@ func (s *Setup) Describe() string {
 	if n := len(s.Commands); n > 0 {
 		p = append(p, fmt.Sprintf("%d commands", n))
 	}
+	if s.RestoreState != nil {
+		p = append(p, "restore user state from "+s.RestoreState.StoreDir())
+	}
 	return "hand over to first-boot setup: " + strings.Join(p, ", ")
 }
 
