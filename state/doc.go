@@ -7,7 +7,16 @@
 // into it instead of copying, and the store survives the PE cleaning
 // everything but /minint. For the replace flow a store is pushed to and
 // pulled from a network location (HTTP PUT/GET, e.g. nginx WebDAV) or a
-// plain directory.
+// plain directory by package state/netstore, kept apart so that
+// minint-setup, which restores from a local directory, carries no HTTP
+// client.
+//
+// Restore merges the captured account records first (rule: an account
+// with the same name and id in the new system is kept as the new system
+// has it; the same name with another id, or the same id under another
+// name, is ErrAccountConflict and nothing is written), then recreates every
+// entry beneath root without following symlinks. It checks the index, the
+// manifest and every object's SHA-256 before writing anything.
 //
 // A store is:
 //
