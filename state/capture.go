@@ -132,16 +132,47 @@ func (c *capturer) run() (*Manifest, error) {
 	if err := os.RemoveAll(filepath.Join(c.store, ObjectsDir, "tmp")); err != nil {
 		return nil, err
 	}
+	if err := c.dropUnused(); err != nil {
+		return nil, err
+	}
 	for _, n := range c.objs {
 		c.m.Bytes += n
 	}
 	c.m.Version = 1
+	c.m.Spec = c.spec.Record()
 	c.m.Created = time.Now().UTC().Format(time.RFC3339)
 	c.m.Host, _ = os.Hostname()
 	if err := writeManifest(c.store, &c.m); err != nil {
 		return nil, fmt.Errorf("writing manifest: %w", err)
 	}
 	return &c.m, nil
+}
+
+// dropUnused removes objects an earlier capture into the same store left
+// and this one does not use (files changed or deleted since).
+func (c *capturer) dropUnused() error {
+	dir := filepath.Join(c.store, ObjectsDir)
+	subs, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, s := range subs {
+		if !s.IsDir() || len(s.Name()) != 2 {
+			continue
+		}
+		objs, err := os.ReadDir(filepath.Join(dir, s.Name()))
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if _, ok := c.objs[o.Name()]; !ok {
+				if err := os.Remove(filepath.Join(dir, s.Name(), o.Name())); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (c *capturer) excluded(rel string) bool {

@@ -95,6 +95,27 @@ type Manifest struct {
 	Entries  []Entry  `json:"entries"`
 	// Bytes is the total size of the distinct objects.
 	Bytes int64 `json:"bytes"`
+	// Spec is what was asked for, so that a later capture (the PE's, with
+	// nothing else running) can take the same state again.
+	Spec SpecRecord `json:"spec"`
+}
+
+// SpecRecord is the part of a Spec that says what to capture.
+type SpecRecord struct {
+	NoHomes  bool     `json:"noHomes,omitempty"`
+	RootHome bool     `json:"rootHome,omitempty"`
+	Paths    []string `json:"paths,omitempty"`
+	Exclude  []string `json:"exclude,omitempty"`
+}
+
+// Record returns what s selects, for a manifest.
+func (s Spec) Record() SpecRecord {
+	return SpecRecord{NoHomes: s.NoHomes, RootHome: s.RootHome, Paths: s.Paths, Exclude: s.Exclude}
+}
+
+// Spec turns a record back into a Spec (hard links, no progress).
+func (r SpecRecord) Spec() Spec {
+	return Spec{NoHomes: r.NoHomes, RootHome: r.RootHome, Paths: r.Paths, Exclude: r.Exclude}
 }
 
 // Objects returns the distinct object hashes the manifest refers to, with

@@ -291,3 +291,56 @@ func TestSymlinkedParentRefused(t *testing.T) {
 		t.Fatalf("key not restored: %v %v", fi, err)
 	}
 }
+
+// TestRecapture: capturing again into the same store (as the PE does,
+// once nothing else runs) takes the files as they are now, with the spec
+// recorded by the first capture, and drops objects no longer used.
+func TestRecapture(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	src := t.TempDir()
+	makeRoot(t, src, true)
+	store := filepath.Join(src, "minint/state")
+	m1, err := Capture(ctx, src, store, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A program rewrites a file in place after the capture: with hard
+	// links the store object changes too, so the store no longer verifies.
+	note := filepath.Join(src, "home/bob/notes.txt")
+	if err := os.WriteFile(note, []byte("changed after the capture\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, store, m1); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("Verify after an in-place change = %v, want ErrChecksum", err)
+	}
+	old, _ := ReadManifest(store)
+	m2, err := Capture(ctx, src, store, old.Spec.Spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, store, m2); err != nil {
+		t.Fatal(err)
+	}
+	if len(m2.Entries) != len(m1.Entries) {
+		t.Errorf("recapture with the recorded spec: %d entries, first had %d", len(m2.Entries), len(m1.Entries))
+	}
+	n := 0
+	filepath.WalkDir(filepath.Join(store, ObjectsDir), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return err
+	})
+	if n != len(m2.Objects()) {
+		t.Errorf("store holds %d objects, manifest uses %d", n, len(m2.Objects()))
+	}
+	dst := t.TempDir()
+	freshRoot(t, dst)
+	if _, err := Restore(ctx, store, dst, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "home/bob/notes.txt")); string(b) != "changed after the capture\n" {
+		t.Errorf("restored %q", b)
+	}
+}
