@@ -235,12 +235,12 @@ func (b *SystemBackend) Capture(ctx context.Context, req CaptureRequest) (*Captu
 			return nil, fmt.Errorf("destination %s is the reference disk itself: refusing to write to it", dest.Path)
 		}
 	}
-	return captureTo(ctx, c, dest, req)
+	return captureTo(ctx, c, dest, disks, req)
 }
 
 // captureTo runs the capture of candidate c to the step's destination
 // (dest is the chosen disk for a disk destination).
-func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, req CaptureRequest) (*CaptureReport, error) {
+func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, disks []*diskops.Disk, req CaptureRequest) (*CaptureReport, error) {
 	s := req.Step
 	logf := req.Log
 	if logf == nil {
@@ -269,8 +269,27 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, re
 	if err != nil {
 		return nil, err
 	}
-	if len(sys.SeparateBoot) > 0 {
-		logf("note: %s is a separate file system, not part of this capture", strings.Join(sys.SeparateBoot, ", "))
+	// A separate /boot holds the kernels the image needs: it is mounted
+	// (read-only) in its place and captured with the root. The ESP is not:
+	// a deployment writes its own boot loader.
+	for _, bm := range sys.SeparateBoot {
+		if bm.Mount != "/boot" {
+			logf("not captured: %s (the deployment makes its own)", bm)
+			continue
+		}
+		bc, err := capture.FindFilesystem(disks, bm.Source)
+		if err != nil {
+			return nil, fmt.Errorf("the system mounts %s: %w", bm, err)
+		}
+		bmnt, err := bc.MountReadOnly(filepath.Join(srcDir, "boot"))
+		if err != nil {
+			return nil, err
+		}
+		defer bmnt.Close()
+		logf("captured with it: %s from %s", bm.Mount, bc.DiskPath)
+		if sys, err = capture.Inspect(srcDir); err != nil {
+			return nil, err
+		}
 	}
 	comp, _ := wim.ParseCompression(s.Compression)
 	excl := s.Exclusions

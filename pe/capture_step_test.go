@@ -138,7 +138,7 @@ func TestCaptureToDiskAndURL(t *testing.T) {
 		},
 		Log: t.Logf,
 	}
-	rep, err := captureTo(context.Background(), cand, dest, req)
+	rep, err := captureTo(context.Background(), cand, dest, nil, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestCaptureToDiskAndURL(t *testing.T) {
 	n := startDAV(t)
 	req.Step.Destination = CaptureDestination{URL: n.url + "/images/ref.wim"}
 	phases = nil
-	rep, err = captureTo(context.Background(), cand, nil, req)
+	rep, err = captureTo(context.Background(), cand, nil, nil, req)
 	if err != nil {
 		t.Fatal(err)
 	}

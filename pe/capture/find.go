@@ -34,10 +34,10 @@ type System struct {
 	PrettyName string   `json:"pretty_name,omitempty"` // PRETTY_NAME
 	Kernels    []string `json:"kernels,omitempty"`     // versions with /boot/vmlinuz-<v>, sorted
 	Init       string   `json:"init"`                  // the init found: /sbin/init, /usr/lib/systemd/systemd
-	// SeparateBoot is set when /etc/fstab mounts /boot or /boot/efi from
-	// another filesystem ("/boot UUID=..."), which the capture then lacks.
-	SeparateBoot []string `json:"separate_boot,omitempty"`
-	UsedBytes    int64    `json:"used_bytes,omitempty"`
+	// SeparateBoot lists what /etc/fstab mounts on /boot, /boot/efi or
+	// /efi from other file systems, which the root alone lacks.
+	SeparateBoot []BootMount `json:"separate_boot,omitempty"`
+	UsedBytes    int64       `json:"used_bytes,omitempty"`
 }
 
 // Inspect reads the facts of the system whose root is mounted at root. A
@@ -103,12 +103,19 @@ func readOSRelease(root string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseOSRelease(data), nil
+}
+
+// ParseOSRelease reads os-release(5) text: KEY=value lines, values
+// optionally quoted with shell escapes; comments and malformed lines are
+// skipped.
+func ParseOSRelease(data []byte) map[string]string {
 	m := map[string]string{}
 	sc := bufio.NewScanner(strings.NewReader(string(data)))
 	for sc.Scan() {
 		l := strings.TrimSpace(sc.Text())
 		k, v, ok := strings.Cut(l, "=")
-		if !ok || strings.HasPrefix(l, "#") {
+		if !ok || k == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
 		v = strings.TrimSpace(v)
@@ -118,22 +125,72 @@ func readOSRelease(root string) (map[string]string, error) {
 		}
 		m[k] = v
 	}
-	return m, nil
+	return m
 }
 
-func fstabBoot(root string) []string {
+// BootMount is an fstab entry for a boot file system.
+type BootMount struct {
+	Mount  string `json:"mount"`  // /boot
+	Source string `json:"source"` // UUID=..., LABEL=..., /dev/sda1
+}
+
+func (b BootMount) String() string { return b.Mount + " (" + b.Source + ")" }
+
+func fstabBoot(root string) []BootMount {
 	b, err := os.ReadFile(filepath.Join(root, "etc/fstab"))
 	if err != nil {
 		return nil
 	}
-	var out []string
+	var out []BootMount
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)
 		if len(f) >= 2 && !strings.HasPrefix(f[0], "#") && (f[1] == "/boot" || f[1] == "/boot/efi" || f[1] == "/efi") {
-			out = append(out, f[1]+" "+f[0])
+			out = append(out, BootMount{Mount: f[1], Source: f[0]})
 		}
 	}
 	return out
+}
+
+// FindFilesystem finds the file system an fstab source names (UUID=,
+// LABEL=, PARTUUID=, PARTLABEL= or a /dev path) on the disks. The result
+// has no System; MountReadOnly works on it.
+func FindFilesystem(disks []*diskops.Disk, source string) (*Candidate, error) {
+	key, val, _ := strings.Cut(source, "=")
+	var found []*Candidate
+	for _, d := range disks {
+		if d.BootMedium {
+			continue
+		}
+		for _, p := range d.Partitions() {
+			if p.FS == nil {
+				continue
+			}
+			var ok bool
+			switch key {
+			case "UUID":
+				ok = strings.EqualFold(val, p.FS.UUID)
+			case "LABEL":
+				ok = val == p.FS.Label
+			case "PARTUUID":
+				ok = strings.EqualFold(val, p.UUID)
+			case "PARTLABEL":
+				ok = val == p.Name
+			default:
+				ok = source != "" && source == p.Device
+			}
+			if ok {
+				found = append(found, &Candidate{Disk: d, DiskPath: d.Path, Partition: p.Number, Device: p.Device,
+					Offset: p.Start, Size: p.Size, FS: *p.FS})
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("capture: no file system %s on any disk", source)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("capture: %d file systems match %s: %w", len(found), source, ErrAmbiguous)
 }
 
 // Candidate is a filesystem holding an installed system.

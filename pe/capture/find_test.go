@@ -57,7 +57,7 @@ func TestInspect(t *testing.T) {
 	}
 	want := &System{OSID: "debian", OSName: "Debian GNU/Linux", OSVersion: "12", PrettyName: "Debian GNU/Linux 12 (bookworm)",
 		Kernels: []string{"6.1.0-13-amd64", "6.1.0-56-amd64"}, Init: "/usr/lib/systemd/systemd",
-		SeparateBoot: []string{"/boot/efi UUID=1234-ABCD"}}
+		SeparateBoot: []BootMount{{"/boot/efi", "UUID=1234-ABCD"}}}
 	s.UsedBytes = 0
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got %+v\nwant %+v", s, want)
@@ -179,5 +179,41 @@ func TestFindInstalledRoots(t *testing.T) {
 	if _, err := FindInstalledRoots(context.Background(), []*diskops.Disk{disk}, FindOptions{}); !errors.Is(err, ErrNoRoot) ||
 		!strings.Contains(err.Error(), "partition 2 (ext4)") {
 		t.Errorf("no root: %v", err)
+	}
+}
+
+func TestFindFilesystem(t *testing.T) {
+	fs := func(typ, uuid, label string) *diskops.Filesystem {
+		return &diskops.Filesystem{Type: typ, UUID: uuid, Label: label}
+	}
+	disks := []*diskops.Disk{
+		{Name: "sda", Path: "/dev/sda", Table: &diskops.Table{Partitions: []diskops.PartitionInfo{
+			{Number: 1, Device: "/dev/sda1", UUID: "aaaa-1", Name: "esp", FS: fs("vfat", "1234-ABCD", "ESP")},
+			{Number: 2, Device: "/dev/sda2", UUID: "aaaa-2", Name: "boot", FS: fs("ext4", "b00t", "boot")},
+			{Number: 3, Device: "/dev/sda3", FS: fs("ext4", "r00t", "dup")},
+		}}},
+		{Name: "sdb", Path: "/dev/sdb", Table: &diskops.Table{Partitions: []diskops.PartitionInfo{
+			{Number: 1, Device: "/dev/sdb1", FS: fs("ext4", "other", "dup")},
+		}}},
+		{Name: "sr0", Path: "/dev/sr0", BootMedium: true, Table: &diskops.Table{Partitions: []diskops.PartitionInfo{
+			{Number: 1, Device: "/dev/sr0p1", FS: fs("ext4", "B00T", "boot")},
+		}}},
+	}
+	for src, want := range map[string]string{
+		"UUID=B00T": "/dev/sda2", "LABEL=boot": "/dev/sda2", "PARTUUID=AAAA-2": "/dev/sda2",
+		"PARTLABEL=esp": "/dev/sda1", "/dev/sdb1": "/dev/sdb1",
+	} {
+		c, err := FindFilesystem(disks, src)
+		if err != nil || c.Device != want {
+			t.Errorf("%s: %v %v, want %s", src, c, err, want)
+		}
+	}
+	if _, err := FindFilesystem(disks, "LABEL=dup"); !errors.Is(err, ErrAmbiguous) {
+		t.Errorf("dup: %v", err)
+	}
+	for _, src := range []string{"UUID=nope", "", "/dev/sr0p1"} {
+		if _, err := FindFilesystem(disks, src); err == nil {
+			t.Errorf("%q found", src)
+		}
 	}
 }
