@@ -416,6 +416,8 @@ func (r *runner) exec(st Step) error {
 		return r.setup(s)
 	case *PullState:
 		return r.pullState(s)
+	case *CaptureState:
+		return r.captureState(s)
 	case *BootFiles:
 		return r.bootfiles(s)
 	case *Command:

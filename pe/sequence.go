@@ -81,6 +81,7 @@ var stepTypes = map[string]func() Step{
 	// capture-image starts with defaults that a mapping only overrides
 	// (generalize on, check on).
 	"capture-image": newCaptureImage,
+	"capture-state": func() Step { return &CaptureState{} },
 }
 
 // StepTypes lists the step types a sequence may use.

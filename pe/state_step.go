@@ -6,6 +6,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/netstore"
 )
 
@@ -45,5 +46,54 @@ func (r *runner) pullState(s *PullState) error {
 		return err
 	}
 	r.rep.Printf("  %d entries, %d bytes of user state in %s", len(m.Entries), m.Bytes, dir)
+	return nil
+}
+
+// CaptureState (type capture-state) captures user state again in the PE,
+// from the mounted old root into its /minint/state, before the clean step.
+// `minint stage` captured it while the old system was still running, and
+// a program that rewrote a file in place since then changed the hard-linked
+// store object too; here nothing else runs, so this capture is the
+// consistent one. Without paths/exclude it reuses the spec recorded by
+// stage's capture. With hard links on the same filesystem it copies no
+// data; a failure leaves the old system untouched (nothing was cleaned).
+//
+//   - type: capture-state
+type CaptureState struct {
+	StepBase `yaml:",inline"`
+	NoHomes  bool     `yaml:"no-homes"`
+	RootHome bool     `yaml:"root-home"`
+	Paths    []string `yaml:"paths"`
+	Exclude  []string `yaml:"exclude"`
+}
+
+func (s *CaptureState) check(m *ast.MappingNode) error {
+	for _, p := range s.Paths {
+		if !filepath.IsAbs(p) {
+			return nodeErr(m, "capture-state path %q is not absolute", p)
+		}
+	}
+	return nil
+}
+
+func (s *CaptureState) Describe() string { return "capture user state into /minint/state" }
+
+func (r *runner) captureState(s *CaptureState) error {
+	dir := filepath.Join(r.st.Target, strings.TrimPrefix(answer.Dir, "/"), "state")
+	spec := state.Spec{NoHomes: s.NoHomes, RootHome: s.RootHome, Paths: s.Paths, Exclude: s.Exclude}
+	if !s.NoHomes && !s.RootHome && len(s.Paths) == 0 && len(s.Exclude) == 0 {
+		if old, err := state.ReadManifest(dir); err == nil {
+			spec = old.Spec.Spec()
+			r.rep.Printf("  using the spec of the capture from %s", old.Created)
+		}
+	}
+	t := r.rep.Start("capture-state", 0, "bytes")
+	spec.Progress = t.Add
+	m, st, err := state.CaptureStat(r.ctx, r.st.Target, dir, spec)
+	t.Finish(err)
+	if err != nil {
+		return err
+	}
+	r.rep.Printf("  %d entries, %d bytes (%d files linked, %d copied)", len(m.Entries), m.Bytes, st.Linked, st.Copied)
 	return nil
 }

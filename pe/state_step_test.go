@@ -47,3 +47,32 @@ func TestPullState(t *testing.T) {
 		t.Fatalf("Run with an incomplete store = %v, want ErrIncomplete", err)
 	}
 }
+
+// TestCaptureStateStep: capture-state in the PE records the target's user
+// state into its /minint/state.
+func TestCaptureStateStep(t *testing.T) {
+	url, pub, _, _ := testPkg(t, false)
+	fd := newFakeDisk(t)
+	extra := `  - type: run
+    name: old-system
+    in-target: false
+    shell: mkdir -p "$MININT_TARGET/etc" "$MININT_TARGET/home/ann" && echo 'ann:x:1000:1000::/home/ann:/bin/sh' > "$MININT_TARGET/etc/passwd" && echo hi > "$MININT_TARGET/home/ann/doc"
+  - type: capture-state
+`
+	seq := seqFor(t, url, extra)
+	env, _ := testEnv(t, fd, pub)
+	if err := Run(context.Background(), seq, env); err != nil {
+		t.Fatal(err)
+	}
+	m, err := state.ReadManifest(filepath.Join(fd.dir, "fs-root/minint/state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range m.Entries {
+		found = found || e.Path == "home/ann/doc"
+	}
+	if !found || len(m.Accounts.Passwd) != 1 {
+		t.Errorf("manifest %+v", m)
+	}
+}
