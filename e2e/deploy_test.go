@@ -134,6 +134,41 @@ func TestFailClosed(t *testing.T) {
 	}
 }
 
+// TestUnsignedNetworkSequence: a sequence from the network runs commands in
+// the PE, so one without a valid signature by the PE's key is refused
+// before any step runs; the disk stays all zeros.
+func TestUnsignedNetworkSequence(t *testing.T) {
+	f := setup(t)
+	port := nginx(t, f.work)
+	dir := filepath.Join(f.work, "unsigned-seq")
+	os.MkdirAll(dir, 0o755)
+	seq := filepath.Join(dir, "seq.yaml")
+	if err := os.WriteFile(seq, []byte(sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Signed, but by a key the PE does not trust.
+	if _, err := run(dir, f.minint, "package", "sign", "--key", f.otherKey, seq); err != nil {
+		t.Fatal(err)
+	}
+	iso := f.iso(t, "", "", "--cmdline", fmt.Sprintf("minint.sequence=http://10.0.2.2:%d/unsigned-seq/seq.yaml", port))
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	v := vm(t, iso, disk, qemu.BIOS, false)
+	ev := peFailure(t, v)
+	t.Logf("PE stopped: %s", ev.Error)
+	if !strings.Contains(ev.Error, "signature") || !strings.Contains(ev.Error, "seq.yaml") {
+		t.Errorf("PE error %q: want the sequence's bad signature", ev.Error)
+	}
+	for _, e := range v.Events() {
+		if e.Kind == "sequence" || (e.Kind == "step" && e.Data["type"] != nil) {
+			t.Errorf("the untrusted sequence started: %s", e.Raw)
+			break
+		}
+	}
+	if off, ok := firstNonZero(t, disk); ok {
+		t.Errorf("the disk was written (non-zero byte at %d)", off)
+	}
+}
+
 // TestRequirementsNotMet: a 128 MiB disk fails min-disk before anything is
 // written; the disk stays all zeros.
 func TestRequirementsNotMet(t *testing.T) {
