@@ -1,13 +1,3 @@
-// Package e2e holds minint's end-to-end deployment tests: a sample OS is
-// captured with `minint wim capture`, packaged and signed with `minint
-// package create`, put on a boot ISO with `minint iso`, and deployed by the
-// PE to a blank disk of a QEMU VM; the deployed OS then boots, runs
-// first-boot setup and reports itself on the serial console.
-//
-// They need root, QEMU, nginx, syslinux, mtools and a kernel in /boot (see
-// scripts/setup-host.sh) and run only with MININT_E2E=1 (make test sets it).
-// One PE and one package are built per test binary and the sample root is
-// cached in $MININT_CACHE/e2e.
 package e2e
 
 import (

@@ -1,0 +1,19 @@
+// Package e2e holds minint's end-to-end deployment tests: a sample OS is
+// captured with `minint wim capture`, packaged and signed with `minint
+// package create`, put on a boot ISO with `minint iso`, and deployed by the
+// PE to a blank disk of a QEMU VM; the deployed OS then boots, runs
+// first-boot setup and reports itself on the serial console.
+//
+// They need root, QEMU, nginx, syslinux, mtools and a kernel in /boot (see
+// scripts/setup-host.sh) and run only with MININT_E2E=1 (make test sets it).
+// One PE and one package are built per test binary and the sample root is
+// cached in $MININT_CACHE/e2e.
+//
+// Cases: TestDeployFromISO (image on the ISO, SeaBIOS, MBR),
+// TestDeployOverHTTP (signed sequence and package from nginx, OVMF, GPT),
+// TestFailClosed (bad signature, wrong SHA-256, 404: no boot file is
+// written), TestUnsignedNetworkSequence, TestRequirementsNotMet (128 MiB
+// disk: nothing written), TestPowerCutResume (QEMU killed during apply, the
+// next boot resumes from the journal). MININT_E2E_CONSOLE=1 copies the
+// guests' consoles to stderr.
+package e2e
