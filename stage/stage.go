@@ -202,6 +202,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	spec.Progress = o.Progress
 	m, stats, err := state.CaptureStat(ctx, o.Root, store, spec)
 	if err != nil {
+		// A half-made store may hold copies (files from another
+		// filesystem) filling the disk; it has no index, so it is of no
+		// use anyway.
+		if rerr := os.RemoveAll(store); rerr != nil {
+			o.logf("removing the incomplete store %s: %v", store, rerr)
+		}
 		return res, fmt.Errorf("capturing state: %w", err)
 	}
 	res.Manifest, res.Entries, res.Bytes, res.Stats = m, len(m.Entries), m.Bytes, stats

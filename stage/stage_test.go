@@ -187,3 +187,24 @@ func TestCountdown(t *testing.T) {
 		t.Fatalf("non-interactive: %v", err)
 	}
 }
+
+// TestStageCaptureFailureArmsNothing: when the capture fails, no one-shot
+// boot is armed, no PE staged, and the incomplete store is removed.
+func TestStageCaptureFailureArmsNothing(t *testing.T) {
+	needRoot(t)
+	o, _ := fakeSystem(t)
+	// A state path behind a symlink is refused by the capture.
+	os.Symlink("/etc", filepath.Join(o.Root, "linked"))
+	o.Spec.Paths = []string{"/linked/ssh"}
+	if _, err := Run(context.Background(), o); err == nil {
+		t.Fatal("capture through a symlink accepted")
+	}
+	for _, p := range []string{"minint/state", "minint/pe", "boot/efi/loader/entries/minint-pe.conf"} {
+		if _, err := os.Stat(filepath.Join(o.Root, p)); !os.IsNotExist(err) {
+			t.Errorf("%s exists after a failed capture", p)
+		}
+	}
+	if ents, _ := os.ReadDir(o.EFIVars); len(ents) != 1 {
+		t.Errorf("EFI variables changed: %v", ents)
+	}
+}
