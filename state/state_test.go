@@ -344,3 +344,33 @@ func TestRecapture(t *testing.T) {
 		t.Errorf("restored %q", b)
 	}
 }
+
+// TestRestoreTwice: setup runs again on the next boot after a failure, so
+// restoring into a root that already has the state gives the same result.
+func TestRestoreTwice(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	src := t.TempDir()
+	makeRoot(t, src, true)
+	store := filepath.Join(src, "minint/state")
+	if _, err := Capture(ctx, src, store, spec); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(src, "new") // same filesystem: files are linked
+	freshRoot(t, dst)
+	for i := 0; i < 2; i++ {
+		rep, err := Restore(ctx, store, dst, RestoreOptions{})
+		if err != nil {
+			t.Fatalf("restore %d: %v", i+1, err)
+		}
+		if i == 1 && len(rep.UsersAdded) != 0 {
+			t.Errorf("second restore added users again: %v", rep.UsersAdded)
+		}
+	}
+	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
+	pw, _ := os.ReadFile(filepath.Join(dst, "etc/passwd"))
+	sh, _ := os.ReadFile(filepath.Join(dst, "etc/shadow"))
+	if strings.Count(string(pw), "\nalice:") != 1 || strings.Count(string(sh), "alice:") != 1 {
+		t.Errorf("accounts duplicated:\n%s\n%s", pw, sh)
+	}
+}
