@@ -208,14 +208,20 @@ func (r *runner) capture(s *CaptureImage) error {
 
 // Capture finds the installed system, captures it and delivers the WIM.
 func (b *SystemBackend) Capture(ctx context.Context, req CaptureRequest) (*CaptureReport, error) {
+	disks, err := diskops.Discover(ctx, b.Discover)
+	if err != nil {
+		return nil, err
+	}
+	return captureFromDisks(ctx, disks, req)
+}
+
+// captureFromDisks chooses the source and destination among disks and
+// captures.
+func captureFromDisks(ctx context.Context, disks []*diskops.Disk, req CaptureRequest) (*CaptureReport, error) {
 	s := req.Step
 	logf := req.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
-	}
-	disks, err := diskops.Discover(ctx, b.Discover)
-	if err != nil {
-		return nil, err
 	}
 	cands, err := capture.FindInstalledRoots(ctx, disks, capture.FindOptions{Log: logf})
 	if err != nil {

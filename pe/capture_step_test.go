@@ -288,3 +288,121 @@ func TestCaptureSequence(t *testing.T) {
 		t.Error("lzms accepted")
 	}
 }
+
+// partitioned makes a GPT image file with one ext4 partition per tree
+// (16 MiB each) and returns it as a discovered disk.
+func partitioned(t *testing.T, name, img string, trees []string, labels []string) *diskops.Disk {
+	t.Helper()
+	run := func(prog string, args ...string) {
+		if out, err := exec.Command(prog, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", prog, args, err, out)
+		}
+	}
+	size := int64(len(trees)*16+2) << 20
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(img, size)
+	var args []string
+	for i := range trees {
+		args = append(args, "-n", fmt.Sprintf("%d:%d:+16M", i+1, 2048+i*16*2048))
+	}
+	run("sgdisk", append(args, img)...)
+	for i, dir := range trees {
+		run("mkfs.ext4", "-q", "-F", "-E", fmt.Sprintf("offset=%d", int64(2048+i*16*2048)*512), "-L", labels[i], "-d", dir, img, "16M")
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tab, err := diskops.ReadTable(f, size, 512)
+	if err != nil || tab == nil {
+		t.Fatalf("table of %s: %v", img, err)
+	}
+	for i := range tab.Partitions {
+		tab.Partitions[i].FS = diskops.ProbeFilesystem(f, tab.Partitions[i].Start, tab.Partitions[i].Size)
+	}
+	return &diskops.Disk{Name: name, Path: img, Kind: "loop", Transport: "loop", Size: size, Table: tab}
+}
+
+func TestCaptureFromDisksSeparateBoot(t *testing.T) {
+	if os.Getenv("MININT_E2E") != "1" || os.Geteuid() != 0 {
+		t.Skip("needs root and loop devices: set MININT_E2E=1 and run as root")
+	}
+	for _, tool := range []string{"sgdisk", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	tmp := t.TempDir()
+	write := func(root string, files map[string]string) string {
+		for rel, data := range files {
+			p := filepath.Join(root, rel)
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return root
+	}
+	boot := write(filepath.Join(tmp, "boot"), map[string]string{"vmlinuz-6.1.0-56-amd64": "kernel", "initrd.img-6.1.0-56-amd64": "initrd"})
+	root := write(filepath.Join(tmp, "root"), map[string]string{
+		"etc/os-release": "ID=debian\nNAME=Debian\nVERSION_ID=12\n", "sbin/init": "x",
+		"etc/fstab":      "LABEL=ROOT / ext4 defaults 0 1\nLABEL=BOOT /boot ext4 defaults 0 2\nUUID=1234-ABCD /boot/efi vfat umask=0077 0 1\n",
+		"etc/machine-id": "0123456789abcdef\n",
+	})
+	os.MkdirAll(filepath.Join(root, "boot"), 0o755)
+	empty := filepath.Join(tmp, "empty")
+	os.MkdirAll(empty, 0o755)
+	ref := partitioned(t, "ref", filepath.Join(tmp, "ref.img"), []string{boot, root}, []string{"BOOT", "ROOT"})
+	stick := partitioned(t, "stick", filepath.Join(tmp, "stick.img"), []string{empty}, []string{"STICK"})
+	before := fileSum(t, ref.Path)
+	var logged []string
+	req := CaptureRequest{
+		Step: &CaptureImage{Compression: "xpress", Generalize: generalize.DefaultOptions(), Check: true, WorkDir: tmp,
+			Destination: CaptureDestination{Disk: &diskops.Rule{Name: "ref"}, Partition: 1, Path: "/ref.wim"}},
+		Log: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) },
+	}
+	disks := []*diskops.Disk{ref, stick}
+	if _, err := captureFromDisks(context.Background(), disks, req); err == nil || !strings.Contains(err.Error(), "reference disk itself") {
+		t.Fatalf("destination on the reference disk: %v", err)
+	}
+	req.Step.Destination.Disk = &diskops.Rule{Name: "stick"}
+	rep, err := captureFromDisks(context.Background(), disks, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fileSum(t, ref.Path) != before {
+		t.Fatal("capture wrote to the reference disk")
+	}
+	if rep.System.OSID != "debian" || strings.Join(rep.System.Kernels, " ") != "6.1.0-56-amd64" || len(rep.Files) != 1 {
+		t.Errorf("report %+v", rep)
+	}
+	log := strings.Join(logged, "\n")
+	if !strings.Contains(log, "captured with it: /boot") || !strings.Contains(log, "not captured: /boot/efi") {
+		t.Errorf("log:\n%s", log)
+	}
+	mnt := filepath.Join(tmp, "mnt")
+	p := stick.Table.Partitions[0]
+	m, err := diskops.Mount(stick.Path, mnt, diskops.MountOptions{FSType: "ext4", ReadOnly: true, Offset: p.Start, Size: p.Size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rc, err := wim.OpenReader(filepath.Join(mnt, "ref.wim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	img, _ := rc.Image(1)
+	if f, err := img.Lookup("/boot/vmlinuz-6.1.0-56-amd64"); err != nil || f.Size != 6 {
+		t.Errorf("kernel in the image: %v %v", f, err)
+	}
+	if img.Fields["MININT/KERNELS"] != "6.1.0-56-amd64" {
+		t.Errorf("fields %v", img.Fields)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "ref.wim.partial")); !os.IsNotExist(err) {
+		t.Errorf("partial left: %v", err)
+	}
+}
