@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -250,4 +251,36 @@ func TestDirectoryStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
+}
+
+// TestPushRefusedByServer: a server that refuses PUT gives an error naming
+// the URL and status, and no index is ever written.
+func TestPushRefusedByServer(t *testing.T) {
+	needRoot(t)
+	var puts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPut:
+			puts = append(puts, r.URL.Path)
+			http.Error(w, "read-only share", http.StatusForbidden)
+		case http.MethodDelete, http.MethodHead:
+			http.NotFound(w, r)
+		default:
+			http.Error(w, "no", http.StatusMethodNotAllowed)
+		}
+	}))
+	defer srv.Close()
+	src := t.TempDir()
+	makeRoot(t, src, true)
+	store := filepath.Join(src, "minint/state")
+	if _, err := state.Capture(context.Background(), src, store, spec); err != nil {
+		t.Fatal(err)
+	}
+	err := Push(context.Background(), store, srv.URL+"/s/pc1", Options{})
+	if err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "/s/pc1/objects/") {
+		t.Fatalf("Push = %v", err)
+	}
+	if len(puts) != 1 {
+		t.Errorf("kept going after a refused PUT: %v", puts)
+	}
 }
