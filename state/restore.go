@@ -164,9 +164,9 @@ func (r *restorer) run() error {
 
 func baseOf(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
-// clear removes a non-directory in the way of a new entry; a directory in
+// removeNonDir removes a non-directory in the way of a new entry; a directory in
 // the way is an error (the new system's directories are not deleted).
-func clear(pfd int, name string) error {
+func removeNonDir(pfd int, name string) error {
 	var st unix.Stat_t
 	err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 	if err == unix.ENOENT {
@@ -194,7 +194,7 @@ func (r *restorer) entry(e *Entry) error {
 			return err
 		}
 		defer unix.Close(ofd)
-		if err := clear(pfd, name); err != nil {
+		if err := removeNonDir(pfd, name); err != nil {
 			return err
 		}
 		r.rep.HardLinks++
@@ -226,7 +226,7 @@ func (r *restorer) entry(e *Entry) error {
 		r.dirs = append(r.dirs, e)
 		return nil
 	case TypeFile:
-		if err := clear(pfd, name); err != nil {
+		if err := removeNonDir(pfd, name); err != nil {
 			return err
 		}
 		if err := r.file(pfd, name, e); err != nil {
@@ -238,14 +238,14 @@ func (r *restorer) entry(e *Entry) error {
 			r.opts.Progress(e.Size)
 		}
 	case TypeSymlink:
-		if err := clear(pfd, name); err != nil {
+		if err := removeNonDir(pfd, name); err != nil {
 			return err
 		}
 		if err := unix.Symlinkat(e.Target, pfd, name); err != nil {
 			return err
 		}
 	case TypeFifo, TypeChar, TypeBlock, TypeSocket:
-		if err := clear(pfd, name); err != nil {
+		if err := removeNonDir(pfd, name); err != nil {
 			return err
 		}
 		mode := map[string]uint32{TypeFifo: unix.S_IFIFO, TypeChar: unix.S_IFCHR, TypeBlock: unix.S_IFBLK, TypeSocket: unix.S_IFSOCK}[e.Type]
