@@ -376,7 +376,7 @@ func (c *capturer) store1(full string) (string, int64, error) {
 // copyHashed copies src to dst (mode 0600, synced), keeping holes for
 // all-zero blocks, and returns the SHA-256 of the bytes.
 func copyHashed(src, dst string) (string, int64, error) {
-	in, err := os.Open(src)
+	in, err := fsx.OpenRegular(src)
 	if err != nil {
 		return "", 0, err
 	}

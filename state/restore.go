@@ -272,7 +272,7 @@ func (r *restorer) file(pfd int, name string, e *Entry) error {
 			if err := unix.Fstatat(pfd, name, &b, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return err
 			}
-			if a.Ino != b.Ino || a.Dev != b.Dev || b.Size != e.Size {
+			if a.Ino != b.Ino || a.Dev != b.Dev || b.Size != e.Size || a.Mode&unix.S_IFMT != unix.S_IFREG {
 				return fmt.Errorf("%w: linked file is not the verified object %s", ErrChecksum, e.SHA256)
 			}
 			r.rep.Linked++
@@ -283,7 +283,7 @@ func (r *restorer) file(pfd int, name string, e *Entry) error {
 		}
 		r.opts.Copy = true // no point trying again for every file
 	}
-	in, err := os.Open(filepath.Join(fdPath(r.storeFD), obj))
+	in, err := fsx.OpenRegular(filepath.Join(fdPath(r.storeFD), obj))
 	if err != nil {
 		return err
 	}

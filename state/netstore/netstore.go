@@ -126,7 +126,7 @@ func sortedObjects(objs map[string]int64) []string {
 }
 
 func pushFile(ctx context.Context, b backend, name, rel, sum string, size int64) error {
-	f, err := os.Open(name)
+	f, err := fsx.OpenRegular(name)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: object %s is missing", state.ErrIncomplete, sum)
 	}
