@@ -6,25 +6,25 @@ import (
 	"math/bits"
 
 	"github.com/minint/minint/wim/internal/huffman"
-	"github.com/minint/minint/wim/internal/lzmatch"
 )
 
 // Parameters of the lazy parser. wimlib's default level (50) searches 46
 // candidates, takes 93-byte matches outright and checks every shorter
-// match lazily; a shallower search, no lazy check for matches of 16 bytes
-// or more, and indexing only every 4th position inside long matches cost
-// under 1% of output and make it markedly faster.
+// match lazily; a shallower search, no lazy check for matches of 8 bytes
+// or more (rarely beaten one byte on), and indexing only every 4th
+// position inside long matches cost about 1% of output and make it
+// markedly faster.
 var (
 	searchDepth = 16
 	niceLen     = 32
 	skipStep    = 4
-	maxLazy     = 16 // longer matches are taken without the lazy check
+	maxLazy     = 8 // longer matches are taken without the lazy check
 )
 
 // Compressor is reusable, not safe for concurrent use.
 type Compressor struct {
 	maxChunk int
-	mf       *lzmatch.Finder
+	mf       *finder
 	items    []item
 	matched  int // bytes covered by matches so far
 	freqs    [numSymbols]uint32
@@ -37,6 +37,7 @@ type Compressor struct {
 type item struct {
 	length uint32
 	offset uint32
+	sym    uint32 // the Huffman symbol, computed once during parsing
 }
 
 // NewCompressor prepares for chunks of up to maxChunk bytes (32768 default
@@ -45,7 +46,7 @@ func NewCompressor(maxChunk int) *Compressor {
 	if maxChunk <= 0 || maxChunk > maxOffset+1 {
 		panic("xpress: chunk size out of range")
 	}
-	return &Compressor{maxChunk: maxChunk, mf: lzmatch.NewFinder(maxChunk)}
+	return &Compressor{maxChunk: maxChunk, mf: newFinder()}
 }
 
 // Compress compresses one chunk src into dst (len(dst) >= len(src)) and
@@ -73,37 +74,41 @@ func (c *Compressor) parse(in []byte) bool {
 	c.items = c.items[:0]
 	c.matched = 0
 	mf := c.mf
-	mf.Reset()
+	mf.reset()
 	// A length-3 match far back costs more than three literals.
 	tooFar := 4096
 	if len(in) <= 8192 {
 		tooFar = 2048
 	}
 	n := len(in)
+	// Positions are hashed by their first four bytes; the last three are
+	// left as literals (or covered by matches reaching the end).
+	end := n - 3
 	i := 0
 	probed := n < 2*probeSize
-	for i < n {
+	for i < end {
 		if !probed && i >= probeSize {
 			probed = true
 			if c.matched < probeSize/64 && entropy(in[:probeSize]) > 7.9 {
 				return false
 			}
 		}
-		curLen, curOff := mf.Longest(in, i, minMatchLen-1, maxMatchLen, niceLen, searchDepth, maxOffset)
+		curLen, curOff := mf.longest(in, i, 0, searchDepth)
 		i++
 		if curLen < minMatchLen || curLen == minMatchLen && curOff >= tooFar {
 			c.literal(in[i-1])
 			continue
 		}
+		// i is one past the start of the current match.
 		for {
-			if curLen >= niceLen || curLen >= maxLazy {
+			if curLen >= niceLen || curLen >= maxLazy || i >= end {
 				c.match(curLen, curOff)
-				mf.SkipSparse(in, i, i+curLen-1, skipStep)
+				mf.skip(in, i, min(i+curLen-1, end))
 				i += curLen - 1
 				break
 			}
 			// Lazy evaluation: is there a longer match one byte on?
-			nextLen, nextOff := mf.Longest(in, i, curLen, maxMatchLen, niceLen, searchDepth/2, maxOffset)
+			nextLen, nextOff := mf.longest(in, i, curLen, searchDepth/2)
 			i++
 			if nextLen > curLen {
 				c.literal(in[i-2])
@@ -111,10 +116,13 @@ func (c *Compressor) parse(in []byte) bool {
 				continue
 			}
 			c.match(curLen, curOff)
-			mf.SkipSparse(in, i, i+curLen-2, skipStep)
+			mf.skip(in, i, min(i+curLen-2, end))
 			i += curLen - 2
 			break
 		}
+	}
+	for ; i < n; i++ {
+		c.literal(in[i])
 	}
 	return true
 }
@@ -142,13 +150,14 @@ func entropy(b []byte) float64 {
 
 func (c *Compressor) literal(b byte) {
 	c.freqs[b]++
-	c.items = append(c.items, item{0, uint32(b)})
+	c.items = append(c.items, item{0, uint32(b), uint32(b)})
 }
 
 func (c *Compressor) match(length, offset int) {
 	c.matched += length
-	c.freqs[matchSym(length, offset)]++
-	c.items = append(c.items, item{uint32(length), uint32(offset)})
+	sym := matchSym(length, offset)
+	c.freqs[sym]++
+	c.items = append(c.items, item{uint32(length), uint32(offset), uint32(sym)})
 }
 
 func matchSym(length, offset int) int {
@@ -222,12 +231,12 @@ func (c *Compressor) write(out []byte) int {
 	w := writer{out: out[headerSize:], nb: 0, nb2: 2, next: 4}
 	lens, codes := &c.lens, &c.codes
 	for _, it := range c.items {
+		sym := uint8(it.sym) // uint8 indexes: no bounds checks below
 		if it.length == 0 {
-			w.bits(codes[it.offset], uint32(lens[it.offset]))
+			w.bits(codes[sym], uint32(lens[sym]))
 			continue
 		}
-		sym := matchSym(int(it.length), int(it.offset))
-		w.bits(codes[sym], uint32(lens[sym]))
+		w.bits(codes[256+int(sym)], uint32(lens[256+int(sym)]))
 		adj := it.length - minMatchLen
 		if adj >= 0xF {
 			b := min(adj-0xF, 0xFF)
