@@ -11,8 +11,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -82,6 +84,16 @@ type capturer struct {
 	objs   map[string]int64
 	stats  CaptureStats
 	tmpN   int
+	// pending are the regular files found by the walk, stored and hashed
+	// afterwards by several workers (hashing is what capture spends its
+	// time on).
+	pending []pendingFile
+	mu      sync.Mutex // guards objs, stats, tmpN and Progress calls
+}
+
+type pendingFile struct {
+	idx  int // in m.Entries
+	full string
 }
 
 func (c *capturer) run() (*Manifest, error) {
@@ -128,6 +140,9 @@ func (c *capturer) run() (*Manifest, error) {
 		if err := c.capturePath(rel); err != nil {
 			return nil, err
 		}
+	}
+	if err := c.storeFiles(); err != nil {
+		return nil, err
 	}
 	if err := os.RemoveAll(filepath.Join(c.store, ObjectsDir, "tmp")); err != nil {
 		return nil, err
@@ -289,11 +304,8 @@ func (c *capturer) entry(rel string, fi fs.FileInfo) (*Entry, error) {
 	case TypeChar, TypeBlock:
 		e.Rdev = uint64(st.Rdev)
 	case TypeFile:
-		sum, size, err := c.store1(full)
-		if err != nil {
-			return nil, fmt.Errorf("storing %s: %w", full, err)
-		}
-		e.SHA256, e.Size = sum, size
+		// Both callers append e to m.Entries right away.
+		c.pending = append(c.pending, pendingFile{idx: len(c.m.Entries), full: full})
 	case "":
 		return nil, fmt.Errorf("%s: unsupported file type %v", full, fi.Mode().Type())
 	}
@@ -320,12 +332,60 @@ func typeOf(m fs.FileMode) string {
 	return ""
 }
 
+// storeFiles stores the pending files with one worker per CPU (at most
+// 4) and fills in their hashes and sizes.
+func (c *capturer) storeFiles() error {
+	n := min(runtime.GOMAXPROCS(0), 4)
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	jobs := make(chan pendingFile)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range jobs {
+				sum, size, err := c.store1(p.full)
+				if err != nil {
+					errs <- fmt.Errorf("storing %s: %w", p.full, err)
+					cancel()
+					return
+				}
+				// Each worker writes only its own entries, and nothing
+				// appends to m.Entries any more.
+				c.m.Entries[p.idx].SHA256, c.m.Entries[p.idx].Size = sum, size
+			}
+		}()
+	}
+	var err error
+feed:
+	for _, p := range c.pending {
+		select {
+		case jobs <- p:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	if e, ok := <-errs; ok {
+		err = e
+	} else if e := c.ctx.Err(); e != nil {
+		err = e
+	}
+	return err
+}
+
 // store1 puts one regular file into the store and returns its hash. The
 // file is first linked (or copied) to a temporary name and hashed through
 // that name, so the hash is of exactly the inode or bytes the store holds.
 func (c *capturer) store1(full string) (string, int64, error) {
+	c.mu.Lock()
 	c.tmpN++
 	tmp := filepath.Join(c.store, ObjectsDir, "tmp", fmt.Sprint(c.tmpN))
+	c.mu.Unlock()
 	linked := false
 	if !c.spec.Copy {
 		err := os.Link(full, tmp)
@@ -351,6 +411,8 @@ func (c *capturer) store1(full string) (string, int64, error) {
 		return "", 0, err
 	}
 	obj := filepath.Join(c.store, ObjectPath(sum))
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if _, ok := c.objs[sum]; ok {
 		c.stats.Deduplicated++
 		return sum, size, os.Remove(tmp)

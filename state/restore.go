@@ -17,9 +17,10 @@ import (
 
 // RestoreOptions tune Restore.
 type RestoreOptions struct {
-	// Copy copies every file out of the store. By default the first file
-	// using an object is hard-linked to it when store and root share a
-	// filesystem (the refresh case: no data moves, and removing the store
+	// Copy copies every file out of the store. By default a file is
+	// hard-linked to its object when store and root share a filesystem and
+	// nothing else links to the object (the refresh case after the PE has
+	// cleaned the old system: no data moves, and removing the store
 	// afterwards leaves the restored file).
 	Copy bool
 	// NoAccounts skips merging the captured account records.
@@ -256,12 +257,16 @@ func (r *restorer) entry(e *Entry) error {
 	return r.metadata(pfd, name, e)
 }
 
-// file restores one regular file: linked to its verified store object the
-// first time the object is used (the inode number proves it is that
-// object), copied with its hash checked otherwise.
+// file restores one regular file: linked to its verified store object when
+// the store holds the object's only name (the inode number then proves it
+// is that object), copied with its hash checked otherwise. Setting the
+// entry's owner and mode changes the inode, so an object still shared with
+// a live file (the capture's hard link, before the PE cleaned the old
+// system, or an earlier restore) is never linked.
 func (r *restorer) file(pfd int, name string, e *Entry) error {
 	obj := ObjectPath(e.SHA256)
-	if !r.opts.Copy && !r.used[e.SHA256] {
+	var ost unix.Stat_t
+	if !r.opts.Copy && !r.used[e.SHA256] && unix.Fstatat(r.storeFD, obj, &ost, unix.AT_SYMLINK_NOFOLLOW) == nil && ost.Nlink == 1 {
 		err := unix.Linkat(r.storeFD, obj, pfd, name, 0)
 		if err == nil {
 			r.used[e.SHA256] = true
