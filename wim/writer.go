@@ -461,6 +461,10 @@ func (p *prefetcher) open(i int) (io.ReadCloser, error) {
 	}
 	<-it.done
 	<-p.slots
+	// Forget the item: otherwise every small file read ahead stays
+	// reachable until the last source is written, and capture's memory
+	// grows with the tree.
+	p.items[i] = nil
 	if it.err != nil {
 		return nil, it.err
 	}
