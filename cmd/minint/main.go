@@ -73,8 +73,14 @@ func dispatch(prefix string, cmds []*command, args []string, stdout, stderr io.W
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
+	// Subcommands' usage lines may or may not repeat their group's name
+	// ("disk list" vs "apply"); print the group once either way.
+	usage := c.usage
+	if i := strings.LastIndexByte(prefix, ' '); i >= 0 {
+		usage = strings.TrimPrefix(usage, prefix[i+1:]+" ")
+	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s %s\n\n%s\n", prefix, c.usage, c.summary)
+		fmt.Fprintf(stderr, "Usage: %s %s\n\n%s\n", prefix, usage, c.summary)
 		if fs.HasFlags() {
 			fmt.Fprintf(stderr, "\nFlags:\n%s", fs.FlagUsages())
 		}
