@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minint/minint/internal/testnginx"
 )
 
 // pkg writes a package into a new directory: one pseudo-random file, its
@@ -120,7 +123,7 @@ func TestKeyFiles(t *testing.T) {
 
 func TestDownloadNginx(t *testing.T) {
 	dir, m, _, _ := pkg(t, 3<<20+12345)
-	n := startNginx(t, dir)
+	n := testnginx.Start(t, dir, testnginx.Options{})
 	e := &m.Files[0]
 	stage := t.TempDir()
 	dest := filepath.Join(stage, "image.wim")
@@ -148,7 +151,7 @@ func TestDownloadNginx(t *testing.T) {
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
 		t.Fatal("resumed file differs")
 	}
-	log := n.accessLog()
+	log := n.AccessLog()
 	if last := log[len(log)-1]; !strings.Contains(last, fmt.Sprintf(`"GET /image.wim HTTP/1.1" 206 %d `, e.Size-1<<20)) {
 		t.Errorf("resume was not a 206 of the remaining %d bytes: %s", e.Size-1<<20, last)
 	}
@@ -164,24 +167,24 @@ func TestDownloadNginx(t *testing.T) {
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
 		t.Fatal("re-downloaded file differs")
 	}
-	log = n.accessLog()
+	log = n.AccessLog()
 	if last := log[len(log)-1]; !strings.Contains(last, " 200 ") {
 		t.Errorf("damaged partial was not fetched again whole: %s", last)
 	}
 
 	// A verified file already in place is kept without a request.
-	before := len(n.accessLog())
+	before := len(n.AccessLog())
 	if err := quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil); err != nil {
 		t.Fatal(err)
 	}
-	if after := len(n.accessLog()); after != before {
+	if after := len(n.AccessLog()); after != before {
 		t.Errorf("verified file was fetched again (%d requests)", after-before)
 	}
 }
 
 func TestDownloadFailClosed(t *testing.T) {
 	dir, m, _, _ := pkg(t, 200000)
-	n := startNginx(t, dir)
+	n := testnginx.Start(t, dir, testnginx.Options{})
 	ctx := context.Background()
 	stage := t.TempDir()
 	e := m.Files[0]
@@ -225,20 +228,13 @@ func TestDownloadFailClosed(t *testing.T) {
 
 func TestDownloadServerComesUp(t *testing.T) {
 	dir, m, _, _ := pkg(t, 100000)
-	port := freePort(t)
-	n := newNginx(t, dir, port)
-	// Started late from another goroutine: only Start there (t.Fatal
-	// belongs to the test's goroutine); cleanup registered here.
+	n := testnginx.New(t, dir, testnginx.Options{})
+	// Started late from another goroutine, where Start reports instead
+	// of calling t.Fatal (which belongs to the test's goroutine).
 	started := make(chan error, 1)
-	t.Cleanup(func() {
-		if n.cmd.Process != nil {
-			n.cmd.Process.Kill()
-			n.cmd.Wait()
-		}
-	})
 	go func() {
 		time.Sleep(700 * time.Millisecond)
-		started <- n.cmd.Start()
+		started <- n.Start()
 	}()
 	var retries int
 	c := &Client{Retries: 20, Backoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
@@ -253,6 +249,16 @@ func TestDownloadServerComesUp(t *testing.T) {
 	if retries == 0 {
 		t.Error("no retry logged although the server was down at first")
 	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func TestDownloadBoundedTime(t *testing.T) {
@@ -303,7 +309,7 @@ func TestDownloadConnectionDrop(t *testing.T) {
 
 func TestFileRangeReads(t *testing.T) {
 	dir, m, _, _ := pkg(t, 1<<20+777)
-	n := startNginx(t, dir)
+	n := testnginx.Start(t, dir, testnginx.Options{})
 	data, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
 	f, err := quick().OpenFile(context.Background(), n.URL+"/image.wim", &m.Files[0], 4*64<<10)
 	if err != nil {

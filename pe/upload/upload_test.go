@@ -7,111 +7,49 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/minint/minint/internal/testnginx"
 )
 
+// nginx is testnginx with WebDAV: "/" accepts PUT/DELETE/MKCOL/COPY/MOVE,
+// "/ro/" refuses writes (403), "/full/" answers PUT with 507, "/static/"
+// has no WebDAV at all.
 type nginx struct {
-	URL, prefix, root string
+	*testnginx.Server
+	root string
+	seen int // access log lines methods has returned
 }
 
-// startNginx runs nginx with WebDAV on a random loopback port: "/" accepts
-// PUT/DELETE/MKCOL/COPY/MOVE, "/ro/" refuses writes (403), "/full/"
-// answers PUT with 507, "/static/" has no WebDAV at all.
 func startNginx(t *testing.T) *nginx {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, e := os.Stat("/usr/sbin/nginx"); e != nil {
-			t.Skip("nginx not installed (scripts/setup-host.sh installs it)")
-		}
-		bin = "/usr/sbin/nginx"
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	prefix := t.TempDir()
-	root := filepath.Join(prefix, "www")
-	os.MkdirAll(filepath.Join(prefix, "tmp"), 0o755)
+	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "static"), 0o755)
-	conf := fmt.Sprintf(`
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-  access_log %[1]s/access.log;
-  client_body_temp_path %[1]s/tmp;
-  proxy_temp_path %[1]s/tmp;
-  fastcgi_temp_path %[1]s/tmp;
-  uwsgi_temp_path %[1]s/tmp;
-  scgi_temp_path %[1]s/tmp;
-  server {
-    listen 127.0.0.1:%[2]d;
-    root %[3]s;
-    client_max_body_size 0;
-    location / {
-      dav_methods PUT DELETE MKCOL COPY MOVE;
-      create_full_put_path on;
-      dav_access user:rw group:r all:r;
-    }
-    location /ro/ {
-      dav_methods PUT DELETE MKCOL COPY MOVE;
-      limit_except GET HEAD { deny all; }
-    }
-    location /full/ {
-      if ($request_method = PUT) { return 507; }
-      dav_methods PUT DELETE MKCOL COPY MOVE;
-    }
-    location /static/ { }
-  }
-}
-`, prefix, port, root)
-	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", filepath.Join(prefix, "nginx.conf"), "-p", prefix, "-g", "daemon off;")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return &nginx{URL: "http://" + addr, prefix: prefix, root: root}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
-	t.Fatalf("nginx did not start:\n%s", b)
-	return nil
+	s := testnginx.Start(t, root, testnginx.Options{WebDAV: true, Extra: []string{
+		"location /ro/ { limit_except GET HEAD { deny all; } }",
+		"location /full/ { if ($request_method = PUT) { return 507; } }",
+		"location /static/ { dav_methods off; }",
+	}})
+	return &nginx{Server: s, root: root}
 }
 
 // methods returns the request methods nginx logged since the last call.
 func (n *nginx) methods(t *testing.T) []string {
-	p := filepath.Join(n.prefix, "access.log")
-	b, _ := os.ReadFile(p)
-	os.Truncate(p, 0)
+	log := n.AccessLog()
 	var m []string
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	for _, l := range log[min(n.seen, len(log)):] {
 		if i := strings.Index(l, "\""); i >= 0 {
 			m = append(m, strings.Fields(l[i+1:])[0])
 		}
 	}
+	n.seen = len(log)
 	return m
 }
 

@@ -3,17 +3,14 @@ package netstore
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/minint/minint/internal/testnginx"
 	"github.com/minint/minint/internal/treetest"
 	"github.com/minint/minint/state"
 )
@@ -59,85 +56,12 @@ func compare(t *testing.T, a, b string) {
 	}
 }
 
-// startNginx runs nginx with WebDAV PUT/DELETE on a random local port and
-// returns the base URL of its document root, which is www.
+// startNginx runs nginx with WebDAV on a random local port and returns
+// the base URL of its document root, which is www. nginx runs as the
+// test's user, so the store it writes belongs to that user.
 func startNginx(t *testing.T, www string) string {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if os.Getenv("MININT_E2E") == "1" {
-			t.Fatal("MININT_E2E=1 but nginx is not installed")
-		}
-		t.Skip("nginx not installed")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: nginx writes the store as the test's user only when run as root")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	conf := fmt.Sprintf(`user root;
-worker_processes 1;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server {
-    listen 127.0.0.1:%[2]d;
-    root %[3]s;
-    client_max_body_size 0;
-    location / {
-      dav_methods PUT DELETE MKCOL;
-      create_full_put_path on;
-      dav_access user:rw;
-    }
-  }
-}
-`, dir, port, www)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	base := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	for i := 0; ; i++ {
-		resp, err := http.Get(base)
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 100 {
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx did not start: %v\n%s", err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return base
+	return testnginx.Start(t, www, testnginx.Options{WebDAV: true}).URL + "/"
 }
 
 func TestNetworkStoreNginx(t *testing.T) {
