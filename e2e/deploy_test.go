@@ -204,45 +204,80 @@ func TestRequirementsNotMet(t *testing.T) {
 // TestPowerCutResume kills QEMU while the image is being applied, boots
 // the PE again, and expects the journal to resume the sequence to the same
 // verified end state.
+// TestPowerCutResume kills QEMU (a power cut) at three points of a
+// deployment: while the image downloads from a slow server, while it is
+// applied, and after apply but before the boot files; the next boot resumes
+// from the journal and reaches the same verified end state.
 func TestPowerCutResume(t *testing.T) {
 	f := setup(t)
-	iso := f.iso(t, sequence("medium:/minint/image/manifest.json", ""), f.pkg)
-	disk := filepath.Join(t.TempDir(), "disk.img")
+	for _, tc := range []struct {
+		name string
+		http bool                  // package from nginx, sent slowly so the cut lands mid-download
+		cut  func(qemu.Event) bool // the event after which the power goes
+		// the cut step's state at the cut, and what the resumed boot must show
+		step, atCut, resumedDone, notResumed string
+	}{
+		{name: "during-fetch", http: true,
+			cut: func(e qemu.Event) bool {
+				return e.Kind == "progress" && strings.HasPrefix(e.Op, "fetch ") && e.State == "running" && e.Done > 0
+			},
+			step: "fetch", atCut: "start", resumedDone: "format", notResumed: "fetch"},
+		{name: "during-apply",
+			cut: func(e qemu.Event) bool {
+				return e.Kind == "progress" && strings.HasPrefix(e.Op, "apply") && e.State == "start"
+			},
+			step: "apply-image", atCut: "start", resumedDone: "fetch", notResumed: "apply-image"},
+		{name: "after-apply",
+			cut: func(e qemu.Event) bool {
+				return e.Kind == "step" && e.Op == "apply-image" && e.State == "done"
+			},
+			step: "bootfiles", atCut: "", resumedDone: "apply-image", notResumed: "bootfiles"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			manifest, pkg := "medium:/minint/image/manifest.json", f.pkg
+			if tc.http {
+				// 13 MB at 1 MB/s: the download takes long enough to cut.
+				port := nginx(t, f.work, "limit_rate 1m;")
+				manifest, pkg = fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), ""
+			}
+			iso := f.iso(t, sequence(manifest, ""), pkg)
+			disk := filepath.Join(t.TempDir(), "disk.img")
 
-	v := vm(t, iso, disk, qemu.UEFI, false)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	if _, err := v.WaitEvent(ctx, "apply started", func(e qemu.Event) bool {
-		return e.Kind == "progress" && strings.HasPrefix(e.Op, "apply") && e.State == "start" || e.Kind == "pe"
-	}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	v.Kill()
-	v.Wait()
-	if st := stepStates(v); st["apply-image"] != "start" {
-		t.Fatalf("power cut too late: apply-image is %q, want cut while it runs", st["apply-image"])
-	}
+			v := vm(t, iso, disk, qemu.UEFI, false)
+			ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+			defer cancel()
+			if _, err := v.WaitEvent(ctx, tc.name, func(e qemu.Event) bool { return tc.cut(e) || e.Kind == "pe" }); err != nil {
+				t.Fatal(err)
+			}
+			if tc.atCut == "start" {
+				time.Sleep(500 * time.Millisecond) // into the step's work
+			}
+			v.Kill()
+			v.Wait()
+			if st := stepStates(v); st[tc.step] != tc.atCut {
+				t.Fatalf("power cut at the wrong point: %s is %q, want %q (steps %v)", tc.step, st[tc.step], tc.atCut, st)
+			}
 
-	v2 := vm(t, iso, disk, qemu.UEFI, true)
-	f.waitDeployed(t, v2)
-	var resumed map[string]any
-	for _, e := range v2.Events() {
-		if e.Kind == "sequence" && e.State == "resume" {
-			resumed = e.Data
-		}
-	}
-	if resumed == nil {
-		t.Fatal("the second PE boot did not resume from the journal")
-	}
-	done := fmt.Sprint(resumed["done"])
-	t.Logf("power cut during apply; second boot resumed with %s done", done)
-	if !strings.Contains(done, "fetch") || strings.Contains(done, "apply-image") {
-		t.Errorf("resumed with done steps %s: want fetch done and apply-image redone", done)
-	}
-	st := stepStates(v2)
-	if st["fetch"] != "skipped" || st["apply-image"] != "done" {
-		t.Errorf("second boot's steps %v: want fetch skipped (journal), apply-image done", st)
+			v2 := vm(t, iso, disk, qemu.UEFI, true)
+			f.waitDeployed(t, v2)
+			var resumed map[string]any
+			for _, e := range v2.Events() {
+				if e.Kind == "sequence" && e.State == "resume" {
+					resumed = e.Data
+				}
+			}
+			if resumed == nil {
+				t.Fatal("the second PE boot did not resume from the journal")
+			}
+			done := fmt.Sprint(resumed["done"])
+			t.Logf("power cut %s; second boot resumed with %s done", tc.name, done)
+			if !strings.Contains(done, tc.resumedDone) || strings.Contains(done, tc.notResumed) {
+				t.Errorf("resumed with done steps %s: want %s done and %s redone", done, tc.resumedDone, tc.notResumed)
+			}
+			if st := stepStates(v2); st[tc.notResumed] != "done" {
+				t.Errorf("second boot's steps %v: want %s done", st, tc.notResumed)
+			}
+		})
 	}
 }
 

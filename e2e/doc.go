@@ -13,7 +13,8 @@
 // TestDeployOverHTTP (signed sequence and package from nginx, OVMF, GPT),
 // TestFailClosed (bad signature, wrong SHA-256, 404: no boot file is
 // written), TestUnsignedNetworkSequence, TestRequirementsNotMet (128 MiB
-// disk: nothing written), TestPowerCutResume (QEMU killed during apply, the
+// disk: nothing written), TestPowerCutResume (QEMU killed during a slow
+// download, during apply and after apply before the boot files; the
 // next boot resumes from the journal). MININT_E2E_CONSOLE=1 copies the
 // guests' consoles to stderr.
 package e2e

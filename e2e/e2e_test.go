@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
+	"github.com/minint/minint/internal/testnginx"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -345,64 +345,9 @@ func peFailure(t *testing.T, v *qemu.VM) qemu.Event {
 	return ev
 }
 
-// nginx serves dir on a free 127.0.0.1 port with a private configuration;
-// the guest reaches it at 10.0.2.2:port.
-func nginx(t *testing.T, dir string) int {
+// nginx serves dir on a free 127.0.0.1 port (plus any extra server
+// directives); the guest reaches it at 10.0.2.2:port.
+func nginx(t *testing.T, dir string, extra ...string) int {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		bin = "/usr/sbin/nginx"
-		if _, err := os.Stat(bin); err != nil {
-			t.Skip("nginx not installed (scripts/setup-host.sh installs it)")
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	prefix := t.TempDir()
-	os.MkdirAll(filepath.Join(prefix, "tmp"), 0o755)
-	conf := fmt.Sprintf(`master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-  access_log %[1]s/access.log;
-  client_body_temp_path %[1]s/tmp;
-  proxy_temp_path %[1]s/tmp;
-  fastcgi_temp_path %[1]s/tmp;
-  uwsgi_temp_path %[1]s/tmp;
-  scgi_temp_path %[1]s/tmp;
-  types { application/octet-stream wim; application/json json; }
-  server { listen 127.0.0.1:%[2]d; root %[3]s; }
-}
-`, prefix, port, dir)
-	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", filepath.Join(prefix, "nginx.conf"), "-p", prefix, "-g", "daemon off;")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(prefix, "access.log"))
-			t.Logf("nginx access log:\n%s", lastLines(string(b), 30))
-		}
-	})
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return port
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
-	t.Fatalf("nginx did not start:\n%s", b)
-	return 0
+	return testnginx.Start(t, dir, testnginx.Options{Extra: extra}).Port
 }

@@ -138,6 +138,8 @@ type Event struct {
 	Op    string         `json:"op,omitempty"`
 	Msg   string         `json:"msg,omitempty"`
 	Error string         `json:"error,omitempty"`
+	Done  int64          `json:"done,omitempty"` // progress events
+	Total int64          `json:"total,omitempty"`
 	Data  map[string]any `json:"data,omitempty"`
 	// Raw is the whole JSON object; At is when it arrived after QEMU
 	// started.
