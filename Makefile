@@ -7,7 +7,7 @@ MININT   := $(OUT)/minint
 # Tests that boot QEMU guests run only when MININT_E2E=1; `make test` sets it.
 export MININT_CACHE ?= $(CURDIR)/$(OUT)/cache
 
-.PHONY: all build setup test unit demo bench iso qemu fmt vet clean
+.PHONY: all build setup test unit demo bench fuzz pe iso qemu fmt vet clean
 
 all: build
 
@@ -33,6 +33,10 @@ test: setup build vet
 unit: build
 	$(GO) test -count=1 ./...
 
+# The PE alone (kernel + initramfs), cached on its inputs.
+pe: setup build
+	$(MININT) build -o $(OUT)/pe
+
 # The hybrid ISO with the PE alone, and a boot of it (FIRMWARE=bios|uefi).
 iso: setup build
 	$(MININT) iso -o $(OUT)/minint.iso
@@ -45,6 +49,10 @@ demo: setup build
 
 bench: setup build
 	bash scripts/bench-wim.sh
+
+# Every fuzz target for FUZZTIME (default 20s) each.
+fuzz:
+	bash scripts/fuzz.sh
 
 clean:
 	rm -rf $(OUT)
