@@ -68,8 +68,9 @@ func TestDeployOverHTTP(t *testing.T) {
 	}
 }
 
-// TestFailClosed: a package that does not verify stops the sequence before
-// any boot file is written, and the disk is not bootable.
+// TestFailClosed: a package that does not verify (bad signature, changed
+// image, truncated download, 404) stops the sequence before any boot file
+// is written, and the disk is not bootable.
 func TestFailClosed(t *testing.T) {
 	f := setup(t)
 	cases := []struct {
@@ -93,6 +94,20 @@ func TestFailClosed(t *testing.T) {
 			flipByte(t, filepath.Join(dir, "sample.wim"))
 			return "medium:/minint/image/manifest.json", dir
 		}, "checksum mismatch"},
+		{"http-truncated", func(t *testing.T) (string, string) {
+			// Signed correctly, but the server has only half the image.
+			dir := copyPkg(t, f.pkg)
+			wim := filepath.Join(dir, "sample.wim")
+			fi, err := os.Stat(wim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(wim, fi.Size()/2); err != nil {
+				t.Fatal(err)
+			}
+			port := nginx(t, dir)
+			return fmt.Sprintf("http://10.0.2.2:%d/manifest.json", port), ""
+		}, "the manifest says"},
 		{"http-404", func(t *testing.T) (string, string) {
 			port := nginx(t, f.work)
 			return fmt.Sprintf("http://10.0.2.2:%d/pkg/missing/manifest.json", port), ""

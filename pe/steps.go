@@ -267,7 +267,9 @@ func (s *Fetch) base() string {
 	}
 	u, _ := url.Parse(s.Manifest)
 	u.Path = path.Dir(u.Path)
-	return u.String()
+	// Callers append "/" + file; a manifest at the server's root must not
+	// give "//file".
+	return strings.TrimSuffix(u.String(), "/")
 }
 
 // ApplyImage applies an image of the fetched WIM to the target root.
