@@ -79,6 +79,19 @@ func openWIM(path string) (*wim.ReadCloser, error) { return wim.OpenReader(path)
 
 // selectImage resolves an image given by 1-based index or by name; a
 // missing image is the caller's mistake, so it is a usage error.
+// selectOptionalImage is selectImage for verbs whose INDEX|NAME may be left
+// out: sel "" means the only image, and is a usage error when there are
+// several.
+func selectOptionalImage(r *wim.Reader, wimName, sel string) (*wim.Image, error) {
+	if sel == "" {
+		if n := len(r.Images()); n != 1 {
+			return nil, usageErrorf("%s has %d images: say which one", wimName, n)
+		}
+		sel = "1"
+	}
+	return selectImage(r, sel)
+}
+
 func selectImage(r *wim.Reader, sel string) (*wim.Image, error) {
 	img, err := r.FindImage(sel)
 	if errors.Is(err, wim.ErrNotFound) {
@@ -212,12 +225,8 @@ func wimApplyCmd() *command {
 			sel, dir := "", rest[len(rest)-1]
 			if len(rest) == 3 {
 				sel = rest[1]
-			} else if n := len(rc.Images()); n != 1 {
-				return usageErrorf("%s has %d images: say which one", rest[0], n)
-			} else {
-				sel = "1"
 			}
-			img, err := selectImage(&rc.Reader, sel)
+			img, err := selectOptionalImage(&rc.Reader, rest[0], sel)
 			if err != nil {
 				return err
 			}
@@ -405,13 +414,11 @@ func wimDirCmd() *command {
 				return err
 			}
 			defer rc.Close()
-			sel := "1"
+			sel := ""
 			if len(rest) == 2 {
 				sel = rest[1]
-			} else if n := len(rc.Images()); n != 1 {
-				return usageErrorf("%s has %d images: say which one", rest[0], n)
 			}
-			img, err := selectImage(&rc.Reader, sel)
+			img, err := selectOptionalImage(&rc.Reader, rest[0], sel)
 			if err != nil {
 				return err
 			}
