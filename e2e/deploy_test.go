@@ -56,8 +56,29 @@ func TestDeployOverHTTP(t *testing.T) {
 	}
 	iso := f.iso(t, "", "", "--cmdline", fmt.Sprintf("minint.sequence=http://10.0.2.2:%d/http-seq/seq.yaml", port))
 	disk := filepath.Join(t.TempDir(), "disk.img")
-	v := vm(t, iso, disk, qemu.UEFI, true)
+	// The hook disk proves the test hook other tests act through, and
+	// that the deployed OS sees its EFI variables (minint stage needs them).
+	hook := hookDisk(t, `n=$(ls /sys/firmware/efi/efivars 2>/dev/null | wc -l)
+printf '{"event":"hook","efivars":%d,"mid":"%s"}\n' "$n" "$(cat /etc/machine-id)"
+`, nil)
+	v := vm(t, iso, disk, qemu.UEFI, true, hook)
 	f.waitDeployed(t, v)
+	var hooked bool
+	for _, e := range v.Events() {
+		if e.Kind == "hook" {
+			hooked = true
+			var h struct {
+				EFIVars int    `json:"efivars"`
+				MID     string `json:"mid"`
+			}
+			if err := json.Unmarshal(e.Raw, &h); err != nil || h.EFIVars == 0 || len(h.MID) != 32 {
+				t.Errorf("hook report %s: want EFI variables and a 32-digit machine-id", e.Raw)
+			}
+		}
+	}
+	if !hooked {
+		t.Error("the deployed OS did not run the test hook")
+	}
 	st := stepStates(v)
 	if st["partition-uefi"] != "done" || st["partition-bios"] != "skipped" || st["network"] != "done" {
 		t.Errorf("steps %v: want network and partition-uefi done, partition-bios skipped", st)

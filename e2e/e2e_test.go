@@ -227,11 +227,12 @@ func (f *fixture) iso(t *testing.T, seq string, pkgDir string, extra ...string) 
 // disk. With diskFirst the disk boots first (a blank one falls through to
 // the CD) and reboots are allowed, so that the PE's reboot starts the
 // deployed OS.
-func vm(t *testing.T, iso, disk, firmware string, diskFirst bool) *qemu.VM {
+// More disks (e.g. a hookDisk) come after the target disk.
+func vm(t *testing.T, iso, disk, firmware string, diskFirst bool, more ...qemu.Disk) *qemu.VM {
 	t.Helper()
 	log := filepath.Join(t.TempDir(), "console.log")
 	o := qemu.Options{ISO: iso, Firmware: firmware, Mem: "512M",
-		Disks:     []qemu.Disk{{Path: disk, Size: 512 << 20, Boot: diskFirst}},
+		Disks:     append([]qemu.Disk{{Path: disk, Size: 512 << 20, Boot: diskFirst}}, more...),
 		DiskFirst: diskFirst, AllowReboot: diskFirst, LogPath: log, WorkDir: t.TempDir()}
 	if os.Getenv("MININT_E2E_CONSOLE") == "1" {
 		o.Console = os.Stderr
@@ -255,7 +256,9 @@ func vm(t *testing.T, iso, disk, firmware string, diskFirst bool) *qemu.VM {
 type sampleOS struct {
 	OS, Version, Hostname, Kernel, Marker, Tree, Cmdline string
 	Users                                                []string
-	SSHKeys                                              int `json:"ssh_keys"`
+	SSHKeys                                              int    `json:"ssh_keys"`
+	MachineID                                            string `json:"machine_id"`
+	HostKey                                              string `json:"host_key"`
 	Setup                                                json.RawMessage
 }
 

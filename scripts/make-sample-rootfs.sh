@@ -24,7 +24,7 @@ case "$(file -b /bin/busybox 2>/dev/null || echo static)" in *dynamically*) echo
 
 # Modules the sample OS needs to reach its root filesystem, with their
 # dependencies in load order (modprobe resolves modules.dep for us on the host).
-MODS=(virtio_pci virtio_blk virtio_scsi ahci sd_mod nvme ext4 vfat nls_cp437 nls_ascii virtio_net)
+MODS=(virtio_pci virtio_blk virtio_scsi ahci sd_mod nvme ext4 vfat nls_cp437 nls_ascii virtio_net efivarfs)
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -101,6 +101,19 @@ mount -t sysfs sys /sys 2>/dev/null
 mount -t devtmpfs dev /dev 2>/dev/null
 mount -o remount,rw / 2>/dev/null
 hostname -F /etc/hostname 2>/dev/null
+# EFI variables, for `minint stage` (one-shot boots) on UEFI machines.
+if [ -d /sys/firmware/efi ]; then
+  modprobe efivarfs 2>/dev/null
+  mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+fi
+# Identity, as a real OS makes it on its first boot (systemd's machine-id
+# setup, sshd's key generation): a generalized image comes up with new ones.
+[ -s /etc/machine-id ] || head -c 16 /dev/urandom | md5sum | cut -c1-32 > /etc/machine-id
+if [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
+  mkdir -p /etc/ssh
+  (umask 077; head -c 32 /dev/urandom | sha256sum | cut -c1-64 > /etc/ssh/ssh_host_ed25519_key)
+  sha256sum /etc/ssh/ssh_host_ed25519_key | cut -c1-64 > /etc/ssh/ssh_host_ed25519_key.pub
+fi
 users=$(awk -F: '$3>=1000{printf "%s\"%s\"", (n++?",":""), $1}' /etc/passwd)
 setup=absent
 # minint-setup's result (answer.ResultFile).
@@ -116,9 +129,23 @@ for u in $(awk -F: '$3>=1000{print $6}' /etc/passwd); do
 done
 tree=$(/etc/minint-sample/tree-digest.sh /)
 . /etc/os-release
-printf '{"event":"sample-os","time":"%s","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s","marker":"%s","ssh_keys":%d,"tree":"%s","cmdline":"%s"}\n' \
-  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ID" "$VERSION_ID" "$(hostname)" "$users" "$setup" "$(uname -r)" "$marker" "$keys" "$tree" "$(tr -d '"\\\n' < /proc/cmdline)" > /dev/console
+printf '{"event":"sample-os","time":"%s","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s","marker":"%s","ssh_keys":%d,"tree":"%s","cmdline":"%s","machine_id":"%s","host_key":"%s"}\n' \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ID" "$VERSION_ID" "$(hostname)" "$users" "$setup" "$(uname -r)" "$marker" "$keys" "$tree" "$(tr -d '"\\\n' < /proc/cmdline)" "$(cat /etc/machine-id)" "$(cat /etc/ssh/ssh_host_ed25519_key.pub)" > /dev/console
 echo "minint sample OS $VERSION_ID is up as $(hostname)" > /dev/console
+# Test hook: a disk whose file system is labelled MININT-T carries hook.sh,
+# which runs here with that disk mounted at /run/minint-t (tests use it to
+# change the system, run `minint stage`, report digests). It may reboot or
+# power off itself; when it returns, boot goes on as usual.
+if t=$(findfs LABEL=MININT-T 2>/dev/null) && [ -n "$t" ]; then
+  mkdir -p /run/minint-t
+  if mount -t ext4 "$t" /run/minint-t && [ -f /run/minint-t/hook.sh ]; then
+    echo "sample OS: running the test hook from $t" > /dev/console
+    MININT_T=/run/minint-t sh /run/minint-t/hook.sh > /dev/console 2>&1
+    echo "sample OS: test hook exited $?" > /dev/console
+    sync
+    umount /run/minint-t 2>/dev/null
+  fi
+fi
 if grep -q 'sample.stay=1' /proc/cmdline; then exit 0; fi
 sync
 poweroff -f
