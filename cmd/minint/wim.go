@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -298,6 +300,9 @@ type imageInfo struct {
 	TotalBytes  uint64 `json:"total_bytes"`
 	Created     string `json:"created,omitempty"`
 	Modified    string `json:"modified,omitempty"`
+	// Fields are the image's other XML elements, e.g. what a capture
+	// recorded about its source (MININT/OS_NAME, MININT/GENERALIZE/...).
+	Fields map[string]string `json:"fields,omitempty"`
 }
 
 type wimInfo struct {
@@ -352,7 +357,7 @@ func wimInfoCmd() *command {
 			}
 			for _, img := range imgs {
 				ii := imageInfo{Index: img.Index, Name: img.Name, Description: img.Description,
-					Directories: img.DirCount, Files: img.FileCount, TotalBytes: img.TotalBytes}
+					Directories: img.DirCount, Files: img.FileCount, TotalBytes: img.TotalBytes, Fields: img.Fields}
 				if img.CreationTime != 0 {
 					ii.Created = img.CreationTime.Time().Format("2006-01-02 15:04:05 UTC")
 				}
@@ -391,6 +396,16 @@ func wimInfoCmd() *command {
 				}
 				if ii.Modified != "" {
 					fmt.Fprintf(w, "Modified:      %s\n", ii.Modified)
+				}
+				keys := make([]string, 0, len(ii.Fields))
+				for k := range ii.Fields {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					// Multi-line values (a generalize report) stay readable.
+					v := strings.ReplaceAll(ii.Fields[k], "\n", "\n               ")
+					fmt.Fprintf(w, "%-14s %s\n", k+":", v)
 				}
 			}
 			return nil
