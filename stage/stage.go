@@ -41,12 +41,21 @@ type Options struct {
 	// sequence file. All are host paths, copied into Root/minint/pe.
 	Kernel, Initramfs, Sequence string
 	// Cmdline is the PE's kernel command line (e.g. minint.sequence=…,
-	// minint.done=reboot).
+	// minint.done=reboot). Stage adds minint.staged=UUID=<uuid>, the
+	// filesystem holding Root/minint, which is how the PE finds the staged
+	// sequence, state and journal.
 	Cmdline string
+	// StagedFS overrides the probed minint.staged= value (UUID=…); for
+	// roots whose device cannot be probed, such as test trees.
+	StagedFS string
 	// ESP is the mounted EFI system partition holding systemd-boot
 	// (default: the first of Root/boot/efi, Root/efi, Root/boot with a
-	// loader/ directory).
+	// loader/ directory; failing those, the one EFI system partition on
+	// the disk holding Root, mounted for the time stage needs it).
 	ESP string
+	// SysRoot is prepended to /sys and /dev when looking up devices
+	// ("" for "/").
+	SysRoot string
 	// EFIVars is the efivarfs directory (default diskops.DefaultEFIVars).
 	EFIVars string
 	// Spec selects the user state.
@@ -65,6 +74,11 @@ type Options struct {
 	Log io.Writer
 	// Progress, when set, is called with bytes captured.
 	Progress func(n int64)
+
+	// Found by Check.
+	staged  string                 // "UUID=…"
+	espPart *diskops.PartitionInfo // an unmounted ESP to mount
+	espDisk *diskops.Disk          // its disk
 }
 
 // Result says what was staged.
@@ -76,6 +90,9 @@ type Result struct {
 	Stats    state.CaptureStats `json:"captureStats"`
 	ESP      string             `json:"esp,omitempty"`
 	OneShot  string             `json:"oneShot,omitempty"`
+	// Cmdline is the PE's full kernel command line, minint.staged=
+	// included.
+	Cmdline string `json:"cmdline,omitempty"`
 }
 
 func (o *Options) logf(format string, a ...any) {
@@ -89,6 +106,8 @@ func (o *Options) minint(p ...string) string {
 }
 
 // findESP looks for a mounted ESP with systemd-boot's loader directory.
+// It returns "" without error when there is none mounted where systems
+// usually mount it, for locateESP to look on the disk.
 func (o *Options) findESP() (string, error) {
 	if o.ESP != "" {
 		if fi, err := os.Stat(filepath.Join(o.ESP, "loader")); err != nil || !fi.IsDir() {
@@ -102,7 +121,102 @@ func (o *Options) findESP() (string, error) {
 			return p, nil
 		}
 	}
-	return "", errors.New("no systemd-boot ESP found under /boot/efi, /efi or /boot (BIOS/syslinux systems are not supported by stage yet)")
+	return "", nil
+}
+
+// locateESP finds the EFI system partition on the disk holding Root when
+// none is mounted (many systems never mount it), and checks it by
+// mounting it read-only for a moment. More than one is refused: which one
+// the firmware boots is not something to guess.
+func (o *Options) locateESP(disk string, need int64) error {
+	if disk == "" {
+		return errors.New("no mounted ESP with loader/ under /boot/efi, /efi or /boot, and the root filesystem is not on a partitioned disk: mount the ESP and give --esp")
+	}
+	d, parts, err := diskops.PartitionsOfType(context.Background(), o.SysRoot, disk, "esp")
+	if err != nil {
+		return fmt.Errorf("no mounted ESP with loader/, and looking for one on %s: %w", disk, err)
+	}
+	switch len(parts) {
+	case 0:
+		return fmt.Errorf("no mounted ESP with loader/ under /boot/efi, /efi or /boot, and no EFI system partition on %s", d.Path)
+	case 1:
+	default:
+		var c []string
+		for _, p := range parts {
+			c = append(c, describePart(d, p))
+		}
+		return fmt.Errorf("no mounted ESP, and %d EFI system partitions on %s: %s; mount the one with systemd-boot and give --esp", len(parts), d.Path, strings.Join(c, ", "))
+	}
+	p := parts[0]
+	if p.Device == "" {
+		return fmt.Errorf("EFI system partition %s has no device node", describePart(d, p))
+	}
+	dir, done, err := mountTemp(p.Device, true)
+	if err != nil {
+		return fmt.Errorf("EFI system partition %s: %w", describePart(d, p), err)
+	}
+	defer done()
+	if fi, err := os.Stat(filepath.Join(dir, "loader")); err != nil || !fi.IsDir() {
+		return fmt.Errorf("EFI system partition %s has no loader/ directory (systemd-boot)", describePart(d, p))
+	}
+	if free := freeBytes(dir); free >= 0 && free < need {
+		return fmt.Errorf("EFI system partition %s: %d bytes free, the PE needs %d", describePart(d, p), free, need)
+	}
+	o.espPart, o.espDisk = &p, d
+	return nil
+}
+
+func describePart(d *diskops.Disk, p diskops.PartitionInfo) string {
+	s := p.Device
+	if s == "" {
+		s = fmt.Sprintf("%s partition %d", d.Path, p.Number)
+	}
+	if p.FS != nil {
+		s += fmt.Sprintf(" (%s", p.FS.Type)
+		if p.FS.Label != "" {
+			s += " " + p.FS.Label
+		}
+		if p.FS.UUID != "" {
+			s += " UUID=" + p.FS.UUID
+		}
+		s += ")"
+	}
+	return s
+}
+
+// mountTemp mounts a vfat partition on a new temporary directory; done
+// unmounts it and removes the directory.
+func mountTemp(dev string, ro bool) (string, func() error, error) {
+	dir, err := os.MkdirTemp("", "minint-esp-")
+	if err != nil {
+		return "", nil, err
+	}
+	m, err := diskops.Mount(dev, dir, diskops.MountOptions{FSType: "vfat", ReadOnly: ro})
+	if err != nil {
+		os.Remove(dir)
+		return "", nil, err
+	}
+	return dir, func() error {
+		err := m.Close()
+		if err == nil {
+			err = os.Remove(dir)
+		}
+		return err
+	}, nil
+}
+
+func freeBytes(dir string) int64 {
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) != nil {
+		return -1
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// PECmdline is the PE's kernel command line: the caller's plus where
+// /minint is.
+func (o *Options) PECmdline() string {
+	return strings.TrimSpace(strings.TrimSpace(o.Cmdline) + " minint.staged=" + o.staged)
 }
 
 // Check returns one line per unmet requirement; empty means go.
@@ -124,14 +238,45 @@ func Check(o *Options) []string {
 			}
 			need += fi.Size()
 		}
+		if strings.Contains(" "+o.Cmdline, " minint.staged=") {
+			bad = append(bad, "the PE command line must not set minint.staged=: stage adds it (the filesystem holding /minint)")
+		}
+		// With StagedFS given nothing is probed: the disk is unknown
+		// then, and the ESP must be mounted.
+		var disk string
+		var b *diskops.BackingDevice
+		var berr error
+		if o.StagedFS == "" {
+			if b, berr = diskops.BackingDeviceOf(o.SysRoot, o.Root); berr == nil {
+				disk = b.Disk
+			}
+		}
+		switch {
+		case o.StagedFS != "":
+			if !strings.HasPrefix(o.StagedFS, "UUID=") || len(o.StagedFS) == len("UUID=") || strings.ContainsAny(o.StagedFS, " \t") {
+				bad = append(bad, fmt.Sprintf("staged filesystem %q: give UUID=<uuid>", o.StagedFS))
+			}
+			o.staged = o.StagedFS
+		case berr != nil:
+			bad = append(bad, fmt.Sprintf("finding the filesystem of %s for the PE: %v", o.Root, berr))
+		case b.FS.UUID == "":
+			bad = append(bad, fmt.Sprintf("the filesystem of %s (%s on %s) has no UUID for the PE to find it by", o.Root, b.FS.Type, b.Path))
+		default:
+			o.staged = "UUID=" + b.FS.UUID
+		}
+		o.espPart, o.espDisk = nil, nil
 		esp, err := o.findESP()
-		if err != nil {
+		switch {
+		case err != nil:
 			bad = append(bad, err.Error())
-		} else {
+		case esp != "":
 			o.ESP = esp
-			var st syscall.Statfs_t
-			if syscall.Statfs(esp, &st) == nil && int64(st.Bavail)*int64(st.Bsize) < need {
-				bad = append(bad, fmt.Sprintf("ESP %s: %d bytes free, the PE needs %d", esp, int64(st.Bavail)*int64(st.Bsize), need))
+			if free := freeBytes(esp); free >= 0 && free < need {
+				bad = append(bad, fmt.Sprintf("ESP %s: %d bytes free, the PE needs %d", esp, free, need))
+			}
+		default:
+			if err := o.locateESP(disk, need); err != nil {
+				bad = append(bad, err.Error())
 			}
 		}
 		ev := o.efiVars()
@@ -175,7 +320,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if bad := Check(&o); len(bad) > 0 {
 		return nil, fmt.Errorf("%w:\n  %s", ErrRequirements, strings.Join(bad, "\n  "))
 	}
-	res := &Result{ESP: o.ESP}
+	res := &Result{ESP: o.ESP, Cmdline: o.PECmdline()}
 	plan := func(format string, a ...any) {
 		s := fmt.Sprintf(format, a...)
 		res.Plan = append(res.Plan, s)
@@ -189,7 +334,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if !o.CaptureOnly {
 		plan("copy the PE and the sequence into %s", o.minint("pe"))
 		plan("back up the boot configuration into %s", o.minint("backup"))
-		plan("copy the PE to %s and write loader entry %s", filepath.Join(o.ESP, "minint-pe"), PEEntryID)
+		esp := o.ESP
+		if o.espPart != nil {
+			esp = o.espPart.Device
+			plan("mount the EFI system partition %s on a temporary directory", describePart(o.espDisk, *o.espPart))
+		}
+		plan("copy the PE to %s/minint-pe and write loader entry %s with options %q", esp, PEEntryID, o.PECmdline())
+		if o.espPart != nil {
+			plan("unmount %s", esp)
+		}
 		plan("arm a one-shot boot of %s (LoaderEntryOneShot in %s)", PEEntryID, o.efiVars())
 	}
 	if o.DryRun {
@@ -221,10 +374,35 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.CaptureOnly {
 		return res, nil
 	}
+	unmount := func() error { return nil }
 	pe := o.minint("pe")
 	for _, f := range [][2]string{{o.Kernel, "vmlinuz"}, {o.Initramfs, "initramfs.img"}, {o.Sequence, "sequence.yaml"}} {
 		if err := copyFile(f[0], filepath.Join(pe, f[1])); err != nil {
 			return res, err
+		}
+	}
+	if o.espPart != nil {
+		dir, done, err := mountTemp(o.espPart.Device, false)
+		if err != nil {
+			return res, fmt.Errorf("EFI system partition %s: %w", o.espPart.Device, err)
+		}
+		o.ESP, res.ESP = dir, o.espPart.Device
+		o.logf("mounted the EFI system partition %s on %s", o.espPart.Device, dir)
+		defer func() {
+			// Unmounted before the one-shot is armed: a half-written
+			// ESP never meets the firmware.
+			if done != nil {
+				done()
+			}
+		}()
+		unmount = func() error {
+			err := done()
+			done = nil
+			if err != nil {
+				return fmt.Errorf("unmounting the EFI system partition %s: %w", o.espPart.Device, err)
+			}
+			o.logf("unmounted %s", o.espPart.Device)
+			return nil
 		}
 	}
 	if err := o.backup(); err != nil {
@@ -236,8 +414,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return res, err
 		}
 	}
-	entry := fmt.Sprintf("title minint PE (refresh)\nlinux /minint-pe/vmlinuz\ninitrd /minint-pe/initramfs.img\noptions %s\n", strings.TrimSpace(o.Cmdline))
+	entry := fmt.Sprintf("title minint PE (refresh)\nlinux /minint-pe/vmlinuz\ninitrd /minint-pe/initramfs.img\noptions %s\n", o.PECmdline())
 	if err := writeSync(filepath.Join(o.ESP, "loader/entries", PEEntryID), []byte(entry)); err != nil {
+		return res, err
+	}
+	if err := unmount(); err != nil {
 		return res, err
 	}
 	if err := (diskops.EFIVars{Dir: o.efiVars()}).SetLoaderOneShot(PEEntryID); err != nil {

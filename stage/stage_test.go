@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/treetest"
 	"github.com/minint/minint/state"
 )
@@ -37,6 +39,7 @@ func fakeSystem(t *testing.T) (Options, string) {
 	return Options{
 		Root: root, Kernel: filepath.Join(host, "vmlinuz"), Initramfs: filepath.Join(host, "initramfs.img"),
 		Sequence: filepath.Join(host, "seq.yaml"), Cmdline: "minint.done=reboot", EFIVars: efivars,
+		StagedFS: "UUID=0b9e6e49-5b7a-4c43-9b7f-3f5d2d9a1c01",
 	}, host
 }
 
@@ -57,7 +60,7 @@ func TestStageOnFakeRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Plan) != 5 {
+	if len(res.Plan) != 5 || !strings.Contains(strings.Join(res.Plan, "\n"), "minint.staged=UUID=0b9e6e49-5b7a-4c43-9b7f-3f5d2d9a1c01") {
 		t.Errorf("plan %q", res.Plan)
 	}
 	after, _ := treetest.Snapshot(o.Root)
@@ -83,7 +86,7 @@ func TestStageOnFakeRoot(t *testing.T) {
 		"minint/pe/initramfs.img":                "initramfs",
 		"minint/pe/sequence.yaml":                "steps: []\n",
 		"boot/efi/minint-pe/vmlinuz":             "kernel",
-		"boot/efi/loader/entries/minint-pe.conf": "title minint PE (refresh)\nlinux /minint-pe/vmlinuz\ninitrd /minint-pe/initramfs.img\noptions minint.done=reboot\n",
+		"boot/efi/loader/entries/minint-pe.conf": "title minint PE (refresh)\nlinux /minint-pe/vmlinuz\ninitrd /minint-pe/initramfs.img\noptions minint.done=reboot minint.staged=UUID=0b9e6e49-5b7a-4c43-9b7f-3f5d2d9a1c01\n",
 		"boot/efi/loader/loader.conf":            "default minint.conf\n", // the default is untouched: one shot only
 	} {
 		if b, err := os.ReadFile(filepath.Join(o.Root, p)); err != nil || string(b) != want {
@@ -130,12 +133,13 @@ func TestStageRequirementsRefused(t *testing.T) {
 	os.RemoveAll(filepath.Join(o.Root, "boot/efi"))
 	o.Kernel = filepath.Join(host, "missing")
 	o.MinMemory = 1 << 60
+	o.Cmdline += " minint.staged=LABEL=x"
 	before, _ := treetest.Snapshot(o.Root)
 	_, err := Run(context.Background(), o)
 	if !errors.Is(err, ErrRequirements) {
 		t.Fatalf("Run = %v", err)
 	}
-	for _, want := range []string{"PE kernel", "ESP", "memory"} {
+	for _, want := range []string{"PE kernel", "ESP", "memory", "must not set minint.staged="} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("report lacks %q:\n%v", want, err)
 		}
@@ -206,5 +210,35 @@ func TestStageCaptureFailureArmsNothing(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(o.EFIVars); len(ents) != 1 {
 		t.Errorf("EFI variables changed: %v", ents)
+	}
+}
+
+// TestStagedFSProbed: without StagedFS the PE's minint.staged= is the
+// UUID read from the superblock of the device holding Root (a real ext4
+// on a loop device here).
+func TestStagedFSProbed(t *testing.T) {
+	needRoot(t)
+	if os.Getenv("MININT_E2E") != "1" {
+		t.Skip("mounts a loop device: set MININT_E2E=1")
+	}
+	o, _ := fakeSystem(t)
+	os.RemoveAll(filepath.Join(o.Root, "home/ann")) // its big xattrs need more than mke2fs -d gives
+	img := filepath.Join(t.TempDir(), "root.img")
+	const uuid = "5d1f3a0e-8c1b-4f7e-9a51-2c6b7e0f4d11"
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-U", uuid, "-d", o.Root, img, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	m, err := diskops.Mount(img, filepath.Join(t.TempDir(), "mnt"), diskops.MountOptions{FSType: "ext4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	o.Root, o.StagedFS, o.DryRun = m.Target, "", true
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "minint.done=reboot minint.staged=UUID=" + uuid; res.Cmdline != want {
+		t.Errorf("PE command line %q, want %q", res.Cmdline, want)
 	}
 }

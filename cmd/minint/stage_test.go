@@ -34,7 +34,7 @@ func TestStageCommand(t *testing.T) {
 	events := filepath.Join(host, "events.jsonl")
 	args := []string{"stage", "--root", root, "--efivars", efivars, "--kernel", filepath.Join(host, "vmlinuz"),
 		"--initramfs", filepath.Join(host, "initramfs.img"), "--sequence", filepath.Join(host, "seq.yaml"),
-		"--non-interactive", "--countdown", "0s", "--json-events", events}
+		"--non-interactive", "--countdown", "0s", "--json-events", events, "--staged-fs", "UUID=0b9e6e49-5b7a-4c43-9b7f-3f5d2d9a1c01"}
 
 	var out, errOut bytes.Buffer
 	if code := runMain(append(args, "--dry-run"), &out, &errOut); code != 0 {
