@@ -23,6 +23,9 @@ type Client struct {
 	// Backoff is the first wait between tries, doubled each time up to
 	// MaxBackoff (defaults 500ms, 15s).
 	Backoff, MaxBackoff time.Duration
+	// Stall drops and retries a Transfer's connection that has sent
+	// nothing for this long (default 60s).
+	Stall time.Duration
 	// Log receives one line per retry; nil for none.
 	Log func(format string, a ...any)
 }

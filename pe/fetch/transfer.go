@@ -1,0 +1,599 @@
+package fetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// ErrClosed: the transfer was stopped by Close before it finished.
+var ErrClosed = errors.New("transfer closed")
+
+// Transfer is a download into the staging folder that can be read while it
+// is still under way, so that applying an image overlaps fetching it
+// (pipelined fetch and apply).
+//
+// Fail-closed argument. A staged download is verified whole before anything
+// reads it; a pipelined one is read before its last byte has arrived, so
+// the whole-file SHA-256 cannot be what guards the reader. What guards it
+// are the manifest's per-chunk SHA-256 sums, signed with the manifest like
+// everything else (the same guard File uses when applying straight from
+// HTTP): ReadAt returns bytes of a chunk only after the whole chunk is on
+// disk and its hash matched. The WIM parser and the files written to the
+// target therefore never see a byte the signing key did not vouch for, and
+// a tampered or truncated server can make the apply fail but never steer
+// it. The whole-file SHA-256 is still checked, over the bytes on disk, before
+// Wait reports success and the file gets its final name; the caller makes
+// the target bootable only after that (see pe's pipeline). A manifest
+// without chunk sums cannot be pipelined: StartTransfer refuses it and the
+// caller stages instead.
+//
+// Order of arrival. One sequential stream (a single GET, continued with
+// Range after an error) fills the file from the first missing chunk on. A
+// reader that needs a chunk far ahead of the stream — a WIM keeps its blob
+// table, XML data and often its metadata at the end — gets it by a Range
+// request of its own, verified the same way and written in place, which
+// the stream then skips. Readers of nearby chunks wait for the stream. A
+// wait is bounded by the transfer's context (the fetch step's time limit),
+// by the stall limit of the stream, and by the transfer failing.
+//
+// Resume. The partial file (NAME.part) may be sparse and may hold chunks
+// written out of order or damaged by a power cut, so its length says
+// nothing. StartTransfer hashes every chunk of it: those that match are
+// kept, the stream starts at the first one that does not.
+type Transfer struct {
+	c         *Client
+	url, dest string
+	part      string
+	e         *Entry
+	sums      [][sha256.Size]byte
+	f         *os.File
+	progress  func(done, total int64)
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ended  chan struct{} // closed when every goroutine has stopped
+
+	mu       sync.Mutex
+	have     []bool // chunk on disk and verified
+	busy     []bool // chunk being written (by the stream or a range fetch)
+	haveN    int
+	haveSize int64
+	partial  int64 // bytes of the stream's current chunk so far
+	front    int   // the chunk the stream is at
+	changed  chan struct{}
+	err      error
+	ok       bool
+
+	// Resumed is how many bytes of verified chunks a partial file from an
+	// earlier try held; RangeFetches counts chunks fetched out of order.
+	Resumed      int64
+	RangeFetches int
+}
+
+// lookahead is how many chunks past the stream a reader waits for rather
+// than fetching them itself: they will come soon enough, and a parallel
+// request would only share the same bandwidth.
+const lookahead = 2
+
+// StartTransfer begins downloading url into dest (through dest+".part")
+// and returns once the partial file has been checked and the server has
+// answered the first request, so that a missing file (ErrHTTP) or one of
+// the wrong size (ErrSize) is reported here. e must carry chunk hashes
+// (ErrManifest otherwise). progress, if not nil, is called with the bytes
+// on disk and verified (and those of the chunk arriving). The transfer runs
+// until Wait says how it ended or Close stops it; ctx bounds it.
+func (c *Client) StartTransfer(ctx context.Context, url, dest string, e *Entry, progress func(done, total int64)) (*Transfer, error) {
+	if e.ChunkSize <= 0 || len(e.Chunks) == 0 && e.Size > 0 {
+		return nil, fmt.Errorf("%w: %s has no per-chunk hashes, so it cannot be read before the download ends; stage it (or rebuild the package with chunk hashes)", ErrManifest, e.Path)
+	}
+	t := &Transfer{c: c, url: url, dest: dest, part: dest + ".part", e: e, progress: progress,
+		have: make([]bool, len(e.Chunks)), busy: make([]bool, len(e.Chunks)),
+		changed: make(chan struct{}), ended: make(chan struct{})}
+	for _, h := range e.Chunks {
+		var s [sha256.Size]byte
+		b, _ := hex.DecodeString(h)
+		copy(s[:], b)
+		t.sums = append(t.sums, s)
+	}
+	// A file already under its final name was verified by an earlier run
+	// that may not have lived to record it; it is checked again like any
+	// partial file (and renamed back once it passes).
+	if _, err := os.Lstat(dest); err == nil {
+		if err := os.Rename(dest, t.part); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(t.part, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	t.f = f
+	if fi, err := f.Stat(); err != nil {
+		f.Close()
+		return nil, err
+	} else if fi.Size() > e.Size {
+		if err := f.Truncate(e.Size); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	whole := sha256.New()
+	verified, err := t.scan(whole)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	t.ctx, t.cancel = context.WithCancel(ctx)
+	var resp *http.Response
+	if start := t.nextMissing(0); start >= 0 {
+		t.front = start
+		err := c.retry(t.ctx, "GET "+url, func() error {
+			var err error
+			resp, err = t.open(start)
+			return err
+		})
+		if err != nil {
+			t.cancel()
+			f.Close()
+			return nil, err
+		}
+	}
+	t.wg.Add(2)
+	go t.stream(resp)
+	go t.verify(whole, verified)
+	go func() {
+		t.wg.Wait()
+		close(t.ended)
+	}()
+	return t, nil
+}
+
+// Size is the file's size from the manifest.
+func (t *Transfer) Size() int64 { return t.e.Size }
+
+func (t *Transfer) chunkLen(i int) int64 {
+	return min(t.e.ChunkSize, t.e.Size-int64(i)*t.e.ChunkSize)
+}
+
+// scan hashes the chunks already in the partial file. It feeds the leading
+// run of good chunks to whole and returns how many that was.
+func (t *Transfer) scan(whole hash.Hash) (int, error) {
+	buf := make([]byte, min(t.e.ChunkSize, 4<<20))
+	contiguous := 0
+	for i := range t.have {
+		h := sha256.New()
+		off, n := int64(i)*t.e.ChunkSize, t.chunkLen(i)
+		good := true
+		for done := int64(0); done < n; {
+			k, err := t.f.ReadAt(buf[:min(int64(len(buf)), n-done)], off+done)
+			if k > 0 {
+				h.Write(buf[:k])
+				if contiguous == i {
+					whole.Write(buf[:k])
+				}
+				done += int64(k)
+			}
+			if err == io.EOF {
+				good = done == n
+				break
+			}
+			if err != nil {
+				return 0, fmt.Errorf("reading %s: %w", t.part, err)
+			}
+		}
+		if good && [sha256.Size]byte(h.Sum(nil)) == t.sums[i] {
+			t.have[i] = true
+			t.haveN++
+			t.haveSize += n
+			if contiguous == i {
+				contiguous++
+			}
+		} else if contiguous == i {
+			// whole took bytes of a chunk that is not good: start it again
+			// from the good prefix.
+			whole.Reset()
+			t.rehash(whole, contiguous)
+		}
+	}
+	t.Resumed = t.haveSize
+	if t.haveSize > 0 && t.progress != nil {
+		t.progress(t.haveSize, t.e.Size)
+	}
+	return contiguous, nil
+}
+
+// rehash feeds chunks [0, n) of the file to h.
+func (t *Transfer) rehash(h hash.Hash, n int) {
+	io.Copy(h, io.NewSectionReader(t.f, 0, min(int64(n)*t.e.ChunkSize, t.e.Size)))
+}
+
+// nextMissing is the first chunk from i on that is neither on disk nor
+// being written, or -1.
+func (t *Transfer) nextMissing(i int) int {
+	for ; i < len(t.have); i++ {
+		if !t.have[i] && !t.busy[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// broadcast wakes every waiter; t.mu is held.
+func (t *Transfer) broadcast() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+// fail ends the transfer with err (the first error wins).
+func (t *Transfer) fail(err error) {
+	t.mu.Lock()
+	if t.err == nil && !t.ok {
+		t.err = err
+		t.broadcast()
+	}
+	t.mu.Unlock()
+	t.cancel()
+}
+
+func (t *Transfer) report() {
+	if t.progress == nil {
+		return
+	}
+	t.mu.Lock()
+	done := t.haveSize + t.partial
+	t.mu.Unlock()
+	t.progress(min(done, t.e.Size), t.e.Size)
+}
+
+// open requests the file from chunk start on and checks the answer
+// against the manifest.
+func (t *Transfer) open(start int) (*http.Response, error) {
+	off := int64(start) * t.e.ChunkSize
+	req, err := http.NewRequestWithContext(t.ctx, "GET", t.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrHTTP, err)
+	}
+	if off > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	}
+	resp, err := t.c.http().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	bad := func(err error) (*http.Response, error) {
+		resp.Body.Close()
+		return nil, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && off > 0:
+		s, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if !ok || s != off {
+			return bad(fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", t.url, off, resp.Header.Get("Content-Range")))
+		}
+		if total >= 0 && total != t.e.Size {
+			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", ErrSize, t.url, total, t.e.Size))
+		}
+	case resp.StatusCode == http.StatusOK:
+		if resp.ContentLength >= 0 && resp.ContentLength != t.e.Size {
+			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", ErrSize, t.url, resp.ContentLength, t.e.Size))
+		}
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		return bad(fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", ErrSize, t.url, off, t.e.Size))
+	default:
+		return bad(statusErr(t.url, resp))
+	}
+	return resp, nil
+}
+
+// stream runs the sequential download: first on resp (already open), then
+// on new requests from the first missing chunk after an error.
+func (t *Transfer) stream(resp *http.Response) {
+	defer t.wg.Done()
+	first := true
+	err := t.c.retry(t.ctx, "GET "+t.url, func() error {
+		t.mu.Lock()
+		start := t.nextMissing(0)
+		t.mu.Unlock()
+		if start < 0 {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			return nil
+		}
+		if !first || resp == nil {
+			var err error
+			if resp, err = t.open(start); err != nil {
+				return err
+			}
+		}
+		first = false
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			start = 0 // the server ignored Range: everything comes again
+		}
+		return t.consume(resp.Body, start)
+	})
+	if err != nil {
+		t.fail(err)
+	}
+}
+
+// consume reads the body from chunk i on, writing and verifying the chunks
+// nobody else has or is fetching, skipping the others.
+func (t *Transfer) consume(body io.Reader, i int) error {
+	stall := t.c.Stall
+	if stall <= 0 {
+		stall = 60 * time.Second
+	}
+	// A connection that goes silent is dropped and retried rather than
+	// waited on until the step's time limit.
+	rctx, rcancel := context.WithCancel(t.ctx)
+	defer rcancel()
+	watchdog := time.AfterFunc(stall, rcancel)
+	defer watchdog.Stop()
+	go func() {
+		<-rctx.Done()
+		if c, ok := body.(io.Closer); ok && t.ctx.Err() == nil {
+			c.Close()
+		}
+	}()
+	buf := make([]byte, 256<<10)
+	sinceSync, lastSync := int64(0), time.Now()
+	for ; i < len(t.have); i++ {
+		n := t.chunkLen(i)
+		off := int64(i) * t.e.ChunkSize
+		t.mu.Lock()
+		write := !t.have[i] && !t.busy[i]
+		if write {
+			t.busy[i] = true
+		}
+		t.front, t.partial = i, 0
+		t.mu.Unlock()
+		h := sha256.New()
+		var done int64
+		var err error
+		for done < n && err == nil {
+			var k int
+			k, err = body.Read(buf[:min(int64(len(buf)), n-done)])
+			if k > 0 {
+				watchdog.Reset(stall)
+				if write {
+					h.Write(buf[:k])
+					if _, werr := t.f.WriteAt(buf[:k], off+done); werr != nil {
+						err = werr
+						break
+					}
+					t.mu.Lock()
+					t.partial += int64(k)
+					t.mu.Unlock()
+					if sinceSync += int64(k); sinceSync >= 4<<20 || time.Since(lastSync) >= 2*time.Second {
+						// Unsynced data is fetched again after a power cut,
+						// no more: the chunk hashes find what survived.
+						t.f.Sync()
+						sinceSync, lastSync = 0, time.Now()
+					}
+					t.report()
+				}
+				done += int64(k)
+			}
+		}
+		if done == n {
+			err = nil
+		} else if err == io.EOF || err == nil {
+			err = fmt.Errorf("GET %s: connection ended at byte %d of %d", t.url, off+done, t.e.Size)
+		} else if rctx.Err() != nil && t.ctx.Err() == nil {
+			err = fmt.Errorf("GET %s: no data for %s at byte %d", t.url, stall, off+done)
+		}
+		if write {
+			if err == nil && [sha256.Size]byte(h.Sum(nil)) != t.sums[i] {
+				err = fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", ErrChecksum, t.e.Path, off, off+n-1)
+			}
+			t.mu.Lock()
+			t.busy[i], t.partial = false, 0
+			if err == nil {
+				t.have[i] = true
+				t.haveN++
+				t.haveSize += n
+			}
+			t.broadcast()
+			t.mu.Unlock()
+			t.report()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// The manifest's size was reached; a server sending more has another file.
+	if k, _ := body.Read(buf[:1]); k > 0 {
+		return fmt.Errorf("%w: %s is longer than the manifest's %d bytes", ErrSize, t.url, t.e.Size)
+	}
+	return nil
+}
+
+// fetchChunk gets chunk i with a Range request of its own (a reader needs
+// it long before the stream gets there).
+func (t *Transfer) fetchChunk(i int) {
+	defer t.wg.Done()
+	start := int64(i) * t.e.ChunkSize
+	end := start + t.chunkLen(i)
+	err := t.c.retry(t.ctx, fmt.Sprintf("GET %s bytes %d-%d", t.url, start, end-1), func() error {
+		req, err := http.NewRequestWithContext(t.ctx, "GET", t.url, nil)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrHTTP, err)
+		}
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", start, end-1))
+		resp, err := t.c.http().Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusPartialContent:
+		case http.StatusRequestedRangeNotSatisfiable:
+			return fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", ErrSize, t.url, start, t.e.Size)
+		case http.StatusOK:
+			return fmt.Errorf("%w: GET %s: the server ignores Range requests", ErrHTTP, t.url)
+		default:
+			return statusErr(t.url, resp)
+		}
+		if s, _, ok := parseContentRange(resp.Header.Get("Content-Range")); !ok || s != start {
+			return fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", t.url, start, resp.Header.Get("Content-Range"))
+		}
+		b := make([]byte, end-start)
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			return err
+		}
+		if sha256.Sum256(b) != t.sums[i] {
+			return fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", ErrChecksum, t.e.Path, start, end-1)
+		}
+		_, err = t.f.WriteAt(b, start)
+		return err
+	})
+	t.mu.Lock()
+	t.busy[i] = false
+	if err == nil {
+		t.have[i] = true
+		t.haveN++
+		t.haveSize += end - start
+		t.RangeFetches++
+	}
+	t.broadcast()
+	t.mu.Unlock()
+	if err != nil {
+		t.fail(err)
+		return
+	}
+	t.report()
+}
+
+// verify hashes the whole file in order, as chunks arrive, reading it back
+// from disk (the bytes the reader gets), starting after the first n chunks
+// already in whole. On a match it makes the file durable under its final
+// name.
+func (t *Transfer) verify(whole hash.Hash, n int) {
+	defer t.wg.Done()
+	for i := n; i < len(t.have); i++ {
+		if err := t.await(i, false); err != nil {
+			return // the transfer failed or was closed: t.err says why
+		}
+		if _, err := io.Copy(whole, io.NewSectionReader(t.f, int64(i)*t.e.ChunkSize, t.chunkLen(i))); err != nil {
+			t.fail(fmt.Errorf("reading %s: %w", t.part, err))
+			return
+		}
+	}
+	err := func() error {
+		if got := hex.EncodeToString(whole.Sum(nil)); got != t.e.SHA256 {
+			// Every chunk matched but the whole does not: the signed
+			// manifest contradicts itself. Nothing of it is kept.
+			os.Remove(t.part)
+			return fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", ErrChecksum, t.e.Path, got, t.e.SHA256)
+		}
+		if err := t.f.Sync(); err != nil {
+			return err
+		}
+		if err := os.Rename(t.part, t.dest); err != nil {
+			return err
+		}
+		return syncDir(filepath.Dir(t.dest))
+	}()
+	if err != nil {
+		t.fail(err)
+		return
+	}
+	t.mu.Lock()
+	if t.err == nil {
+		t.ok = true
+	}
+	t.broadcast()
+	t.mu.Unlock()
+}
+
+// await waits until chunk i is on disk and verified. A reader (fetch true)
+// far ahead of the stream fetches the chunk itself.
+func (t *Transfer) await(i int, fetch bool) error {
+	for {
+		t.mu.Lock()
+		if t.have[i] {
+			t.mu.Unlock()
+			return nil
+		}
+		if t.err != nil {
+			err := t.err
+			t.mu.Unlock()
+			return err
+		}
+		if fetch && !t.busy[i] && i > t.front+lookahead {
+			t.busy[i] = true
+			t.wg.Add(1)
+			go t.fetchChunk(i)
+		}
+		ch := t.changed
+		t.mu.Unlock()
+		<-ch
+	}
+}
+
+// ReadAt implements io.ReaderAt: it returns verified bytes only, waiting for
+// them to arrive (see Transfer). Safe for concurrent use.
+func (t *Transfer) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("%s: negative offset", t.e.Path)
+	}
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		if pos >= t.e.Size {
+			return n, io.EOF
+		}
+		i := int(pos / t.e.ChunkSize)
+		if err := t.await(i, true); err != nil {
+			return n, err
+		}
+		end := min(int64(i+1)*t.e.ChunkSize, t.e.Size)
+		k, err := t.f.ReadAt(p[n:min(int64(len(p)), int64(n)+end-pos)], pos)
+		n += k
+		if err != nil {
+			return n, fmt.Errorf("reading %s: %w", t.part, err)
+		}
+	}
+	return n, nil
+}
+
+// Wait blocks until the transfer has ended and every goroutine of it has
+// stopped. nil means the whole file arrived, matched the manifest's size
+// and SHA-256, and is durable under its final name.
+func (t *Transfer) Wait() error {
+	<-t.ended
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ok {
+		return nil
+	}
+	if t.err == nil {
+		return ErrClosed
+	}
+	return t.err
+}
+
+// Done is closed when the transfer has ended (Wait then returns at once).
+func (t *Transfer) Done() <-chan struct{} { return t.ended }
+
+// Close stops a transfer that is still running (the partial file stays for
+// a later resume), waits for it, and releases the file. Readers blocked in
+// ReadAt return ErrClosed.
+func (t *Transfer) Close() error {
+	t.fail(fmt.Errorf("%s: %w", t.url, ErrClosed))
+	<-t.ended
+	return t.f.Close()
+}
