@@ -72,6 +72,9 @@ var DefaultModules = []string{
 	// file systems and code pages
 	"ext4", "vfat", "iso9660", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1",
 	"efivarfs",
+	// root file systems of reference machines to capture (loaded when a
+	// disk holds one: pe/capture)
+	"xfs", "btrfs",
 	// entropy for a fresh VM, and crypto the kernel requests by name at run time
 	"virtio_rng",
 	"crc32c_generic", "crct10dif_generic", "crc64_rocksoft_generic",

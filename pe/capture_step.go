@@ -263,7 +263,10 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 	defer os.Remove(srcDir)
 	var m *diskops.Mounted
 	if s.InPlace {
-		m, err = diskops.Mount(mountSource(c), srcDir, mountOpts(c, false))
+		lerr := capture.LoadFilesystem(c.FS.Type)
+		if m, err = diskops.Mount(mountSource(c), srcDir, mountOpts(c, false)); err != nil && lerr != nil {
+			err = fmt.Errorf("%w (%v)", err, lerr)
+		}
 	} else {
 		m, err = c.MountReadOnly(srcDir)
 	}

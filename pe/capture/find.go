@@ -222,8 +222,10 @@ func (c *Candidate) String() string {
 var rootFS = map[string]bool{"ext4": true, "ext3": true, "ext2": true, "xfs": true, "btrfs": true}
 
 // roOptions keep a read-only mount from writing anyway: ext4 and xfs
-// replay a dirty journal even when mounted read-only, btrfs its log tree.
-var roOptions = map[string]string{"ext4": "noload", "ext3": "noload", "ext2": "", "xfs": "norecovery", "btrfs": "nologreplay"}
+// replay a dirty journal even when mounted read-only, btrfs its log tree
+// (rescue=nologreplay since Linux 5.9; newer kernels refuse the old bare
+// "nologreplay" with EINVAL).
+var roOptions = map[string]string{"ext4": "noload", "ext3": "noload", "ext2": "", "xfs": "norecovery", "btrfs": "rescue=nologreplay"}
 
 // MountReadOnly mounts the candidate at dir so that the disk is not written
 // (read-only, no journal replay). Close the result to unmount.
@@ -234,8 +236,12 @@ func (c *Candidate) MountReadOnly(dir string) (*diskops.Mounted, error) {
 		src = c.DiskPath
 		o.Offset, o.Size = c.Offset, c.Size
 	}
+	lerr := LoadFilesystem(c.FS.Type)
 	m, err := diskops.Mount(src, dir, o)
 	if err != nil {
+		if lerr != nil {
+			err = fmt.Errorf("%w (%v)", err, lerr)
+		}
 		return nil, fmt.Errorf("capture: mounting %s read-only: %w", c.where(), err)
 	}
 	return m, nil
