@@ -25,19 +25,30 @@ var (
 type Compressor struct {
 	maxChunk int
 	mf       *finder
-	items    []item
+	items    []uint64 // see item
+	nitems   int
 	matched  int // bytes covered by matches so far
 	freqs    [numSymbols]uint32
 	lens     [numSymbols]uint8
 	codes    [numSymbols]uint32
 	enc      huffman.Encoder
+	// out receives the bitstream: it is large enough for any chunk, so
+	// writing needs no overflow checks; the result is copied to the
+	// caller's buffer if it fits.
+	out []byte
 }
 
-// item is a literal (length 0, offset holds the byte) or a match.
-type item struct {
-	length uint32
-	offset uint32
-	sym    uint32 // the Huffman symbol, computed once during parsing
+// An item is a literal or a match packed into 64 bits, as wimlib does:
+// bits 0-8 the Huffman symbol (a literal is its byte), and for a match
+// bits 9-24 the length minus 3, bits 25-28 the number of extra offset
+// bits and bits 29 and up the extra offset bits.
+func literalItem(b byte) uint64 { return uint64(b) }
+
+func matchItem(length, offset int) (item uint64, sym int) {
+	adj := length - minMatchLen
+	log2 := bits.Len32(uint32(offset)) - 1
+	sym = numChars + log2<<4 | min(adj, 0xF)
+	return uint64(sym) | uint64(adj)<<9 | uint64(log2)<<25 | uint64(offset-1<<log2)<<29, sym
 }
 
 // NewCompressor prepares for chunks of up to maxChunk bytes (32768 default
@@ -46,7 +57,14 @@ func NewCompressor(maxChunk int) *Compressor {
 	if maxChunk <= 0 || maxChunk > maxOffset+1 {
 		panic("xpress: chunk size out of range")
 	}
-	return &Compressor{maxChunk: maxChunk, mf: newFinder()}
+	return &Compressor{
+		maxChunk: maxChunk,
+		mf:       newFinder(),
+		items:    make([]uint64, maxChunk+1),
+		// Worst case: 15-bit codewords for literals; a match (3 bytes or
+		// more) takes at most 15+16 bits and 3 length bytes.
+		out: make([]byte, headerSize+2*maxChunk+8),
+	}
 }
 
 // Compress compresses one chunk src into dst (len(dst) >= len(src)) and
@@ -63,7 +81,11 @@ func (c *Compressor) Compress(dst, src []byte) int {
 		return 0
 	}
 	limit := min(len(dst), len(src)-1)
-	return c.write(dst[:limit])
+	n := c.write()
+	if n > limit {
+		return 0
+	}
+	return copy(dst, c.out[:n])
 }
 
 // parse chooses the literals and matches, or reports false when the chunk
@@ -71,10 +93,10 @@ func (c *Compressor) Compress(dst, src []byte) int {
 // parsing all of it.
 func (c *Compressor) parse(in []byte) bool {
 	clear(c.freqs[:])
-	c.items = c.items[:0]
+	c.nitems = 0
 	c.matched = 0
 	mf := c.mf
-	mf.reset()
+	mf.reset(in)
 	// A length-3 match far back costs more than three literals.
 	tooFar := 4096
 	if len(in) <= 8192 {
@@ -93,7 +115,7 @@ func (c *Compressor) parse(in []byte) bool {
 				return false
 			}
 		}
-		curLen, curOff := mf.longest(in, i, 0, searchDepth)
+		curLen, curOff := mf.longest(i, n, 0, searchDepth)
 		i++
 		if curLen < minMatchLen || curLen == minMatchLen && curOff >= tooFar {
 			c.literal(in[i-1])
@@ -103,12 +125,12 @@ func (c *Compressor) parse(in []byte) bool {
 		for {
 			if curLen >= niceLen || curLen >= maxLazy || i >= end {
 				c.match(curLen, curOff)
-				mf.skip(in, i, min(i+curLen-1, end))
+				mf.skip(i, min(i+curLen-1, end))
 				i += curLen - 1
 				break
 			}
 			// Lazy evaluation: is there a longer match one byte on?
-			nextLen, nextOff := mf.longest(in, i, curLen, searchDepth/2)
+			nextLen, nextOff := mf.longest(i, n, curLen, searchDepth/2)
 			i++
 			if nextLen > curLen {
 				c.literal(in[i-2])
@@ -116,7 +138,7 @@ func (c *Compressor) parse(in []byte) bool {
 				continue
 			}
 			c.match(curLen, curOff)
-			mf.skip(in, i, min(i+curLen-2, end))
+			mf.skip(i, min(i+curLen-2, end))
 			i += curLen - 2
 			break
 		}
@@ -150,111 +172,65 @@ func entropy(b []byte) float64 {
 
 func (c *Compressor) literal(b byte) {
 	c.freqs[b]++
-	c.items = append(c.items, item{0, uint32(b), uint32(b)})
+	c.items[c.nitems] = literalItem(b)
+	c.nitems++
 }
 
 func (c *Compressor) match(length, offset int) {
 	c.matched += length
-	sym := matchSym(length, offset)
+	it, sym := matchItem(length, offset)
 	c.freqs[sym]++
-	c.items = append(c.items, item{uint32(length), uint32(offset), uint32(sym)})
+	c.items[c.nitems] = it
+	c.nitems++
 }
 
-func matchSym(length, offset int) int {
-	return numChars + (bits.Len32(uint32(offset))-1)<<4 | min(length-minMatchLen, 0xF)
-}
-
-// writer mirrors the XPRESS bitstream layout: two 16-bit coding units are
-// reserved ahead of the raw byte position, which is exactly where the
-// decompressor, fetching units lazily, will look for raw bytes.
-type writer struct {
-	out      []byte
-	buf      uint32
-	count    uint32
-	nb, nb2  int
-	next     int
-	overflow bool
-}
-
-func (w *writer) bits(v, n uint32) {
-	w.count += n
-	w.buf = w.buf<<n | v
-	if w.count > 16 {
-		w.count -= 16
-		if len(w.out)-w.next >= 2 {
-			binary.LittleEndian.PutUint16(w.out[w.nb:], uint16(w.buf>>w.count))
-			w.nb, w.nb2 = w.nb2, w.next
-			w.next += 2
-		} else {
-			w.overflow = true
-		}
-	}
-}
-
-func (w *writer) byte(b byte) {
-	if w.next < len(w.out) {
-		w.out[w.next] = b
-		w.next++
-	} else {
-		w.overflow = true
-	}
-}
-
-func (w *writer) u16(v uint16) {
-	if len(w.out)-w.next >= 2 {
-		binary.LittleEndian.PutUint16(w.out[w.next:], v)
-		w.next += 2
-	} else {
-		w.overflow = true
-	}
-}
-
-func (w *writer) flush() int {
-	if w.overflow || len(w.out)-w.next < 2 {
-		return 0
-	}
-	binary.LittleEndian.PutUint16(w.out[w.nb:], uint16(w.buf<<(16-w.count)))
-	binary.LittleEndian.PutUint16(w.out[w.nb2:], 0)
-	return w.next
-}
-
-func (c *Compressor) write(out []byte) int {
-	if len(out) < headerSize+4 {
-		return 0
-	}
+// write encodes the parsed items into c.out and returns the length.
+//
+// The bitstream interleaves 16-bit little-endian coding units with raw
+// bytes (extra length bytes): two units are reserved ahead of the raw byte
+// position, which is exactly where the decompressor, fetching units
+// lazily, will look for raw bytes.
+func (c *Compressor) write() int {
 	// Microsoft's decoder wants an end-of-data symbol.
 	c.freqs[endOfDataSym]++
 	c.enc.MakeCode(c.freqs[:], maxCodeLen, c.lens[:], c.codes[:])
+	out := c.out
 	for i := range headerSize {
 		out[i] = c.lens[2*i] | c.lens[2*i+1]<<4
 	}
-	w := writer{out: out[headerSize:], nb: 0, nb2: 2, next: 4}
+	out = out[headerSize:]
+	var buf, count uint32
+	nb, nb2, next := 0, 2, 4
 	lens, codes := &c.lens, &c.codes
-	for _, it := range c.items {
-		sym := uint8(it.sym) // uint8 indexes: no bounds checks below
-		if it.length == 0 {
-			w.bits(codes[sym], uint32(lens[sym]))
+	put := func(v, n uint32) {
+		count += n
+		buf = buf<<n | v
+		if count > 16 {
+			count -= 16
+			binary.LittleEndian.PutUint16(out[nb:], uint16(buf>>count))
+			nb, nb2 = nb2, next
+			next += 2
+		}
+	}
+	for _, it := range c.items[:c.nitems] {
+		sym := it & 0x1FF
+		put(codes[sym], uint32(lens[sym]))
+		if sym < numChars {
 			continue
 		}
-		w.bits(codes[256+int(sym)], uint32(lens[256+int(sym)]))
-		adj := it.length - minMatchLen
-		if adj >= 0xF {
+		if adj := uint32(it>>9) & 0xFFFF; adj >= 0xF {
 			b := min(adj-0xF, 0xFF)
-			w.byte(byte(b))
+			out[next] = byte(b)
+			next++
 			if b == 0xFF {
-				w.u16(uint16(adj))
+				binary.LittleEndian.PutUint16(out[next:], uint16(adj))
+				next += 2
 			}
 		}
-		log2 := uint32(bits.Len32(it.offset) - 1)
-		w.bits(it.offset-1<<log2, log2)
-		if w.overflow {
-			return 0
-		}
+		put(uint32(it>>29), uint32(it>>25)&0xF)
 	}
-	w.bits(codes[endOfDataSym], uint32(lens[endOfDataSym]))
-	n := w.flush()
-	if n == 0 {
-		return 0
-	}
-	return headerSize + n
+	put(codes[endOfDataSym], uint32(lens[endOfDataSym]))
+	binary.LittleEndian.PutUint16(out[nb:], uint16(buf<<(16-count)))
+	binary.LittleEndian.PutUint16(out[nb2:], 0)
+	return headerSize + next
 }
