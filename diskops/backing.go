@@ -123,3 +123,25 @@ func PartitionsOfType(ctx context.Context, sysRoot, disk, typ string) (*Disk, []
 	}
 	return nil, nil, fmt.Errorf("disk %s: %w", disk, ErrNoDevice)
 }
+
+// MountPoints lists where device (a /dev path) is mounted, from
+// sysRoot's /proc/self/mountinfo, matching by device number so that
+// /dev/root and symlinked names count too.
+func MountPoints(sysRoot, device string) []string {
+	root := sysRoot
+	if root == "" {
+		root = "/"
+	}
+	devnum := ""
+	var st unix.Stat_t
+	if unix.Stat(filepath.Join(root, device), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+		devnum = fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	var out []string
+	for _, m := range readMounts(root) {
+		if m.source == device || (devnum != "" && m.devnum == devnum) {
+			out = append(out, m.target)
+		}
+	}
+	return out
+}

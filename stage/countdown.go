@@ -27,6 +27,8 @@ type Countdown struct {
 	// Tick is how often the time left is printed (default: every minute,
 	// every 10 s in the last minute).
 	Tick time.Duration
+	// What is announced (default "this system will be refreshed").
+	What string
 }
 
 // Wait runs the countdown; nil means go ahead.
@@ -41,8 +43,12 @@ func (c Countdown) Wait(ctx context.Context) error {
 	if out == nil {
 		out = io.Discard
 	}
+	what := c.What
+	if what == "" {
+		what = "this system will be refreshed"
+	}
 	if !end.After(now) {
-		fmt.Fprintln(out, "minint: refreshing this system now")
+		fmt.Fprintf(out, "minint: %s now\n", what)
 		return nil
 	}
 	lines := make(chan string)
@@ -68,7 +74,7 @@ func (c Countdown) Wait(ctx context.Context) error {
 	defer deadline.Stop()
 	for {
 		left := time.Until(end).Round(time.Second)
-		fmt.Fprintf(out, "minint: this system will be refreshed in %s", left)
+		fmt.Fprintf(out, "minint: %s in %s", what, left)
 		if c.Interactive {
 			fmt.Fprintf(out, " (%s)", prompt)
 		}
@@ -87,7 +93,7 @@ func (c Countdown) Wait(ctx context.Context) error {
 			return ctx.Err()
 		case <-deadline.C:
 			t.Stop()
-			fmt.Fprintln(out, "minint: refreshing this system now")
+			fmt.Fprintf(out, "minint: %s now\n", what)
 			return nil
 		case l := <-lines:
 			t.Stop()
@@ -97,7 +103,7 @@ func (c Countdown) Wait(ctx context.Context) error {
 				return nil
 			case "postpone", "p", "later":
 				if mandatory {
-					fmt.Fprintln(out, "minint: this refresh is mandatory and cannot be postponed")
+					fmt.Fprintln(out, "minint: this is mandatory and cannot be postponed")
 					continue
 				}
 				fmt.Fprintln(out, "minint: postponed")

@@ -58,6 +58,11 @@ type Options struct {
 	SysRoot string
 	// EFIVars is the efivarfs directory (default diskops.DefaultEFIVars).
 	EFIVars string
+	// Firmware is "uefi" or "bios"; empty tells them apart by
+	// SysRoot/sys/firmware/efi (UEFI when EFIVars is given). On BIOS
+	// machines stage needs syslinux on a FAT boot partition of Root's
+	// disk: the PE gets a label there and syslinux's boot-once is armed.
+	Firmware string
 	// Spec selects the user state.
 	Spec state.Spec
 	// StateStore, when set, is a URL or directory the captured state is
@@ -76,9 +81,24 @@ type Options struct {
 	Progress func(n int64)
 
 	// Found by Check.
-	staged  string                 // "UUID=…"
-	espPart *diskops.PartitionInfo // an unmounted ESP to mount
-	espDisk *diskops.Disk          // its disk
+	staged   string                 // "UUID=…"
+	espPart  *diskops.PartitionInfo // an unmounted ESP to mount
+	espDisk  *diskops.Disk          // its disk
+	syslinux *syslinuxBoot          // BIOS: the boot partition
+}
+
+func (o *Options) bios() bool {
+	switch o.Firmware {
+	case "bios":
+		return true
+	case "uefi":
+		return false
+	}
+	if o.EFIVars != "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(o.SysRoot, "/sys/firmware/efi"))
+	return err != nil
 }
 
 // Result says what was staged.
@@ -151,7 +171,7 @@ func (o *Options) locateESP(disk string, need int64) error {
 	if p.Device == "" {
 		return fmt.Errorf("EFI system partition %s has no device node", describePart(d, p))
 	}
-	dir, done, err := mountTemp(p.Device, true)
+	dir, done, err := mountTemp(filepath.Join(o.SysRoot, p.Device), true)
 	if err != nil {
 		return fmt.Errorf("EFI system partition %s: %w", describePart(d, p), err)
 	}
@@ -264,24 +284,32 @@ func Check(o *Options) []string {
 		default:
 			o.staged = "UUID=" + b.FS.UUID
 		}
-		o.espPart, o.espDisk = nil, nil
-		esp, err := o.findESP()
-		switch {
-		case err != nil:
-			bad = append(bad, err.Error())
-		case esp != "":
-			o.ESP = esp
-			if free := freeBytes(esp); free >= 0 && free < need {
-				bad = append(bad, fmt.Sprintf("ESP %s: %d bytes free, the PE needs %d", esp, free, need))
-			}
-		default:
-			if err := o.locateESP(disk, need); err != nil {
+		o.espPart, o.espDisk, o.syslinux = nil, nil, nil
+		if o.Firmware != "" && o.Firmware != "bios" && o.Firmware != "uefi" {
+			bad = append(bad, fmt.Sprintf("firmware %q: give bios or uefi", o.Firmware))
+		} else if o.bios() {
+			if err := o.locateSyslinux(disk, need); err != nil {
 				bad = append(bad, err.Error())
 			}
-		}
-		ev := o.efiVars()
-		if fi, err := os.Stat(ev); err != nil || !fi.IsDir() {
-			bad = append(bad, fmt.Sprintf("no EFI variables at %s: not booted under UEFI", ev))
+		} else {
+			esp, err := o.findESP()
+			switch {
+			case err != nil:
+				bad = append(bad, err.Error())
+			case esp != "":
+				o.ESP = esp
+				if free := freeBytes(esp); free >= 0 && free < need {
+					bad = append(bad, fmt.Sprintf("ESP %s: %d bytes free, the PE needs %d", esp, free, need))
+				}
+			default:
+				if err := o.locateESP(disk, need); err != nil {
+					bad = append(bad, err.Error())
+				}
+			}
+			ev := o.efiVars()
+			if fi, err := os.Stat(ev); err != nil || !fi.IsDir() {
+				bad = append(bad, fmt.Sprintf("no EFI variables at %s: not booted under UEFI", ev))
+			}
 		}
 	}
 	var st syscall.Statfs_t
@@ -334,16 +362,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if !o.CaptureOnly {
 		plan("copy the PE and the sequence into %s", o.minint("pe"))
 		plan("back up the boot configuration into %s", o.minint("backup"))
-		esp := o.ESP
-		if o.espPart != nil {
-			esp = o.espPart.Device
+		switch {
+		case o.syslinux != nil:
+			plan("mount the syslinux boot partition %s on a temporary directory", o.syslinux)
+			plan("copy the PE to %s/minint-pe and add the syslinux label %s with APPEND %s", o.syslinux.part.Device, PELabel, o.PECmdline())
+			plan("unmount %s", o.syslinux.part.Device)
+			plan("arm syslinux's boot-once for %s", PELabel)
+		case o.espPart != nil:
 			plan("mount the EFI system partition %s on a temporary directory", describePart(o.espDisk, *o.espPart))
+			plan("copy the PE to %s/minint-pe and write loader entry %s with options %s", o.espPart.Device, PEEntryID, o.PECmdline())
+			plan("unmount %s", o.espPart.Device)
+			plan("arm a one-shot boot of %s (LoaderEntryOneShot in %s)", PEEntryID, o.efiVars())
+		default:
+			plan("copy the PE to %s and write loader entry %s with options %s", filepath.Join(o.ESP, "minint-pe"), PEEntryID, o.PECmdline())
+			plan("arm a one-shot boot of %s (LoaderEntryOneShot in %s)", PEEntryID, o.efiVars())
 		}
-		plan("copy the PE to %s/minint-pe and write loader entry %s with options %q", esp, PEEntryID, o.PECmdline())
-		if o.espPart != nil {
-			plan("unmount %s", esp)
-		}
-		plan("arm a one-shot boot of %s (LoaderEntryOneShot in %s)", PEEntryID, o.efiVars())
 	}
 	if o.DryRun {
 		return res, nil
@@ -381,8 +414,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return res, err
 		}
 	}
+	backup := filepath.Join(o.minint("backup"), time.Now().UTC().Format("20060102T150405Z"))
+	if o.syslinux != nil {
+		if err := o.backupRoot(backup); err != nil {
+			return res, fmt.Errorf("backing up boot configuration: %w", err)
+		}
+		return res, o.runSyslinux(res, backup)
+	}
 	if o.espPart != nil {
-		dir, done, err := mountTemp(o.espPart.Device, false)
+		dir, done, err := mountTemp(filepath.Join(o.SysRoot, o.espPart.Device), false)
 		if err != nil {
 			return res, fmt.Errorf("EFI system partition %s: %w", o.espPart.Device, err)
 		}
@@ -405,7 +445,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil
 		}
 	}
-	if err := o.backup(); err != nil {
+	if err := o.backup(backup); err != nil {
 		return res, fmt.Errorf("backing up boot configuration: %w", err)
 	}
 	espPE := filepath.Join(o.ESP, "minint-pe")
@@ -430,9 +470,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 }
 
 // backup copies the loader configuration and the boot variables that
-// stage or the PE may change.
-func (o *Options) backup() error {
-	dir := filepath.Join(o.minint("backup"), time.Now().UTC().Format("20060102T150405Z"))
+// stage or the PE may change into dir.
+func (o *Options) backup(dir string) error {
 	loader := filepath.Join(o.ESP, "loader")
 	err := filepath.WalkDir(loader, func(p string, d os.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
@@ -456,6 +495,15 @@ func (o *Options) backup() error {
 			}
 		}
 	}
+	if err := o.backupRoot(dir); err != nil {
+		return err
+	}
+	o.logf("backed up the boot configuration into %s", dir)
+	return nil
+}
+
+// backupRoot copies the boot configuration files on the root filesystem.
+func (o *Options) backupRoot(dir string) error {
 	for _, f := range []string{"boot/extlinux/extlinux.conf", "boot/syslinux/syslinux.cfg", "boot/grub/grub.cfg", "etc/fstab"} {
 		if _, err := os.Stat(filepath.Join(o.Root, f)); err == nil {
 			if err := copyFile(filepath.Join(o.Root, f), filepath.Join(dir, "root", f)); err != nil {
@@ -463,7 +511,6 @@ func (o *Options) backup() error {
 			}
 		}
 	}
-	o.logf("backed up the boot configuration into %s", dir)
 	return nil
 }
 

@@ -32,6 +32,7 @@ func runStage(fs *pflag.FlagSet, args []string) error {
 	fs.StringVar(&o.Cmdline, "cmdline", "minint.done=reboot", "the PE's kernel command line")
 	fs.StringVar(&o.StagedFS, "staged-fs", "", "`UUID=…` of the filesystem holding ROOT/minint, for the PE's minint.staged= (default: probed from ROOT's device)")
 	fs.StringVar(&o.ESP, "esp", "", "mounted EFI system partition with systemd-boot (default: ROOT/boot/efi, ROOT/efi or ROOT/boot, else the one EFI system partition on ROOT's disk, mounted while needed)")
+	fs.StringVar(&o.Firmware, "firmware", "", "`bios` or `uefi` (default: detected); BIOS needs syslinux on a FAT boot partition of ROOT's disk")
 	fs.StringVar(&o.EFIVars, "efivars", "", "EFI variables directory (default /sys/firmware/efi/efivars)")
 	paths := fs.StringArray("state-path", nil, "extra absolute `PATH` to keep (repeatable), e.g. /etc/ssh")
 	exclude := fs.StringArray("exclude", nil, "`PATTERN` (path.Match on the absolute path) to leave out, e.g. '/home/*/.cache'")
@@ -42,6 +43,7 @@ func runStage(fs *pflag.FlagSet, args []string) error {
 	countdown := fs.Duration("countdown", 30*time.Minute, "warning time before the refresh starts")
 	mandatoryAt := fs.String("mandatory-at", "", "RFC 3339 `TIME` after which the refresh cannot be postponed")
 	nonInteractive := fs.Bool("non-interactive", false, "no questions: count down and go (fleets)")
+	yes := fs.BoolP("yes", "y", false, "start at once, asking nothing (--countdown 0 --non-interactive)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "check and print the plan, change nothing")
 	noReboot := fs.Bool("no-reboot", false, "do not reboot after staging")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
@@ -54,6 +56,12 @@ func runStage(fs *pflag.FlagSet, args []string) error {
 	o.Spec.NoHomes, o.Spec.Paths, o.Spec.Exclude = *noHomes, *paths, *exclude
 	if !o.CaptureOnly && (o.Kernel == "" || o.Initramfs == "" || o.Sequence == "") {
 		return usageErrorf("--kernel, --initramfs and --sequence are required (or --capture-only)")
+	}
+	if *yes {
+		if fs.Changed("countdown") && *countdown != 0 {
+			return usageErrorf("--yes starts at once: it contradicts --countdown %s", *countdown)
+		}
+		*countdown, *nonInteractive = 0, true
 	}
 	var mandatory time.Time
 	if *mandatoryAt != "" {
@@ -79,6 +87,9 @@ func runStage(fs *pflag.FlagSet, args []string) error {
 	}
 	if !o.DryRun {
 		cd := stage.Countdown{Duration: *countdown, MandatoryAt: mandatory, Interactive: !*nonInteractive, In: os.Stdin, Out: os.Stderr}
+		if o.CaptureOnly {
+			cd.What = "user state will be captured"
+		}
 		if err := cd.Wait(ctx); err != nil {
 			r.Emit(progress.Event{Kind: "stage", State: "postponed", Error: err.Error()})
 			return err
