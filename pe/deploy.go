@@ -35,6 +35,10 @@ type DeployOptions struct {
 	Sequence string
 	// MediumDir is where the boot medium is mounted ("" if none).
 	MediumDir string
+	// Staged is the file system UUID of minint.staged=UUID=…: refresh
+	// the system `minint stage` prepared on it, with the sequence it
+	// staged there (StagedSequence). Sequence must then be empty.
+	Staged string
 	// Vars are minint.var.NAME=VALUE from the kernel command line.
 	Vars map[string]string
 	// PublicKey is the key file (default DefaultPublicKey). A missing key
@@ -66,21 +70,32 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 			return fmt.Errorf("%s: %w", keyFile, err)
 		}
 	}
-	seq, err := LoadSource(ctx, o.Sequence, o.MediumDir, pub, o.HTTP)
+	be := &SystemBackend{Discover: diskops.DiscoverOptions{BootDevices: o.BootDevices, MediaLabel: o.MediaLabel}}
+	if o.Console != nil {
+		be.Log = func(format string, a ...any) { fmt.Fprintf(o.Console, "  "+format+"\n", a...) }
+	}
+	var seq *Sequence
+	var err error
+	boot := "medium"
+	switch {
+	case o.Staged != "" && o.Sequence != "":
+		// Two sources of truth: refuse rather than pick one.
+		return fmt.Errorf("both minint.staged= and minint.sequence=%s on the kernel command line: a staged refresh runs the sequence staged with it", o.Sequence)
+	case o.Staged != "":
+		seq, err = loadStaged(ctx, be, be, o.Staged)
+		boot = "staged"
+	default:
+		seq, err = LoadSource(ctx, o.Sequence, o.MediumDir, pub, o.HTTP)
+		if strings.HasPrefix(o.Sequence, "http://") || strings.HasPrefix(o.Sequence, "https://") {
+			boot = "network"
+		}
+	}
 	if err != nil {
 		return err
 	}
 	setup := o.SetupBinary
 	if setup == "" {
 		setup = DefaultSetupBinary
-	}
-	boot := "medium"
-	if strings.HasPrefix(o.Sequence, "http://") || strings.HasPrefix(o.Sequence, "https://") {
-		boot = "network"
-	}
-	be := &SystemBackend{Discover: diskops.DiscoverOptions{BootDevices: o.BootDevices, MediaLabel: o.MediaLabel}}
-	if o.Console != nil {
-		be.Log = func(format string, a ...any) { fmt.Fprintf(o.Console, "  "+format+"\n", a...) }
 	}
 	return Run(ctx, seq, &Env{
 		Backend:     be,
@@ -94,6 +109,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 		Events:      o.Events,
 		HTTP:        o.HTTP,
 		DryRun:      o.DryRun,
+		Staged:      o.Staged,
 	})
 }
 

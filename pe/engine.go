@@ -29,7 +29,7 @@ type Env struct {
 	// Vars are the kernel command line's minint.var.NAME=VALUE, usable in
 	// conditions as var.NAME.
 	Vars map[string]string
-	// Boot is how the PE was started: "medium" or "network" (a fact).
+	// Boot is how the PE was started: "medium", "network" or "staged" (a fact).
 	Boot string
 	// PublicKey checks package manifests; nil refuses every package.
 	PublicKey ed25519.PublicKey
@@ -56,6 +56,10 @@ type Env struct {
 	// Staging forces the staging folder (tests; normally the mount step
 	// sets it to TARGET/minint).
 	Staging string
+	// Staged is the file system UUID from minint.staged=UUID=…: the PE
+	// was staged onto that root by `minint stage`, which a mount step
+	// with existing: true mounts (see refresh.go).
+	Staged string
 
 	// hook, when set (tests), is called at points of a step's life; an
 	// error it returns simulates a crash at that point.
@@ -94,7 +98,11 @@ type State struct {
 	BootEntries []answer.BootEntry `json:"boot_entries,omitempty"`
 	Layout      string             `json:"layout,omitempty"` // name of the partition step that ran
 	Extra       map[string]string  `json:"extra,omitempty"`
-	unmount     []func() error
+	// Staged: the root is an existing system being refreshed in place;
+	// Pinned: its PE is the persistent boot default (clean to bootfiles).
+	Staged  bool `json:"staged,omitempty"`
+	Pinned  bool `json:"pinned,omitempty"`
+	unmount []func() error
 }
 
 // ImageRef is a verified image: a local file (staged, or on the boot
@@ -117,6 +125,11 @@ type runner struct {
 	st      *State
 	staging string
 	client  *fetch.Client
+	// origin identifies the staging of a refresh (see mountExisting).
+	origin string
+	// changed: a step that writes outside the staging folder started
+	// (now or, per the journal, in an earlier boot).
+	changed bool
 }
 
 // Run executes seq. When a journal of the same sequence exists on the
@@ -162,6 +175,12 @@ func Run(ctx context.Context, seq *Sequence, env *Env) (err error) {
 		if err := r.step(i, st); err != nil {
 			b := st.Base()
 			err = fmt.Errorf("%w: %q (%s, line %d): %w", ErrStep, b.Name, b.Type, b.Line, err)
+			if r.changed {
+				err = changedError{err}
+			} else if r.st.Staged && !env.DryRun {
+				r.rep.Printf("nothing outside %s was changed: the installed system is intact", answer.Dir)
+				r.rep.Emit(progress.Event{Kind: "refresh", State: "intact"})
+			}
 			r.rep.Emit(progress.Event{Kind: "sequence", State: "failed", Error: err.Error()})
 			r.rep.Printf("\nFAILED: %v", err)
 			r.saveLog()
@@ -264,6 +283,9 @@ func (r *runner) step(i int, st Step) error {
 		return nil
 	}
 	r.rep.Printf("[%d/%d] %s: %s", i+1, n, b.Name, st.Describe())
+	if !readOnlyTypes[b.Type] {
+		r.changed = true
+	}
 	ev("start", st.Describe(), nil)
 	if err := r.hook(b.Name, "before"); err != nil {
 		return err
@@ -348,6 +370,9 @@ func (r *runner) adopt(dir string) error {
 	case j.Sequence != r.seq.Digest:
 		r.rep.Printf("the journal in %s belongs to another sequence; starting over", dir)
 		return r.save()
+	case r.origin != "" && j.Origin != r.origin:
+		r.rep.Printf("the journal in %s is from an earlier staging; starting over", dir)
+		return r.save()
 	}
 	keep := r.st
 	var st State
@@ -370,6 +395,9 @@ func (r *runner) adopt(dir string) error {
 	for _, s := range j.Steps {
 		if s.Status == journal.Done {
 			done = append(done, s.Name)
+		}
+		if s.Status != journal.Skipped && !readOnlyTypes[s.Type] {
+			r.changed = true
 		}
 	}
 	r.rep.Printf("resuming from the journal in %s (boot %d; done: %s)", dir, j.Boots, strings.Join(done, ", "))
@@ -427,6 +455,8 @@ func (r *runner) exec(st Step) error {
 		return nil
 	case *CaptureImage:
 		return r.capture(s)
+	case *Clean:
+		return r.clean(s)
 	}
 	return fmt.Errorf("step type %s has no implementation", st.Base().Type)
 }

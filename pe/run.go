@@ -36,7 +36,12 @@ func rootPart(parts []Part) (Part, bool) {
 	return Part{}, false
 }
 
-func (r *runner) mount(s *Mount) error { return r.mountRoot(s.Target) }
+func (r *runner) mount(s *Mount) error {
+	if s.Existing {
+		return r.mountExisting(s)
+	}
+	return r.mountRoot(s.Target)
+}
 
 func (r *runner) mountRoot(target string) error {
 	stage := filepath.Join(target, strings.TrimPrefix(answer.Dir, "/"))
@@ -260,6 +265,9 @@ func (r *runner) bootfiles(s *BootFiles) error {
 		}
 	}
 	unixSync()
+	if r.st.Staged {
+		return r.unpin()
+	}
 	return nil
 }
 

@@ -42,7 +42,8 @@ type Sequence struct {
 
 // Step is one entry of a sequence. The concrete types are *Requirements,
 // *SelectDisk, *Partition, *Format, *Mount, *Fetch, *ApplyImage, *BootFiles,
-// *Setup, *Command (type run), *Power and *CaptureImage.
+// *Setup, *Command (type run), *Power, *CaptureImage, *CaptureState,
+// *PullState and *Clean.
 type Step interface {
 	// Base gives the fields every step has.
 	Base() *StepBase
@@ -82,6 +83,7 @@ var stepTypes = map[string]func() Step{
 	// (generalize on, check on).
 	"capture-image": newCaptureImage,
 	"capture-state": func() Step { return &CaptureState{} },
+	"clean":         func() Step { return &Clean{} },
 }
 
 // StepTypes lists the step types a sequence may use.
@@ -265,6 +267,14 @@ func checkURL(n ast.Node, s string) error {
 // on the host.
 func checkOrder(seq *Sequence) error {
 	var haveDisk, havePart, haveMount, haveFetch, haveApply, haveBoot bool
+	// An in-place refresh (mount existing) has its own rules: see
+	// refresh.go for why this order is the fail-safe one.
+	var existing, haveCapture, haveClean, stageFetch bool
+	for _, st := range seq.Steps {
+		if m, ok := st.(*Mount); ok && m.Existing {
+			existing = true
+		}
+	}
 	for _, st := range seq.Steps {
 		b := st.Base()
 		bad := func(format string, a ...any) error {
@@ -272,31 +282,69 @@ func checkOrder(seq *Sequence) error {
 		}
 		switch st.(type) {
 		case *Requirements:
-			if havePart {
-				return bad("requirements must be checked before anything destructive (move it before the partition step)")
+			if havePart || haveClean {
+				return bad("requirements must be checked before anything destructive (move it before the partition or clean step)")
 			}
 		case *SelectDisk:
 			haveDisk = true
 		case *Partition:
+			if existing {
+				return bad("a sequence that refreshes an existing root (mount existing: true) must not partition: that would destroy the user state in /minint")
+			}
 			if !haveDisk {
 				return bad("partition needs a select-disk step before it")
 			}
 			havePart = true
 		case *Format:
+			if existing {
+				return bad("a sequence that refreshes an existing root (mount existing: true) must not format: that would destroy the user state in /minint")
+			}
 			if !havePart {
 				return bad("format needs a partition step before it")
 			}
 		case *Mount:
-			if !havePart {
+			if m := st.(*Mount); m.Existing {
+				if haveMount {
+					return bad("only one mount step may mount the existing root")
+				}
+			} else if existing {
+				return bad("mount: a refresh mounts only the existing root (existing: true)")
+			} else if !havePart {
 				return bad("mount needs a partition step before it")
 			}
 			haveMount = true
+		case *CaptureState:
+			if !haveMount {
+				return bad("capture-state needs a mount step before it (it captures from the mounted root)")
+			}
+			if haveClean {
+				return bad("capture-state after clean would capture the emptied root over the good state (move it before clean)")
+			}
+			haveCapture = true
+		case *Clean:
+			switch {
+			case !existing:
+				return bad("clean empties an existing root: it needs a mount step with existing: true before it")
+			case !haveFetch || !stageFetch:
+				return bad("clean needs a fetch step before it that stages the package and verifies it in full (not mode: stream): nothing may be deleted before the new system is known good")
+			case !haveCapture:
+				return bad("clean needs a capture-state step before it: the user state must be captured before anything is deleted")
+			case haveApply:
+				return bad("clean after apply-image would delete the applied system")
+			}
+			haveClean = true
 		case *Fetch:
 			if f := st.(*Fetch); !haveMount && f.Mode != "stream" && !strings.HasPrefix(f.Manifest, "medium:") {
 				return bad("fetch stages into the target disk's /minint folder, so it needs a mount step before it (or mode: stream)")
 			}
 			haveFetch = true
+			if f := st.(*Fetch); f.Mode != "stream" {
+				stageFetch = true
+			}
 		case *ApplyImage:
+			if existing && !haveClean {
+				return bad("in a refresh, apply-image needs a clean step before it (clean makes the PE the boot default before anything is deleted)")
+			}
 			if !haveFetch {
 				return bad("apply-image needs a fetch step before it")
 			}

@@ -1,6 +1,9 @@
 package pe
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -79,6 +82,15 @@ func (s *CaptureState) check(m *ast.MappingNode) error {
 func (s *CaptureState) Describe() string { return "capture user state into /minint/state" }
 
 func (r *runner) captureState(s *CaptureState) error {
+	if r.st.Target == "" {
+		return errors.New("capture-state: no root mounted")
+	}
+	if _, err := os.Lstat(r.stagingPath(cleaningMarker)); err == nil {
+		// A journal lost or restarted after clean began must not replace
+		// the state captured from the intact system with a capture of
+		// the emptied one.
+		return fmt.Errorf("capture-state: %s says the root was already (partly) cleaned; the state captured before is kept and not captured again", r.stagingPath(cleaningMarker))
+	}
 	dir := filepath.Join(r.st.Target, strings.TrimPrefix(answer.Dir, "/"), "state")
 	spec := state.Spec{NoHomes: s.NoHomes, RootHome: s.RootHome, Paths: s.Paths, Exclude: s.Exclude}
 	if !s.NoHomes && !s.RootHome && len(s.Paths) == 0 && len(s.Exclude) == 0 {

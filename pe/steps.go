@@ -189,9 +189,19 @@ func (s *Format) Describe() string {
 // Mount mounts the root partition at target (default /mnt/target) and the
 // ESP at target/boot/efi, and creates the staging folder target/minint,
 // where the journal lives from then on.
+//
+// With existing: true (an in-place refresh, see refresh.go) there is no
+// partition step: it mounts the file system `minint stage` prepared,
+// found by minint.staged=UUID=… on the PE's command line, with its
+// /minint and journal, and finds the ESP on the same disk. It never
+// partitions or formats.
+//
+//   - type: mount
+//     existing: true
 type Mount struct {
 	StepBase `yaml:",inline"`
 	Target   string `yaml:"target"`
+	Existing bool   `yaml:"existing"`
 }
 
 func (s *Mount) check(m *ast.MappingNode) error {
@@ -204,7 +214,12 @@ func (s *Mount) check(m *ast.MappingNode) error {
 	return nil
 }
 
-func (s *Mount) Describe() string { return "mount the target at " + s.Target }
+func (s *Mount) Describe() string {
+	if s.Existing {
+		return "mount the existing (staged) root at " + s.Target
+	}
+	return "mount the target at " + s.Target
+}
 
 // Fetch gets an image package and verifies its signed manifest and the
 // files' SHA-256 before anything uses them.

@@ -26,6 +26,11 @@
 //	                       /run/minint/media. Without it the first minint
 //	                       medium found, if any, is used.
 //	minint.net=0           skip DHCP
+//	minint.staged=UUID=ID  refresh in place: the root `minint stage` prepared
+//	                       (found by file system UUID), its
+//	                       /minint/pe/sequence.yaml and journal; a failure
+//	                       before anything outside /minint changed reboots
+//	                       into the installed system (with minint.done=reboot)
 //	minint.sequence=URL    the task sequence to run: an http(s) URL (needs
 //	                       a detached signature URL.sig by the PE's key) or
 //	                       a path; default minint/sequence.yaml on the
@@ -54,6 +59,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/pe"
 	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/pe/hw"
 	"github.com/minint/minint/pe/kmod"
@@ -381,8 +387,12 @@ func finish(e *env, err error) {
 	}
 	if err != nil {
 		e.r.Printf("minint PE FAILED: %v", err)
-		e.r.Emit(progress.Event{Kind: "pe", State: "failed", Error: err.Error()})
-		if done != boot.DonePoweroff {
+		back := returnToInstalled(e.opts, err)
+		e.r.Emit(progress.Event{Kind: "pe", State: "failed", Error: err.Error(), Data: map[string]any{"back_to_installed": back}})
+		switch {
+		case back:
+			e.r.Printf("nothing outside /minint was changed: rebooting into the installed system (the one-shot boot into this PE is spent)")
+		case done != boot.DonePoweroff:
 			done = boot.DoneShell
 		}
 	} else {
@@ -404,6 +414,17 @@ func finish(e *env, err error) {
 	}
 	e.r.Printf("rescue shell: type 'poweroff' or 'shutdown -r' when finished")
 	shells(e, true)
+}
+
+// returnToInstalled says whether a failed PE should reboot rather than
+// stop: in a staged refresh (minint stage armed a one-shot boot of this
+// PE) that failed before anything outside /minint was changed, the next
+// boot is the old system, intact, which is better than a machine stuck in
+// the PE. Once a destructive step started the PE is the boot default and
+// a reboot would only run into the same failure again: then the shell
+// (or poweroff) as usual.
+func returnToInstalled(o boot.Options, err error) bool {
+	return o.Staged != "" && o.Done == boot.DoneReboot && !errors.Is(err, pe.ErrChanged)
 }
 
 // shells runs a shell on every console. With forever it restarts each one

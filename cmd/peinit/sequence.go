@@ -10,9 +10,10 @@ import (
 	"github.com/minint/minint/pe"
 )
 
-// deploy runs the task sequence with pe.Deploy: the one given by
-// minint.sequence= (an http(s) URL or a path), else the one `minint iso
-// --sequence` put on the boot medium. A PE booted without either has
+// deploy runs the task sequence with pe.Deploy: the one `minint stage`
+// put on the root it names with minint.staged=UUID=… (an in-place
+// refresh), or the one given by minint.sequence= (an http(s) URL or a
+// path), else the one `minint iso --sequence` put on the boot medium. A PE booted without either has
 // nothing to deploy, which is not an error (it shows the inventory and
 // does what minint.done says). The package key (pe.DefaultPublicKey) and
 // minint-setup (pe.DefaultSetupBinary) are built into the initramfs by
@@ -23,7 +24,7 @@ func deploy(ctx context.Context, e *env) error {
 	if e.medium != nil {
 		mediumDir = e.medium.MountPoint
 	}
-	if src == "" {
+	if src == "" && e.opts.Staged == "" {
 		if mediumDir == "" {
 			return noSequence(e, "no boot medium and no minint.sequence=")
 		}
@@ -40,6 +41,7 @@ func deploy(ctx context.Context, e *env) error {
 		Sequence:  src,
 		MediumDir: mediumDir,
 		Vars:      e.opts.Vars,
+		Staged:    e.opts.Staged,
 		Console:   multi(e.consoles),
 		Events:    multi(e.consoles),
 	}

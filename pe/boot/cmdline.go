@@ -24,6 +24,11 @@ type Options struct {
 	// Sequence is minint.sequence=: the task sequence's http(s) URL or
 	// path ("" = the one on the boot medium).
 	Sequence string
+	// Staged is the file system UUID from minint.staged=UUID=…, written
+	// by `minint stage`: the PE was staged onto that file system (the
+	// installed system's root) to refresh it in place, and its sequence is
+	// that file system's /minint/pe/sequence.yaml.
+	Staged string
 	// Vars are minint.var.NAME=VALUE, facts for the sequence's conditions.
 	Vars map[string]string
 	// Rest holds every other parameter, key -> value ("" for bare words).
@@ -57,6 +62,13 @@ func ParseCmdline(s string) (Options, error) {
 				bad = append(bad, "minint.sequence needs a value (the sequence's URL or path)")
 			}
 			o.Sequence = v
+		case "minint.staged":
+			id, ok := strings.CutPrefix(v, "UUID=")
+			if !ok || id == "" || strings.ContainsAny(id, "/ ") {
+				bad = append(bad, fmt.Sprintf("minint.staged=%q (want UUID=<file system UUID>)", v))
+				continue
+			}
+			o.Staged = id
 		case "minint.net", "minint.shell", "minint.debug":
 			b, ok := parseBool(v, hasValue)
 			if !ok {

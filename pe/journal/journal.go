@@ -36,7 +36,11 @@ type Journal struct {
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
 	Boots    int       `json:"boots"` // how many times a PE has run it
-	Steps    []Record  `json:"steps"`
+	// Origin identifies the staging of an in-place refresh (the staged
+	// sequence file's identity): a journal from an earlier staging is
+	// not resumed.
+	Origin string   `json:"origin,omitempty"`
+	Steps  []Record `json:"steps"`
 	// State is what later steps need from earlier ones (the engine's
 	// business: partitions, fetched files…).
 	State json.RawMessage `json:"state,omitempty"`
