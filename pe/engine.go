@@ -125,6 +125,9 @@ type runner struct {
 	st      *State
 	staging string
 	client  *fetch.Client
+	// pending is a fetch whose download goes on while apply-image reads
+	// it (pipeline.go).
+	pending *pipeline
 	// origin identifies the staging of a refresh (see mountExisting).
 	origin string
 	// changed: a step that writes outside the staging folder started
@@ -156,6 +159,7 @@ func Run(ctx context.Context, seq *Sequence, env *Env) (err error) {
 	r.client = &fetch.Client{HTTP: env.HTTP, Log: func(f string, a ...any) { r.rep.Printf(f, a...) }}
 	r.jr = &journal.Journal{Sequence: seq.Digest, Name: seq.Name, Created: time.Now().UTC()}
 	defer r.unmountAll()
+	defer r.abandon() // first: the download writes under the mount
 	if env.Staging != "" {
 		if err := r.adopt(env.Staging); err != nil {
 			return err
@@ -247,6 +251,13 @@ func (r *runner) step(i int, st Step) error {
 		}
 		r.rep.Emit(e)
 	}
+	// Only the apply-image right after a pipelined fetch runs alongside
+	// its download; everything else waits for it to be verified.
+	if _, apply := st.(*ApplyImage); !apply {
+		if err := r.settle(); err != nil {
+			return err
+		}
+	}
 	ok, err := b.When.Eval(r.facts())
 	if err != nil {
 		if r.env.DryRun {
@@ -257,6 +268,9 @@ func (r *runner) step(i int, st Step) error {
 		return err
 	}
 	if !ok {
+		if err := r.settle(); err != nil {
+			return err
+		}
 		r.rep.Printf("[%d/%d] %s: skipped (%s is false)", i+1, n, b.Name, b.When.Src)
 		ev("skipped", b.When.Src, nil)
 		if !r.env.DryRun {
@@ -278,6 +292,9 @@ func (r *runner) step(i int, st Step) error {
 		}
 	}
 	if rec := r.jr.Step(b.Name); rec != nil && rec.Status == journal.Done && !alwaysRun(st) {
+		if err := r.settle(); err != nil {
+			return err
+		}
 		r.rep.Printf("[%d/%d] %s: already done (journal)", i+1, n, b.Name)
 		ev("skipped", "already done", nil)
 		return nil
@@ -296,6 +313,9 @@ func (r *runner) step(i int, st Step) error {
 	}
 	start := time.Now()
 	err = r.exec(st)
+	if err == nil && r.pendingFor(b) {
+		return nil // recorded done (or failed) by settle
+	}
 	if err == nil {
 		err = r.hook(b.Name, "after")
 	}
@@ -533,6 +553,7 @@ func (r *runner) requirements(s *Requirements) error {
 }
 
 func (r *runner) unmountAll() {
+	r.abandon()
 	for i := len(r.st.unmount) - 1; i >= 0; i-- {
 		r.st.unmount[i]()
 	}

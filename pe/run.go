@@ -107,8 +107,12 @@ func (r *runner) fetch(s *Fetch) error {
 	mode := s.Mode
 	if mode == "auto" && !strings.HasPrefix(base, "medium:") {
 		mode = r.stageOrStream(e)
+		if _, next := r.followedByApply(s); mode == "pipeline" && !next {
+			mode = "stage"
+		}
 	}
 	task := r.rep.Start("fetch "+path.Base(e.Path), e.Size, "bytes")
+	pipelined := false
 	switch {
 	case strings.HasPrefix(base, "medium:"):
 		p := filepath.Join(r.env.MediumDir, strings.TrimPrefix(base, "medium:"), filepath.FromSlash(e.Path))
@@ -121,6 +125,9 @@ func (r *runner) fetch(s *Fetch) error {
 			task.Set(e.Size, 0)
 			r.rep.Printf("  %s will be read straight from the server, each %s chunk verified", e.Path, Size(e.ChunkSize))
 		}
+	case mode == "pipeline":
+		ref.Path, err = r.startPipeline(ctx, &c, s, base+"/"+e.Path, e, task)
+		pipelined = err == nil
 	default:
 		if r.staging == "" {
 			err = errors.New("no staging folder to download into (mount the target first)")
@@ -130,7 +137,9 @@ func (r *runner) fetch(s *Fetch) error {
 		err = c.Download(ctx, base+"/"+e.Path, dest, e, task.Callback())
 		ref.Path = dest
 	}
-	task.Finish(err)
+	if !pipelined {
+		task.Finish(err) // else settle finishes it
+	}
 	if err != nil {
 		return err
 	}
@@ -142,10 +151,11 @@ func (r *runner) fetch(s *Fetch) error {
 	return nil
 }
 
-// stageOrStream decides mode auto: stage when the target has room for the
-// image plus a margin (the applied files need space too, but they are
-// written after the image is verified and staged copies can be deleted by
-// a later run step), stream when it has not and the package allows it.
+// stageOrStream decides mode auto: when the target has room for the image
+// plus a margin (the applied files need space too, but staged copies can
+// be deleted by a later run step), pipeline when the package has chunk
+// hashes (see pipeline.go), else stage; stream when there is no room and
+// the package allows it.
 func (r *runner) stageOrStream(e *fetch.Entry) string {
 	if r.staging == "" {
 		return "stream"
@@ -155,6 +165,9 @@ func (r *runner) stageOrStream(e *fetch.Entry) string {
 		return "stage"
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
+	if free >= e.Size+e.Size/10+64<<20 && len(e.Chunks) > 0 {
+		return "pipeline"
+	}
 	if free >= e.Size+e.Size/10+64<<20 || len(e.Chunks) == 0 {
 		return "stage"
 	}
@@ -173,7 +186,10 @@ func (r *runner) apply(s *ApplyImage) error {
 	}
 	var ra io.ReaderAt
 	size := img.Entry.Size
-	if img.URL != "" {
+	p := r.pending
+	if p != nil && p.path == img.Path {
+		ra = p.tr // chunk-verified bytes of the download under way
+	} else if img.URL != "" {
 		f, err := r.client.OpenFile(r.ctx, img.URL, &img.Entry, 64<<20)
 		if err != nil {
 			return err
@@ -202,6 +218,13 @@ func (r *runner) apply(s *ApplyImage) error {
 	task := r.rep.Start(fmt.Sprintf("apply image %d", index), 0, "bytes")
 	err := r.env.Backend.Apply(r.ctx, ra, size, index, r.st.Target, task.Callback())
 	task.Finish(err)
+	if p != nil && (err == nil || p.tr.Err() != nil) {
+		// Done only once the download verified whole; a failed download
+		// is the cause of a failed apply, and is what gets reported.
+		if serr := r.settle(); serr != nil {
+			return serr
+		}
+	}
 	if err != nil {
 		return err
 	}

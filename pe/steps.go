@@ -226,8 +226,12 @@ func (s *Mount) Describe() string {
 //
 //   - type: fetch
 //     manifest: http://10.0.2.2:8080/debian/manifest.json   # or medium:/images/debian/manifest.json
-//     mode: stage          # stage (default): download into the staging folder
-//     # stream: apply straight from HTTP (chunk-verified)
+//     mode: auto           # auto (default): pipeline if the target has room and
+//     # the manifest has chunk hashes, stage if it has room, else stream
+//     # pipeline: download into the staging folder while the apply-image
+//     # step right after reads it (chunk-verified; see pipeline.go)
+//     # stage: download into the staging folder, verify, then apply
+//     # stream: apply straight from HTTP (chunk-verified), nothing staged
 //     retries: 8
 //     timeout: 30m         # bound on the whole fetch
 type Fetch struct {
@@ -246,7 +250,7 @@ func (s *Fetch) check(m *ast.MappingNode) error {
 		if !path.IsAbs(p) {
 			return nodeErr(field(m, "manifest"), "medium path %q must be absolute (medium:/images/…/manifest.json)", p)
 		}
-		if s.Mode == "stream" || s.Mode == "stage" {
+		if s.Mode == "stream" || s.Mode == "stage" || s.Mode == "pipeline" {
 			return nodeErr(field(m, "mode"), "mode %s is for HTTP sources; an image on the boot medium is verified and read in place", s.Mode)
 		}
 	} else if err := checkURL(field(m, "manifest"), s.Manifest); err != nil {
@@ -255,9 +259,9 @@ func (s *Fetch) check(m *ast.MappingNode) error {
 	switch s.Mode {
 	case "":
 		s.Mode = "auto"
-	case "auto", "stage", "stream":
+	case "auto", "stage", "stream", "pipeline":
 	default:
-		return nodeErr(field(m, "mode"), "mode %q: want auto, stage or stream", s.Mode)
+		return nodeErr(field(m, "mode"), "mode %q: want auto, pipeline, stage or stream", s.Mode)
 	}
 	if s.Retries < 0 {
 		return nodeErr(field(m, "retries"), "retries must not be negative")

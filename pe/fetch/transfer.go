@@ -586,6 +586,14 @@ func (t *Transfer) Wait() error {
 	return t.err
 }
 
+// Err is the transfer's failure so far: nil while it runs or once it
+// succeeded.
+func (t *Transfer) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
 // Done is closed when the transfer has ended (Wait then returns at once).
 func (t *Transfer) Done() <-chan struct{} { return t.ended }
 
