@@ -356,6 +356,14 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 		if errors.Is(err, syscall.EFBIG) {
 			return nil, fmt.Errorf("%w (the destination file system cannot hold it in one file: set destination split-size, e.g. 4000M for FAT32)", err)
 		}
+		if errors.Is(err, syscall.ENOSPC) {
+			// The path is a temporary mount point: say which disk is full.
+			where := "work-dir " + s.WorkDir + " (in the PE's memory unless it is a disk: set work-dir)"
+			if dest != nil && s.Destination.SplitSize == 0 {
+				where = "destination " + partName(dest, s.Destination.Partition)
+			}
+			return nil, fmt.Errorf("%w: %s is too small for the image of %s (%s used)", err, where, c.Where(), Size(sys.UsedBytes))
+		}
 		return nil, err
 	}
 	rep.Plan, rep.Fields, rep.Size = res.Plan, res.Fields, res.Size

@@ -242,12 +242,13 @@ func (c *Candidate) MountReadOnly(dir string) (*diskops.Mounted, error) {
 		if lerr != nil {
 			err = fmt.Errorf("%w (%v)", err, lerr)
 		}
-		return nil, fmt.Errorf("capture: mounting %s read-only: %w", c.where(), err)
+		return nil, fmt.Errorf("capture: mounting %s read-only: %w", c.Where(), err)
 	}
 	return m, nil
 }
 
-func (c *Candidate) where() string {
+// Where names the disk and partition, for messages.
+func (c *Candidate) Where() string {
 	if c.Partition > 0 {
 		return fmt.Sprintf("%s partition %d", c.DiskPath, c.Partition)
 	}
@@ -293,10 +294,10 @@ func FindInstalledRoots(ctx context.Context, disks []*diskops.Disk, o FindOption
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			looked = append(looked, c.where()+" ("+c.FS.Type+")")
+			looked = append(looked, c.Where()+" ("+c.FS.Type+")")
 			sys, err := c.inspect(o.TempDir)
 			if err != nil {
-				logf("%s: %v", c.where(), err)
+				logf("%s: %v", c.Where(), err)
 				continue
 			}
 			c.System = sys
