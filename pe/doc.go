@@ -13,7 +13,8 @@
 // the PE, running only the read-only requirements and select-disk steps.
 //
 // Step types: requirements, select-disk, partition, format, mount, fetch,
-// apply-image, setup, bootfiles, run, reboot, poweroff, capture-image. Every step may have
+// apply-image, setup, bootfiles, run, reboot, poweroff, capture-image,
+// capture-state, pull-state, clean. Every step may have
 // a name (default: its type; names are unique, the journal keys on them)
 // and a `when:` condition over facts (firmware, arch, memory, cpus, disk,
 // disk-size, boot, var.NAME from minint.var.NAME= on the kernel command
@@ -35,6 +36,26 @@
 // verify); apply-image first empties the root except /minint; setup and
 // bootfiles rewrite their files; run steps run again (make them idempotent);
 // reboot/poweroff are recorded as done before they happen.
+//
+// # Refresh in place
+//
+// `minint stage` on a running system captures its user state into
+// /minint/state, copies the PE and the sequence into /minint/pe and onto the
+// ESP, and arms a one-shot boot of the PE with minint.staged=UUID=<root
+// file system> on its command line. The PE then loads the sequence from
+// that file system and runs, typically: mount (existing: true: the staged
+// root and the ESP beside it, no partitioning), capture-state (again, now
+// that nothing runs), fetch, clean, apply-image, setup (restore-state),
+// bootfiles, reboot. Until clean, nothing outside /minint is written, and
+// a failure reboots into the old system (peinit, with minint.done=reboot;
+// Run's error then does not wrap ErrChanged). clean first checks that the
+// package is staged and verified and the state captured, then makes the
+// PE the persistent boot default (loader.conf and LoaderEntryDefault), so
+// a power cut during clean or apply boots the PE again and it resumes;
+// bootfiles gives the default to the new system and removes the PE's entry
+// and files from the ESP. The journal is tied to its staging (a PE staged
+// again starts over), and capture-state refuses to run once cleaning has
+// begun, whatever the journal says. See refresh.go.
 //
 // # Packages and verification
 //
