@@ -2,6 +2,7 @@ package huffman
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -89,6 +90,40 @@ func TestMakeCodeDegenerate(t *testing.T) {
 		table := make([]uint32, 128)
 		if err := BuildDecodeTable(table, lens, 7, 7, make([]uint16, 8)); err != nil {
 			t.Fatalf("single symbol %d: %v", s, err)
+		}
+	}
+}
+
+// TestSortSyms checks the radix sort against a comparison sort: codes (and
+// so compressed output) depend on the exact order, ties included.
+func TestSortSyms(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var e Encoder
+	for iter := range 500 {
+		n := 1 + rng.IntN(800)
+		e.syms = e.syms[:0]
+		for s := range n {
+			var f uint64
+			switch rng.IntN(3) {
+			case 0:
+				f = 1 + uint64(rng.IntN(4))
+			case 1:
+				f = uint64(1) << rng.IntN(31)
+			default:
+				f = uint64(rng.IntN(70000))
+			}
+			if f != 0 {
+				e.syms = append(e.syms, f<<16|uint64(s))
+			}
+		}
+		if len(e.syms) == 0 {
+			continue
+		}
+		want := slices.Clone(e.syms)
+		slices.Sort(want)
+		e.sortSyms()
+		if !slices.Equal(e.syms, want) {
+			t.Fatalf("iter %d: radix order differs from sorted order", iter)
 		}
 	}
 }
