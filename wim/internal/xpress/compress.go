@@ -32,10 +32,10 @@ type Compressor struct {
 	lens     [numSymbols]uint8
 	codes    [numSymbols]uint32
 	enc      huffman.Encoder
-	// out receives the bitstream: it is large enough for any chunk, so
-	// writing needs no overflow checks; the result is copied to the
-	// caller's buffer if it fits.
-	out []byte
+	// out receives the compressed chunk: it is large enough for any
+	// chunk, so writing needs no overflow checks; the result is copied to
+	// the caller's buffer if it fits.
+	out *[outMask + 8]byte
 }
 
 // An item is a literal or a match packed into 64 bits, as wimlib does:
@@ -51,6 +51,12 @@ func matchItem(length, offset int) (item uint64, sym int) {
 	return uint64(sym) | uint64(adj)<<9 | uint64(log2)<<25 | uint64(offset-1<<log2)<<29, sym
 }
 
+// outMask+1 bounds the size of a compressed chunk of up to 64 KiB: the
+// code lengths, then at most 15 bits (a literal's longest codeword) per
+// input byte, a match of 3 bytes or more taking at most 15+15 bits and 3
+// length bytes, and the end-of-data symbol and final units.
+const outMask = 1<<18 - 1
+
 // NewCompressor prepares for chunks of up to maxChunk bytes (32768 default
 // in WIM; XPRESS offsets limit chunks to 64 KiB).
 func NewCompressor(maxChunk int) *Compressor {
@@ -61,9 +67,7 @@ func NewCompressor(maxChunk int) *Compressor {
 		maxChunk: maxChunk,
 		mf:       newFinder(),
 		items:    make([]uint64, maxChunk+1),
-		// Worst case: 15-bit codewords for literals; a match (3 bytes or
-		// more) takes at most 15+16 bits and 3 length bytes.
-		out: make([]byte, headerSize+2*maxChunk+8),
+		out:      new([outMask + 8]byte),
 	}
 }
 
@@ -198,39 +202,53 @@ func (c *Compressor) write() int {
 	for i := range headerSize {
 		out[i] = c.lens[2*i] | c.lens[2*i+1]<<4
 	}
-	out = out[headerSize:]
+	// The bit writer is written out at each use rather than as a closure
+	// or method, and positions are masked to the buffer's fixed size,
+	// which they never reach: the compiler then keeps the writer's state
+	// in registers and drops the bounds checks.
 	var buf, count uint32
-	nb, nb2, next := 0, 2, 4
+	nb, nb2, next := headerSize, headerSize+2, headerSize+4
 	lens, codes := &c.lens, &c.codes
-	put := func(v, n uint32) {
-		count += n
-		buf = buf<<n | v
-		if count > 16 {
-			count -= 16
-			binary.LittleEndian.PutUint16(out[nb:], uint16(buf>>count))
-			nb, nb2 = nb2, next
-			next += 2
-		}
-	}
 	for _, it := range c.items[:c.nitems] {
 		sym := it & 0x1FF
-		put(codes[sym], uint32(lens[sym]))
+		n := uint32(lens[sym])
+		count += n
+		buf = buf<<n | codes[sym]
+		if count > 16 {
+			count -= 16
+			binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf>>count))
+			nb, nb2, next = nb2, next, next+2
+		}
 		if sym < numChars {
 			continue
 		}
 		if adj := uint32(it>>9) & 0xFFFF; adj >= 0xF {
 			b := min(adj-0xF, 0xFF)
-			out[next] = byte(b)
+			out[next&outMask] = byte(b)
 			next++
 			if b == 0xFF {
-				binary.LittleEndian.PutUint16(out[next:], uint16(adj))
+				binary.LittleEndian.PutUint16(out[next&outMask:], uint16(adj))
 				next += 2
 			}
 		}
-		put(uint32(it>>29), uint32(it>>25)&0xF)
+		n = uint32(it>>25) & 0xF
+		count += n
+		buf = buf<<n | uint32(it>>29)
+		if count > 16 {
+			count -= 16
+			binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf>>count))
+			nb, nb2, next = nb2, next, next+2
+		}
 	}
-	put(codes[endOfDataSym], uint32(lens[endOfDataSym]))
-	binary.LittleEndian.PutUint16(out[nb:], uint16(buf<<(16-count)))
-	binary.LittleEndian.PutUint16(out[nb2:], 0)
-	return headerSize + next
+	n := uint32(lens[endOfDataSym])
+	count += n
+	buf = buf<<n | codes[endOfDataSym]
+	if count > 16 {
+		count -= 16
+		binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf>>count))
+		nb, nb2, next = nb2, next, next+2
+	}
+	binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf<<(16-count)))
+	binary.LittleEndian.PutUint16(out[nb2&outMask:], 0)
+	return next
 }
