@@ -101,6 +101,64 @@ func FindESP(d *Disk) (*PartitionInfo, error) {
 	return nil, fmt.Errorf("%w: %s has several EFI system partitions: %s", ErrAmbiguous, d.Path, strings.Join(c, ", "))
 }
 
+// FindBootPartition returns the FAT partition an MBR disk's syslinux boots
+// from (minint's BIOS layout has exactly one): the one partition with a
+// FAT file system. It refuses when there is none or several.
+func FindBootPartition(d *Disk) (*PartitionInfo, error) {
+	var idx []int
+	for i, p := range d.Partitions() {
+		if p.FS != nil && p.FS.Type == "vfat" {
+			idx = append(idx, i)
+		}
+	}
+	switch len(idx) {
+	case 0:
+		return nil, fmt.Errorf("%w: %s has no FAT boot partition", ErrNotFound, d.Path)
+	case 1:
+		return &d.Table.Partitions[idx[0]], nil
+	}
+	var c []string
+	for _, i := range idx {
+		c = append(c, partName(d, d.Table.Partitions[i]))
+	}
+	return nil, fmt.Errorf("%w: %s has several FAT partitions: %s", ErrAmbiguous, d.Path, strings.Join(c, ", "))
+}
+
+// SetSyslinuxDefault makes label the DEFAULT of syslinux/syslinux.cfg on
+// the mounted boot partition, durably (the BIOS counterpart of
+// SetLoaderDefault), and returns the previous default. The label must be
+// defined in the file.
+func SetSyslinuxDefault(bootDir, label string) (old string, err error) {
+	if label == "" || strings.ContainsAny(label, " \t\n") {
+		return "", fmt.Errorf("%w: syslinux label %q", ErrUnsafePath, label)
+	}
+	cfg := filepath.Join(bootDir, "syslinux/syslinux.cfg")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	found := false
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 2 && strings.EqualFold(f[0], "LABEL") && f[1] == label {
+			found = true
+		}
+		if len(f) >= 1 && strings.EqualFold(f[0], "DEFAULT") {
+			if len(f) > 1 && old == "" {
+				old = f[1]
+			}
+			continue
+		}
+		out = append(out, l)
+	}
+	if !found {
+		return "", fmt.Errorf("%w: %s defines no label %s", ErrNotFound, cfg, label)
+	}
+	out = append([]string{"DEFAULT " + label}, out...)
+	return old, writeFileSync(cfg, []byte(strings.Join(out, "\n")+"\n"), 0o644)
+}
+
 // SetLoaderDefault makes systemd-boot's loader.conf on the mounted ESP
 // name entry (e.g. "minint-pe.conf") as its default, keeping the file's
 // other lines, and returns the previous default ("" if none). The file is

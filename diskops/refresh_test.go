@@ -152,3 +152,38 @@ func TestLoaderDefaultVariable(t *testing.T) {
 		t.Errorf("clearing twice: %v", err)
 	}
 }
+
+func TestFindBootPartition(t *testing.T) {
+	d := &Disk{Path: "/dev/sda", Table: &Table{Type: "mbr", Partitions: []PartitionInfo{
+		{Number: 1, FS: &Filesystem{Type: "vfat"}}, {Number: 2, FS: &Filesystem{Type: "ext4"}}}}}
+	p, err := FindBootPartition(d)
+	if err != nil || p.Number != 1 {
+		t.Fatalf("boot partition %+v, %v", p, err)
+	}
+	d.Table.Partitions = append(d.Table.Partitions, PartitionInfo{Number: 3, FS: &Filesystem{Type: "vfat"}})
+	if _, err := FindBootPartition(d); !errors.Is(err, ErrAmbiguous) {
+		t.Errorf("two FAT partitions: %v", err)
+	}
+	d.Table.Partitions = d.Table.Partitions[1:2]
+	if _, err := FindBootPartition(d); !errors.Is(err, ErrNotFound) {
+		t.Errorf("no FAT partition: %v", err)
+	}
+}
+
+func TestSetSyslinuxDefault(t *testing.T) {
+	dir := t.TempDir()
+	cfg := "DEFAULT minint\nPROMPT 0\nTIMEOUT 0\n\nLABEL minint\n  LINUX /minint/6.1/vmlinuz\n"
+	writeFile(t, filepath.Join(dir, "syslinux/syslinux.cfg"), cfg)
+	if _, err := SetSyslinuxDefault(dir, "minint-pe"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("undefined label: %v", err)
+	}
+	writeFile(t, filepath.Join(dir, "syslinux/syslinux.cfg"), cfg+"\nLABEL minint-pe\n  LINUX /minint-pe/vmlinuz\n")
+	old, err := SetSyslinuxDefault(dir, "minint-pe")
+	if err != nil || old != "minint" {
+		t.Fatalf("old %q, %v", old, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "syslinux/syslinux.cfg"))
+	if want := "DEFAULT minint-pe\nPROMPT 0\nTIMEOUT 0\n\nLABEL minint\n  LINUX /minint/6.1/vmlinuz\n\nLABEL minint-pe\n  LINUX /minint-pe/vmlinuz\n"; string(b) != want {
+		t.Errorf("syslinux.cfg:\n%s\nwant\n%s", b, want)
+	}
+}

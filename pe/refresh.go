@@ -49,6 +49,9 @@ import (
 const (
 	PEEntry  = "minint-pe.conf"
 	PEESPDir = "minint-pe"
+	// PESyslinuxLabel is stage's label in syslinux.cfg on BIOS machines
+	// (stage.PELabel); bootfiles' new syslinux.cfg drops it.
+	PESyslinuxLabel = "minint-pe"
 	// StagedSequence is the sequence stage copies, relative to the staged
 	// root.
 	StagedSequence = "minint/pe/sequence.yaml"
@@ -177,9 +180,16 @@ func (r *runner) mountExisting(s *Mount) error {
 	return r.save()
 }
 
+// espPart is the partition the loaders boot from: the ESP, or on a BIOS
+// disk the FAT boot partition syslinux lives on.
 func espPart(parts []Part) (Part, bool) {
 	for _, p := range parts {
 		if p.Type == "esp" {
+			return p, true
+		}
+	}
+	for _, p := range parts {
+		if p.FS == "vfat" {
 			return p, true
 		}
 	}
@@ -259,12 +269,19 @@ func (b *SystemBackend) Staged(ctx context.Context, fsUUID string) (TargetDisk, 
 	if err != nil {
 		return TargetDisk{}, nil, err
 	}
+	// GPT: the ESP (UEFI, or a BIOS disk with both loaders); MBR: the
+	// FAT partition syslinux boots from.
+	name, typ := "esp", "esp"
 	e, err := diskops.FindESP(d)
+	if err != nil && d.Table != nil && d.Table.Type == "mbr" {
+		name, typ = "boot", "fat32"
+		e, err = diskops.FindBootPartition(d)
+	}
 	if err != nil {
 		return TargetDisk{}, nil, err
 	}
 	if e.FS == nil || e.FS.Type != "vfat" {
-		return TargetDisk{}, nil, fmt.Errorf("the ESP %s holds no FAT file system", e.Device)
+		return TargetDisk{}, nil, fmt.Errorf("the boot partition %s holds no FAT file system", e.Device)
 	}
 	part := func(pi *diskops.PartitionInfo, name, typ string) Part {
 		return Part{Planned: diskops.Planned{PartitionSpec: diskops.PartitionSpec{Name: name, Type: typ, FS: pi.FS.Type, Label: pi.FS.Label},
@@ -273,7 +290,7 @@ func (b *SystemBackend) Staged(ctx context.Context, fsUUID string) (TargetDisk, 
 	b.mu.Lock()
 	b.disk = d.Path
 	b.mu.Unlock()
-	return TargetDisk{Path: d.Path, Size: d.Size, Desc: diskops.Describe(d)}, []Part{part(e, "esp", "esp"), part(p, "root", "linux")}, nil
+	return TargetDisk{Path: d.Path, Size: d.Size, Desc: diskops.Describe(d)}, []Part{part(e, name, typ), part(p, "root", "linux")}, nil
 }
 
 // withESP mounts the ESP on a temporary directory for f.
@@ -295,12 +312,21 @@ func (b *SystemBackend) withESP(ctx context.Context, esp Part, f func(dir string
 	return err
 }
 
-// PinPE implements RefreshBackend: loader.conf's default (durable on the
-// disk, survives an NVRAM reset) and, under UEFI, LoaderEntryDefault,
+// PinPE implements RefreshBackend. Under UEFI: loader.conf's default
+// (durable on the disk, survives an NVRAM reset) and LoaderEntryDefault,
 // which systemd-boot prefers to loader.conf and which the old system may
-// have set to its own entry.
+// have set to its own entry. Under BIOS: syslinux.cfg's DEFAULT becomes
+// the label stage added (PESyslinuxLabel), whose boot-once is spent.
 func (b *SystemBackend) PinPE(ctx context.Context, esp Part) error {
 	return b.withESP(ctx, esp, func(dir string) error {
+		if _, err := os.Stat("/sys/firmware/efi"); err != nil {
+			old, err := diskops.SetSyslinuxDefault(dir, PESyslinuxLabel)
+			if err != nil {
+				return err
+			}
+			b.logf("syslinux.cfg: DEFAULT %s (was %q)", PESyslinuxLabel, old)
+			return nil
+		}
 		old, err := diskops.SetLoaderDefault(dir, PEEntry)
 		if err != nil {
 			return err
