@@ -116,6 +116,7 @@ func TestCaptureRedeploy(t *testing.T) {
 	// 2. The capture PE on the reference machine.
 	url := fmt.Sprintf("http://10.0.2.2:%d/images/ref.wim", dav.Port)
 	ciso := f.iso(t, "", "", "--capture", url)
+	refSum := fileDigest(t, disk1)
 	start := time.Now()
 	v = vm(t, ciso, disk1, qemu.BIOS, false, hook1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -135,6 +136,9 @@ func TestCaptureRedeploy(t *testing.T) {
 		t.Error("the capture PE did not power off")
 	}
 	t.Logf("captured and uploaded in %s: %s", time.Since(start).Round(time.Second), ev.Msg)
+	if fileDigest(t, disk1) != refSum {
+		t.Error("the capture PE wrote to the reference disk")
+	}
 	ents, _ := os.ReadDir(filepath.Join(www, "images"))
 	var names []string
 	for _, e := range ents {

@@ -412,7 +412,7 @@ func mountSource(c *capture.Candidate) string {
 
 func mountOpts(c *capture.Candidate, ro bool) diskops.MountOptions {
 	o := diskops.MountOptions{FSType: c.FS.Type, ReadOnly: ro}
-	if c.Device == "" {
+	if c.Device == "" && c.Partition > 0 {
 		o.Offset, o.Size = c.Offset, c.Size
 	}
 	return o

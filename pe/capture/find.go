@@ -234,7 +234,12 @@ func (c *Candidate) MountReadOnly(dir string) (*diskops.Mounted, error) {
 	src := c.Device
 	if src == "" {
 		src = c.DiskPath
-		o.Offset, o.Size = c.Offset, c.Size
+		// A partition without a kernel node goes through a loop device;
+		// a file system on the whole disk is mounted as it is (the PE
+		// has no loop driver).
+		if c.Partition > 0 {
+			o.Offset, o.Size = c.Offset, c.Size
+		}
 	}
 	lerr := LoadFilesystem(c.FS.Type)
 	m, err := diskops.Mount(src, dir, o)
