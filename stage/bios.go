@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/minint/minint/diskops"
+	"golang.org/x/sys/unix"
 )
 
 // PELabel is the syslinux label stage adds on BIOS machines and arms
@@ -163,7 +164,17 @@ func (o *Options) runSyslinux(res *Result, backup string) error {
 	if err != nil {
 		return err
 	}
-	if err := diskops.SetSyslinuxOnce(filepath.Join(o.SysRoot, b.disk.Path), b.part.Start, PELabel); err != nil {
+	disk := filepath.Join(o.SysRoot, b.disk.Path)
+	// The whole disk's page cache may hold the partition's FAT and
+	// directories from before the writes made through the partition:
+	// drop it, so the boot-once record is placed from what is on disk.
+	if f, err := os.Open(disk); err == nil {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeDevice != 0 {
+			unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0)
+		}
+		f.Close()
+	}
+	if err := diskops.SetSyslinuxOnce(disk, b.part.Start, PELabel); err != nil {
 		return fmt.Errorf("arming the one-shot boot: %w", err)
 	}
 	res.OneShot = PELabel
