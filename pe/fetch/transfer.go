@@ -332,10 +332,7 @@ func (t *Transfer) stream(resp *http.Response) {
 // consume reads the body from chunk i on, writing and verifying the chunks
 // nobody else has or is fetching, skipping the others.
 func (t *Transfer) consume(body io.Reader, i int) error {
-	stall := t.c.Stall
-	if stall <= 0 {
-		stall = 60 * time.Second
-	}
+	stall := t.stallLimit()
 	// A connection that goes silent is dropped and retried rather than
 	// waited on until the step's time limit.
 	rctx, rcancel := context.WithCancel(t.ctx)
@@ -421,14 +418,41 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 	return nil
 }
 
+func (t *Transfer) stallLimit() time.Duration {
+	if t.c.Stall > 0 {
+		return t.c.Stall
+	}
+	return 60 * time.Second
+}
+
+// kickReader calls kick after every read that returned data.
+type kickReader struct {
+	r    io.Reader
+	kick func()
+}
+
+func (k *kickReader) Read(p []byte) (int, error) {
+	n, err := k.r.Read(p)
+	if n > 0 {
+		k.kick()
+	}
+	return n, err
+}
+
 // fetchChunk gets chunk i with a Range request of its own (a reader needs
 // it long before the stream gets there).
 func (t *Transfer) fetchChunk(i int) {
 	defer t.wg.Done()
 	start := int64(i) * t.e.ChunkSize
 	end := start + t.chunkLen(i)
+	stall := t.stallLimit()
 	err := t.c.retry(t.ctx, fmt.Sprintf("GET %s bytes %d-%d", t.url, start, end-1), func() error {
-		req, err := http.NewRequestWithContext(t.ctx, "GET", t.url, nil)
+		// A request that goes silent is dropped and retried.
+		rctx, rcancel := context.WithCancel(t.ctx)
+		defer rcancel()
+		watchdog := time.AfterFunc(stall, rcancel)
+		defer watchdog.Stop()
+		req, err := http.NewRequestWithContext(rctx, "GET", t.url, nil)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrHTTP, err)
 		}
@@ -451,7 +475,10 @@ func (t *Transfer) fetchChunk(i int) {
 			return fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", t.url, start, resp.Header.Get("Content-Range"))
 		}
 		b := make([]byte, end-start)
-		if _, err := io.ReadFull(resp.Body, b); err != nil {
+		if _, err := io.ReadFull(&kickReader{resp.Body, func() { watchdog.Reset(stall) }}, b); err != nil {
+			if rctx.Err() != nil && t.ctx.Err() == nil {
+				return fmt.Errorf("GET %s bytes %d-%d: no data for %s", t.url, start, end-1, stall)
+			}
 			return err
 		}
 		if sha256.Sum256(b) != t.sums[i] {

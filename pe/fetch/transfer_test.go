@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,5 +353,52 @@ func TestTransferDropAndStall(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, data) {
 		t.Error("file differs")
+	}
+}
+
+// TestTransferRangeStall: an out-of-order chunk request that goes silent
+// is dropped after the stall limit and asked again.
+func TestTransferRangeStall(t *testing.T) {
+	dir, m, _, _ := pkg(t, 500000)
+	data, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+	var ranged atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rg := r.Header.Get("Range"); rg != "" && ranged.Add(1) == 1 {
+			w.Header().Set("Content-Range", strings.Replace(rg, "=", " ", 1)+"/500000")
+			w.WriteHeader(http.StatusPartialContent)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		if r.Header.Get("Range") == "" {
+			// The stream: slow, so the reader's chunk cannot come from it.
+			w.Header().Set("Content-Length", "500000")
+			for off := 0; off < len(data); off += 16 << 10 {
+				time.Sleep(30 * time.Millisecond)
+				if _, err := w.Write(data[off:min(off+16<<10, len(data))]); err != nil {
+					return
+				}
+			}
+			return
+		}
+		http.ServeContent(w, r, "image.wim", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	c := quick()
+	c.Stall = 200 * time.Millisecond
+	tr, err := c.StartTransfer(context.Background(), srv.URL+"/image.wim", filepath.Join(t.TempDir(), "x"), &m.Files[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	p := make([]byte, 1000)
+	if _, err := tr.ReadAt(p, 490000); err != nil || !bytes.Equal(p, data[490000:491000]) {
+		t.Fatalf("read of the last chunk: %v", err)
+	}
+	if n := ranged.Load(); n != 2 {
+		t.Errorf("%d range requests, want the stalled one and its retry", n)
+	}
+	if err := tr.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }
