@@ -171,6 +171,17 @@ func (o *Options) locateESP(disk string, need int64) error {
 	if p.Device == "" {
 		return fmt.Errorf("EFI system partition %s has no device node", describePart(d, p))
 	}
+	if mps := diskops.MountPoints(o.SysRoot, p.Device); len(mps) > 0 {
+		// Mounted somewhere unusual: use it there.
+		o.ESP = filepath.Join(o.SysRoot, mps[0])
+		if fi, err := os.Stat(filepath.Join(o.ESP, "loader")); err != nil || !fi.IsDir() {
+			return fmt.Errorf("EFI system partition %s, mounted on %s, has no loader/ directory (systemd-boot)", describePart(d, p), mps[0])
+		}
+		if free := freeBytes(o.ESP); free >= 0 && free < need {
+			return fmt.Errorf("EFI system partition %s: %d bytes free, the PE needs %d", describePart(d, p), free, need)
+		}
+		return nil
+	}
 	dir, done, err := mountTemp(filepath.Join(o.SysRoot, p.Device), true)
 	if err != nil {
 		return fmt.Errorf("EFI system partition %s: %w", describePart(d, p), err)
