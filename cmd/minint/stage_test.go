@@ -60,4 +60,16 @@ func TestStageCommand(t *testing.T) {
 	if code := runMain([]string{"stage", "--root", root}, &out, &errOut); code != 2 {
 		t.Errorf("missing --kernel: exit %d, want 2", code)
 	}
+	errOut.Reset()
+	if code := runMain([]string{"stage", "--root", root, "--capture-only", "--yes", "--countdown", "5m"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--yes") {
+		t.Errorf("--yes with a countdown: exit %d, want 2\n%s", code, errOut.String())
+	}
+	// --yes alone starts at once: a capture-only run finishes without input.
+	ev2 := filepath.Join(host, "events2.jsonl")
+	if code := runMain([]string{"stage", "--root", root, "--capture-only", "--yes", "--json-events", ev2}, &out, &errOut); code != 0 {
+		t.Errorf("--capture-only --yes: exit %d\n%s", code, errOut.String())
+	}
+	if b, _ := os.ReadFile(ev2); !strings.Contains(string(b), `"state":"done","data":{"bytes"`) || !strings.Contains(string(b), `"plan":["capture user state into `) {
+		t.Errorf("--capture-only --yes events:\n%s", b)
+	}
 }
