@@ -38,7 +38,7 @@ func TestReplace(t *testing.T) {
 	minint, guesttool := f.static(t, "./cmd/minint"), f.static(t, "./e2e/guesttool")
 	dir := t.TempDir()
 	peSeq := filepath.Join(dir, "pe-seq.yaml")
-	if err := os.WriteFile(peSeq, []byte("version: 1\nname: refresh\nsteps: []\n"), 0o644); err != nil {
+	if err := os.WriteFile(peSeq, []byte("version: 1\nname: refresh\nsteps:\n  - type: reboot\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 

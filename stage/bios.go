@@ -80,7 +80,7 @@ func (o *Options) locateSyslinux(disk string, need int64) error {
 		done()
 		if ok {
 			if free >= 0 && free < need {
-				return fmt.Errorf("syslinux boot partition %s: %d bytes free, the PE needs %d", describePart(d, p), free, need)
+				return fmt.Errorf("syslinux boot partition %s: %s free, the PE needs %s", describePart(d, p), human(free), human(need))
 			}
 			found = append(found, syslinuxBoot{d, p})
 		}

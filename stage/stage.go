@@ -17,6 +17,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -71,8 +73,13 @@ type Options struct {
 	// CaptureOnly stops after capturing (and pushing) the state.
 	CaptureOnly bool
 	// MinFree is the free space Root's filesystem needs beyond the PE
-	// files; MinMemory the RAM (bytes, 0: no check).
+	// files; MinMemory the RAM (bytes, 0: no check); MinCPUs the online
+	// CPUs. Firmwares, when set, are the only firmware types ("bios",
+	// "uefi") the sequence runs on. cmd/minint fills them from the task
+	// sequence's requirements steps.
 	MinFree, MinMemory int64
+	MinCPUs            int
+	Firmwares          []string
 	// DryRun checks and prints the plan, and changes nothing.
 	DryRun bool
 	// Log receives one line per action.
@@ -178,7 +185,7 @@ func (o *Options) locateESP(disk string, need int64) error {
 			return fmt.Errorf("EFI system partition %s, mounted on %s, has no loader/ directory (systemd-boot)", describePart(d, p), mps[0])
 		}
 		if free := freeBytes(o.ESP); free >= 0 && free < need {
-			return fmt.Errorf("EFI system partition %s: %d bytes free, the PE needs %d", describePart(d, p), free, need)
+			return fmt.Errorf("EFI system partition %s: %s free, the PE needs %s", describePart(d, p), human(free), human(need))
 		}
 		return nil
 	}
@@ -191,7 +198,7 @@ func (o *Options) locateESP(disk string, need int64) error {
 		return fmt.Errorf("EFI system partition %s has no loader/ directory (systemd-boot)", describePart(d, p))
 	}
 	if free := freeBytes(dir); free >= 0 && free < need {
-		return fmt.Errorf("EFI system partition %s: %d bytes free, the PE needs %d", describePart(d, p), free, need)
+		return fmt.Errorf("EFI system partition %s: %s free, the PE needs %s", describePart(d, p), human(free), human(need))
 	}
 	o.espPart, o.espDisk = &p, d
 	return nil
@@ -310,7 +317,7 @@ func Check(o *Options) []string {
 			case esp != "":
 				o.ESP = esp
 				if free := freeBytes(esp); free >= 0 && free < need {
-					bad = append(bad, fmt.Sprintf("ESP %s: %d bytes free, the PE needs %d", esp, free, need))
+					bad = append(bad, fmt.Sprintf("ESP %s: %s free, the PE needs %s", esp, human(free), human(need)))
 				}
 			default:
 				if err := o.locateESP(disk, need); err != nil {
@@ -326,13 +333,25 @@ func Check(o *Options) []string {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(o.Root, &st); err == nil {
 		if free := int64(st.Bavail) * int64(st.Bsize); free < need*2+o.MinFree {
-			bad = append(bad, fmt.Sprintf("%s: %d bytes free, need %d (PE twice plus %d)", o.Root, free, need*2+o.MinFree, o.MinFree))
+			bad = append(bad, fmt.Sprintf("free space on %s: %s, need %s (the PE twice plus %s)", o.Root, human(free), human(need*2+o.MinFree), human(o.MinFree)))
 		}
 	}
 	if o.MinMemory > 0 {
 		var si syscall.Sysinfo_t
 		if err := syscall.Sysinfo(&si); err == nil && int64(si.Totalram)*int64(si.Unit) < o.MinMemory {
-			bad = append(bad, fmt.Sprintf("memory: %d bytes, need %d", int64(si.Totalram)*int64(si.Unit), o.MinMemory))
+			bad = append(bad, fmt.Sprintf("memory: %s, the sequence needs %s", human(int64(si.Totalram)*int64(si.Unit)), human(o.MinMemory)))
+		}
+	}
+	if n := runtime.NumCPU(); o.MinCPUs > 0 && n < o.MinCPUs {
+		bad = append(bad, fmt.Sprintf("CPUs: %d, the sequence needs %d", n, o.MinCPUs))
+	}
+	if len(o.Firmwares) > 0 && !o.CaptureOnly {
+		fw := "uefi"
+		if o.bios() {
+			fw = "bios"
+		}
+		if !slices.Contains(o.Firmwares, fw) {
+			bad = append(bad, fmt.Sprintf("firmware: this machine boots with %s, the sequence runs on %s only", fw, strings.Join(o.Firmwares, ", ")))
 		}
 	}
 	if o.StateStore != "" && !netstore.IsRemote(o.StateStore) && !filepath.IsAbs(o.StateStore) {
@@ -523,6 +542,21 @@ func (o *Options) backupRoot(dir string) error {
 		}
 	}
 	return nil
+}
+
+// human writes a byte count the way people read it.
+func human(n int64) string {
+	switch {
+	case n >= 1<<40:
+		return fmt.Sprintf("%.1f TiB", float64(n)/(1<<40))
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 func copyFile(src, dst string) error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/pe"
 	"github.com/minint/minint/stage"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -81,7 +82,23 @@ func runStage(fs *pflag.FlagSet, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 
-	if bad := stage.Check(&o); len(bad) > 0 {
+	var seqBad []string
+	if o.Sequence != "" && !o.CaptureOnly {
+		// A sequence the PE would refuse is found now, while the old
+		// system still runs; its requirements steps are checked here too.
+		if seq, err := pe.LoadFile(o.Sequence); err != nil {
+			seqBad = append(seqBad, fmt.Sprintf("task sequence: %v", err))
+		} else {
+			for _, st := range seq.Steps {
+				if r, ok := st.(*pe.Requirements); ok {
+					o.MinMemory = max(o.MinMemory, int64(r.MinMemory))
+					o.MinCPUs = max(o.MinCPUs, r.MinCPUs)
+					o.Firmwares = append(o.Firmwares, r.Firmware...)
+				}
+			}
+		}
+	}
+	if bad := append(seqBad, stage.Check(&o)...); len(bad) > 0 {
 		r.Emit(progress.Event{Kind: "stage", State: "failed", Error: "requirements not met", Data: map[string]any{"problems": bad}})
 		return fmt.Errorf("%w:\n  %s", stage.ErrRequirements, strings.Join(bad, "\n  "))
 	}

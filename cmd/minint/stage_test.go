@@ -26,9 +26,10 @@ func TestStageCommand(t *testing.T) {
 		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
 		os.WriteFile(filepath.Join(root, p), []byte(c), 0o644)
 	}
-	for _, n := range []string{"vmlinuz", "initramfs.img", "seq.yaml"} {
+	for _, n := range []string{"vmlinuz", "initramfs.img"} {
 		os.WriteFile(filepath.Join(host, n), []byte(n), 0o644)
 	}
+	os.WriteFile(filepath.Join(host, "seq.yaml"), []byte("version: 1\nname: refresh\nsteps:\n  - type: reboot\n"), 0o644)
 	efivars := filepath.Join(host, "efivars")
 	os.MkdirAll(efivars, 0o755)
 	events := filepath.Join(host, "events.jsonl")
@@ -56,6 +57,31 @@ func TestStageCommand(t *testing.T) {
 	var ev map[string]any
 	if err := json.Unmarshal([]byte(last[len(last)-1]), &ev); err != nil || ev["event"] != "stage" || ev["state"] != "done" {
 		t.Errorf("last event %s (%v)", last[len(last)-1], err)
+	}
+	// The sequence's requirements are the machine's; a sequence the PE
+	// would refuse is refused now. Every problem is reported at once.
+	os.WriteFile(filepath.Join(host, "big.yaml"), []byte("version: 1\nname: big\nsteps:\n  - type: requirements\n    min-cpus: 4096\n    min-memory: 64TiB\n    firmware: [bios]\n  - type: reboot\n"), 0o644)
+	os.WriteFile(filepath.Join(host, "bad.yaml"), []byte("version: 1\nname: bad\nsteps:\n  - type: warp\n"), 0o644)
+	for seq, wants := range map[string][]string{
+		"big.yaml": {"CPUs: ", "the sequence needs 4096", "memory: ", "the sequence needs 64.0 TiB", "firmware: this machine boots with uefi, the sequence runs on bios only"},
+		"bad.yaml": {"task sequence: ", "warp"},
+	} {
+		a := append([]string(nil), args...)
+		for i := range a {
+			if a[i] == filepath.Join(host, "seq.yaml") {
+				a[i] = filepath.Join(host, seq)
+			}
+		}
+		errOut.Reset()
+		code := runMain(append(a, "--dry-run"), &out, &errOut)
+		if code != 1 || !strings.Contains(errOut.String(), "requirements not met") {
+			t.Errorf("%s: exit %d, want 1 with the requirements report\n%s", seq, code, errOut.String())
+		}
+		for _, w := range wants {
+			if !strings.Contains(errOut.String(), w) {
+				t.Errorf("%s: report lacks %q:\n%s", seq, w, errOut.String())
+			}
+		}
 	}
 	if code := runMain([]string{"stage", "--root", root}, &out, &errOut); code != 2 {
 		t.Errorf("missing --kernel: exit %d, want 2", code)
