@@ -19,6 +19,7 @@ var (
 	niceLen     = 32
 	skipStep    = 4
 	maxLazy     = 8 // longer matches are taken without the lazy check
+	skipDense   = 8 // positions inserted one by one at the start of a match
 )
 
 // Compressor is reusable, not safe for concurrent use.
@@ -110,21 +111,27 @@ func (c *Compressor) parse(in []byte) bool {
 	// Positions are hashed by their first four bytes; the last three are
 	// left as literals (or covered by matches reaching the end).
 	end := n - 3
+	// Large chunks are probed for incompressible data once the first
+	// probeSize positions are parsed.
+	lim := end
+	if n >= 2*probeSize {
+		lim = probeSize
+	}
 	i := 0
-	probed := n < 2*probeSize
-	for i < end {
-		if !probed && i >= probeSize {
-			probed = true
+	for {
+		var curLen, curOff int
+		i, curLen, curOff = c.scan(i, lim, n, tooFar)
+		if curLen == 0 {
+			if lim == end {
+				break
+			}
 			if c.matched < probeSize/64 && entropy(in[:probeSize]) > 7.9 {
 				return false
 			}
-		}
-		curLen, curOff := mf.longest(i, n, 0, searchDepth)
-		i++
-		if curLen < minMatchLen || curLen == minMatchLen && curOff >= tooFar {
-			c.literal(in[i-1])
+			lim = end
 			continue
 		}
+		i++
 		// i is one past the start of the current match.
 		for {
 			if curLen >= niceLen || curLen >= maxLazy || i >= end {
@@ -151,6 +158,84 @@ func (c *Compressor) parse(in []byte) bool {
 		c.literal(in[i])
 	}
 	return true
+}
+
+// scan inserts and searches positions from i up to lim (lim+3 <= n),
+// recording literals, until one starts a match worth taking, and returns
+// that position and match; (lim or i, 0, 0) when none does.
+//
+// It is the loop over literal positions, where most positions are spent,
+// and has the search of finder.longest written out in it: Go's calling
+// convention keeps no registers across calls, and a call per position
+// would spill and reload the loop's state each time.
+func (c *Compressor) scan(i, lim, n, tooFar int) (pos, length, offset int) {
+	f := c.mf
+	freqs := &c.freqs
+	items := c.items
+	k := c.nitems
+	for ; i < lim; i++ {
+		v := f.load32(i)
+		p := uint16(i + 1)
+		h3 := hash3(v)
+		cand3 := f.head3[h3]
+		f.head3[h3] = p
+		h4 := hash4(v)
+		cand := f.head4[h4]
+		f.prev[uint16(i)] = cand
+		f.head4[h4] = p
+
+		maxLen := min(maxMatchLen, n-i)
+		nice := min(niceLen, maxLen)
+		depth := searchDepth
+		bestLen := 0
+		// The first 4-byte match, as in finder.longest.
+		for ; depth > 0 && cand != 0; depth-- {
+			q := int(cand) - 1
+			cand = f.prev[cand-1]
+			if f.load32(q) == v {
+				depth--
+				bestLen = f.matchLen(q, i, maxLen)
+				offset = i - q
+				break
+			}
+		}
+		if bestLen == 0 {
+			if cand3 != 0 {
+				q := int(cand3) - 1
+				if f.load32(q)<<8 == v<<8 && i-q < tooFar {
+					c.nitems = k
+					return i, minMatchLen, i - q
+				}
+			}
+			b := f.win[uint16(i)]
+			freqs[b]++
+			items[k] = literalItem(b)
+			k++
+			continue
+		}
+		if bestLen < nice {
+			want := f.load16(i + bestLen - 1)
+			for ; depth > 0 && cand != 0; depth-- {
+				q := int(cand) - 1
+				cand = f.prev[cand-1]
+				if f.load16(q+bestLen-1) != want || f.load32(q) != v {
+					continue
+				}
+				l := f.matchLen(q, i, maxLen)
+				if l > bestLen {
+					bestLen, offset = l, i-q
+					if l >= nice {
+						break
+					}
+					want = f.load16(i + l - 1)
+				}
+			}
+		}
+		c.nitems = k
+		return i, bestLen, offset
+	}
+	c.nitems = k
+	return i, 0, 0
 }
 
 // probeSize is how much of a chunk is parsed before giving up on

@@ -63,7 +63,7 @@ func (f *finder) insert(i int) {
 // only every skipStep-th and the last ones, trading a little ratio for
 // speed. end+3 <= chunk length.
 func (f *finder) skip(i, end int) {
-	dense := min(i+8, end)
+	dense := min(i+skipDense, end)
 	for ; i < dense; i++ {
 		f.insert(i)
 	}
