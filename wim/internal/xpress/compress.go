@@ -298,10 +298,10 @@ func (c *Compressor) write() int {
 		sym := it & 0x1FF
 		n := uint32(lens[sym])
 		count += n
-		buf = buf<<n | codes[sym]
+		buf = buf<<(n&31) | codes[sym]
 		if count > 16 {
 			count -= 16
-			binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf>>count))
+			binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf>>(count&31)))
 			nb, nb2, next = nb2, next, next+2
 		}
 		if sym < numChars {
@@ -318,22 +318,22 @@ func (c *Compressor) write() int {
 		}
 		n = uint32(it>>25) & 0xF
 		count += n
-		buf = buf<<n | uint32(it>>29)
+		buf = buf<<(n&31) | uint32(it>>29)
 		if count > 16 {
 			count -= 16
-			binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf>>count))
+			binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf>>(count&31)))
 			nb, nb2, next = nb2, next, next+2
 		}
 	}
 	n := uint32(lens[endOfDataSym])
 	count += n
-	buf = buf<<n | codes[endOfDataSym]
+	buf = buf<<(n&31) | codes[endOfDataSym]
 	if count > 16 {
 		count -= 16
-		binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf>>count))
+		binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf>>(count&31)))
 		nb, nb2, next = nb2, next, next+2
 	}
-	binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf<<(16-count)))
+	binary.LittleEndian.PutUint16(out[nb&outMask:], uint16(buf<<((16-count)&31)))
 	binary.LittleEndian.PutUint16(out[nb2&outMask:], 0)
 	return next
 }
