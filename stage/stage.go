@@ -5,9 +5,18 @@
 // arranges a one-shot boot into the PE, so that if anything goes wrong
 // before the PE takes over, the next boot is the old system again.
 //
-// Everything works on Options.Root and Options.ESP and an EFI variable
-// directory, so tests run it against a temporary tree and a plain directory
-// standing in for efivarfs. Rebooting is the caller's job (cmd/minint).
+// The PE's kernel command line gets minint.staged=UUID=<uuid>, the
+// filesystem holding /minint, read from the superblock of the device
+// under Root. The one-shot boot is systemd-boot's LoaderEntryOneShot on
+// UEFI (the ESP mounted where the system keeps it, or found on Root's disk
+// and mounted for the time needed) and syslinux's boot-once on BIOS (a
+// label on the FAT boot partition of Root's disk, minint's own BIOS boot
+// files).
+//
+// Everything works on Options.Root, Options.SysRoot and an EFI variable
+// directory, so tests run it against temporary trees and a plain
+// directory standing in for efivarfs. Rebooting is the caller's job
+// (cmd/minint).
 package stage
 
 import (
