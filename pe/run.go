@@ -165,6 +165,15 @@ func (r *runner) stageOrStream(e *fetch.Entry) string {
 		return "stage"
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
+	// A download from an earlier boot is continued, not duplicated: its
+	// blocks count as free (else a resumed run could switch to stream).
+	dest := filepath.Join(r.staging, path.Base(e.Path))
+	for _, p := range []string{dest, dest + ".part"} {
+		var fs unix.Stat_t
+		if unix.Stat(p, &fs) == nil {
+			free += fs.Blocks * 512
+		}
+	}
 	if free >= e.Size+e.Size/10+64<<20 && len(e.Chunks) > 0 {
 		return "pipeline"
 	}
