@@ -271,7 +271,9 @@ func hashFiles(files []*File, threads int) error {
 					}
 					defer r.Close()
 					h := sha1.New()
-					n, err := io.CopyBuffer(h, r, buf)
+					// Hide the file's WriteTo: io.CopyBuffer would use it
+					// and allocate a fresh buffer for every file.
+					n, err := io.CopyBuffer(h, struct{ io.Reader }{r}, buf)
 					if err != nil {
 						return fmt.Errorf("wim: reading %s: %w", f.srcPath, err)
 					}

@@ -238,10 +238,17 @@ func (w *Writer) writeBlobs(srcs []*blobSource, progress func(int64)) error {
 			}
 			return true
 		}
-		pf := newPrefetcher(srcs, max(4, 2*threads), cancel)
+		pf := newPrefetcher(srcs, max(4, 2*threads), cs, &bufPool, cancel)
 		for si, s := range srcs {
 			n := int((s.size + int64(cs) - 1) / int64(cs))
-			rc, err := pf.open(si)
+			if pre := pf.take(si); pre != nil {
+				// Read ahead: the chunks are already in pool buffers.
+				if !sendPrefetched(s, pre, n, send) {
+					return
+				}
+				continue
+			}
+			rc, err := s.open()
 			if err != nil {
 				send(&chunkTask{src: s, err: err, done: make(chan struct{})})
 				return
@@ -401,7 +408,10 @@ const prefetchMax = 1 << 20
 
 // prefetcher reads the next small sources on several goroutines while the
 // current one is being compressed: capture of many small files is bound by
-// open/read latency, not by the single reading goroutine's CPU.
+// open/read latency, not by the single reading goroutine's CPU. Files are
+// read straight into the pipeline's chunk buffers, so read-ahead neither
+// allocates per file nor copies the data again; at most n files (each
+// prefetchMax at most) are held at once.
 type prefetcher struct {
 	srcs  []*blobSource
 	slots chan struct{}
@@ -409,12 +419,13 @@ type prefetcher struct {
 }
 
 type prefetched struct {
-	data []byte
-	err  error
-	done chan struct{}
+	chunks [][]byte // the file's data in chunk-size pool buffers
+	grew   bool     // the file had more data than its size when scanned
+	err    error
+	done   chan struct{}
 }
 
-func newPrefetcher(srcs []*blobSource, n int, cancel chan struct{}) *prefetcher {
+func newPrefetcher(srcs []*blobSource, n, cs int, pool *sync.Pool, cancel chan struct{}) *prefetcher {
 	p := &prefetcher{srcs: srcs, slots: make(chan struct{}, n), items: make([]*prefetched, len(srcs))}
 	for i, s := range srcs {
 		if s.size <= prefetchMax {
@@ -434,30 +445,42 @@ func newPrefetcher(srcs []*blobSource, n int, cancel chan struct{}) *prefetcher 
 			}
 			go func() {
 				defer close(it.done)
-				rc, err := s.open()
-				if err != nil {
-					it.err = err
-					return
-				}
-				defer rc.Close()
-				// One byte more than expected detects files that grew.
-				it.data = make([]byte, s.size+1)
-				n, err := io.ReadFull(rc, it.data)
-				it.data = it.data[:n]
-				if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-					it.err = fmt.Errorf("wim: reading %s: %w", s.path, err)
-				}
+				it.err = it.read(s, cs, pool)
 			}()
 		}
 	}()
 	return p
 }
 
-// open returns source i, from memory if it was read ahead.
-func (p *prefetcher) open(i int) (io.ReadCloser, error) {
+func (it *prefetched) read(s *blobSource, cs int, pool *sync.Pool) error {
+	rc, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	for left := s.size; left > 0; {
+		b := pool.Get().([]byte)[:min(left, int64(cs))]
+		it.chunks = append(it.chunks, b)
+		if _, err := io.ReadFull(rc, b); err != nil {
+			return fmt.Errorf("wim: reading %s: %w (file changed during capture?)", s.path, noEOF(err))
+		}
+		left -= int64(len(b))
+	}
+	var one [1]byte
+	k, err := rc.Read(one[:])
+	it.grew = k != 0
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("wim: reading %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// take waits for source i if it is read ahead and returns it (nil if it
+// is not), releasing its slot for the next file.
+func (p *prefetcher) take(i int) *prefetched {
 	it := p.items[i]
 	if it == nil {
-		return p.srcs[i].open()
+		return nil
 	}
 	<-it.done
 	<-p.slots
@@ -465,10 +488,34 @@ func (p *prefetcher) open(i int) (io.ReadCloser, error) {
 	// reachable until the last source is written, and capture's memory
 	// grows with the tree.
 	p.items[i] = nil
-	if it.err != nil {
-		return nil, it.err
+	return it
+}
+
+// sendPrefetched queues the n chunks of a read-ahead source, hashing them
+// on the way, and reports whether the pipeline goes on.
+func sendPrefetched(s *blobSource, pre *prefetched, n int, send func(*chunkTask) bool) bool {
+	if pre.err != nil {
+		send(&chunkTask{src: s, err: pre.err, done: make(chan struct{})})
+		return false
 	}
-	return io.NopCloser(byteReader(it.data)), nil
+	h := sha1.New()
+	for i, b := range pre.chunks {
+		t := &chunkTask{src: s, idx: i, nchunks: n, data: b, done: make(chan struct{})}
+		h.Write(b)
+		if i == n-1 {
+			h.Sum(t.hash[:0])
+			if pre.grew {
+				t.err = fmt.Errorf("wim: %s grew during capture", s.path)
+			} else if s.hashKnown && t.hash != s.hash {
+				t.err = fmt.Errorf("wim: %s changed during capture", s.path)
+			}
+		}
+		failed := t.err != nil // workers may write t.err once sent
+		if !send(t) || failed {
+			return false
+		}
+	}
+	return true
 }
 
 // addImage stores a finished tree: its metadata resource and XML entry.
