@@ -123,7 +123,16 @@ func formatExt4(ctx context.Context, f *os.File, off, size int64, s FormatSpec) 
 	if s.Progress != nil {
 		b = countingStorage{Storage: b, progress: s.Progress, done: new(int64)}
 	}
-	_, err = ext4.Create(b, size, off, 512, &ext4.Params{UUID: &parsed, VolumeName: s.Label})
+	// 4 KiB blocks from 128 MiB up: go-diskfs picks 1 KiB below 512 MiB,
+	// and an ext4 with 1 KiB blocks cannot hold an inode's xattrs beyond
+	// ~1 KiB, so applying an image with larger ones (ACLs, IMA, a user's
+	// xattrs) would fail with "no space left" on a small root. (Below
+	// 128 MiB go-diskfs cannot lay out 4 KiB blocks with a resize inode.)
+	p := &ext4.Params{UUID: &parsed, VolumeName: s.Label}
+	if size >= 128<<20 {
+		p.SectorsPerBlock = 8
+	}
+	_, err = ext4.Create(b, size, off, 512, p)
 	if err != nil {
 		return nil, fmt.Errorf("creating ext4: %w", err)
 	}

@@ -15,6 +15,14 @@
 // written), TestUnsignedNetworkSequence, TestRequirementsNotMet (128 MiB
 // disk: nothing written), TestPowerCutResume (QEMU killed during a slow
 // download, during apply and after apply before the boot files; the
-// next boot resumes from the journal). MININT_E2E_CONSOLE=1 copies the
+// next boot resumes from the journal), TestCaptureRedeploy (deploy, change
+// the system, the capture PE uploads a generalized WIM to WebDAV, redeploy
+// to a blank VM with a new identity, the reference unchanged),
+// TestCaptureAmbiguous (xfs and btrfs systems: the PE loads their modules
+// and refuses to choose, listing both), TestReplace and
+// TestReplaceIncompleteStore (user state through an nginx WebDAV store to
+// another machine), and the refresh tests in refresh_test.go.
+// Tests act inside deployed guests through the sample OS's test hook
+// (hook_test.go) and e2e/guesttool. MININT_E2E_CONSOLE=1 copies the
 // guests' consoles to stderr.
 package e2e

@@ -18,6 +18,7 @@ PKGS=(
   busybox-static         # the sample OS image
   cpio xz-utils zstd kmod
   time                   # peak memory in scripts/bench-wim.sh
+  xfsprogs btrfs-progs   # xfs/btrfs reference systems in the capture tests
 )
 
 missing=()
