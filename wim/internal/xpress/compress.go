@@ -29,7 +29,6 @@ type Compressor struct {
 	mf       *finder
 	items    []uint64 // see item
 	nitems   int
-	matched  int // bytes covered by matches so far
 	freqs    [numSymbols]uint32
 	lens     [numSymbols]uint8
 	codes    [numSymbols]uint32
@@ -100,7 +99,6 @@ func (c *Compressor) Compress(dst, src []byte) int {
 func (c *Compressor) parse(in []byte) bool {
 	clear(c.freqs[:])
 	c.nitems = 0
-	c.matched = 0
 	mf := c.mf
 	mf.reset(in)
 	// A length-3 match far back costs more than three literals.
@@ -126,7 +124,7 @@ func (c *Compressor) parse(in []byte) bool {
 			if lim == end {
 				break
 			}
-			if c.matched < probeSize/64 && entropy(in[:probeSize]) > 7.9 {
+			if c.matchedBytes() < probeSize/64 && entropy(in[:probeSize]) > 7.9 {
 				return false
 			}
 			lim = end
@@ -239,6 +237,17 @@ func (c *Compressor) scan(i, lim, n, tooFar int) (pos, length, offset int) {
 	return i, 0, 0
 }
 
+// matchedBytes returns how many bytes the matches parsed so far cover.
+func (c *Compressor) matchedBytes() int {
+	n := 0
+	for _, it := range c.items[:c.nitems] {
+		if it&0x1FF >= numChars {
+			n += int(it>>9&0xFFFF) + minMatchLen
+		}
+	}
+	return n
+}
+
 // probeSize is how much of a chunk is parsed before giving up on
 // incompressible data: with almost no matches and nearly 8 bits of entropy
 // per byte, Huffman coding cannot pay for its 256-byte code table.
@@ -267,7 +276,6 @@ func (c *Compressor) literal(b byte) {
 }
 
 func (c *Compressor) match(length, offset int) {
-	c.matched += length
 	it, sym := matchItem(length, offset)
 	c.freqs[sym]++
 	c.items[c.nitems] = it
