@@ -74,3 +74,37 @@ func TestStageSyslinuxDir(t *testing.T) {
 		}
 	}
 }
+
+// FuzzWithPELabel: whatever the configuration, the result has exactly one
+// stage label, keeps every line that is not part of an earlier stage
+// label, and staging twice gives the same file.
+func FuzzWithPELabel(f *testing.F) {
+	f.Add(biosCfg, "minint.staged=UUID=abc")
+	f.Add(biosCfg+"\nLABEL minint-pe\n  LINUX /x\n\tAPPEND y\nLABEL z\n", "a")
+	f.Add("", "")
+	f.Add("label minint-pe\n  kernel /k\n", "x")
+	f.Fuzz(func(t *testing.T, cfg, cmdline string) {
+		if strings.ContainsAny(cmdline, "\n\r") {
+			return // stage never puts a newline in a command line
+		}
+		once := withPELabel([]byte(cfg), cmdline)
+		if twice := withPELabel(once, cmdline); string(twice) != string(once) {
+			t.Fatalf("not idempotent:\n%q\n%q", once, twice)
+		}
+		n := 0
+		for _, l := range strings.Split(string(once), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && strings.EqualFold(f[0], "LABEL") && f[1] == PELabel {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d stage labels in\n%s", n, once)
+		}
+		for _, l := range strings.Split(cfg, "\n") {
+			if f := strings.Fields(l); len(f) > 0 && !strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "\t") &&
+				!(len(f) == 2 && strings.EqualFold(f[0], "LABEL") && f[1] == PELabel) && !strings.Contains(string(once), l) {
+				t.Fatalf("line %q lost:\n%s", l, once)
+			}
+		}
+	})
+}
