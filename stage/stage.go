@@ -288,6 +288,9 @@ func Check(o *Options) []string {
 		if strings.Contains(" "+o.Cmdline, " minint.staged=") {
 			bad = append(bad, "the PE command line must not set minint.staged=: stage adds it (the filesystem holding /minint)")
 		}
+		if strings.Contains(" "+o.Cmdline, " minint.sequence=") {
+			bad = append(bad, "the PE command line must not set minint.sequence=: a staged refresh runs the sequence staged with it (--sequence)")
+		}
 		// With StagedFS given nothing is probed: the disk is unknown
 		// then, and the ESP must be mounted.
 		var disk string

@@ -133,13 +133,13 @@ func TestStageRequirementsRefused(t *testing.T) {
 	os.RemoveAll(filepath.Join(o.Root, "boot/efi"))
 	o.Kernel = filepath.Join(host, "missing")
 	o.MinMemory = 1 << 60
-	o.Cmdline += " minint.staged=LABEL=x"
+	o.Cmdline += " minint.staged=LABEL=x minint.sequence=http://x/y.yaml"
 	before, _ := treetest.Snapshot(o.Root)
 	_, err := Run(context.Background(), o)
 	if !errors.Is(err, ErrRequirements) {
 		t.Fatalf("Run = %v", err)
 	}
-	for _, want := range []string{"PE kernel", "ESP", "memory", "must not set minint.staged="} {
+	for _, want := range []string{"PE kernel", "ESP", "memory", "must not set minint.staged=", "must not set minint.sequence="} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("report lacks %q:\n%v", want, err)
 		}
