@@ -61,9 +61,17 @@ func (f *finder) insert(i int) {
 
 // skip inserts positions [i, end) of a match's inside: past the first few,
 // only every skipStep-th and the last ones, trading a little ratio for
-// speed. end+3 <= chunk length.
+// speed. end+3 <= chunk length. Most matches are short and take the single
+// loop: each loop's exit is a mispredicted branch, which costs as much as
+// a few inserts.
 func (f *finder) skip(i, end int) {
-	dense := min(i+skipDense, end)
+	if end-i <= skipDense+4 {
+		for ; i < end; i++ {
+			f.insert(i)
+		}
+		return
+	}
+	dense := i + skipDense
 	for ; i < dense; i++ {
 		f.insert(i)
 	}
