@@ -2,6 +2,7 @@ package wim
 
 import (
 	"encoding/binary"
+	"slices"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -550,6 +551,9 @@ func serializeMetadata(root *File, security [][]byte) []byte {
 		}
 		next += 8
 	}
+	// next is now the resource's size: allocate it once (the image's
+	// largest buffer, built while the whole tree is in memory).
+	out = slices.Grow(out, int(next)-len(out))
 	out = root.appendDentry(out, offsets[root])
 	out = append(out, make([]byte, 8)...)
 	for _, d := range dirs {

@@ -44,6 +44,9 @@ type Writer struct {
 	xml    *xmlNode // WIM-level XML (kept from an appended WIM)
 	err    error
 	closed bool
+	// idle keeps the compressors between writeBlobs calls (every image
+	// and every metadata resource), instead of allocating new ones.
+	idle compressorCache
 	// When appending, where the old WIM's blobs are read from (for export
 	// of an image of the same file).
 	base     *Reader
@@ -201,7 +204,10 @@ func (w *Writer) writeBlobs(srcs []*blobSource, progress func(int64)) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c, err := newCompressor(comp, cs)
+				c, err := w.compressor(comp, cs)
+				if err == nil {
+					defer w.idle.put(c)
+				}
 				for t := range work {
 					if err != nil {
 						t.err = err
@@ -377,6 +383,39 @@ func (w *Writer) writeBlobs(srcs []*blobSource, progress func(int64)) error {
 		err = w.out.err
 	}
 	return err
+}
+
+// compressorCache holds idle compressors for one compression and chunk
+// size; the workers of writeBlobs take and return them concurrently.
+type compressorCache struct {
+	mu    sync.Mutex
+	comp  Compression
+	cs    int
+	cache []compressor
+}
+
+func (c *compressorCache) put(x compressor) {
+	c.mu.Lock()
+	c.cache = append(c.cache, x)
+	c.mu.Unlock()
+}
+
+// compressor returns an idle compressor for comp and chunk size cs, or a
+// new one.
+func (w *Writer) compressor(comp Compression, cs int) (compressor, error) {
+	c := &w.idle
+	c.mu.Lock()
+	if c.comp != comp || c.cs != cs {
+		c.comp, c.cs, c.cache = comp, cs, nil
+	}
+	if n := len(c.cache); n > 0 {
+		x := c.cache[n-1]
+		c.cache = c.cache[:n-1]
+		c.mu.Unlock()
+		return x, nil
+	}
+	c.mu.Unlock()
+	return newCompressor(comp, cs)
 }
 
 func memSource(b []byte, path string, metadata bool, done func(*outBlob)) *blobSource {
