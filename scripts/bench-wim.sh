@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks minint's WIM code against wimlib-imagex on the same tree, in the
 # same run, and prints a Markdown table of times, sizes, peak memory and
-# ratios (minint relative to wimlib) for docs/benchmarks.md.
+# ratios (minint relative to wimlib) for docs/benchmarks.md. Wall time is
+# the target's measure; CPU time (user+sys, all threads) is printed too
+# because it moves much less than wall time when other work shares the
+# machine.
 #
 # Usage: scripts/bench-wim.sh [TREE]
 #   TREE   directory to capture (default: a copy of $GOROOT/src and
@@ -45,30 +48,35 @@ TREE_MB=$(du -sm --apparent-size "$TREE" | cut -f1)
 FILES=$(find "$TREE" | wc -l)
 
 # timed OUT CMD...: removes OUT (a WIM or an apply directory), runs CMD and
-# leaves its wall time (s) and peak RSS (KiB) in TT and TM.
+# leaves its wall time (s), peak RSS (KiB) and CPU time (s) in TT, TM, TC.
 timed() {
   local out=$1
   shift
   rm -rf "$out"
   sync
-  /usr/bin/time -o "$WORK/time" -f '%e %M' "$@" >/dev/null 2>"$WORK/err" || {
+  /usr/bin/time -o "$WORK/time" -f '%e %M %U %S' "$@" >/dev/null 2>"$WORK/err" || {
     echo "bench-wim: $* failed:" >&2; cat "$WORK/err" >&2; exit 1; }
-  read -r TT TM < <(tail -n1 "$WORK/time")
+  local u s
+  read -r TT TM u s < <(tail -n1 "$WORK/time")
+  TC=$(awk "BEGIN{ printf \"%.2f\", $u + $s }")
 }
 
 # pair OUT_W OUT_M WIMLIB_ARRAY MININT_ARRAY: runs both commands REPS times,
 # alternating so that changes in machine load hit both alike, and keeps the
-# best time and the largest peak RSS (MiB) of each in WT WM MT MM.
+# best wall time, the largest peak RSS (MiB) and the least CPU time of each
+# in WT WM WC and MT MM MC.
 pair() {
   local -n wcmd=$3 mcmd=$4
   local i
-  WT= MT= WM=0 MM=0
+  WT= MT= WC= MC= WM=0 MM=0
   for ((i = 0; i < REPS; i++)); do
     timed "$1" "${wcmd[@]}"
     if [ -z "$WT" ] || awk "BEGIN{exit !($TT < $WT)}"; then WT=$TT; fi
+    if [ -z "$WC" ] || awk "BEGIN{exit !($TC < $WC)}"; then WC=$TC; fi
     if ((TM / 1024 > WM)); then WM=$((TM / 1024)); fi
     timed "$2" "${mcmd[@]}"
     if [ -z "$MT" ] || awk "BEGIN{exit !($TT < $MT)}"; then MT=$TT; fi
+    if [ -z "$MC" ] || awk "BEGIN{exit !($TC < $MC)}"; then MC=$TC; fi
     if ((TM / 1024 > MM)); then MM=$((TM / 1024)); fi
   done
 }
@@ -76,10 +84,10 @@ pair() {
 mb() { awk "BEGIN{ printf \"%.1f\", $1 / 1000000 }"; }
 ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\" }"; }
 
-echo "Tree: $TREE ($TREE_MB MB, $FILES entries), $(nproc) cores, best of $REPS, $(wimlib-imagex --version | head -n1)"
+echo "Tree: $TREE ($TREE_MB MB, $FILES entries), $(nproc) cores, best of $REPS, $(wimlib-imagex --version | head -n1), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| operation | compression | wimlib s | minint s | speed ratio | wimlib MiB RSS | minint MiB RSS | wimlib size MB | minint size MB | size ratio |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| operation | compression | wimlib s | minint s | speed ratio | wimlib CPU s | minint CPU s | CPU ratio | wimlib MiB RSS | minint MiB RSS | wimlib size MB | minint size MB | size ratio |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for c in $COMPRESS; do
   # The last timed capture of each tool is kept for apply and verify.
   if [[ " $OPS " == *" capture "* ]]; then
@@ -88,7 +96,7 @@ for c in $COMPRESS; do
     pair "$WORK/ref-wimlib.wim" "$WORK/ref-minint.wim" W M
     ws=$(stat -c %s "$WORK/ref-wimlib.wim")
     ms=$(stat -c %s "$WORK/ref-minint.wim")
-    echo "| capture | $c | $WT | $MT | $(ratio "$WT" "$MT") | $WM | $MM | $(mb "$ws") | $(mb "$ms") | $(ratio "$ms" "$ws") |"
+    echo "| capture | $c | $WT | $MT | $(ratio "$WT" "$MT") | $WC | $MC | $(ratio "$WC" "$MC") | $WM | $MM | $(mb "$ws") | $(mb "$ms") | $(ratio "$ms" "$ws") |"
   else
     wimlib-imagex capture "$TREE" "$WORK/ref-wimlib.wim" --unix-data --compress="$c" >/dev/null
   fi
@@ -98,16 +106,18 @@ for c in $COMPRESS; do
     W=(wimlib-imagex apply "$WORK/ref-wimlib.wim" 1 "$WORK/out" --unix-data)
     M=("$MININT" wim apply "$WORK/ref-wimlib.wim" 1 "$WORK/out")
     pair "$WORK/out" "$WORK/out" W M
-    echo "| apply | $c | $WT | $MT | $(ratio "$WT" "$MT") | $WM | $MM | | | |"
+    echo "| apply | $c | $WT | $MT | $(ratio "$WT" "$MT") | $WC | $MC | $(ratio "$WC" "$MC") | $WM | $MM | | | |"
   fi
 
   if [[ " $OPS " == *" verify "* ]]; then
     W=(wimlib-imagex verify "$WORK/ref-wimlib.wim")
     M=("$MININT" wim verify "$WORK/ref-wimlib.wim")
     pair "$WORK/none" "$WORK/none" W M
-    echo "| verify | $c | $WT | $MT | $(ratio "$WT" "$MT") | $WM | $MM | | | |"
+    echo "| verify | $c | $WT | $MT | $(ratio "$WT" "$MT") | $WC | $MC | $(ratio "$WC" "$MC") | $WM | $MM | | | |"
   fi
   rm -rf "$WORK/ref-wimlib.wim" "$WORK/ref-minint.wim" "$WORK/out"
 done
 echo
-echo "speed ratio = wimlib time / minint time (above 1: minint faster); size ratio = minint size / wimlib size."
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "speed ratio = wimlib time / minint time (above 1: minint faster); CPU ratio likewise with CPU time (user+sys); size ratio = minint size / wimlib size."
