@@ -97,7 +97,8 @@ steps:
   - type: apply-image
   - type: setup
     hostname: e2e-host
-    restore-state: {}
+    # where the sample OS looks for setup's result once /minint is gone
+    restore-state: {log-dir: /var/lib/minint}
   - type: bootfiles
     cmdline: console=ttyS0
   - type: reboot
@@ -123,7 +124,7 @@ report() { # users' homes against the snapshots of phase 0
   head -n 20 $T/diff-alice-$VERSION_ID.txt $T/diff-bob-$VERSION_ID.txt
   printf '{"event":"%s","version":"%s","diff_alice":%d,"diff_bob":%d,"alice_uid":"%s","bob_uid":"%s","from_a":%d,"staging":"%s","logs":%d,"log_files":"%s"}\n' \
     "$1" "$VERSION_ID" $ra $rb "$(id -u alice)" "$(id -u bob)" "$(ls /opt/from-a 2>/dev/null | wc -l)" \
-    "$(ls -A /minint 2>/dev/null | tr '\n' ' ')" "$(ls /var/log/minint 2>/dev/null | wc -l)" "$(ls -l /var/log/minint 2>/dev/null | tr -s ' ' | tr '\n' ';')"
+    "$(ls -A /minint 2>/dev/null | tr '\n' ' ')" "$(ls /var/lib/minint 2>/dev/null | wc -l)" "$(ls /var/lib/minint 2>/dev/null | tr '\n' ' ')"
 }
 stage() {
   printf '{"event":"refresh-stage","seq":"%s"}\n' "$1"
@@ -257,6 +258,25 @@ func TestRefresh(t *testing.T) {
 	// The real refresh.
 	second := refreshWait(t, v, back.At, "the second staging", 2*time.Minute, kindIs("refresh-stage"))
 	refreshVerifyB(t, v, second.At, b, uids.Alice, uids.Bob, disk)
+	steps := map[string]string{}
+	for _, e := range v.Events() {
+		if e.Kind == "step" && e.Op != "" && e.At > second.At {
+			steps[e.Op] = e.State
+		}
+	}
+	for _, s := range []string{"mount", "capture-state", "fetch", "clean", "apply-image", "setup", "bootfiles"} {
+		if steps[s] != "done" {
+			t.Errorf("refresh step %s: %q, want done (%v)", s, steps[s], steps)
+		}
+	}
+	var pinned, unpinned bool
+	for _, e := range v.Events() {
+		pinned = pinned || (e.Kind == "refresh" && e.State == "pinned" && e.At > second.At)
+		unpinned = unpinned || (e.Kind == "refresh" && e.State == "unpinned" && e.At > second.At)
+	}
+	if !pinned || !unpinned {
+		t.Errorf("refresh events: pinned %v, unpinned %v; want both", pinned, unpinned)
+	}
 	refreshTimings(t, v.Events(), second.At)
 }
 
@@ -284,8 +304,8 @@ func TestRefreshPowerCut(t *testing.T) {
 	// Cut 1: the disk alone must boot the PE (no CD), which resumes.
 	v2, vars2 := refreshVM(t, "", disk, vars, hook)
 	res := refreshWait(t, v2, 0, "the PE resuming", 5*time.Minute, func(e qemu.Event) bool { return e.Kind == "sequence" && e.State == "resume" })
-	if boots, _ := res.Data["boots"].(float64); boots < 2 {
-		t.Errorf("resume event %s: want boot 2 or later", res.Raw)
+	if boots, _ := res.Data["boots"].(float64); boots < 1 {
+		t.Errorf("resume event %s: want a journal run before", res.Raw)
 	}
 	refreshWait(t, v2, res.At, "apply-image under way", 10*time.Minute, func(e qemu.Event) bool {
 		return e.Kind == "progress" && strings.HasPrefix(e.Op, "apply") && e.Done > 0
@@ -336,7 +356,7 @@ func refreshVerifyB(t *testing.T, v *qemu.VM, since time.Duration, b *imageB, al
 		t.Error("/opt/from-a survived the refresh")
 	}
 	if rd.Staging != "" || rd.Logs == 0 {
-		t.Errorf("/minint holds %q and /var/log/minint %d files; want /minint gone, the logs kept", rd.Staging, rd.Logs)
+		t.Errorf("/minint holds %q and /var/lib/minint %d files; want /minint gone, the logs kept", rd.Staging, rd.Logs)
 	}
 	var sample sampleOS
 	for _, e := range v.Events() {
@@ -344,19 +364,11 @@ func refreshVerifyB(t *testing.T, v *qemu.VM, since time.Duration, b *imageB, al
 			json.Unmarshal(e.Raw, &sample)
 		}
 	}
-	if sample.Version != "B" || sample.Tree != b.tree || !strings.Contains(string(sample.Setup), `"ok":true`) {
+	var res struct {
+		OK bool `json:"ok"`
+	}
+	if json.Unmarshal(sample.Setup, &res); sample.Version != "B" || sample.Tree != b.tree || !res.OK {
 		t.Errorf("B's report: version %q tree %s (want %s), setup %s", sample.Version, sample.Tree, b.tree, sample.Setup)
-	}
-	steps := map[string]string{}
-	for _, e := range v.Events() {
-		if e.Kind == "step" && e.Op != "" && e.At > second.At {
-			steps[e.Op] = e.State
-		}
-	}
-	for _, s := range []string{"mount", "capture-state", "fetch", "clean", "apply-image", "setup", "bootfiles"} {
-		if steps[s] != "done" {
-			t.Errorf("refresh step %s: %q, want done (%v)", s, steps[s], steps)
-		}
 	}
 	select {
 	case <-v.Exited():
