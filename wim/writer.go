@@ -338,7 +338,15 @@ func (w *Writer) writeBlobs(srcs []*blobSource, progress func(int64)) error {
 			if s.metadata {
 				rh.flags |= reshdrFlagMetadata
 			}
-			if compressed && end-dataStart != s.size {
+			// A resource whose chunks were all stored raw is written
+			// uncompressed, as wimlib does, when its chunk table can
+			// still be cut out of the buffer; once that has gone to the
+			// file (a resource larger than the buffer) it stays a
+			// compressed resource whose chunks happen to be raw, which
+			// readers take as such (stored size == chunk size).
+			allRaw := end-dataStart == s.size
+			cut := compressed && allRaw && t.nchunks > 1 && w.out.cut(tableOff, dataStart)
+			if compressed && (!allRaw || (t.nchunks > 1 && !cut)) {
 				rh.flags |= reshdrFlagCompressed
 				if t.nchunks > 1 {
 					tb := make([]byte, int64(t.nchunks-1)*entSize)
@@ -355,10 +363,7 @@ func (w *Writer) writeBlobs(srcs []*blobSource, progress func(int64)) error {
 						continue
 					}
 				}
-			} else if compressed && t.nchunks > 1 && w.out.cut(tableOff, dataStart) {
-				// Every chunk was stored raw and the resource is still
-				// buffered: drop the chunk table and store it
-				// uncompressed, as wimlib does.
+			} else if cut {
 				rh.sizeInWim = s.size
 			}
 			ob := &outBlob{hash: t.hash, size: s.size, rh: rh}
