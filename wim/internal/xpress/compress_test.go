@@ -67,6 +67,49 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestExpandingChunk feeds chunks that pass the incompressibility probe
+// (a repetitive start) and then expand: the whole bitstream is written to
+// the compressor's own buffer before its size is checked, so the buffer
+// must hold the worst case, and the result must be "store raw" (0), or a
+// correct round trip when the chunk still shrinks.
+func TestExpandingChunk(t *testing.T) {
+	c := NewCompressor(65536)
+	d := NewDecompressor()
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, size := range []int{8192, 32768, 65536} {
+		for _, alphabet := range []int{256, 200, 17} {
+			// 128 repetitive bytes are enough matches to pass the
+			// probe; uniformly random bytes then cost 8 bits each plus
+			// the code table: the chunk expands.
+			data := make([]byte, size)
+			for i := range data {
+				if i < 128 {
+					data[i] = byte(i % 7)
+				} else {
+					data[i] = byte(rng.IntN(alphabet))
+				}
+			}
+			n := roundTrip(t, c, d, data)
+			if alphabet == 256 && n != size {
+				t.Errorf("%d bytes, random after 128: compressed to %d, want stored raw", size, n)
+			}
+		}
+	}
+	// A full-size chunk with Huffman lengths at their 15-bit limit for
+	// many symbols: exponentially skewed byte frequencies, no matches.
+	data := make([]byte, 0, 65536)
+	for b := 0; len(data) < 65536; b = (b + 1) % 256 {
+		n := 1
+		if b < 16 {
+			n = 1 << (15 - b)
+		}
+		for range n {
+			data = append(data, byte(b), byte(rng.Uint32()))
+		}
+	}
+	roundTrip(t, c, d, data[:65536])
+}
+
 // TestCompareWimlib recompresses the blobs of a wimlib-captured WIM and
 // reports the size relative to wimlib's own XPRESS output.
 func TestCompareWimlib(t *testing.T) {
