@@ -97,18 +97,18 @@ func (rc *ReadCloser) Close() error {
 func openPart(r io.ReaderAt, size int64, name string) (*part, error) {
 	buf := make([]byte, headerSize)
 	if size < headerSize {
-		return nil, formatErr("%s: %d bytes is too short for a WIM", name, size)
+		return nil, fmt.Errorf("%s: %w", name, formatErr("%d bytes is too short for a WIM", size))
 	}
 	if _, err := r.ReadAt(buf, 0); err != nil {
 		return nil, fmt.Errorf("wim: %s: reading header: %w", name, noEOF(err))
 	}
 	h, err := parseHeader(buf)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	c, err := h.compression()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	p := &part{r: r, size: size, hdr: h, comp: c, chunkSize: int(h.chunkSize), name: name}
 	if c == CompressionNone {
@@ -119,7 +119,7 @@ func openPart(r io.ReaderAt, size int64, name string) (*part, error) {
 		rh   reshdr
 	}{{"blob table", h.blobTable}, {"XML data", h.xml}, {"integrity table", h.integrity}} {
 		if err := p.checkResource(x.what, x.rh); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return p, nil
@@ -286,16 +286,17 @@ func OpenReader(name string) (*ReadCloser, error) {
 		f.Close()
 		return nil, err
 	}
+	// openPart's and newReader's errors name the file already.
 	p, err := openPart(f, fi.Size(), name)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
 	if p.hdr.totalParts == 1 {
 		r, err := newReader([]*part{p})
 		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, err
 		}
 		return &ReadCloser{Reader: *r, files: []*os.File{f}}, nil
 	}
