@@ -81,13 +81,13 @@ func (f *fixture) buildB(t *testing.T) *imageB {
 
 // refreshSequence is the PE's sequence for an in-place refresh (staged by
 // `minint stage`, read by the PE from /minint/pe/sequence.yaml).
-func refreshSequence(manifest string) string {
+func refreshSequence(manifest, firmware string) string {
 	return fmt.Sprintf(`version: 1
 name: e2e-refresh
 steps:
   - type: requirements
     min-memory: 256MiB
-    firmware: [uefi]
+    firmware: [%s]
   - type: mount
     existing: true
   - type: capture-state
@@ -102,7 +102,7 @@ steps:
   - type: bootfiles
     cmdline: console=ttyS0
   - type: reboot
-`, manifest)
+`, firmware, manifest)
 }
 
 // refreshHook is the hook the sample OS runs at every boot; $T/phase (on
@@ -159,11 +159,11 @@ fi
 // when iso is set) and the hook disk. vars, when set, are the OVMF
 // variables to start from, so that a machine restarted after a power cut
 // keeps its NVRAM.
-func refreshVM(t *testing.T, iso, disk, vars string, hook qemu.Disk) (*qemu.VM, string) {
+func refreshVM(t *testing.T, firmware, iso, disk, vars string, hook qemu.Disk) (*qemu.VM, string) {
 	t.Helper()
 	work := t.TempDir()
 	log := filepath.Join(t.TempDir(), "console.log")
-	o := qemu.Options{ISO: iso, Firmware: qemu.UEFI, Mem: "512M", OVMFVars: vars,
+	o := qemu.Options{ISO: iso, Firmware: firmware, Mem: "512M", OVMFVars: vars,
 		Disks:     []qemu.Disk{{Path: disk, Size: 512 << 20, Boot: true}, hook},
 		DiskFirst: true, AllowReboot: true, LogPath: log, WorkDir: work, Timeout: 20 * time.Minute}
 	if os.Getenv("MININT_E2E_CONSOLE") == "1" {
@@ -230,8 +230,8 @@ func kindIs(kind string) func(qemu.Event) bool {
 // nothing else of A left, /minint gone but the logs kept, and the PE's
 // boot entry removed from the ESP.
 func TestRefresh(t *testing.T) {
-	_, b, hook, iso, disk := refreshSetup(t, "bad.yaml")
-	v, _ := refreshVM(t, iso, disk, "", hook)
+	_, b, hook, iso, disk := refreshSetup(t, "bad.yaml", qemu.UEFI)
+	v, _ := refreshVM(t, qemu.UEFI, iso, disk, "", hook)
 
 	// A is deployed and populated.
 	pop := refreshWait(t, v, 0, "image A deployed and populated", 10*time.Minute, kindIs("refresh-populated"))
@@ -257,7 +257,7 @@ func TestRefresh(t *testing.T) {
 
 	// The real refresh.
 	second := refreshWait(t, v, back.At, "the second staging", 2*time.Minute, kindIs("refresh-stage"))
-	refreshVerifyB(t, v, second.At, b, uids.Alice, uids.Bob, disk)
+	refreshVerifyB(t, v, qemu.UEFI, second.At, b, uids.Alice, uids.Bob, disk)
 	steps := map[string]string{}
 	for _, e := range v.Events() {
 		if e.Kind == "step" && e.Op != "" && e.At > second.At {
@@ -287,8 +287,8 @@ func TestRefresh(t *testing.T) {
 // by itself, resume from the journal without capturing the emptied root,
 // and reach the same verified end state as an uninterrupted refresh.
 func TestRefreshPowerCut(t *testing.T) {
-	_, b, hook, iso, disk := refreshSetup(t, "good.yaml")
-	v, vars := refreshVM(t, iso, disk, "", hook)
+	_, b, hook, iso, disk := refreshSetup(t, "good.yaml", qemu.UEFI)
+	v, vars := refreshVM(t, qemu.UEFI, iso, disk, "", hook)
 	pop := refreshWait(t, v, 0, "image A deployed and populated", 10*time.Minute, kindIs("refresh-populated"))
 	var uids struct {
 		Alice string `json:"alice_uid"`
@@ -302,7 +302,7 @@ func TestRefreshPowerCut(t *testing.T) {
 	v.Wait()
 
 	// Cut 1: the disk alone must boot the PE (no CD), which resumes.
-	v2, vars2 := refreshVM(t, "", disk, vars, hook)
+	v2, vars2 := refreshVM(t, qemu.UEFI, "", disk, vars, hook)
 	res := refreshWait(t, v2, 0, "the PE resuming", 5*time.Minute, func(e qemu.Event) bool { return e.Kind == "sequence" && e.State == "resume" })
 	if boots, _ := res.Data["boots"].(float64); boots < 1 {
 		t.Errorf("resume event %s: want a journal run before", res.Raw)
@@ -324,12 +324,31 @@ func TestRefreshPowerCut(t *testing.T) {
 	}
 
 	// Cut 2, and on to B.
-	v3, _ := refreshVM(t, "", disk, vars2, hook)
+	v3, _ := refreshVM(t, qemu.UEFI, "", disk, vars2, hook)
 	res3 := refreshWait(t, v3, 0, "the PE resuming again", 5*time.Minute, func(e qemu.Event) bool { return e.Kind == "sequence" && e.State == "resume" })
-	refreshVerifyB(t, v3, res3.At, b, uids.Alice, uids.Bob, disk)
+	refreshVerifyB(t, v3, qemu.UEFI, res3.At, b, uids.Alice, uids.Bob, disk)
 	if st := stepStates(v3); st["clean"] != "skipped" || st["capture-state"] != "skipped" || st["apply-image"] != wantApply {
 		t.Errorf("after the second cut: steps %v; want clean and capture-state skipped, apply-image %s", st, wantApply)
 	}
+}
+
+// TestRefreshBIOS is the refresh on a BIOS machine with minint's MBR
+// layout: stage arms syslinux's boot-once for its PE label; clean makes
+// that label syslinux's DEFAULT; bootfiles writes the new system's
+// syslinux.cfg and removes the PE's files.
+func TestRefreshBIOS(t *testing.T) {
+	_, b, hook, iso, disk := refreshSetup(t, "good.yaml", qemu.BIOS)
+	v, _ := refreshVM(t, qemu.BIOS, iso, disk, "", hook)
+	pop := refreshWait(t, v, 0, "image A deployed and populated", 10*time.Minute, kindIs("refresh-populated"))
+	var uids struct {
+		Alice string `json:"alice_uid"`
+		Bob   string `json:"bob_uid"`
+	}
+	if json.Unmarshal(pop.Raw, &uids); uids.Alice == "" || uids.Bob == "" {
+		t.Fatalf("users in image A: %s", pop.Raw)
+	}
+	refreshWait(t, v, pop.At, "clean pinning the PE", 10*time.Minute, func(e qemu.Event) bool { return e.Kind == "refresh" && e.State == "pinned" })
+	refreshVerifyB(t, v, qemu.BIOS, pop.At, b, uids.Alice, uids.Bob, disk)
 }
 
 // refreshVerifyB waits for image B's hook report (events after since)
@@ -337,7 +356,7 @@ func TestRefreshPowerCut(t *testing.T) {
 // setup succeeded, every user file and uid as before, nothing of A left,
 // /minint gone but the logs kept, every refresh step done; once the guest
 // is off, the ESP has no trace of the PE.
-func refreshVerifyB(t *testing.T, v *qemu.VM, since time.Duration, b *imageB, aliceUID, bobUID, disk string) {
+func refreshVerifyB(t *testing.T, v *qemu.VM, firmware string, since time.Duration, b *imageB, aliceUID, bobUID, disk string) {
 	t.Helper()
 	second := qemu.Event{At: since}
 	doneEv := refreshWait(t, v, second.At, "image B's report", 15*time.Minute, kindIs("refresh-done"))
@@ -375,15 +394,18 @@ func refreshVerifyB(t *testing.T, v *qemu.VM, since time.Duration, b *imageB, al
 	case <-time.After(2 * time.Minute):
 		t.Fatal("B did not power off after the hook")
 	}
-	refreshCheckESP(t, disk)
-	refreshCheckESP(t, disk)
+	if firmware == qemu.BIOS {
+		refreshCheckSyslinux(t, disk)
+	} else {
+		refreshCheckESP(t, disk)
+	}
 }
 
 // refreshSetup builds image B and serves it, writes the refresh
 // sequences (checked with `minint sequence check`) and the hook disk whose
 // first staging uses first, and returns the new-computer ISO for image A
 // and the path of the machine's disk.
-func refreshSetup(t *testing.T, first string) (*fixture, *imageB, qemu.Disk, string, string) {
+func refreshSetup(t *testing.T, first, firmware string) (*fixture, *imageB, qemu.Disk, string, string) {
 	t.Helper()
 	f := setup(t)
 	b := f.buildB(t)
@@ -400,8 +422,8 @@ func refreshSetup(t *testing.T, first string) (*fixture, *imageB, qemu.Disk, str
 	dir := t.TempDir()
 	files := map[string]string{"minint": f.static(t, "./cmd/minint"), "guesttool": f.static(t, "./e2e/guesttool")}
 	for name, seq := range map[string]string{
-		"good.yaml": refreshSequence(fmt.Sprintf("http://10.0.2.2:%d/b/manifest.json", port)),
-		"bad.yaml":  refreshSequence(fmt.Sprintf("http://10.0.2.2:%d/nowhere/manifest.json", port)),
+		"good.yaml": refreshSequence(fmt.Sprintf("http://10.0.2.2:%d/b/manifest.json", port), firmware),
+		"bad.yaml":  refreshSequence(fmt.Sprintf("http://10.0.2.2:%d/nowhere/manifest.json", port), firmware),
 		"first":     first + "\n",
 	} {
 		p := filepath.Join(dir, name)
@@ -460,6 +482,30 @@ func refreshCheckESP(t *testing.T, disk string) {
 	}
 	if out, err := exec.Command("mdir", "-b", "-i", img, "::/minint-pe").CombinedOutput(); err == nil {
 		t.Errorf("the PE's files are still on the ESP:\n%s", out)
+	}
+}
+
+// refreshCheckSyslinux: after a BIOS refresh syslinux.cfg on the boot
+// partition boots the new system and the PE's label and files are gone.
+func refreshCheckSyslinux(t *testing.T, disk string) {
+	t.Helper()
+	fh, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	fi, _ := fh.Stat()
+	tbl, err := diskops.ReadTable(fh, fi.Size(), 512)
+	if err != nil || tbl == nil || tbl.Type != "mbr" {
+		t.Fatalf("disk table %+v: %v", tbl, err)
+	}
+	img := fmt.Sprintf("%s@@%d", disk, tbl.Partitions[0].Start)
+	cfg, err := exec.Command("mtype", "-i", img, "::/syslinux/syslinux.cfg").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(cfg), "DEFAULT minint\n") || strings.Contains(string(cfg), "minint-pe") {
+		t.Errorf("syslinux.cfg after the refresh: %v\n%s", err, cfg)
+	}
+	if out, err := exec.Command("mdir", "-b", "-i", img, "::/minint-pe").CombinedOutput(); err == nil {
+		t.Errorf("the PE's files are still on the boot partition:\n%s", out)
 	}
 }
 
