@@ -50,7 +50,8 @@
 // a failure reboots into the old system (peinit, with minint.done=reboot;
 // Run's error then does not wrap ErrChanged). clean first checks that the
 // package is staged and verified and the state captured, then makes the
-// PE the persistent boot default (loader.conf and LoaderEntryDefault), so
+// PE the persistent boot default (UEFI: loader.conf and LoaderEntryDefault;
+// BIOS: syslinux.cfg's DEFAULT), so
 // a power cut during clean or apply boots the PE again and it resumes;
 // bootfiles gives the default to the new system and removes the PE's entry
 // and files from the ESP. The journal is tied to its staging (a PE staged
