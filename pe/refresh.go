@@ -1,9 +1,10 @@
 package pe
 
 // In-place refresh: `minint stage` captured the user state into /minint on
-// the running system's root, copied the PE there and onto the ESP, and
-// armed a ONE-SHOT boot of it (systemd-boot LoaderEntryOneShot). The PE
-// then runs a sequence like
+// the running system's root, copied the PE there and onto the ESP (or the
+// BIOS boot partition), and armed a ONE-SHOT boot of it (systemd-boot's
+// LoaderEntryOneShot, or syslinux's boot-once). The PE then runs a
+// sequence like
 //
 //	steps:
 //	  - {type: requirements, min-memory: 256MiB}
