@@ -117,7 +117,7 @@ fi
 users=$(awk -F: '$3>=1000{printf "%s\"%s\"", (n++?",":""), $1}' /etc/passwd)
 setup=absent
 # minint-setup's result (answer.ResultFile).
-for f in /minint/setup-result.json /var/lib/minint/setup-result.json; do
+for f in /minint/setup-result.json /var/log/minint/setup-result.json /var/lib/minint/setup-result.json; do
   [ -f "$f" ] && { setup=$(tr -d '\n' < "$f"); break; }
 done
 [ "$setup" = absent ] && setup='"absent"'
