@@ -7,7 +7,7 @@ MININT   := $(OUT)/minint
 # Tests that boot QEMU guests run only when MININT_E2E=1; `make test` sets it.
 export MININT_CACHE ?= $(CURDIR)/$(OUT)/cache
 
-.PHONY: all build setup test unit demo bench fuzz pe iso qemu fmt vet clean
+.PHONY: all build setup test unit demo bench bench-deploy fuzz pe iso qemu fmt vet clean
 
 all: build
 
@@ -49,6 +49,10 @@ demo: setup build
 
 bench: setup build
 	bash scripts/bench-wim.sh
+
+# Fetch alone, apply alone and pipelined against a rate-limited nginx.
+bench-deploy: setup
+	$(GO) test ./pe -run '^$$' -bench DeployPipeline -benchtime 5x -v
 
 # Every fuzz target for FUZZTIME (default 20s) each.
 fuzz:
