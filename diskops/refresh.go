@@ -156,7 +156,7 @@ func SetSyslinuxDefault(bootDir, label string) (old string, err error) {
 		return "", fmt.Errorf("%w: %s defines no label %s", ErrNotFound, cfg, label)
 	}
 	out = append([]string{"DEFAULT " + label}, out...)
-	return old, writeFileSync(cfg, []byte(strings.Join(out, "\n")+"\n"), 0o644)
+	return old, WriteFileSync(cfg, []byte(strings.Join(out, "\n")+"\n"), 0o644)
 }
 
 // SetLoaderDefault makes systemd-boot's loader.conf on the mounted ESP
@@ -191,7 +191,7 @@ func SetLoaderDefault(esp, entry string) (old string, err error) {
 		}
 	}
 	out = append([]string{"default " + entry}, out...)
-	return old, writeFileSync(conf, []byte(strings.Join(out, "\n")+"\n"), 0o644)
+	return old, WriteFileSync(conf, []byte(strings.Join(out, "\n")+"\n"), 0o644)
 }
 
 // RemoveLoaderEntry deletes loader/entries/<entry> and the directories
@@ -269,9 +269,9 @@ func utf16zString(b []byte) string {
 	return string(r)
 }
 
-// writeFileSync replaces name with data durably: temporary file, fsync,
+// WriteFileSync replaces name with data durably: temporary file, fsync,
 // rename, fsync of the directory.
-func writeFileSync(name string, data []byte, perm os.FileMode) error {
+func WriteFileSync(name string, data []byte, perm os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return err
 	}

@@ -145,7 +145,7 @@ func (o *Options) stageSyslinux(dir, backup string) error {
 			return err
 		}
 	}
-	return writeSync(cfgPath, withPELabel(cfg, o.PECmdline()))
+	return diskops.WriteFileSync(cfgPath, withPELabel(cfg, o.PECmdline()), 0o644)
 }
 
 // runSyslinux stages the PE on the BIOS boot partition and arms

@@ -497,7 +497,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	entry := fmt.Sprintf("title minint PE (refresh)\nlinux /minint-pe/vmlinuz\ninitrd /minint-pe/initramfs.img\noptions %s\n", o.PECmdline())
-	if err := writeSync(filepath.Join(o.ESP, "loader/entries", PEEntryID), []byte(entry)); err != nil {
+	if err := diskops.WriteFileSync(filepath.Join(o.ESP, "loader/entries", PEEntryID), []byte(entry), 0o644); err != nil {
 		return res, err
 	}
 	if err := unmount(); err != nil {
@@ -597,26 +597,4 @@ func copyFile(src, dst string) error {
 		return fmt.Errorf("copying %s to %s: %w", src, dst, err)
 	}
 	return os.Rename(tmp, dst)
-}
-
-func writeSync(name string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp, name)
 }
