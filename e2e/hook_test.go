@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/minint/minint/diskops"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,3 +76,20 @@ var (
 	staticMu   sync.Mutex
 	staticBins = map[string]string{}
 )
+
+// guestTable opens a guest's disk image (closed when the test ends) and
+// reads its partition table.
+func guestTable(t *testing.T, disk string) (*os.File, *diskops.Table, error) {
+	t.Helper()
+	fh, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fh.Close() })
+	fi, err := fh.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := diskops.ReadTable(fh, fi.Size(), 512)
+	return fh, tbl, err
+}

@@ -452,13 +452,7 @@ func refreshSetup(t *testing.T, first, firmware string) (*fixture, *imageB, qemu
 // system's entry and the PE's entry and files are gone.
 func refreshCheckESP(t *testing.T, disk string) {
 	t.Helper()
-	fh, err := os.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	fi, _ := fh.Stat()
-	tbl, err := diskops.ReadTable(fh, fi.Size(), 512)
+	_, tbl, err := guestTable(t, disk)
 	if err != nil || tbl == nil {
 		t.Fatalf("disk table: %v", err)
 	}
@@ -489,13 +483,7 @@ func refreshCheckESP(t *testing.T, disk string) {
 // partition boots the new system and the PE's label and files are gone.
 func refreshCheckSyslinux(t *testing.T, disk string) {
 	t.Helper()
-	fh, err := os.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	fi, _ := fh.Stat()
-	tbl, err := diskops.ReadTable(fh, fi.Size(), 512)
+	_, tbl, err := guestTable(t, disk)
 	if err != nil || tbl == nil || tbl.Type != "mbr" {
 		t.Fatalf("disk table %+v: %v", tbl, err)
 	}

@@ -239,13 +239,7 @@ func replaceDump(t *testing.T, img, path, out string) {
 // minint.staged=, and the PE files must be there.
 func replaceCheckESP(t *testing.T, disk string) {
 	t.Helper()
-	fh, err := os.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	fi, _ := fh.Stat()
-	tbl, err := diskops.ReadTable(fh, fi.Size(), 512)
+	fh, tbl, err := guestTable(t, disk)
 	if err != nil || tbl == nil {
 		t.Fatalf("guest disk partition table: %v", err)
 	}
@@ -286,13 +280,7 @@ func replaceCheckESP(t *testing.T, disk string) {
 // boot-once record for that label.
 func replaceCheckSyslinux(t *testing.T, disk string) {
 	t.Helper()
-	fh, err := os.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	fi, _ := fh.Stat()
-	tbl, err := diskops.ReadTable(fh, fi.Size(), 512)
+	fh, tbl, err := guestTable(t, disk)
 	if err != nil || tbl == nil || tbl.Type != "mbr" || len(tbl.Partitions) < 2 {
 		t.Fatalf("BIOS guest disk: table %+v, %v", tbl, err)
 	}

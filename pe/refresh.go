@@ -214,13 +214,9 @@ func (r *runner) clean(s *Clean) error {
 	if _, err := state.ReadManifest(r.stagingPath("state")); err != nil {
 		return fmt.Errorf("no complete user state in %s (capture-state must succeed before clean): %w", r.stagingPath("state"), err)
 	}
-	rb, err := refreshBackend(r.env.Backend)
+	rb, esp, err := r.refreshESP()
 	if err != nil {
 		return err
-	}
-	esp, ok := espPart(r.st.Parts)
-	if !ok {
-		return errors.New("no ESP known for the staged root")
 	}
 	if err := rb.PinPE(r.ctx, esp); err != nil {
 		return fmt.Errorf("making the PE the boot default (nothing was deleted): %w", err)
@@ -244,16 +240,26 @@ func (r *runner) clean(s *Clean) error {
 	return nil
 }
 
-// unpin runs after bootfiles in a refresh: the new system's entry is the
-// default now, so the PE's default, entry and files go.
-func (r *runner) unpin() error {
+// refreshESP is the backend's refresh side and the staged root's ESP (or
+// BIOS boot partition), where the PE is pinned and unpinned.
+func (r *runner) refreshESP() (RefreshBackend, Part, error) {
 	rb, err := refreshBackend(r.env.Backend)
 	if err != nil {
-		return err
+		return nil, Part{}, err
 	}
 	esp, ok := espPart(r.st.Parts)
 	if !ok {
-		return errors.New("no ESP known for the staged root")
+		return nil, Part{}, errors.New("no ESP known for the staged root")
+	}
+	return rb, esp, nil
+}
+
+// unpin runs after bootfiles in a refresh: the new system's entry is the
+// default now, so the PE's default, entry and files go.
+func (r *runner) unpin() error {
+	rb, esp, err := r.refreshESP()
+	if err != nil {
+		return err
 	}
 	if err := rb.UnpinPE(r.ctx, esp); err != nil {
 		return fmt.Errorf("removing the PE's boot entry: %w", err)
