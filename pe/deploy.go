@@ -135,14 +135,14 @@ func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 	c := &fetch.Client{HTTP: client, Retries: 10}
 	b, err := c.Get(ctx, src, 1<<20)
 	if err != nil {
-		return nil, fmt.Errorf("task sequence: %w", err)
+		return nil, err // names the URL; peinit says "task sequence:"
 	}
 	sig, err := c.Get(ctx, fetch.SignatureFor(src), 4096)
 	if err != nil {
-		return nil, fmt.Errorf("task sequence signature: %w", err)
+		return nil, fmt.Errorf("signature: %w", err)
 	}
 	if err := fetch.VerifySignature(b, sig, pub); err != nil {
-		return nil, fmt.Errorf("task sequence %s: %w", src, err)
+		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	return Parse(src, b)
 }
