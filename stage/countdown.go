@@ -29,10 +29,54 @@ type Countdown struct {
 	Tick time.Duration
 	// What is announced (default "this system will be refreshed").
 	What string
+	// Postpone, when set, is how long a postponement lasts: the countdown
+	// then starts again (at MandatoryAt at the latest) instead of Wait
+	// returning ErrPostponed, so a user can put a refresh off but not
+	// cancel it.
+	Postpone time.Duration
 }
 
 // Wait runs the countdown; nil means go ahead.
 func (c Countdown) Wait(ctx context.Context) error {
+	// One reader of the answers for every round: a second one would
+	// race the first for the user's lines.
+	lines := make(chan string)
+	if c.Interactive && c.In != nil {
+		go func() {
+			s := bufio.NewScanner(c.In)
+			for s.Scan() {
+				select {
+				case lines <- strings.ToLower(strings.TrimSpace(s.Text())):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	for {
+		err := c.round(ctx, lines)
+		if !errors.Is(err, ErrPostponed) || c.Postpone <= 0 {
+			return err
+		}
+		until := time.Now().Add(c.Postpone)
+		if !c.MandatoryAt.IsZero() && c.MandatoryAt.Before(until) {
+			until = c.MandatoryAt
+		}
+		if c.Out != nil {
+			fmt.Fprintf(c.Out, "minint: postponed until %s\n", until.Format(time.RFC3339))
+		}
+		t := time.NewTimer(time.Until(until))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// round is one countdown: nil to go ahead, ErrPostponed, or ctx's error.
+func (c Countdown) round(ctx context.Context, lines <-chan string) error {
 	now := time.Now()
 	end := now.Add(c.Duration)
 	mandatory := !c.MandatoryAt.IsZero() && !c.MandatoryAt.After(end)
@@ -50,19 +94,6 @@ func (c Countdown) Wait(ctx context.Context) error {
 	if !end.After(now) {
 		fmt.Fprintf(out, "minint: %s now\n", what)
 		return nil
-	}
-	lines := make(chan string)
-	if c.Interactive && c.In != nil {
-		go func() {
-			s := bufio.NewScanner(c.In)
-			for s.Scan() {
-				select {
-				case lines <- strings.ToLower(strings.TrimSpace(s.Text())):
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
 	}
 	prompt := `type "now" to start at once`
 	if !mandatory {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -241,4 +244,64 @@ func TestStagedFSProbed(t *testing.T) {
 	if want := "minint.done=reboot minint.staged=UUID=" + uuid; res.Cmdline != want {
 		t.Errorf("PE command line %q, want %q", res.Cmdline, want)
 	}
+}
+
+// TestCountdownPostponeRearms: with Postpone set, "postpone" puts the
+// refresh off for that long and the countdown then starts again; a second
+// "postpone" is refused once a mandatory deadline falls in the countdown,
+// and the refresh goes ahead.
+func TestCountdownPostponeRearms(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	var out syncBuffer
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- Countdown{Duration: 300 * time.Millisecond, Postpone: 200 * time.Millisecond, Interactive: true,
+			In: pr, Out: &out, Tick: 50 * time.Millisecond}.Wait(ctx)
+	}()
+	fmt.Fprintln(pw, "postpone")
+	if err := <-done; err != nil {
+		t.Fatalf("Wait: %v\n%s", err, out.String())
+	}
+	// 200 ms off, then a full 300 ms countdown again.
+	if d := time.Since(start); d < 450*time.Millisecond {
+		t.Errorf("went ahead after %s: the postponement and second countdown did not run", d)
+	}
+	if s := out.String(); !strings.Contains(s, "postponed until") || strings.Count(s, "refreshed in") < 2 {
+		t.Errorf("want a postponement and a second countdown:\n%s", s)
+	}
+
+	// A mandatory deadline shortens the postponement: the countdown comes
+	// back at the deadline and goes at once.
+	var out2 syncBuffer
+	start = time.Now()
+	err := Countdown{Duration: 100 * time.Millisecond, Postpone: time.Hour, MandatoryAt: time.Now().Add(400 * time.Millisecond),
+		Interactive: true, In: strings.NewReader("postpone\n"), Out: &out2, Tick: 20 * time.Millisecond}.Wait(ctx)
+	if err != nil {
+		t.Fatalf("mandatory: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second || !strings.Contains(out2.String(), "postponed until") {
+		t.Errorf("a 1 h postponement was not cut at the mandatory deadline (%s):\n%s", d, out2.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the countdown's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

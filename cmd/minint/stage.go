@@ -43,6 +43,7 @@ func runStage(fs *pflag.FlagSet, args []string) error {
 	fs.BoolVar(&o.CaptureOnly, "capture-only", false, "only capture (and push) the state; stage no PE, arm no boot")
 	countdown := fs.Duration("countdown", 30*time.Minute, "warning time before the refresh starts")
 	mandatoryAt := fs.String("mandatory-at", "", "RFC 3339 `TIME` after which the refresh cannot be postponed")
+	postponeFor := fs.Duration("postpone-for", time.Hour, "how long \"postpone\" puts the refresh off before the countdown starts again (0: postpone exits)")
 	nonInteractive := fs.Bool("non-interactive", false, "no questions: count down and go (fleets)")
 	yes := fs.BoolP("yes", "y", false, "start at once, asking nothing (--countdown 0 --non-interactive)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "check and print the plan, change nothing")
@@ -103,7 +104,7 @@ func runStage(fs *pflag.FlagSet, args []string) error {
 		return fmt.Errorf("%w:\n  %s", stage.ErrRequirements, strings.Join(bad, "\n  "))
 	}
 	if !o.DryRun {
-		cd := stage.Countdown{Duration: *countdown, MandatoryAt: mandatory, Interactive: !*nonInteractive, In: os.Stdin, Out: os.Stderr}
+		cd := stage.Countdown{Duration: *countdown, MandatoryAt: mandatory, Interactive: !*nonInteractive, In: os.Stdin, Out: os.Stderr, Postpone: *postponeFor}
 		if o.CaptureOnly {
 			cd.What = "user state will be captured"
 		}
