@@ -61,14 +61,7 @@ func (v EFIVars) Get(name, guid string) ([]byte, error) {
 // the immutable flag the kernel puts on existing variables first.
 func (v EFIVars) Set(name, guid string, data []byte) error {
 	p := v.path(name, guid)
-	if f, err := os.Open(p); err == nil {
-		var flags int32
-		if ioctlPtr(f, unix.FS_IOC_GETFLAGS, &flags) == nil && flags&fsImmutableFL != 0 {
-			flags &^= fsImmutableFL
-			ioctlPtr(f, unix.FS_IOC_SETFLAGS, &flags)
-		}
-		f.Close()
-	}
+	clearImmutable(p)
 	buf := make([]byte, 4+len(data))
 	binary.LittleEndian.PutUint32(buf, efiAttrNVBSRT)
 	copy(buf[4:], data)
@@ -84,6 +77,23 @@ func (v EFIVars) Set(name, guid string, data []byte) error {
 }
 
 const fsImmutableFL = 0x10 // FS_IMMUTABLE_FL from linux/fs.h
+
+// clearImmutable drops the immutable flag efivarfs puts on existing
+// variables, without which they can be neither rewritten nor removed. A
+// missing variable or a file system without flags is left as it is: the
+// write or remove that follows reports what is wrong.
+func clearImmutable(p string) {
+	f, err := os.Open(p)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var flags int32
+	if ioctlPtr(f, unix.FS_IOC_GETFLAGS, &flags) == nil && flags&fsImmutableFL != 0 {
+		flags &^= fsImmutableFL
+		ioctlPtr(f, unix.FS_IOC_SETFLAGS, &flags)
+	}
+}
 
 // EncodeLoadOption builds the EFI_LOAD_OPTION of a Boot#### variable: a
 // hard-drive device path node for the GPT partition, a file path node for

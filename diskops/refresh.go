@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // What an in-place refresh needs from the disks: find the file system
@@ -243,14 +241,7 @@ func (v EFIVars) ClearLoaderDefault() error { return v.Delete("LoaderEntryDefaul
 // it first; a missing variable is not an error.
 func (v EFIVars) Delete(name, guid string) error {
 	p := v.path(name, guid)
-	if f, err := os.Open(p); err == nil {
-		var flags int32
-		if ioctlPtr(f, unix.FS_IOC_GETFLAGS, &flags) == nil && flags&fsImmutableFL != 0 {
-			flags &^= fsImmutableFL
-			ioctlPtr(f, unix.FS_IOC_SETFLAGS, &flags)
-		}
-		f.Close()
-	}
+	clearImmutable(p)
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("efivar %s: %w", name, err)
 	}
