@@ -1,5 +1,7 @@
 package huffman
 
+import "math"
+
 // Encoder builds length-limited canonical Huffman codes. It is reusable and
 // keeps its scratch space between calls.
 type Encoder struct {
@@ -160,4 +162,22 @@ func Codewords(lens []uint8, codes []uint32) {
 			codes[s] = 0
 		}
 	}
+}
+
+// Entropy is the order-0 entropy of b in bits per byte: close to 8, no
+// Huffman code over bytes can pay for its code table, which is how the
+// compressors recognise incompressible chunks early.
+func Entropy(b []byte) float64 {
+	var h [256]int
+	for _, x := range b {
+		h[x]++
+	}
+	e := 0.0
+	for _, f := range h {
+		if f > 0 {
+			p := float64(f) / float64(len(b))
+			e -= p * math.Log2(p)
+		}
+	}
+	return e
 }

@@ -2,7 +2,6 @@ package lzx
 
 import (
 	"encoding/binary"
-	"math"
 	"math/bits"
 
 	"github.com/minint/minint/wim/internal/huffman"
@@ -168,7 +167,7 @@ func (c *Compressor) findMatches(data []byte, s, e int, probe bool) bool {
 	for i := s; i < e; {
 		if probe && i >= s+probeSize {
 			probe = false
-			if len(c.matches) < probeSize/64 && entropy(data[s:s+probeSize]) > 7.9 {
+			if len(c.matches) < probeSize/64 && huffman.Entropy(data[s:s+probeSize]) > 7.9 {
 				return false
 			}
 		}
@@ -194,22 +193,6 @@ func (c *Compressor) findMatches(data []byte, s, e int, probe bool) bool {
 // probeSize is how much of a chunk findMatches looks at before deciding it
 // is incompressible.
 const probeSize = 4096
-
-// entropy is the order-0 entropy of b in bits per byte.
-func entropy(b []byte) float64 {
-	var h [256]int
-	for _, x := range b {
-		h[x]++
-	}
-	e := 0.0
-	for _, f := range h {
-		if f > 0 {
-			p := float64(f) / float64(len(b))
-			e -= p * math.Log2(p)
-		}
-	}
-	return e
-}
 
 // initCosts sets a first cost model before any optimized parse exists:
 // the Huffman code of a greedy parse over the recorded matches. It returns

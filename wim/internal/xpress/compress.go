@@ -2,7 +2,6 @@ package xpress
 
 import (
 	"encoding/binary"
-	"math"
 	"math/bits"
 
 	"github.com/minint/minint/wim/internal/huffman"
@@ -124,7 +123,7 @@ func (c *Compressor) parse(in []byte) bool {
 			if lim == end {
 				break
 			}
-			if c.matchedBytes() < probeSize/64 && entropy(in[:probeSize]) > 7.9 {
+			if c.matchedBytes() < probeSize/64 && huffman.Entropy(in[:probeSize]) > 7.9 {
 				return false
 			}
 			lim = end
@@ -252,22 +251,6 @@ func (c *Compressor) matchedBytes() int {
 // incompressible data: with almost no matches and nearly 8 bits of entropy
 // per byte, Huffman coding cannot pay for its 256-byte code table.
 const probeSize = 4096
-
-// entropy is the order-0 entropy of b in bits per byte.
-func entropy(b []byte) float64 {
-	var h [256]int
-	for _, x := range b {
-		h[x]++
-	}
-	e := 0.0
-	for _, f := range h {
-		if f > 0 {
-			p := float64(f) / float64(len(b))
-			e -= p * math.Log2(p)
-		}
-	}
-	return e
-}
 
 func (c *Compressor) literal(b byte) {
 	c.freqs[b]++
