@@ -1,6 +1,9 @@
 package codectest
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // BenchDecompress measures decompressing every compressed chunk of w with
 // decompress, reporting throughput in uncompressed bytes.
@@ -50,4 +53,28 @@ func BenchCompress(b *testing.B, chunkSize int, compress func(dst, src []byte) i
 		}
 	}
 	b.ReportMetric(float64(out)/float64(total), "ratio")
+}
+
+// BenchSmallChunks measures decompressing single chunks of 1, 4 and 32 KiB
+// (the tails of the corpus, compressed with c), where the per-chunk work of
+// reading and tabulating the Huffman codes dominates.
+func BenchSmallChunks(b *testing.B, c Codec) {
+	corpus := Corpus(b)
+	for _, n := range []int{1024, 4096, 32768} {
+		src := corpus[len(corpus)-n:]
+		comp := make([]byte, n)
+		m := c.Compress(comp, src)
+		if m == 0 {
+			b.Fatalf("%d bytes of Go source did not compress", n)
+		}
+		out := make([]byte, n)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for range b.N {
+				if err := c.Decompress(out, comp[:m]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

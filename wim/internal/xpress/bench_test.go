@@ -1,7 +1,6 @@
 package xpress
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/minint/minint/wim/internal/codectest"
@@ -29,23 +28,5 @@ func BenchmarkVsWimlib(b *testing.B) {
 // BenchmarkDecompressSmallChunks measures chunks of small files, where the
 // per-chunk work (reading and tabulating the Huffman codes) dominates.
 func BenchmarkDecompressSmallChunks(b *testing.B) {
-	corpus := codectest.Corpus(b)
-	for _, n := range []int{1024, 4096, 32768} {
-		src := corpus[len(corpus)-n:]
-		comp := make([]byte, n)
-		m := NewCompressor(32768).Compress(comp, src)
-		if m == 0 {
-			b.Fatalf("%d bytes of Go source did not compress", n)
-		}
-		d := NewDecompressor()
-		out := make([]byte, n)
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			b.SetBytes(int64(n))
-			for range b.N {
-				if err := d.Decompress(out, comp[:m]); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	codectest.BenchSmallChunks(b, codectest.Codec{Compress: NewCompressor(32768).Compress, Decompress: NewDecompressor().Decompress})
 }
