@@ -336,6 +336,20 @@ func TestRunEndToEnd(t *testing.T) {
 
 type crash struct{ step, point string }
 
+// runToCrash runs seq until env's hook panics with a crash (a power cut in
+// the middle of the run) and fails the test if it does not.
+func runToCrash(t *testing.T, seq *Sequence, env *Env) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r == nil {
+			t.Fatal("no crash")
+		} else if _, ok := r.(crash); !ok {
+			panic(r)
+		}
+	}()
+	Run(context.Background(), seq, env)
+}
+
 // TestResumeAfterCrash interrupts the run at each step (before it starts,
 // and after it did its work but before the journal says so), boots "again"
 // and checks that the end state equals an uninterrupted run's.
@@ -362,16 +376,7 @@ func TestResumeAfterCrash(t *testing.T) {
 					}
 					return nil
 				}
-				func() {
-					defer func() {
-						if r := recover(); r == nil {
-							t.Fatal("no crash")
-						} else if _, ok := r.(crash); !ok {
-							panic(r)
-						}
-					}()
-					Run(context.Background(), seq, env)
-				}()
+				runToCrash(t, seq, env)
 				env2, _ := testEnv(t, fd, pub)
 				if err := Run(context.Background(), seq, env2); err != nil {
 					t.Fatalf("resumed run: %v", err)

@@ -219,16 +219,7 @@ func TestPipelineResume(t *testing.T) {
 				}
 				return nil
 			}
-			func() {
-				defer func() {
-					if r := recover(); r == nil {
-						t.Fatal("no crash")
-					} else if _, ok := r.(crash); !ok {
-						panic(r)
-					}
-				}()
-				Run(context.Background(), seq, env)
-			}()
+			runToCrash(t, seq, env)
 			env2, _ := testEnv(t, fd, pub)
 			var con bytes.Buffer
 			env2.Console = &con
