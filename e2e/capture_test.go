@@ -362,22 +362,6 @@ type refReport struct {
 	History, Log  int
 }
 
-// bigDisk is a blank 1 GiB disk image (sparse). vm's default 512 MiB
-// leaves a root partition under 512 MiB, which go-diskfs formats with
-// 1 KiB blocks: too small for one inode's xattrs in guesttool's tree
-// (a 3000-byte value), while a 4 KiB-block ext4 holds them.
-func bigDisk(t *testing.T, name string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(p, 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // exactDiff compares two snapshots of the same tree on the same disk:
 // everything but atimes, the root included, allocation too.
 func exactDiff(a, b treetest.Tree) []string {

@@ -93,3 +93,18 @@ func guestTable(t *testing.T, disk string) (*os.File, *diskops.Table, error) {
 	tbl, err := diskops.ReadTable(fh, fi.Size(), 512)
 	return fh, tbl, err
 }
+
+// bigDisk is a blank, sparse 1 GiB disk image for guests that hold
+// guesttool's trees and user state besides the sample OS: room for both,
+// with the root's ext4 on 4 KiB blocks, which its 3000-byte xattr needs.
+func bigDisk(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

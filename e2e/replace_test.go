@@ -64,7 +64,7 @@ mounted=$(grep -c vfat /proc/mounts)
 printf '{"event":"replace-staged","rc":%%d,"oneshot":%%d,"vfat_mounts":%%d}\n' $rc $os $mounted
 sync
 `, storeURL), map[string]string{"minint": minint, "guesttool": guesttool, "pe-seq.yaml": peSeq})
-	disk1 := replaceDisk(t, "old.img")
+	disk1 := bigDisk(t, "old.img")
 	v1 := vm(t, f.iso(t, sequence("medium:/minint/image/manifest.json", ""), f.pkg), disk1, qemu.UEFI, true, hook1)
 	ev := replaceWaitHook(t, v1, "replace-staged", 10*time.Minute)
 	var captured struct {
@@ -110,7 +110,7 @@ $T/minint stage --kernel /boot/vmlinuz-* --initramfs /boot/initrd.img-* --sequen
 printf '{"event":"replace-bios-staged","rc":%d,"vfat_mounts":%d}\n' $? "$(grep -c vfat /proc/mounts)"
 sync
 `, map[string]string{"guesttool": guesttool, "bob.snap": snap, "minint": minint, "pe-seq.yaml": peSeq})
-	disk2 := replaceDisk(t, "new.img")
+	disk2 := bigDisk(t, "new.img")
 	v2 := vm(t, f.iso(t, seq, f.pkg), disk2, qemu.BIOS, true, hook2)
 	replaceWaitHook(t, v2, "replace-bios-staged", 10*time.Minute)
 	var restoredEv, biosEv qemu.Event
@@ -169,21 +169,6 @@ sync
 		t.Errorf("refresh staging on BIOS: %s (want rc 0 and the boot partition unmounted again); stage events:\n%s", biosEv.Raw, replaceEvents(v2, "stage"))
 	}
 	replaceCheckSyslinux(t, disk2)
-}
-
-// replaceDisk is a blank 1 GiB disk image (sparse): with vm's default
-// 512 MiB, go-diskfs formats the root with 1 KiB blocks, too small for
-// the 3000-byte xattr of guesttool's tree.
-func replaceDisk(t *testing.T, name string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(p, 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // replaceWaitHook waits for the hook's event of this kind, failing early when
