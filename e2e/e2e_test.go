@@ -230,10 +230,17 @@ func (f *fixture) iso(t *testing.T, seq string, pkgDir string, extra ...string) 
 // More disks (e.g. a hookDisk) come after the target disk.
 func vm(t *testing.T, iso, disk, firmware string, diskFirst bool, more ...qemu.Disk) *qemu.VM {
 	t.Helper()
-	log := filepath.Join(t.TempDir(), "console.log")
-	o := qemu.Options{ISO: iso, Firmware: firmware, Mem: "512M",
+	return startVM(t, qemu.Options{ISO: iso, Firmware: firmware, Mem: "512M",
 		Disks:     append([]qemu.Disk{{Path: disk, Size: 512 << 20, Boot: diskFirst}}, more...),
-		DiskFirst: diskFirst, AllowReboot: diskFirst, LogPath: log, WorkDir: t.TempDir()}
+		DiskFirst: diskFirst, AllowReboot: diskFirst, WorkDir: t.TempDir()})
+}
+
+// startVM starts a guest with its console logged (and copied to stderr
+// with MININT_E2E_CONSOLE=1), killed when the test ends, and the end of its
+// console shown when the test failed.
+func startVM(t *testing.T, o qemu.Options) *qemu.VM {
+	t.Helper()
+	o.LogPath = filepath.Join(t.TempDir(), "console.log")
 	if os.Getenv("MININT_E2E_CONSOLE") == "1" {
 		o.Console = os.Stderr
 	}
@@ -245,8 +252,8 @@ func vm(t *testing.T, iso, disk, firmware string, diskFirst bool, more ...qemu.D
 		v.Kill()
 		v.Wait()
 		if t.Failed() {
-			b, _ := os.ReadFile(log)
-			t.Logf("console (last 60 lines):\n%s", lastLines(string(b), 60))
+			b, _ := os.ReadFile(o.LogPath)
+			t.Logf("console of %s (last 80 lines):\n%s", filepath.Base(o.WorkDir), lastLines(string(b), 80))
 		}
 	})
 	return v

@@ -159,28 +159,29 @@ fi
 // when iso is set) and the hook disk. vars, when set, are the OVMF
 // variables to start from, so that a machine restarted after a power cut
 // keeps its NVRAM.
+// refreshPopulated waits for the hook's report that image A is deployed
+// and has its users and files, and returns it with the users' uids.
+func refreshPopulated(t *testing.T, v *qemu.VM) (qemu.Event, refreshUIDs) {
+	t.Helper()
+	pop := refreshWait(t, v, 0, "image A deployed and populated", 10*time.Minute, kindIs("refresh-populated"))
+	var uids refreshUIDs
+	if json.Unmarshal(pop.Raw, &uids); uids.Alice == "" || uids.Bob == "" {
+		t.Fatalf("users in image A: %s", pop.Raw)
+	}
+	return pop, uids
+}
+
+type refreshUIDs struct {
+	Alice string `json:"alice_uid"`
+	Bob   string `json:"bob_uid"`
+}
+
 func refreshVM(t *testing.T, firmware, iso, disk, vars string, hook qemu.Disk) (*qemu.VM, string) {
 	t.Helper()
 	work := t.TempDir()
-	log := filepath.Join(t.TempDir(), "console.log")
-	o := qemu.Options{ISO: iso, Firmware: firmware, Mem: "512M", OVMFVars: vars,
+	v := startVM(t, qemu.Options{ISO: iso, Firmware: firmware, Mem: "512M", OVMFVars: vars,
 		Disks:     []qemu.Disk{{Path: disk, Size: 512 << 20, Boot: true}, hook},
-		DiskFirst: true, AllowReboot: true, LogPath: log, WorkDir: work, Timeout: 20 * time.Minute}
-	if os.Getenv("MININT_E2E_CONSOLE") == "1" {
-		o.Console = os.Stderr
-	}
-	v, err := qemu.Start(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		v.Kill()
-		v.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(log)
-			t.Logf("console of %s (last 80 lines):\n%s", filepath.Base(work), lastLines(string(b), 80))
-		}
-	})
+		DiskFirst: true, AllowReboot: true, WorkDir: work, Timeout: 20 * time.Minute})
 	return v, filepath.Join(work, "OVMF_VARS.fd")
 }
 
@@ -234,14 +235,7 @@ func TestRefresh(t *testing.T) {
 	v, _ := refreshVM(t, qemu.UEFI, iso, disk, "", hook)
 
 	// A is deployed and populated.
-	pop := refreshWait(t, v, 0, "image A deployed and populated", 10*time.Minute, kindIs("refresh-populated"))
-	var uids struct {
-		Alice string `json:"alice_uid"`
-		Bob   string `json:"bob_uid"`
-	}
-	if json.Unmarshal(pop.Raw, &uids); uids.Alice == "" || uids.Bob == "" {
-		t.Fatalf("users in image A: %s", pop.Raw)
-	}
+	pop, uids := refreshPopulated(t, v)
 
 	// The first refresh fails at its fetch and the machine comes back as A.
 	failed := refreshWait(t, v, pop.At, "the PE's failure on the missing package", 8*time.Minute, func(e qemu.Event) bool { return e.Kind == "pe" && e.State == "failed" })
@@ -289,14 +283,7 @@ func TestRefresh(t *testing.T) {
 func TestRefreshPowerCut(t *testing.T) {
 	_, b, hook, iso, disk := refreshSetup(t, "good.yaml", qemu.UEFI)
 	v, vars := refreshVM(t, qemu.UEFI, iso, disk, "", hook)
-	pop := refreshWait(t, v, 0, "image A deployed and populated", 10*time.Minute, kindIs("refresh-populated"))
-	var uids struct {
-		Alice string `json:"alice_uid"`
-		Bob   string `json:"bob_uid"`
-	}
-	if json.Unmarshal(pop.Raw, &uids); uids.Alice == "" || uids.Bob == "" {
-		t.Fatalf("users in image A: %s", pop.Raw)
-	}
+	pop, uids := refreshPopulated(t, v)
 	refreshWait(t, v, pop.At, "clean pinning the PE", 10*time.Minute, func(e qemu.Event) bool { return e.Kind == "refresh" && e.State == "pinned" })
 	v.Kill()
 	v.Wait()
@@ -339,14 +326,7 @@ func TestRefreshPowerCut(t *testing.T) {
 func TestRefreshBIOS(t *testing.T) {
 	_, b, hook, iso, disk := refreshSetup(t, "good.yaml", qemu.BIOS)
 	v, _ := refreshVM(t, qemu.BIOS, iso, disk, "", hook)
-	pop := refreshWait(t, v, 0, "image A deployed and populated", 10*time.Minute, kindIs("refresh-populated"))
-	var uids struct {
-		Alice string `json:"alice_uid"`
-		Bob   string `json:"bob_uid"`
-	}
-	if json.Unmarshal(pop.Raw, &uids); uids.Alice == "" || uids.Bob == "" {
-		t.Fatalf("users in image A: %s", pop.Raw)
-	}
+	pop, uids := refreshPopulated(t, v)
 	refreshWait(t, v, pop.At, "clean pinning the PE", 10*time.Minute, func(e qemu.Event) bool { return e.Kind == "refresh" && e.State == "pinned" })
 	refreshVerifyB(t, v, qemu.BIOS, pop.At, b, uids.Alice, uids.Bob, disk)
 }
