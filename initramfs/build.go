@@ -28,7 +28,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/minint/minint/pe/kmod"
+	"github.com/minint/minint/kmod"
 	"golang.org/x/sys/unix"
 )
 

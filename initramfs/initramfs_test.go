@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minint/minint/pe/kmod"
+	"github.com/minint/minint/kmod"
 )
 
 func TestKernelVersionHeader(t *testing.T) {

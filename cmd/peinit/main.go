@@ -59,10 +59,10 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/kmod"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/pe/hw"
-	"github.com/minint/minint/pe/kmod"
 	"golang.org/x/sys/unix"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/minint/minint/pe/kmod"
+	"github.com/minint/minint/kmod"
 )
 
 // The PE loads only the file systems of boot media and deployment targets

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minint/minint/pe/kmod"
+	"github.com/minint/minint/kmod"
 )
 
 // fakeKernel points LoadFilesystem at a fake /proc/filesystems and module
