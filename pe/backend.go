@@ -4,8 +4,8 @@ import (
 	"context"
 	"io"
 
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
-	"github.com/minint/minint/pe/answer"
 )
 
 // Backend does everything that touches disks, images and power. The engine

@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/progress"
-	"github.com/minint/minint/pe/answer"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
 )

@@ -19,8 +19,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
-	"github.com/minint/minint/pe/answer"
 	"github.com/minint/minint/pe/fetch"
 )
 

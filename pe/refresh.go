@@ -38,9 +38,9 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/progress"
-	"github.com/minint/minint/pe/answer"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/state"
 	"golang.org/x/sys/unix"

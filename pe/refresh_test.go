@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
-	"github.com/minint/minint/pe/answer"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/state"
 )

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
 	"golang.org/x/sys/unix"

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
-	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/netstore"
 )

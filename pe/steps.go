@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
-	"github.com/minint/minint/pe/answer"
 )
 
 // Duration is a step timeout written like "90s", "30m" or "1h30m".

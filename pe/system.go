@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
-	"github.com/minint/minint/pe/answer"
 	"github.com/minint/minint/wim"
 	"golang.org/x/sys/unix"
 )

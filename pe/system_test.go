@@ -15,8 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
-	"github.com/minint/minint/pe/answer"
 	"github.com/minint/minint/pe/fetch"
 )
 

@@ -32,7 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/state"
 	"golang.org/x/sys/unix"
 )

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/answer"
 )
 
 // TestSetupOnFakeRoot runs the real binary with --root against a tree laid

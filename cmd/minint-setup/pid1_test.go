@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minint/minint/pe/answer"
+	"github.com/minint/minint/answer"
 )
 
 // TestAsPID1 runs minint-setup as PID 1 of a new PID and mount namespace,

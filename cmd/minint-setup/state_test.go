@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/minint/minint/answer"
 	"github.com/minint/minint/internal/treetest"
-	"github.com/minint/minint/pe/answer"
 	"github.com/minint/minint/state"
 )
 
