@@ -15,6 +15,7 @@ import (
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/hw"
+	"github.com/minint/minint/sign"
 )
 
 // Default locations inside the PE.
@@ -66,7 +67,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 	}
 	var pub ed25519.PublicKey
 	if b, err := os.ReadFile(keyFile); err == nil {
-		if pub, err = fetch.ParsePublicKey(b); err != nil {
+		if pub, err = sign.ParsePublicKey(b); err != nil {
 			return fmt.Errorf("%s: %w", keyFile, err)
 		}
 	}
@@ -115,7 +116,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 
 // LoadSource loads a sequence from a file, an http(s) URL, or (src empty)
 // the boot medium. A sequence fetched over the network must carry a
-// detached signature (fetch.SignatureFor: seq.yaml -> seq.sig, made by
+// detached signature (sign.SignatureFor: seq.yaml -> seq.sig, made by
 // `minint package sign`) by the
 // package key: a sequence runs commands in the PE, so an unauthenticated
 // one would be a way in. Files on the boot medium are trusted like the PE
@@ -137,11 +138,11 @@ func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 	if err != nil {
 		return nil, err // names the URL; peinit says "task sequence:"
 	}
-	sig, err := c.Get(ctx, fetch.SignatureFor(src), 4096)
+	sig, err := c.Get(ctx, sign.SignatureFor(src), 4096)
 	if err != nil {
 		return nil, fmt.Errorf("signature: %w", err)
 	}
-	if err := fetch.VerifySignature(b, sig, pub); err != nil {
+	if err := sign.Verify(b, sig, pub); err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	return Parse(src, b)

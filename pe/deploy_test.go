@@ -12,6 +12,7 @@ import (
 
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/sign"
 )
 
 func TestLoadSourceSigned(t *testing.T) {
@@ -20,10 +21,10 @@ func TestLoadSourceSigned(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "seq.yaml"), src, 0o644)
 	priv := mustPriv(t)
 	pub := priv.Public().(ed25519.PublicKey)
-	os.WriteFile(filepath.Join(dir, "seq.sig"), fetch.Sign(src, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, "seq.sig"), sign.Sign(src, priv), 0o644)
 	os.WriteFile(filepath.Join(dir, "unsigned.yaml"), src, 0o644)
 	os.WriteFile(filepath.Join(dir, "tampered.yaml"), append(src, []byte("# x\n")...), 0o644)
-	os.WriteFile(filepath.Join(dir, "tampered.sig"), fetch.Sign(src, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, "tampered.sig"), sign.Sign(src, priv), 0o644)
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	defer srv.Close()
 	ctx := context.Background()
@@ -34,10 +35,10 @@ func TestLoadSourceSigned(t *testing.T) {
 	if _, err := LoadSource(ctx, srv.URL+"/unsigned.yaml", "", pub, nil); !errors.Is(err, fetch.ErrHTTP) {
 		t.Errorf("unsigned sequence: %v", err)
 	}
-	if _, err := LoadSource(ctx, srv.URL+"/tampered.yaml", "", pub, nil); !errors.Is(err, fetch.ErrSignature) {
+	if _, err := LoadSource(ctx, srv.URL+"/tampered.yaml", "", pub, nil); !errors.Is(err, sign.ErrSignature) {
 		t.Errorf("tampered sequence: %v", err)
 	}
-	if _, err := LoadSource(ctx, srv.URL+"/seq.yaml", "", nil, nil); !errors.Is(err, fetch.ErrSignature) {
+	if _, err := LoadSource(ctx, srv.URL+"/seq.yaml", "", nil, nil); !errors.Is(err, sign.ErrSignature) {
 		t.Errorf("no key: %v", err)
 	}
 	// From the boot medium: no signature needed.

@@ -18,6 +18,7 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
 )
@@ -108,10 +109,10 @@ type State struct {
 // ImageRef is a verified image: a local file (staged, or on the boot
 // medium) or an HTTP URL read chunk by verified chunk.
 type ImageRef struct {
-	Path  string      `json:"path,omitempty"`
-	URL   string      `json:"url,omitempty"`
-	Entry fetch.Entry `json:"entry"`
-	Index int         `json:"index"`
+	Path  string         `json:"path,omitempty"`
+	URL   string         `json:"url,omitempty"`
+	Entry manifest.Entry `json:"entry"`
+	Index int            `json:"index"`
 }
 
 type runner struct {

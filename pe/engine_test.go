@@ -21,7 +21,9 @@ import (
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/sign"
 )
 
 // fakeDisk is a Backend over a directory: the "disk" is a JSON file with
@@ -167,25 +169,25 @@ func testPkg(t *testing.T, chunked bool) (string, ed25519.PublicKey, []byte, str
 	img := make([]byte, 300000)
 	rand.New(rand.NewSource(7)).Read(img)
 	os.WriteFile(filepath.Join(dir, "os.wim"), img, 0o644)
-	pubF, privF, _ := fetch.GenerateKey()
-	pub, _ := fetch.ParsePublicKey(pubF)
-	priv, _ := fetch.ParsePrivateKey(privF)
+	pubF, privF, _ := sign.GenerateKey()
+	pub, _ := sign.ParsePublicKey(pubF)
+	priv, _ := sign.ParsePrivateKey(privF)
 	cs := int64(-1)
 	if chunked {
 		cs = 64 << 10
 	}
-	_, mb, err := fetch.Build(dir, []string{"os.wim"}, fetch.BuildOptions{Image: &fetch.Image{File: "os.wim", Index: 2}, ChunkSize: cs})
+	_, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 2}, ChunkSize: cs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, "manifest.sig"), fetch.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, "manifest.sig"), sign.Sign(mb, priv), 0o644)
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/manifest.json", pub, img, dir
 }
 
-func seqFor(t *testing.T, manifest, extra string) *Sequence {
+func seqFor(t *testing.T, manifestURL, extra string) *Sequence {
 	t.Helper()
 	src := fmt.Sprintf(`version: 1
 name: test
@@ -215,7 +217,7 @@ steps:
     in-target: false
     shell: echo ran >> "$MININT_TARGET/marks"
   - type: reboot
-`, filepath.Join(t.TempDir(), "target"), manifest, extra)
+`, filepath.Join(t.TempDir(), "target"), manifestURL, extra)
 	seq, err := Parse("test.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -416,12 +418,12 @@ func TestRunFailClosed(t *testing.T) {
 		want error
 	}{
 		"bad signature": {func(env *Env) {
-			os.WriteFile(filepath.Join(dir, "manifest.sig"), fetch.Sign([]byte("other"), mustPriv(t)), 0o644)
-		}, fetch.ErrSignature},
-		"wrong key":  {func(env *Env) { env.PublicKey = mustPriv(t).Public().(ed25519.PublicKey) }, fetch.ErrSignature},
-		"no key":     {func(env *Env) { env.PublicKey = nil }, fetch.ErrSignature},
-		"wrong hash": {func(env *Env) { corrupt(t, filepath.Join(dir, "os.wim")) }, fetch.ErrChecksum},
-		"truncated":  {func(env *Env) { os.Truncate(filepath.Join(dir, "os.wim"), 1000) }, fetch.ErrSize},
+			os.WriteFile(filepath.Join(dir, "manifest.sig"), sign.Sign([]byte("other"), mustPriv(t)), 0o644)
+		}, sign.ErrSignature},
+		"wrong key":  {func(env *Env) { env.PublicKey = mustPriv(t).Public().(ed25519.PublicKey) }, sign.ErrSignature},
+		"no key":     {func(env *Env) { env.PublicKey = nil }, sign.ErrSignature},
+		"wrong hash": {func(env *Env) { corrupt(t, filepath.Join(dir, "os.wim")) }, manifest.ErrChecksum},
+		"truncated":  {func(env *Env) { os.Truncate(filepath.Join(dir, "os.wim"), 1000) }, manifest.ErrSize},
 		"404":        {func(env *Env) { os.Remove(filepath.Join(dir, "os.wim")) }, fetch.ErrHTTP},
 	}
 	for name, c := range cases {
@@ -456,8 +458,8 @@ func TestRunFailClosed(t *testing.T) {
 }
 
 func mustPriv(t *testing.T) ed25519.PrivateKey {
-	_, privF, _ := fetch.GenerateKey()
-	p, err := fetch.ParsePrivateKey(privF)
+	_, privF, _ := sign.GenerateKey()
+	p, err := sign.ParsePrivateKey(privF)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,7 +512,7 @@ func TestStreamMode(t *testing.T) {
 	url2, pub2, _, _ := testPkg(t, false)
 	fd2 := newFakeDisk(t)
 	env2, _ := testEnv(t, fd2, pub2)
-	if err := Run(context.Background(), seqFor(t, url2, "    mode: stream\n"), env2); !errors.Is(err, fetch.ErrManifest) {
+	if err := Run(context.Background(), seqFor(t, url2, "    mode: stream\n"), env2); !errors.Is(err, manifest.ErrFormat) {
 		t.Fatalf("unchunked stream: %v", err)
 	}
 }
@@ -610,7 +612,7 @@ func TestRunFromMedium(t *testing.T) {
 	fd2 := newFakeDisk(t)
 	env2, _ := testEnv(t, fd2, pub)
 	env2.MediumDir = medium
-	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env2); !errors.Is(err, fetch.ErrChecksum) || fd2.calls["apply"] != 0 {
+	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env2); !errors.Is(err, manifest.ErrChecksum) || fd2.calls["apply"] != 0 {
 		t.Fatalf("corrupt medium: %v, calls %v", err, fd2.calls)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
 )
@@ -71,7 +72,7 @@ func (r *runner) followedByApply(s *Fetch) (int, bool) {
 // startPipeline starts the download of e from url into the staging folder
 // and leaves it running as r.pending; ctx's deadline (the fetch step's
 // time limit) bounds it.
-func (r *runner) startPipeline(ctx context.Context, c *fetch.Client, s *Fetch, url string, e *fetch.Entry, task *progress.Task) (string, error) {
+func (r *runner) startPipeline(ctx context.Context, c *fetch.Client, s *Fetch, url string, e *manifest.Entry, task *progress.Task) (string, error) {
 	i, ok := r.followedByApply(s)
 	if !ok {
 		return "", fmt.Errorf("mode pipeline: the step after %q must be apply-image (the only step that reads a download still under way)", s.Name)

@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/testnginx"
-	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/manifest"
+	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
 )
 
@@ -92,7 +93,7 @@ func benchImage(b *testing.B) string {
 }
 
 // benchSeq is the deploy sequence of the engine tests, fetch in mode.
-func benchSeq(b *testing.B, manifest, mode string) *Sequence {
+func benchSeq(b *testing.B, manifestURL, mode string) *Sequence {
 	src := fmt.Sprintf(`version: 1
 name: bench
 steps:
@@ -110,7 +111,7 @@ steps:
     mode: %s
   - type: apply-image
   - type: bootfiles
-`, filepath.Join(b.TempDir(), "target"), manifest, mode)
+`, filepath.Join(b.TempDir(), "target"), manifestURL, mode)
 	seq, err := Parse("bench.yaml", []byte(src))
 	if err != nil {
 		b.Fatal(err)
@@ -158,14 +159,14 @@ func BenchmarkDeployPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "os.wim"), data, 0o644)
-	_, privF, _ := fetch.GenerateKey()
-	priv, _ := fetch.ParsePrivateKey(privF)
-	_, mb, err := fetch.Build(dir, []string{"os.wim"}, fetch.BuildOptions{Image: &fetch.Image{File: "os.wim", Index: 1}})
+	_, privF, _ := sign.GenerateKey()
+	priv, _ := sign.ParsePrivateKey(privF)
+	_, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 1}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, "manifest.sig"), fetch.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, "manifest.sig"), sign.Sign(mb, priv), 0o644)
 	pub := priv.Public().(ed25519.PublicKey)
 
 	// The rate that makes fetch as long as apply: from an unlimited

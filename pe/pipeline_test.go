@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
+	"github.com/minint/minint/sign"
 )
 
 // slowPkg serves a signed package with chunk hashes (32 KiB chunks) from a
@@ -33,12 +35,12 @@ func slowPkg(t *testing.T) (string, ed25519.PublicKey, []byte, string, *atomic.I
 	rand.New(rand.NewSource(7)).Read(img)
 	os.WriteFile(filepath.Join(dir, "os.wim"), img, 0o644)
 	priv := mustPriv(t)
-	_, mb, err := fetch.Build(dir, []string{"os.wim"}, fetch.BuildOptions{Image: &fetch.Image{File: "os.wim", Index: 2}, ChunkSize: 32 << 10})
+	_, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 2}, ChunkSize: 32 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, "manifest.sig"), fetch.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, "manifest.sig"), sign.Sign(mb, priv), 0o644)
 	var reqs atomic.Int64
 	files := http.FileServer(http.Dir(dir))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -144,8 +146,8 @@ func TestPipelineFailClosed(t *testing.T) {
 		want error
 		step string // the step the run fails in
 	}{
-		"tampered chunk": {func(dir string) { corrupt(t, filepath.Join(dir, "os.wim")) }, fetch.ErrChecksum, "apply-image"},
-		"truncated":      {func(dir string) { os.Truncate(filepath.Join(dir, "os.wim"), 100000) }, fetch.ErrSize, "fetch"},
+		"tampered chunk": {func(dir string) { corrupt(t, filepath.Join(dir, "os.wim")) }, manifest.ErrChecksum, "apply-image"},
+		"truncated":      {func(dir string) { os.Truncate(filepath.Join(dir, "os.wim"), 100000) }, manifest.ErrSize, "fetch"},
 		"404":            {func(dir string) { os.Remove(filepath.Join(dir, "os.wim")) }, fetch.ErrHTTP, "fetch"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -273,7 +275,7 @@ func TestPipelineOnlyBeforeApply(t *testing.T) {
 	url3, pub3, _, _ := testPkg(t, false)
 	fd3 := newFakeDisk(t)
 	env3, _ := testEnv(t, fd3, pub3)
-	if err := Run(context.Background(), seqFor(t, url3, "    mode: pipeline\n"), env3); !errors.Is(err, fetch.ErrManifest) {
+	if err := Run(context.Background(), seqFor(t, url3, "    mode: pipeline\n"), env3); !errors.Is(err, manifest.ErrFormat) {
 		t.Errorf("explicit pipeline without chunk hashes: %v", err)
 	}
 }

@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/minint/minint/answer"
-	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/journal"
+	"github.com/minint/minint/sign"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +67,7 @@ func (r *runner) mountRoot(target string) error {
 
 func (r *runner) fetch(s *Fetch) error {
 	if len(r.env.PublicKey) == 0 {
-		return fmt.Errorf("%w: this PE was built without a package signing key, so it accepts no package", fetch.ErrSignature)
+		return fmt.Errorf("%w: this PE was built without a package signing key, so it accepts no package", sign.ErrSignature)
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, time.Duration(s.Timeout))
 	defer cancel()
@@ -83,24 +84,24 @@ func (r *runner) fetch(s *Fetch) error {
 		if mb, err = os.ReadFile(full); err != nil {
 			return err
 		}
-		if sig, err = os.ReadFile(fetch.SignatureFor(full)); err != nil {
-			return fmt.Errorf("%w: %v", fetch.ErrSignature, err)
+		if sig, err = os.ReadFile(sign.SignatureFor(full)); err != nil {
+			return fmt.Errorf("%w: %v", sign.ErrSignature, err)
 		}
 	} else {
 		if mb, err = c.Get(ctx, s.Manifest, 4<<20); err != nil {
 			return err
 		}
-		if sig, err = c.Get(ctx, fetch.SignatureFor(s.Manifest), 4096); err != nil {
+		if sig, err = c.Get(ctx, sign.SignatureFor(s.Manifest), 4096); err != nil {
 			return fmt.Errorf("signature: %w", err)
 		}
 	}
-	m, err := fetch.Verify(mb, sig, r.env.PublicKey)
+	m, err := manifest.Verify(mb, sig, r.env.PublicKey)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Manifest, err)
 	}
-	r.rep.Printf("  manifest %q verified (key %s), %d files", m.Name, fetch.KeyID(r.env.PublicKey), len(m.Files))
+	r.rep.Printf("  manifest %q verified (key %s), %d files", m.Name, sign.KeyID(r.env.PublicKey), len(m.Files))
 	if m.Image == nil {
-		return fmt.Errorf("%w: %s names no image to apply", fetch.ErrManifest, s.Manifest)
+		return fmt.Errorf("%w: %s names no image to apply", manifest.ErrFormat, s.Manifest)
 	}
 	e, _ := m.File(m.Image.File)
 	ref := &ImageRef{Entry: *e, Index: m.Image.Index}
@@ -116,7 +117,7 @@ func (r *runner) fetch(s *Fetch) error {
 	switch {
 	case strings.HasPrefix(base, "medium:"):
 		p := filepath.Join(r.env.MediumDir, strings.TrimPrefix(base, "medium:"), filepath.FromSlash(e.Path))
-		err = fetch.VerifyFile(p, e, task.Callback())
+		err = manifest.VerifyFile(p, e, task.Callback())
 		ref.Path = p
 	case mode == "stream":
 		ref.URL = base + "/" + e.Path
@@ -144,8 +145,8 @@ func (r *runner) fetch(s *Fetch) error {
 		return err
 	}
 	if r.staging != "" {
-		journal.WriteFile(filepath.Join(r.staging, fetch.ManifestName), mb, 0o644)
-		journal.WriteFile(filepath.Join(r.staging, fetch.SignatureName), sig, 0o644)
+		journal.WriteFile(filepath.Join(r.staging, manifest.FileName), mb, 0o644)
+		journal.WriteFile(filepath.Join(r.staging, manifest.SignatureName), sig, 0o644)
 	}
 	r.st.Image = ref
 	return nil
@@ -156,7 +157,7 @@ func (r *runner) fetch(s *Fetch) error {
 // be deleted by a later run step), pipeline when the package has chunk
 // hashes (see pipeline.go), else stage; stream when there is no room and
 // the package allows it.
-func (r *runner) stageOrStream(e *fetch.Entry) string {
+func (r *runner) stageOrStream(e *manifest.Entry) string {
 	if r.staging == "" {
 		return "stream"
 	}
@@ -215,7 +216,7 @@ func (r *runner) apply(s *ApplyImage) error {
 			return err
 		}
 		if fi.Size() != size {
-			return fmt.Errorf("%w: %s is %d bytes, verified as %d", fetch.ErrSize, img.Path, fi.Size(), size)
+			return fmt.Errorf("%w: %s is %d bytes, verified as %d", manifest.ErrSize, img.Path, fi.Size(), size)
 		}
 		ra = f
 	}

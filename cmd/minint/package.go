@@ -11,8 +11,9 @@ import (
 	"strings"
 
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe"
-	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/sign"
 	"github.com/spf13/pflag"
 )
 
@@ -42,7 +43,7 @@ func keygen(fs *pflag.FlagSet, args []string) error {
 	if fs.NArg() != 1 {
 		return usageErrorf("want one PREFIX")
 	}
-	pubF, privF, err := fetch.GenerateKey()
+	pubF, privF, err := sign.GenerateKey()
 	if err != nil {
 		return err
 	}
@@ -67,8 +68,8 @@ func keygen(fs *pflag.FlagSet, args []string) error {
 			return err
 		}
 	}
-	pub, _ := fetch.ParsePublicKey(pubF)
-	fmt.Printf("wrote %s.key (secret) and %s.pub, key id %s\n", fs.Arg(0), fs.Arg(0), fetch.KeyID(pub))
+	pub, _ := sign.ParsePublicKey(pubF)
+	fmt.Printf("wrote %s.key (secret) and %s.pub, key id %s\n", fs.Arg(0), fs.Arg(0), sign.KeyID(pub))
 	return nil
 }
 
@@ -80,7 +81,7 @@ func readPrivate(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := fetch.ParsePrivateKey(b)
+	k, err := sign.ParsePrivateKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -112,7 +113,7 @@ func packageCreate(fs *pflag.FlagSet, args []string) error {
 			return err
 		}
 		for _, e := range ents {
-			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), fetch.ManifestName) && !strings.HasSuffix(e.Name(), ".part") {
+			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), manifest.FileName) && !strings.HasSuffix(e.Name(), ".part") {
 				files = append(files, e.Name())
 			}
 		}
@@ -152,19 +153,19 @@ func packageCreate(fs *pflag.FlagSet, args []string) error {
 	defer closeEv()
 	rep := progress.New(os.Stderr, ev)
 	task := rep.Start("hash", 0, "bytes")
-	m, mb, err := fetch.Build(dir, files, fetch.BuildOptions{Name: *name, Image: &fetch.Image{File: *image, Index: *index}, ChunkSize: cs, Progress: task.Callback()})
+	m, mb, err := manifest.Build(dir, files, manifest.BuildOptions{Name: *name, Image: &manifest.Image{File: *image, Index: *index}, ChunkSize: cs, Progress: task.Callback()})
 	task.Finish(err)
 	if err != nil {
 		return err
 	}
-	mp := filepath.Join(dir, fetch.ManifestName)
+	mp := filepath.Join(dir, manifest.FileName)
 	if err := os.WriteFile(mp, mb, 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(fetch.SignatureFor(mp), fetch.Sign(mb, priv), 0o644); err != nil {
+	if err := os.WriteFile(sign.SignatureFor(mp), sign.Sign(mb, priv), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s and %s: %d files, image %s index %d, signed by key %s\n", mp, fetch.SignatureFor(mp), len(m.Files), *image, *index, fetch.KeyID(priv.Public().(ed25519.PublicKey)))
+	fmt.Printf("wrote %s and %s: %d files, image %s index %d, signed by key %s\n", mp, sign.SignatureFor(mp), len(m.Files), *image, *index, sign.KeyID(priv.Public().(ed25519.PublicKey)))
 	return nil
 }
 
@@ -180,20 +181,20 @@ func packageVerify(fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	pub, err := fetch.ParsePublicKey(b)
+	pub, err := sign.ParsePublicKey(b)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *pubPath, err)
 	}
 	dir := fs.Arg(0)
-	mb, err := os.ReadFile(filepath.Join(dir, fetch.ManifestName))
+	mb, err := os.ReadFile(filepath.Join(dir, manifest.FileName))
 	if err != nil {
 		return err
 	}
-	sig, err := os.ReadFile(filepath.Join(dir, fetch.SignatureName))
+	sig, err := os.ReadFile(filepath.Join(dir, manifest.SignatureName))
 	if err != nil {
 		return err
 	}
-	m, err := fetch.Verify(mb, sig, pub)
+	m, err := manifest.Verify(mb, sig, pub)
 	if err != nil {
 		return err
 	}
@@ -202,7 +203,7 @@ func packageVerify(fs *pflag.FlagSet, args []string) error {
 	for i := range m.Files {
 		e := &m.Files[i]
 		task := rep.Start("verify "+e.Path, e.Size, "bytes")
-		err := fetch.VerifyFile(filepath.Join(dir, filepath.FromSlash(e.Path)), e, task.Callback())
+		err := manifest.VerifyFile(filepath.Join(dir, filepath.FromSlash(e.Path)), e, task.Callback())
 		task.Finish(err)
 		if err != nil {
 			errs = append(errs, err)
@@ -211,7 +212,7 @@ func packageVerify(fs *pflag.FlagSet, args []string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	fmt.Printf("%s: signature by key %s good, %d files verified\n", dir, fetch.KeyID(pub), len(m.Files))
+	fmt.Printf("%s: signature by key %s good, %d files verified\n", dir, sign.KeyID(pub), len(m.Files))
 	return nil
 }
 
@@ -241,10 +242,10 @@ func packageSign(fs *pflag.FlagSet, args []string) error {
 				return err
 			}
 		}
-		if err := os.WriteFile(fetch.SignatureFor(f), fetch.Sign(b, priv), 0o644); err != nil {
+		if err := os.WriteFile(sign.SignatureFor(f), sign.Sign(b, priv), 0o644); err != nil {
 			return err
 		}
-		fmt.Printf("wrote %s\n", fetch.SignatureFor(f))
+		fmt.Printf("wrote %s\n", sign.SignatureFor(f))
 	}
 	return nil
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/minint/minint/initramfs"
 	"github.com/minint/minint/pe"
-	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/sign"
 )
 
 // peKeyFile checks the --key public key and returns it as an initramfs file
@@ -19,9 +19,9 @@ func peKeyFile(path string) (initramfs.File, string, error) {
 	if err != nil {
 		return initramfs.File{}, "", fmt.Errorf("--key: %w", err)
 	}
-	pub, err := fetch.ParsePublicKey(b)
+	pub, err := sign.ParsePublicKey(b)
 	if err != nil {
 		return initramfs.File{}, "", fmt.Errorf("--key %s: %w (give the .pub file from minint keygen, not the .key)", path, err)
 	}
-	return initramfs.File{Data: b, Dest: strings.TrimPrefix(pe.DefaultPublicKey, "/"), Mode: 0o644}, fetch.KeyID(pub), nil
+	return initramfs.File{Data: b, Dest: strings.TrimPrefix(pe.DefaultPublicKey, "/"), Mode: 0o644}, sign.KeyID(pub), nil
 }

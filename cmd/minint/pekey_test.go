@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/sign"
 )
 
 func TestPEKeyFile(t *testing.T) {
 	dir := t.TempDir()
-	pub, priv, err := fetch.GenerateKey()
+	pub, priv, err := sign.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}

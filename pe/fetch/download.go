@@ -2,8 +2,6 @@ package fetch
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/minint/minint/manifest"
+	"github.com/minint/minint/sign"
 )
+
+// ErrHTTP: the server answered with a status that retrying won't fix.
+var ErrHTTP = errors.New("http error")
 
 // Client fetches package files over HTTP(S) with retries.
 type Client struct {
@@ -43,8 +47,8 @@ func (c *Client) logf(format string, a ...any) {
 	}
 }
 
-// retry runs f until it succeeds, fails permanently (ErrHTTP, ErrChecksum,
-// ErrSize, context done) or runs out of tries.
+// retry runs f until it succeeds, fails permanently (ErrHTTP, manifest.ErrChecksum,
+// manifest.ErrSize, context done) or runs out of tries.
 func (c *Client) retry(ctx context.Context, what string, f func() error) error {
 	tries := c.Retries
 	if tries == 0 {
@@ -83,8 +87,8 @@ func (c *Client) retry(ctx context.Context, what string, f func() error) error {
 }
 
 func permanent(err error) bool {
-	return errors.Is(err, ErrHTTP) || errors.Is(err, ErrChecksum) || errors.Is(err, ErrSize) ||
-		errors.Is(err, ErrSignature) || errors.Is(err, ErrManifest) || errors.Is(err, context.Canceled) ||
+	return errors.Is(err, ErrHTTP) || errors.Is(err, manifest.ErrChecksum) || errors.Is(err, manifest.ErrSize) ||
+		errors.Is(err, sign.ErrSignature) || errors.Is(err, manifest.ErrFormat) || errors.Is(err, context.Canceled) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrPermission)
 }
 
@@ -119,7 +123,7 @@ func (c *Client) Get(ctx context.Context, url string, limit int64) ([]byte, erro
 			return err
 		}
 		if int64(len(b)) > limit {
-			return fmt.Errorf("%w: %s is larger than %d bytes", ErrSize, url, limit)
+			return fmt.Errorf("%w: %s is larger than %d bytes", manifest.ErrSize, url, limit)
 		}
 		out = b
 		return nil
@@ -133,9 +137,9 @@ func (c *Client) Get(ctx context.Context, url string, limit int64) ([]byte, erro
 // and dest appears — fsync'd and renamed — only once size and SHA-256
 // match. A mismatch after a resumed download starts over once from zero
 // (the partial file may have been damaged by a power cut); a mismatch of a
-// fresh download is ErrChecksum. progress may be nil.
-func (c *Client) Download(ctx context.Context, url, dest string, e *Entry, progress func(done, total int64)) error {
-	if err := VerifyFile(dest, e, nil); err == nil {
+// fresh download is manifest.ErrChecksum. progress may be nil.
+func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Entry, progress func(done, total int64)) error {
+	if err := manifest.VerifyFile(dest, e, nil); err == nil {
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		os.Remove(dest)
@@ -154,7 +158,7 @@ func (c *Client) Download(ctx context.Context, url, dest string, e *Entry, progr
 		if err != nil {
 			return err
 		}
-		err = VerifyFile(part, e, nil)
+		err = manifest.VerifyFile(part, e, nil)
 		if err == nil {
 			break
 		}
@@ -172,7 +176,7 @@ func (c *Client) Download(ctx context.Context, url, dest string, e *Entry, progr
 
 // fetchPart makes one request, appending to part. It reports whether it
 // continued an existing partial file.
-func (c *Client) fetchPart(ctx context.Context, url, part string, e *Entry, progress func(done, total int64)) (resumed bool, err error) {
+func (c *Client) fetchPart(ctx context.Context, url, part string, e *manifest.Entry, progress func(done, total int64)) (resumed bool, err error) {
 	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return false, err
@@ -216,7 +220,7 @@ func (c *Client) fetchPart(ctx context.Context, url, part string, e *Entry, prog
 			return false, fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", url, off, resp.Header.Get("Content-Range"))
 		}
 		if total >= 0 && total != e.Size {
-			return true, fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", ErrSize, url, total, e.Size)
+			return true, fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, url, total, e.Size)
 		}
 		resumed = true
 	case resp.StatusCode == http.StatusOK:
@@ -231,10 +235,10 @@ func (c *Client) fetchPart(ctx context.Context, url, part string, e *Entry, prog
 			off = 0
 		}
 		if resp.ContentLength >= 0 && resp.ContentLength != e.Size {
-			return false, fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", ErrSize, url, resp.ContentLength, e.Size)
+			return false, fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, url, resp.ContentLength, e.Size)
 		}
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
-		return true, fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", ErrSize, url, off, e.Size)
+		return true, fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", manifest.ErrSize, url, off, e.Size)
 	default:
 		return false, statusErr(url, resp)
 	}
@@ -246,7 +250,7 @@ func (c *Client) fetchPart(ctx context.Context, url, part string, e *Entry, prog
 		n, rerr := limited.Read(buf)
 		if n > 0 {
 			if done+int64(n) > e.Size {
-				return resumed, fmt.Errorf("%w: %s is longer than the manifest's %d bytes", ErrSize, url, e.Size)
+				return resumed, fmt.Errorf("%w: %s is longer than the manifest's %d bytes", manifest.ErrSize, url, e.Size)
 			}
 			if _, err := f.Write(buf[:n]); err != nil {
 				return resumed, err
@@ -301,49 +305,6 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 		}
 	}
 	return start, total, true
-}
-
-// VerifyFile checks the size and SHA-256 of the file at p against e.
-// Errors name the file and, for a hash mismatch, both hashes.
-func VerifyFile(p string, e *Entry, progress func(done, total int64)) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if fi.Size() != e.Size {
-		return fmt.Errorf("%w: %s is %d bytes, the manifest says %d", ErrSize, e.Path, fi.Size(), e.Size)
-	}
-	h := sha256.New()
-	var r io.Reader = f
-	if progress != nil {
-		r = &progressReader{r: f, total: e.Size, f: progress}
-	}
-	if _, err := io.Copy(h, r); err != nil {
-		return fmt.Errorf("reading %s: %w", p, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
-		return fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", ErrChecksum, e.Path, got, e.SHA256)
-	}
-	return nil
-}
-
-type progressReader struct {
-	r     io.Reader
-	done  int64
-	total int64
-	f     func(done, total int64)
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.done += int64(n)
-	p.f(p.done, p.total)
-	return n, err
 }
 
 func syncDir(dir string) error {

@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/testnginx"
+	"github.com/minint/minint/manifest"
+	"github.com/minint/minint/sign"
 )
 
 // pkg writes a package into a new directory: one pseudo-random file, its
 // manifest and signature. It returns the dir, manifest and key pair.
-func pkg(t *testing.T, size int) (string, *Manifest, []byte, ed25519.PublicKey) {
+func pkg(t *testing.T, size int) (string, *manifest.Manifest, []byte, ed25519.PublicKey) {
 	t.Helper()
 	dir := t.TempDir()
 	data := make([]byte, size)
@@ -31,94 +33,26 @@ func pkg(t *testing.T, size int) (string, *Manifest, []byte, ed25519.PublicKey) 
 	if err := os.WriteFile(filepath.Join(dir, "image.wim"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pubF, privF, err := GenerateKey()
+	pubF, privF, err := sign.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := ParsePublicKey(pubF)
-	priv, err := ParsePrivateKey(privF)
+	pub, _ := sign.ParsePublicKey(pubF)
+	priv, err := sign.ParsePrivateKey(privF)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, mb, err := Build(dir, []string{"image.wim"}, BuildOptions{Name: "test", Image: &Image{File: "image.wim", Index: 1}, ChunkSize: 64 << 10})
+	m, mb, err := manifest.Build(dir, []string{"image.wim"}, manifest.BuildOptions{Name: "test", Image: &manifest.Image{File: "image.wim", Index: 1}, ChunkSize: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, ManifestName), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, SignatureName), Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, manifest.FileName), mb, 0o644)
+	os.WriteFile(filepath.Join(dir, manifest.SignatureName), sign.Sign(mb, priv), 0o644)
 	return dir, m, mb, pub
 }
 
 func quick() *Client {
 	return &Client{Retries: 3, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
-}
-
-func TestSignVerify(t *testing.T) {
-	dir, m, mb, pub := pkg(t, 1000)
-	sig, _ := os.ReadFile(filepath.Join(dir, SignatureName))
-	got, err := Verify(mb, sig, pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Files[0].SHA256 != m.Files[0].SHA256 || got.Image.File != "image.wim" {
-		t.Errorf("verified manifest differs: %+v", got)
-	}
-	// One changed byte of the manifest, another key, a mangled signature:
-	// each ErrSignature.
-	bad := bytes.Replace(mb, []byte(`"size": 1000`), []byte(`"size": 1001`), 1)
-	if bytes.Equal(bad, mb) {
-		t.Fatal("test did not change the manifest")
-	}
-	otherPub, _, _ := GenerateKey()
-	op, _ := ParsePublicKey(otherPub)
-	for name, c := range map[string]struct {
-		data, sig []byte
-		pub       ed25519.PublicKey
-	}{
-		"changed manifest": {bad, sig, pub},
-		"other key":        {mb, sig, op},
-		"garbage sig":      {mb, []byte("AAAA\n"), pub},
-		"no key":           {mb, sig, nil},
-	} {
-		if _, err := Verify(c.data, c.sig, c.pub); !errors.Is(err, ErrSignature) {
-			t.Errorf("%s: err = %v, want ErrSignature", name, err)
-		}
-	}
-}
-
-func TestVerifyRejectsBadManifest(t *testing.T) {
-	_, privF, _ := GenerateKey()
-	priv, _ := ParsePrivateKey(privF)
-	pub := priv.Public().(ed25519.PublicKey)
-	h := strings.Repeat("ab", 32)
-	for name, js := range map[string]string{
-		"escaping path": `{"version":1,"files":[{"path":"../etc/passwd","size":1,"sha256":"` + h + `"}]}`,
-		"absolute path": `{"version":1,"files":[{"path":"/x","size":1,"sha256":"` + h + `"}]}`,
-		"short hash":    `{"version":1,"files":[{"path":"x","size":1,"sha256":"abcd"}]}`,
-		"unknown field": `{"version":1,"bogus":1,"files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
-		"no image file": `{"version":1,"image":{"file":"y","index":1},"files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
-		"chunk count":   `{"version":1,"files":[{"path":"x","size":10,"sha256":"` + h + `","chunk_size":4,"chunks":["` + h + `"]}]}`,
-		"version":       `{"version":2,"files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
-	} {
-		if _, err := Verify([]byte(js), Sign([]byte(js), priv), pub); !errors.Is(err, ErrManifest) {
-			t.Errorf("%s: err = %v, want ErrManifest", name, err)
-		}
-	}
-}
-
-func TestKeyFiles(t *testing.T) {
-	pubF, privF, _ := GenerateKey()
-	pub, err := ParsePublicKey(pubF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, _ := ParsePrivateKey(privF)
-	if !bytes.Equal(priv.Public().(ed25519.PublicKey), pub) {
-		t.Error("private key file does not match public key file")
-	}
-	if _, err := ParsePublicKey(privF); !errors.Is(err, ErrKey) {
-		t.Errorf("private key accepted as public: %v", err)
-	}
 }
 
 func TestDownloadNginx(t *testing.T) {
@@ -200,7 +134,7 @@ func TestDownloadFailClosed(t *testing.T) {
 		bad.SHA256 = strings.Repeat("0", 64)
 		dest := filepath.Join(stage, "b")
 		err := quick().Download(ctx, n.URL+"/image.wim", dest, &bad, nil)
-		if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), bad.SHA256) || !strings.Contains(err.Error(), e.SHA256) || !strings.Contains(err.Error(), "image.wim") {
+		if !errors.Is(err, manifest.ErrChecksum) || !strings.Contains(err.Error(), bad.SHA256) || !strings.Contains(err.Error(), e.SHA256) || !strings.Contains(err.Error(), "image.wim") {
 			t.Fatalf("err = %v (want the file and both hashes)", err)
 		}
 		for _, p := range []string{dest, dest + ".part"} {
@@ -214,14 +148,14 @@ func TestDownloadFailClosed(t *testing.T) {
 		full, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
 		os.WriteFile(filepath.Join(dir, "short.wim"), full[:150000], 0o644)
 		err := quick().Download(ctx, n.URL+"/short.wim", filepath.Join(stage, "c"), &e, nil)
-		if !errors.Is(err, ErrSize) {
-			t.Fatalf("err = %v, want ErrSize", err)
+		if !errors.Is(err, manifest.ErrSize) {
+			t.Fatalf("err = %v, want manifest.ErrSize", err)
 		}
 		// Same with a partial file already as long as the server's.
 		os.WriteFile(filepath.Join(stage, "d.part"), full[:150000], 0o644)
 		err = quick().Download(ctx, n.URL+"/short.wim", filepath.Join(stage, "d"), &e, nil)
-		if !errors.Is(err, ErrSize) {
-			t.Fatalf("resumed: err = %v, want ErrSize", err)
+		if !errors.Is(err, manifest.ErrSize) {
+			t.Fatalf("resumed: err = %v, want manifest.ErrSize", err)
 		}
 	})
 }
@@ -352,27 +286,13 @@ func TestFileRangeReads(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "image.wim"), data, 0o644)
 	g, _ := quick().OpenFile(context.Background(), n.URL+"/image.wim", &m.Files[0], 0)
 	k, err := g.ReadAt(make([]byte, 100), 65536+4000)
-	if !errors.Is(err, ErrChecksum) || k != 0 {
+	if !errors.Is(err, manifest.ErrChecksum) || k != 0 {
 		t.Fatalf("tampered chunk: n=%d err=%v", k, err)
 	}
 	// Without chunk hashes, streaming is refused up front.
 	e := m.Files[0]
 	e.ChunkSize, e.Chunks = 0, nil
-	if _, err := quick().OpenFile(context.Background(), n.URL+"/image.wim", &e, 0); !errors.Is(err, ErrManifest) {
+	if _, err := quick().OpenFile(context.Background(), n.URL+"/image.wim", &e, 0); !errors.Is(err, manifest.ErrFormat) {
 		t.Errorf("no chunks: err = %v", err)
-	}
-}
-
-func TestSignatureFor(t *testing.T) {
-	for in, want := range map[string]string{
-		"manifest.json":            "manifest.sig",
-		"http://h/p/manifest.json": "http://h/p/manifest.sig",
-		"/minint/sequence.yaml":    "/minint/sequence.sig",
-		"noext":                    "noext.sig",
-		"dir.d/file":               "dir.d/file.sig",
-	} {
-		if got := SignatureFor(in); got != want {
-			t.Errorf("SignatureFor(%q) = %q, want %q", in, got, want)
-		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"sync"
+
+	"github.com/minint/minint/manifest"
 )
 
 // File is an io.ReaderAt over HTTP Range requests for applying an image
@@ -19,7 +21,7 @@ type File struct {
 	ctx    context.Context
 	c      *Client
 	url    string
-	e      *Entry
+	e      *manifest.Entry
 	chunks [][sha256.Size]byte
 
 	mu    sync.Mutex
@@ -38,9 +40,9 @@ type chunk struct {
 
 // OpenFile returns a File for url described by e, which must carry chunk
 // hashes. cacheBytes bounds the chunk cache (at least one chunk is kept).
-func (c *Client) OpenFile(ctx context.Context, url string, e *Entry, cacheBytes int64) (*File, error) {
+func (c *Client) OpenFile(ctx context.Context, url string, e *manifest.Entry, cacheBytes int64) (*File, error) {
 	if e.ChunkSize <= 0 || len(e.Chunks) == 0 && e.Size > 0 {
-		return nil, fmt.Errorf("%w: %s has no per-chunk hashes, so it cannot be applied straight from HTTP; stage it (or rebuild the package with chunk hashes)", ErrManifest, e.Path)
+		return nil, fmt.Errorf("%w: %s has no per-chunk hashes, so it cannot be applied straight from HTTP; stage it (or rebuild the package with chunk hashes)", manifest.ErrFormat, e.Path)
 	}
 	f := &File{ctx: ctx, c: c, url: url, e: e, cache: map[int64]*list.Element{}, lru: list.New()}
 	for _, h := range e.Chunks {
@@ -106,7 +108,7 @@ func (f *File) chunk(i int64) ([]byte, error) {
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
-			return fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", ErrSize, f.url, start, f.e.Size)
+			return fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", manifest.ErrSize, f.url, start, f.e.Size)
 		}
 		if resp.StatusCode != http.StatusPartialContent {
 			if resp.StatusCode == http.StatusOK {
@@ -122,7 +124,7 @@ func (f *File) chunk(i int64) ([]byte, error) {
 			return err // a short read is retried; the chunk hash decides in the end
 		}
 		if sha256.Sum256(b) != f.chunks[i] {
-			return fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", ErrChecksum, f.e.Path, start, end-1)
+			return fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", manifest.ErrChecksum, f.e.Path, start, end-1)
 		}
 		data = b
 		return nil

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/minint/minint/manifest"
 )
 
 // ErrClosed: the transfer was stopped by Close before it finished.
@@ -54,7 +56,7 @@ type Transfer struct {
 	c         *Client
 	url, dest string
 	part      string
-	e         *Entry
+	e         *manifest.Entry
 	sums      [][sha256.Size]byte
 	f         *os.File
 	progress  func(done, total int64)
@@ -89,13 +91,13 @@ const lookahead = 2
 // StartTransfer begins downloading url into dest (through dest+".part")
 // and returns once the partial file has been checked and the server has
 // answered the first request, so that a missing file (ErrHTTP) or one of
-// the wrong size (ErrSize) is reported here. e must carry chunk hashes
-// (ErrManifest otherwise). progress, if not nil, is called with the bytes
+// the wrong size (manifest.ErrSize) is reported here. e must carry chunk hashes
+// (manifest.ErrFormat otherwise). progress, if not nil, is called with the bytes
 // on disk and verified (and those of the chunk arriving). The transfer runs
 // until Wait says how it ended or Close stops it; ctx bounds it.
-func (c *Client) StartTransfer(ctx context.Context, url, dest string, e *Entry, progress func(done, total int64)) (*Transfer, error) {
+func (c *Client) StartTransfer(ctx context.Context, url, dest string, e *manifest.Entry, progress func(done, total int64)) (*Transfer, error) {
 	if e.ChunkSize <= 0 || len(e.Chunks) == 0 && e.Size > 0 {
-		return nil, fmt.Errorf("%w: %s has no per-chunk hashes, so it cannot be read before the download ends; stage it (or rebuild the package with chunk hashes)", ErrManifest, e.Path)
+		return nil, fmt.Errorf("%w: %s has no per-chunk hashes, so it cannot be read before the download ends; stage it (or rebuild the package with chunk hashes)", manifest.ErrFormat, e.Path)
 	}
 	t := &Transfer{c: c, url: url, dest: dest, part: dest + ".part", e: e, progress: progress,
 		have: make([]bool, len(e.Chunks)), busy: make([]bool, len(e.Chunks)),
@@ -282,14 +284,14 @@ func (t *Transfer) open(start int) (*http.Response, error) {
 			return bad(fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", t.url, off, resp.Header.Get("Content-Range")))
 		}
 		if total >= 0 && total != t.e.Size {
-			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", ErrSize, t.url, total, t.e.Size))
+			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, t.url, total, t.e.Size))
 		}
 	case resp.StatusCode == http.StatusOK:
 		if resp.ContentLength >= 0 && resp.ContentLength != t.e.Size {
-			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", ErrSize, t.url, resp.ContentLength, t.e.Size))
+			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, t.url, resp.ContentLength, t.e.Size))
 		}
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
-		return bad(fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", ErrSize, t.url, off, t.e.Size))
+		return bad(fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", manifest.ErrSize, t.url, off, t.e.Size))
 	default:
 		return bad(statusErr(t.url, resp))
 	}
@@ -394,7 +396,7 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 		}
 		if write {
 			if err == nil && [sha256.Size]byte(h.Sum(nil)) != t.sums[i] {
-				err = fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", ErrChecksum, t.e.Path, off, off+n-1)
+				err = fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", manifest.ErrChecksum, t.e.Path, off, off+n-1)
 			}
 			t.mu.Lock()
 			t.busy[i], t.partial = false, 0
@@ -413,7 +415,7 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 	}
 	// The manifest's size was reached; a server sending more has another file.
 	if k, _ := body.Read(buf[:1]); k > 0 {
-		return fmt.Errorf("%w: %s is longer than the manifest's %d bytes", ErrSize, t.url, t.e.Size)
+		return fmt.Errorf("%w: %s is longer than the manifest's %d bytes", manifest.ErrSize, t.url, t.e.Size)
 	}
 	return nil
 }
@@ -465,7 +467,7 @@ func (t *Transfer) fetchChunk(i int) {
 		switch resp.StatusCode {
 		case http.StatusPartialContent:
 		case http.StatusRequestedRangeNotSatisfiable:
-			return fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", ErrSize, t.url, start, t.e.Size)
+			return fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", manifest.ErrSize, t.url, start, t.e.Size)
 		case http.StatusOK:
 			return fmt.Errorf("%w: GET %s: the server ignores Range requests", ErrHTTP, t.url)
 		default:
@@ -482,7 +484,7 @@ func (t *Transfer) fetchChunk(i int) {
 			return err
 		}
 		if sha256.Sum256(b) != t.sums[i] {
-			return fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", ErrChecksum, t.e.Path, start, end-1)
+			return fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", manifest.ErrChecksum, t.e.Path, start, end-1)
 		}
 		_, err = t.f.WriteAt(b, start)
 		return err
@@ -524,7 +526,7 @@ func (t *Transfer) verify(whole hash.Hash, n int) {
 			// Every chunk matched but the whole does not: the signed
 			// manifest contradicts itself. Nothing of it is kept.
 			os.Remove(t.part)
-			return fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", ErrChecksum, t.e.Path, got, t.e.SHA256)
+			return fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", manifest.ErrChecksum, t.e.Path, got, t.e.SHA256)
 		}
 		if err := t.f.Sync(); err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/testnginx"
+	"github.com/minint/minint/manifest"
 )
 
 // readAll reads the transfer like an apply does: several goroutines, the
@@ -132,11 +133,11 @@ func TestTransferFailClosed(t *testing.T) {
 			t.Fatalf("good chunk: %v", err)
 		}
 		k, err := tr.ReadAt(p, 6*65536)
-		if !errors.Is(err, ErrChecksum) || k != 0 {
+		if !errors.Is(err, manifest.ErrChecksum) || k != 0 {
 			t.Fatalf("tampered chunk: n=%d err=%v", k, err)
 		}
-		if err := tr.Wait(); !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "393216-458751") {
-			t.Fatalf("Wait = %v, want ErrChecksum naming the bytes", err)
+		if err := tr.Wait(); !errors.Is(err, manifest.ErrChecksum) || !strings.Contains(err.Error(), "393216-458751") {
+			t.Fatalf("Wait = %v, want manifest.ErrChecksum naming the bytes", err)
 		}
 		if _, err := os.Stat(dest); !os.IsNotExist(err) {
 			t.Error("a file that failed verification got its final name")
@@ -145,8 +146,8 @@ func TestTransferFailClosed(t *testing.T) {
 	t.Run("truncated", func(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "short.wim"), full[:500000], 0o644)
 		_, err := quick().StartTransfer(ctx, n.URL+"/short.wim", filepath.Join(t.TempDir(), "x"), &e, nil)
-		if !errors.Is(err, ErrSize) || !strings.Contains(err.Error(), "the manifest says") {
-			t.Fatalf("err = %v, want ErrSize", err)
+		if !errors.Is(err, manifest.ErrSize) || !strings.Contains(err.Error(), "the manifest says") {
+			t.Fatalf("err = %v, want manifest.ErrSize", err)
 		}
 	})
 	t.Run("404", func(t *testing.T) {
@@ -158,8 +159,8 @@ func TestTransferFailClosed(t *testing.T) {
 	t.Run("no chunk hashes", func(t *testing.T) {
 		e := e
 		e.ChunkSize, e.Chunks = 0, nil
-		if _, err := quick().StartTransfer(ctx, n.URL+"/image.wim", filepath.Join(t.TempDir(), "x"), &e, nil); !errors.Is(err, ErrManifest) {
-			t.Fatalf("err = %v, want ErrManifest", err)
+		if _, err := quick().StartTransfer(ctx, n.URL+"/image.wim", filepath.Join(t.TempDir(), "x"), &e, nil); !errors.Is(err, manifest.ErrFormat) {
+			t.Fatalf("err = %v, want manifest.ErrFormat", err)
 		}
 	})
 	t.Run("whole hash contradicts chunks", func(t *testing.T) {
@@ -171,7 +172,7 @@ func TestTransferFailClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tr.Close()
-		if err := tr.Wait(); !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), e.SHA256) {
+		if err := tr.Wait(); !errors.Is(err, manifest.ErrChecksum) || !strings.Contains(err.Error(), e.SHA256) {
 			t.Fatalf("Wait = %v", err)
 		}
 		for _, p := range []string{dest, dest + ".part"} {

@@ -1,4 +1,4 @@
-package fetch
+package manifest
 
 import (
 	"crypto/ed25519"
@@ -6,11 +6,13 @@ import (
 	"path"
 	"strings"
 	"testing"
+
+	"github.com/minint/minint/sign"
 )
 
 // FuzzManifest signs arbitrary bytes and verifies them: a manifest that
 // verifies must be one the PE can use safely (clean relative paths, sizes
-// and hashes well formed); anything else must be ErrManifest.
+// and hashes well formed); anything else must be ErrFormat.
 func FuzzManifest(f *testing.F) {
 	h := strings.Repeat("ab", 32)
 	f.Add([]byte(`{"version":1,"image":{"file":"a.wim","index":1},"files":[{"path":"a.wim","size":3,"sha256":"` + h + `"}]}`))
@@ -19,10 +21,10 @@ func FuzzManifest(f *testing.F) {
 	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	pub := priv.Public().(ed25519.PublicKey)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := Verify(b, Sign(b, priv), pub)
+		m, err := Verify(b, sign.Sign(b, priv), pub)
 		if err != nil {
-			if !errors.Is(err, ErrManifest) {
-				t.Fatalf("error %v is not ErrManifest", err)
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("error %v is not ErrFormat", err)
 			}
 			return
 		}

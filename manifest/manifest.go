@@ -1,0 +1,278 @@
+// Package manifest is the signed list of an image package's files: what
+// `minint package create` writes on the build host and what the PE checks
+// before it uses a byte of the package.
+//
+// A package is a directory (on the boot medium or behind an HTTP server)
+// holding manifest.json, its detached signature manifest.sig (package
+// sign), and the files the manifest lists with their sizes and SHA-256
+// sums. Verify checks the signature before the manifest is even parsed;
+// VerifyFile then checks a file's size and hash before it is handed on.
+//
+// To let the PE apply a file straight from HTTP and still stay fail-closed,
+// an entry may carry a SHA-256 per fixed-size chunk (chunk_size, chunks),
+// covered by the signature like everything else: a reader can verify every
+// chunk before it returns a byte of it (package fetch does), where a
+// whole-file hash could only be checked after the bytes were used.
+package manifest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/minint/minint/sign"
+)
+
+var (
+	// ErrFormat: the manifest is malformed, or an entry lacks what the
+	// caller needs (e.g. chunk hashes to read it before it is complete).
+	ErrFormat = errors.New("bad manifest")
+	// ErrChecksum: a file's SHA-256 (or a chunk's) differs from the
+	// manifest's.
+	ErrChecksum = errors.New("checksum mismatch")
+	// ErrSize: a file is shorter or longer than the manifest says.
+	ErrSize = errors.New("size mismatch")
+)
+
+// FileName and SignatureName name the files of a package.
+const (
+	FileName      = "manifest.json"
+	SignatureName = "manifest.sig"
+	// DefaultChunkSize is the chunk of per-chunk hashes (see package doc).
+	DefaultChunkSize = 4 << 20
+)
+
+// Manifest lists a package's files.
+//
+//	{
+//	  "version": 1,
+//	  "name": "debian-12",
+//	  "created": "2026-11-28T09:00:00Z",
+//	  "image": {"file": "debian.wim", "index": 1},
+//	  "files": [{"path": "debian.wim", "size": 123, "sha256": "…",
+//	             "chunk_size": 4194304, "chunks": ["…", …]}]
+//	}
+type Manifest struct {
+	Version int       `json:"version"`
+	Name    string    `json:"name,omitempty"`
+	Created time.Time `json:"created"`
+	Image   *Image    `json:"image,omitempty"`
+	Files   []Entry   `json:"files"`
+}
+
+// Image says which file and image index to apply.
+type Image struct {
+	File  string `json:"file"`
+	Index int    `json:"index"`
+}
+
+// Entry is one file of a package.
+type Entry struct {
+	Path      string   `json:"path"` // slash-separated, relative, clean
+	Size      int64    `json:"size"`
+	SHA256    string   `json:"sha256"`
+	ChunkSize int64    `json:"chunk_size,omitempty"`
+	Chunks    []string `json:"chunks,omitempty"`
+}
+
+// File returns the entry for path.
+func (m *Manifest) File(p string) (*Entry, bool) {
+	for i := range m.Files {
+		if m.Files[i].Path == p {
+			return &m.Files[i], true
+		}
+	}
+	return nil, false
+}
+
+func (m *Manifest) validate() error {
+	if m.Version != 1 {
+		return fmt.Errorf("%w: version %d (want 1)", ErrFormat, m.Version)
+	}
+	if len(m.Files) == 0 {
+		return fmt.Errorf("%w: no files", ErrFormat)
+	}
+	seen := map[string]bool{}
+	for _, e := range m.Files {
+		if e.Path == "" || path.IsAbs(e.Path) || path.Clean(e.Path) != e.Path || strings.HasPrefix(e.Path, "../") || e.Path == ".." || strings.Contains(e.Path, "\\") {
+			return fmt.Errorf("%w: file path %q is not a clean relative path", ErrFormat, e.Path)
+		}
+		if seen[e.Path] {
+			return fmt.Errorf("%w: %s listed twice", ErrFormat, e.Path)
+		}
+		seen[e.Path] = true
+		if e.Size < 0 {
+			return fmt.Errorf("%w: %s: negative size", ErrFormat, e.Path)
+		}
+		if b, err := hex.DecodeString(e.SHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("%w: %s: sha256 %q is not 64 hex digits", ErrFormat, e.Path, e.SHA256)
+		}
+		if e.ChunkSize != 0 || len(e.Chunks) != 0 {
+			if e.ChunkSize <= 0 {
+				return fmt.Errorf("%w: %s: chunks without a chunk_size", ErrFormat, e.Path)
+			}
+			if want := (e.Size + e.ChunkSize - 1) / e.ChunkSize; int64(len(e.Chunks)) != want {
+				return fmt.Errorf("%w: %s: %d chunk hashes, want %d", ErrFormat, e.Path, len(e.Chunks), want)
+			}
+			for _, c := range e.Chunks {
+				if b, err := hex.DecodeString(c); err != nil || len(b) != sha256.Size {
+					return fmt.Errorf("%w: %s: chunk hash %q is not 64 hex digits", ErrFormat, e.Path, c)
+				}
+			}
+		}
+	}
+	if m.Image != nil {
+		if _, ok := m.File(m.Image.File); !ok {
+			return fmt.Errorf("%w: image file %q is not among the files", ErrFormat, m.Image.File)
+		}
+		if m.Image.Index < 1 {
+			return fmt.Errorf("%w: image index %d (indexes start at 1)", ErrFormat, m.Image.Index)
+		}
+	}
+	return nil
+}
+
+// Verify checks sig over the exact bytes of data with pub (sign.Verify:
+// failures wrap sign.ErrSignature), and only then parses the manifest.
+func Verify(data, sig []byte, pub ed25519.PublicKey) (*Manifest, error) {
+	if err := sign.Verify(data, sig, pub); err != nil {
+		return nil, err
+	}
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	return &m, m.validate()
+}
+
+// VerifyFile checks the size and SHA-256 of the file at p against e.
+// Errors name the file and, for a hash mismatch, both hashes.
+func VerifyFile(p string, e *Entry, progress func(done, total int64)) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != e.Size {
+		return fmt.Errorf("%w: %s is %d bytes, the manifest says %d", ErrSize, e.Path, fi.Size(), e.Size)
+	}
+	h := sha256.New()
+	var r io.Reader = f
+	if progress != nil {
+		r = &progressReader{r: f, total: e.Size, f: progress}
+	}
+	if _, err := io.Copy(h, r); err != nil {
+		return fmt.Errorf("reading %s: %w", p, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
+		return fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", ErrChecksum, e.Path, got, e.SHA256)
+	}
+	return nil
+}
+
+type progressReader struct {
+	r     io.Reader
+	done  int64
+	total int64
+	f     func(done, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	p.f(p.done, p.total)
+	return n, err
+}
+
+// BuildOptions tunes Build.
+type BuildOptions struct {
+	Name      string
+	Image     *Image
+	ChunkSize int64 // 0: DefaultChunkSize; <0: no chunk hashes
+	Progress  func(done, total int64)
+	Created   time.Time
+}
+
+// Build hashes files (relative to dir) into a manifest and returns it with
+// its JSON encoding, which is what gets signed.
+func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error) {
+	m := &Manifest{Version: 1, Name: o.Name, Image: o.Image, Created: o.Created}
+	if m.Created.IsZero() {
+		m.Created = time.Now().UTC().Truncate(time.Second)
+	}
+	cs := o.ChunkSize
+	if cs == 0 {
+		cs = DefaultChunkSize
+	}
+	var total, done int64
+	for _, f := range files {
+		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f)))
+		if err != nil {
+			return nil, nil, err
+		}
+		total += fi.Size()
+	}
+	for _, f := range files {
+		fh, err := os.Open(filepath.Join(dir, filepath.FromSlash(f)))
+		if err != nil {
+			return nil, nil, err
+		}
+		e := Entry{Path: f}
+		whole := sha256.New()
+		buf := make([]byte, 1<<20)
+		if cs > 0 {
+			buf = make([]byte, cs)
+			e.ChunkSize = cs
+			e.Chunks = []string{}
+		}
+		for {
+			n, err := io.ReadFull(fh, buf)
+			if n > 0 {
+				whole.Write(buf[:n])
+				e.Size += int64(n)
+				done += int64(n)
+				if cs > 0 {
+					s := sha256.Sum256(buf[:n])
+					e.Chunks = append(e.Chunks, hex.EncodeToString(s[:]))
+				}
+				if o.Progress != nil {
+					o.Progress(done, total)
+				}
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				break
+			}
+			if err != nil {
+				fh.Close()
+				return nil, nil, err
+			}
+		}
+		fh.Close()
+		e.SHA256 = hex.EncodeToString(whole.Sum(nil))
+		m.Files = append(m.Files, e)
+	}
+	if err := m.validate(); err != nil {
+		return nil, nil, err
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, append(b, '\n'), nil
+}

@@ -1,0 +1,18 @@
+// Package fetch gets image packages to the PE over HTTP(S), and hands on
+// only bytes that match their signed manifest (package manifest).
+//
+// One verified reader chain: bytes -> size limit -> SHA-256 -> file. A
+// file is handed on only after its size and hash match the manifest
+// entry; errors wrap manifest.ErrSize, manifest.ErrChecksum, or ErrHTTP for
+// a status that retrying will not fix.
+//
+// Downloads resume: a partial file (NAME.part in the staging folder) is
+// continued with an HTTP Range request after a network error or a reboot,
+// with retries and backoff, inside a bounded total time.
+//
+// Applying straight from HTTP (no room to stage) uses File, an io.ReaderAt
+// over Range requests; applying while the download runs uses Transfer.
+// Both need the entry's per-chunk hashes and verify every chunk before a
+// single byte of it is returned, so a tampered server can make an apply
+// fail but never feed it unverified data.
+package fetch
