@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/minint/minint/internal/disktest"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +27,7 @@ func losetup(t *testing.T, args ...string) string {
 // TestTargetRefusals: a mounted disk and a read-only disk are refused with
 // an error naming the device and the reason, and nothing is written.
 func TestTargetRefusals(t *testing.T) {
-	needE2E(t)
+	disktest.NeedE2E(t)
 	ctx := context.Background()
 	img := imageTarget(t, 64<<20)
 	if _, err := Format(ctx, img.File, 0, 64<<20, FormatSpec{FS: "ext4", Label: "busy"}); err != nil {
@@ -78,7 +79,7 @@ func TestTargetRefusals(t *testing.T) {
 // TestPartitionLoopWithoutNodes: on a loop device without partition
 // scanning the table is written, and the error says the nodes are missing.
 func TestPartitionLoopWithoutNodes(t *testing.T) {
-	needE2E(t)
+	disktest.NeedE2E(t)
 	img := imageTarget(t, 64<<20)
 	dev := losetup(t, img.Path)
 	tg, err := OpenTarget(context.Background(), dev, TargetOptions{})
@@ -101,7 +102,7 @@ func TestPartitionLoopWithoutNodes(t *testing.T) {
 	if _, err := FormatPartitions(context.Background(), tg, res, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := run(t, "sgdisk", "-v", dev); !strings.Contains(got, "No problems found") {
+	if got := disktest.Run(t, "sgdisk", "-v", dev); !strings.Contains(got, "No problems found") {
 		t.Errorf("sgdisk:\n%s", got)
 	}
 }

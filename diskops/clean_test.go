@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minint/minint/internal/disktest"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,9 +95,9 @@ func populate(t *testing.T, root, outside string) {
 		"name with spaces/and\nnewline": "odd",
 	}
 	for p, c := range files {
-		writeFile(t, filepath.Join(root, p), c)
+		disktest.WriteFile(t, filepath.Join(root, p), c)
 	}
-	writeFile(t, filepath.Join(outside, "precious"), "must survive")
+	disktest.WriteFile(t, filepath.Join(outside, "precious"), "must survive")
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -157,9 +158,9 @@ func TestCleanAllButStaging(t *testing.T) {
 	populate(t, root, outside)
 	// A fake mountinfo marks root/data as a separate mount (a bind mount
 	// on the same filesystem has the same st_dev: only mountinfo tells).
-	writeFile(t, filepath.Join(root, "data/mounted/file"), "on another mount")
+	disktest.WriteFile(t, filepath.Join(root, "data/mounted/file"), "on another mount")
 	sys := t.TempDir()
-	writeFile(t, filepath.Join(sys, "proc/self/mountinfo"), fmt.Sprintf("40 1 8:2 / %s rw - ext4 /dev/sda2 rw\n", filepath.Join(root, "data/mounted")))
+	disktest.WriteFile(t, filepath.Join(sys, "proc/self/mountinfo"), fmt.Sprintf("40 1 8:2 / %s rw - ext4 /dev/sda2 rw\n", filepath.Join(root, "data/mounted")))
 
 	before := snapshot(t, base)
 	dry, err := CleanAllBut(context.Background(), root, CleanOptions{DryRun: true, SysRoot: sys})
@@ -234,8 +235,8 @@ func TestCleanAllButStaging(t *testing.T) {
 func TestCleanRefusals(t *testing.T) {
 	base := t.TempDir()
 	root := filepath.Join(base, "root")
-	writeFile(t, filepath.Join(root, "etc/x"), "x")
-	writeFile(t, filepath.Join(base, "elsewhere/keepme"), "x")
+	disktest.WriteFile(t, filepath.Join(root, "etc/x"), "x")
+	disktest.WriteFile(t, filepath.Join(base, "elsewhere/keepme"), "x")
 	for _, c := range []struct {
 		setup func()
 		keep  string
@@ -263,7 +264,7 @@ func TestCleanRefusals(t *testing.T) {
 // TestCleanE2E runs on a real ext4 filesystem with a real bind mount, an
 // immutable file, and a full disk.
 func TestCleanE2E(t *testing.T) {
-	needE2E(t)
+	disktest.NeedE2E(t)
 	base := t.TempDir()
 	img := filepath.Join(base, "fs.img")
 	f, _ := os.Create(img)
@@ -287,7 +288,7 @@ func TestCleanE2E(t *testing.T) {
 	}
 	defer unix.Unmount(bind, unix.MNT_DETACH)
 	// An immutable file: deleting it fails, the run reports it and goes on.
-	writeFile(t, filepath.Join(root, "etc/immutable"), "i")
+	disktest.WriteFile(t, filepath.Join(root, "etc/immutable"), "i")
 	if out, err := exec.Command("chattr", "+i", filepath.Join(root, "etc/immutable")).CombinedOutput(); err != nil {
 		t.Fatalf("chattr: %v %s", err, out)
 	}
@@ -337,7 +338,7 @@ func TestCleanTwiceSameSecond(t *testing.T) {
 	now := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
 	var names []string
 	for i := 0; i < 3; i++ {
-		writeFile(t, filepath.Join(root, "etc/x"), "x")
+		disktest.WriteFile(t, filepath.Join(root, "etc/x"), "x")
 		res, err := CleanAllBut(context.Background(), root, CleanOptions{Now: now})
 		if err != nil {
 			t.Fatal(err)

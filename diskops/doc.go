@@ -1,7 +1,8 @@
 // Package diskops is everything minint does to disks: discover block devices
 // from sysfs, select the target with a declarative rule, partition it from a
 // layout, format and mount filesystems, clean an applied root except the
-// staging folder, make the result bootable and erase disks.
+// staging folder, and erase disks. Making the result bootable is package
+// bootloader's job, on top of this one.
 //
 // It runs inside the PE (a u-root initramfs without util-linux) and on a
 // developer's host against image files and loop devices, so it is pure Go:

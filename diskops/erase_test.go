@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/minint/minint/internal/disktest"
 )
 
 func fillRandom(t *testing.T, path string, size int64) {
@@ -65,7 +67,7 @@ func TestVerifyZeroCatchesData(t *testing.T) {
 }
 
 func TestEraseLoopDevice(t *testing.T) {
-	needE2E(t)
+	disktest.NeedE2E(t)
 	img := imageTarget(t, 32<<20)
 	fillRandom(t, img.Path, img.Size)
 	out, err := exec.Command("losetup", "-f", "--show", img.Path).Output()

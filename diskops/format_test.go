@@ -6,17 +6,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/minint/minint/internal/disktest"
 )
 
 // TestExt4LabelChecksum relabels a metadata_csum filesystem made by
 // mkfs.ext4: e2fsck must accept the recomputed superblock checksum.
 func TestExt4LabelChecksum(t *testing.T) {
-	mkfs := needTool(t, "mkfs.ext4")
+	mkfs := disktest.NeedTool(t, "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "e.img")
 	f, _ := os.Create(img)
 	f.Truncate(32 << 20)
 	f.Close()
-	run(t, mkfs, "-q", "-F", "-O", "metadata_csum", "-L", "before", img)
+	disktest.Run(t, mkfs, "-q", "-F", "-O", "metadata_csum", "-L", "before", img)
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -25,8 +27,8 @@ func TestExt4LabelChecksum(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	run(t, needTool(t, "e2fsck"), "-n", "-f", img)
-	if got := run(t, needTool(t, "blkid"), "-p", "-o", "export", img); !strings.Contains(got, "LABEL=after\n") {
+	disktest.Run(t, disktest.NeedTool(t, "e2fsck"), "-n", "-f", img)
+	if got := disktest.Run(t, disktest.NeedTool(t, "blkid"), "-p", "-o", "export", img); !strings.Contains(got, "LABEL=after\n") {
 		t.Errorf("blkid:\n%s", got)
 	}
 }
@@ -58,7 +60,7 @@ func TestFormatExt4Unlabelled(t *testing.T) {
 }
 
 func TestFormatMkfsExt4(t *testing.T) {
-	needTool(t, "mkfs.ext4")
+	disktest.NeedTool(t, "mkfs.ext4")
 	img := filepath.Join(t.TempDir(), "e.img")
 	f, _ := os.Create(img)
 	defer f.Close()
@@ -70,5 +72,5 @@ func TestFormatMkfsExt4(t *testing.T) {
 	if fs.Label != "viamkfs" || fs.Type != "ext4" {
 		t.Errorf("got %+v", fs)
 	}
-	run(t, needTool(t, "e2fsck"), "-n", "-f", img)
+	disktest.Run(t, disktest.NeedTool(t, "e2fsck"), "-n", "-f", img)
 }

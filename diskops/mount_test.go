@@ -7,24 +7,15 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/minint/minint/internal/disktest"
 	"golang.org/x/sys/unix"
 )
-
-func needE2E(t *testing.T) {
-	t.Helper()
-	if os.Getenv("MININT_E2E") != "1" {
-		t.Skip("loop devices and mounts: set MININT_E2E=1 (make test does)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for loop devices and mount")
-	}
-}
 
 // TestMountRoundTrip partitions and formats an image, mounts the ext4
 // partition by offset through the kernel, writes a file, unmounts and
 // checks that nothing is left behind and the filesystem is clean.
 func TestMountRoundTrip(t *testing.T) {
-	needE2E(t)
+	disktest.NeedE2E(t)
 	tg := imageTarget(t, 100<<20)
 	l, _ := ParseLayout([]byte("partitions: [{name: esp, size: 34M, type: esp, fs: vfat}, {name: root, size: rest, fs: ext4, label: r}]"))
 	res, err := Partition(context.Background(), tg, l, PartitionOptions{})
@@ -63,7 +54,7 @@ func TestMountRoundTrip(t *testing.T) {
 		t.Errorf("%s still attached to %s", loop, b)
 	}
 	part := extract(t, tg.Path, root)
-	run(t, "e2fsck", "-n", "-f", part)
+	disktest.Run(t, "e2fsck", "-n", "-f", part)
 	if out, err := exec.Command("debugfs", "-R", "cat /hello", part).Output(); err != nil || string(out) != "hi" {
 		t.Errorf("file read back as %q (%v)", out, err)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/minint/minint/internal/disktest"
 )
 
 func imageTarget(t *testing.T, size int64) *Target {
@@ -40,16 +42,14 @@ partitions:
 // offset option (fsck, blkid) can read it.
 func extract(t *testing.T, img string, p Planned) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), p.Name+".img")
-	run(t, "dd", "if="+img, "of="+out, "bs=1M", "skip="+itoa(p.Start>>20), "count="+itoa(p.Size>>20), "status=none")
-	return out
+	return disktest.Extract(t, img, p.Name, p.Start, p.Size)
 }
 
 func TestPartitionFormatRoundTrip(t *testing.T) {
-	sgdisk := needTool(t, "sgdisk")
-	blkid := needTool(t, "blkid")
-	e2fsck := needTool(t, "e2fsck")
-	fsckv := needTool(t, "fsck.vfat")
+	sgdisk := disktest.NeedTool(t, "sgdisk")
+	blkid := disktest.NeedTool(t, "blkid")
+	e2fsck := disktest.NeedTool(t, "e2fsck")
+	fsckv := disktest.NeedTool(t, "fsck.vfat")
 	for _, table := range []string{"gpt", "mbr"} {
 		t.Run(table, func(t *testing.T) {
 			l, err := ParseLayout([]byte(strings.Replace(testLayout, "table: gpt", "table: "+table, 1)))
@@ -75,16 +75,16 @@ func TestPartitionFormatRoundTrip(t *testing.T) {
 			}
 			img := tg.Path
 			if table == "gpt" {
-				out := run(t, sgdisk, "-v", img)
+				out := disktest.Run(t, sgdisk, "-v", img)
 				if !strings.Contains(out, "No problems found") {
 					t.Errorf("sgdisk -v:\n%s", out)
 				}
-				info := run(t, sgdisk, "-i", "3", img)
+				info := disktest.Run(t, sgdisk, "-i", "3", img)
 				if !strings.Contains(info, "0FC63DAF-8483-4772-8E79-3D69D8477DE4") || !strings.Contains(info, "First sector: "+itoa(res.Partitions[2].Start/512)) {
 					t.Errorf("sgdisk -i 3:\n%s", info)
 				}
 			} else {
-				out := run(t, "sfdisk", "-d", img)
+				out := disktest.Run(t, "sfdisk", "-d", img)
 				for _, want := range []string{"start=        2048, size=       81920, type=ef", "type=82", "type=83"} {
 					if !strings.Contains(out, want) {
 						t.Errorf("sfdisk -d lacks %q:\n%s", want, out)
@@ -105,22 +105,22 @@ func TestPartitionFormatRoundTrip(t *testing.T) {
 				t.Errorf("plan = %+v", p)
 			}
 			esp := extract(t, img, res.Partitions[0])
-			if out := run(t, fsckv, "-n", esp); !fsckVFATClean(out) {
+			if out := disktest.Run(t, fsckv, "-n", esp); !disktest.FsckVFATClean(out) {
 				t.Errorf("fsck.vfat:\n%s", out)
 			}
 			swap := extract(t, img, res.Partitions[1])
-			if got := run(t, blkid, "-p", "-o", "export", swap); !strings.Contains(got, "TYPE=swap\n") || !strings.Contains(got, "LABEL=sw\n") {
+			if got := disktest.Run(t, blkid, "-p", "-o", "export", swap); !strings.Contains(got, "TYPE=swap\n") || !strings.Contains(got, "LABEL=sw\n") {
 				t.Errorf("blkid swap:\n%s", got)
 			}
 			root := extract(t, img, res.Partitions[2])
-			run(t, e2fsck, "-n", "-f", root)
-			got := run(t, blkid, "-p", "-o", "export", root)
+			disktest.Run(t, e2fsck, "-n", "-f", root)
+			got := disktest.Run(t, blkid, "-p", "-o", "export", root)
 			for _, want := range []string{"TYPE=ext4", "LABEL=root", "UUID=11111111-2222-4333-8444-555555555555"} {
 				if !strings.Contains(got, want+"\n") {
 					t.Errorf("blkid root lacks %s:\n%s", want, got)
 				}
 			}
-			if got := run(t, blkid, "-p", "-o", "export", esp); !strings.Contains(got, "LABEL=ESP\n") || strings.Contains(got, "OLD") {
+			if got := disktest.Run(t, blkid, "-p", "-o", "export", esp); !strings.Contains(got, "LABEL=ESP\n") || strings.Contains(got, "OLD") {
 				t.Errorf("blkid esp:\n%s", got)
 			}
 		})

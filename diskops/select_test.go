@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/minint/minint/internal/disktest"
 )
 
 // fakeDisk describes one block device of a fake sysfs tree.
@@ -29,16 +30,6 @@ type fakeDisk struct {
 	image         func(t *testing.T, path string, size int64)
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // fakeRoot builds /sys/block, /sys/devices, /proc and /dev under a temp dir
 // the way the kernel lays them out.
 func fakeRoot(t *testing.T, mountinfo string, disks ...fakeDisk) string {
@@ -50,36 +41,36 @@ func fakeRoot(t *testing.T, mountinfo string, disks ...fakeDisk) string {
 			d.lss = 512
 		}
 		size := d.gib << 30
-		writeFile(t, filepath.Join(dir, "size"), itoa(size/512)+"\n")
-		writeFile(t, filepath.Join(dir, "dev"), d.devnum+"\n")
-		writeFile(t, filepath.Join(dir, "queue/logical_block_size"), itoa(int64(d.lss))+"\n")
-		writeFile(t, filepath.Join(dir, "queue/physical_block_size"), "4096\n")
-		writeFile(t, filepath.Join(dir, "queue/rotational"), b01(d.rot))
-		writeFile(t, filepath.Join(dir, "removable"), b01(d.rem))
-		writeFile(t, filepath.Join(dir, "ro"), b01(d.ro))
-		writeFile(t, filepath.Join(dir, "device/vendor"), d.vendor+"    \n")
-		writeFile(t, filepath.Join(dir, "device/model"), d.model+"    \n")
+		disktest.WriteFile(t, filepath.Join(dir, "size"), itoa(size/512)+"\n")
+		disktest.WriteFile(t, filepath.Join(dir, "dev"), d.devnum+"\n")
+		disktest.WriteFile(t, filepath.Join(dir, "queue/logical_block_size"), itoa(int64(d.lss))+"\n")
+		disktest.WriteFile(t, filepath.Join(dir, "queue/physical_block_size"), "4096\n")
+		disktest.WriteFile(t, filepath.Join(dir, "queue/rotational"), b01(d.rot))
+		disktest.WriteFile(t, filepath.Join(dir, "removable"), b01(d.rem))
+		disktest.WriteFile(t, filepath.Join(dir, "ro"), b01(d.ro))
+		disktest.WriteFile(t, filepath.Join(dir, "device/vendor"), d.vendor+"    \n")
+		disktest.WriteFile(t, filepath.Join(dir, "device/model"), d.model+"    \n")
 		if d.wwid != "" {
-			writeFile(t, filepath.Join(dir, "device/wwid"), d.wwid+"\n")
+			disktest.WriteFile(t, filepath.Join(dir, "device/wwid"), d.wwid+"\n")
 		}
 		switch d.serialIn {
 		case "block":
-			writeFile(t, filepath.Join(dir, "serial"), d.serial+"\n")
+			disktest.WriteFile(t, filepath.Join(dir, "serial"), d.serial+"\n")
 		case "vpd":
 			b := []byte{0, 0x80, 0, byte(len(d.serial))}
-			writeFile(t, filepath.Join(dir, "device/vpd_pg80"), string(append(b, d.serial...)))
+			disktest.WriteFile(t, filepath.Join(dir, "device/vpd_pg80"), string(append(b, d.serial...)))
 		default:
 			if d.serial != "" {
-				writeFile(t, filepath.Join(dir, "device/serial"), d.serial+"\n")
+				disktest.WriteFile(t, filepath.Join(dir, "device/serial"), d.serial+"\n")
 			}
 		}
 		os.MkdirAll(filepath.Join(dir, "holders"), 0o755)
 		for i, p := range d.parts {
-			writeFile(t, filepath.Join(dir, p, "partition"), itoa(int64(i+1))+"\n")
-			writeFile(t, filepath.Join(dir, p, "start"), itoa(int64(2048*(i+1)))+"\n")
-			writeFile(t, filepath.Join(dir, p, "size"), "2048\n")
+			disktest.WriteFile(t, filepath.Join(dir, p, "partition"), itoa(int64(i+1))+"\n")
+			disktest.WriteFile(t, filepath.Join(dir, p, "start"), itoa(int64(2048*(i+1)))+"\n")
+			disktest.WriteFile(t, filepath.Join(dir, p, "size"), "2048\n")
 			maj, min, _ := strings.Cut(d.devnum, ":")
-			writeFile(t, filepath.Join(dir, p, "dev"), maj+":"+itoa(atoi(min)+int64(i+1))+"\n")
+			disktest.WriteFile(t, filepath.Join(dir, p, "dev"), maj+":"+itoa(atoi(min)+int64(i+1))+"\n")
 		}
 		os.MkdirAll(filepath.Join(root, "sys/block"), 0o755)
 		if err := os.Symlink(filepath.Join("../devices", d.devpath, "block", d.name), filepath.Join(root, "sys/block", d.name)); err != nil {
@@ -91,8 +82,8 @@ func fakeRoot(t *testing.T, mountinfo string, disks ...fakeDisk) string {
 			d.image(t, dev, size)
 		}
 	}
-	writeFile(t, filepath.Join(root, "proc/self/mountinfo"), mountinfo)
-	writeFile(t, filepath.Join(root, "proc/swaps"), "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n")
+	disktest.WriteFile(t, filepath.Join(root, "proc/self/mountinfo"), mountinfo)
+	disktest.WriteFile(t, filepath.Join(root, "proc/swaps"), "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n")
 	return root
 }
 

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/bootloader"
 )
 
 const (
@@ -57,7 +57,7 @@ func setupBinary(ctx context.Context, src, cache string, logf func(string, ...an
 // the programs nor /usr/lib/syslinux.
 const (
 	systemdBootHost = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
-	// syslinuxPayloadPE is diskops.SyslinuxPayloadDir.
+	// syslinuxPayloadPE is bootloader.SyslinuxPayloadDir.
 	syslinuxPayloadPE = "usr/lib/minint/syslinux"
 )
 
@@ -107,7 +107,7 @@ func syslinuxPayload(ctx context.Context, cache string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "gptmbr.bin")); err == nil {
 		return dir, nil
 	}
-	p, err := diskops.CaptureSyslinux(ctx, prog)
+	p, err := bootloader.CaptureSyslinux(ctx, prog)
 	if err != nil {
 		return "", err
 	}

@@ -105,6 +105,7 @@
 //
 // # Wiring
 //
-// cmd/peinit calls Deploy (real backend: SystemBackend over diskops and
-// wim; inventory from pe/hw), or Run with its own Env and Backend.
+// cmd/peinit calls Deploy (real backend: SystemBackend over diskops,
+// bootloader and wim; inventory from pe/hw), or Run with its own Env and
+// Backend.
 package pe

@@ -39,6 +39,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/minint/minint/answer"
+	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/pe/journal"
@@ -327,22 +328,22 @@ func (b *SystemBackend) withESP(ctx context.Context, esp Part, f func(dir string
 func (b *SystemBackend) PinPE(ctx context.Context, esp Part) error {
 	return b.withESP(ctx, esp, func(dir string) error {
 		if _, err := os.Stat("/sys/firmware/efi"); err != nil {
-			old, err := diskops.SetSyslinuxDefault(dir, PESyslinuxLabel)
+			old, err := bootloader.SetSyslinuxDefault(dir, PESyslinuxLabel)
 			if err != nil {
 				return err
 			}
 			b.logf("syslinux.cfg: DEFAULT %s (was %q)", PESyslinuxLabel, old)
 			return nil
 		}
-		old, err := diskops.SetLoaderDefault(dir, PEEntry)
+		old, err := bootloader.SetLoaderDefault(dir, PEEntry)
 		if err != nil {
 			return err
 		}
 		b.logf("loader.conf: default %s (was %q)", PEEntry, old)
-		if !diskops.HaveEFIVars(diskops.DefaultEFIVars) {
+		if !bootloader.HaveEFIVars(bootloader.DefaultEFIVars) {
 			return nil
 		}
-		v := diskops.EFIVars{Dir: diskops.DefaultEFIVars}
+		v := bootloader.EFIVars{Dir: bootloader.DefaultEFIVars}
 		if err := v.SetLoaderDefault(PEEntry); err != nil {
 			// Without the variable loader.conf decides, unless the old
 			// system's own variable overrides it: then it must go.
@@ -359,8 +360,8 @@ func (b *SystemBackend) PinPE(ctx context.Context, esp Part) error {
 
 // UnpinPE implements RefreshBackend.
 func (b *SystemBackend) UnpinPE(ctx context.Context, esp Part) error {
-	if diskops.HaveEFIVars(diskops.DefaultEFIVars) {
-		v := diskops.EFIVars{Dir: diskops.DefaultEFIVars}
+	if bootloader.HaveEFIVars(bootloader.DefaultEFIVars) {
+		v := bootloader.EFIVars{Dir: bootloader.DefaultEFIVars}
 		if cur, err := v.LoaderDefault(); err == nil && cur == PEEntry {
 			if err := v.ClearLoaderDefault(); err != nil {
 				return err
@@ -368,7 +369,7 @@ func (b *SystemBackend) UnpinPE(ctx context.Context, esp Part) error {
 		}
 	}
 	return b.withESP(ctx, esp, func(dir string) error {
-		return diskops.RemoveLoaderEntry(dir, PEEntry, PEESPDir)
+		return bootloader.RemoveLoaderEntry(dir, PEEntry, PEESPDir)
 	})
 }
 

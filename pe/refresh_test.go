@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/minint/minint/answer"
+	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/state"
@@ -43,7 +44,7 @@ func (f *fakeRefresh) Staged(ctx context.Context, uuid string) (TargetDisk, []Pa
 
 func (f *fakeRefresh) PinPE(ctx context.Context, esp Part) error {
 	f.op("pin")
-	_, err := diskops.SetLoaderDefault(filepath.Join(f.dir, "fs-"+esp.Name), PEEntry)
+	_, err := bootloader.SetLoaderDefault(filepath.Join(f.dir, "fs-"+esp.Name), PEEntry)
 	return err
 }
 
@@ -54,7 +55,7 @@ func (f *fakeRefresh) UnpinPE(ctx context.Context, esp Part) error {
 	if err := os.WriteFile(filepath.Join(dir, "loader/loader.conf"), []byte("default minint.conf\n"), 0o644); err != nil {
 		return err
 	}
-	return diskops.RemoveLoaderEntry(dir, PEEntry, PEESPDir)
+	return bootloader.RemoveLoaderEntry(dir, PEEntry, PEESPDir)
 }
 
 func (f *fakeRefresh) Clean(ctx context.Context, root string) error {

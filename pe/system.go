@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/answer"
+	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/wim"
 	"golang.org/x/sys/unix"
@@ -20,7 +21,7 @@ import (
 // ErrNotAvailable marks a step this build cannot perform yet.
 var ErrNotAvailable = errors.New("not yet available in this build")
 
-// SystemBackend is the real Backend: disks through diskops, images
+// SystemBackend is the real Backend: disks through diskops and bootloader, images
 // through wim, power through reboot(2).
 type SystemBackend struct {
 	// Discover is passed to diskops.Discover (boot devices, media label),
@@ -246,8 +247,8 @@ func (b *SystemBackend) Apply(ctx context.Context, r io.ReaderAt, size int64, in
 	return w.Apply(index, dir, wim.ApplyOptions{Progress: progress})
 }
 
-// BootFiles installs the loaders the way diskops lays them out: kernel,
-// initrd and loader configuration on the FAT boot partition (the ESP),
+// BootFiles installs the loaders the way package bootloader lays them
+// out: kernel, initrd and loader configuration on the FAT boot partition (the ESP),
 // systemd-boot for UEFI and syslinux for BIOS ("both" writes both, for
 // a disk that must boot under either firmware). The returned entries are
 // the loader files on that partition, found by its FAT serial, which
@@ -291,24 +292,24 @@ func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answe
 			un()
 		}
 	}()
-	opts := diskops.BootOptions{Root: req.Root, RootUUID: req.RootPart.FSUUID, Cmdline: req.Cmdline}
+	opts := bootloader.BootOptions{Root: req.Root, RootUUID: req.RootPart.FSUUID, Cmdline: req.Cmdline}
 	entry := func(p string) answer.BootEntry {
 		return answer.BootEntry{Path: p, FSUUID: esp.FSUUID, FSType: "vfat", Device: esp.Node}
 	}
 	var entries []answer.BootEntry
 	if uefi {
-		o := diskops.UEFIOptions{BootOptions: opts, ESP: dir}
+		o := bootloader.UEFIOptions{BootOptions: opts, ESP: dir}
 		if err := b.efiBootEntry(ctx, req, esp, &o); err != nil {
 			return nil, err
 		}
-		_, err := diskops.InstallUEFI(ctx, o)
+		_, err := bootloader.InstallUEFI(ctx, o)
 		if err != nil && o.EFIVars != nil {
 			// The loader is also at the removable-media path, which
 			// firmware without an entry boots: an NVRAM that refuses
 			// the entry is worth a warning, not a failed deployment.
 			b.logf("warning: %v; relying on \\EFI\\BOOT\\BOOTX64.EFI", err)
 			o.EFIVars = nil
-			_, err = diskops.InstallUEFI(ctx, o)
+			_, err = bootloader.InstallUEFI(ctx, o)
 		}
 		if err != nil {
 			return nil, err
@@ -316,7 +317,7 @@ func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answe
 		entries = append(entries, entry("/loader/entries/minint.conf"))
 	}
 	if bios {
-		if _, err := diskops.WriteBIOSConfig(ctx, diskops.BIOSOptions{BootOptions: opts, BootDir: dir}); err != nil {
+		if _, err := bootloader.WriteBIOSConfig(ctx, bootloader.BIOSOptions{BootOptions: opts, BootDir: dir}); err != nil {
 			return nil, err
 		}
 		entries = append(entries, entry("/syslinux/syslinux.cfg"))
@@ -328,7 +329,7 @@ func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answe
 	}
 	if bios {
 		// syslinux writes the partition's boot sector: not while mounted.
-		if _, err := diskops.InstallSyslinux(ctx, diskops.SyslinuxOptions{Disk: req.Disk.Path, Partition: esp.Number,
+		if _, err := bootloader.InstallSyslinux(ctx, bootloader.SyslinuxOptions{Disk: req.Disk.Path, Partition: esp.Number,
 			BackupDir: filepath.Join(req.Root, strings.TrimPrefix(answer.Dir, "/"), "bootfiles-backup")}); err != nil {
 			return nil, err
 		}
@@ -339,11 +340,11 @@ func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answe
 // efiBootEntry asks for a firmware boot entry when the PE runs under UEFI
 // with efivarfs: without one the firmware still finds the loader at the
 // removable-media path, but may prefer the PE's medium.
-func (b *SystemBackend) efiBootEntry(ctx context.Context, req BootRequest, esp *Part, o *diskops.UEFIOptions) error {
+func (b *SystemBackend) efiBootEntry(ctx context.Context, req BootRequest, esp *Part, o *bootloader.UEFIOptions) error {
 	if req.Firmware != "uefi" {
 		return nil
 	}
-	if ents, err := os.ReadDir(diskops.DefaultEFIVars); err != nil || len(ents) == 0 {
+	if ents, err := os.ReadDir(bootloader.DefaultEFIVars); err != nil || len(ents) == 0 {
 		return nil // efivarfs not mounted (or its module missing)
 	}
 	f, err := os.Open(req.Disk.Path)
@@ -361,7 +362,7 @@ func (b *SystemBackend) efiBootEntry(ctx context.Context, req BootRequest, esp *
 	}
 	for _, p := range tbl.Partitions {
 		if p.Number == esp.Number {
-			o.EFIVars = &diskops.EFIVars{Dir: diskops.DefaultEFIVars}
+			o.EFIVars = &bootloader.EFIVars{Dir: bootloader.DefaultEFIVars}
 			o.ESPPartition, o.SectorSize = p, tbl.SectorSize
 		}
 	}

@@ -23,7 +23,7 @@ import (
 
 // imageBackend is the real SystemBackend on a disk image file: selection
 // returns the file (Discover only lists block devices) and boot files are
-// a marker (diskops has no loader writer yet).
+// a marker (the loaders are tested in package bootloader and the e2e guests).
 type imageBackend struct {
 	*SystemBackend
 	img string

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"golang.org/x/sys/unix"
 )
@@ -174,7 +175,7 @@ func (o *Options) runSyslinux(res *Result, backup string) error {
 		}
 		f.Close()
 	}
-	if err := diskops.SetSyslinuxOnce(disk, b.part.Start, PELabel); err != nil {
+	if err := bootloader.SetSyslinuxOnce(disk, b.part.Start, PELabel); err != nil {
 		return fmt.Errorf("arming the one-shot boot: %w", err)
 	}
 	res.OneShot = PELabel

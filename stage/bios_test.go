@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// The configuration diskops.WriteBIOSConfig writes.
+// The configuration bootloader.WriteBIOSConfig writes.
 const biosCfg = `DEFAULT minint
 PROMPT 0
 TIMEOUT 0

@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/netstore"
@@ -67,7 +68,7 @@ type Options struct {
 	// SysRoot is prepended to /sys and /dev when looking up devices
 	// ("" for "/").
 	SysRoot string
-	// EFIVars is the efivarfs directory (default diskops.DefaultEFIVars).
+	// EFIVars is the efivarfs directory (default bootloader.DefaultEFIVars).
 	EFIVars string
 	// Firmware is "uefi" or "bios"; empty tells them apart by
 	// SysRoot/sys/firmware/efi (UEFI when EFIVars is given). On BIOS
@@ -374,7 +375,7 @@ func Check(o *Options) []string {
 
 func (o *Options) efiVars() string {
 	if o.EFIVars == "" {
-		return diskops.DefaultEFIVars
+		return bootloader.DefaultEFIVars
 	}
 	return o.EFIVars
 }
@@ -503,7 +504,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := unmount(); err != nil {
 		return res, err
 	}
-	if err := (diskops.EFIVars{Dir: o.efiVars()}).SetLoaderOneShot(PEEntryID); err != nil {
+	if err := (bootloader.EFIVars{Dir: o.efiVars()}).SetLoaderOneShot(PEEntryID); err != nil {
 		return res, fmt.Errorf("arming the one-shot boot: %w", err)
 	}
 	res.OneShot = PEEntryID

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/progress"
 	"github.com/spf13/pflag"
@@ -467,18 +468,18 @@ func diskClean(fs *pflag.FlagSet, args []string) error {
 }
 
 func diskBootfiles(fs *pflag.FlagSet, args []string) error {
-	var o diskops.UEFIOptions
+	var o bootloader.UEFIOptions
 	fs.StringVar(&o.RootUUID, "root-uuid", "", "root filesystem `UUID` for root=UUID= (default: probed from ROOT's device)")
 	fs.StringVar(&o.Cmdline, "cmdline", "", "extra kernel command line")
 	fs.StringVar(&o.Title, "title", "", "boot menu title")
 	fs.StringVar(&o.EntryID, "entry", "minint", "loader entry `ID`")
 	fs.StringVar(&o.BackupDir, "backup-dir", "", "where replaced boot files go (default ROOT/minint/bootfiles-backup)")
 	fs.StringVar(&o.SystemdBoot, "systemd-boot", "", "systemd-bootx64.efi to install (default: from ROOT, then this system)")
-	payloadDir := fs.String("syslinux-payload", "", "also write syslinux's ldlinux.sys/.c32 from this payload `DIR` (default "+diskops.SyslinuxPayloadDir+" when present)")
+	payloadDir := fs.String("syslinux-payload", "", "also write syslinux's ldlinux.sys/.c32 from this payload `DIR` (default "+bootloader.SyslinuxPayloadDir+" when present)")
 	noBIOS := fs.Bool("no-bios", false, "skip the BIOS (syslinux) configuration")
 	noUEFI := fs.Bool("no-uefi", false, "skip the UEFI (systemd-boot) files")
 	efiEntry := fs.Bool("efi-entry", false, "also create a firmware boot entry (needs UEFI and ESP a mounted partition)")
-	efivars := fs.String("efivars", diskops.DefaultEFIVars, "efivarfs `DIR`")
+	efivars := fs.String("efivars", bootloader.DefaultEFIVars, "efivarfs `DIR`")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -498,34 +499,34 @@ func diskBootfiles(fs *pflag.FlagSet, args []string) error {
 		fmt.Fprintf(os.Stderr, "root filesystem: %s %s UUID=%s\n", src, f.Type, f.UUID)
 	}
 	if *efiEntry {
-		if !diskops.HaveEFIVars(*efivars) {
+		if !bootloader.HaveEFIVars(*efivars) {
 			return fmt.Errorf("--efi-entry: %s is not an efivarfs (not booted under UEFI?)", *efivars)
 		}
 		d, p, err := diskops.MountedPartition(ctx, "", o.ESP)
 		if err != nil {
 			return fmt.Errorf("--efi-entry: %w", err)
 		}
-		o.EFIVars = &diskops.EFIVars{Dir: *efivars}
+		o.EFIVars = &bootloader.EFIVars{Dir: *efivars}
 		o.ESPPartition, o.SectorSize = *p, d.LogicalSectorSize
 	}
-	var results []*diskops.BootResult
+	var results []*bootloader.BootResult
 	if !*noUEFI {
-		r, err := diskops.InstallUEFI(ctx, o)
+		r, err := bootloader.InstallUEFI(ctx, o)
 		if err != nil {
 			return err
 		}
 		results = append(results, r)
 	}
 	if !*noBIOS {
-		bo := diskops.BIOSOptions{BootOptions: o.BootOptions, BootDir: o.ESP}
+		bo := bootloader.BIOSOptions{BootOptions: o.BootOptions, BootDir: o.ESP}
 		if *payloadDir != "" {
-			p, err := diskops.LoadSyslinuxPayload(*payloadDir)
+			p, err := bootloader.LoadSyslinuxPayload(*payloadDir)
 			if err != nil {
 				return err
 			}
 			bo.Payload = p
 		}
-		r, err := diskops.WriteBIOSConfig(ctx, bo)
+		r, err := bootloader.WriteBIOSConfig(ctx, bo)
 		if err != nil {
 			return err
 		}
@@ -549,7 +550,7 @@ func diskBootfiles(fs *pflag.FlagSet, args []string) error {
 }
 
 func diskBootloader(fs *pflag.FlagSet, args []string) error {
-	var o diskops.SyslinuxOptions
+	var o bootloader.SyslinuxOptions
 	fs.IntVar(&o.Partition, "partition", 0, "`NUMBER` of the FAT boot partition (usually the ESP, 1)")
 	fs.StringVar(&o.BackupDir, "backup-dir", "", "keep the previous MBR boot code in `DIR`")
 	fs.StringVar(&o.Syslinux, "syslinux", "", "syslinux installer program")
@@ -563,7 +564,7 @@ func diskBootloader(fs *pflag.FlagSet, args []string) error {
 	}
 	o.Disk = fs.Arg(0)
 	if *payloadDir != "" {
-		p, err := diskops.LoadSyslinuxPayload(*payloadDir)
+		p, err := bootloader.LoadSyslinuxPayload(*payloadDir)
 		if err != nil {
 			return err
 		}
@@ -592,7 +593,7 @@ func diskBootloader(fs *pflag.FlagSet, args []string) error {
 	if err := confirm(*yes, fmt.Sprintf("write BIOS boot code to %s and partition %d", o.Disk, o.Partition)); err != nil {
 		return err
 	}
-	r, err := diskops.InstallSyslinux(ctx, o)
+	r, err := bootloader.InstallSyslinux(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -622,7 +623,7 @@ func diskBootnext(fs *pflag.FlagSet, args []string) error {
 	once := fs.String("syslinux-once", "", "syslinux: boot `LABEL` once")
 	disk := fs.String("disk", "", "with --syslinux-once: the disk")
 	part := fs.Int("partition", 0, "with --syslinux-once: the FAT boot partition number")
-	efivars := fs.String("efivars", diskops.DefaultEFIVars, "efivarfs `DIR`")
+	efivars := fs.String("efivars", bootloader.DefaultEFIVars, "efivarfs `DIR`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -635,7 +636,7 @@ func diskBootnext(fs *pflag.FlagSet, args []string) error {
 	if n != 1 || fs.NArg() != 0 {
 		return usageErrorf("give exactly one of --boot-num, --entry, --syslinux-once")
 	}
-	v := diskops.EFIVars{Dir: *efivars}
+	v := bootloader.EFIVars{Dir: *efivars}
 	switch {
 	case *num != "":
 		x, err := strconv.ParseUint(*num, 16, 16)
@@ -661,7 +662,7 @@ func diskBootnext(fs *pflag.FlagSet, args []string) error {
 	}
 	for _, p := range tab.Partitions {
 		if p.Number == *part {
-			return diskops.SetSyslinuxOnce(*disk, p.Start, *once)
+			return bootloader.SetSyslinuxOnce(*disk, p.Start, *once)
 		}
 	}
 	return fmt.Errorf("%s: no partition %d", *disk, *part)
@@ -714,11 +715,11 @@ func diskSyslinuxPayload(fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageErrorf("want the output DIR (the PE expects %s)", diskops.SyslinuxPayloadDir)
+		return usageErrorf("want the output DIR (the PE expects %s)", bootloader.SyslinuxPayloadDir)
 	}
 	ctx, cancel := diskContext()
 	defer cancel()
-	p, err := diskops.CaptureSyslinux(ctx, *prog)
+	p, err := bootloader.CaptureSyslinux(ctx, *prog)
 	if err != nil {
 		return err
 	}

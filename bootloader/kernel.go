@@ -1,4 +1,4 @@
-package diskops
+package bootloader
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/minint/minint/diskops"
 )
 
 // Kernel is a kernel and its initrd found under a root's /boot.
@@ -25,7 +27,7 @@ func FindKernel(root string) (*Kernel, error) {
 	boot := filepath.Join(root, "boot")
 	ents, err := os.ReadDir(boot)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no kernel: %v", ErrNotFound, err)
+		return nil, fmt.Errorf("%w: no kernel: %v", diskops.ErrNotFound, err)
 	}
 	var ks []*Kernel
 	for _, e := range ents {
@@ -43,7 +45,7 @@ func FindKernel(root string) (*Kernel, error) {
 		ks = append(ks, k)
 	}
 	if len(ks) == 0 {
-		return nil, fmt.Errorf("%w: no vmlinuz-<version> in %s", ErrNotFound, boot)
+		return nil, fmt.Errorf("%w: no vmlinuz-<version> in %s", diskops.ErrNotFound, boot)
 	}
 	sort.Slice(ks, func(i, j int) bool { return compareVersions(ks[i].Version, ks[j].Version) > 0 })
 	return ks[0], nil

@@ -1,8 +1,9 @@
-package diskops
+package bootloader
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/disktest"
 )
 
 const (
@@ -107,33 +111,33 @@ func tail(s string, n int) string {
 // and boots the image in QEMU under SeaBIOS and OVMF: each must start the
 // newest kernel with root=UUID=<root> rw and the extra command line.
 func TestBootFilesQEMU(t *testing.T) {
-	needE2E(t)
+	disktest.NeedE2E(t)
 	for _, p := range []string{hostKernel, ovmfCode, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", "/usr/lib/syslinux/mbr/gptmbr.bin"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("%s missing (scripts/setup-host.sh)", p)
 		}
 	}
-	needTool(t, "syslinux")
-	needTool(t, "mcopy")
-	needTool(t, "qemu-system-x86_64")
+	disktest.NeedTool(t, "syslinux")
+	disktest.NeedTool(t, "mcopy")
+	disktest.NeedTool(t, "qemu-system-x86_64")
 	ctx := context.Background()
 	tg := imageTarget(t, 160<<20)
-	l, err := ParseLayout([]byte(`partitions:
+	l, err := diskops.ParseLayout([]byte(`partitions:
   - {name: esp, size: 64M, type: esp, fs: vfat, label: ESP}
   - {name: root, size: rest, type: linux, fs: ext4, label: root}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Partition(ctx, tg, l, PartitionOptions{})
+	res, err := diskops.Partition(ctx, tg, l, diskops.PartitionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fss, err := FormatPartitions(ctx, tg, res, false, nil)
+	fss, err := diskops.FormatPartitions(ctx, tg, res, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rootUUID := fss[1].UUID
-	tab, err := ReadTable(tg.File, tg.Size, 512)
+	tab, err := diskops.ReadTable(tg.File, tg.Size, 512)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,24 +148,24 @@ func TestBootFilesQEMU(t *testing.T) {
 	// decoy that must not be chosen, and a staging folder. Its initrd
 	// drives the one-shot switches from inside the UEFI guest.
 	mnt := filepath.Join(t.TempDir(), "root")
-	m, err := Mount(tg.Path, mnt, MountOptions{Offset: res.Partitions[1].Start, Size: res.Partitions[1].Size})
+	m, err := diskops.Mount(tg.Path, mnt, diskops.MountOptions{Offset: res.Partitions[1].Start, Size: res.Partitions[1].Size})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	kernel, _ := os.ReadFile(hostKernel)
-	initrd := tinyInitrd(t, "-esp-num", "1", "-esp-start", itoa(espPart.Start), "-esp-size", itoa(espPart.Size), "-esp-partuuid", espPart.UUID,
+	initrd := tinyInitrd(t, "-esp-num", "1", "-esp-start", fmt.Sprint(espPart.Start), "-esp-size", fmt.Sprint(espPart.Size), "-esp-partuuid", espPart.UUID,
 		"-kernel", `\minint\6.1.0-56-amd64\vmlinuz`, "-args", `initrd=\minint\6.1.0-56-amd64\initrd.img console=ttyS0 minint.fw=bootnext`)
-	writeFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
-	writeFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-56-amd64"), string(initrd))
-	writeFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-9-amd64"), "decoy: not a kernel")
-	writeFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-9-amd64"), "decoy")
+	disktest.WriteFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
+	disktest.WriteFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-56-amd64"), string(initrd))
+	disktest.WriteFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-9-amd64"), "decoy: not a kernel")
+	disktest.WriteFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-9-amd64"), "decoy")
 	os.MkdirAll(filepath.Join(mnt, "minint"), 0o755)
 
 	// The ESP is built in a directory (the host kernel has no vfat), with
 	// an old loader in place that must be backed up.
 	esp := t.TempDir()
-	writeFile(t, filepath.Join(esp, "EFI/BOOT/BOOTX64.EFI"), "previous loader")
+	disktest.WriteFile(t, filepath.Join(esp, "EFI/BOOT/BOOTX64.EFI"), "previous loader")
 	base := BootOptions{Root: mnt, RootUUID: rootUUID, Now: func() time.Time { return time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC) },
 		Extra: []ExtraEntry{{ID: "other", Kernel: hostKernel, Initrd: filepath.Join(mnt, "boot/initrd.img-6.1.0-56-amd64"), Options: "console=ttyS0 minint.fw=oneshot"}}}
 	uo := UEFIOptions{BootOptions: base, ESP: esp}
@@ -195,17 +199,17 @@ func TestBootFilesQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	ents, _ := filepath.Glob(filepath.Join(esp, "*"))
-	espSpec := tg.Path + "@@" + itoa(res.Partitions[0].Start)
-	run(t, "mcopy", append([]string{"-s", "-i", espSpec}, append(ents, "::/")...)...)
+	espSpec := tg.Path + "@@" + fmt.Sprint(res.Partitions[0].Start)
+	disktest.Run(t, "mcopy", append([]string{"-s", "-i", espSpec}, append(ents, "::/")...)...)
 	if _, err := InstallSyslinux(ctx, SyslinuxOptions{Disk: tg.Path, Partition: 1, BackupDir: t.TempDir(), Payload: payload, Syslinux: "/nonexistent/syslinux", SyslinuxDir: "/nonexistent"}); err != nil {
 		t.Fatal(err)
 	}
-	if out := run(t, "sgdisk", "-A", "1:show", tg.Path); !strings.Contains(out, "legacy BIOS bootable") {
+	if out := disktest.Run(t, "sgdisk", "-A", "1:show", tg.Path); !strings.Contains(out, "legacy BIOS bootable") {
 		t.Errorf("partition 1 attributes: %s", out)
 	}
-	run(t, "sgdisk", "-v", tg.Path)
+	disktest.Run(t, "sgdisk", "-v", tg.Path)
 	esppart := extract(t, tg.Path, res.Partitions[0])
-	if out := run(t, "fsck.vfat", "-n", esppart); !fsckVFATClean(out) {
+	if out := disktest.Run(t, "fsck.vfat", "-n", esppart); !disktest.FsckVFATClean(out) {
 		t.Errorf("ESP after installing boot files:\n%s", out)
 	}
 
@@ -244,28 +248,28 @@ func TestBootFilesQEMU(t *testing.T) {
 // TestBootMBRBIOS: an MBR disk (syslinux mbr.bin, active flag) boots
 // under SeaBIOS from a FAT boot partition prepared the same way.
 func TestBootMBRBIOS(t *testing.T) {
-	needE2E(t)
+	disktest.NeedE2E(t)
 	for _, p := range []string{hostKernel, "/usr/lib/syslinux/mbr/mbr.bin"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("%s missing (scripts/setup-host.sh)", p)
 		}
 	}
-	needTool(t, "syslinux")
-	needTool(t, "mcopy")
+	disktest.NeedTool(t, "syslinux")
+	disktest.NeedTool(t, "mcopy")
 	ctx := context.Background()
 	tg := imageTarget(t, 100<<20)
-	l, err := ParseLayout([]byte(`table: mbr
+	l, err := diskops.ParseLayout([]byte(`table: mbr
 partitions:
   - {name: boot, size: 48M, type: fat32, fs: vfat, label: BOOT}
   - {name: root, size: rest, type: linux, fs: ext4}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Partition(ctx, tg, l, PartitionOptions{})
+	res, err := diskops.Partition(ctx, tg, l, diskops.PartitionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fss, err := FormatPartitions(ctx, tg, res, false, nil)
+	fss, err := diskops.FormatPartitions(ctx, tg, res, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,19 +277,19 @@ partitions:
 	// The root's files only need to be readable here: a plain directory.
 	root := t.TempDir()
 	kernel, _ := os.ReadFile(hostKernel)
-	writeFile(t, filepath.Join(root, "boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
-	writeFile(t, filepath.Join(root, "boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
+	disktest.WriteFile(t, filepath.Join(root, "boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
+	disktest.WriteFile(t, filepath.Join(root, "boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
 	boot := t.TempDir()
 	o := BIOSOptions{BootOptions: BootOptions{Root: root, RootUUID: fss[1].UUID, Cmdline: "console=ttyS0 minint.fw=mbr"}, BootDir: boot}
 	if _, err := WriteBIOSConfig(ctx, o); err != nil {
 		t.Fatal(err)
 	}
 	ents, _ := filepath.Glob(filepath.Join(boot, "*"))
-	run(t, "mcopy", append([]string{"-s", "-i", tg.Path + "@@" + itoa(res.Partitions[0].Start)}, append(ents, "::/")...)...)
+	disktest.Run(t, "mcopy", append([]string{"-s", "-i", tg.Path + "@@" + fmt.Sprint(res.Partitions[0].Start)}, append(ents, "::/")...)...)
 	if _, err := InstallSyslinux(ctx, SyslinuxOptions{Disk: tg.Path, Partition: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if out := run(t, "sfdisk", "-d", tg.Path); !strings.Contains(out, "bootable") {
+	if out := disktest.Run(t, "sfdisk", "-d", tg.Path); !strings.Contains(out, "bootable") {
 		t.Errorf("no active partition:\n%s", out)
 	}
 	out := bootQEMU(t, tg.Path, "bios", false)
@@ -341,14 +345,14 @@ func guestModules(t *testing.T, kver string, names ...string) []string {
 // the kernel, syslinux from the payload), then boots the deployed disk
 // under SeaBIOS and OVMF.
 func TestDeployInGuest(t *testing.T) {
-	needE2E(t)
+	disktest.NeedE2E(t)
 	for _, p := range []string{hostKernel, ovmfCode, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("%s missing (scripts/setup-host.sh)", p)
 		}
 	}
-	needTool(t, "syslinux")
-	needTool(t, "qemu-system-x86_64")
+	disktest.NeedTool(t, "syslinux")
+	disktest.NeedTool(t, "qemu-system-x86_64")
 	ctx := context.Background()
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(dir, "init"), "./testdata/peguest")
@@ -362,15 +366,15 @@ func TestDeployInGuest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(dir, "lib/modules", m), string(b))
+		disktest.WriteFile(t, filepath.Join(dir, "lib/modules", m), string(b))
 		list = append(list, "/lib/modules/"+m)
 	}
-	writeFile(t, filepath.Join(dir, "modules.list"), strings.Join(list, "\n")+"\n")
+	disktest.WriteFile(t, filepath.Join(dir, "modules.list"), strings.Join(list, "\n")+"\n")
 	kernel, _ := os.ReadFile(hostKernel)
-	writeFile(t, filepath.Join(dir, "payload/boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
-	writeFile(t, filepath.Join(dir, "payload/boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
+	disktest.WriteFile(t, filepath.Join(dir, "payload/boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
+	disktest.WriteFile(t, filepath.Join(dir, "payload/boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
 	sdboot, _ := os.ReadFile("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
-	writeFile(t, filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), string(sdboot))
+	disktest.WriteFile(t, filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), string(sdboot))
 	payload, err := CaptureSyslinux(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -407,7 +411,7 @@ func TestDeployInGuest(t *testing.T) {
 	if !strings.Contains(s, "PEGUEST: partition nodes [/dev/vda1 /dev/vda2]") || !strings.Contains(s, "as ext4 and /dev/vda1 as vfat") {
 		t.Errorf("guest log:\n%s", tail(s, 3000))
 	}
-	run(t, "sgdisk", "-v", img)
+	disktest.Run(t, "sgdisk", "-v", img)
 	want := regexp.QuoteMeta("root=UUID=" + m[1] + " rw console=ttyS0 minint.fw=deployed")
 	for _, fw := range []string{"bios", "uefi"} {
 		out := bootQEMU(t, img, fw, false)

@@ -1,4 +1,4 @@
-package diskops
+package bootloader
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	"github.com/minint/minint/diskops"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,7 +31,7 @@ type EFIBootEntry struct {
 	Description string
 	// Partition is the ESP as found in the disk's table (number, start,
 	// size, PARTUUID); SectorSize its disk's logical sector size.
-	Partition  PartitionInfo
+	Partition  diskops.PartitionInfo
 	SectorSize int
 	// Loader is the path on the ESP, e.g. \EFI\systemd\systemd-bootx64.efi.
 	Loader string
@@ -88,10 +89,9 @@ func clearImmutable(p string) {
 		return
 	}
 	defer f.Close()
-	var flags int32
-	if ioctlPtr(f, unix.FS_IOC_GETFLAGS, &flags) == nil && flags&fsImmutableFL != 0 {
-		flags &^= fsImmutableFL
-		ioctlPtr(f, unix.FS_IOC_SETFLAGS, &flags)
+	fd := int(f.Fd())
+	if flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS); err == nil && flags&fsImmutableFL != 0 {
+		unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags&^fsImmutableFL))
 	}
 }
 
@@ -221,7 +221,7 @@ func (v EFIVars) AddBootEntry(e EFIBootEntry, first bool) (uint16, error) {
 // SetBootNext makes the firmware start Boot#### num once, at the next boot.
 func (v EFIVars) SetBootNext(num uint16) error {
 	if _, err := os.Stat(v.path(fmt.Sprintf("Boot%04X", num), efiGlobalGUID)); err != nil {
-		return fmt.Errorf("BootNext: Boot%04X: %w", num, ErrNotFound)
+		return fmt.Errorf("BootNext: Boot%04X: %w", num, diskops.ErrNotFound)
 	}
 	return v.Set("BootNext", efiGlobalGUID, binary.LittleEndian.AppendUint16(nil, num))
 }

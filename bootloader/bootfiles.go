@@ -1,17 +1,19 @@
-package diskops
+package bootloader
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
+
+	"github.com/minint/minint/diskops"
 )
 
 // BootOptions are shared by the UEFI and BIOS installers.
@@ -75,6 +77,8 @@ func (in *installer) copyExtras(esp string, extras []ExtraEntry) ([]LoaderEntry,
 	return out, nil
 }
 
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
 func (o *BootOptions) defaults() error {
 	if o.Root == "" {
 		return fmt.Errorf("boot files: no root given")
@@ -82,8 +86,9 @@ func (o *BootOptions) defaults() error {
 	if o.RootUUID == "" {
 		return fmt.Errorf("boot files: no root filesystem UUID given")
 	}
-	if _, err := parseUUID(o.RootUUID); err != nil {
-		return fmt.Errorf("boot files: root %v", err)
+	// The UUID goes into loader entries verbatim: only the canonical form.
+	if !uuidRE.MatchString(o.RootUUID) {
+		return fmt.Errorf("boot files: root UUID %q: want the form 01234567-89ab-cdef-0123-456789abcdef", o.RootUUID)
 	}
 	if o.Title == "" {
 		o.Title = "minint deployed system"
@@ -181,7 +186,7 @@ type UEFIOptions struct {
 	// EFIVars, when set, also gets a firmware boot entry (Boot#### first in
 	// BootOrder). ESPPartition and SectorSize describe the ESP for it.
 	EFIVars      *EFIVars
-	ESPPartition PartitionInfo
+	ESPPartition diskops.PartitionInfo
 	SectorSize   int
 }
 
@@ -203,7 +208,7 @@ func InstallUEFI(ctx context.Context, o UEFIOptions) (*BootResult, error) {
 		return nil, err
 	}
 	if k.Initrd == "" {
-		return nil, fmt.Errorf("%w: kernel %s has no initrd next to it", ErrNotFound, k.Path)
+		return nil, fmt.Errorf("%w: kernel %s has no initrd next to it", diskops.ErrNotFound, k.Path)
 	}
 	loader := o.SystemdBoot
 	if loader == "" {
@@ -214,7 +219,7 @@ func InstallUEFI(ctx context.Context, o UEFIOptions) (*BootResult, error) {
 			}
 		}
 		if loader == "" {
-			return nil, fmt.Errorf("%w: systemd-bootx64.efi neither in %s nor on this system (Debian package systemd-boot-efi)", ErrNotFound, o.Root)
+			return nil, fmt.Errorf("%w: systemd-bootx64.efi neither in %s nor on this system (Debian package systemd-boot-efi)", diskops.ErrNotFound, o.Root)
 		}
 	}
 	in := &installer{backup: filepath.Join(o.BackupDir, o.Now().UTC().Format("20060102T150405Z")), res: &BootResult{Kernel: k}}
@@ -395,7 +400,7 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 	if o.Payload == nil {
 		var err error
 		if p, err = exec.LookPath(prog); err != nil {
-			return nil, fmt.Errorf("%w: %s (the BIOS loader installer, Debian package syslinux) is not available and no syslinux payload was given: %v", ErrNotFound, prog, err)
+			return nil, fmt.Errorf("%w: %s (the BIOS loader installer, Debian package syslinux) is not available and no syslinux payload was given: %v", diskops.ErrNotFound, prog, err)
 		}
 	}
 	f, err := os.OpenFile(o.Disk, os.O_RDWR, 0)
@@ -407,11 +412,11 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 	if err != nil {
 		return nil, err
 	}
-	tab, err := ReadTable(f, size, 0)
+	tab, err := diskops.ReadTable(f, size, 0)
 	if err != nil || tab == nil {
 		return nil, fmt.Errorf("%s: no partition table to boot from (%v)", o.Disk, err)
 	}
-	var part *PartitionInfo
+	var part *diskops.PartitionInfo
 	for i := range tab.Partitions {
 		if tab.Partitions[i].Number == o.Partition {
 			part = &tab.Partitions[i]
@@ -420,7 +425,7 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 	if part == nil {
 		return nil, fmt.Errorf("%s: no partition %d", o.Disk, o.Partition)
 	}
-	if fs := ProbeFilesystem(f, part.Start, part.Size); fs == nil || fs.Type != "vfat" {
+	if fs := diskops.ProbeFilesystem(f, part.Start, part.Size); fs == nil || fs.Type != "vfat" {
 		return nil, fmt.Errorf("%s partition %d: BIOS boot needs a FAT filesystem there, found %+v", o.Disk, o.Partition, fs)
 	}
 	mbrName := map[string]string{"gpt": "gptmbr.bin", "mbr": "mbr.bin"}[tab.Type]
@@ -435,14 +440,14 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 		}
 	}
 	if err != nil || len(code) == 0 || len(code) > 440 {
-		return nil, fmt.Errorf("%w: syslinux %s in %s (Debian package syslinux-common): %v", ErrNotFound, mbrName, dir, err)
+		return nil, fmt.Errorf("%w: syslinux %s in %s (Debian package syslinux-common): %v", diskops.ErrNotFound, mbrName, dir, err)
 	}
 	res := &BootResult{}
 	old := make([]byte, 440)
 	if _, err := f.ReadAt(old, 0); err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(old[:len(code)], code) && !allZero(old) && o.BackupDir != "" {
+	if !bytes.Equal(old[:len(code)], code) && !bytes.Equal(old, make([]byte, len(old))) && o.BackupDir != "" {
 		b := filepath.Join(o.BackupDir, time.Now().UTC().Format("20060102T150405Z"), "mbr-bootcode.bin")
 		os.MkdirAll(filepath.Dir(b), 0o755)
 		if err := os.WriteFile(b, old, 0o644); err != nil {
@@ -479,71 +484,8 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 		return res, err
 	}
 	res.Written = append(res.Written, o.Disk+": MBR boot code "+mbrName)
-	if err := SetBootable(f, size, tab, o.Partition); err != nil {
+	if err := diskops.SetBootable(f, size, tab, o.Partition); err != nil {
 		return res, err
 	}
 	return res, f.Sync()
-}
-
-// SetBootable marks partition n as the one BIOS boot code starts: the MBR
-// active flag (cleared on the others) or the GPT "legacy BIOS bootable"
-// attribute (bit 2), rewriting both GPT copies with fresh checksums.
-func SetBootable(f *os.File, size int64, tab *Table, n int) error {
-	if tab.Type == "mbr" {
-		mbr := make([]byte, 512)
-		if _, err := f.ReadAt(mbr, 0); err != nil {
-			return err
-		}
-		for i := 0; i < 4; i++ {
-			e := 446 + 16*i
-			if mbr[e+4] == 0 {
-				continue
-			}
-			mbr[e] = 0
-			if i+1 == n {
-				mbr[e] = 0x80
-			}
-		}
-		_, err := f.WriteAt(mbr, 0)
-		return err
-	}
-	ss := int64(tab.SectorSize)
-	hdrs := []int64{ss}
-	primary := make([]byte, ss)
-	if _, err := f.ReadAt(primary, ss); err != nil {
-		return err
-	}
-	hdrs = append(hdrs, int64(binary.LittleEndian.Uint64(primary[32:]))*ss) // alternate LBA
-	for _, h := range hdrs {
-		hdr := make([]byte, ss)
-		if _, err := f.ReadAt(hdr, h); err != nil {
-			return err
-		}
-		if string(hdr[:8]) != "EFI PART" {
-			return fmt.Errorf("%w: no GPT header at byte %d", ErrFormat, h)
-		}
-		entLBA := int64(binary.LittleEndian.Uint64(hdr[72:]))
-		count := int(binary.LittleEndian.Uint32(hdr[80:]))
-		esize := int(binary.LittleEndian.Uint32(hdr[84:]))
-		if n > count || count > maxGPTEntries || esize < 128 {
-			return fmt.Errorf("%w: GPT header at %d", ErrFormat, h)
-		}
-		arr := make([]byte, count*esize)
-		if _, err := f.ReadAt(arr, entLBA*ss); err != nil {
-			return err
-		}
-		e := arr[(n-1)*esize:]
-		binary.LittleEndian.PutUint64(e[48:], binary.LittleEndian.Uint64(e[48:])|1<<2)
-		binary.LittleEndian.PutUint32(hdr[88:], crc32.ChecksumIEEE(arr))
-		hsize := binary.LittleEndian.Uint32(hdr[12:])
-		binary.LittleEndian.PutUint32(hdr[16:], 0)
-		binary.LittleEndian.PutUint32(hdr[16:], crc32.ChecksumIEEE(hdr[:hsize]))
-		if _, err := f.WriteAt(arr, entLBA*ss); err != nil {
-			return err
-		}
-		if _, err := f.WriteAt(hdr, h); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package diskops
+package bootloader
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/minint/minint/diskops"
 )
 
 // SyslinuxPayload is syslinux's BIOS code for a FAT partition, captured
@@ -56,7 +58,7 @@ func CaptureSyslinux(ctx context.Context, program string) (*SyslinuxPayload, err
 	if err := f.Truncate(size); err != nil {
 		return nil, err
 	}
-	if _, err := FormatFAT32(f, 0, size, FATOptions{}); err != nil {
+	if _, err := diskops.FormatFAT32(f, 0, size, diskops.FATOptions{}); err != nil {
 		return nil, err
 	}
 	// The installer moves its files into the directory, which must exist.
@@ -90,7 +92,7 @@ func CaptureSyslinux(ctx context.Context, program string) (*SyslinuxPayload, err
 		dst  *[]byte
 	}{{"mbr.bin", &p.MBR}, {"gptmbr.bin", &p.GPTMBR}} {
 		if *m.dst, err = os.ReadFile(filepath.Join("/usr/lib/syslinux/mbr", m.name)); err != nil {
-			return nil, fmt.Errorf("%w: syslinux %s (Debian package syslinux-common): %v", ErrNotFound, m.name, err)
+			return nil, fmt.Errorf("%w: syslinux %s (Debian package syslinux-common): %v", diskops.ErrNotFound, m.name, err)
 		}
 	}
 	return p, p.check()
@@ -134,7 +136,7 @@ func LoadSyslinuxPayload(dir string) (*SyslinuxPayload, error) {
 	for n, dst := range map[string]*[]byte{payloadSys: &p.Ldlinux, payloadBS: &p.BootSector, payloadC32: &p.LdlinuxC32} {
 		b, err := os.ReadFile(filepath.Join(dir, n))
 		if err != nil {
-			return nil, fmt.Errorf("%w: syslinux payload: %v", ErrNotFound, err)
+			return nil, fmt.Errorf("%w: syslinux payload: %v", diskops.ErrNotFound, err)
 		}
 		*dst = b
 	}

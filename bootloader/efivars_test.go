@@ -1,4 +1,4 @@
-package diskops
+package bootloader
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf16"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/disktest"
 )
 
 func decodeUTF16z(b []byte) (string, int) {
@@ -26,7 +29,7 @@ func decodeUTF16z(b []byte) (string, int) {
 
 func TestEncodeLoadOption(t *testing.T) {
 	e := EFIBootEntry{Description: "minint", SectorSize: 512, Loader: "/EFI/systemd/systemd-bootx64.efi", Args: "quiet",
-		Partition: PartitionInfo{Number: 1, Start: 1 << 20, Size: 64 << 20, UUID: "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"}}
+		Partition: diskops.PartitionInfo{Number: 1, Start: 1 << 20, Size: 64 << 20, UUID: "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"}}
 	b, err := EncodeLoadOption(e)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +75,7 @@ func TestEFIVarsBootEntries(t *testing.T) {
 	v.Set("Boot0000", efiGlobalGUID, []byte{1, 0, 0, 0})
 	v.Set("Boot0001", efiGlobalGUID, []byte{1, 0, 0, 0})
 	v.Set("BootOrder", efiGlobalGUID, []byte{1, 0, 0, 0})
-	e := EFIBootEntry{Description: "minint", Loader: `\EFI\x.efi`, Partition: PartitionInfo{Number: 1, UUID: "11111111-2222-4333-8444-555555555555"}}
+	e := EFIBootEntry{Description: "minint", Loader: `\EFI\x.efi`, Partition: diskops.PartitionInfo{Number: 1, UUID: "11111111-2222-4333-8444-555555555555"}}
 	n, err := v.AddBootEntry(e, true)
 	if err != nil || n != 2 {
 		t.Fatalf("AddBootEntry = %d, %v", n, err)
@@ -116,7 +119,7 @@ func TestEFIVarsBootEntries(t *testing.T) {
 func TestFindKernelNewest(t *testing.T) {
 	root := t.TempDir()
 	for _, n := range []string{"vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-56-amd64", "vmlinuz-5.10.0-30-amd64", "initrd.img-6.1.0-56-amd64", "config-6.1.0-99-amd64"} {
-		writeFile(t, filepath.Join(root, "boot", n), n)
+		disktest.WriteFile(t, filepath.Join(root, "boot", n), n)
 	}
 	k, err := FindKernel(root)
 	if err != nil {
@@ -139,11 +142,11 @@ func TestFindKernelNewest(t *testing.T) {
 // identical ones are left alone, and the entry carries the command line.
 func TestInstallUEFIBacksUp(t *testing.T) {
 	root, esp, loader := t.TempDir(), t.TempDir(), filepath.Join(t.TempDir(), "sd-boot.efi")
-	writeFile(t, filepath.Join(root, "boot/vmlinuz-6.1.0-56-amd64"), "kernel")
-	writeFile(t, filepath.Join(root, "boot/initrd.img-6.1.0-56-amd64"), "initrd")
-	writeFile(t, loader, "new loader")
-	writeFile(t, filepath.Join(esp, "EFI/BOOT/BOOTX64.EFI"), "old loader")
-	writeFile(t, filepath.Join(esp, "loader/loader.conf"), "default minint.conf\ntimeout 0\neditor no\n")
+	disktest.WriteFile(t, filepath.Join(root, "boot/vmlinuz-6.1.0-56-amd64"), "kernel")
+	disktest.WriteFile(t, filepath.Join(root, "boot/initrd.img-6.1.0-56-amd64"), "initrd")
+	disktest.WriteFile(t, loader, "new loader")
+	disktest.WriteFile(t, filepath.Join(esp, "EFI/BOOT/BOOTX64.EFI"), "old loader")
+	disktest.WriteFile(t, filepath.Join(esp, "loader/loader.conf"), "default minint.conf\ntimeout 0\neditor no\n")
 	o := UEFIOptions{BootOptions: BootOptions{Root: root, RootUUID: "01234567-89ab-4def-8123-456789abcdef", Cmdline: "init=/usr/lib/minint/setup",
 		Now: func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }}, ESP: esp, SystemdBoot: loader}
 	r, err := InstallUEFI(context.Background(), o)
@@ -164,7 +167,7 @@ func TestInstallUEFIBacksUp(t *testing.T) {
 	if _, err := InstallUEFI(context.Background(), UEFIOptions{BootOptions: BootOptions{Root: root, RootUUID: "nope"}, ESP: esp}); err == nil {
 		t.Error("accepted root UUID nope")
 	}
-	if _, err := InstallUEFI(context.Background(), UEFIOptions{BootOptions: BootOptions{Root: t.TempDir(), RootUUID: o.RootUUID}, ESP: esp}); !errors.Is(err, ErrNotFound) {
+	if _, err := InstallUEFI(context.Background(), UEFIOptions{BootOptions: BootOptions{Root: t.TempDir(), RootUUID: o.RootUUID}, ESP: esp}); !errors.Is(err, diskops.ErrNotFound) {
 		t.Errorf("root without a kernel: %v", err)
 	}
 }

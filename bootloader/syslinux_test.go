@@ -1,4 +1,4 @@
-package diskops
+package bootloader
 
 import (
 	"bytes"
@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/disktest"
 )
 
 // TestSyslinuxPayloadMatchesInstaller: the Go installer, given where the
@@ -13,8 +16,8 @@ import (
 // very bytes the program wrote, so re-installing over the program's work
 // changes nothing.
 func TestSyslinuxPayloadMatchesInstaller(t *testing.T) {
-	needTool(t, "syslinux")
-	mcopy := needTool(t, "mcopy")
+	disktest.NeedTool(t, "syslinux")
+	mcopy := disktest.NeedTool(t, "mcopy")
 	p, err := CaptureSyslinux(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -35,15 +38,15 @@ func TestSyslinuxPayloadMatchesInstaller(t *testing.T) {
 	f, _ := os.Create(img)
 	defer f.Close()
 	f.Truncate(64 << 20)
-	if _, err := FormatFAT32(f, 0, 64<<20, FATOptions{VolumeID: 0x12345678}); err != nil {
+	if _, err := diskops.FormatFAT32(f, 0, 64<<20, diskops.FATOptions{VolumeID: 0x12345678}); err != nil {
 		t.Fatal(err)
 	}
 	// Push ldlinux.sys away from where it sat in the captured volume.
 	junk := filepath.Join(t.TempDir(), "junk")
 	os.WriteFile(junk, bytes.Repeat([]byte("j"), 3<<20), 0o644)
-	run(t, mcopy, "-i", img, junk, "::/junk")
-	run(t, "mmd", "-i", img, "::/syslinux")
-	run(t, "syslinux", "--install", "--directory", "/syslinux", img)
+	disktest.Run(t, mcopy, "-i", img, junk, "::/junk")
+	disktest.Run(t, "mmd", "-i", img, "::/syslinux")
+	disktest.Run(t, "syslinux", "--install", "--directory", "/syslinux", img)
 	before, _ := os.ReadFile(img)
 	if err := installPayload(f, 0, p); err != nil {
 		t.Fatal(err)

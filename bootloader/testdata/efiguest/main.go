@@ -1,6 +1,6 @@
 // Command efiguest runs as part of a test guest's init (built by
 // TestBootFilesQEMU): it drives the one-shot boot switches of package
-// diskops from inside a UEFI guest, one step per boot, so that the next
+// bootloader from inside a UEFI guest, one step per boot, so that the next
 // boot shows whether the firmware and systemd-boot honoured them.
 package main
 
@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"golang.org/x/sys/unix"
 )
@@ -37,13 +38,13 @@ func main() {
 	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
 		done("no UEFI, power off")
 	}
-	if err := unix.Mount("efivarfs", diskops.DefaultEFIVars, "efivarfs", 0, ""); err != nil {
+	if err := unix.Mount("efivarfs", bootloader.DefaultEFIVars, "efivarfs", 0, ""); err != nil {
 		done("mounting efivarfs: %v", err)
 	}
-	v := diskops.EFIVars{Dir: diskops.DefaultEFIVars}
+	v := bootloader.EFIVars{Dir: bootloader.DefaultEFIVars}
 	switch {
 	case strings.Contains(string(cmdline), "minint.fw=uefi"):
-		n, err := v.AddBootEntry(diskops.EFIBootEntry{
+		n, err := v.AddBootEntry(bootloader.EFIBootEntry{
 			Description: "minint bootnext test",
 			Partition:   diskops.PartitionInfo{Number: *espNum, Start: *espStart, Size: *espSize, UUID: *espUUID},
 			SectorSize:  512,

@@ -1,5 +1,5 @@
 // Command peguest is /init of a test PE (built by TestDeployInGuest): it
-// runs diskops the way the PE does on a real machine, with the kernel's
+// runs diskops and bootloader the way the PE does on a real machine, with the kernel's
 // partition nodes and vfat, and deploys a tiny system to the virtio disk.
 package main
 
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"golang.org/x/sys/unix"
 )
@@ -90,21 +91,21 @@ func run() error {
 		return err
 	}
 	fmt.Printf("PEGUEST: mounted %s as %s and %s as %s\n", res.Nodes[1], root.FSType, res.Nodes[0], esp.FSType)
-	payload, err := diskops.LoadSyslinuxPayload("/payload/syslinux")
+	payload, err := bootloader.LoadSyslinuxPayload("/payload/syslinux")
 	if err != nil {
 		return err
 	}
-	bo := diskops.BootOptions{Root: "/mnt/root", RootUUID: fss[1].UUID, Cmdline: "console=ttyS0 minint.fw=deployed"}
-	if _, err := diskops.InstallUEFI(ctx, diskops.UEFIOptions{BootOptions: bo, ESP: "/mnt/esp"}); err != nil {
+	bo := bootloader.BootOptions{Root: "/mnt/root", RootUUID: fss[1].UUID, Cmdline: "console=ttyS0 minint.fw=deployed"}
+	if _, err := bootloader.InstallUEFI(ctx, bootloader.UEFIOptions{BootOptions: bo, ESP: "/mnt/esp"}); err != nil {
 		return err
 	}
-	if _, err := diskops.WriteBIOSConfig(ctx, diskops.BIOSOptions{BootOptions: bo, BootDir: "/mnt/esp", Payload: payload}); err != nil {
+	if _, err := bootloader.WriteBIOSConfig(ctx, bootloader.BIOSOptions{BootOptions: bo, BootDir: "/mnt/esp", Payload: payload}); err != nil {
 		return err
 	}
 	if err := esp.Close(); err != nil {
 		return err
 	}
-	if _, err := diskops.InstallSyslinux(ctx, diskops.SyslinuxOptions{Disk: d.Path, Partition: 1, Payload: payload, BackupDir: "/mnt/root/minint/bootfiles-backup"}); err != nil {
+	if _, err := bootloader.InstallSyslinux(ctx, bootloader.SyslinuxOptions{Disk: d.Path, Partition: 1, Payload: payload, BackupDir: "/mnt/root/minint/bootfiles-backup"}); err != nil {
 		return err
 	}
 	if err := root.Close(); err != nil {

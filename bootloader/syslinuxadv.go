@@ -1,10 +1,12 @@
-package diskops
+package bootloader
 
 import (
 	"encoding/binary"
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/minint/minint/diskops"
 )
 
 // syslinux keeps boot-once and menu-save state in its Auxiliary Data
@@ -112,7 +114,7 @@ func openFAT32(f *os.File, start int64) (*fat32Vol, error) {
 	if _, err := f.ReadAt(bs, start); err != nil {
 		return nil, err
 	}
-	if fs := probeBootSector(bs); fs == nil || fs.Type != "vfat" || string(bs[82:87]) != "FAT32" {
+	if fs := diskops.ProbeFilesystem(f, start, 512); fs == nil || fs.Type != "vfat" || string(bs[82:87]) != "FAT32" {
 		return nil, fmt.Errorf("not a FAT32 filesystem")
 	}
 	v := &fat32Vol{f: f, start: start}
@@ -133,7 +135,7 @@ func (v *fat32Vol) chain(c uint32) ([]uint32, error) {
 	b := make([]byte, 4)
 	for c >= 2 && c < 0x0FFFFFF8 {
 		if c-2 >= v.clusters || len(cs) > int(v.clusters) {
-			return nil, fmt.Errorf("%w: broken cluster chain", ErrFormat)
+			return nil, fmt.Errorf("%w: broken cluster chain", diskops.ErrFormat)
 		}
 		cs = append(cs, c)
 		if _, err := v.f.ReadAt(b, v.fatOff+4*int64(c)); err != nil {
@@ -171,7 +173,7 @@ func (v *fat32Vol) lookup(dir, name string) ([]uint32, int64, error) {
 		return nil, 0, err
 	}
 	if int64(len(chain))*v.spc*v.bps < size {
-		return nil, 0, fmt.Errorf("%w: file shorter than its size", ErrFormat)
+		return nil, 0, fmt.Errorf("%w: file shorter than its size", diskops.ErrFormat)
 	}
 	return chain, size, nil
 }
@@ -190,7 +192,7 @@ func (v *fat32Vol) find(dirCluster uint32, name string, wantDir bool) (uint32, i
 		for i := 0; i+32 <= len(buf); i += 32 {
 			e := buf[i : i+32]
 			if e[0] == 0 {
-				return 0, 0, fmt.Errorf("%w: %s", ErrNotFound, strings.TrimSpace(name))
+				return 0, 0, fmt.Errorf("%w: %s", diskops.ErrNotFound, strings.TrimSpace(name))
 			}
 			if e[0] == 0xE5 || e[11] == 0x0F || e[11]&0x08 != 0 {
 				continue
@@ -201,7 +203,7 @@ func (v *fat32Vol) find(dirCluster uint32, name string, wantDir bool) (uint32, i
 			}
 		}
 	}
-	return 0, 0, fmt.Errorf("%w: %s", ErrNotFound, strings.TrimSpace(name))
+	return 0, 0, fmt.Errorf("%w: %s", diskops.ErrNotFound, strings.TrimSpace(name))
 }
 
 // readFile returns the contents of dir/name (8.3 names).
