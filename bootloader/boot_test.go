@@ -17,10 +17,20 @@ import (
 )
 
 const (
-	hostKernel = "/boot/vmlinuz-6.1.0-56-amd64"
-	ovmfCode   = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars   = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
+
+// hostKernel is this host's newest kernel (scripts/setup-host.sh installs
+// it), whose modules the guests load.
+func hostKernel(t *testing.T) (path, version string) {
+	t.Helper()
+	k, err := FindKernel("/")
+	if err != nil {
+		t.Skipf("no host kernel (scripts/setup-host.sh): %v", err)
+	}
+	return k.Path, k.Version
+}
 
 // tinyInitrd is a gzip'd cpio with busybox and an /init that prints a
 // marker with the kernel command line and powers off.
@@ -48,7 +58,8 @@ func tinyInitrd(t *testing.T, guestArgs ...string) []byte {
 			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 		}
 		// efivarfs is a module in Debian's kernel.
-		ko, err := os.ReadFile("/lib/modules/6.1.0-56-amd64/kernel/fs/efivarfs/efivarfs.ko")
+		_, kver := hostKernel(t)
+		ko, err := os.ReadFile("/lib/modules/" + kver + "/kernel/fs/efivarfs/efivarfs.ko")
 		if err != nil {
 			t.Skipf("efivarfs module: %v", err)
 		}
@@ -112,7 +123,8 @@ func tail(s string, n int) string {
 // newest kernel with root=UUID=<root> rw and the extra command line.
 func TestBootFilesQEMU(t *testing.T) {
 	disktest.NeedE2E(t)
-	for _, p := range []string{hostKernel, ovmfCode, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", "/usr/lib/syslinux/mbr/gptmbr.bin"} {
+	hk, kver := hostKernel(t)
+	for _, p := range []string{hk, ovmfCode, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", "/usr/lib/syslinux/mbr/gptmbr.bin"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("%s missing (scripts/setup-host.sh)", p)
 		}
@@ -153,11 +165,11 @@ func TestBootFilesQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	kernel, _ := os.ReadFile(hostKernel)
+	kernel, _ := os.ReadFile(hk)
 	initrd := tinyInitrd(t, "-esp-num", "1", "-esp-start", fmt.Sprint(espPart.Start), "-esp-size", fmt.Sprint(espPart.Size), "-esp-partuuid", espPart.UUID,
-		"-kernel", `\minint\6.1.0-56-amd64\vmlinuz`, "-args", `initrd=\minint\6.1.0-56-amd64\initrd.img console=ttyS0 minint.fw=bootnext`)
-	disktest.WriteFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
-	disktest.WriteFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-56-amd64"), string(initrd))
+		"-kernel", `\minint\`+kver+`\vmlinuz`, "-args", `initrd=\minint\`+kver+`\initrd.img console=ttyS0 minint.fw=bootnext`)
+	disktest.WriteFile(t, filepath.Join(mnt, "boot/vmlinuz-"+kver), string(kernel))
+	disktest.WriteFile(t, filepath.Join(mnt, "boot/initrd.img-"+kver), string(initrd))
 	disktest.WriteFile(t, filepath.Join(mnt, "boot/vmlinuz-6.1.0-9-amd64"), "decoy: not a kernel")
 	disktest.WriteFile(t, filepath.Join(mnt, "boot/initrd.img-6.1.0-9-amd64"), "decoy")
 	os.MkdirAll(filepath.Join(mnt, "minint"), 0o755)
@@ -167,14 +179,14 @@ func TestBootFilesQEMU(t *testing.T) {
 	esp := t.TempDir()
 	disktest.WriteFile(t, filepath.Join(esp, "EFI/BOOT/BOOTX64.EFI"), "previous loader")
 	base := BootOptions{Root: mnt, RootUUID: rootUUID, Now: func() time.Time { return time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC) },
-		Extra: []ExtraEntry{{ID: "other", Kernel: hostKernel, Initrd: filepath.Join(mnt, "boot/initrd.img-6.1.0-56-amd64"), Options: "console=ttyS0 minint.fw=oneshot"}}}
+		Extra: []ExtraEntry{{ID: "other", Kernel: hk, Initrd: filepath.Join(mnt, "boot/initrd.img-"+kver), Options: "console=ttyS0 minint.fw=oneshot"}}}
 	uo := UEFIOptions{BootOptions: base, ESP: esp}
 	uo.Cmdline = "console=ttyS0 minint.fw=uefi"
 	ur, err := InstallUEFI(ctx, uo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ur.Kernel.Version != "6.1.0-56-amd64" {
+	if ur.Kernel.Version != kver {
 		t.Errorf("chose kernel %s", ur.Kernel.Version)
 	}
 	backup := filepath.Join(mnt, "minint/bootfiles-backup/20261128T090000Z/esp/EFI/BOOT/BOOTX64.EFI")
@@ -249,7 +261,8 @@ func TestBootFilesQEMU(t *testing.T) {
 // under SeaBIOS from a FAT boot partition prepared the same way.
 func TestBootMBRBIOS(t *testing.T) {
 	disktest.NeedE2E(t)
-	for _, p := range []string{hostKernel, "/usr/lib/syslinux/mbr/mbr.bin"} {
+	hk, kver := hostKernel(t)
+	for _, p := range []string{hk, "/usr/lib/syslinux/mbr/mbr.bin"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("%s missing (scripts/setup-host.sh)", p)
 		}
@@ -276,9 +289,9 @@ partitions:
 	tg.Close()
 	// The root's files only need to be readable here: a plain directory.
 	root := t.TempDir()
-	kernel, _ := os.ReadFile(hostKernel)
-	disktest.WriteFile(t, filepath.Join(root, "boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
-	disktest.WriteFile(t, filepath.Join(root, "boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
+	kernel, _ := os.ReadFile(hk)
+	disktest.WriteFile(t, filepath.Join(root, "boot/vmlinuz-"+kver), string(kernel))
+	disktest.WriteFile(t, filepath.Join(root, "boot/initrd.img-"+kver), string(tinyInitrd(t)))
 	boot := t.TempDir()
 	o := BIOSOptions{BootOptions: BootOptions{Root: root, RootUUID: fss[1].UUID, Cmdline: "console=ttyS0 minint.fw=mbr"}, BootDir: boot}
 	if _, err := WriteBIOSConfig(ctx, o); err != nil {
@@ -346,7 +359,8 @@ func guestModules(t *testing.T, kver string, names ...string) []string {
 // under SeaBIOS and OVMF.
 func TestDeployInGuest(t *testing.T) {
 	disktest.NeedE2E(t)
-	for _, p := range []string{hostKernel, ovmfCode, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"} {
+	hk, kver := hostKernel(t)
+	for _, p := range []string{hk, ovmfCode, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("%s missing (scripts/setup-host.sh)", p)
 		}
@@ -361,8 +375,8 @@ func TestDeployInGuest(t *testing.T) {
 		t.Fatalf("building the guest: %v\n%s", err, out)
 	}
 	var list []string
-	for _, m := range guestModules(t, "6.1.0-56-amd64", "virtio_pci", "virtio_blk", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "crc32c_generic", "ext4") {
-		b, err := os.ReadFile(filepath.Join("/lib/modules/6.1.0-56-amd64", m))
+	for _, m := range guestModules(t, kver, "virtio_pci", "virtio_blk", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "crc32c_generic", "ext4") {
+		b, err := os.ReadFile(filepath.Join("/lib/modules/"+kver, m))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,9 +384,9 @@ func TestDeployInGuest(t *testing.T) {
 		list = append(list, "/lib/modules/"+m)
 	}
 	disktest.WriteFile(t, filepath.Join(dir, "modules.list"), strings.Join(list, "\n")+"\n")
-	kernel, _ := os.ReadFile(hostKernel)
-	disktest.WriteFile(t, filepath.Join(dir, "payload/boot/vmlinuz-6.1.0-56-amd64"), string(kernel))
-	disktest.WriteFile(t, filepath.Join(dir, "payload/boot/initrd.img-6.1.0-56-amd64"), string(tinyInitrd(t)))
+	kernel, _ := os.ReadFile(hk)
+	disktest.WriteFile(t, filepath.Join(dir, "payload/boot/vmlinuz-"+kver), string(kernel))
+	disktest.WriteFile(t, filepath.Join(dir, "payload/boot/initrd.img-"+kver), string(tinyInitrd(t)))
 	sdboot, _ := os.ReadFile("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 	disktest.WriteFile(t, filepath.Join(dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), string(sdboot))
 	payload, err := CaptureSyslinux(ctx, "")
@@ -399,7 +413,7 @@ func TestDeployInGuest(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	q := exec.CommandContext(qctx, "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-nographic", "-serial", "stdio", "-monitor", "none",
-		"-no-reboot", "-net", "none", "-kernel", hostKernel, "-initrd", initrdPath, "-append", "console=ttyS0 panic=-1",
+		"-no-reboot", "-net", "none", "-kernel", hk, "-initrd", initrdPath, "-append", "console=ttyS0 panic=-1",
 		"-drive", "file="+img+",format=raw,if=virtio")
 	q.Stdout, q.Stderr = &out, &out
 	q.Run()
