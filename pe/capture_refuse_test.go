@@ -15,6 +15,7 @@ import (
 	"github.com/minint/minint/generalize"
 	"github.com/minint/minint/internal/testnginx"
 	"github.com/minint/minint/pe/capture"
+	"github.com/minint/minint/sequence"
 )
 
 // TestCaptureRefused: destinations that refuse the image (a server that
@@ -67,22 +68,22 @@ func TestCaptureRefused(t *testing.T) {
 	}})
 	work := filepath.Join(tmp, "work")
 	os.MkdirAll(work, 0o755)
-	step := func(d CaptureDestination) CaptureRequest {
-		return CaptureRequest{Step: &CaptureImage{Compression: "none", Generalize: generalize.DefaultOptions(), Check: true,
+	step := func(d sequence.CaptureDestination) CaptureRequest {
+		return CaptureRequest{Step: &sequence.CaptureImage{Compression: "none", Generalize: generalize.DefaultOptions(), Check: true,
 			WorkDir: work, Destination: d}, Log: t.Logf}
 	}
 	cases := []struct {
 		name  string
 		disks []*diskops.Disk
-		dest  CaptureDestination
+		dest  sequence.CaptureDestination
 		want  []string
 		is    error
 	}{
-		{"forbidden", []*diskops.Disk{ref}, CaptureDestination{URL: dav.URL + "/ro/ref.wim"}, []string{"403", "refuses writes", "/ro/ref.wim"}, nil},
-		{"no-webdav", []*diskops.Disk{ref}, CaptureDestination{URL: dav.URL + "/static/ref.wim"}, []string{"405", "WebDAV"}, nil},
-		{"disk-too-small", []*diskops.Disk{ref, stick}, CaptureDestination{Disk: &diskops.Rule{Name: "stick"}, Partition: 1, Path: "/ref.wim"},
+		{"forbidden", []*diskops.Disk{ref}, sequence.CaptureDestination{URL: dav.URL + "/ro/ref.wim"}, []string{"403", "refuses writes", "/ro/ref.wim"}, nil},
+		{"no-webdav", []*diskops.Disk{ref}, sequence.CaptureDestination{URL: dav.URL + "/static/ref.wim"}, []string{"405", "WebDAV"}, nil},
+		{"disk-too-small", []*diskops.Disk{ref, stick}, sequence.CaptureDestination{Disk: &diskops.Rule{Name: "stick"}, Partition: 1, Path: "/ref.wim"},
 			[]string{"no space left", "destination " + stick.Path + "#1 is too small", "ref.img partition 1"}, nil},
-		{"no-system", []*diskops.Disk{blank, stick}, CaptureDestination{URL: dav.URL + "/images/ref.wim"}, []string{"no installed system"}, capture.ErrNoRoot},
+		{"no-system", []*diskops.Disk{blank, stick}, sequence.CaptureDestination{URL: dav.URL + "/images/ref.wim"}, []string{"no installed system"}, capture.ErrNoRoot},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,158 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/goccy/go-yaml/ast"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/generalize"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/pe/capture"
 	"github.com/minint/minint/pe/upload"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/wim"
 )
 
-// CaptureImage captures an installed reference system into a WIM and puts
-// it on a WebDAV server or a second disk. The source disk is mounted
-// read-only (no journal replay) and generalized only in what the image
-// stores, unless in-place is set.
-//
-//   - type: capture-image
-//     source: {os: debian}            # capture.RootRule: disk, partition, uuid, label, os; default: the only system
-//     name: "Debian reference"        # default: OS name and version
-//     description: ""
-//     compression: lzx                # none, xpress, lzx
-//     exclusions: ["/proc/*", ...]    # replaces capture.DefaultExclusions (absent or empty: the defaults)
-//     extra-exclusions: ["/srv/cache/*"]
-//     generalize: {logs: false}       # each operation defaults to on
-//     in-place: false                 # true: generalize the reference disk itself
-//     check: true                     # verify the WIM before it goes anywhere
-//     work-dir: /tmp                  # where a WIM for a URL destination is built
-//     destination:
-//     url: http://10.0.2.2:8080/images/ref.wim   # PUT to .partial, read back, MOVE
-//     overwrite: false
-//     # or a disk: {disk: {removable: true}, partition: 1, path: /images/ref.wim, split-size: 4000M}
-type CaptureImage struct {
-	StepBase        `yaml:",inline"`
-	Source          capture.RootRule   `yaml:"source"`
-	ImageName       string             `yaml:"image-name"`
-	Description     string             `yaml:"description"`
-	Compression     string             `yaml:"compression"`
-	Exclusions      []string           `yaml:"exclusions"`
-	ExtraExclusions []string           `yaml:"extra-exclusions"`
-	Generalize      generalize.Options `yaml:"generalize"`
-	InPlace         bool               `yaml:"in-place"`
-	Check           bool               `yaml:"check"`
-	WorkDir         string             `yaml:"work-dir"`
-	Destination     CaptureDestination `yaml:"destination"`
-	Timeout         Duration           `yaml:"timeout"`
-}
-
-// CaptureDestination is where the captured WIM goes: a URL, or a path on
-// a partition of a disk chosen by rule.
-type CaptureDestination struct {
-	URL       string        `yaml:"url" json:"url,omitempty"`
-	Overwrite bool          `yaml:"overwrite" json:"overwrite,omitempty"`
-	Disk      *diskops.Rule `yaml:"disk" json:"disk,omitempty"`
-	Partition int           `yaml:"partition" json:"partition,omitempty"`
-	Path      string        `yaml:"path" json:"path,omitempty"`
-	// SplitSize cuts the WIM into .swm parts no larger than this (FAT32
-	// holds files < 4 GiB).
-	SplitSize Size `yaml:"split-size" json:"split_size,omitempty"`
-}
-
-func newCaptureImage() Step {
-	return &CaptureImage{Generalize: generalize.DefaultOptions(), Check: true}
-}
-
-func (s *CaptureImage) check(m *ast.MappingNode) error {
-	if s.Compression == "" {
-		s.Compression = "lzx"
-	}
-	if c, err := wim.ParseCompression(s.Compression); err != nil || c == wim.CompressionLZMS {
-		return nodeErr(field(m, "compression"), "compression %q: want none, xpress or lzx", s.Compression)
-	}
-	if s.Source.Disk != nil {
-		if err := s.Source.Disk.Validate(); err != nil {
-			return nodeErr(field(m, "source"), "%v", err)
-		}
-	}
-	for _, e := range append(append([]string{}, s.Exclusions...), s.ExtraExclusions...) {
-		if e == "" || strings.ContainsRune(e, '\n') {
-			return nodeErr(field(m, "exclusions"), "exclusion %q: want one pattern such as /var/cache/*", e)
-		}
-	}
-	if s.WorkDir == "" {
-		s.WorkDir = "/tmp"
-	}
-	if !path.IsAbs(s.WorkDir) {
-		return nodeErr(field(m, "work-dir"), "work-dir %q must be absolute", s.WorkDir)
-	}
-	if s.Timeout == 0 {
-		s.Timeout = Duration(6 * time.Hour)
-	}
-	d := &s.Destination
-	dn := field(m, "destination")
-	switch {
-	case !has(m, "destination"):
-		return nodeErr(m, "capture-image needs destination: {url: http://…/NAME.wim} or {disk: RULE, partition: N, path: /NAME.wim}")
-	case d.URL != "" && d.Disk != nil:
-		return nodeErr(dn, "destination: url and disk exclude each other")
-	case d.URL != "":
-		if err := checkURL(dn, d.URL); err != nil {
-			return err
-		}
-		if strings.HasSuffix(d.URL, "/") {
-			return nodeErr(dn, "destination url %q must name the file, not a folder", d.URL)
-		}
-		if d.SplitSize != 0 || d.Path != "" || d.Partition != 0 {
-			return nodeErr(dn, "split-size, path and partition are for disk destinations")
-		}
-	case d.Disk != nil:
-		if err := d.Disk.Validate(); err != nil {
-			return nodeErr(dn, "%v", err)
-		}
-		if !path.IsAbs(d.Path) || path.Clean(d.Path) != d.Path || d.Path == "/" {
-			return nodeErr(dn, "destination path %q must be an absolute, clean file path", d.Path)
-		}
-		if d.Partition < 0 {
-			return nodeErr(dn, "partition %d: partitions are numbered from 1", d.Partition)
-		}
-		if d.SplitSize != 0 && d.SplitSize < 1<<20 {
-			return nodeErr(dn, "split-size %s is too small (at least 1M)", d.SplitSize)
-		}
-	default:
-		return nodeErr(dn, "destination needs url or disk")
-	}
-	return nil
-}
-
-func (s *CaptureImage) Describe() string {
-	src := "the installed system"
-	if s.Source != (capture.RootRule{}) {
-		src += fmt.Sprintf(" matching %+v", s.Source)
-	}
-	g := "generalized on a snapshot view"
-	switch {
-	case s.Generalize.None():
-		g = "not generalized"
-	case s.InPlace:
-		g = "generalized IN PLACE (the reference disk is changed)"
-	}
-	dest := s.Destination.URL
-	if dest == "" {
-		dest = fmt.Sprintf("%s on disk %s partition %d", s.Destination.Path, s.Destination.Disk, s.Destination.Partition)
-	}
-	return fmt.Sprintf("capture %s (%s, %s) to %s", src, g, s.Compression, dest)
-}
-
 // CaptureRequest is what the capture-image step asks of a CaptureBackend.
 type CaptureRequest struct {
-	Step *CaptureImage
+	Step *sequence.CaptureImage
 	// Phase starts a progress task ("capture", "check", "upload"); the
 	// returned functions report progress and the end of the phase.
 	Phase func(name, unit string) (progress func(done, total int64), finish func(error))
@@ -165,15 +30,15 @@ type CaptureRequest struct {
 
 // CaptureReport says what was captured and where it went.
 type CaptureReport struct {
-	Source      string             `json:"source"`
-	System      *capture.System    `json:"system"`
-	Plan        *generalize.Plan   `json:"generalize"`
-	Files       []string           `json:"files"` // URL, or paths on the destination partition
-	Size        int64              `json:"size"`
-	SHA256      string             `json:"sha256,omitempty"`
-	Fields      map[string]string  `json:"fields"`
-	Upload      *upload.Result     `json:"upload,omitempty"`
-	Destination CaptureDestination `json:"destination"`
+	Source      string                      `json:"source"`
+	System      *capture.System             `json:"system"`
+	Plan        *generalize.Plan            `json:"generalize"`
+	Files       []string                    `json:"files"` // URL, or paths on the destination partition
+	Size        int64                       `json:"size"`
+	SHA256      string                      `json:"sha256,omitempty"`
+	Fields      map[string]string           `json:"fields"`
+	Upload      *upload.Result              `json:"upload,omitempty"`
+	Destination sequence.CaptureDestination `json:"destination"`
 }
 
 // CaptureBackend is implemented by backends that can capture (the real
@@ -182,7 +47,7 @@ type CaptureBackend interface {
 	Capture(ctx context.Context, req CaptureRequest) (*CaptureReport, error)
 }
 
-func (r *runner) capture(s *CaptureImage) error {
+func (r *runner) capture(s *sequence.CaptureImage) error {
 	cb, ok := r.env.Backend.(CaptureBackend)
 	if !ok {
 		return errors.New("this backend cannot capture images")
@@ -201,7 +66,7 @@ func (r *runner) capture(s *CaptureImage) error {
 		return err
 	}
 	r.rep.Printf("  captured %s: %s", rep.Source, rep.Plan.Summary())
-	r.rep.Printf("  image stored at %s (%s)", strings.Join(rep.Files, ", "), Size(rep.Size))
+	r.rep.Printf("  image stored at %s (%s)", strings.Join(rep.Files, ", "), sequence.Size(rep.Size))
 	r.rep.Emit(progress.Event{Kind: "capture", State: "done", Msg: strings.Join(rep.Files, " "), Data: map[string]any{"report": rep}})
 	return nil
 }
@@ -362,7 +227,7 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 			if dest != nil && s.Destination.SplitSize == 0 {
 				where = "destination " + partName(dest, s.Destination.Partition)
 			}
-			return nil, fmt.Errorf("%w: %s is too small for the image of %s (%s used)", err, where, c.Where(), Size(sys.UsedBytes))
+			return nil, fmt.Errorf("%w: %s is too small for the image of %s (%s used)", err, where, c.Where(), sequence.Size(sys.UsedBytes))
 		}
 		return nil, err
 	}
@@ -445,7 +310,7 @@ func mountDest(d *diskops.Disk, n int, dir string) (*diskops.Mounted, error) {
 // placeOnDisk moves (or splits) the finished WIM to its final name on the
 // mounted destination, synced, so that the final name only ever holds a
 // complete, checked image.
-func placeOnDisk(work, final string, d CaptureDestination, check bool) ([]string, error) {
+func placeOnDisk(work, final string, d sequence.CaptureDestination, check bool) ([]string, error) {
 	if d.SplitSize == 0 {
 		if err := syncFile(work); err != nil {
 			return nil, err

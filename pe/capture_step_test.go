@@ -19,59 +19,17 @@ import (
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/generalize"
 	"github.com/minint/minint/pe/capture"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/wim"
 )
 
-func TestCaptureImageLoad(t *testing.T) {
-	seq, err := LoadFile("testdata/capture.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := seq.Steps[0].(*CaptureImage)
-	want := generalize.DefaultOptions()
-	want.Logs = false
-	if a.Generalize != want || !a.Check || a.Compression != "lzx" || a.WorkDir != "/tmp" || a.Source.OS != "debian" ||
-		a.ImageName != "Debian reference" || a.ExtraExclusions[0] != "/srv/cache/*" || a.Destination.URL == "" {
-		t.Errorf("step 1: %+v", a)
-	}
-	b := seq.Steps[1].(*CaptureImage)
-	if b.Check || !b.InPlace || b.Generalize != generalize.DefaultOptions() || b.Destination.SplitSize != 3900<<20 ||
-		b.Destination.Disk == nil || b.Destination.Disk.Removable == nil || b.Destination.Partition != 1 {
-		t.Errorf("step 2: %+v", b)
-	}
-	if d := b.Describe(); !strings.Contains(d, "IN PLACE") {
-		t.Errorf("describe: %s", d)
-	}
-	step := head + "  - type: capture-image\n"
-	for _, c := range []struct {
-		src  string
-		line int
-		want string
-	}{
-		{step, 3, "needs destination"},
-		{step + "    destination: {url: http://h/x.wim, disk: {removable: true}}\n", 4, "exclude each other"},
-		{step + "    destination: {url: http://h/dir/}\n", 4, "must name the file"},
-		{step + "    destination: {url: ftp://h/x.wim}\n", 4, "not an http(s) URL"},
-		{step + "    destination: {disk: {removable: true}, path: images/x.wim}\n", 4, "absolute"},
-		{step + "    destination: {disk: {removable: true}, path: /x.wim, split-size: 1K}\n", 4, "too small"},
-		{step + "    destination: {url: http://h/x.wim, split-size: 1G}\n", 4, "for disk destinations"},
-		{step + "    compression: lzms\n    destination: {url: http://h/x.wim}\n", 4, "want none, xpress or lzx"},
-		{step + "    generalize: {logz: false}\n    destination: {url: http://h/x.wim}\n", 4, "logz"},
-	} {
-		_, err := Parse("s.yaml", []byte(c.src))
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), fmt.Sprintf(":%d:", c.line)) {
-			t.Errorf("%q: got %v, want line %d %q", c.src, err, c.line, c.want)
-		}
-	}
-}
-
 func TestCaptureImageNeedsCaptureBackend(t *testing.T) {
-	seq, err := Parse("s.yaml", []byte(head+"  - type: capture-image\n    destination: {url: http://127.0.0.1:1/x.wim}\n"))
+	seq, err := sequence.Parse("s.yaml", []byte(head+"  - type: capture-image\n    destination: {url: http://127.0.0.1:1/x.wim}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &runner{ctx: context.Background(), env: &Env{Backend: &struct{ Backend }{}}}
-	if err := r.capture(seq.Steps[0].(*CaptureImage)); err == nil || !strings.Contains(err.Error(), "cannot capture") {
+	if err := r.capture(seq.Steps[0].(*sequence.CaptureImage)); err == nil || !strings.Contains(err.Error(), "cannot capture") {
 		t.Errorf("got %v", err)
 	}
 }
@@ -130,8 +88,8 @@ func TestCaptureToDiskAndURL(t *testing.T) {
 	dest := &diskops.Disk{Name: "stick", Path: dstImg, Size: 32 << 20, FS: &diskops.Filesystem{Type: "ext4"}}
 	var phases []string
 	req := CaptureRequest{
-		Step: &CaptureImage{Compression: "none", Generalize: generalize.DefaultOptions(), Check: true, WorkDir: tmp,
-			Destination: CaptureDestination{Disk: &diskops.Rule{Name: "stick"}, Path: "/images/ref.wim", SplitSize: 1 << 20}},
+		Step: &sequence.CaptureImage{Compression: "none", Generalize: generalize.DefaultOptions(), Check: true, WorkDir: tmp,
+			Destination: sequence.CaptureDestination{Disk: &diskops.Rule{Name: "stick"}, Path: "/images/ref.wim", SplitSize: 1 << 20}},
 		Phase: func(name, unit string) (func(int64, int64), func(error)) {
 			phases = append(phases, name)
 			return nil, func(error) {}
@@ -167,7 +125,7 @@ func TestCaptureToDiskAndURL(t *testing.T) {
 
 	// The same to a WebDAV server.
 	n := startDAV(t)
-	req.Step.Destination = CaptureDestination{URL: n.url + "/images/ref.wim"}
+	req.Step.Destination = sequence.CaptureDestination{URL: n.url + "/images/ref.wim"}
 	phases = nil
 	rep, err = captureTo(context.Background(), cand, nil, nil, req)
 	if err != nil {
@@ -265,30 +223,6 @@ http { access_log off; client_body_temp_path %[1]s/tmp; proxy_temp_path %[1]s/tm
 	return nil
 }
 
-func TestCaptureSequence(t *testing.T) {
-	b, err := CaptureSequence("http://10.0.2.2:8080/images/ref \"x\".wim", "xpress")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seq, err := Parse("s", b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := seq.Steps[1].(*CaptureImage)
-	if c.Destination.URL != "http://10.0.2.2:8080/images/ref \"x\".wim" || c.Compression != "xpress" || !c.Check ||
-		c.Generalize != generalize.DefaultOptions() || seq.Steps[2].Base().Type != "poweroff" {
-		t.Errorf("%s\n%+v", b, c)
-	}
-	for _, bad := range []string{"", "http://h/", "file:///x.wim"} {
-		if _, err := CaptureSequence(bad, ""); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-	if _, err := CaptureSequence("http://h/x.wim", "lzms"); err == nil {
-		t.Error("lzms accepted")
-	}
-}
-
 // partitioned makes a GPT image file with one ext4 partition per tree
 // (16 MiB each) and returns it as a discovered disk.
 func partitioned(t *testing.T, name, img string, trees []string, labels []string) *diskops.Disk {
@@ -360,8 +294,8 @@ func TestCaptureFromDisksSeparateBoot(t *testing.T) {
 	before := fileSum(t, ref.Path)
 	var logged []string
 	req := CaptureRequest{
-		Step: &CaptureImage{Compression: "xpress", Generalize: generalize.DefaultOptions(), Check: true, WorkDir: tmp,
-			Destination: CaptureDestination{Disk: &diskops.Rule{Name: "ref"}, Partition: 1, Path: "/ref.wim"}},
+		Step: &sequence.CaptureImage{Compression: "xpress", Generalize: generalize.DefaultOptions(), Check: true, WorkDir: tmp,
+			Destination: sequence.CaptureDestination{Disk: &diskops.Rule{Name: "ref"}, Partition: 1, Path: "/ref.wim"}},
 		Log: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) },
 	}
 	disks := []*diskops.Disk{ref, stick}

@@ -15,6 +15,7 @@ import (
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/hw"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 )
 
@@ -75,7 +76,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 	if o.Console != nil {
 		be.Log = func(format string, a ...any) { fmt.Fprintf(o.Console, "  "+format+"\n", a...) }
 	}
-	var seq *Sequence
+	var seq *sequence.Sequence
 	var err error
 	boot := "medium"
 	switch {
@@ -121,7 +122,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 // package key: a sequence runs commands in the PE, so an unauthenticated
 // one would be a way in. Files on the boot medium are trusted like the PE
 // itself.
-func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKey, client *http.Client) (*Sequence, error) {
+func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKey, client *http.Client) (*sequence.Sequence, error) {
 	if src == "" {
 		if mediumDir == "" {
 			return nil, fmt.Errorf("no task sequence: none on the kernel command line (minint.sequence=) and no boot medium")
@@ -129,7 +130,7 @@ func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 		src = filepath.Join(mediumDir, MediumSequence)
 	}
 	if !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") {
-		return LoadFile(src)
+		return sequence.LoadFile(src)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -145,7 +146,7 @@ func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 	if err := sign.Verify(b, sig, pub); err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
-	return Parse(src, b)
+	return sequence.Parse(src, b)
 }
 
 // HostInventory takes the inventory of the running machine (root "/"

@@ -17,7 +17,7 @@ import (
 
 func TestLoadSourceSigned(t *testing.T) {
 	dir := t.TempDir()
-	src, _ := os.ReadFile("testdata/deploy.yaml")
+	src, _ := os.ReadFile("../sequence/testdata/deploy.yaml")
 	os.WriteFile(filepath.Join(dir, "seq.yaml"), src, 0o644)
 	priv := mustPriv(t)
 	pub := priv.Public().(ed25519.PublicKey)

@@ -4,21 +4,11 @@
 //
 // # Sequences
 //
-// A sequence (see Sequence and the step types in steps.go) is loaded with
-// Parse or LoadFile. Unknown keys, values of the wrong type, bad sizes and
-// durations, unknown step types and fact names, missing parameters and
-// steps in an impossible order are all load errors (*LoadError, wrapping
-// ErrSequence) naming FILE:LINE:COLUMN. `minint sequence check FILE`
-// validates on the host and prints the plan; Env.DryRun prints the plan in
-// the PE, running only the read-only requirements and select-disk steps.
-//
-// Step types: requirements, select-disk, partition, format, mount, fetch,
-// apply-image, setup, bootfiles, run, reboot, poweroff, capture-image,
-// capture-state, pull-state, clean. Every step may have
-// a name (default: its type; names are unique, the journal keys on them)
-// and a `when:` condition over facts (firmware, arch, memory, cpus, disk,
-// disk-size, boot, var.NAME from minint.var.NAME= on the kernel command
-// line) — see Condition.
+// The sequence language (step types, conditions, sizes, load errors with
+// FILE:LINE:COLUMN, the fail-safe order check) is package sequence; this
+// package runs a loaded *sequence.Sequence. Env.DryRun prints the plan in
+// the PE, running only the read-only requirements and select-disk steps;
+// `minint sequence check FILE` prints it on the host from the parser alone.
 //
 // # Journal and resume
 //
@@ -90,7 +80,7 @@
 // never written unless in-place is set. The WIM is checked, then uploaded
 // restartably to WebDAV (package upload: NAME.partial, read back, MOVE) or
 // placed, optionally split into .swm parts, on another disk.
-// CaptureSequence is the default sequence of `minint iso --capture URL`.
+// sequence.Capture is the default sequence of `minint iso --capture URL`.
 //
 // # Events
 //

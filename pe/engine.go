@@ -21,6 +21,7 @@ import (
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
+	"github.com/minint/minint/sequence"
 )
 
 // Env is everything Run needs from the PE around it.
@@ -48,9 +49,6 @@ type Env struct {
 	// DryRun prints the plan; only requirements and select-disk run (they
 	// change nothing).
 	DryRun bool
-	// PlanOnly (with DryRun) runs nothing at all: the plan of a sequence
-	// checked on a host that is not the target.
-	PlanOnly bool
 	// LogDir receives the log of a failed run when there is no staging
 	// folder yet (default os.TempDir()).
 	LogDir string
@@ -117,7 +115,7 @@ type ImageRef struct {
 
 type runner struct {
 	ctx     context.Context
-	seq     *Sequence
+	seq     *sequence.Sequence
 	env     *Env
 	rep     *progress.Reporter
 	log     *bytes.Buffer
@@ -141,7 +139,7 @@ type runner struct {
 // skipped and the run resumes at the first unfinished one. On failure the
 // log is saved to the staging folder (or LogDir) and uploaded to the status
 // URL when there is one; the returned error names the step.
-func Run(ctx context.Context, seq *Sequence, env *Env) (err error) {
+func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	r := &runner{ctx: ctx, seq: seq, env: env, log: &bytes.Buffer{}, st: &State{}}
 	human := io.Writer(r.log)
 	if env.Console != nil {
@@ -201,20 +199,20 @@ func Run(ctx context.Context, seq *Sequence, env *Env) (err error) {
 
 // always-run steps establish runtime state and change nothing on disk, so
 // a resumed run repeats them instead of trusting the journal.
-func alwaysRun(st Step) bool {
+func alwaysRun(st sequence.Step) bool {
 	switch st.(type) {
-	case *Requirements, *SelectDisk, *Mount:
+	case *sequence.Requirements, *sequence.SelectDisk, *sequence.Mount:
 		return true
 	}
 	return false
 }
 
-func (r *runner) facts() FactMap {
+func (r *runner) facts() sequence.FactMap {
 	// Only what is known goes in: a condition on an unknown fact is an
 	// error at run time (and "decided at run time" in a plan), never a
 	// silent false.
 	inv := r.env.Inventory
-	f := FactMap{}
+	f := sequence.FactMap{}
 	set := func(k, v string, known bool) {
 		if known {
 			f[k] = v
@@ -242,7 +240,7 @@ func (r *runner) hook(step, point string) error {
 	return r.env.hook(step, point)
 }
 
-func (r *runner) step(i int, st Step) error {
+func (r *runner) step(i int, st sequence.Step) error {
 	b := st.Base()
 	n := len(r.seq.Steps)
 	ev := func(state, msg string, err error) {
@@ -254,25 +252,25 @@ func (r *runner) step(i int, st Step) error {
 	}
 	// Only the apply-image right after a pipelined fetch runs alongside
 	// its download; everything else waits for it to be verified.
-	if _, apply := st.(*ApplyImage); !apply {
+	if _, apply := st.(*sequence.ApplyImage); !apply {
 		if err := r.settle(); err != nil {
 			return err
 		}
 	}
-	ok, err := b.When.Eval(r.facts())
-	if err != nil {
-		if r.env.DryRun {
-			r.rep.Printf("[%d/%d] %s: %s (when %s: decided at run time)", i+1, n, b.Name, st.Describe(), b.When.Src)
-			ev("plan", st.Describe(), nil)
-			return nil
+	p := sequence.Decide(st, r.facts())
+	switch p.Decision {
+	case sequence.AtRunTime:
+		if !r.env.DryRun {
+			return p.Err
 		}
-		return err
-	}
-	if !ok {
+		r.rep.Printf("[%d/%d] %s", i+1, n, p)
+		ev("plan", st.Describe(), nil)
+		return nil
+	case sequence.Skip:
 		if err := r.settle(); err != nil {
 			return err
 		}
-		r.rep.Printf("[%d/%d] %s: skipped (%s is false)", i+1, n, b.Name, b.When.Src)
+		r.rep.Printf("[%d/%d] %s", i+1, n, p)
 		ev("skipped", b.When.Src, nil)
 		if !r.env.DryRun {
 			r.record(b, journal.Skipped, nil)
@@ -281,13 +279,12 @@ func (r *runner) step(i int, st Step) error {
 		return nil
 	}
 	if r.env.DryRun {
-		readOnly := false
+		// Requirements and select-disk change nothing: a dry run on the
+		// machine runs them, to show what it would find.
 		switch st.(type) {
-		case *Requirements, *SelectDisk:
-			readOnly = !r.env.PlanOnly
-		}
-		if !readOnly {
-			r.rep.Printf("[%d/%d] %s: %s", i+1, n, b.Name, st.Describe())
+		case *sequence.Requirements, *sequence.SelectDisk:
+		default:
+			r.rep.Printf("[%d/%d] %s", i+1, n, p)
 			ev("plan", st.Describe(), nil)
 			return nil
 		}
@@ -300,7 +297,7 @@ func (r *runner) step(i int, st Step) error {
 		ev("skipped", "already done", nil)
 		return nil
 	}
-	r.rep.Printf("[%d/%d] %s: %s", i+1, n, b.Name, st.Describe())
+	r.rep.Printf("[%d/%d] %s", i+1, n, p)
 	if !readOnlyTypes[b.Type] {
 		r.changed = true
 	}
@@ -313,7 +310,7 @@ func (r *runner) step(i int, st Step) error {
 		return err
 	}
 	start := time.Now()
-	err = r.exec(st)
+	err := r.exec(st)
 	if err == nil && r.pendingFor(b) {
 		return nil // recorded done (or failed) by settle
 	}
@@ -331,14 +328,14 @@ func (r *runner) step(i int, st Step) error {
 		return err
 	}
 	ev("done", fmt.Sprintf("%.1fs", time.Since(start).Seconds()), nil)
-	if p, ok := st.(*Power); ok && !r.env.DryRun {
+	if p, ok := st.(*sequence.Power); ok && !r.env.DryRun {
 		// Recorded as done first: the next boot must not reboot again.
 		return r.env.Backend.Power(r.ctx, p.Type)
 	}
 	return nil
 }
 
-func (r *runner) record(b *StepBase, status string, err error) {
+func (r *runner) record(b *sequence.StepBase, status string, err error) {
 	rec := journal.Record{Name: b.Name, Type: b.Type, Status: status, Started: time.Now().UTC()}
 	if old := r.jr.Step(b.Name); old != nil {
 		rec.Attempts = old.Attempts
@@ -426,11 +423,11 @@ func (r *runner) adopt(dir string) error {
 	return r.save()
 }
 
-func (r *runner) exec(st Step) error {
+func (r *runner) exec(st sequence.Step) error {
 	switch s := st.(type) {
-	case *Requirements:
+	case *sequence.Requirements:
 		return r.requirements(s)
-	case *SelectDisk:
+	case *sequence.SelectDisk:
 		d, err := r.env.Backend.SelectDisk(r.ctx, s.Disk)
 		if err != nil {
 			return err
@@ -438,9 +435,9 @@ func (r *runner) exec(st Step) error {
 		r.st.Disk = &d
 		r.rep.Printf("  target disk: %s", d.Desc)
 		return nil
-	case *Partition:
+	case *sequence.Partition:
 		return r.partition(s)
-	case *Format:
+	case *sequence.Format:
 		// Never format under a mount (a resumed run may have mounted the
 		// root to read the journal).
 		r.unmountAll()
@@ -455,38 +452,38 @@ func (r *runner) exec(st Step) error {
 			return r.mountRoot(r.targetDir())
 		}
 		return nil
-	case *Mount:
+	case *sequence.Mount:
 		return r.mount(s)
-	case *Fetch:
+	case *sequence.Fetch:
 		return r.fetch(s)
-	case *ApplyImage:
+	case *sequence.ApplyImage:
 		return r.apply(s)
-	case *Setup:
+	case *sequence.Setup:
 		return r.setup(s)
-	case *PullState:
+	case *sequence.PullState:
 		return r.pullState(s)
-	case *CaptureState:
+	case *sequence.CaptureState:
 		return r.captureState(s)
-	case *BootFiles:
+	case *sequence.BootFiles:
 		return r.bootfiles(s)
-	case *Command:
+	case *sequence.Command:
 		return r.run(s)
-	case *Power:
+	case *sequence.Power:
 		unixSync()
 		return nil
-	case *CaptureImage:
+	case *sequence.CaptureImage:
 		return r.capture(s)
-	case *Clean:
+	case *sequence.Clean:
 		return r.clean(s)
 	}
 	return fmt.Errorf("step type %s has no implementation", st.Base().Type)
 }
 
-func (r *runner) requirements(s *Requirements) error {
+func (r *runner) requirements(s *sequence.Requirements) error {
 	inv := r.env.Inventory
 	var unmet []string
 	if s.MinMemory > 0 && inv.Memory < int64(s.MinMemory) {
-		unmet = append(unmet, fmt.Sprintf("memory: %s, need at least %s", Size(inv.Memory), s.MinMemory))
+		unmet = append(unmet, fmt.Sprintf("memory: %s, need at least %s", sequence.Size(inv.Memory), s.MinMemory))
 	}
 	if s.MinCPUs > 0 && inv.CPUs < s.MinCPUs {
 		unmet = append(unmet, fmt.Sprintf("cpus: %d, need at least %d", inv.CPUs, s.MinCPUs))
@@ -499,7 +496,7 @@ func (r *runner) requirements(s *Requirements) error {
 			}
 		}
 		if best < int64(s.MinDisk) {
-			unmet = append(unmet, fmt.Sprintf("disk: largest candidate is %s, need at least %s", Size(best), s.MinDisk))
+			unmet = append(unmet, fmt.Sprintf("disk: largest candidate is %s, need at least %s", sequence.Size(best), s.MinDisk))
 		}
 	}
 	if len(s.Firmware) > 0 {
@@ -565,7 +562,7 @@ func (r *runner) unmountAll() {
 
 func (r *runner) hasMountStep() bool {
 	for _, st := range r.seq.Steps {
-		if _, ok := st.(*Mount); ok {
+		if _, ok := st.(*sequence.Mount); ok {
 			return true
 		}
 	}
@@ -576,14 +573,14 @@ func (r *runner) hasMountStep() bool {
 // step's target.
 func (r *runner) targetDir() string {
 	for _, st := range r.seq.Steps {
-		if m, ok := st.(*Mount); ok {
+		if m, ok := st.(*sequence.Mount); ok {
 			return m.Target
 		}
 	}
 	return "/mnt/target"
 }
 
-func (r *runner) partition(s *Partition) error {
+func (r *runner) partition(s *sequence.Partition) error {
 	if r.st.Disk == nil {
 		return errors.New("no target disk selected")
 	}
@@ -612,7 +609,7 @@ func (r *runner) partition(s *Partition) error {
 }
 
 func (r *runner) probeJournal(parts []Part, l *diskops.Layout) (bool, error) {
-	i := RootPartition(l)
+	i := sequence.RootPartition(l)
 	if i < 0 || i >= len(parts) {
 		return false, nil
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 )
 
@@ -36,6 +37,9 @@ type fakeDisk struct {
 	calls map[string]int
 	power []string
 }
+
+// head starts a sequence written inline in a test.
+const head = "version: 1\nsteps:\n"
 
 func newFakeDisk(t *testing.T) *fakeDisk {
 	return &fakeDisk{dir: t.TempDir(), calls: map[string]int{}}
@@ -187,7 +191,7 @@ func testPkg(t *testing.T, chunked bool) (string, ed25519.PublicKey, []byte, str
 	return srv.URL + "/manifest.json", pub, img, dir
 }
 
-func seqFor(t *testing.T, manifestURL, extra string) *Sequence {
+func seqFor(t *testing.T, manifestURL, extra string) *sequence.Sequence {
 	t.Helper()
 	src := fmt.Sprintf(`version: 1
 name: test
@@ -218,7 +222,7 @@ steps:
     shell: echo ran >> "$MININT_TARGET/marks"
   - type: reboot
 `, filepath.Join(t.TempDir(), "target"), manifestURL, extra)
-	seq, err := Parse("test.yaml", []byte(src))
+	seq, err := sequence.Parse("test.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,9 +271,9 @@ func snapshot(t *testing.T, root string) string {
 	return b.String()
 }
 
-func targetOf(seq *Sequence) string {
+func targetOf(seq *sequence.Sequence) string {
 	for _, st := range seq.Steps {
-		if m, ok := st.(*Mount); ok {
+		if m, ok := st.(*sequence.Mount); ok {
 			return m.Target
 		}
 	}
@@ -340,7 +344,7 @@ type crash struct{ step, point string }
 
 // runToCrash runs seq until env's hook panics with a crash (a power cut in
 // the middle of the run) and fails the test if it does not.
-func runToCrash(t *testing.T, seq *Sequence, env *Env) {
+func runToCrash(t *testing.T, seq *sequence.Sequence, env *Env) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r == nil {

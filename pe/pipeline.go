@@ -11,6 +11,7 @@ import (
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
+	"github.com/minint/minint/sequence"
 )
 
 // Pipelined fetch and apply (fetch mode pipeline, the default for HTTP
@@ -45,7 +46,7 @@ import (
 // follows it in the sequence; with anything else after fetch the mode is
 // stage (auto) or refused (explicit pipeline).
 type pipeline struct {
-	base   *StepBase
+	base   *sequence.StepBase
 	index  int // of the fetch step, for its events
 	tr     *fetch.Transfer
 	task   *progress.Task
@@ -56,11 +57,11 @@ type pipeline struct {
 
 // followedByApply reports whether the step right after the fetch step s
 // is apply-image, the only step that reads a download still under way.
-func (r *runner) followedByApply(s *Fetch) (int, bool) {
+func (r *runner) followedByApply(s *sequence.Fetch) (int, bool) {
 	for i, st := range r.seq.Steps {
-		if st == Step(s) {
+		if st == sequence.Step(s) {
 			if i+1 < len(r.seq.Steps) {
-				_, ok := r.seq.Steps[i+1].(*ApplyImage)
+				_, ok := r.seq.Steps[i+1].(*sequence.ApplyImage)
 				return i, ok
 			}
 			return i, false
@@ -72,7 +73,7 @@ func (r *runner) followedByApply(s *Fetch) (int, bool) {
 // startPipeline starts the download of e from url into the staging folder
 // and leaves it running as r.pending; ctx's deadline (the fetch step's
 // time limit) bounds it.
-func (r *runner) startPipeline(ctx context.Context, c *fetch.Client, s *Fetch, url string, e *manifest.Entry, task *progress.Task) (string, error) {
+func (r *runner) startPipeline(ctx context.Context, c *fetch.Client, s *sequence.Fetch, url string, e *manifest.Entry, task *progress.Task) (string, error) {
 	i, ok := r.followedByApply(s)
 	if !ok {
 		return "", fmt.Errorf("mode pipeline: the step after %q must be apply-image (the only step that reads a download still under way)", s.Name)
@@ -95,15 +96,15 @@ func (r *runner) startPipeline(ctx context.Context, c *fetch.Client, s *Fetch, u
 		return "", err
 	}
 	if tr.Resumed > 0 {
-		r.rep.Printf("  %s of %s already in the staging folder from an earlier try (chunk hashes match)", Size(tr.Resumed), e.Path)
+		r.rep.Printf("  %s of %s already in the staging folder from an earlier try (chunk hashes match)", sequence.Size(tr.Resumed), e.Path)
 	}
-	r.rep.Printf("  %s downloads while the next step applies it (each %s chunk verified before use, the whole file before boot files)", e.Path, Size(e.ChunkSize))
+	r.rep.Printf("  %s downloads while the next step applies it (each %s chunk verified before use, the whole file before boot files)", e.Path, sequence.Size(e.ChunkSize))
 	r.pending = &pipeline{base: s.Base(), index: i, tr: tr, task: task, cancel: cancel, start: time.Now(), path: dest}
 	return dest, nil
 }
 
 // pendingFor reports whether step b's work goes on in the background.
-func (r *runner) pendingFor(b *StepBase) bool {
+func (r *runner) pendingFor(b *sequence.StepBase) bool {
 	return r.pending != nil && r.pending.base == b
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/minint/minint/internal/testnginx"
 	"github.com/minint/minint/manifest"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
 )
@@ -93,7 +94,7 @@ func benchImage(b *testing.B) string {
 }
 
 // benchSeq is the deploy sequence of the engine tests, fetch in mode.
-func benchSeq(b *testing.B, manifestURL, mode string) *Sequence {
+func benchSeq(b *testing.B, manifestURL, mode string) *sequence.Sequence {
 	src := fmt.Sprintf(`version: 1
 name: bench
 steps:
@@ -112,7 +113,7 @@ steps:
   - type: apply-image
   - type: bootfiles
 `, filepath.Join(b.TempDir(), "target"), manifestURL, mode)
-	seq, err := Parse("bench.yaml", []byte(src))
+	seq, err := sequence.Parse("bench.yaml", []byte(src))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -37,12 +37,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/goccy/go-yaml/ast"
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/pe/journal"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/state"
 	"golang.org/x/sys/unix"
 )
@@ -104,24 +104,6 @@ func refreshBackend(b Backend) (RefreshBackend, error) {
 	return rb, nil
 }
 
-// Clean (type clean) empties the existing root of an in-place refresh
-// with diskops.CleanAllBut: everything except the staging folder /minint
-// (user state, package, journal, the PE) and lost+found; mounts are never
-// crossed; the list of what it deletes is written into /minint first.
-// Before deleting, it checks that the package was verified and the user
-// state captured, and makes the PE the persistent boot choice.
-//
-//   - type: clean
-type Clean struct {
-	StepBase `yaml:",inline"`
-}
-
-func (s *Clean) check(*ast.MappingNode) error { return nil }
-
-func (s *Clean) Describe() string {
-	return "make the PE the boot default, then delete everything on the existing root except /minint"
-}
-
 func (r *runner) stagingPath(p ...string) string {
 	return filepath.Join(append([]string{r.st.Target, strings.TrimPrefix(answer.Dir, "/")}, p...)...)
 }
@@ -129,7 +111,7 @@ func (r *runner) stagingPath(p ...string) string {
 // mountExisting mounts the staged root found by its UUID (minint.staged=)
 // and the journal in its /minint: what partition+format+mount are for a
 // new computer.
-func (r *runner) mountExisting(s *Mount) error {
+func (r *runner) mountExisting(s *sequence.Mount) error {
 	stage := filepath.Join(s.Target, strings.TrimPrefix(answer.Dir, "/"))
 	if r.st.Target == s.Target && r.staging == stage {
 		return nil
@@ -198,7 +180,7 @@ func espPart(parts []Part) (Part, bool) {
 	return Part{}, false
 }
 
-func (r *runner) clean(s *Clean) error {
+func (r *runner) clean(s *sequence.Clean) error {
 	if !r.st.Staged || r.st.Target == "" {
 		return errors.New("clean needs the existing root mounted (mount with existing: true)")
 	}
@@ -375,7 +357,7 @@ func (b *SystemBackend) UnpinPE(ctx context.Context, esp Part) error {
 
 // loadStaged reads the sequence from the staged root (trusted like the
 // disk the PE was started from: stage put it there as root).
-func loadStaged(ctx context.Context, rb RefreshBackend, b Backend, fsUUID string) (*Sequence, error) {
+func loadStaged(ctx context.Context, rb RefreshBackend, b Backend, fsUUID string) (*sequence.Sequence, error) {
 	_, parts, err := rb.Staged(ctx, fsUUID)
 	if err != nil {
 		return nil, fmt.Errorf("minint.staged=UUID=%s: %w", fsUUID, err)
@@ -399,5 +381,5 @@ func loadStaged(ctx context.Context, rb RefreshBackend, b Backend, fsUUID string
 		}
 		return nil, err
 	}
-	return Parse("/"+StagedSequence, src)
+	return sequence.Parse("/"+StagedSequence, src)
 }

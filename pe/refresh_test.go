@@ -15,6 +15,7 @@ import (
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/pe/journal"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/state"
 )
 
@@ -147,7 +148,7 @@ func TestRefreshEndToEnd(t *testing.T) {
 	url, pub, img, _ := testPkg(t, false)
 	src := refreshSeq(filepath.Join(t.TempDir(), "target"), url, "")
 	f := oldSystem(t, src)
-	seq, err := Parse("refresh.yaml", []byte(src))
+	seq, err := sequence.Parse("refresh.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +230,7 @@ func TestRefreshFailsBeforeClean(t *testing.T) {
 	url, pub, _, _ := testPkg(t, false)
 	src := refreshSeq(filepath.Join(t.TempDir(), "target"), strings.Replace(url, "manifest.json", "missing/manifest.json", 1), "")
 	f := oldSystem(t, src)
-	seq, err := Parse("refresh.yaml", []byte(src))
+	seq, err := sequence.Parse("refresh.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestRefreshFailsAfterClean(t *testing.T) {
 	url, pub, _, _ := testPkg(t, false)
 	src := refreshSeq(filepath.Join(t.TempDir(), "target"), url, "")
 	f := oldSystem(t, src)
-	seq, _ := Parse("refresh.yaml", []byte(src))
+	seq, _ := sequence.Parse("refresh.yaml", []byte(src))
 	env, _ := refreshEnv(t, f, pub)
 	env.hook = func(step, point string) error {
 		if step == "apply-image" && point == "before" {
@@ -302,7 +303,7 @@ func TestRefreshPowerCutDuringClean(t *testing.T) {
 	url, pub, _, _ := testPkg(t, false)
 	src := refreshSeq(filepath.Join(t.TempDir(), "target"), url, "")
 	f := oldSystem(t, src)
-	seq, _ := Parse("refresh.yaml", []byte(src))
+	seq, _ := sequence.Parse("refresh.yaml", []byte(src))
 	cuts := []struct{ step, point string }{{"clean", "pinned"}, {"apply-image", "after"}}
 	for _, c := range cuts {
 		env, _ := refreshEnv(t, f, pub)
@@ -341,7 +342,7 @@ func TestRefreshLostJournalAfterClean(t *testing.T) {
 	url, pub, _, _ := testPkg(t, false)
 	src := refreshSeq(filepath.Join(t.TempDir(), "target"), url, "")
 	f := oldSystem(t, src)
-	seq, _ := Parse("refresh.yaml", []byte(src))
+	seq, _ := sequence.Parse("refresh.yaml", []byte(src))
 	env, _ := refreshEnv(t, f, pub)
 	env.hook = func(step, point string) error {
 		if step == "apply-image" && point == "before" {
@@ -369,7 +370,7 @@ func TestRefreshNewStaging(t *testing.T) {
 	url, pub, _, _ := testPkg(t, false)
 	src := refreshSeq(filepath.Join(t.TempDir(), "target"), strings.Replace(url, "manifest.json", "missing/manifest.json", 1), "")
 	f := oldSystem(t, src)
-	seq, _ := Parse("refresh.yaml", []byte(src))
+	seq, _ := sequence.Parse("refresh.yaml", []byte(src))
 	env, _ := refreshEnv(t, f, pub)
 	if err := Run(context.Background(), seq, env); err == nil {
 		t.Fatal("want the fetch to fail")
@@ -396,7 +397,7 @@ func TestRefreshNotStaged(t *testing.T) {
 	url, pub, _, _ := testPkg(t, false)
 	src := refreshSeq(filepath.Join(t.TempDir(), "target"), url, "")
 	f := oldSystem(t, src)
-	seq, _ := Parse("refresh.yaml", []byte(src))
+	seq, _ := sequence.Parse("refresh.yaml", []byte(src))
 	env, _ := refreshEnv(t, f, pub)
 	env.Staged = ""
 	if err := Run(context.Background(), seq, env); err == nil || !strings.Contains(err.Error(), "minint.staged") || errors.Is(err, ErrChanged) {
@@ -424,10 +425,9 @@ func TestRefreshNotStaged(t *testing.T) {
 
 func TestRefreshSequenceOrder(t *testing.T) {
 	ok := refreshSeq("/mnt/target", "http://h/m.json", "")
-	if _, err := Parse("ok.yaml", []byte(ok)); err != nil {
+	if _, err := sequence.Parse("ok.yaml", []byte(ok)); err != nil {
 		t.Fatalf("the refresh sequence is refused: %v", err)
 	}
-	const head = "version: 1\nsteps:\n"
 	for _, c := range []struct{ name, src, want string }{
 		{"clean without existing root", head + "  - {type: select-disk, disk: {first_largest: true}}\n  - {type: partition, partitions: [{name: root, size: rest, fs: ext4}]}\n  - {type: mount}\n  - {type: capture-state}\n  - {type: fetch, manifest: 'http://h/m.json'}\n  - {type: clean}\n", "existing: true"},
 		{"clean before fetch", head + "  - {type: mount, existing: true}\n  - {type: capture-state}\n  - {type: clean}\n  - {type: fetch, manifest: 'http://h/m.json'}\n", "fetch step before it"},
@@ -440,8 +440,8 @@ func TestRefreshSequenceOrder(t *testing.T) {
 		{"capture before mount", head + "  - {type: capture-state}\n  - {type: mount, existing: true}\n", "mount step before it"},
 		{"requirements after clean", head + "  - {type: mount, existing: true}\n  - {type: capture-state}\n  - {type: fetch, manifest: 'http://h/m.json'}\n  - {type: clean}\n  - {type: requirements, min-cpus: 1}\n", "before anything destructive"},
 	} {
-		_, err := Parse(c.name, []byte(c.src))
-		if !errors.Is(err, ErrSequence) || !strings.Contains(err.Error(), c.want) {
+		_, err := sequence.Parse(c.name, []byte(c.src))
+		if !errors.Is(err, sequence.ErrSequence) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v; want ErrSequence mentioning %q", c.name, err, c.want)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/journal"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +38,7 @@ func rootPart(parts []Part) (Part, bool) {
 	return Part{}, false
 }
 
-func (r *runner) mount(s *Mount) error {
+func (r *runner) mount(s *sequence.Mount) error {
 	if s.Existing {
 		return r.mountExisting(s)
 	}
@@ -65,7 +66,7 @@ func (r *runner) mountRoot(target string) error {
 	return r.adopt(stage)
 }
 
-func (r *runner) fetch(s *Fetch) error {
+func (r *runner) fetch(s *sequence.Fetch) error {
 	if len(r.env.PublicKey) == 0 {
 		return fmt.Errorf("%w: this PE was built without a package signing key, so it accepts no package", sign.ErrSignature)
 	}
@@ -73,7 +74,7 @@ func (r *runner) fetch(s *Fetch) error {
 	defer cancel()
 	c := *r.client
 	c.Retries = s.Retries
-	base := s.base()
+	base := s.Dir()
 	var mb, sig []byte
 	var err error
 	if p, ok := strings.CutPrefix(s.Manifest, "medium:"); ok {
@@ -124,7 +125,7 @@ func (r *runner) fetch(s *Fetch) error {
 		_, err = c.OpenFile(ctx, ref.URL, e, 0)
 		if err == nil {
 			task.Set(e.Size, 0)
-			r.rep.Printf("  %s will be read straight from the server, each %s chunk verified", e.Path, Size(e.ChunkSize))
+			r.rep.Printf("  %s will be read straight from the server, each %s chunk verified", e.Path, sequence.Size(e.ChunkSize))
 		}
 	case mode == "pipeline":
 		ref.Path, err = r.startPipeline(ctx, &c, s, base+"/"+e.Path, e, task)
@@ -181,11 +182,11 @@ func (r *runner) stageOrStream(e *manifest.Entry) string {
 	if free >= e.Size+e.Size/10+64<<20 || len(e.Chunks) == 0 {
 		return "stage"
 	}
-	r.rep.Printf("  only %s free on the target for a %s image: reading it straight from the server", Size(free), Size(e.Size))
+	r.rep.Printf("  only %s free on the target for a %s image: reading it straight from the server", sequence.Size(free), sequence.Size(e.Size))
 	return "stream"
 }
 
-func (r *runner) apply(s *ApplyImage) error {
+func (r *runner) apply(s *sequence.ApplyImage) error {
 	img := r.st.Image
 	if img == nil {
 		return errors.New("no verified image (fetch step)")
@@ -242,7 +243,7 @@ func (r *runner) apply(s *ApplyImage) error {
 	return nil
 }
 
-func (r *runner) setup(s *Setup) error {
+func (r *runner) setup(s *sequence.Setup) error {
 	if r.env.SetupBinary == "" {
 		return errors.New("this PE has no minint-setup program to hand over to")
 	}
@@ -269,7 +270,7 @@ func (r *runner) setup(s *Setup) error {
 	return journal.SyncDir(dir)
 }
 
-func (r *runner) bootfiles(s *BootFiles) error {
+func (r *runner) bootfiles(s *sequence.BootFiles) error {
 	root, ok := rootPart(r.st.Parts)
 	if !ok {
 		return errors.New("no root partition")
@@ -304,10 +305,10 @@ func (r *runner) bootfiles(s *BootFiles) error {
 	return nil
 }
 
-func (r *runner) run(s *Command) error {
+func (r *runner) run(s *sequence.Command) error {
 	ctx, cancel := context.WithTimeout(r.ctx, time.Duration(s.Timeout))
 	defer cancel()
-	argv := s.argv()
+	argv := s.Argv()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "MININT_TARGET="+r.st.Target, "MININT_STAGING="+r.staging)
 	if r.st.Disk != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/wim"
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +43,7 @@ func (b *SystemBackend) Supports(stepType string) error { return nil }
 
 // CheckBackend lists the steps of seq that backend cannot run, as errors
 // with line numbers. Backends without a Supports method support everything.
-func CheckBackend(seq *Sequence, backend Backend) []error {
+func CheckBackend(seq *sequence.Sequence, backend Backend) []error {
 	s, ok := backend.(interface{ Supports(string) error })
 	if !ok {
 		return nil
@@ -50,7 +51,7 @@ func CheckBackend(seq *Sequence, backend Backend) []error {
 	var errs []error
 	for _, st := range seq.Steps {
 		if err := s.Supports(st.Base().Type); err != nil {
-			errs = append(errs, &LoadError{Line: st.Base().Line, Msg: fmt.Sprintf("step %q: %v", st.Base().Name, err)})
+			errs = append(errs, &sequence.LoadError{Line: st.Base().Line, Msg: fmt.Sprintf("step %q: %v", st.Base().Name, err)})
 		}
 	}
 	return errs

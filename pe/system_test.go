@@ -18,6 +18,7 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/manifest"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 )
 
@@ -118,7 +119,7 @@ func TestSystemBackendImage(t *testing.T) {
 	}
 	os.Truncate(img, 300<<20)
 	target := filepath.Join(tmp, "target")
-	seq, err := Parse("img.yaml", []byte(fmt.Sprintf(`version: 1
+	seq, err := sequence.Parse("img.yaml", []byte(fmt.Sprintf(`version: 1
 steps:
   - type: select-disk
     disk: {first_largest: true}
@@ -167,7 +168,7 @@ steps:
 	// Mount the result and compare with the source tree.
 	b := &imageBackend{&SystemBackend{}, img}
 	td, _ := b.SelectDisk(context.Background(), diskops.Rule{})
-	parts, ok := b.Existing(context.Background(), td, &seq.Steps[1].(*Partition).Layout)
+	parts, ok := b.Existing(context.Background(), td, &seq.Steps[1].(*sequence.Partition).Layout)
 	if !ok {
 		t.Fatal("layout not found on the image")
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/minint/minint/initramfs"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/media"
-	"github.com/minint/minint/pe"
+	"github.com/minint/minint/sequence"
 	"github.com/spf13/pflag"
 )
 
@@ -37,7 +37,7 @@ func runISO(fs *pflag.FlagSet, args []string) error {
 	mods := fs.StringSlice("modules", nil, "kernel modules for the PE build, comma-separated (default: the built-in list)")
 	buildDir := fs.String("build-dir", "out/pe", "where the PE is built when --pe-dir is not given")
 	key := fs.String("key", "", "package signing public key `FILE.pub` built into the PE (see minint build --key)")
-	sequence := fs.String("sequence", "", "task sequence `FILE`, stored as /minint/sequence.yaml")
+	seqFile := fs.String("sequence", "", "task sequence `FILE`, stored as /minint/sequence.yaml")
 	captureURL := fs.String("capture", "", "make a capture PE: its sequence captures the installed system (generalized) and uploads it to `URL` (WebDAV PUT, e.g. http://10.0.2.2:8080/images/ref.wim)")
 	captureComp := fs.String("capture-compression", "lzx", "compression of the captured WIM: none, xpress or lzx")
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as /minint/DEST (repeatable)")
@@ -53,10 +53,10 @@ func runISO(fs *pflag.FlagSet, args []string) error {
 	}
 	opts := media.Options{Label: *label, Cmdline: *cmdline, Done: *done, Verbose: *verbose}
 	if *captureURL != "" {
-		if *sequence != "" {
+		if *seqFile != "" {
 			return usageErrorf("--capture brings its own sequence: give --capture or --sequence, not both")
 		}
-		seq, err := pe.CaptureSequence(*captureURL, *captureComp)
+		seq, err := sequence.Capture(*captureURL, *captureComp)
 		if err != nil {
 			return usageErrorf("--capture: %v", err)
 		}
@@ -72,12 +72,12 @@ func runISO(fs *pflag.FlagSet, args []string) error {
 		if err := f.Close(); err != nil {
 			return err
 		}
-		*sequence = f.Name()
+		*seqFile = f.Name()
 	} else if fs.Changed("capture-compression") {
 		return usageErrorf("--capture-compression needs --capture")
 	}
-	if *sequence != "" {
-		opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *sequence, Dest: "sequence.yaml"})
+	if *seqFile != "" {
+		opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *seqFile, Dest: "sequence.yaml"})
 	}
 	for _, a := range *adds {
 		src, dest, ok := strings.Cut(a, ":")

@@ -12,7 +12,7 @@ import (
 
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
-	"github.com/minint/minint/pe"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 	"github.com/spf13/pflag"
 )
@@ -140,7 +140,7 @@ func packageCreate(fs *pflag.FlagSet, args []string) error {
 	}
 	cs := int64(-1)
 	if *chunk != "0" {
-		s, err := pe.ParseSize(*chunk)
+		s, err := sequence.ParseSize(*chunk)
 		if err != nil || s < 4096 {
 			return usageErrorf("--chunk-size %q: want a size of at least 4KiB, or 0", *chunk)
 		}
@@ -238,7 +238,7 @@ func packageSign(fs *pflag.FlagSet, args []string) error {
 		}
 		if strings.HasSuffix(f, ".yaml") || strings.HasSuffix(f, ".yml") {
 			// Sign only what the PE will accept.
-			if _, err := pe.Parse(f, b); err != nil {
+			if _, err := sequence.Parse(f, b); err != nil {
 				return err
 			}
 		}

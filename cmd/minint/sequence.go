@@ -1,11 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
+	"io"
 	"os"
 
-	"github.com/minint/minint/pe"
+	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/sequence"
 	"github.com/spf13/pflag"
 )
 
@@ -31,55 +32,75 @@ func sequenceCheck(fs *pflag.FlagSet, args []string) error {
 	if fs.NArg() != 1 {
 		return usageErrorf("want one sequence FILE")
 	}
-	seq, err := pe.LoadFile(fs.Arg(0))
+	seq, err := sequence.LoadFile(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	problems := pe.CheckBackend(seq, &pe.SystemBackend{})
-	for _, p := range problems {
-		fmt.Fprintf(os.Stderr, "%s:%v\n", fs.Arg(0), p)
-	}
 	if *quiet && *jsonOut == "" {
-		if len(problems) > 0 {
-			return fmt.Errorf("%d steps cannot run in this build", len(problems))
-		}
 		return nil
 	}
-	// The engine's own dry run prints the plan; PlanOnly because this host
-	// is not the machine to check requirements on.
-	env := &pe.Env{DryRun: true, PlanOnly: true, Vars: *vars, Inventory: pe.Inventory{Firmware: *firmware}}
+	var human, events io.Writer = io.Discard, nil
 	if !*quiet {
-		env.Console = os.Stdout
+		human = os.Stdout
 	}
 	if *jsonOut != "" {
-		w := os.Stdout
+		events = os.Stdout
 		if *jsonOut != "-" {
 			f, err := os.Create(*jsonOut)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			w = f
+			events = f
 		}
-		env.Events = w
 	}
-	if err := pe.Run(context.Background(), seq, env); err != nil {
-		return err
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%d steps cannot run in this build", len(problems))
-	}
+	printSequencePlan(progress.New(human, events), seq, sequence.FactMap(planFacts(*firmware, *vars)))
 	if !*quiet {
 		fmt.Printf("%s: valid (%d steps, sha256 %s)\n", fs.Arg(0), len(seq.Steps), seq.Digest[:16])
 	}
 	return nil
 }
 
+// planFacts are the facts a host knows about the machine a sequence is
+// for: what the operator said. Everything else is decided at run time.
+func planFacts(firmware string, vars map[string]string) map[string]string {
+	f := map[string]string{}
+	if firmware != "" {
+		f["firmware"] = firmware
+	}
+	for k, v := range vars {
+		f["var."+k] = v
+	}
+	return f
+}
+
+// printSequencePlan shows what the sequence would do, in the lines and events a
+// dry run in the PE uses.
+func printSequencePlan(rep *progress.Reporter, seq *sequence.Sequence, facts sequence.Facts) {
+	name := seq.Name
+	if name == "" {
+		name = "task sequence"
+	}
+	rep.Printf("Plan for %s (dry run: no disk is touched):", name)
+	n := len(seq.Steps)
+	rep.Emit(progress.Event{Kind: "sequence", State: "start", Msg: name, Data: map[string]any{"steps": n, "digest": seq.Digest, "dry_run": true}})
+	for i, p := range seq.Plan(facts) {
+		b := p.Step.Base()
+		rep.Printf("[%d/%d] %s", i+1, n, p)
+		state, msg := "plan", p.Step.Describe()
+		if p.Decision == sequence.Skip {
+			state, msg = "skipped", b.When.Src
+		}
+		rep.Emit(progress.Event{Kind: "step", Op: b.Name, State: state, Msg: msg, Data: map[string]any{"type": b.Type, "index": i + 1, "count": n}})
+	}
+	rep.Emit(progress.Event{Kind: "sequence", State: "done", Msg: name})
+}
+
 func sequenceTypes(fs *pflag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	for _, t := range pe.StepTypes() {
+	for _, t := range sequence.StepTypes() {
 		fmt.Println(t)
 	}
 	return nil

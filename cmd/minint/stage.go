@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/progress"
-	"github.com/minint/minint/pe"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/stage"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -87,11 +87,11 @@ func runStage(fs *pflag.FlagSet, args []string) error {
 	if o.Sequence != "" && !o.CaptureOnly {
 		// A sequence the PE would refuse is found now, while the old
 		// system still runs; its requirements steps are checked here too.
-		if seq, err := pe.LoadFile(o.Sequence); err != nil {
+		if seq, err := sequence.LoadFile(o.Sequence); err != nil {
 			seqBad = append(seqBad, fmt.Sprintf("task sequence: %v", err))
 		} else {
 			for _, st := range seq.Steps {
-				if r, ok := st.(*pe.Requirements); ok {
+				if r, ok := st.(*sequence.Requirements); ok {
 					o.MinMemory = max(o.MinMemory, int64(r.MinMemory))
 					o.MinCPUs = max(o.MinCPUs, r.MinCPUs)
 					o.Firmwares = append(o.Firmwares, r.Firmware...)

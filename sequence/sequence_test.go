@@ -1,4 +1,4 @@
-package pe
+package sequence
 
 import (
 	"errors"
@@ -26,8 +26,8 @@ func TestLoadGood(t *testing.T) {
 		t.Errorf("requirements %+v", r)
 	}
 	f := seq.Steps[6].(*Fetch)
-	if f.Mode != "auto" || f.Retries != 8 || f.Timeout.String() != "20m0s" || f.base() != "http://10.0.2.2:8080/debian" {
-		t.Errorf("fetch %+v base %s", f, f.base())
+	if f.Mode != "auto" || f.Retries != 8 || f.Timeout.String() != "20m0s" || f.Dir() != "http://10.0.2.2:8080/debian" {
+		t.Errorf("fetch %+v base %s", f, f.Dir())
 	}
 	s := seq.Steps[8].(*Setup)
 	if s.Hostname != "web1" || s.Users[0].SSHKeys[0] != "ssh-ed25519 AAAAC3Nza alice@example" || s.Files[0].Content != "deployed by minint\n" {

@@ -1,4 +1,4 @@
-package pe
+package sequence
 
 import (
 	"crypto/sha256"
@@ -268,7 +268,7 @@ func checkURL(n ast.Node, s string) error {
 func checkOrder(seq *Sequence) error {
 	var haveDisk, havePart, haveMount, haveFetch, haveApply, haveBoot bool
 	// An in-place refresh (mount existing) has its own rules: see
-	// refresh.go for why this order is the fail-safe one.
+	// package pe (refresh.go) for why this order is the fail-safe one.
 	var existing, haveCapture, haveClean, stageFetch bool
 	for _, st := range seq.Steps {
 		if m, ok := st.(*Mount); ok && m.Existing {

@@ -1,4 +1,4 @@
-package pe
+package sequence
 
 import (
 	"fmt"
@@ -190,7 +190,7 @@ func (s *Format) Describe() string {
 // ESP at target/boot/efi, and creates the staging folder target/minint,
 // where the journal lives from then on.
 //
-// With existing: true (an in-place refresh, see refresh.go) there is no
+// With existing: true (an in-place refresh, see package pe) there is no
 // partition step: it mounts the file system `minint stage` prepared,
 // found by minint.staged=UUID=… on the PE's command line, with its
 // /minint and journal, and finds the ESP on the same disk. It never
@@ -229,7 +229,7 @@ func (s *Mount) Describe() string {
 //     mode: auto           # auto (default): pipeline if the target has room and
 //     # the manifest has chunk hashes, stage if it has room, else stream
 //     # pipeline: download into the staging folder while the apply-image
-//     # step right after reads it (chunk-verified; see pipeline.go)
+//     # step right after reads it (chunk-verified; see package pe)
 //     # stage: download into the staging folder, verify, then apply
 //     # stream: apply straight from HTTP (chunk-verified), nothing staged
 //     retries: 8
@@ -279,8 +279,9 @@ func (s *Fetch) Describe() string {
 	return fmt.Sprintf("fetch %s (%s, verified)", s.Manifest, s.Mode)
 }
 
-// base returns where the package's files are: the manifest's directory.
-func (s *Fetch) base() string {
+// Dir returns where the package's files are: the manifest's directory
+// (a URL, or medium:/path), without a trailing slash.
+func (s *Fetch) Dir() string {
 	if p, ok := strings.CutPrefix(s.Manifest, "medium:"); ok {
 		return "medium:" + path.Dir(p)
 	}
@@ -420,7 +421,8 @@ func (s *Command) check(m *ast.MappingNode) error {
 	return nil
 }
 
-func (s *Command) argv() []string {
+// Argv is the command to run: command, or shell run by /bin/sh -c.
+func (s *Command) Argv() []string {
 	if s.Shell != "" {
 		return []string{"/bin/sh", "-c", s.Shell}
 	}
@@ -432,7 +434,7 @@ func (s *Command) Describe() string {
 	if s.InTarget {
 		where = " in the target"
 	}
-	return fmt.Sprintf("run%s: %s", where, strings.Join(s.argv(), " "))
+	return fmt.Sprintf("run%s: %s", where, strings.Join(s.Argv(), " "))
 }
 
 // Power reboots or powers off (type reboot or poweroff).
@@ -443,3 +445,21 @@ type Power struct {
 func (s *Power) check(*ast.MappingNode) error { return nil }
 
 func (s *Power) Describe() string { return s.Type }
+
+// Clean (type clean) empties the existing root of an in-place refresh
+// with diskops.CleanAllBut: everything except the staging folder /minint
+// (user state, package, journal, the PE) and lost+found; mounts are never
+// crossed; the list of what it deletes is written into /minint first.
+// Before deleting, it checks that the package was verified and the user
+// state captured, and makes the PE the persistent boot choice.
+//
+//   - type: clean
+type Clean struct {
+	StepBase `yaml:",inline"`
+}
+
+func (s *Clean) check(*ast.MappingNode) error { return nil }
+
+func (s *Clean) Describe() string {
+	return "make the PE the boot default, then delete everything on the existing root except /minint"
+}

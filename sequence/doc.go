@@ -1,0 +1,23 @@
+// Package sequence is minint's task-sequence language: the model of a
+// declarative YAML sequence, its parser and validator, and the plan a
+// host can show for it. Package pe runs what this package loads; keeping
+// them apart lets `minint sequence check`, `minint stage` and
+// `minint package sign` check a sequence without linking the engine.
+//
+// A sequence (see Sequence and the step types in steps.go) is loaded with
+// Parse or LoadFile. Unknown keys, values of the wrong type, bad sizes and
+// durations, unknown step types and fact names, missing parameters and
+// steps in an impossible order are all load errors (*LoadError, wrapping
+// ErrSequence) naming FILE:LINE:COLUMN, so that `minint sequence check`
+// catches them on the host rather than the PE halfway through a
+// deployment.
+//
+// Step types: requirements, select-disk, partition, format, mount, fetch,
+// apply-image, setup, bootfiles, run, reboot, poweroff, capture-image,
+// capture-state, pull-state, clean. Every step may have a name (default:
+// its type; names are unique, the journal keys on them) and a when:
+// condition over facts (firmware, arch, memory, cpus, disk, disk-size,
+// boot, var.NAME from minint.var.NAME= on the kernel command line); see
+// Condition. Plan and Decide evaluate conditions with the facts known so
+// far; what only the machine can tell is decided at run time.
+package sequence
