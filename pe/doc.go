@@ -50,13 +50,13 @@
 //
 // # Packages and verification
 //
-// fetch takes a manifest (http(s) URL or medium:/path) whose detached
-// ed25519 signature must verify against the key built into the PE
-// (Env.PublicKey, /etc/minint/package.pub) before it is even parsed; the
-// image file's size and SHA-256 must then match before apply-image may use
-// it. In stream mode the WIM is read over HTTP Range requests and every
-// chunk is checked against the signed per-chunk hashes before use (see
-// package fetch). A failed verification stops the sequence, so the disk is
+// fetch takes a manifest (package manifest; http(s) URL or medium:/path)
+// whose detached ed25519 signature (package sign) must verify against the
+// key built into the PE (Env.PublicKey, /etc/minint/package.pub) before it
+// is even parsed; the image file's size and SHA-256 must then match before
+// apply-image may use it. In stream mode the WIM is read over HTTP Range
+// requests and every chunk is checked against the signed per-chunk hashes
+// before use (package fetch, the transport). A failed verification stops the sequence, so the disk is
 // never made bootable from an unverified package. Sequences fetched over
 // the network need a signature too (LoadSource).
 //
