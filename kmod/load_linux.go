@@ -44,18 +44,6 @@ func (l *Loader) logf(format string, a ...any) {
 	}
 }
 
-// Loaded reports whether mod has been loaded (by l or before it).
-func (l *Loader) Loaded(mod string) bool { return l.loaded[Normalize(mod)] }
-
-// LoadedModules returns the names l has seen loaded.
-func (l *Loader) LoadedModules() []string {
-	var ms []string
-	for m := range l.loaded {
-		ms = append(ms, m)
-	}
-	return ms
-}
-
 // Load loads the named modules (names or aliases) with their dependencies.
 // Built-in modules succeed without doing anything. Softdep modules that fail
 // to load (crc32c_intel on a CPU without SSE4.2) are logged, not returned.

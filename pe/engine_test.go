@@ -271,15 +271,6 @@ func snapshot(t *testing.T, root string) string {
 	return b.String()
 }
 
-func targetOf(seq *sequence.Sequence) string {
-	for _, st := range seq.Steps {
-		if m, ok := st.(*sequence.Mount); ok {
-			return m.Target
-		}
-	}
-	return ""
-}
-
 func TestRunEndToEnd(t *testing.T) {
 	url, pub, img, _ := testPkg(t, false)
 	fd := newFakeDisk(t)

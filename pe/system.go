@@ -14,13 +14,9 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
-	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/wim"
 	"golang.org/x/sys/unix"
 )
-
-// ErrNotAvailable marks a step this build cannot perform yet.
-var ErrNotAvailable = errors.New("not yet available in this build")
 
 // SystemBackend is the real Backend: disks through diskops and bootloader, images
 // through wim, power through reboot(2).
@@ -35,26 +31,6 @@ type SystemBackend struct {
 
 	mu   sync.Mutex
 	disk string // the selected disk, for offset mounts of image files
-}
-
-// Supports reports whether the backend can run a step type (for
-// `minint sequence check` and CheckBackend). This one runs them all.
-func (b *SystemBackend) Supports(stepType string) error { return nil }
-
-// CheckBackend lists the steps of seq that backend cannot run, as errors
-// with line numbers. Backends without a Supports method support everything.
-func CheckBackend(seq *sequence.Sequence, backend Backend) []error {
-	s, ok := backend.(interface{ Supports(string) error })
-	if !ok {
-		return nil
-	}
-	var errs []error
-	for _, st := range seq.Steps {
-		if err := s.Supports(st.Base().Type); err != nil {
-			errs = append(errs, &sequence.LoadError{Line: st.Base().Line, Msg: fmt.Sprintf("step %q: %v", st.Base().Name, err)})
-		}
-	}
-	return errs
 }
 
 func (b *SystemBackend) SelectDisk(ctx context.Context, rule diskops.Rule) (TargetDisk, error) {

@@ -256,14 +256,19 @@ func Append(path, dir string, wopts WriterOptions, iopts ImageOptions) error {
 }
 
 // Export copies img into the WIM file dest: appended if dest exists (its
-// compression is kept), otherwise a new WIM with wopts.
-func Export(img *Image, dest string, wopts WriterOptions, iopts ImageOptions) error {
+// compression is kept; see OpenAppend for how failures are handled),
+// otherwise a new WIM with wopts, removed again if the export fails.
+func Export(img *Image, dest string, wopts WriterOptions, iopts ImageOptions) (err error) {
 	var w *Writer
-	var err error
 	if _, serr := os.Stat(dest); serr == nil {
 		w, err = OpenAppend(dest, wopts)
 	} else {
 		w, err = Create(dest, wopts)
+		defer func() {
+			if err != nil {
+				os.Remove(dest)
+			}
+		}()
 	}
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package wim
 
 import (
-	"fmt"
 	"io"
 )
 
@@ -86,16 +85,6 @@ func (o *outFile) patch(b []byte, off int64) error {
 		o.err = err
 		return err
 	}
-	return nil
-}
-
-// truncateTo discards everything written after off (which must still be
-// in the buffer).
-func (o *outFile) truncateTo(off int64) error {
-	if off < o.bufStart || off > o.offset() {
-		return fmt.Errorf("wim: internal error: cannot rewind to %d", off)
-	}
-	o.buf = o.buf[:off-o.bufStart]
 	return nil
 }
 

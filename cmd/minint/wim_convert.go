@@ -12,19 +12,7 @@ import (
 )
 
 func init() {
-	wimGroup.sub = append(wimGroup.sub, wimCaptureCmd("append", appendImage), wimExportCmd(), wimSplitCmd())
-}
-
-func appendImage(dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) error {
-	w, err := wim.OpenAppend(dst, wopts)
-	if err != nil {
-		return err
-	}
-	if err := w.AddImage(src, iopts); err != nil {
-		w.Close()
-		return err
-	}
-	return w.Close()
+	wimGroup.sub = append(wimGroup.sub, wimCaptureCmd("append", wim.Append), wimExportCmd(), wimSplitCmd())
 }
 
 func wimExportCmd() *command {
@@ -70,30 +58,13 @@ func wimExportCmd() *command {
 	}
 }
 
-// export adds img to dest, creating dest when it does not exist.
-func export(img *wim.Image, dest string, wopts wim.WriterOptions, iopts wim.ImageOptions, compressSet bool) (err error) {
-	var w *wim.Writer
-	if _, statErr := os.Stat(dest); statErr == nil {
-		if compressSet {
-			return usageErrorf("--compress: %s exists and keeps its own compression", dest)
-		}
-		w, err = wim.OpenAppend(dest, wopts)
-	} else {
-		w, err = wim.Create(dest, wopts)
-		defer func() {
-			if err != nil {
-				os.Remove(dest)
-			}
-		}()
+// export adds img to dest (wim.Export), refusing --compress for a dest
+// that exists and keeps its own.
+func export(img *wim.Image, dest string, wopts wim.WriterOptions, iopts wim.ImageOptions, compressSet bool) error {
+	if _, err := os.Stat(dest); err == nil && compressSet {
+		return usageErrorf("--compress: %s exists and keeps its own compression", dest)
 	}
-	if err != nil {
-		return err
-	}
-	if err := w.ExportImage(img, iopts); err != nil {
-		w.Close()
-		return err
-	}
-	return w.Close()
+	return wim.Export(img, dest, wopts, iopts)
 }
 
 func wimSplitCmd() *command {

@@ -50,9 +50,6 @@ func New(human, jsonOut io.Writer) *Reporter {
 	return &Reporter{human: human, json: jsonOut, terminal: IsTerminal(human), now: time.Now}
 }
 
-// Discard reports nothing; handy for tests and library defaults.
-func Discard() *Reporter { return &Reporter{now: time.Now} }
-
 // IsTerminal reports whether w is a terminal.
 func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)

@@ -69,10 +69,6 @@ func hash3(data []byte, i int, shift uint32) uint32 {
 	return (v * 0x9E3779B1) >> shift
 }
 
-func hash4(data []byte, i int, shift uint32) uint32 {
-	return (binary.LittleEndian.Uint32(data[i:]) * 0x9E3779B1) >> shift
-}
-
 // MatchLen returns how many bytes (at most max) at a and b agree; a < b and
 // b+max <= len(data).
 func MatchLen(data []byte, a, b, max int) int {

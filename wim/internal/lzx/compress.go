@@ -267,15 +267,6 @@ func (c *Compressor) updateCosts() {
 	}
 }
 
-func (c *Compressor) matchCost(slot uint32, length int) uint32 {
-	h := length - minMatchLen
-	if h < numPrimaryLens {
-		return c.mainCost[numChars+slot*numLenHeaders+uint32(h)]
-	}
-	return c.mainCost[numChars+slot*numLenHeaders+numPrimaryLens] + c.lenCost[h-numPrimaryLens]
-}
-
-// offsetSlot returns the slot of an explicit match offset.
 func offsetSlot(offset uint32) uint32 {
 	f := offset + offsetAdjust
 	if f >= 1<<18 {
