@@ -47,13 +47,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// What `minint stage` puts on the ESP (stage.PEEntryID and its directory).
 const (
-	PEEntry  = "minint-pe.conf"
-	PEESPDir = "minint-pe"
-	// PESyslinuxLabel is stage's label in syslinux.cfg on BIOS machines
-	// (stage.PELabel); bootfiles' new syslinux.cfg drops it.
-	PESyslinuxLabel = "minint-pe"
 	// StagedSequence is the sequence stage copies, relative to the staged
 	// root.
 	StagedSequence = "minint/pe/sequence.yaml"
@@ -87,7 +81,7 @@ type RefreshBackend interface {
 	// stage` prepared) and the ESP on the same disk: parts are the ESP
 	// (Type esp) and the root (Name root), with nodes and UUIDs.
 	Staged(ctx context.Context, fsUUID string) (TargetDisk, []Part, error)
-	// PinPE makes the staged PE's loader entry (PEEntry) the persistent
+	// PinPE makes the staged PE's loader entry (bootloader.PEEntry) the persistent
 	// boot default, durably, before anything is deleted.
 	PinPE(ctx context.Context, esp Part) error
 	// UnpinPE drops that default (bootfiles has just made the new
@@ -208,8 +202,8 @@ func (r *runner) clean(s *sequence.Clean) error {
 	if err := r.save(); err != nil {
 		return err
 	}
-	r.rep.Printf("  the PE (%s) is now the boot default until bootfiles", PEEntry)
-	r.rep.Emit(progress.Event{Kind: "refresh", State: "pinned", Msg: PEEntry})
+	r.rep.Printf("  the PE (%s) is now the boot default until bootfiles", bootloader.PEEntry)
+	r.rep.Emit(progress.Event{Kind: "refresh", State: "pinned", Msg: bootloader.PEEntry})
 	if err := r.hook(s.Name, "pinned"); err != nil {
 		return err
 	}
@@ -248,8 +242,8 @@ func (r *runner) unpin() error {
 		return fmt.Errorf("removing the PE's boot entry: %w", err)
 	}
 	r.st.Pinned = false
-	r.rep.Printf("  removed the PE's boot entry %s and its files from the ESP", PEEntry)
-	r.rep.Emit(progress.Event{Kind: "refresh", State: "unpinned", Msg: PEEntry})
+	r.rep.Printf("  removed the PE's boot entry %s and its files from the ESP", bootloader.PEEntry)
+	r.rep.Emit(progress.Event{Kind: "refresh", State: "unpinned", Msg: bootloader.PEEntry})
 	return nil
 }
 
@@ -306,30 +300,30 @@ func (b *SystemBackend) withESP(ctx context.Context, esp Part, f func(dir string
 // (durable on the disk, survives an NVRAM reset) and LoaderEntryDefault,
 // which systemd-boot prefers to loader.conf and which the old system may
 // have set to its own entry. Under BIOS: syslinux.cfg's DEFAULT becomes
-// the label stage added (PESyslinuxLabel), whose boot-once is spent.
+// the label stage added (bootloader.PELabel), whose boot-once is spent.
 func (b *SystemBackend) PinPE(ctx context.Context, esp Part) error {
 	return b.withESP(ctx, esp, func(dir string) error {
 		if _, err := os.Stat("/sys/firmware/efi"); err != nil {
-			old, err := bootloader.SetSyslinuxDefault(dir, PESyslinuxLabel)
+			old, err := bootloader.SetSyslinuxDefault(dir, bootloader.PELabel)
 			if err != nil {
 				return err
 			}
-			b.logf("syslinux.cfg: DEFAULT %s (was %q)", PESyslinuxLabel, old)
+			b.logf("syslinux.cfg: DEFAULT %s (was %q)", bootloader.PELabel, old)
 			return nil
 		}
-		old, err := bootloader.SetLoaderDefault(dir, PEEntry)
+		old, err := bootloader.SetLoaderDefault(dir, bootloader.PEEntry)
 		if err != nil {
 			return err
 		}
-		b.logf("loader.conf: default %s (was %q)", PEEntry, old)
+		b.logf("loader.conf: default %s (was %q)", bootloader.PEEntry, old)
 		if !bootloader.HaveEFIVars(bootloader.DefaultEFIVars) {
 			return nil
 		}
 		v := bootloader.EFIVars{Dir: bootloader.DefaultEFIVars}
-		if err := v.SetLoaderDefault(PEEntry); err != nil {
+		if err := v.SetLoaderDefault(bootloader.PEEntry); err != nil {
 			// Without the variable loader.conf decides, unless the old
 			// system's own variable overrides it: then it must go.
-			if cur, _ := v.LoaderDefault(); cur != "" && cur != PEEntry {
+			if cur, _ := v.LoaderDefault(); cur != "" && cur != bootloader.PEEntry {
 				if cerr := v.ClearLoaderDefault(); cerr != nil {
 					return fmt.Errorf("LoaderEntryDefault is %q and can be neither set (%v) nor cleared (%v)", cur, err, cerr)
 				}
@@ -344,14 +338,14 @@ func (b *SystemBackend) PinPE(ctx context.Context, esp Part) error {
 func (b *SystemBackend) UnpinPE(ctx context.Context, esp Part) error {
 	if bootloader.HaveEFIVars(bootloader.DefaultEFIVars) {
 		v := bootloader.EFIVars{Dir: bootloader.DefaultEFIVars}
-		if cur, err := v.LoaderDefault(); err == nil && cur == PEEntry {
+		if cur, err := v.LoaderDefault(); err == nil && cur == bootloader.PEEntry {
 			if err := v.ClearLoaderDefault(); err != nil {
 				return err
 			}
 		}
 	}
 	return b.withESP(ctx, esp, func(dir string) error {
-		return bootloader.RemoveLoaderEntry(dir, PEEntry, PEESPDir)
+		return bootloader.RemoveLoaderEntry(dir, bootloader.PEEntry, bootloader.PEDir)
 	})
 }
 

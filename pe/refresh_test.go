@@ -45,7 +45,7 @@ func (f *fakeRefresh) Staged(ctx context.Context, uuid string) (TargetDisk, []Pa
 
 func (f *fakeRefresh) PinPE(ctx context.Context, esp Part) error {
 	f.op("pin")
-	_, err := bootloader.SetLoaderDefault(filepath.Join(f.dir, "fs-"+esp.Name), PEEntry)
+	_, err := bootloader.SetLoaderDefault(filepath.Join(f.dir, "fs-"+esp.Name), bootloader.PEEntry)
 	return err
 }
 
@@ -56,7 +56,7 @@ func (f *fakeRefresh) UnpinPE(ctx context.Context, esp Part) error {
 	if err := os.WriteFile(filepath.Join(dir, "loader/loader.conf"), []byte("default minint.conf\n"), 0o644); err != nil {
 		return err
 	}
-	return bootloader.RemoveLoaderEntry(dir, PEEntry, PEESPDir)
+	return bootloader.RemoveLoaderEntry(dir, bootloader.PEEntry, bootloader.PEDir)
 }
 
 func (f *fakeRefresh) Clean(ctx context.Context, root string) error {
@@ -93,8 +93,8 @@ func oldSystem(t *testing.T, seqSrc string) *fakeRefresh {
 	}
 	put(t, filepath.Join(e, "loader/loader.conf"), "default minint.conf\ntimeout 0\n")
 	put(t, filepath.Join(e, "loader/entries/minint.conf"), "title old\n")
-	put(t, filepath.Join(e, "loader/entries", PEEntry), "title minint PE (refresh)\n")
-	put(t, filepath.Join(e, PEESPDir, "vmlinuz"), "kernel")
+	put(t, filepath.Join(e, "loader/entries", bootloader.PEEntry), "title minint PE (refresh)\n")
+	put(t, filepath.Join(e, bootloader.PEDir, "vmlinuz"), "kernel")
 	return f
 }
 
@@ -198,7 +198,7 @@ func TestRefreshEndToEnd(t *testing.T) {
 	if d := loaderDefault(t, e); d != "minint.conf" {
 		t.Errorf("loader default %q after bootfiles, want the new system's", d)
 	}
-	if exists(filepath.Join(e, "loader/entries", PEEntry)) || exists(filepath.Join(e, PEESPDir)) {
+	if exists(filepath.Join(e, "loader/entries", bootloader.PEEntry)) || exists(filepath.Join(e, bootloader.PEDir)) {
 		t.Error("the PE's entry or files are still on the ESP")
 	}
 	j, err := journal.Load(filepath.Join(r, "minint", journal.FileName))
@@ -273,7 +273,7 @@ func TestRefreshFailsAfterClean(t *testing.T) {
 	if !errors.Is(err, ErrChanged) || !errors.Is(err, ErrStep) {
 		t.Fatalf("Run = %v, want ErrChanged and ErrStep", err)
 	}
-	if d := loaderDefault(t, f.esp()); d != PEEntry {
+	if d := loaderDefault(t, f.esp()); d != bootloader.PEEntry {
 		t.Errorf("loader default %q, want the PE while the system is half replaced", d)
 	}
 	// A PE booted again (the default now) resumes: capture-state is not
@@ -316,7 +316,7 @@ func TestRefreshPowerCutDuringClean(t *testing.T) {
 		if err := Run(context.Background(), seq, env); !errors.Is(err, ErrChanged) {
 			t.Fatalf("cut at %s/%s: %v", c.step, c.point, err)
 		}
-		if d := loaderDefault(t, f.esp()); d != PEEntry {
+		if d := loaderDefault(t, f.esp()); d != bootloader.PEEntry {
 			t.Fatalf("after the cut at %s/%s the boot default is %q, not the PE", c.step, c.point, d)
 		}
 	}

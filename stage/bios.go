@@ -12,10 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PELabel is the syslinux label stage adds on BIOS machines and arms
-// syslinux's boot-once for.
-const PELabel = "minint-pe"
-
 // syslinuxBoot is the FAT partition a BIOS machine's syslinux boots from
 // (minint's own boot files: /syslinux/syslinux.cfg and ldlinux.sys on
 // the boot partition, which the running system does not mount).
@@ -112,7 +108,7 @@ func withPELabel(cfg []byte, cmdline string) []byte {
 	lines := strings.Split(strings.TrimRight(string(cfg), "\n"), "\n")
 	for i := 0; i < len(lines); i++ {
 		f := strings.Fields(lines[i])
-		if len(f) == 2 && strings.EqualFold(f[0], "LABEL") && f[1] == PELabel {
+		if len(f) == 2 && strings.EqualFold(f[0], "LABEL") && f[1] == bootloader.PELabel {
 			// Our block: the label and its indented lines.
 			for i+1 < len(lines) && (strings.HasPrefix(lines[i+1], " ") || strings.HasPrefix(lines[i+1], "\t")) {
 				i++
@@ -124,8 +120,8 @@ func withPELabel(cfg []byte, cmdline string) []byte {
 	for len(out) > 0 && strings.TrimSpace(out[len(out)-1]) == "" {
 		out = out[:len(out)-1]
 	}
-	out = append(out, "", "LABEL "+PELabel, "  MENU LABEL minint PE (refresh)",
-		"  LINUX /minint-pe/vmlinuz", "  INITRD /minint-pe/initramfs.img", "  APPEND "+cmdline)
+	out = append(out, "", "LABEL "+bootloader.PELabel, "  MENU LABEL minint PE (refresh)",
+		"  LINUX /"+bootloader.PEDir+"/vmlinuz", "  INITRD /"+bootloader.PEDir+"/initramfs.img", "  APPEND "+cmdline)
 	return []byte(strings.Join(out, "\n") + "\n")
 }
 
@@ -142,7 +138,7 @@ func (o *Options) stageSyslinux(dir, backup string) error {
 	}
 	o.logf("backed up %s into %s", cfgPath, backup)
 	for _, f := range [][2]string{{o.Kernel, "vmlinuz"}, {o.Initramfs, "initramfs.img"}} {
-		if err := copyFile(f[0], filepath.Join(dir, "minint-pe", f[1])); err != nil {
+		if err := copyFile(f[0], filepath.Join(dir, bootloader.PEDir, f[1])); err != nil {
 			return err
 		}
 	}
@@ -175,10 +171,10 @@ func (o *Options) runSyslinux(res *Result, backup string) error {
 		}
 		f.Close()
 	}
-	if err := bootloader.SetSyslinuxOnce(disk, b.part.Start, PELabel); err != nil {
+	if err := bootloader.SetSyslinuxOnce(disk, b.part.Start, bootloader.PELabel); err != nil {
 		return fmt.Errorf("arming the one-shot boot: %w", err)
 	}
-	res.OneShot = PELabel
-	o.logf("armed syslinux's boot-once for %s on %s", PELabel, b.disk.Path)
+	res.OneShot = bootloader.PELabel
+	o.logf("armed syslinux's boot-once for %s on %s", bootloader.PELabel, b.disk.Path)
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/minint/minint/bootloader"
 )
 
 // The configuration bootloader.WriteBIOSConfig writes.
@@ -93,7 +95,7 @@ func FuzzWithPELabel(f *testing.F) {
 		}
 		n := 0
 		for _, l := range strings.Split(string(once), "\n") {
-			if f := strings.Fields(l); len(f) == 2 && strings.EqualFold(f[0], "LABEL") && f[1] == PELabel {
+			if f := strings.Fields(l); len(f) == 2 && strings.EqualFold(f[0], "LABEL") && f[1] == bootloader.PELabel {
 				n++
 			}
 		}
@@ -102,7 +104,7 @@ func FuzzWithPELabel(f *testing.F) {
 		}
 		for _, l := range strings.Split(cfg, "\n") {
 			if f := strings.Fields(l); len(f) > 0 && !strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "\t") &&
-				!(len(f) == 2 && strings.EqualFold(f[0], "LABEL") && f[1] == PELabel) && !strings.Contains(string(once), l) {
+				!(len(f) == 2 && strings.EqualFold(f[0], "LABEL") && f[1] == bootloader.PELabel) && !strings.Contains(string(once), l) {
 				t.Fatalf("line %q lost:\n%s", l, once)
 			}
 		}

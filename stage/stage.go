@@ -42,9 +42,6 @@ import (
 // not meet the requirements; nothing has been changed then.
 var ErrRequirements = errors.New("requirements not met")
 
-// PEEntryID is the systemd-boot entry stage writes for the one-shot boot.
-const PEEntryID = "minint-pe.conf"
-
 // Options say what to stage where.
 type Options struct {
 	// Root is the running system's root ("/"; a temporary tree in tests).
@@ -408,17 +405,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		switch {
 		case o.syslinux != nil:
 			plan("mount the syslinux boot partition %s on a temporary directory", o.syslinux)
-			plan("copy the PE to %s/minint-pe and add the syslinux label %s with APPEND %s", o.syslinux.part.Device, PELabel, o.PECmdline())
+			plan("copy the PE to %s/%s and add the syslinux label %s with APPEND %s", o.syslinux.part.Device, bootloader.PEDir, bootloader.PELabel, o.PECmdline())
 			plan("unmount %s", o.syslinux.part.Device)
-			plan("arm syslinux's boot-once for %s", PELabel)
+			plan("arm syslinux's boot-once for %s", bootloader.PELabel)
 		case o.espPart != nil:
 			plan("mount the EFI system partition %s on a temporary directory", describePart(o.espDisk, *o.espPart))
-			plan("copy the PE to %s/minint-pe and write loader entry %s with options %s", o.espPart.Device, PEEntryID, o.PECmdline())
+			plan("copy the PE to %s/%s and write loader entry %s with options %s", o.espPart.Device, bootloader.PEDir, bootloader.PEEntry, o.PECmdline())
 			plan("unmount %s", o.espPart.Device)
-			plan("arm a one-shot boot of %s (LoaderEntryOneShot in %s)", PEEntryID, o.efiVars())
+			plan("arm a one-shot boot of %s (LoaderEntryOneShot in %s)", bootloader.PEEntry, o.efiVars())
 		default:
-			plan("copy the PE to %s and write loader entry %s with options %s", filepath.Join(o.ESP, "minint-pe"), PEEntryID, o.PECmdline())
-			plan("arm a one-shot boot of %s (LoaderEntryOneShot in %s)", PEEntryID, o.efiVars())
+			plan("copy the PE to %s and write loader entry %s with options %s", filepath.Join(o.ESP, bootloader.PEDir), bootloader.PEEntry, o.PECmdline())
+			plan("arm a one-shot boot of %s (LoaderEntryOneShot in %s)", bootloader.PEEntry, o.efiVars())
 		}
 	}
 	if o.DryRun {
@@ -491,24 +488,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.backup(backup); err != nil {
 		return res, fmt.Errorf("backing up boot configuration: %w", err)
 	}
-	espPE := filepath.Join(o.ESP, "minint-pe")
+	espPE := filepath.Join(o.ESP, bootloader.PEDir)
 	for _, f := range [][2]string{{o.Kernel, "vmlinuz"}, {o.Initramfs, "initramfs.img"}} {
 		if err := copyFile(f[0], filepath.Join(espPE, f[1])); err != nil {
 			return res, err
 		}
 	}
-	entry := fmt.Sprintf("title minint PE (refresh)\nlinux /minint-pe/vmlinuz\ninitrd /minint-pe/initramfs.img\noptions %s\n", o.PECmdline())
-	if err := diskops.WriteFileSync(filepath.Join(o.ESP, "loader/entries", PEEntryID), []byte(entry), 0o644); err != nil {
+	entry := fmt.Sprintf("title minint PE (refresh)\nlinux /%[1]s/vmlinuz\ninitrd /%[1]s/initramfs.img\noptions %[2]s\n", bootloader.PEDir, o.PECmdline())
+	if err := diskops.WriteFileSync(filepath.Join(o.ESP, "loader/entries", bootloader.PEEntry), []byte(entry), 0o644); err != nil {
 		return res, err
 	}
 	if err := unmount(); err != nil {
 		return res, err
 	}
-	if err := (bootloader.EFIVars{Dir: o.efiVars()}).SetLoaderOneShot(PEEntryID); err != nil {
+	if err := (bootloader.EFIVars{Dir: o.efiVars()}).SetLoaderOneShot(bootloader.PEEntry); err != nil {
 		return res, fmt.Errorf("arming the one-shot boot: %w", err)
 	}
-	res.OneShot = PEEntryID
-	o.logf("armed a one-shot boot of %s", PEEntryID)
+	res.OneShot = bootloader.PEEntry
+	o.logf("armed a one-shot boot of %s", bootloader.PEEntry)
 	return res, nil
 }
 
