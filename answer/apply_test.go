@@ -218,14 +218,14 @@ func TestCommandsRunInTarget(t *testing.T) {
 
 func TestRemoveArg(t *testing.T) {
 	in := "LABEL minint\n  KERNEL /vmlinuz\n  APPEND root=UUID=x rw init=/minint/minint-setup quiet\n"
-	out, changed := RemoveArg([]byte(in), InitArg)
+	out, changed := removeArg([]byte(in), InitArg)
 	if !changed || string(out) != "LABEL minint\n  KERNEL /vmlinuz\n  APPEND root=UUID=x rw quiet\n" {
 		t.Fatalf("got %q %v", out, changed)
 	}
-	if again, ch := RemoveArg(out, InitArg); ch || string(again) != string(out) {
+	if again, ch := removeArg(out, InitArg); ch || string(again) != string(out) {
 		t.Errorf("second removal changed %q", again)
 	}
-	if _, ch := RemoveArg([]byte("options init=/minint/minint-setupX\n"), InitArg); ch {
+	if _, ch := removeArg([]byte("options init=/minint/minint-setupX\n"), InitArg); ch {
 		t.Error("removed a different argument")
 	}
 }

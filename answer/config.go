@@ -129,10 +129,10 @@ func writeDurable(path string, b []byte, mode os.FileMode) error {
 	return nil
 }
 
-// RemoveArg deletes every whitespace-separated occurrence of arg from the
+// removeArg deletes every whitespace-separated occurrence of arg from the
 // lines of a loader file, keeping everything else byte for byte. It reports
 // whether anything changed; a second call is a no-op.
-func RemoveArg(content []byte, arg string) ([]byte, bool) {
+func removeArg(content []byte, arg string) ([]byte, bool) {
 	lines := strings.SplitAfter(string(content), "\n")
 	changed := false
 	for i, l := range lines {
@@ -162,7 +162,7 @@ func FixBootEntry(dir, path string) error {
 	if err != nil {
 		return err
 	}
-	nb, changed := RemoveArg(b, InitArg)
+	nb, changed := removeArg(b, InitArg)
 	if !changed {
 		return nil
 	}

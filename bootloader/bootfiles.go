@@ -53,13 +53,13 @@ type ExtraEntry struct {
 
 // copyExtras copies the extra entries' files and returns them with the
 // ESP-side paths filled in.
-func (in *installer) copyExtras(esp string, extras []ExtraEntry) ([]LoaderEntry, error) {
-	var out []LoaderEntry
+func (in *installer) copyExtras(esp string, extras []ExtraEntry) ([]loaderEntry, error) {
+	var out []loaderEntry
 	for _, x := range extras {
 		if x.ID == "" || strings.ContainsAny(x.ID, "/\\ ") {
 			return nil, fmt.Errorf("boot files: extra entry id %q must be a plain name", x.ID)
 		}
-		e := LoaderEntry{ID: x.ID, Title: x.Title, Linux: "/" + x.ID + "/vmlinuz", Options: x.Options}
+		e := loaderEntry{ID: x.ID, Title: x.Title, Linux: "/" + x.ID + "/vmlinuz", Options: x.Options}
 		if e.Title == "" {
 			e.Title = x.ID
 		}
@@ -203,7 +203,7 @@ func InstallUEFI(ctx context.Context, o UEFIOptions) (*BootResult, error) {
 	if o.ESP == "" {
 		return nil, fmt.Errorf("boot files: no ESP given")
 	}
-	k, err := FindKernel(o.Root)
+	k, err := findKernel(o.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +238,7 @@ func InstallUEFI(ctx context.Context, o UEFIOptions) (*BootResult, error) {
 			return in.res, fmt.Errorf("boot files: %s: %w", s.rel, err)
 		}
 	}
-	entry := LoaderEntry{ID: o.EntryID, Title: o.Title, Version: k.Version, Linux: "/" + dir + "/vmlinuz", Initrd: "/" + dir + "/initrd.img", Options: o.options()}
+	entry := loaderEntry{ID: o.EntryID, Title: o.Title, Version: k.Version, Linux: "/" + dir + "/vmlinuz", Initrd: "/" + dir + "/initrd.img", Options: o.options()}
 	if err := in.write(o.ESP, "loader/entries/"+o.EntryID+".conf", entry.Bytes(), 0o644); err != nil {
 		return in.res, err
 	}
@@ -265,14 +265,14 @@ func InstallUEFI(ctx context.Context, o UEFIOptions) (*BootResult, error) {
 	return in.res, nil
 }
 
-// LoaderEntry is a systemd-boot (Boot Loader Specification type 1) entry.
-type LoaderEntry struct {
+// loaderEntry is a systemd-boot (Boot Loader Specification type 1) entry.
+type loaderEntry struct {
 	ID, Title, Version     string
 	Linux, Initrd, Options string
 }
 
 // Bytes renders the entry file.
-func (e LoaderEntry) Bytes() []byte {
+func (e loaderEntry) Bytes() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "title %s\n", e.Title)
 	if e.Version != "" {
@@ -312,7 +312,7 @@ func WriteBIOSConfig(ctx context.Context, o BIOSOptions) (*BootResult, error) {
 	if o.BootDir == "" {
 		return nil, fmt.Errorf("boot files: no BIOS boot partition directory given")
 	}
-	k, err := FindKernel(o.Root)
+	k, err := findKernel(o.Root)
 	if err != nil {
 		return nil, err
 	}

@@ -95,10 +95,10 @@ func clearImmutable(p string) {
 	}
 }
 
-// EncodeLoadOption builds the EFI_LOAD_OPTION of a Boot#### variable: a
+// encodeLoadOption builds the EFI_LOAD_OPTION of a Boot#### variable: a
 // hard-drive device path node for the GPT partition, a file path node for
 // the loader, and the end node.
-func EncodeLoadOption(e EFIBootEntry) ([]byte, error) {
+func encodeLoadOption(e EFIBootEntry) ([]byte, error) {
 	sig, err := gptGUIDBytes(e.Partition.UUID)
 	if err != nil {
 		return nil, fmt.Errorf("ESP PARTUUID: %w", err)
@@ -168,7 +168,7 @@ func gptGUIDBytes(s string) ([]byte, error) {
 // first in BootOrder; without, BootOrder is left alone (an entry meant
 // for BootNext only).
 func (v EFIVars) AddBootEntry(e EFIBootEntry, first bool) (uint16, error) {
-	opt, err := EncodeLoadOption(e)
+	opt, err := encodeLoadOption(e)
 	if err != nil {
 		return 0, err
 	}

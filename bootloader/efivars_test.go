@@ -30,7 +30,7 @@ func decodeUTF16z(b []byte) (string, int) {
 func TestEncodeLoadOption(t *testing.T) {
 	e := EFIBootEntry{Description: "minint", SectorSize: 512, Loader: "/EFI/systemd/systemd-bootx64.efi", Args: "quiet",
 		Partition: diskops.PartitionInfo{Number: 1, Start: 1 << 20, Size: 64 << 20, UUID: "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"}}
-	b, err := EncodeLoadOption(e)
+	b, err := encodeLoadOption(e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,14 +121,14 @@ func TestFindKernelNewest(t *testing.T) {
 	for _, n := range []string{"vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-56-amd64", "vmlinuz-5.10.0-30-amd64", "initrd.img-6.1.0-56-amd64", "config-6.1.0-99-amd64"} {
 		disktest.WriteFile(t, filepath.Join(root, "boot", n), n)
 	}
-	k, err := FindKernel(root)
+	k, err := findKernel(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k.Version != "6.1.0-56-amd64" || k.Initrd != filepath.Join(root, "boot/initrd.img-6.1.0-56-amd64") {
 		t.Errorf("got %+v", k)
 	}
-	if _, err := FindKernel(t.TempDir()); err == nil {
+	if _, err := findKernel(t.TempDir()); err == nil {
 		t.Error("found a kernel in an empty root")
 	}
 	for _, c := range [][2]string{{"6.1.0-56-amd64", "6.1.0-9-amd64"}, {"6.10", "6.9"}, {"6.1.0-56-amd64", "5.19"}, {"6.1-rc2", "6.1-rc10"}} {

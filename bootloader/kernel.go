@@ -19,11 +19,11 @@ type Kernel struct {
 	Initrd  string // absolute path of the initrd, "" when there is none
 }
 
-// FindKernel returns the newest kernel under root/boot: vmlinuz-<version>
+// findKernel returns the newest kernel under root/boot: vmlinuz-<version>
 // with the initrd named initrd.img-<version> (Debian) or
 // initramfs-<version>.img (Fedora). Versions compare like dpkg: digit runs
 // numerically, the rest as text.
-func FindKernel(root string) (*Kernel, error) {
+func findKernel(root string) (*Kernel, error) {
 	boot := filepath.Join(root, "boot")
 	ents, err := os.ReadDir(boot)
 	if err != nil {

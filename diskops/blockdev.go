@@ -93,7 +93,7 @@ func OpenTarget(ctx context.Context, path string, o TargetOptions) (*Target, err
 	if d == nil {
 		return nil, fmt.Errorf("%s (%s): %w among the disks in sysfs", path, devnum, ErrNoDevice)
 	}
-	if err := CheckWritable(d); err != nil {
+	if err := checkWritable(d); err != nil {
 		return nil, err
 	}
 	if !o.ReadOnly {
@@ -117,9 +117,9 @@ func OpenTarget(ctx context.Context, path string, o TargetOptions) (*Target, err
 	return t, nil
 }
 
-// CheckWritable returns an error naming the device and the reason when d
+// checkWritable returns an error naming the device and the reason when d
 // must not be written to.
-func CheckWritable(d *Disk) error {
+func checkWritable(d *Disk) error {
 	if d.ReadOnly {
 		return fmt.Errorf("%s: %w", d.Path, ErrReadOnly)
 	}
@@ -132,10 +132,10 @@ func CheckWritable(d *Disk) error {
 	return nil
 }
 
-// RereadPartitions asks the kernel to re-read t's partition table
+// rereadPartitions asks the kernel to re-read t's partition table
 // (BLKRRPART). It retries for a while on EBUSY, which the kernel returns
 // while udev or a prober still has a partition open.
-func RereadPartitions(ctx context.Context, t *Target) error {
+func rereadPartitions(ctx context.Context, t *Target) error {
 	if !t.IsBlock() {
 		return nil
 	}
@@ -168,10 +168,10 @@ func PartitionNode(disk string, n int) string {
 	return fmt.Sprintf("/dev/%s%d", base, n)
 }
 
-// WaitPartitionNodes waits until the kernel has created /dev nodes for
+// waitPartitionNodes waits until the kernel has created /dev nodes for
 // partitions 1..n of disk (devtmpfs creates them; there is no udev in the
 // PE) and returns them. It fails with ErrNoPartitionNodes after timeout.
-func WaitPartitionNodes(ctx context.Context, disk string, n int, timeout time.Duration) ([]string, error) {
+func waitPartitionNodes(ctx context.Context, disk string, n int, timeout time.Duration) ([]string, error) {
 	deadline := time.Now().Add(timeout)
 	nodes := make([]string, n)
 	for i := range nodes {

@@ -111,14 +111,14 @@ func Partition(ctx context.Context, t *Target, l *Layout, o PartitionOptions) (*
 	if !t.IsBlock() {
 		return res, nil
 	}
-	if err := RereadPartitions(ctx, t); err != nil {
+	if err := rereadPartitions(ctx, t); err != nil {
 		return res, fmt.Errorf("%w: %v", ErrNoPartitionNodes, err)
 	}
 	timeout := o.NodeTimeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	nodes, err := WaitPartitionNodes(ctx, t.Path, len(planned), timeout)
+	nodes, err := waitPartitionNodes(ctx, t.Path, len(planned), timeout)
 	if err != nil {
 		return res, err
 	}

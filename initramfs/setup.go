@@ -15,9 +15,9 @@ import (
 
 const (
 	setupPkg = "github.com/minint/minint/cmd/minint-setup"
-	// SetupPath is where minint-setup lies in the PE (pe.DefaultSetupBinary
+	// setupPath is where minint-setup lies in the PE (pe.DefaultSetupBinary
 	// without the leading slash; initramfs must not import pe).
-	SetupPath = "bin/minint-setup"
+	setupPath = "bin/minint-setup"
 )
 
 // setupBinary returns minint-setup as a stand-alone static program. It is
@@ -49,7 +49,7 @@ func setupBinary(ctx context.Context, src, cache string, logf func(string, ...an
 	}
 	touch(bin)
 	prune(cache, "minint-setup-*", 3)
-	return File{Dest: SetupPath, Data: data, Mode: 0o755}, nil
+	return File{Dest: setupPath, Data: data, Mode: 0o755}, nil
 }
 
 // Boot loaders the PE installs on deployed disks, taken from the build

@@ -209,11 +209,11 @@ func TestSubsetRoundTrip(t *testing.T) {
 }
 
 func TestMalformed(t *testing.T) {
-	_, err := Parse(strings.NewReader("kernel/a.ko: kernel/b.ko\nthis line is wrong\n"), nil, nil, nil)
+	_, err := parse(strings.NewReader("kernel/a.ko: kernel/b.ko\nthis line is wrong\n"), nil, nil, nil)
 	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "line 2") {
 		t.Errorf("err = %v, want ErrFormat naming line 2", err)
 	}
-	_, err = Parse(strings.NewReader(""), strings.NewReader("alias only-two\n"), nil, nil)
+	_, err = parse(strings.NewReader(""), strings.NewReader("alias only-two\n"), nil, nil)
 	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), AliasFile) {
 		t.Errorf("err = %v, want ErrFormat naming %s", err, AliasFile)
 	}
@@ -261,7 +261,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(string(b))
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		db, err := Parse(strings.NewReader(s), strings.NewReader(s), strings.NewReader(s), nil)
+		db, err := parse(strings.NewReader(s), strings.NewReader(s), strings.NewReader(s), nil)
 		if err != nil {
 			return
 		}

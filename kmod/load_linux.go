@@ -96,9 +96,9 @@ func (l *Loader) insmod(mod string) error {
 	return nil
 }
 
-// Modaliases returns the modalias strings of the devices under sysDevices
+// modaliases returns the modalias strings of the devices under sysDevices
 // (normally /sys/devices), without duplicates.
-func Modaliases(sysDevices string) []string {
+func modaliases(sysDevices string) []string {
 	seen := map[string]bool{}
 	var out []string
 	filepath.WalkDir(sysDevices, func(p string, d fs.DirEntry, err error) error {
@@ -132,7 +132,7 @@ func (l *Loader) Coldplug(sysDevices string, rounds int) (loaded []string, err e
 	tried := map[string]bool{}
 	for r := 0; r < rounds; r++ {
 		var want []string
-		for _, a := range Modaliases(sysDevices) {
+		for _, a := range modaliases(sysDevices) {
 			for _, m := range l.DB.Match(a) {
 				if !tried[m] && !l.loaded[m] {
 					tried[m] = true

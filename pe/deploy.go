@@ -39,7 +39,7 @@ type DeployOptions struct {
 	MediumDir string
 	// Staged is the file system UUID of minint.staged=UUID=…: refresh
 	// the system `minint stage` prepared on it, with the sequence it
-	// staged there (StagedSequence). Sequence must then be empty.
+	// staged there (stagedSequence). Sequence must then be empty.
 	Staged string
 	// Vars are minint.var.NAME=VALUE from the kernel command line.
 	Vars map[string]string
@@ -87,7 +87,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 		seq, err = loadStaged(ctx, be, be, o.Staged)
 		boot = "staged"
 	default:
-		seq, err = LoadSource(ctx, o.Sequence, o.MediumDir, pub, o.HTTP)
+		seq, err = loadSource(ctx, o.Sequence, o.MediumDir, pub, o.HTTP)
 		if strings.HasPrefix(o.Sequence, "http://") || strings.HasPrefix(o.Sequence, "https://") {
 			boot = "network"
 		}
@@ -101,7 +101,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 	}
 	return Run(ctx, seq, &Env{
 		Backend:     be,
-		Inventory:   HostInventory("/", be.Discover),
+		Inventory:   hostInventory("/", be.Discover),
 		Vars:        o.Vars,
 		Boot:        boot,
 		PublicKey:   pub,
@@ -115,14 +115,14 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 	})
 }
 
-// LoadSource loads a sequence from a file, an http(s) URL, or (src empty)
+// loadSource loads a sequence from a file, an http(s) URL, or (src empty)
 // the boot medium. A sequence fetched over the network must carry a
 // detached signature (sign.SignatureFor: seq.yaml -> seq.sig, made by
 // `minint package sign`) by the
 // package key: a sequence runs commands in the PE, so an unauthenticated
 // one would be a way in. Files on the boot medium are trusted like the PE
 // itself.
-func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKey, client *http.Client) (*sequence.Sequence, error) {
+func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKey, client *http.Client) (*sequence.Sequence, error) {
 	if src == "" {
 		if mediumDir == "" {
 			return nil, fmt.Errorf("no task sequence: none on the kernel command line (minint.sequence=) and no boot medium")
@@ -149,10 +149,10 @@ func LoadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 	return sequence.Parse(src, b)
 }
 
-// HostInventory takes the inventory of the running machine (root "/"
+// hostInventory takes the inventory of the running machine (root "/"
 // normally), with disks as diskops discovers them so that the boot medium
 // is marked.
-func HostInventory(root string, d diskops.DiscoverOptions) Inventory {
+func hostInventory(root string, d diskops.DiscoverOptions) Inventory {
 	h := hw.Collect(root)
 	inv := Inventory{Firmware: h.Firmware, Arch: runtime.GOARCH, Memory: h.MemoryBytes, CPUs: h.CPUs}
 	for _, n := range h.NICs {

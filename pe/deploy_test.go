@@ -28,30 +28,30 @@ func TestLoadSourceSigned(t *testing.T) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	defer srv.Close()
 	ctx := context.Background()
-	seq, err := LoadSource(ctx, srv.URL+"/seq.yaml", "", pub, nil)
+	seq, err := loadSource(ctx, srv.URL+"/seq.yaml", "", pub, nil)
 	if err != nil || len(seq.Steps) != 12 {
 		t.Fatalf("signed sequence: %v", err)
 	}
-	if _, err := LoadSource(ctx, srv.URL+"/unsigned.yaml", "", pub, nil); !errors.Is(err, fetch.ErrHTTP) {
+	if _, err := loadSource(ctx, srv.URL+"/unsigned.yaml", "", pub, nil); !errors.Is(err, fetch.ErrHTTP) {
 		t.Errorf("unsigned sequence: %v", err)
 	}
-	if _, err := LoadSource(ctx, srv.URL+"/tampered.yaml", "", pub, nil); !errors.Is(err, sign.ErrSignature) {
+	if _, err := loadSource(ctx, srv.URL+"/tampered.yaml", "", pub, nil); !errors.Is(err, sign.ErrSignature) {
 		t.Errorf("tampered sequence: %v", err)
 	}
-	if _, err := LoadSource(ctx, srv.URL+"/seq.yaml", "", nil, nil); !errors.Is(err, sign.ErrSignature) {
+	if _, err := loadSource(ctx, srv.URL+"/seq.yaml", "", nil, nil); !errors.Is(err, sign.ErrSignature) {
 		t.Errorf("no key: %v", err)
 	}
 	// From the boot medium: no signature needed.
 	med := t.TempDir()
 	os.MkdirAll(filepath.Join(med, "minint"), 0o755)
 	os.WriteFile(filepath.Join(med, MediumSequence), src, 0o644)
-	if _, err := LoadSource(ctx, "", med, nil, nil); err != nil {
+	if _, err := loadSource(ctx, "", med, nil, nil); err != nil {
 		t.Errorf("medium sequence: %v", err)
 	}
 }
 
 func TestHostInventory(t *testing.T) {
-	inv := HostInventory("/", diskops.DiscoverOptions{NoProbe: true})
+	inv := hostInventory("/", diskops.DiscoverOptions{NoProbe: true})
 	if inv.CPUs < 1 || inv.Memory < 1<<20 || (inv.Firmware != "bios" && inv.Firmware != "uefi") || inv.Arch == "" {
 		t.Errorf("inventory %+v", inv)
 	}

@@ -58,7 +58,7 @@
 // requests and every chunk is checked against the signed per-chunk hashes
 // before use (package fetch, the transport). A failed verification stops the sequence, so the disk is
 // never made bootable from an unverified package. Sequences fetched over
-// the network need a signature too (LoadSource).
+// the network need a signature too (see Deploy).
 //
 // # First boot
 //
@@ -87,8 +87,8 @@
 // Every step emits JSON-lines events (internal/progress: kind "step" with
 // state start/done/skipped/failed/plan, "progress" for fetch and apply,
 // "sequence" for the whole run, "requirements" with the unmet list) to
-// Env.Events and, when the sequence has status-url, as POSTs there
-// (StatusPoster). A failed run saves its full log as
+// Env.Events and, when the sequence has status-url, as POSTs there.
+// A failed run saves its full log as
 // /minint/failure-TIME.log (or in Env.LogDir before the disk has a file
 // system) and uploads it to the status URL (text/plain, X-Minint-Log:
 // failure).

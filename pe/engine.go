@@ -119,7 +119,7 @@ type runner struct {
 	env     *Env
 	rep     *progress.Reporter
 	log     *bytes.Buffer
-	poster  *StatusPoster
+	poster  *statusPoster
 	jr      *journal.Journal
 	st      *State
 	staging string
@@ -150,7 +150,7 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 		events = append(events, env.Events)
 	}
 	if seq.StatusURL != "" && !env.DryRun {
-		r.poster = NewStatusPoster(seq.StatusURL, env.HTTP)
+		r.poster = newStatusPoster(seq.StatusURL, env.HTTP)
 		defer r.poster.Close()
 		events = append(events, r.poster)
 	}

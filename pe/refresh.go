@@ -48,9 +48,9 @@ import (
 )
 
 const (
-	// StagedSequence is the sequence stage copies, relative to the staged
+	// stagedSequence is the sequence stage copies, relative to the staged
 	// root.
-	StagedSequence = "minint/pe/sequence.yaml"
+	stagedSequence = "minint/pe/sequence.yaml"
 	// cleaningMarker is written into the staging folder right before the
 	// first deletion: from then on the root no longer holds what the user
 	// state was captured from, and capturing again would replace the good
@@ -143,7 +143,7 @@ func (r *runner) mountExisting(s *sequence.Mount) error {
 	// the clocks of the old system and the PE to agree.
 	r.origin = ""
 	var st unix.Stat_t
-	if unix.Lstat(filepath.Join(s.Target, StagedSequence), &st) == nil {
+	if unix.Lstat(filepath.Join(s.Target, stagedSequence), &st) == nil {
 		r.origin = fmt.Sprintf("ino %d mtime %d.%09d", st.Ino, st.Mtim.Sec, st.Mtim.Nsec)
 	}
 	r.jr.Origin = r.origin
@@ -367,13 +367,13 @@ func loadStaged(ctx context.Context, rb RefreshBackend, b Backend, fsUUID string
 		return nil, fmt.Errorf("mounting the staged root %s: %w", root.Node, err)
 	}
 	defer un()
-	p := filepath.Join(dir, StagedSequence)
+	p := filepath.Join(dir, stagedSequence)
 	src, err := os.ReadFile(p)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) {
-			return nil, fmt.Errorf("the staged root %s has no /%s", root.Node, StagedSequence)
+			return nil, fmt.Errorf("the staged root %s has no /%s", root.Node, stagedSequence)
 		}
 		return nil, err
 	}
-	return sequence.Parse("/"+StagedSequence, src)
+	return sequence.Parse("/"+stagedSequence, src)
 }

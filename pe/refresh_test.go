@@ -87,7 +87,7 @@ func oldSystem(t *testing.T, seqSrc string) *fakeRefresh {
 	put(t, filepath.Join(r, "home/ann/doc"), "ann's document\n")
 	put(t, filepath.Join(r, "opt/from-a"), "only in the old system\n")
 	put(t, filepath.Join(r, "sbin/init"), "old init")
-	put(t, filepath.Join(r, StagedSequence), seqSrc)
+	put(t, filepath.Join(r, stagedSequence), seqSrc)
 	if _, err := state.Capture(context.Background(), r, filepath.Join(r, "minint/state"), state.Spec{}); err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +382,7 @@ func TestRefreshNewStaging(t *testing.T) {
 		t.Error("the same staging did not resume")
 	}
 	// Staged again: stage copies the sequence anew.
-	p := filepath.Join(f.root(), StagedSequence)
+	p := filepath.Join(f.root(), stagedSequence)
 	os.Remove(p)
 	put(t, p+".tmp", src)
 	os.Rename(p+".tmp", p)

@@ -9,12 +9,12 @@ import (
 	"time"
 )
 
-// StatusPoster sends events to a status URL: every JSON line written to it
+// statusPoster sends events to a status URL: every JSON line written to it
 // becomes one POST (Content-Type application/json) of that object. Posting
 // happens in the background and never slows or fails the deployment: when
 // the server is slow or away, events queue up to a bound and then are
 // dropped (and counted).
-type StatusPoster struct {
+type statusPoster struct {
 	url     string
 	client  *http.Client
 	queue   chan []byte
@@ -25,18 +25,18 @@ type StatusPoster struct {
 	closed  bool
 }
 
-// NewStatusPoster starts a poster for url (client nil: default with a 10s
+// newStatusPoster starts a poster for url (client nil: default with a 10s
 // timeout).
-func NewStatusPoster(url string, client *http.Client) *StatusPoster {
+func newStatusPoster(url string, client *http.Client) *statusPoster {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
-	p := &StatusPoster{url: url, client: client, queue: make(chan []byte, 1024), done: make(chan struct{})}
+	p := &statusPoster{url: url, client: client, queue: make(chan []byte, 1024), done: make(chan struct{})}
 	go p.loop()
 	return p
 }
 
-func (p *StatusPoster) loop() {
+func (p *statusPoster) loop() {
 	defer close(p.done)
 	for b := range p.queue {
 		if err := p.post(context.Background(), "application/json", b, nil); err != nil {
@@ -47,7 +47,7 @@ func (p *StatusPoster) loop() {
 	}
 }
 
-func (p *StatusPoster) post(ctx context.Context, ctype string, body []byte, hdr map[string]string) error {
+func (p *statusPoster) post(ctx context.Context, ctype string, body []byte, hdr map[string]string) error {
 	req, err := http.NewRequestWithContext(ctx, "POST", p.url, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -68,7 +68,7 @@ func (p *StatusPoster) post(ctx context.Context, ctype string, body []byte, hdr 
 }
 
 // Write queues each complete line of b as one event.
-func (p *StatusPoster) Write(b []byte) (int, error) {
+func (p *statusPoster) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -88,7 +88,7 @@ func (p *StatusPoster) Write(b []byte) (int, error) {
 }
 
 // UploadLog POSTs a whole log (text/plain, header X-Minint-Log: failure).
-func (p *StatusPoster) UploadLog(ctx context.Context, log []byte) error {
+func (p *statusPoster) UploadLog(ctx context.Context, log []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return p.post(ctx, "text/plain; charset=utf-8", log, map[string]string{"X-Minint-Log": "failure"})
@@ -96,7 +96,7 @@ func (p *StatusPoster) UploadLog(ctx context.Context, log []byte) error {
 
 // Close sends what is queued, waiting at most a few seconds, and reports
 // how many events were dropped or failed.
-func (p *StatusPoster) Close() (dropped, failed int) {
+func (p *statusPoster) Close() (dropped, failed int) {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true

@@ -48,8 +48,8 @@ type FactMap map[string]string
 
 func (m FactMap) Fact(name string) (string, bool) { v, ok := m[name]; return v, ok }
 
-// ParseCondition parses a condition expression.
-func ParseCondition(src string) (Condition, error) {
+// parseCondition parses a condition expression.
+func parseCondition(src string) (Condition, error) {
 	c := Condition{Src: strings.TrimSpace(src)}
 	if c.Src == "" {
 		return c, nil
@@ -75,7 +75,7 @@ func (c *Condition) UnmarshalYAML(n ast.Node) error {
 	if err != nil {
 		return err
 	}
-	p, err := ParseCondition(s)
+	p, err := parseCondition(s)
 	if err != nil {
 		return nodeErr(n, "%v", err)
 	}

@@ -35,7 +35,7 @@ func FuzzCondition(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		c, err := ParseCondition(s)
+		c, err := parseCondition(s)
 		if err != nil {
 			return
 		}

@@ -109,7 +109,7 @@ func TestConditions(t *testing.T) {
 		"firmware == bios && cpus > 1 || true": true,
 		"false || firmware == bios":            false,
 	} {
-		c, err := ParseCondition(src)
+		c, err := parseCondition(src)
 		if err != nil {
 			t.Errorf("%q: %v", src, err)
 			continue
@@ -120,15 +120,15 @@ func TestConditions(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"firmware ==", "== uefi", "(firmware == uefi", "firmware == uefi &&", "memory => 1G", "x == 1", "firmware == uefi extra"} {
-		if _, err := ParseCondition(bad); err == nil {
+		if _, err := parseCondition(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	c, _ := ParseCondition("disk-size > 1G")
+	c, _ := parseCondition("disk-size > 1G")
 	if _, err := c.Eval(f); err == nil {
 		t.Error("unknown-yet fact evaluated without error")
 	}
-	c, _ = ParseCondition("firmware > 1G")
+	c, _ = parseCondition("firmware > 1G")
 	if _, err := c.Eval(f); err == nil {
 		t.Error("ordering a non-number did not fail")
 	}

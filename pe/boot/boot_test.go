@@ -82,8 +82,8 @@ func TestDetect(t *testing.T) {
 		{"mbr", mbr, ""},
 		{"short", []byte("x"), ""},
 	} {
-		if got := Detect(strings.NewReader(string(c.img))); got != c.want {
-			t.Errorf("%s: Detect = %q, want %q", c.name, got, c.want)
+		if got := detect(strings.NewReader(string(c.img))); got != c.want {
+			t.Errorf("%s: detect = %q, want %q", c.name, got, c.want)
 		}
 	}
 }

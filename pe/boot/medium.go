@@ -33,9 +33,9 @@ type Medium struct {
 	Info       map[string]any `json:"info,omitempty"`
 }
 
-// Detect returns the file system type of the block device image in r from
+// detect returns the file system type of the block device image in r from
 // its superblock: "iso9660", "vfat", or "" when neither.
-func Detect(r io.ReaderAt) string {
+func detect(r io.ReaderAt) string {
 	b := make([]byte, 6)
 	if _, err := r.ReadAt(b, 0x8001); err == nil && string(b[:5]) == "CD001" {
 		return "iso9660"
@@ -82,7 +82,7 @@ func (f *Finder) Candidates() map[string]string {
 		if err != nil {
 			continue // no medium in the drive, or the node is not there yet
 		}
-		if fs := Detect(dev); fs != "" {
+		if fs := detect(dev); fs != "" {
 			out[filepath.Join(f.Dev, name)] = fs
 		}
 		dev.Close()

@@ -103,13 +103,13 @@ func readOSRelease(root string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseOSRelease(data), nil
+	return parseOSRelease(data), nil
 }
 
-// ParseOSRelease reads os-release(5) text: KEY=value lines, values
+// parseOSRelease reads os-release(5) text: KEY=value lines, values
 // optionally quoted with shell escapes; comments and malformed lines are
 // skipped.
-func ParseOSRelease(data []byte) map[string]string {
+func parseOSRelease(data []byte) map[string]string {
 	m := map[string]string{}
 	sc := bufio.NewScanner(strings.NewReader(string(data)))
 	for sc.Scan() {

@@ -18,7 +18,7 @@ func FuzzParseOSRelease(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m := ParseOSRelease(data)
+		m := parseOSRelease(data)
 		var b strings.Builder
 		q := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "`", "\\`")
 		for k, v := range m {
@@ -27,7 +27,7 @@ func FuzzParseOSRelease(f *testing.F) {
 			}
 			b.WriteString(k + "=\"" + q.Replace(v) + "\"\n")
 		}
-		if m2 := ParseOSRelease([]byte(b.String())); !maps.Equal(m, m2) {
+		if m2 := parseOSRelease([]byte(b.String())); !maps.Equal(m, m2) {
 			t.Fatalf("round trip:\n%q\n%v\n%v", b.String(), m, m2)
 		}
 	})
