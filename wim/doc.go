@@ -19,6 +19,16 @@
 // RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), and every blob's SHA-1 is checked as
 // it is written.
 //
+// Interoperability with wimlib-imagex: symlink targets are applied exactly
+// as stored, like wimlib's --norpfix (right for deploying a root file
+// system; capture with --norpfix on the wimlib side, or use relative links,
+// for both tools to agree). A WIM dentry of a reparse point has no
+// hard-link group, so hard-linked symlinks keep theirs in a minint tagged
+// item: they round-trip minint to minint, while wimlib applies them as
+// separate symlinks. Reading is range-friendly (small resources in one
+// ReadAt, big ones in 1 MiB windows), so a Reader over HTTP Range
+// requests works.
+//
 // A Reader (and its Images and Files) is safe for concurrent use; a Writer
 // is not.
 package wim
