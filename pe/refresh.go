@@ -6,6 +6,7 @@ package pe
 // LoaderEntryOneShot, or syslinux's boot-once). The PE then runs a
 // sequence like
 //
+//	version: 1
 //	steps:
 //	  - {type: requirements, min-memory: 256MiB}
 //	  - {type: mount, existing: true}   # the staged root, no partitioning

@@ -57,21 +57,23 @@ func Capture(dest, compression string) ([]byte, error) {
 // read-only (no journal replay) and generalized only in what the image
 // stores, unless in-place is set.
 //
-//   - type: capture-image
-//     source: {os: debian}            # capture.RootRule: disk, partition, uuid, label, os; default: the only system
-//     name: "Debian reference"        # default: OS name and version
-//     description: ""
-//     compression: lzx                # none, xpress, lzx
-//     exclusions: ["/proc/*", ...]    # replaces capture.DefaultExclusions (absent or empty: the defaults)
-//     extra-exclusions: ["/srv/cache/*"]
-//     generalize: {logs: false}       # each operation defaults to on
-//     in-place: false                 # true: generalize the reference disk itself
-//     check: true                     # verify the WIM before it goes anywhere
-//     work-dir: /tmp                  # where a WIM for a URL destination is built
-//     destination:
-//     url: http://10.0.2.2:8080/images/ref.wim   # PUT to .partial, read back, MOVE
-//     overwrite: false
-//     # or a disk: {disk: {removable: true}, partition: 1, path: /images/ref.wim, split-size: 4000M}
+//	steps:
+//	  - type: capture-image
+//	    source: {os: debian}            # capture.RootRule: disk, partition, uuid, label, os; default: the only system
+//	    image-name: Debian reference    # default: OS name and version
+//	    description: ""
+//	    compression: lzx                # none, xpress, lzx
+//	    extra-exclusions: ["/srv/cache/*"]   # besides capture.DefaultExclusions (exclusions: replaces those)
+//	    generalize: {logs: false}       # each operation defaults to on
+//	    in-place: false                 # true: generalize the reference disk itself
+//	    check: true                     # verify the WIM before it goes anywhere
+//	    work-dir: /tmp                  # where a WIM for a URL destination is built
+//	    destination:
+//	      url: http://10.0.2.2:8080/images/ref.wim   # PUT to .partial, read back, MOVE
+//	      overwrite: false
+//	  - type: capture-image
+//	    name: to-stick
+//	    destination: {disk: {removable: true}, partition: 1, path: /images/ref.wim, split-size: 4000M}
 type CaptureImage struct {
 	StepBase        `yaml:",inline"`
 	Source          capture.RootRule   `yaml:"source"`

@@ -10,8 +10,14 @@ import (
 
 // Condition is a step's `when:` expression, e.g.
 //
-//	when: firmware == uefi && memory >= 2GiB
-//	when: "!(var.role == kiosk) || cpus > 2"
+//	steps:
+//	  - type: run
+//	    shell: echo a big UEFI machine
+//	    when: firmware == uefi && memory >= 2GiB
+//	  - type: run
+//	    name: not-a-kiosk
+//	    shell: echo not a small kiosk
+//	    when: "!(var.role == kiosk) || cpus > 2"
 //
 // Operands are fact names (see KnownFacts; var.NAME are the kernel command
 // line's minint.var.NAME=VALUE) compared with ==, !=, <, <=, >, >= to a

@@ -23,7 +23,18 @@ import (
 //	  - type: requirements
 //	    min-memory: 512MiB
 //	  - type: select-disk
-//	    ...
+//	    disk: {first_largest: true}
+//	  - type: partition
+//	    partitions:
+//	      - {name: esp, size: 256MiB, type: esp, fs: vfat}
+//	      - {name: root, size: rest, type: linux, fs: ext4}
+//	  - type: format
+//	  - type: mount
+//	  - type: fetch
+//	    manifest: http://10.0.2.2:8080/debian/manifest.json
+//	  - type: apply-image
+//	  - type: bootfiles
+//	  - type: reboot
 //
 // Every step has `type`, an optional `name` (defaults to the type; names must
 // be unique because the journal records steps by name) and an optional `when`
@@ -108,6 +119,9 @@ func LoadFile(path string) (*Sequence, error) {
 // Parse validates a sequence. name is used in error messages only.
 func Parse(name string, src []byte) (*Sequence, error) {
 	seq, err := parse(src)
+	if err == nil {
+		err = checkOrder(seq)
+	}
 	if err != nil {
 		return nil, toLoadError(name, err)
 	}
@@ -116,6 +130,7 @@ func Parse(name string, src []byte) (*Sequence, error) {
 	return seq, nil
 }
 
+// parse reads and validates everything but the order of the steps.
 func parse(src []byte) (*Sequence, error) {
 	f, err := parser.ParseBytes(src, 0)
 	if err != nil {
@@ -183,7 +198,7 @@ func parse(src []byte) (*Sequence, error) {
 		names[b.Name] = b.Line
 		seq.Steps = append(seq.Steps, st)
 	}
-	return seq, checkOrder(seq)
+	return seq, nil
 }
 
 func unwrap(n ast.Node) ast.Node {

@@ -15,8 +15,9 @@ import (
 // its index (an interrupted upload) is refused. A resumed run fetches only
 // what is missing.
 //
-//   - type: pull-state
-//     from: http://server/states/pc-17
+//	steps:
+//	  - type: pull-state
+//	    from: http://server/states/pc-17
 type PullState struct {
 	StepBase `yaml:",inline"`
 	From     string `yaml:"from"`
@@ -46,7 +47,8 @@ func (s *PullState) Describe() string { return "pull user state from " + s.From 
 // stage's capture. With hard links on the same filesystem it copies no
 // data; a failure leaves the old system untouched (nothing was cleaned).
 //
-//   - type: capture-state
+//	steps:
+//	  - type: capture-state
 type CaptureState struct {
 	StepBase `yaml:",inline"`
 	NoHomes  bool     `yaml:"no-homes"`

@@ -34,12 +34,13 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // Requirements checks the machine before anything destructive happens and
 // fails with a report listing every unmet requirement.
 //
-//   - type: requirements
-//     min-memory: 512MiB
-//     min-cpus: 1
-//     min-disk: 8GB          # some candidate disk at least this large
-//     firmware: [uefi]       # allowed firmware types
-//     devices: [net, /dev/vda, "pci:8086:100e"]
+//	steps:
+//	  - type: requirements
+//	    min-memory: 512MiB
+//	    min-cpus: 1
+//	    min-disk: 8GB          # some candidate disk at least this large
+//	    firmware: [uefi]       # allowed firmware types
+//	    devices: [net, /dev/vda, "pci:8086:100e"]
 type Requirements struct {
 	StepBase  `yaml:",inline"`
 	MinMemory Size     `yaml:"min-memory"`
@@ -96,8 +97,9 @@ func (s *Requirements) Describe() string {
 // SelectDisk chooses the target disk with a diskops rule; the boot medium,
 // mounted and in-use disks are never candidates.
 //
-//   - type: select-disk
-//     disk: {transport: virtio, min_size: 1G}
+//	steps:
+//	  - type: select-disk
+//	    disk: {transport: virtio, min_size: 1G}
 type SelectDisk struct {
 	StepBase `yaml:",inline"`
 	Disk     diskops.Rule `yaml:"disk"`
@@ -118,11 +120,12 @@ func (s *SelectDisk) Describe() string { return "select the target disk: " + s.D
 // Partition writes a new partition table to the selected disk. Keys are
 // those of a diskops layout.
 //
-//   - type: partition
-//     table: gpt
-//     partitions:
-//   - {name: esp, size: 256M, type: esp, fs: vfat, label: ESP}
-//   - {name: root, size: rest, type: linux, fs: ext4, label: root}
+//	steps:
+//	  - type: partition
+//	    table: gpt
+//	    partitions:
+//	      - {name: esp, size: 256M, type: esp, fs: vfat, label: ESP}
+//	      - {name: root, size: rest, type: linux, fs: ext4, label: root}
 //
 // The partition named "root" (or else the first ext4 one) holds the
 // deployed system and the staging folder; one of type esp is the EFI
@@ -170,8 +173,9 @@ func (s *Partition) Describe() string {
 
 // Format creates the file systems the layout names.
 //
-//   - type: format
-//     only: [root]      # optional: partition names; default all with fs
+//	steps:
+//	  - type: format
+//	    only: [root]      # optional: partition names; default all with fs
 type Format struct {
 	StepBase `yaml:",inline"`
 	Only     []string `yaml:"only"`
@@ -196,8 +200,9 @@ func (s *Format) Describe() string {
 // /minint and journal, and finds the ESP on the same disk. It never
 // partitions or formats.
 //
-//   - type: mount
-//     existing: true
+//	steps:
+//	  - type: mount
+//	    existing: true
 type Mount struct {
 	StepBase `yaml:",inline"`
 	Target   string `yaml:"target"`
@@ -224,16 +229,19 @@ func (s *Mount) Describe() string {
 // Fetch gets an image package and verifies its signed manifest and the
 // files' SHA-256 before anything uses them.
 //
-//   - type: fetch
-//     manifest: http://10.0.2.2:8080/debian/manifest.json   # or medium:/images/debian/manifest.json
-//     mode: auto           # auto (default): pipeline if the target has room and
-//     # the manifest has chunk hashes, stage if it has room, else stream
-//     # pipeline: download into the staging folder while the apply-image
-//     # step right after reads it (chunk-verified; see package pe)
-//     # stage: download into the staging folder, verify, then apply
-//     # stream: apply straight from HTTP (chunk-verified), nothing staged
-//     retries: 8
-//     timeout: 30m         # bound on the whole fetch
+//	steps:
+//	  - type: fetch
+//	    manifest: http://10.0.2.2:8080/debian/manifest.json   # or medium:/images/debian/manifest.json
+//	    mode: auto           # see below
+//	    retries: 8
+//	    timeout: 30m         # bound on the whole fetch
+//
+// Modes: auto (the default) pipelines if the target has room and the
+// manifest has chunk hashes, stages if it has room, else streams;
+// pipeline downloads into the staging folder while the apply-image step
+// right after reads it (chunk-verified; see package pe); stage downloads
+// into the staging folder, verifies, then applies; stream applies straight
+// from HTTP (chunk-verified), staging nothing.
 type Fetch struct {
 	StepBase `yaml:",inline"`
 	Manifest string   `yaml:"manifest"`
@@ -294,8 +302,9 @@ func (s *Fetch) Dir() string {
 
 // ApplyImage applies an image of the fetched WIM to the target root.
 //
-//   - type: apply-image
-//     index: 1        # default: the manifest's image index
+//	steps:
+//	  - type: apply-image
+//	    index: 1        # default: the manifest's image index
 type ApplyImage struct {
 	StepBase `yaml:",inline"`
 	Index    int `yaml:"index"`
@@ -319,9 +328,10 @@ func (s *ApplyImage) Describe() string {
 // an entry booting the applied kernel with root= the target. When the
 // sequence has a setup step, the first boot runs minint-setup as init.
 //
-//   - type: bootfiles
-//     loader: auto           # auto (by firmware), extlinux, systemd-boot
-//     cmdline: "console=ttyS0 quiet"
+//	steps:
+//	  - type: bootfiles
+//	    loader: auto           # auto (by firmware), systemd-boot, syslinux or both
+//	    cmdline: "console=ttyS0 quiet"
 type BootFiles struct {
 	StepBase `yaml:",inline"`
 	Loader   string `yaml:"loader"`
@@ -347,16 +357,17 @@ func (s *BootFiles) Describe() string { return "write boot files (" + s.Loader +
 // Setup hands an answer file to the deployed system's first boot: the
 // keys are those of answer.Answer.
 //
-//   - type: setup
-//     hostname: web1
-//     users:
-//   - {name: alice, password-hash: "$6$…", groups: [sudo], ssh-authorized-keys: ["ssh-ed25519 AAAA… alice"]}
-//     network:
-//   - {match: "en*", dhcp: true}
-//     files:
-//   - {path: /etc/motd, content: "hello\n", mode: "0644"}
-//     commands:
-//   - [/usr/bin/systemctl, enable, ssh]
+//	steps:
+//	  - type: setup
+//	    hostname: web1
+//	    users:
+//	      - {name: alice, password-hash: "$6$…", groups: [sudo], ssh-authorized-keys: ["ssh-ed25519 AAAA… alice"]}
+//	    network:
+//	      - {match: "en*", dhcp: true}
+//	    files:
+//	      - {path: /etc/motd, content: "hello\n", mode: "0644"}
+//	    commands:
+//	      - [/usr/bin/systemctl, enable, ssh]
 type Setup struct {
 	StepBase      `yaml:",inline"`
 	answer.Answer `yaml:",inline"`
@@ -395,10 +406,11 @@ func (s *Setup) Describe() string {
 // Command (type run) runs a command in the PE (or, with in-target, chrooted into the
 // target). Environment: MININT_TARGET, MININT_STAGING, MININT_DISK.
 //
-//   - type: run
-//     command: [/bin/sh, -c, "echo hi"]     # or shell: "echo hi"
-//     timeout: 5m
-//     in-target: false
+//	steps:
+//	  - type: run
+//	    command: [/bin/sh, -c, "echo hi"]     # or shell: "echo hi"
+//	    timeout: 5m
+//	    in-target: false
 type Command struct {
 	StepBase `yaml:",inline"`
 	Command  []string          `yaml:"command"`
@@ -437,7 +449,14 @@ func (s *Command) Describe() string {
 	return fmt.Sprintf("run%s: %s", where, strings.Join(s.Argv(), " "))
 }
 
-// Power reboots or powers off (type reboot or poweroff).
+// Power reboots or powers off (type reboot or poweroff); the journal
+// records it as done first, so the next boot does not repeat it.
+//
+//	steps:
+//	  - type: reboot
+//	    when: var.finish == reboot
+//	  - type: poweroff
+//	    when: var.finish != reboot
 type Power struct {
 	StepBase `yaml:",inline"`
 }
@@ -453,7 +472,8 @@ func (s *Power) Describe() string { return s.Type }
 // Before deleting, it checks that the package was verified and the user
 // state captured, and makes the PE the persistent boot choice.
 //
-//   - type: clean
+//	steps:
+//	  - type: clean
 type Clean struct {
 	StepBase `yaml:",inline"`
 }
