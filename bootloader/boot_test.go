@@ -25,7 +25,7 @@ const (
 // it), whose modules the guests load.
 func hostKernel(t *testing.T) (path, version string) {
 	t.Helper()
-	k, err := findKernel("/")
+	k, err := FindKernel("/")
 	if err != nil {
 		t.Skipf("no host kernel (scripts/setup-host.sh): %v", err)
 	}

@@ -203,7 +203,7 @@ func InstallUEFI(ctx context.Context, o UEFIOptions) (*BootResult, error) {
 	if o.ESP == "" {
 		return nil, fmt.Errorf("boot files: no ESP given")
 	}
-	k, err := findKernel(o.Root)
+	k, err := FindKernel(o.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +312,7 @@ func WriteBIOSConfig(ctx context.Context, o BIOSOptions) (*BootResult, error) {
 	if o.BootDir == "" {
 		return nil, fmt.Errorf("boot files: no BIOS boot partition directory given")
 	}
-	k, err := findKernel(o.Root)
+	k, err := FindKernel(o.Root)
 	if err != nil {
 		return nil, err
 	}

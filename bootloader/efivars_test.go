@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -121,20 +122,25 @@ func TestFindKernelNewest(t *testing.T) {
 	for _, n := range []string{"vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-56-amd64", "vmlinuz-5.10.0-30-amd64", "initrd.img-6.1.0-56-amd64", "config-6.1.0-99-amd64"} {
 		disktest.WriteFile(t, filepath.Join(root, "boot", n), n)
 	}
-	k, err := findKernel(root)
+	k, err := FindKernel(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k.Version != "6.1.0-56-amd64" || k.Initrd != filepath.Join(root, "boot/initrd.img-6.1.0-56-amd64") {
 		t.Errorf("got %+v", k)
 	}
-	if _, err := findKernel(t.TempDir()); err == nil {
+	if _, err := FindKernel(t.TempDir()); err == nil {
 		t.Error("found a kernel in an empty root")
 	}
 	for _, c := range [][2]string{{"6.1.0-56-amd64", "6.1.0-9-amd64"}, {"6.10", "6.9"}, {"6.1.0-56-amd64", "5.19"}, {"6.1-rc2", "6.1-rc10"}} {
 		if compareVersions(c[0], c[1]) <= 0 && c[0] != "6.1-rc2" || (c[0] == "6.1-rc2" && compareVersions(c[0], c[1]) >= 0) {
 			t.Errorf("compareVersions(%s, %s) = %d", c[0], c[1], compareVersions(c[0], c[1]))
 		}
+	}
+	vs := []string{"6.10.0-1-amd64", "6.1.0-9-amd64", "5.10.0-30-amd64", "6.1.0-56-amd64", "6.1.0-56-cloud-amd64"}
+	sort.Slice(vs, func(i, j int) bool { return compareVersions(vs[i], vs[j]) < 0 })
+	if want := "5.10.0-30-amd64 6.1.0-9-amd64 6.1.0-56-amd64 6.1.0-56-cloud-amd64 6.10.0-1-amd64"; strings.Join(vs, " ") != want {
+		t.Errorf("sorted %v, want %s", vs, want)
 	}
 }
 

@@ -19,11 +19,12 @@ type Kernel struct {
 	Initrd  string // absolute path of the initrd, "" when there is none
 }
 
-// findKernel returns the newest kernel under root/boot: vmlinuz-<version>
+// FindKernel returns the newest kernel under root/boot: vmlinuz-<version>
 // with the initrd named initrd.img-<version> (Debian) or
 // initramfs-<version>.img (Fedora). Versions compare like dpkg: digit runs
-// numerically, the rest as text.
-func findKernel(root string) (*Kernel, error) {
+// numerically, the rest as text. The boot entries use it on the applied
+// root, and the PE build (package initramfs) on the build host's.
+func FindKernel(root string) (*Kernel, error) {
 	boot := filepath.Join(root, "boot")
 	ents, err := os.ReadDir(boot)
 	if err != nil {

@@ -143,7 +143,7 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 		return nil, err
 	}
 
-	kpath, err := findKernel("/boot", cfg.Kernel)
+	kpath, err := findKernel("/", cfg.Kernel)
 	if err != nil {
 		return nil, err
 	}

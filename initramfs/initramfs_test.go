@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -56,23 +55,16 @@ func TestHostKernelVersion(t *testing.T) {
 	}
 }
 
-func TestVersionOrder(t *testing.T) {
-	vs := []string{"6.10.0-1-amd64", "6.1.0-9-amd64", "5.10.0-30-amd64", "6.1.0-56-amd64", "6.1.0-56-cloud-amd64"}
-	sort.Slice(vs, func(i, j int) bool { return versionLess(vs[i], vs[j]) })
-	want := []string{"5.10.0-30-amd64", "6.1.0-9-amd64", "6.1.0-56-amd64", "6.1.0-56-cloud-amd64", "6.10.0-1-amd64"}
-	if strings.Join(vs, " ") != strings.Join(want, " ") {
-		t.Errorf("sorted %v, want %v", vs, want)
-	}
-}
-
 func TestFindKernel(t *testing.T) {
 	dir := t.TempDir()
+	boot := filepath.Join(dir, "boot")
+	os.Mkdir(boot, 0o755)
 	_, err := findKernel(dir, "")
 	if !errors.Is(err, ErrNoKernel) || !strings.Contains(err.Error(), "linux-image-amd64") {
 		t.Errorf("empty /boot: %v, want ErrNoKernel telling which package to install", err)
 	}
 	for _, v := range []string{"6.1.0-9-amd64", "6.1.0-56-amd64", "5.10.0-1-amd64"} {
-		os.WriteFile(filepath.Join(dir, "vmlinuz-"+v), nil, 0o644)
+		os.WriteFile(filepath.Join(boot, "vmlinuz-"+v), nil, 0o644)
 	}
 	k, err := findKernel(dir, "")
 	if err != nil || filepath.Base(k) != "vmlinuz-6.1.0-56-amd64" {
@@ -86,7 +78,7 @@ func TestFindKernel(t *testing.T) {
 
 // hostKernel returns the newest host kernel, or skips.
 func hostKernel(t *testing.T) string {
-	k, err := findKernel("/boot", "")
+	k, err := findKernel("/", "")
 	if err != nil {
 		t.Skipf("needs a distribution kernel: %v", err)
 	}

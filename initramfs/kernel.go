@@ -7,18 +7,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/minint/minint/bootloader"
 )
 
 // ErrNoKernel is returned (wrapped) when no kernel can be found or read.
 var ErrNoKernel = errors.New("no kernel")
 
 // findKernel returns the kernel to use: path itself, or the newest
-// /boot/vmlinuz-* when path is "".
-func findKernel(bootDir, path string) (string, error) {
+// root/boot/vmlinuz-* when path is "".
+func findKernel(root, path string) (string, error) {
 	if path != "" {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -29,34 +28,11 @@ func findKernel(bootDir, path string) (string, error) {
 		}
 		return path, nil
 	}
-	ks, _ := filepath.Glob(filepath.Join(bootDir, "vmlinuz-*"))
-	if len(ks) == 0 {
-		return "", fmt.Errorf("%w: no %s/vmlinuz-* found: install the distribution kernel (apt-get install linux-image-amd64) or pass --kernel", ErrNoKernel, bootDir)
+	k, err := bootloader.FindKernel(root)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v: install the distribution kernel (apt-get install linux-image-amd64) or pass --kernel", ErrNoKernel, err)
 	}
-	sort.Slice(ks, func(i, j int) bool {
-		return versionLess(strings.TrimPrefix(filepath.Base(ks[i]), "vmlinuz-"), strings.TrimPrefix(filepath.Base(ks[j]), "vmlinuz-"))
-	})
-	return ks[len(ks)-1], nil
-}
-
-var numRE = regexp.MustCompile(`\d+|\D+`)
-
-// versionLess orders kernel versions the way people read them
-// (6.1.0-9 < 6.1.0-56 < 6.10.0-1).
-func versionLess(a, b string) bool {
-	pa, pb := numRE.FindAllString(a, -1), numRE.FindAllString(b, -1)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		if pa[i] == pb[i] {
-			continue
-		}
-		na, ea := strconv.Atoi(pa[i])
-		nb, eb := strconv.Atoi(pb[i])
-		if ea == nil && eb == nil {
-			return na < nb
-		}
-		return pa[i] < pb[i]
-	}
-	return len(pa) < len(pb)
+	return k.Path, nil
 }
 
 // kernelVersion reads the version string that an x86 bzImage carries in
