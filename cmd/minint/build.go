@@ -11,19 +11,18 @@ import (
 
 	"github.com/minint/minint/initramfs"
 	"github.com/minint/minint/internal/progress"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register(&command{
-		name:    "build",
-		summary: "Build the PE: kernel + initramfs with peinit, rescue tools and modules",
-		usage:   "build [flags]",
-		run:     runBuild,
-	})
-}
+func init() { register(newBuildCmd) }
 
-func runBuild(fs *pflag.FlagSet, args []string) error {
+func newBuildCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "build [flags]",
+		Short: "Build the PE: kernel + initramfs with peinit, rescue tools and modules",
+		Args:  noArgs,
+	}
+	fs := c.Flags()
 	out := fs.StringP("output", "o", "out/pe", "output `directory` for vmlinuz, initramfs.cpio.* and pe.json")
 	kernel := fs.String("kernel", "", "kernel `path` (default: newest /boot/vmlinuz-*)")
 	modDir := fs.String("modules-dir", "", "kernel modules `directory` (default: /lib/modules/<kernel version>)")
@@ -36,78 +35,75 @@ func runBuild(fs *pflag.FlagSet, args []string) error {
 	cache := fs.String("cache", "", "cache `directory` (default: $MININT_CACHE, else out/cache in the source tree)")
 	listMods := fs.Bool("list-modules", false, "print the default module list and exit")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
-	if *listMods {
-		fmt.Println(strings.Join(initramfs.DefaultModules, "\n"))
-		return nil
-	}
-	if fs.Changed("modules") && len(*addMods) > 0 {
-		return usageErrorf("--modules and --add-modules exclude each other")
-	}
-	cfg := initramfs.Config{
-		Kernel: *kernel, ModulesDir: *modDir, Commands: *cmds,
-		Compression: *comp, CacheDir: *cache,
-	}
-	if fs.Changed("modules") {
-		cfg.Modules = *mods
-		if cfg.Modules == nil {
-			cfg.Modules = []string{}
+	c.RunE = func(*cobra.Command, []string) error {
+		if *listMods {
+			fmt.Println(strings.Join(initramfs.DefaultModules, "\n"))
+			return nil
 		}
-	} else if len(*addMods) > 0 {
-		cfg.Modules = append(append([]string{}, initramfs.DefaultModules...), *addMods...)
-	}
-	for _, f := range *files {
-		src, dest, ok := strings.Cut(f, ":")
-		if !ok || src == "" || dest == "" {
-			return usageErrorf("--file %q: want SRC:DEST", f)
+		if fs.Changed("modules") && len(*addMods) > 0 {
+			return usageErrorf("--modules and --add-modules exclude each other")
 		}
-		cfg.Files = append(cfg.Files, initramfs.File{Src: src, Dest: dest})
-	}
-	keyID := ""
-	if *key != "" {
-		f, id, err := peKeyFile(*key)
+		cfg := initramfs.Config{
+			Kernel: *kernel, ModulesDir: *modDir, Commands: *cmds,
+			Compression: *comp, CacheDir: *cache,
+		}
+		if fs.Changed("modules") {
+			cfg.Modules = *mods
+			if cfg.Modules == nil {
+				cfg.Modules = []string{}
+			}
+		} else if len(*addMods) > 0 {
+			cfg.Modules = append(append([]string{}, initramfs.DefaultModules...), *addMods...)
+		}
+		for _, f := range *files {
+			src, dest, ok := strings.Cut(f, ":")
+			if !ok || src == "" || dest == "" {
+				return usageErrorf("--file %q: want SRC:DEST", f)
+			}
+			cfg.Files = append(cfg.Files, initramfs.File{Src: src, Dest: dest})
+		}
+		keyID := ""
+		if *key != "" {
+			f, id, err := peKeyFile(*key)
+			if err != nil {
+				return err
+			}
+			cfg.Files, keyID = append(cfg.Files, f), id
+		}
+		jw, closeJSON, err := buildEventsOut(*jsonOut)
 		if err != nil {
 			return err
 		}
-		cfg.Files, keyID = append(cfg.Files, f), id
-	}
-	jw, closeJSON, err := buildEventsOut(*jsonOut)
-	if err != nil {
-		return err
-	}
-	defer closeJSON()
-	r := progress.New(os.Stderr, jw)
-	cfg.Log = func(format string, a ...any) { r.Printf(format, a...) }
+		defer closeJSON()
+		r := progress.New(os.Stderr, jw)
+		cfg.Log = func(format string, a ...any) { r.Printf(format, a...) }
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	start := time.Now()
-	r.Emit(progress.Event{Kind: "step", Op: "build", State: "start"})
-	pe, err := initramfs.Build(ctx, cfg, *out)
-	if err != nil {
-		r.Emit(progress.Event{Kind: "step", Op: "build", State: "failed", Error: err.Error()})
-		return err
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		start := time.Now()
+		r.Emit(progress.Event{Kind: "step", Op: "build", State: "start"})
+		pe, err := initramfs.Build(ctx, cfg, *out)
+		if err != nil {
+			r.Emit(progress.Event{Kind: "step", Op: "build", State: "failed", Error: err.Error()})
+			return err
+		}
+		secs := time.Since(start).Seconds()
+		r.Printf("kernel     %s (%s, %.1f MiB)", pe.Kernel, pe.KernelVersion, float64(pe.KernelSize)/(1<<20))
+		r.Printf("initramfs  %s (%s, %.1f MiB, %d modules)", pe.Initramfs, pe.Compression, float64(pe.InitramfsSize)/(1<<20), len(pe.Modules))
+		if keyID != "" {
+			r.Printf("package key %s", keyID)
+		} else {
+			r.Printf("no package key (--key): this PE will refuse every package")
+		}
+		r.Printf("PE %s built in %.1f s", pe.ID, secs)
+		r.Emit(progress.Event{Kind: "step", Op: "build", State: "done", Data: map[string]any{
+			"id": pe.ID, "kernel": pe.Kernel, "kernel_version": pe.KernelVersion, "kernel_size": pe.KernelSize,
+			"initramfs": pe.Initramfs, "initramfs_size": pe.InitramfsSize, "modules": pe.Modules,
+			"cached": pe.Cached, "seconds": secs,
+		}})
+		return nil
 	}
-	secs := time.Since(start).Seconds()
-	r.Printf("kernel     %s (%s, %.1f MiB)", pe.Kernel, pe.KernelVersion, float64(pe.KernelSize)/(1<<20))
-	r.Printf("initramfs  %s (%s, %.1f MiB, %d modules)", pe.Initramfs, pe.Compression, float64(pe.InitramfsSize)/(1<<20), len(pe.Modules))
-	if keyID != "" {
-		r.Printf("package key %s", keyID)
-	} else {
-		r.Printf("no package key (--key): this PE will refuse every package")
-	}
-	r.Printf("PE %s built in %.1f s", pe.ID, secs)
-	r.Emit(progress.Event{Kind: "step", Op: "build", State: "done", Data: map[string]any{
-		"id": pe.ID, "kernel": pe.Kernel, "kernel_version": pe.KernelVersion, "kernel_size": pe.KernelSize,
-		"initramfs": pe.Initramfs, "initramfs_size": pe.InitramfsSize, "modules": pe.Modules,
-		"cached": pe.Cached, "seconds": secs,
-	}})
-	return nil
+	return c
 }
 
 // buildEventsOut opens the --json-events destination ("" none, "-" stdout).

@@ -15,27 +15,29 @@ import (
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/progress"
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
 func init() {
-	register(&command{
-		name:    "disk",
-		summary: "List, select, partition, format, mount, clean and make disks bootable",
-		sub: []*command{
-			{name: "list", summary: "List block devices with their partitions and filesystems", usage: "disk list [--json]", run: diskList},
-			{name: "select", summary: "Print the one disk a rule selects (error listing candidates otherwise)", usage: "disk select RULE   (e.g. '{transport: nvme}', min_size=20G, first_largest)", run: diskSelect},
-			{name: "partition", summary: "Partition a disk (or image file) from a YAML layout", usage: "disk partition --layout FILE [--format] [--dry-run] [--yes] DEVICE", run: diskPartition},
-			{name: "format", summary: "Create a vfat, ext4 or swap filesystem", usage: "disk format --fs vfat|ext4|swap [--label L] [--uuid U] [--offset N --size N] [--yes] DEVICE", run: diskFormat},
-			{name: "mount", summary: "Mount a filesystem (image ranges through a loop device)", usage: "disk mount [--type T] [--ro] [--offset N --size N] SOURCE TARGET", run: diskMount},
-			{name: "umount", summary: "Unmount a filesystem", usage: "disk umount TARGET", run: diskUmount},
-			{name: "clean", summary: "Delete everything on a mounted root except the staging folder", usage: "disk clean [--keep minint] [--dry-run] [--yes] MOUNTPOINT", run: diskClean},
-			{name: "bootfiles", summary: "Write UEFI (systemd-boot) and BIOS (syslinux) boot files for an applied root onto the ESP", usage: "disk bootfiles [--root-uuid U] [--cmdline S] [--no-bios] [--efi-entry] ROOT ESP", run: diskBootfiles},
-			{name: "bootloader", summary: "Install syslinux's BIOS boot code for the FAT boot partition (unmounted)", usage: "disk bootloader --partition N [--yes] DISK", run: diskBootloader},
-			{name: "bootnext", summary: "Boot something else once: UEFI BootNext, systemd-boot one-shot entry or syslinux once", usage: "disk bootnext (--boot-num HEX | --entry ID.conf | --syslinux-once LABEL --disk D --partition N)", run: diskBootnext},
-			{name: "syslinux-payload", summary: "Capture syslinux's BIOS payload from this host's syslinux for the PE", usage: "disk syslinux-payload [--syslinux PROGRAM] DIR", run: diskSyslinuxPayload},
-			{name: "erase", summary: "Erase a whole disk (zero or discard) and verify a sample of blocks", usage: "disk erase [--method zero|discard] [--yes] DEVICE", run: diskErase},
+	register(func() *cobra.Command {
+		return group(&cobra.Command{
+			Use:   "disk",
+			Short: "List, select, partition, format, mount, clean and make disks bootable",
 		},
+			newDiskListCmd(),
+			newDiskSelectCmd(),
+			newDiskPartitionCmd(),
+			newDiskFormatCmd(),
+			newDiskMountCmd(),
+			newDiskUmountCmd(),
+			newDiskCleanCmd(),
+			newDiskBootfilesCmd(),
+			newDiskBootloaderCmd(),
+			newDiskBootnextCmd(),
+			newDiskSyslinuxPayloadCmd(),
+			newDiskEraseCmd(),
+		)
 	})
 }
 
@@ -76,32 +78,37 @@ func diskEvents(name string) (io.Writer, func(), error) {
 	return f, func() { f.Close() }, nil
 }
 
-func diskList(fs *pflag.FlagSet, args []string) error {
+func newDiskListCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List block devices with their partitions and filesystems",
+	}
+	fs := cmd.Flags()
 	var c diskCommon
 	c.flags(fs)
 	asJSON := fs.Bool("json", false, "print JSON for machines")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usageErrorf("disk list takes no arguments")
-	}
-	ctx, cancel := diskContext()
-	defer cancel()
-	disks, err := c.discover(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if disks == nil {
-			disks = []*diskops.Disk{}
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 0 {
+			return usageErrorf("disk list takes no arguments")
 		}
-		return enc.Encode(disks)
+		ctx, cancel := diskContext()
+		defer cancel()
+		disks, err := c.discover(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			if disks == nil {
+				disks = []*diskops.Disk{}
+			}
+			return enc.Encode(disks)
+		}
+		printDisks(os.Stdout, disks)
+		return nil
 	}
-	printDisks(os.Stdout, disks)
-	return nil
+	return cmd
 }
 
 func printDisks(w io.Writer, disks []*diskops.Disk) {
@@ -170,35 +177,40 @@ func dash(s string) string {
 	return s
 }
 
-func diskSelect(fs *pflag.FlagSet, args []string) error {
+func newDiskSelectCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "select RULE   (e.g. '{transport: nvme}', min_size=20G, first_largest)",
+		Short: "Print the one disk a rule selects (error listing candidates otherwise)",
+	}
+	fs := cmd.Flags()
 	var c diskCommon
 	c.flags(fs)
 	asJSON := fs.Bool("json", false, "print the selected disk as JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 {
+			return usageErrorf("want exactly one RULE")
+		}
+		rule, err := diskops.ParseRule(fs.Arg(0))
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		ctx, cancel := diskContext()
+		defer cancel()
+		disks, err := c.discover(ctx)
+		if err != nil {
+			return err
+		}
+		d, err := diskops.Select(disks, rule)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(d)
+		}
+		fmt.Println(d.Path)
+		return nil
 	}
-	if fs.NArg() != 1 {
-		return usageErrorf("want exactly one RULE")
-	}
-	rule, err := diskops.ParseRule(fs.Arg(0))
-	if err != nil {
-		return usageErrorf("%v", err)
-	}
-	ctx, cancel := diskContext()
-	defer cancel()
-	disks, err := c.discover(ctx)
-	if err != nil {
-		return err
-	}
-	d, err := diskops.Select(disks, rule)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return json.NewEncoder(os.Stdout).Encode(d)
-	}
-	fmt.Println(d.Path)
-	return nil
+	return cmd
 }
 
 // confirm asks before a destructive operation, showing what will be lost.
@@ -229,7 +241,12 @@ func targetDescription(t *diskops.Target) string {
 	return fmt.Sprintf("image file %s (%s)", t.Path, diskops.Size(t.Size).Human())
 }
 
-func diskPartition(fs *pflag.FlagSet, args []string) error {
+func newDiskPartitionCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "partition --layout FILE [--format] [--dry-run] [--yes] DEVICE",
+		Short: "Partition a disk (or image file) from a YAML layout",
+	}
+	fs := cmd.Flags()
 	var c diskCommon
 	c.flags(fs)
 	layoutPath := fs.String("layout", "", "YAML layout `FILE` (required)")
@@ -238,74 +255,74 @@ func diskPartition(fs *pflag.FlagSet, args []string) error {
 	dry := fs.Bool("dry-run", false, "print the plan and write nothing")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 || *layoutPath == "" {
-		return usageErrorf("want --layout FILE and one DEVICE")
-	}
-	l, err := diskops.ReadLayout(*layoutPath)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := diskContext()
-	defer cancel()
-	t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{SysRoot: c.sysRoot, ReadOnly: *dry, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	if *dry {
-		res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{DryRun: true})
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 || *layoutPath == "" {
+			return usageErrorf("want --layout FILE and one DEVICE")
+		}
+		l, err := diskops.ReadLayout(*layoutPath)
 		if err != nil {
 			return err
 		}
-		printPlan(os.Stdout, t, res)
-		return nil
-	}
-	// Plan first so that a layout that does not fit fails before asking.
-	if _, err := l.Plan(t.Size, t.SectorSize); err != nil {
-		return fmt.Errorf("%s: %w", t.Path, err)
-	}
-	if err := confirm(*yes, "repartition "+targetDescription(t)); err != nil {
-		return err
-	}
-	jw, closeJW, err := diskEvents(*jsonOut)
-	if err != nil {
-		return err
-	}
-	defer closeJW()
-	r := progress.New(os.Stderr, jw)
-	r.Emit(progress.Event{Kind: "step", Op: "partition", State: "start", Msg: t.Path})
-	res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{})
-	if err != nil && !(diskops.IsNoNodes(err) && res != nil) {
-		r.Emit(progress.Event{Kind: "step", Op: "partition", State: "failed", Error: err.Error()})
-		return err
-	}
-	if err != nil {
-		r.Printf("warning: %v; continuing by offset", err)
-	}
-	printPlan(os.Stdout, t, res)
-	r.Emit(progress.Event{Kind: "step", Op: "partition", State: "done", Data: map[string]any{"partitions": res.Partitions, "nodes": res.Nodes}})
-	if !*format {
-		return nil
-	}
-	task := r.Start("format", 0, "bytes")
-	var prev int64 // each filesystem counts from zero
-	fss, err := diskops.FormatPartitionsProgress(ctx, t, res, *mkfs, func(p diskops.Planned) {
-		r.Printf("formatting partition %d (%s) as %s", p.Number, p.Name, p.FS)
-		prev = 0
-	}, func(done, _ int64) { task.Add(done - prev); prev = done })
-	task.Finish(err)
-	if err != nil {
-		return err
-	}
-	for i, f := range fss {
-		if f != nil {
-			fmt.Printf("partition %d: %s label=%q uuid=%s\n", res.Partitions[i].Number, f.Type, f.Label, f.UUID)
+		ctx, cancel := diskContext()
+		defer cancel()
+		t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{SysRoot: c.sysRoot, ReadOnly: *dry, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
+		if err != nil {
+			return err
 		}
+		defer t.Close()
+		if *dry {
+			res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{DryRun: true})
+			if err != nil {
+				return err
+			}
+			printPlan(os.Stdout, t, res)
+			return nil
+		}
+		// Plan first so that a layout that does not fit fails before asking.
+		if _, err := l.Plan(t.Size, t.SectorSize); err != nil {
+			return fmt.Errorf("%s: %w", t.Path, err)
+		}
+		if err := confirm(*yes, "repartition "+targetDescription(t)); err != nil {
+			return err
+		}
+		jw, closeJW, err := diskEvents(*jsonOut)
+		if err != nil {
+			return err
+		}
+		defer closeJW()
+		r := progress.New(os.Stderr, jw)
+		r.Emit(progress.Event{Kind: "step", Op: "partition", State: "start", Msg: t.Path})
+		res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{})
+		if err != nil && !(diskops.IsNoNodes(err) && res != nil) {
+			r.Emit(progress.Event{Kind: "step", Op: "partition", State: "failed", Error: err.Error()})
+			return err
+		}
+		if err != nil {
+			r.Printf("warning: %v; continuing by offset", err)
+		}
+		printPlan(os.Stdout, t, res)
+		r.Emit(progress.Event{Kind: "step", Op: "partition", State: "done", Data: map[string]any{"partitions": res.Partitions, "nodes": res.Nodes}})
+		if !*format {
+			return nil
+		}
+		task := r.Start("format", 0, "bytes")
+		var prev int64 // each filesystem counts from zero
+		fss, err := diskops.FormatPartitionsProgress(ctx, t, res, *mkfs, func(p diskops.Planned) {
+			r.Printf("formatting partition %d (%s) as %s", p.Number, p.Name, p.FS)
+			prev = 0
+		}, func(done, _ int64) { task.Add(done - prev); prev = done })
+		task.Finish(err)
+		if err != nil {
+			return err
+		}
+		for i, f := range fss {
+			if f != nil {
+				fmt.Printf("partition %d: %s label=%q uuid=%s\n", res.Partitions[i].Number, f.Type, f.Label, f.UUID)
+			}
+		}
+		return nil
 	}
-	return nil
+	return cmd
 }
 
 func printPlan(w io.Writer, t *diskops.Target, res *diskops.PartitionResult) {
@@ -322,7 +339,12 @@ func printPlan(w io.Writer, t *diskops.Target, res *diskops.PartitionResult) {
 	tw.Flush()
 }
 
-func diskFormat(fs *pflag.FlagSet, args []string) error {
+func newDiskFormatCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "format --fs vfat|ext4|swap [--label L] [--uuid U] [--offset N --size N] [--yes] DEVICE",
+		Short: "Create a vfat, ext4 or swap filesystem",
+	}
+	fs := cmd.Flags()
 	var spec diskops.FormatSpec
 	fs.StringVar(&spec.FS, "fs", "", "filesystem: vfat, ext4 or swap (required)")
 	fs.StringVar(&spec.Label, "label", "", "volume label")
@@ -331,143 +353,163 @@ func diskFormat(fs *pflag.FlagSet, args []string) error {
 	offset := fs.Int64("offset", 0, "start of the filesystem in `BYTES` within DEVICE")
 	size := fs.String("size", "", "filesystem `SIZE` (default: to the end of DEVICE)")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 || spec.FS == "" {
-		return usageErrorf("want --fs and one DEVICE")
-	}
-	dev := fs.Arg(0)
-	fi, err := os.Stat(dev)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(dev, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	total := fi.Size()
-	if !fi.Mode().IsRegular() {
-		// A block device: its size comes from seeking to the end.
-		if total, err = f.Seek(0, io.SeekEnd); err != nil {
-			return err
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 || spec.FS == "" {
+			return usageErrorf("want --fs and one DEVICE")
 		}
-	}
-	n := total - *offset
-	if *size != "" {
-		s, err := diskops.ParseSize(*size)
+		dev := fs.Arg(0)
+		fi, err := os.Stat(dev)
 		if err != nil {
-			return usageErrorf("--size: %v", err)
-		}
-		n = int64(s)
-	}
-	if *offset < 0 || n <= 0 || *offset+n > total {
-		return fmt.Errorf("%s: range %d+%d lies outside the device (%d bytes)", dev, *offset, n, total)
-	}
-	if existing := diskops.ProbeFilesystem(f, *offset, n); existing != nil {
-		if err := confirm(*yes, fmt.Sprintf("format %s at %d (%s), destroying its %s filesystem %q", dev, *offset, diskops.Size(n).Human(), existing.Type, existing.Label)); err != nil {
 			return err
 		}
-	} else if err := confirm(*yes, fmt.Sprintf("format %s at %d (%s)", dev, *offset, diskops.Size(n).Human())); err != nil {
-		return err
+		f, err := os.OpenFile(dev, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		total := fi.Size()
+		if !fi.Mode().IsRegular() {
+			// A block device: its size comes from seeking to the end.
+			if total, err = f.Seek(0, io.SeekEnd); err != nil {
+				return err
+			}
+		}
+		n := total - *offset
+		if *size != "" {
+			s, err := diskops.ParseSize(*size)
+			if err != nil {
+				return usageErrorf("--size: %v", err)
+			}
+			n = int64(s)
+		}
+		if *offset < 0 || n <= 0 || *offset+n > total {
+			return fmt.Errorf("%s: range %d+%d lies outside the device (%d bytes)", dev, *offset, n, total)
+		}
+		if existing := diskops.ProbeFilesystem(f, *offset, n); existing != nil {
+			if err := confirm(*yes, fmt.Sprintf("format %s at %d (%s), destroying its %s filesystem %q", dev, *offset, diskops.Size(n).Human(), existing.Type, existing.Label)); err != nil {
+				return err
+			}
+		} else if err := confirm(*yes, fmt.Sprintf("format %s at %d (%s)", dev, *offset, diskops.Size(n).Human())); err != nil {
+			return err
+		}
+		ctx, cancel := diskContext()
+		defer cancel()
+		got, err := diskops.Format(ctx, f, *offset, n, spec)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: %s label=%q uuid=%s\n", dev, got.Type, got.Label, got.UUID)
+		return nil
 	}
-	ctx, cancel := diskContext()
-	defer cancel()
-	got, err := diskops.Format(ctx, f, *offset, n, spec)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%s: %s label=%q uuid=%s\n", dev, got.Type, got.Label, got.UUID)
-	return nil
+	return cmd
 }
 
-func diskMount(fs *pflag.FlagSet, args []string) error {
+func newDiskMountCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "mount [--type T] [--ro] [--offset N --size N] SOURCE TARGET",
+		Short: "Mount a filesystem (image ranges through a loop device)",
+	}
+	fs := cmd.Flags()
 	var o diskops.MountOptions
 	fs.StringVar(&o.FSType, "type", "", "filesystem type (probed when empty)")
 	fs.BoolVar(&o.ReadOnly, "ro", false, "mount read-only")
 	fs.StringVar(&o.Data, "options", "", "filesystem-specific mount options")
 	fs.Int64Var(&o.Offset, "offset", 0, "start of the filesystem in `BYTES` within SOURCE (loop device)")
 	fs.Int64Var(&o.Size, "size", 0, "size in `BYTES` of the filesystem within SOURCE")
-	if err := fs.Parse(args); err != nil {
-		return err
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 2 {
+			return usageErrorf("want SOURCE and TARGET")
+		}
+		m, err := diskops.Mount(fs.Arg(0), fs.Arg(1), o)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("mounted %s (%s) on %s\n", m.Source, m.FSType, m.Target)
+		return nil
 	}
-	if fs.NArg() != 2 {
-		return usageErrorf("want SOURCE and TARGET")
-	}
-	m, err := diskops.Mount(fs.Arg(0), fs.Arg(1), o)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("mounted %s (%s) on %s\n", m.Source, m.FSType, m.Target)
-	return nil
+	return cmd
 }
 
-func diskUmount(fs *pflag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+func newDiskUmountCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "umount TARGET",
+		Short: "Unmount a filesystem",
 	}
-	if fs.NArg() != 1 {
-		return usageErrorf("want TARGET")
+	fs := cmd.Flags()
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 {
+			return usageErrorf("want TARGET")
+		}
+		return diskops.Unmount(fs.Arg(0))
 	}
-	return diskops.Unmount(fs.Arg(0))
+	return cmd
 }
 
-func diskClean(fs *pflag.FlagSet, args []string) error {
+func newDiskCleanCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "clean [--keep minint] [--dry-run] [--yes] MOUNTPOINT",
+		Short: "Delete everything on a mounted root except the staging folder",
+	}
+	fs := cmd.Flags()
 	keep := fs.String("keep", "minint", "staging folder `NAME` below the root that survives")
 	dry := fs.Bool("dry-run", false, "print exactly what would be deleted and delete nothing")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 {
+			return usageErrorf("want the MOUNTPOINT of the root to clean")
+		}
+		root := fs.Arg(0)
+		ctx, cancel := diskContext()
+		defer cancel()
+		plan, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, DryRun: true})
+		if err != nil {
+			return err
+		}
+		if *dry {
+			if *asJSON {
+				return json.NewEncoder(os.Stdout).Encode(plan)
+			}
+			for _, e := range plan.Entries {
+				fmt.Printf("%-8s %12d %q\n", e.Type, e.Size, "/"+e.Path)
+			}
+			for _, s := range plan.Skipped {
+				fmt.Printf("keep     %12s %q (%s)\n", "", "/"+s.Path, s.Reason)
+			}
+			fmt.Printf("%d entries, %s would be deleted\n", len(plan.Entries), diskops.Size(plan.Bytes).Human())
+			return nil
+		}
+		if err := confirm(*yes, fmt.Sprintf("delete %d entries (%s) below %s, keeping only %s", len(plan.Entries), diskops.Size(plan.Bytes).Human(), root, *keep)); err != nil {
+			return err
+		}
+		jw, closeJW, err := diskEvents(*jsonOut)
+		if err != nil {
+			return err
+		}
+		defer closeJW()
+		r := progress.New(os.Stderr, jw)
+		task := r.Start("clean", int64(len(plan.Entries)), "files")
+		res, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, OnDelete: func(diskops.ManifestEntry) { task.Add(1) }})
+		task.Finish(err)
+		if res != nil {
+			if *asJSON {
+				json.NewEncoder(os.Stdout).Encode(res)
+			} else {
+				fmt.Printf("deleted %d entries (%s); manifest %s\n", len(res.Entries)-len(res.Failed), diskops.Size(res.Bytes).Human(), res.Manifest)
+			}
+		}
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usageErrorf("want the MOUNTPOINT of the root to clean")
-	}
-	root := fs.Arg(0)
-	ctx, cancel := diskContext()
-	defer cancel()
-	plan, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, DryRun: true})
-	if err != nil {
-		return err
-	}
-	if *dry {
-		if *asJSON {
-			return json.NewEncoder(os.Stdout).Encode(plan)
-		}
-		for _, e := range plan.Entries {
-			fmt.Printf("%-8s %12d %q\n", e.Type, e.Size, "/"+e.Path)
-		}
-		for _, s := range plan.Skipped {
-			fmt.Printf("keep     %12s %q (%s)\n", "", "/"+s.Path, s.Reason)
-		}
-		fmt.Printf("%d entries, %s would be deleted\n", len(plan.Entries), diskops.Size(plan.Bytes).Human())
-		return nil
-	}
-	if err := confirm(*yes, fmt.Sprintf("delete %d entries (%s) below %s, keeping only %s", len(plan.Entries), diskops.Size(plan.Bytes).Human(), root, *keep)); err != nil {
-		return err
-	}
-	jw, closeJW, err := diskEvents(*jsonOut)
-	if err != nil {
-		return err
-	}
-	defer closeJW()
-	r := progress.New(os.Stderr, jw)
-	task := r.Start("clean", int64(len(plan.Entries)), "files")
-	res, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, OnDelete: func(diskops.ManifestEntry) { task.Add(1) }})
-	task.Finish(err)
-	if res != nil {
-		if *asJSON {
-			json.NewEncoder(os.Stdout).Encode(res)
-		} else {
-			fmt.Printf("deleted %d entries (%s); manifest %s\n", len(res.Entries)-len(res.Failed), diskops.Size(res.Bytes).Human(), res.Manifest)
-		}
-	}
-	return err
+	return cmd
 }
 
-func diskBootfiles(fs *pflag.FlagSet, args []string) error {
+func newDiskBootfilesCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bootfiles [--root-uuid U] [--cmdline S] [--no-bios] [--efi-entry] ROOT ESP",
+		Short: "Write UEFI (systemd-boot) and BIOS (syslinux) boot files for an applied root onto the ESP",
+	}
+	fs := cmd.Flags()
 	var o bootloader.UEFIOptions
 	fs.StringVar(&o.RootUUID, "root-uuid", "", "root filesystem `UUID` for root=UUID= (default: probed from ROOT's device)")
 	fs.StringVar(&o.Cmdline, "cmdline", "", "extra kernel command line")
@@ -481,126 +523,131 @@ func diskBootfiles(fs *pflag.FlagSet, args []string) error {
 	efiEntry := fs.Bool("efi-entry", false, "also create a firmware boot entry (needs UEFI and ESP a mounted partition)")
 	efivars := fs.String("efivars", bootloader.DefaultEFIVars, "efivarfs `DIR`")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 2 {
-		return usageErrorf("want ROOT and ESP (mounted directories)")
-	}
-	o.Root, o.ESP = fs.Arg(0), fs.Arg(1)
-	ctx, cancel := diskContext()
-	defer cancel()
-	if o.RootUUID == "" {
-		f, src, err := diskops.MountedFilesystem("", o.Root)
-		if err != nil {
-			return fmt.Errorf("finding the root filesystem's UUID (give --root-uuid): %w", err)
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 2 {
+			return usageErrorf("want ROOT and ESP (mounted directories)")
 		}
-		o.RootUUID = f.UUID
-		fmt.Fprintf(os.Stderr, "root filesystem: %s %s UUID=%s\n", src, f.Type, f.UUID)
-	}
-	if *efiEntry {
-		if !bootloader.HaveEFIVars(*efivars) {
-			return fmt.Errorf("--efi-entry: %s is not an efivarfs (not booted under UEFI?)", *efivars)
+		o.Root, o.ESP = fs.Arg(0), fs.Arg(1)
+		ctx, cancel := diskContext()
+		defer cancel()
+		if o.RootUUID == "" {
+			f, src, err := diskops.MountedFilesystem("", o.Root)
+			if err != nil {
+				return fmt.Errorf("finding the root filesystem's UUID (give --root-uuid): %w", err)
+			}
+			o.RootUUID = f.UUID
+			fmt.Fprintf(os.Stderr, "root filesystem: %s %s UUID=%s\n", src, f.Type, f.UUID)
 		}
-		d, p, err := diskops.MountedPartition(ctx, "", o.ESP)
-		if err != nil {
-			return fmt.Errorf("--efi-entry: %w", err)
+		if *efiEntry {
+			if !bootloader.HaveEFIVars(*efivars) {
+				return fmt.Errorf("--efi-entry: %s is not an efivarfs (not booted under UEFI?)", *efivars)
+			}
+			d, p, err := diskops.MountedPartition(ctx, "", o.ESP)
+			if err != nil {
+				return fmt.Errorf("--efi-entry: %w", err)
+			}
+			o.EFIVars = &bootloader.EFIVars{Dir: *efivars}
+			o.ESPPartition, o.SectorSize = *p, d.LogicalSectorSize
 		}
-		o.EFIVars = &bootloader.EFIVars{Dir: *efivars}
-		o.ESPPartition, o.SectorSize = *p, d.LogicalSectorSize
-	}
-	var results []*bootloader.BootResult
-	if !*noUEFI {
-		r, err := bootloader.InstallUEFI(ctx, o)
-		if err != nil {
-			return err
-		}
-		results = append(results, r)
-	}
-	if !*noBIOS {
-		bo := bootloader.BIOSOptions{BootOptions: o.BootOptions, BootDir: o.ESP}
-		if *payloadDir != "" {
-			p, err := bootloader.LoadSyslinuxPayload(*payloadDir)
+		var results []*bootloader.BootResult
+		if !*noUEFI {
+			r, err := bootloader.InstallUEFI(ctx, o)
 			if err != nil {
 				return err
 			}
-			bo.Payload = p
+			results = append(results, r)
 		}
-		r, err := bootloader.WriteBIOSConfig(ctx, bo)
-		if err != nil {
-			return err
+		if !*noBIOS {
+			bo := bootloader.BIOSOptions{BootOptions: o.BootOptions, BootDir: o.ESP}
+			if *payloadDir != "" {
+				p, err := bootloader.LoadSyslinuxPayload(*payloadDir)
+				if err != nil {
+					return err
+				}
+				bo.Payload = p
+			}
+			r, err := bootloader.WriteBIOSConfig(ctx, bo)
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(results)
+		}
+		for _, r := range results {
+			for _, w := range r.Written {
+				fmt.Println("wrote", w)
+			}
+			for _, b := range r.BackedUp {
+				fmt.Println("backed up", b)
+			}
+			if r.BootNum != nil {
+				fmt.Printf("firmware boot entry Boot%04X (first in BootOrder)\n", *r.BootNum)
+			}
+		}
+		return nil
 	}
-	if *asJSON {
-		return json.NewEncoder(os.Stdout).Encode(results)
-	}
-	for _, r := range results {
-		for _, w := range r.Written {
-			fmt.Println("wrote", w)
-		}
-		for _, b := range r.BackedUp {
-			fmt.Println("backed up", b)
-		}
-		if r.BootNum != nil {
-			fmt.Printf("firmware boot entry Boot%04X (first in BootOrder)\n", *r.BootNum)
-		}
-	}
-	return nil
+	return cmd
 }
 
-func diskBootloader(fs *pflag.FlagSet, args []string) error {
+func newDiskBootloaderCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bootloader --partition N [--yes] DISK",
+		Short: "Install syslinux's BIOS boot code for the FAT boot partition (unmounted)",
+	}
+	fs := cmd.Flags()
 	var o bootloader.SyslinuxOptions
 	fs.IntVar(&o.Partition, "partition", 0, "`NUMBER` of the FAT boot partition (usually the ESP, 1)")
 	fs.StringVar(&o.BackupDir, "backup-dir", "", "keep the previous MBR boot code in `DIR`")
 	fs.StringVar(&o.Syslinux, "syslinux", "", "syslinux installer program")
 	payloadDir := fs.String("syslinux-payload", "", "install in pure Go from this payload `DIR` (written by bootfiles) instead of running syslinux")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 || o.Partition < 1 {
-		return usageErrorf("want --partition N and one DISK")
-	}
-	o.Disk = fs.Arg(0)
-	if *payloadDir != "" {
-		p, err := bootloader.LoadSyslinuxPayload(*payloadDir)
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 || o.Partition < 1 {
+			return usageErrorf("want --partition N and one DISK")
+		}
+		o.Disk = fs.Arg(0)
+		if *payloadDir != "" {
+			p, err := bootloader.LoadSyslinuxPayload(*payloadDir)
+			if err != nil {
+				return err
+			}
+			o.Payload = p
+		}
+		ctx, cancel := diskContext()
+		defer cancel()
+		// The partition must not be mounted while syslinux writes to it; the
+		// rest of the disk (the root) may be.
+		if disks, err := diskops.Discover(ctx, diskops.DiscoverOptions{}); err == nil {
+			for _, d := range disks {
+				if d.Path != o.Disk {
+					continue
+				}
+				node := diskops.PartitionNode(d.Path, o.Partition)
+				for _, p := range d.Partitions() {
+					if p.Number == o.Partition && p.Device != "" {
+						node = p.Device
+					}
+				}
+				if mnt := mountsOf(node); mnt != "" {
+					return fmt.Errorf("%s is mounted on %s: unmount it first", node, mnt)
+				}
+			}
+		}
+		if err := confirm(*yes, fmt.Sprintf("write BIOS boot code to %s and partition %d", o.Disk, o.Partition)); err != nil {
+			return err
+		}
+		r, err := bootloader.InstallSyslinux(ctx, o)
 		if err != nil {
 			return err
 		}
-		o.Payload = p
-	}
-	ctx, cancel := diskContext()
-	defer cancel()
-	// The partition must not be mounted while syslinux writes to it; the
-	// rest of the disk (the root) may be.
-	if disks, err := diskops.Discover(ctx, diskops.DiscoverOptions{}); err == nil {
-		for _, d := range disks {
-			if d.Path != o.Disk {
-				continue
-			}
-			node := diskops.PartitionNode(d.Path, o.Partition)
-			for _, p := range d.Partitions() {
-				if p.Number == o.Partition && p.Device != "" {
-					node = p.Device
-				}
-			}
-			if mnt := mountsOf(node); mnt != "" {
-				return fmt.Errorf("%s is mounted on %s: unmount it first", node, mnt)
-			}
+		for _, w := range r.Written {
+			fmt.Println("wrote", w)
 		}
+		return nil
 	}
-	if err := confirm(*yes, fmt.Sprintf("write BIOS boot code to %s and partition %d", o.Disk, o.Partition)); err != nil {
-		return err
-	}
-	r, err := bootloader.InstallSyslinux(ctx, o)
-	if err != nil {
-		return err
-	}
-	for _, w := range r.Written {
-		fmt.Println("wrote", w)
-	}
-	return nil
+	return cmd
 }
 
 // mountsOf returns where dev is mounted, from /proc/self/mountinfo.
@@ -617,58 +664,68 @@ func mountsOf(dev string) string {
 	return ""
 }
 
-func diskBootnext(fs *pflag.FlagSet, args []string) error {
+func newDiskBootnextCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bootnext (--boot-num HEX | --entry ID.conf | --syslinux-once LABEL --disk D --partition N)",
+		Short: "Boot something else once: UEFI BootNext, systemd-boot one-shot entry or syslinux once",
+	}
+	fs := cmd.Flags()
 	num := fs.String("boot-num", "", "UEFI: start Boot`XXXX` once (hex)")
 	entry := fs.String("entry", "", "systemd-boot: start loader entry `ID` (e.g. minint-pe.conf) once")
 	once := fs.String("syslinux-once", "", "syslinux: boot `LABEL` once")
 	disk := fs.String("disk", "", "with --syslinux-once: the disk")
 	part := fs.Int("partition", 0, "with --syslinux-once: the FAT boot partition number")
 	efivars := fs.String("efivars", bootloader.DefaultEFIVars, "efivarfs `DIR`")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	n := 0
-	for _, s := range []string{*num, *entry, *once} {
-		if s != "" {
-			n++
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		n := 0
+		for _, s := range []string{*num, *entry, *once} {
+			if s != "" {
+				n++
+			}
 		}
-	}
-	if n != 1 || fs.NArg() != 0 {
-		return usageErrorf("give exactly one of --boot-num, --entry, --syslinux-once")
-	}
-	v := bootloader.EFIVars{Dir: *efivars}
-	switch {
-	case *num != "":
-		x, err := strconv.ParseUint(*num, 16, 16)
+		if n != 1 || fs.NArg() != 0 {
+			return usageErrorf("give exactly one of --boot-num, --entry, --syslinux-once")
+		}
+		v := bootloader.EFIVars{Dir: *efivars}
+		switch {
+		case *num != "":
+			x, err := strconv.ParseUint(*num, 16, 16)
+			if err != nil {
+				return usageErrorf("--boot-num %q: want 4 hex digits", *num)
+			}
+			return v.SetBootNext(uint16(x))
+		case *entry != "":
+			return v.SetLoaderOneShot(*entry)
+		}
+		if *disk == "" || *part < 1 {
+			return usageErrorf("--syslinux-once needs --disk and --partition")
+		}
+		f, err := os.Open(*disk)
 		if err != nil {
-			return usageErrorf("--boot-num %q: want 4 hex digits", *num)
+			return err
 		}
-		return v.SetBootNext(uint16(x))
-	case *entry != "":
-		return v.SetLoaderOneShot(*entry)
-	}
-	if *disk == "" || *part < 1 {
-		return usageErrorf("--syslinux-once needs --disk and --partition")
-	}
-	f, err := os.Open(*disk)
-	if err != nil {
-		return err
-	}
-	size, _ := f.Seek(0, io.SeekEnd)
-	tab, err := diskops.ReadTable(f, size, 0)
-	f.Close()
-	if err != nil || tab == nil {
-		return fmt.Errorf("%s: no partition table (%v)", *disk, err)
-	}
-	for _, p := range tab.Partitions {
-		if p.Number == *part {
-			return bootloader.SetSyslinuxOnce(*disk, p.Start, *once)
+		size, _ := f.Seek(0, io.SeekEnd)
+		tab, err := diskops.ReadTable(f, size, 0)
+		f.Close()
+		if err != nil || tab == nil {
+			return fmt.Errorf("%s: no partition table (%v)", *disk, err)
 		}
+		for _, p := range tab.Partitions {
+			if p.Number == *part {
+				return bootloader.SetSyslinuxOnce(*disk, p.Start, *once)
+			}
+		}
+		return fmt.Errorf("%s: no partition %d", *disk, *part)
 	}
-	return fmt.Errorf("%s: no partition %d", *disk, *part)
+	return cmd
 }
 
-func diskErase(fs *pflag.FlagSet, args []string) error {
+func newDiskEraseCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "erase [--method zero|discard] [--yes] DEVICE",
+		Short: "Erase a whole disk (zero or discard) and verify a sample of blocks",
+	}
+	fs := cmd.Flags()
 	var c diskCommon
 	c.flags(fs)
 	var o diskops.EraseOptions
@@ -676,56 +733,61 @@ func diskErase(fs *pflag.FlagSet, args []string) error {
 	fs.IntVar(&o.Samples, "samples", 256, "random blocks to verify besides the first and last MiB")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 {
+			return usageErrorf("want one DEVICE")
+		}
+		ctx, cancel := diskContext()
+		defer cancel()
+		t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{SysRoot: c.sysRoot, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		if err := confirm(*yes, "erase ALL data on "+targetDescription(t)); err != nil {
+			return err
+		}
+		jw, closeJW, err := diskEvents(*jsonOut)
+		if err != nil {
+			return err
+		}
+		defer closeJW()
+		r := progress.New(os.Stderr, jw)
+		task := r.Start("erase", t.Size, "bytes")
+		o.Progress = task.Callback()
+		res, err := diskops.Erase(ctx, t, o)
+		task.Finish(err)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s: erased %s with %s; %d blocks verified zero\n", t.Path, diskops.Size(res.Bytes).Human(), res.Method, res.Verified)
+		return nil
 	}
-	if fs.NArg() != 1 {
-		return usageErrorf("want one DEVICE")
-	}
-	ctx, cancel := diskContext()
-	defer cancel()
-	t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{SysRoot: c.sysRoot, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	if err := confirm(*yes, "erase ALL data on "+targetDescription(t)); err != nil {
-		return err
-	}
-	jw, closeJW, err := diskEvents(*jsonOut)
-	if err != nil {
-		return err
-	}
-	defer closeJW()
-	r := progress.New(os.Stderr, jw)
-	task := r.Start("erase", t.Size, "bytes")
-	o.Progress = task.Callback()
-	res, err := diskops.Erase(ctx, t, o)
-	task.Finish(err)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%s: erased %s with %s; %d blocks verified zero\n", t.Path, diskops.Size(res.Bytes).Human(), res.Method, res.Verified)
-	return nil
+	return cmd
 }
 
-func diskSyslinuxPayload(fs *pflag.FlagSet, args []string) error {
+func newDiskSyslinuxPayloadCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "syslinux-payload [--syslinux PROGRAM] DIR",
+		Short: "Capture syslinux's BIOS payload from this host's syslinux for the PE",
+	}
+	fs := cmd.Flags()
 	prog := fs.String("syslinux", "", "the syslinux (mtools) installer to capture from")
-	if err := fs.Parse(args); err != nil {
-		return err
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 {
+			return usageErrorf("want the output DIR (the PE expects %s)", bootloader.SyslinuxPayloadDir)
+		}
+		ctx, cancel := diskContext()
+		defer cancel()
+		p, err := bootloader.CaptureSyslinux(ctx, *prog)
+		if err != nil {
+			return err
+		}
+		if err := p.Save(fs.Arg(0)); err != nil {
+			return err
+		}
+		fmt.Printf("%s: ldlinux.sys (%d bytes), ldlinux.bss, ldlinux.c32 (%d bytes)\n", fs.Arg(0), len(p.Ldlinux), len(p.LdlinuxC32))
+		return nil
 	}
-	if fs.NArg() != 1 {
-		return usageErrorf("want the output DIR (the PE expects %s)", bootloader.SyslinuxPayloadDir)
-	}
-	ctx, cancel := diskContext()
-	defer cancel()
-	p, err := bootloader.CaptureSyslinux(ctx, *prog)
-	if err != nil {
-		return err
-	}
-	if err := p.Save(fs.Arg(0)); err != nil {
-		return err
-	}
-	fmt.Printf("%s: ldlinux.sys (%d bytes), ldlinux.bss, ldlinux.c32 (%d bytes)\n", fs.Arg(0), len(p.Ldlinux), len(p.LdlinuxC32))
-	return nil
+	return cmd
 }

@@ -14,19 +14,18 @@ import (
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/media"
 	"github.com/minint/minint/sequence"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
-func init() {
-	register(&command{
-		name:    "iso",
-		summary: "Build the hybrid boot ISO (BIOS + UEFI, CD or USB stick)",
-		usage:   "iso [-o FILE] [flags]",
-		run:     runISO,
-	})
-}
+func init() { register(newISOCmd) }
 
-func runISO(fs *pflag.FlagSet, args []string) error {
+func newISOCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "iso [-o FILE] [flags]",
+		Short: "Build the hybrid boot ISO (BIOS + UEFI, CD or USB stick)",
+		Args:  noArgs,
+	}
+	fs := c.Flags()
 	out := fs.StringP("output", "o", "out/minint.iso", "ISO `file` to write")
 	label := fs.String("label", "MININT", "ISO volume `label` (A-Z, 0-9, _; at most 32)")
 	cmdline := fs.String("cmdline", "", "extra kernel `arguments`, appended to minint's own")
@@ -42,123 +41,120 @@ func runISO(fs *pflag.FlagSet, args []string) error {
 	captureComp := fs.String("capture-compression", "lzx", "compression of the captured WIM: none, xpress or lzx")
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as /minint/DEST (repeatable)")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
-	if *peDir != "" && (fs.Changed("kernel") || fs.Changed("modules") || fs.Changed("key")) {
-		return usageErrorf("--pe-dir uses an existing PE: --kernel, --modules and --key only apply when building one")
-	}
-	opts := media.Options{Label: *label, Cmdline: *cmdline, Done: *done, Verbose: *verbose}
-	if *captureURL != "" {
-		if *seqFile != "" {
-			return usageErrorf("--capture brings its own sequence: give --capture or --sequence, not both")
+	c.RunE = func(*cobra.Command, []string) error {
+		if *peDir != "" && (fs.Changed("kernel") || fs.Changed("modules") || fs.Changed("key")) {
+			return usageErrorf("--pe-dir uses an existing PE: --kernel, --modules and --key only apply when building one")
 		}
-		seq, err := sequence.Capture(*captureURL, *captureComp)
-		if err != nil {
-			return usageErrorf("--capture: %v", err)
-		}
-		f, err := os.CreateTemp("", "minint-capture-*.yaml")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(f.Name())
-		if _, err := f.Write(seq); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		*seqFile = f.Name()
-	} else if fs.Changed("capture-compression") {
-		return usageErrorf("--capture-compression needs --capture")
-	}
-	if *seqFile != "" {
-		opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *seqFile, Dest: "sequence.yaml"})
-	}
-	for _, a := range *adds {
-		src, dest, ok := strings.Cut(a, ":")
-		if !ok || src == "" || dest == "" {
-			return usageErrorf("--add %q: want SRC:DEST", a)
-		}
-		opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: src, Dest: dest})
-	}
-	var jw io.Writer
-	switch *jsonOut {
-	case "":
-	case "-":
-		jw = os.Stdout
-	default:
-		f, err := os.Create(*jsonOut)
-		if err != nil {
-			return fmt.Errorf("--json-events: %w", err)
-		}
-		defer f.Close()
-		jw = f
-	}
-	r := progress.New(os.Stderr, jw)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-
-	var pe initramfs.PE
-	if *peDir != "" {
-		b, err := os.ReadFile(filepath.Join(*peDir, "pe.json"))
-		if err != nil {
-			return fmt.Errorf("--pe-dir %s: %w (build one with 'minint build -o %s')", *peDir, err, *peDir)
-		}
-		if err := json.Unmarshal(b, &pe); err != nil {
-			return fmt.Errorf("--pe-dir %s: pe.json: %w", *peDir, err)
-		}
-		// pe.json may hold paths relative to where it was built.
-		for _, p := range []*string{&pe.Kernel, &pe.Initramfs} {
-			if _, err := os.Stat(*p); err != nil {
-				*p = filepath.Join(*peDir, filepath.Base(*p))
+		opts := media.Options{Label: *label, Cmdline: *cmdline, Done: *done, Verbose: *verbose}
+		if *captureURL != "" {
+			if *seqFile != "" {
+				return usageErrorf("--capture brings its own sequence: give --capture or --sequence, not both")
 			}
-		}
-	} else {
-		r.Emit(progress.Event{Kind: "step", Op: "build", State: "start"})
-		cfg := initramfs.Config{Kernel: *kernel, Log: func(f string, a ...any) { r.Printf(f, a...) }}
-		if *key != "" {
-			f, id, err := peKeyFile(*key)
+			seq, err := sequence.Capture(*captureURL, *captureComp)
+			if err != nil {
+				return usageErrorf("--capture: %v", err)
+			}
+			f, err := os.CreateTemp("", "minint-capture-*.yaml")
 			if err != nil {
 				return err
 			}
-			cfg.Files = append(cfg.Files, f)
-			r.Printf("package key %s", id)
+			defer os.Remove(f.Name())
+			if _, err := f.Write(seq); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			*seqFile = f.Name()
+		} else if fs.Changed("capture-compression") {
+			return usageErrorf("--capture-compression needs --capture")
 		}
-		if fs.Changed("modules") {
-			cfg.Modules = append([]string{}, *mods...)
+		if *seqFile != "" {
+			opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *seqFile, Dest: "sequence.yaml"})
 		}
-		p, err := initramfs.Build(ctx, cfg, *buildDir)
+		for _, a := range *adds {
+			src, dest, ok := strings.Cut(a, ":")
+			if !ok || src == "" || dest == "" {
+				return usageErrorf("--add %q: want SRC:DEST", a)
+			}
+			opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: src, Dest: dest})
+		}
+		var jw io.Writer
+		switch *jsonOut {
+		case "":
+		case "-":
+			jw = os.Stdout
+		default:
+			f, err := os.Create(*jsonOut)
+			if err != nil {
+				return fmt.Errorf("--json-events: %w", err)
+			}
+			defer f.Close()
+			jw = f
+		}
+		r := progress.New(os.Stderr, jw)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+
+		var pe initramfs.PE
+		if *peDir != "" {
+			b, err := os.ReadFile(filepath.Join(*peDir, "pe.json"))
+			if err != nil {
+				return fmt.Errorf("--pe-dir %s: %w (build one with 'minint build -o %s')", *peDir, err, *peDir)
+			}
+			if err := json.Unmarshal(b, &pe); err != nil {
+				return fmt.Errorf("--pe-dir %s: pe.json: %w", *peDir, err)
+			}
+			// pe.json may hold paths relative to where it was built.
+			for _, p := range []*string{&pe.Kernel, &pe.Initramfs} {
+				if _, err := os.Stat(*p); err != nil {
+					*p = filepath.Join(*peDir, filepath.Base(*p))
+				}
+			}
+		} else {
+			r.Emit(progress.Event{Kind: "step", Op: "build", State: "start"})
+			cfg := initramfs.Config{Kernel: *kernel, Log: func(f string, a ...any) { r.Printf(f, a...) }}
+			if *key != "" {
+				f, id, err := peKeyFile(*key)
+				if err != nil {
+					return err
+				}
+				cfg.Files = append(cfg.Files, f)
+				r.Printf("package key %s", id)
+			}
+			if fs.Changed("modules") {
+				cfg.Modules = append([]string{}, *mods...)
+			}
+			p, err := initramfs.Build(ctx, cfg, *buildDir)
+			if err != nil {
+				r.Emit(progress.Event{Kind: "step", Op: "build", State: "failed", Error: err.Error()})
+				return err
+			}
+			r.Emit(progress.Event{Kind: "step", Op: "build", State: "done", Data: map[string]any{"id": p.ID}})
+			pe = *p
+		}
+		opts.Kernel, opts.Initramfs = pe.Kernel, pe.Initramfs
+		opts.Info = map[string]any{"pe_id": pe.ID, "kernel_version": pe.KernelVersion}
+		opts.Log = func(f string, a ...any) { r.Printf(f, a...) }
+		t := r.Start("iso", 0, "bytes")
+		opts.Progress = t.Callback()
+		res, err := media.BuildISO(ctx, opts, *out)
+		t.Finish(err)
 		if err != nil {
-			r.Emit(progress.Event{Kind: "step", Op: "build", State: "failed", Error: err.Error()})
 			return err
 		}
-		r.Emit(progress.Event{Kind: "step", Op: "build", State: "done", Data: map[string]any{"id": p.ID}})
-		pe = *p
+		r.Printf("kernel     %s (%.1f MiB)", opts.Kernel, float64(isoFileSize(opts.Kernel))/(1<<20))
+		r.Printf("initramfs  %s (%.1f MiB)", opts.Initramfs, float64(isoFileSize(opts.Initramfs))/(1<<20))
+		r.Printf("ESP image  %.1f MiB", float64(res.ESPSize)/(1<<20))
+		r.Printf("ISO        %s (%.1f MiB), media id %s, label %s", res.Path, float64(res.Size)/(1<<20), res.MediaID, res.Label)
+		r.Printf("cmdline    %s", res.Cmdline)
+		r.Emit(progress.Event{Kind: "iso", State: "done", Data: map[string]any{
+			"path": res.Path, "size": res.Size, "media_id": res.MediaID, "label": res.Label,
+			"cmdline": res.Cmdline, "esp_size": res.ESPSize, "pe_id": pe.ID}})
+		return nil
 	}
-	opts.Kernel, opts.Initramfs = pe.Kernel, pe.Initramfs
-	opts.Info = map[string]any{"pe_id": pe.ID, "kernel_version": pe.KernelVersion}
-	opts.Log = func(f string, a ...any) { r.Printf(f, a...) }
-	t := r.Start("iso", 0, "bytes")
-	opts.Progress = t.Callback()
-	res, err := media.BuildISO(ctx, opts, *out)
-	t.Finish(err)
-	if err != nil {
-		return err
-	}
-	r.Printf("kernel     %s (%.1f MiB)", opts.Kernel, float64(isoFileSize(opts.Kernel))/(1<<20))
-	r.Printf("initramfs  %s (%.1f MiB)", opts.Initramfs, float64(isoFileSize(opts.Initramfs))/(1<<20))
-	r.Printf("ESP image  %.1f MiB", float64(res.ESPSize)/(1<<20))
-	r.Printf("ISO        %s (%.1f MiB), media id %s, label %s", res.Path, float64(res.Size)/(1<<20), res.MediaID, res.Label)
-	r.Printf("cmdline    %s", res.Cmdline)
-	r.Emit(progress.Event{Kind: "iso", State: "done", Data: map[string]any{
-		"path": res.Path, "size": res.Size, "media_id": res.MediaID, "label": res.Label,
-		"cmdline": res.Cmdline, "esp_size": res.ESPSize, "pe_id": pe.ID}})
-	return nil
+	return c
 }
 
 func isoFileSize(p string) int64 {

@@ -1,8 +1,18 @@
 // Command minint builds minint's preinstallation environment and boot media,
 // and works with WIM images and disks.
 //
-// Each subcommand lives in its own file and registers itself in init, so
-// that the command table grows without every change touching this file.
+// The command tree is built with cobra on top of pflag. cobra replaces the
+// hand-rolled dispatcher this file used to hold, and it derives shell
+// completion (bash, zsh, fish) and man pages from the same command
+// definitions that parse the arguments, so the three cannot disagree. What
+// cobra does not decide is kept here, in one place, the same for every
+// command: the help layout, the exit statuses (0 ok, 1 failure, 2 usage
+// error) and how errors are printed.
+//
+// Each command lives in its own file and registers a constructor in init,
+// so that the command table grows without every change touching this file.
+// The tree is built afresh for every runMain, so tests can run commands
+// one after another without flag values leaking between runs.
 package main
 
 import (
@@ -10,30 +20,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
-// command is one verb of the CLI. Groups (wim, disk, …) have subcommands
-// instead of run.
-type command struct {
-	name    string
-	summary string // one line, shown in the command list
-	usage   string // e.g. "iso [flags]"; flags are appended by help
-	// run parses its own flags with fs (already named and set to
-	// ContinueOnError) and does the job.
-	run func(fs *pflag.FlagSet, args []string) error
-	sub []*command
-}
+var constructors []func() *cobra.Command
 
-var commands []*command
-
-func register(c *command) { commands = append(commands, c) }
+// register adds a top-level command (or group) to the tree.
+func register(newCmd func() *cobra.Command) { constructors = append(constructors, newCmd) }
 
 // errUsage marks errors caused by how the command was called: they are
-// printed with a pointer to --help and exit with status 2.
+// printed with the usage line and a pointer to --help, and exit with
+// status 2.
 var errUsage = errors.New("usage")
 
 func usageErrorf(format string, a ...any) error {
@@ -44,77 +43,81 @@ func main() {
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// runMain runs the command line args and returns the exit status: 0 for
+// success (and for --help), 1 when the command failed, 2 when it was called
+// wrongly.
 func runMain(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		if len(args) > 1 && args[0] == "help" {
-			return runMain(append(args[1:], "--help"), stdout, stderr)
-		}
-		printList(stdout, "minint", commands)
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	c, err := root.ExecuteC()
+	if err == nil {
 		return 0
 	}
-	return dispatch("minint", commands, args, stdout, stderr)
-}
-
-func dispatch(prefix string, cmds []*command, args []string, stdout, stderr io.Writer) int {
-	c := find(cmds, args[0])
 	if c == nil {
-		fmt.Fprintf(stderr, "%s: unknown command %q\n", prefix, args[0])
-		printList(stderr, prefix, cmds)
+		c = root
+	}
+	name := c.CommandPath()
+	if errors.Is(err, errUsage) {
+		fmt.Fprintf(stderr, "%s: %s\n", name, strings.TrimPrefix(err.Error(), "usage: "))
+		if msg := err.Error(); !strings.HasPrefix(msg, "usage: missing command") {
+			fmt.Fprintf(stderr, "Usage: %s\n", useLine(c))
+		} else {
+			printHelp(stderr, c)
+		}
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
 		return 2
 	}
-	name := prefix + " " + c.name
-	if c.sub != nil {
-		if len(args) < 2 || args[1] == "-h" || args[1] == "--help" {
-			printList(stdout, name, c.sub)
-			return 0
-		}
-		return dispatch(name, c.sub, args[1:], stdout, stderr)
-	}
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.SortFlags = false
-	// Subcommands' usage lines may or may not repeat their group's name
-	// ("disk list" vs "apply"); print the group once either way.
-	usage := c.usage
-	if i := strings.LastIndexByte(prefix, ' '); i >= 0 {
-		usage = strings.TrimPrefix(usage, prefix[i+1:]+" ")
-	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s %s\n\n%s\n", prefix, usage, c.summary)
-		if fs.HasFlags() {
-			fmt.Fprintf(stderr, "\nFlags:\n%s", fs.FlagUsages())
-		}
-	}
-	err := c.run(fs, args[1:])
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, pflag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", name, strings.TrimPrefix(err.Error(), "usage: "), name)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return 1
-	}
+	fmt.Fprintf(stderr, "%s: %s\n", name, strings.TrimPrefix(err.Error(), name+": "))
+	return 1
 }
 
-func find(cmds []*command, name string) *command {
-	for _, c := range cmds {
-		if c.name == name {
-			return c
+func newRoot() *cobra.Command {
+	root := group(&cobra.Command{
+		Use:     "minint",
+		Short:   "Build a Linux preinstallation environment, its boot media, and deploy WIM images with it",
+		Version: version(),
+	})
+	for _, newCmd := range constructors {
+		root.AddCommand(newCmd())
+	}
+	root.SetVersionTemplate("minint {{.Version}}\n")
+	root.PersistentFlags().BoolP("help", "h", false, "show this help")
+	root.Flags().Bool("version", false, "print minint's version")
+	root.SetHelpCommand(helpCommand())
+	root.SetHelpFunc(func(c *cobra.Command, _ []string) { printHelp(c.OutOrStdout(), c) })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return usageErrorf("%v", err)
+	})
+	root.SilenceErrors = true
+	root.SilenceUsage = true
+	return root
+}
+
+// group makes c a command whose job is choosing a subcommand: bare, it is
+// a usage error; with an unknown subcommand, too (cobra would print help
+// and succeed for groups below the root).
+func group(c *cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usageErrorf("missing command")
 		}
+		msg := fmt.Sprintf("unknown command %q", args[0])
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+		}
+		return usageErrorf("%s", msg)
+	}
+	c.AddCommand(subs...)
+	return c
+}
+
+// noArgs refuses positional arguments with a usage error.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("unexpected argument %q", args[0])
 	}
 	return nil
-}
-
-func printList(w io.Writer, prefix string, cmds []*command) {
-	sorted := append([]*command(nil), cmds...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
-	fmt.Fprintf(w, "Usage: %s COMMAND [flags] [args]\n\nCommands:\n", prefix)
-	for _, c := range sorted {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags.\n", prefix)
 }

@@ -18,7 +18,7 @@ func TestHelpNamesEachCommandOnce(t *testing.T) {
 			t.Fatalf("%v: exit %d: %s", args, code, errOut.String())
 		}
 		want := "Usage: minint " + strings.Join(args[:len(args)-1], " ") + " "
-		first := strings.SplitN(errOut.String(), "\n", 2)[0]
+		first := strings.SplitN(out.String(), "\n", 2)[0]
 		if !strings.HasPrefix(first, want) {
 			t.Errorf("%v: usage line %q, want prefix %q", args, first, want)
 		}

@@ -14,63 +14,65 @@ import (
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
 func init() {
-	register(&command{
-		name:    "keygen",
-		summary: "Make an ed25519 key pair for signing image packages and sequences",
-		usage:   "keygen [--force] PREFIX   (writes PREFIX.pub and PREFIX.key)",
-		run:     keygen,
-	})
-	register(&command{
-		name:    "package",
-		summary: "Create, sign and verify image packages (manifest.json + signature)",
-		sub: []*command{
-			{name: "create", summary: "Hash a package's files into manifest.json and sign it", usage: "package create --key KEY [--image FILE --index N] [--name N] [--chunk-size SIZE] DIR [FILE…]", run: packageCreate},
-			{name: "verify", summary: "Check a package's signature and every file's size and SHA-256", usage: "package verify --pub PUBKEY DIR", run: packageVerify},
-			{name: "sign", summary: "Write a detached signature (seq.yaml -> seq.sig), e.g. for a sequence served over HTTP", usage: "package sign --key KEY FILE…", run: packageSign},
+	register(newKeygenCmd)
+	register(func() *cobra.Command {
+		return group(&cobra.Command{
+			Use:   "package",
+			Short: "Create, sign and verify image packages (manifest.json + signature)",
 		},
+			newPackageCreateCmd(),
+			newPackageVerifyCmd(),
+			newPackageSignCmd(),
+		)
 	})
 }
 
-func keygen(fs *pflag.FlagSet, args []string) error {
+func newKeygenCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "keygen [--force] PREFIX",
+		Short: "Make an ed25519 key pair for signing image packages and sequences",
+		Long:  "Make an ed25519 key pair for signing image packages and sequences: writes PREFIX.pub and PREFIX.key.",
+	}
+	fs := c.Flags()
 	force := fs.Bool("force", false, "overwrite existing key files")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErrorf("want one PREFIX")
-	}
-	pubF, privF, err := sign.GenerateKey()
-	if err != nil {
-		return err
-	}
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if *force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	for _, f := range []struct {
-		name string
-		data []byte
-		mode os.FileMode
-	}{{fs.Arg(0) + ".key", privF, 0o600}, {fs.Arg(0) + ".pub", pubF, 0o644}} {
-		fh, err := os.OpenFile(f.name, flags, f.mode)
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 {
+			return usageErrorf("want one PREFIX")
+		}
+		pubF, privF, err := sign.GenerateKey()
 		if err != nil {
 			return err
 		}
-		_, err = fh.Write(f.data)
-		if cerr := fh.Close(); err == nil {
-			err = cerr
+		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+		if *force {
+			flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 		}
-		if err != nil {
-			return err
+		for _, f := range []struct {
+			name string
+			data []byte
+			mode os.FileMode
+		}{{fs.Arg(0) + ".key", privF, 0o600}, {fs.Arg(0) + ".pub", pubF, 0o644}} {
+			fh, err := os.OpenFile(f.name, flags, f.mode)
+			if err != nil {
+				return err
+			}
+			_, err = fh.Write(f.data)
+			if cerr := fh.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
 		}
+		pub, _ := sign.ParsePublicKey(pubF)
+		fmt.Printf("wrote %s.key (secret) and %s.pub, key id %s\n", fs.Arg(0), fs.Arg(0), sign.KeyID(pub))
+		return nil
 	}
-	pub, _ := sign.ParsePublicKey(pubF)
-	fmt.Printf("wrote %s.key (secret) and %s.pub, key id %s\n", fs.Arg(0), fs.Arg(0), sign.KeyID(pub))
-	return nil
+	return c
 }
 
 func readPrivate(path string) (ed25519.PrivateKey, error) {
@@ -88,166 +90,181 @@ func readPrivate(path string) (ed25519.PrivateKey, error) {
 	return k, nil
 }
 
-func packageCreate(fs *pflag.FlagSet, args []string) error {
+func newPackageCreateCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "create --key KEY [--image FILE --index N] [--name N] [--chunk-size SIZE] DIR [FILE…]",
+		Short: "Hash a package's files into manifest.json and sign it",
+	}
+	fs := c.Flags()
 	key := fs.String("key", "", "private key `FILE` (from minint keygen)")
 	image := fs.String("image", "", "the WIM `FILE` (relative to DIR) the PE applies; default the only .wim")
 	index := fs.Int("index", 1, "image `INDEX` within it")
 	name := fs.String("name", "", "package name")
 	chunk := fs.String("chunk-size", "4MiB", "per-chunk hash `SIZE` for applying straight from HTTP (0: none)")
 	jsonOut := fs.String("json-events", "", "write progress as JSON lines to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() < 1 {
-		return usageErrorf("want DIR [FILE…]")
-	}
-	priv, err := readPrivate(*key)
-	if err != nil {
-		return err
-	}
-	dir := fs.Arg(0)
-	files := fs.Args()[1:]
-	if len(files) == 0 {
-		ents, err := os.ReadDir(dir)
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() < 1 {
+			return usageErrorf("want DIR [FILE…]")
+		}
+		priv, err := readPrivate(*key)
 		if err != nil {
 			return err
 		}
-		for _, e := range ents {
-			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), manifest.FileName) && !strings.HasSuffix(e.Name(), ".part") {
-				files = append(files, e.Name())
-			}
-		}
-		sort.Strings(files)
-	}
-	if len(files) == 0 {
-		return fmt.Errorf("%s: no files to package", dir)
-	}
-	for i, f := range files {
-		files[i] = filepath.ToSlash(filepath.Clean(f))
-	}
-	if *image == "" {
-		for _, f := range files {
-			if strings.HasSuffix(strings.ToLower(f), ".wim") {
-				if *image != "" {
-					return usageErrorf("several .wim files: say which one with --image")
-				}
-				*image = f
-			}
-		}
-		if *image == "" {
-			return usageErrorf("no .wim among the files: name the image with --image")
-		}
-	}
-	cs := int64(-1)
-	if *chunk != "0" {
-		s, err := sequence.ParseSize(*chunk)
-		if err != nil || s < 4096 {
-			return usageErrorf("--chunk-size %q: want a size of at least 4KiB, or 0", *chunk)
-		}
-		cs = int64(s)
-	}
-	ev, closeEv, err := eventsTo(*jsonOut)
-	if err != nil {
-		return err
-	}
-	defer closeEv()
-	rep := progress.New(os.Stderr, ev)
-	task := rep.Start("hash", 0, "bytes")
-	m, mb, err := manifest.Build(dir, files, manifest.BuildOptions{Name: *name, Image: &manifest.Image{File: *image, Index: *index}, ChunkSize: cs, Progress: task.Callback()})
-	task.Finish(err)
-	if err != nil {
-		return err
-	}
-	mp := filepath.Join(dir, manifest.FileName)
-	if err := os.WriteFile(mp, mb, 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(sign.SignatureFor(mp), sign.Sign(mb, priv), 0o644); err != nil {
-		return err
-	}
-	fmt.Printf("wrote %s and %s: %d files, image %s index %d, signed by key %s\n", mp, sign.SignatureFor(mp), len(m.Files), *image, *index, sign.KeyID(priv.Public().(ed25519.PublicKey)))
-	return nil
-}
-
-func packageVerify(fs *pflag.FlagSet, args []string) error {
-	pubPath := fs.String("pub", "", "public key `FILE`")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 || *pubPath == "" {
-		return usageErrorf("want --pub PUBKEY DIR")
-	}
-	b, err := os.ReadFile(*pubPath)
-	if err != nil {
-		return err
-	}
-	pub, err := sign.ParsePublicKey(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *pubPath, err)
-	}
-	dir := fs.Arg(0)
-	mb, err := os.ReadFile(filepath.Join(dir, manifest.FileName))
-	if err != nil {
-		return err
-	}
-	sig, err := os.ReadFile(filepath.Join(dir, manifest.SignatureName))
-	if err != nil {
-		return err
-	}
-	m, err := manifest.Verify(mb, sig, pub)
-	if err != nil {
-		return err
-	}
-	rep := progress.New(os.Stderr, nil)
-	var errs []error
-	for i := range m.Files {
-		e := &m.Files[i]
-		task := rep.Start("verify "+e.Path, e.Size, "bytes")
-		err := manifest.VerifyFile(filepath.Join(dir, filepath.FromSlash(e.Path)), e, task.Callback())
-		task.Finish(err)
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	fmt.Printf("%s: signature by key %s good, %d files verified\n", dir, sign.KeyID(pub), len(m.Files))
-	return nil
-}
-
-func packageSign(fs *pflag.FlagSet, args []string) error {
-	key := fs.String("key", "", "private key `FILE`")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() < 1 {
-		return usageErrorf("want FILE…")
-	}
-	priv, err := readPrivate(*key)
-	if err != nil {
-		return err
-	}
-	for _, f := range fs.Args() {
-		if strings.HasSuffix(f, ".sig") {
-			return usageErrorf("%s is a signature already", f)
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		if strings.HasSuffix(f, ".yaml") || strings.HasSuffix(f, ".yml") {
-			// Sign only what the PE will accept.
-			if _, err := sequence.Parse(f, b); err != nil {
+		dir := fs.Arg(0)
+		files := fs.Args()[1:]
+		if len(files) == 0 {
+			ents, err := os.ReadDir(dir)
+			if err != nil {
 				return err
 			}
+			for _, e := range ents {
+				if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), manifest.FileName) && !strings.HasSuffix(e.Name(), ".part") {
+					files = append(files, e.Name())
+				}
+			}
+			sort.Strings(files)
 		}
-		if err := os.WriteFile(sign.SignatureFor(f), sign.Sign(b, priv), 0o644); err != nil {
+		if len(files) == 0 {
+			return fmt.Errorf("%s: no files to package", dir)
+		}
+		for i, f := range files {
+			files[i] = filepath.ToSlash(filepath.Clean(f))
+		}
+		if *image == "" {
+			for _, f := range files {
+				if strings.HasSuffix(strings.ToLower(f), ".wim") {
+					if *image != "" {
+						return usageErrorf("several .wim files: say which one with --image")
+					}
+					*image = f
+				}
+			}
+			if *image == "" {
+				return usageErrorf("no .wim among the files: name the image with --image")
+			}
+		}
+		cs := int64(-1)
+		if *chunk != "0" {
+			s, err := sequence.ParseSize(*chunk)
+			if err != nil || s < 4096 {
+				return usageErrorf("--chunk-size %q: want a size of at least 4KiB, or 0", *chunk)
+			}
+			cs = int64(s)
+		}
+		ev, closeEv, err := eventsTo(*jsonOut)
+		if err != nil {
 			return err
 		}
-		fmt.Printf("wrote %s\n", sign.SignatureFor(f))
+		defer closeEv()
+		rep := progress.New(os.Stderr, ev)
+		task := rep.Start("hash", 0, "bytes")
+		m, mb, err := manifest.Build(dir, files, manifest.BuildOptions{Name: *name, Image: &manifest.Image{File: *image, Index: *index}, ChunkSize: cs, Progress: task.Callback()})
+		task.Finish(err)
+		if err != nil {
+			return err
+		}
+		mp := filepath.Join(dir, manifest.FileName)
+		if err := os.WriteFile(mp, mb, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(sign.SignatureFor(mp), sign.Sign(mb, priv), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("wrote %s and %s: %d files, image %s index %d, signed by key %s\n", mp, sign.SignatureFor(mp), len(m.Files), *image, *index, sign.KeyID(priv.Public().(ed25519.PublicKey)))
+		return nil
 	}
-	return nil
+	return c
+}
+
+func newPackageVerifyCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "verify --pub PUBKEY DIR",
+		Short: "Check a package's signature and every file's size and SHA-256",
+	}
+	fs := c.Flags()
+	pubPath := fs.String("pub", "", "public key `FILE`")
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 || *pubPath == "" {
+			return usageErrorf("want --pub PUBKEY DIR")
+		}
+		b, err := os.ReadFile(*pubPath)
+		if err != nil {
+			return err
+		}
+		pub, err := sign.ParsePublicKey(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *pubPath, err)
+		}
+		dir := fs.Arg(0)
+		mb, err := os.ReadFile(filepath.Join(dir, manifest.FileName))
+		if err != nil {
+			return err
+		}
+		sig, err := os.ReadFile(filepath.Join(dir, manifest.SignatureName))
+		if err != nil {
+			return err
+		}
+		m, err := manifest.Verify(mb, sig, pub)
+		if err != nil {
+			return err
+		}
+		rep := progress.New(os.Stderr, nil)
+		var errs []error
+		for i := range m.Files {
+			e := &m.Files[i]
+			task := rep.Start("verify "+e.Path, e.Size, "bytes")
+			err := manifest.VerifyFile(filepath.Join(dir, filepath.FromSlash(e.Path)), e, task.Callback())
+			task.Finish(err)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		fmt.Printf("%s: signature by key %s good, %d files verified\n", dir, sign.KeyID(pub), len(m.Files))
+		return nil
+	}
+	return c
+}
+
+func newPackageSignCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "sign --key KEY FILE…",
+		Short: "Write a detached signature (seq.yaml -> seq.sig), e.g. for a sequence served over HTTP",
+	}
+	fs := c.Flags()
+	key := fs.String("key", "", "private key `FILE`")
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() < 1 {
+			return usageErrorf("want FILE…")
+		}
+		priv, err := readPrivate(*key)
+		if err != nil {
+			return err
+		}
+		for _, f := range fs.Args() {
+			if strings.HasSuffix(f, ".sig") {
+				return usageErrorf("%s is a signature already", f)
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			if strings.HasSuffix(f, ".yaml") || strings.HasSuffix(f, ".yml") {
+				// Sign only what the PE will accept.
+				if _, err := sequence.Parse(f, b); err != nil {
+					return err
+				}
+			}
+			if err := os.WriteFile(sign.SignatureFor(f), sign.Sign(b, priv), 0o644); err != nil {
+				return err
+			}
+			fmt.Printf("wrote %s\n", sign.SignatureFor(f))
+		}
+		return nil
+	}
+	return c
 }
 
 // eventsTo opens a --json-events destination ("" none, "-" stdout).

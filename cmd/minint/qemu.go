@@ -15,20 +15,19 @@ import (
 
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/qemu"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
-func init() {
-	register(&command{
-		name:    "qemu",
-		summary: "Boot the ISO (or a kernel) in QEMU and report the PE's success as the exit status",
-		usage:   "qemu --iso FILE [--firmware bios|uefi] [--disk FILE[:SIZE[:IFACE]]]... [flags]",
-		run:     runQEMU,
-	})
-}
+func init() { register(newQEMUCmd) }
 
-func runQEMU(fs *pflag.FlagSet, args []string) error {
+func newQEMUCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "qemu --iso FILE [--firmware bios|uefi] [--disk FILE[:SIZE[:IFACE]]]... [flags]",
+		Short: "Boot the ISO (or a kernel) in QEMU and report the PE's success as the exit status",
+		Args:  noArgs,
+	}
+	fs := c.Flags()
 	iso := fs.String("iso", "", "ISO `file` to boot")
 	firmware := fs.String("firmware", "bios", "firmware: bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)")
 	bootFrom := fs.String("boot", "cd", "boot the ISO as a cd, or as a raw disk (like a USB stick): cd or disk")
@@ -50,115 +49,112 @@ func runQEMU(fs *pflag.FlagSet, args []string) error {
 	diskFirst := fs.Bool("disk-first", false, "boot the first --disk before the ISO, like a new computer with an install CD (a blank disk falls through to the CD; with --allow-reboot the PE's reboot starts the deployed system)")
 	quiet := fs.Bool("quiet", false, "do not copy the console to the terminal")
 	jsonOut := fs.String("json-events", "", "write the guest's events and the verdict as JSON lines to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
-	if *iso == "" && *kernel == "" {
-		return usageErrorf("give --iso FILE or --kernel FILE")
-	}
-	if *firmware != qemu.BIOS && *firmware != qemu.UEFI {
-		return usageErrorf("--firmware %q: want bios or uefi", *firmware)
-	}
-	if *until != "done" && *until != "exit" {
-		return usageErrorf("--until %q: want done or exit", *until)
-	}
-	o := qemu.Options{ISO: *iso, BootFrom: *bootFrom, BootDiskInterface: *bootIface, Firmware: *firmware,
-		Mem: *mem, CPUs: *cpus, Timeout: *timeout, KVM: *kvm, NoNet: *noNet, HostFwd: *hostfwd, GuestFwd: *guestfwd,
-		Kernel: *kernel, Initrd: *initrd, Append: *appendArgs, AllowReboot: *allowReboot, LogPath: *logPath}
-	for _, d := range *disks {
-		disk, err := parseDiskFlag(d)
-		if err != nil {
-			return usageErrorf("--disk %q: %v", d, err)
+	c.RunE = func(*cobra.Command, []string) error {
+		if *iso == "" && *kernel == "" {
+			return usageErrorf("give --iso FILE or --kernel FILE")
 		}
-		o.Disks = append(o.Disks, disk)
-	}
-	if *diskFirst {
-		if len(o.Disks) == 0 {
-			return usageErrorf("--disk-first needs a --disk")
+		if *firmware != qemu.BIOS && *firmware != qemu.UEFI {
+			return usageErrorf("--firmware %q: want bios or uefi", *firmware)
 		}
-		o.DiskFirst, o.Disks[0].Boot = true, true
-	}
-	if o.LogPath != "" {
-		if err := os.MkdirAll(filepath.Dir(o.LogPath), 0o755); err != nil {
-			return fmt.Errorf("--log: %w", err)
+		if *until != "done" && *until != "exit" {
+			return usageErrorf("--until %q: want done or exit", *until)
 		}
-	}
-	if !*quiet {
-		o.Console = os.Stdout
-	}
-	if progress.IsTerminal(os.Stdin) {
-		o.Stdin = os.Stdin
-		// QEMU puts the terminal into raw mode and cannot restore it when
-		// it is killed (timeout, failure): restore it ourselves.
-		if st, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS); err == nil {
-			defer unix.IoctlSetTermios(int(os.Stdin.Fd()), unix.TCSETS, st)
+		o := qemu.Options{ISO: *iso, BootFrom: *bootFrom, BootDiskInterface: *bootIface, Firmware: *firmware,
+			Mem: *mem, CPUs: *cpus, Timeout: *timeout, KVM: *kvm, NoNet: *noNet, HostFwd: *hostfwd, GuestFwd: *guestfwd,
+			Kernel: *kernel, Initrd: *initrd, Append: *appendArgs, AllowReboot: *allowReboot, LogPath: *logPath}
+		for _, d := range *disks {
+			disk, err := parseDiskFlag(d)
+			if err != nil {
+				return usageErrorf("--disk %q: %v", d, err)
+			}
+			o.Disks = append(o.Disks, disk)
 		}
-	}
-	var jw io.Writer
-	switch *jsonOut {
-	case "":
-	case "-":
-		jw = os.Stdout
-		o.Console = nil
-	default:
-		f, err := os.Create(*jsonOut)
-		if err != nil {
-			return fmt.Errorf("--json-events: %w", err)
+		if *diskFirst {
+			if len(o.Disks) == 0 {
+				return usageErrorf("--disk-first needs a --disk")
+			}
+			o.DiskFirst, o.Disks[0].Boot = true, true
 		}
-		defer f.Close()
-		jw = f
-	}
+		if o.LogPath != "" {
+			if err := os.MkdirAll(filepath.Dir(o.LogPath), 0o755); err != nil {
+				return fmt.Errorf("--log: %w", err)
+			}
+		}
+		if !*quiet {
+			o.Console = os.Stdout
+		}
+		if progress.IsTerminal(os.Stdin) {
+			o.Stdin = os.Stdin
+			// QEMU puts the terminal into raw mode and cannot restore it when
+			// it is killed (timeout, failure): restore it ourselves.
+			if st, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS); err == nil {
+				defer unix.IoctlSetTermios(int(os.Stdin.Fd()), unix.TCSETS, st)
+			}
+		}
+		var jw io.Writer
+		switch *jsonOut {
+		case "":
+		case "-":
+			jw = os.Stdout
+			o.Console = nil
+		default:
+			f, err := os.Create(*jsonOut)
+			if err != nil {
+				return fmt.Errorf("--json-events: %w", err)
+			}
+			defer f.Close()
+			jw = f
+		}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	vm, err := qemu.Start(ctx, o)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		vm.Kill()
-		vm.Wait()
-	}()
-	emitVerdict := func(res *qemu.Result, err error) {
-		if jw == nil {
-			return
-		}
-		for _, e := range vm.Events() {
-			jw.Write(append(append([]byte{}, e.Raw...), '\n'))
-		}
-		v := map[string]any{"event": "qemu", "state": "done", "seconds": vm.Elapsed().Seconds()}
-		if res != nil && res.Banner > 0 {
-			v["banner_seconds"] = res.Banner.Seconds()
-		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		vm, err := qemu.Start(ctx, o)
 		if err != nil {
-			v["state"], v["error"] = "failed", err.Error()
+			return err
 		}
-		b, _ := json.Marshal(v)
-		jw.Write(append(b, '\n'))
-	}
-	if *until == "exit" {
-		select {
-		case <-vm.Exited():
-			err = vm.Wait()
-		case <-ctx.Done():
-			err = fmt.Errorf("%w after %s", qemu.ErrTimeout, *timeout)
+		defer func() {
+			vm.Kill()
+			vm.Wait()
+		}()
+		emitVerdict := func(res *qemu.Result, err error) {
+			if jw == nil {
+				return
+			}
+			for _, e := range vm.Events() {
+				jw.Write(append(append([]byte{}, e.Raw...), '\n'))
+			}
+			v := map[string]any{"event": "qemu", "state": "done", "seconds": vm.Elapsed().Seconds()}
+			if res != nil && res.Banner > 0 {
+				v["banner_seconds"] = res.Banner.Seconds()
+			}
+			if err != nil {
+				v["state"], v["error"] = "failed", err.Error()
+			}
+			b, _ := json.Marshal(v)
+			jw.Write(append(b, '\n'))
 		}
-		emitVerdict(nil, err)
-		return err
+		if *until == "exit" {
+			select {
+			case <-vm.Exited():
+				err = vm.Wait()
+			case <-ctx.Done():
+				err = fmt.Errorf("%w after %s", qemu.ErrTimeout, *timeout)
+			}
+			emitVerdict(nil, err)
+			return err
+		}
+		res, err := vm.Verdict(ctx)
+		emitVerdict(res, err)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "minint qemu: guest done: banner after %.1fs, done after %.1fs, QEMU exited after %.1fs\n",
+			res.Banner.Seconds(), res.Done.Seconds(), res.Duration.Seconds())
+		return nil
 	}
-	res, err := vm.Verdict(ctx)
-	emitVerdict(res, err)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "minint qemu: guest done: banner after %.1fs, done after %.1fs, QEMU exited after %.1fs\n",
-		res.Banner.Seconds(), res.Done.Seconds(), res.Duration.Seconds())
-	return nil
+	return c
 }
 
 // parseDiskFlag reads FILE[:SIZE[:IFACE]].

@@ -7,58 +7,64 @@ import (
 
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/sequence"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
 func init() {
-	register(&command{
-		name:    "sequence",
-		summary: "Validate task sequences and show their plans",
-		sub: []*command{
-			{name: "check", summary: "Validate a task sequence (errors name the line) and print its plan", usage: "sequence check [--quiet] [--firmware bios|uefi] [--var NAME=VALUE…] FILE", run: sequenceCheck},
-			{name: "types", summary: "List the step types a sequence may use", usage: "sequence types", run: sequenceTypes},
+	register(func() *cobra.Command {
+		return group(&cobra.Command{
+			Use:   "sequence",
+			Short: "Validate task sequences and show their plans",
 		},
+			newSequenceCheckCmd(),
+			newSequenceTypesCmd(),
+		)
 	})
 }
 
-func sequenceCheck(fs *pflag.FlagSet, args []string) error {
+func newSequenceCheckCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "check [--quiet] [--firmware bios|uefi] [--var NAME=VALUE…] FILE",
+		Short: "Validate a task sequence (errors name the line) and print its plan",
+	}
+	fs := c.Flags()
 	quiet := fs.BoolP("quiet", "q", false, "print nothing when the sequence is valid")
 	firmware := fs.String("firmware", "", "evaluate conditions for this firmware (bios or uefi); unset leaves them open")
 	vars := fs.StringToString("var", nil, "set a condition variable (var.NAME), like minint.var.NAME= on the kernel command line")
 	jsonOut := fs.String("json-events", "", "also write the plan as JSON lines to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErrorf("want one sequence FILE")
-	}
-	seq, err := sequence.LoadFile(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	if *quiet && *jsonOut == "" {
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 {
+			return usageErrorf("want one sequence FILE")
+		}
+		seq, err := sequence.LoadFile(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if *quiet && *jsonOut == "" {
+			return nil
+		}
+		var human, events io.Writer = io.Discard, nil
+		if !*quiet {
+			human = os.Stdout
+		}
+		if *jsonOut != "" {
+			events = os.Stdout
+			if *jsonOut != "-" {
+				f, err := os.Create(*jsonOut)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				events = f
+			}
+		}
+		printSequencePlan(progress.New(human, events), seq, sequence.FactMap(planFacts(*firmware, *vars)))
+		if !*quiet {
+			fmt.Printf("%s: valid (%d steps, sha256 %s)\n", fs.Arg(0), len(seq.Steps), seq.Digest[:16])
+		}
 		return nil
 	}
-	var human, events io.Writer = io.Discard, nil
-	if !*quiet {
-		human = os.Stdout
-	}
-	if *jsonOut != "" {
-		events = os.Stdout
-		if *jsonOut != "-" {
-			f, err := os.Create(*jsonOut)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			events = f
-		}
-	}
-	printSequencePlan(progress.New(human, events), seq, sequence.FactMap(planFacts(*firmware, *vars)))
-	if !*quiet {
-		fmt.Printf("%s: valid (%d steps, sha256 %s)\n", fs.Arg(0), len(seq.Steps), seq.Digest[:16])
-	}
-	return nil
+	return c
 }
 
 // planFacts are the facts a host knows about the machine a sequence is
@@ -96,12 +102,17 @@ func printSequencePlan(rep *progress.Reporter, seq *sequence.Sequence, facts seq
 	rep.Emit(progress.Event{Kind: "sequence", State: "done", Msg: name})
 }
 
-func sequenceTypes(fs *pflag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+func newSequenceTypesCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "types",
+		Short: "List the step types a sequence may use",
+		Args:  noArgs,
 	}
-	for _, t := range sequence.StepTypes() {
-		fmt.Println(t)
+	c.RunE = func(*cobra.Command, []string) error {
+		for _, t := range sequence.StepTypes() {
+			fmt.Println(t)
+		}
+		return nil
 	}
-	return nil
+	return c
 }

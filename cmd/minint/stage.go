@@ -11,20 +11,19 @@ import (
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/stage"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
-func init() {
-	register(&command{
-		name:    "stage",
-		summary: "prepare this running system for an in-place refresh: capture user state, stage the PE, boot into it once",
-		usage:   "stage --kernel FILE --initramfs FILE --sequence FILE [flags]",
-		run:     runStage,
-	})
-}
+func init() { register(newStageCmd) }
 
-func runStage(fs *pflag.FlagSet, args []string) error {
+func newStageCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "stage --kernel FILE --initramfs FILE --sequence FILE [flags]",
+		Short: "Prepare this running system for an in-place refresh: capture user state, stage the PE, boot into it once",
+		Args:  noArgs,
+	}
+	fs := c.Flags()
 	var o stage.Options
 	fs.StringVar(&o.Root, "root", "/", "root of the system to stage (a test tree; implies --no-reboot)")
 	fs.StringVar(&o.Kernel, "kernel", "", "the PE's kernel")
@@ -49,88 +48,85 @@ func runStage(fs *pflag.FlagSet, args []string) error {
 	fs.BoolVar(&o.DryRun, "dry-run", false, "check and print the plan, change nothing")
 	noReboot := fs.Bool("no-reboot", false, "do not reboot after staging")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected arguments %q", fs.Args())
-	}
-	o.Spec.NoHomes, o.Spec.Paths, o.Spec.Exclude = *noHomes, *paths, *exclude
-	if !o.CaptureOnly && (o.Kernel == "" || o.Initramfs == "" || o.Sequence == "") {
-		return usageErrorf("--kernel, --initramfs and --sequence are required (or --capture-only)")
-	}
-	if *yes {
-		if fs.Changed("countdown") && *countdown != 0 {
-			return usageErrorf("--yes starts at once: it contradicts --countdown %s", *countdown)
+	c.RunE = func(*cobra.Command, []string) error {
+		o.Spec.NoHomes, o.Spec.Paths, o.Spec.Exclude = *noHomes, *paths, *exclude
+		if !o.CaptureOnly && (o.Kernel == "" || o.Initramfs == "" || o.Sequence == "") {
+			return usageErrorf("--kernel, --initramfs and --sequence are required (or --capture-only)")
 		}
-		*countdown, *nonInteractive = 0, true
-	}
-	var mandatory time.Time
-	if *mandatoryAt != "" {
-		t, err := time.Parse(time.RFC3339, *mandatoryAt)
+		if *yes {
+			if fs.Changed("countdown") && *countdown != 0 {
+				return usageErrorf("--yes starts at once: it contradicts --countdown %s", *countdown)
+			}
+			*countdown, *nonInteractive = 0, true
+		}
+		var mandatory time.Time
+		if *mandatoryAt != "" {
+			t, err := time.Parse(time.RFC3339, *mandatoryAt)
+			if err != nil {
+				return usageErrorf("--mandatory-at: %v", err)
+			}
+			mandatory = t
+		}
+		jw, closeJSON, err := buildEventsOut(*jsonOut)
 		if err != nil {
-			return usageErrorf("--mandatory-at: %v", err)
+			return err
 		}
-		mandatory = t
-	}
-	jw, closeJSON, err := buildEventsOut(*jsonOut)
-	if err != nil {
-		return err
-	}
-	defer closeJSON()
-	r := progress.New(os.Stderr, jw)
-	o.Log = os.Stderr
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
-	defer stop()
+		defer closeJSON()
+		r := progress.New(os.Stderr, jw)
+		o.Log = os.Stderr
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+		defer stop()
 
-	var seqBad []string
-	if o.Sequence != "" && !o.CaptureOnly {
-		// A sequence the PE would refuse is found now, while the old
-		// system still runs; its requirements steps are checked here too.
-		if seq, err := sequence.LoadFile(o.Sequence); err != nil {
-			seqBad = append(seqBad, fmt.Sprintf("task sequence: %v", err))
-		} else {
-			for _, st := range seq.Steps {
-				if r, ok := st.(*sequence.Requirements); ok {
-					o.MinMemory = max(o.MinMemory, int64(r.MinMemory))
-					o.MinCPUs = max(o.MinCPUs, r.MinCPUs)
-					o.Firmwares = append(o.Firmwares, r.Firmware...)
+		var seqBad []string
+		if o.Sequence != "" && !o.CaptureOnly {
+			// A sequence the PE would refuse is found now, while the old
+			// system still runs; its requirements steps are checked here too.
+			if seq, err := sequence.LoadFile(o.Sequence); err != nil {
+				seqBad = append(seqBad, fmt.Sprintf("task sequence: %v", err))
+			} else {
+				for _, st := range seq.Steps {
+					if r, ok := st.(*sequence.Requirements); ok {
+						o.MinMemory = max(o.MinMemory, int64(r.MinMemory))
+						o.MinCPUs = max(o.MinCPUs, r.MinCPUs)
+						o.Firmwares = append(o.Firmwares, r.Firmware...)
+					}
 				}
 			}
 		}
-	}
-	if bad := append(seqBad, stage.Check(&o)...); len(bad) > 0 {
-		r.Emit(progress.Event{Kind: "stage", State: "failed", Error: "requirements not met", Data: map[string]any{"problems": bad}})
-		return fmt.Errorf("%w:\n  %s", stage.ErrRequirements, strings.Join(bad, "\n  "))
-	}
-	if !o.DryRun {
-		cd := stage.Countdown{Duration: *countdown, MandatoryAt: mandatory, Interactive: !*nonInteractive, In: os.Stdin, Out: os.Stderr, Postpone: *postponeFor}
-		if o.CaptureOnly {
-			cd.What = "user state will be captured"
+		if bad := append(seqBad, stage.Check(&o)...); len(bad) > 0 {
+			r.Emit(progress.Event{Kind: "stage", State: "failed", Error: "requirements not met", Data: map[string]any{"problems": bad}})
+			return fmt.Errorf("%w:\n  %s", stage.ErrRequirements, strings.Join(bad, "\n  "))
 		}
-		if err := cd.Wait(ctx); err != nil {
-			r.Emit(progress.Event{Kind: "stage", State: "postponed", Error: err.Error()})
+		if !o.DryRun {
+			cd := stage.Countdown{Duration: *countdown, MandatoryAt: mandatory, Interactive: !*nonInteractive, In: os.Stdin, Out: os.Stderr, Postpone: *postponeFor}
+			if o.CaptureOnly {
+				cd.What = "user state will be captured"
+			}
+			if err := cd.Wait(ctx); err != nil {
+				r.Emit(progress.Event{Kind: "stage", State: "postponed", Error: err.Error()})
+				return err
+			}
+		}
+		var t *progress.Task
+		if !o.DryRun {
+			t = r.Start("capture", 0, "bytes")
+			o.Progress = t.Add
+		}
+		res, err := stage.Run(ctx, o)
+		if t != nil {
+			t.Finish(err)
+		}
+		if err != nil {
+			r.Emit(progress.Event{Kind: "stage", State: "failed", Error: err.Error()})
 			return err
 		}
+		r.Emit(progress.Event{Kind: "stage", State: "done", Data: map[string]any{"plan": res.Plan, "entries": res.Entries, "bytes": res.Bytes, "oneShot": res.OneShot}})
+		if o.DryRun || o.CaptureOnly || *noReboot || o.Root != "/" {
+			return nil
+		}
+		fmt.Fprintln(os.Stderr, "minint stage: rebooting into the PE")
+		unix.Sync()
+		return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 	}
-	var t *progress.Task
-	if !o.DryRun {
-		t = r.Start("capture", 0, "bytes")
-		o.Progress = t.Add
-	}
-	res, err := stage.Run(ctx, o)
-	if t != nil {
-		t.Finish(err)
-	}
-	if err != nil {
-		r.Emit(progress.Event{Kind: "stage", State: "failed", Error: err.Error()})
-		return err
-	}
-	r.Emit(progress.Event{Kind: "stage", State: "done", Data: map[string]any{"plan": res.Plan, "entries": res.Entries, "bytes": res.Bytes, "oneShot": res.OneShot}})
-	if o.DryRun || o.CaptureOnly || *noReboot || o.Root != "/" {
-		return nil
-	}
-	fmt.Fprintln(os.Stderr, "minint stage: rebooting into the PE")
-	unix.Sync()
-	return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	return c
 }

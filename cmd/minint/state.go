@@ -10,7 +10,7 @@ import (
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/netstore"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,16 +18,17 @@ import (
 // stage` and minint-setup do, one piece at a time, for the replace flow
 // and for checking a store by hand.
 func init() {
-	register(&command{
-		name:    "state",
-		summary: "capture, verify, push, pull and restore user-state stores",
-		sub: []*command{
-			{name: "capture", summary: "capture user state of ROOT into STORE (hard links on the same filesystem)", usage: "state capture [flags] STORE", run: runStateCapture},
-			{name: "verify", summary: "check a store's index, manifest and every object", usage: "state verify STORE", run: runStateVerify},
-			{name: "push", summary: "copy a store to an http(s) URL (WebDAV PUT) or a directory; index last", usage: "state push STORE URL|DIR", run: runStatePush},
-			{name: "pull", summary: "copy a store from an http(s) URL or a directory, checking every object", usage: "state pull URL|DIR STORE", run: runStatePull},
-			{name: "restore", summary: "restore a store into ROOT: accounts first, then files; refuses an incomplete store", usage: "state restore [flags] STORE", run: runStateRestore},
+	register(func() *cobra.Command {
+		return group(&cobra.Command{
+			Use:   "state",
+			Short: "Capture, verify, push, pull and restore user-state stores",
 		},
+			newStateCaptureCmd(),
+			newStateVerifyCmd(),
+			newStatePushCmd(),
+			newStatePullCmd(),
+			newStateRestoreCmd(),
+		)
 	})
 }
 
@@ -35,7 +36,12 @@ func stateCtx() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 }
 
-func runStateCapture(fs *pflag.FlagSet, args []string) error {
+func newStateCaptureCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "capture [flags] STORE",
+		Short: "Capture user state of ROOT into STORE (hard links on the same filesystem)",
+	}
+	fs := c.Flags()
 	root := fs.String("root", "/", "root of the system to capture")
 	paths := fs.StringArray("state-path", nil, "extra absolute `PATH` to keep (repeatable)")
 	exclude := fs.StringArray("exclude", nil, "`PATTERN` (path.Match on the absolute path) to leave out")
@@ -43,77 +49,92 @@ func runStateCapture(fs *pflag.FlagSet, args []string) error {
 	rootHome := fs.Bool("root-home", false, "also capture /root")
 	cp := fs.Bool("copy", false, "copy files instead of hard-linking them")
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 {
+			return usageErrorf("need STORE")
+		}
+		jw, closeJSON, err := buildEventsOut(*jsonOut)
+		if err != nil {
+			return err
+		}
+		defer closeJSON()
+		r := progress.New(os.Stderr, jw)
+		ctx, stop := stateCtx()
+		defer stop()
+		t := r.Start("capture-state", 0, "bytes")
+		m, st, err := state.CaptureStat(ctx, *root, fs.Arg(0), state.Spec{NoHomes: *noHomes, RootHome: *rootHome, Paths: *paths, Exclude: *exclude, Copy: *cp, Progress: t.Add})
+		t.Finish(err)
+		if err != nil {
+			return err
+		}
+		r.Emit(progress.Event{Kind: "state", Op: "capture", State: "done", Data: map[string]any{"entries": len(m.Entries), "bytes": m.Bytes, "linked": st.Linked, "copied": st.Copied}})
+		fmt.Fprintf(os.Stderr, "%d entries, %d bytes (%d files linked, %d copied, %d duplicates)\n", len(m.Entries), m.Bytes, st.Linked, st.Copied, st.Deduplicated)
+		return nil
 	}
-	if fs.NArg() != 1 {
-		return usageErrorf("need STORE")
-	}
-	jw, closeJSON, err := buildEventsOut(*jsonOut)
-	if err != nil {
-		return err
-	}
-	defer closeJSON()
-	r := progress.New(os.Stderr, jw)
-	ctx, stop := stateCtx()
-	defer stop()
-	t := r.Start("capture-state", 0, "bytes")
-	m, st, err := state.CaptureStat(ctx, *root, fs.Arg(0), state.Spec{NoHomes: *noHomes, RootHome: *rootHome, Paths: *paths, Exclude: *exclude, Copy: *cp, Progress: t.Add})
-	t.Finish(err)
-	if err != nil {
-		return err
-	}
-	r.Emit(progress.Event{Kind: "state", Op: "capture", State: "done", Data: map[string]any{"entries": len(m.Entries), "bytes": m.Bytes, "linked": st.Linked, "copied": st.Copied}})
-	fmt.Fprintf(os.Stderr, "%d entries, %d bytes (%d files linked, %d copied, %d duplicates)\n", len(m.Entries), m.Bytes, st.Linked, st.Copied, st.Deduplicated)
-	return nil
+	return c
 }
 
-func runStateVerify(fs *pflag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+func newStateVerifyCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "verify STORE",
+		Short: "Check a store's index, manifest and every object",
 	}
-	if fs.NArg() != 1 {
-		return usageErrorf("need STORE")
+	fs := c.Flags()
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 {
+			return usageErrorf("need STORE")
+		}
+		m, err := state.ReadManifest(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		ctx, stop := stateCtx()
+		defer stop()
+		if err := state.Verify(ctx, fs.Arg(0), m); err != nil {
+			return err
+		}
+		fmt.Printf("%s: complete: %d entries, %d objects, %d bytes, %d accounts, captured %s on %s\n",
+			fs.Arg(0), len(m.Entries), len(m.Objects()), m.Bytes, len(m.Accounts.Passwd), m.Created, m.Host)
+		return nil
 	}
-	m, err := state.ReadManifest(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	ctx, stop := stateCtx()
-	defer stop()
-	if err := state.Verify(ctx, fs.Arg(0), m); err != nil {
-		return err
-	}
-	fmt.Printf("%s: complete: %d entries, %d objects, %d bytes, %d accounts, captured %s on %s\n",
-		fs.Arg(0), len(m.Entries), len(m.Objects()), m.Bytes, len(m.Accounts.Passwd), m.Created, m.Host)
-	return nil
+	return c
 }
 
-func runStatePush(fs *pflag.FlagSet, args []string) error {
+func newStatePushCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "push STORE URL|DIR",
+		Short: "Copy a store to an http(s) URL (WebDAV PUT) or a directory; index last",
+	}
+	fs := c.Flags()
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 2 {
+			return usageErrorf("need STORE and URL|DIR")
+		}
+		return transfer(*jsonOut, "push", func(ctx context.Context, o netstore.Options) error {
+			return netstore.Push(ctx, fs.Arg(0), fs.Arg(1), o)
+		})
 	}
-	if fs.NArg() != 2 {
-		return usageErrorf("need STORE and URL|DIR")
-	}
-	return transfer(*jsonOut, "push", func(ctx context.Context, o netstore.Options) error {
-		return netstore.Push(ctx, fs.Arg(0), fs.Arg(1), o)
-	})
+	return c
 }
 
-func runStatePull(fs *pflag.FlagSet, args []string) error {
+func newStatePullCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "pull URL|DIR STORE",
+		Short: "Copy a store from an http(s) URL or a directory, checking every object",
+	}
+	fs := c.Flags()
 	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 2 {
+			return usageErrorf("need URL|DIR and STORE")
+		}
+		return transfer(*jsonOut, "pull", func(ctx context.Context, o netstore.Options) error {
+			_, err := netstore.Pull(ctx, fs.Arg(0), fs.Arg(1), o)
+			return err
+		})
 	}
-	if fs.NArg() != 2 {
-		return usageErrorf("need URL|DIR and STORE")
-	}
-	return transfer(*jsonOut, "pull", func(ctx context.Context, o netstore.Options) error {
-		_, err := netstore.Pull(ctx, fs.Arg(0), fs.Arg(1), o)
-		return err
-	})
+	return c
 }
 
 func transfer(jsonOut, op string, f func(context.Context, netstore.Options) error) error {
@@ -131,23 +152,28 @@ func transfer(jsonOut, op string, f func(context.Context, netstore.Options) erro
 	return err
 }
 
-func runStateRestore(fs *pflag.FlagSet, args []string) error {
+func newStateRestoreCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "restore [flags] STORE",
+		Short: "Restore a store into ROOT: accounts first, then files; refuses an incomplete store",
+	}
+	fs := c.Flags()
 	root := fs.String("root", "", "root to restore into (required: never defaults to /)")
 	cp := fs.Bool("copy", false, "copy files out of the store instead of hard-linking them")
 	noAccounts := fs.Bool("no-accounts", false, "do not merge the captured accounts")
-	if err := fs.Parse(args); err != nil {
-		return err
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		if fs.NArg() != 1 || *root == "" {
+			return usageErrorf("need --root ROOT and STORE")
+		}
+		ctx, stop := stateCtx()
+		defer stop()
+		rep, err := state.Restore(ctx, fs.Arg(0), *root, state.RestoreOptions{Copy: *cp, NoAccounts: *noAccounts})
+		if err != nil {
+			return err
+		}
+		b, _ := json.Marshal(rep)
+		fmt.Println(string(b))
+		return nil
 	}
-	if fs.NArg() != 1 || *root == "" {
-		return usageErrorf("need --root ROOT and STORE")
-	}
-	ctx, stop := stateCtx()
-	defer stop()
-	rep, err := state.Restore(ctx, fs.Arg(0), *root, state.RestoreOptions{Copy: *cp, NoAccounts: *noAccounts})
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(rep)
-	fmt.Println(string(b))
-	return nil
+	return c
 }

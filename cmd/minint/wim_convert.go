@@ -6,56 +6,54 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/minint/minint/wim"
 )
 
 func init() {
-	wimGroup.sub = append(wimGroup.sub, wimCaptureCmd("append", wim.Append), wimExportCmd(), wimSplitCmd())
+	wimVerbs = append(wimVerbs, func() *cobra.Command { return wimCaptureCmd("append", wim.Append) }, wimExportCmd, wimSplitCmd)
 }
 
-func wimExportCmd() *command {
-	return &command{
-		name:    "export",
-		summary: "Copy an image into another WIM (created if missing)",
-		usage:   "export SRC INDEX|NAME DEST [flags]",
-		run: func(fs *pflag.FlagSet, args []string) error {
-			name := fs.String("name", "", "new image `NAME` (default: the source image's)")
-			desc := fs.String("description", "", "new image `DESCRIPTION`")
-			compress := fs.String("compress", "", "compression of a new DEST: none, xpress or lzx (default: SRC's)")
-			check := fs.Bool("check", false, "write an integrity table")
-			events := eventsFlag(fs)
-			rest, err := parseArgs(fs, args, 3, 3)
-			if err != nil {
-				return err
-			}
-			rc, err := openWIM(rest[0])
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			img, err := selectImage(&rc.Reader, rest[1])
-			if err != nil {
-				return err
-			}
-			wopts := wim.WriterOptions{Integrity: *check, Compression: rc.Info().Compression}
-			if *compress != "" {
-				if wopts.Compression, err = parseCompression(*compress); err != nil {
-					return err
-				}
-			}
-			rep, closeEvents, err := events()
-			if err != nil {
-				return err
-			}
-			defer closeEvents()
-			task := rep.Start("export", 0, "bytes")
-			err = export(img, rest[2], wopts, wim.ImageOptions{Name: *name, Description: *desc, Progress: task.Callback()}, fs.Changed("compress"))
-			task.Finish(err)
-			return err
-		},
+func wimExportCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "export SRC INDEX|NAME DEST [flags]",
+		Short: "Copy an image into another WIM (created if missing)",
 	}
+	fs := c.Flags()
+	name := fs.String("name", "", "new image `NAME` (default: the source image's)")
+	desc := fs.String("description", "", "new image `DESCRIPTION`")
+	compress := fs.String("compress", "", "compression of a new DEST: none, xpress or lzx (default: SRC's)")
+	check := fs.Bool("check", false, "write an integrity table")
+	events := eventsFlag(fs)
+	c.Args = argCount(3, 3)
+	c.RunE = func(_ *cobra.Command, rest []string) error {
+		rc, err := openWIM(rest[0])
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		img, err := selectImage(&rc.Reader, rest[1])
+		if err != nil {
+			return err
+		}
+		wopts := wim.WriterOptions{Integrity: *check, Compression: rc.Info().Compression}
+		if *compress != "" {
+			if wopts.Compression, err = parseCompression(*compress); err != nil {
+				return err
+			}
+		}
+		rep, closeEvents, err := events()
+		if err != nil {
+			return err
+		}
+		defer closeEvents()
+		task := rep.Start("export", 0, "bytes")
+		err = export(img, rest[2], wopts, wim.ImageOptions{Name: *name, Description: *desc, Progress: task.Callback()}, fs.Changed("compress"))
+		task.Finish(err)
+		return err
+	}
+	return c
 }
 
 // export adds img to dest (wim.Export), refusing --compress for a dest
@@ -67,28 +65,26 @@ func export(img *wim.Image, dest string, wopts wim.WriterOptions, iopts wim.Imag
 	return wim.Export(img, dest, wopts, iopts)
 }
 
-func wimSplitCmd() *command {
-	return &command{
-		name:    "split",
-		summary: "Split a WIM into .swm parts of at most SIZE_MB MiB each",
-		usage:   "split WIM PART.swm SIZE_MB [flags]\n\nParts are named PART.swm, PART2.swm, PART3.swm, ... (4000 fits FAT32).",
-		run: func(fs *pflag.FlagSet, args []string) error {
-			rest, err := parseArgs(fs, args, 3, 3)
-			if err != nil {
-				return err
-			}
-			mb, err := strconv.ParseInt(rest[2], 10, 64)
-			if err != nil || mb <= 0 {
-				return usageErrorf("SIZE_MB %q: want a positive number of MiB", rest[2])
-			}
-			if !strings.HasSuffix(strings.ToLower(rest[1]), ".swm") {
-				return usageErrorf("%s: the first part's name must end in .swm", rest[1])
-			}
-			parts, err := wim.Split(rest[0], rest[1], mb<<20)
-			for _, p := range parts {
-				fmt.Fprintln(wimStdout, p)
-			}
-			return err
-		},
+func wimSplitCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "split WIM PART.swm SIZE_MB [flags]",
+		Short: "Split a WIM into .swm parts of at most SIZE_MB MiB each",
+		Long:  "Split a WIM into .swm parts of at most SIZE_MB MiB each\n\nParts are named PART.swm, PART2.swm, PART3.swm, ... (4000 fits FAT32).",
 	}
+	c.Args = argCount(3, 3)
+	c.RunE = func(_ *cobra.Command, rest []string) error {
+		mb, err := strconv.ParseInt(rest[2], 10, 64)
+		if err != nil || mb <= 0 {
+			return usageErrorf("SIZE_MB %q: want a positive number of MiB", rest[2])
+		}
+		if !strings.HasSuffix(strings.ToLower(rest[1]), ".swm") {
+			return usageErrorf("%s: the first part's name must end in .swm", rest[1])
+		}
+		parts, err := wim.Split(rest[0], rest[1], mb<<20)
+		for _, p := range parts {
+			fmt.Fprintln(wimStdout, p)
+		}
+		return err
+	}
+	return c
 }

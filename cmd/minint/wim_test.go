@@ -152,9 +152,9 @@ func TestWimCLIUsageErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "z.wim")); err == nil {
 		t.Errorf("a failed capture left z.wim behind")
 	}
-	// Help is not an error.
-	if code, _, stderr := wimRun(t, "apply", "--help"); code != 0 || !strings.Contains(stderr, "Usage: minint wim apply") {
-		t.Errorf("apply --help: exit %d\n%s", code, stderr)
+	// Help is not an error, and goes to stdout.
+	if code, stdout, stderr := wimRun(t, "apply", "--help"); code != 0 || !strings.Contains(stdout, "Usage: minint wim apply") {
+		t.Errorf("apply --help: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
 
