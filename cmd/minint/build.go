@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -26,18 +25,19 @@ func newBuildCmd() *cobra.Command {
 	out := fs.StringP("output", "o", "out/pe", "output `directory` for vmlinuz, initramfs.cpio.* and pe.json")
 	kernel := fs.String("kernel", "", "kernel `path` (default: newest /boot/vmlinuz-*)")
 	modDir := fs.String("modules-dir", "", "kernel modules `directory` (default: /lib/modules/<kernel version>)")
-	mods := fs.StringSlice("modules", nil, "kernel modules to include, comma-separated (default: the built-in list; see --list-modules)")
-	addMods := fs.StringSlice("add-modules", nil, "kernel modules to include in addition to the default list")
-	cmds := fs.StringSlice("commands", nil, "extra Go command packages to include")
+	mods := fs.StringSlice("modules", nil, "kernel `MODULES` to include, comma-separated (default: the built-in list; see --list-modules)")
+	addMods := fs.StringSlice("add-modules", nil, "kernel `MODULES` to include in addition to the default list")
+	cmds := fs.StringSlice("commands", nil, "extra Go command `PACKAGES` to include")
 	files := fs.StringArray("file", nil, "extra file `SRC:DEST` to put into the initramfs (repeatable)")
 	key := fs.String("key", "", "package signing public key `FILE.pub` (minint keygen) the PE accepts packages and network sequences from")
-	comp := fs.String("compression", "gzip", "initramfs compression: gzip, xz, zstd or none")
+	comp := fs.String("compress", "gzip", "initramfs compression: `gzip`, xz, zstd or none")
+	renamed(c, "compression", "compress")
 	cache := fs.String("cache", "", "cache `directory` (default: $MININT_CACHE, else out/cache in the source tree)")
 	listMods := fs.Bool("list-modules", false, "print the default module list and exit")
-	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	outFlags := addOutputFlags(c, "events", "print only errors")
 	c.RunE = func(*cobra.Command, []string) error {
 		if *listMods {
-			fmt.Println(strings.Join(initramfs.DefaultModules, "\n"))
+			fmt.Fprintln(c.OutOrStdout(), strings.Join(initramfs.DefaultModules, "\n"))
 			return nil
 		}
 		if fs.Changed("modules") && len(*addMods) > 0 {
@@ -70,12 +70,11 @@ func newBuildCmd() *cobra.Command {
 			}
 			cfg.Files, keyID = append(cfg.Files, f), id
 		}
-		jw, closeJSON, err := buildEventsOut(*jsonOut)
+		r, err := outFlags.open()
 		if err != nil {
 			return err
 		}
-		defer closeJSON()
-		r := progress.New(os.Stderr, jw)
+		defer r.Close()
 		cfg.Log = func(format string, a ...any) { r.Printf(format, a...) }
 
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -104,19 +103,4 @@ func newBuildCmd() *cobra.Command {
 		return nil
 	}
 	return c
-}
-
-// buildEventsOut opens the --json-events destination ("" none, "-" stdout).
-func buildEventsOut(path string) (w io.Writer, closeFn func(), err error) {
-	switch path {
-	case "":
-		return nil, func() {}, nil
-	case "-":
-		return os.Stdout, func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--json-events: %w", err)
-	}
-	return f, func() { f.Close() }, nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -46,11 +46,11 @@ type diskCommon struct {
 	sysRoot    string
 	bootDevs   []string
 	mediaLabel string
-	jsonEvents string
 }
 
 func (c *diskCommon) flags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.sysRoot, "sys-root", "", "read /sys, /proc and /dev below `DIR` (testing)")
+	fs.MarkHidden("sys-root")
 	fs.StringSliceVar(&c.bootDevs, "boot-device", nil, "the `DEVICE` the PE booted from (never a candidate)")
 	fs.StringVar(&c.mediaLabel, "media-label", "", "treat disks holding a filesystem with this `LABEL` as the boot medium")
 }
@@ -63,24 +63,10 @@ func diskContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt)
 }
 
-// diskEvents opens the --json-events destination ("" none, "-" stdout).
-func diskEvents(name string) (io.Writer, func(), error) {
-	switch name {
-	case "":
-		return nil, func() {}, nil
-	case "-":
-		return os.Stdout, func() {}, nil
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--json-events: %w", err)
-	}
-	return f, func() { f.Close() }, nil
-}
-
 func newDiskListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [--json]",
+		Args:  noArgs,
 		Short: "List block devices with their partitions and filesystems",
 	}
 	fs := cmd.Flags()
@@ -88,9 +74,6 @@ func newDiskListCmd() *cobra.Command {
 	c.flags(fs)
 	asJSON := fs.Bool("json", false, "print JSON for machines")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 0 {
-			return usageErrorf("disk list takes no arguments")
-		}
 		ctx, cancel := diskContext()
 		defer cancel()
 		disks, err := c.discover(ctx)
@@ -98,14 +81,14 @@ func newDiskListCmd() *cobra.Command {
 			return err
 		}
 		if *asJSON {
-			enc := json.NewEncoder(os.Stdout)
+			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
 			if disks == nil {
 				disks = []*diskops.Disk{}
 			}
 			return enc.Encode(disks)
 		}
-		printDisks(os.Stdout, disks)
+		printDisks(cmd.OutOrStdout(), disks)
 		return nil
 	}
 	return cmd
@@ -179,8 +162,9 @@ func dash(s string) string {
 
 func newDiskSelectCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "select RULE   (e.g. '{transport: nvme}', min_size=20G, first_largest)",
-		Short: "Print the one disk a rule selects (error listing candidates otherwise)",
+		Use:     "select RULE",
+		Short:   "Print the one disk a rule selects (error listing candidates otherwise)",
+		Example: "  minint disk select '{transport: nvme}'\n  minint disk select min_size=20G,first_largest",
 	}
 	fs := cmd.Flags()
 	var c diskCommon
@@ -205,29 +189,12 @@ func newDiskSelectCmd() *cobra.Command {
 			return err
 		}
 		if *asJSON {
-			return json.NewEncoder(os.Stdout).Encode(d)
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(d)
 		}
-		fmt.Println(d.Path)
+		fmt.Fprintln(cmd.OutOrStdout(), d.Path)
 		return nil
 	}
 	return cmd
-}
-
-// confirm asks before a destructive operation, showing what will be lost.
-// Without a terminal it refuses: scripts must say --yes.
-func confirm(yes bool, what string) error {
-	if yes {
-		return nil
-	}
-	if !progress.IsTerminal(os.Stdin) {
-		return fmt.Errorf("refusing to %s without confirmation: stdin is not a terminal; add --yes", what)
-	}
-	fmt.Fprintf(os.Stderr, "This will %s.\nType yes to continue: ", what)
-	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-	if strings.TrimSpace(line) != "yes" {
-		return fmt.Errorf("not confirmed; nothing was changed")
-	}
-	return nil
 }
 
 func targetDescription(t *diskops.Target) string {
@@ -243,7 +210,7 @@ func targetDescription(t *diskops.Target) string {
 
 func newDiskPartitionCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "partition --layout FILE [--format] [--dry-run] [--yes] DEVICE",
+		Use:   "partition --layout FILE [--format] [--dry-run] [-y] DEVICE",
 		Short: "Partition a disk (or image file) from a YAML layout",
 	}
 	fs := cmd.Flags()
@@ -253,12 +220,17 @@ func newDiskPartitionCmd() *cobra.Command {
 	format := fs.Bool("format", false, "also create the filesystems the layout names")
 	mkfs := fs.Bool("mkfs", false, "create ext4 with mkfs.ext4 instead of the built-in writer (needs partition nodes)")
 	dry := fs.Bool("dry-run", false, "print the plan and write nothing")
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	yes := yesFlag(cmd)
+	outFlags := addOutputFlags(cmd, "progress", "show no progress")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 1 || *layoutPath == "" {
 			return usageErrorf("want --layout FILE and one DEVICE")
 		}
+		r, err := outFlags.open()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
 		l, err := diskops.ReadLayout(*layoutPath)
 		if err != nil {
 			return err
@@ -275,22 +247,16 @@ func newDiskPartitionCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printPlan(os.Stdout, t, res)
+			printPlan(r.Out, t, res)
 			return nil
 		}
 		// Plan first so that a layout that does not fit fails before asking.
 		if _, err := l.Plan(t.Size, t.SectorSize); err != nil {
 			return fmt.Errorf("%s: %w", t.Path, err)
 		}
-		if err := confirm(*yes, "repartition "+targetDescription(t)); err != nil {
+		if err := confirm(cmd, *yes, "repartition "+targetDescription(t)); err != nil {
 			return err
 		}
-		jw, closeJW, err := diskEvents(*jsonOut)
-		if err != nil {
-			return err
-		}
-		defer closeJW()
-		r := progress.New(os.Stderr, jw)
 		r.Emit(progress.Event{Kind: "step", Op: "partition", State: "start", Msg: t.Path})
 		res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{})
 		if err != nil && !(diskops.IsNoNodes(err) && res != nil) {
@@ -298,9 +264,9 @@ func newDiskPartitionCmd() *cobra.Command {
 			return err
 		}
 		if err != nil {
-			r.Printf("warning: %v; continuing by offset", err)
+			r.Warnf("%v; continuing by offset", err)
 		}
-		printPlan(os.Stdout, t, res)
+		printPlan(r.Out, t, res)
 		r.Emit(progress.Event{Kind: "step", Op: "partition", State: "done", Data: map[string]any{"partitions": res.Partitions, "nodes": res.Nodes}})
 		if !*format {
 			return nil
@@ -317,7 +283,7 @@ func newDiskPartitionCmd() *cobra.Command {
 		}
 		for i, f := range fss {
 			if f != nil {
-				fmt.Printf("partition %d: %s label=%q uuid=%s\n", res.Partitions[i].Number, f.Type, f.Label, f.UUID)
+				fmt.Fprintf(r.Out, "partition %d: %s label=%q uuid=%s\n", res.Partitions[i].Number, f.Type, f.Label, f.UUID)
 			}
 		}
 		return nil
@@ -341,18 +307,19 @@ func printPlan(w io.Writer, t *diskops.Target, res *diskops.PartitionResult) {
 
 func newDiskFormatCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "format --fs vfat|ext4|swap [--label L] [--uuid U] [--offset N --size N] [--yes] DEVICE",
+		Use:   "format --fs vfat|ext4|swap [--label L] [--uuid U] [--offset N --size N] [-y] DEVICE",
 		Short: "Create a vfat, ext4 or swap filesystem",
 	}
 	fs := cmd.Flags()
 	var spec diskops.FormatSpec
-	fs.StringVar(&spec.FS, "fs", "", "filesystem: vfat, ext4 or swap (required)")
-	fs.StringVar(&spec.Label, "label", "", "volume label")
-	fs.StringVar(&spec.UUID, "uuid", "", "filesystem UUID (vfat: XXXX-XXXX); random when empty")
+	fs.StringVar(&spec.FS, "fs", "", "filesystem `TYPE`: vfat, ext4 or swap (required)")
+	fs.StringVar(&spec.Label, "label", "", "volume `LABEL`")
+	fs.StringVar(&spec.UUID, "uuid", "", "filesystem `UUID` (vfat: XXXX-XXXX); random when empty")
 	fs.BoolVar(&spec.Mkfs, "mkfs", false, "create ext4 with mkfs.ext4 instead of the built-in writer")
 	offset := fs.Int64("offset", 0, "start of the filesystem in `BYTES` within DEVICE")
 	size := fs.String("size", "", "filesystem `SIZE` (default: to the end of DEVICE)")
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	dry := fs.Bool("dry-run", false, "print what would be formatted and write nothing")
+	yes := yesFlag(cmd)
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 1 || spec.FS == "" {
 			return usageErrorf("want --fs and one DEVICE")
@@ -385,11 +352,15 @@ func newDiskFormatCmd() *cobra.Command {
 		if *offset < 0 || n <= 0 || *offset+n > total {
 			return fmt.Errorf("%s: range %d+%d lies outside the device (%d bytes)", dev, *offset, n, total)
 		}
+		what := fmt.Sprintf("format %s at %d (%s) as %s", dev, *offset, diskops.Size(n).Human(), spec.FS)
 		if existing := diskops.ProbeFilesystem(f, *offset, n); existing != nil {
-			if err := confirm(*yes, fmt.Sprintf("format %s at %d (%s), destroying its %s filesystem %q", dev, *offset, diskops.Size(n).Human(), existing.Type, existing.Label)); err != nil {
-				return err
-			}
-		} else if err := confirm(*yes, fmt.Sprintf("format %s at %d (%s)", dev, *offset, diskops.Size(n).Human())); err != nil {
+			what += fmt.Sprintf(", destroying its %s filesystem %q", existing.Type, existing.Label)
+		}
+		if *dry {
+			fmt.Fprintf(cmd.OutOrStdout(), "would %s\n", what)
+			return nil
+		}
+		if err := confirm(cmd, *yes, what); err != nil {
 			return err
 		}
 		ctx, cancel := diskContext()
@@ -398,7 +369,7 @@ func newDiskFormatCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%s: %s label=%q uuid=%s\n", dev, got.Type, got.Label, got.UUID)
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: %s label=%q uuid=%s\n", dev, got.Type, got.Label, got.UUID)
 		return nil
 	}
 	return cmd
@@ -406,14 +377,15 @@ func newDiskFormatCmd() *cobra.Command {
 
 func newDiskMountCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "mount [--type T] [--ro] [--offset N --size N] SOURCE TARGET",
+		Use:   "mount [--fs TYPE] [--ro] [--offset N --size N] SOURCE TARGET",
 		Short: "Mount a filesystem (image ranges through a loop device)",
 	}
 	fs := cmd.Flags()
 	var o diskops.MountOptions
-	fs.StringVar(&o.FSType, "type", "", "filesystem type (probed when empty)")
+	fs.StringVar(&o.FSType, "fs", "", "filesystem `TYPE` (probed when empty)")
+	renamed(cmd, "type", "fs")
 	fs.BoolVar(&o.ReadOnly, "ro", false, "mount read-only")
-	fs.StringVar(&o.Data, "options", "", "filesystem-specific mount options")
+	fs.StringVar(&o.Data, "options", "", "filesystem-specific mount `OPTIONS`")
 	fs.Int64Var(&o.Offset, "offset", 0, "start of the filesystem in `BYTES` within SOURCE (loop device)")
 	fs.Int64Var(&o.Size, "size", 0, "size in `BYTES` of the filesystem within SOURCE")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
@@ -424,7 +396,7 @@ func newDiskMountCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("mounted %s (%s) on %s\n", m.Source, m.FSType, m.Target)
+		fmt.Fprintf(cmd.OutOrStdout(), "mounted %s (%s) on %s\n", m.Source, m.FSType, m.Target)
 		return nil
 	}
 	return cmd
@@ -447,20 +419,28 @@ func newDiskUmountCmd() *cobra.Command {
 
 func newDiskCleanCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "clean [--keep minint] [--dry-run] [--yes] MOUNTPOINT",
+		Use:   "clean [--keep minint] [--dry-run] [-y] MOUNTPOINT",
 		Short: "Delete everything on a mounted root except the staging folder",
 	}
 	fs := cmd.Flags()
 	keep := fs.String("keep", "minint", "staging folder `NAME` below the root that survives")
 	dry := fs.Bool("dry-run", false, "print exactly what would be deleted and delete nothing")
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	yes := yesFlag(cmd)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	outFlags := addOutputFlags(cmd, "progress", "show no progress")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 1 {
 			return usageErrorf("want the MOUNTPOINT of the root to clean")
 		}
+		if *asJSON && outFlags.eventsOnStdout() {
+			return usageErrorf("--json and --json-events - both want stdout")
+		}
 		root := fs.Arg(0)
+		r, err := outFlags.open()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
 		ctx, cancel := diskContext()
 		defer cancel()
 		plan, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, DryRun: true})
@@ -469,34 +449,28 @@ func newDiskCleanCmd() *cobra.Command {
 		}
 		if *dry {
 			if *asJSON {
-				return json.NewEncoder(os.Stdout).Encode(plan)
+				return json.NewEncoder(r.Out).Encode(plan)
 			}
 			for _, e := range plan.Entries {
-				fmt.Printf("%-8s %12d %q\n", e.Type, e.Size, "/"+e.Path)
+				fmt.Fprintf(r.Out, "%-8s %12d %q\n", e.Type, e.Size, "/"+e.Path)
 			}
 			for _, s := range plan.Skipped {
-				fmt.Printf("keep     %12s %q (%s)\n", "", "/"+s.Path, s.Reason)
+				fmt.Fprintf(r.Out, "keep     %12s %q (%s)\n", "", "/"+s.Path, s.Reason)
 			}
-			fmt.Printf("%d entries, %s would be deleted\n", len(plan.Entries), diskops.Size(plan.Bytes).Human())
+			fmt.Fprintf(r.Out, "%s, %s would be deleted\n", plural.Count(len(plan.Entries), "entry"), diskops.Size(plan.Bytes).Human())
 			return nil
 		}
-		if err := confirm(*yes, fmt.Sprintf("delete %d entries (%s) below %s, keeping only %s", len(plan.Entries), diskops.Size(plan.Bytes).Human(), root, *keep)); err != nil {
+		if err := confirm(cmd, *yes, fmt.Sprintf("delete %s (%s) below %s, keeping only %s", plural.Count(len(plan.Entries), "entry"), diskops.Size(plan.Bytes).Human(), root, *keep)); err != nil {
 			return err
 		}
-		jw, closeJW, err := diskEvents(*jsonOut)
-		if err != nil {
-			return err
-		}
-		defer closeJW()
-		r := progress.New(os.Stderr, jw)
 		task := r.Start("clean", int64(len(plan.Entries)), "files")
 		res, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, OnDelete: func(diskops.ManifestEntry) { task.Add(1) }})
 		task.Finish(err)
 		if res != nil {
 			if *asJSON {
-				json.NewEncoder(os.Stdout).Encode(res)
+				json.NewEncoder(r.Out).Encode(res)
 			} else {
-				fmt.Printf("deleted %d entries (%s); manifest %s\n", len(res.Entries)-len(res.Failed), diskops.Size(res.Bytes).Human(), res.Manifest)
+				fmt.Fprintf(r.Out, "deleted %s (%s); manifest %s\n", plural.Count(len(res.Entries)-len(res.Failed), "entry"), diskops.Size(res.Bytes).Human(), res.Manifest)
 			}
 		}
 		return err
@@ -512,16 +486,17 @@ func newDiskBootfilesCmd() *cobra.Command {
 	fs := cmd.Flags()
 	var o bootloader.UEFIOptions
 	fs.StringVar(&o.RootUUID, "root-uuid", "", "root filesystem `UUID` for root=UUID= (default: probed from ROOT's device)")
-	fs.StringVar(&o.Cmdline, "cmdline", "", "extra kernel command line")
-	fs.StringVar(&o.Title, "title", "", "boot menu title")
+	fs.StringVar(&o.Cmdline, "cmdline", "", "extra kernel command line `ARGS`")
+	fs.StringVar(&o.Title, "title", "", "boot menu `TITLE`")
 	fs.StringVar(&o.EntryID, "entry", "minint", "loader entry `ID`")
-	fs.StringVar(&o.BackupDir, "backup-dir", "", "where replaced boot files go (default ROOT/minint/bootfiles-backup)")
-	fs.StringVar(&o.SystemdBoot, "systemd-boot", "", "systemd-bootx64.efi to install (default: from ROOT, then this system)")
+	fs.StringVar(&o.BackupDir, "backup-dir", "", "`DIR` where replaced boot files go (default ROOT/minint/bootfiles-backup)")
+	fs.StringVar(&o.SystemdBoot, "systemd-boot", "", "systemd-bootx64.efi `FILE` to install (default: from ROOT, then this system)")
 	payloadDir := fs.String("syslinux-payload", "", "also write syslinux's ldlinux.sys/.c32 from this payload `DIR` (default "+bootloader.SyslinuxPayloadDir+" when present)")
 	noBIOS := fs.Bool("no-bios", false, "skip the BIOS (syslinux) configuration")
 	noUEFI := fs.Bool("no-uefi", false, "skip the UEFI (systemd-boot) files")
 	efiEntry := fs.Bool("efi-entry", false, "also create a firmware boot entry (needs UEFI and ESP a mounted partition)")
 	efivars := fs.String("efivars", bootloader.DefaultEFIVars, "efivarfs `DIR`")
+	hide(cmd, "efivars")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 2 {
@@ -536,7 +511,7 @@ func newDiskBootfilesCmd() *cobra.Command {
 				return fmt.Errorf("finding the root filesystem's UUID (give --root-uuid): %w", err)
 			}
 			o.RootUUID = f.UUID
-			fmt.Fprintf(os.Stderr, "root filesystem: %s %s UUID=%s\n", src, f.Type, f.UUID)
+			fmt.Fprintf(cmd.ErrOrStderr(), "root filesystem: %s %s UUID=%s\n", src, f.Type, f.UUID)
 		}
 		if *efiEntry {
 			if !bootloader.HaveEFIVars(*efivars) {
@@ -573,17 +548,18 @@ func newDiskBootfilesCmd() *cobra.Command {
 			results = append(results, r)
 		}
 		if *asJSON {
-			return json.NewEncoder(os.Stdout).Encode(results)
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(results)
 		}
+		out := cmd.OutOrStdout()
 		for _, r := range results {
 			for _, w := range r.Written {
-				fmt.Println("wrote", w)
+				fmt.Fprintln(out, "wrote", w)
 			}
 			for _, b := range r.BackedUp {
-				fmt.Println("backed up", b)
+				fmt.Fprintln(out, "backed up", b)
 			}
 			if r.BootNum != nil {
-				fmt.Printf("firmware boot entry Boot%04X (first in BootOrder)\n", *r.BootNum)
+				fmt.Fprintf(out, "firmware boot entry Boot%04X (first in BootOrder)\n", *r.BootNum)
 			}
 		}
 		return nil
@@ -593,16 +569,16 @@ func newDiskBootfilesCmd() *cobra.Command {
 
 func newDiskBootloaderCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bootloader --partition N [--yes] DISK",
+		Use:   "bootloader --partition N [-y] DISK",
 		Short: "Install syslinux's BIOS boot code for the FAT boot partition (unmounted)",
 	}
 	fs := cmd.Flags()
 	var o bootloader.SyslinuxOptions
 	fs.IntVar(&o.Partition, "partition", 0, "`NUMBER` of the FAT boot partition (usually the ESP, 1)")
 	fs.StringVar(&o.BackupDir, "backup-dir", "", "keep the previous MBR boot code in `DIR`")
-	fs.StringVar(&o.Syslinux, "syslinux", "", "syslinux installer program")
+	fs.StringVar(&o.Syslinux, "syslinux", "", "syslinux installer `PROGRAM`")
 	payloadDir := fs.String("syslinux-payload", "", "install in pure Go from this payload `DIR` (written by bootfiles) instead of running syslinux")
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	yes := yesFlag(cmd)
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 1 || o.Partition < 1 {
 			return usageErrorf("want --partition N and one DISK")
@@ -635,7 +611,7 @@ func newDiskBootloaderCmd() *cobra.Command {
 				}
 			}
 		}
-		if err := confirm(*yes, fmt.Sprintf("write BIOS boot code to %s and partition %d", o.Disk, o.Partition)); err != nil {
+		if err := confirm(cmd, *yes, fmt.Sprintf("write BIOS boot code to %s and partition %d", o.Disk, o.Partition)); err != nil {
 			return err
 		}
 		r, err := bootloader.InstallSyslinux(ctx, o)
@@ -643,7 +619,7 @@ func newDiskBootloaderCmd() *cobra.Command {
 			return err
 		}
 		for _, w := range r.Written {
-			fmt.Println("wrote", w)
+			fmt.Fprintln(cmd.OutOrStdout(), "wrote", w)
 		}
 		return nil
 	}
@@ -673,9 +649,10 @@ func newDiskBootnextCmd() *cobra.Command {
 	num := fs.String("boot-num", "", "UEFI: start Boot`XXXX` once (hex)")
 	entry := fs.String("entry", "", "systemd-boot: start loader entry `ID` (e.g. minint-pe.conf) once")
 	once := fs.String("syslinux-once", "", "syslinux: boot `LABEL` once")
-	disk := fs.String("disk", "", "with --syslinux-once: the disk")
-	part := fs.Int("partition", 0, "with --syslinux-once: the FAT boot partition number")
+	disk := fs.String("disk", "", "with --syslinux-once: the `DISK`")
+	part := fs.Int("partition", 0, "with --syslinux-once: the `NUMBER` of the FAT boot partition")
 	efivars := fs.String("efivars", bootloader.DefaultEFIVars, "efivarfs `DIR`")
+	hide(cmd, "efivars")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		n := 0
 		for _, s := range []string{*num, *entry, *once} {
@@ -722,17 +699,18 @@ func newDiskBootnextCmd() *cobra.Command {
 
 func newDiskEraseCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "erase [--method zero|discard] [--yes] DEVICE",
+		Use:   "erase [--method zero|discard] [-y] DEVICE",
 		Short: "Erase a whole disk (zero or discard) and verify a sample of blocks",
 	}
 	fs := cmd.Flags()
 	var c diskCommon
 	c.flags(fs)
 	var o diskops.EraseOptions
-	fs.StringVar(&o.Method, "method", "zero", "zero (write zeroes) or discard (TRIM; verified to read zeros)")
-	fs.IntVar(&o.Samples, "samples", 256, "random blocks to verify besides the first and last MiB")
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	fs.StringVar(&o.Method, "method", "zero", "`METHOD`: zero (write zeroes) or discard (TRIM; verified to read zeros)")
+	fs.IntVar(&o.Samples, "samples", 256, "`N` random blocks to verify besides the first and last MiB")
+	dry := fs.Bool("dry-run", false, "print what would be erased and write nothing")
+	yes := yesFlag(cmd)
+	outFlags := addOutputFlags(cmd, "progress", "show no progress")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 1 {
 			return usageErrorf("want one DEVICE")
@@ -744,15 +722,19 @@ func newDiskEraseCmd() *cobra.Command {
 			return err
 		}
 		defer t.Close()
-		if err := confirm(*yes, "erase ALL data on "+targetDescription(t)); err != nil {
+		what := "erase ALL data on " + targetDescription(t)
+		if *dry {
+			fmt.Fprintf(cmd.OutOrStdout(), "would %s\n", what)
+			return nil
+		}
+		if err := confirm(cmd, *yes, what); err != nil {
 			return err
 		}
-		jw, closeJW, err := diskEvents(*jsonOut)
+		r, err := outFlags.open()
 		if err != nil {
 			return err
 		}
-		defer closeJW()
-		r := progress.New(os.Stderr, jw)
+		defer r.Close()
 		task := r.Start("erase", t.Size, "bytes")
 		o.Progress = task.Callback()
 		res, err := diskops.Erase(ctx, t, o)
@@ -760,7 +742,7 @@ func newDiskEraseCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%s: erased %s with %s; %d blocks verified zero\n", t.Path, diskops.Size(res.Bytes).Human(), res.Method, res.Verified)
+		fmt.Fprintf(r.Out, "%s: erased %s with %s; %s verified zero\n", t.Path, diskops.Size(res.Bytes).Human(), res.Method, plural.Count(res.Verified, "block"))
 		return nil
 	}
 	return cmd
@@ -772,7 +754,7 @@ func newDiskSyslinuxPayloadCmd() *cobra.Command {
 		Short: "Capture syslinux's BIOS payload from this host's syslinux for the PE",
 	}
 	fs := cmd.Flags()
-	prog := fs.String("syslinux", "", "the syslinux (mtools) installer to capture from")
+	prog := fs.String("syslinux", "", "the syslinux (mtools) installer `PROGRAM` to capture from")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 1 {
 			return usageErrorf("want the output DIR (the PE expects %s)", bootloader.SyslinuxPayloadDir)
@@ -786,7 +768,7 @@ func newDiskSyslinuxPayloadCmd() *cobra.Command {
 		if err := p.Save(fs.Arg(0)); err != nil {
 			return err
 		}
-		fmt.Printf("%s: ldlinux.sys (%d bytes), ldlinux.bss, ldlinux.c32 (%d bytes)\n", fs.Arg(0), len(p.Ldlinux), len(p.LdlinuxC32))
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: ldlinux.sys (%d bytes), ldlinux.bss, ldlinux.c32 (%d bytes)\n", fs.Arg(0), len(p.Ldlinux), len(p.LdlinuxC32))
 		return nil
 	}
 	return cmd

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,21 +25,22 @@ func newISOCmd() *cobra.Command {
 		Args:  noArgs,
 	}
 	fs := c.Flags()
-	out := fs.StringP("output", "o", "out/minint.iso", "ISO `file` to write")
-	label := fs.String("label", "MININT", "ISO volume `label` (A-Z, 0-9, _; at most 32)")
-	cmdline := fs.String("cmdline", "", "extra kernel `arguments`, appended to minint's own")
-	done := fs.String("done", "poweroff", "what the PE does when finished: poweroff, reboot or shell")
+	out := fs.StringP("output", "o", "out/minint.iso", "ISO `FILE` to write")
+	label := fs.String("label", "MININT", "ISO volume `LABEL` (A-Z, 0-9, _; at most 32)")
+	cmdline := fs.String("cmdline", "", "extra kernel `ARGS`, appended to minint's own")
+	done := fs.String("done", "poweroff", "`ACTION` when the PE is finished: poweroff, reboot or shell")
 	verbose := fs.Bool("verbose-kernel", false, "show the kernel's messages on the console (no 'quiet')")
 	peDir := fs.String("pe-dir", "", "use the PE already built in `DIR` (by 'minint build -o DIR') instead of building it")
-	kernel := fs.String("kernel", "", "kernel `path` for the PE build (default: newest /boot/vmlinuz-*)")
-	mods := fs.StringSlice("modules", nil, "kernel modules for the PE build, comma-separated (default: the built-in list)")
-	buildDir := fs.String("build-dir", "out/pe", "where the PE is built when --pe-dir is not given")
+	kernel := fs.String("kernel", "", "kernel `FILE` for the PE build (default: newest /boot/vmlinuz-*)")
+	mods := fs.StringSlice("modules", nil, "kernel `MODULES` for the PE build, comma-separated (default: the built-in list)")
+	buildDir := fs.String("build-dir", "out/pe", "`DIR` where the PE is built when --pe-dir is not given")
 	key := fs.String("key", "", "package signing public key `FILE.pub` built into the PE (see minint build --key)")
 	seqFile := fs.String("sequence", "", "task sequence `FILE`, stored as /minint/sequence.yaml")
 	captureURL := fs.String("capture", "", "make a capture PE: its sequence captures the installed system (generalized) and uploads it to `URL` (WebDAV PUT, e.g. http://10.0.2.2:8080/images/ref.wim)")
-	captureComp := fs.String("capture-compression", "lzx", "compression of the captured WIM: none, xpress or lzx")
+	captureComp := fs.String("capture-compress", "lzx", "`COMPRESSION` of the captured WIM: none, xpress or lzx")
+	renamed(c, "capture-compression", "capture-compress")
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as /minint/DEST (repeatable)")
-	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	outFlags := addOutputFlags(c, "events", "print only errors")
 	c.RunE = func(*cobra.Command, []string) error {
 		if *peDir != "" && (fs.Changed("kernel") || fs.Changed("modules") || fs.Changed("key")) {
 			return usageErrorf("--pe-dir uses an existing PE: --kernel, --modules and --key only apply when building one")
@@ -67,8 +67,8 @@ func newISOCmd() *cobra.Command {
 				return err
 			}
 			*seqFile = f.Name()
-		} else if fs.Changed("capture-compression") {
-			return usageErrorf("--capture-compression needs --capture")
+		} else if fs.Changed("capture-compress") {
+			return usageErrorf("--capture-compress needs --capture")
 		}
 		if *seqFile != "" {
 			opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *seqFile, Dest: "sequence.yaml"})
@@ -80,20 +80,11 @@ func newISOCmd() *cobra.Command {
 			}
 			opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: src, Dest: dest})
 		}
-		var jw io.Writer
-		switch *jsonOut {
-		case "":
-		case "-":
-			jw = os.Stdout
-		default:
-			f, err := os.Create(*jsonOut)
-			if err != nil {
-				return fmt.Errorf("--json-events: %w", err)
-			}
-			defer f.Close()
-			jw = f
+		r, err := outFlags.open()
+		if err != nil {
+			return err
 		}
-		r := progress.New(os.Stderr, jw)
+		defer r.Close()
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
 

@@ -4,13 +4,12 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
@@ -69,7 +68,7 @@ func newKeygenCmd() *cobra.Command {
 			}
 		}
 		pub, _ := sign.ParsePublicKey(pubF)
-		fmt.Printf("wrote %s.key (secret) and %s.pub, key id %s\n", fs.Arg(0), fs.Arg(0), sign.KeyID(pub))
+		fmt.Fprintf(c.OutOrStdout(), "wrote %s.key (secret) and %s.pub, key id %s\n", fs.Arg(0), fs.Arg(0), sign.KeyID(pub))
 		return nil
 	}
 	return c
@@ -99,9 +98,9 @@ func newPackageCreateCmd() *cobra.Command {
 	key := fs.String("key", "", "private key `FILE` (from minint keygen)")
 	image := fs.String("image", "", "the WIM `FILE` (relative to DIR) the PE applies; default the only .wim")
 	index := fs.Int("index", 1, "image `INDEX` within it")
-	name := fs.String("name", "", "package name")
+	name := fs.String("name", "", "package `NAME`")
 	chunk := fs.String("chunk-size", "4MiB", "per-chunk hash `SIZE` for applying straight from HTTP (0: none)")
-	jsonOut := fs.String("json-events", "", "write progress as JSON lines to `FILE` (- for stdout)")
+	outFlags := addOutputFlags(c, "progress", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() < 1 {
 			return usageErrorf("want DIR [FILE…]")
@@ -151,12 +150,11 @@ func newPackageCreateCmd() *cobra.Command {
 			}
 			cs = int64(s)
 		}
-		ev, closeEv, err := eventsTo(*jsonOut)
+		rep, err := outFlags.open()
 		if err != nil {
 			return err
 		}
-		defer closeEv()
-		rep := progress.New(os.Stderr, ev)
+		defer rep.Close()
 		task := rep.Start("hash", 0, "bytes")
 		m, mb, err := manifest.Build(dir, files, manifest.BuildOptions{Name: *name, Image: &manifest.Image{File: *image, Index: *index}, ChunkSize: cs, Progress: task.Callback()})
 		task.Finish(err)
@@ -170,7 +168,7 @@ func newPackageCreateCmd() *cobra.Command {
 		if err := os.WriteFile(sign.SignatureFor(mp), sign.Sign(mb, priv), 0o644); err != nil {
 			return err
 		}
-		fmt.Printf("wrote %s and %s: %d files, image %s index %d, signed by key %s\n", mp, sign.SignatureFor(mp), len(m.Files), *image, *index, sign.KeyID(priv.Public().(ed25519.PublicKey)))
+		fmt.Fprintf(rep.Out, "wrote %s and %s: %s, image %s index %d, signed by key %s\n", mp, sign.SignatureFor(mp), plural.Count(len(m.Files), "file"), *image, *index, sign.KeyID(priv.Public().(ed25519.PublicKey)))
 		return nil
 	}
 	return c
@@ -178,14 +176,16 @@ func newPackageCreateCmd() *cobra.Command {
 
 func newPackageVerifyCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "verify --pub PUBKEY DIR",
+		Use:   "verify --key FILE.pub DIR",
 		Short: "Check a package's signature and every file's size and SHA-256",
 	}
 	fs := c.Flags()
-	pubPath := fs.String("pub", "", "public key `FILE`")
+	pubPath := fs.String("key", "", "public key `FILE.pub` (from minint keygen)")
+	renamed(c, "pub", "key")
+	outFlags := addOutputFlags(c, "progress", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 1 || *pubPath == "" {
-			return usageErrorf("want --pub PUBKEY DIR")
+			return usageErrorf("want --key FILE.pub and one DIR")
 		}
 		b, err := os.ReadFile(*pubPath)
 		if err != nil {
@@ -208,7 +208,11 @@ func newPackageVerifyCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		rep := progress.New(os.Stderr, nil)
+		rep, err := outFlags.open()
+		if err != nil {
+			return err
+		}
+		defer rep.Close()
 		var errs []error
 		for i := range m.Files {
 			e := &m.Files[i]
@@ -222,7 +226,7 @@ func newPackageVerifyCmd() *cobra.Command {
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
-		fmt.Printf("%s: signature by key %s good, %d files verified\n", dir, sign.KeyID(pub), len(m.Files))
+		fmt.Fprintf(rep.Out, "%s: signature by key %s good, %s verified\n", dir, sign.KeyID(pub), plural.Count(len(m.Files), "file"))
 		return nil
 	}
 	return c
@@ -234,7 +238,7 @@ func newPackageSignCmd() *cobra.Command {
 		Short: "Write a detached signature (seq.yaml -> seq.sig), e.g. for a sequence served over HTTP",
 	}
 	fs := c.Flags()
-	key := fs.String("key", "", "private key `FILE`")
+	key := fs.String("key", "", "private key `FILE` (from minint keygen)")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() < 1 {
 			return usageErrorf("want FILE…")
@@ -260,24 +264,9 @@ func newPackageSignCmd() *cobra.Command {
 			if err := os.WriteFile(sign.SignatureFor(f), sign.Sign(b, priv), 0o644); err != nil {
 				return err
 			}
-			fmt.Printf("wrote %s\n", sign.SignatureFor(f))
+			fmt.Fprintf(c.OutOrStdout(), "wrote %s\n", sign.SignatureFor(f))
 		}
 		return nil
 	}
 	return c
-}
-
-// eventsTo opens a --json-events destination ("" none, "-" stdout).
-func eventsTo(name string) (io.Writer, func(), error) {
-	switch name {
-	case "":
-		return nil, func() {}, nil
-	case "-":
-		return os.Stdout, func() {}, nil
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, func() { f.Close() }, nil
 }

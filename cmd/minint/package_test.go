@@ -8,22 +8,12 @@ import (
 	"testing"
 )
 
-// run runs the CLI and returns its exit code and everything it printed
-// (commands print to os.Stdout and os.Stderr directly).
+// run runs the CLI and returns its exit code and everything it printed.
 func run(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), "out")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	oldOut, oldErr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = f, f
-	var errb bytes.Buffer
-	code := runMain(args, f, &errb)
-	os.Stdout, os.Stderr = oldOut, oldErr
-	b, _ := os.ReadFile(f.Name())
-	return code, string(b) + errb.String()
+	var out bytes.Buffer
+	code := runMain(args, &out, &out)
+	return code, out.String()
 }
 
 func TestPackageCommands(t *testing.T) {
@@ -44,18 +34,18 @@ func TestPackageCommands(t *testing.T) {
 	if code, out := run(t, "package", "create", "--key", key+".key", pkg); code != 0 {
 		t.Fatalf("create: %d %s", code, out)
 	}
-	if code, out := run(t, "package", "verify", "--pub", key+".pub", pkg); code != 0 {
+	if code, out := run(t, "package", "verify", "--key", key+".pub", pkg); code != 0 {
 		t.Fatalf("verify: %d %s", code, out)
 	}
 	// Another key, then a changed file: both rejected.
 	run(t, "keygen", filepath.Join(dir, "other"))
-	if code, out := run(t, "package", "verify", "--pub", filepath.Join(dir, "other.pub"), pkg); code != 1 || !strings.Contains(out, "signature") {
+	if code, out := run(t, "package", "verify", "--key", filepath.Join(dir, "other.pub"), pkg); code != 1 || !strings.Contains(out, "signature") {
 		t.Errorf("verify with another key: %d %s", code, out)
 	}
 	b, _ := os.ReadFile(filepath.Join(pkg, "os.wim"))
 	b[10] ^= 1
 	os.WriteFile(filepath.Join(pkg, "os.wim"), b, 0o644)
-	if code, out := run(t, "package", "verify", "--pub", key+".pub", pkg); code != 1 || !strings.Contains(out, "checksum mismatch") {
+	if code, out := run(t, "package", "verify", "--key", key+".pub", pkg); code != 1 || !strings.Contains(out, "checksum mismatch") {
 		t.Errorf("verify a changed file: %d %s", code, out)
 	}
 	if code, _ := run(t, "package", "create", pkg); code != 2 {

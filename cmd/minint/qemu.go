@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,27 +27,28 @@ func newQEMUCmd() *cobra.Command {
 		Args:  noArgs,
 	}
 	fs := c.Flags()
-	iso := fs.String("iso", "", "ISO `file` to boot")
-	firmware := fs.String("firmware", "bios", "firmware: bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)")
-	bootFrom := fs.String("boot", "cd", "boot the ISO as a cd, or as a raw disk (like a USB stick): cd or disk")
-	bootIface := fs.String("boot-interface", "virtio", "interface of the ISO disk with --boot disk: virtio, usb, sata or nvme")
+	iso := fs.String("iso", "", "ISO `FILE` to boot")
+	firmware := fs.String("firmware", "bios", "`FIRMWARE`: bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)")
+	bootFrom := fs.String("boot", "cd", "boot the ISO as a cd, or as a raw disk (like a USB stick): `cd` or disk")
+	bootIface := fs.String("boot-interface", "virtio", "`INTERFACE` of the ISO disk with --boot disk: virtio, usb, sata or nvme")
 	disks := fs.StringArray("disk", nil, "attach a disk `FILE[:SIZE[:IFACE]]`; FILE is created blank with SIZE (e.g. 64M) when missing, an empty FILE means a temporary blank disk; IFACE is virtio (default), sata, nvme, usb or ide (repeatable)")
-	mem := fs.String("mem", "512M", "guest memory")
-	cpus := fs.Int("cpus", 1, "guest CPUs")
-	timeout := fs.Duration("timeout", 2*time.Minute, "give up (and fail) after this long")
+	mem := fs.String("mem", "512M", "guest memory `SIZE`")
+	cpus := fs.Int("cpus", 1, "`N` guest CPUs")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up (and fail) after this `TIME`")
 	kvm := fs.Bool("kvm", false, "use KVM instead of TCG (broken on some machines)")
 	noNet := fs.Bool("no-net", false, "no network card (default: virtio NIC on QEMU's user-mode network, host = 10.0.2.2)")
 	hostfwd := fs.StringArray("hostfwd", nil, "user-network host forward `RULE`, e.g. tcp:127.0.0.1:2222-:22 (repeatable)")
 	guestfwd := fs.StringArray("guestfwd", nil, "user-network guest forward `RULE`, e.g. tcp:10.0.2.100:80-tcp:127.0.0.1:8080 (repeatable)")
-	kernel := fs.String("kernel", "", "boot this kernel directly instead of the ISO's boot loader")
-	initrd := fs.String("initrd", "", "initramfs for --kernel")
-	appendArgs := fs.String("append", "", "kernel command line for --kernel")
+	kernel := fs.String("kernel", "", "boot this kernel `FILE` directly instead of the ISO's boot loader")
+	initrd := fs.String("initramfs", "", "initramfs `FILE` for --kernel")
+	renamed(c, "initrd", "initramfs")
+	appendArgs := fs.String("cmdline", "", "kernel command line `ARGS` for --kernel")
+	renamed(c, "append", "cmdline")
 	logPath := fs.String("log", "out/qemu-console.log", "also write the serial console to `FILE` (empty for none)")
-	until := fs.String("until", "done", "done: succeed when the PE reports done and powers off; exit: just wait for QEMU to exit")
+	until := fs.String("until", "done", "`EVENT` to wait for: done (succeed when the PE reports done and powers off) or exit (just wait for QEMU to exit)")
 	allowReboot := fs.Bool("allow-reboot", false, "let the guest reboot (default: a reboot ends QEMU)")
 	diskFirst := fs.Bool("disk-first", false, "boot the first --disk before the ISO, like a new computer with an install CD (a blank disk falls through to the CD; with --allow-reboot the PE's reboot starts the deployed system)")
-	quiet := fs.Bool("quiet", false, "do not copy the console to the terminal")
-	jsonOut := fs.String("json-events", "", "write the guest's events and the verdict as JSON lines to `FILE` (- for stdout)")
+	outFlags := addOutputFlags(c, "the guest's events and the verdict", "do not copy the console to the terminal")
 	c.RunE = func(*cobra.Command, []string) error {
 		if *iso == "" && *kernel == "" {
 			return usageErrorf("give --iso FILE or --kernel FILE")
@@ -80,8 +80,13 @@ func newQEMUCmd() *cobra.Command {
 				return fmt.Errorf("--log: %w", err)
 			}
 		}
-		if !*quiet {
-			o.Console = os.Stdout
+		out, err := outFlags.open()
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		if out.Log != nil {
+			o.Console = out.Out
 		}
 		if progress.IsTerminal(os.Stdin) {
 			o.Stdin = os.Stdin
@@ -91,21 +96,7 @@ func newQEMUCmd() *cobra.Command {
 				defer unix.IoctlSetTermios(int(os.Stdin.Fd()), unix.TCSETS, st)
 			}
 		}
-		var jw io.Writer
-		switch *jsonOut {
-		case "":
-		case "-":
-			jw = os.Stdout
-			o.Console = nil
-		default:
-			f, err := os.Create(*jsonOut)
-			if err != nil {
-				return fmt.Errorf("--json-events: %w", err)
-			}
-			defer f.Close()
-			jw = f
-		}
-
+		jw := out.Events()
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -150,7 +141,7 @@ func newQEMUCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "minint qemu: guest done: banner after %.1fs, done after %.1fs, QEMU exited after %.1fs\n",
+		out.Printf("guest done: banner after %.1fs, done after %.1fs, QEMU exited after %.1fs",
 			res.Banner.Seconds(), res.Done.Seconds(), res.Duration.Seconds())
 		return nil
 	}

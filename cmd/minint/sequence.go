@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 
+	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/sequence"
 	"github.com/spf13/cobra"
@@ -24,43 +24,32 @@ func init() {
 
 func newSequenceCheckCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "check [--quiet] [--firmware bios|uefi] [--var NAME=VALUE…] FILE",
+		Use:   "check [-q] [--firmware bios|uefi] [--var NAME=VALUE…] FILE",
 		Short: "Validate a task sequence (errors name the line) and print its plan",
+		Args:  argCount(1, 1),
 	}
 	fs := c.Flags()
-	quiet := fs.BoolP("quiet", "q", false, "print nothing when the sequence is valid")
-	firmware := fs.String("firmware", "", "evaluate conditions for this firmware (bios or uefi); unset leaves them open")
-	vars := fs.StringToString("var", nil, "set a condition variable (var.NAME), like minint.var.NAME= on the kernel command line")
-	jsonOut := fs.String("json-events", "", "also write the plan as JSON lines to `FILE` (- for stdout)")
+	firmware := fs.String("firmware", "", "evaluate conditions for this `FIRMWARE` (bios or uefi); unset leaves them open")
+	vars := fs.StringToString("var", nil, "set the condition variable var.NAME to VALUE (repeatable), like minint.var.`NAME=VALUE` on the kernel command line")
+	outFlags := addOutputFlags(c, "the plan", "print nothing when the sequence is valid")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 {
-			return usageErrorf("want one sequence FILE")
-		}
-		seq, err := sequence.LoadFile(fs.Arg(0))
+		seq, err := sequence.LoadFile(args[0])
 		if err != nil {
 			return err
 		}
-		if *quiet && *jsonOut == "" {
-			return nil
+		out, err := outFlags.open()
+		if err != nil {
+			return err
 		}
-		var human, events io.Writer = io.Discard, nil
-		if !*quiet {
-			human = os.Stdout
+		defer out.Close()
+		// The plan is this command's result: it goes where results go.
+		var plan io.Writer
+		if out.Log != nil {
+			plan = out.Out
 		}
-		if *jsonOut != "" {
-			events = os.Stdout
-			if *jsonOut != "-" {
-				f, err := os.Create(*jsonOut)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				events = f
-			}
-		}
-		printSequencePlan(progress.New(human, events), seq, sequence.FactMap(planFacts(*firmware, *vars)))
-		if !*quiet {
-			fmt.Printf("%s: valid (%d steps, sha256 %s)\n", fs.Arg(0), len(seq.Steps), seq.Digest[:16])
+		printSequencePlan(progress.New(plan, out.Events()), seq, sequence.FactMap(planFacts(*firmware, *vars)))
+		if plan != nil {
+			fmt.Fprintf(plan, "%s: valid (%s, sha256 %s)\n", args[0], plural.Count(len(seq.Steps), "step"), seq.Digest[:16])
 		}
 		return nil
 	}
@@ -110,7 +99,7 @@ func newSequenceTypesCmd() *cobra.Command {
 	}
 	c.RunE = func(*cobra.Command, []string) error {
 		for _, t := range sequence.StepTypes() {
-			fmt.Println(t)
+			fmt.Fprintln(c.OutOrStdout(), t)
 		}
 		return nil
 	}

@@ -26,28 +26,29 @@ func newStageCmd() *cobra.Command {
 	fs := c.Flags()
 	var o stage.Options
 	fs.StringVar(&o.Root, "root", "/", "root of the system to stage (a test tree; implies --no-reboot)")
-	fs.StringVar(&o.Kernel, "kernel", "", "the PE's kernel")
-	fs.StringVar(&o.Initramfs, "initramfs", "", "the PE's initramfs")
-	fs.StringVar(&o.Sequence, "sequence", "", "the task sequence for the PE")
-	fs.StringVar(&o.Cmdline, "cmdline", "minint.done=reboot", "the PE's kernel command line")
+	fs.StringVar(&o.Kernel, "kernel", "", "the PE's kernel `FILE`")
+	fs.StringVar(&o.Initramfs, "initramfs", "", "the PE's initramfs `FILE`")
+	fs.StringVar(&o.Sequence, "sequence", "", "the task sequence `FILE` for the PE")
+	fs.StringVar(&o.Cmdline, "cmdline", "minint.done=reboot", "the PE's kernel command line `ARGS`")
 	fs.StringVar(&o.StagedFS, "staged-fs", "", "`UUID=…` of the filesystem holding ROOT/minint, for the PE's minint.staged= (default: probed from ROOT's device)")
-	fs.StringVar(&o.ESP, "esp", "", "mounted EFI system partition with systemd-boot (default: ROOT/boot/efi, ROOT/efi or ROOT/boot, else the one EFI system partition on ROOT's disk, mounted while needed)")
+	fs.StringVar(&o.ESP, "esp", "", "`DIR` where the EFI system partition with systemd-boot is mounted (default: ROOT/boot/efi, ROOT/efi or ROOT/boot, else the one EFI system partition on ROOT's disk, mounted while needed)")
 	fs.StringVar(&o.Firmware, "firmware", "", "`bios` or `uefi` (default: detected); BIOS needs syslinux on a FAT boot partition of ROOT's disk")
-	fs.StringVar(&o.EFIVars, "efivars", "", "EFI variables directory (default /sys/firmware/efi/efivars)")
+	fs.StringVar(&o.EFIVars, "efivars", "", "EFI variables `DIR` (default /sys/firmware/efi/efivars)")
+	hide(c, "root", "efivars")
 	paths := fs.StringArray("state-path", nil, "extra absolute `PATH` to keep (repeatable), e.g. /etc/ssh")
 	exclude := fs.StringArray("exclude", nil, "`PATTERN` (path.Match on the absolute path) to leave out, e.g. '/home/*/.cache'")
 	noHomes := fs.Bool("no-homes", false, "do not capture the regular users' home directories and accounts")
 	fs.BoolVar(&o.Spec.RootHome, "root-home", false, "also capture /root")
 	fs.StringVar(&o.StateStore, "state-store", "", "also push the state to this http(s) `URL` (WebDAV PUT) or directory")
 	fs.BoolVar(&o.CaptureOnly, "capture-only", false, "only capture (and push) the state; stage no PE, arm no boot")
-	countdown := fs.Duration("countdown", 30*time.Minute, "warning time before the refresh starts")
+	countdown := fs.Duration("countdown", 30*time.Minute, "warning `TIME` before the refresh starts")
 	mandatoryAt := fs.String("mandatory-at", "", "RFC 3339 `TIME` after which the refresh cannot be postponed")
-	postponeFor := fs.Duration("postpone-for", time.Hour, "how long \"postpone\" puts the refresh off before the countdown starts again (0: postpone exits)")
+	postponeFor := fs.Duration("postpone-for", time.Hour, "`TIME` \"postpone\" puts the refresh off for before the countdown starts again (0: postpone exits)")
 	nonInteractive := fs.Bool("non-interactive", false, "no questions: count down and go (fleets)")
 	yes := fs.BoolP("yes", "y", false, "start at once, asking nothing (--countdown 0 --non-interactive)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "check and print the plan, change nothing")
 	noReboot := fs.Bool("no-reboot", false, "do not reboot after staging")
-	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	outFlags := addOutputFlags(c, "events", "show no progress")
 	c.RunE = func(*cobra.Command, []string) error {
 		o.Spec.NoHomes, o.Spec.Paths, o.Spec.Exclude = *noHomes, *paths, *exclude
 		if !o.CaptureOnly && (o.Kernel == "" || o.Initramfs == "" || o.Sequence == "") {
@@ -67,13 +68,12 @@ func newStageCmd() *cobra.Command {
 			}
 			mandatory = t
 		}
-		jw, closeJSON, err := buildEventsOut(*jsonOut)
+		r, err := outFlags.open()
 		if err != nil {
 			return err
 		}
-		defer closeJSON()
-		r := progress.New(os.Stderr, jw)
-		o.Log = os.Stderr
+		defer r.Close()
+		o.Log = r.Log
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 		defer stop()
 
@@ -98,7 +98,7 @@ func newStageCmd() *cobra.Command {
 			return fmt.Errorf("%w:\n  %s", stage.ErrRequirements, strings.Join(bad, "\n  "))
 		}
 		if !o.DryRun {
-			cd := stage.Countdown{Duration: *countdown, MandatoryAt: mandatory, Interactive: !*nonInteractive, In: os.Stdin, Out: os.Stderr, Postpone: *postponeFor}
+			cd := stage.Countdown{Duration: *countdown, MandatoryAt: mandatory, Interactive: !*nonInteractive, In: c.InOrStdin(), Out: r.Err, Postpone: *postponeFor}
 			if o.CaptureOnly {
 				cd.What = "user state will be captured"
 			}
@@ -124,7 +124,7 @@ func newStageCmd() *cobra.Command {
 		if o.DryRun || o.CaptureOnly || *noReboot || o.Root != "/" {
 			return nil
 		}
-		fmt.Fprintln(os.Stderr, "minint stage: rebooting into the PE")
+		fmt.Fprintln(r.Err, "minint stage: rebooting into the PE")
 		unix.Sync()
 		return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/netstore"
@@ -42,23 +43,22 @@ func newStateCaptureCmd() *cobra.Command {
 		Short: "Capture user state of ROOT into STORE (hard links on the same filesystem)",
 	}
 	fs := c.Flags()
-	root := fs.String("root", "/", "root of the system to capture")
+	root := fs.String("root", "/", "root `DIR` of the system to capture")
 	paths := fs.StringArray("state-path", nil, "extra absolute `PATH` to keep (repeatable)")
 	exclude := fs.StringArray("exclude", nil, "`PATTERN` (path.Match on the absolute path) to leave out")
 	noHomes := fs.Bool("no-homes", false, "leave out the regular users' homes and accounts")
 	rootHome := fs.Bool("root-home", false, "also capture /root")
 	cp := fs.Bool("copy", false, "copy files instead of hard-linking them")
-	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	outFlags := addOutputFlags(c, "events", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 1 {
 			return usageErrorf("need STORE")
 		}
-		jw, closeJSON, err := buildEventsOut(*jsonOut)
+		r, err := outFlags.open()
 		if err != nil {
 			return err
 		}
-		defer closeJSON()
-		r := progress.New(os.Stderr, jw)
+		defer r.Close()
 		ctx, stop := stateCtx()
 		defer stop()
 		t := r.Start("capture-state", 0, "bytes")
@@ -68,7 +68,8 @@ func newStateCaptureCmd() *cobra.Command {
 			return err
 		}
 		r.Emit(progress.Event{Kind: "state", Op: "capture", State: "done", Data: map[string]any{"entries": len(m.Entries), "bytes": m.Bytes, "linked": st.Linked, "copied": st.Copied}})
-		fmt.Fprintf(os.Stderr, "%d entries, %d bytes (%d files linked, %d copied, %d duplicates)\n", len(m.Entries), m.Bytes, st.Linked, st.Copied, st.Deduplicated)
+		r.Printf("%s, %s (%s linked, %d copied, %s)", plural.Count(len(m.Entries), "entry"), plural.Count(m.Bytes, "byte"),
+			plural.Count(st.Linked, "file"), st.Copied, plural.Count(st.Deduplicated, "duplicate"))
 		return nil
 	}
 	return c
@@ -93,8 +94,9 @@ func newStateVerifyCmd() *cobra.Command {
 		if err := state.Verify(ctx, fs.Arg(0), m); err != nil {
 			return err
 		}
-		fmt.Printf("%s: complete: %d entries, %d objects, %d bytes, %d accounts, captured %s on %s\n",
-			fs.Arg(0), len(m.Entries), len(m.Objects()), m.Bytes, len(m.Accounts.Passwd), m.Created, m.Host)
+		fmt.Fprintf(c.OutOrStdout(), "%s: complete: %s, %s, %s, %s, captured %s on %s\n",
+			fs.Arg(0), plural.Count(len(m.Entries), "entry"), plural.Count(len(m.Objects()), "object"), plural.Count(m.Bytes, "byte"),
+			plural.Count(len(m.Accounts.Passwd), "account"), m.Created, m.Host)
 		return nil
 	}
 	return c
@@ -106,12 +108,12 @@ func newStatePushCmd() *cobra.Command {
 		Short: "Copy a store to an http(s) URL (WebDAV PUT) or a directory; index last",
 	}
 	fs := c.Flags()
-	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	outFlags := addOutputFlags(c, "events", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 2 {
 			return usageErrorf("need STORE and URL|DIR")
 		}
-		return transfer(*jsonOut, "push", func(ctx context.Context, o netstore.Options) error {
+		return transfer(outFlags, "push", func(ctx context.Context, o netstore.Options) error {
 			return netstore.Push(ctx, fs.Arg(0), fs.Arg(1), o)
 		})
 	}
@@ -124,12 +126,12 @@ func newStatePullCmd() *cobra.Command {
 		Short: "Copy a store from an http(s) URL or a directory, checking every object",
 	}
 	fs := c.Flags()
-	jsonOut := fs.String("json-events", "", "write JSON-lines events to `FILE` (- for stdout)")
+	outFlags := addOutputFlags(c, "events", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		if fs.NArg() != 2 {
 			return usageErrorf("need URL|DIR and STORE")
 		}
-		return transfer(*jsonOut, "pull", func(ctx context.Context, o netstore.Options) error {
+		return transfer(outFlags, "pull", func(ctx context.Context, o netstore.Options) error {
 			_, err := netstore.Pull(ctx, fs.Arg(0), fs.Arg(1), o)
 			return err
 		})
@@ -137,13 +139,12 @@ func newStatePullCmd() *cobra.Command {
 	return c
 }
 
-func transfer(jsonOut, op string, f func(context.Context, netstore.Options) error) error {
-	jw, closeJSON, err := buildEventsOut(jsonOut)
+func transfer(outFlags *outputFlags, op string, f func(context.Context, netstore.Options) error) error {
+	r, err := outFlags.open()
 	if err != nil {
 		return err
 	}
-	defer closeJSON()
-	r := progress.New(os.Stderr, jw)
+	defer r.Close()
 	ctx, stop := stateCtx()
 	defer stop()
 	t := r.Start(op+"-state", 0, "bytes")
@@ -158,7 +159,7 @@ func newStateRestoreCmd() *cobra.Command {
 		Short: "Restore a store into ROOT: accounts first, then files; refuses an incomplete store",
 	}
 	fs := c.Flags()
-	root := fs.String("root", "", "root to restore into (required: never defaults to /)")
+	root := fs.String("root", "", "root `DIR` to restore into (required: never defaults to /)")
 	cp := fs.Bool("copy", false, "copy files out of the store instead of hard-linking them")
 	noAccounts := fs.Bool("no-accounts", false, "do not merge the captured accounts")
 	c.RunE = func(_ *cobra.Command, args []string) error {
@@ -172,7 +173,7 @@ func newStateRestoreCmd() *cobra.Command {
 			return err
 		}
 		b, _ := json.Marshal(rep)
-		fmt.Println(string(b))
+		fmt.Fprintln(c.OutOrStdout(), string(b))
 		return nil
 	}
 	return c

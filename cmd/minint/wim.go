@@ -11,9 +11,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
-	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/wim"
 )
 
@@ -38,45 +36,6 @@ func init() {
 		}
 		return g
 	})
-}
-
-// wimStdout is where listings go; tests replace it.
-var wimStdout io.Writer = os.Stdout
-
-// eventsFlag adds --json-events and returns a function that opens the
-// reporter once flags are parsed (and a closer for the events file).
-func eventsFlag(fs *pflag.FlagSet) func() (*progress.Reporter, func() error, error) {
-	path := fs.String("json-events", "", "write progress as JSON lines to `FILE` (- for stdout)")
-	return func() (*progress.Reporter, func() error, error) {
-		switch *path {
-		case "":
-			return progress.New(os.Stderr, nil), func() error { return nil }, nil
-		case "-":
-			return progress.New(os.Stderr, os.Stdout), func() error { return nil }, nil
-		}
-		f, err := os.Create(*path)
-		if err != nil {
-			return nil, nil, err
-		}
-		return progress.New(os.Stderr, f), f.Close, nil
-	}
-}
-
-// argCount checks the number of positional arguments: at least min, at
-// most max (no limit when max < 0).
-func argCount(min, max int) cobra.PositionalArgs {
-	return func(_ *cobra.Command, rest []string) error {
-		if len(rest) >= min && (max < 0 || len(rest) <= max) {
-			return nil
-		}
-		switch {
-		case max == min:
-			return usageErrorf("want %d arguments, got %d", min, len(rest))
-		case max < 0:
-			return usageErrorf("want at least %d arguments, got %d", min, len(rest))
-		}
-		return usageErrorf("want %d to %d arguments, got %d", min, max, len(rest))
-	}
 }
 
 // openWIM opens a WIM, or a split set when the name ends in .swm.
@@ -126,12 +85,12 @@ func wimCaptureCmd(verb string, do func(dst, src string, wopts wim.WriterOptions
 	fs := c.Flags()
 	name := fs.String("name", "", "image `NAME` (default: the source directory's base name)")
 	desc := fs.String("description", "", "image `DESCRIPTION`")
-	compress := fs.String("compress", "lzx", "compression: none, xpress or lzx (append: the WIM's own)")
-	threads := fs.Int("threads", 0, "compression threads (default: number of CPUs)")
+	compress := fs.String("compress", "lzx", "`COMPRESSION`: none, xpress or lzx (append: the WIM's own)")
+	threads := fs.Int("threads", 0, "`N` compression threads (default: number of CPUs)")
 	config := fs.String("config", "", "wimlib-style capture configuration `FILE` ([ExclusionList], [ExclusionException])")
 	check := fs.Bool("check", false, "write an integrity table (SHA-1 of every 10 MiB of the file)")
 	unixData := fs.Bool("unix-data", true, "store Linux owners, modes, device nodes and xattrs (Linux-first: --unix-data=false to skip)")
-	events := eventsFlag(fs)
+	events := addOutputFlags(c, "progress", "show no progress")
 	c.Args = argCount(2, 2)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
 		src, dst := rest[0], rest[1]
@@ -169,11 +128,11 @@ func wimCaptureCmd(verb string, do func(dst, src string, wopts wim.WriterOptions
 			}
 			opts.Config = cfg
 		}
-		rep, closeEvents, err := events()
+		rep, err := events.open()
 		if err != nil {
 			return err
 		}
-		defer closeEvents()
+		defer rep.Close()
 		task := rep.Start(verb, 0, "bytes")
 		opts.Progress = task.Callback()
 		wopts := wim.WriterOptions{Compression: comp, Threads: *threads, Integrity: *check}
@@ -213,9 +172,9 @@ func wimApplyCmd() *cobra.Command {
 		Long:  "Apply (extract) a whole image to a directory\n\nINDEX (1-based) or NAME may be left out when the WIM has one image.",
 	}
 	fs := c.Flags()
-	threads := fs.Int("threads", 0, "decompression threads (default: number of CPUs)")
+	threads := fs.Int("threads", 0, "`N` decompression threads (default: number of CPUs)")
 	unixData := fs.Bool("unix-data", true, "restore Linux owners, modes, device nodes and xattrs (Linux-first: --unix-data=false to skip)")
-	events := eventsFlag(fs)
+	events := addOutputFlags(c, "progress", "show no progress")
 	c.Args = argCount(2, 3)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
 		rc, err := openWIM(rest[0])
@@ -237,12 +196,12 @@ func wimApplyCmd() *cobra.Command {
 }
 
 func applyImage(rc *wim.ReadCloser, img *wim.Image, dir string, paths []string, threads int, unixData bool,
-	events func() (*progress.Reporter, func() error, error)) error {
-	rep, closeEvents, err := events()
+	events *outputFlags) error {
+	rep, err := events.open()
 	if err != nil {
 		return err
 	}
-	defer closeEvents()
+	defer rep.Close()
 	op := "apply"
 	if paths != nil {
 		op = "extract"
@@ -265,10 +224,10 @@ func wimExtractCmd() *cobra.Command {
 		Long:  "Extract files or directories (with their contents) from an image\n\nPATHs are inside the image, e.g. /etc/hostname or etc/ssh.",
 	}
 	fs := c.Flags()
-	dest := fs.String("dest", "", "directory to extract into (required)")
-	threads := fs.Int("threads", 0, "decompression threads (default: number of CPUs)")
+	dest := fs.String("dest", "", "`DIR` to extract into (required)")
+	threads := fs.Int("threads", 0, "`N` decompression threads (default: number of CPUs)")
 	unixData := fs.Bool("unix-data", true, "restore Linux owners, modes, device nodes and xattrs (Linux-first: --unix-data=false to skip)")
-	events := eventsFlag(fs)
+	events := addOutputFlags(c, "progress", "show no progress")
 	c.Args = argCount(3, -1)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
 		if *dest == "" {
@@ -334,7 +293,7 @@ func wimInfoCmd() *cobra.Command {
 		defer rc.Close()
 		hi := rc.Info()
 		if *xml {
-			_, err := io.WriteString(wimStdout, hi.XML)
+			_, err := io.WriteString(c.OutOrStdout(), hi.XML)
 			return err
 		}
 		info := wimInfo{
@@ -363,11 +322,11 @@ func wimInfoCmd() *cobra.Command {
 			info.Images = append(info.Images, ii)
 		}
 		if *asJSON {
-			enc := json.NewEncoder(wimStdout)
+			enc := json.NewEncoder(c.OutOrStdout())
 			enc.SetIndent("", "  ")
 			return enc.Encode(info)
 		}
-		w := wimStdout
+		w := c.OutOrStdout()
 		fmt.Fprintf(w, "Path:          %s\n", info.Path)
 		fmt.Fprintf(w, "GUID:          %s\n", info.GUID)
 		fmt.Fprintf(w, "Version:       %s\n", info.Version)
@@ -431,7 +390,7 @@ func wimDirCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		w := wimStdout
+		w := c.OutOrStdout()
 		return img.Walk(func(path string, f *wim.File) error {
 			if !*long {
 				_, err := fmt.Fprintln(w, path)
@@ -455,8 +414,8 @@ func wimVerifyCmd() *cobra.Command {
 		Short: "Check a WIM: integrity table, every blob's SHA-1, every image's metadata",
 	}
 	fs := c.Flags()
-	threads := fs.Int("threads", 0, "threads (default: number of CPUs)")
-	events := eventsFlag(fs)
+	threads := fs.Int("threads", 0, "`N` threads (default: number of CPUs)")
+	events := addOutputFlags(c, "progress", "show no progress")
 	c.Args = argCount(1, 1)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
 		rc, err := openWIM(rest[0])
@@ -464,11 +423,11 @@ func wimVerifyCmd() *cobra.Command {
 			return err
 		}
 		defer rc.Close()
-		rep, closeEvents, err := events()
+		rep, err := events.open()
 		if err != nil {
 			return err
 		}
-		defer closeEvents()
+		defer rep.Close()
 		task := rep.Start("verify", 0, "bytes")
 		err = rc.Verify(wim.VerifyOptions{Threads: *threads, Progress: task.Callback()})
 		task.Finish(err)

@@ -23,9 +23,9 @@ func wimExportCmd() *cobra.Command {
 	fs := c.Flags()
 	name := fs.String("name", "", "new image `NAME` (default: the source image's)")
 	desc := fs.String("description", "", "new image `DESCRIPTION`")
-	compress := fs.String("compress", "", "compression of a new DEST: none, xpress or lzx (default: SRC's)")
+	compress := fs.String("compress", "", "`COMPRESSION` of a new DEST: none, xpress or lzx (default: SRC's)")
 	check := fs.Bool("check", false, "write an integrity table")
-	events := eventsFlag(fs)
+	events := addOutputFlags(c, "progress", "show no progress")
 	c.Args = argCount(3, 3)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
 		rc, err := openWIM(rest[0])
@@ -43,11 +43,11 @@ func wimExportCmd() *cobra.Command {
 				return err
 			}
 		}
-		rep, closeEvents, err := events()
+		rep, err := events.open()
 		if err != nil {
 			return err
 		}
-		defer closeEvents()
+		defer rep.Close()
 		task := rep.Start("export", 0, "bytes")
 		err = export(img, rest[2], wopts, wim.ImageOptions{Name: *name, Description: *desc, Progress: task.Callback()}, fs.Changed("compress"))
 		task.Finish(err)
@@ -82,7 +82,7 @@ func wimSplitCmd() *cobra.Command {
 		}
 		parts, err := wim.Split(rest[0], rest[1], mb<<20)
 		for _, p := range parts {
-			fmt.Fprintln(wimStdout, p)
+			fmt.Fprintln(c.OutOrStdout(), p)
 		}
 		return err
 	}

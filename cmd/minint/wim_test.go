@@ -16,9 +16,6 @@ import (
 func wimRun(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	old := wimStdout
-	wimStdout = &out
-	defer func() { wimStdout = old }()
 	code := runMain(append([]string{"wim"}, args...), &out, &errb)
 	return code, out.String(), errb.String()
 }
