@@ -7,7 +7,7 @@ MININT   := $(OUT)/minint
 # Tests that boot QEMU guests run only when MININT_E2E=1; `make test` sets it.
 export MININT_CACHE ?= $(CURDIR)/$(OUT)/cache
 
-.PHONY: all build setup test unit demo bench bench-deploy fuzz pe iso qemu fmt vet clean
+.PHONY: all build setup test unit demo bench bench-deploy fuzz pe iso qemu fmt vet clean man
 
 all: build
 
@@ -57,6 +57,10 @@ bench-deploy: setup
 # Every fuzz target for FUZZTIME (default 20s) each.
 fuzz:
 	bash scripts/fuzz.sh
+
+# Man pages for every command, from the same definitions as --help.
+man: build
+	$(MININT) man $(OUT)/man
 
 clean:
 	rm -rf $(OUT)

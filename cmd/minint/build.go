@@ -30,14 +30,19 @@ func newBuildCmd() *cobra.Command {
 	cmds := fs.StringSlice("commands", nil, "extra Go command `PACKAGES` to include")
 	files := fs.StringArray("file", nil, "extra file `SRC:DEST` to put into the initramfs (repeatable)")
 	key := fs.String("key", "", "package signing public key `FILE.pub` (minint keygen) the PE accepts packages and network sequences from")
-	comp := fs.String("compress", "gzip", "initramfs compression: `gzip`, xz, zstd or none")
+	comp := fs.String("compress", "gzip", "initramfs `COMPRESSION`: gzip, xz, zstd or none")
 	renamed(c, "compression", "compress")
 	cache := fs.String("cache", "", "cache `directory` (default: $MININT_CACHE, else out/cache in the source tree)")
 	listMods := fs.Bool("list-modules", false, "print the default module list and exit")
 	outFlags := addOutputFlags(c, "events", "print only errors")
 	c.RunE = func(*cobra.Command, []string) error {
+		r, err := outFlags.open()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
 		if *listMods {
-			fmt.Fprintln(c.OutOrStdout(), strings.Join(initramfs.DefaultModules, "\n"))
+			fmt.Fprintln(r.Out, strings.Join(initramfs.DefaultModules, "\n"))
 			return nil
 		}
 		if fs.Changed("modules") && len(*addMods) > 0 {
@@ -70,11 +75,6 @@ func newBuildCmd() *cobra.Command {
 			}
 			cfg.Files, keyID = append(cfg.Files, f), id
 		}
-		r, err := outFlags.open()
-		if err != nil {
-			return err
-		}
-		defer r.Close()
 		cfg.Log = func(format string, a ...any) { r.Printf(format, a...) }
 
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

@@ -163,6 +163,7 @@ func dash(s string) string {
 func newDiskSelectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "select RULE",
+		Args:    argCount(1, 1),
 		Short:   "Print the one disk a rule selects (error listing candidates otherwise)",
 		Example: "  minint disk select '{transport: nvme}'\n  minint disk select min_size=20G,first_largest",
 	}
@@ -171,9 +172,6 @@ func newDiskSelectCmd() *cobra.Command {
 	c.flags(fs)
 	asJSON := fs.Bool("json", false, "print the selected disk as JSON")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 {
-			return usageErrorf("want exactly one RULE")
-		}
 		rule, err := diskops.ParseRule(fs.Arg(0))
 		if err != nil {
 			return usageErrorf("%v", err)
@@ -211,6 +209,7 @@ func targetDescription(t *diskops.Target) string {
 func newDiskPartitionCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "partition --layout FILE [--format] [--dry-run] [-y] DEVICE",
+		Args:  argCount(1, 1),
 		Short: "Partition a disk (or image file) from a YAML layout",
 	}
 	fs := cmd.Flags()
@@ -223,8 +222,8 @@ func newDiskPartitionCmd() *cobra.Command {
 	yes := yesFlag(cmd)
 	outFlags := addOutputFlags(cmd, "progress", "show no progress")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 || *layoutPath == "" {
-			return usageErrorf("want --layout FILE and one DEVICE")
+		if *layoutPath == "" {
+			return usageErrorf("--layout FILE is required")
 		}
 		r, err := outFlags.open()
 		if err != nil {
@@ -308,6 +307,7 @@ func printPlan(w io.Writer, t *diskops.Target, res *diskops.PartitionResult) {
 func newDiskFormatCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "format --fs vfat|ext4|swap [--label L] [--uuid U] [--offset N --size N] [-y] DEVICE",
+		Args:  argCount(1, 1),
 		Short: "Create a vfat, ext4 or swap filesystem",
 	}
 	fs := cmd.Flags()
@@ -321,8 +321,8 @@ func newDiskFormatCmd() *cobra.Command {
 	dry := fs.Bool("dry-run", false, "print what would be formatted and write nothing")
 	yes := yesFlag(cmd)
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 || spec.FS == "" {
-			return usageErrorf("want --fs and one DEVICE")
+		if spec.FS == "" {
+			return usageErrorf("--fs TYPE is required")
 		}
 		dev := fs.Arg(0)
 		fi, err := os.Stat(dev)
@@ -378,6 +378,7 @@ func newDiskFormatCmd() *cobra.Command {
 func newDiskMountCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mount [--fs TYPE] [--ro] [--offset N --size N] SOURCE TARGET",
+		Args:  argCount(2, 2),
 		Short: "Mount a filesystem (image ranges through a loop device)",
 	}
 	fs := cmd.Flags()
@@ -389,9 +390,6 @@ func newDiskMountCmd() *cobra.Command {
 	fs.Int64Var(&o.Offset, "offset", 0, "start of the filesystem in `BYTES` within SOURCE (loop device)")
 	fs.Int64Var(&o.Size, "size", 0, "size in `BYTES` of the filesystem within SOURCE")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 2 {
-			return usageErrorf("want SOURCE and TARGET")
-		}
 		m, err := diskops.Mount(fs.Arg(0), fs.Arg(1), o)
 		if err != nil {
 			return err
@@ -405,13 +403,11 @@ func newDiskMountCmd() *cobra.Command {
 func newDiskUmountCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "umount TARGET",
+		Args:  argCount(1, 1),
 		Short: "Unmount a filesystem",
 	}
 	fs := cmd.Flags()
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 {
-			return usageErrorf("want TARGET")
-		}
 		return diskops.Unmount(fs.Arg(0))
 	}
 	return cmd
@@ -420,6 +416,7 @@ func newDiskUmountCmd() *cobra.Command {
 func newDiskCleanCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "clean [--keep minint] [--dry-run] [-y] MOUNTPOINT",
+		Args:  argCount(1, 1),
 		Short: "Delete everything on a mounted root except the staging folder",
 	}
 	fs := cmd.Flags()
@@ -429,9 +426,6 @@ func newDiskCleanCmd() *cobra.Command {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	outFlags := addOutputFlags(cmd, "progress", "show no progress")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 {
-			return usageErrorf("want the MOUNTPOINT of the root to clean")
-		}
 		if *asJSON && outFlags.eventsOnStdout() {
 			return usageErrorf("--json and --json-events - both want stdout")
 		}
@@ -481,6 +475,7 @@ func newDiskCleanCmd() *cobra.Command {
 func newDiskBootfilesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bootfiles [--root-uuid U] [--cmdline S] [--no-bios] [--efi-entry] ROOT ESP",
+		Args:  argCount(2, 2),
 		Short: "Write UEFI (systemd-boot) and BIOS (syslinux) boot files for an applied root onto the ESP",
 	}
 	fs := cmd.Flags()
@@ -499,9 +494,6 @@ func newDiskBootfilesCmd() *cobra.Command {
 	hide(cmd, "efivars")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 2 {
-			return usageErrorf("want ROOT and ESP (mounted directories)")
-		}
 		o.Root, o.ESP = fs.Arg(0), fs.Arg(1)
 		ctx, cancel := diskContext()
 		defer cancel()
@@ -570,6 +562,7 @@ func newDiskBootfilesCmd() *cobra.Command {
 func newDiskBootloaderCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bootloader --partition N [-y] DISK",
+		Args:  argCount(1, 1),
 		Short: "Install syslinux's BIOS boot code for the FAT boot partition (unmounted)",
 	}
 	fs := cmd.Flags()
@@ -580,8 +573,8 @@ func newDiskBootloaderCmd() *cobra.Command {
 	payloadDir := fs.String("syslinux-payload", "", "install in pure Go from this payload `DIR` (written by bootfiles) instead of running syslinux")
 	yes := yesFlag(cmd)
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 || o.Partition < 1 {
-			return usageErrorf("want --partition N and one DISK")
+		if o.Partition < 1 {
+			return usageErrorf("--partition N is required")
 		}
 		o.Disk = fs.Arg(0)
 		if *payloadDir != "" {
@@ -643,6 +636,7 @@ func mountsOf(dev string) string {
 func newDiskBootnextCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bootnext (--boot-num HEX | --entry ID.conf | --syslinux-once LABEL --disk D --partition N)",
+		Args:  noArgs,
 		Short: "Boot something else once: UEFI BootNext, systemd-boot one-shot entry or syslinux once",
 	}
 	fs := cmd.Flags()
@@ -660,7 +654,7 @@ func newDiskBootnextCmd() *cobra.Command {
 				n++
 			}
 		}
-		if n != 1 || fs.NArg() != 0 {
+		if n != 1 {
 			return usageErrorf("give exactly one of --boot-num, --entry, --syslinux-once")
 		}
 		v := bootloader.EFIVars{Dir: *efivars}
@@ -700,6 +694,7 @@ func newDiskBootnextCmd() *cobra.Command {
 func newDiskEraseCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "erase [--method zero|discard] [-y] DEVICE",
+		Args:  argCount(1, 1),
 		Short: "Erase a whole disk (zero or discard) and verify a sample of blocks",
 	}
 	fs := cmd.Flags()
@@ -712,9 +707,6 @@ func newDiskEraseCmd() *cobra.Command {
 	yes := yesFlag(cmd)
 	outFlags := addOutputFlags(cmd, "progress", "show no progress")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 {
-			return usageErrorf("want one DEVICE")
-		}
 		ctx, cancel := diskContext()
 		defer cancel()
 		t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{SysRoot: c.sysRoot, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
@@ -751,14 +743,13 @@ func newDiskEraseCmd() *cobra.Command {
 func newDiskSyslinuxPayloadCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "syslinux-payload [--syslinux PROGRAM] DIR",
+		Args:  argCount(1, 1),
 		Short: "Capture syslinux's BIOS payload from this host's syslinux for the PE",
+		Long:  "Capture syslinux's BIOS payload from this host's syslinux for the PE, into DIR (the PE reads it from " + bootloader.SyslinuxPayloadDir + ").",
 	}
 	fs := cmd.Flags()
 	prog := fs.String("syslinux", "", "the syslinux (mtools) installer `PROGRAM` to capture from")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 {
-			return usageErrorf("want the output DIR (the PE expects %s)", bootloader.SyslinuxPayloadDir)
-		}
 		ctx, cancel := diskContext()
 		defer cancel()
 		p, err := bootloader.CaptureSyslinux(ctx, *prog)

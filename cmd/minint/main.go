@@ -92,7 +92,33 @@ func newRoot() *cobra.Command {
 	})
 	root.SilenceErrors = true
 	root.SilenceUsage = true
+	// cobra adds `completion bash|zsh|fish|powershell` when it executes;
+	// adding it now lets it follow the same rules as every other group.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			group(c)
+		}
+	}
+	argErrorsAreUsageErrors(root)
 	return root
+}
+
+// argErrorsAreUsageErrors makes every wrong argument count a usage error,
+// including those cobra's own validators (cobra.NoArgs, …) report.
+func argErrorsAreUsageErrors(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(c *cobra.Command, args []string) error {
+			err := check(c, args)
+			if err != nil && !errors.Is(err, errUsage) {
+				return usageErrorf("%v", err)
+			}
+			return err
+		}
+	}
+	for _, s := range c.Commands() {
+		argErrorsAreUsageErrors(s)
+	}
 }
 
 // group makes c a command whose job is choosing a subcommand: bare, it is

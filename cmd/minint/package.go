@@ -33,15 +33,13 @@ func init() {
 func newKeygenCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "keygen [--force] PREFIX",
+		Args:  argCount(1, 1),
 		Short: "Make an ed25519 key pair for signing image packages and sequences",
 		Long:  "Make an ed25519 key pair for signing image packages and sequences: writes PREFIX.pub and PREFIX.key.",
 	}
 	fs := c.Flags()
 	force := fs.Bool("force", false, "overwrite existing key files")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 {
-			return usageErrorf("want one PREFIX")
-		}
 		pubF, privF, err := sign.GenerateKey()
 		if err != nil {
 			return err
@@ -92,6 +90,7 @@ func readPrivate(path string) (ed25519.PrivateKey, error) {
 func newPackageCreateCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "create --key KEY [--image FILE --index N] [--name N] [--chunk-size SIZE] DIR [FILE…]",
+		Args:  argCount(1, -1),
 		Short: "Hash a package's files into manifest.json and sign it",
 	}
 	fs := c.Flags()
@@ -102,9 +101,6 @@ func newPackageCreateCmd() *cobra.Command {
 	chunk := fs.String("chunk-size", "4MiB", "per-chunk hash `SIZE` for applying straight from HTTP (0: none)")
 	outFlags := addOutputFlags(c, "progress", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() < 1 {
-			return usageErrorf("want DIR [FILE…]")
-		}
 		priv, err := readPrivate(*key)
 		if err != nil {
 			return err
@@ -177,6 +173,7 @@ func newPackageCreateCmd() *cobra.Command {
 func newPackageVerifyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "verify --key FILE.pub DIR",
+		Args:  argCount(1, 1),
 		Short: "Check a package's signature and every file's size and SHA-256",
 	}
 	fs := c.Flags()
@@ -184,8 +181,8 @@ func newPackageVerifyCmd() *cobra.Command {
 	renamed(c, "pub", "key")
 	outFlags := addOutputFlags(c, "progress", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 || *pubPath == "" {
-			return usageErrorf("want --key FILE.pub and one DIR")
+		if *pubPath == "" {
+			return usageErrorf("--key FILE.pub is required")
 		}
 		b, err := os.ReadFile(*pubPath)
 		if err != nil {
@@ -235,14 +232,12 @@ func newPackageVerifyCmd() *cobra.Command {
 func newPackageSignCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "sign --key KEY FILE…",
+		Args:  argCount(1, -1),
 		Short: "Write a detached signature (seq.yaml -> seq.sig), e.g. for a sequence served over HTTP",
 	}
 	fs := c.Flags()
 	key := fs.String("key", "", "private key `FILE` (from minint keygen)")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() < 1 {
-			return usageErrorf("want FILE…")
-		}
 		priv, err := readPrivate(*key)
 		if err != nil {
 			return err

@@ -40,6 +40,7 @@ func stateCtx() (context.Context, context.CancelFunc) {
 func newStateCaptureCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "capture [flags] STORE",
+		Args:  argCount(1, 1),
 		Short: "Capture user state of ROOT into STORE (hard links on the same filesystem)",
 	}
 	fs := c.Flags()
@@ -51,9 +52,6 @@ func newStateCaptureCmd() *cobra.Command {
 	cp := fs.Bool("copy", false, "copy files instead of hard-linking them")
 	outFlags := addOutputFlags(c, "events", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 {
-			return usageErrorf("need STORE")
-		}
 		r, err := outFlags.open()
 		if err != nil {
 			return err
@@ -78,13 +76,11 @@ func newStateCaptureCmd() *cobra.Command {
 func newStateVerifyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "verify STORE",
+		Args:  argCount(1, 1),
 		Short: "Check a store's index, manifest and every object",
 	}
 	fs := c.Flags()
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 {
-			return usageErrorf("need STORE")
-		}
 		m, err := state.ReadManifest(fs.Arg(0))
 		if err != nil {
 			return err
@@ -105,14 +101,12 @@ func newStateVerifyCmd() *cobra.Command {
 func newStatePushCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "push STORE URL|DIR",
+		Args:  argCount(2, 2),
 		Short: "Copy a store to an http(s) URL (WebDAV PUT) or a directory; index last",
 	}
 	fs := c.Flags()
 	outFlags := addOutputFlags(c, "events", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 2 {
-			return usageErrorf("need STORE and URL|DIR")
-		}
 		return transfer(outFlags, "push", func(ctx context.Context, o netstore.Options) error {
 			return netstore.Push(ctx, fs.Arg(0), fs.Arg(1), o)
 		})
@@ -123,14 +117,12 @@ func newStatePushCmd() *cobra.Command {
 func newStatePullCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "pull URL|DIR STORE",
+		Args:  argCount(2, 2),
 		Short: "Copy a store from an http(s) URL or a directory, checking every object",
 	}
 	fs := c.Flags()
 	outFlags := addOutputFlags(c, "events", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 2 {
-			return usageErrorf("need URL|DIR and STORE")
-		}
 		return transfer(outFlags, "pull", func(ctx context.Context, o netstore.Options) error {
 			_, err := netstore.Pull(ctx, fs.Arg(0), fs.Arg(1), o)
 			return err
@@ -156,6 +148,7 @@ func transfer(outFlags *outputFlags, op string, f func(context.Context, netstore
 func newStateRestoreCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "restore [flags] STORE",
+		Args:  argCount(1, 1),
 		Short: "Restore a store into ROOT: accounts first, then files; refuses an incomplete store",
 	}
 	fs := c.Flags()
@@ -163,8 +156,8 @@ func newStateRestoreCmd() *cobra.Command {
 	cp := fs.Bool("copy", false, "copy files out of the store instead of hard-linking them")
 	noAccounts := fs.Bool("no-accounts", false, "do not merge the captured accounts")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if fs.NArg() != 1 || *root == "" {
-			return usageErrorf("need --root ROOT and STORE")
+		if *root == "" {
+			return usageErrorf("--root DIR is required (it never defaults to /)")
 		}
 		ctx, stop := stateCtx()
 		defer stop()
