@@ -19,7 +19,7 @@ PKGS=(
   cpio xz-utils zstd kmod
   time                   # peak memory in scripts/bench-wim.sh
   xfsprogs btrfs-progs   # xfs/btrfs reference systems in the capture tests
-  bash-completion zsh fish  # minint's generated shell completions, run in tests
+  bash-completion zsh fish groff-base  # minint's shell completions and man pages, checked in tests
 )
 
 missing=()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -140,11 +141,12 @@ func flagUsages(fs *pflag.FlagSet) string {
 			l += " " + r.value
 		}
 		left[i] = l
-		width = max(width, len(l))
+		width = max(width, utf8.RuneCountInString(l))
 	}
 	var b strings.Builder
 	for i, r := range rows {
-		fmt.Fprintf(&b, "%-*s   %s\n", width, left[i], r.usage)
+		pad := width - utf8.RuneCountInString(left[i])
+		fmt.Fprintf(&b, "%s%s   %s\n", left[i], strings.Repeat(" ", pad), r.usage)
 	}
 	return b.String()
 }

@@ -47,10 +47,8 @@ func main() {
 // success (and for --help), 1 when the command failed, 2 when it was called
 // wrongly.
 func runMain(args []string, stdout, stderr io.Writer) int {
-	root := newRoot()
+	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	c, err := root.ExecuteC()
 	if err == nil {
 		return 0
@@ -73,7 +71,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-func newRoot() *cobra.Command {
+// newRoot builds the command tree, writing to stdout and stderr.
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := group(&cobra.Command{
 		Use:     "minint",
 		Short:   "Build a Linux preinstallation environment, its boot media, and deploy WIM images with it",
@@ -92,6 +91,8 @@ func newRoot() *cobra.Command {
 	})
 	root.SilenceErrors = true
 	root.SilenceUsage = true
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	// cobra adds `completion bash|zsh|fish|powershell` when it executes;
 	// adding it now lets it follow the same rules as every other group.
 	root.InitDefaultCompletionCmd()

@@ -80,6 +80,9 @@ func writeManPage(w io.Writer, c *cobra.Command) {
 	c.InitDefaultHelpFlag()
 	name := manName(c)
 	fmt.Fprintf(w, ".TH %s 1 \"\" \"minint\" \"minint manual\"\n", roff(strings.ToUpper(name)))
+	// No hyphenation or justification: flags and paths stay whole and can
+	// be copied.
+	fmt.Fprintf(w, ".nh\n.ad l\n")
 	fmt.Fprintf(w, ".SH NAME\n%s \\- %s\n", roff(name), roff(c.Short))
 	rest := strings.TrimPrefix(useLine(c), c.CommandPath())
 	fmt.Fprintf(w, ".SH SYNOPSIS\n.B %s\n%s\n", roff(c.CommandPath()), roff(strings.TrimSpace(rest)))
