@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/internal/plural"
 	"os"
 	"path"
 	"path/filepath"
@@ -167,7 +168,7 @@ func CleanAllBut(ctx context.Context, root string, o CleanOptions) (*CleanResult
 			}
 			fmt.Fprintf(&b, "; %s: %s", f.Path, f.Reason)
 		}
-		return res, fmt.Errorf("%w below %s: %d entries%s", ErrPartial, absRoot, len(res.Failed), b.String())
+		return res, fmt.Errorf("%w below %s: %s%s", ErrPartial, absRoot, plural.Count(len(res.Failed), "entry"), b.String())
 	}
 	return res, ctx.Err()
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/fetch"
@@ -171,7 +172,7 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	if env.DryRun {
 		r.rep.Printf("Plan for %s (dry run: no disk is touched):", name)
 	} else {
-		r.rep.Printf("Running %s (%d steps)", name, len(seq.Steps))
+		r.rep.Printf("Running %s (%s)", name, plural.Count(len(seq.Steps), "step"))
 	}
 	r.rep.Emit(progress.Event{Kind: "sequence", State: "start", Msg: name, Data: map[string]any{"steps": len(seq.Steps), "digest": seq.Digest, "dry_run": env.DryRun}})
 	for i, st := range seq.Steps {

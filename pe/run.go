@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/answer"
+	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sequence"
@@ -100,7 +101,7 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Manifest, err)
 	}
-	r.rep.Printf("  manifest %q verified (key %s), %d files", m.Name, sign.KeyID(r.env.PublicKey), len(m.Files))
+	r.rep.Printf("  manifest %q verified (key %s), %s", m.Name, sign.KeyID(r.env.PublicKey), plural.Count(len(m.Files), "file"))
 	if m.Image == nil {
 		return fmt.Errorf("%w: %s names no image to apply", manifest.ErrFormat, s.Manifest)
 	}

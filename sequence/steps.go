@@ -10,6 +10,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/plural"
 )
 
 // Duration is a step timeout written like "90s", "30m" or "1h30m".
@@ -386,16 +387,16 @@ func (s *Setup) Describe() string {
 		p = append(p, "hostname "+s.Hostname)
 	}
 	if n := len(s.Users); n > 0 {
-		p = append(p, fmt.Sprintf("%d users", n))
+		p = append(p, plural.Count(n, "user"))
 	}
 	if n := len(s.Network); n > 0 {
-		p = append(p, fmt.Sprintf("%d interfaces", n))
+		p = append(p, plural.Count(n, "interface"))
 	}
 	if n := len(s.Files); n > 0 {
-		p = append(p, fmt.Sprintf("%d files", n))
+		p = append(p, plural.Count(n, "file"))
 	}
 	if n := len(s.Commands); n > 0 {
-		p = append(p, fmt.Sprintf("%d commands", n))
+		p = append(p, plural.Count(n, "command"))
 	}
 	if s.RestoreState != nil {
 		p = append(p, "restore user state from "+s.RestoreState.StoreDir())

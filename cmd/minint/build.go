@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/initramfs"
+	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/spf13/cobra"
 )
@@ -88,7 +89,7 @@ func newBuildCmd() *cobra.Command {
 		}
 		secs := time.Since(start).Seconds()
 		r.Printf("kernel     %s (%s, %.1f MiB)", pe.Kernel, pe.KernelVersion, float64(pe.KernelSize)/(1<<20))
-		r.Printf("initramfs  %s (%s, %.1f MiB, %d modules)", pe.Initramfs, pe.Compression, float64(pe.InitramfsSize)/(1<<20), len(pe.Modules))
+		r.Printf("initramfs  %s (%s, %.1f MiB, %s)", pe.Initramfs, pe.Compression, float64(pe.InitramfsSize)/(1<<20), plural.Count(len(pe.Modules), "module"))
 		if keyID != "" {
 			r.Printf("package key %s", keyID)
 		} else {

@@ -457,7 +457,7 @@ func newDiskCleanCmd() *cobra.Command {
 		if err := confirm(cmd, *yes, fmt.Sprintf("delete %s (%s) below %s, keeping only %s", plural.Count(len(plan.Entries), "entry"), diskops.Size(plan.Bytes).Human(), root, *keep)); err != nil {
 			return err
 		}
-		task := r.Start("clean", int64(len(plan.Entries)), "files")
+		task := r.Start("clean", int64(len(plan.Entries)), "entry")
 		res, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, OnDelete: func(diskops.ManifestEntry) { task.Add(1) }})
 		task.Finish(err)
 		if res != nil {

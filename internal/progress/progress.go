@@ -10,6 +10,7 @@ package progress
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/minint/minint/internal/plural"
 	"io"
 	"os"
 	"strings"
@@ -105,7 +106,7 @@ type Task struct {
 }
 
 // Start begins a task. unit is "bytes" for byte counts (shown as MiB), or
-// any word such as "files".
+// the singular noun counted, such as "file" ("1 file", "2 files").
 func (r *Reporter) Start(op string, total int64, unit string) *Task {
 	t := &Task{r: r, op: op, unit: unit, total: total, start: r.now(), lastPlainP: -1}
 	r.Emit(Event{Kind: "progress", Op: op, State: "start", Total: total, Unit: unit})
@@ -181,7 +182,7 @@ func (t *Task) amount(n int64) string {
 	if t.unit == "" {
 		return fmt.Sprint(n)
 	}
-	return fmt.Sprintf("%d %s", n, t.unit)
+	return plural.Count(n, t.unit)
 }
 
 func (t *Task) draw(first bool) {

@@ -12,11 +12,14 @@ import (
 func TestEventsAndPlainLines(t *testing.T) {
 	var human, events bytes.Buffer
 	r := New(&human, &events)
-	task := r.Start("apply", 100, "files")
+	task := r.Start("apply", 100, "file")
 	for i := 0; i < 100; i++ {
 		task.Add(1)
 	}
 	task.Finish(nil)
+	one := r.Start("clean", 1, "entry")
+	one.Add(1)
+	one.Finish(nil)
 	fail := r.Start("fetch", 10, "bytes")
 	fail.Finish(errors.New("boom"))
 
@@ -37,7 +40,7 @@ func TestEventsAndPlainLines(t *testing.T) {
 		t.Errorf("events = %s", got)
 	}
 	h := human.String()
-	for _, want := range []string{"apply: 25%", "apply: 100%", "apply: done, 100 files", "fetch: FAILED"} {
+	for _, want := range []string{"apply: 25%", "apply: 100%", "apply: done, 100 files", "clean: done, 1 entry in", "fetch: FAILED"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("human output lacks %q:\n%s", want, h)
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sign"
 )
@@ -68,7 +69,7 @@ func (c *Client) retry(ctx context.Context, what string, f func() error) error {
 			break
 		}
 		if i >= tries {
-			err = fmt.Errorf("%s: giving up after %d tries: %w", what, i+1, err)
+			err = fmt.Errorf("%s: giving up after %s: %w", what, plural.Count(i+1, "try"), err)
 			break
 		}
 		c.logf("%s: %v; retrying in %s", what, err, wait)
