@@ -23,9 +23,9 @@ func newBuildCmd() *cobra.Command {
 		Args:  noArgs,
 	}
 	fs := c.Flags()
-	out := fs.StringP("output", "o", "out/pe", "output `directory` for vmlinuz, initramfs.cpio.* and pe.json")
-	kernel := fs.String("kernel", "", "kernel `path` (default: newest /boot/vmlinuz-*)")
-	modDir := fs.String("modules-dir", "", "kernel modules `directory` (default: /lib/modules/<kernel version>)")
+	out := fs.StringP("output", "o", "out/pe", "output `DIR` for vmlinuz, initramfs.cpio.* and pe.json")
+	kernel := fs.String("kernel", "", "kernel `FILE` (default: newest /boot/vmlinuz-*)")
+	modDir := fs.String("modules-dir", "", "kernel modules `DIR` (default: /lib/modules/<kernel version>)")
 	mods := fs.StringSlice("modules", nil, "kernel `MODULES` to include, comma-separated (default: the built-in list; see --list-modules)")
 	addMods := fs.StringSlice("add-modules", nil, "kernel `MODULES` to include in addition to the default list")
 	cmds := fs.StringSlice("commands", nil, "extra Go command `PACKAGES` to include")
@@ -33,7 +33,7 @@ func newBuildCmd() *cobra.Command {
 	key := fs.String("key", "", "package signing public key `FILE.pub` (minint keygen) the PE accepts packages and network sequences from")
 	comp := fs.String("compress", "gzip", "initramfs `COMPRESSION`: gzip, xz, zstd or none")
 	renamed(c, "compression", "compress")
-	cache := fs.String("cache", "", "cache `directory` (default: $MININT_CACHE, else out/cache in the source tree)")
+	cache := fs.String("cache", "", "cache `DIR` (default: $MININT_CACHE, else out/cache in the source tree)")
 	listMods := fs.Bool("list-modules", false, "print the default module list and exit")
 	outFlags := addOutputFlags(c, "events", "print only errors")
 	c.RunE = func(*cobra.Command, []string) error {

@@ -109,8 +109,9 @@ func TestHelpEveryCommand(t *testing.T) {
 				t.Errorf("%s: flag descriptions not aligned:\n%s", name, flags)
 				break
 			}
-			if f := strings.Fields(left); !strings.HasPrefix(f[len(f)-1], "-") && pflagTypeNames.MatchString(f[len(f)-1]) {
-				t.Errorf("%s: flag %q shows a type, not a name: name its value with backquotes in the usage", name, left)
+			if f := strings.Fields(left); !strings.HasPrefix(f[len(f)-1], "-") &&
+				(pflagTypeNames.MatchString(f[len(f)-1]) || strings.ToLower(f[len(f)-1]) == f[len(f)-1]) {
+				t.Errorf("%s: flag %q shows a type or a lowercase word: name its value in capitals with backquotes in the usage", name, left)
 			}
 		}
 		c.Flags().VisitAll(func(f *pflag.Flag) {

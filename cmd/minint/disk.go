@@ -306,7 +306,7 @@ func printPlan(w io.Writer, t *diskops.Target, res *diskops.PartitionResult) {
 
 func newDiskFormatCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "format --fs vfat|ext4|swap [--label L] [--uuid U] [--offset N --size N] [-y] DEVICE",
+		Use:   "format --fs vfat|ext4|swap [--label LABEL] [--uuid UUID] [--offset BYTES --size SIZE] [--dry-run] [-y] DEVICE",
 		Args:  argCount(1, 1),
 		Short: "Create a vfat, ext4 or swap filesystem",
 	}
@@ -377,7 +377,7 @@ func newDiskFormatCmd() *cobra.Command {
 
 func newDiskMountCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "mount [--fs TYPE] [--ro] [--offset N --size N] SOURCE TARGET",
+		Use:   "mount [--fs TYPE] [--ro] [--offset BYTES --size BYTES] SOURCE TARGET",
 		Args:  argCount(2, 2),
 		Short: "Mount a filesystem (image ranges through a loop device)",
 	}
@@ -474,7 +474,7 @@ func newDiskCleanCmd() *cobra.Command {
 
 func newDiskBootfilesCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bootfiles [--root-uuid U] [--cmdline S] [--no-bios] [--efi-entry] ROOT ESP",
+		Use:   "bootfiles [--root-uuid UUID] [--cmdline ARGS] [--no-bios] [--efi-entry] ROOT ESP",
 		Args:  argCount(2, 2),
 		Short: "Write UEFI (systemd-boot) and BIOS (syslinux) boot files for an applied root onto the ESP",
 	}
@@ -561,7 +561,7 @@ func newDiskBootfilesCmd() *cobra.Command {
 
 func newDiskBootloaderCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bootloader --partition N [-y] DISK",
+		Use:   "bootloader --partition N [--dry-run] [-y] DISK",
 		Args:  argCount(1, 1),
 		Short: "Install syslinux's BIOS boot code for the FAT boot partition (unmounted)",
 	}
@@ -571,6 +571,7 @@ func newDiskBootloaderCmd() *cobra.Command {
 	fs.StringVar(&o.BackupDir, "backup-dir", "", "keep the previous MBR boot code in `DIR`")
 	fs.StringVar(&o.Syslinux, "syslinux", "", "syslinux installer `PROGRAM`")
 	payloadDir := fs.String("syslinux-payload", "", "install in pure Go from this payload `DIR` (written by bootfiles) instead of running syslinux")
+	dry := fs.Bool("dry-run", false, "print what would be written and write nothing")
 	yes := yesFlag(cmd)
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if o.Partition < 1 {
@@ -604,7 +605,12 @@ func newDiskBootloaderCmd() *cobra.Command {
 				}
 			}
 		}
-		if err := confirm(cmd, *yes, fmt.Sprintf("write BIOS boot code to %s and partition %d", o.Disk, o.Partition)); err != nil {
+		what := fmt.Sprintf("write BIOS boot code to %s and partition %d", o.Disk, o.Partition)
+		if *dry {
+			fmt.Fprintf(cmd.OutOrStdout(), "would %s\n", what)
+			return nil
+		}
+		if err := confirm(cmd, *yes, what); err != nil {
 			return err
 		}
 		r, err := bootloader.InstallSyslinux(ctx, o)
@@ -635,7 +641,7 @@ func mountsOf(dev string) string {
 
 func newDiskBootnextCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bootnext (--boot-num HEX | --entry ID.conf | --syslinux-once LABEL --disk D --partition N)",
+		Use:   "bootnext (--boot-num HEX | --entry ID.conf | --syslinux-once LABEL --disk DISK --partition NUMBER)",
 		Args:  noArgs,
 		Short: "Boot something else once: UEFI BootNext, systemd-boot one-shot entry or syslinux once",
 	}
@@ -693,7 +699,7 @@ func newDiskBootnextCmd() *cobra.Command {
 
 func newDiskEraseCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "erase [--method zero|discard] [-y] DEVICE",
+		Use:   "erase [--method zero|discard] [--dry-run] [-y] DEVICE",
 		Args:  argCount(1, 1),
 		Short: "Erase a whole disk (zero or discard) and verify a sample of blocks",
 	}

@@ -28,8 +28,8 @@ func newQEMUCmd() *cobra.Command {
 	}
 	fs := c.Flags()
 	iso := fs.String("iso", "", "ISO `FILE` to boot")
-	firmware := fs.String("firmware", "bios", "`FIRMWARE`: bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)")
-	bootFrom := fs.String("boot", "cd", "boot the ISO as a cd, or as a raw disk (like a USB stick): `MEDIUM` cd or disk")
+	firmware := fs.String("firmware", "bios", "boot with `FIRMWARE` bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)")
+	bootFrom := fs.String("boot", "cd", "boot the ISO as `MEDIUM` cd, or disk (a raw disk, like a USB stick)")
 	bootIface := fs.String("boot-interface", "virtio", "`INTERFACE` of the ISO disk with --boot disk: virtio, usb, sata or nvme")
 	disks := fs.StringArray("disk", nil, "attach a disk `FILE[:SIZE[:IFACE]]`; FILE is created blank with SIZE (e.g. 64M) when missing, an empty FILE means a temporary blank disk; IFACE is virtio (default), sata, nvme, usb or ide (repeatable)")
 	mem := fs.String("mem", "512M", "guest memory `SIZE`")
