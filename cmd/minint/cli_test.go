@@ -242,3 +242,26 @@ func TestRenamedFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestBadChoiceIsAUsageError: a flag that takes one of a few words refuses
+// any other while parsing, under every command, with exit 2.
+func TestBadChoiceIsAUsageError(t *testing.T) {
+	n := 0
+	for path, c := range visibleCommands() {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			v, ok := f.Value.(*choiceValue)
+			if !ok {
+				return
+			}
+			n++
+			code, stdout, stderr := runCLI(t, argv(path, "--"+f.Name, "bogus")...)
+			want := `invalid argument "bogus" for "--` + f.Name + `" flag: want ` + orList(v.choices)
+			if code != 2 || stdout != "" || !strings.Contains(stderr, want) {
+				t.Errorf("minint %s --%s bogus: exit %d, stderr %q; want exit 2 and %q", path, f.Name, code, stderr, want)
+			}
+		})
+	}
+	if n < 8 {
+		t.Errorf("only %d choice flags", n)
+	}
+}

@@ -312,7 +312,7 @@ func newDiskFormatCmd() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	var spec diskops.FormatSpec
-	fs.StringVar(&spec.FS, "fs", "", "filesystem `TYPE`: vfat, ext4 or swap (required)")
+	fsType := choiceFlag(cmd, "fs", "", "filesystem `TYPE`: vfat, ext4 or swap (required)", "vfat", "ext4", "swap")
 	fs.StringVar(&spec.Label, "label", "", "volume `LABEL`")
 	fs.StringVar(&spec.UUID, "uuid", "", "filesystem `UUID` (vfat: XXXX-XXXX); random when empty")
 	fs.BoolVar(&spec.Mkfs, "mkfs", false, "create ext4 with mkfs.ext4 instead of the built-in writer")
@@ -321,7 +321,7 @@ func newDiskFormatCmd() *cobra.Command {
 	dry := fs.Bool("dry-run", false, "print what would be formatted and write nothing")
 	yes := yesFlag(cmd)
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		if spec.FS == "" {
+		if spec.FS = *fsType; spec.FS == "" {
 			return usageErrorf("--fs TYPE is required")
 		}
 		dev := fs.Arg(0)
@@ -707,7 +707,7 @@ func newDiskEraseCmd() *cobra.Command {
 	var c diskCommon
 	c.flags(fs)
 	var o diskops.EraseOptions
-	fs.StringVar(&o.Method, "method", "zero", "`METHOD`: zero (write zeroes) or discard (TRIM; verified to read zeros)")
+	method := choiceFlag(cmd, "method", "zero", "`METHOD`: zero (write zeroes) or discard (TRIM; verified to read zeros)", "zero", "discard")
 	fs.IntVar(&o.Samples, "samples", 256, "`N` random blocks to verify besides the first and last MiB")
 	dry := fs.Bool("dry-run", false, "print what would be erased and write nothing")
 	yes := yesFlag(cmd)
@@ -734,7 +734,7 @@ func newDiskEraseCmd() *cobra.Command {
 		}
 		defer r.Close()
 		task := r.Start("erase", t.Size, "bytes")
-		o.Progress = task.Callback()
+		o.Method, o.Progress = *method, task.Callback()
 		res, err := diskops.Erase(ctx, t, o)
 		task.Finish(err)
 		if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/minint/minint/internal/plural"
 
@@ -84,4 +86,40 @@ func argCount(min, max int) cobra.PositionalArgs {
 		}
 		return usageErrorf("want %d to %d arguments, got %d", min, max, len(rest))
 	}
+}
+
+// choiceValue is a string flag that takes one of a few words.
+type choiceValue struct {
+	p       *string
+	choices []string
+}
+
+func (v *choiceValue) String() string { return *v.p }
+func (v *choiceValue) Type() string   { return "string" }
+
+func (v *choiceValue) Set(s string) error {
+	if !slices.Contains(v.choices, s) {
+		return fmt.Errorf("want %s", orList(v.choices))
+	}
+	*v.p = s
+	return nil
+}
+
+// choiceFlag adds a string flag that takes one of choices: anything else
+// is a usage error while parsing (before the command does anything), and
+// shell completion offers the choices. The usage names them for people.
+func choiceFlag(c *cobra.Command, name, def, usage string, choices ...string) *string {
+	p := new(string)
+	*p = def
+	c.Flags().Var(&choiceValue{p: p, choices: choices}, name, usage)
+	c.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(choices, cobra.ShellCompDirectiveNoFileComp))
+	return p
+}
+
+// orList is "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }

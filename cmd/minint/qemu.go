@@ -28,8 +28,8 @@ func newQEMUCmd() *cobra.Command {
 	}
 	fs := c.Flags()
 	iso := fs.String("iso", "", "ISO `FILE` to boot")
-	firmware := fs.String("firmware", "bios", "boot with `FIRMWARE` bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)")
-	bootFrom := fs.String("boot", "cd", "boot the ISO as `MEDIUM` cd, or disk (a raw disk, like a USB stick)")
+	firmware := choiceFlag(c, "firmware", qemu.BIOS, "boot with `FIRMWARE` bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)", qemu.BIOS, qemu.UEFI)
+	bootFrom := choiceFlag(c, "boot", "cd", "boot the ISO as `MEDIUM` cd, or disk (a raw disk, like a USB stick)", "cd", "disk")
 	bootIface := fs.String("boot-interface", "virtio", "`INTERFACE` of the ISO disk with --boot disk: virtio, usb, sata or nvme")
 	disks := fs.StringArray("disk", nil, "attach a disk `FILE[:SIZE[:IFACE]]`; FILE is created blank with SIZE (e.g. 64M) when missing, an empty FILE means a temporary blank disk; IFACE is virtio (default), sata, nvme, usb or ide (repeatable)")
 	mem := fs.String("mem", "512M", "guest memory `SIZE`")
@@ -45,19 +45,13 @@ func newQEMUCmd() *cobra.Command {
 	appendArgs := fs.String("cmdline", "", "kernel command line `ARGS` for --kernel")
 	renamed(c, "append", "cmdline")
 	logPath := fs.String("log", "out/qemu-console.log", "also write the serial console to `FILE` (empty for none)")
-	until := fs.String("until", "done", "`EVENT` to wait for: done (succeed when the PE reports done and powers off) or exit (just wait for QEMU to exit)")
+	until := choiceFlag(c, "until", "done", "`EVENT` to wait for: done (succeed when the PE reports done and powers off) or exit (just wait for QEMU to exit)", "done", "exit")
 	allowReboot := fs.Bool("allow-reboot", false, "let the guest reboot (default: a reboot ends QEMU)")
 	diskFirst := fs.Bool("disk-first", false, "boot the first --disk before the ISO, like a new computer with an install CD (a blank disk falls through to the CD; with --allow-reboot the PE's reboot starts the deployed system)")
 	outFlags := addOutputFlags(c, "the guest's events and the verdict", "do not copy the console to the terminal")
 	c.RunE = func(*cobra.Command, []string) error {
 		if *iso == "" && *kernel == "" {
 			return usageErrorf("give --iso FILE or --kernel FILE")
-		}
-		if *firmware != qemu.BIOS && *firmware != qemu.UEFI {
-			return usageErrorf("--firmware %q: want bios or uefi", *firmware)
-		}
-		if *until != "done" && *until != "exit" {
-			return usageErrorf("--until %q: want done or exit", *until)
 		}
 		o := qemu.Options{ISO: *iso, BootFrom: *bootFrom, BootDiskInterface: *bootIface, Firmware: *firmware,
 			Mem: *mem, CPUs: *cpus, Timeout: *timeout, KVM: *kvm, NoNet: *noNet, HostFwd: *hostfwd, GuestFwd: *guestfwd,

@@ -32,7 +32,7 @@ func newStageCmd() *cobra.Command {
 	fs.StringVar(&o.Cmdline, "cmdline", "minint.done=reboot", "the PE's kernel command line `ARGS`")
 	fs.StringVar(&o.StagedFS, "staged-fs", "", "`UUID=…` of the filesystem holding ROOT/minint, for the PE's minint.staged= (default: probed from ROOT's device)")
 	fs.StringVar(&o.ESP, "esp", "", "`DIR` where the EFI system partition with systemd-boot is mounted (default: ROOT/boot/efi, ROOT/efi or ROOT/boot, else the one EFI system partition on ROOT's disk, mounted while needed)")
-	fs.StringVar(&o.Firmware, "firmware", "", "the machine's `FIRMWARE`, bios or uefi (default: detected); BIOS needs syslinux on a FAT boot partition of ROOT's disk")
+	firmware := choiceFlag(c, "firmware", "", "the machine's `FIRMWARE`, bios or uefi (default: detected); BIOS needs syslinux on a FAT boot partition of ROOT's disk", "bios", "uefi")
 	fs.StringVar(&o.EFIVars, "efivars", "", "EFI variables `DIR` (default /sys/firmware/efi/efivars)")
 	hide(c, "root", "efivars")
 	paths := fs.StringArray("state-path", nil, "extra absolute `PATH` to keep (repeatable), e.g. /etc/ssh")
@@ -50,6 +50,7 @@ func newStageCmd() *cobra.Command {
 	noReboot := fs.Bool("no-reboot", false, "do not reboot after staging")
 	outFlags := addOutputFlags(c, "events", "show no progress")
 	c.RunE = func(*cobra.Command, []string) error {
+		o.Firmware = *firmware
 		o.Spec.NoHomes, o.Spec.Paths, o.Spec.Exclude = *noHomes, *paths, *exclude
 		if !o.CaptureOnly && (o.Kernel == "" || o.Initramfs == "" || o.Sequence == "") {
 			return usageErrorf("--kernel, --initramfs and --sequence are required (or --capture-only)")
