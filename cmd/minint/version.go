@@ -21,15 +21,28 @@ func init() {
 	})
 }
 
-// version is the VCS revision minint was built from, or "(devel)".
+// version is the module version minint was installed at (go install
+// …@v1.2.3), else the VCS revision it was built from ("-dirty" with local
+// changes), else "(devel)".
 func version() string {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				v = s.Value
-			}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(devel)"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", ""
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
 		}
 	}
-	return v
+	if rev == "" {
+		return "(devel)"
+	}
+	return rev + dirty
 }
