@@ -38,7 +38,8 @@ func useLine(c *cobra.Command) string {
 	return c.UseLine()
 }
 
-// printHelp writes c's help: usage line, description, subcommands, flags.
+// printHelp writes c's help: usage line, description, subcommands, flags
+// and examples.
 func printHelp(w io.Writer, c *cobra.Command) {
 	c.InitDefaultHelpFlag() // merges the inherited --help when c has not run
 	fmt.Fprintf(w, "Usage: %s\n", useLine(c))
@@ -66,6 +67,9 @@ func printHelp(w io.Writer, c *cobra.Command) {
 	}
 	if u := flagUsages(c.Flags()); u != "" {
 		fmt.Fprintf(w, "\nFlags:\n%s", u)
+	}
+	if c.Example != "" {
+		fmt.Fprintf(w, "\nExamples:\n%s\n", strings.TrimRight(c.Example, "\n"))
 	}
 	if len(subs) > 0 {
 		fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags.\n", c.CommandPath())

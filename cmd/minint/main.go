@@ -30,14 +30,24 @@ var constructors []func() *cobra.Command
 // register adds a top-level command (or group) to the tree.
 func register(newCmd func() *cobra.Command) { constructors = append(constructors, newCmd) }
 
-// errUsage marks errors caused by how the command was called: they are
-// printed with the usage line and a pointer to --help, and exit with
-// status 2.
-var errUsage = errors.New("usage")
+// usageError is an error in how the command was called: it is printed
+// with the usage line and a pointer to --help, and exits with status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
 
 func usageErrorf(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+	return &usageError{fmt.Sprintf(format, a...)}
 }
+
+func isUsageError(err error) bool {
+	var u *usageError
+	return errors.As(err, &u)
+}
+
+// errMissingCommand is a group called without a subcommand: the usage
+// that helps is the list of subcommands.
+var errMissingCommand = usageErrorf("missing command")
 
 func main() {
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
@@ -57,12 +67,12 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		c = root
 	}
 	name := c.CommandPath()
-	if errors.Is(err, errUsage) {
-		fmt.Fprintf(stderr, "%s: %s\n", name, strings.TrimPrefix(err.Error(), "usage: "))
-		if msg := err.Error(); !strings.HasPrefix(msg, "usage: missing command") {
-			fmt.Fprintf(stderr, "Usage: %s\n", useLine(c))
-		} else {
+	if isUsageError(err) {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		if errors.Is(err, errMissingCommand) {
 			printHelp(stderr, c)
+		} else {
+			fmt.Fprintf(stderr, "Usage: %s\n", useLine(c))
 		}
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
 		return 2
@@ -111,7 +121,7 @@ func argErrorsAreUsageErrors(c *cobra.Command) {
 	if check := c.Args; check != nil {
 		c.Args = func(c *cobra.Command, args []string) error {
 			err := check(c, args)
-			if err != nil && !errors.Is(err, errUsage) {
+			if err != nil && !isUsageError(err) {
 				return usageErrorf("%v", err)
 			}
 			return err
@@ -129,7 +139,7 @@ func group(c *cobra.Command, subs ...*cobra.Command) *cobra.Command {
 	c.Args = cobra.ArbitraryArgs
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if len(args) == 0 {
-			return usageErrorf("missing command")
+			return errMissingCommand
 		}
 		msg := fmt.Sprintf("unknown command %q", args[0])
 		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
