@@ -1,12 +1,10 @@
 package initramfs
 
 import (
-	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
-	"path"
-	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
@@ -46,58 +44,28 @@ func compressor(name string) (comp, error) {
 	return comp{}, fmt.Errorf("unknown compression %q (want gzip, xz, zstd or none)", name)
 }
 
-// assemble writes to out (atomically) the compressed newc cpio of the Go
-// part goCPIO followed by files, creating their parent directories.
-func assemble(goCPIO string, files []File, c comp, out string) error {
+// readGoPart reads the records of the cached Go part (u-root's cpio).
+func readGoPart(goCPIO string) ([]cpio.Record, error) {
 	in, err := os.Open(goCPIO)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer in.Close()
 	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(in))
 	if err != nil {
-		return fmt.Errorf("reading cached Go part %s: %w", goCPIO, err)
+		return nil, fmt.Errorf("reading cached Go part %s: %w", goCPIO, err)
 	}
-	return writeFileAtomic(out, func(w io.Writer) error {
-		bw := bufio.NewWriterSize(w, 1<<20)
-		zw, err := c.wrap(bw)
-		if err != nil {
-			return err
+	// The records read from the file at need: keep their data in memory
+	// so that the file may be closed (and pruned) meanwhile.
+	for i, r := range recs {
+		if r.FileSize == 0 || r.ReaderAt == nil {
+			continue
 		}
-		cw := cpio.Newc.Writer(zw)
-		have := map[string]bool{}
-		for _, r := range recs {
-			have[r.Name] = true
-			if err := cw.WriteRecord(cpio.MakeReproducible(r)); err != nil {
-				return err
-			}
+		b := make([]byte, r.FileSize)
+		if _, err := r.ReadAt(b, 0); err != nil && err != io.EOF {
+			return nil, fmt.Errorf("reading cached Go part %s: %s: %w", goCPIO, r.Name, err)
 		}
-		for _, f := range files {
-			var dirs []string
-			for d := path.Dir(f.Dest); d != "." && d != "/" && !have[d]; d = path.Dir(d) {
-				dirs = append(dirs, d)
-				have[d] = true
-			}
-			for i := len(dirs) - 1; i >= 0; i-- {
-				if err := cw.WriteRecord(cpio.MakeReproducible(cpio.Directory(dirs[i], 0o755))); err != nil {
-					return err
-				}
-			}
-			if have[f.Dest] && !strings.HasPrefix(f.Dest, "lib/modules/") {
-				return fmt.Errorf("extra file %s would replace a file of the PE", f.Dest)
-			}
-			have[f.Dest] = true
-			rec := cpio.StaticRecord(f.Data, cpio.Info{Mode: cpio.S_IFREG | uint64(f.Mode.Perm()), Name: f.Dest})
-			if err := cw.WriteRecord(cpio.MakeReproducible(rec)); err != nil {
-				return err
-			}
-		}
-		if err := cpio.WriteTrailer(cw); err != nil {
-			return err
-		}
-		if err := zw.Close(); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
+		recs[i].ReaderAt = bytes.NewReader(b)
+	}
+	return recs, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -141,6 +142,11 @@ type Entry struct {
 	Aliases []string // modalias patterns
 	// SoftPre and SoftPost are its softdeps.
 	SoftPre, SoftPost []string
+	// Replace lets the entry take the place of a loadable module of the
+	// same name (a vendor's newer build of an in-tree driver, as depmod
+	// prefers updates/ and extra/ over kernel/). A built-in module cannot
+	// be replaced.
+	Replace bool
 }
 
 // EntryFor turns a module's Info into the Entry Add takes.
@@ -164,7 +170,10 @@ func (db *DB) Add(es ...Entry) error {
 	mine := map[string]bool{}
 	for _, e := range es {
 		n := Normalize(e.Name)
-		if _, ok := db.path[n]; ok || db.builtin[n] {
+		if db.builtin[n] {
+			return fmt.Errorf("%w: %s is built into this kernel", ErrConflict, n)
+		}
+		if _, ok := db.path[n]; ok && !e.Replace {
 			return fmt.Errorf("%w: %s is already a module of this kernel", ErrConflict, n)
 		}
 		if mine[n] {
@@ -178,6 +187,11 @@ func (db *DB) Add(es ...Entry) error {
 			if _, ok := db.path[d]; !ok && !mine[d] && !db.builtin[d] {
 				return fmt.Errorf("%w %q: module %s depends on it (its depends=), but neither this kernel nor the modules added with it provide it", ErrUnknownModule, d, Normalize(e.Name))
 			}
+		}
+	}
+	for _, e := range es {
+		if n := Normalize(e.Name); e.Replace && db.path[n] != "" {
+			db.dropAliases(n)
 		}
 	}
 	for _, e := range es {
@@ -211,6 +225,20 @@ func (db *DB) Add(es ...Entry) error {
 		db.deps[n] = db.closure(n)
 	}
 	return nil
+}
+
+// dropAliases forgets the aliases of module n (it is being replaced).
+func (db *DB) dropAliases(n string) {
+	kept := db.aliases[:0]
+	for _, a := range db.aliases {
+		if a.module != n {
+			kept = append(kept, a)
+		}
+	}
+	db.aliases = kept
+	for k, ms := range db.exact {
+		db.exact[k] = slices.DeleteFunc(ms, func(m string) bool { return m == n })
+	}
 }
 
 // closure returns every module n needs, transitively, dependencies first.

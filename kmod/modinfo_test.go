@@ -149,3 +149,29 @@ func FuzzReadInfo(f *testing.F) {
 		}
 	})
 }
+
+func TestAddReplaces(t *testing.T) {
+	db := open(t)
+	old := db.Match("virtio:d00000002v*")
+	if len(old) == 0 {
+		t.Skip("test index has no virtio_blk alias")
+	}
+	if err := db.Add(Entry{Name: "virtio_blk", Path: "extra/v/virtio_blk.ko", Aliases: []string{"virtio:d00000002v*"}, Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if db.Path("virtio_blk") != "extra/v/virtio_blk.ko" {
+		t.Errorf("path %q, want the replacement's", db.Path("virtio_blk"))
+	}
+	if got := db.Match("virtio:d00000002v00001AF4"); !slices.Equal(got, []string{"virtio_blk"}) {
+		t.Errorf("Match = %v", got)
+	}
+	n := 0
+	for _, a := range db.aliases {
+		if a.module == "virtio_blk" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d aliases for virtio_blk, want only the replacement's", n)
+	}
+}
