@@ -110,6 +110,8 @@ var DefaultModules = []string{
 	"r8169", "8139too", "8139cp", "tg3", "bnx2", "bnx2x", "bnxt_en",
 	"mlx4_en", "mlx5_core", "be2net", "atlantic", "qede",
 	"vmxnet3", "hv_netvsc", "virtio_net", "ena", "pcnet32",
+	// VLANs for static network configuration (vlan=)
+	"8021q",
 }
 
 // RescueCommands are the u-root commands in every PE, for a technician on
