@@ -20,7 +20,7 @@ func TestParseCmdline(t *testing.T) {
 	}
 	want := Options{Done: DonePoweroff, Media: "abc123", Net: false, Shell: false, Debug: true,
 		Sequence: "http://10.0.2.2:8080/seq.yaml", Staged: "0a1b2c3d-0000-4000-8000-00000000abcd", Vars: map[string]string{"site": "lab", "empty": ""},
-		Rest: map[string]string{"BOOT_IMAGE": "/vmlinuz", "console": "tty0", "quiet": "", "x": "a b"},
+		Rest:    map[string]string{"BOOT_IMAGE": "/vmlinuz", "console": "tty0", "quiet": "", "x": "a b"},
 		Network: netconf.Config{DHCPAll: true}, FailWait: DefaultFailWait}
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("got  %+v\nwant %+v", o, want)
