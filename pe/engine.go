@@ -174,7 +174,12 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	} else {
 		r.rep.Printf("Running %s (%s)", name, plural.Count(len(seq.Steps), "step"))
 	}
-	r.rep.Emit(progress.Event{Kind: "sequence", State: "start", Msg: name, Data: map[string]any{"steps": len(seq.Steps), "digest": seq.Digest, "dry_run": env.DryRun}})
+	var stepNames, stepTypes []string
+	for _, st := range seq.Steps {
+		stepNames, stepTypes = append(stepNames, st.Base().Name), append(stepTypes, st.Base().Type)
+	}
+	r.rep.Emit(progress.Event{Kind: "sequence", State: "start", Msg: name, Data: map[string]any{"steps": len(seq.Steps), "digest": seq.Digest, "dry_run": env.DryRun,
+		"step_names": stepNames, "step_types": stepTypes}})
 	for i, st := range seq.Steps {
 		if err := r.step(i, st); err != nil {
 			b := st.Base()

@@ -42,8 +42,8 @@ func deploy(ctx context.Context, e *env) error {
 		MediumDir: mediumDir,
 		Vars:      e.opts.Vars,
 		Staged:    e.opts.Staged,
-		Console:   multi(e.consoles),
-		Events:    multi(e.consoles),
+		Console:   e.out.human,
+		Events:    e.out.events,
 	}
 	if e.medium != nil {
 		// Keep the medium we booted from out of the disk selection, both

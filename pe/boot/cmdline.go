@@ -46,11 +46,21 @@ type Options struct {
 	// besides its log and status URL ("serial" adds the serial consoles,
 	// for test harnesses; "" keeps the consoles for people).
 	Events string
+	// Serial is minint.serial=: what the serial consoles show, SerialLines
+	// (default: readable log lines) or SerialScreen (the page the screen
+	// shows, redrawn in place).
+	Serial string
 	// FailWait is minint.failwait=SECONDS: how long a failed PE shows its
 	// failure menu before doing what minint.done says (default 60 s; a key
 	// press stops the count).
 	FailWait int
 }
+
+// Values of minint.serial=.
+const (
+	SerialLines  = "lines"
+	SerialScreen = "screen"
+)
 
 // DefaultFailWait is FailWait when minint.failwait= is not given.
 const DefaultFailWait = 60
@@ -60,7 +70,7 @@ const DefaultFailWait = 60
 // kept and the problems are returned together, so that the PE can still
 // boot and report them.
 func ParseCmdline(s string) (Options, error) {
-	o := Options{Done: DoneShell, Net: true, Rest: map[string]string{}, Vars: map[string]string{}, FailWait: DefaultFailWait}
+	o := Options{Done: DoneShell, Net: true, Rest: map[string]string{}, Vars: map[string]string{}, FailWait: DefaultFailWait, Serial: SerialLines}
 	var bad []string
 	netParams := map[string][]string{}
 	for _, w := range splitCmdline(s) {
@@ -74,6 +84,13 @@ func ParseCmdline(s string) (Options, error) {
 				o.Events = v
 			default:
 				bad = append(bad, fmt.Sprintf("minint.events=%q (want serial)", v))
+			}
+		case "minint.serial":
+			switch v {
+			case SerialLines, SerialScreen:
+				o.Serial = v
+			default:
+				bad = append(bad, fmt.Sprintf("minint.serial=%q (want lines or screen)", v))
 			}
 		case "minint.failwait":
 			n, err := strconv.Atoi(v)

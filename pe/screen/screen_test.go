@@ -116,9 +116,9 @@ func TestRenderFailure(t *testing.T) {
 func TestAdvice(t *testing.T) {
 	for err, want := range map[string]string{
 		"kernel command line: bad network configuration: ip=…": "boot parameters",
-		"no DHCP lease on eth0":                                 "static address",
-		"step failed: checksum mismatch":                        "damaged",
-		"something nobody foresaw":                              "Read the log",
+		"no DHCP lease on eth0":                                "static address",
+		"step failed: checksum mismatch":                       "damaged",
+		"something nobody foresaw":                             "Read the log",
 	} {
 		if got := Advice(err, false); !strings.Contains(got, want) {
 			t.Errorf("Advice(%q) = %q, want it to say %q", err, got, want)
