@@ -230,7 +230,7 @@ func boot(t *testing.T, pe *PE, cmdline string, qemuArgs ...string) bootResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	args := append([]string{"-accel", "tcg", "-m", "384", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-		"-kernel", pe.Kernel, "-initrd", pe.Initramfs, "-append", "console=ttyS0,115200 " + cmdline}, qemuArgs...)
+		"-kernel", pe.Kernel, "-initrd", pe.Initramfs, "-append", "console=ttyS0,115200 minint.events=serial minint.failwait=0 " + cmdline}, qemuArgs...)
 	if !slices.Contains(qemuArgs, "-nic") {
 		args = append(args, "-nic", "none")
 	}
