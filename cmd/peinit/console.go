@@ -48,6 +48,7 @@ type outputs struct {
 	model    *screen.Model
 	log      io.Writer
 	human    io.Writer // lines for people
+	plain    io.Writer // lines only where the page does not show them (log, serial)
 	events   io.Writer // JSON lines for machines
 }
 
@@ -68,18 +69,21 @@ func newOutputs(opts boot.Options) *outputs {
 		c.screen = (isVT(name) && !opts.Debug) || (!isVT(name) && opts.Serial == boot.SerialScreen)
 		o.consoles = append(o.consoles, c)
 	}
-	var lines, events []io.Writer
+	var lines, plain, events []io.Writer
 	lines = append(lines, o.log, o.model.LogWriter())
+	plain = append(plain, o.log)
 	events = append(events, o.log, o.model)
 	for _, c := range o.consoles {
 		if !c.screen {
 			lines = append(lines, c)
+			plain = append(plain, c)
 		}
 		if !isVT(c.name) && opts.Events == "serial" {
 			events = append(events, c)
 		}
 	}
 	o.human = tolerant(lines)
+	o.plain = tolerant(plain)
 	o.events = tolerant(events)
 	for _, c := range o.consoles {
 		if c.screen {

@@ -497,14 +497,22 @@ func finish(e *env, err error) (retry bool) {
 		shells(e, true)
 	}
 	back := returnToInstalled(e.opts, err)
-	e.r.Printf("minint PE FAILED: %v", err)
-	e.r.Printf("what to do: %s", screen.Advice(err.Error(), back))
-	e.r.Printf("log: %s", LogPath)
+	if e.inventory == nil {
+		// It failed early: the page should still say which machine this is.
+		e.inventory = hw.Collect("/")
+		e.r.Emit(progress.Event{Kind: "inventory", Data: toMap(e.inventory)})
+	}
+	// The page shows the failure its own way; these lines are for the
+	// log and the serial consoles.
+	plain := progress.New(e.out.plain, nil)
+	plain.Printf("minint PE FAILED: %v", err)
+	plain.Printf("what to do: %s", screen.Advice(err.Error(), back))
+	plain.Printf("log: %s", LogPath)
 	e.r.Emit(progress.Event{Kind: "pe", State: "failed", Error: err.Error(), Data: map[string]any{"back_to_installed": back, "log": LogPath}})
 	after := done
 	if back {
 		after = boot.DoneReboot
-		e.r.Printf("nothing outside /minint was changed: the installed system is intact; rebooting into it (the one-shot boot into this PE is spent)")
+		plain.Printf("nothing outside /minint was changed: the installed system is intact; rebooting into it (the one-shot boot into this PE is spent)")
 	}
 	for {
 		menu := "[s] shell   [r] retry   [b] reboot   [p] power off"
@@ -512,7 +520,7 @@ func finish(e *env, err error) (retry bool) {
 		if after != boot.DoneShell {
 			deadline = time.Now().Add(time.Duration(e.opts.FailWait) * time.Second)
 		}
-		e.r.Printf("choose: %s%s", menu, countdown(after, e.opts.FailWait))
+		plain.Printf("choose: %s%s", menu, countdown(after, e.opts.FailWait))
 		key, c := e.out.readKey("srbp", deadline, func(left time.Duration) {
 			e.out.model.SetMenu(menu + countdown(after, int(left.Seconds()+0.5)))
 		})
