@@ -142,6 +142,10 @@ type NIC struct {
 	// Tap is a tap device on the host to attach to instead of a user-mode
 	// network (the test makes it and its bridge).
 	Tap string
+	// Netdev is any other QEMU -netdev backend, without its id (e.g.
+	// "socket,udp=127.0.0.1:5000,localaddr=127.0.0.1:5001": the test
+	// then sees the guest's raw Ethernet frames).
+	Netdev string
 	MAC string // "" = QEMU's default (52:54:00:12:34:5N)
 }
 
@@ -606,8 +610,15 @@ func (vm *VM) netArgs(bootIndex int) ([]string, error) {
 	for i, n := range o.NICs {
 		id := fmt.Sprintf("nic%d", i+1)
 		netdev := user(id)
-		if n.Tap != "" {
+		switch {
+		case n.Tap != "":
 			netdev = "tap,id=" + id + ",ifname=" + n.Tap + ",script=no,downscript=no"
+		case n.Netdev != "":
+			kind, rest, _ := strings.Cut(n.Netdev, ",")
+			netdev = kind + ",id=" + id
+			if rest != "" {
+				netdev += "," + rest
+			}
 		}
 		model := n.Model
 		if model == "" {
