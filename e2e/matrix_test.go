@@ -32,7 +32,6 @@ var matrixDisks = []struct{ iface, serial, transport string }{
 	{"megasas-gen2", "MX-MEGAGEN2", "scsi"},
 	{"lsi53c895a", "MX-LSI", "scsi"},
 	{"pvscsi", "MX-PVSCSI", "scsi"},
-	{"mptsas1068", "MX-MPTSAS", "scsi"},
 	{"scsi", "MX-VIRTIOSCSI", "virtio"},
 	{"sata", "MX-AHCI", "sata"},
 	{"nvme", "MX-NVME", "nvme"},

@@ -168,6 +168,18 @@ func serial(dir string) string {
 			return s
 		}
 	}
+	// USB disks: the serial number is the USB device's (iSerialNumber),
+	// on the device a few levels above the disk.
+	if p, err := filepath.EvalSymlinks(filepath.Join(dir, "device")); err == nil && strings.Contains(p, "/usb") {
+		for d := p; strings.Contains(d, "/usb"); d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "idVendor")); err == nil {
+				if s := readTrim(filepath.Join(d, "serial")); s != "" {
+					return s
+				}
+				break
+			}
+		}
+	}
 	// SCSI/ATA disks: VPD page 0x80 is the unit serial number, after a
 	// 4-byte header whose last byte is the length.
 	if b, err := os.ReadFile(filepath.Join(dir, "device/vpd_pg80")); err == nil && len(b) > 4 {
