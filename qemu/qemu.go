@@ -146,7 +146,7 @@ type NIC struct {
 	// "socket,udp=127.0.0.1:5000,localaddr=127.0.0.1:5001": the test
 	// then sees the guest's raw Ethernet frames).
 	Netdev string
-	MAC string // "" = QEMU's default (52:54:00:12:34:5N)
+	MAC    string // "" = QEMU's default (52:54:00:12:34:5N)
 }
 
 // Default OVMF files (Debian package ovmf).
