@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -71,6 +72,11 @@ func TestDeviceMatrixInventory(t *testing.T) {
 			leases, _ = e.Data["leases"].([]any)
 		case e.Kind == "step" && e.Op == "modules":
 			loaded, _ = e.Data["loaded"].([]any)
+		case e.Kind == "banner":
+			// PID 1 starts with 1024/4096 open files; the PE raises both.
+			if n, _ := e.Data["nofile"].(string); !strings.Contains(n, "raised to") {
+				t.Errorf("banner: RLIMIT_NOFILE %q, want raised", n)
+			}
 		}
 	}
 	t.Logf("modules loaded: %v", loaded)
@@ -165,13 +171,28 @@ func TestDeviceMatrixDeploy(t *testing.T) {
 	if _, err := run(dir, f.minint, "package", "sign", "--key", f.key, seq); err != nil {
 		t.Fatal(err)
 	}
+	// The NVMe guest deploys an image with 20,000 directories more
+	// (issue 13.4: apply keeps directories open, PID 1 starts with a
+	// 1024/4096 file limit, which the PE raises).
+	manyDirs(t, f, dir)
+	bigSeq := filepath.Join(dir, "many-dirs.yaml")
+	if err := os.WriteFile(bigSeq, []byte(matrixSequence(fmt.Sprintf("http://10.0.2.2:%d/matrix-seq/pkg/manifest.json", port))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(dir, f.minint, "package", "sign", "--key", f.key, bigSeq); err != nil {
+		t.Fatal(err)
+	}
 	initrd := peInitramfs(t, f)
 	for _, target := range []string{"megasas", "pvscsi", "nvme"} {
 		t.Run(target, func(t *testing.T) {
 			t.Parallel()
+			seqName := "seq.yaml"
+			if target == "nvme" {
+				seqName = "many-dirs.yaml"
+			}
 			v := startVM(t, qemu.Options{Kernel: filepath.Join(f.peDir, "vmlinuz"), Initrd: initrd,
-				Append: fmt.Sprintf("console=ttyS0,115200 quiet minint.done=poweroff %s minint.var.target=%s minint.sequence=http://10.0.2.2:%d/matrix-seq/seq.yaml",
-					harnessCmdline, target, port),
+				Append: fmt.Sprintf("console=ttyS0,115200 quiet minint.done=poweroff %s minint.var.target=%s minint.sequence=http://10.0.2.2:%d/matrix-seq/%s",
+					harnessCmdline, target, port, seqName),
 				Disks: []qemu.Disk{
 					{Size: 512 << 20, Interface: "megasas", Serial: "MX-MEGASAS"},
 					{Size: 512 << 20, Interface: "pvscsi", Serial: "MX-PVSCSI"},
@@ -206,6 +227,31 @@ func TestDeviceMatrixDeploy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// manyDirs packages the sample OS plus 20,000 directories into dir/pkg.
+func manyDirs(t *testing.T, f *fixture, dir string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "root")
+	os.MkdirAll(root, 0o755)
+	if out, err := exec.Command("cp", "-a", f.rootfs+"/.", root).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	for i := 0; i < 200; i++ {
+		for j := 0; j < 100; j++ {
+			if err := os.MkdirAll(filepath.Join(root, "srv/many", fmt.Sprintf("d%03d/e%03d", i, j)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pkg := filepath.Join(dir, "pkg")
+	os.MkdirAll(pkg, 0o755)
+	if _, err := run(dir, f.minint, "wim", "capture", "--compress", "lzx", root, filepath.Join(pkg, "sample.wim")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(dir, f.minint, "package", "create", "--key", f.key, "--name", "many-dirs", pkg); err != nil {
+		t.Fatal(err)
 	}
 }
 
