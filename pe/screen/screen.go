@@ -410,13 +410,15 @@ func (m *Model) Render(width, height int) []string {
 	}
 	top = append(top, "")
 
+	var steps []string // title and one line per step
+	focus := 0         // the step to keep in view
 	switch {
 	case len(m.steps) > 0:
 		title := "Task sequence"
 		if m.seqName != "" {
 			title += " " + m.seqName
 		}
-		add(&top, "%s", title)
+		steps = append(steps, title)
 		for i, s := range m.steps {
 			mark := map[string]string{statePending: "   ", stateRunning: ">> ", "done": "ok ", "skipped": "-- ", "failed": "!! "}[s.state]
 			if mark == "" {
@@ -426,15 +428,29 @@ func (m *Model) Render(width, height int) []string {
 			if s.state == statePending {
 				label = ""
 			}
-			add(&top, "%s%2d. %-22s %-9s %s", mark, i+1, clip(s.name, 22), label, s.typ)
+			typ := s.typ
+			if typ == s.name || strings.HasPrefix(s.name, typ+"-") {
+				typ = "" // the name says it
+			}
+			steps = append(steps, fmt.Sprintf("%s%2d. %-22s %-9s %s", mark, i+1, clip(s.name, 22), label, typ))
 		}
+		focus = -1
+		for i, s := range m.steps {
+			if s.state == stateRunning || s.state == "failed" {
+				focus = i
+				break
+			}
+			if s.state != statePending {
+				focus = i
+			}
+		}
+		focus = max(focus, 0)
 	case m.phase != "":
-		add(&top, "Status    %s", m.phase)
+		steps = append(steps, "Status    "+m.phase)
 	}
-
+	var barLines []string
 	if b := m.bar; b != nil {
-		top = append(top, "")
-		top = append(top, b.render(width, m.now())...)
+		barLines = append([]string{""}, b.render(width, m.now())...)
 	}
 
 	if m.result == "failed" || m.failure != "" {
@@ -473,6 +489,15 @@ func (m *Model) Render(width, height int) []string {
 			bottom = append(bottom, wrap(m.menu, width)...)
 		}
 	}
+
+	// Steps that do not fit show as a window around the current one.
+	if room := height - len(top) - len(barLines) - len(bottom); len(steps) > room && room >= 4 {
+		n := room - 2 // the title and a "more" line
+		from := min(max(focus-n/2, 0), len(steps)-1-n)
+		win := append([]string{steps[0]}, steps[1+from:1+from+n]...)
+		steps = append(win, fmt.Sprintf("    (%d of %d steps shown)", n, len(steps)-1))
+	}
+	top = append(append(top, steps...), barLines...)
 
 	// The log lines fill what is left, newest last.
 	room := height - len(top) - len(bottom) - 2

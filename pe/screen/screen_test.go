@@ -2,6 +2,7 @@ package screen
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +111,31 @@ func TestRenderFailure(t *testing.T) {
 	m.Reset()
 	if page := strings.Join(m.Render(80, 25), "\n"); strings.Contains(page, "FAILED") {
 		t.Errorf("after Reset:\n%s", page)
+	}
+}
+
+// TestRenderManySteps: a long sequence that failed late still shows the
+// failed step on a 24-line screen, with the failure and the menu.
+func TestRenderManySteps(t *testing.T) {
+	m := New()
+	var names []any
+	for i := 1; i <= 14; i++ {
+		names = append(names, fmt.Sprintf("step-%02d", i))
+	}
+	feed(t, m, inventory(), progress.Event{Kind: "sequence", State: "start", Msg: "long", Data: map[string]any{"step_names": names}})
+	for i := 1; i <= 11; i++ {
+		state := "done"
+		if i == 11 {
+			state = "failed"
+		}
+		feed(t, m, progress.Event{Kind: "step", Op: fmt.Sprintf("step-%02d", i), State: state, Data: map[string]any{"index": float64(i)}})
+	}
+	feed(t, m, progress.Event{Kind: "pe", State: "failed", Error: "step-11 broke"})
+	m.SetMenu("[s] shell   [r] retry   [b] reboot   [p] power off")
+	lines := m.Render(80, 24)
+	has(t, lines, "!! 11. step-11", "steps shown", "FAILED: step-11 broke", "[p] power off", "Machine")
+	if len(lines) > 24 {
+		t.Errorf("%d lines", len(lines))
 	}
 }
 
