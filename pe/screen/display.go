@@ -22,8 +22,10 @@ type Display struct {
 }
 
 // NewDisplay starts drawing m on w, a terminal of width × height cells.
+// Lines stay one column short of the width: on a line filled to the last
+// column the Linux console's clear-to-end would erase its last character.
 func NewDisplay(w io.Writer, m *Model, width, height int, interval time.Duration) *Display {
-	d := &Display{w: w, m: m, width: width, height: height, interval: interval, stop: make(chan struct{}), done: make(chan struct{})}
+	d := &Display{w: w, m: m, width: width - 1, height: height, interval: interval, stop: make(chan struct{}), done: make(chan struct{})}
 	go d.loop()
 	return d
 }

@@ -315,7 +315,7 @@ func (b *bar) update(done, total int64, now time.Time) {
 	if total > 0 {
 		b.total = total
 	}
-	if dt := now.Sub(b.last).Seconds(); dt > 0.2 {
+	if dt := now.Sub(b.last).Seconds(); dt > 0.2 && now.Sub(b.start) >= time.Second {
 		r := float64(done-b.lastDone) / dt
 		if b.rate == 0 {
 			b.rate = r
@@ -325,7 +325,9 @@ func (b *bar) update(done, total int64, now time.Time) {
 		b.last, b.lastDone = now, done
 	}
 	if b.rate == 0 {
-		if s := now.Sub(b.start).Seconds(); s > 0 {
+		// A rate over less than a second says nothing (the first
+		// report can come right after the start).
+		if s := now.Sub(b.start).Seconds(); s >= 1 {
 			b.rate = float64(done) / s
 		}
 	}
