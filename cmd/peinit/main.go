@@ -80,6 +80,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/netconf"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/pe/hw"
@@ -331,7 +332,12 @@ func network(ctx context.Context, e *env) error {
 		e.r.Emit(progress.Event{Kind: "step", Op: "network", State: "skipped"})
 		return nil
 	}
-	cfg := e.opts.Network
+	return configureNetwork(ctx, e, e.opts.Network)
+}
+
+// configureNetwork brings up the network cfg describes (the kernel command
+// line's, or a sequence's network: list) and reports it.
+func configureNetwork(ctx context.Context, e *env, cfg netconf.Config) error {
 	for _, i := range cfg.Interfaces {
 		if i.VLAN != 0 {
 			if err := loadNamed(e, "8021q"); err != nil {

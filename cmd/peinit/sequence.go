@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/netconf"
 	"github.com/minint/minint/pe"
 )
 
@@ -44,6 +45,9 @@ func deploy(ctx context.Context, e *env) error {
 		Staged:    e.opts.Staged,
 		Console:   e.out.human,
 		Events:    e.out.events,
+		Network: func(ctx context.Context, cfg netconf.Config) error {
+			return configureNetwork(ctx, e, cfg)
+		},
 	}
 	if e.medium != nil {
 		// Keep the medium we booted from out of the disk selection, both
