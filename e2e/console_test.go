@@ -75,8 +75,14 @@ func TestConsoleScreens(t *testing.T) {
 
 	t.Run("failure", func(t *testing.T) {
 		t.Parallel()
-		keys, typ := io.Pipe()
+		// An *os.File: exec hands it to QEMU as is, whereas an io.Pipe
+		// would keep cmd.Wait (and so QEMU's exit) waiting for its end.
+		keys, typ, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer typ.Close()
+		defer keys.Close()
 		v := boot(t, "bad.yaml", keys)
 		ctx := context.Background()
 		fr, err := v.WaitFrame(ctx, regexp.MustCompile(`(?s)FAILED: .*\[p\] power off +\(power off in \d+ s\)`))

@@ -121,7 +121,10 @@ type Options struct {
 	LogPath string
 	// Console receives the raw serial console output as it arrives.
 	Console io.Writer
-	// Stdin is connected to the serial console (nil for none).
+	// Stdin is connected to the serial console (nil for none). Give an
+	// *os.File (a terminal, or an os.Pipe to type into): another reader is
+	// copied by a goroutine that Wait waits for, so the VM would not be
+	// seen exiting before the reader ends.
 	Stdin io.Reader
 
 	// WorkDir holds the private OVMF variables and blank disks; empty
