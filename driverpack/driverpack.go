@@ -45,7 +45,7 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml"
-	"github.com/minint/minint/pe/kmod"
+	"github.com/minint/minint/kmod"
 )
 
 // Errors Open and Install wrap with the details.

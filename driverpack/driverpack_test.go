@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minint/minint/pe/kmod"
-	"github.com/minint/minint/pe/kmod/kmodtest"
+	"github.com/minint/minint/kmod"
+	"github.com/minint/minint/kmod/kmodtest"
 )
 
 const vermagic = "9.9.9-test SMP preempt mod_unload modversions "

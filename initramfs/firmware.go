@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/minint/minint/pe/kmod"
+	"github.com/minint/minint/kmod"
 )
 
 // DefaultFirmwareDir is where the build host keeps firmware (Debian's

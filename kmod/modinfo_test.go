@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minint/minint/pe/kmod/kmodtest"
+	"github.com/minint/minint/kmod/kmodtest"
 )
 
 func TestReadInfo(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minint/minint/pe/kmod/kmodtest"
+	"github.com/minint/minint/kmod/kmodtest"
 )
 
 func runBuildCmd(t *testing.T, args ...string) (int, string) {

@@ -80,11 +80,11 @@ import (
 	"time"
 
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/kmod"
 	"github.com/minint/minint/netconf"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/pe/hw"
-	"github.com/minint/minint/kmod"
 	"github.com/minint/minint/pe/screen"
 	"golang.org/x/sys/unix"
 )
