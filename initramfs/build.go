@@ -41,7 +41,7 @@ type Config struct {
 	Modules     []string // module names or aliases (iso9660, usb-storage …); nil = DefaultModules
 	Commands    []string // extra Go command packages to include (besides peinit + RescueCommands)
 	Files       []File   // extra files to put into the initramfs
-	Compression string   // "gzip" (default), "xz", "zstd", "none"
+	Compression string   // "zstd" (default), "gzip", "xz", "none"
 	CacheDir    string   // "" = $MININT_CACHE, else <source>/out/cache, else $XDG_CACHE_HOME/minint
 	// FirmwareDir holds the firmware the modules ask for ("" =
 	// DefaultFirmwareDir). Firmware missing there is reported in

@@ -31,7 +31,7 @@ func newBuildCmd() *cobra.Command {
 	cmds := fs.StringSlice("commands", nil, "extra Go command `PACKAGES` to include")
 	files := fs.StringArray("file", nil, "extra file `SRC:DEST` to put into the initramfs (repeatable)")
 	key := fs.String("key", "", "package signing public key `FILE.pub` (minint keygen) the PE accepts packages and network sequences from")
-	comp := choiceFlag(c, "compress", "gzip", "initramfs `COMPRESSION`: gzip, xz, zstd or none", "gzip", "xz", "zstd", "none")
+	comp := choiceFlag(c, "compress", "zstd", "initramfs `COMPRESSION`: zstd, gzip, xz or none", "zstd", "gzip", "xz", "none")
 	renamed(c, "compression", "compress")
 	cache := fs.String("cache", "", "cache `DIR` (default: $MININT_CACHE, else out/cache in the source tree)")
 	listMods := fs.Bool("list-modules", false, "print the default module list and exit")
