@@ -39,7 +39,7 @@ func TestBuildCommandErrors(t *testing.T) {
 		{[]string{"--modules", "ext4", "--add-modules", "vfat"}, 2, "exclude each other"},
 		{[]string{"--file", "nocolon"}, 2, "SRC:DEST"},
 		{[]string{"--kernel", "/nonexistent/vmlinuz", "-o", t.TempDir()}, 1, "/nonexistent/vmlinuz"},
-		{[]string{"--compress", "lz4", "-o", t.TempDir()}, 2, `invalid argument "lz4" for "--compress" flag: want gzip, xz, zstd or none`},
+		{[]string{"--compress", "lz4", "-o", t.TempDir()}, 2, `invalid argument "lz4" for "--compress" flag: want zstd, gzip, xz or none`},
 		{[]string{"--modules", "ext4,nope_mod", "-o", t.TempDir()}, 1, `unknown kernel module "nope_mod"`},
 		{[]string{"-o", filepath.Join(file, "sub")}, 1, "cannot write output"},
 		{[]string{"--driver-pack", foreign, "-o", t.TempDir()}, 1, "acme.ko was built for kernel 5.10.0-1-amd64"},
