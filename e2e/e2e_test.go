@@ -146,6 +146,11 @@ func lastLines(s string, n int) string {
 	return strings.Join(l, "\n")
 }
 
+// harnessCmdline is what every PE booted by these tests gets on its kernel
+// command line: JSON events on the serial console, which the tests read,
+// and no wait at the failure menu.
+const harnessCmdline = "minint.events=serial minint.failwait=0"
+
 // sequence is the test's task sequence: both partition layouts (the one for
 // the firmware runs), the image from manifest, setup, boot files, reboot.
 func sequence(manifest, minDisk string) string {
@@ -201,7 +206,19 @@ func (f *fixture) iso(t *testing.T, seq string, pkgDir string, extra ...string) 
 	t.Helper()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "e2e.iso")
-	args := append([]string{"iso", "-o", out, "--pe-dir", f.peDir}, extra...)
+	// The harness reads the PE's events on the serial console, and a
+	// failure must not wait at its menu.
+	cmdline := harnessCmdline
+	var rest []string
+	for i := 0; i < len(extra); i++ {
+		if extra[i] == "--cmdline" && i+1 < len(extra) {
+			cmdline += " " + extra[i+1]
+			i++
+			continue
+		}
+		rest = append(rest, extra[i])
+	}
+	args := append([]string{"iso", "-o", out, "--pe-dir", f.peDir, "--cmdline", cmdline}, rest...)
 	if seq != "" {
 		sp := filepath.Join(dir, "sequence.yaml")
 		if err := os.WriteFile(sp, []byte(seq), 0o644); err != nil {

@@ -129,7 +129,7 @@ report() { # users' homes against the snapshots of phase 0
 stage() {
   printf '{"event":"refresh-stage","seq":"%s"}\n' "$1"
   $T/minint stage --kernel $T/vmlinuz --initramfs $T/initramfs --sequence $T/$1 \
-    --cmdline "console=ttyS0 minint.done=reboot" --yes --json-events -
+    --cmdline "console=ttyS0 minint.done=reboot minint.events=serial minint.failwait=0" --yes --json-events -
   printf '{"event":"refresh-stage-failed","rc":%d}\n' $?
 }
 if [ "$phase" = 0 ]; then

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minint/minint/driverpack"
 	"github.com/minint/minint/kmod"
 	"golang.org/x/sys/unix"
 )
@@ -40,8 +41,19 @@ type Config struct {
 	Modules     []string // module names or aliases (iso9660, usb-storage …); nil = DefaultModules
 	Commands    []string // extra Go command packages to include (besides peinit + RescueCommands)
 	Files       []File   // extra files to put into the initramfs
-	Compression string   // "gzip" (default), "xz", "zstd", "none"
+	Compression string   // "zstd" (default), "gzip", "xz", "none"
 	CacheDir    string   // "" = $MININT_CACHE, else <source>/out/cache, else $XDG_CACHE_HOME/minint
+	// FirmwareDir holds the firmware the modules ask for ("" =
+	// DefaultFirmwareDir). Firmware missing there is reported in
+	// PE.MissingFirmware; with RequireFirmware it is an error.
+	FirmwareDir     string
+	RequireFirmware bool
+	// DriverPacks are driver pack directories (see package driverpack)
+	// whose modules and firmware join the PE's.
+	DriverPacks []string
+	// RequireSigned refuses driver pack modules without a signature (a
+	// kernel under Secure Boot lockdown would not load them).
+	RequireSigned bool
 	// SourceDir is the root of minint's source tree (the module that
 	// contains cmd/peinit). "" = $MININT_SRC, else the module around the
 	// working directory, else the tree this binary was built from.
@@ -59,14 +71,25 @@ type File struct {
 }
 
 // DefaultModules are the modules the PE carries unless Config.Modules says
-// otherwise: storage and USB controllers, file systems for boot media and
-// targets, common NICs, and the crypto helpers ext4 and the block layer ask
-// for at run time. The PE loads them by device modalias (coldplug), plus
-// the file systems unconditionally.
+// otherwise: the storage controllers, NICs and USB hosts of common PCs,
+// servers and hypervisors, file systems for boot media and targets, MD
+// RAID and device-mapper, and the crypto helpers ext4 and the block layer
+// ask for at run time. The PE loads them by device modalias (coldplug)
+// only when the device is present, plus the file systems unconditionally;
+// the firmware they ask for comes along (Config.FirmwareDir).
 var DefaultModules = []string{
-	// storage
-	"virtio_pci", "virtio_blk", "virtio_scsi", "ahci", "ata_piix", "nvme",
-	"sd_mod", "sr_mod", "usb-storage", "uas",
+	// storage: SATA/IDE, NVMe (and Intel VMD in front of it), SAS/RAID
+	// HBAs (Broadcom/LSI MegaRAID and SAS3, Microchip SmartPQI, HPE Smart
+	// Array, Adaptec, LSI SAS/SPI of older servers and VMware, Intel C600),
+	// hypervisors' paravirtual disks, USB and SD/MMC card readers
+	"ahci", "ata_piix", "nvme", "vmd",
+	"megaraid_sas", "mpt3sas", "smartpqi", "hpsa", "aacraid", "mptsas", "mptspi", "isci", "sym53c8xx",
+	"vmw_pvscsi", "hv_storvsc", "virtio_pci", "virtio_blk", "virtio_scsi",
+	"usb-storage", "uas", "sdhci_pci", "sdhci_acpi", "rtsx_pci_sdmmc", "mmc_block",
+	"sd_mod", "sr_mod",
+	// software RAID and device-mapper (arrays and LVM of machines being
+	// captured or redeployed)
+	"md_mod", "raid0", "raid1", "raid10", "raid456", "dm_mod", "dm_mirror", "dm_raid",
 	// USB host controllers and keyboards for the rescue shell
 	"xhci_pci", "ehci_pci", "uhci_hcd", "ohci_pci", "usbhid", "hid_generic",
 	// file systems and code pages
@@ -78,8 +101,17 @@ var DefaultModules = []string{
 	// entropy for a fresh VM, and crypto the kernel requests by name at run time
 	"virtio_rng",
 	"crc32c_generic", "crct10dif_generic", "crc64_rocksoft_generic",
-	// network
-	"virtio_net", "e1000", "e1000e", "igb", "r8169",
+	// network: Intel (1, 10, 25-100 GbE and their virtual functions),
+	// Realtek, Broadcom (Tigon3, NetXtreme II, NetXtreme-E), Mellanox
+	// ConnectX, Emulex, Aquantia/Marvell, QLogic FastLinQ, and the
+	// hypervisors' and clouds' NICs (VMware, Hyper-V, virtio, AWS ENA);
+	// pcnet32 and 8139 for QEMU's older models
+	"e1000", "e1000e", "e100", "igb", "igc", "ixgbe", "ixgbevf", "i40e", "iavf", "ice",
+	"r8169", "8139too", "8139cp", "tg3", "bnx2", "bnx2x", "bnxt_en",
+	"mlx4_en", "mlx5_core", "be2net", "atlantic", "qede",
+	"vmxnet3", "hv_netvsc", "virtio_net", "ena", "pcnet32",
+	// VLANs for static network configuration (vlan=)
+	"8021q",
 }
 
 // RescueCommands are the u-root commands in every PE, for a technician on
@@ -108,7 +140,15 @@ type PE struct {
 	Modules       []string `json:"modules"` // resolved module list, dependency-ordered
 	ID            string   `json:"id"`      // hex digest identifying these exact inputs/outputs
 	Compression   string   `json:"compression"`
-	Cached        bool     `json:"-"` // true when the initramfs came from the cache
+	// Parts is the size budget: what each part of the initramfs costs.
+	Parts []Part `json:"parts"`
+	// Firmware lists the firmware files in the PE (relative to
+	// /lib/firmware); MissingFirmware what modules may ask for that the
+	// build host did not have.
+	Firmware        []string          `json:"firmware"`
+	MissingFirmware []MissingFirmware `json:"missing_firmware"`
+	DriverPacks     []string          `json:"driver_packs,omitempty"`
+	Cached          bool              `json:"-"` // true when the initramfs came from the cache
 }
 
 // Errors Build wraps with the details of what is wrong.
@@ -164,13 +204,9 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 		return nil, fmt.Errorf("%w for kernel %s in %s: install the matching package (apt-get install linux-image-%s) or pass --modules-dir: %v",
 			ErrNoModules, kver, mdir, kver, errors.Unwrap(err))
 	}
-	names := cfg.Modules
-	if names == nil {
-		names = DefaultModules
-	}
-	mods, err := db.Resolve(names...)
+	mods, packs, err := resolveModules(db, cfg, kver, mdir)
 	if err != nil {
-		return nil, fmt.Errorf("%w (kernel %s, %s); check the name with modinfo or drop it from the module list", err, kver, mdir)
+		return nil, err
 	}
 	extra, err := loadFiles(cfg.Files)
 	if err != nil {
@@ -209,26 +245,46 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 	if err != nil {
 		return nil, err
 	}
-	extra = append(append(extra, setup), loaderFiles(ctx, cache, logf)...)
+	extra = append(extra, loaderFiles(ctx, cache, logf)...)
 
-	// The final key covers everything that ends up in the output.
-	h := sha256.New()
-	fmt.Fprintf(h, "minint-pe v1\ngo %s\ncompression %s\nkernel %x\nversion %s\n", goKey, comp.name, sha256.Sum256(kimage), kver)
-	modFiles, err := moduleFiles(db, mods)
+	modFiles, infos, err := moduleFiles(db, mods, packs.modules)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range modFiles {
-		fmt.Fprintf(h, "file %s %o %x\n", f.Dest, f.Mode, sha256.Sum256(f.Data))
+	fwDir := cfg.FirmwareDir
+	if fwDir == "" {
+		fwDir = DefaultFirmwareDir
 	}
-	for _, f := range extra {
-		fmt.Fprintf(h, "extra %s %o %x\n", f.Dest, f.Mode, sha256.Sum256(f.Data))
+	fwFiles, missing, err := firmwareFor(infos, mods, fwDir)
+	if err != nil {
+		return nil, err
+	}
+	fwFiles = overlay(fwFiles, packs.firmware)
+	missing = dropProvided(missing, fwFiles)
+	if len(missing) > 0 && cfg.RequireFirmware {
+		return nil, missingError(missing, fwDir)
+	}
+	if len(packs.load) > 0 {
+		extra = append(extra, File{Dest: ModulesLoadPath, Data: []byte(strings.Join(packs.load, "\n") + "\n"), Mode: 0o644})
+	}
+
+	// The final key covers everything that ends up in the output.
+	h := sha256.New()
+	fmt.Fprintf(h, "minint-pe v2\ngo %s\ncompression %s\nkernel %x\nversion %s\n", goKey, comp.name, sha256.Sum256(kimage), kver)
+	for _, part := range [][]File{{setup}, modFiles, fwFiles, extra} {
+		for _, f := range part {
+			fmt.Fprintf(h, "file %s %o %x\n", f.Dest, f.Mode, sha256.Sum256(f.Data))
+		}
 	}
 	id := hex.EncodeToString(h.Sum(nil))[:24]
 
-	pe := &PE{KernelVersion: kver, Modules: mods, ID: id, Compression: comp.name}
+	pe := &PE{KernelVersion: kver, Modules: mods, ID: id, Compression: comp.name, MissingFirmware: missing, DriverPacks: packs.names}
+	for _, f := range fwFiles {
+		pe.Firmware = append(pe.Firmware, strings.TrimPrefix(f.Dest, "lib/firmware/"))
+	}
 	cached := filepath.Join(cache, "initramfs-"+id+comp.ext)
-	if _, err := os.Stat(cached); err == nil {
+	sidecar := cached + ".json"
+	if b, err := os.ReadFile(sidecar); err == nil && json.Unmarshal(b, &pe.Parts) == nil && fileExists(cached) {
 		pe.Cached = true
 		logf("initramfs: cached %s", filepath.Base(cached))
 	} else {
@@ -236,20 +292,45 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 			ID            string   `json:"id"`
 			KernelVersion string   `json:"kernel_version"`
 			Modules       []string `json:"modules"`
-			Built         string   `json:"built"`
-		}{id, kver, mods, time.Now().UTC().Format(time.RFC3339)}, "", "  ")
-		files := append(modFiles, File{Dest: pathInImage, Data: append(info, '\n'), Mode: 0o644})
-		files = append(files, extra...)
+			Firmware      []string `json:"firmware"`
+			DriverPacks   []string `json:"driver_packs,omitempty"`
+		}{id, kver, mods, pe.Firmware, packs.names}, "", "  ")
+		extra = append(extra, File{Dest: pathInImage, Data: append(info, '\n'), Mode: 0o644})
+		sort.SliceStable(extra, func(i, j int) bool { return extra[i].Dest < extra[j].Dest })
 		t := time.Now()
-		if err := assemble(goCPIO, files, comp, cached); err != nil {
+		goRecs, err := readGoPart(goCPIO)
+		if err != nil {
+			return nil, err
+		}
+		segs := []*segment{
+			{name: PartTools, recs: goRecs},
+			{name: PartSetup, files: []File{setup}},
+			{name: PartModules, files: modFiles},
+			{name: PartFirmware, files: fwFiles},
+			{name: PartOther, files: extra},
+		}
+		if err := writeSegments(cache, segs, comp, goKey); err != nil {
+			return nil, err
+		}
+		if err := concat(segs, cached); err != nil {
+			return nil, err
+		}
+		initRaw, err := peinitSize(ctx, src, cache, logf)
+		if err != nil {
+			logf("initramfs: warning: %v (the size budget does not split init from tools)", err)
+		}
+		pe.Parts = budget(segs, initRaw)
+		b, _ := json.Marshal(pe.Parts)
+		if err := writeFileAtomic(sidecar, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
 			return nil, err
 		}
 		logf("initramfs: assembled and compressed (%s) in %s", comp.name, time.Since(t).Round(10*time.Millisecond))
 	}
 
-	touch(goCPIO, cached)
+	touch(goCPIO, cached, sidecar)
 	prune(cache, "go-*.cpio", 3)
-	prune(cache, "initramfs-*", 6)
+	prune(cache, "go-*"+comp.ext, 3)
+	prune(cache, "initramfs-*", 12)
 
 	pe.Kernel = filepath.Join(outDir, "vmlinuz")
 	pe.Initramfs = filepath.Join(outDir, "initramfs.cpio"+comp.ext)
@@ -268,6 +349,96 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 		return nil, err
 	}
 	return pe, nil
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// ModulesLoadPath lists, one per line, modules the PE loads on every boot
+// whatever the hardware (driver packs' load:).
+const ModulesLoadPath = "etc/minint/modules.load"
+
+// packed is what the driver packs add.
+type packed struct {
+	names    []string
+	modules  map[string]string // image path below lib/modules/<version>/ -> host path
+	firmware []File
+	load     []string
+}
+
+// resolveModules adds the driver packs to db and resolves the module list
+// (cfg.Modules or DefaultModules, plus every pack module) with dependencies.
+func resolveModules(db *kmod.DB, cfg Config, kver, mdir string) ([]string, *packed, error) {
+	names := cfg.Modules
+	if names == nil {
+		names = DefaultModules
+	}
+	names = append([]string{}, names...)
+	pk := &packed{modules: map[string]string{}}
+	for _, dir := range cfg.DriverPacks {
+		p, err := driverpack.Open(dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		files, err := p.Install(db, driverpack.Options{RequireSigned: cfg.RequireSigned})
+		if err != nil {
+			return nil, nil, err
+		}
+		prefix := "lib/modules/" + kver + "/"
+		for _, f := range files {
+			if rel, ok := strings.CutPrefix(f.Dest, prefix); ok {
+				pk.modules[rel] = f.Src
+				continue
+			}
+			b, err := os.ReadFile(f.Src)
+			if err != nil {
+				return nil, nil, fmt.Errorf("driver pack %s: %w", p.Name, err)
+			}
+			pk.firmware = append(pk.firmware, File{Dest: f.Dest, Data: b, Mode: 0o644})
+		}
+		pk.names = append(pk.names, p.Name)
+		pk.load = append(pk.load, p.Load...)
+		names = append(names, p.ModuleNames()...)
+	}
+	mods, err := db.Resolve(names...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (kernel %s, %s); check the name with modinfo or drop it from the module list", err, kver, mdir)
+	}
+	return mods, pk, nil
+}
+
+// overlay returns base with the files of top added, top winning where both
+// have a path (a driver pack's firmware over the distribution's).
+func overlay(base, top []File) []File {
+	if len(top) == 0 {
+		return base
+	}
+	in := map[string]bool{}
+	for _, f := range top {
+		in[f.Dest] = true
+	}
+	out := append([]File{}, top...)
+	for _, f := range base {
+		if !in[f.Dest] {
+			out = append(out, f)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Dest < out[j].Dest })
+	return out
+}
+
+// dropProvided removes from missing what files (a driver pack) provide.
+func dropProvided(missing []MissingFirmware, files []File) []MissingFirmware {
+	have := map[string]bool{}
+	for _, f := range files {
+		have[strings.TrimPrefix(f.Dest, "lib/firmware/")] = true
+	}
+	var out []MissingFirmware
+	for _, m := range missing {
+		if !have[m.File] && !have[m.File+".xz"] {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // commandPackages lists the Go packages in the initramfs, peinit first.
@@ -290,16 +461,28 @@ func commandPackages(extra []string) []string {
 }
 
 // moduleFiles returns the .ko files of mods and a module index restricted
-// to them, at lib/modules/<version>/… as the PE's kmod.Open expects.
-func moduleFiles(db *kmod.DB, mods []string) ([]File, error) {
+// to them, at lib/modules/<version>/… as the PE's kmod.Open expects, and
+// what each module says about itself (for its firmware). Modules of driver
+// packs are read from the host paths in fromPacks.
+func moduleFiles(db *kmod.DB, mods []string, fromPacks map[string]string) ([]File, map[string]*kmod.Info, error) {
 	base := "lib/modules/" + filepath.Base(db.Dir)
 	var fs []File
+	infos := map[string]*kmod.Info{}
 	for _, m := range mods {
 		rel := db.Path(m)
-		b, err := os.ReadFile(filepath.Join(db.Dir, rel))
-		if err != nil {
-			return nil, fmt.Errorf("%w: module %s: %v", ErrNoModules, m, err)
+		src := filepath.Join(db.Dir, rel)
+		if p, ok := fromPacks[rel]; ok {
+			src = p
 		}
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: module %s: %v", ErrNoModules, m, err)
+		}
+		info, err := kmod.ReadInfo(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: module %s (%s): %v", ErrNoModules, m, src, err)
+		}
+		infos[m] = info
 		fs = append(fs, File{Dest: base + "/" + rel, Data: b, Mode: 0o644})
 	}
 	dep, alias, soft, builtin := db.Subset(mods)
@@ -308,7 +491,7 @@ func moduleFiles(db *kmod.DB, mods []string) ([]File, error) {
 	} {
 		fs = append(fs, File{Dest: base + "/" + f.name, Data: []byte(f.data), Mode: 0o644})
 	}
-	return fs, nil
+	return fs, infos, nil
 }
 
 func loadFiles(in []File) ([]File, error) {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,9 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
-	"github.com/u-root/mkuimage/cpio"
 )
 
 func needE2E(t *testing.T) {
@@ -78,27 +74,20 @@ func TestBuildCachedContents(t *testing.T) {
 		t.Errorf("initramfs %d bytes, target ≤ 30 MB", pe.InitramfsSize)
 	}
 
-	f, err := os.Open(pe.Initramfs)
+	ents, err := ReadArchive(pe.Initramfs)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("initramfs does not read back: %v", err)
 	}
-	defer f.Close()
-	zr, err := zstd.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
+	files := map[string]Entry{}
+	for _, e := range ents {
+		files[e.Name] = e
 	}
-	defer zr.Close()
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatalf("initramfs does not decompress: %v", err)
+	var parts []string
+	for _, p := range pe.Parts {
+		parts = append(parts, p.Name)
 	}
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(raw)))
-	if err != nil {
-		t.Fatalf("initramfs is not a newc cpio: %v", err)
-	}
-	files := map[string]cpio.Record{}
-	for _, r := range recs {
-		files[r.Name] = r
+	if strings.Join(parts, " ") != "init tools setup modules firmware other" {
+		t.Errorf("size budget parts %v", parts)
 	}
 	mdir := "lib/modules/" + pe.KernelVersion
 	for _, name := range []string{"init", "bbin/peinit", "bbin/gosh", "bbin/ls", "bin/sh", "dev/console",
@@ -112,20 +101,19 @@ func TestBuildCachedContents(t *testing.T) {
 		t.Error("initramfs carries virtio_net, which the module list did not ask for")
 	}
 	if r, ok := files["etc/minint/test.txt"]; ok {
-		b, _ := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
-		if string(b) != "hello from the test\n" || r.Mode&0o777 != 0o600 {
-			t.Errorf("extra file: %q mode %o", b, r.Mode&0o777)
+		if string(r.Data) != "hello from the test\n" || r.Mode&0o777 != 0o600 {
+			t.Errorf("extra file: %q mode %o", r.Data, r.Mode&0o777)
 		}
 	}
 	if r, ok := files[mdir+"/modules.dep"]; ok {
-		b, _ := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+		b := r.Data
 		if !strings.Contains(string(b), "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko") {
 			t.Errorf("modules.dep in the PE:\n%s", b)
 		}
 	}
 	// Outputs are complete files, no temporaries left beside them.
-	ents, _ := os.ReadDir(out)
-	for _, e := range ents {
+	outs, _ := os.ReadDir(out)
+	for _, e := range outs {
 		if strings.HasPrefix(e.Name(), ".") {
 			t.Errorf("temporary file left in the output: %s", e.Name())
 		}
@@ -242,7 +230,7 @@ func boot(t *testing.T, pe *PE, cmdline string, qemuArgs ...string) bootResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	args := append([]string{"-accel", "tcg", "-m", "384", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-		"-kernel", pe.Kernel, "-initrd", pe.Initramfs, "-append", "console=ttyS0,115200 " + cmdline}, qemuArgs...)
+		"-kernel", pe.Kernel, "-initrd", pe.Initramfs, "-append", "console=ttyS0,115200 minint.events=serial minint.failwait=0 " + cmdline}, qemuArgs...)
 	if !slices.Contains(qemuArgs, "-nic") {
 		args = append(args, "-nic", "none")
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/minint/minint/bootloader"
@@ -118,4 +119,38 @@ func syslinuxPayload(ctx context.Context, cache string) (string, error) {
 	}
 	os.RemoveAll(dir)
 	return dir, os.Rename(tmp, dir)
+}
+
+// peinitSize returns the size of peinit built on its own, by which the
+// size budget splits the Go binary into init and tools. Cached like
+// minint-setup (only the number is kept).
+func peinitSize(ctx context.Context, src, cache string, logf func(string, ...any)) (int64, error) {
+	key, err := goInputsKey(ctx, src, []string{peinitPkg})
+	if err != nil {
+		return 0, err
+	}
+	stamp := filepath.Join(cache, "peinit-size-"+key)
+	if b, err := os.ReadFile(stamp); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			touch(stamp)
+			return n, nil
+		}
+	}
+	tmp, err := os.CreateTemp(cache, "peinit-*")
+	if err != nil {
+		return 0, err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	if _, err := goCmd(ctx, src, "build", "-trimpath", "-ldflags=-s -w", "-o", tmp.Name(), peinitPkg); err != nil {
+		return 0, fmt.Errorf("building peinit alone for the size budget: %w", err)
+	}
+	st, err := os.Stat(tmp.Name())
+	if err != nil {
+		return 0, err
+	}
+	os.WriteFile(stamp, []byte(strconv.FormatInt(st.Size(), 10)), 0o644)
+	prune(cache, "peinit-size-*", 3)
+	logf("initramfs: peinit alone is %.1f MiB", float64(st.Size())/(1<<20))
+	return st.Size(), nil
 }

@@ -56,18 +56,18 @@ type DB struct {
 	exact   map[string][]string // non-glob alias -> modules
 }
 
-// normalize returns the canonical form of a module name: the kernel treats
+// Normalize returns the canonical form of a module name: the kernel treats
 // '-' and '_' alike and reports names with '_' (usb-storage -> usb_storage).
-func normalize(name string) string { return strings.ReplaceAll(name, "-", "_") }
+func Normalize(name string) string { return strings.ReplaceAll(name, "-", "_") }
 
-// nameFromPath returns the module name of a .ko path
+// NameFromPath returns the module name of a .ko path
 // (kernel/drivers/usb/host/xhci-pci.ko.xz -> xhci_pci).
-func nameFromPath(p string) string {
+func NameFromPath(p string) string {
 	b := path.Base(p)
 	for _, ext := range []string{".xz", ".zst", ".gz"} {
 		b = strings.TrimSuffix(b, ext)
 	}
-	return normalize(strings.TrimSuffix(b, ".ko"))
+	return Normalize(strings.TrimSuffix(b, ".ko"))
 }
 
 // Open reads the index in dir. modules.dep is required; the other files are
@@ -106,13 +106,13 @@ func parse(dep, aliases, softdep, builtin io.Reader) (*DB, error) {
 		if !ok || !strings.Contains(mod, ".ko") {
 			return fmt.Errorf("%w: %s line %d: want \"path.ko: deps…\", got %q", ErrFormat, DepFile, n, line)
 		}
-		name := nameFromPath(mod)
+		name := NameFromPath(mod)
 		db.path[name] = mod
 		var ds []string
 		for _, d := range strings.Fields(rest) {
-			ds = append(ds, nameFromPath(d))
-			if _, ok := db.path[nameFromPath(d)]; !ok {
-				db.path[nameFromPath(d)] = d
+			ds = append(ds, NameFromPath(d))
+			if _, ok := db.path[NameFromPath(d)]; !ok {
+				db.path[NameFromPath(d)] = d
 			}
 		}
 		db.deps[name] = ds
@@ -126,7 +126,7 @@ func parse(dep, aliases, softdep, builtin io.Reader) (*DB, error) {
 		if len(f) != 3 || f[0] != "alias" {
 			return fmt.Errorf("%w: %s line %d: want \"alias PATTERN MODULE\", got %q", ErrFormat, AliasFile, n, line)
 		}
-		a := alias{pattern: f[1], module: normalize(f[2]), glob: strings.ContainsAny(f[1], "*?[")}
+		a := alias{pattern: f[1], module: Normalize(f[2]), glob: strings.ContainsAny(f[1], "*?[")}
 		db.aliases = append(db.aliases, a)
 		if !a.glob {
 			db.exact[f[1]] = append(db.exact[f[1]], a.module)
@@ -141,7 +141,7 @@ func parse(dep, aliases, softdep, builtin io.Reader) (*DB, error) {
 		if len(f) < 2 || f[0] != "softdep" {
 			return fmt.Errorf("%w: %s line %d: want \"softdep MODULE pre: … post: …\", got %q", ErrFormat, SoftdepFile, n, line)
 		}
-		mod, list := normalize(f[1]), (map[string][]string)(nil)
+		mod, list := Normalize(f[1]), (map[string][]string)(nil)
 		for _, w := range f[2:] {
 			switch w {
 			case "pre:":
@@ -160,7 +160,7 @@ func parse(dep, aliases, softdep, builtin io.Reader) (*DB, error) {
 		return nil, err
 	}
 	err = eachLine(builtin, BuiltinFile, func(n int, line string) error {
-		db.builtin[nameFromPath(line)] = true
+		db.builtin[NameFromPath(line)] = true
 		return nil
 	})
 	return db, err
@@ -191,10 +191,10 @@ func eachLine(r io.Reader, name string, f func(n int, line string) error) error 
 
 // Path returns the .ko path of mod relative to Dir, or "" if mod is not a
 // loadable module.
-func (db *DB) Path(mod string) string { return db.path[normalize(mod)] }
+func (db *DB) Path(mod string) string { return db.path[Normalize(mod)] }
 
 // Builtin reports whether mod is built into the kernel.
-func (db *DB) Builtin(mod string) bool { return db.builtin[normalize(mod)] }
+func (db *DB) Builtin(mod string) bool { return db.builtin[Normalize(mod)] }
 
 // Modules returns every loadable module name, sorted.
 func (db *DB) Modules() []string {
@@ -210,7 +210,7 @@ func (db *DB) Modules() []string {
 // crypto-crc32c -> crc32c_generic …) to module names. A built-in module
 // resolves to itself with builtin set. The error wraps ErrUnknownModule.
 func (db *DB) Lookup(name string) (mods []string, builtin bool, err error) {
-	n := normalize(name)
+	n := Normalize(name)
 	if _, ok := db.path[n]; ok {
 		return []string{n}, false, nil
 	}
@@ -305,11 +305,11 @@ func (db *DB) resolve(names []string) ([]item, error) {
 }
 
 // Deps returns the direct dependency list of mod as modules.dep gives it.
-func (db *DB) Deps(mod string) []string { return db.deps[normalize(mod)] }
+func (db *DB) Deps(mod string) []string { return db.deps[Normalize(mod)] }
 
 // Softdeps returns the softdep pre: and post: names of mod.
 func (db *DB) Softdeps(mod string) (pre, post []string) {
-	return db.pre[normalize(mod)], db.post[normalize(mod)]
+	return db.pre[Normalize(mod)], db.post[Normalize(mod)]
 }
 
 // Match returns the modules whose alias patterns match a device modalias

@@ -57,7 +57,7 @@ func e2eISO(t *testing.T) *media.Result {
 		isoRes, isoErr = media.BuildISO(ctx, media.Options{Kernel: pe.Kernel, Initramfs: pe.Initramfs,
 			// The boots check media, firmware and inventory; DHCP is
 			// tested elsewhere and only costs time here.
-			Cmdline: "minint.net=0",
+			Cmdline: "minint.net=0 minint.events=serial minint.failwait=0", // events: the harness reads them
 			Info:    map[string]any{"pe_id": pe.ID}}, filepath.Join(dir, "minint.iso"))
 		if isoErr == nil {
 			t.Logf("ISO %s: %.1f MiB (ESP %.1f MiB), built in %s", isoRes.Path, float64(isoRes.Size)/(1<<20),
@@ -141,7 +141,7 @@ func TestBootNetwork(t *testing.T) {
 	e2eISO(t)
 	dir := filepath.Join(t.TempDir(), "tftp")
 	nb, err := media.BuildNetboot(context.Background(), media.NetbootOptions{Options: media.Options{
-		Kernel: isoPE.Kernel, Initramfs: isoPE.Initramfs, Cmdline: "minint.net=0"}}, dir)
+		Kernel: isoPE.Kernel, Initramfs: isoPE.Initramfs, Cmdline: "minint.net=0 minint.events=serial minint.failwait=0"}}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

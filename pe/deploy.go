@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/netconf"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/hw"
 	"github.com/minint/minint/sequence"
@@ -55,6 +56,8 @@ type DeployOptions struct {
 	// Console and Events: see Env.
 	Console, Events io.Writer
 	HTTP            *http.Client
+	// Network applies a sequence's network: configuration (see Env).
+	Network func(ctx context.Context, cfg netconf.Config) error
 }
 
 // Deploy loads the sequence, takes the inventory and runs the sequence
@@ -110,6 +113,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 		Console:     o.Console,
 		Events:      o.Events,
 		HTTP:        o.HTTP,
+		Network:     o.Network,
 		DryRun:      o.DryRun,
 		Staged:      o.Staged,
 	})

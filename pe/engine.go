@@ -20,6 +20,7 @@ import (
 	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
+	"github.com/minint/minint/netconf"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sequence"
@@ -47,6 +48,10 @@ type Env struct {
 	Console, Events io.Writer
 	// HTTP is the client for fetches and status posts (nil: default).
 	HTTP *http.Client
+	// Network applies the sequence's network: configuration (the PE's
+	// hw.Configure) before the first step; nil when the sequence has
+	// none to apply here.
+	Network func(ctx context.Context, cfg netconf.Config) error
 	// DryRun prints the plan; only requirements and select-disk run (they
 	// change nothing).
 	DryRun bool
@@ -174,7 +179,25 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	} else {
 		r.rep.Printf("Running %s (%s)", name, plural.Count(len(seq.Steps), "step"))
 	}
-	r.rep.Emit(progress.Event{Kind: "sequence", State: "start", Msg: name, Data: map[string]any{"steps": len(seq.Steps), "digest": seq.Digest, "dry_run": env.DryRun}})
+	var stepNames, stepTypes []string
+	for _, st := range seq.Steps {
+		stepNames, stepTypes = append(stepNames, st.Base().Name), append(stepTypes, st.Base().Type)
+	}
+	r.rep.Emit(progress.Event{Kind: "sequence", State: "start", Msg: name, Data: map[string]any{"steps": len(seq.Steps), "digest": seq.Digest, "dry_run": env.DryRun,
+		"step_names": stepNames, "step_types": stepTypes}})
+	if seq.Network != nil && !env.DryRun {
+		if env.Network == nil {
+			err := fmt.Errorf("%w: the sequence has a network: configuration and this environment cannot apply it", ErrStep)
+			r.rep.Emit(progress.Event{Kind: "sequence", State: "failed", Error: err.Error()})
+			return err
+		}
+		if err := env.Network(ctx, *seq.Network); err != nil {
+			err = fmt.Errorf("network: configuration: %w", err)
+			r.rep.Emit(progress.Event{Kind: "sequence", State: "failed", Error: err.Error()})
+			r.rep.Printf("\nFAILED: %v", err)
+			return err
+		}
+	}
 	for i, st := range seq.Steps {
 		if err := r.step(i, st); err != nil {
 			b := st.Base()

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/netconf"
 	"io"
 	"io/fs"
 	"math/rand"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -609,5 +611,38 @@ func TestRunFromMedium(t *testing.T) {
 	env2.MediumDir = medium
 	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env2); !errors.Is(err, manifest.ErrChecksum) || fd2.calls["apply"] != 0 {
 		t.Fatalf("corrupt medium: %v, calls %v", err, fd2.calls)
+	}
+}
+
+// TestRunNetwork: the sequence's network: is applied before the first
+// step; when it cannot be, nothing runs.
+func TestRunNetwork(t *testing.T) {
+	url, pub, _, _ := testPkg(t, false)
+	for _, fail := range []bool{false, true} {
+		fd := newFakeDisk(t)
+		env, _ := testEnv(t, fd, pub)
+		seq := seqFor(t, url, "")
+		seq.Network = &netconf.Config{Interfaces: []netconf.Interface{{Name: "eth0", Address: netip.MustParsePrefix("192.0.2.10/24")}}}
+		var got []string
+		env.Network = func(ctx context.Context, cfg netconf.Config) error {
+			got = append(got, cfg.Interfaces[0].String())
+			if len(fd.calls) != 0 {
+				t.Errorf("network configured after steps ran: %v", fd.calls)
+			}
+			if fail {
+				return errors.New("no interface eth0")
+			}
+			return nil
+		}
+		err := Run(context.Background(), seq, env)
+		if len(got) != 1 || got[0] != "eth0 192.0.2.10/24" {
+			t.Errorf("fail=%v: network applied %v", fail, got)
+		}
+		switch {
+		case fail && (err == nil || !strings.Contains(err.Error(), "no interface eth0") || len(fd.calls) != 0):
+			t.Errorf("failing network: err %v, disk calls %v", err, fd.calls)
+		case !fail && err != nil:
+			t.Errorf("err %v", err)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/internal/plural"
+	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sequence"
@@ -382,6 +383,7 @@ func (r *runner) saveLog() {
 		r.rep.Printf("cannot save the log: %v", err)
 	} else {
 		r.rep.Printf("full log saved to %s", name)
+		r.rep.Emit(progress.Event{Kind: "log", State: "saved", Msg: name})
 	}
 	if r.poster != nil {
 		if err := r.poster.UploadLog(r.ctx, r.log.Bytes()); err != nil {

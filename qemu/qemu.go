@@ -4,9 +4,13 @@
 // captured line by line so that callers can wait for output and for the
 // PE's JSON-lines events.
 //
-// A guest succeeds when it reports {"event":"pe","state":"done"} and then
-// QEMU exits by itself (the PE powers off); it fails on a "failed" event, a
-// timeout, or QEMU dying first.
+// A guest succeeds when it reports {"event":"pe","state":"done"} (the PE
+// writes its events on the serial console with minint.events=serial; else
+// its last line, "minint PE: done", says) and then QEMU exits by itself
+// (the PE powers off); it fails on a "failed" event (or "minint PE FAILED:
+// …"), a timeout, or QEMU dying first. With Options.Screen the guest has a
+// screen: its frames on the serial console (minint.serial=screen) and its
+// pictures (Screenshot) can be checked.
 package qemu
 
 import (
@@ -43,8 +47,14 @@ type Disk struct {
 	Size int64
 	// Format is "raw" (default) or "qcow2".
 	Format string
-	// Interface is virtio (default), sata, nvme, usb or ide.
+	// Interface is virtio (default), sata, nvme, usb or ide, or a SCSI
+	// host adapter the disk hangs off: scsi (virtio-scsi), megasas
+	// (MegaRAID SAS 1078), megasas-gen2 (SAS 2108), lsi53c895a, pvscsi
+	// (VMware) or mptsas1068. Each adapter is added once, its disks on it.
 	Interface string
+	// Serial is the serial number the guest sees ("" = QEMU's default,
+	// minint-diskN on NVMe, which needs one).
+	Serial string
 	// Snapshot discards the guest's writes (QEMU -snapshot for this disk).
 	Snapshot bool
 	// Boot makes this disk the first boot device.
@@ -83,6 +93,9 @@ type Options struct {
 	// NoNet leaves out the network card. Otherwise the guest has a virtio
 	// NIC on QEMU's user-mode network (the host is 10.0.2.2).
 	NoNet bool
+	// NICs are more network cards, each on a user-mode network of its
+	// own (each gets a DHCP lease, 10.0.2.15) or on a tap device.
+	NICs []NIC
 	// HostFwd are hostfwd rules, e.g. "tcp:127.0.0.1:2222-:22".
 	HostFwd []string
 	// TFTPDir and BootFile make QEMU's user network serve TFTP from
@@ -91,6 +104,11 @@ type Options struct {
 	// GuestFwd are guestfwd rules, e.g. "tcp:10.0.2.100:80-cmd:..." or
 	// "tcp:10.0.2.100:80-tcp:127.0.0.1:8080".
 	GuestFwd []string
+
+	// Screen gives the guest a VGA card (its text console is what a
+	// technician would see; VM.Screenshot takes a picture of it) instead
+	// of none, and a QMP monitor socket in the work directory.
+	Screen bool
 
 	// Timeout bounds the whole run (Run) or each wait; 0 means 2 minutes.
 	Timeout time.Duration
@@ -103,7 +121,10 @@ type Options struct {
 	LogPath string
 	// Console receives the raw serial console output as it arrives.
 	Console io.Writer
-	// Stdin is connected to the serial console (nil for none).
+	// Stdin is connected to the serial console (nil for none). Give an
+	// *os.File (a terminal, or an os.Pipe to type into): another reader is
+	// copied by a goroutine that Wait waits for, so the VM would not be
+	// seen exiting before the reader ends.
 	Stdin io.Reader
 
 	// WorkDir holds the private OVMF variables and blank disks; empty
@@ -115,6 +136,20 @@ type Options struct {
 	OVMFCode, OVMFVars string
 	// ExtraArgs are appended to QEMU's command line.
 	ExtraArgs []string
+}
+
+// NIC is a network card of a model QEMU emulates: virtio-net-pci, e1000,
+// e1000e, rtl8139, vmxnet3, pcnet …
+type NIC struct {
+	Model string
+	// Tap is a tap device on the host to attach to instead of a user-mode
+	// network (the test makes it and its bridge).
+	Tap string
+	// Netdev is any other QEMU -netdev backend, without its id (e.g.
+	// "socket,udp=127.0.0.1:5000,localaddr=127.0.0.1:5001": the test
+	// then sees the guest's raw Ethernet frames).
+	Netdev string
+	MAC    string // "" = QEMU's default (52:54:00:12:34:5N)
 }
 
 // Default OVMF files (Debian package ovmf).
@@ -166,6 +201,7 @@ type VM struct {
 	mu      sync.Mutex
 	lines   []Line
 	events  []Event
+	frames  []Frame
 	changed chan struct{} // closed and replaced on every new line
 	exited  bool
 	exitErr error
@@ -270,6 +306,38 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 
 func (vm *VM) buildArgs() ([]string, error) {
 	o := vm.opts
+	args := vm.machineArgs()
+	fw, err := vm.firmwareArgs()
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, fw...)
+	st, bootIndex, err := vm.storageArgs()
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, st...)
+	if o.Kernel != "" {
+		args = append(args, "-kernel", o.Kernel)
+		if o.Initrd != "" {
+			args = append(args, "-initrd", o.Initrd)
+		}
+		if o.Append != "" {
+			args = append(args, "-append", o.Append)
+		}
+	}
+	net, err := vm.netArgs(bootIndex)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, net...)
+	return append(args, o.ExtraArgs...), nil
+}
+
+// machineArgs: CPU, memory, no default devices, the serial console on
+// stdio, and the screen (none, or a VGA card and a QMP socket).
+func (vm *VM) machineArgs() []string {
+	o := vm.opts
 	accel := "tcg"
 	if o.KVM {
 		accel = "kvm"
@@ -282,62 +350,133 @@ func (vm *VM) buildArgs() ([]string, error) {
 	if cpus <= 0 {
 		cpus = 1
 	}
-	args := []string{"-accel", accel, "-m", mem, "-smp", strconv.Itoa(cpus),
-		// -nodefaults: no empty CD drive, floppy or default NIC that would
-		// show up in the guest's inventory; every device is explicit.
-		"-nodefaults", "-nographic", "-monitor", "none", "-serial", "stdio"}
+	// -nodefaults: no empty CD drive, floppy or default NIC that would
+	// show up in the guest's inventory; every device is explicit.
+	args := []string{"-accel", accel, "-m", mem, "-smp", strconv.Itoa(cpus), "-nodefaults"}
+	if o.Screen {
+		args = append(args, "-display", "none", "-device", "VGA", "-serial", "stdio",
+			"-qmp", "unix:"+vm.qmpPath()+",server=on,wait=off", "-monitor", "none")
+	} else {
+		args = append(args, "-nographic", "-monitor", "none", "-serial", "stdio")
+	}
 	if !o.AllowReboot {
 		args = append(args, "-no-reboot")
 	}
+	return args
+}
+
+func (vm *VM) qmpPath() string { return filepath.Join(vm.workDir, "qmp.sock") }
+
+// firmwareArgs: SeaBIOS (QEMU's own) or OVMF with a private copy of its
+// variables.
+func (vm *VM) firmwareArgs() ([]string, error) {
+	o := vm.opts
 	switch o.Firmware {
 	case "", BIOS:
+		return nil, nil
 	case UEFI:
-		code, vars := o.OVMFCode, o.OVMFVars
-		if code == "" {
-			code = DefaultOVMFCode
-		}
-		if vars == "" {
-			vars = DefaultOVMFVars
-		}
-		for _, f := range []string{code, vars} {
-			if _, err := os.Stat(f); err != nil {
-				return nil, fmt.Errorf("%w: UEFI firmware %s not found: install the Debian package ovmf (apt-get install ovmf)", ErrMissingHost, f)
-			}
-		}
-		// The firmware writes its variables (boot entries): every VM gets
-		// its own copy so that guests neither share nor spoil them.
-		myVars := filepath.Join(vm.workDir, "OVMF_VARS.fd")
-		if err := copyFile(vars, myVars); err != nil {
-			return nil, fmt.Errorf("copying OVMF variables: %w", err)
-		}
-		args = append(args,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
-			"-drive", "if=pflash,format=raw,unit=1,file="+myVars)
 	default:
 		return nil, fmt.Errorf("unknown firmware %q: want bios or uefi", o.Firmware)
 	}
-
-	ahci, xhci, scsi := false, false, false
-	need := func(iface string) {
-		switch iface {
-		case "sata":
-			if !ahci {
-				args = append(args, "-device", "ahci,id=ahci0")
-				ahci = true
-			}
-		case "scsi":
-			if !scsi {
-				args = append(args, "-device", "virtio-scsi-pci,id=scsi0")
-				scsi = true
-			}
-		case "usb":
-			if !xhci {
-				args = append(args, "-device", "qemu-xhci,id=xhci0")
-				xhci = true
-			}
+	code, vars := o.OVMFCode, o.OVMFVars
+	if code == "" {
+		code = DefaultOVMFCode
+	}
+	if vars == "" {
+		vars = DefaultOVMFVars
+	}
+	for _, f := range []string{code, vars} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("%w: UEFI firmware %s not found: install the Debian package ovmf (apt-get install ovmf)", ErrMissingHost, f)
 		}
 	}
-	sataPort := 0
+	// The firmware writes its variables (boot entries): every VM gets
+	// its own copy so that guests neither share nor spoil them.
+	myVars := filepath.Join(vm.workDir, "OVMF_VARS.fd")
+	if err := copyFile(vars, myVars); err != nil {
+		return nil, fmt.Errorf("copying OVMF variables: %w", err)
+	}
+	return []string{
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + myVars}, nil
+}
+
+// scsiHBAs are the SCSI host adapters a disk can hang off, by Interface.
+var scsiHBAs = map[string]string{
+	"scsi": "virtio-scsi-pci", "megasas": "megasas", "megasas-gen2": "megasas-gen2",
+	"lsi53c895a": "lsi53c895a", "pvscsi": "pvscsi", "mptsas1068": "mptsas1068",
+}
+
+// buses adds controllers as disks need them and hands out their ports.
+type buses struct {
+	args     []string
+	have     map[string]bool
+	sataPort int
+	scsiUnit map[string]int
+}
+
+// controller adds the controller named id (device dev) once.
+func (b *buses) controller(id, dev string) {
+	if !b.have[id] {
+		b.args = append(b.args, "-device", dev+",id="+id)
+		b.have[id] = true
+	}
+}
+
+// device returns the -device value for a drive on iface.
+func (b *buses) device(id, iface, serial string) (string, error) {
+	ser := ""
+	if serial != "" {
+		ser = ",serial=" + serial
+	}
+	switch iface {
+	case "", "virtio":
+		return "virtio-blk-pci,drive=" + id + ser, nil
+	case "sata", "cdrom-sata":
+		b.controller("ahci0", "ahci")
+		kind := "ide-hd"
+		if iface == "cdrom-sata" {
+			kind = "ide-cd"
+		}
+		b.sataPort++
+		return fmt.Sprintf("%s,drive=%s,bus=ahci0.%d%s", kind, id, b.sataPort-1, ser), nil
+	case "ide":
+		return "ide-hd,drive=" + id + ser, nil
+	case "cdrom", "cdrom-ide":
+		return "ide-cd,drive=" + id, nil
+	case "nvme":
+		if serial == "" {
+			serial = "minint-" + id
+		}
+		return fmt.Sprintf("nvme,drive=%s,serial=%s", id, serial), nil
+	case "usb":
+		b.controller("xhci0", "qemu-xhci")
+		return "usb-storage,bus=xhci0.0,drive=" + id + ser, nil
+	case "cdrom-scsi":
+		b.controller("scsi0", "virtio-scsi-pci")
+		return "scsi-cd,bus=scsi0.0,drive=" + id, nil
+	}
+	if dev, ok := scsiHBAs[iface]; ok {
+		hba := strings.ReplaceAll(iface, "-", "") + "0"
+		if iface == "scsi" {
+			hba = "scsi0"
+		}
+		b.controller(hba, dev)
+		unit := b.scsiUnit[hba]
+		b.scsiUnit[hba]++
+		// lsi53c895a has one bus of 7 targets; spread disks over targets,
+		// which every HBA model accepts.
+		return fmt.Sprintf("scsi-hd,bus=%s.0,scsi-id=%d,lun=0,drive=%s%s", hba, unit, id, ser), nil
+	}
+	return "", fmt.Errorf("unknown disk interface %q: want virtio, sata, nvme, usb, ide or a SCSI adapter (scsi, megasas, megasas-gen2, lsi53c895a, pvscsi, mptsas1068)", iface)
+}
+
+// storageArgs attaches the ISO and the disks; it returns the next free
+// boot index.
+func (vm *VM) storageArgs() ([]string, int, error) {
+	o := vm.opts
+	b := &buses{have: map[string]bool{}, scsiUnit: map[string]int{}}
+	var drives []string
 	bootIndex := 0
 	// nextBoot hands out boot indexes in attach order, except that with
 	// DiskFirst the ISO's comes after every disk's.
@@ -348,91 +487,47 @@ func (vm *VM) buildArgs() ([]string, error) {
 		bootIndex++
 		return bootIndex - 1
 	}
-	attach := func(id, file, format, iface string, extra string, boot bool) error {
-		drive := fmt.Sprintf("if=none,id=%s,file=%s,format=%s%s", id, file, format, extra)
-		dev := ""
-		switch iface {
-		case "", "virtio":
-			dev = "virtio-blk-pci,drive=" + id
-		case "sata":
-			need("sata")
-			dev = fmt.Sprintf("ide-hd,drive=%s,bus=ahci0.%d", id, sataPort)
-			sataPort++
-		case "ide":
-			dev = "ide-hd,drive=" + id
-		case "nvme":
-			dev = fmt.Sprintf("nvme,drive=%s,serial=minint-%s", id, id)
-		case "usb":
-			need("usb")
-			dev = "usb-storage,bus=xhci0.0,drive=" + id
-		case "cdrom", "cdrom-ide":
-			dev = "ide-cd,drive=" + id
-		case "cdrom-sata":
-			need("sata")
-			dev = fmt.Sprintf("ide-cd,drive=%s,bus=ahci0.%d", id, sataPort)
-			sataPort++
-		case "cdrom-scsi":
-			need("scsi")
-			dev = "scsi-cd,bus=scsi0.0,drive=" + id
-		default:
-			return fmt.Errorf("unknown disk interface %q: want virtio, sata, nvme, usb or ide", iface)
+	attach := func(id, file, format, iface, serial, extra string, boot bool) error {
+		dev, err := b.device(id, iface, serial)
+		if err != nil {
+			return err
 		}
 		if boot {
 			dev += fmt.Sprintf(",bootindex=%d", nextBoot(strings.HasPrefix(id, "cd") || id == "boot0"))
 		}
-		args = append(args, "-drive", drive, "-device", dev)
+		drives = append(drives, "-drive", fmt.Sprintf("if=none,id=%s,file=%s,format=%s%s", id, file, format, extra), "-device", dev)
 		return nil
 	}
-
 	if strings.ContainsAny(o.ISO, ",") {
-		return nil, fmt.Errorf("ISO path %q contains a comma, which QEMU cannot take", o.ISO)
+		return nil, 0, fmt.Errorf("ISO path %q contains a comma, which QEMU cannot take", o.ISO)
 	}
 	if o.ISO != "" {
 		if _, err := os.Stat(o.ISO); err != nil {
-			return nil, fmt.Errorf("ISO: %w", err)
+			return nil, 0, fmt.Errorf("ISO: %w", err)
 		}
+		var err error
 		switch o.BootFrom {
 		case "net":
-			if err := attach("cd0", o.ISO, "raw", "cdrom", ",media=cdrom,readonly=on", false); err != nil {
-				return nil, err
-			}
+			err = attach("cd0", o.ISO, "raw", "cdrom", "", ",media=cdrom,readonly=on", false)
 		case "", "cd":
 			iface := "cdrom"
 			if o.CDInterface != "" {
 				iface += "-" + o.CDInterface
 			}
-			if err := attach("cd0", o.ISO, "raw", iface, ",media=cdrom,readonly=on", o.Kernel == ""); err != nil {
-				return nil, err
-			}
+			err = attach("cd0", o.ISO, "raw", iface, "", ",media=cdrom,readonly=on", o.Kernel == "")
 		case "disk":
-			if err := attach("boot0", o.ISO, "raw", o.BootDiskInterface, ",readonly=on", o.Kernel == ""); err != nil {
-				return nil, err
-			}
+			err = attach("boot0", o.ISO, "raw", o.BootDiskInterface, "", ",readonly=on", o.Kernel == "")
 		default:
-			return nil, fmt.Errorf("unknown boot device %q: want cd, disk or net", o.BootFrom)
+			err = fmt.Errorf("unknown boot device %q: want cd, disk or net", o.BootFrom)
+		}
+		if err != nil {
+			return nil, 0, err
 		}
 	}
 	for i, d := range o.Disks {
-		path := d.Path
-		format := d.Format
-		if format == "" {
-			format = "raw"
-		}
-		if path == "" {
-			path = filepath.Join(vm.workDir, fmt.Sprintf("disk%d.%s", i, format))
-		}
-		if strings.Contains(path, ",") {
-			return nil, fmt.Errorf("disk path %q contains a comma, which QEMU cannot take", path)
-		}
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if d.Size <= 0 {
-				return nil, fmt.Errorf("disk %s does not exist and no size was given to create it", path)
-			}
-			if err := createDisk(path, format, d.Size); err != nil {
-				return nil, err
-			}
-		} else if err != nil {
-			return nil, err
+		path, format, err := vm.diskFile(i, d)
+		if err != nil {
+			return nil, 0, err
 		}
 		extra := ""
 		if d.Snapshot {
@@ -441,27 +536,52 @@ func (vm *VM) buildArgs() ([]string, error) {
 		if d.ReadOnly {
 			extra += ",readonly=on"
 		}
-		if err := attach(fmt.Sprintf("disk%d", i), path, format, d.Interface, extra, d.Boot); err != nil {
-			return nil, err
+		if err := attach(fmt.Sprintf("disk%d", i), path, format, d.Interface, d.Serial, extra, d.Boot); err != nil {
+			return nil, 0, err
 		}
 	}
-	if o.Kernel != "" {
-		args = append(args, "-kernel", o.Kernel)
-		if o.Initrd != "" {
-			args = append(args, "-initrd", o.Initrd)
-		}
-		if o.Append != "" {
-			args = append(args, "-append", o.Append)
-		}
+	return append(b.args, drives...), bootIndex, nil
+}
+
+// diskFile returns disk i's image, creating a blank one when needed.
+func (vm *VM) diskFile(i int, d Disk) (path, format string, err error) {
+	path, format = d.Path, d.Format
+	if format == "" {
+		format = "raw"
 	}
+	if path == "" {
+		path = filepath.Join(vm.workDir, fmt.Sprintf("disk%d.%s", i, format))
+	}
+	if strings.Contains(path, ",") {
+		return "", "", fmt.Errorf("disk path %q contains a comma, which QEMU cannot take", path)
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if d.Size <= 0 {
+			return "", "", fmt.Errorf("disk %s does not exist and no size was given to create it", path)
+		}
+		if err := createDisk(path, format, d.Size); err != nil {
+			return "", "", err
+		}
+	} else if err != nil {
+		return "", "", err
+	}
+	return path, format, nil
+}
+
+// netArgs: the default virtio NIC on QEMU's user-mode network (unless
+// NoNet) and the NICs asked for.
+func (vm *VM) netArgs(bootIndex int) ([]string, error) {
+	o := vm.opts
 	netBoot := o.BootFrom == "net"
 	if netBoot && o.NoNet {
 		return nil, fmt.Errorf("boot from the network without a network card (NoNet)")
 	}
-	if o.NoNet {
-		args = append(args, "-nic", "none")
-	} else {
-		netdev := "user,id=net0"
+	var args []string
+	if o.NoNet && len(o.NICs) == 0 {
+		return []string{"-nic", "none"}, nil
+	}
+	user := func(id string) string {
+		netdev := "user,id=" + id
 		if o.TFTPDir != "" {
 			netdev += ",tftp=" + o.TFTPDir
 		}
@@ -474,6 +594,9 @@ func (vm *VM) buildArgs() ([]string, error) {
 		for _, f := range o.GuestFwd {
 			netdev += ",guestfwd=" + f
 		}
+		return netdev
+	}
+	if !o.NoNet {
 		nic := "virtio-net-pci,netdev=net0"
 		if netBoot {
 			nic += fmt.Sprintf(",bootindex=%d", bootIndex)
@@ -485,9 +608,35 @@ func (vm *VM) buildArgs() ([]string, error) {
 		if !netBoot || o.Firmware == UEFI {
 			nic += ",romfile="
 		}
-		args = append(args, "-netdev", netdev, "-device", nic)
+		args = append(args, "-netdev", user("net0"), "-device", nic)
 	}
-	return append(args, o.ExtraArgs...), nil
+	for i, n := range o.NICs {
+		id := fmt.Sprintf("nic%d", i+1)
+		netdev := user(id)
+		switch {
+		case n.Tap != "":
+			netdev = "tap,id=" + id + ",ifname=" + n.Tap + ",script=no,downscript=no"
+		case n.Netdev != "":
+			kind, rest, _ := strings.Cut(n.Netdev, ",")
+			netdev = kind + ",id=" + id
+			if rest != "" {
+				netdev += "," + rest
+			}
+		}
+		model := n.Model
+		if model == "" {
+			model = "virtio-net-pci"
+		}
+		if strings.ContainsAny(model+n.Tap+n.MAC, ", ") {
+			return nil, fmt.Errorf("NIC %+v: QEMU cannot take commas or spaces there", n)
+		}
+		dev := model + ",netdev=" + id + ",romfile="
+		if n.MAC != "" {
+			dev += ",mac=" + n.MAC
+		}
+		args = append(args, "-netdev", netdev, "-device", dev)
+	}
+	return args, nil
 }
 
 func createDisk(path, format string, size int64) error {
@@ -545,10 +694,21 @@ func (vm *VM) readConsole(r io.Reader) {
 		vm.mu.Unlock()
 	}
 	buf := make([]byte, 32<<10)
+	var fs frameScanner
 	for {
 		n, err := br.Read(buf)
 		if n > 0 {
 			chunk := buf[:n]
+			if done := fs.feed(chunk); len(done) > 0 {
+				at := time.Since(vm.start)
+				vm.mu.Lock()
+				for _, f := range done {
+					vm.frames = append(vm.frames, Frame{Lines: frameLines(f), At: at})
+				}
+				close(vm.changed)
+				vm.changed = make(chan struct{})
+				vm.mu.Unlock()
+			}
 			if vm.opts.Console != nil {
 				vm.opts.Console.Write(chunk)
 			}
@@ -729,6 +889,9 @@ type Result struct {
 	Duration time.Duration // until QEMU exited
 }
 
+// verdictRE matches the PE's last line on a console in line mode.
+var verdictRE = regexp.MustCompile(`^minint PE(?:: done| (FAILED): (.*))$`)
+
 // BannerRE matches the PE's banner line.
 var BannerRE = regexp.MustCompile(`minint PE`)
 
@@ -757,8 +920,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 // Verdict waits for the PE's final event and QEMU's exit; see Run.
 func (vm *VM) Verdict(ctx context.Context) (*Result, error) {
 	res := &Result{}
-	final, err := vm.WaitEvent(ctx, `{"event":"pe","state":"done"|"failed"}`, func(e Event) bool {
-		return e.Kind == "pe" && (e.State == "done" || e.State == "failed")
+	var final Event
+	err := vm.wait(ctx, `{"event":"pe","state":"done"|"failed"} or the PE's last line`, func() bool {
+		for _, e := range vm.events {
+			if e.Kind == "pe" && (e.State == "done" || e.State == "failed") {
+				final = e
+				return true
+			}
+		}
+		// Without minint.events=serial the PE's last readable line says.
+		for _, l := range vm.lines {
+			if m := verdictRE.FindStringSubmatch(l.Text); m != nil {
+				final = Event{Kind: "pe", State: "done", At: l.At}
+				if m[1] != "" {
+					final.State, final.Error = "failed", m[2]
+				}
+				return true
+			}
+		}
+		return false
 	})
 	fill := func() {
 		res.Events = vm.Events()

@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -195,6 +196,93 @@ func TestArgsDiskFirst(t *testing.T) {
 		s := strings.Join(args, " ")
 		if !strings.Contains(s, "virtio-blk-pci,drive=disk0,"+c.disk) || !strings.Contains(s, "ide-cd,drive=cd0,"+c.isoI) {
 			t.Errorf("DiskFirst=%v: want disk %s and CD %s:\n%s", c.first, c.disk, c.isoI, s)
+		}
+	}
+}
+
+func TestFrameScanner(t *testing.T) {
+	stream := []byte("boot noise\r\n\x1b[Hminint PE x\x1b[K\r\n  step one\x1b[K\x1b[J{\"event\":\"pe\"}\r\n\x1b[H\x1b[1mtwo\x1b[0m\x1b[K\x1b[J")
+	// Any cut of the stream gives the same frames.
+	for cut := 0; cut < len(stream); cut++ {
+		var f frameScanner
+		got := append(f.feed(stream[:cut]), f.feed(stream[cut:])...)
+		if len(got) != 2 {
+			t.Fatalf("cut at %d: %d frames", cut, len(got))
+		}
+		if l := frameLines(got[0]); !slices.Equal(l, []string{"minint PE x", "  step one"}) {
+			t.Errorf("cut at %d: frame 1 %q", cut, l)
+		}
+		if l := frameLines(got[1]); !slices.Equal(l, []string{"two"}) {
+			t.Errorf("cut at %d: frame 2 %q", cut, l)
+		}
+	}
+}
+
+func TestDecodePPM(t *testing.T) {
+	ppm := append([]byte("P6\n# QEMU\n2 1\n255\n"), 255, 0, 0, 0, 0, 255)
+	img, err := DecodePPM(ppm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _, _ := img.At(0, 0).RGBA(); r != 0xffff {
+		t.Errorf("pixel 0 %v", img.At(0, 0))
+	}
+	if _, _, b, _ := img.At(1, 0).RGBA(); b != 0xffff {
+		t.Errorf("pixel 1 %v", img.At(1, 0))
+	}
+	for _, bad := range [][]byte{nil, []byte("P3\n1 1\n255\n"), []byte("P6\n2 2\n255\n\x00"), []byte("P6\n99999 1\n255\n")} {
+		if _, err := DecodePPM(bad); err == nil {
+			t.Errorf("DecodePPM(%q) accepted", bad)
+		}
+	}
+}
+
+func TestArgsDevices(t *testing.T) {
+	dir := t.TempDir()
+	var disks []Disk
+	for _, iface := range []string{"megasas", "megasas", "megasas-gen2", "lsi53c895a", "pvscsi", "scsi", "sata", "nvme", "usb", "mptsas1068"} {
+		disks = append(disks, Disk{Size: 1 << 20, Interface: iface, Serial: "S-" + iface})
+	}
+	vm := &VM{workDir: dir, opts: Options{Disks: disks, Screen: true,
+		NICs: []NIC{{Model: "e1000"}, {Model: "rtl8139", MAC: "52:54:00:00:00:02"}, {Model: "vmxnet3", Tap: "tap-x1"}}}}
+	args, err := vm.buildArgs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Join(args, " ")
+	for _, want := range []string{
+		"megasas,id=megasas0", "scsi-hd,bus=megasas0.0,scsi-id=0,lun=0,drive=disk0,serial=S-megasas", "scsi-hd,bus=megasas0.0,scsi-id=1,lun=0,drive=disk1",
+		"megasas-gen2,id=megasasgen20", "lsi53c895a,id=lsi53c895a0", "pvscsi,id=pvscsi0", "virtio-scsi-pci,id=scsi0", "scsi-hd,bus=scsi0.0",
+		"mptsas1068,id=mptsas10680", "nvme,drive=disk7,serial=S-nvme", "usb-storage,bus=xhci0.0,drive=disk8,serial=S-usb",
+		"-netdev user,id=nic1 -device e1000,netdev=nic1,romfile=", "rtl8139,netdev=nic2,romfile=,mac=52:54:00:00:00:02",
+		"tap,id=nic3,ifname=tap-x1,script=no,downscript=no", "-device VGA", "-display none", "-qmp unix:" + filepath.Join(dir, "qmp.sock"),
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("args lack %q:\n%s", want, s)
+		}
+	}
+	if strings.Count(s, "id=megasas0") != 1 {
+		t.Errorf("the MegaRAID adapter added twice:\n%s", s)
+	}
+	if strings.Contains(s, "-nographic") {
+		t.Error("-nographic with a screen")
+	}
+}
+
+func TestVerdictFromLines(t *testing.T) {
+	for _, c := range []struct {
+		script string
+		is     error
+	}{
+		{`printf 'minint PE x\r\nminint PE: done\r\n'; exit 0`, nil},
+		{`printf 'minint PE x\r\nminint PE FAILED: no disk\r\n'; sleep 30`, ErrGuestFailed},
+	} {
+		_, err := Run(context.Background(), Options{Binary: fakeQEMU(t, c.script), Timeout: 10 * time.Second})
+		if !errors.Is(err, c.is) && !(c.is == nil && err == nil) {
+			t.Errorf("%s: %v, want %v", c.script, err, c.is)
+		}
+		if c.is != nil && !strings.Contains(fmt.Sprint(err), "no disk") {
+			t.Errorf("the failure does not say why: %v", err)
 		}
 	}
 }

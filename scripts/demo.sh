@@ -55,7 +55,7 @@ say "3. signing key and signed package"
 say "4. boot ISO: PE (with the public key) + sequence + package"
 "$minint" sequence check scripts/demo-sequence.yaml
 "$minint" iso -o "$work/demo.iso" --key "$work/demo.pub" --build-dir "$work/pe" \
-  --sequence scripts/demo-sequence.yaml \
+  --sequence scripts/demo-sequence.yaml --cmdline "minint.events=serial" \
   --add "$work/pkg/manifest.json:image/manifest.json" \
   --add "$work/pkg/manifest.sig:image/manifest.sig" \
   --add "$work/pkg/sample.wim:image/sample.wim"

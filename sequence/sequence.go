@@ -12,6 +12,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/minint/minint/netconf"
 )
 
 // Sequence is a loaded, validated task sequence.
@@ -19,6 +20,8 @@ import (
 //	version: 1
 //	name: deploy-debian
 //	status-url: http://10.0.2.2:8080/status   # optional: events are POSTed here
+//	network:                                  # optional: static addresses (NetworkInterface)
+//	  - {interface: eth0, address: 192.0.2.10/24, gateway: 192.0.2.1, dns: [192.0.2.53]}
 //	steps:
 //	  - type: requirements
 //	    min-memory: 512MiB
@@ -45,7 +48,10 @@ type Sequence struct {
 	Version   int
 	Name      string
 	StatusURL string
-	Steps     []Step
+	// Network is the static network configuration of the network: key
+	// (nil: the network the PE brought up is kept); see NetworkInterface.
+	Network *netconf.Config
+	Steps   []Step
 	// Digest is the SHA-256 of the file's bytes: the journal belongs to one
 	// sequence, and a different sequence never resumes another's journal.
 	Digest string
@@ -166,10 +172,12 @@ func parse(src []byte) (*Sequence, error) {
 			if err == nil {
 				err = checkURL(kv.Value, seq.StatusURL)
 			}
+		case "network":
+			seq.Network, err = parseNetwork(kv.Value)
 		case "steps":
 			stepsNode = kv.Value
 		default:
-			err = nodeErr(kv.Key, "unknown key %q (want version, name, status-url, steps)", key)
+			err = nodeErr(kv.Key, "unknown key %q (want version, name, status-url, network, steps)", key)
 		}
 		if err != nil {
 			return nil, err

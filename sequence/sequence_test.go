@@ -40,6 +40,33 @@ func TestLoadGood(t *testing.T) {
 
 const head = "version: 1\nsteps:\n"
 
+func TestLoadNetwork(t *testing.T) {
+	seq, err := Parse("seq.yaml", []byte(`version: 1
+network:
+  - interface: eth0
+    vlan: 20
+    address: 192.0.2.10/24
+    gateway: 192.0.2.1
+    dns: [192.0.2.53]
+  - {mac: "52:54:00:12:34:57", dhcp: true}
+steps:
+  - type: reboot
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := seq.Network
+	if n == nil || len(n.Interfaces) != 2 || len(n.Names) != 1 {
+		t.Fatalf("network %+v", n)
+	}
+	if got := n.Interfaces[0].String(); got != "eth0.20 (VLAN 20 on eth0) 192.0.2.10/24 via 192.0.2.1 dns 192.0.2.53" {
+		t.Errorf("first interface %q", got)
+	}
+	if i := n.Interfaces[1]; !i.DHCP || i.Name != n.Names[0].Name || n.Names[0].MAC.String() != "52:54:00:12:34:57" {
+		t.Errorf("second interface %+v, names %+v", i, n.Names)
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	cases := []struct {
 		name, src string
@@ -71,6 +98,12 @@ func TestLoadErrors(t *testing.T) {
 		{"not yaml", "version: 1\nsteps: [\n", 0, ""},
 		{"steps not list", "version: 1\nsteps: 3\n", 2, "non-empty list"},
 		{"bad rule", head + "  - type: select-disk\n    disk: {colour: blue}\n", 4, "colour"},
+		{"network bad address", "version: 1\nnetwork:\n  - interface: eth0\n    address: 192.0.2.300/24\nsteps:\n  - type: reboot\n", 4, `address "192.0.2.300/24"`},
+		{"network gateway outside", "version: 1\nnetwork:\n  - {interface: eth0, address: 192.0.2.10/24, gateway: 198.51.100.1}\nsteps:\n  - type: reboot\n", 3, "gateway 198.51.100.1 is not in 192.0.2.0/24"},
+		{"network no address", "version: 1\nnetwork:\n  - {interface: eth0}\nsteps:\n  - type: reboot\n", 3, "needs address"},
+		{"network both names", "version: 1\nnetwork:\n  - {interface: eth0, mac: 52:54:00:12:34:56, dhcp: true}\nsteps:\n  - type: reboot\n", 3, "interface or mac"},
+		{"network bad vlan", "version: 1\nnetwork:\n  - {interface: eth0, vlan: 5000, dhcp: true}\nsteps:\n  - type: reboot\n", 3, "4094"},
+		{"network unknown key", "version: 1\nnetwork:\n  - {interface: eth0, adress: 192.0.2.10/24}\nsteps:\n  - type: reboot\n", 3, `unknown field "adress"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,21 +1,31 @@
 // Command peinit is PID 1 of minint's preinstallation environment (PE).
 //
-// It mounts /proc, /sys, /dev (devtmpfs), /dev/pts and /run, loads the
-// kernel modules the machine's devices need by matching their modaliases
-// against modules.alias (coldplug, repeated while new devices appear) plus
-// the file systems unconditionally, brings networking up with DHCP when a
-// NIC is present, finds the boot medium, prints a banner and a hardware
-// inventory, runs the task sequence if there is one, and then does what
-// minint.done says. Everything it prints goes to every console in
-// /proc/consoles (so both the screen and ttyS0), as readable lines and as
-// JSON-lines events: single-line JSON objects at column 0 with an "event"
-// key ({"event":"banner"}, {"event":"inventory","data":{…}},
-// {"event":"pe","state":"done"} or {"event":"pe","state":"failed","error":…}).
+// It raises the open-file limit as far as the kernel allows (applying an
+// image keeps many directories open), mounts /proc, /sys, /dev (devtmpfs),
+// /dev/pts and /run, loads the kernel modules the machine's devices need
+// by matching their modaliases against modules.alias (coldplug, repeated
+// while new devices appear) plus the file systems unconditionally, brings
+// the network up (DHCP on every NIC, or what ip=/vlan= say), finds the
+// boot medium, takes a hardware inventory, runs the task sequence if there
+// is one, and then does what minint.done says.
 //
-// On any failure it prints the error, emits the failed event and starts the
-// rescue shell (gosh) on the consoles; PID 1 never exits, so the kernel
-// never panics. With minint.done=poweroff it powers off after reporting the
-// failure instead, so that unattended runs and tests do not hang.
+// What it shows: the screen (VGA, tty0) carries one page, redrawn in
+// place, with the PE's version, the machine (model, serial number, MAC and
+// IP addresses), the sequence with each step's state, a progress bar with
+// rate and time left, and after a failure the error, what to do about it,
+// where the log is and a menu: [s] shell, [r] retry, [b] reboot, [p] power
+// off, answered on any console's keyboard. Serial consoles get the same
+// story as readable lines (minint.serial=screen gives them the page). The
+// JSON-lines events ({"event":"banner"}, {"event":"inventory","data":{…}},
+// {"event":"pe","state":"done"} or {"event":"pe","state":"failed",
+// "error":…}, and the sequence's) go to the log, /run/minint/pe.log, to
+// the sequence's status URL, and only with minint.events=serial to the
+// serial consoles too, where test harnesses read them.
+//
+// After a failure the menu waits minint.failwait seconds, then does what
+// minint.done says (with done=shell it waits for a key); PID 1 never
+// exits, so the kernel never panics. A staged refresh that failed before
+// anything outside /minint changed reboots into the installed system.
 //
 // Kernel command-line options:
 //
@@ -25,9 +35,16 @@
 //	                       has {"id": "ID"}; mounted read-only at
 //	                       /run/minint/media. Without it the first minint
 //	                       medium found, if any, is used.
-//	minint.net=0           skip DHCP
-//	minint.staged=UUID=ID  refresh in place: the root `minint stage` prepared
-//	                       (found by file system UUID), its
+//	minint.net=0           no network (as ip=off)
+//	ip=, vlan=, nameserver=, ifname=
+//	                       static network configuration in dracut's syntax
+//	                       (see package netconf), e.g.
+//	                       vlan=eth0.20:eth0
+//	                       ip=192.0.2.10::192.0.2.1:24::eth0.20:none
+//	                       nameserver=192.0.2.53; a value that does not
+//	                       parse stops the PE before it touches a disk
+//	minint.staged=UUID=ID  refresh in place: the root `minint stage`
+//	                       prepared (found by file system UUID), its
 //	                       /minint/pe/sequence.yaml and journal; a failure
 //	                       before anything outside /minint changed reboots
 //	                       into the installed system (with minint.done=reboot)
@@ -36,10 +53,14 @@
 //	                       a path; default minint/sequence.yaml on the
 //	                       boot medium. Without either nothing is deployed.
 //	minint.var.NAME=VALUE  facts for the sequence's when: conditions
+//	minint.events=serial   JSON-lines events on the serial consoles too
+//	minint.serial=screen   the page on the serial consoles (default lines)
+//	minint.failwait=SECONDS  how long the failure menu waits before doing
+//	                       what minint.done says (default 60)
 //	minint.shell=1         start a shell before doing anything else; the PE
 //	                       continues when it exits
 //	minint.debug=1         verbose: kernel messages and module loading on
-//	                       the console
+//	                       the console (which then shows lines, no page)
 package main
 
 import (
@@ -47,12 +68,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,9 +81,11 @@ import (
 
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/kmod"
+	"github.com/minint/minint/netconf"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/pe/hw"
+	"github.com/minint/minint/pe/screen"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,11 +95,12 @@ const buildInfoPath = "/etc/minint/pe.json"
 // env is what the PE knows once it is up; runSequence gets it.
 type env struct {
 	opts      boot.Options
+	out       *outputs
 	r         *progress.Reporter
-	consoles  []*os.File
 	medium    *boot.Medium // nil when none was found (and none was asked for)
 	inventory *hw.Inventory
 	leases    []hw.Lease
+	nofile    string // what raising RLIMIT_NOFILE gave
 	debug     func(format string, a ...any)
 }
 
@@ -85,12 +109,46 @@ func main() {
 		fmt.Fprintln(os.Stderr, "peinit: must run as PID 1 (it is the /init of minint's PE)")
 		os.Exit(2)
 	}
+	nofile := raiseNoFile()
 	mountBase()
-	consoles := openConsoles()
-	out := multi(consoles)
-	e := &env{r: progress.New(out, out), consoles: consoles, debug: func(string, ...any) {}}
-	err := safeRun(e)
-	finish(e, err)
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	opts, cmdErr := boot.ParseCmdline(string(cmdline))
+	out := newOutputs(opts)
+	e := &env{opts: opts, out: out, r: progress.New(out.human, out.events), debug: func(string, ...any) {}}
+	if cmdErr != nil {
+		e.r.Printf("warning: %v (using defaults for those)", cmdErr)
+		e.r.Emit(progress.Event{Kind: "warning", Error: cmdErr.Error()})
+	}
+	e.nofile = nofile
+	for {
+		err := safeRun(e)
+		if !finish(e, err) {
+			return // unreachable: finish does not return unless asked to retry
+		}
+		e.r.Printf("retrying")
+		out.model.Reset()
+		if e.medium != nil {
+			unix.Unmount(e.medium.MountPoint, 0)
+			e.medium = nil
+		}
+	}
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE, soft and hard, to fs.nr_open, the most
+// the kernel allows: PID 1 starts with 1024/4096, too few for applying an
+// image with thousands of directories. Children inherit it.
+func raiseNoFile() string {
+	n := uint64(1 << 20) // the kernel's default nr_open
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && v > 0 {
+			n = v
+		}
+	}
+	lim := unix.Rlimit{Cur: n, Max: n}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Sprintf("RLIMIT_NOFILE: %v", err)
+	}
+	return fmt.Sprintf("RLIMIT_NOFILE raised to %d", n)
 }
 
 // safeRun turns a panic into an error: PID 1 must not die.
@@ -104,9 +162,7 @@ func safeRun(e *env) (err error) {
 }
 
 func run(ctx context.Context, e *env) error {
-	cmdline, _ := os.ReadFile("/proc/cmdline")
-	opts, cmdErr := boot.ParseCmdline(string(cmdline))
-	e.opts = opts
+	opts := e.opts
 	if opts.Debug {
 		e.debug = func(f string, a ...any) { e.r.Printf(f, a...) }
 		// A step that hangs shows where: dump every goroutine once.
@@ -139,10 +195,12 @@ func run(ctx context.Context, e *env) error {
 	kver := unix.ByteSliceToString(uts.Release[:])
 	id := peID()
 	e.r.Printf("minint PE %s (kernel %s)", id, kver)
-	e.r.Emit(progress.Event{Kind: "banner", Msg: "minint PE " + id, Data: map[string]any{"version": id, "kernel": kver}})
-	if cmdErr != nil {
-		e.r.Printf("warning: %v (using defaults for those)", cmdErr)
-		e.r.Emit(progress.Event{Kind: "warning", Error: cmdErr.Error()})
+	e.r.Emit(progress.Event{Kind: "banner", Msg: "minint PE " + id, Data: map[string]any{"version": id, "kernel": kver, "nofile": e.nofile}})
+	e.debug("%s", e.nofile)
+	if opts.NetworkErr != nil {
+		// A technician who typed a static address wants that network, not
+		// another one: stop before anything (a disk) is touched.
+		return opts.NetworkErr
 	}
 	if opts.Shell {
 		e.r.Printf("minint.shell=1: starting a shell; exit it to continue")
@@ -196,8 +254,13 @@ func peID() string {
 	return info.ID
 }
 
-// fsModules are loaded whatever the hardware: boot media and targets need them.
-var fsModules = []string{"ext4", "vfat", "isofs", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859_1", "efivarfs"}
+// modulesLoad lists modules driver packs want loaded on every boot
+// (initramfs.ModulesLoadPath).
+const modulesLoad = "/etc/minint/modules.load"
+
+// fsModules are loaded whatever the hardware: boot media and targets need
+// them, and MD and device-mapper so that arrays and volumes can be seen.
+var fsModules = []string{"ext4", "vfat", "isofs", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859_1", "efivarfs", "md_mod", "dm_mod"}
 
 // loadModules coldplugs the devices present and returns a channel that
 // yields once the file-system modules, loaded in the background meanwhile
@@ -219,10 +282,14 @@ func loadModules(e *env, kver string) (<-chan struct{}, error) {
 	e.r.Printf("modules: %d loaded for the devices found (%s) in %s", len(loaded), strings.Join(loaded, " "), time.Since(start).Round(time.Millisecond))
 	e.r.Emit(ev)
 
+	always := append([]string{}, fsModules...)
+	if b, err := os.ReadFile(modulesLoad); err == nil {
+		always = append(always, strings.Fields(string(b))...)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for _, m := range fsModules {
+		for _, m := range always {
 			if _, _, err := db.Lookup(m); err != nil {
 				continue // not shipped in this PE (custom module list)
 			}
@@ -261,33 +328,71 @@ func settleBlock(max time.Duration) {
 
 func network(ctx context.Context, e *env) error {
 	if !e.opts.Net {
-		e.r.Printf("network: skipped (minint.net=0)")
+		e.r.Printf("network: skipped (minint.net=0 or ip=off)")
 		e.r.Emit(progress.Event{Kind: "step", Op: "network", State: "skipped"})
 		return nil
 	}
+	return configureNetwork(ctx, e, e.opts.Network)
+}
+
+// configureNetwork brings up the network cfg describes (the kernel command
+// line's, or a sequence's network: list) and reports it.
+func configureNetwork(ctx context.Context, e *env, cfg netconf.Config) error {
+	for _, i := range cfg.Interfaces {
+		if i.VLAN != 0 {
+			if err := loadNamed(e, "8021q"); err != nil {
+				return fmt.Errorf("network: VLAN %s: %w", i.Name, err)
+			}
+			break
+		}
+	}
 	start := time.Now()
-	leases, err := hw.DHCP(ctx, 3*time.Second, 10*time.Second, e.debug)
+	leases, err := hw.Configure(ctx, cfg, 3*time.Second, 10*time.Second, e.debug)
 	if leases == nil {
 		leases = []hw.Lease{} // a JSON list, not null
 	}
 	e.leases = leases
 	ev := progress.Event{Kind: "step", Op: "network", State: "done", Data: map[string]any{"leases": leases, "seconds": time.Since(start).Seconds()}}
 	if err != nil {
-		// A NIC that will not take its lease is worth a warning, not the
-		// rescue shell: many sequences need no network.
+		if len(cfg.Interfaces) > 0 {
+			// What the command line asked for did not happen: say so
+			// before anything else is done.
+			ev.State, ev.Error = "failed", err.Error()
+			e.r.Emit(ev)
+			return err
+		}
+		// A NIC that will not take its DHCP lease is worth a warning, not
+		// the rescue shell: many sequences need no network.
 		ev.Error = err.Error()
 		e.r.Printf("warning: network: %v", err)
 	}
 	switch {
 	case len(leases) == 0:
-		e.r.Printf("network: no DHCP lease (no NIC, no link or no server)")
+		e.r.Printf("network: no address (no NIC, no link or no DHCP server)")
 	default:
 		for _, l := range leases {
-			e.r.Printf("network: %s %s", l.Interface, l.Address)
+			extra := ""
+			if l.Router != "" {
+				extra = " via " + l.Router
+			}
+			e.r.Printf("network: %s %s (%s)%s", l.Interface, l.Address, l.Method, extra)
 		}
 	}
 	e.r.Emit(ev)
 	return nil
+}
+
+// loadNamed loads modules by name with the PE's module index.
+func loadNamed(e *env, names ...string) error {
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	db, err := kmod.Open(filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:])))
+	if err != nil {
+		return err
+	}
+	l := kmod.NewLoader(db)
+	l.Log = e.debug
+	return l.Load(names...)
 }
 
 func findMedium(ctx context.Context, e *env) error {
@@ -379,40 +484,92 @@ func runSequence(ctx context.Context, e *env) error {
 	return deploy(ctx, e)
 }
 
-// finish reports the outcome and does what minint.done says; it never returns.
-func finish(e *env, err error) {
+// finish reports the outcome and does what minint.done says. After a
+// failure it shows what to do and offers a shell, a retry, a reboot or a
+// power-off; it returns true only when retry was chosen, and never returns
+// otherwise.
+func finish(e *env, err error) (retry bool) {
 	done := e.opts.Done
 	if done == "" {
 		done = boot.DoneShell
 	}
-	if err != nil {
-		e.r.Printf("minint PE FAILED: %v", err)
-		back := returnToInstalled(e.opts, err)
-		e.r.Emit(progress.Event{Kind: "pe", State: "failed", Error: err.Error(), Data: map[string]any{"back_to_installed": back}})
-		switch {
-		case back:
-			e.r.Printf("nothing outside /minint was changed: rebooting into the installed system (the one-shot boot into this PE is spent)")
-		case done != boot.DonePoweroff:
-			done = boot.DoneShell
-		}
-	} else {
+	if err == nil {
 		e.r.Printf("minint PE: done")
 		e.r.Emit(progress.Event{Kind: "pe", State: "done"})
-	}
-	switch done {
-	case boot.DonePoweroff, boot.DoneReboot:
-		e.r.Printf("%s in 1 s", done)
-		time.Sleep(time.Second) // let the console drain
-		unix.Sync()
-		cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
-		if done == boot.DoneReboot {
-			cmd = unix.LINUX_REBOOT_CMD_RESTART
+		if done != boot.DoneShell {
+			power(e, done)
 		}
-		if rerr := unix.Reboot(cmd); rerr != nil {
-			e.r.Printf("%s: %v; starting the rescue shell", done, rerr)
+		e.r.Printf("rescue shell: type 'poweroff' or 'shutdown -r' when finished")
+		shells(e, true)
+	}
+	back := returnToInstalled(e.opts, err)
+	if e.inventory == nil {
+		// It failed early: the page should still say which machine this is.
+		e.inventory = hw.Collect("/")
+		e.r.Emit(progress.Event{Kind: "inventory", Data: toMap(e.inventory)})
+	}
+	// The page shows the failure its own way; these lines are for the
+	// log and the serial consoles.
+	plain := progress.New(e.out.plain, nil)
+	plain.Printf("minint PE FAILED: %v", err)
+	plain.Printf("what to do: %s", screen.Advice(err.Error(), back))
+	plain.Printf("log: %s", LogPath)
+	e.r.Emit(progress.Event{Kind: "pe", State: "failed", Error: err.Error(), Data: map[string]any{"back_to_installed": back, "log": LogPath}})
+	after := done
+	if back {
+		after = boot.DoneReboot
+		plain.Printf("nothing outside /minint was changed: the installed system is intact; rebooting into it (the one-shot boot into this PE is spent)")
+	}
+	for {
+		menu := "[s] shell   [r] retry   [b] reboot   [p] power off"
+		var deadline time.Time
+		if after != boot.DoneShell {
+			deadline = time.Now().Add(time.Duration(e.opts.FailWait) * time.Second)
+		}
+		plain.Printf("choose: %s%s", menu, countdown(after, e.opts.FailWait))
+		key, c := e.out.readKey("srbp", deadline, func(left time.Duration) {
+			e.out.model.SetMenu(menu + countdown(after, int(left.Seconds()+0.5)))
+		})
+		e.out.model.SetMenu(menu)
+		switch key {
+		case 0: // the wait is over
+			power(e, after)
+		case 'r':
+			return true
+		case 'b':
+			power(e, boot.DoneReboot)
+		case 'p':
+			power(e, boot.DonePoweroff)
+		case 's':
+			e.r.Printf("shell on %s: exit it to come back to this menu", c.name)
+			c.pause()
+			runShell(c)
+			c.resume()
+			after = boot.DoneShell // someone is here: no more countdown
 		}
 	}
-	e.r.Printf("rescue shell: type 'poweroff' or 'shutdown -r' when finished")
+}
+
+func countdown(action string, secs int) string {
+	if action == boot.DoneShell {
+		return ""
+	}
+	what := map[string]string{boot.DonePoweroff: "power off", boot.DoneReboot: "reboot"}[action]
+	return fmt.Sprintf("      (%s in %d s)", what, secs)
+}
+
+// power powers off or reboots; when the kernel refuses, the rescue shell.
+func power(e *env, action string) {
+	e.r.Printf("%s in 1 s", action)
+	time.Sleep(time.Second) // let the consoles drain
+	unix.Sync()
+	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
+	if action == boot.DoneReboot {
+		cmd = unix.LINUX_REBOOT_CMD_RESTART
+	}
+	if err := unix.Reboot(cmd); err != nil {
+		e.r.Printf("%s: %v; starting the rescue shell", action, err)
+	}
 	shells(e, true)
 }
 
@@ -435,16 +592,12 @@ func shells(e *env, forever bool) {
 		mu      sync.Mutex
 		running []*exec.Cmd
 	)
-	exited := make(chan struct{}, len(e.consoles))
-	for _, c := range e.consoles {
-		go func(tty *os.File) {
+	exited := make(chan struct{}, len(e.out.consoles))
+	for _, c := range e.out.consoles {
+		c.pause()
+		go func(c *console) {
 			for {
-				cmd := exec.Command(shellPath())
-				cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-				cmd.Env = append(os.Environ(), "TERM=linux")
-				cmd.Dir = "/"
-				cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-				err := cmd.Start()
+				cmd, err := startShell(c)
 				if err == nil {
 					mu.Lock()
 					running = append(running, cmd)
@@ -452,7 +605,7 @@ func shells(e *env, forever bool) {
 					err = cmd.Wait()
 				}
 				if err != nil {
-					fmt.Fprintf(tty, "shell: %v\n", err)
+					fmt.Fprintf(c, "shell: %v\n", err)
 					time.Sleep(time.Second)
 				}
 				if !forever {
@@ -471,6 +624,30 @@ func shells(e *env, forever bool) {
 		c.Process.Kill() // those still running; an error for the one that exited
 	}
 	mu.Unlock()
+	for _, c := range e.out.consoles {
+		c.resume()
+	}
+}
+
+// startShell starts the rescue shell on one console.
+func startShell(c *console) (*exec.Cmd, error) {
+	cmd := exec.Command(shellPath())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.f, c.f, c.f
+	cmd.Env = append(os.Environ(), "TERM=linux")
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	return cmd, cmd.Start()
+}
+
+// runShell runs the rescue shell on c until it exits.
+func runShell(c *console) {
+	cmd, err := startShell(c)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
+		fmt.Fprintf(c, "shell: %v\n", err)
+	}
 }
 
 func shellPath() string {
@@ -505,51 +682,4 @@ func mountBase() {
 	os.Symlink("/proc/self/fd", "/dev/fd")
 	os.Symlink("pts/ptmx", "/dev/ptmx")
 	os.MkdirAll("/root", 0o700)
-}
-
-// openConsoles opens every console the kernel writes to (console= on the
-// command line, listed in /proc/consoles), so that a serial console gets
-// our output even when /dev/console is the screen.
-func openConsoles() []*os.File {
-	var out []*os.File
-	seen := map[string]bool{}
-	if b, err := os.ReadFile("/proc/consoles"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 0 || seen[f[0]] {
-				continue
-			}
-			seen[f[0]] = true
-			if c, err := os.OpenFile("/dev/"+f[0], os.O_RDWR|unix.O_NOCTTY, 0); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	if len(out) == 0 {
-		if c, err := os.OpenFile("/dev/console", os.O_RDWR|unix.O_NOCTTY, 0); err == nil {
-			out = append(out, c)
-		} else {
-			out = append(out, os.Stdout)
-		}
-	}
-	return out
-}
-
-// multi writes to every console; a console that fails (a screen that is not
-// there) must not stop the others, unlike io.MultiWriter.
-func multi(fs []*os.File) io.Writer { return consoleWriter(fs) }
-
-type consoleWriter []*os.File
-
-func (cw consoleWriter) Write(p []byte) (int, error) {
-	var errs []error
-	for _, f := range cw {
-		if _, err := f.Write(p); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) == len(cw) && len(cw) > 0 {
-		return 0, errors.Join(errs...)
-	}
-	return len(p), nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/netconf"
 	"github.com/minint/minint/pe"
 )
 
@@ -42,8 +43,11 @@ func deploy(ctx context.Context, e *env) error {
 		MediumDir: mediumDir,
 		Vars:      e.opts.Vars,
 		Staged:    e.opts.Staged,
-		Console:   multi(e.consoles),
-		Events:    multi(e.consoles),
+		Console:   e.out.human,
+		Events:    e.out.events,
+		Network: func(ctx context.Context, cfg netconf.Config) error {
+			return configureNetwork(ctx, e, cfg)
+		},
 	}
 	if e.medium != nil {
 		// Keep the medium we booted from out of the disk selection, both

@@ -234,6 +234,18 @@ func (t *Task) draw(first bool) {
 		io.WriteString(r.human, line)
 		r.mu.Unlock()
 	case plain:
-		r.Printf("%s: %d%% (%s of %s)", t.op, pct, t.amount(done), t.amount(total))
+		line := fmt.Sprintf("%s: %d%% (%s of %s", t.op, pct, t.amount(done), t.amount(total))
+		if secs := now.Sub(t.start).Seconds(); secs > 0.5 && done > 0 {
+			rate := float64(done) / secs
+			if t.unit == "bytes" {
+				line += fmt.Sprintf(", %.1f MiB/s", rate/(1<<20))
+			} else {
+				line += fmt.Sprintf(", %.0f %s/s", rate, t.unit)
+			}
+			if done < total {
+				line += fmt.Sprintf(", %s left", time.Duration(float64(total-done)/rate*float64(time.Second)).Round(time.Second))
+			}
+		}
+		r.Printf("%s)", line)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minint/minint/netconf"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -18,7 +20,8 @@ func TestParseCmdline(t *testing.T) {
 	}
 	want := Options{Done: DonePoweroff, Media: "abc123", Net: false, Shell: false, Debug: true,
 		Sequence: "http://10.0.2.2:8080/seq.yaml", Staged: "0a1b2c3d-0000-4000-8000-00000000abcd", Vars: map[string]string{"site": "lab", "empty": ""},
-		Rest: map[string]string{"BOOT_IMAGE": "/vmlinuz", "console": "tty0", "quiet": "", "x": "a b"}}
+		Rest:    map[string]string{"BOOT_IMAGE": "/vmlinuz", "console": "tty0", "quiet": "", "x": "a b"},
+		Network: netconf.Config{DHCPAll: true}, FailWait: DefaultFailWait, Serial: SerialLines}
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("got  %+v\nwant %+v", o, want)
 	}
@@ -47,6 +50,31 @@ func TestParseCmdlineBad(t *testing.T) {
 	// The good options still apply; the bad ones keep their defaults.
 	if o.Done != DoneShell || !o.Net || !o.Shell || o.Staged != "" {
 		t.Errorf("got %+v", o)
+	}
+}
+
+func TestParseCmdlineNetwork(t *testing.T) {
+	o, err := ParseCmdline("vlan=eth0.20:eth0 ip=192.0.2.10::192.0.2.1:24::eth0.20:none nameserver=192.0.2.53 minint.events=serial minint.failwait=5 minint.serial=screen")
+	if err != nil || o.NetworkErr != nil {
+		t.Fatal(err, o.NetworkErr)
+	}
+	if len(o.Network.Interfaces) != 1 || o.Network.Interfaces[0].VLAN != 20 || len(o.Network.DNS) != 1 || o.Events != "serial" || o.FailWait != 5 || o.Serial != SerialScreen {
+		t.Errorf("got %+v", o)
+	}
+	if _, ok := o.Rest["ip"]; ok {
+		t.Error("ip= left in Rest")
+	}
+	// A static address that does not parse is its own, fatal error; the
+	// other options still parse.
+	o, err = ParseCmdline("ip=192.0.2.999::192.0.2.1:24::eth0:none minint.done=poweroff minint.failwait=x")
+	if !errors.Is(o.NetworkErr, netconf.ErrSyntax) || !strings.Contains(o.NetworkErr.Error(), "192.0.2.999") {
+		t.Errorf("NetworkErr = %v", o.NetworkErr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "minint.failwait") || o.Done != DonePoweroff || o.FailWait != DefaultFailWait {
+		t.Errorf("err %v, options %+v", err, o)
+	}
+	if o, _ := ParseCmdline("ip=off"); o.Net {
+		t.Error("ip=off leaves the network on")
 	}
 }
 

@@ -4,7 +4,10 @@ package boot
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/minint/minint/netconf"
 )
 
 // What the PE does when its work is finished (minint.done=).
@@ -33,18 +36,69 @@ type Options struct {
 	Vars map[string]string
 	// Rest holds every other parameter, key -> value ("" for bare words).
 	Rest map[string]string
+	// Network is ip=, vlan=, nameserver= and ifname= (see package
+	// netconf); NetworkErr says why they do not parse. Unlike the other
+	// options' problems it is not a warning: a PE told to use a static
+	// address must not go on with another network.
+	Network    netconf.Config
+	NetworkErr error
+	// Events is minint.events=: where the PE's JSON-lines events go
+	// besides its log and status URL ("serial" adds the serial consoles,
+	// for test harnesses; "" keeps the consoles for people).
+	Events string
+	// Serial is minint.serial=: what the serial consoles show, SerialLines
+	// (default: readable log lines) or SerialScreen (the page the screen
+	// shows, redrawn in place).
+	Serial string
+	// FailWait is minint.failwait=SECONDS: how long a failed PE shows its
+	// failure menu before doing what minint.done says (default 60 s; a key
+	// press stops the count).
+	FailWait int
 }
+
+// Values of minint.serial=.
+const (
+	SerialLines  = "lines"
+	SerialScreen = "screen"
+)
+
+// DefaultFailWait is FailWait when minint.failwait= is not given.
+const DefaultFailWait = 60
 
 // ParseCmdline parses a kernel command line such as the contents of
 // /proc/cmdline. Invalid minint.* values do not stop parsing: the default is
 // kept and the problems are returned together, so that the PE can still
 // boot and report them.
 func ParseCmdline(s string) (Options, error) {
-	o := Options{Done: DoneShell, Net: true, Rest: map[string]string{}, Vars: map[string]string{}}
+	o := Options{Done: DoneShell, Net: true, Rest: map[string]string{}, Vars: map[string]string{}, FailWait: DefaultFailWait, Serial: SerialLines}
 	var bad []string
+	netParams := map[string][]string{}
 	for _, w := range splitCmdline(s) {
 		k, v, hasValue := strings.Cut(w, "=")
 		switch k {
+		case "ip", "vlan", "nameserver", "ifname":
+			netParams[k] = append(netParams[k], v)
+		case "minint.events":
+			switch v {
+			case "serial", "":
+				o.Events = v
+			default:
+				bad = append(bad, fmt.Sprintf("minint.events=%q (want serial)", v))
+			}
+		case "minint.serial":
+			switch v {
+			case SerialLines, SerialScreen:
+				o.Serial = v
+			default:
+				bad = append(bad, fmt.Sprintf("minint.serial=%q (want lines or screen)", v))
+			}
+		case "minint.failwait":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 86400 {
+				bad = append(bad, fmt.Sprintf("minint.failwait=%q (want seconds, 0 to 86400)", v))
+				continue
+			}
+			o.FailWait = n
 		case "minint.done":
 			switch v {
 			case DoneShell, DonePoweroff, DoneReboot:
@@ -94,6 +148,13 @@ func ParseCmdline(s string) (Options, error) {
 			}
 			o.Rest[k] = v
 		}
+	}
+	o.Network, o.NetworkErr = netconf.ParseCmdline(netParams)
+	if o.NetworkErr != nil {
+		o.NetworkErr = fmt.Errorf("kernel command line: %w", o.NetworkErr)
+	}
+	if o.Network.Off {
+		o.Net = false
 	}
 	if len(bad) > 0 {
 		return o, fmt.Errorf("kernel command line: %s", strings.Join(bad, "; "))

@@ -17,6 +17,11 @@ import (
 
 // Inventory is what the PE reports about the machine.
 type Inventory struct {
+	// Vendor, Model and Serial identify the machine (SMBIOS system
+	// information, from /sys/class/dmi/id), as on its asset tag.
+	Vendor      string `json:"vendor,omitempty"`
+	Model       string `json:"model,omitempty"`
+	Serial      string `json:"serial,omitempty"`
 	CPUs        int    `json:"cpus"`
 	CPUModel    string `json:"cpu_model,omitempty"`
 	MemoryBytes int64  `json:"memory_bytes"`
@@ -49,6 +54,10 @@ type NIC struct {
 // pieces are left empty rather than failing the whole inventory.
 func Collect(root string) *Inventory {
 	inv := &Inventory{Firmware: "bios", Disks: []Disk{}, NICs: []NIC{}}
+	dmi := filepath.Join(root, "sys/class/dmi/id")
+	inv.Vendor = dmiString(filepath.Join(dmi, "sys_vendor"))
+	inv.Model = dmiString(filepath.Join(dmi, "product_name"))
+	inv.Serial = dmiString(filepath.Join(dmi, "product_serial"))
 	inv.CPUs, inv.CPUModel = cpus(filepath.Join(root, "proc/cpuinfo"))
 	inv.MemoryBytes = memTotal(filepath.Join(root, "proc/meminfo"))
 	if _, err := os.Stat(filepath.Join(root, "sys/firmware/efi")); err == nil {
@@ -100,6 +109,17 @@ func memTotal(path string) int64 {
 	return 0
 }
 
+// dmiString reads an SMBIOS string, leaving out the placeholders firmware
+// fills unset fields with.
+func dmiString(path string) string {
+	s := readTrim(path)
+	switch strings.ToLower(s) {
+	case "", "to be filled by o.e.m.", "default string", "not specified", "system serial number", "system product name", "0", "none", "n/a":
+		return ""
+	}
+	return s
+}
+
 func readTrim(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -146,6 +166,18 @@ func serial(dir string) string {
 	for _, p := range []string{"serial", "device/serial"} {
 		if s := readTrim(filepath.Join(dir, p)); s != "" {
 			return s
+		}
+	}
+	// USB disks: the serial number is the USB device's (iSerialNumber),
+	// on the device a few levels above the disk.
+	if p, err := filepath.EvalSymlinks(filepath.Join(dir, "device")); err == nil && strings.Contains(p, "/usb") {
+		for d := p; strings.Contains(d, "/usb"); d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "idVendor")); err == nil {
+				if s := readTrim(filepath.Join(d, "serial")); s != "" {
+					return s
+				}
+				break
+			}
 		}
 	}
 	// SCSI/ATA disks: VPD page 0x80 is the unit serial number, after a

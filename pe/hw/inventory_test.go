@@ -2,6 +2,8 @@ package hw
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -9,6 +11,7 @@ import (
 func TestCollectFakeSysfs(t *testing.T) {
 	inv := Collect("testdata/root")
 	want := &Inventory{
+		Vendor: "Dell Inc.", Model: "PowerEdge R640", Serial: "ABC1234",
 		CPUs: 2, CPUModel: "Intel(R) Xeon(R) CPU E5-2690 v4 @ 2.60GHz",
 		MemoryBytes: 491520 * 1024,
 		Firmware:    "uefi",
@@ -49,5 +52,16 @@ func TestCollectLiveHost(t *testing.T) {
 	inv := Collect("/")
 	if inv.CPUs < 1 || inv.MemoryBytes <= 0 {
 		t.Errorf("live host: %+v", inv)
+	}
+}
+
+func TestWriteResolvConf(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := writeResolvConf(p, []string{"192.0.2.53", "not-an-ip", "2001:db8::53", "192.0.2.53"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if want := "# written by minint's PE\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n"; string(b) != want {
+		t.Errorf("resolv.conf:\n%s\nwant:\n%s", b, want)
 	}
 }

@@ -16,13 +16,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Lease is one interface configured by DHCP.
+// Lease is one configured interface: by DHCP (Server is the DHCP server)
+// or static (Method "static").
 type Lease struct {
 	Interface string   `json:"interface"`
 	Address   string   `json:"address"` // CIDR
 	Router    string   `json:"router,omitempty"`
 	DNS       []string `json:"dns,omitempty"`
 	Server    string   `json:"server,omitempty"`
+	Method    string   `json:"method"` // dhcp or static
+	VLAN      int      `json:"vlan,omitempty"`
 }
 
 // ErrNoLease is returned (wrapped, naming the interface) when no DHCP
@@ -40,6 +43,11 @@ var ErrNoLease = errors.New("no DHCP lease")
 // random pool: in a fresh VM call it only once that pool is ready (a
 // blocking getrandom), or DHCP libraries polling it may spin.
 func DHCP(ctx context.Context, linkWait, timeout time.Duration, logf func(string, ...any)) ([]Lease, error) {
+	return dhcpAll(ctx, linkWait, timeout, nil, logf)
+}
+
+// dhcpAll is DHCP on every hardware NIC but those in skip.
+func dhcpAll(ctx context.Context, linkWait, timeout time.Duration, skip map[string]bool, logf func(string, ...any)) ([]Lease, error) {
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		netlink.LinkSetUp(lo)
 	}
@@ -60,6 +68,9 @@ func DHCP(ctx context.Context, linkWait, timeout time.Duration, logf func(string
 		}
 		if _, err := os.Stat("/sys/class/net/" + a.Name + "/device"); err != nil {
 			continue // not hardware (bridge, veth …)
+		}
+		if skip[a.Name] {
+			continue
 		}
 		wg.Add(1)
 		go func(l netlink.Link) {
@@ -168,7 +179,7 @@ func lease4(ctx context.Context, l netlink.Link, timeout time.Duration) (*Lease,
 		return nil, fmt.Errorf("dhcp: %s: configure %s: %w", name, ack.YourIPAddr, err)
 	}
 	ones, _ := net.IPMask(ack.SubnetMask()).Size()
-	lease := &Lease{Interface: name, Address: fmt.Sprintf("%s/%d", ack.YourIPAddr, ones)}
+	lease := &Lease{Interface: name, Address: fmt.Sprintf("%s/%d", ack.YourIPAddr, ones), Method: "dhcp"}
 	if r := ack.Router(); len(r) > 0 {
 		lease.Router = r[0].String()
 	}
