@@ -16,6 +16,12 @@ type ApplyOptions struct {
 	// Paths restricts extraction to these image paths and their subtrees
 	// (their parent directories are created too). Nil extracts everything.
 	Paths []string
+	// Flatten extracts each of Paths directly into dir under its base
+	// name ("/etc/ssh" -> dir/ssh, "/" -> the image's top level), as
+	// wimlib-imagex extract does without --preserve-dir-structure. Two
+	// paths with the same base name are refused (ErrInsecurePath). The
+	// metadata of dir itself is left alone.
+	Flatten bool
 	// Progress, if set, is called with bytes of file data written so far and
 	// the total.
 	Progress func(done, total int64)

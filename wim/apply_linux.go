@@ -68,29 +68,12 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 	if err := validateTree(root); err != nil {
 		return err
 	}
-	var sel map[*File]bool
-	if opts.Paths != nil {
-		sel = map[*File]bool{root: true}
-		for _, p := range opts.Paths {
-			f, err := img.Lookup(p)
-			if err != nil {
-				return err
-			}
-			for a := f.Parent; a != nil; a = a.Parent {
-				sel[a] = true
-			}
-			var mark func(f *File)
-			mark = func(f *File) {
-				sel[f] = true
-				for _, c := range f.Children {
-					mark(c)
-				}
-			}
-			mark(f)
-		}
-	}
 	if opts.Threads <= 0 {
 		opts.Threads = runtime.GOMAXPROCS(0)
+	}
+	p, err := planApply(img, root, opts)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -101,84 +84,13 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 	}
 	defer unix.Close(rootfd)
 	a := &applier{opts: opts, rootfd: rootfd, dir: dir, dirfds: map[*applyEntry]int{},
-		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid()), existing: map[*applyEntry]bool{}}
+		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid()), existing: map[*applyEntry]bool{}, total: p.total}
 	defer func() {
 		for _, fd := range a.dirfds {
 			unix.Close(fd)
 		}
 	}()
-
-	// Plan.
-	type groupKey struct {
-		id     uint64
-		hash   [20]byte
-		typ    uint32
-		target string
-	}
-	groups := map[groupKey]*applyEntry{}
-	var all []*applyEntry
-	var dirs, others, links []*applyEntry
-	jobs := map[*blob][]*applyEntry{}
-	var empties []*applyEntry
-	rootEntry := &applyEntry{f: root}
-	all = append(all, rootEntry)
-	dirs = append(dirs, rootEntry)
-	var plan func(d *applyEntry) error
-	plan = func(d *applyEntry) error {
-		for _, c := range d.f.Children {
-			if sel != nil && !sel[c] {
-				continue
-			}
-			rel := c.Name
-			if d.rel != "" {
-				rel = d.rel + "/" + c.Name
-			}
-			e := &applyEntry{f: c, rel: rel, parent: d}
-			all = append(all, e)
-			typ := c.unixType()
-			if typ == unixDir {
-				dirs = append(dirs, e)
-				if err := plan(e); err != nil {
-					return err
-				}
-				continue
-			}
-			if typ == unixSymlink && c.LinkTarget == "" {
-				return fmt.Errorf("%w: %s: symlink without a target", ErrFormat, c.Path())
-			}
-			if c.HardLinkGroup != 0 {
-				// Names of one inode must agree on type and data;
-				// otherwise (a corrupt or odd WIM) they are applied as
-				// separate files, like wimlib does.
-				k := groupKey{c.HardLinkGroup, c.Hash, typ, c.LinkTarget}
-				if rep := groups[k]; rep != nil {
-					e.rep = rep
-					links = append(links, e)
-					continue
-				}
-				groups[k] = e
-			}
-			if c.unixType() != unixRegular {
-				others = append(others, e)
-				continue
-			}
-			if c.Hash == zeroHash {
-				empties = append(empties, e)
-				continue
-			}
-			if c.data == nil {
-				return c.missing(c.Hash)
-			}
-			if _, ok := jobs[c.data]; !ok {
-				a.total += c.data.size
-			}
-			jobs[c.data] = append(jobs[c.data], e)
-		}
-		return nil
-	}
-	if err := plan(rootEntry); err != nil {
-		return err
-	}
+	all, dirs, others, links, empties, jobs := p.all, p.dirs, p.others, p.links, p.empties, p.jobs
 
 	// Directories, parents first; 0700 until their metadata is applied.
 	for _, e := range dirs[1:] {
@@ -222,9 +134,163 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 		}
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
+		if i == 0 && !p.rootMeta {
+			continue
+		}
 		if err := a.metadata(dirs[i]); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// applyPlan is what Apply creates, grouped by phase.
+type applyPlan struct {
+	all     []*applyEntry
+	dirs    []*applyEntry // parents first; dirs[0] is the target itself
+	others  []*applyEntry // symlinks, devices, FIFOs, sockets
+	links   []*applyEntry // further names of a hard-linked inode
+	empties []*applyEntry // regular files without data
+	jobs    map[*blob][]*applyEntry
+	total   int64 // bytes of file data to write
+	// rootMeta: the image root's metadata goes on the target directory.
+	rootMeta bool
+
+	sel    map[*File]bool // nil: everything below an added entry
+	groups map[groupKey]*applyEntry
+}
+
+type groupKey struct {
+	id     uint64
+	hash   [20]byte
+	typ    uint32
+	target string
+}
+
+// planApply decides which entries of the image go where: the whole image,
+// the subtrees opts.Paths names at their place (with their parents), or
+// those subtrees directly below the target (opts.Flatten).
+func planApply(img *Image, root *File, opts ApplyOptions) (*applyPlan, error) {
+	p := &applyPlan{jobs: map[*blob][]*applyEntry{}, groups: map[groupKey]*applyEntry{}, rootMeta: true}
+	rootEntry := &applyEntry{f: root}
+	p.all = append(p.all, rootEntry)
+	p.dirs = append(p.dirs, rootEntry)
+	tops := root.Children
+	switch {
+	case opts.Paths != nil && opts.Flatten:
+		tops, p.rootMeta = nil, false
+		asked := map[*File]bool{}
+		for _, path := range opts.Paths {
+			f, err := img.Lookup(path)
+			if err != nil {
+				return nil, err
+			}
+			asked[f] = true
+		}
+		byName, done := map[string]string{}, map[*File]bool{}
+	paths:
+		for _, path := range opts.Paths {
+			f, _ := img.Lookup(path)
+			// Like wimlib, a path inside another one is extracted
+			// with it, once.
+			for a := f.Parent; a != nil; a = a.Parent {
+				if asked[a] {
+					continue paths
+				}
+			}
+			if done[f] {
+				continue
+			}
+			done[f] = true
+			add := []*File{f}
+			if f == root {
+				add = root.Children
+			}
+			for _, c := range add {
+				if prev, dup := byName[c.Name]; dup {
+					return nil, fmt.Errorf("%w: %s and %s would both be extracted as %q", ErrInsecurePath, prev, c.Path(), c.Name)
+				}
+				byName[c.Name] = c.Path()
+				tops = append(tops, c)
+			}
+		}
+	case opts.Paths != nil:
+		p.sel = map[*File]bool{root: true}
+		for _, path := range opts.Paths {
+			f, err := img.Lookup(path)
+			if err != nil {
+				return nil, err
+			}
+			for a := f.Parent; a != nil; a = a.Parent {
+				p.sel[a] = true
+			}
+			var mark func(f *File)
+			mark = func(f *File) {
+				p.sel[f] = true
+				for _, c := range f.Children {
+					mark(c)
+				}
+			}
+			mark(f)
+		}
+	}
+	for _, c := range tops {
+		if err := p.add(rootEntry, c); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// add plans c (and, for a directory, what is selected below it) as a child
+// of the entry d.
+func (p *applyPlan) add(d *applyEntry, c *File) error {
+	if p.sel != nil && !p.sel[c] {
+		return nil
+	}
+	rel := c.Name
+	if d.rel != "" {
+		rel = d.rel + "/" + c.Name
+	}
+	e := &applyEntry{f: c, rel: rel, parent: d}
+	p.all = append(p.all, e)
+	typ := c.unixType()
+	if typ == unixDir {
+		p.dirs = append(p.dirs, e)
+		for _, cc := range c.Children {
+			if err := p.add(e, cc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if typ == unixSymlink && c.LinkTarget == "" {
+		return fmt.Errorf("%w: %s: symlink without a target", ErrFormat, c.Path())
+	}
+	if c.HardLinkGroup != 0 {
+		// Names of one inode must agree on type and data; otherwise (a
+		// corrupt or odd WIM) they are applied as separate files, like
+		// wimlib does.
+		k := groupKey{c.HardLinkGroup, c.Hash, typ, c.LinkTarget}
+		if rep := p.groups[k]; rep != nil {
+			e.rep = rep
+			p.links = append(p.links, e)
+			return nil
+		}
+		p.groups[k] = e
+	}
+	switch {
+	case typ != unixRegular:
+		p.others = append(p.others, e)
+	case c.Hash == zeroHash:
+		p.empties = append(p.empties, e)
+	case c.data == nil:
+		return c.missing(c.Hash)
+	default:
+		if _, ok := p.jobs[c.data]; !ok {
+			p.total += c.data.size
+		}
+		p.jobs[c.data] = append(p.jobs[c.data], e)
 	}
 	return nil
 }

@@ -121,6 +121,9 @@ func (w *Writer) AddImage(dir string, opts ImageOptions) error {
 	if err := checkFields(opts.Fields); err != nil {
 		return w.fail(err)
 	}
+	if err := w.nameFree(opts.Name); err != nil {
+		return w.fail(err)
+	}
 	sc := &scanner{unix: !opts.NoUnixData, cfg: opts.Config, filter: opts.Filter, links: map[devIno]*File{}, skip: fileDevIno(w.file)}
 	root, err := sc.scanRoot(dir)
 	if err != nil {
@@ -134,6 +137,21 @@ func (w *Writer) AddImage(dir string, opts ImageOptions) error {
 	x := imageXML(root, opts.Name, opts.Description)
 	addFields(x, opts.Fields)
 	return w.addImage(root, serializeMetadata(root, nil), x)
+}
+
+// nameFree refuses a name that an image of the WIM already has, as wimlib
+// does: images are selected by name, so a name must pick one. Unnamed
+// images may repeat.
+func (w *Writer) nameFree(name string) error {
+	if name == "" {
+		return nil
+	}
+	for i, img := range w.images {
+		if img.xml.text("NAME") == name {
+			return fmt.Errorf("%w: image %d is already named %q", ErrDuplicateName, i+1, name)
+		}
+	}
+	return nil
 }
 
 type devIno struct{ dev, ino uint64 }

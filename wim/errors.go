@@ -23,6 +23,10 @@ var (
 	ErrUnsupported = errors.New("wim: unsupported feature")
 	// ErrNotFound means a path or image index does not exist.
 	ErrNotFound = errors.New("wim: not found")
+	// ErrDuplicateName means an image name is already used by another
+	// image of the WIM (adding or exporting an image), or names several
+	// images (FindImage), as wimlib refuses such names.
+	ErrDuplicateName = errors.New("wim: duplicate image name")
 )
 
 func formatErr(format string, args ...any) error {

@@ -28,6 +28,9 @@ func (w *Writer) ExportImage(img *Image, opts ImageOptions) error {
 }
 
 func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
+	if err := w.nameFree(firstNonEmpty(opts.Name, img.Name)); err != nil {
+		return err
+	}
 	root, err := img.Root()
 	if err != nil {
 		return err

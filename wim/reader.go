@@ -377,17 +377,30 @@ func (r *Reader) Image(index int) (*Image, error) {
 }
 
 // FindImage accepts a 1-based index or an image name, as wimlib-imagex does.
+// A name that several images carry (a WIM written by a tool that allowed
+// it) is refused with ErrDuplicateName rather than resolved to one of them.
 func (r *Reader) FindImage(s string) (*Image, error) {
 	var idx int
 	if _, err := fmt.Sscanf(s, "%d", &idx); err == nil && fmt.Sprint(idx) == s {
 		return r.Image(idx)
 	}
+	var found []*Image
 	for _, img := range r.images {
-		if img.Name == s {
-			return img, nil
+		if s != "" && img.Name == s {
+			found = append(found, img)
 		}
 	}
-	return nil, fmt.Errorf("%w: no image named %q", ErrNotFound, s)
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w: no image named %q", ErrNotFound, s)
+	case 1:
+		return found[0], nil
+	}
+	idxs := make([]string, len(found))
+	for i, img := range found {
+		idxs[i] = fmt.Sprint(img.Index)
+	}
+	return nil, fmt.Errorf("%w: images %s are all named %q; select one by index", ErrDuplicateName, strings.Join(idxs, ", "), s)
 }
 
 // Root parses the image's metadata resource (once) and returns the root

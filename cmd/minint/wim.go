@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/minint/minint/wim"
 )
@@ -58,7 +61,7 @@ func selectOptionalImage(r *wim.Reader, wimName, sel string) (*wim.Image, error)
 
 func selectImage(r *wim.Reader, sel string) (*wim.Image, error) {
 	img, err := r.FindImage(sel)
-	if errors.Is(err, wim.ErrNotFound) {
+	if errors.Is(err, wim.ErrNotFound) || errors.Is(err, wim.ErrDuplicateName) {
 		return nil, usageErrorf("%v", err)
 	}
 	return img, err
@@ -76,24 +79,29 @@ func parseCompression(s string) (wim.Compression, error) {
 // differ in what they do with the WIM file.
 func wimCaptureCmd(verb string, do func(dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) error) *cobra.Command {
 	c := &cobra.Command{
-		Use:   verb + " SRC WIM [flags]",
+		Use:   verb + " SRC WIM [NAME [DESCRIPTION]] [flags]",
 		Short: "Capture a directory tree into a new WIM file",
+		Long: "Capture a directory tree into a new WIM file\n\n" +
+			"NAME (default: SRC's base name) must not be used by another image of the WIM.",
 	}
 	if verb == "append" {
 		c.Short = "Capture a directory tree as one more image of an existing WIM"
 	}
 	fs := c.Flags()
-	name := fs.String("name", "", "image `NAME` (default: the source directory's base name)")
-	desc := fs.String("description", "", "image `DESCRIPTION`")
+	name := fs.String("name", "", "image `NAME` (or the third argument)")
+	desc := fs.String("description", "", "image `DESCRIPTION` (or the fourth argument)")
 	compress := fs.String("compress", "lzx", "`COMPRESSION`: none, xpress or lzx (append: the WIM's own)")
 	threads := fs.Int("threads", 0, "`N` compression threads (default: number of CPUs)")
 	config := fs.String("config", "", "wimlib-style capture configuration `FILE` ([ExclusionList], [ExclusionException])")
 	check := fs.Bool("check", false, "write an integrity table (SHA-1 of every 10 MiB of the file)")
 	unixData := fs.Bool("unix-data", true, "store Linux owners, modes, device nodes and xattrs (Linux-first: --unix-data=false to skip)")
 	events := addOutputFlags(c, "progress", "show no progress")
-	c.Args = argCount(2, 2)
+	c.Args = argCount(2, 4)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
 		src, dst := rest[0], rest[1]
+		if err := nameArgs(fs, rest[2:], name, desc); err != nil {
+			return err
+		}
 		comp, err := parseCompression(*compress)
 		if err != nil {
 			return err
@@ -143,6 +151,24 @@ func wimCaptureCmd(verb string, do func(dst, src string, wopts wim.WriterOptions
 	return c
 }
 
+// nameArgs takes an image's name and description from the arguments after
+// the ones every wimlib-imagex verb has, as wimlib-imagex does; the flags
+// say the same, so only one of each may be given.
+func nameArgs(fs *pflag.FlagSet, args []string, name, desc *string) error {
+	for i, f := range []struct {
+		flag string
+		v    *string
+	}{{"name", name}, {"description", desc}} {
+		if len(args) > i {
+			if fs.Changed(f.flag) {
+				return usageErrorf("image %s given both as an argument and with --%s", f.flag, f.flag)
+			}
+			*f.v = args[i]
+		}
+	}
+	return nil
+}
+
 // capture writes a new WIM file, removing it again if anything fails so
 // that a half-written WIM is never left behind under the requested name.
 func capture(dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) (err error) {
@@ -190,12 +216,12 @@ func wimApplyCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return applyImage(rc, img, dir, nil, *threads, *unixData, events)
+		return applyImage(rc, img, dir, nil, false, *threads, *unixData, events)
 	}
 	return c
 }
 
-func applyImage(rc *wim.ReadCloser, img *wim.Image, dir string, paths []string, threads int, unixData bool,
+func applyImage(rc *wim.ReadCloser, img *wim.Image, dir string, paths []string, flatten bool, threads int, unixData bool,
 	events *outputFlags) error {
 	rep, err := events.open()
 	if err != nil {
@@ -211,6 +237,7 @@ func applyImage(rc *wim.ReadCloser, img *wim.Image, dir string, paths []string, 
 		Threads:    threads,
 		NoUnixData: !unixData,
 		Paths:      paths,
+		Flatten:    flatten,
 		Progress:   task.Callback(),
 	})
 	task.Finish(err)
@@ -219,20 +246,27 @@ func applyImage(rc *wim.ReadCloser, img *wim.Image, dir string, paths []string, 
 
 func wimExtractCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "extract WIM INDEX|NAME PATH... --dest DIR [flags]",
+		Use:   "extract WIM INDEX|NAME PATH... [--dest-dir DIR] [flags]",
 		Short: "Extract files or directories (with their contents) from an image",
-		Long:  "Extract files or directories (with their contents) from an image\n\nPATHs are inside the image, e.g. /etc/hostname or etc/ssh.",
+		Long: "Extract files or directories (with their contents) from an image\n\n" +
+			"PATHs are inside the image, e.g. /etc/hostname or etc/ssh. Like wimlib-imagex, each is\n" +
+			"extracted directly into DIR under its base name (/etc/hostname -> DIR/hostname) unless\n" +
+			"--preserve-dir-structure is given (-> DIR/etc/hostname).",
 	}
 	fs := c.Flags()
-	dest := fs.String("dest", "", "`DIR` to extract into (required)")
+	dest := fs.String("dest-dir", ".", "`DIR` to extract into (--dest also works)")
+	preserve := fs.Bool("preserve-dir-structure", false, "extract each PATH at its place in the image, with its parent directories")
+	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "dest" {
+			name = "dest-dir"
+		}
+		return pflag.NormalizedName(name)
+	})
 	threads := fs.Int("threads", 0, "`N` decompression threads (default: number of CPUs)")
 	unixData := fs.Bool("unix-data", true, "restore Linux owners, modes, device nodes and xattrs (Linux-first: --unix-data=false to skip)")
 	events := addOutputFlags(c, "progress", "show no progress")
 	c.Args = argCount(3, -1)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
-		if *dest == "" {
-			return usageErrorf("--dest is required")
-		}
 		rc, err := openWIM(rest[0])
 		if err != nil {
 			return err
@@ -242,7 +276,7 @@ func wimExtractCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return applyImage(rc, img, *dest, rest[2:], *threads, *unixData, events)
+		return applyImage(rc, img, *dest, rest[2:], !*preserve, *threads, *unixData, events)
 	}
 	return c
 }
@@ -373,8 +407,7 @@ func wimDirCmd() *cobra.Command {
 		Use:   "dir WIM [INDEX|NAME] [flags]",
 		Short: "List the files in an image",
 	}
-	fs := c.Flags()
-	long := fs.BoolP("long", "l", false, "show type, mode, owner, size and mtime like ls -l")
+	long := c.Flags().BoolP("long", "l", false, "show type, mode, owner, size and mtime like ls -l")
 	c.Args = argCount(1, 2)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
 		rc, err := openWIM(rest[0])
@@ -396,7 +429,12 @@ func wimDirCmd() *cobra.Command {
 				_, err := fmt.Fprintln(w, path)
 				return err
 			}
-			line := fmt.Sprintf("%s %5d %5d %12d %s %s", f.FileMode(), f.UID, f.GID, f.Size,
+			size := fmt.Sprint(f.Size)
+			if f.FileMode()&fs.ModeDevice != 0 {
+				// As ls -l: major, minor instead of a size.
+				size = fmt.Sprintf("%d, %d", unix.Major(uint64(f.Rdev)), unix.Minor(uint64(f.Rdev)))
+			}
+			line := fmt.Sprintf("%s %5d %5d %12s %s %s", lsMode(f.FileMode()), f.UID, f.GID, size,
 				f.ModTime.Time().Format("2006-01-02 15:04:05.0000000"), path)
 			if f.IsSymlink() {
 				line += " -> " + f.LinkTarget
@@ -406,6 +444,47 @@ func wimDirCmd() *cobra.Command {
 		})
 	}
 	return c
+}
+
+// lsMode renders a mode the way ls -l does ("drwxr-xr-x", "crw-rw----",
+// "-rwsr-xr-x", "drwxrwxrwt"), not as fs.FileMode.String does.
+func lsMode(m fs.FileMode) string {
+	b := []byte("-rwxrwxrwx")
+	switch {
+	case m&fs.ModeDir != 0:
+		b[0] = 'd'
+	case m&fs.ModeSymlink != 0:
+		b[0] = 'l'
+	case m&fs.ModeCharDevice != 0:
+		b[0] = 'c'
+	case m&fs.ModeDevice != 0:
+		b[0] = 'b'
+	case m&fs.ModeNamedPipe != 0:
+		b[0] = 'p'
+	case m&fs.ModeSocket != 0:
+		b[0] = 's'
+	}
+	for i := 0; i < 9; i++ {
+		if m&(1<<(8-i)) == 0 {
+			b[1+i] = '-'
+		}
+	}
+	// setuid, setgid and sticky take the x position: lower case when x is
+	// set too, upper case when it is not.
+	special := func(pos int, set bool, c byte) {
+		if !set {
+			return
+		}
+		if b[pos] == 'x' {
+			b[pos] = c
+		} else {
+			b[pos] = c - 'a' + 'A'
+		}
+	}
+	special(3, m&fs.ModeSetuid != 0, 's')
+	special(6, m&fs.ModeSetgid != 0, 's')
+	special(9, m&fs.ModeSticky != 0, 't')
+	return string(b)
 }
 
 func wimVerifyCmd() *cobra.Command {

@@ -17,17 +17,22 @@ func init() {
 
 func wimExportCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "export SRC INDEX|NAME DEST [flags]",
+		Use:   "export SRC INDEX|NAME DEST [DEST_NAME [DEST_DESCRIPTION]] [flags]",
 		Short: "Copy an image into another WIM (created if missing)",
+		Long: "Copy an image into another WIM (created if missing)\n\n" +
+			"DEST_NAME (default: the image's name) must not be used by another image of DEST.",
 	}
 	fs := c.Flags()
-	name := fs.String("name", "", "new image `NAME` (default: the source image's)")
-	desc := fs.String("description", "", "new image `DESCRIPTION`")
+	name := fs.String("name", "", "new image `NAME` (or the fourth argument; default: the source image's)")
+	desc := fs.String("description", "", "new image `DESCRIPTION` (or the fifth argument)")
 	compress := fs.String("compress", "", "`COMPRESSION` of a new DEST: none, xpress or lzx (default: SRC's)")
 	check := fs.Bool("check", false, "write an integrity table")
 	events := addOutputFlags(c, "progress", "show no progress")
-	c.Args = argCount(3, 3)
+	c.Args = argCount(3, 5)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
+		if err := nameArgs(fs, rest[3:], name, desc); err != nil {
+			return err
+		}
 		rc, err := openWIM(rest[0])
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,19 +85,32 @@ func TestWimCLIRoundTrip(t *testing.T) {
 		t.Errorf("apply: trees differ:\n%s", strings.Join(d, "\n"))
 	}
 
-	ext := filepath.Join(dir, "extract")
-	if code, _, stderr := wimRun(t, "extract", w, "1", "/dirs/a/top.txt", "/modes", "--dest", ext); code != 0 {
-		t.Fatalf("extract: exit %d\n%s", code, stderr)
-	}
-	for _, p := range []string{"dirs/a/top.txt", "modes/setuid"} {
-		a, _ := os.ReadFile(filepath.Join(src, p))
-		b, err := os.ReadFile(filepath.Join(ext, p))
-		if err != nil || !bytes.Equal(a, b) {
-			t.Errorf("extract: %s: %v", p, err)
+	// extract puts each path directly into --dest-dir (--dest is the same
+	// flag), like wimlib-imagex; --preserve-dir-structure keeps the image's
+	// directories.
+	for _, c := range []struct {
+		flags []string
+		files map[string]string // image path -> extracted path
+	}{
+		{[]string{"--dest"}, map[string]string{"dirs/a/top.txt": "top.txt", "modes/setuid": "modes/setuid"}},
+		{[]string{"--dest-dir"}, map[string]string{"dirs/a/top.txt": "top.txt", "modes/setuid": "modes/setuid"}},
+		{[]string{"--preserve-dir-structure", "--dest-dir"}, map[string]string{"dirs/a/top.txt": "dirs/a/top.txt", "modes/setuid": "modes/setuid"}},
+	} {
+		ext := filepath.Join(dir, "extract"+strings.Join(c.flags, ""))
+		args := append([]string{"extract", w, "1", "/dirs/a/top.txt", "/modes"}, append(c.flags, ext)...)
+		if code, _, stderr := wimRun(t, args...); code != 0 {
+			t.Fatalf("extract %v: exit %d\n%s", c.flags, code, stderr)
 		}
-	}
-	if _, err := os.Lstat(filepath.Join(ext, "files")); err == nil {
-		t.Errorf("extract wrote /files, which was not asked for")
+		for in, out := range c.files {
+			a, _ := os.ReadFile(filepath.Join(src, in))
+			b, err := os.ReadFile(filepath.Join(ext, out))
+			if err != nil || !bytes.Equal(a, b) {
+				t.Errorf("extract %v: %s as %s: %v", c.flags, in, out, err)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(ext, "files")); err == nil {
+			t.Errorf("extract wrote /files, which was not asked for")
+		}
 	}
 }
 
@@ -122,8 +136,7 @@ func TestWimCLIUsageErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{[]string{"capture"}, 2, "want 2 arguments, got 0"},
-		{[]string{"capture", src, w, "extra"}, 2, "want 2 arguments, got 3"},
+		{[]string{"capture"}, 2, "want 2 to 4 arguments, got 0"},
 		{[]string{"capture", src, filepath.Join(dir, "y.wim"), "--compress=zip"}, 2, "--compress"},
 		{[]string{"capture", src, w}, 1, "already exists"},
 		{[]string{"capture", filepath.Join(dir, "nope"), filepath.Join(dir, "z.wim")}, 1, "no such file"},
@@ -133,11 +146,13 @@ func TestWimCLIUsageErrors(t *testing.T) {
 		{[]string{"apply", w, "no such name", filepath.Join(dir, "out")}, 2, `no image named "no such name"`},
 		{[]string{"info", filepath.Join(dir, "missing.wim")}, 1, "no such file"},
 		{[]string{"info", src + "/f"}, 1, "invalid format"},
-		{[]string{"extract", w, "1", "/f"}, 2, "--dest is required"},
 		{[]string{"extract", w, "1", "--dest", dir}, 2, "want at least 3 arguments, got 2"},
+		{[]string{"capture", src, filepath.Join(dir, "y.wim"), "name", "--name", "other"}, 2, "image name given both as an argument and with --name"},
+		{[]string{"capture", src, filepath.Join(dir, "y.wim"), "name", "desc", "--description", "other"}, 2, "--description"},
+		{[]string{"capture", src, filepath.Join(dir, "y.wim"), "a", "b", "c"}, 2, "want 2 to 4 arguments, got 5"},
 		{[]string{"split", w, filepath.Join(dir, "p.wim"), "10"}, 2, "must end in .swm"},
 		{[]string{"split", w, filepath.Join(dir, "p.swm"), "0"}, 2, "positive number"},
-		{[]string{"export", w, "1"}, 2, "want 3 arguments, got 2"},
+		{[]string{"export", w, "1"}, 2, "want 3 to 5 arguments, got 2"},
 		{[]string{"export", w, "1", w, "--compress=lzx"}, 2, "keeps its own compression"},
 		{[]string{"append", src, w, "--compress=lzx"}, 2, "append keeps the WIM's compression"},
 	} {
@@ -228,4 +243,105 @@ func TestWimCLIConfig(t *testing.T) {
 	if code, _, stderr := wimRun(t, "capture", src, filepath.Join(dir, "y.wim"), "--config", filepath.Join(dir, "missing.ini")); code != 1 || !strings.Contains(stderr, "missing.ini") {
 		t.Errorf("capture with a missing config: exit %d\n%s", code, stderr)
 	}
+}
+
+// TestWimCLIParity: what wimlib-imagex users type works the same way.
+func TestWimCLIParity(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	treetest.Generate(t, src, treetest.Options{Seed: 52, Small: true, NoLinkedSymlinks: true, PortableNames: true})
+	w := filepath.Join(dir, "x.wim")
+
+	// NAME and DESCRIPTION as arguments.
+	if code, _, stderr := wimRun(t, "capture", src, w, "base image", "the first one", "--compress=none"); code != 0 {
+		t.Fatalf("capture SRC WIM NAME DESCRIPTION: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := wimRun(t, "append", src, w, "second"); code != 0 {
+		t.Fatalf("append SRC WIM NAME: exit %d\n%s", code, stderr)
+	}
+	code, out, _ := wimRun(t, "info", w, "--json")
+	var info wimInfo
+	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || len(info.Images) != 2 ||
+		info.Images[0].Name != "base image" || info.Images[0].Description != "the first one" || info.Images[1].Name != "second" {
+		t.Fatalf("info after capture and append with arguments: exit %d\n%s", code, out)
+	}
+
+	// A name in use is refused, by append and by export, and nothing is
+	// added.
+	for _, args := range [][]string{
+		{"append", src, w, "second"},
+		{"append", src, w, "--name", "base image"},
+		{"export", w, "1", w},
+	} {
+		if code, _, stderr := wimRun(t, args...); code != 1 || !strings.Contains(stderr, "duplicate image name") {
+			t.Errorf("minint wim %s: exit %d, want 1 and a duplicate name error\n%s", strings.Join(args, " "), code, stderr)
+		}
+	}
+	if code, _, stderr := wimRun(t, "export", w, "1", w, "thirdd"); code != 0 {
+		t.Errorf("export under a new name given as an argument: exit %d\n%s", code, stderr)
+	}
+	if code, out, _ := wimRun(t, "info", w, "--json"); code != 0 || json.Unmarshal([]byte(out), &info) != nil || len(info.Images) != 3 {
+		t.Errorf("after the refused appends: exit %d\n%s", code, out)
+	}
+
+	// A WIM with two images of one name (from another tool: edit the XML,
+	// which nothing checksums): selecting by that name is ambiguous.
+	b, err := os.ReadFile(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to := utf16le("second"), utf16le("thirdd")
+	copy(b[bytes.LastIndex(b, from):], to) // the last XML data is the current one
+	dup := filepath.Join(dir, "dup.wim")
+	if err := os.WriteFile(dup, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := wimRun(t, "dir", dup, "thirdd"); code != 2 || !strings.Contains(stderr, "images 2, 3 are all named") {
+		t.Errorf("dir by a name two images carry: exit %d, want 2 and an ambiguity error\n%s", code, stderr)
+	}
+	if code, _, stderr := wimRun(t, "dir", dup, "3"); code != 0 {
+		t.Errorf("dir by index: exit %d\n%s", code, stderr)
+	}
+
+	// dir -l prints modes as ls -l does: compare with GNU ls on the source.
+	code, out, stderr := wimRun(t, "dir", w, "1", "-l")
+	if code != 0 {
+		t.Fatalf("dir -l: exit %d\n%s", code, stderr)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		path := line[strings.Index(line, " /")+1:]
+		if i := strings.Index(path, " -> "); i >= 0 {
+			path = path[:i]
+		}
+		if path == "/" || strings.ContainsAny(path, "\n\t") {
+			continue
+		}
+		ls, err := exec.Command("ls", "-ld", filepath.Join(src, path)).Output()
+		if err != nil {
+			t.Fatalf("ls -ld %s: %v", path, err)
+		}
+		want := strings.TrimRight(strings.Fields(string(ls))[0], ".+")
+		if f[0] != want {
+			t.Errorf("dir -l %s: mode %s, ls -l says %s", path, f[0], want)
+		}
+		checked++
+	}
+	for _, want := range []string{"-rwsr-xr-x", "drwxrwxrwt", "drwxrwsr-x", "lrwxrwxrwx", "-rwsrwsrwt", "----------"} {
+		if !strings.Contains(out, want+" ") {
+			t.Errorf("dir -l shows no %s entry:\n%s", want, out)
+		}
+	}
+	if checked < 20 {
+		t.Errorf("dir -l: only %d lines compared with ls", checked)
+	}
+}
+
+func utf16le(s string) []byte {
+	var b []byte
+	for _, r := range s {
+		b = append(b, byte(r), 0)
+	}
+	return b
 }
