@@ -4,6 +4,7 @@ package wim
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,7 +111,7 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 			return err
 		}
 	}
-	if err := a.writeData(jobs); err != nil {
+	if err := a.writeData(context.TODO(), jobs); err != nil {
 		return err
 	}
 	for _, e := range others {
@@ -498,7 +500,7 @@ func (a *applier) progress(n int64) {
 
 // writeData writes every blob to the files that hold it, in WIM order so
 // that the source is read sequentially, on opts.Threads workers.
-func (a *applier) writeData(jobs map[*blob][]*applyEntry) error {
+func (a *applier) writeData(ctx context.Context, jobs map[*blob][]*applyEntry) error {
 	order := make([]*blob, 0, len(jobs))
 	for b := range jobs {
 		order = append(order, b)
@@ -510,38 +512,18 @@ func (a *applier) writeData(jobs map[*blob][]*applyEntry) error {
 		}
 		return order[i].res.rh.offset < order[j].res.rh.offset
 	})
-	next := make(chan *blob)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	stop := make(chan struct{})
-	for i := 0; i < a.opts.Threads; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range next {
-				if err := a.writeBlob(b, jobs[b]); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-						close(stop)
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-feed:
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(a.opts.Threads)
 	for _, b := range order {
-		select {
-		case next <- b:
-		case <-stop:
-			break feed
+		if gctx.Err() != nil {
+			break
 		}
+		g.Go(func() error { return a.writeBlob(gctx, b, jobs[b]) })
 	}
-	close(next)
-	wg.Wait()
-	return firstErr
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 var zeroChunk = make([]byte, 256<<10)
@@ -572,7 +554,7 @@ func pwriteFull(fd int, b []byte, off int64) error {
 	return nil
 }
 
-func (a *applier) writeBlob(b *blob, targets []*applyEntry) (err error) {
+func (a *applier) writeBlob(ctx context.Context, b *blob, targets []*applyEntry) (err error) {
 	fds := make([]int, 0, len(targets))
 	defer func() {
 		for _, fd := range fds {
@@ -600,7 +582,7 @@ func (a *applier) writeBlob(b *blob, targets []*applyEntry) (err error) {
 	h := sha1.New()
 	var off int64
 	tailHole := false
-	err = b.res.eachChunk(a.opts.Threads, func(c []byte) error {
+	err = b.res.eachChunk(ctx, a.opts.Threads, func(c []byte) error {
 		h.Write(c)
 		// All-zero chunks become holes: sparse files stay sparse and
 		// large empty regions cost no writes.

@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"crypto/sha1"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // CaptureAction is what an ImageOptions.Filter decides for one path.
@@ -207,7 +210,7 @@ func (w *Writer) storeTree(root *File, opts ImageOptions) error {
 			cands = append(cands, f)
 		}
 	}
-	if err := hashFiles(cands, w.opts.Threads); err != nil {
+	if err := hashFiles(context.TODO(), cands, w.opts.Threads); err != nil {
 		return err
 	}
 	known := map[*File]bool{}
@@ -265,58 +268,44 @@ func (w *Writer) storeTree(root *File, opts ImageOptions) error {
 		}
 		opts.Progress(0, total)
 	}
-	return w.writeBlobs(srcs, progress)
+	return w.writeBlobs(context.TODO(), srcs, progress)
 }
 
-func hashFiles(files []*File, threads int) error {
-	if len(files) == 0 {
-		return nil
-	}
-	ch := make(chan *File)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for i := 0; i < threads; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 256<<10)
-			for f := range ch {
-				err := func() error {
-					r, err := openNoFollow(f.srcPath)
-					if err != nil {
-						return err
-					}
-					defer r.Close()
-					h := sha1.New()
-					// Hide the file's WriteTo: io.CopyBuffer would use it
-					// and allocate a fresh buffer for every file.
-					n, err := io.CopyBuffer(h, struct{ io.Reader }{r}, buf)
-					if err != nil {
-						return fmt.Errorf("wim: reading %s: %w", f.srcPath, err)
-					}
-					if n != f.Size {
-						return fmt.Errorf("wim: %s changed size during capture", f.srcPath)
-					}
-					h.Sum(f.Hash[:0])
-					return nil
-				}()
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+// hashFiles computes the SHA-1 of files on threads goroutines.
+func hashFiles(ctx context.Context, files []*File, threads int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(threads)
+	bufs := sync.Pool{New: func() any { return new([256 << 10]byte) }}
 	for _, f := range files {
-		ch <- f
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			r, err := openNoFollow(f.srcPath)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			buf := bufs.Get().(*[256 << 10]byte)
+			defer bufs.Put(buf)
+			h := sha1.New()
+			// Hide the file's WriteTo: io.CopyBuffer would use it and
+			// allocate a fresh buffer for every file.
+			n, err := io.CopyBuffer(h, struct{ io.Reader }{r}, buf[:])
+			if err != nil {
+				return fmt.Errorf("wim: reading %s: %w", f.srcPath, err)
+			}
+			if n != f.Size {
+				return fmt.Errorf("wim: %s changed size during capture", f.srcPath)
+			}
+			h.Sum(f.Hash[:0])
+			return nil
+		})
 	}
-	close(ch)
-	wg.Wait()
-	return firstErr
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 func sortChildren(f *File) {

@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -110,7 +111,7 @@ func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
 			path:      fmt.Sprintf("blob %x of image %d", b.hash, img.Index),
 		})
 	}
-	if err := w.writeBlobs(recompress, progress); err != nil {
+	if err := w.writeBlobs(context.TODO(), recompress, progress); err != nil {
 		return err
 	}
 	meta, err := img.meta.res.readAll(maxMetadataSize)

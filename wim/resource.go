@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"hash"
 	"io"
 	"sync"
+
+	"github.com/minint/minint/wim/internal/ordered"
 )
 
 // part is one file of a (possibly split) WIM.
@@ -378,7 +381,7 @@ const parallelMinChunks = 16
 // compressed resources are decompressed on up to threads goroutines while
 // fn consumes the chunks in order, so a single big file does not leave
 // cores idle.
-func (res resource) eachChunk(threads int, fn func([]byte) error) error {
+func (res resource) eachChunk(ctx context.Context, threads int, fn func([]byte) error) error {
 	rh := res.rh
 	cs := int64(res.p.chunkSize)
 	n := (rh.uncompSize + cs - 1) / cs
@@ -389,6 +392,9 @@ func (res resource) eachChunk(threads int, fn func([]byte) error) error {
 		}
 		defer it.close()
 		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			b, err := it.nextChunk()
 			if err == io.EOF {
 				return nil
@@ -408,107 +414,79 @@ func (res resource) eachChunk(threads int, fn func([]byte) error) error {
 	if err != nil {
 		return err
 	}
-	type task struct {
+	type chunk struct {
 		idx  int64
 		c, u []byte
-		err  error
-		done chan struct{}
 	}
-	queue := make(chan *task, 2*threads)
-	work := make(chan *task, 2*threads)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < threads; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var dec decompressor
-			defer func() {
-				if dec != nil {
-					decompressors.put(res.p.comp, res.p.chunkSize, dec)
-				}
-			}()
-			for t := range work {
-				if t.err == nil && len(t.c) != len(t.u) {
-					if dec == nil {
-						dec, t.err = decompressors.get(res.p.comp, res.p.chunkSize)
-					}
-					if t.err == nil {
-						if err := dec.Decompress(t.u, t.c); err != nil {
-							t.err = fmt.Errorf("%w: chunk %d of resource at offset %d: %v", ErrFormat, t.idx, rh.offset, err)
-						}
-					}
-				} else if t.err == nil {
-					copy(t.u, t.c)
-				}
-				close(t.done)
-			}
-		}()
-	}
-	go func() {
-		defer close(queue)
-		defer close(work)
-		var win []byte
-		var winStart int64
-		for i := int64(0); i < n; i++ {
-			usize := cs
-			if i == n-1 && rh.uncompSize%cs != 0 {
-				usize = rh.uncompSize % cs
-			}
-			csize := offs[i+1] - offs[i]
-			t := &task{idx: i, c: getBuf(int(csize)), u: getBuf(int(usize)), done: make(chan struct{})}
-			// Read compressed data in windows of about 1 MiB so that a
-			// remote source sees few, large requests.
-			if offs[i] < winStart || offs[i+1] > winStart+int64(len(win)) {
-				winStart = offs[i]
-				end := offs[i+1]
-				for j := i + 1; j < n && offs[j+1]-winStart <= readWindow; j++ {
-					end = offs[j+1]
-				}
-				win = win[:0]
-				win = append(win, make([]byte, end-winStart)...)
-				if _, err := res.p.r.ReadAt(win, dataStart+winStart); err != nil {
-					t.err = fmt.Errorf("wim: reading chunks at %d: %w", dataStart+winStart, noEOF(err))
-					win = win[:0]
-				}
-			}
-			if t.err == nil {
-				copy(t.c, win[offs[i]-winStart:])
-			}
-			// Decided before t is handed over: workers write t.err.
-			failed := t.err != nil
-			select {
-			case queue <- t:
-			case <-stop:
-				return
-			}
-			select {
-			case work <- t:
-			case <-stop:
-				close(t.done)
-				return
-			}
-			if failed {
-				return
+	decs := make([]decompressor, threads)
+	defer func() {
+		for _, d := range decs {
+			if d != nil {
+				decompressors.put(res.p.comp, res.p.chunkSize, d)
 			}
 		}
 	}()
-	var ferr error
-	for t := range queue {
-		<-t.done
-		if ferr == nil {
-			if t.err != nil {
-				ferr = t.err
-			} else {
-				ferr = fn(t.u)
-			}
-			if ferr != nil {
-				close(stop)
-			}
-		}
+	release := func(t *chunk) {
 		putBuf(t.c)
 		putBuf(t.u)
 	}
-	wg.Wait()
-	return ferr
+	return ordered.Run(ctx, ordered.Stages[*chunk]{
+		Workers: threads,
+		Window:  2 * threads,
+		// Compressed data is read in windows of about 1 MiB so that a
+		// remote source sees few, large requests.
+		Produce: func(ctx context.Context, emit func(*chunk) error) error {
+			var win []byte
+			var winStart int64
+			for i := int64(0); i < n; i++ {
+				if offs[i] < winStart || offs[i+1] > winStart+int64(len(win)) {
+					winStart = offs[i]
+					end := offs[i+1]
+					for j := i + 1; j < n && offs[j+1]-winStart <= readWindow; j++ {
+						end = offs[j+1]
+					}
+					if need := int(end - winStart); cap(win) < need {
+						win = make([]byte, need)
+					} else {
+						win = win[:need]
+					}
+					if _, err := res.p.r.ReadAt(win, dataStart+winStart); err != nil {
+						return fmt.Errorf("wim: reading chunks at %d: %w", dataStart+winStart, noEOF(err))
+					}
+				}
+				usize := cs
+				if i == n-1 && rh.uncompSize%cs != 0 {
+					usize = rh.uncompSize % cs
+				}
+				t := &chunk{idx: i, c: getBuf(int(offs[i+1] - offs[i])), u: getBuf(int(usize))}
+				copy(t.c, win[offs[i]-winStart:])
+				if err := emit(t); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		Work: func(w int, t *chunk) error {
+			if len(t.c) == len(t.u) {
+				copy(t.u, t.c) // stored raw
+				return nil
+			}
+			if decs[w] == nil {
+				d, err := decompressors.get(res.p.comp, res.p.chunkSize)
+				if err != nil {
+					return err
+				}
+				decs[w] = d
+			}
+			if err := decs[w].Decompress(t.u, t.c); err != nil {
+				return fmt.Errorf("%w: chunk %d of resource at offset %d: %v", ErrFormat, t.idx, rh.offset, err)
+			}
+			return nil
+		},
+		Consume: func(t *chunk) error {
+			defer release(t)
+			return fn(t.u)
+		},
+		Discard: release,
+	})
 }

@@ -1,12 +1,15 @@
 package wim
 
 import (
+	"context"
 	"crypto/sha1"
 	"fmt"
 	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // VerifyOptions controls Verify.
@@ -21,6 +24,7 @@ type VerifyOptions struct {
 // every image's metadata, checks that every referenced blob exists, and
 // reads every blob in the blob table checking its SHA-1.
 func (r *Reader) Verify(opts VerifyOptions) error {
+	ctx := context.TODO()
 	if opts.Threads <= 0 {
 		opts.Threads = runtime.GOMAXPROCS(0)
 	}
@@ -71,45 +75,26 @@ func (r *Reader) Verify(opts VerifyOptions) error {
 			return err
 		}
 	}
-	ch := make(chan *blob)
-	var wg sync.WaitGroup
-	var firstErr error
-	stop := make(chan struct{})
-	for i := 0; i < opts.Threads; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range ch {
-				if err := verifyBlob(b, opts.Threads, progress); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-						close(stop)
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-feed:
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Threads)
 	for _, b := range blobs {
-		select {
-		case ch <- b:
-		case <-stop:
-			break feed
+		if gctx.Err() != nil {
+			break
 		}
+		g.Go(func() error { return verifyBlob(gctx, b, opts.Threads, progress) })
 	}
-	close(ch)
-	wg.Wait()
-	return firstErr
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
-func verifyBlob(b *blob, threads int, progress func(int64)) error {
+func verifyBlob(ctx context.Context, b *blob, threads int, progress func(int64)) error {
 	if b.solid {
 		return unsupportedErr("blob %x is in a solid resource", b.hash)
 	}
 	h := sha1.New()
-	err := b.res.eachChunk(threads, func(c []byte) error {
+	err := b.res.eachChunk(ctx, threads, func(c []byte) error {
 		h.Write(c)
 		progress(int64(len(c)))
 		return nil

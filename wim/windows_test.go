@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"bytes"
 	"io"
 	"os"
@@ -20,7 +21,7 @@ func writeWindowsStyleWIM(t *testing.T, path string, c Compression) {
 	data := []byte(strings.Repeat("main data ", 100))
 	ads := []byte("zone identifier stream")
 	var dataHash, adsHash [20]byte
-	err = w.writeBlobs([]*blobSource{
+	err = w.writeBlobs(context.Background(), []*blobSource{
 		memSource(data, "data", false, func(b *outBlob) { dataHash = b.hash }),
 		memSource(ads, "ads", false, func(b *outBlob) { adsHash = b.hash }),
 	}, nil)
