@@ -1,6 +1,7 @@
 package generalize
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -132,7 +133,7 @@ func TestCaptureGeneralizedLeavesSourceAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.AddImage(root, wim.ImageOptions{Name: "ref", Filter: p.Filter()}); err != nil {
+	if err := w.AddImage(context.Background(), root, wim.ImageOptions{Name: "ref", Filter: p.Filter()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -177,7 +178,7 @@ func TestCaptureGeneralizedLeavesSourceAlone(t *testing.T) {
 		}
 	}
 	applied := filepath.Join(tmp, "applied")
-	if err := rc.Apply(1, applied, wim.ApplyOptions{}); err != nil {
+	if err := rc.Apply(context.Background(), 1, applied, wim.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := treetest.Snapshot(applied)

@@ -215,7 +215,7 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 
 	prog, finish := phase("capture", "bytes")
 	opts.Progress = prog
-	res, err := capture.Image(srcDir, work, opts)
+	res, err := capture.Image(ctx, srcDir, work, opts)
 	finish(err)
 	if err != nil {
 		if errors.Is(err, syscall.EFBIG) {
@@ -234,7 +234,7 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 	rep.Plan, rep.Fields, rep.Size = res.Plan, res.Fields, res.Size
 	if s.Check {
 		_, finish := phase("check", "")
-		err := capture.Check(work)
+		err := capture.Check(ctx, work)
 		finish(err)
 		if err != nil {
 			return nil, err
@@ -250,7 +250,7 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 		}
 		rep.Upload, rep.SHA256, rep.Files = up, up.SHA256, []string{up.URL}
 	case dest != nil:
-		files, err := placeOnDisk(work, filepath.Join(destDir, s.Destination.Path), s.Destination, s.Check)
+		files, err := placeOnDisk(ctx, work, filepath.Join(destDir, s.Destination.Path), s.Destination, s.Check)
 		if err != nil {
 			return nil, err
 		}
@@ -310,7 +310,7 @@ func mountDest(d *diskops.Disk, n int, dir string) (*diskops.Mounted, error) {
 // placeOnDisk moves (or splits) the finished WIM to its final name on the
 // mounted destination, synced, so that the final name only ever holds a
 // complete, checked image.
-func placeOnDisk(work, final string, d sequence.CaptureDestination, check bool) ([]string, error) {
+func placeOnDisk(ctx context.Context, work, final string, d sequence.CaptureDestination, check bool) ([]string, error) {
 	if d.SplitSize == 0 {
 		if err := syncFile(work); err != nil {
 			return nil, err
@@ -323,7 +323,7 @@ func placeOnDisk(work, final string, d sequence.CaptureDestination, check bool) 
 	// Parts are written under a temporary stem and renamed at the end.
 	swm := strings.TrimSuffix(final, filepath.Ext(final)) + ".swm"
 	tmpStem := swm + ".partial.swm"
-	parts, err := wim.Split(work, tmpStem, int64(d.SplitSize))
+	parts, err := wim.Split(ctx, work, tmpStem, int64(d.SplitSize))
 	if err != nil {
 		for i := 1; i < 1000; i++ {
 			if os.Remove(wim.SplitPartName(tmpStem, i)) != nil {
@@ -347,7 +347,7 @@ func placeOnDisk(work, final string, d sequence.CaptureDestination, check bool) 
 		return nil, err
 	}
 	if check {
-		if err := capture.Check(swm); err != nil {
+		if err := capture.Check(ctx, swm); err != nil {
 			return nil, err
 		}
 	}

@@ -81,7 +81,7 @@ func benchImage(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := w.AddImage(src, wim.ImageOptions{Name: "bench"}); err != nil {
+	if err := w.AddImage(context.Background(), src, wim.ImageOptions{Name: "bench"}); err != nil {
 		b.Fatal(err)
 	}
 	if err := w.Close(); err != nil {

@@ -221,7 +221,7 @@ func (b *SystemBackend) Apply(ctx context.Context, r io.ReaderAt, size int64, in
 	if err != nil {
 		return err
 	}
-	return w.Apply(index, dir, wim.ApplyOptions{Progress: progress})
+	return w.Apply(ctx, index, dir, wim.ApplyOptions{Progress: progress})
 }
 
 // BootFiles installs the loaders the way package bootloader lays them

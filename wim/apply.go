@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"fmt"
 	"strings"
 )
@@ -28,12 +29,12 @@ type ApplyOptions struct {
 }
 
 // Apply extracts image index (1-based) into dir. See Image.Apply.
-func (r *Reader) Apply(index int, dir string, opts ApplyOptions) error {
+func (r *Reader) Apply(ctx context.Context, index int, dir string, opts ApplyOptions) error {
 	img, err := r.Image(index)
 	if err != nil {
 		return err
 	}
-	return img.Apply(dir, opts)
+	return img.Apply(ctx, dir, opts)
 }
 
 // checkName rejects names that could leave the extraction directory.

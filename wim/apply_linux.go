@@ -62,7 +62,11 @@ const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESO
 // ErrChecksum naming the file (whose partial data is removed). Symlinks,
 // device nodes, FIFOs and sockets are created after the data, then hard
 // links, then owners, xattrs, modes and timestamps (directories last).
-func (img *Image) Apply(dir string, opts ApplyOptions) error {
+//
+// Cancelling ctx stops the apply between files (and between chunks of a
+// large file) and returns ctx's error; what was created stays, possibly
+// without its final metadata.
+func (img *Image) Apply(ctx context.Context, dir string, opts ApplyOptions) error {
 	root, err := img.Root()
 	if err != nil {
 		return err
@@ -75,6 +79,9 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 	}
 	p, err := planApply(img, root, opts)
 	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -92,58 +99,62 @@ func (img *Image) Apply(dir string, opts ApplyOptions) error {
 			unix.Close(fd)
 		}
 	}()
-	all, dirs, others, links, empties, jobs := p.all, p.dirs, p.others, p.links, p.empties, p.jobs
+	return a.apply(ctx, p)
+}
 
-	// Directories, parents first; 0700 until their metadata is applied.
-	for _, e := range dirs[1:] {
-		if err := a.mkdir(e); err != nil {
-			return err
+// apply creates what p plans, phase by phase: directories (parents first,
+// 0700 until their metadata is set), empty files, file data, symlinks and
+// special files, hard links, the metadata of everything that has not got
+// it yet, and last the directories' metadata (children first), so that a
+// read-only directory is filled before it becomes read-only.
+func (a *applier) apply(ctx context.Context, p *applyPlan) error {
+	each := func(es []*applyEntry, fn func(*applyEntry) error) error {
+		for _, e := range es {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
 		}
+		return nil
 	}
-	for _, e := range empties {
-		fd, err := a.create(e)
-		if err != nil {
-			return err
-		}
-		err = a.fileMetadata(fd, e)
-		unix.Close(fd)
-		if err != nil {
-			return err
-		}
-	}
-	if err := a.writeData(context.TODO(), jobs); err != nil {
+	if err := each(p.dirs[1:], a.mkdir); err != nil {
 		return err
 	}
-	for _, e := range others {
-		if err := a.special(e); err != nil {
-			return err
-		}
+	if err := each(p.empties, a.empty); err != nil {
+		return err
 	}
-	for _, e := range links {
-		if err := a.hardlink(e); err != nil {
-			return err
-		}
+	if err := a.writeData(ctx, p.jobs); err != nil {
+		return err
 	}
-	for _, e := range all {
+	if err := each(p.others, a.special); err != nil {
+		return err
+	}
+	if err := each(p.links, a.hardlink); err != nil {
+		return err
+	}
+	err := each(p.all, func(e *applyEntry) error {
 		if e.f.unixType() == unixDir || e.rep != nil {
-			continue
+			return nil
 		}
 		if _, done := a.fileDone.Load(e); done {
-			continue
+			return nil
 		}
-		if err := a.metadata(e); err != nil {
-			return err
-		}
+		return a.metadata(e)
+	})
+	if err != nil {
+		return err
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if i == 0 && !p.rootMeta {
-			continue
-		}
-		if err := a.metadata(dirs[i]); err != nil {
-			return err
-		}
+	dirs := p.dirs
+	if !p.rootMeta {
+		dirs = dirs[1:]
 	}
-	return nil
+	backwards := make([]*applyEntry, len(dirs))
+	for i, e := range dirs {
+		backwards[len(dirs)-1-i] = e
+	}
+	return each(backwards, a.metadata)
 }
 
 // applyPlan is what Apply creates, grouped by phase.
@@ -445,6 +456,16 @@ func (a *applier) create(e *applyEntry) (int, error) {
 		return -1, a.pathErr("create", e, err)
 	}
 	return fd, nil
+}
+
+// empty creates an empty regular file with its metadata.
+func (a *applier) empty(e *applyEntry) error {
+	fd, err := a.create(e)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return a.fileMetadata(fd, e)
 }
 
 // fileMetadata sets a regular file's owner, xattrs, mode and times through

@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -69,7 +70,7 @@ func TestApplyWimlibCapture(t *testing.T) {
 			defer rc.Close()
 			dst := filepath.Join(tmp, "out-"+c)
 			var last, total int64
-			err = rc.Apply(1, dst, ApplyOptions{Progress: func(d, tt int64) { last, total = d, tt }})
+			err = rc.Apply(context.Background(), 1, dst, ApplyOptions{Progress: func(d, tt int64) { last, total = d, tt }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,7 +98,7 @@ func TestApplySubset(t *testing.T) {
 	}
 	defer rc.Close()
 	dst := filepath.Join(tmp, "dst")
-	if err := rc.Apply(1, dst, ApplyOptions{Paths: []string{"/a/b"}}); err != nil {
+	if err := rc.Apply(context.Background(), 1, dst, ApplyOptions{Paths: []string{"/a/b"}}); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, "a/b/f")); err != nil || string(b) != "x" {
@@ -133,7 +134,7 @@ func TestUnsupportedFormats(t *testing.T) {
 			img, _ := rc.Image(1)
 			_, err = img.Root()
 			if err == nil {
-				err = rc.Apply(1, filepath.Join(tmp, "out"), ApplyOptions{})
+				err = rc.Apply(context.Background(), 1, filepath.Join(tmp, "out"), ApplyOptions{})
 			}
 			rc.Close()
 		}
@@ -169,7 +170,7 @@ func TestApplyIntoSetgidDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if err := rc.Apply(1, dst, ApplyOptions{}); err != nil {
+	if err := rc.Apply(context.Background(), 1, dst, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"d/f", "g"} {

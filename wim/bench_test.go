@@ -1,6 +1,7 @@
 package wim_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +90,7 @@ func BenchmarkApply(b *testing.B) {
 				os.RemoveAll(out)
 				b.StartTimer()
 				start := time.Now()
-				if err := r.Apply(1, out, wim.ApplyOptions{}); err != nil {
+				if err := r.Apply(context.Background(), 1, out, wim.ApplyOptions{}); err != nil {
 					b.Fatal(err)
 				}
 				ours += time.Since(start)
@@ -123,7 +124,7 @@ func BenchmarkCapture(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := ww.AddImage(tree, wim.ImageOptions{Name: "bench"}); err != nil {
+				if err := ww.AddImage(context.Background(), tree, wim.ImageOptions{Name: "bench"}); err != nil {
 					b.Fatal(err)
 				}
 				if err := ww.Close(); err != nil {
@@ -155,7 +156,7 @@ func BenchmarkVerify(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := r.Verify(wim.VerifyOptions{}); err != nil {
+		if err := r.Verify(context.Background(), wim.VerifyOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		r.Close()

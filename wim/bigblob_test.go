@@ -2,6 +2,7 @@ package wim
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -29,7 +30,7 @@ func TestBigBlobParallelAndDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(tmp, "out")
-	if err := rc.Apply(1, dst, ApplyOptions{Threads: 4}); err != nil {
+	if err := rc.Apply(context.Background(), 1, dst, ApplyOptions{Threads: 4}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(filepath.Join(dst, "big"))
@@ -50,14 +51,14 @@ func TestBigBlobParallelAndDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	err = rc.Apply(1, filepath.Join(tmp, "out2"), ApplyOptions{Threads: 4})
+	err = rc.Apply(context.Background(), 1, filepath.Join(tmp, "out2"), ApplyOptions{Threads: 4})
 	if !errors.Is(err, ErrFormat) && !errors.Is(err, ErrChecksum) {
 		t.Fatalf("apply of damaged blob: %v", err)
 	}
 	if _, serr := os.Stat(filepath.Join(tmp, "out2", "big")); serr == nil {
 		t.Error("damaged file left behind")
 	}
-	if err := rc.Verify(VerifyOptions{Threads: 4}); !errors.Is(err, ErrFormat) && !errors.Is(err, ErrChecksum) {
+	if err := rc.Verify(context.Background(), VerifyOptions{Threads: 4}); !errors.Is(err, ErrFormat) && !errors.Is(err, ErrChecksum) {
 		t.Fatalf("verify of damaged blob: %v", err)
 	}
 	img, _ = rc.Image(1)

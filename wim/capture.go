@@ -112,9 +112,10 @@ func addFields(n *xmlNode, fields map[string]string) {
 
 // AddImage captures the directory tree at dir as a new image. Identical
 // data is stored once (by SHA-1), also across images; chunks are compressed
-// on opts.Threads goroutines. Any error fails the Writer (Close returns it
-// and removes a new file or restores an appended one).
-func (w *Writer) AddImage(dir string, opts ImageOptions) error {
+// on opts.Threads goroutines. Any error, and cancelling ctx, fails the
+// Writer (Close returns the error and removes a new file or restores an
+// appended one).
+func (w *Writer) AddImage(ctx context.Context, dir string, opts ImageOptions) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -128,18 +129,18 @@ func (w *Writer) AddImage(dir string, opts ImageOptions) error {
 		return w.fail(err)
 	}
 	sc := &scanner{unix: !opts.NoUnixData, cfg: opts.Config, filter: opts.Filter, links: map[devIno]*File{}, skip: fileDevIno(w.file)}
-	root, err := sc.scanRoot(dir)
+	root, err := sc.scanRoot(ctx, dir)
 	if err != nil {
 		// A failed AddImage fails the Writer: Close then reports the
 		// error and removes (or, appending, restores) the file.
 		return w.fail(err)
 	}
-	if err := w.storeTree(root, opts); err != nil {
+	if err := w.storeTree(ctx, root, opts); err != nil {
 		return w.fail(err)
 	}
 	x := imageXML(root, opts.Name, opts.Description)
 	addFields(x, opts.Fields)
-	return w.addImage(root, serializeMetadata(root, nil), x)
+	return w.addImage(ctx, root, serializeMetadata(root, nil), x)
 }
 
 // nameFree refuses a name that an image of the WIM already has, as wimlib
@@ -161,7 +162,7 @@ type devIno struct{ dev, ino uint64 }
 
 // storeTree writes every blob of a scanned tree (reparse data and file
 // contents) that the WIM does not hold yet, and fills in the hashes.
-func (w *Writer) storeTree(root *File, opts ImageOptions) error {
+func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) error {
 	// Reparse data is small and in memory.
 	var srcs []*blobSource
 	var files []*File
@@ -210,7 +211,7 @@ func (w *Writer) storeTree(root *File, opts ImageOptions) error {
 			cands = append(cands, f)
 		}
 	}
-	if err := hashFiles(context.TODO(), cands, w.opts.Threads); err != nil {
+	if err := hashFiles(ctx, cands, w.opts.Threads); err != nil {
 		return err
 	}
 	known := map[*File]bool{}
@@ -268,7 +269,7 @@ func (w *Writer) storeTree(root *File, opts ImageOptions) error {
 		}
 		opts.Progress(0, total)
 	}
-	return w.writeBlobs(context.TODO(), srcs, progress)
+	return w.writeBlobs(ctx, srcs, progress)
 }
 
 // hashFiles computes the SHA-1 of files on threads goroutines.

@@ -3,6 +3,7 @@
 package wim
 
 import (
+	"context"
 	"crypto/sha1"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 )
 
 type scanner struct {
+	ctx context.Context // checked once per directory
 	// skip is the WIM being written, when it lies inside the tree.
 	skip      devIno
 	unix      bool
@@ -36,7 +38,8 @@ func openNoFollow(path string) (io.ReadCloser, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
-func (s *scanner) scanRoot(dir string) (*File, error) {
+func (s *scanner) scanRoot(ctx context.Context, dir string) (*File, error) {
+	s.ctx = ctx
 	var st unix.Stat_t
 	// Like wimlib, the capture root itself may be a symlink to a directory.
 	if err := unix.Stat(dir, &st); err != nil {
@@ -82,6 +85,9 @@ func (s *scanner) fileFromStat(st *unix.Stat_t, name string) *File {
 }
 
 func (s *scanner) scanDir(path, imgPath string, dir *File) error {
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
 	d, err := os.Open(path)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package wim_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
@@ -426,7 +427,7 @@ func applyHostile(t *testing.T, w []byte, opts wim.ApplyOptions, prepare func(ta
 					err = fmt.Errorf("PANIC: %v", p)
 				}
 			}()
-			err = r.Apply(1, target, opts)
+			err = r.Apply(context.Background(), 1, target, opts)
 		}()
 	}
 	if d := treetest.Diff(before, snapshot(t, canary), treetest.DiffOptions{}); len(d) > 0 {
@@ -732,7 +733,7 @@ func TestCorruptIntegrityTable(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return r.Verify(wim.VerifyOptions{})
+		return r.Verify(context.Background(), wim.VerifyOptions{})
 	}
 	if err := verify(good); err != nil {
 		t.Fatalf("intact WIM: %v", err)

@@ -29,6 +29,11 @@
 // ReadAt, big ones in 1 MiB windows), so a Reader over HTTP Range
 // requests works.
 //
+// The long operations (Image.Apply, Reader.Verify, Writer.AddImage,
+// Writer.ExportImage, Split) take a context and stop soon after it is
+// cancelled, returning its error; a Writer then fails, and Close removes
+// what it wrote.
+//
 // A Reader (and its Images and Files) is safe for concurrent use; a Writer
 // is not.
 package wim

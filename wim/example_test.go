@@ -1,6 +1,7 @@
 package wim_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"strings"
@@ -18,7 +19,7 @@ func ExampleOpenReader() {
 		fmt.Println(img.Index, img.Name, img.FileCount)
 	}
 	// Apply image 1 to a mounted target, checking every blob's SHA-1.
-	if err := r.Apply(1, "/mnt/target", wim.ApplyOptions{}); err != nil {
+	if err := r.Apply(context.Background(), 1, "/mnt/target", wim.ApplyOptions{}); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -32,7 +33,7 @@ func ExampleCreate() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := w.AddImage("/mnt/root", wim.ImageOptions{Name: "rootfs", Config: cfg}); err != nil {
+	if err := w.AddImage(context.Background(), "/mnt/root", wim.ImageOptions{Name: "rootfs", Config: cfg}); err != nil {
 		w.Close()
 		log.Fatal(err)
 	}

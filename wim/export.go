@@ -14,21 +14,22 @@ import (
 // compression and chunk size; otherwise they are decompressed (checking
 // SHA-1) and compressed again. The metadata resource is copied unchanged,
 // so security descriptors, named streams, short names and unknown fields
-// survive. Non-empty opts.Name/Description replace the image's.
-func (w *Writer) ExportImage(img *Image, opts ImageOptions) error {
+// survive. Non-empty opts.Name/Description replace the image's. Like
+// AddImage, any error (and cancelling ctx) fails the Writer.
+func (w *Writer) ExportImage(ctx context.Context, img *Image, opts ImageOptions) error {
 	if w.err != nil {
 		return w.err
 	}
 	if w.closed {
 		return fmt.Errorf("wim: ExportImage after Close")
 	}
-	if err := w.exportImage(img, opts); err != nil {
+	if err := w.exportImage(ctx, img, opts); err != nil {
 		return w.fail(err)
 	}
 	return nil
 }
 
-func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
+func (w *Writer) exportImage(ctx context.Context, img *Image, opts ImageOptions) error {
 	if err := w.nameFree(firstNonEmpty(opts.Name, img.Name)); err != nil {
 		return err
 	}
@@ -95,6 +96,9 @@ func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
 		if b.solid {
 			return unsupportedErr("image %d: blob %x is in a solid resource", img.Index, b.hash)
 		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if w.canRawCopy(b.res) {
 			if err := w.rawCopy(b); err != nil {
 				return err
@@ -111,7 +115,7 @@ func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
 			path:      fmt.Sprintf("blob %x of image %d", b.hash, img.Index),
 		})
 	}
-	if err := w.writeBlobs(context.TODO(), recompress, progress); err != nil {
+	if err := w.writeBlobs(ctx, recompress, progress); err != nil {
 		return err
 	}
 	meta, err := img.meta.res.readAll(maxMetadataSize)
@@ -126,7 +130,7 @@ func (w *Writer) exportImage(img *Image, opts ImageOptions) error {
 	if opts.Description != "" {
 		x.set("DESCRIPTION", opts.Description)
 	}
-	return w.addImage(root, meta, x)
+	return w.addImage(ctx, root, meta, x)
 }
 
 func firstNonEmpty(a, b string) string {
@@ -247,12 +251,12 @@ func openAppend(f *os.File, name string, opts WriterOptions) (*Writer, error) {
 
 // Append captures dir as a new image at the end of the WIM file path (see
 // OpenAppend for what is kept and how failures are handled).
-func Append(path, dir string, wopts WriterOptions, iopts ImageOptions) error {
+func Append(ctx context.Context, path, dir string, wopts WriterOptions, iopts ImageOptions) error {
 	w, err := OpenAppend(path, wopts)
 	if err != nil {
 		return err
 	}
-	if err := w.AddImage(dir, iopts); err != nil {
+	if err := w.AddImage(ctx, dir, iopts); err != nil {
 		w.Close()
 		return err
 	}
@@ -262,7 +266,7 @@ func Append(path, dir string, wopts WriterOptions, iopts ImageOptions) error {
 // Export copies img into the WIM file dest: appended if dest exists (its
 // compression is kept; see OpenAppend for how failures are handled),
 // otherwise a new WIM with wopts, removed again if the export fails.
-func Export(img *Image, dest string, wopts WriterOptions, iopts ImageOptions) (err error) {
+func Export(ctx context.Context, img *Image, dest string, wopts WriterOptions, iopts ImageOptions) (err error) {
 	var w *Writer
 	if _, serr := os.Stat(dest); serr == nil {
 		w, err = OpenAppend(dest, wopts)
@@ -277,7 +281,7 @@ func Export(img *Image, dest string, wopts WriterOptions, iopts ImageOptions) (e
 	if err != nil {
 		return err
 	}
-	if err := w.ExportImage(img, iopts); err != nil {
+	if err := w.ExportImage(ctx, img, iopts); err != nil {
 		w.Close()
 		return err
 	}

@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +36,7 @@ func TestAppendAndExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.AddImage(b, ImageOptions{Name: "B", Description: "second"}); err != nil {
+	if err := w.AddImage(context.Background(), b, ImageOptions{Name: "B", Description: "second"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -64,7 +65,7 @@ func TestAppendAndExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if err := rc.Verify(VerifyOptions{}); err != nil {
+	if err := rc.Verify(context.Background(), VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	lzx := filepath.Join(tmp, "lzx.wim")
@@ -80,11 +81,11 @@ func TestAppendAndExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	img2, _ := rc.Image(2)
-	if err := w.ExportImage(img2, ImageOptions{}); err != nil {
+	if err := w.ExportImage(context.Background(), img2, ImageOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	limg, _ := lrc.Image(1)
-	if err := w.ExportImage(limg, ImageOptions{Name: "renamed"}); err != nil {
+	if err := w.ExportImage(context.Background(), limg, ImageOptions{Name: "renamed"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -110,7 +111,7 @@ func TestSplit(t *testing.T) {
 	smallTree(t, src, 3)
 	x := filepath.Join(tmp, "x.wim")
 	capture(t, src, x, WriterOptions{}, ImageOptions{Name: "S"})
-	parts, err := Split(x, filepath.Join(tmp, "p.swm"), 200<<10)
+	parts, err := Split(context.Background(), x, filepath.Join(tmp, "p.swm"), 200<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +139,11 @@ func TestSplit(t *testing.T) {
 	if n := rc.Info().TotalParts; n != len(parts) {
 		t.Fatalf("TotalParts = %d, want %d", n, len(parts))
 	}
-	if err := rc.Verify(VerifyOptions{}); err != nil {
+	if err := rc.Verify(context.Background(), VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	dst2 := filepath.Join(tmp, "ours")
-	if err := rc.Apply(1, dst2, ApplyOptions{}); err != nil {
+	if err := rc.Apply(context.Background(), 1, dst2, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	diffTrees(t, src, dst2)
@@ -155,7 +156,7 @@ func TestSplit(t *testing.T) {
 	}
 	defer wrc.Close()
 	dst3 := filepath.Join(tmp, "fromwl")
-	if err := wrc.Apply(1, dst3, ApplyOptions{}); err != nil {
+	if err := wrc.Apply(context.Background(), 1, dst3, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	diffTrees(t, src, dst3)
@@ -176,7 +177,7 @@ func TestAppendFailureRestores(t *testing.T) {
 	x := filepath.Join(tmp, "x.wim")
 	capture(t, src, x, WriterOptions{}, ImageOptions{Name: "one"})
 	before, _ := os.ReadFile(x)
-	if err := Append(x, filepath.Join(tmp, "missing"), WriterOptions{}, ImageOptions{}); err == nil {
+	if err := Append(context.Background(), x, filepath.Join(tmp, "missing"), WriterOptions{}, ImageOptions{}); err == nil {
 		t.Fatal("append of a missing directory succeeded")
 	}
 	after, _ := os.ReadFile(x)
@@ -189,7 +190,7 @@ func TestAppendFailureRestores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.AddImage(filepath.Join(tmp, "missing"), ImageOptions{}); err == nil {
+	if err := w.AddImage(context.Background(), filepath.Join(tmp, "missing"), ImageOptions{}); err == nil {
 		t.Fatal("AddImage of a missing directory succeeded")
 	}
 	if err := w.Close(); err == nil {
@@ -212,7 +213,7 @@ func TestBootIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"a", "b"} {
-		if err := w.AddImage(src, ImageOptions{Name: n}); err != nil {
+		if err := w.AddImage(context.Background(), src, ImageOptions{Name: n}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -53,7 +54,7 @@ func TestCaptureFilterAndFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	fields := map[string]string{"MININT/OS": "Debian GNU/Linux 12 <bookworm> & co", "MININT/KERNELS": "6.1.0", "MININT_CAPTURED": "x"}
-	if err := w.AddImage(src, ImageOptions{Name: "ref", Filter: filter, Fields: fields}); err != nil {
+	if err := w.AddImage(context.Background(), src, ImageOptions{Name: "ref", Filter: filter, Fields: fields}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -67,7 +68,7 @@ func TestCaptureFilterAndFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if err := rc.Verify(VerifyOptions{}); err != nil {
+	if err := rc.Verify(context.Background(), VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	img, _ := rc.Image(1)
@@ -116,7 +117,7 @@ func TestCaptureFieldsRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = w.AddImage(tmp, ImageOptions{Fields: map[string]string{k: "v"}})
+		err = w.AddImage(context.Background(), tmp, ImageOptions{Fields: map[string]string{k: "v"}})
 		if err == nil {
 			t.Errorf("field %q accepted", k)
 		}

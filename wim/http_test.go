@@ -2,6 +2,7 @@ package wim
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -57,12 +58,12 @@ func TestReaderOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Verify(VerifyOptions{}); err != nil {
+	if err := r.Verify(context.Background(), VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(tmp, "out")
 	before := requests.Load()
-	if err := r.Apply(1, dst, ApplyOptions{}); err != nil {
+	if err := r.Apply(context.Background(), 1, dst, ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	diffTrees(t, src, dst)

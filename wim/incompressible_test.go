@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -42,11 +43,11 @@ func TestCaptureIncompressibleLargeFile(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer rc.Close()
-				if err := rc.Verify(VerifyOptions{}); err != nil {
+				if err := rc.Verify(context.Background(), VerifyOptions{}); err != nil {
 					t.Fatalf("our verify: %v", err)
 				}
 				dst := filepath.Join(tmp, "out-"+name)
-				if err := rc.Apply(1, dst, ApplyOptions{}); err != nil {
+				if err := rc.Apply(context.Background(), 1, dst, ApplyOptions{}); err != nil {
 					t.Fatal(err)
 				}
 				diffTrees(t, src, dst)

@@ -2,6 +2,7 @@ package wim_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -108,7 +109,7 @@ func minintApply(t testing.TB, wimPath string, index int, dir string) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if err := r.Apply(index, dir, wim.ApplyOptions{}); err != nil {
+	if err := r.Apply(context.Background(), index, dir, wim.ApplyOptions{}); err != nil {
 		t.Fatalf("apply %s image %d: %v", wimPath, index, err)
 	}
 }
@@ -123,7 +124,7 @@ func minintCapture(t testing.TB, src, wimPath string, comp string, integrity boo
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.AddImage(src, wim.ImageOptions{Name: name}); err != nil {
+	if err := w.AddImage(context.Background(), src, wim.ImageOptions{Name: name}); err != nil {
 		t.Fatalf("capture %s: %v", src, err)
 	}
 	if err := w.Close(); err != nil {
@@ -221,7 +222,7 @@ func TestInteropVerify(t *testing.T) {
 			if got := r.Info().HasIntegrity; got != check {
 				t.Errorf("%s --check=%v: HasIntegrity %v", comp, check, got)
 			}
-			if err := r.Verify(wim.VerifyOptions{}); err != nil {
+			if err := r.Verify(context.Background(), wim.VerifyOptions{}); err != nil {
 				t.Errorf("%s --check=%v: Verify: %v", comp, check, err)
 			}
 			r.Close()
@@ -241,7 +242,7 @@ func TestInteropVerify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = rr.Verify(wim.VerifyOptions{})
+			err = rr.Verify(context.Background(), wim.VerifyOptions{})
 			if !errors.Is(err, wim.ErrChecksum) && !(comp != "none" && errors.Is(err, wim.ErrFormat)) {
 				t.Errorf("%s --check=%v: Verify of a damaged WIM: %v, want ErrChecksum", comp, check, err)
 			}
@@ -265,7 +266,7 @@ func TestInteropMultiImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ap.AddImage(c, wim.ImageOptions{Name: "imgC"}); err != nil {
+	if err := ap.AddImage(context.Background(), c, wim.ImageOptions{Name: "imgC"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ap.Close(); err != nil {
@@ -300,7 +301,7 @@ func TestInteropMultiImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ew.ExportImage(img, wim.ImageOptions{}); err != nil {
+	if err := ew.ExportImage(context.Background(), img, wim.ImageOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ew.Close(); err != nil {
@@ -326,7 +327,7 @@ func TestInteropSplit(t *testing.T) {
 	wimlib(t, "capture", src, w, "--unix-data", "--compress=xpress")
 
 	// Ours: parts of at most 1 MiB (a blob bigger than that gets a part of its own).
-	parts, err := wim.Split(w, filepath.Join(dir, "ours.swm"), 1<<20)
+	parts, err := wim.Split(context.Background(), w, filepath.Join(dir, "ours.swm"), 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +389,7 @@ func TestInteropWithoutUnixData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ww.AddImage(src, wim.ImageOptions{Name: "x", NoUnixData: true}); err != nil {
+	if err := ww.AddImage(context.Background(), src, wim.ImageOptions{Name: "x", NoUnixData: true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ww.Close(); err != nil {
@@ -418,7 +419,7 @@ func TestInteropUnsupported(t *testing.T) {
 		wimlib(t, append([]string{"capture", src, w, "--unix-data"}, c.args...)...)
 		r, err := wim.OpenReader(w)
 		if err == nil {
-			err = r.Apply(1, filepath.Join(dir, "out-"+c.name), wim.ApplyOptions{})
+			err = r.Apply(context.Background(), 1, filepath.Join(dir, "out-"+c.name), wim.ApplyOptions{})
 			r.Close()
 		}
 		if !errors.Is(err, wim.ErrUnsupported) {

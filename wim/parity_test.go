@@ -1,6 +1,7 @@
 package wim_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -33,14 +34,14 @@ func TestDuplicateImageNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.AddImage(src, wim.ImageOptions{Name: "base"}); !errors.Is(err, wim.ErrDuplicateName) {
+	if err := w.AddImage(context.Background(), src, wim.ImageOptions{Name: "base"}); !errors.Is(err, wim.ErrDuplicateName) {
 		t.Errorf("AddImage of a name in use: %v, want ErrDuplicateName", err)
 	}
 	w.Close()
-	if err := wim.Append(x, src, wim.WriterOptions{}, wim.ImageOptions{}); err != nil {
+	if err := wim.Append(context.Background(), x, src, wim.WriterOptions{}, wim.ImageOptions{}); err != nil {
 		t.Errorf("unnamed images may repeat: %v", err)
 	}
-	if err := wim.Append(x, src, wim.WriterOptions{}, wim.ImageOptions{}); err != nil {
+	if err := wim.Append(context.Background(), x, src, wim.WriterOptions{}, wim.ImageOptions{}); err != nil {
 		t.Errorf("unnamed images may repeat: %v", err)
 	}
 
@@ -55,10 +56,10 @@ func TestDuplicateImageNames(t *testing.T) {
 	}
 	// Export into the WIM it came from, under its own name: refused; under
 	// a new name: fine.
-	if err := wim.Export(img, x, wim.WriterOptions{}, wim.ImageOptions{}); !errors.Is(err, wim.ErrDuplicateName) {
+	if err := wim.Export(context.Background(), img, x, wim.WriterOptions{}, wim.ImageOptions{}); !errors.Is(err, wim.ErrDuplicateName) {
 		t.Errorf("export under a name in use: %v, want ErrDuplicateName", err)
 	}
-	if err := wim.Export(img, x, wim.WriterOptions{}, wim.ImageOptions{Name: "copy"}); err != nil {
+	if err := wim.Export(context.Background(), img, x, wim.WriterOptions{}, wim.ImageOptions{Name: "copy"}); err != nil {
 		t.Errorf("export under a new name: %v", err)
 	}
 	if _, err := rc.FindImage(""); !errors.Is(err, wim.ErrNotFound) {
@@ -70,7 +71,7 @@ func TestDuplicateImageNames(t *testing.T) {
 	// edited, which nothing checksums.
 	y := filepath.Join(dir, "y.wim")
 	minintCapture(t, src, y, "none", false, "first")
-	if err := wim.Append(y, src, wim.WriterOptions{}, wim.ImageOptions{Name: "firsu"}); err != nil {
+	if err := wim.Append(context.Background(), y, src, wim.WriterOptions{}, wim.ImageOptions{Name: "firsu"}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(y)
@@ -119,7 +120,7 @@ func TestExtractFlatten(t *testing.T) {
 		{"preserve", []string{"/dirs/a/top.txt", "/modes"}, true},
 	} {
 		mine, theirs := filepath.Join(dir, "m-"+c.name), filepath.Join(dir, "w-"+c.name)
-		if err := rc.Apply(1, mine, wim.ApplyOptions{Paths: c.paths, Flatten: !c.preserve}); err != nil {
+		if err := rc.Apply(context.Background(), 1, mine, wim.ApplyOptions{Paths: c.paths, Flatten: !c.preserve}); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		args := append([]string{"extract", x, "1"}, c.paths...)
@@ -149,7 +150,7 @@ func TestExtractFlatten(t *testing.T) {
 	// Two paths with one base name would overwrite each other: refused
 	// before anything is written (wimlib fails half-way).
 	clash := filepath.Join(dir, "clash")
-	err = rc.Apply(1, clash, wim.ApplyOptions{Paths: []string{"/dirs/empty", "/dirs/nested/empty"}, Flatten: true})
+	err = rc.Apply(context.Background(), 1, clash, wim.ApplyOptions{Paths: []string{"/dirs/empty", "/dirs/nested/empty"}, Flatten: true})
 	if !errors.Is(err, wim.ErrInsecurePath) {
 		t.Errorf("two paths with one base name: %v, want ErrInsecurePath", err)
 	}

@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -25,8 +26,8 @@ func SplitPartName(first string, n int) string {
 // resource larger than that gets a part of its own, as wimlib does. Part 1
 // holds the metadata of all images. Resources are copied unchanged. It
 // returns the names of the parts written (first, then first with 2, 3, ...
-// before the extension).
-func Split(src, first string, maxPartSize int64) ([]string, error) {
+// before the extension). Cancelling ctx stops it and removes the parts.
+func Split(ctx context.Context, src, first string, maxPartSize int64) ([]string, error) {
 	rc, err := OpenReader(src)
 	if err != nil {
 		return nil, err
@@ -86,7 +87,7 @@ func Split(src, first string, maxPartSize int64) ([]string, error) {
 		hdr.partNumber = uint16(i + 1)
 		hdr.totalParts = uint16(len(plans))
 		hdr.flags = hdr.flags&^hdrFlagWriteInProgres | hdrFlagSpanned
-		if err := writePart(name, &hdr, pl.metas, pl.blobs, r.xmlRoot); err != nil {
+		if err := writePart(ctx, name, &hdr, pl.metas, pl.blobs, r.xmlRoot); err != nil {
 			for _, n := range names {
 				os.Remove(n)
 			}
@@ -96,7 +97,7 @@ func Split(src, first string, maxPartSize int64) ([]string, error) {
 	return names, nil
 }
 
-func writePart(name string, hdr *header, metas, blobs []*blob, xmlRoot *xmlNode) error {
+func writePart(ctx context.Context, name string, hdr *header, metas, blobs []*blob, xmlRoot *xmlNode) error {
 	f, err := os.Create(name)
 	if err != nil {
 		return err
@@ -106,6 +107,9 @@ func writePart(name string, hdr *header, metas, blobs []*blob, xmlRoot *xmlNode)
 		out.Write(make([]byte, headerSize))
 		var bt []byte
 		copyRes := func(b *blob, metadata bool) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			rh := b.res.rh
 			start := out.offset()
 			buf := make([]byte, 1<<20)

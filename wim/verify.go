@@ -22,9 +22,9 @@ type VerifyOptions struct {
 
 // Verify checks the integrity table of every part (if present), parses
 // every image's metadata, checks that every referenced blob exists, and
-// reads every blob in the blob table checking its SHA-1.
-func (r *Reader) Verify(opts VerifyOptions) error {
-	ctx := context.TODO()
+// reads every blob in the blob table checking its SHA-1. Cancelling ctx
+// stops it with ctx's error.
+func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) error {
 	if opts.Threads <= 0 {
 		opts.Threads = runtime.GOMAXPROCS(0)
 	}

@@ -1,8 +1,8 @@
 package wim
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -39,7 +39,7 @@ func writeWindowsStyleWIM(t *testing.T, path string, c Compression) {
 		CreationTime: 132000000000000001, ModTime: 133000000000000007, AccessTime: 133000000000000009,
 	}
 	root.Children = []*File{f}
-	if err := w.addImage(root, serializeMetadata(root, [][]byte{sd0, sd1}), imageXML(root, "win", "")); err != nil {
+	if err := w.addImage(context.Background(), root, serializeMetadata(root, [][]byte{sd0, sd1}), imageXML(root, "win", "")); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -54,7 +54,7 @@ func checkWindowsStyle(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if err := rc.Verify(VerifyOptions{}); err != nil {
+	if err := rc.Verify(context.Background(), VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	img, _ := rc.Image(1)
@@ -103,7 +103,7 @@ func TestWindowsMetadataSurvivesExport(t *testing.T) {
 			t.Fatal(err)
 		}
 		img, _ := rc.Image(1)
-		if err := w.ExportImage(img, ImageOptions{}); err != nil {
+		if err := w.ExportImage(context.Background(), img, ImageOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Close(); err != nil {

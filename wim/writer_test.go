@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +15,7 @@ func capture(t testing.TB, src, dst string, wo WriterOptions, io ImageOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.AddImage(src, io); err != nil {
+	if err := w.AddImage(context.Background(), src, io); err != nil {
 		w.Close()
 		t.Fatal(err)
 	}
@@ -59,11 +60,11 @@ func TestCaptureWimlibApply(t *testing.T) {
 				if got := rc.Info().HasIntegrity; got != integ {
 					t.Errorf("HasIntegrity = %v", got)
 				}
-				if err := rc.Verify(VerifyOptions{}); err != nil {
+				if err := rc.Verify(context.Background(), VerifyOptions{}); err != nil {
 					t.Fatal(err)
 				}
 				dst2 := filepath.Join(tmp, "our-"+name)
-				if err := rc.Apply(1, dst2, ApplyOptions{}); err != nil {
+				if err := rc.Apply(context.Background(), 1, dst2, ApplyOptions{}); err != nil {
 					t.Fatal(err)
 				}
 				diffTrees(t, src, dst2)
@@ -100,7 +101,7 @@ func TestCaptureChunkSizes(t *testing.T) {
 			if got := rc.Info().ChunkSize; got != tc.cs {
 				t.Errorf("chunk size %d", got)
 			}
-			if err := rc.Verify(VerifyOptions{}); err != nil {
+			if err := rc.Verify(context.Background(), VerifyOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		})

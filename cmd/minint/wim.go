@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -39,6 +41,14 @@ func init() {
 		}
 		return g
 	})
+}
+
+// wimContext is cancelled by the signals that end a command run from a
+// terminal, a script or a supervisor (SIGINT, SIGTERM, SIGHUP), and by
+// SIGPIPE when its output pipe is closed: a verb then stops, removes what
+// it was writing and fails, instead of dying half-way.
+func wimContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM, unix.SIGHUP, unix.SIGPIPE)
 }
 
 // openWIM opens a WIM, or a split set when the name ends in .swm.
@@ -77,7 +87,7 @@ func parseCompression(s string) (wim.Compression, error) {
 
 // wimCaptureCmd makes capture and append, which take the same flags and
 // differ in what they do with the WIM file.
-func wimCaptureCmd(verb string, do func(dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) error) *cobra.Command {
+func wimCaptureCmd(verb string, do func(ctx context.Context, dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) error) *cobra.Command {
 	c := &cobra.Command{
 		Use:   verb + " SRC WIM [NAME [DESCRIPTION]] [flags]",
 		Short: "Capture a directory tree into a new WIM file",
@@ -144,7 +154,9 @@ func wimCaptureCmd(verb string, do func(dst, src string, wopts wim.WriterOptions
 		task := rep.Start(verb, 0, "bytes")
 		opts.Progress = task.Callback()
 		wopts := wim.WriterOptions{Compression: comp, Threads: *threads, Integrity: *check}
-		err = do(dst, src, wopts, opts)
+		ctx, stop := wimContext()
+		defer stop()
+		err = do(ctx, dst, src, wopts, opts)
 		task.Finish(err)
 		return err
 	}
@@ -171,7 +183,7 @@ func nameArgs(fs *pflag.FlagSet, args []string, name, desc *string) error {
 
 // capture writes a new WIM file, removing it again if anything fails so
 // that a half-written WIM is never left behind under the requested name.
-func capture(dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) (err error) {
+func capture(ctx context.Context, dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) (err error) {
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("%s already exists (remove it, or use 'minint wim append' to add an image)", dst)
 	}
@@ -184,7 +196,7 @@ func capture(dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) (
 			os.Remove(dst)
 		}
 	}()
-	if err := w.AddImage(src, iopts); err != nil {
+	if err := w.AddImage(ctx, src, iopts); err != nil {
 		w.Close()
 		return err
 	}
@@ -233,7 +245,9 @@ func applyImage(rc *wim.ReadCloser, img *wim.Image, dir string, paths []string, 
 		op = "extract"
 	}
 	task := rep.Start(op, 0, "bytes")
-	err = rc.Apply(img.Index, dir, wim.ApplyOptions{
+	ctx, stop := wimContext()
+	defer stop()
+	err = rc.Apply(ctx, img.Index, dir, wim.ApplyOptions{
 		Threads:    threads,
 		NoUnixData: !unixData,
 		Paths:      paths,
@@ -508,7 +522,9 @@ func wimVerifyCmd() *cobra.Command {
 		}
 		defer rep.Close()
 		task := rep.Start("verify", 0, "bytes")
-		err = rc.Verify(wim.VerifyOptions{Threads: *threads, Progress: task.Callback()})
+		ctx, stop := wimContext()
+		defer stop()
+		err = rc.Verify(ctx, wim.VerifyOptions{Threads: *threads, Progress: task.Callback()})
 		task.Finish(err)
 		if err == nil {
 			rep.Printf("%s: OK", rest[0])

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -54,7 +55,9 @@ func wimExportCmd() *cobra.Command {
 		}
 		defer rep.Close()
 		task := rep.Start("export", 0, "bytes")
-		err = export(img, rest[2], wopts, wim.ImageOptions{Name: *name, Description: *desc, Progress: task.Callback()}, fs.Changed("compress"))
+		ctx, stop := wimContext()
+		defer stop()
+		err = export(ctx, img, rest[2], wopts, wim.ImageOptions{Name: *name, Description: *desc, Progress: task.Callback()}, fs.Changed("compress"))
 		task.Finish(err)
 		return err
 	}
@@ -63,11 +66,11 @@ func wimExportCmd() *cobra.Command {
 
 // export adds img to dest (wim.Export), refusing --compress for a dest
 // that exists and keeps its own.
-func export(img *wim.Image, dest string, wopts wim.WriterOptions, iopts wim.ImageOptions, compressSet bool) error {
+func export(ctx context.Context, img *wim.Image, dest string, wopts wim.WriterOptions, iopts wim.ImageOptions, compressSet bool) error {
 	if _, err := os.Stat(dest); err == nil && compressSet {
 		return usageErrorf("--compress: %s exists and keeps its own compression", dest)
 	}
-	return wim.Export(img, dest, wopts, iopts)
+	return wim.Export(ctx, img, dest, wopts, iopts)
 }
 
 func wimSplitCmd() *cobra.Command {
@@ -85,7 +88,9 @@ func wimSplitCmd() *cobra.Command {
 		if !strings.HasSuffix(strings.ToLower(rest[1]), ".swm") {
 			return usageErrorf("%s: the first part's name must end in .swm", rest[1])
 		}
-		parts, err := wim.Split(rest[0], rest[1], mb<<20)
+		ctx, stop := wimContext()
+		defer stop()
+		parts, err := wim.Split(ctx, rest[0], rest[1], mb<<20)
 		for _, p := range parts {
 			fmt.Fprintln(c.OutOrStdout(), p)
 		}

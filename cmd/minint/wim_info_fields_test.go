@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ func TestWimInfoFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	fields := map[string]string{"MININT/OS_NAME": "Debian GNU/Linux", "MININT/GENERALIZE/REPORT": "delete /a: x\nempty /b: y"}
-	if err := w.AddImage(src, wim.ImageOptions{Name: "ref", Fields: fields}); err != nil {
+	if err := w.AddImage(context.Background(), src, wim.ImageOptions{Name: "ref", Fields: fields}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -54,9 +55,9 @@ type Result struct {
 
 // Image captures the system mounted at root into a new WIM at out, as one
 // image whose XML records the OS, kernels, capture time and the generalize
-// report (MININT/... fields). Unless InPlace, root is only read. On error
-// no file is left at out.
-func Image(root, out string, o Options) (*Result, error) {
+// report (MININT/... fields). Unless InPlace, root is only read. On error,
+// and when ctx is cancelled, no file is left at out.
+func Image(ctx context.Context, root, out string, o Options) (*Result, error) {
 	sys := o.System
 	if sys == nil {
 		var err error
@@ -123,7 +124,7 @@ func Image(root, out string, o Options) (*Result, error) {
 	if mode == "snapshot" {
 		iopt.Filter = plan.Filter()
 	}
-	err = w.AddImage(root, iopt)
+	err = w.AddImage(ctx, root, iopt)
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
@@ -132,7 +133,7 @@ func Image(root, out string, o Options) (*Result, error) {
 		return nil, fmt.Errorf("capture: %s: %w", out, err)
 	}
 	if o.Check {
-		if err := Check(out); err != nil {
+		if err := Check(ctx, out); err != nil {
 			os.Remove(out)
 			return nil, err
 		}
@@ -145,13 +146,13 @@ func Image(root, out string, o Options) (*Result, error) {
 }
 
 // Check verifies every hash of a WIM (or split set) on disk.
-func Check(path string) error {
+func Check(ctx context.Context, path string) error {
 	r, err := wim.OpenReader(path)
 	if err != nil {
 		return fmt.Errorf("capture: checking %s: %w", path, err)
 	}
 	defer r.Close()
-	if err := r.Verify(wim.VerifyOptions{}); err != nil {
+	if err := r.Verify(ctx, wim.VerifyOptions{}); err != nil {
 		return fmt.Errorf("capture: checking %s: %w", path, err)
 	}
 	if r.Info().ImageCount < 1 {

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -31,7 +32,7 @@ func TestImage(t *testing.T) {
 	}
 	out := filepath.Join(tmp, "ref.wim")
 	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
-	res, err := Image(root, out, Options{Compression: wim.CompressionXPRESS, Generalize: generalize.DefaultOptions(), Check: true, Now: now})
+	res, err := Image(context.Background(), root, out, Options{Compression: wim.CompressionXPRESS, Generalize: generalize.DefaultOptions(), Check: true, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,14 +76,14 @@ func TestImage(t *testing.T) {
 	}
 
 	// In place: the source itself is generalized.
-	if _, err := Image(root, filepath.Join(tmp, "ip.wim"), Options{Generalize: generalize.Options{SSHHostKeys: true}, InPlace: true}); err != nil {
+	if _, err := Image(context.Background(), root, filepath.Join(tmp, "ip.wim"), Options{Generalize: generalize.Options{SSHHostKeys: true}, InPlace: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc/ssh/ssh_host_rsa_key")); !os.IsNotExist(err) {
 		t.Errorf("in-place left the key: %v", err)
 	}
 	// Not a system: nothing written.
-	if _, err := Image(t.TempDir(), filepath.Join(tmp, "none.wim"), Options{}); !errors.Is(err, ErrNoRoot) {
+	if _, err := Image(context.Background(), t.TempDir(), filepath.Join(tmp, "none.wim"), Options{}); !errors.Is(err, ErrNoRoot) {
 		t.Errorf("empty dir: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(tmp, "none.wim")); !os.IsNotExist(err) {

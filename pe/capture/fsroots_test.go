@@ -103,7 +103,7 @@ func TestXFSAndBtrfsRoots(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "ref.wim")
-	_, err = Image(mnt, out, Options{Compression: wim.CompressionXPRESS, Generalize: generalize.DefaultOptions(), Check: true})
+	_, err = Image(t.Context(), mnt, out, Options{Compression: wim.CompressionXPRESS, Generalize: generalize.DefaultOptions(), Check: true})
 	if cerr := m.Close(); cerr != nil {
 		t.Error(cerr)
 	}
