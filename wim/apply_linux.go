@@ -33,9 +33,11 @@ type applier struct {
 	opts   ApplyOptions
 	rootfd int
 	dir    string
-	// dirfds caches O_PATH descriptors of created directories (filled
-	// before the parallel phase, read-only afterwards).
-	dirfds map[*applyEntry]int
+	// dirs caches O_PATH descriptors of the target's directories, and
+	// targets is how many files of one blob are open at once (see
+	// dircache_linux.go).
+	dirs    *dirCache
+	targets int
 	// euid/egid own every file we create in a directory we created.
 	euid, egid uint32
 	// existing marks directories that were already there (their setgid
@@ -92,13 +94,10 @@ func (img *Image) Apply(ctx context.Context, dir string, opts ApplyOptions) erro
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	defer unix.Close(rootfd)
-	a := &applier{opts: opts, rootfd: rootfd, dir: dir, dirfds: map[*applyEntry]int{},
+	ndirs, targets := fdBudget(opts.Threads)
+	a := &applier{opts: opts, rootfd: rootfd, dir: dir, dirs: newDirCache(ndirs), targets: targets,
 		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid()), existing: map[*applyEntry]bool{}, total: p.total}
-	defer func() {
-		for _, fd := range a.dirfds {
-			unix.Close(fd)
-		}
-	}()
+	defer a.dirs.close()
 	return a.apply(ctx, p)
 }
 
@@ -312,44 +311,45 @@ func (a *applier) pathErr(op string, e *applyEntry, err error) error {
 	return &os.PathError{Op: op, Path: a.dir + "/" + e.rel, Err: err}
 }
 
-// openParent returns an O_PATH descriptor of e's parent directory, resolved
-// beneath the target without following symlinks.
-func (a *applier) openParent(e *applyEntry) (int, error) {
-	if e.parent == nil || e.parent.rel == "" {
-		return unix.Dup(a.rootfd)
+// dirRef is a descriptor of a directory of the target, to be released: the
+// target itself, a cached descriptor (pinned until released) or one opened
+// for the occasion.
+type dirRef struct {
+	fd     int
+	cached *applyEntry // unpin on release
+	owned  bool        // close on release
+}
+
+// parentDir returns e's parent directory, resolved beneath the target
+// without following symlinks when it is not cached (and then cached).
+func (a *applier) parentDir(e *applyEntry) (dirRef, error) {
+	p := e.parent
+	if p == nil || p.rel == "" {
+		return dirRef{fd: a.rootfd}, nil
 	}
-	if fd, ok := a.dirfds[e.parent]; ok {
-		return unix.Dup(fd)
+	if fd := a.dirs.get(p); fd >= 0 {
+		return dirRef{fd: fd, cached: p}, nil
 	}
-	fd, err := openBeneath(a.rootfd, e.parent.rel, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := a.retryFDs(func() (int, error) {
+		return openBeneath(a.rootfd, p.rel, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	})
 	if err != nil {
-		return -1, a.pathErr("open", e.parent, err)
+		return dirRef{}, a.pathErr("open", p, err)
 	}
-	return fd, nil
+	if a.dirs.add(p, fd) {
+		return dirRef{fd: fd, cached: p}, nil
+	}
+	return dirRef{fd: fd, owned: true}, nil
 }
 
-// parentFD is openParent without the dup for cached directories: release
-// must be called with the returned flag.
-func (a *applier) parentFD(e *applyEntry) (int, bool, error) {
-	if e.parent == nil || e.parent.rel == "" {
-		return a.rootfd, false, nil
-	}
-	if fd, ok := a.dirfds[e.parent]; ok {
-		return fd, false, nil
-	}
-	fd, err := a.openParent(e)
-	return fd, true, err
-}
-
-func release(fd int, owned bool) {
-	if owned {
-		unix.Close(fd)
+func (a *applier) release(r dirRef) {
+	switch {
+	case r.cached != nil:
+		a.dirs.put(r.cached)
+	case r.owned:
+		unix.Close(r.fd)
 	}
 }
-
-// maxDirFDs bounds the directory descriptor cache; deeper trees fall back
-// to resolving each parent with openat2.
-const maxDirFDs = 16384
 
 var openat2Missing atomic.Bool
 
@@ -400,11 +400,12 @@ func (a *applier) removeExisting(pfd int, e *applyEntry) error {
 }
 
 func (a *applier) mkdir(e *applyEntry) error {
-	pfd, owned, err := a.parentFD(e)
+	pd, err := a.parentDir(e)
 	if err != nil {
 		return err
 	}
-	defer release(pfd, owned)
+	defer a.release(pd)
+	pfd := pd.fd
 	err = unix.Mkdirat(pfd, e.name(), 0o700)
 	if err == unix.EEXIST {
 		var st unix.Stat_t
@@ -424,14 +425,19 @@ func (a *applier) mkdir(e *applyEntry) error {
 	if err != nil {
 		return a.pathErr("mkdir", e, err)
 	}
-	if len(a.dirfds) < maxDirFDs {
-		// The parent is trusted and the name has no '/': O_NOFOLLOW on
-		// the last component is all that is needed.
-		fd, err := unix.Openat(pfd, e.name(), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return a.pathErr("open", e, err)
-		}
-		a.dirfds[e] = fd
+	// Its children come next: cache it while the parent is at hand. The
+	// parent is trusted and the name has no '/': O_NOFOLLOW on the last
+	// component is all that is needed.
+	fd, err := a.retryFDs(func() (int, error) {
+		return unix.Openat(pfd, e.name(), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return a.pathErr("open", e, err)
+	}
+	if a.dirs.add(e, fd) {
+		a.dirs.put(e)
+	} else {
+		unix.Close(fd)
 	}
 	return nil
 }
@@ -439,18 +445,20 @@ func (a *applier) mkdir(e *applyEntry) error {
 // create makes a new empty regular file for e and returns it open for
 // writing.
 func (a *applier) create(e *applyEntry) (int, error) {
-	pfd, owned, err := a.parentFD(e)
+	pd, err := a.parentDir(e)
 	if err != nil {
 		return -1, err
 	}
-	defer release(pfd, owned)
+	defer a.release(pd)
+	pfd := pd.fd
 	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Openat(pfd, e.name(), flags, 0o600)
+	open := func() (int, error) { return unix.Openat(pfd, e.name(), flags, 0o600) }
+	fd, err := a.retryFDs(open)
 	if err == unix.EEXIST {
 		if err := a.removeExisting(pfd, e); err != nil {
 			return -1, a.pathErr("remove", e, err)
 		}
-		fd, err = unix.Openat(pfd, e.name(), flags, 0o600)
+		fd, err = a.retryFDs(open)
 	}
 	if err != nil {
 		return -1, a.pathErr("create", e, err)
@@ -575,7 +583,26 @@ func pwriteFull(fd int, b []byte, off int64) error {
 	return nil
 }
 
-func (a *applier) writeBlob(ctx context.Context, b *blob, targets []*applyEntry) (err error) {
+// writeBlob writes b to the files that hold it, a.targets files at a time:
+// each further batch reads the blob again, which is rare (many copies of
+// one file) and keeps the descriptors held bounded.
+func (a *applier) writeBlob(ctx context.Context, b *blob, targets []*applyEntry) error {
+	if b.solid {
+		return unsupportedErr("%s: data is in a solid resource", targets[0].f.Path())
+	}
+	for first := true; len(targets) > 0; first = false {
+		n := min(len(targets), a.targets)
+		if err := a.writeBatch(ctx, b, targets[:n], first); err != nil {
+			return err
+		}
+		targets = targets[n:]
+	}
+	return nil
+}
+
+// writeBatch writes b to targets, counting its bytes as progress if count
+// is set; on failure it removes what it created.
+func (a *applier) writeBatch(ctx context.Context, b *blob, targets []*applyEntry, count bool) (err error) {
 	fds := make([]int, 0, len(targets))
 	defer func() {
 		for _, fd := range fds {
@@ -583,9 +610,9 @@ func (a *applier) writeBlob(ctx context.Context, b *blob, targets []*applyEntry)
 		}
 		if err != nil {
 			for _, e := range targets[:len(fds)] {
-				if pfd, owned, perr := a.parentFD(e); perr == nil {
-					unix.Unlinkat(pfd, e.name(), 0)
-					release(pfd, owned)
+				if pd, perr := a.parentDir(e); perr == nil {
+					unix.Unlinkat(pd.fd, e.name(), 0)
+					a.release(pd)
 				}
 			}
 		}
@@ -596,9 +623,6 @@ func (a *applier) writeBlob(ctx context.Context, b *blob, targets []*applyEntry)
 			return err
 		}
 		fds = append(fds, fd)
-	}
-	if b.solid {
-		return unsupportedErr("%s: data is in a solid resource", targets[0].f.Path())
 	}
 	h := sha1.New()
 	var off int64
@@ -616,7 +640,9 @@ func (a *applier) writeBlob(ctx context.Context, b *blob, targets []*applyEntry)
 			}
 		}
 		off += int64(len(c))
-		a.progress(int64(len(c)))
+		if count {
+			a.progress(int64(len(c)))
+		}
 		return nil
 	})
 	if err != nil {
@@ -643,11 +669,12 @@ func (a *applier) writeBlob(ctx context.Context, b *blob, targets []*applyEntry)
 
 // special creates symlinks, device nodes, FIFOs and sockets.
 func (a *applier) special(e *applyEntry) error {
-	pfd, err := a.openParent(e)
+	pd, err := a.parentDir(e)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
+	defer a.release(pd)
+	pfd := pd.fd
 	f := e.f
 	mk := func() error {
 		switch t := f.unixType(); t {
@@ -673,16 +700,17 @@ func (a *applier) special(e *applyEntry) error {
 }
 
 func (a *applier) hardlink(e *applyEntry) error {
-	src, err := a.openParent(e.rep)
+	sd, err := a.parentDir(e.rep)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(src)
-	dst, err := a.openParent(e)
+	defer a.release(sd)
+	dd, err := a.parentDir(e)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(dst)
+	defer a.release(dd)
+	src, dst := sd.fd, dd.fd
 	err = unix.Linkat(src, e.rep.name(), dst, e.name(), 0)
 	if err == unix.EEXIST {
 		if err := a.removeExisting(dst, e); err != nil {
@@ -699,11 +727,12 @@ func (a *applier) hardlink(e *applyEntry) error {
 // metadata sets owner, xattrs, mode and timestamps, in that order: chown
 // clears setuid bits and security.capability, so it must come first.
 func (a *applier) metadata(e *applyEntry) error {
-	pfd, owned, err := a.parentFD(e)
+	pd, err := a.parentDir(e)
 	if err != nil {
 		return err
 	}
-	defer release(pfd, owned)
+	defer a.release(pd)
+	pfd := pd.fd
 	name := e.name()
 	if e.parent == nil {
 		// The root's metadata goes on the target directory itself.
