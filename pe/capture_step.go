@@ -320,31 +320,12 @@ func placeOnDisk(ctx context.Context, work, final string, d sequence.CaptureDest
 		}
 		return []string{final}, syncDir(filepath.Dir(final))
 	}
-	// Parts are written under a temporary stem and renamed at the end.
+	// wim.Split writes the parts under temporary names and renames them,
+	// synced, once all are complete.
 	swm := strings.TrimSuffix(final, filepath.Ext(final)) + ".swm"
-	tmpStem := swm + ".partial.swm"
-	parts, err := wim.Split(ctx, work, tmpStem, int64(d.SplitSize))
+	out, err := wim.Split(ctx, work, swm, int64(d.SplitSize))
 	if err != nil {
-		for i := 1; i < 1000; i++ {
-			if os.Remove(wim.SplitPartName(tmpStem, i)) != nil {
-				break
-			}
-		}
-		return nil, fmt.Errorf("splitting into %s: %w", tmpStem, err)
-	}
-	var out []string
-	for i, p := range parts {
-		if err := syncFile(p); err != nil {
-			return nil, err
-		}
-		name := wim.SplitPartName(swm, i+1)
-		if err := os.Rename(p, name); err != nil {
-			return nil, err
-		}
-		out = append(out, name)
-	}
-	if err := syncDir(filepath.Dir(swm)); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("splitting into %s: %w", swm, err)
 	}
 	if check {
 		if err := capture.Check(ctx, swm); err != nil {

@@ -23,11 +23,27 @@ var (
 	ErrUnsupported = errors.New("wim: unsupported feature")
 	// ErrNotFound means a path or image index does not exist.
 	ErrNotFound = errors.New("wim: not found")
+	// ErrIncomplete means the WIM is not whole: its header says it is
+	// still being written (the write-in-progress flag of a writer that
+	// was interrupted), it has neither blob table nor XML data, or its
+	// tables lie beyond the end of the file (truncated). It is a kind of
+	// ErrFormat: errors.Is(err, ErrFormat) holds too.
+	ErrIncomplete error = formatKind("wim: incomplete WIM")
 	// ErrDuplicateName means an image name is already used by another
 	// image of the WIM (adding or exporting an image), or names several
 	// images (FindImage), as wimlib refuses such names.
 	ErrDuplicateName = errors.New("wim: duplicate image name")
 )
+
+// formatKind is a sentinel that is also an ErrFormat.
+type formatKind string
+
+func (e formatKind) Error() string        { return string(e) }
+func (e formatKind) Is(target error) bool { return target == ErrFormat }
+
+func incompleteErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrIncomplete, fmt.Sprintf(format, args...))
+}
 
 func formatErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrFormat, fmt.Sprintf(format, args...))

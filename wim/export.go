@@ -265,18 +265,15 @@ func Append(ctx context.Context, path, dir string, wopts WriterOptions, iopts Im
 
 // Export copies img into the WIM file dest: appended if dest exists (its
 // compression is kept; see OpenAppend for how failures are handled),
-// otherwise a new WIM with wopts, removed again if the export fails.
-func Export(ctx context.Context, img *Image, dest string, wopts WriterOptions, iopts ImageOptions) (err error) {
+// otherwise a new WIM with wopts (see Create: nothing is left at dest if the
+// export fails).
+func Export(ctx context.Context, img *Image, dest string, wopts WriterOptions, iopts ImageOptions) error {
 	var w *Writer
+	var err error
 	if _, serr := os.Stat(dest); serr == nil {
 		w, err = OpenAppend(dest, wopts)
 	} else {
 		w, err = Create(dest, wopts)
-		defer func() {
-			if err != nil {
-				os.Remove(dest)
-			}
-		}()
 	}
 	if err != nil {
 		return err

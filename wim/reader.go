@@ -110,6 +110,16 @@ func openPart(r io.ReaderAt, size int64, name string) (*part, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	// wimlib sets the flag in the header it writes first and clears it in
+	// the final one (and in the header of a WIM it appends to in place).
+	if h.flags&hdrFlagWriteInProgres != 0 {
+		return nil, fmt.Errorf("%s: %w: its header says it is still being written (or its writer was interrupted)", name, ErrIncomplete)
+	}
+	// What wimlib calls WIMLIB_ERR_WIM_IS_INCOMPLETE: the header of a
+	// WIM whose tables were never written.
+	if h.blobTable.uncompSize == 0 && h.xml.uncompSize == 0 {
+		return nil, fmt.Errorf("%s: %w: it has neither blob table nor XML data", name, ErrIncomplete)
+	}
 	p := &part{r: r, size: size, hdr: h, comp: c, chunkSize: int(h.chunkSize), name: name}
 	if c == CompressionNone {
 		p.chunkSize = 32768

@@ -35,8 +35,11 @@ func (p *part) checkResource(what string, rh reshdr) error {
 		return formatErr("%s: negative size or offset", what)
 	}
 	end := rh.offset + rh.sizeInWim
-	if end < rh.offset || end > p.size {
-		return formatErr("%s: resource at %d+%d is past the end of the file (%d bytes)", what, rh.offset, rh.sizeInWim, p.size)
+	if end < rh.offset {
+		return formatErr("%s: resource at %d+%d overflows", what, rh.offset, rh.sizeInWim)
+	}
+	if end > p.size {
+		return incompleteErr("%s: resource at %d+%d is past the end of the file (%d bytes)", what, rh.offset, rh.sizeInWim, p.size)
 	}
 	if rh.offset < headerSize && rh.sizeInWim > 0 {
 		return formatErr("%s: resource at offset %d overlaps the header", what, rh.offset)

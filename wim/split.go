@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -26,7 +25,9 @@ func SplitPartName(first string, n int) string {
 // resource larger than that gets a part of its own, as wimlib does. Part 1
 // holds the metadata of all images. Resources are copied unchanged. It
 // returns the names of the parts written (first, then first with 2, 3, ...
-// before the extension). Cancelling ctx stops it and removes the parts.
+// before the extension). The parts are written under temporary names and
+// renamed when all are complete, part 1 last, so that a split set is never
+// found incomplete; on failure, or when ctx is cancelled, they are removed.
 func Split(ctx context.Context, src, first string, maxPartSize int64) ([]string, error) {
 	rc, err := OpenReader(src)
 	if err != nil {
@@ -79,6 +80,13 @@ func Split(ctx context.Context, src, first string, maxPartSize int64) ([]string,
 		return nil, err
 	}
 	var names []string
+	var temps []*os.File
+	defer func() {
+		for _, f := range temps {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
 	for i, pl := range plans {
 		name := SplitPartName(first, i+1)
 		names = append(names, name)
@@ -87,89 +95,89 @@ func Split(ctx context.Context, src, first string, maxPartSize int64) ([]string,
 		hdr.partNumber = uint16(i + 1)
 		hdr.totalParts = uint16(len(plans))
 		hdr.flags = hdr.flags&^hdrFlagWriteInProgres | hdrFlagSpanned
-		if err := writePart(ctx, name, &hdr, pl.metas, pl.blobs, r.xmlRoot); err != nil {
-			for _, n := range names {
+		f, err := createTemp(name)
+		if err != nil {
+			return nil, err
+		}
+		temps = append(temps, f)
+		if err := writePart(ctx, f, &hdr, pl.metas, pl.blobs, r.xmlRoot); err != nil {
+			return nil, err
+		}
+	}
+	// Part 1 names the set: it goes in place last.
+	for i := len(temps) - 1; i >= 0; i-- {
+		if err := commitTemp(temps[i], names[i]); err != nil {
+			for _, n := range names[i+1:] {
 				os.Remove(n)
 			}
 			return nil, err
 		}
+		temps = temps[:i]
 	}
 	return names, nil
 }
 
-func writePart(ctx context.Context, name string, hdr *header, metas, blobs []*blob, xmlRoot *xmlNode) error {
-	f, err := os.Create(name)
-	if err != nil {
+// writePart writes one part to f, header last.
+func writePart(ctx context.Context, f *os.File, hdr *header, metas, blobs []*blob, xmlRoot *xmlNode) error {
+	out := newOutFile(f, 0)
+	ph := *hdr
+	ph.flags |= hdrFlagWriteInProgres
+	out.Write(ph.bytes())
+	var bt []byte
+	copyRes := func(b *blob, metadata bool) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rh := b.res.rh
+		start := out.offset()
+		buf := make([]byte, 1<<20)
+		for off := int64(0); off < rh.sizeInWim; {
+			n := min(int64(len(buf)), rh.sizeInWim-off)
+			if _, err := b.res.p.r.ReadAt(buf[:n], rh.offset+off); err != nil {
+				return fmt.Errorf("wim: copying blob %x: %w", b.hash, noEOF(err))
+			}
+			out.Write(buf[:n])
+			off += n
+		}
+		nrh := rh
+		nrh.offset = start
+		nrh.flags &= reshdrFlagCompressed
+		if metadata {
+			nrh.flags |= reshdrFlagMetadata
+		}
+		bt = appendBlobEntry(bt, &blob{hash: b.hash, partNum: hdr.partNumber, refcnt: b.refcnt}, nrh)
+		return nil
+	}
+	hdr.bootMeta = reshdr{}
+	for i, m := range metas {
+		start := out.offset()
+		if err := copyRes(m, true); err != nil {
+			return err
+		}
+		if uint32(i+1) == hdr.bootIndex {
+			hdr.bootMeta = m.res.rh
+			hdr.bootMeta.offset = start
+		}
+	}
+	for _, b := range blobs {
+		if err := copyRes(b, false); err != nil {
+			return err
+		}
+	}
+	btOff := out.offset()
+	out.Write(bt)
+	hdr.blobTable = reshdr{sizeInWim: int64(len(bt)), flags: reshdrFlagMetadata, offset: btOff, uncompSize: int64(len(bt))}
+	xmlOff := out.offset()
+	root := xmlRoot.clone()
+	root.set("TOTALBYTES", fmt.Sprint(xmlOff))
+	var b bytesBuffer
+	root.write(&b.Buffer)
+	xd := encodeXMLData(b.String())
+	out.Write(xd)
+	hdr.xml = reshdr{sizeInWim: int64(len(xd)), flags: reshdrFlagMetadata, offset: xmlOff, uncompSize: int64(len(xd))}
+	hdr.integrity = reshdr{}
+	if err := out.patch(hdr.bytes(), 0); err != nil {
 		return err
 	}
-	err = func() error {
-		out := newOutFile(f, 0)
-		out.Write(make([]byte, headerSize))
-		var bt []byte
-		copyRes := func(b *blob, metadata bool) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			rh := b.res.rh
-			start := out.offset()
-			buf := make([]byte, 1<<20)
-			for off := int64(0); off < rh.sizeInWim; {
-				n := min(int64(len(buf)), rh.sizeInWim-off)
-				if _, err := b.res.p.r.ReadAt(buf[:n], rh.offset+off); err != nil {
-					return fmt.Errorf("wim: copying blob %x: %w", b.hash, noEOF(err))
-				}
-				out.Write(buf[:n])
-				off += n
-			}
-			nrh := rh
-			nrh.offset = start
-			nrh.flags &= reshdrFlagCompressed
-			if metadata {
-				nrh.flags |= reshdrFlagMetadata
-			}
-			bt = appendBlobEntry(bt, &blob{hash: b.hash, partNum: hdr.partNumber, refcnt: b.refcnt}, nrh)
-			return nil
-		}
-		hdr.bootMeta = reshdr{}
-		for i, m := range metas {
-			start := out.offset()
-			if err := copyRes(m, true); err != nil {
-				return err
-			}
-			if uint32(i+1) == hdr.bootIndex {
-				hdr.bootMeta = m.res.rh
-				hdr.bootMeta.offset = start
-			}
-		}
-		for _, b := range blobs {
-			if err := copyRes(b, false); err != nil {
-				return err
-			}
-		}
-		btOff := out.offset()
-		out.Write(bt)
-		hdr.blobTable = reshdr{sizeInWim: int64(len(bt)), flags: reshdrFlagMetadata, offset: btOff, uncompSize: int64(len(bt))}
-		xmlOff := out.offset()
-		root := xmlRoot.clone()
-		root.set("TOTALBYTES", fmt.Sprint(xmlOff))
-		var b bytesBuffer
-		root.write(&b.Buffer)
-		xd := encodeXMLData(b.String())
-		out.Write(xd)
-		hdr.xml = reshdr{sizeInWim: int64(len(xd)), flags: reshdrFlagMetadata, offset: xmlOff, uncompSize: int64(len(xd))}
-		hdr.integrity = reshdr{}
-		if err := out.patch(hdr.bytes(), 0); err != nil {
-			return err
-		}
-		if err := out.flush(); err != nil {
-			return err
-		}
-		return f.Sync()
-	}()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return out.flush()
 }
-
-var _ io.Reader

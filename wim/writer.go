@@ -33,7 +33,7 @@ type Writer struct {
 	ws     io.WriteSeeker
 	out    *outFile
 	file   *os.File // set when the Writer opened the file itself
-	remove bool     // remove file if Close fails (new files only)
+	final  string   // Create: the name file gets once complete
 	hdr    header
 	blobs  map[[20]byte]*outBlob
 	order  []*outBlob
@@ -49,6 +49,9 @@ type Writer struct {
 	// of an image of the same file).
 	base     *Reader
 	origSize int64 // appending: size of the WIM before, restored on failure
+	// headerDone: the final header is written (appending: the file is
+	// not to be truncated back any more).
+	headerDone bool
 }
 
 type outBlob struct {
@@ -131,20 +134,24 @@ func NewWriter(w io.WriteSeeker, opts WriterOptions) (*Writer, error) {
 	return wr, nil
 }
 
-// Create creates (or truncates) the file name and starts a WIM in it. If
-// Close fails, the partial file is removed.
+// Create starts a new WIM that Close puts at name (replacing any file
+// there). It is written to a temporary file in the same directory, which
+// Close syncs and renames to name once the WIM is complete, so that name
+// never holds a partial WIM; if anything fails (or the context of AddImage
+// or ExportImage is cancelled) the temporary file is removed and name is
+// left as it was.
 func Create(name string, opts WriterOptions) (*Writer, error) {
-	f, err := os.Create(name)
+	f, err := createTemp(name)
 	if err != nil {
 		return nil, err
 	}
 	w, err := NewWriter(f, opts)
 	if err != nil {
 		f.Close()
-		os.Remove(name)
+		os.Remove(f.Name())
 		return nil, err
 	}
-	w.file, w.remove = f, true
+	w.file, w.final = f, name
 	return w, nil
 }
 
@@ -227,7 +234,11 @@ func imageXML(root *File, name, desc string) *xmlNode {
 }
 
 // Close writes the blob table, XML data, integrity table (if requested)
-// and the header. It closes the file if the Writer opened it.
+// and the header. If the Writer opened the file itself, Close also makes
+// it durable: a new WIM (Create) is synced and renamed to its name, an
+// appended one (OpenAppend) is synced; after a failure a new WIM's
+// temporary file is removed and an appended WIM truncated back to its
+// original size.
 func (w *Writer) Close() error {
 	if w.closed {
 		return w.err
@@ -238,20 +249,30 @@ func (w *Writer) Close() error {
 		err = w.finish()
 	}
 	if w.file != nil {
-		if err == nil {
-			err = w.file.Sync()
-		}
-		if cerr := w.file.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil && w.remove {
-			os.Remove(w.file.Name())
-		}
-		if err != nil && w.origSize > 0 {
-			os.Truncate(w.file.Name(), w.origSize)
-		}
+		err = w.closeFile(err)
 	}
 	w.err = err
+	return err
+}
+
+func (w *Writer) closeFile(err error) error {
+	if w.final != "" {
+		if err != nil {
+			w.file.Close()
+			os.Remove(w.file.Name())
+			return err
+		}
+		return commitTemp(w.file, w.final)
+	}
+	if err == nil {
+		err = w.file.Sync()
+	}
+	if cerr := w.file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil && !w.headerDone {
+		os.Truncate(w.file.Name(), w.origSize)
+	}
 	return err
 }
 
@@ -306,7 +327,20 @@ func (w *Writer) finish() error {
 			return err
 		}
 	}
-	return w.out.patch(w.hdr.bytes(), 0)
+	if w.origSize > 0 && w.file != nil {
+		// Appending in place: everything the new header points to must
+		// be on disk before it, or a power cut could leave a header
+		// pointing at data that never arrived. Until the header is
+		// written, the file is still the old WIM (plus unused bytes).
+		if err := w.file.Sync(); err != nil {
+			return err
+		}
+	}
+	if err := w.out.patch(w.hdr.bytes(), 0); err != nil {
+		return err
+	}
+	w.headerDone = true
+	return w.out.flush()
 }
 
 func (w *Writer) xmlData(totalBytes int64) []byte {

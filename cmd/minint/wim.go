@@ -181,9 +181,9 @@ func nameArgs(fs *pflag.FlagSet, args []string, name, desc *string) error {
 	return nil
 }
 
-// capture writes a new WIM file, removing it again if anything fails so
-// that a half-written WIM is never left behind under the requested name.
-func capture(ctx context.Context, dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) (err error) {
+// capture writes a new WIM file; wim.Create puts it under its name only
+// once it is complete.
+func capture(ctx context.Context, dst, src string, wopts wim.WriterOptions, iopts wim.ImageOptions) error {
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("%s already exists (remove it, or use 'minint wim append' to add an image)", dst)
 	}
@@ -191,11 +191,6 @@ func capture(ctx context.Context, dst, src string, wopts wim.WriterOptions, iopt
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			os.Remove(dst)
-		}
-	}()
 	if err := w.AddImage(ctx, src, iopts); err != nil {
 		w.Close()
 		return err

@@ -129,7 +129,8 @@ func Image(ctx context.Context, root, out string, o Options) (*Result, error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(out) // Close removes it already; be sure
+		// wim.Create wrote to a temporary file, which Close removed:
+		// out is as it was.
 		return nil, fmt.Errorf("capture: %s: %w", out, err)
 	}
 	if o.Check {

@@ -1,0 +1,66 @@
+package wim
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// A WIM is written under a temporary name next to its final one and renamed
+// only once it is complete and on disk, so that an interrupted write (a
+// signal, a full disk, a power cut) never leaves a WIM under the final name
+// that looks complete. The temporary file's header carries the
+// write-in-progress flag until the last moment, so that even it is refused
+// by readers (ErrIncomplete) if it is found after a crash.
+
+// createTemp creates a new, empty file in name's directory, to become name
+// with commitTemp. Its mode is 0666 less the umask, as os.Create's.
+func createTemp(name string) (*os.File, error) {
+	dir, base := filepath.Split(name)
+	for range 100 {
+		var r [6]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return nil, err
+		}
+		tmp := filepath.Join(dir, "."+base+"."+hex.EncodeToString(r[:])+".tmp")
+		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
+}
+
+// commitTemp syncs and closes f, a file from createTemp, and renames it to
+// name; the directory is synced so that the rename survives a power cut.
+// On failure before the rename, f is removed.
+func commitTemp(f *os.File, name string) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return syncDir(filepath.Dir(name))
+}
+
+// syncDir makes the entries of dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
+		return err
+	}
+	return nil
+}
