@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf16"
@@ -818,5 +819,144 @@ func TestHostileSymlinkWithChildren(t *testing.T) {
 				t.Errorf("lnk is not a symlink after apply: %v", err)
 			}
 		})
+	}
+}
+
+// TestHostileOverlappingChildLists: directories whose child lists overlap
+// (directory i's list starts at the i-th file of the root's list, so that
+// it holds every file from there on) make the parsed tree quadratic in the
+// size of the metadata, with every list starting at a different offset: a
+// 40 KB WIM of this kind once made `wim dir` use 15.7 GB. Every entry may be
+// read once; the WIM is refused, within memory proportional to its
+// metadata.
+func TestHostileOverlappingChildLists(t *testing.T) {
+	build := func(n int) func(string) {
+		return func(s string) {
+			for i := range n {
+				if err := os.Mkdir(filepath.Join(s, fmt.Sprintf("a%04d", i)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(s, fmt.Sprintf("b%04d", i)), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	b := overlapChildLists(t, wimlibWIM(t, "none", build(2000)))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	err := readEverything(b)
+	runtime.ReadMemStats(&after)
+	wantErr(t, "overlapping child lists", err, wim.ErrFormat)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
+		t.Errorf("reading a WIM of %d bytes allocated %d MB", len(b), alloc>>20)
+	}
+	if _, err := applyHostile(t, b, wim.ApplyOptions{}, nil); !errors.Is(err, wim.ErrFormat) {
+		t.Errorf("apply: %v, want ErrFormat", err)
+	}
+	if os.Getenv("MININT_WRITE_FUZZ_SEEDS") != "" {
+		small := overlapChildLists(t, wimlibWIM(t, "none", build(20)))
+		writeFuzzSeed(t, "FuzzReader", "overlapping-child-lists", small)
+		for _, rb := range rawBlobs(t, small) {
+			if rb.res.flags&resMetadata != 0 {
+				writeFuzzSeed(t, "FuzzMetadata", "overlapping-child-lists", small[rb.res.offset:rb.res.offset+rb.res.sizeInWIM])
+			}
+		}
+	}
+}
+
+// overlapChildLists points the child list of the k-th directory in the
+// root's list at the k-th file there, and fixes the SHA-1s.
+func overlapChildLists(t *testing.T, good []byte) []byte {
+	b := bytes.Clone(good)
+	var m []byte
+	for _, rb := range rawBlobs(t, b) {
+		if rb.res.flags&resMetadata != 0 {
+			m = b[rb.res.offset : rb.res.offset+rb.res.sizeInWIM]
+		}
+	}
+	le := binary.LittleEndian
+	root := int(le.Uint32(m)+7) &^ 7
+	var dirs, files []int
+	for off := int(le.Uint64(m[root+16:])); ; {
+		l := int(le.Uint64(m[off:])+7) &^ 7
+		if l <= 8 {
+			break
+		}
+		if le.Uint32(m[off+8:])&0x10 != 0 {
+			dirs = append(dirs, off)
+		} else {
+			files = append(files, off)
+		}
+		off += l
+	}
+	if len(dirs) < 2 || len(dirs) != len(files) {
+		t.Fatalf("root lists %d directories and %d files", len(dirs), len(files))
+	}
+	for i, d := range dirs {
+		le.PutUint64(m[d+16:], uint64(files[i]))
+	}
+	rehash(t, b)
+	return b
+}
+
+func writeFuzzSeed(t *testing.T, target, name string, b []byte) {
+	dir := filepath.Join("testdata", "fuzz", target)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHostileSharedMetadata: two images whose blob table entries point at
+// the same metadata resource would each decompress and keep it; with
+// thousands of images a small file could make the reader hold gigabytes.
+// Metadata resources must not overlap.
+func TestHostileSharedMetadata(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFiles(t, src, map[string]string{"f": "x"})
+	w := filepath.Join(dir, "x.wim")
+	wimlib(t, "capture", src, w, "one", "--compress=none")
+	wimlib(t, "append", src, w, "two")
+	b, err := os.ReadFile(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metas []rawBlob
+	for _, rb := range rawBlobs(t, b) {
+		if rb.res.flags&resMetadata != 0 {
+			metas = append(metas, rb)
+		}
+	}
+	if len(metas) != 2 {
+		t.Fatalf("%d metadata resources", len(metas))
+	}
+	// The second entry becomes a copy of the first.
+	copy(b[metas[1].entry:metas[1].entry+blobEntryLen], b[metas[0].entry:metas[0].entry+blobEntryLen])
+	wantErr(t, "two images on one metadata resource", readEverything(b), wim.ErrFormat)
+}
+
+// TestHostileXML: XML data of a few MB made of tiny elements would cost
+// hundreds of MB once parsed; the element count is bounded.
+func TestHostileXML(t *testing.T) {
+	good := wimlibWIM(t, "none", func(src string) { writeFiles(t, src, map[string]string{"f": "x"}) })
+	xml := utf16le("<WIM>" + strings.Repeat("<A/>", 400_000) + "</WIM>")
+	b := append(bytes.Clone(good), xml...)
+	binary.LittleEndian.PutUint64(b[hdrXML:], uint64(len(xml))) // size in WIM (flags 0)
+	binary.LittleEndian.PutUint64(b[hdrXML+8:], uint64(len(good)))
+	binary.LittleEndian.PutUint64(b[hdrXML+16:], uint64(len(xml)))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := wim.NewReader(bytes.NewReader(b), int64(len(b)))
+	runtime.ReadMemStats(&after)
+	wantErr(t, "400,000 XML elements", err, wim.ErrFormat)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
+		t.Errorf("reading %d bytes of XML allocated %d MB", len(xml), alloc>>20)
 	}
 }

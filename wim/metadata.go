@@ -2,6 +2,7 @@ package wim
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -94,7 +95,6 @@ func parseMetadata(buf []byte, img *Image) (*parsedMetadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = next
 	if root == nil {
 		// wimlib treats a metadata resource without entries as an empty image.
 		root = &File{Attributes: AttrDirectory, SecurityID: -1}
@@ -108,14 +108,56 @@ func parseMetadata(buf []byte, img *Image) (*parsedMetadata, error) {
 	root.Name, root.ShortName = "", ""
 	root.img = img
 	pm.root = root
-	seen := map[int64]bool{}
-	if err := parseChildren(buf, root, img, seen, 0); err != nil {
+	t := &treeParser{buf: buf, img: img, used: make([]uint64, len(buf)/512+1)}
+	if err := t.claim(off, next); err != nil {
+		return nil, err
+	}
+	if err := t.children(root, 0, 0); err != nil {
 		return nil, err
 	}
 	return pm, nil
 }
 
-func parseChildren(buf []byte, dir *File, img *Image, seen map[int64]bool, depth int) error {
+// Limits on the directory tree, against metadata crafted to make the
+// parsed tree (or the paths Walk builds) far larger than the resource.
+const (
+	// maxPathLen is Windows' longest path, in UTF-16 units.
+	maxPathLen = 32767
+	// maxPathsPerByte bounds the total length of all paths (UTF-16
+	// units) by the size of the metadata resource: real trees stay below
+	// 2 (a path is about as long as its entry), hostile deep trees of long
+	// names would make a listing gigabytes long.
+	maxPathsPerByte = 16
+)
+
+// treeParser reads the directory tree of a metadata resource. Every byte
+// of the resource belongs to at most one directory entry: child lists that
+// overlap or repeat (which would make the tree quadratic, or cyclic, in
+// the resource's size) are refused, so the tree has at most one File per
+// 104 bytes of metadata.
+type treeParser struct {
+	buf     []byte
+	img     *Image
+	used    []uint64 // bitmap of the 8-byte units that hold an entry
+	pathSum int64    // total length of the paths so far
+}
+
+// claim marks the bytes [from, to) as one entry's, failing if any of them
+// already belongs to another.
+func (t *treeParser) claim(from, to int64) error {
+	for u := from / 8; u <= (to-1)/8; u++ {
+		w, b := u/64, uint64(1)<<(u%64)
+		if t.used[w]&b != 0 {
+			return formatErr("directory entry at %d overlaps another entry (directories share a child list)", from)
+		}
+		t.used[w] |= b
+	}
+	return nil
+}
+
+// children reads dir's child list (and theirs, depth first); pathLen is
+// the length of dir's path in UTF-16 units.
+func (t *treeParser) children(dir *File, depth, pathLen int) error {
 	off := dir.subdirOffset
 	if off == 0 {
 		return nil
@@ -123,30 +165,47 @@ func parseChildren(buf []byte, dir *File, img *Image, seen map[int64]bool, depth
 	if depth >= maxDirDepth {
 		return formatErr("directory tree deeper than %d at %q", maxDirDepth, dir.Path())
 	}
-	if seen[off] {
-		return formatErr("directory %q reuses the child list at offset %d (cycle)", dir.Path(), off)
-	}
-	seen[off] = true
 	for {
-		child, next, err := parseDentry(buf, off)
+		child, next, err := parseDentry(t.buf, off)
 		if err != nil {
 			return formatErr("in directory %q: %v", dir.Path(), err)
 		}
 		if child == nil {
 			break
 		}
+		if err := t.claim(off, next); err != nil {
+			return fmt.Errorf("in directory %q: %w", dir.Path(), err)
+		}
 		off = next
 		child.Parent = dir
-		child.img = img
+		child.img = t.img
 		dir.Children = append(dir.Children, child)
+		n := pathLen + 1 + utf16Len(child.Name)
+		if n > maxPathLen {
+			return formatErr("%q: path longer than %d characters", child.Path(), maxPathLen)
+		}
+		if t.pathSum += int64(n); t.pathSum > maxPathsPerByte*int64(len(t.buf)) {
+			return formatErr("in directory %q: the paths of the image are %d times longer than its metadata (hostile?)", dir.Path(), maxPathsPerByte)
+		}
 		if child.subdirOffset != 0 && isDirAttr(child.Attributes) {
-			if err := parseChildren(buf, child, img, seen, depth+1); err != nil {
+			if err := t.children(child, depth+1, n); err != nil {
 				return err
 			}
 		}
 		child.subdirOffset = 0
 	}
 	return nil
+}
+
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r >= 0x10000 {
+			n++
+		}
+	}
+	return n
 }
 
 // parseDentry reads one directory entry and its extra stream entries. A nil

@@ -11,11 +11,18 @@ import (
 	"sync"
 )
 
-// Limits that keep corrupt headers from causing huge allocations.
+// Limits that keep corrupt or hostile headers and tables from causing huge
+// allocations. Besides these, no resource read whole may expand more than
+// 512 times (see resource.readAll), metadata resources may not overlap (so
+// all images' metadata together is at most 512 times the file), and the
+// parsed tree is bounded by its metadata (see treeParser).
 const (
 	maxBlobTableSize = 1 << 30
-	maxXMLSize       = 64 << 20
-	maxMetadataSize  = 1 << 31
+	// XML data is a few KB per image; parsed, each element costs about
+	// 200 bytes, hence a bound on elements too.
+	maxXMLSize      = 16 << 20
+	maxXMLElements  = 1 << 18
+	maxMetadataSize = 1 << 31
 )
 
 // Info holds the header facts of a WIM.
@@ -209,6 +216,9 @@ func newReader(ps []*part) (*Reader, error) {
 	if len(metas) != int(first.imageCount) {
 		return nil, formatErr("header says %d images but the blob table has %d metadata resources", first.imageCount, len(metas))
 	}
+	if err := disjoint(metas); err != nil {
+		return nil, err
+	}
 	if first.xml.uncompSize > 0 {
 		xb, err := resource{p: ps[0], rh: first.xml}.readAll(maxXMLSize)
 		if err != nil {
@@ -245,6 +255,20 @@ func newReader(ps []*part) (*Reader, error) {
 		r.images = append(r.images, img)
 	}
 	return r, nil
+}
+
+// disjoint refuses metadata resources that share bytes: each image's
+// metadata is decompressed and kept on its own, so images sharing one
+// resource would multiply what a small file makes the reader hold.
+func disjoint(metas []*blob) error {
+	s := append([]*blob(nil), metas...)
+	sort.Slice(s, func(i, j int) bool { return s[i].res.rh.offset < s[j].res.rh.offset })
+	for i := 1; i < len(s); i++ {
+		if prev := s[i-1].res.rh; prev.offset+prev.sizeInWim > s[i].res.rh.offset {
+			return formatErr("the metadata resources of two images overlap at offset %d", s[i].res.rh.offset)
+		}
+	}
+	return nil
 }
 
 // standardXMLField names the image XML elements Image has its own fields for.
@@ -424,7 +448,7 @@ func (img *Image) load() error {
 	m := img.meta
 	// Like wimlib, refuse metadata that decompresses to absurdly more than
 	// the file holds: a fuzzed header must not allocate gigabytes.
-	if m.size/512 > img.r.parts[0].size || m.size > maxMetadataSize {
+	if m.size/512 > m.res.rh.sizeInWim || m.size > maxMetadataSize {
 		return formatErr("image %d: metadata resource of %d bytes is implausible", img.Index, m.size)
 	}
 	buf, err := m.res.readAll(maxMetadataSize)
@@ -443,9 +467,15 @@ func (img *Image) load() error {
 	return img.resolve(pm.root)
 }
 
-// resolve links files to their blobs and reads symlink targets.
+// resolve links files to their blobs and reads symlink targets (each
+// reparse blob once, however many links share it).
 func (img *Image) resolve(root *File) error {
 	var firstErr error
+	type linkKey struct {
+		b   *blob
+		tag uint32
+	}
+	targets := map[linkKey]string{}
 	var walk func(f *File)
 	walk = func(f *File) {
 		if f.Hash != zeroHash {
@@ -466,8 +496,15 @@ func (img *Image) resolve(root *File) error {
 		if f.Attributes&AttrReparsePoint != 0 && f.reparseHash != zeroHash {
 			f.reparse = img.r.blob(f.reparseHash)
 			if f.ReparseTag == ReparseTagSymlink || f.ReparseTag == ReparseTagMountPoint {
-				if err := f.readLinkTarget(); err != nil && firstErr == nil {
-					firstErr = err
+				k := linkKey{f.reparse, f.ReparseTag}
+				if t, ok := targets[k]; ok && k.b != nil {
+					f.LinkTarget = t
+				} else if err := f.readLinkTarget(); err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					targets[k] = f.LinkTarget
 				}
 			}
 		}

@@ -241,9 +241,9 @@ func (it *chunkIter) close() {
 // readAll reads a whole resource into memory; limit guards against absurd
 // sizes from corrupt headers.
 func (res resource) readAll(limit int64) ([]byte, error) {
-	// Like wimlib, refuse sizes that are implausible for the file (no
-	// real resource expands more than 512 times).
-	if res.rh.uncompSize > limit || (res.p.size > 0 && res.rh.uncompSize/512 > res.p.size) {
+	// Like wimlib, refuse sizes that are implausible (no real table or
+	// metadata resource expands more than 512 times).
+	if res.rh.uncompSize > limit || res.rh.uncompSize/512 > res.rh.sizeInWim {
 		return nil, formatErr("resource at %d claims %d bytes (limit %d)", res.rh.offset, res.rh.uncompSize, limit)
 	}
 	it, err := res.chunks()

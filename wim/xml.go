@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // xmlNode is a generic element so that fields we do not interpret (WINDOWS,
@@ -125,22 +126,37 @@ func (n *xmlNode) write(b *bytes.Buffer) {
 	b.WriteString("</" + n.XMLName.Local + ">")
 }
 
-// decodeXMLData converts the UTF-16LE XML resource to a UTF-8 string.
+// decodeXMLData converts the UTF-16LE XML resource to a UTF-8 string,
+// refusing more than maxXMLElements elements before they are parsed.
 func decodeXMLData(b []byte) (string, error) {
-	if len(b)%2 != 0 {
-		b = b[:len(b)-1]
+	le := binary.LittleEndian
+	n := len(b) / 2
+	i := 0
+	if n > 0 && le.Uint16(b) == 0xfeff {
+		i = 1
 	}
-	u := make([]uint16, len(b)/2)
-	for i := range u {
-		u[i] = binary.LittleEndian.Uint16(b[2*i:])
+	for n > i && le.Uint16(b[2*(n-1):]) == 0 {
+		n--
 	}
-	if len(u) > 0 && u[0] == 0xfeff {
-		u = u[1:]
+	var sb strings.Builder
+	sb.Grow(n - i)
+	elements := 0
+	for ; i < n; i++ {
+		r := rune(le.Uint16(b[2*i:]))
+		switch {
+		case r == '<':
+			if elements++; elements > maxXMLElements {
+				return "", formatErr("XML data has more than %d elements", maxXMLElements)
+			}
+		case utf16.IsSurrogate(r) && i+1 < n:
+			if d := utf16.DecodeRune(r, rune(le.Uint16(b[2*i+2:]))); d != utf8.RuneError {
+				r = d
+				i++
+			}
+		}
+		sb.WriteRune(r) // a lone surrogate becomes U+FFFD, as utf16.Decode makes it
 	}
-	for len(u) > 0 && u[len(u)-1] == 0 {
-		u = u[:len(u)-1]
-	}
-	return string(utf16.Decode(u)), nil
+	return sb.String(), nil
 }
 
 func encodeXMLData(s string) []byte {
