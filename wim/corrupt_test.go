@@ -857,10 +857,10 @@ func TestHostileOverlappingChildLists(t *testing.T) {
 	}
 	if os.Getenv("MININT_WRITE_FUZZ_SEEDS") != "" {
 		small := overlapChildLists(t, wimlibWIM(t, "none", build(20)))
-		writeFuzzSeed(t, "FuzzReader", "overlapping-child-lists", small)
+		wim.WriteFuzzSeed(t, "FuzzReader", "overlapping-child-lists", small)
 		for _, rb := range rawBlobs(t, small) {
 			if rb.res.flags&resMetadata != 0 {
-				writeFuzzSeed(t, "FuzzMetadata", "overlapping-child-lists", small[rb.res.offset:rb.res.offset+rb.res.sizeInWIM])
+				wim.WriteFuzzSeed(t, "FuzzMetadata", "overlapping-child-lists", small[rb.res.offset:rb.res.offset+rb.res.sizeInWIM])
 			}
 		}
 	}
@@ -899,64 +899,4 @@ func overlapChildLists(t *testing.T, good []byte) []byte {
 	}
 	rehash(t, b)
 	return b
-}
-
-func writeFuzzSeed(t *testing.T, target, name string, b []byte) {
-	dir := filepath.Join("testdata", "fuzz", target)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestHostileSharedMetadata: two images whose blob table entries point at
-// the same metadata resource would each decompress and keep it; with
-// thousands of images a small file could make the reader hold gigabytes.
-// Metadata resources must not overlap.
-func TestHostileSharedMetadata(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	writeFiles(t, src, map[string]string{"f": "x"})
-	w := filepath.Join(dir, "x.wim")
-	wimlib(t, "capture", src, w, "one", "--compress=none")
-	wimlib(t, "append", src, w, "two")
-	b, err := os.ReadFile(w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var metas []rawBlob
-	for _, rb := range rawBlobs(t, b) {
-		if rb.res.flags&resMetadata != 0 {
-			metas = append(metas, rb)
-		}
-	}
-	if len(metas) != 2 {
-		t.Fatalf("%d metadata resources", len(metas))
-	}
-	// The second entry becomes a copy of the first.
-	copy(b[metas[1].entry:metas[1].entry+blobEntryLen], b[metas[0].entry:metas[0].entry+blobEntryLen])
-	wantErr(t, "two images on one metadata resource", readEverything(b), wim.ErrFormat)
-}
-
-// TestHostileXML: XML data of a few MB made of tiny elements would cost
-// hundreds of MB once parsed; the element count is bounded.
-func TestHostileXML(t *testing.T) {
-	good := wimlibWIM(t, "none", func(src string) { writeFiles(t, src, map[string]string{"f": "x"}) })
-	xml := utf16le("<WIM>" + strings.Repeat("<A/>", 400_000) + "</WIM>")
-	b := append(bytes.Clone(good), xml...)
-	binary.LittleEndian.PutUint64(b[hdrXML:], uint64(len(xml))) // size in WIM (flags 0)
-	binary.LittleEndian.PutUint64(b[hdrXML+8:], uint64(len(good)))
-	binary.LittleEndian.PutUint64(b[hdrXML+16:], uint64(len(xml)))
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	_, err := wim.NewReader(bytes.NewReader(b), int64(len(b)))
-	runtime.ReadMemStats(&after)
-	wantErr(t, "400,000 XML elements", err, wim.ErrFormat)
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
-		t.Errorf("reading %d bytes of XML allocated %d MB", len(xml), alloc>>20)
-	}
 }

@@ -48,6 +48,10 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	}
 }
 
+// WriteFuzzSeed lets the external tests (corrupt_test.go) add the hostile
+// WIMs they build to the corpus.
+var WriteFuzzSeed = writeSeed
+
 func writeSeed(t *testing.T, target, name string, b []byte) {
 	dir := filepath.Join("testdata", "fuzz", target)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
