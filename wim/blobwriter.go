@@ -11,16 +11,43 @@ import (
 	"github.com/minint/minint/wim/internal/ordered"
 )
 
-// blobSource is data to store as one blob.
+// blobSource is data to store as one blob: a captured file, a blob of
+// another WIM, or bytes in memory. It holds no closures, so that capturing
+// a tree of many files costs little memory per file.
 type blobSource struct {
 	size      int64
-	open      func() (io.ReadCloser, error)
+	file      *File  // a captured file: its srcPath is read, its Hash set
+	blob      *blob  // a blob of another WIM, recompressed
+	data      []byte // in memory (metadata, reparse data)
 	hash      [20]byte
 	hashKnown bool
-	path      string
 	metadata  bool
-	// done is called by the writing goroutine once the blob is stored.
+	// done, if set, is called by the writing goroutine once the blob is
+	// stored.
 	done func(b *outBlob)
+}
+
+func (s *blobSource) open() (io.ReadCloser, error) {
+	switch {
+	case s.file != nil:
+		return openNoFollow(s.file.srcPath)
+	case s.blob != nil:
+		return newBlobReader(s.blob, s.path())
+	}
+	return io.NopCloser(byteReader(s.data)), nil
+}
+
+// path names the source in errors.
+func (s *blobSource) path() string {
+	switch {
+	case s.file != nil:
+		return s.file.srcPath
+	case s.blob != nil:
+		return fmt.Sprintf("blob %x", s.blob.hash)
+	case s.metadata:
+		return "metadata resource"
+	}
+	return "reparse data"
 }
 
 // chunkTask is one chunk of a source on its way through writeBlobs.
@@ -133,9 +160,9 @@ func readSources(ctx context.Context, srcs []*blobSource, cs, ahead int, pool *s
 func (s *blobSource) changed(hash [20]byte, grew bool) error {
 	switch {
 	case grew:
-		return fmt.Errorf("wim: %s grew during capture", s.path)
+		return fmt.Errorf("wim: %s grew during capture", s.path())
 	case s.hashKnown && hash != s.hash:
-		return fmt.Errorf("wim: %s changed during capture", s.path)
+		return fmt.Errorf("wim: %s changed during capture", s.path())
 	}
 	return nil
 }
@@ -157,7 +184,7 @@ func emitStreamed(s *blobSource, n, cs int, pool *sync.Pool, emit func(*chunkTas
 		t.data = pool.Get().([]byte)[:usize]
 		if _, err := io.ReadFull(rc, t.data); err != nil {
 			pool.Put(t.data[:cap(t.data)])
-			return fmt.Errorf("wim: reading %s: %w (file changed during capture?)", s.path, noEOF(err))
+			return fmt.Errorf("wim: reading %s: %w (file changed during capture?)", s.path(), noEOF(err))
 		}
 		h.Write(t.data)
 		if i == n-1 {
@@ -298,6 +325,9 @@ func (rw *resourceWriter) end(t *chunkTask) error {
 			w.sizes[s.size] = true
 		}
 	}
+	if s.file != nil {
+		s.file.Hash = ob.hash
+	}
 	if s.done != nil {
 		s.done(ob)
 	}
@@ -338,14 +368,8 @@ func (w *Writer) compressor(comp Compression, cs int) (compressor, error) {
 	return newCompressor(comp, cs)
 }
 
-func memSource(b []byte, path string, metadata bool, done func(*outBlob)) *blobSource {
-	return &blobSource{
-		size:     int64(len(b)),
-		open:     func() (io.ReadCloser, error) { return io.NopCloser(byteReader(b)), nil },
-		path:     path,
-		metadata: metadata,
-		done:     done,
-	}
+func memSource(b []byte, metadata bool, done func(*outBlob)) *blobSource {
+	return &blobSource{size: int64(len(b)), data: b, metadata: metadata, done: done}
 }
 
 func byteReader(b []byte) io.Reader { r := &sliceReader{b: b}; return r }
@@ -362,19 +386,21 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 }
 
 // prefetchMax is the largest source read ahead whole; bigger ones are
-// streamed by the reading goroutine itself.
-const prefetchMax = 1 << 20
+// streamed by the reading goroutine itself (and their open and read
+// latency matters less).
+const prefetchMax = 256 << 10
 
 // prefetcher reads the next small sources on several goroutines while the
 // current one is being compressed: capture of many small files is bound by
 // open/read latency, not by the single reading goroutine's CPU. Files are
 // read straight into the pipeline's chunk buffers, so read-ahead neither
 // allocates per file nor copies the data again; at most n files (each
-// prefetchMax at most) are held at once.
+// prefetchMax at most) are held at once, and nothing is allocated for a
+// file before its turn comes.
 type prefetcher struct {
 	srcs  []*blobSource
 	slots chan struct{}
-	items []*prefetched
+	ready chan *prefetched // the read-ahead files, in order
 	wg    sync.WaitGroup
 }
 
@@ -386,16 +412,10 @@ type prefetched struct {
 }
 
 func newPrefetcher(ctx context.Context, srcs []*blobSource, n, cs int, pool *sync.Pool) *prefetcher {
-	p := &prefetcher{srcs: srcs, slots: make(chan struct{}, n), items: make([]*prefetched, len(srcs))}
-	for i, s := range srcs {
-		if s.size <= prefetchMax {
-			p.items[i] = &prefetched{done: make(chan struct{})}
-		}
-	}
+	p := &prefetcher{srcs: srcs, slots: make(chan struct{}, n), ready: make(chan *prefetched, n)}
 	p.wg.Go(func() {
-		for i, s := range srcs {
-			it := p.items[i]
-			if it == nil {
+		for _, s := range srcs {
+			if s.size > prefetchMax {
 				continue
 			}
 			select {
@@ -403,6 +423,8 @@ func newPrefetcher(ctx context.Context, srcs []*blobSource, n, cs int, pool *syn
 			case <-ctx.Done():
 				return
 			}
+			it := &prefetched{done: make(chan struct{})}
+			p.ready <- it // room: one slot per item not yet taken
 			p.wg.Go(func() {
 				defer close(it.done)
 				it.err = it.read(ctx, s, cs, pool)
@@ -417,15 +439,9 @@ func newPrefetcher(ctx context.Context, srcs []*blobSource, n, cs int, pool *syn
 func (p *prefetcher) stop(cancel func(), pool *sync.Pool) {
 	cancel()
 	p.wg.Wait()
-	for _, it := range p.items {
-		if it == nil {
-			continue
-		}
-		select {
-		case <-it.done:
-			it.release(pool, 0)
-		default: // never started
-		}
+	close(p.ready)
+	for it := range p.ready {
+		it.release(pool, 0)
 	}
 }
 
@@ -442,7 +458,7 @@ func (it *prefetched) read(ctx context.Context, s *blobSource, cs int, pool *syn
 		b := pool.Get().([]byte)[:min(left, int64(cs))]
 		it.chunks = append(it.chunks, b)
 		if _, err := io.ReadFull(rc, b); err != nil {
-			return fmt.Errorf("wim: reading %s: %w (file changed during capture?)", s.path, noEOF(err))
+			return fmt.Errorf("wim: reading %s: %w (file changed during capture?)", s.path(), noEOF(err))
 		}
 		left -= int64(len(b))
 	}
@@ -450,7 +466,7 @@ func (it *prefetched) read(ctx context.Context, s *blobSource, cs int, pool *syn
 	k, err := rc.Read(one[:])
 	it.grew = k != 0
 	if err != nil && err != io.EOF {
-		return fmt.Errorf("wim: reading %s: %w", s.path, err)
+		return fmt.Errorf("wim: reading %s: %w", s.path(), err)
 	}
 	return nil
 }
@@ -466,19 +482,21 @@ func (it *prefetched) release(pool *sync.Pool, i int) {
 // take waits for source i if it is read ahead and returns it (nil if it
 // is not), releasing its slot for the next file.
 func (p *prefetcher) take(ctx context.Context, i int) (*prefetched, error) {
-	it := p.items[i]
-	if it == nil {
+	if p.srcs[i].size > prefetchMax {
 		return nil, nil
+	}
+	var it *prefetched
+	select {
+	case it = <-p.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	select {
 	case <-it.done:
 	case <-ctx.Done():
+		p.ready <- it // for stop to release once read
 		return nil, ctx.Err()
 	}
 	<-p.slots
-	// Forget the item: otherwise every small file read ahead stays
-	// reachable until the last source is written, and capture's memory
-	// grows with the tree.
-	p.items[i] = nil
 	return it, nil
 }

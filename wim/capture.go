@@ -163,40 +163,28 @@ type devIno struct{ dev, ino uint64 }
 // storeTree writes every blob of a scanned tree (reparse data and file
 // contents) that the WIM does not hold yet, and fills in the hashes.
 func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) error {
-	// Reparse data is small and in memory.
-	var srcs []*blobSource
+	// One file per hard-link group is read; reparse data is small and in
+	// memory.
 	var files []*File
+	var srcs []*blobSource
+	scheduled := map[[20]byte]bool{}
 	seenGroup := map[uint64]bool{}
-	var walk func(f *File)
-	walk = func(f *File) {
+	walkTree(root, func(f *File) {
+		if f.reparse != nil && f.reparseData != nil {
+			if h := f.reparseHash; w.blobs[h] == nil && !scheduled[h] {
+				scheduled[h] = true
+				s := memSource(f.reparseData, false, nil)
+				s.hash, s.hashKnown = h, true
+				srcs = append(srcs, s)
+			}
+		}
 		if f.srcPath != "" && f.Size > 0 && f.unixType() == unixRegular && !seenGroup[f.HardLinkGroup] {
 			if f.HardLinkGroup != 0 {
 				seenGroup[f.HardLinkGroup] = true
 			}
 			files = append(files, f)
 		}
-		for _, c := range f.Children {
-			walk(c)
-		}
-	}
-	walk(root)
-	scheduled := map[[20]byte]bool{}
-	var rwalk func(f *File)
-	rwalk = func(f *File) {
-		if f.reparse != nil && f.reparseData != nil {
-			h := f.reparseHash
-			if w.blobs[h] == nil && !scheduled[h] {
-				scheduled[h] = true
-				s := memSource(f.reparseData, f.srcPath, false, nil)
-				s.hash, s.hashKnown = h, true
-				srcs = append(srcs, s)
-			}
-		}
-		for _, c := range f.Children {
-			rwalk(c)
-		}
-	}
-	rwalk(root)
+	})
 
 	// Only files whose size occurs more than once (in this tree or in the
 	// WIM already) can be duplicates: hash those first, in parallel, so
@@ -211,54 +199,22 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 			cands = append(cands, f)
 		}
 	}
+	count = nil
 	if err := hashFiles(ctx, cands, w.opts.Threads); err != nil {
 		return err
 	}
-	known := map[*File]bool{}
-	for _, f := range cands {
-		known[f] = true
-	}
 	var total int64
-	// Files sharing a hard-link group share one source.
-	groupFiles := map[uint64][]*File{}
-	var walk2 func(f *File)
-	walk2 = func(f *File) {
-		if f.HardLinkGroup != 0 && f.srcPath != "" && f.unixType() == unixRegular {
-			groupFiles[f.HardLinkGroup] = append(groupFiles[f.HardLinkGroup], f)
-		}
-		for _, c := range f.Children {
-			walk2(c)
-		}
-	}
-	walk2(root)
 	for _, f := range files {
-		f := f
-		targets := []*File{f}
-		if f.HardLinkGroup != 0 {
-			targets = groupFiles[f.HardLinkGroup]
-		}
-		setHash := func(h [20]byte) {
-			for _, t := range targets {
-				t.Hash = h
-			}
-		}
-		if known[f] {
-			setHash(f.Hash)
+		known := f.Hash != zeroHash // hashed above
+		if known {
 			if w.blobs[f.Hash] != nil || scheduled[f.Hash] {
 				continue
 			}
 			scheduled[f.Hash] = true
 		}
-		s := &blobSource{
-			size:      f.Size,
-			open:      func() (io.ReadCloser, error) { return openNoFollow(f.srcPath) },
-			hash:      f.Hash,
-			hashKnown: known[f],
-			path:      f.srcPath,
-			done:      func(b *outBlob) { setHash(b.hash) },
-		}
+		// The writer sets f.Hash once it is stored.
+		srcs = append(srcs, &blobSource{size: f.Size, file: f, hash: f.Hash, hashKnown: known})
 		total += f.Size
-		srcs = append(srcs, s)
 	}
 	var done int64
 	var progress func(int64)
@@ -269,7 +225,30 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 		}
 		opts.Progress(0, total)
 	}
-	return w.writeBlobs(ctx, srcs, progress)
+	if err := w.writeBlobs(ctx, srcs, progress); err != nil {
+		return err
+	}
+	// The other names of a hard-linked file get its hash.
+	group := map[uint64][20]byte{}
+	for _, f := range files {
+		if f.HardLinkGroup != 0 {
+			group[f.HardLinkGroup] = f.Hash
+		}
+	}
+	walkTree(root, func(f *File) {
+		if h, ok := group[f.HardLinkGroup]; ok && f.HardLinkGroup != 0 && f.srcPath != "" && f.unixType() == unixRegular && f.Size > 0 {
+			f.Hash = h
+		}
+	})
+	return nil
+}
+
+// walkTree calls fn for f and everything below it, parents first.
+func walkTree(f *File, fn func(*File)) {
+	fn(f)
+	for _, c := range f.Children {
+		walkTree(c, fn)
+	}
 }
 
 // hashFiles computes the SHA-1 of files on threads goroutines.

@@ -35,8 +35,33 @@ func openNoFollow(path string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	return os.NewFile(uintptr(fd), path), nil
+	return &fdReader{fd: fd, path: path}, nil
 }
+
+// fdReader reads a regular file through its descriptor: capture opens every
+// file of the tree once, and an *os.File (with its finalizer) for each
+// costs more than reading small files.
+type fdReader struct {
+	fd   int
+	path string
+}
+
+func (r *fdReader) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(r.fd, p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, &os.PathError{Op: "read", Path: r.path, Err: err}
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (r *fdReader) Close() error { return unix.Close(r.fd) }
 
 func (s *scanner) scanRoot(ctx context.Context, dir string) (*File, error) {
 	s.ctx = ctx

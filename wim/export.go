@@ -106,14 +106,7 @@ func (w *Writer) exportImage(ctx context.Context, img *Image, opts ImageOptions)
 			progress(b.size)
 			continue
 		}
-		b := b
-		recompress = append(recompress, &blobSource{
-			size:      b.size,
-			open:      func() (io.ReadCloser, error) { return newBlobReader(b, fmt.Sprintf("blob %x", b.hash)) },
-			hash:      b.hash,
-			hashKnown: true,
-			path:      fmt.Sprintf("blob %x of image %d", b.hash, img.Index),
-		})
+		recompress = append(recompress, &blobSource{size: b.size, blob: b, hash: b.hash, hashKnown: true})
 	}
 	if err := w.writeBlobs(ctx, recompress, progress); err != nil {
 		return err

@@ -25,9 +25,9 @@ func fdTreeWIM(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	// One blob for every leaf, and one of each top directory's own.
-	srcs := []*blobSource{memSource([]byte("one blob, many names\n"), "same", false, nil)}
+	srcs := []*blobSource{memSource([]byte("one blob, many names\n"), false, nil)}
 	for i := range 100 {
-		srcs = append(srcs, memSource(fmt.Appendf(nil, "own %d\n", i), "own", false, nil))
+		srcs = append(srcs, memSource(fmt.Appendf(nil, "own %d\n", i), false, nil))
 	}
 	blobs := make([]*outBlob, len(srcs))
 	for i, s := range srcs {

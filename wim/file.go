@@ -138,10 +138,7 @@ type File struct {
 	rpReserved   uint16
 	unknown54    uint32
 	extra        []byte // tagged items other than UNIX data and xattrs
-	securitySD   []byte // capture: descriptor to register
 	srcPath      string // capture: path on disk
-	srcIno       uint64 // capture: inode for hard-link detection
-	srcDev       uint64
 	subdirOffset int64  // parse only
 	reparseData  []byte // capture: reparse blob contents
 }

@@ -15,7 +15,7 @@ type outFile struct {
 }
 
 func newOutFile(w io.WriteSeeker, start int64) *outFile {
-	return &outFile{w: w, buf: make([]byte, 0, 1<<20), bufStart: start}
+	return &outFile{w: w, buf: make([]byte, 0, 256<<10), bufStart: start}
 }
 
 func (o *outFile) offset() int64 { return o.bufStart + int64(len(o.buf)) }

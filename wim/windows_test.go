@@ -22,8 +22,8 @@ func writeWindowsStyleWIM(t *testing.T, path string, c Compression) {
 	ads := []byte("zone identifier stream")
 	var dataHash, adsHash [20]byte
 	err = w.writeBlobs(context.Background(), []*blobSource{
-		memSource(data, "data", false, func(b *outBlob) { dataHash = b.hash }),
-		memSource(ads, "ads", false, func(b *outBlob) { adsHash = b.hash }),
+		memSource(data, false, func(b *outBlob) { dataHash = b.hash }),
+		memSource(ads, false, func(b *outBlob) { adsHash = b.hash }),
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -165,7 +165,7 @@ func (w *Writer) fail(err error) error {
 // addImage stores a finished tree: its metadata resource and XML entry.
 func (w *Writer) addImage(ctx context.Context, root *File, meta []byte, xmlNode *xmlNode) error {
 	var mb *outBlob
-	if err := w.writeBlobs(ctx, []*blobSource{memSource(meta, "metadata resource", true, func(b *outBlob) { mb = b })}, nil); err != nil {
+	if err := w.writeBlobs(ctx, []*blobSource{memSource(meta, true, func(b *outBlob) { mb = b })}, nil); err != nil {
 		return w.fail(err)
 	}
 	mb.refcnt = 1

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -49,6 +50,17 @@ func init() {
 // it was writing and fails, instead of dying half-way.
 func wimContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM, unix.SIGHUP, unix.SIGPIPE)
+}
+
+// lowGC lowers the garbage collector's target (unless GOGC says
+// otherwise) for capture: it allocates little as it goes (chunk buffers are
+// reused), so collecting at 25% growth instead of 100% costs next to no CPU
+// and keeps the peak memory, the scanned tree plus the pipeline, near
+// wimlib's.
+func lowGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+	}
 }
 
 // openWIM opens a WIM, or a split set when the name ends in .swm.
@@ -156,6 +168,7 @@ func wimCaptureCmd(verb string, do func(ctx context.Context, dst, src string, wo
 		wopts := wim.WriterOptions{Compression: comp, Threads: *threads, Integrity: *check}
 		ctx, stop := wimContext()
 		defer stop()
+		lowGC()
 		err = do(ctx, dst, src, wopts, opts)
 		task.Finish(err)
 		return err

@@ -28,17 +28,25 @@ const (
 	numLenHeaders = 16
 )
 
+// tableCap is the decode table's size: a power of two at least
+// huffman.TableSize(numSymbols, decTableBits, maxCodeLen), so that masked
+// indexes need no bounds checks in the decoding loop.
+const tableCap = 1 << 14
+
 // Decompressor is reusable and not safe for concurrent use (one per goroutine).
 type Decompressor struct {
 	lens    [numSymbols]uint8
 	scratch [numSymbols]uint16
-	table   []uint32
+	table   *[tableCap]uint32
 }
 
 // NewDecompressor returns a Decompressor for chunks of any size up to 64 KiB
 // (XPRESS offsets cannot reach further).
 func NewDecompressor() *Decompressor {
-	return &Decompressor{table: make([]uint32, huffman.TableSize(numSymbols, decTableBits, maxCodeLen))}
+	if huffman.TableSize(numSymbols, decTableBits, maxCodeLen) > tableCap {
+		panic("xpress: decode table too small")
+	}
+	return &Decompressor{table: new([tableCap]uint32)}
 }
 
 func corrupt(format string, args ...any) error {
@@ -63,7 +71,7 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 		longest = max(longest, l)
 	}
 	tb := min(decTableBits, max(uint32(longest), 1))
-	if err := huffman.BuildDecodeTable(d.table, d.lens[:], uint(tb), maxCodeLen, d.scratch[:]); err != nil {
+	if err := huffman.BuildDecodeTable(d.table[:], d.lens[:], uint(tb), maxCodeLen, d.scratch[:]); err != nil {
 		return corrupt("bad Huffman code")
 	}
 	table := d.table
@@ -71,22 +79,22 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 	// Bit reader state in locals, with bitstream.Reader's exact refill
 	// policy: raw length bytes sit right after the units fetched so far.
 	var buf, left uint32
-	pos, out := 0, 0
-	for out < len(dst) {
+	var pos, out uint // unsigned: the compiler then proves the indexes below in bounds
+	for out < uint(len(dst)) {
 		if left < 16 {
-			if pos+1 < len(in) {
-				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+			if pos+1 < uint(len(in)) {
+				buf |= (uint32(in[pos]) | uint32(in[pos+1])<<8) << (16 - left)
 				pos += 2
 				left += 16
 			} else {
 				left = 32
 			}
 		}
-		e := table[buf>>(32-tb)]
+		e := table[(buf>>(32-tb))&(tableCap-1)]
 		if e&huffman.EntrySubtable != 0 {
 			buf <<= tb
 			left -= tb
-			e = table[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+			e = table[((e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask)))&(tableCap-1)]
 		}
 		n := e & huffman.EntryLenMask
 		buf <<= n
@@ -100,26 +108,26 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 		length := int(sym & 0xF)
 		log2Off := (sym >> 4) & 0xF
 		if left < 16 {
-			if pos+1 < len(in) {
-				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+			if pos+1 < uint(len(in)) {
+				buf |= (uint32(in[pos]) | uint32(in[pos+1])<<8) << (16 - left)
 				pos += 2
 				left += 16
 			} else {
 				left = 32
 			}
 		}
-		offset := int(1<<log2Off | buf>>(32-log2Off))
+		offset := uint(1<<log2Off | buf>>(32-log2Off))
 		buf <<= log2Off
 		left -= log2Off
 		if length == 0xF {
-			if pos < len(in) {
+			if pos < uint(len(in)) {
 				length += int(in[pos])
 				pos++
 			}
 			if length == 0xF+0xFF {
 				length = 0
-				if pos+1 < len(in) {
-					length = int(binary.LittleEndian.Uint16(in[pos:]))
+				if pos+1 < uint(len(in)) {
+					length = int(in[pos]) | int(in[pos+1])<<8
 					pos += 2
 				}
 			}
@@ -128,17 +136,17 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 		if offset > out {
 			return corrupt("match offset %d before start of data at position %d", offset, out)
 		}
-		if length > len(dst)-out {
+		if uint(length) > uint(len(dst))-out {
 			return corrupt("match of length %d runs past end of data at position %d", length, out)
 		}
 		src := out - offset
-		if offset >= 8 && length <= 16 && len(dst)-out >= 16 {
+		if offset >= 8 && length <= 16 && uint(len(dst))-out >= 16 {
 			binary.LittleEndian.PutUint64(dst[out:], binary.LittleEndian.Uint64(dst[src:]))
 			binary.LittleEndian.PutUint64(dst[out+8:], binary.LittleEndian.Uint64(dst[src+8:]))
 		} else {
-			lzCopy(dst, out, offset, length)
+			lzCopy(dst, int(out), int(offset), length)
 		}
-		out += length
+		out += uint(length)
 	}
 	return nil
 }
