@@ -541,6 +541,19 @@ func (a *applier) writeData(ctx context.Context, jobs map[*blob][]*applyEntry) e
 		}
 		return order[i].res.rh.offset < order[j].res.rh.offset
 	})
+	if a.opts.Threads == 1 {
+		// One core (a PE with one vCPU): no goroutine per blob to hand
+		// over to and back.
+		for _, b := range order {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := a.writeBlob(ctx, b, jobs[b]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.opts.Threads)
 	for _, b := range order {

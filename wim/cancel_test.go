@@ -3,6 +3,7 @@ package wim_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -66,14 +67,16 @@ func TestCancel(t *testing.T) {
 	}
 	defer rc.Close()
 
-	ctx, prog, after := cancelAfter()
-	out := filepath.Join(dir, "out")
-	if err := rc.Apply(ctx, 1, out, wim.ApplyOptions{Threads: 2, Progress: prog}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled Apply: %v, want context.Canceled", err)
-	}
-	// The blobs in progress finish or stop; nothing new starts.
-	if n := after.Load(); n > total/2+4*(256<<10) {
-		t.Errorf("Apply went on to %d of %d bytes after being cancelled at half", n, total)
+	for _, threads := range []int{1, 2} {
+		ctx, prog, after := cancelAfter()
+		out := filepath.Join(dir, "out", fmt.Sprint(threads))
+		if err := rc.Apply(ctx, 1, out, wim.ApplyOptions{Threads: threads, Progress: prog}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled Apply (%d threads): %v, want context.Canceled", threads, err)
+		}
+		// The blobs in progress finish or stop; nothing new starts.
+		if n := after.Load(); n > total/2+4*(256<<10) {
+			t.Errorf("Apply (%d threads) went on to %d of %d bytes after being cancelled at half", threads, n, total)
+		}
 	}
 
 	ctx, prog, _ = cancelAfter()
