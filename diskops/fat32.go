@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"io"
 	"strings"
 	"time"
@@ -69,7 +70,7 @@ func fatLayout(size int64) (fatGeometry, error) {
 	}
 	g.clusters = uint32(data / int64(g.secPerCluster))
 	if g.clusters < fatMinClusters {
-		return g, fmt.Errorf("%w: %s gives %d clusters, FAT32 needs at least %d (about 33 MiB)", ErrTooSmall, Size(size).Human(), g.clusters, fatMinClusters)
+		return g, fmt.Errorf("%w: %s gives %d clusters, FAT32 needs at least %d (about 33 MiB)", ErrTooSmall, bytesize.Size(size).Human(), g.clusters, fatMinClusters)
 	}
 	if g.clusters > fatMaxClusters || uint64(g.fatSectors)*fatSector/4 < uint64(g.clusters)+2 {
 		return g, fmt.Errorf("FAT32 geometry for %d bytes does not add up", size)

@@ -2,6 +2,7 @@ package diskops
 
 import (
 	"errors"
+	"github.com/minint/minint/bytesize"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,7 @@ func TestFAT32FsckClean(t *testing.T) {
 		fs, err := FormatFAT32(f, off, size, FATOptions{Label: "esp", VolumeID: 0x1234ABCD, HiddenSectors: 2048})
 		f.Close()
 		if err != nil {
-			t.Fatalf("%s: %v", Size(size), err)
+			t.Fatalf("%s: %v", bytesize.Size(size), err)
 		}
 		if fs.UUID != "1234-ABCD" || fs.Label != "ESP" {
 			t.Errorf("returned %+v", fs)
@@ -46,25 +47,25 @@ func TestFAT32FsckClean(t *testing.T) {
 		}
 		out := disktest.Run(t, fsck, "-n", part)
 		if testing.Verbose() {
-			t.Logf("%s:\n%s", Size(size), out)
+			t.Logf("%s:\n%s", bytesize.Size(size), out)
 		}
 		if !disktest.FsckVFATClean(out) {
-			t.Errorf("%s: fsck.vfat:\n%s", Size(size), out)
+			t.Errorf("%s: fsck.vfat:\n%s", bytesize.Size(size), out)
 		}
 		got := disktest.Run(t, blkid, "-p", "-o", "export", part)
 		for _, want := range []string{"TYPE=vfat", "VERSION=FAT32", "LABEL=ESP", "UUID=1234-ABCD"} {
 			if !strings.Contains(got, want+"\n") {
-				t.Errorf("%s: blkid lacks %s:\n%s", Size(size), want, got)
+				t.Errorf("%s: blkid lacks %s:\n%s", bytesize.Size(size), want, got)
 			}
 		}
 		src := filepath.Join(t.TempDir(), "hello.txt")
 		os.WriteFile(src, []byte("hello from minint\n"), 0o644)
 		disktest.Run(t, mcopy, "-i", part, src, "::/hello.txt")
 		if back := disktest.Run(t, "mtype", "-i", part, "::/hello.txt"); back != "hello from minint\n" {
-			t.Errorf("%s: read back %q", Size(size), back)
+			t.Errorf("%s: read back %q", bytesize.Size(size), back)
 		}
 		if out := disktest.Run(t, fsck, "-n", part); !disktest.FsckVFATClean(out) {
-			t.Errorf("%s: fsck after write:\n%s", Size(size), out)
+			t.Errorf("%s: fsck after write:\n%s", bytesize.Size(size), out)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"hash/crc32"
 	"os"
 	"os/exec"
@@ -112,7 +113,7 @@ func formatExt4(ctx context.Context, f *os.File, off, size int64, s FormatSpec) 
 		return want, mkfsExt4(ctx, f, off, size, s.Label, want.UUID)
 	}
 	if size < 8<<20 {
-		return nil, fmt.Errorf("%w: ext4 needs at least 8 MiB, got %s", ErrTooSmall, Size(size).Human())
+		return nil, fmt.Errorf("%w: ext4 needs at least 8 MiB, got %s", ErrTooSmall, bytesize.Size(size).Human())
 	}
 	// Old superblocks in the range would confuse a later probe if the new
 	// filesystem did not overwrite them; clear the first MiB.

@@ -2,11 +2,15 @@ package diskops
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/minint/minint/bytesize"
+	"github.com/minint/minint/internal/strictyaml"
 )
 
 // Layout is a partitioning plan, shared with the task sequence's partition
@@ -14,7 +18,7 @@ import (
 //
 //	table: gpt
 //	partitions:
-//	  - {name: esp, size: 256M, type: esp, fs: vfat, label: ESP}
+//	  - {name: esp, size: 256MiB, type: esp, fs: vfat, label: ESP}
 //	  - {name: root, size: rest, type: linux, fs: ext4, label: root}
 type Layout struct {
 	// Table is "gpt" (the default) or "mbr".
@@ -27,9 +31,10 @@ type PartitionSpec struct {
 	// Name is the GPT partition name (ignored for MBR) and how the task
 	// sequence refers to the partition.
 	Name string `yaml:"name" json:"name"`
-	// Size is absolute ("256M"), a percentage of the disk's usable space
-	// ("50%") or "rest" (what is left; at most one partition).
-	Size string `yaml:"size" json:"size"`
+	// Size is absolute ("256M", see package bytesize), a percentage of
+	// the disk's usable space ("50%") or "rest" (what is left; at most one
+	// partition).
+	Size PartSize `yaml:"size" json:"size"`
 	// Type is esp, linux, root-x86-64, bios-boot, swap, msdata, fat32,
 	// msr, lvm, home, a GPT type GUID, or an MBR type byte ("0x83").
 	Type string `yaml:"type,omitempty" json:"type,omitempty"`
@@ -100,15 +105,13 @@ func (l *Layout) Validate() error {
 		if l.Table == "gpt" && len([]rune(p.Name)) > 36 {
 			return fmt.Errorf("%w: %s: GPT names hold at most 36 characters", ErrLayout, where)
 		}
-		kind, v, err := parsePartSize(p.Size)
-		if err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrLayout, where, err)
-		}
-		switch kind {
-		case "rest":
+		switch {
+		case p.Size == PartSize{}:
+			return fmt.Errorf("%w: %s: no size (want e.g. 256M, 50%% or rest)", ErrLayout, where)
+		case p.Size.Rest:
 			rest++
-		case "pct":
-			pct += v
+		case p.Size.Percent > 0:
+			pct += p.Size.Percent
 		}
 		if _, _, err := resolveType(l.Table, p.Type); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrLayout, where, err)
@@ -140,28 +143,85 @@ func (l *Layout) Validate() error {
 	return nil
 }
 
-func parsePartSize(s string) (kind string, v float64, err error) {
-	s = strings.TrimSpace(s)
+// PartSize is a partition's size in a layout: a size (package bytesize:
+// 256M = 256 MiB, 4GB = 4×10⁹ bytes, rounded up to the 1 MiB alignment),
+// a percentage of the disk's usable space ("50%", "12.5%") or "rest".
+type PartSize struct {
+	Bytes   bytesize.Size // when neither Percent nor Rest
+	Percent float64       // in (0, 100]
+	Rest    bool
+}
+
+// ParsePartSize reads a partition size.
+func ParsePartSize(s string) (PartSize, error) {
+	t := strings.TrimSpace(s)
 	switch {
-	case s == "":
-		return "", 0, fmt.Errorf("no size (want e.g. 256M, 50%% or rest)")
-	case strings.EqualFold(s, "rest"):
-		return "rest", 0, nil
-	case strings.HasSuffix(s, "%"):
-		f, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
-		if err != nil || f <= 0 || f > 100 {
-			return "", 0, fmt.Errorf("size %q: want a percentage in (0, 100]", s)
+	case t == "":
+		return PartSize{}, fmt.Errorf("no size (want e.g. 256M, 50%% or rest)")
+	case strings.EqualFold(t, "rest"):
+		return PartSize{Rest: true}, nil
+	case strings.HasSuffix(t, "%"):
+		f, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(t, "%")), 64)
+		if err != nil || !(f > 0 && f <= 100) {
+			return PartSize{}, fmt.Errorf("size %q: want a percentage in (0, 100]", s)
 		}
-		return "pct", f, nil
+		return PartSize{Percent: f}, nil
 	}
-	n, err := ParseSize(s)
+	n, err := bytesize.Parse(t)
 	if err != nil {
-		return "", 0, err
+		return PartSize{}, fmt.Errorf("%w (or a percentage such as 50%%, or rest)", err)
 	}
 	if n < Align {
-		return "", 0, fmt.Errorf("size %q is below the 1 MiB alignment", s)
+		return PartSize{}, fmt.Errorf("size %s is below the 1 MiB alignment", n.Explain())
 	}
-	return "abs", float64(n), nil
+	return PartSize{Bytes: n}, nil
+}
+
+// String writes the size as ParsePartSize reads it; "" for the zero
+// PartSize (no size given).
+func (p PartSize) String() string {
+	switch {
+	case p.Rest:
+		return "rest"
+	case p.Percent > 0:
+		return strconv.FormatFloat(p.Percent, 'f', -1, 64) + "%"
+	case p.Bytes > 0:
+		return p.Bytes.String()
+	}
+	return ""
+}
+
+// UnmarshalYAML reports a bad size at its line and column.
+func (p *PartSize) UnmarshalYAML(n ast.Node) error {
+	v, err := ParsePartSize(yamlScalarText(n))
+	if err != nil {
+		return strictyaml.Errorf(n, "%v", err)
+	}
+	*p = v
+	return nil
+}
+
+func yamlScalarText(n ast.Node) string {
+	switch v := n.(type) {
+	case *ast.StringNode:
+		return v.Value
+	case *ast.IntegerNode, *ast.FloatNode:
+		return v.GetToken().Value
+	}
+	return ""
+}
+
+// MarshalText writes String (JSON plans, journals).
+func (p PartSize) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText reads what MarshalText writes.
+func (p *PartSize) UnmarshalText(b []byte) error {
+	v, err := ParsePartSize(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
 }
 
 // Planned is a partition placed on a particular disk.
@@ -194,38 +254,41 @@ func (l *Layout) Plan(diskSize int64, sectorSize int) ([]Planned, error) {
 		}
 	}
 	if l.Table == "mbr" && diskSize > (1<<32)*int64(sectorSize) {
-		return nil, fmt.Errorf("%w: the disk has %s but an MBR addresses at most 2 TiB; use table: gpt", ErrLayout, Size(diskSize).Human())
+		return nil, fmt.Errorf("%w: the disk has %s but an MBR addresses at most 2 TiB; use table: gpt", ErrLayout, bytesize.Size(diskSize).Human())
 	}
 	end = end / Align * Align
 	usable := end - first
 	if usable <= 0 {
-		return nil, fmt.Errorf("%w: a %s disk has no room for partitions", ErrTooSmall, Size(diskSize).Human())
+		return nil, fmt.Errorf("%w: a %s disk has no room for partitions", ErrTooSmall, bytesize.Size(diskSize).Human())
 	}
 	var fixed int64
 	sizes := make([]int64, len(l.Partitions))
 	restIdx := -1
 	for i, p := range l.Partitions {
-		kind, v, _ := parsePartSize(p.Size)
-		switch kind {
-		case "abs":
-			sizes[i] = (int64(v) + Align - 1) / Align * Align
-		case "pct":
-			sizes[i] = int64(float64(usable)*v/100) / Align * Align
-			if sizes[i] == 0 {
-				return nil, fmt.Errorf("%w: partition %d (%s): %s of %s is less than 1 MiB", ErrTooSmall, i+1, p.Name, p.Size, Size(usable).Human())
-			}
-		case "rest":
+		switch {
+		case p.Size.Rest:
 			restIdx = i
 			continue
+		case p.Size.Percent > 0:
+			sizes[i] = int64(float64(usable)*p.Size.Percent/100) / Align * Align
+			if sizes[i] == 0 {
+				return nil, fmt.Errorf("%w: partition %d (%s): %s of %s is less than 1 MiB", ErrTooSmall, i+1, p.Name, p.Size, bytesize.Size(usable).Human())
+			}
+		default:
+			sizes[i] = int64(p.Size.Bytes)
+			if sizes[i] <= usable { // larger ones fail below; rounding them up could overflow
+				sizes[i] = (sizes[i] + Align - 1) / Align * Align
+			}
 		}
-		fixed += sizes[i]
+		// Saturating: a hostile layout's sizes cannot wrap around.
+		fixed = min(fixed, math.MaxInt64-Align-sizes[i]) + sizes[i]
 	}
 	if fixed > usable || (restIdx >= 0 && fixed+Align > usable) {
 		need := fixed
 		if restIdx >= 0 {
 			need += Align
 		}
-		return nil, fmt.Errorf("%w: the layout needs %s but the disk has %s usable (%s in all)", ErrTooSmall, Size(need).Human(), Size(usable).Human(), Size(diskSize).Human())
+		return nil, fmt.Errorf("%w: the layout needs %s but the disk has %s usable (%s in all)", ErrTooSmall, bytesize.Size(need).Human(), bytesize.Size(usable).Human(), bytesize.Size(diskSize).Human())
 	}
 	if restIdx >= 0 {
 		sizes[restIdx] = usable - fixed

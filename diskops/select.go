@@ -2,6 +2,7 @@ package diskops
 
 import (
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -21,19 +22,19 @@ import (
 // the device exactly (name, serial, wwn, by_path); loop devices only when
 // the rule says transport: loop or names them.
 type Rule struct {
-	Name         string `yaml:"name,omitempty" json:"name,omitempty"` // sda or /dev/sda
-	Transport    string `yaml:"transport,omitempty" json:"transport,omitempty"`
-	MinSize      Size   `yaml:"min_size,omitempty" json:"min_size,omitempty"`
-	MaxSize      Size   `yaml:"max_size,omitempty" json:"max_size,omitempty"`
-	Removable    *bool  `yaml:"removable,omitempty" json:"removable,omitempty"`
-	Rotational   *bool  `yaml:"rotational,omitempty" json:"rotational,omitempty"`
-	Serial       string `yaml:"serial,omitempty" json:"serial,omitempty"`
-	WWN          string `yaml:"wwn,omitempty" json:"wwn,omitempty"`
-	Model        string `yaml:"model,omitempty" json:"model,omitempty"` // shell glob, case-insensitive
-	ByPath       string `yaml:"by_path,omitempty" json:"by_path,omitempty"`
-	Largest      bool   `yaml:"largest,omitempty" json:"largest,omitempty"`
-	FirstLargest bool   `yaml:"first_largest,omitempty" json:"first_largest,omitempty"`
-	Smallest     bool   `yaml:"smallest,omitempty" json:"smallest,omitempty"`
+	Name         string        `yaml:"name,omitempty" json:"name,omitempty"` // sda or /dev/sda
+	Transport    string        `yaml:"transport,omitempty" json:"transport,omitempty"`
+	MinSize      bytesize.Size `yaml:"min_size,omitempty" json:"min_size,omitempty"`
+	MaxSize      bytesize.Size `yaml:"max_size,omitempty" json:"max_size,omitempty"`
+	Removable    *bool         `yaml:"removable,omitempty" json:"removable,omitempty"`
+	Rotational   *bool         `yaml:"rotational,omitempty" json:"rotational,omitempty"`
+	Serial       string        `yaml:"serial,omitempty" json:"serial,omitempty"`
+	WWN          string        `yaml:"wwn,omitempty" json:"wwn,omitempty"`
+	Model        string        `yaml:"model,omitempty" json:"model,omitempty"` // shell glob, case-insensitive
+	ByPath       string        `yaml:"by_path,omitempty" json:"by_path,omitempty"`
+	Largest      bool          `yaml:"largest,omitempty" json:"largest,omitempty"`
+	FirstLargest bool          `yaml:"first_largest,omitempty" json:"first_largest,omitempty"`
+	Smallest     bool          `yaml:"smallest,omitempty" json:"smallest,omitempty"`
 }
 
 // ParseRule reads a rule written as YAML ("{transport: nvme, min_size:
@@ -213,7 +214,7 @@ func (e *SelectionError) Unwrap() error { return e.Err }
 
 // Describe is the one-line description used in errors and confirmations.
 func Describe(d *Disk) string {
-	s := fmt.Sprintf("%s %s %s", d.Path, Size(d.Size).Human(), d.Transport)
+	s := fmt.Sprintf("%s %s %s", d.Path, bytesize.Size(d.Size).Human(), d.Transport)
 	if d.Model != "" {
 		s += fmt.Sprintf(" model %q", d.Model)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -339,7 +340,7 @@ func TestParseRuleErrors(t *testing.T) {
 		}
 	}
 	r := mustRule(t, "{transport: nvme, min_size: 20G, removable: false}")
-	if r2 := mustRule(t, r.String()); r2.Transport != "nvme" || r2.MinSize != 20*GiB || r2.Removable == nil || *r2.Removable {
+	if r2 := mustRule(t, r.String()); r2.Transport != "nvme" || r2.MinSize != 20*bytesize.GiB || r2.Removable == nil || *r2.Removable {
 		t.Errorf("round trip %q -> %+v", r.String(), r2)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,7 +67,7 @@ func (r *runner) capture(s *sequence.CaptureImage) error {
 		return err
 	}
 	r.rep.Printf("  captured %s: %s", rep.Source, rep.Plan.Summary())
-	r.rep.Printf("  image stored at %s (%s)", strings.Join(rep.Files, ", "), sequence.Size(rep.Size))
+	r.rep.Printf("  image stored at %s (%s)", strings.Join(rep.Files, ", "), bytesize.Size(rep.Size).Human())
 	r.rep.Emit(progress.Event{Kind: "capture", State: "done", Msg: strings.Join(rep.Files, " "), Data: map[string]any{"report": rep}})
 	return nil
 }
@@ -227,7 +228,7 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 			if dest != nil && s.Destination.SplitSize == 0 {
 				where = "destination " + partName(dest, s.Destination.Partition)
 			}
-			return nil, fmt.Errorf("%w: %s is too small for the image of %s (%s used)", err, where, c.Where(), sequence.Size(sys.UsedBytes))
+			return nil, fmt.Errorf("%w: %s is too small for the image of %s (%s used)", err, where, c.Where(), bytesize.Size(sys.UsedBytes).Human())
 		}
 		return nil, err
 	}

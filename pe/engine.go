@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"io"
 	"net/http"
 	"os"
@@ -507,7 +508,7 @@ func (r *runner) requirements(s *sequence.Requirements) error {
 	inv := r.env.Inventory
 	var unmet []string
 	if s.MinMemory > 0 && inv.Memory < int64(s.MinMemory) {
-		unmet = append(unmet, fmt.Sprintf("memory: %s, need at least %s", sequence.Size(inv.Memory), s.MinMemory))
+		unmet = append(unmet, fmt.Sprintf("memory: %s, need at least %s", bytesize.Size(inv.Memory).Human(), s.MinMemory.Explain()))
 	}
 	if s.MinCPUs > 0 && inv.CPUs < s.MinCPUs {
 		unmet = append(unmet, fmt.Sprintf("cpus: %d, need at least %d", inv.CPUs, s.MinCPUs))
@@ -520,7 +521,7 @@ func (r *runner) requirements(s *sequence.Requirements) error {
 			}
 		}
 		if best < int64(s.MinDisk) {
-			unmet = append(unmet, fmt.Sprintf("disk: largest candidate is %s, need at least %s", sequence.Size(best), s.MinDisk))
+			unmet = append(unmet, fmt.Sprintf("disk: largest candidate is %s, need at least %s", bytesize.Size(best).Human(), s.MinDisk.Explain()))
 		}
 	}
 	if len(s.Firmware) > 0 {

@@ -476,7 +476,7 @@ func TestRequirementsNotMet(t *testing.T) {
 	env.Inventory.Memory = 64 << 20
 	env.Inventory.Disks = []DiskInfo{{Path: "/dev/fake", Size: 128 << 20}, {Path: "/dev/sr0", Size: 1 << 40, BootMedium: true}}
 	err := Run(context.Background(), seqFor(t, url, ""), env)
-	if err == nil || !strings.Contains(err.Error(), "memory: 64MiB, need at least 128MiB") || !strings.Contains(err.Error(), "disk: largest candidate is 128MiB, need at least 1GB") {
+	if err == nil || !strings.Contains(err.Error(), "memory: 64.0 MiB, need at least 128MiB (134217728 bytes)") || !strings.Contains(err.Error(), "disk: largest candidate is 128.0 MiB, need at least 1GiB (1073741824 bytes)") {
 		t.Fatalf("err = %v", err)
 	}
 	if len(fd.calls) != 0 {
@@ -529,7 +529,7 @@ func TestDryRun(t *testing.T) {
 			t.Errorf("dry run called %s", op)
 		}
 	}
-	for _, want := range []string{"Plan for test", "partition (gpt): esp 64M vfat; root rest ext4", "fetch " + url, "reboot"} {
+	for _, want := range []string{"Plan for test", "partition (gpt): esp 64MiB vfat; root rest ext4", "fetch " + url, "reboot"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("plan lacks %q:\n%s", want, out.String())
 		}

@@ -3,6 +3,7 @@ package pe
 import (
 	"context"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"path"
 	"path/filepath"
 	"time"
@@ -96,9 +97,9 @@ func (r *runner) startPipeline(ctx context.Context, c *fetch.Client, s *sequence
 		return "", err
 	}
 	if tr.Resumed > 0 {
-		r.rep.Printf("  %s of %s already in the staging folder from an earlier try (chunk hashes match)", sequence.Size(tr.Resumed), e.Path)
+		r.rep.Printf("  %s of %s already in the staging folder from an earlier try (chunk hashes match)", bytesize.Size(tr.Resumed).Human(), e.Path)
 	}
-	r.rep.Printf("  %s downloads while the next step applies it (each %s chunk verified before use, the whole file before boot files)", e.Path, sequence.Size(e.ChunkSize))
+	r.rep.Printf("  %s downloads while the next step applies it (each %s chunk verified before use, the whole file before boot files)", e.Path, bytesize.Size(e.ChunkSize))
 	r.pending = &pipeline{base: s.Base(), index: i, tr: tr, task: task, cancel: cancel, start: time.Now(), path: dest}
 	return dest, nil
 }

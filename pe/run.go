@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"io"
 	"os"
 	"os/exec"
@@ -127,7 +128,7 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 		_, err = c.OpenFile(ctx, ref.URL, e, 0)
 		if err == nil {
 			task.Set(e.Size, 0)
-			r.rep.Printf("  %s will be read straight from the server, each %s chunk verified", e.Path, sequence.Size(e.ChunkSize))
+			r.rep.Printf("  %s will be read straight from the server, each %s chunk verified", e.Path, bytesize.Size(e.ChunkSize))
 		}
 	case mode == "pipeline":
 		ref.Path, err = r.startPipeline(ctx, &c, s, base+"/"+e.Path, e, task)
@@ -184,7 +185,7 @@ func (r *runner) stageOrStream(e *manifest.Entry) string {
 	if free >= e.Size+e.Size/10+64<<20 || len(e.Chunks) == 0 {
 		return "stage"
 	}
-	r.rep.Printf("  only %s free on the target for a %s image: reading it straight from the server", sequence.Size(free), sequence.Size(e.Size))
+	r.rep.Printf("  only %s free on the target for a %s image: reading it straight from the server", bytesize.Size(free).Human(), bytesize.Size(e.Size).Human())
 	return "stream"
 }
 

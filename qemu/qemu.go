@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"io"
 	"os"
 	"os/exec"
@@ -87,7 +88,7 @@ type Options struct {
 
 	Firmware string // bios (default) or uefi
 	Disks    []Disk
-	Mem      string // default 512M
+	Mem      string // a size (package bytesize), whole MiB; default 512M
 	CPUs     int    // default 1
 
 	// NoNet leaves out the network card. Otherwise the guest has a virtio
@@ -306,7 +307,10 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 
 func (vm *VM) buildArgs() ([]string, error) {
 	o := vm.opts
-	args := vm.machineArgs()
+	args, err := vm.machineArgs()
+	if err != nil {
+		return nil, err
+	}
 	fw, err := vm.firmwareArgs()
 	if err != nil {
 		return nil, err
@@ -336,15 +340,21 @@ func (vm *VM) buildArgs() ([]string, error) {
 
 // machineArgs: CPU, memory, no default devices, the serial console on
 // stdio, and the screen (none, or a VGA card and a QMP socket).
-func (vm *VM) machineArgs() []string {
+func (vm *VM) machineArgs() ([]string, error) {
 	o := vm.opts
 	accel := "tcg"
 	if o.KVM {
 		accel = "kvm"
 	}
-	mem := o.Mem
-	if mem == "" {
-		mem = "512M"
+	mem := 512 * bytesize.MiB
+	if o.Mem != "" {
+		var err error
+		if mem, err = bytesize.Parse(o.Mem); err != nil {
+			return nil, fmt.Errorf("memory: %w", err)
+		}
+	}
+	if mem < bytesize.MiB || mem%bytesize.MiB != 0 {
+		return nil, fmt.Errorf("memory %s: want a whole number of MiB", mem.Explain())
 	}
 	cpus := o.CPUs
 	if cpus <= 0 {
@@ -352,7 +362,7 @@ func (vm *VM) machineArgs() []string {
 	}
 	// -nodefaults: no empty CD drive, floppy or default NIC that would
 	// show up in the guest's inventory; every device is explicit.
-	args := []string{"-accel", accel, "-m", mem, "-smp", strconv.Itoa(cpus), "-nodefaults"}
+	args := []string{"-accel", accel, "-m", strconv.FormatInt(int64(mem/bytesize.MiB), 10) + "M", "-smp", strconv.Itoa(cpus), "-nodefaults"}
 	if o.Screen {
 		args = append(args, "-display", "none", "-device", "VGA", "-serial", "stdio",
 			"-qmp", "unix:"+vm.qmpPath()+",server=on,wait=off", "-monitor", "none")
@@ -362,7 +372,7 @@ func (vm *VM) machineArgs() []string {
 	if !o.AllowReboot {
 		args = append(args, "-no-reboot")
 	}
-	return args
+	return args, nil
 }
 
 func (vm *VM) qmpPath() string { return filepath.Join(vm.workDir, "qmp.sock") }

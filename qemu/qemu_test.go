@@ -53,7 +53,7 @@ func TestArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := strings.Join(args, " ")
-	for _, want := range []string{"-accel tcg", "-no-reboot", "-serial stdio", "-monitor none",
+	for _, want := range []string{"-accel tcg", "-m 512M", "-no-reboot", "-serial stdio", "-monitor none",
 		"if=pflash,format=raw,unit=1,file=" + filepath.Join(dir, "OVMF_VARS.fd"),
 		"qemu-xhci", "usb-storage,bus=xhci0.0,drive=boot0,bootindex=0", "file=" + iso + ",format=raw,readonly=on",
 		"ahci,id=ahci0", "ide-hd,drive=disk0,bus=ahci0.0", "nvme,drive=disk1", "snapshot=on",
@@ -66,6 +66,14 @@ func TestArgs(t *testing.T) {
 		fi, err := os.Stat(filepath.Join(dir, []string{"disk0.raw", "disk1.raw"}[i]))
 		if err != nil || fi.Size() != size {
 			t.Errorf("blank disk %d: %v", i, err)
+		}
+	}
+	// Memory is read by package bytesize's rule, and handed to QEMU in MiB.
+	for mem, want := range map[string]string{"1G": "1024M", "768MiB": "768M", "2048": "", "1.5G": "1536M"} {
+		vm := &VM{workDir: t.TempDir(), opts: Options{Mem: mem}}
+		args, err := vm.buildArgs()
+		if got := strings.Join(args, " "); want == "" && err == nil || want != "" && (err != nil || !strings.Contains(got, "-m "+want+" ")) {
+			t.Errorf("Mem %q: %v %s; want -m %s", mem, err, got, want)
 		}
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "OVMF_VARS.fd")); string(b) != "vars" {
@@ -82,6 +90,8 @@ func TestArgs(t *testing.T) {
 		{Options{Disks: []Disk{{Size: 1, Interface: "scsi-over-carrier-pigeon"}}}, "unknown disk interface"},
 		{Options{ISO: filepath.Join(dir, "nope.iso")}, "ISO"},
 		{Options{ISO: iso, BootFrom: "floppy"}, "unknown boot device"},
+		{Options{Mem: "lots"}, `memory: invalid size "lots"`},
+		{Options{Mem: "1GB"}, "memory 1GB (1000000000 bytes): want a whole number of MiB"},
 	} {
 		vm := &VM{workDir: t.TempDir(), opts: c.o}
 		if _, err := vm.buildArgs(); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -3,6 +3,7 @@ package sequence
 import (
 	"bytes"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"net/url"
 	"path"
 	"strings"
@@ -100,7 +101,7 @@ type CaptureDestination struct {
 	Path      string        `yaml:"path" json:"path,omitempty"`
 	// SplitSize cuts the WIM into .swm parts no larger than this (FAT32
 	// holds files < 4 GiB).
-	SplitSize Size `yaml:"split-size" json:"split_size,omitempty"`
+	SplitSize bytesize.Size `yaml:"split-size" json:"split_size,omitempty"`
 }
 
 func newCaptureImage() Step {
@@ -160,8 +161,8 @@ func (s *CaptureImage) check(m *ast.MappingNode) error {
 		if d.Partition < 0 {
 			return nodeErr(dn, "partition %d: partitions are numbered from 1", d.Partition)
 		}
-		if d.SplitSize != 0 && d.SplitSize < 1<<20 {
-			return nodeErr(dn, "split-size %s is too small (at least 1M)", d.SplitSize)
+		if d.SplitSize != 0 && d.SplitSize < bytesize.MiB {
+			return nodeErr(dn, "split-size %s is too small: at least %s", d.SplitSize.Explain(), bytesize.MiB.Explain())
 		}
 	default:
 		return nodeErr(dn, "destination needs url or disk")

@@ -39,7 +39,7 @@ func TestCaptureImageLoad(t *testing.T) {
 		{step + "    destination: {url: http://h/dir/}\n", 4, "must name the file"},
 		{step + "    destination: {url: ftp://h/x.wim}\n", 4, "not an http(s) URL"},
 		{step + "    destination: {disk: {removable: true}, path: images/x.wim}\n", 4, "absolute"},
-		{step + "    destination: {disk: {removable: true}, path: /x.wim, split-size: 1K}\n", 4, "too small"},
+		{step + "    destination: {disk: {removable: true}, path: /x.wim, split-size: 1K}\n", 4, "split-size 1KiB (1024 bytes) is too small: at least 1MiB (1048576 bytes)"},
 		{step + "    destination: {url: http://h/x.wim, split-size: 1G}\n", 4, "for disk destinations"},
 		{step + "    compression: lzms\n    destination: {url: http://h/x.wim}\n", 4, "want none, xpress or lzx"},
 		{step + "    generalize: {logz: false}\n    destination: {url: http://h/x.wim}\n", 4, "logz"},

@@ -2,6 +2,7 @@ package sequence
 
 import (
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"strings"
 	"unicode"
 
@@ -148,8 +149,8 @@ func (e cmpExpr) eval(f Facts) (bool, error) {
 			return false, fmt.Errorf("fact %q is not known at this point", e.fact)
 		}
 	}
-	x, errX := ParseSize(v)
-	y, errY := ParseSize(e.value)
+	x, errX := bytesize.Parse(v)
+	y, errY := bytesize.Parse(e.value)
 	numeric := errX == nil && errY == nil
 	switch e.op {
 	case "==":

@@ -222,6 +222,21 @@ func unwrap(n ast.Node) ast.Node {
 	}
 }
 
+// scalarString is the text of a scalar value (a string, number or bool).
+func scalarString(n ast.Node) (string, error) {
+	switch v := n.(type) {
+	case *ast.StringNode:
+		return v.Value, nil
+	case *ast.IntegerNode, *ast.FloatNode:
+		return v.GetToken().Value, nil
+	case ast.ScalarNode:
+		if _, ok := v.(*ast.NullNode); !ok {
+			return v.GetToken().Value, nil
+		}
+	}
+	return "", nodeErr(n, "want a single value here, not %s", n.Type())
+}
+
 func parseStep(n ast.Node) (Step, error) {
 	m, ok := n.(*ast.MappingNode)
 	if !ok {

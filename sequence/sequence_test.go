@@ -2,6 +2,7 @@ package sequence
 
 import (
 	"errors"
+	"github.com/minint/minint/bytesize"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,7 @@ func TestLoadGood(t *testing.T) {
 		t.Fatalf("loaded %+v", seq)
 	}
 	p := seq.Steps[2].(*Partition)
-	if p.Name != "partition-uefi" || p.Table != "gpt" || len(p.Partitions) != 2 || p.Partitions[0].Size != "256M" || p.Line != 13 {
+	if p.Name != "partition-uefi" || p.Table != "gpt" || len(p.Partitions) != 2 || p.Partitions[0].Size.String() != "256MiB" || p.Line != 13 {
 		t.Errorf("partition step %+v", p)
 	}
 	if ok, _ := p.When.Eval(FactMap{"firmware": "uefi"}); !ok {
@@ -80,7 +81,9 @@ func TestLoadErrors(t *testing.T) {
 		{"no type", head + "  - name: x\n", 3, "no type"},
 		{"unknown step key", head + "  - type: run\n    shell: ls\n    colour: red\n", 5, `unknown field "colour"`},
 		{"wrong type", head + "  - type: requirements\n    min-cpus: many\n", 4, "cannot unmarshal"},
-		{"bad size", head + "  - type: requirements\n\n    min-memory: 12 parsecs\n", 5, `bad size "12 parsecs"`},
+		{"bad size", head + "  - type: requirements\n\n    min-memory: 12 parsecs\n", 5, `5:17: invalid size "12 parsecs": unknown unit "parsecs"`},
+		{"percent size", head + "  - type: requirements\n    min-disk: 50%\n", 4, `4:15: invalid size "50%": a percentage is not a size here`},
+		{"bad partition size", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions:\n      - {name: root, size: 12 parsecs, fs: ext4}\n", 7, `7:28: invalid size "12 parsecs"`},
 		{"bad duration", head + "  - type: run\n    shell: ls\n    timeout: forever\n", 5, "bad duration"},
 		{"missing param", head + "  - type: run\n    timeout: 5m\n", 3, "exactly one of command"},
 		{"bad firmware", head + "  - type: requirements\n    firmware: [coreboot]\n", 4, `firmware "coreboot"`},
@@ -167,15 +170,49 @@ func TestConditions(t *testing.T) {
 	}
 }
 
-func TestSizes(t *testing.T) {
-	for s, want := range map[string]Size{"512MiB": 512 << 20, "4GB": 4e9, "1.5GiB": 3 << 29, "100": 100, "1K": 1000, "2 TiB": 2 << 40} {
-		if got, err := ParseSize(s); err != nil || got != want {
-			t.Errorf("%q = %d, %v; want %d", s, got, err, want)
-		}
+// TestOneSizeRule: every size key of a sequence reads sizes by one rule
+// (package bytesize): bare K/M/G/T binary, KB/MB/GB/TB decimal.
+func TestOneSizeRule(t *testing.T) {
+	src := head + `  - type: requirements
+    min-memory: 512M
+    min-disk: 8G
+  - type: select-disk
+    disk: {min_size: 8GB, max_size: 2T}
+  - type: partition
+    partitions:
+      - {name: esp, size: 256M, type: esp, fs: vfat}
+      - {name: swap, size: 1GB, type: swap, fs: swap}
+      - {name: root, size: rest, fs: ext4}
+  - type: capture-image
+    destination: {disk: {removable: true}, path: /x.wim, split-size: 3900M}
+`
+	seq, err := Parse("s.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, bad := range []string{"", "MiB", "-1G", "12 parsecs", "1e30T"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
+	r := seq.Steps[0].(*Requirements)
+	if r.MinMemory != 512*bytesize.MiB || r.MinDisk != 8*bytesize.GiB {
+		t.Errorf("requirements: min-memory %d, min-disk %d; want 512 MiB and 8 GiB", r.MinMemory, r.MinDisk)
+	}
+	d := seq.Steps[1].(*SelectDisk)
+	if d.Disk.MinSize != 8*bytesize.GB || d.Disk.MaxSize != 2*bytesize.TiB {
+		t.Errorf("select-disk: %d..%d; want 8 GB .. 2 TiB", d.Disk.MinSize, d.Disk.MaxSize)
+	}
+	p := seq.Steps[2].(*Partition)
+	if p.Partitions[0].Size.Bytes != 256*bytesize.MiB || p.Partitions[1].Size.Bytes != bytesize.GB {
+		t.Errorf("partition sizes %+v", p.Partitions)
+	}
+	c := seq.Steps[3].(*CaptureImage)
+	if c.Destination.SplitSize != 3900*bytesize.MiB {
+		t.Errorf("split-size %d", c.Destination.SplitSize)
+	}
+	// Conditions compare sizes by the same rule.
+	cond, _ := parseCondition("memory >= 2G")
+	if ok, err := cond.Eval(FactMap{"memory": "2000000000"}); ok || err != nil {
+		t.Errorf("2e9 bytes >= 2G (2 GiB): %v, %v", ok, err)
+	}
+	// The plan shows sizes as understood, exactly.
+	if got := r.Describe(); got != "check memory >= 512MiB, a disk >= 8GiB" {
+		t.Errorf("describe: %q", got)
 	}
 }

@@ -2,6 +2,7 @@ package sequence
 
 import (
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"net/url"
 	"path"
 	"strings"
@@ -44,11 +45,11 @@ func (d Duration) String() string { return time.Duration(d).String() }
 //	    devices: [net, /dev/vda, "pci:8086:100e"]
 type Requirements struct {
 	StepBase  `yaml:",inline"`
-	MinMemory Size     `yaml:"min-memory"`
-	MinCPUs   int      `yaml:"min-cpus"`
-	MinDisk   Size     `yaml:"min-disk"`
-	Firmware  []string `yaml:"firmware"`
-	Devices   []string `yaml:"devices"`
+	MinMemory bytesize.Size `yaml:"min-memory"`
+	MinCPUs   int           `yaml:"min-cpus"`
+	MinDisk   bytesize.Size `yaml:"min-disk"`
+	Firmware  []string      `yaml:"firmware"`
+	Devices   []string      `yaml:"devices"`
 }
 
 func (s *Requirements) check(m *ast.MappingNode) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"io"
 	"os"
 	"os/signal"
@@ -127,7 +128,7 @@ func printDisks(w io.Writer, disks []*diskops.Disk) {
 		} else if d.FS != nil {
 			tf, label = d.FS.Type, d.FS.Label
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Path, diskops.Size(d.Size).Human(), d.Transport, dash(d.Model), dash(d.Serial), tf, label, strings.Join(flags, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Path, bytesize.Size(d.Size).Human(), d.Transport, dash(d.Model), dash(d.Serial), tf, label, strings.Join(flags, " "))
 		for _, p := range d.Partitions() {
 			name := p.Device
 			if name == "" {
@@ -141,7 +142,7 @@ func printDisks(w io.Writer, disks []*diskops.Disk) {
 			if p.FS != nil {
 				fsType, fsLabel = p.FS.Type, p.FS.Label
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t\t\t%s\t%s\t\n", name, diskops.Size(p.Size).Human(), typ, fsType, fsLabel)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t\t\t%s\t%s\t\n", name, bytesize.Size(p.Size).Human(), typ, fsType, fsLabel)
 		}
 		if d.ProbeError != "" {
 			probeErrs = append(probeErrs, fmt.Sprintf("%s: not probed: %s", d.Path, d.ProbeError))
@@ -203,7 +204,7 @@ func targetDescription(t *diskops.Target) string {
 		}
 		return s
 	}
-	return fmt.Sprintf("image file %s (%s)", t.Path, diskops.Size(t.Size).Human())
+	return fmt.Sprintf("image file %s (%s)", t.Path, bytesize.Size(t.Size).Human())
 }
 
 func newDiskPartitionCmd() *cobra.Command {
@@ -291,7 +292,7 @@ func newDiskPartitionCmd() *cobra.Command {
 }
 
 func printPlan(w io.Writer, t *diskops.Target, res *diskops.PartitionResult) {
-	fmt.Fprintf(w, "%s: %s, %s\n", t.Path, res.Table, diskops.Size(t.Size).Human())
+	fmt.Fprintf(w, "%s: %s, %s\n", t.Path, res.Table, bytesize.Size(t.Size).Human())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tNAME\tSTART\tSIZE\tTYPE\tFS\tLABEL\tNODE")
 	for i, p := range res.Partitions {
@@ -299,14 +300,14 @@ func printPlan(w io.Writer, t *diskops.Target, res *diskops.PartitionResult) {
 		if i < len(res.Nodes) {
 			node = res.Nodes[i]
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Number, p.Name, p.Start, diskops.Size(p.Size).Human(), p.TypeID, dash(p.FS), p.Label, node)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Number, p.Name, p.Start, bytesize.Size(p.Size).Human(), p.TypeID, dash(p.FS), p.Label, node)
 	}
 	tw.Flush()
 }
 
 func newDiskFormatCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "format --fs vfat|ext4|swap [--label LABEL] [--uuid UUID] [--offset BYTES --size SIZE] [--dry-run] [-y] DEVICE",
+		Use:   "format --fs vfat|ext4|swap [--label LABEL] [--uuid UUID] [--offset SIZE --size SIZE] [--dry-run] [-y] DEVICE",
 		Args:  argCount(1, 1),
 		Short: "Create a vfat, ext4 or swap filesystem",
 	}
@@ -316,8 +317,9 @@ func newDiskFormatCmd() *cobra.Command {
 	fs.StringVar(&spec.Label, "label", "", "volume `LABEL`")
 	fs.StringVar(&spec.UUID, "uuid", "", "filesystem `UUID` (vfat: XXXX-XXXX); random when empty")
 	fs.BoolVar(&spec.Mkfs, "mkfs", false, "create ext4 with mkfs.ext4 instead of the built-in writer")
-	offset := fs.Int64("offset", 0, "start of the filesystem in `BYTES` within DEVICE")
-	size := fs.String("size", "", "filesystem `SIZE` (default: to the end of DEVICE)")
+	var offset, size bytesize.Size
+	fs.Var(&offset, "offset", "start of the filesystem within DEVICE, a `SIZE` (bytes, or 1M, 2GiB …)")
+	fs.Var(&size, "size", "filesystem `SIZE` (default: to the end of DEVICE)")
 	dry := fs.Bool("dry-run", false, "print what would be formatted and write nothing")
 	yes := yesFlag(cmd)
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
@@ -341,19 +343,16 @@ func newDiskFormatCmd() *cobra.Command {
 				return err
 			}
 		}
-		n := total - *offset
-		if *size != "" {
-			s, err := diskops.ParseSize(*size)
-			if err != nil {
-				return usageErrorf("--size: %v", err)
-			}
-			n = int64(s)
+		off := int64(offset)
+		n := total - off
+		if fs.Changed("size") {
+			n = int64(size)
 		}
-		if *offset < 0 || n <= 0 || *offset+n > total {
-			return fmt.Errorf("%s: range %d+%d lies outside the device (%d bytes)", dev, *offset, n, total)
+		if n <= 0 || off+n > total || off+n < 0 {
+			return fmt.Errorf("%s: range %d+%d lies outside the device (%d bytes)", dev, off, n, total)
 		}
-		what := fmt.Sprintf("format %s at %d (%s) as %s", dev, *offset, diskops.Size(n).Human(), spec.FS)
-		if existing := diskops.ProbeFilesystem(f, *offset, n); existing != nil {
+		what := fmt.Sprintf("format %s at %d (%s) as %s", dev, off, bytesize.Size(n).Human(), spec.FS)
+		if existing := diskops.ProbeFilesystem(f, off, n); existing != nil {
 			what += fmt.Sprintf(", destroying its %s filesystem %q", existing.Type, existing.Label)
 		}
 		if *dry {
@@ -365,7 +364,7 @@ func newDiskFormatCmd() *cobra.Command {
 		}
 		ctx, cancel := diskContext()
 		defer cancel()
-		got, err := diskops.Format(ctx, f, *offset, n, spec)
+		got, err := diskops.Format(ctx, f, off, n, spec)
 		if err != nil {
 			return err
 		}
@@ -377,7 +376,7 @@ func newDiskFormatCmd() *cobra.Command {
 
 func newDiskMountCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "mount [--fs TYPE] [--ro] [--offset BYTES --size BYTES] SOURCE TARGET",
+		Use:   "mount [--fs TYPE] [--ro] [--offset SIZE --size SIZE] SOURCE TARGET",
 		Args:  argCount(2, 2),
 		Short: "Mount a filesystem (image ranges through a loop device)",
 	}
@@ -387,9 +386,11 @@ func newDiskMountCmd() *cobra.Command {
 	renamed(cmd, "type", "fs")
 	fs.BoolVar(&o.ReadOnly, "ro", false, "mount read-only")
 	fs.StringVar(&o.Data, "options", "", "filesystem-specific mount `OPTIONS`")
-	fs.Int64Var(&o.Offset, "offset", 0, "start of the filesystem in `BYTES` within SOURCE (loop device)")
-	fs.Int64Var(&o.Size, "size", 0, "size in `BYTES` of the filesystem within SOURCE")
+	var offset, size bytesize.Size
+	fs.Var(&offset, "offset", "start of the filesystem within SOURCE, a `SIZE` (loop device)")
+	fs.Var(&size, "size", "`SIZE` of the filesystem within SOURCE")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		o.Offset, o.Size = int64(offset), int64(size)
 		m, err := diskops.Mount(fs.Arg(0), fs.Arg(1), o)
 		if err != nil {
 			return err
@@ -451,10 +452,10 @@ func newDiskCleanCmd() *cobra.Command {
 			for _, s := range plan.Skipped {
 				fmt.Fprintf(r.Out, "keep     %12s %q (%s)\n", "", "/"+s.Path, s.Reason)
 			}
-			fmt.Fprintf(r.Out, "%s, %s would be deleted\n", plural.Count(len(plan.Entries), "entry"), diskops.Size(plan.Bytes).Human())
+			fmt.Fprintf(r.Out, "%s, %s would be deleted\n", plural.Count(len(plan.Entries), "entry"), bytesize.Size(plan.Bytes).Human())
 			return nil
 		}
-		if err := confirm(cmd, *yes, fmt.Sprintf("delete %s (%s) below %s, keeping only %s", plural.Count(len(plan.Entries), "entry"), diskops.Size(plan.Bytes).Human(), root, *keep)); err != nil {
+		if err := confirm(cmd, *yes, fmt.Sprintf("delete %s (%s) below %s, keeping only %s", plural.Count(len(plan.Entries), "entry"), bytesize.Size(plan.Bytes).Human(), root, *keep)); err != nil {
 			return err
 		}
 		task := r.Start("clean", int64(len(plan.Entries)), "entry")
@@ -464,7 +465,7 @@ func newDiskCleanCmd() *cobra.Command {
 			if *asJSON {
 				json.NewEncoder(r.Out).Encode(res)
 			} else {
-				fmt.Fprintf(r.Out, "deleted %s (%s); manifest %s\n", plural.Count(len(res.Entries)-len(res.Failed), "entry"), diskops.Size(res.Bytes).Human(), res.Manifest)
+				fmt.Fprintf(r.Out, "deleted %s (%s); manifest %s\n", plural.Count(len(res.Entries)-len(res.Failed), "entry"), bytesize.Size(res.Bytes).Human(), res.Manifest)
 			}
 		}
 		return err
@@ -740,7 +741,7 @@ func newDiskEraseCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(r.Out, "%s: erased %s with %s; %s verified zero\n", t.Path, diskops.Size(res.Bytes).Human(), res.Method, plural.Count(res.Verified, "block"))
+		fmt.Fprintf(r.Out, "%s: erased %s with %s; %s verified zero\n", t.Path, bytesize.Size(res.Bytes).Human(), res.Method, plural.Count(res.Verified, "block"))
 		return nil
 	}
 	return cmd

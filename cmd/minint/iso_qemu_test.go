@@ -79,4 +79,14 @@ func TestParseDiskFlag(t *testing.T) {
 	if err != nil || d.Size != 1<<30 {
 		t.Fatalf("%+v %v", d, err)
 	}
+	// One size rule (package bytesize): KB/MB/GB are decimal, fractions
+	// take a unit.
+	for s, want := range map[string]int64{":8GB": 8e9, ":1.5G": 3 << 29, ":512KiB": 512 << 10, ":4096": 4096} {
+		if d, err := parseDiskFlag(s); err != nil || d.Size != want {
+			t.Errorf("%q: %+v %v, want %d bytes", s, d, err, want)
+		}
+	}
+	if _, err := parseDiskFlag(":64 parsecs"); err == nil || !strings.Contains(err.Error(), `invalid size "64 parsecs"`) {
+		t.Errorf("bad size: %v", err)
+	}
 }

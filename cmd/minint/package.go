@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"os"
 	"path/filepath"
 	"sort"
@@ -98,7 +99,8 @@ func newPackageCreateCmd() *cobra.Command {
 	image := fs.String("image", "", "the WIM `FILE` (relative to DIR) the PE applies; default the only .wim")
 	index := fs.Int("index", 1, "image `INDEX` within it")
 	name := fs.String("name", "", "package `NAME`")
-	chunk := fs.String("chunk-size", "4MiB", "per-chunk hash `SIZE` for applying straight from HTTP (0: none)")
+	chunk := 4 * bytesize.MiB
+	fs.Var(&chunk, "chunk-size", "per-chunk hash `SIZE` for applying straight from HTTP (0: none)")
 	outFlags := addOutputFlags(c, "progress", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		priv, err := readPrivate(*key)
@@ -139,12 +141,11 @@ func newPackageCreateCmd() *cobra.Command {
 			}
 		}
 		cs := int64(-1)
-		if *chunk != "0" {
-			s, err := sequence.ParseSize(*chunk)
-			if err != nil || s < 4096 {
-				return usageErrorf("--chunk-size %q: want a size of at least 4KiB, or 0", *chunk)
+		if chunk != 0 {
+			if chunk < 4*bytesize.KiB {
+				return usageErrorf("--chunk-size %s is too small: at least %s, or 0 for none", chunk.Explain(), (4 * bytesize.KiB).Explain())
 			}
-			cs = int64(s)
+			cs = int64(chunk)
 		}
 		rep, err := outFlags.open()
 		if err != nil {

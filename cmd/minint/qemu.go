@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +32,8 @@ func newQEMUCmd() *cobra.Command {
 	bootFrom := choiceFlag(c, "boot", "cd", "boot the ISO as `MEDIUM` cd, or disk (a raw disk, like a USB stick)", "cd", "disk")
 	bootIface := fs.String("boot-interface", "virtio", "`INTERFACE` of the ISO disk with --boot disk: virtio, usb, sata or nvme")
 	disks := fs.StringArray("disk", nil, "attach a disk `FILE[:SIZE[:IFACE]]`; FILE is created blank with SIZE (e.g. 64M) when missing, an empty FILE means a temporary blank disk; IFACE is virtio (default), sata, nvme, usb or ide (repeatable)")
-	mem := fs.String("mem", "512M", "guest memory `SIZE`")
+	mem := 512 * bytesize.MiB
+	fs.Var(&mem, "mem", "guest memory `SIZE` (whole MiB)")
 	cpus := fs.Int("cpus", 1, "`N` guest CPUs")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up (and fail) after this `TIME`")
 	kvm := fs.Bool("kvm", false, "use KVM instead of TCG (broken on some machines)")
@@ -53,8 +54,11 @@ func newQEMUCmd() *cobra.Command {
 		if *iso == "" && *kernel == "" {
 			return usageErrorf("give --iso FILE or --kernel FILE")
 		}
+		if mem < bytesize.MiB || mem%bytesize.MiB != 0 {
+			return usageErrorf("--mem %s: want a whole number of MiB", mem.Explain())
+		}
 		o := qemu.Options{ISO: *iso, BootFrom: *bootFrom, BootDiskInterface: *bootIface, Firmware: *firmware,
-			Mem: *mem, CPUs: *cpus, Timeout: *timeout, KVM: *kvm, NoNet: *noNet, HostFwd: *hostfwd, GuestFwd: *guestfwd,
+			Mem: mem.String(), CPUs: *cpus, Timeout: *timeout, KVM: *kvm, NoNet: *noNet, HostFwd: *hostfwd, GuestFwd: *guestfwd,
 			Kernel: *kernel, Initrd: *initrd, Append: *appendArgs, AllowReboot: *allowReboot, LogPath: *logPath}
 		for _, d := range *disks {
 			disk, err := parseDiskFlag(d)
@@ -150,11 +154,11 @@ func parseDiskFlag(s string) (qemu.Disk, error) {
 	}
 	d := qemu.Disk{Path: parts[0]}
 	if len(parts) > 1 && parts[1] != "" {
-		n, err := parseSize(parts[1])
+		n, err := bytesize.Parse(parts[1])
 		if err != nil {
 			return d, err
 		}
-		d.Size = n
+		d.Size = int64(n)
 	}
 	if len(parts) > 2 {
 		d.Interface = parts[2]
@@ -168,27 +172,4 @@ func parseDiskFlag(s string) (qemu.Disk, error) {
 		}
 	}
 	return d, nil
-}
-
-// parseSize reads 512, 64K, 64M, 8G (binary units).
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	switch strings.ToUpper(s[len(s)-1:]) {
-	case "K":
-		mult = 1 << 10
-	case "M":
-		mult = 1 << 20
-	case "G":
-		mult = 1 << 30
-	case "T":
-		mult = 1 << 40
-	}
-	if mult > 1 {
-		s = s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("size %q: want a positive number with an optional K, M, G or T", s)
-	}
-	return n * mult, nil
 }

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -75,26 +75,42 @@ func export(ctx context.Context, img *wim.Image, dest string, wopts wim.WriterOp
 
 func wimSplitCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "split WIM PART.swm SIZE_MB [flags]",
-		Short: "Split a WIM into .swm parts of at most SIZE_MB MiB each",
-		Long:  "Split a WIM into .swm parts of at most SIZE_MB MiB each\n\nParts are named PART.swm, PART2.swm, PART3.swm, ... (4000 fits FAT32).",
+		Use:   "split WIM PART.swm SIZE [flags]",
+		Short: "Split a WIM into .swm parts of at most SIZE each",
+		Long: "Split a WIM into .swm parts of at most SIZE each\n\n" +
+			"SIZE is in MiB when it has no unit, as wimlib-imagex reads it (4000 fits FAT32), or a size such as 3900MiB or 2GB.\n" +
+			"Parts are named PART.swm, PART2.swm, PART3.swm, ...",
 	}
 	c.Args = argCount(3, 3)
 	c.RunE = func(_ *cobra.Command, rest []string) error {
-		mb, err := strconv.ParseInt(rest[2], 10, 64)
-		if err != nil || mb <= 0 {
-			return usageErrorf("SIZE_MB %q: want a positive number of MiB", rest[2])
+		size, err := splitSize(rest[2])
+		if err != nil {
+			return usageErrorf("SIZE: %v", err)
 		}
 		if !strings.HasSuffix(strings.ToLower(rest[1]), ".swm") {
 			return usageErrorf("%s: the first part's name must end in .swm", rest[1])
 		}
 		ctx, stop := wimContext()
 		defer stop()
-		parts, err := wim.Split(ctx, rest[0], rest[1], mb<<20)
+		parts, err := wim.Split(ctx, rest[0], rest[1], int64(size))
 		for _, p := range parts {
 			fmt.Fprintln(c.OutOrStdout(), p)
 		}
 		return err
 	}
 	return c
+}
+
+// splitSize reads split's SIZE: a bare number is MiB, as wimlib-imagex
+// reads its PART_SIZE; anything else follows package bytesize.
+func splitSize(s string) (bytesize.Size, error) {
+	t := strings.TrimSpace(s)
+	if t != "" && strings.Trim(t, "0123456789") == "" {
+		t += "MiB"
+	}
+	n, err := bytesize.Parse(t)
+	if err == nil && n < bytesize.MiB {
+		err = fmt.Errorf("%s is too small: at least %s", n.Explain(), bytesize.MiB.Explain())
+	}
+	return n, err
 }
