@@ -36,7 +36,7 @@ type Answer struct {
 	Commands [][]string `yaml:"commands" json:"commands,omitempty"`
 	// RestoreState restores user state captured by `minint stage` (package
 	// state) after accounts, hostname, network and files, before commands.
-	RestoreState *RestoreState `yaml:"restore-state" json:"restore_state,omitempty"`
+	RestoreState *RestoreState `yaml:"restore-state" json:"restore-state,omitempty"`
 }
 
 // RestoreState says where the captured user state is and what to do with
@@ -52,10 +52,10 @@ type RestoreState struct {
 	// KeepStaging keeps Dir after a successful setup. By default, once the
 	// state is restored and verified and the result written, Dir is removed
 	// except for what is copied to LogDir.
-	KeepStaging bool `yaml:"keep-staging" json:"keep_staging,omitempty"`
+	KeepStaging bool `yaml:"keep-staging" json:"keep-staging,omitempty"`
 	// LogDir receives the setup result and the PE's logs before Dir is
 	// removed (default /var/log/minint).
-	LogDir string `yaml:"log-dir" json:"log_dir,omitempty"`
+	LogDir string `yaml:"log-dir" json:"log-dir,omitempty"`
 }
 
 // StoreDir is Store with its default.
@@ -79,12 +79,12 @@ func (r *RestoreState) LogDirOrDefault() string {
 type User struct {
 	Name         string   `yaml:"name" json:"name"`
 	UID          int      `yaml:"uid" json:"uid,omitempty"` // 0: next free from 1000
-	PasswordHash string   `yaml:"password-hash" json:"password_hash,omitempty"`
+	PasswordHash string   `yaml:"password-hash" json:"password-hash,omitempty"`
 	Groups       []string `yaml:"groups" json:"groups,omitempty"` // supplementary, must exist
 	Shell        string   `yaml:"shell" json:"shell,omitempty"`   // default /bin/sh
 	Home         string   `yaml:"home" json:"home,omitempty"`     // default /home/NAME
 	Gecos        string   `yaml:"gecos" json:"gecos,omitempty"`
-	SSHKeys      []string `yaml:"ssh-authorized-keys" json:"ssh_authorized_keys,omitempty"`
+	SSHKeys      []string `yaml:"ssh-authorized-keys" json:"ssh-authorized-keys,omitempty"`
 }
 
 // Interface is the configuration of one network interface, written in the
@@ -106,7 +106,7 @@ type Interface struct {
 type File struct {
 	Path          string `yaml:"path" json:"path"`
 	Content       string `yaml:"content" json:"content,omitempty"`
-	ContentBase64 string `yaml:"content-base64" json:"content_base64,omitempty"`
+	ContentBase64 string `yaml:"content-base64" json:"content-base64,omitempty"`
 	Mode          string `yaml:"mode" json:"mode,omitempty"`   // octal, default 0644
 	Owner         string `yaml:"owner" json:"owner,omitempty"` // user[:group], default root:root
 }

@@ -34,7 +34,7 @@ type Config struct {
 	Init string `json:"init,omitempty"`
 	// BootEntries are the loader files whose kernel command line carries
 	// InitArg (an extlinux.conf, a systemd-boot entry…).
-	BootEntries []BootEntry `json:"boot_entries,omitempty"`
+	BootEntries []BootEntry `json:"boot-entries,omitempty"`
 	// Created is when the PE wrote this file.
 	Created time.Time `json:"created"`
 }
@@ -46,7 +46,7 @@ type Config struct {
 type BootEntry struct {
 	Path   string `json:"path"`
 	Device string `json:"device,omitempty"`
-	FSUUID string `json:"fs_uuid,omitempty"` // ext4 UUID or FAT serial "ABCD-1234"
+	FSUUID string `json:"fs-uuid,omitempty"` // ext4 UUID or FAT serial "ABCD-1234"
 	FSType string `json:"fstype,omitempty"`  // vfat, ext4
 }
 

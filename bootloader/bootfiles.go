@@ -120,9 +120,9 @@ func (o *BootOptions) options() string {
 type BootResult struct {
 	Kernel   *Kernel  `json:"kernel"`
 	Written  []string `json:"written"`
-	BackedUp []string `json:"backed_up,omitempty"`
+	BackedUp []string `json:"backed-up,omitempty"`
 	// BootNum is the firmware entry created (UEFI with efivarfs only).
-	BootNum *uint16 `json:"boot_num,omitempty"`
+	BootNum *uint16 `json:"boot-num,omitempty"`
 }
 
 // installer writes files, keeping a backup of each one it replaces with

@@ -21,20 +21,20 @@ type Disk struct {
 	Kind               string `json:"kind"` // disk, rom or loop
 	DevNum             string `json:"devnum"`
 	Size               int64  `json:"size"`
-	LogicalSectorSize  int    `json:"logical_sector_size"`
-	PhysicalSectorSize int    `json:"physical_sector_size"`
+	LogicalSectorSize  int    `json:"logical-sector-size"`
+	PhysicalSectorSize int    `json:"physical-sector-size"`
 	Vendor             string `json:"vendor,omitempty"`
 	Model              string `json:"model,omitempty"`
 	Serial             string `json:"serial,omitempty"`
 	WWN                string `json:"wwn,omitempty"`
 	// Transport is nvme, sata, scsi, virtio, usb, mmc, loop or unknown.
 	Transport  string `json:"transport"`
-	ByPath     string `json:"by_path,omitempty"`
+	ByPath     string `json:"by-path,omitempty"`
 	Rotational bool   `json:"rotational"`
 	Removable  bool   `json:"removable"`
-	ReadOnly   bool   `json:"read_only"`
+	ReadOnly   bool   `json:"read-only"`
 	// BootMedium is true for the device the PE was started from.
-	BootMedium bool `json:"boot_medium,omitempty"`
+	BootMedium bool `json:"boot-medium,omitempty"`
 	// Mounts lists the mount points of the disk and its partitions.
 	Mounts []string `json:"mounts,omitempty"`
 	// Holders lists devices stacked on the disk or its partitions (dm,
@@ -43,7 +43,7 @@ type Disk struct {
 	Swap       bool        `json:"swap,omitempty"`
 	Table      *Table      `json:"table,omitempty"`
 	FS         *Filesystem `json:"fs,omitempty"` // a filesystem on the whole device
-	ProbeError string      `json:"probe_error,omitempty"`
+	ProbeError string      `json:"probe-error,omitempty"`
 }
 
 // Partitions returns the disk's partitions (none when it has no table).

@@ -1,13 +1,13 @@
 package diskops
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"strconv"
 	"strings"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/minint/minint/bytesize"
 	"github.com/minint/minint/internal/strictyaml"
@@ -59,6 +59,10 @@ func ReadLayout(path string) (*Layout, error) {
 		return nil, err
 	}
 	l, err := ParseLayout(b)
+	var e *strictyaml.Error
+	if errors.As(err, &e) && e.Line > 0 {
+		return nil, fmt.Errorf("%s:%d:%d: %w: %s", path, e.Line, e.Col, ErrLayout, e.Msg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -68,8 +72,8 @@ func ReadLayout(path string) (*Layout, error) {
 // ParseLayout parses and validates a YAML layout.
 func ParseLayout(b []byte) (*Layout, error) {
 	var l Layout
-	if err := yaml.UnmarshalWithOptions(b, &l, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrLayout, err)
+	if err := strictyaml.Unmarshal(b, &l); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLayout, err)
 	}
 	return &l, l.Validate()
 }
@@ -230,7 +234,7 @@ type Planned struct {
 	Number  int    `json:"number"`
 	Start   int64  `json:"start"` // bytes
 	Size    int64  `json:"size"`  // bytes
-	TypeID  string `json:"type_id"`
+	TypeID  string `json:"type-id"`
 	MBRType byte   `json:"-"`
 }
 

@@ -144,7 +144,7 @@ func TestPartitionRefusals(t *testing.T) {
 		{"table: mbr\npartitions: [{name: a, size: 10M, type: bios-boot}]", ErrLayout, "no MBR equivalent"},
 		{"partitions: [{name: a, size: 10M, fs: ntfs}]", ErrLayout, `filesystem "ntfs"`},
 		{"partitions: [{name: a, size: 10M, fs: vfat, label: WAYTOOLONGLABEL}]", ErrLayout, "at most 11"},
-		{"partitions: [{name: a, size: 10M, sise: 3}]", ErrLayout, "unknown field"},
+		{"partitions: [{name: a, size: 10M, sise: 3}]", ErrLayout, `1:35: unknown key "sise": did you mean "size"?`},
 		{"partitions: [{name: a, size: 62M}, {name: b, size: rest}]", ErrTooSmall, "needs"},
 	} {
 		l, err := ParseLayout([]byte(c.layout))

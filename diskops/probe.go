@@ -24,7 +24,7 @@ type Filesystem struct {
 type Table struct {
 	Type       string          `json:"type"` // "gpt" or "mbr"
 	UUID       string          `json:"uuid,omitempty"`
-	SectorSize int             `json:"sector_size"`
+	SectorSize int             `json:"sector-size"`
 	Partitions []PartitionInfo `json:"partitions"`
 }
 
@@ -37,7 +37,7 @@ type PartitionInfo struct {
 	Type   string `json:"type"`   // GPT type GUID or MBR type as "0x83"
 	// TypeName is the short name of Type when it is one minint knows
 	// ("esp", "linux", "bios-boot", "swap", "msdata", …).
-	TypeName   string      `json:"type_name,omitempty"`
+	TypeName   string      `json:"type-name,omitempty"`
 	UUID       string      `json:"partuuid,omitempty"`
 	Name       string      `json:"partlabel,omitempty"`
 	Attributes uint64      `json:"attributes,omitempty"`

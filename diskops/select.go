@@ -1,8 +1,10 @@
 package diskops
 
 import (
+	"errors"
 	"fmt"
 	"github.com/minint/minint/bytesize"
+	"github.com/minint/minint/internal/strictyaml"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -14,39 +16,42 @@ import (
 // Rule selects the target disk declaratively. All set fields must match.
 // A rule that leaves more than one candidate is an error, except that
 // FirstLargest breaks a tie between equally large disks by bus position
-// (by_path, then name), which is stable across boots.
+// (by-path, then name), which is stable across boots.
 //
 // Never candidates: the boot medium, CD-ROMs, read-only devices and devices
 // that are mounted, used as swap or held by another device. Removable
 // devices are candidates only when the rule asks (removable: true) or names
-// the device exactly (name, serial, wwn, by_path); loop devices only when
+// the device exactly (name, serial, wwn, by-path); loop devices only when
 // the rule says transport: loop or names them.
 type Rule struct {
 	Name         string        `yaml:"name,omitempty" json:"name,omitempty"` // sda or /dev/sda
 	Transport    string        `yaml:"transport,omitempty" json:"transport,omitempty"`
-	MinSize      bytesize.Size `yaml:"min_size,omitempty" json:"min_size,omitempty"`
-	MaxSize      bytesize.Size `yaml:"max_size,omitempty" json:"max_size,omitempty"`
+	MinSize      bytesize.Size `yaml:"min-size,omitempty" json:"min-size,omitempty"`
+	MaxSize      bytesize.Size `yaml:"max-size,omitempty" json:"max-size,omitempty"`
 	Removable    *bool         `yaml:"removable,omitempty" json:"removable,omitempty"`
 	Rotational   *bool         `yaml:"rotational,omitempty" json:"rotational,omitempty"`
 	Serial       string        `yaml:"serial,omitempty" json:"serial,omitempty"`
 	WWN          string        `yaml:"wwn,omitempty" json:"wwn,omitempty"`
 	Model        string        `yaml:"model,omitempty" json:"model,omitempty"` // shell glob, case-insensitive
-	ByPath       string        `yaml:"by_path,omitempty" json:"by_path,omitempty"`
+	ByPath       string        `yaml:"by-path,omitempty" json:"by-path,omitempty"`
 	Largest      bool          `yaml:"largest,omitempty" json:"largest,omitempty"`
-	FirstLargest bool          `yaml:"first_largest,omitempty" json:"first_largest,omitempty"`
+	FirstLargest bool          `yaml:"first-largest,omitempty" json:"first-largest,omitempty"`
 	Smallest     bool          `yaml:"smallest,omitempty" json:"smallest,omitempty"`
 }
 
-// ParseRule reads a rule written as YAML ("{transport: nvme, min_size:
-// 20G}"), as key=value pairs ("transport=nvme,min_size=20G") or as a bare
-// keyword ("first_largest").
+// ParseRule reads a rule written as YAML ("{transport: nvme, min-size:
+// 20G}"), as key=value pairs ("transport=nvme,min-size=20G") or as a bare
+// keyword ("first-largest"). Keys are kebab-case; a misspelt one (min_size)
+// is an error naming the key meant. Sizes follow package bytesize (20G is
+// 20 GiB, 500GB is 500×10⁹ bytes).
 func ParseRule(s string) (Rule, error) {
 	var r Rule
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return r, fmt.Errorf("%w: empty rule", ErrRule)
 	}
-	if !strings.HasPrefix(s, "{") && !strings.Contains(s, "\n") {
+	pairs := !strings.HasPrefix(s, "{") && !strings.Contains(s, "\n")
+	if pairs {
 		var parts []string
 		for _, kv := range strings.Split(s, ",") {
 			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
@@ -57,7 +62,11 @@ func ParseRule(s string) (Rule, error) {
 		}
 		s = "{" + strings.Join(parts, ", ") + "}"
 	}
-	if err := yaml.UnmarshalWithOptions([]byte(s), &r, yaml.Strict()); err != nil {
+	if err := strictyaml.Unmarshal([]byte(s), &r); err != nil {
+		var e *strictyaml.Error
+		if pairs && errors.As(err, &e) {
+			err = errors.New(e.Msg) // a position in the YAML made of the pairs would mislead
+		}
 		return r, fmt.Errorf("%w: %v", ErrRule, err)
 	}
 	return r, r.Validate()
@@ -73,7 +82,7 @@ func yamlScalar(v string) string {
 // Validate checks the rule on its own.
 func (r Rule) Validate() error {
 	if r == (Rule{}) {
-		return fmt.Errorf("%w: the rule sets nothing; say which disk, e.g. {transport: nvme} or first_largest", ErrRule)
+		return fmt.Errorf("%w: the rule sets nothing; say which disk, e.g. {transport: nvme} or first-largest", ErrRule)
 	}
 	n := 0
 	for _, b := range []bool{r.Largest, r.FirstLargest, r.Smallest} {
@@ -82,10 +91,10 @@ func (r Rule) Validate() error {
 		}
 	}
 	if n > 1 {
-		return fmt.Errorf("%w: largest, first_largest and smallest exclude each other", ErrRule)
+		return fmt.Errorf("%w: largest, first-largest and smallest exclude each other", ErrRule)
 	}
 	if r.MaxSize != 0 && r.MinSize > r.MaxSize {
-		return fmt.Errorf("%w: min_size %s is above max_size %s", ErrRule, r.MinSize, r.MaxSize)
+		return fmt.Errorf("%w: min-size %s is above max-size %s", ErrRule, r.MinSize.Explain(), r.MaxSize.Explain())
 	}
 	switch r.Transport {
 	case "", "nvme", "sata", "scsi", "virtio", "usb", "mmc", "loop", "unknown":

@@ -225,31 +225,35 @@ func TestSelect(t *testing.T) {
 	}{
 		{machine, "{transport: nvme}", "nvme0n1", nil},
 		{machine, "transport=sata", "sda", nil},
-		{machine, "{min_size: 600G, removable: false}", "sda", nil},
-		{machine, "{min_size: 100G}", "!more than one disk matches", ErrAmbiguous},
-		{machine, "first_largest", "sda", nil},
+		{machine, "{min-size: 600G, removable: false}", "sda", nil},
+		{machine, "{min-size: 100G}", "!more than one disk matches", ErrAmbiguous},
+		{machine, "first-largest", "sda", nil},
 		{machine, "{smallest: true}", "vda", nil},
 		{machine, "{serial: S64ANS0T1}", "nvme0n1", nil},
 		{machine, "{wwn: NAA.50014EE2B1}", "sda", nil},
-		{machine, "{by_path: pci-0000:00:04.0}", "vda", nil},
-		{machine, "by_path=/dev/disk/by-path/pci-0000:3d:00.0-nvme-1", "nvme0n1", nil},
+		{machine, "{by-path: pci-0000:00:04.0}", "vda", nil},
+		{machine, "by-path=/dev/disk/by-path/pci-0000:3d:00.0-nvme-1", "nvme0n1", nil},
 		{machine, "{model: 'samsung*'}", "nvme0n1", nil},
 		{machine, "{rotational: false}", "nvme0n1", nil},
 		// The USB stick is excluded unless asked, and mounted disks never.
 		{machine, "{transport: usb}", "!removable (select with removable: true)", ErrNoMatch},
 		{machine, "{transport: usb, removable: true}", "sdc", nil},
 		{machine, "{name: sr0}", "!sr0: CD/DVD drive", ErrNoMatch},
-		{machine, "{min_size: 4T}", "!no disk matches", ErrNoMatch},
+		{machine, "{min-size: 4T}", "!no disk matches", ErrNoMatch},
 		// Two identical disks: any rule that cannot tell them apart fails.
 		{twins, "{model: CT256MX}", "!/dev/sda 256.0 GiB sata model \"CT256MX\" serial \"A1\"", ErrAmbiguous},
 		{twins, "largest", "!/dev/sdb", ErrAmbiguous},
-		{twins, "first_largest", "sda", nil},
+		{twins, "first-largest", "sda", nil},
 		{twins, "{serial: A2}", "sdb", nil},
-		{twins, "{by_path: pci-0000:00:17.0-ata-2}", "sdb", nil},
+		{twins, "{by-path: pci-0000:00:17.0-ata-2}", "sdb", nil},
+		// Sizes by package bytesize's rule: a 256 GiB disk is 274.9 GB.
+		{twins, "{min-size: 270GB, serial: A1}", "sda", nil},
+		{twins, "{min-size: 270G}", "!no disk matches", ErrNoMatch},
+		{twins, "max-size=256GiB,serial=A2", "sdb", nil},
 		// The boot medium is never a candidate, even when named.
 		{bootUSB, "{name: sdc}", "!sdc: it is the boot medium", ErrNoMatch},
 		{bootUSB, "{removable: true}", "!it is the boot medium", ErrNoMatch},
-		{bootUSB, "first_largest", "sda", nil},
+		{bootUSB, "first-largest", "sda", nil},
 	} {
 		r := mustRule(t, c.rule)
 		d, err := Select(c.disks, r)
@@ -334,12 +338,25 @@ func TestSelectInUseAndReadOnly(t *testing.T) {
 func withParts(d fakeDisk, parts ...string) fakeDisk { d.parts = parts; return d }
 
 func TestParseRuleErrors(t *testing.T) {
-	for _, s := range []string{"", "{colour: red}", "{transport: firewire}", "{min_size: 10G, max_size: 1G}", "largest,smallest", "{min_size: lots}", "{}"} {
+	for _, s := range []string{"", "{colour: red}", "{transport: firewire}", "{min-size: 10G, max-size: 1G}", "largest,smallest", "{min-size: lots}", "{}"} {
 		if _, err := ParseRule(s); !errors.Is(err, ErrRule) {
 			t.Errorf("ParseRule(%q) = %v, want ErrRule", s, err)
 		}
 	}
-	r := mustRule(t, "{transport: nvme, min_size: 20G, removable: false}")
+	// Old snake_case spellings and near misses name the key meant.
+	for s, want := range map[string]string{
+		"min_size=20G":                  `invalid selection rule: unknown key "min_size": did you mean "min-size"?`,
+		"first_largest":                 `unknown key "first_largest": did you mean "first-largest"?`,
+		"{by_path: pci-0000:00:04.0}":   `unknown key "by_path": did you mean "by-path"?`,
+		"{trasnport: nvme}":             `unknown key "trasnport": did you mean "transport"?`,
+		"{min-size: 20 parsecs}":        `invalid size "20 parsecs"`,
+		"{min-size: 10G, max-size: 1G}": "min-size 10GiB (10737418240 bytes) is above max-size 1GiB (1073741824 bytes)",
+	} {
+		if _, err := ParseRule(s); !errors.Is(err, ErrRule) || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseRule(%q) = %v, want %q", s, err, want)
+		}
+	}
+	r := mustRule(t, "{transport: nvme, min-size: 20G, removable: false}")
 	if r2 := mustRule(t, r.String()); r2.Transport != "nvme" || r2.MinSize != 20*bytesize.GiB || r2.Removable == nil || *r2.Removable {
 		t.Errorf("round trip %q -> %+v", r.String(), r2)
 	}

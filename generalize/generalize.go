@@ -47,14 +47,14 @@ const (
 
 // Options switches each operation; DefaultOptions turns them all on.
 type Options struct {
-	MachineID    bool `yaml:"machine_id" json:"machine_id"`
-	SSHHostKeys  bool `yaml:"ssh_host_keys" json:"ssh_host_keys"`
-	DHCPLeases   bool `yaml:"dhcp_leases" json:"dhcp_leases"`
-	ShellHistory bool `yaml:"shell_history" json:"shell_history"`
+	MachineID    bool `yaml:"machine-id" json:"machine-id"`
+	SSHHostKeys  bool `yaml:"ssh-host-keys" json:"ssh-host-keys"`
+	DHCPLeases   bool `yaml:"dhcp-leases" json:"dhcp-leases"`
+	ShellHistory bool `yaml:"shell-history" json:"shell-history"`
 	Logs         bool `yaml:"logs" json:"logs"`
-	CloudInit    bool `yaml:"cloud_init" json:"cloud_init"`
-	NetRules     bool `yaml:"net_rules" json:"net_rules"`
-	RandomSeed   bool `yaml:"random_seed" json:"random_seed"`
+	CloudInit    bool `yaml:"cloud-init" json:"cloud-init"`
+	NetRules     bool `yaml:"net-rules" json:"net-rules"`
+	RandomSeed   bool `yaml:"random-seed" json:"random-seed"`
 }
 
 // DefaultOptions enables every operation.

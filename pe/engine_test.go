@@ -202,7 +202,7 @@ steps:
     min-memory: 128MiB
     min-disk: 1G
   - type: select-disk
-    disk: {first_largest: true}
+    disk: {first-largest: true}
   - type: partition
     partitions:
       - {name: esp, size: 64M, type: esp, fs: vfat}

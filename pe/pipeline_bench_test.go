@@ -99,7 +99,7 @@ func benchSeq(b *testing.B, manifestURL, mode string) *sequence.Sequence {
 name: bench
 steps:
   - type: select-disk
-    disk: {first_largest: true}
+    disk: {first-largest: true}
   - type: partition
     partitions:
       - {name: esp, size: 64M, type: esp, fs: vfat}

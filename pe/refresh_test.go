@@ -429,13 +429,13 @@ func TestRefreshSequenceOrder(t *testing.T) {
 		t.Fatalf("the refresh sequence is refused: %v", err)
 	}
 	for _, c := range []struct{ name, src, want string }{
-		{"clean without existing root", head + "  - {type: select-disk, disk: {first_largest: true}}\n  - {type: partition, partitions: [{name: root, size: rest, fs: ext4}]}\n  - {type: mount}\n  - {type: capture-state}\n  - {type: fetch, manifest: 'http://h/m.json'}\n  - {type: clean}\n", "existing: true"},
+		{"clean without existing root", head + "  - {type: select-disk, disk: {first-largest: true}}\n  - {type: partition, partitions: [{name: root, size: rest, fs: ext4}]}\n  - {type: mount}\n  - {type: capture-state}\n  - {type: fetch, manifest: 'http://h/m.json'}\n  - {type: clean}\n", "existing: true"},
 		{"clean before fetch", head + "  - {type: mount, existing: true}\n  - {type: capture-state}\n  - {type: clean}\n  - {type: fetch, manifest: 'http://h/m.json'}\n", "fetch step before it"},
 		{"clean after a streamed fetch", head + "  - {type: mount, existing: true}\n  - {type: capture-state}\n  - {type: fetch, manifest: 'http://h/m.json', mode: stream}\n  - {type: clean}\n", "not mode: stream"},
 		{"clean without capture", head + "  - {type: mount, existing: true}\n  - {type: fetch, manifest: 'http://h/m.json'}\n  - {type: clean}\n", "capture-state step before it"},
 		{"capture after clean", head + "  - {type: mount, existing: true}\n  - {type: capture-state}\n  - {type: fetch, manifest: 'http://h/m.json'}\n  - {type: clean}\n  - {type: capture-state, name: again}\n", "after clean"},
 		{"apply without clean", head + "  - {type: mount, existing: true}\n  - {type: capture-state}\n  - {type: fetch, manifest: 'http://h/m.json'}\n  - {type: apply-image}\n", "needs a clean step"},
-		{"partition in a refresh", head + "  - {type: select-disk, disk: {first_largest: true}}\n  - {type: partition, partitions: [{name: root, size: rest, fs: ext4}]}\n  - {type: mount, existing: true}\n", "must not partition"},
+		{"partition in a refresh", head + "  - {type: select-disk, disk: {first-largest: true}}\n  - {type: partition, partitions: [{name: root, size: rest, fs: ext4}]}\n  - {type: mount, existing: true}\n", "must not partition"},
 		{"second mount", head + "  - {type: mount, existing: true}\n  - {type: mount, name: m2, target: /mnt/x}\n", "only the existing root"},
 		{"capture before mount", head + "  - {type: capture-state}\n  - {type: mount, existing: true}\n", "mount step before it"},
 		{"requirements after clean", head + "  - {type: mount, existing: true}\n  - {type: capture-state}\n  - {type: fetch, manifest: 'http://h/m.json'}\n  - {type: clean}\n  - {type: requirements, min-cpus: 1}\n", "before anything destructive"},

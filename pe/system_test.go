@@ -122,7 +122,7 @@ func TestSystemBackendImage(t *testing.T) {
 	seq, err := sequence.Parse("img.yaml", []byte(fmt.Sprintf(`version: 1
 steps:
   - type: select-disk
-    disk: {first_largest: true}
+    disk: {first-largest: true}
   - type: partition
     table: gpt
     partitions:

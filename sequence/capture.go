@@ -101,7 +101,7 @@ type CaptureDestination struct {
 	Path      string        `yaml:"path" json:"path,omitempty"`
 	// SplitSize cuts the WIM into .swm parts no larger than this (FAT32
 	// holds files < 4 GiB).
-	SplitSize bytesize.Size `yaml:"split-size" json:"split_size,omitempty"`
+	SplitSize bytesize.Size `yaml:"split-size" json:"split-size,omitempty"`
 }
 
 func newCaptureImage() Step {

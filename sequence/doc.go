@@ -12,7 +12,7 @@
 // catches them on the host rather than the PE halfway through a
 // deployment.
 //
-// Sizes (min-memory, min-disk, a disk rule's min_size and max_size,
+// Sizes (min-memory, min-disk, a disk rule's min-size and max-size,
 // partition sizes, split-size, sizes in conditions) follow one rule,
 // package bytesize's: 8G and 8GiB are 8×2³⁰ bytes, 8GB is 8×10⁹ bytes;
 // errors and plans show how a size was understood (512MiB, 536870912

@@ -3,6 +3,7 @@ package sequence
 import (
 	"errors"
 	"fmt"
+	"github.com/minint/minint/internal/strictyaml"
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
@@ -40,23 +41,10 @@ func (e *LoadError) Error() string {
 
 func (e *LoadError) Unwrap() error { return ErrSequence }
 
-// posError carries a position out of UnmarshalYAML and step validation,
-// where the file name is not known yet.
-type posError struct {
-	line, col int
-	msg       string
-}
-
-func (e *posError) Error() string { return fmt.Sprintf("[%d:%d] %s", e.line, e.col, e.msg) }
-
+// nodeErr is an error about the node n; toLoadError gives it the file's
+// name.
 func nodeErr(n ast.Node, format string, a ...any) error {
-	line, col := 0, 0
-	if n != nil {
-		if tk := n.GetToken(); tk != nil && tk.Position != nil {
-			line, col = tk.Position.Line, tk.Position.Column
-		}
-	}
-	return &posError{line, col, fmt.Sprintf(format, a...)}
+	return strictyaml.Errorf(n, format, a...)
 }
 
 // yamlError is what goccy/go-yaml's positioned errors implement.
@@ -74,9 +62,9 @@ func toLoadError(file string, err error) *LoadError {
 		}
 		return le
 	}
-	var pe *posError
-	if errors.As(err, &pe) {
-		return &LoadError{File: file, Line: pe.line, Col: pe.col, Msg: pe.msg}
+	var se *strictyaml.Error
+	if errors.As(err, &se) {
+		return &LoadError{File: file, Line: se.Line, Col: se.Col, Msg: se.Msg}
 	}
 	var ye yamlError
 	if errors.As(err, &ye) {

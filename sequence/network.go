@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/minint/minint/internal/strictyaml"
 	"github.com/minint/minint/netconf"
 )
 
@@ -49,7 +49,7 @@ func parseNetwork(n ast.Node) (*netconf.Config, error) {
 			return nil, nodeErr(item, "a network entry must be a mapping (interface:, address: …)")
 		}
 		var ni NetworkInterface
-		if err := yaml.NodeToValue(m, &ni, yaml.DisallowUnknownField()); err != nil {
+		if err := strictyaml.Decode(m, &ni); err != nil {
 			return nil, err
 		}
 		name := ni.Interface

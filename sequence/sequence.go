@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/minint/minint/internal/strictyaml"
 	"net/url"
 	"os"
 	"sort"
@@ -26,7 +27,7 @@ import (
 //	  - type: requirements
 //	    min-memory: 512MiB
 //	  - type: select-disk
-//	    disk: {first_largest: true}
+//	    disk: {first-largest: true}
 //	  - type: partition
 //	    partitions:
 //	      - {name: esp, size: 256MiB, type: esp, fs: vfat}
@@ -153,7 +154,7 @@ func parse(src []byte) (*Sequence, error) {
 	var stepsNode ast.Node
 	seen := map[string]bool{}
 	for _, kv := range root.Values {
-		key := kv.Key.String()
+		key := strictyaml.KeyString(kv.Key)
 		if seen[key] {
 			return nil, nodeErr(kv.Key, "duplicate key %q", key)
 		}
@@ -177,7 +178,7 @@ func parse(src []byte) (*Sequence, error) {
 		case "steps":
 			stepsNode = kv.Value
 		default:
-			err = nodeErr(kv.Key, "unknown key %q (want version, name, status-url, network, steps)", key)
+			err = strictyaml.UnknownKey(kv.Key, key, []string{"name", "network", "status-url", "steps", "version"})
 		}
 		if err != nil {
 			return nil, err
@@ -245,7 +246,7 @@ func parseStep(n ast.Node) (Step, error) {
 	var typ string
 	var typNode ast.Node
 	for _, kv := range m.Values {
-		if kv.Key.String() == "type" {
+		if strictyaml.KeyString(kv.Key) == "type" {
 			typNode = kv.Value
 			typ, _ = scalarString(kv.Value)
 		}
@@ -255,10 +256,13 @@ func parseStep(n ast.Node) (Step, error) {
 	}
 	mk, ok := stepTypes[typ]
 	if !ok {
+		if s := strictyaml.Suggest(typ, StepTypes()); s != "" {
+			return nil, nodeErr(typNode, "unknown step type %q: did you mean %q?", typ, s)
+		}
 		return nil, nodeErr(typNode, "unknown step type %q (want one of %s)", typ, strings.Join(StepTypes(), ", "))
 	}
 	st := mk()
-	if err := yaml.NodeToValue(m, st, yaml.DisallowUnknownField()); err != nil {
+	if err := strictyaml.Decode(m, st); err != nil {
 		return nil, err
 	}
 	b := st.Base()
@@ -276,7 +280,7 @@ func parseStep(n ast.Node) (Step, error) {
 // when absent.
 func field(m *ast.MappingNode, key string) ast.Node {
 	for _, kv := range m.Values {
-		if kv.Key.String() == key {
+		if strictyaml.KeyString(kv.Key) == key {
 			return kv.Value
 		}
 	}
@@ -285,7 +289,7 @@ func field(m *ast.MappingNode, key string) ast.Node {
 
 func has(m *ast.MappingNode, key string) bool {
 	for _, kv := range m.Values {
-		if kv.Key.String() == key {
+		if strictyaml.KeyString(kv.Key) == key {
 			return true
 		}
 	}
@@ -316,7 +320,7 @@ func checkOrder(seq *Sequence) error {
 	for _, st := range seq.Steps {
 		b := st.Base()
 		bad := func(format string, a ...any) error {
-			return &posError{b.Line, 0, fmt.Sprintf("step %q: ", b.Name) + fmt.Sprintf(format, a...)}
+			return &strictyaml.Error{Line: b.Line, Msg: fmt.Sprintf("step %q: ", b.Name) + fmt.Sprintf(format, a...)}
 		}
 		switch st.(type) {
 		case *Requirements:

@@ -74,12 +74,21 @@ func TestLoadErrors(t *testing.T) {
 		line      int
 		want      string
 	}{
-		{"unknown top key", "version: 1\nstepz: []\n", 2, `unknown key "stepz"`},
+		{"unknown top key", "version: 1\nstepz: []\n", 2, `2:1: unknown key "stepz": did you mean "steps"?`},
+		{"far top key", "version: 1\ncolour: red\nsteps: []\n", 2, `unknown key "colour" (want name, network, status-url, steps, version)`},
+		{"snake top key", "version: 1\nstatus_url: http://x/\nsteps: []\n", 2, `unknown key "status_url": did you mean "status-url"?`},
+		{"snake step type", head + "  - type: select_disk\n", 3, `3:11: unknown step type "select_disk": did you mean "select-disk"?`},
+		{"old rule key", head + "  - type: select-disk\n    disk: {transport: virtio, min_size: 8G}\n", 4, `4:31: unknown key "min_size": did you mean "min-size"?`},
+		{"old rule keyword", head + "  - type: select-disk\n    disk: {first_largest: true}\n", 4, `unknown key "first_largest": did you mean "first-largest"?`},
+		{"layout near miss", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions:\n      - {name: root, sise: rest, fs: ext4}\n", 7, `7:22: unknown key "sise": did you mean "size"?`},
+		{"old answer key", head + "  - type: setup\n    restore_state: {}\n", 4, `unknown key "restore_state": did you mean "restore-state"?`},
+		{"old user key", head + "  - type: setup\n    users: [{name: a, password_hash: x}]\n", 4, `unknown key "password_hash": did you mean "password-hash"?`},
+		{"old generalize key", head + "  - type: capture-image\n    generalize: {machine_id: false}\n    destination: {url: http://h/x.wim}\n", 4, `unknown key "machine_id": did you mean "machine-id"?`},
 		{"no version", "steps:\n  - type: reboot\n", 1, "missing key version"},
 		{"bad version", "version: 2\nsteps:\n  - type: reboot\n", 1, "version 2"},
 		{"unknown step type", head + "  - type: reboot\n  - type: frobnicate\n", 4, `unknown step type "frobnicate"`},
 		{"no type", head + "  - name: x\n", 3, "no type"},
-		{"unknown step key", head + "  - type: run\n    shell: ls\n    colour: red\n", 5, `unknown field "colour"`},
+		{"unknown step key", head + "  - type: run\n    shell: ls\n    colour: red\n", 5, `5:5: unknown key "colour" (want command, env, in-target, name, shell, timeout, type, when)`},
 		{"wrong type", head + "  - type: requirements\n    min-cpus: many\n", 4, "cannot unmarshal"},
 		{"bad size", head + "  - type: requirements\n\n    min-memory: 12 parsecs\n", 5, `5:17: invalid size "12 parsecs": unknown unit "parsecs"`},
 		{"percent size", head + "  - type: requirements\n    min-disk: 50%\n", 4, `4:15: invalid size "50%": a percentage is not a size here`},
@@ -106,7 +115,7 @@ func TestLoadErrors(t *testing.T) {
 		{"network no address", "version: 1\nnetwork:\n  - {interface: eth0}\nsteps:\n  - type: reboot\n", 3, "needs address"},
 		{"network both names", "version: 1\nnetwork:\n  - {interface: eth0, mac: 52:54:00:12:34:56, dhcp: true}\nsteps:\n  - type: reboot\n", 3, "interface or mac"},
 		{"network bad vlan", "version: 1\nnetwork:\n  - {interface: eth0, vlan: 5000, dhcp: true}\nsteps:\n  - type: reboot\n", 3, "4094"},
-		{"network unknown key", "version: 1\nnetwork:\n  - {interface: eth0, adress: 192.0.2.10/24}\nsteps:\n  - type: reboot\n", 3, `unknown field "adress"`},
+		{"network unknown key", "version: 1\nnetwork:\n  - {interface: eth0, adress: 192.0.2.10/24}\nsteps:\n  - type: reboot\n", 3, `3:23: unknown key "adress": did you mean "address"?`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -177,7 +186,7 @@ func TestOneSizeRule(t *testing.T) {
     min-memory: 512M
     min-disk: 8G
   - type: select-disk
-    disk: {min_size: 8GB, max_size: 2T}
+    disk: {min-size: 8GB, max-size: 2T}
   - type: partition
     partitions:
       - {name: esp, size: 256M, type: esp, fs: vfat}

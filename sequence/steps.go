@@ -101,7 +101,7 @@ func (s *Requirements) Describe() string {
 //
 //	steps:
 //	  - type: select-disk
-//	    disk: {transport: virtio, min_size: 1G}
+//	    disk: {transport: virtio, min-size: 1G}
 type SelectDisk struct {
 	StepBase `yaml:",inline"`
 	Disk     diskops.Rule `yaml:"disk"`
@@ -109,7 +109,7 @@ type SelectDisk struct {
 
 func (s *SelectDisk) check(m *ast.MappingNode) error {
 	if !has(m, "disk") {
-		return nodeErr(m, "select-disk needs disk: a rule such as {transport: virtio} or {first_largest: true}")
+		return nodeErr(m, "select-disk needs disk: a rule such as {transport: virtio} or {first-largest: true}")
 	}
 	if err := s.Disk.Validate(); err != nil {
 		return nodeErr(field(m, "disk"), "%v", err)

@@ -166,7 +166,7 @@ func newDiskSelectCmd() *cobra.Command {
 		Use:     "select RULE",
 		Args:    argCount(1, 1),
 		Short:   "Print the one disk a rule selects (error listing candidates otherwise)",
-		Example: "  minint disk select '{transport: nvme}'\n  minint disk select transport=nvme,min_size=20G\n  minint disk select first_largest",
+		Example: "  minint disk select '{transport: nvme}'\n  minint disk select transport=nvme,min-size=20G\n  minint disk select first-largest",
 	}
 	fs := cmd.Flags()
 	var c diskCommon

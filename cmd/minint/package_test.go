@@ -64,7 +64,7 @@ func TestSequenceCheck(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("version: 1\nsteps:\n  - type: run\n    shell: x\n    timout: 5m\n"), 0o644)
 	code, out = run(t, "sequence", "check", bad)
-	if code != 1 || !strings.Contains(out, "bad.yaml:5:5: unknown field \"timout\"") {
+	if code != 1 || !strings.Contains(out, `bad.yaml:5:5: unknown key "timout": did you mean "timeout"?`) {
 		t.Errorf("check bad: %d %s", code, out)
 	}
 }

@@ -310,7 +310,7 @@ type imageInfo struct {
 	Description string `json:"description,omitempty"`
 	Directories uint64 `json:"directories"`
 	Files       uint64 `json:"files"`
-	TotalBytes  uint64 `json:"total_bytes"`
+	TotalBytes  uint64 `json:"total-bytes"`
 	Created     string `json:"created,omitempty"`
 	Modified    string `json:"modified,omitempty"`
 	// Fields are the image's other XML elements, e.g. what a capture
@@ -323,11 +323,11 @@ type wimInfo struct {
 	GUID        string      `json:"guid"`
 	Version     string      `json:"version"`
 	Compression string      `json:"compression"`
-	ChunkSize   int         `json:"chunk_size"`
+	ChunkSize   int         `json:"chunk-size"`
 	Part        int         `json:"part"`
-	TotalParts  int         `json:"total_parts"`
-	Integrity   bool        `json:"integrity_table"`
-	BootIndex   int         `json:"boot_index"`
+	TotalParts  int         `json:"total-parts"`
+	Integrity   bool        `json:"integrity-table"`
+	BootIndex   int         `json:"boot-index"`
 	Size        int64       `json:"size"`
 	Images      []imageInfo `json:"images"`
 }
