@@ -27,7 +27,8 @@ type Disk struct {
 	Model              string `json:"model,omitempty"`
 	Serial             string `json:"serial,omitempty"`
 	WWN                string `json:"wwn,omitempty"`
-	// Transport is nvme, sata, scsi, virtio, usb, mmc, loop or unknown.
+	// Transport is one of Transports: nvme, sata, sas, scsi, virtio, usb,
+	// mmc, xen, loop or unknown.
 	Transport  string `json:"transport"`
 	ByPath     string `json:"by-path,omitempty"`
 	Rotational bool   `json:"rotational"`
@@ -211,7 +212,7 @@ func readDisk(root, name string) (*Disk, error) {
 	if link, err := os.Readlink(dir); err == nil {
 		devpath = link // relative ../devices/… is all we need
 	}
-	d.Transport = transport(name, devpath)
+	d.Transport = Transport(name, devpath)
 	if d.ByPath == "" {
 		d.ByPath = derivePath(devpath, name)
 	}
@@ -226,26 +227,6 @@ func readDisk(root, name string) (*Disk, error) {
 		d.Model = readString(filepath.Join(dir, "loop/backing_file"))
 	}
 	return d, nil
-}
-
-func transport(name, devpath string) string {
-	switch {
-	case strings.HasPrefix(name, "loop"):
-		return "loop"
-	case strings.HasPrefix(name, "nvme") || strings.Contains(devpath, "/nvme"):
-		return "nvme"
-	case strings.HasPrefix(name, "mmcblk") || strings.Contains(devpath, "/mmc_host/"):
-		return "mmc"
-	case strings.Contains(devpath, "/usb"):
-		return "usb"
-	case strings.HasPrefix(name, "vd") || strings.Contains(devpath, "/virtio") && !strings.Contains(devpath, "/host"):
-		return "virtio"
-	case reATA.MatchString(devpath):
-		return "sata"
-	case strings.Contains(devpath, "/host") && strings.Contains(devpath, "/target"):
-		return "scsi"
-	}
-	return "unknown"
 }
 
 var (

@@ -24,8 +24,8 @@ import (
 // the device exactly (name, serial, wwn, by-path); loop devices only when
 // the rule says transport: loop or names them.
 type Rule struct {
-	Name         string        `yaml:"name,omitempty" json:"name,omitempty"` // sda or /dev/sda
-	Transport    string        `yaml:"transport,omitempty" json:"transport,omitempty"`
+	Name         string        `yaml:"name,omitempty" json:"name,omitempty"`           // sda or /dev/sda
+	Transport    string        `yaml:"transport,omitempty" json:"transport,omitempty"` // one of Transports
 	MinSize      bytesize.Size `yaml:"min-size,omitempty" json:"min-size,omitempty"`
 	MaxSize      bytesize.Size `yaml:"max-size,omitempty" json:"max-size,omitempty"`
 	Removable    *bool         `yaml:"removable,omitempty" json:"removable,omitempty"`
@@ -96,10 +96,10 @@ func (r Rule) Validate() error {
 	if r.MaxSize != 0 && r.MinSize > r.MaxSize {
 		return fmt.Errorf("%w: min-size %s is above max-size %s", ErrRule, r.MinSize.Explain(), r.MaxSize.Explain())
 	}
-	switch r.Transport {
-	case "", "nvme", "sata", "scsi", "virtio", "usb", "mmc", "loop", "unknown":
-	default:
-		return fmt.Errorf("%w: unknown transport %q (nvme, sata, scsi, virtio, usb, mmc, loop)", ErrRule, r.Transport)
+	if r.Transport != "" {
+		if err := checkTransport(r.Transport); err != nil {
+			return err
+		}
 	}
 	if r.Model != "" {
 		if _, err := filepath.Match(r.Model, ""); err != nil {

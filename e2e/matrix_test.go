@@ -25,15 +25,15 @@ var matrixNICs = []struct{ model, driver string }{
 }
 
 // matrixDisks are the storage controllers, with the transport the PE's
-// inventory reports for a disk behind each. A virtio-scsi disk is "virtio"
-// in the inventory (the bus above it) but "scsi" to disk selection: one
-// shared classifier is to decide; this test asserts what the inventory says.
+// inventory reports for a disk behind each, as disk selection names it too
+// (diskops.Transport): a disk behind a SCSI host adapter, virtio-scsi
+// included, is "scsi".
 var matrixDisks = []struct{ iface, serial, transport string }{
 	{"megasas", "MX-MEGASAS", "scsi"},
 	{"megasas-gen2", "MX-MEGAGEN2", "scsi"},
 	{"lsi53c895a", "MX-LSI", "scsi"},
 	{"pvscsi", "MX-PVSCSI", "scsi"},
-	{"scsi", "MX-VIRTIOSCSI", "virtio"},
+	{"scsi", "MX-VIRTIOSCSI", "scsi"},
 	{"sata", "MX-AHCI", "sata"},
 	{"nvme", "MX-NVME", "nvme"},
 	{"usb", "MX-USB", "usb"},

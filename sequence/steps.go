@@ -97,7 +97,12 @@ func (s *Requirements) Describe() string {
 }
 
 // SelectDisk chooses the target disk with a diskops rule; the boot medium,
-// mounted and in-use disks are never candidates.
+// mounted and in-use disks are never candidates. Rule keys: name, transport,
+// min-size, max-size, removable, rotational, serial, wwn, model (a glob),
+// by-path, and one of largest, first-largest, smallest. A transport is one
+// of diskops.Transports (nvme, sata, sas, scsi, virtio, usb, mmc, xen,
+// loop), as the PE's inventory reports it; a virtio-scsi disk is scsi,
+// virtio is virtio-blk.
 //
 //	steps:
 //	  - type: select-disk

@@ -7,6 +7,7 @@ package hw
 
 import (
 	"bufio"
+	"github.com/minint/minint/diskops"
 	"net"
 	"os"
 	"path/filepath"
@@ -36,7 +37,7 @@ type Disk struct {
 	SizeBytes int64  `json:"size_bytes"`
 	Model     string `json:"model,omitempty"`
 	Serial    string `json:"serial,omitempty"`
-	Transport string `json:"transport"` // virtio, nvme, sata, usb, scsi, mmc, unknown
+	Transport string `json:"transport"` // as diskops.Transport names it: nvme, sata, scsi, virtio, usb, …
 	Removable bool   `json:"removable"`
 	RO        bool   `json:"ro"`
 }
@@ -191,30 +192,14 @@ func serial(dir string) string {
 	return ""
 }
 
-// transport names the bus a disk hangs off, from the sysfs path of its
-// device (…/usb1/…, …/virtio2/…, …/ata1/…).
+// transport names the bus a disk hangs off with the classifier disk
+// selection uses, so that the inventory and a select-disk rule agree.
 func transport(dir, name string) string {
-	p, err := filepath.EvalSymlinks(dir)
+	p, err := os.Readlink(dir)
 	if err != nil {
 		p = dir
 	}
-	switch {
-	case strings.Contains(p, "/usb"):
-		return "usb"
-	case strings.HasPrefix(name, "nvme") || strings.Contains(p, "/nvme"):
-		return "nvme"
-	case strings.HasPrefix(name, "vd"):
-		return "virtio"
-	case strings.HasPrefix(name, "mmcblk"):
-		return "mmc"
-	case strings.Contains(p, "/ata"):
-		return "sata"
-	case strings.Contains(p, "/virtio"):
-		return "virtio" // virtio-scsi disks (sdX below virtioN)
-	case strings.Contains(p, "/host"):
-		return "scsi"
-	}
-	return "unknown"
+	return diskops.Transport(name, p)
 }
 
 func nics(sysNet string, live bool) []NIC {

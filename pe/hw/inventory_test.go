@@ -1,11 +1,14 @@
 package hw
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/minint/minint/diskops"
 )
 
 func TestCollectFakeSysfs(t *testing.T) {
@@ -19,7 +22,8 @@ func TestCollectFakeSysfs(t *testing.T) {
 			{Name: "nvme0n1", SizeBytes: 1953525168 * 512, Model: "Samsung SSD 970 EVO Plus 1TB", Serial: "S4EWNX0R123456", Transport: "nvme"},
 			{Name: "sda", SizeBytes: 976773168 * 512, Model: "Samsung SSD 860", Serial: "S123ABC", Transport: "sata"},
 			{Name: "sdb", SizeBytes: 60063744 * 512, Model: "Ultra Fit", Transport: "usb", Removable: true},
-			{Name: "sdc", SizeBytes: 2097152 * 512, Model: "QEMU HARDDISK", Transport: "virtio"},
+			// virtio-scsi: a SCSI disk behind a virtio controller.
+			{Name: "sdc", SizeBytes: 2097152 * 512, Model: "QEMU HARDDISK", Transport: "scsi"},
 			{Name: "sr0", SizeBytes: 2097151 * 512, Model: "QEMU DVD-ROM", Transport: "sata", Removable: true, RO: true},
 			{Name: "vda", SizeBytes: 131072 * 512, Serial: "BLANK123", Transport: "virtio"},
 		},
@@ -32,6 +36,29 @@ func TestCollectFakeSysfs(t *testing.T) {
 		g, _ := json.MarshalIndent(inv, "", " ")
 		w, _ := json.MarshalIndent(want, "", " ")
 		t.Errorf("got\n%s\nwant\n%s", g, w)
+	}
+}
+
+// TestTransportAgreesWithSelection: the inventory names each disk's
+// transport as disk selection (diskops.Discover) does, so that what the
+// PE reports is what a select-disk rule matches.
+func TestTransportAgreesWithSelection(t *testing.T) {
+	disks, err := diskops.Discover(context.Background(), diskops.DiscoverOptions{Root: "testdata/root", NoProbe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := map[string]string{}
+	for _, d := range disks {
+		sel[d.Name] = d.Transport
+	}
+	inv := Collect("testdata/root")
+	for _, d := range inv.Disks {
+		if sel[d.Name] != d.Transport {
+			t.Errorf("%s: inventory says %q, selection %q", d.Name, d.Transport, sel[d.Name])
+		}
+	}
+	if len(inv.Disks) < 6 {
+		t.Errorf("only %d disks in the fake tree", len(inv.Disks))
 	}
 }
 
