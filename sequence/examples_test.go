@@ -2,6 +2,7 @@ package sequence
 
 import (
 	"fmt"
+	"github.com/minint/minint/diskops"
 	"go/ast"
 	"go/doc/comment"
 	"go/parser"
@@ -14,17 +15,37 @@ import (
 	"testing"
 )
 
-// example is a YAML sequence found in the documentation.
+// example is a YAML document found in the documentation: a sequence, or a
+// partition layout (`minint disk partition --layout`).
 type example struct {
 	where string // file:line, for errors
 	src   string
 	// fragment: a doc example that shows steps without the rest of a
 	// sequence (it starts with steps:, not version:).
 	fragment bool
+	// layout: a partition layout (table:, partitions:), not a sequence.
+	layout bool
+}
+
+var (
+	sequenceRE = regexp.MustCompile(`(?m)^(version|steps):`)
+	layoutRE   = regexp.MustCompile(`(?m)^(table|partitions):`)
+)
+
+// classify tells a sequence from a layout; ok is false for other YAML.
+func classify(where, src string) (example, bool) {
+	switch {
+	case sequenceRE.MatchString(src):
+		return example{where: where, src: src, fragment: !regexp.MustCompile(`(?m)^version:`).MatchString(src)}, true
+	case layoutRE.MatchString(src):
+		return example{where: where, src: src, layout: true}, true
+	}
+	return example{}, false
 }
 
 // docExamples returns the code blocks of the Go doc comments in dir that
-// hold a sequence or steps, keyed also by the declaration they document.
+// hold a sequence, steps or a layout, keyed also by the declaration they
+// document.
 func docExamples(t *testing.T, dir string) (all []example, byType map[string][]string) {
 	t.Helper()
 	fset := token.NewFileSet()
@@ -59,14 +80,14 @@ func docExamples(t *testing.T, dir string) (all []example, byType map[string][]s
 		for _, cg := range f.Comments {
 			for _, b := range p.Parse(cg.Text()).Content {
 				code, ok := b.(*comment.Code)
-				if !ok || !regexp.MustCompile(`(?m)^(version|steps):`).MatchString(code.Text) {
+				if !ok {
 					continue
 				}
-				all = append(all, example{
-					where:    fset.Position(cg.Pos()).String(),
-					src:      code.Text,
-					fragment: !strings.HasPrefix(code.Text, "version:"),
-				})
+				ex, ok := classify(fset.Position(cg.Pos()).String(), code.Text)
+				if !ok {
+					continue
+				}
+				all = append(all, ex)
 				if typ := docOf[cg]; typ != "" {
 					byType[typ] = append(byType[typ], code.Text)
 				}
@@ -77,7 +98,7 @@ func docExamples(t *testing.T, dir string) (all []example, byType map[string][]s
 }
 
 // readmeExamples returns the ```yaml blocks of a Markdown file: sequences
-// a reader pastes into a file, so they must be complete.
+// and layouts a reader pastes into a file, so they must be complete.
 func readmeExamples(t *testing.T, path string) []example {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -93,33 +114,72 @@ func readmeExamples(t *testing.T, path string) []example {
 		start := i + 1
 		for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
 		}
-		out = append(out, example{where: path + ":" + strconv.Itoa(start), src: strings.Join(lines[start:i], "\n") + "\n"})
+		where := path + ":" + strconv.Itoa(start)
+		ex, ok := classify(where, strings.Join(lines[start:i], "\n")+"\n")
+		if !ok {
+			t.Errorf("%s: a yaml block that is neither a sequence nor a layout", where)
+			continue
+		}
+		if ex.fragment {
+			t.Errorf("%s: a README sequence must be complete (version: 1 and steps:)", where)
+		}
+		out = append(out, ex)
 	}
 	return out
 }
 
 // TestDocExamples runs every sequence example of the documentation
-// (godoc of this package and of the engine, and README.md's yaml blocks)
-// through what `minint sequence check` does, so that an example that no
+// (godoc of this package and of the engine, README.md's yaml blocks and
+// the sequences in scripts/) through what `minint sequence check` does,
+// and every layout example (godoc of diskops, README.md) through what
+// `minint disk partition --layout` reads, so that an example that no
 // longer parses, uses a renamed key or an impossible order fails here,
 // not in a user's hands. Fragments (steps: without version:) are checked
 // as steps, without the order rules that need the steps around them.
 func TestDocExamples(t *testing.T) {
 	var all []example
 	seqEx, byType := docExamples(t, ".")
-	peEx, _ := docExamples(t, "../pe")
-	all = append(append(all, seqEx...), peEx...)
+	all = append(all, seqEx...)
+	for _, dir := range []string{"../pe", "../diskops"} {
+		ex, _ := docExamples(t, dir)
+		all = append(all, ex...)
+	}
 	readme := readmeExamples(t, "../README.md")
 	if len(readme) == 0 {
 		t.Fatal("README.md has no ```yaml block: the extraction is broken")
 	}
 	all = append(all, readme...)
-	t.Logf("%d examples", len(all))
+	scripts, _ := filepath.Glob("../scripts/*.yaml")
+	if len(scripts) == 0 {
+		t.Fatal("no scripts/*.yaml: the demo sequence moved?")
+	}
+	for _, f := range scripts {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, ok := classify(f, string(b))
+		if !ok {
+			t.Errorf("%s is neither a sequence nor a layout", f)
+		}
+		all = append(all, ex)
+	}
+	kinds := map[bool]int{}
+	for _, ex := range all {
+		kinds[ex.layout]++
+	}
+	t.Logf("%d examples (%d layouts)", len(all), kinds[true])
+	if kinds[true] == 0 {
+		t.Error("no layout example found: the extraction is broken")
+	}
 	for _, ex := range all {
 		var err error
-		if ex.fragment {
+		switch {
+		case ex.layout:
+			_, err = diskops.ParseLayout([]byte(ex.src))
+		case ex.fragment:
 			_, err = parse([]byte("version: 1\n" + ex.src))
-		} else {
+		default:
 			_, err = Parse(ex.where, []byte(ex.src))
 		}
 		if err != nil {
