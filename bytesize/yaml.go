@@ -8,13 +8,8 @@ import (
 // UnmarshalYAML reads a scalar (8G, "500 GB", 4096) and reports a bad
 // size at the value's line and column, as goccy/go-yaml's own errors do.
 func (s *Size) UnmarshalYAML(n ast.Node) error {
-	var text string
-	switch v := n.(type) {
-	case *ast.StringNode:
-		text = v.Value
-	case *ast.IntegerNode, *ast.FloatNode:
-		text = v.GetToken().Value
-	default:
+	text, ok := strictyaml.Scalar(n)
+	if !ok {
 		return strictyaml.Errorf(n, "want a size such as 512MiB or 8G here, not %s", n.Type())
 	}
 	v, err := Parse(text)

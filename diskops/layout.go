@@ -197,22 +197,13 @@ func (p PartSize) String() string {
 
 // UnmarshalYAML reports a bad size at its line and column.
 func (p *PartSize) UnmarshalYAML(n ast.Node) error {
-	v, err := ParsePartSize(yamlScalarText(n))
+	text, _ := strictyaml.Scalar(n)
+	v, err := ParsePartSize(text)
 	if err != nil {
 		return strictyaml.Errorf(n, "%v", err)
 	}
 	*p = v
 	return nil
-}
-
-func yamlScalarText(n ast.Node) string {
-	switch v := n.(type) {
-	case *ast.StringNode:
-		return v.Value
-	case *ast.IntegerNode, *ast.FloatNode:
-		return v.GetToken().Value
-	}
-	return ""
 }
 
 // MarshalText writes String (JSON plans, journals).

@@ -37,14 +37,14 @@ type NetworkInterface struct {
 // parseNetwork reads the network: list into a netconf.Config, with errors
 // on the offending key's node.
 func parseNetwork(n ast.Node) (*netconf.Config, error) {
-	list, ok := unwrap(n).(*ast.SequenceNode)
+	list, ok := strictyaml.Unwrap(n).(*ast.SequenceNode)
 	if !ok || len(list.Values) == 0 {
 		return nil, nodeErr(n, "network must be a non-empty list of interfaces")
 	}
 	cfg := &netconf.Config{}
 	seen := map[string]bool{}
 	for i, item := range list.Values {
-		m, ok := unwrap(item).(*ast.MappingNode)
+		m, ok := strictyaml.Unwrap(item).(*ast.MappingNode)
 		if !ok {
 			return nil, nodeErr(item, "a network entry must be a mapping (interface:, address: …)")
 		}

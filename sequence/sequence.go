@@ -146,7 +146,7 @@ func parse(src []byte) (*Sequence, error) {
 	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
 		return nil, fmt.Errorf("want exactly one YAML document with version and steps")
 	}
-	root, ok := unwrap(f.Docs[0].Body).(*ast.MappingNode)
+	root, ok := strictyaml.Unwrap(f.Docs[0].Body).(*ast.MappingNode)
 	if !ok {
 		return nil, nodeErr(f.Docs[0].Body, "the sequence must be a mapping with version and steps")
 	}
@@ -190,13 +190,13 @@ func parse(src []byte) (*Sequence, error) {
 	if stepsNode == nil {
 		return nil, nodeErr(root, "missing key steps")
 	}
-	list, ok := unwrap(stepsNode).(*ast.SequenceNode)
+	list, ok := strictyaml.Unwrap(stepsNode).(*ast.SequenceNode)
 	if !ok || len(list.Values) == 0 {
 		return nil, nodeErr(stepsNode, "steps must be a non-empty list")
 	}
 	names := map[string]int{}
 	for _, sn := range list.Values {
-		st, err := parseStep(unwrap(sn))
+		st, err := parseStep(strictyaml.Unwrap(sn))
 		if err != nil {
 			return nil, err
 		}
@@ -210,30 +210,10 @@ func parse(src []byte) (*Sequence, error) {
 	return seq, nil
 }
 
-func unwrap(n ast.Node) ast.Node {
-	for {
-		switch v := n.(type) {
-		case *ast.TagNode:
-			n = v.Value
-		case *ast.AnchorNode:
-			n = v.Value
-		default:
-			return n
-		}
-	}
-}
-
 // scalarString is the text of a scalar value (a string, number or bool).
 func scalarString(n ast.Node) (string, error) {
-	switch v := n.(type) {
-	case *ast.StringNode:
-		return v.Value, nil
-	case *ast.IntegerNode, *ast.FloatNode:
-		return v.GetToken().Value, nil
-	case ast.ScalarNode:
-		if _, ok := v.(*ast.NullNode); !ok {
-			return v.GetToken().Value, nil
-		}
+	if s, ok := strictyaml.Scalar(n); ok {
+		return s, nil
 	}
 	return "", nodeErr(n, "want a single value here, not %s", n.Type())
 }

@@ -112,7 +112,7 @@ func Decode(n ast.Node, v any) error {
 // not looked into; nodes of the wrong kind are left for the decoder to
 // report.
 func CheckKeys(n ast.Node, t reflect.Type) error {
-	n = unwrap(n)
+	n = Unwrap(n)
 	if n == nil || t == nil {
 		return nil
 	}
@@ -167,7 +167,7 @@ func UnknownKey(n ast.Node, key string, known []string) error {
 
 // KeyString is a mapping key's text, without quotes.
 func KeyString(n ast.Node) string {
-	n = unwrap(n)
+	n = Unwrap(n)
 	switch k := n.(type) {
 	case *ast.StringNode:
 		return k.Value
@@ -182,7 +182,22 @@ func KeyString(n ast.Node) string {
 	return n.String()
 }
 
-func unwrap(n ast.Node) ast.Node {
+// Scalar is the text of a scalar value (a string without its quotes, a
+// number or a bool as written); ok is false for null, mappings and lists.
+func Scalar(n ast.Node) (text string, ok bool) {
+	switch v := Unwrap(n).(type) {
+	case *ast.StringNode:
+		return v.Value, true
+	case *ast.NullNode:
+		return "", false
+	case ast.ScalarNode:
+		return v.GetToken().Value, true
+	}
+	return "", false
+}
+
+// Unwrap is the node under tags, anchors and a document.
+func Unwrap(n ast.Node) ast.Node {
 	for {
 		switch v := n.(type) {
 		case *ast.TagNode:
