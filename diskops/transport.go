@@ -84,11 +84,11 @@ func checkTransport(t string) error {
 			return nil
 		}
 	}
-	want := strings.ToLower(t)
-	if h, ok := transportHints[want]; ok {
-		return fmt.Errorf("%w: unknown transport %q: did you mean %q? (see diskops.Transports)", ErrRule, t, h)
+	s, ok := transportHints[strings.ToLower(t)]
+	if !ok {
+		s = strictyaml.Suggest(strings.ToLower(t), Transports)
 	}
-	if s := strictyaml.Suggest(want, Transports); s != "" {
+	if s != "" {
 		return fmt.Errorf("%w: unknown transport %q: did you mean %q?", ErrRule, t, s)
 	}
 	return fmt.Errorf("%w: unknown transport %q (want %s)", ErrRule, t, strings.Join(Transports, ", "))
