@@ -68,6 +68,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/bytesize"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -436,7 +437,7 @@ func printInventory(e *env) {
 		if d.RO {
 			flags += " ro"
 		}
-		e.r.Printf("disk: %-8s %10s  %-7s model=%q serial=%q%s", d.Name, human(d.SizeBytes), d.Transport, d.Model, d.Serial, flags)
+		e.r.Printf("disk: %-8s %10s  %-7s model=%q serial=%q%s", d.Name, bytesize.Size(d.SizeBytes).Human(), d.Transport, d.Model, d.Serial, flags)
 	}
 	if len(inv.Disks) == 0 {
 		e.r.Printf("disk: none")
@@ -458,16 +459,6 @@ func printInventory(e *env) {
 		data["boot_medium"] = nil
 	}
 	e.r.Emit(progress.Event{Kind: "inventory", Data: data})
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func toMap(v any) map[string]any {
