@@ -8,7 +8,9 @@ PKGS=(
   isolinux syslinux syslinux-common syslinux-utils  # BIOS boot of the ISO, extlinux
   systemd-boot-efi       # linuxx64.efi.stub for the unified kernel image, systemd-bootx64.efi
   binutils               # objcopy, to assemble the UKI
-  ovmf                   # UEFI firmware for QEMU
+  ovmf                   # UEFI firmware for QEMU (also its Secure Boot variants and snakeoil key)
+  shim-signed grub-efi-amd64-signed  # Secure Boot chain of the ISO: Microsoft-signed shim, Debian-signed GRUB
+  sbsigntool             # signing UKIs with an organization's own Secure Boot key (minint iso --secure-boot-key)
   qemu-system-x86 qemu-utils
   xorriso                # reading ISOs back in tests
   mtools dosfstools      # FAT images without a vfat-capable host kernel
