@@ -18,7 +18,11 @@ type HostPaths struct {
 	IsolinuxBin string // isolinux.bin (package isolinux)
 	IsohdpfxBin string // isohdpfx.bin, the hybrid MBR code (package isolinux)
 	LdlinuxC32  string // ldlinux.c32 (package syslinux-common)
-	EFIStub     string // linuxx64.efi.stub (package systemd-boot-efi)
+	EFIStub     string // linuxx64.efi.stub (package systemd-boot-efi), for UKIs
+	Shim        string // shimx64.efi.signed, Microsoft-signed (package shim-signed)
+	MokManager  string // mmx64.efi.signed (package shim-helpers-amd64-signed, pulled in by shim-signed)
+	GrubCD      string // gcdx64.efi.signed, Debian-signed GRUB for CDs and disks (package grub-efi-amd64-signed)
+	GrubNet     string // grubnetx64.efi.signed, the same for network boot
 }
 
 // DefaultHostPaths are the Debian locations.
@@ -27,21 +31,25 @@ var DefaultHostPaths = HostPaths{
 	IsohdpfxBin: "/usr/lib/ISOLINUX/isohdpfx.bin",
 	LdlinuxC32:  "/usr/lib/syslinux/modules/bios/ldlinux.c32",
 	EFIStub:     "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+	Shim:        "/usr/lib/shim/shimx64.efi.signed",
+	MokManager:  "/usr/lib/shim/mmx64.efi.signed",
+	GrubCD:      "/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
+	GrubNet:     "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
 }
 
 func (h HostPaths) withDefaults() HostPaths {
 	d := DefaultHostPaths
-	if h.IsolinuxBin != "" {
-		d.IsolinuxBin = h.IsolinuxBin
-	}
-	if h.IsohdpfxBin != "" {
-		d.IsohdpfxBin = h.IsohdpfxBin
-	}
-	if h.LdlinuxC32 != "" {
-		d.LdlinuxC32 = h.LdlinuxC32
-	}
-	if h.EFIStub != "" {
-		d.EFIStub = h.EFIStub
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{
+		{&d.IsolinuxBin, h.IsolinuxBin}, {&d.IsohdpfxBin, h.IsohdpfxBin}, {&d.LdlinuxC32, h.LdlinuxC32},
+		{&d.EFIStub, h.EFIStub}, {&d.Shim, h.Shim}, {&d.MokManager, h.MokManager},
+		{&d.GrubCD, h.GrubCD}, {&d.GrubNet, h.GrubNet},
+	} {
+		if f.v != "" {
+			*f.dst = f.v
+		}
 	}
 	return d
 }
@@ -70,33 +78,49 @@ func hostTool(name, pkg string) (string, error) {
 	return "", fmt.Errorf("%w: program %s not found: install the Debian package %s (apt-get install %s)", ErrMissingHost, name, pkg, pkg)
 }
 
-// checkHost verifies everything an ISO build needs before anything is
-// written, so that a missing package costs nothing.
-func (h HostPaths) check() (tools map[string]string, err error) {
+// need says which parts of the host a build uses.
+type need struct {
+	iso     bool // ISOLINUX, the hybrid MBR, the ESP image
+	chain   string
+	netboot bool
+}
+
+// check verifies everything a build needs before anything is written, so
+// that a missing package costs nothing, and returns the programs' paths.
+func (h HostPaths) check(n need) (tools map[string]string, err error) {
+	type file struct{ path, pkg string }
+	var files []file
+	var progs []file
+	if n.iso {
+		files = append(files, file{h.IsolinuxBin, "isolinux"}, file{h.IsohdpfxBin, "isolinux"}, file{h.LdlinuxC32, "syslinux-common"})
+		progs = append(progs, file{"mkfs.vfat", "dosfstools"}, file{"mcopy", "mtools"}, file{"mmd", "mtools"})
+	}
+	switch n.chain {
+	case ChainShim:
+		files = append(files, file{h.Shim, "shim-signed"}, file{h.MokManager, "shim-helpers-amd64-signed"})
+		if n.netboot {
+			files = append(files, file{h.GrubNet, "grub-efi-amd64-signed"})
+		} else {
+			files = append(files, file{h.GrubCD, "grub-efi-amd64-signed"})
+		}
+	case ChainUKI:
+		files = append(files, file{h.EFIStub, "systemd-boot-efi"})
+		progs = append(progs, file{"objcopy", "binutils"})
+	}
 	var errs []error
-	for _, f := range []struct{ path, pkg string }{
-		{h.IsolinuxBin, "isolinux"},
-		{h.IsohdpfxBin, "isolinux"},
-		{h.LdlinuxC32, "syslinux-common"},
-		{h.EFIStub, "systemd-boot-efi"},
-	} {
+	for _, f := range files {
 		if err := hostFile(f.path, f.pkg); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	tools = map[string]string{}
-	for _, t := range []struct{ name, pkg string }{
-		{"objcopy", "binutils"},
-		{"mkfs.vfat", "dosfstools"},
-		{"mcopy", "mtools"},
-		{"mmd", "mtools"},
-	} {
-		p, err := hostTool(t.name, t.pkg)
+	for _, t := range progs {
+		p, err := hostTool(t.path, t.pkg)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		tools[t.name] = p
+		tools[t.path] = p
 	}
 	return tools, errors.Join(errs...)
 }

@@ -1,22 +1,30 @@
 // Package media builds minint's boot media on the host: a hybrid ISO 9660
-// image that boots the PE under BIOS (ISOLINUX) and UEFI (a unified kernel
-// image in an EFI system partition), from a CD or written raw to a disk.
+// image that boots the PE under BIOS (ISOLINUX) and UEFI — with Secure Boot
+// on, through the distribution's signed chain (shim → GRUB → kernel) or a
+// unified kernel image signed with the organization's own key — from a CD
+// or written raw to a disk, and a network-boot bundle with the same chain.
+//
+// The kernel and the initramfs are on the medium once, shared by ISOLINUX
+// and GRUB; the EFI system partition holds only the small signed loaders.
+// The layout (layout.go) is fixed and documented so that other tools can
+// find and replace the PE's files in a built medium.
 //
 // A build is planned first (Plan: every file's place on the medium, the
 // boot configurations, the media ID) and then written by a sink. The ISO is
 // one sink; a network-boot bundle is another one over the same plan.
 //
 // Builds are deterministic: all timestamps come from the epoch
-// (SOURCE_DATE_EPOCH, else the newest input's mtime), and all ids derive
-// from the media ID, which is a hash of the inputs.
+// (SOURCE_DATE_EPOCH, else the newest input's mtime), all ids derive from
+// the media ID, which is a hash of the inputs, and UKI signatures carry no
+// signing time.
 //
 // Code that runs inside the PE never imports this package.
 package media
 
 import (
-	"context"
+	"crypto"
 	"crypto/sha256"
-	"encoding/binary"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -30,8 +38,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/minint/minint/authenticode"
 )
 
 // File is an extra file placed under /minint/ on the medium.
@@ -46,7 +53,7 @@ type File struct {
 
 // Options configure a build.
 type Options struct {
-	Kernel    string // bzImage
+	Kernel    string // bzImage (Debian's signed kernel for Secure Boot)
 	Initramfs string // the PE's initramfs (any compression the kernel reads)
 	// Label is the ISO volume label (default "MININT"): at most 32
 	// characters of A-Z, 0-9 and _.
@@ -60,6 +67,11 @@ type Options struct {
 	// kernel's own messages reach the console. They cost seconds on a
 	// 115200-baud serial line, hence the default.
 	Verbose bool
+	// SecureBootKey and SecureBootCert (PEM files, an RSA key and its
+	// certificate) select the UKI chain: UEFI boots a unified kernel image
+	// signed with them, for firmware whose db holds that certificate.
+	// Without them UEFI boots through shim and GRUB (ChainShim).
+	SecureBootKey, SecureBootCert string
 	// ExtraFiles go under /minint/.
 	ExtraFiles []File
 	// Info adds build facts (PE id, kernel version, ...) to
@@ -82,6 +94,7 @@ type Result struct {
 	MediaID string
 	Cmdline string
 	Label   string
+	Chain   string // ChainShim or ChainUKI
 	ESPSize int64
 	Epoch   time.Time
 }
@@ -97,69 +110,51 @@ type Plan struct {
 	MediaID   string
 	Label     string
 	Cmdline   string // the full kernel command line
+	Chain     string // ChainShim or ChainUKI
 	Epoch     time.Time
 	Kernel    string
 	Initramfs string
 	Extra     []File
 	MediaJSON []byte
 	Isolinux  []byte // isolinux.cfg
+	Grub      []byte // grub.cfg
+
+	// The organization's key, for ChainUKI.
+	signer crypto.Signer
+	cert   *x509.Certificate
 }
 
-const (
-	defaultLabel = "MININT"
-	mediaDir     = "minint"
-)
+const defaultLabel = "MININT"
 
 // NewPlan validates the inputs and fixes the media ID and command line. It
 // reads (hashes) every input once.
 func NewPlan(o Options) (*Plan, error) {
-	if o.Kernel == "" {
-		return nil, fmt.Errorf("%w: no kernel given", ErrInput)
+	label, done, err := o.checkScalars()
+	if err != nil {
+		return nil, err
 	}
-	if o.Initramfs == "" {
-		return nil, fmt.Errorf("%w: no initramfs given", ErrInput)
-	}
-	label := o.Label
-	if label == "" {
-		label = defaultLabel
-	}
-	if len(label) > 32 || strings.TrimLeft(label, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != "" {
-		return nil, fmt.Errorf("%w: volume label %q: use at most 32 characters of A-Z, 0-9 and _", ErrInput, label)
-	}
-	done := o.Done
-	if done == "" {
-		done = "poweroff"
-	}
-	switch done {
-	case "poweroff", "reboot", "shell":
-	default:
-		return nil, fmt.Errorf("%w: done action %q: want poweroff, reboot or shell", ErrInput, done)
-	}
-	if strings.ContainsAny(o.Cmdline, "\n\r\"") {
-		return nil, fmt.Errorf("%w: kernel command line contains a newline or double quote", ErrInput)
+	p := &Plan{Label: label, Chain: ChainShim, Kernel: o.Kernel, Initramfs: o.Initramfs}
+	if o.SecureBootKey != "" || o.SecureBootCert != "" {
+		if o.SecureBootKey == "" || o.SecureBootCert == "" {
+			return nil, fmt.Errorf("%w: Secure Boot signing needs both a key and a certificate", ErrInput)
+		}
+		if p.signer, p.cert, err = authenticode.LoadKeyPair(o.SecureBootKey, o.SecureBootCert); err != nil {
+			return nil, fmt.Errorf("%w: Secure Boot key: %w", ErrInput, err)
+		}
+		p.Chain = ChainUKI
 	}
 
 	h := sha256.New()
-	fmt.Fprintf(h, "minint-media-v1\x00%s\x00%s\x00%s\x00%t\x00", label, o.Cmdline, done, o.Verbose)
+	fmt.Fprintf(h, "minint-media-v2\x00%s\x00%s\x00%s\x00%t\x00%s\x00", label, o.Cmdline, done, o.Verbose, p.Chain)
+	if p.cert != nil {
+		h.Write(p.cert.Raw)
+	}
 	newest := time.Time{}
-	hashFile := func(what, p string) error {
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrInput, what, err)
+	hashFile := func(what, fn string) error {
+		mtime, err := hashInput(h, what, fn)
+		if mtime.After(newest) {
+			newest = mtime
 		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%w: %s %s is not a regular file", ErrInput, what, p)
-		}
-		if fi.ModTime().After(newest) {
-			newest = fi.ModTime()
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", what, fi.Size())
-		_, err = io.Copy(h, f)
 		return err
 	}
 	if err := hashFile("kernel", o.Kernel); err != nil {
@@ -168,7 +163,79 @@ func NewPlan(o Options) (*Plan, error) {
 	if err := hashFile("initramfs", o.Initramfs); err != nil {
 		return nil, err
 	}
-	extra := append([]File(nil), o.ExtraFiles...)
+	if p.Extra, err = checkExtra(o.ExtraFiles); err != nil {
+		return nil, err
+	}
+	for _, e := range p.Extra {
+		if err := hashFile("extra file /minint/"+e.Dest, e.Src); err != nil {
+			return nil, err
+		}
+	}
+	p.MediaID = hex.EncodeToString(h.Sum(nil))[:16]
+	if p.Epoch, err = epochOf(o.Epoch, newest); err != nil {
+		return nil, err
+	}
+	p.Cmdline = kernelCmdline(o, done, p.MediaID)
+	if p.MediaJSON, err = mediaJSON(p, o.Info); err != nil {
+		return nil, err
+	}
+	p.Isolinux = IsolinuxConfig("/"+KernelPath, "/"+InitrdPath, p.Cmdline)
+	p.Grub = GrubConfig("/"+KernelPath, "/"+InitrdPath, p.Cmdline)
+	return p, nil
+}
+
+func (o Options) checkScalars() (label, done string, err error) {
+	if o.Kernel == "" {
+		return "", "", fmt.Errorf("%w: no kernel given", ErrInput)
+	}
+	if o.Initramfs == "" {
+		return "", "", fmt.Errorf("%w: no initramfs given", ErrInput)
+	}
+	label = o.Label
+	if label == "" {
+		label = defaultLabel
+	}
+	if len(label) > 32 || strings.TrimLeft(label, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != "" {
+		return "", "", fmt.Errorf("%w: volume label %q: use at most 32 characters of A-Z, 0-9 and _", ErrInput, label)
+	}
+	done = o.Done
+	if done == "" {
+		done = "poweroff"
+	}
+	switch done {
+	case "poweroff", "reboot", "shell":
+	default:
+		return "", "", fmt.Errorf("%w: done action %q: want poweroff, reboot or shell", ErrInput, done)
+	}
+	if strings.ContainsAny(o.Cmdline, "\n\r\"") {
+		return "", "", fmt.Errorf("%w: kernel command line contains a newline or double quote", ErrInput)
+	}
+	return label, done, nil
+}
+
+// hashInput adds a regular file's name, size and content to h.
+func hashInput(h io.Writer, what, fn string) (time.Time, error) {
+	f, err := os.Open(fn)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s: %w", ErrInput, what, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return time.Time{}, fmt.Errorf("%w: %s %s is not a regular file", ErrInput, what, fn)
+	}
+	fmt.Fprintf(h, "%s\x00%d\x00", what, fi.Size())
+	_, err = io.Copy(h, f)
+	return fi.ModTime(), err
+}
+
+// checkExtra cleans and sorts the extra files' destinations and refuses
+// escapes, duplicates and 8.3-name clashes.
+func checkExtra(in []File) ([]File, error) {
+	extra := append([]File(nil), in...)
 	sort.Slice(extra, func(i, j int) bool { return extra[i].Dest < extra[j].Dest })
 	seen := map[string]bool{"media.json": true}
 	short := map[string]string{"./" + shortName("media.json"): "media.json"}
@@ -192,30 +259,32 @@ func NewPlan(o Options) (*Plan, error) {
 			return nil, fmt.Errorf("%w: extra file %s is %d bytes; files on the ISO must be under 4 GiB (split it)", ErrInput, e.Src, fi.Size())
 		}
 		extra[i].Dest = d
-		if err := hashFile("extra file /minint/"+d, e.Src); err != nil {
-			return nil, err
-		}
 	}
-	id := hex.EncodeToString(h.Sum(nil))[:16]
+	return extra, nil
+}
 
-	epoch := o.Epoch
+// epochOf picks the build's timestamp: the one given, SOURCE_DATE_EPOCH,
+// else the newest input's mtime; never before 1980 (FAT cannot store it).
+func epochOf(given, newest time.Time) (time.Time, error) {
+	epoch := given
 	if epoch.IsZero() {
 		if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 			n, err := strconv.ParseInt(s, 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("%w: SOURCE_DATE_EPOCH=%q is not a number of seconds", ErrInput, s)
+				return time.Time{}, fmt.Errorf("%w: SOURCE_DATE_EPOCH=%q is not a number of seconds", ErrInput, s)
 			}
 			epoch = time.Unix(n, 0)
 		} else {
 			epoch = newest.Truncate(time.Second)
 		}
 	}
-	// FAT cannot store dates before 1980.
 	if min := time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC); epoch.Before(min) {
 		epoch = min
 	}
-	epoch = epoch.UTC()
+	return epoch.UTC(), nil
+}
 
+func kernelCmdline(o Options, done, id string) string {
 	// no_timer_check: under an emulator on a busy host the kernel's
 	// IO-APIC timer self-test can time out and panic ("IO-APIC + timer
 	// doesn't work"); the check only matters on long-gone chipsets.
@@ -229,20 +298,23 @@ func NewPlan(o Options) (*Plan, error) {
 	}
 	// Last, so that /dev/console is the serial port.
 	args = append(args, "console=ttyS0,115200")
-	cmdline := strings.Join(args, " ")
+	return strings.Join(args, " ")
+}
 
+func mediaJSON(p *Plan, facts map[string]any) ([]byte, error) {
 	info := map[string]any{}
-	for k, v := range o.Info {
+	for k, v := range facts {
 		info[k] = v
 	}
-	info["id"] = id
-	info["label"] = label
-	info["cmdline"] = cmdline
-	info["created"] = epoch.Format(time.RFC3339)
+	info["id"] = p.MediaID
+	info["label"] = p.Label
+	info["cmdline"] = p.Cmdline
+	info["created"] = p.Epoch.Format(time.RFC3339)
+	info["uefi_chain"] = p.Chain
 	var files []map[string]any
-	for _, e := range extra {
+	for _, e := range p.Extra {
 		fi, _ := os.Stat(e.Src)
-		files = append(files, map[string]any{"path": "/" + mediaDir + "/" + e.Dest, "size": fi.Size()})
+		files = append(files, map[string]any{"path": "/" + MediaDir + "/" + e.Dest, "size": fi.Size()})
 	}
 	if files != nil {
 		info["files"] = files
@@ -251,225 +323,7 @@ func NewPlan(o Options) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: media info: %w", ErrInput, err)
 	}
-
-	isolinux := fmt.Sprintf(`SERIAL 0 115200
-DEFAULT minint
-PROMPT 0
-TIMEOUT 0
-LABEL minint
-  KERNEL /boot/vmlinuz
-  INITRD /boot/initrd
-  APPEND %s
-`, cmdline)
-
-	return &Plan{MediaID: id, Label: label, Cmdline: cmdline, Epoch: epoch, Kernel: o.Kernel,
-		Initramfs: o.Initramfs, Extra: extra, MediaJSON: append(mj, '\n'), Isolinux: []byte(isolinux)}, nil
-}
-
-// BuildISO writes a hybrid ISO to out. The image is written to a temporary
-// file next to out and renamed into place only when complete.
-func BuildISO(ctx context.Context, o Options, out string) (*Result, error) {
-	logf := o.Log
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	host := o.Host.withDefaults()
-	tools, err := host.check()
-	if err != nil {
-		return nil, err
-	}
-	p, err := NewPlan(o)
-	if err != nil {
-		return nil, err
-	}
-	dir := filepath.Dir(out)
-	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("%w: %s is a directory", ErrOutput, out)
-	}
-	// Everything, the image included, is written inside a private directory
-	// next to out, so that the final rename is atomic and a failed build
-	// leaves nothing behind.
-	work, err := os.MkdirTemp(dir, ".minint-iso-*")
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrOutput, out, err)
-	}
-	defer os.RemoveAll(work)
-	tmpName := filepath.Join(work, "image.iso")
-	stage := filepath.Join(work, "iso")
-	scratch := filepath.Join(work, "scratch")
-	for _, d := range []string{stage, scratch} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-
-	var total, done int64
-	for _, s := range append([]string{p.Kernel, p.Initramfs, p.Kernel, p.Initramfs}, extraSrcs(p.Extra)...) {
-		if fi, err := os.Stat(s); err == nil {
-			total += fi.Size()
-		}
-	}
-	prog := func(n int64) {
-		done += n
-		if o.Progress != nil {
-			o.Progress(done, total)
-		}
-	}
-
-	logf("building unified kernel image")
-	uki := filepath.Join(scratch, "BOOTX64.EFI")
-	if err := (UKI{Stub: host.EFIStub, Kernel: p.Kernel, Initramfs: p.Initramfs, Cmdline: p.Cmdline,
-		OSRelease: fmt.Sprintf("ID=minint\nNAME=\"minint PE\"\nVERSION_ID=%s\n", p.MediaID), Epoch: p.Epoch,
-	}).Build(ctx, tools["objcopy"], scratch, uki); err != nil {
-		return nil, err
-	}
-	logf("building EFI system partition image")
-	idb, _ := hex.DecodeString(p.MediaID)
-	espFile := filepath.Join(stage, "boot", "efiboot.img")
-	if err := os.MkdirAll(filepath.Dir(espFile), 0o755); err != nil {
-		return nil, err
-	}
-	espSize, err := espImage{Label: "MININT_ESP", VolID: binary.BigEndian.Uint32(idb), Epoch: p.Epoch,
-		Files: map[string]string{"/EFI/BOOT/BOOTX64.EFI": uki}, tools: tools, tmpDir: scratch}.build(ctx, espFile)
-	if err != nil {
-		return nil, err
-	}
-	prog(sizeOf(p.Kernel) + sizeOf(p.Initramfs))
-	os.Remove(uki)
-
-	logf("staging files")
-	copies := []struct {
-		src, dst string
-	}{
-		{p.Kernel, "boot/vmlinuz"},
-		{p.Initramfs, "boot/initrd"},
-		{host.IsolinuxBin, "isolinux/isolinux.bin"},
-		{host.LdlinuxC32, "isolinux/ldlinux.c32"},
-	}
-	for _, e := range p.Extra {
-		copies = append(copies, struct{ src, dst string }{e.Src, mediaDir + "/" + e.Dest})
-	}
-	for _, c := range copies {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		n, err := copyFile(c.src, filepath.Join(stage, c.dst))
-		if err != nil {
-			return nil, err
-		}
-		prog(n)
-	}
-	for name, b := range map[string][]byte{
-		"isolinux/isolinux.cfg":  p.Isolinux,
-		mediaDir + "/media.json": p.MediaJSON,
-	} {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(stage, name)), 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(stage, name), b, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	if err := filepath.Walk(stage, func(p2 string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if fi.IsDir() {
-			mode = 0o755
-		}
-		if err := os.Chmod(p2, mode); err != nil {
-			return err
-		}
-		return os.Chtimes(p2, p.Epoch, p.Epoch)
-	}); err != nil {
-		return nil, err
-	}
-
-	logf("writing ISO 9660 image")
-	var isoEstimate int64 = 4 << 20
-	filepath.Walk(stage, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil {
-			isoEstimate += (fi.Size() + 2047) / 2048 * 2048
-		}
-		return nil
-	})
-	be, err := file.CreateFromPath(tmpName, isoEstimate)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrOutput, tmpName, err)
-	}
-	fs, err := iso9660.Create(be, isoEstimate, 0, 2048, stage)
-	if err != nil {
-		be.Close()
-		return nil, fmt.Errorf("iso9660: %w", err)
-	}
-	err = fs.Finalize(iso9660.FinalizeOptions{
-		// Rock Ridge for names beyond 8.3 (go-diskfs v1.9.4 writes broken
-		// Joliet file names).
-		RockRidge:        true,
-		VolumeIdentifier: p.Label,
-		ElTorito: &iso9660.ElTorito{
-			BootCatalog:     "/isolinux/boot.cat",
-			HideBootCatalog: true, // a visible catalog would carry go-diskfs's clock time
-			Entries: []*iso9660.ElToritoEntry{
-				{Platform: iso9660.BIOS, Emulation: iso9660.NoEmulation, BootFile: "/isolinux/isolinux.bin", BootTable: true, LoadSegment: 0},
-				{Platform: iso9660.EFI, Emulation: iso9660.NoEmulation, BootFile: "/boot/efiboot.img"},
-			},
-		},
-	})
-	be.Close()
-	if err != nil {
-		return nil, fmt.Errorf("iso9660: %w", err)
-	}
-
-	f, err := os.OpenFile(tmpName, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	isoSize, err := fixVolumeDescriptors(f, p.Epoch)
-	if err != nil {
-		return nil, err
-	}
-	if err := fixDirectoryRecords(f, p.Epoch); err != nil {
-		return nil, err
-	}
-	boots, err := ReadBootCatalog(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading back the boot catalog: %w", err)
-	}
-	if len(boots) != 2 || boots[0].Platform != PlatformBIOS || boots[1].Platform != PlatformEFI {
-		return nil, fmt.Errorf("reading back the boot catalog: unexpected entries %+v", boots)
-	}
-	mbrCode, err := os.ReadFile(host.IsohdpfxBin)
-	if err != nil {
-		return nil, err
-	}
-	var diskID [16]byte
-	copy(diskID[:], idb)
-	copy(diskID[8:], sha256Bytes(idb)[:8])
-	size, err := writeHybrid(f, hybridLayout{IsohdpfxBin: mbrCode, BootLBA: boots[0].LBA, ESPLBA: boots[1].LBA,
-		ESPSize: espSize, ISOSize: isoSize, DiskID: diskID})
-	if err != nil {
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		return nil, err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmpName, out); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOutput, err)
-	}
-	if o.Progress != nil {
-		o.Progress(total, total)
-	}
-	return &Result{Path: out, Size: size, MediaID: p.MediaID, Cmdline: p.Cmdline, Label: p.Label,
-		ESPSize: espSize, Epoch: p.Epoch}, nil
+	return append(mj, '\n'), nil
 }
 
 func extraSrcs(fs []File) []string {

@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"debug/pe"
 	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,13 +26,17 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/minint/minint/authenticode"
 )
 
 // needHost skips when the host packages the builder needs are missing
 // (`make test` installs them first; the bad-input tests check the error).
 func needHost(t *testing.T) {
 	t.Helper()
-	if _, err := DefaultHostPaths.check(); err != nil {
+	if _, err := DefaultHostPaths.check(need{iso: true, chain: ChainShim}); err != nil {
+		t.Skipf("host packages missing (run scripts/setup-host.sh): %v", err)
+	}
+	if _, err := DefaultHostPaths.check(need{chain: ChainUKI}); err != nil {
 		t.Skipf("host packages missing (run scripts/setup-host.sh): %v", err)
 	}
 }
@@ -128,6 +137,22 @@ func TestISOStructure(t *testing.T) {
 	if !strings.Contains(cfg, "APPEND "+res.Cmdline+"\n") || !strings.Contains(cfg, "KERNEL /boot/vmlinuz") || !strings.Contains(cfg, "INITRD /boot/initrd") {
 		t.Errorf("isolinux.cfg:\n%s", cfg)
 	}
+	grub := string(read("/boot/grub/grub.cfg"))
+	if !strings.Contains(grub, "\tlinux /boot/vmlinuz "+res.Cmdline+"\n") || !strings.Contains(grub, "\tinitrd /boot/initrd\n") {
+		t.Errorf("grub.cfg:\n%s", grub)
+	}
+	// One kernel and one initramfs: the ISO holds them once, plus the ESP
+	// (the loaders only), ISOLINUX and the extra files.
+	var payload int64
+	for _, f := range []string{in.kernel, in.initrd, in.seq, in.big} {
+		payload += sizeOf(f)
+	}
+	if res.Size > payload+res.ESPSize+2<<20 {
+		t.Errorf("ISO is %d bytes for %d bytes of payload and a %d-byte ESP: something is stored twice", res.Size, payload, res.ESPSize)
+	}
+	if res.Chain != ChainShim {
+		t.Errorf("chain %q, want %q by default", res.Chain, ChainShim)
+	}
 	var info map[string]any
 	if err := json.Unmarshal(read("/minint/media.json"), &info); err != nil {
 		t.Fatal(err)
@@ -154,7 +179,7 @@ func TestISOStructure(t *testing.T) {
 		t.Error("isolinux.bin has no boot info table")
 	}
 	esp := img[int64(boots[1].LBA)*2048 : int64(boots[1].LBA)*2048+res.ESPSize]
-	checkESP(t, esp, in, res.Cmdline)
+	checkShimESP(t, esp)
 
 	// Hybrid MBR.
 	hd, _ := os.ReadFile(DefaultHostPaths.IsohdpfxBin)
@@ -209,9 +234,8 @@ func TestISOStructure(t *testing.T) {
 	}
 }
 
-// checkESP extracts the ESP, checks it with fsck.vfat and checks the UKI
-// inside it section by section.
-func checkESP(t *testing.T, esp []byte, in inputs, cmdline string) {
+// espFile extracts one file from an ESP image (checked with fsck.vfat).
+func espFile(t *testing.T, esp []byte, name string) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "esp.img")
@@ -223,13 +247,36 @@ func checkESP(t *testing.T, esp []byte, in inputs, cmdline string) {
 	if msg, err := exec.Command(fsck, "-n", p).CombinedOutput(); err != nil {
 		t.Errorf("fsck.vfat -n on the ESP: %v\n%s", err, msg)
 	}
-	uki := filepath.Join(dir, "BOOTX64.EFI")
-	cmd := exec.Command("mcopy", "-i", p, "::/EFI/BOOT/BOOTX64.EFI", uki)
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command("mcopy", "-i", p, "::"+name, out)
 	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mcopy from the ESP: %v\n%s", err, msg)
+		t.Fatalf("mcopy %s from the ESP: %v\n%s", name, err, msg)
 	}
-	f, err := pe.Open(uki)
+	b, _ := os.ReadFile(out)
+	return b
+}
+
+// checkShimESP checks the default ESP: shim, GRUB and MokManager as the
+// distribution signed them, and the bootstrap configuration.
+func checkShimESP(t *testing.T, esp []byte) {
+	t.Helper()
+	for name, host := range map[string]string{espLoader: DefaultHostPaths.Shim, espGrub: DefaultHostPaths.GrubCD,
+		espMokManager: DefaultHostPaths.MokManager} {
+		want, _ := os.ReadFile(host)
+		if got := espFile(t, esp, name); !bytes.Equal(got, want) {
+			t.Errorf("ESP %s differs from %s", name, host)
+		}
+	}
+	if got := espFile(t, esp, espGrubConfig); !bytes.Equal(got, grubBootstrap) {
+		t.Errorf("ESP %s:\n%s", espGrubConfig, got)
+	}
+}
+
+// checkUKI checks a UKI section by section and its signature.
+func checkUKI(t *testing.T, uki []byte, in inputs, cmdline string, cert *x509.Certificate) {
+	t.Helper()
+	f, err := pe.NewFile(bytes.NewReader(uki))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,11 +306,72 @@ func checkESP(t *testing.T, esp []byte, in inputs, cmdline string) {
 	if len(want) > 0 {
 		t.Errorf("UKI lacks sections %v", want)
 	}
-	// The PE checksum must be right after the timestamp fix.
-	b, _ := os.ReadFile(uki)
-	off := int(binary.LittleEndian.Uint32(b[0x3c:]))
-	if got, want := binary.LittleEndian.Uint32(b[off+24+64:]), peChecksum(b, off+24+64); got != want {
+	cs, _ := authenticode.ChecksumOffset(uki)
+	if got, want := binary.LittleEndian.Uint32(uki[cs:]), authenticode.Checksum(uki, cs); got != want {
 		t.Errorf("UKI PE checksum %#x, want %#x", got, want)
+	}
+	if err := authenticode.Verify(uki, cert); err != nil {
+		t.Errorf("UKI signature: %v", err)
+	}
+}
+
+// testKey writes an RSA key and a self-signed certificate, as an
+// organization's db key would be.
+func testKey(t *testing.T, cn string) (keyFile, certFile string, cert *x509.Certificate) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Unix(1600000000, 0), NotAfter: time.Unix(2600000000, 0)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ = x509.ParseCertificate(der)
+	dir := t.TempDir()
+	keyFile, certFile = filepath.Join(dir, "db.key"), filepath.Join(dir, "db.crt")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return keyFile, certFile, cert
+}
+
+// TestISOOwnKey: with an organization's key the ESP holds one signed UKI,
+// and the build stays reproducible.
+func TestISOOwnKey(t *testing.T) {
+	needHost(t)
+	in := testInputs(t)
+	key, crt, cert := testKey(t, "minint test db")
+	var sums [2][32]byte
+	for i := range sums {
+		o := testOptions(in)
+		o.SecureBootKey, o.SecureBootCert = key, crt
+		out := filepath.Join(t.TempDir(), "m.iso")
+		res, err := BuildISO(context.Background(), o, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Chain != ChainUKI {
+			t.Fatalf("chain %q", res.Chain)
+		}
+		img, _ := os.ReadFile(out)
+		sums[i] = sha256.Sum256(img)
+		if i > 0 {
+			continue
+		}
+		f, _ := os.Open(out)
+		boots, err := ReadBootCatalog(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		esp := img[int64(boots[1].LBA)*2048 : int64(boots[1].LBA)*2048+res.ESPSize]
+		checkUKI(t, espFile(t, esp, espLoader), in, res.Cmdline, cert)
+		time.Sleep(1100 * time.Millisecond)
+	}
+	if sums[0] != sums[1] {
+		t.Error("two signed builds from the same inputs differ")
 	}
 }
 
@@ -320,6 +428,8 @@ func TestSourceDateEpoch(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	needHost(t)
 	in := testInputs(t)
+	key, crt, _ := testKey(t, "db")
+	otherKey, _, _ := testKey(t, "other")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "m.iso")
 	cases := []struct {
@@ -346,7 +456,15 @@ func TestBadInput(t *testing.T) {
 		{"unwritable output", func(o *Options) {}, "/nonexistent-dir/m.iso", ErrOutput, "/nonexistent-dir/m.iso"},
 		{"output is a directory", func(o *Options) {}, dir, ErrOutput, "directory"},
 		{"missing isolinux", func(o *Options) { o.Host.IsolinuxBin = "/nonexistent/isolinux.bin" }, out, ErrMissingHost, "package isolinux"},
-		{"missing EFI stub", func(o *Options) { o.Host.EFIStub = "/nonexistent/linuxx64.efi.stub" }, out, ErrMissingHost, "package systemd-boot-efi"},
+		{"missing shim", func(o *Options) { o.Host.Shim = "/nonexistent/shimx64.efi.signed" }, out, ErrMissingHost, "package shim-signed"},
+		{"missing GRUB", func(o *Options) { o.Host.GrubCD = "/nonexistent/gcdx64.efi.signed" }, out, ErrMissingHost, "package grub-efi-amd64-signed"},
+		{"missing EFI stub", func(o *Options) {
+			o.Host.EFIStub = "/nonexistent/linuxx64.efi.stub"
+			o.SecureBootKey, o.SecureBootCert = key, crt
+		}, out, ErrMissingHost, "package systemd-boot-efi"},
+		{"key without certificate", func(o *Options) { o.SecureBootKey = key }, out, ErrInput, "both a key and a certificate"},
+		{"key of another certificate", func(o *Options) { o.SecureBootKey, o.SecureBootCert = otherKey, crt }, out, ErrInput, "not the certificate's"},
+		{"certificate as key", func(o *Options) { o.SecureBootKey, o.SecureBootCert = crt, crt }, out, ErrInput, "not a private key"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -365,7 +483,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("missing program", func(t *testing.T) {
 		t.Setenv("PATH", t.TempDir())
 		_, err := BuildISO(context.Background(), testOptions(in), out)
-		if !errors.Is(err, ErrMissingHost) || !strings.Contains(err.Error(), "package binutils") || !strings.Contains(err.Error(), "package mtools") {
+		if !errors.Is(err, ErrMissingHost) || !strings.Contains(err.Error(), "program mcopy") || !strings.Contains(err.Error(), "package mtools") {
 			t.Fatalf("got %v", err)
 		}
 		if _, err := os.Stat(out); err == nil {
@@ -387,7 +505,7 @@ func TestPEChecksumMatchesObjcopy(t *testing.T) {
 	}
 	b, _ := os.ReadFile(out)
 	off := int(binary.LittleEndian.Uint32(b[0x3c:]))
-	if got, want := peChecksum(b, off+24+64), binary.LittleEndian.Uint32(b[off+24+64:]); got != want {
+	if got, want := authenticode.Checksum(b, off+24+64), binary.LittleEndian.Uint32(b[off+24+64:]); got != want {
 		t.Fatalf("checksum %#x, objcopy wrote %#x", got, want)
 	}
 }

@@ -23,14 +23,30 @@ type NetbootResult struct {
 	Dir     string
 	Cmdline string
 	MediaID string
+	Chain   string   // ChainShim or ChainUKI
 	Files   []string // relative to Dir
 }
 
+// The bundle's boot files.
+const (
+	NetbootShim = "bootx64.efi" // the UEFI boot file to offer by DHCP (shim chain)
+	NetbootUKI  = "minint.efi"  // the UEFI boot file to offer by DHCP (UKI chain)
+	NetbootIPXE = "boot.ipxe"   // for iPXE (BIOS, or UEFI without Secure Boot)
+)
+
 // BuildNetboot writes a network-boot bundle into dir from the same plan as
-// the ISO (kernel, initramfs, UKI, /minint files):
+// the ISO (kernel, initramfs, boot chain, /minint files):
 //
-//	vmlinuz, initrd         PXELINUX and iPXE load these
-//	minint.efi              the UKI, for UEFI HTTP boot (a DHCP boot URL)
+//	vmlinuz, initrd         the PE, shared by GRUB, PXELINUX and iPXE
+//	bootx64.efi             shim, the UEFI boot file (shim chain)
+//	grubx64.efi             Debian's signed network GRUB (grubnetx64.efi),
+//	                        which shim fetches from the same directory
+//	mmx64.efi               shim's MOK manager
+//	grub/grub.cfg           GRUB's menu; grubnetx64.efi reads it from
+//	                        /grub on the server, so dir must be the root
+//	                        the TFTP (or HTTP boot) server serves
+//	minint.efi              instead of the four above with an own key: the
+//	                        signed unified kernel image
 //	boot.ipxe               iPXE script
 //	pxelinux.cfg/default    PXELINUX configuration
 //	minint/media.json, minint/...   the files the ISO has under /minint
@@ -40,7 +56,11 @@ type NetbootResult struct {
 // exist yet or be empty; it is filled under a temporary name and renamed.
 func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootResult, error) {
 	host := o.Host.withDefaults()
-	tools, err := host.check()
+	chain := ChainShim
+	if o.SecureBootKey != "" || o.SecureBootCert != "" {
+		chain = ChainUKI
+	}
+	tools, err := host.check(need{chain: chain, netboot: true})
 	if err != nil {
 		return nil, err
 	}
@@ -65,18 +85,21 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	}
 	defer os.RemoveAll(tmp)
 
-	res := &NetbootResult{Dir: dir, Cmdline: cmdline, MediaID: p.MediaID}
-	if err := (UKI{Stub: host.EFIStub, Kernel: p.Kernel, Initramfs: p.Initramfs, Cmdline: cmdline,
-		OSRelease: fmt.Sprintf("ID=minint\nNAME=\"minint PE\"\nVERSION_ID=%s\n", p.MediaID), Epoch: p.Epoch,
-	}).Build(ctx, tools["objcopy"], tmp, filepath.Join(tmp, "minint.efi")); err != nil {
-		return nil, err
-	}
-	for _, name := range []string{"uki.cmdline", "uki.osrel"} {
-		os.Remove(filepath.Join(tmp, name))
-	}
+	res := &NetbootResult{Dir: dir, Cmdline: cmdline, MediaID: p.MediaID, Chain: p.Chain}
 	copies := [][2]string{{p.Kernel, "vmlinuz"}, {p.Initramfs, "initrd"}}
+	files := map[string][]byte{}
+	switch p.Chain {
+	case ChainUKI:
+		if err := p.buildUKI(ctx, host.EFIStub, tools["objcopy"], tmp, cmdline, filepath.Join(tmp, NetbootUKI)); err != nil {
+			return nil, err
+		}
+	default:
+		copies = append(copies, [2]string{host.Shim, NetbootShim}, [2]string{host.GrubNet, "grubx64.efi"},
+			[2]string{host.MokManager, "mmx64.efi"})
+		files[netbootGrubDir+"/grub.cfg"] = GrubConfig("/vmlinuz", "/initrd", cmdline)
+	}
 	for _, e := range p.Extra {
-		copies = append(copies, [2]string{e.Src, "minint/" + e.Dest})
+		copies = append(copies, [2]string{e.Src, MediaDir + "/" + e.Dest})
 	}
 	for _, c := range copies {
 		if _, err := copyFile(c[0], filepath.Join(tmp, c[1])); err != nil {
@@ -87,40 +110,25 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	if o.BaseURL != "" {
 		base = strings.TrimSuffix(o.BaseURL, "/") + "/"
 	}
-	files := map[string]string{
-		"minint/media.json": string(p.MediaJSON),
-		"boot.ipxe": fmt.Sprintf("#!ipxe\n# minint PE %s\nkernel %svmlinuz %s\ninitrd %sinitrd\nboot\n",
-			p.MediaID, base, cmdline, base),
-		"pxelinux.cfg/default": strings.Replace(string(p.Isolinux), p.Cmdline, cmdline, 1),
-	}
-	files["pxelinux.cfg/default"] = strings.NewReplacer("/boot/vmlinuz", "vmlinuz", "/boot/initrd", "initrd").Replace(files["pxelinux.cfg/default"])
+	files[MediaJSONPath] = p.MediaJSON
+	files[NetbootIPXE] = []byte(fmt.Sprintf("#!ipxe\n# minint PE %s\nkernel %svmlinuz %s\ninitrd %sinitrd\nboot\n",
+		p.MediaID, base, cmdline, base))
+	files["pxelinux.cfg/default"] = IsolinuxConfig("vmlinuz", "initrd", cmdline)
 	for name, body := range files {
-		pth := filepath.Join(tmp, name)
-		if err := os.MkdirAll(filepath.Dir(pth), 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(pth, []byte(body), 0o644); err != nil {
+		if err := writeFile(filepath.Join(tmp, name), body); err != nil {
 			return nil, err
 		}
 	}
-	if err := filepath.Walk(tmp, func(pth string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if fi.IsDir() {
-			mode = 0o755
-		} else {
+	if err := normalizeTree(tmp, p); err != nil {
+		return nil, err
+	}
+	filepath.Walk(tmp, func(pth string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
 			rel, _ := filepath.Rel(tmp, pth)
 			res.Files = append(res.Files, rel)
 		}
-		if err := os.Chmod(pth, mode); err != nil {
-			return err
-		}
-		return os.Chtimes(pth, p.Epoch, p.Epoch)
-	}); err != nil {
-		return nil, err
-	}
+		return nil
+	})
 	os.Remove(dir) // an empty directory may be replaced
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOutput, err)

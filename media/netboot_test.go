@@ -1,9 +1,9 @@
 package media
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
-	"debug/pe"
 	"errors"
 	"os"
 	"path/filepath"
@@ -23,7 +23,7 @@ func TestNetboot(t *testing.T) {
 			t.Fatal(err)
 		}
 		sort.Strings(res.Files)
-		want := []string{"boot.ipxe", "initrd", "minint.efi", "minint/images/big.bin", "minint/media.json", "minint/sequence.yaml", "pxelinux.cfg/default", "vmlinuz"}
+		want := []string{"boot.ipxe", "bootx64.efi", "grub/grub.cfg", "grubx64.efi", "initrd", "minint/images/big.bin", "minint/media.json", "minint/sequence.yaml", "mmx64.efi", "pxelinux.cfg/default", "vmlinuz"}
 		if strings.Join(res.Files, " ") != strings.Join(want, " ") {
 			t.Fatalf("files %v, want %v", res.Files, want)
 		}
@@ -41,19 +41,17 @@ func TestNetboot(t *testing.T) {
 		if !strings.Contains(string(pxe), "KERNEL vmlinuz\n") || !strings.Contains(string(pxe), "APPEND "+res.Cmdline+"\n") {
 			t.Errorf("pxelinux.cfg/default:\n%s", pxe)
 		}
-		f, err := pe.Open(filepath.Join(dir, "minint.efi"))
-		if err != nil {
-			t.Fatal(err)
+		grub, _ := os.ReadFile(filepath.Join(dir, "grub/grub.cfg"))
+		if !strings.Contains(string(grub), "\tlinux /vmlinuz "+res.Cmdline+"\n") || !strings.Contains(string(grub), "\tinitrd /initrd\n") {
+			t.Errorf("grub/grub.cfg:\n%s", grub)
 		}
-		c := f.Section(".cmdline")
-		if c == nil {
-			t.Fatal("UKI without .cmdline")
+		for name, host := range map[string]string{"bootx64.efi": DefaultHostPaths.Shim, "grubx64.efi": DefaultHostPaths.GrubNet} {
+			a, _ := os.ReadFile(filepath.Join(dir, name))
+			b, _ := os.ReadFile(host)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s is not %s", name, host)
+			}
 		}
-		b, _ := c.Data()
-		if string(b[:c.VirtualSize]) != res.Cmdline {
-			t.Errorf("UKI cmdline %q", b[:c.VirtualSize])
-		}
-		f.Close()
 		h := sha256.New()
 		for _, n := range res.Files {
 			b, _ := os.ReadFile(filepath.Join(dir, n))
@@ -65,8 +63,24 @@ func TestNetboot(t *testing.T) {
 	if sums[0] != sums[1] {
 		t.Error("two netboot bundles from the same inputs differ")
 	}
+	// With an own key: one signed UKI carrying the netboot command line.
+	key, crt, cert := testKey(t, "netboot db")
+	o := testOptions(in)
+	o.SecureBootKey, o.SecureBootCert = key, crt
+	dir := filepath.Join(t.TempDir(), "nb")
+	res, err := BuildNetboot(context.Background(), NetbootOptions{Options: o}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(res.Files)
+	if want := "boot.ipxe initrd minint.efi minint/images/big.bin minint/media.json minint/sequence.yaml pxelinux.cfg/default vmlinuz"; strings.Join(res.Files, " ") != want {
+		t.Errorf("own-key files %v, want %s", res.Files, want)
+	}
+	uki, _ := os.ReadFile(filepath.Join(dir, NetbootUKI))
+	checkUKI(t, uki, in, res.Cmdline, cert)
+
 	// A non-empty target is refused and left alone.
-	dir := t.TempDir()
+	dir = t.TempDir()
 	os.WriteFile(filepath.Join(dir, "keep"), []byte("x"), 0o644)
 	if _, err := BuildNetboot(context.Background(), NetbootOptions{Options: testOptions(in)}, dir); !errors.Is(err, ErrOutput) {
 		t.Fatalf("non-empty dir: %v", err)

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/minint/minint/authenticode"
 )
 
 // UKI describes a unified kernel image: the systemd EFI stub with the
@@ -88,35 +90,40 @@ func alignUp(n, a uint64) uint64 { return (n + a - 1) / a * a }
 // setPETimestamp sets the COFF TimeDateStamp and recomputes the optional
 // header checksum (firmware ignores it, but a wrong one is still wrong).
 func setPETimestamp(b []byte, ts uint32) error {
-	if len(b) < 0x40 {
-		return fmt.Errorf("not a PE file: too short")
+	cs, err := authenticode.ChecksumOffset(b)
+	if err != nil {
+		return err
 	}
 	off := int(binary.LittleEndian.Uint32(b[0x3c:]))
-	if off+24+68 > len(b) || !bytes.Equal(b[off:off+4], []byte("PE\x00\x00")) {
-		return fmt.Errorf("not a PE file: no PE signature")
-	}
 	binary.LittleEndian.PutUint32(b[off+8:], ts)
-	cs := off + 24 + 64
-	binary.LittleEndian.PutUint32(b[cs:], peChecksum(b, cs))
+	binary.LittleEndian.PutUint32(b[cs:], authenticode.Checksum(b, cs))
 	return nil
 }
 
-// peChecksum is the ImageHlp CheckSumMappedFile algorithm: a 16-bit
-// one's-complement-style sum over the file with the checksum field taken as
-// zero, plus the file length.
-func peChecksum(b []byte, csOff int) uint32 {
-	var sum uint64
-	for i := 0; i < len(b); i += 2 {
-		if i == csOff || i == csOff+2 {
-			continue
-		}
-		w := uint64(b[i])
-		if i+1 < len(b) {
-			w |= uint64(b[i+1]) << 8
-		}
-		sum += w
-		sum = (sum & 0xffff) + (sum >> 16)
+// buildUKI writes the plan's unified kernel image with cmdline to out,
+// signed with the plan's key when it has one. The signature is checked
+// against the certificate before the image is used.
+func (p *Plan) buildUKI(ctx context.Context, stub, objcopy, tmpDir, cmdline, out string) error {
+	u := UKI{Stub: stub, Kernel: p.Kernel, Initramfs: p.Initramfs, Cmdline: cmdline,
+		OSRelease: fmt.Sprintf("ID=minint\nNAME=\"minint PE\"\nVERSION_ID=%s\n", p.MediaID), Epoch: p.Epoch}
+	if err := u.Build(ctx, objcopy, tmpDir, out); err != nil {
+		return err
 	}
-	sum = (sum & 0xffff) + (sum >> 16)
-	return uint32(sum) + uint32(len(b))
+	os.Remove(filepath.Join(tmpDir, "uki.cmdline"))
+	os.Remove(filepath.Join(tmpDir, "uki.osrel"))
+	if p.signer == nil {
+		return nil
+	}
+	img, err := os.ReadFile(out)
+	if err != nil {
+		return err
+	}
+	signed, err := authenticode.Sign(img, p.signer, p.cert)
+	if err != nil {
+		return fmt.Errorf("signing the UKI: %w", err)
+	}
+	if err := authenticode.Verify(signed, p.cert); err != nil {
+		return fmt.Errorf("signing the UKI: the signature does not verify: %w", err)
+	}
+	return os.WriteFile(out, signed, 0o644)
 }

@@ -133,8 +133,13 @@ type Options struct {
 	WorkDir string
 	// Binary is the QEMU program (default qemu-system-x86_64).
 	Binary string
-	// OVMFCode and OVMFVars default to Debian's 4M OVMF files.
+	// OVMFCode and OVMFVars default to Debian's 4M OVMF files (for the
+	// SecureBoot choice when one is made).
 	OVMFCode, OVMFVars string
+	// SecureBoot starts OVMF with Secure Boot enforced and a key set
+	// enrolled: SecureBootMicrosoft or SecureBootSnakeoil. Empty means
+	// OVMF without Secure Boot. Needs Firmware UEFI.
+	SecureBoot string
 	// ExtraArgs are appended to QEMU's command line.
 	ExtraArgs []string
 }
@@ -157,6 +162,21 @@ type NIC struct {
 const (
 	DefaultOVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 	DefaultOVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	// OVMFSecureBootCode is the SMM build that Secure Boot needs.
+	OVMFSecureBootCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+)
+
+// Secure Boot key sets of Debian's ovmf package (OVMF_VARS_4M.<name>.fd).
+const (
+	// SecureBootMicrosoft: Microsoft's KEK and db (the Windows and UEFI
+	// CAs), as on almost every PC; shim-signed boots there.
+	SecureBootMicrosoft = "ms"
+	// SecureBootSnakeoil: a test key in PK, KEK and db whose private key
+	// and certificate ship in the package (SnakeoilKey, SnakeoilCert;
+	// the key's password is "snakeoil").
+	SecureBootSnakeoil = "snakeoil"
+	SnakeoilKey        = "/usr/share/ovmf/PkKek-1-snakeoil.key"
+	SnakeoilCert       = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
 )
 
 // Errors a run can end with.
@@ -377,10 +397,17 @@ func (vm *VM) machineArgs() ([]string, error) {
 
 func (vm *VM) qmpPath() string { return filepath.Join(vm.workDir, "qmp.sock") }
 
-// firmwareArgs: SeaBIOS (QEMU's own) or OVMF with a private copy of its
-// variables.
+// firmwareArgs: SeaBIOS (QEMU's own) or OVMF with its code read-only and
+// a private copy of its variable store, which the firmware writes (boot
+// entries), so that guests neither share nor spoil it. With Secure Boot
+// the code is Debian's SMM build, which refuses to run without SMM: the
+// machine becomes a q35 with SMM on and its flash writable from SMM only,
+// as on real hardware.
 func (vm *VM) firmwareArgs() ([]string, error) {
 	o := vm.opts
+	if o.SecureBoot != "" && o.Firmware != UEFI {
+		return nil, fmt.Errorf("Secure Boot (%s) needs UEFI firmware", o.SecureBoot)
+	}
 	switch o.Firmware {
 	case "", BIOS:
 		return nil, nil
@@ -389,26 +416,38 @@ func (vm *VM) firmwareArgs() ([]string, error) {
 		return nil, fmt.Errorf("unknown firmware %q: want bios or uefi", o.Firmware)
 	}
 	code, vars := o.OVMFCode, o.OVMFVars
-	if code == "" {
-		code = DefaultOVMFCode
-	}
-	if vars == "" {
-		vars = DefaultOVMFVars
+	var machine []string
+	switch o.SecureBoot {
+	case "":
+		if code == "" {
+			code = DefaultOVMFCode
+		}
+		if vars == "" {
+			vars = DefaultOVMFVars
+		}
+	case SecureBootMicrosoft, SecureBootSnakeoil:
+		if code == "" {
+			code = OVMFSecureBootCode
+		}
+		if vars == "" {
+			vars = "/usr/share/OVMF/OVMF_VARS_4M." + o.SecureBoot + ".fd"
+		}
+		machine = []string{"-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"}
+	default:
+		return nil, fmt.Errorf("unknown Secure Boot keys %q: want %s or %s", o.SecureBoot, SecureBootMicrosoft, SecureBootSnakeoil)
 	}
 	for _, f := range []string{code, vars} {
 		if _, err := os.Stat(f); err != nil {
 			return nil, fmt.Errorf("%w: UEFI firmware %s not found: install the Debian package ovmf (apt-get install ovmf)", ErrMissingHost, f)
 		}
 	}
-	// The firmware writes its variables (boot entries): every VM gets
-	// its own copy so that guests neither share nor spoil them.
 	myVars := filepath.Join(vm.workDir, "OVMF_VARS.fd")
 	if err := copyFile(vars, myVars); err != nil {
 		return nil, fmt.Errorf("copying OVMF variables: %w", err)
 	}
-	return []string{
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + myVars}, nil
+	return append(machine,
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+		"-drive", "if=pflash,format=raw,unit=1,file="+myVars), nil
 }
 
 // scsiHBAs are the SCSI host adapters a disk can hang off, by Interface.

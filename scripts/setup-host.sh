@@ -9,7 +9,7 @@ PKGS=(
   systemd-boot-efi       # linuxx64.efi.stub for the unified kernel image, systemd-bootx64.efi
   binutils               # objcopy, to assemble the UKI
   ovmf                   # UEFI firmware for QEMU (also its Secure Boot variants and snakeoil key)
-  shim-signed grub-efi-amd64-signed  # Secure Boot chain of the ISO: Microsoft-signed shim, Debian-signed GRUB
+  shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed  # Secure Boot chain: Microsoft-signed shim (+ MOK manager), Debian-signed GRUB
   sbsigntool             # signing UKIs with an organization's own Secure Boot key (minint iso --secure-boot-key)
   qemu-system-x86 qemu-utils
   xorriso                # reading ISOs back in tests

@@ -29,6 +29,7 @@ func newQEMUCmd() *cobra.Command {
 	fs := c.Flags()
 	iso := fs.String("iso", "", "ISO `FILE` to boot")
 	firmware := choiceFlag(c, "firmware", qemu.BIOS, "boot with `FIRMWARE` bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)", qemu.BIOS, qemu.UEFI)
+	secureBoot := choiceFlag(c, "secure-boot", "", "with --firmware uefi: Secure Boot enforced with OVMF's `KEYS` enrolled: ms (Microsoft's, as on most PCs) or snakeoil (the ovmf package's test key)", qemu.SecureBootMicrosoft, qemu.SecureBootSnakeoil)
 	bootFrom := choiceFlag(c, "boot", "cd", "boot the ISO as `MEDIUM` cd, or disk (a raw disk, like a USB stick)", "cd", "disk")
 	bootIface := fs.String("boot-interface", "virtio", "`INTERFACE` of the ISO disk with --boot disk: virtio, usb, sata or nvme")
 	disks := fs.StringArray("disk", nil, "attach a disk `FILE[:SIZE[:IFACE]]`; FILE is created blank with SIZE (e.g. 64M) when missing, an empty FILE means a temporary blank disk; IFACE is virtio (default), sata, nvme, usb or ide (repeatable)")
@@ -57,8 +58,11 @@ func newQEMUCmd() *cobra.Command {
 		if mem < bytesize.MiB || mem%bytesize.MiB != 0 {
 			return usageErrorf("--mem %s: want a whole number of MiB", mem.Explain())
 		}
+		if *secureBoot != "" && *firmware != qemu.UEFI {
+			return usageErrorf("--secure-boot %s needs --firmware uefi", *secureBoot)
+		}
 		o := qemu.Options{ISO: *iso, BootFrom: *bootFrom, BootDiskInterface: *bootIface, Firmware: *firmware,
-			Mem: mem.String(), CPUs: *cpus, Timeout: *timeout, KVM: *kvm, NoNet: *noNet, HostFwd: *hostfwd, GuestFwd: *guestfwd,
+			SecureBoot: *secureBoot, Mem: mem.String(), CPUs: *cpus, Timeout: *timeout, KVM: *kvm, NoNet: *noNet, HostFwd: *hostfwd, GuestFwd: *guestfwd,
 			Kernel: *kernel, Initrd: *initrd, Append: *appendArgs, AllowReboot: *allowReboot, LogPath: *logPath}
 		for _, d := range *disks {
 			disk, err := parseDiskFlag(d)
