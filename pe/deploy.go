@@ -158,7 +158,7 @@ func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 // is marked.
 func hostInventory(root string, d diskops.DiscoverOptions) Inventory {
 	h := hw.Collect(root)
-	inv := Inventory{Firmware: h.Firmware, Arch: runtime.GOARCH, Memory: h.MemoryBytes, CPUs: h.CPUs}
+	inv := Inventory{Firmware: h.Firmware, SecureBoot: h.SecureBoot, Arch: runtime.GOARCH, Memory: h.MemoryBytes, CPUs: h.CPUs}
 	for _, n := range h.NICs {
 		inv.NICs = append(inv.NICs, n.Name)
 	}

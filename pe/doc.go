@@ -82,6 +82,33 @@
 // placed, optionally split into .swm parts, on another disk.
 // sequence.Capture is the default sequence of `minint iso --capture URL`.
 //
+// # Secure Boot and the kernel's lockdown
+//
+// The PE boots with Secure Boot on through shim, Debian's signed GRUB and
+// Debian's signed kernel (or a UKI signed with the organization's key; see
+// package media). The inventory reports it (secure_boot, setup_mode, and
+// lockdown from securityfs), and conditions can test `secure-boot == on`.
+// Debian's kernel then locks itself down in "integrity" mode
+// (kernel_lockdown(7)), which forbids, and what that means for the PE:
+//
+//   - loading modules without a valid signature: Debian's modules are
+//     signed and load as usual; an out-of-tree module must be signed with
+//     a key the kernel trusts (built in, or enrolled in MOK or db);
+//   - kexec_load; kexec_file_load only with a kernel signed by a trusted
+//     key (the PE uses neither: it reboots through the firmware);
+//   - /dev/mem, /dev/kmem, /dev/port, ioperm/iopl, MSR writes, custom ACPI
+//     tables and methods, PCI BAR access through sysfs, unsafe module
+//     parameters (io=, irq=), changing a serial port's I/O base: the PE
+//     reads the hardware through sysfs (DMI tables in
+//     /sys/firmware/dmi, PCI ids) and needs none of these;
+//   - hibernation, debugfs writes, BPF writes to user memory.
+//
+// What lockdown leaves alone, and the PE needs: writing whole disks and
+// partitions (partition, format, apply, clean), mounting file systems,
+// writing UEFI variables through efivarfs (boot entries, BootNext, the
+// loader's one-shot entry), loading firmware files for drivers, the
+// network, and running any program of the initramfs.
+//
 // # Events
 //
 // Every step emits JSON-lines events (internal/progress: kind "step" with

@@ -75,12 +75,15 @@ type Env struct {
 // Inventory is what the requirements step checks and conditions see.
 type Inventory struct {
 	Firmware string // bios or uefi
-	Arch     string
-	Memory   int64
-	CPUs     int
-	Disks    []DiskInfo
-	NICs     []string // interface names, loopback excluded
-	PCI      []string // "vvvv:dddd", lower-case hex
+	// SecureBoot: the firmware enforces Secure Boot, so what bootfiles
+	// installs must be a signed chain.
+	SecureBoot bool
+	Arch       string
+	Memory     int64
+	CPUs       int
+	Disks      []DiskInfo
+	NICs       []string // interface names, loopback excluded
+	PCI        []string // "vvvv:dddd", lower-case hex
 }
 
 // DiskInfo is one disk as far as requirements care.
@@ -244,6 +247,7 @@ func (r *runner) facts() sequence.FactMap {
 		}
 	}
 	set("firmware", inv.Firmware, inv.Firmware != "")
+	set("secure-boot", map[bool]string{true: "on", false: "off"}[inv.SecureBoot], inv.Firmware != "")
 	set("arch", inv.Arch, inv.Arch != "")
 	set("memory", strconv.FormatInt(inv.Memory, 10), inv.Memory > 0)
 	set("cpus", strconv.Itoa(inv.CPUs), inv.CPUs > 0)

@@ -36,13 +36,14 @@ type Condition struct {
 
 // KnownFacts are the fact names a condition may use besides var.*.
 var KnownFacts = map[string]string{
-	"firmware":  "bios or uefi",
-	"arch":      "CPU architecture as Go names it (amd64, arm64)",
-	"memory":    "RAM in bytes",
-	"cpus":      "number of CPUs",
-	"disk":      "the selected target disk (after select-disk)",
-	"disk-size": "size of the selected target disk in bytes (after select-disk)",
-	"boot":      "how the PE was booted: medium or network",
+	"firmware":    "bios or uefi",
+	"secure-boot": "on when the firmware enforces Secure Boot, else off",
+	"arch":        "CPU architecture as Go names it (amd64, arm64)",
+	"memory":      "RAM in bytes",
+	"cpus":        "number of CPUs",
+	"disk":        "the selected target disk (after select-disk)",
+	"disk-size":   "size of the selected target disk in bytes (after select-disk)",
+	"boot":        "how the PE was booted: medium or network",
 }
 
 // Facts answers a condition's questions about the machine.
@@ -321,5 +322,5 @@ func isFactName(t string) bool {
 }
 
 func factList() string {
-	return "firmware, arch, memory, cpus, disk, disk-size, boot"
+	return "firmware, secure-boot, arch, memory, cpus, disk, disk-size, boot"
 }

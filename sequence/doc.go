@@ -22,7 +22,7 @@
 // apply-image, setup, bootfiles, run, reboot, poweroff, capture-image,
 // capture-state, pull-state, clean. Every step may have a name (default:
 // its type; names are unique, the journal keys on them) and a when:
-// condition over facts (firmware, arch, memory, cpus, disk, disk-size,
+// condition over facts (firmware, secure-boot, arch, memory, cpus, disk, disk-size,
 // boot, var.NAME from minint.var.NAME= on the kernel command line); see
 // Condition. Plan and Decide evaluate conditions with the facts known so
 // far; what only the machine can tell is decided at run time.

@@ -428,7 +428,7 @@ func printInventory(e *env) {
 	inv := e.inventory
 	e.r.Printf("cpu: %d × %s", inv.CPUs, inv.CPUModel)
 	e.r.Printf("memory: %.0f MiB", float64(inv.MemoryBytes)/(1<<20))
-	e.r.Printf("firmware: %s", inv.Firmware)
+	e.r.Printf("firmware: %s%s", inv.Firmware, secureBootText(inv))
 	for _, d := range inv.Disks {
 		flags := ""
 		if d.Removable {
@@ -459,6 +459,25 @@ func printInventory(e *env) {
 		data["boot_medium"] = nil
 	}
 	e.r.Emit(progress.Event{Kind: "inventory", Data: data})
+}
+
+// secureBootText says whether the firmware verified the boot chain and
+// what the kernel's lockdown forbids in consequence (see pe/doc.go).
+func secureBootText(inv *hw.Inventory) string {
+	if inv.Firmware != "uefi" {
+		return ""
+	}
+	s := ", Secure Boot off"
+	switch {
+	case inv.SecureBoot:
+		s = ", Secure Boot on"
+	case inv.SetupMode:
+		s = ", Secure Boot off (setup mode: no platform key enrolled)"
+	}
+	if inv.Lockdown != "" && inv.Lockdown != "none" {
+		s += " (kernel lockdown: " + inv.Lockdown + ")"
+	}
+	return s
 }
 
 func toMap(v any) map[string]any {
@@ -666,6 +685,8 @@ func mountBase() {
 		{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
 		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
 		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		// The kernel's lockdown mode (Secure Boot) for the inventory.
+		{"securityfs", "/sys/kernel/security", "securityfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	} {
 		os.MkdirAll(m.dir, 0o755)
 		unix.Mount(m.src, m.dir, m.fs, m.flags, m.data)

@@ -27,8 +27,19 @@ type Inventory struct {
 	CPUModel    string `json:"cpu_model,omitempty"`
 	MemoryBytes int64  `json:"memory_bytes"`
 	Firmware    string `json:"firmware"` // "uefi" or "bios"
-	Disks       []Disk `json:"disks"`
-	NICs        []NIC  `json:"nics"`
+	// SecureBoot is the firmware's SecureBoot variable: true when the
+	// firmware verifies what it boots. False under BIOS, with Secure Boot
+	// off, and when the variable cannot be read (efivarfs not mounted).
+	SecureBoot bool `json:"secure_boot"`
+	// SetupMode is the SetupMode variable: no platform key is enrolled,
+	// so Secure Boot is not enforced whatever the firmware's menu says.
+	SetupMode bool `json:"setup_mode,omitempty"`
+	// Lockdown is the kernel's lockdown mode (none, integrity or
+	// confidentiality), which Debian's kernel raises to integrity under
+	// Secure Boot; empty when securityfs does not tell.
+	Lockdown string `json:"lockdown,omitempty"`
+	Disks    []Disk `json:"disks"`
+	NICs     []NIC  `json:"nics"`
 }
 
 // Disk is a whole block device (not a partition).
@@ -63,10 +74,40 @@ func Collect(root string) *Inventory {
 	inv.MemoryBytes = memTotal(filepath.Join(root, "proc/meminfo"))
 	if _, err := os.Stat(filepath.Join(root, "sys/firmware/efi")); err == nil {
 		inv.Firmware = "uefi"
+		vars := filepath.Join(root, "sys/firmware/efi/efivars")
+		inv.SecureBoot = efiFlag(vars, "SecureBoot")
+		inv.SetupMode = efiFlag(vars, "SetupMode")
 	}
+	inv.Lockdown = lockdown(filepath.Join(root, "sys/kernel/security/lockdown"))
 	inv.Disks = disks(filepath.Join(root, "sys/block"))
 	inv.NICs = nics(filepath.Join(root, "sys/class/net"), root == "/")
 	return inv
+}
+
+// efiGlobal is EFI_GLOBAL_VARIABLE, the vendor GUID of SecureBoot and
+// SetupMode.
+const efiGlobal = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+// efiFlag reads a one-byte global UEFI variable from efivarfs: 4 bytes of
+// attributes, then the value.
+func efiFlag(efivars, name string) bool {
+	b, err := os.ReadFile(filepath.Join(efivars, name+"-"+efiGlobal))
+	return err == nil && len(b) == 5 && b[4] == 1
+}
+
+// lockdown reads securityfs's lockdown file, e.g.
+// "none [integrity] confidentiality", and returns the bracketed mode.
+func lockdown(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if strings.HasPrefix(f, "[") && strings.HasSuffix(f, "]") {
+			return strings.Trim(f, "[]")
+		}
+	}
+	return ""
 }
 
 func cpus(path string) (n int, model string) {
