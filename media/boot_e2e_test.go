@@ -75,18 +75,24 @@ func TestBootISO(t *testing.T) {
 	if iso.Size > 50<<20 {
 		t.Errorf("ISO is %.1f MiB, over the 50 MiB budget", float64(iso.Size)/(1<<20))
 	}
+	if iso.Size > 30<<20 {
+		t.Errorf("ISO is %.1f MiB, over the 30 MiB budget of the PE without the field driver set", float64(iso.Size)/(1<<20))
+	}
+	// UEFI boots through shim -> GRUB -> kernel, with Secure Boot enforced
+	// by Microsoft's keys (as on a PC) and without it.
 	for _, c := range []struct {
-		name, firmware, bootFrom, medium string
+		name, firmware, bootFrom, medium, secureBoot string
 	}{
-		{"cd-bios", qemu.BIOS, "cd", "sr0"},
-		{"cd-uefi", qemu.UEFI, "cd", "sr0"},
-		{"disk-uefi", qemu.UEFI, "disk", "vda"},
-		{"disk-bios", qemu.BIOS, "disk", "vda"},
+		{"cd-bios", qemu.BIOS, "cd", "sr0", ""},
+		{"cd-uefi", qemu.UEFI, "cd", "sr0", ""},
+		{"cd-uefi-secureboot", qemu.UEFI, "cd", "sr0", qemu.SecureBootMicrosoft},
+		{"disk-uefi-secureboot", qemu.UEFI, "disk", "vda", qemu.SecureBootMicrosoft},
+		{"disk-bios", qemu.BIOS, "disk", "vda", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			log := filepath.Join(t.TempDir(), "console.log")
 			res, err := qemu.Run(context.Background(), qemu.Options{
-				ISO: iso.Path, Firmware: c.firmware, BootFrom: c.bootFrom,
+				ISO: iso.Path, Firmware: c.firmware, BootFrom: c.bootFrom, SecureBoot: c.secureBoot,
 				Disks:   []qemu.Disk{{Size: 64 << 20}}, // blank, virtio
 				Mem:     "512M",
 				Timeout: 6 * time.Minute,
@@ -113,6 +119,7 @@ func TestBootISO(t *testing.T) {
 			if fw, _ := inv.Data["firmware"].(string); fw != c.firmware {
 				t.Errorf("inventory firmware %q, want %q", fw, c.firmware)
 			}
+			checkSecureBoot(t, inv, c.secureBoot != "")
 			bm, _ := inv.Data["boot_medium"].(map[string]any)
 			if bm["id"] != iso.MediaID || bm["device"] != "/dev/"+c.medium {
 				t.Errorf("boot medium %v, want id %s on /dev/%s", bm, iso.MediaID, c.medium)
@@ -135,8 +142,28 @@ func TestBootISO(t *testing.T) {
 	}
 }
 
+// checkSecureBoot checks the PE's report: Secure Boot on and the kernel
+// locked down (integrity), or off and not locked down.
+func checkSecureBoot(t *testing.T, inv *qemu.Event, on bool) {
+	t.Helper()
+	sb, _ := inv.Data["secure_boot"].(bool)
+	lockdown, _ := inv.Data["lockdown"].(string)
+	if sb != on {
+		t.Errorf("inventory secure_boot %v, want %v", sb, on)
+	}
+	want := "none"
+	if on {
+		want = "integrity"
+	}
+	if lockdown != want {
+		t.Errorf("inventory lockdown %q, want %q", lockdown, want)
+	}
+}
+
 // TestBootNetwork boots the network bundle over QEMU's user-network TFTP:
-// SeaBIOS's iPXE runs boot.ipxe, OVMF's PXE loads the UKI.
+// SeaBIOS's iPXE runs boot.ipxe; OVMF with Secure Boot enforced loads
+// shim, which fetches Debian's network GRUB, which loads the kernel and
+// initramfs.
 func TestBootNetwork(t *testing.T) {
 	e2eISO(t)
 	dir := filepath.Join(t.TempDir(), "tftp")
@@ -145,13 +172,13 @@ func TestBootNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct{ name, firmware, bootFile string }{
-		{"pxe-bios-ipxe", qemu.BIOS, "boot.ipxe"},
-		{"pxe-uefi-uki", qemu.UEFI, "minint.efi"},
+	for _, c := range []struct{ name, firmware, bootFile, secureBoot string }{
+		{"pxe-bios-ipxe", qemu.BIOS, media.NetbootIPXE, ""},
+		{"pxe-uefi-shim-secureboot", qemu.UEFI, media.NetbootShim, qemu.SecureBootMicrosoft},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res, err := qemu.Run(context.Background(), qemu.Options{
-				BootFrom: "net", TFTPDir: dir, BootFile: c.bootFile, Firmware: c.firmware,
+				BootFrom: "net", TFTPDir: dir, BootFile: c.bootFile, Firmware: c.firmware, SecureBoot: c.secureBoot,
 				Disks: []qemu.Disk{{Size: 64 << 20}}, Timeout: 6 * time.Minute,
 			})
 			if err != nil {
@@ -166,6 +193,7 @@ func TestBootNetwork(t *testing.T) {
 					if fw, _ := e.Data["firmware"].(string); fw != c.firmware {
 						t.Errorf("firmware %q, want %q", fw, c.firmware)
 					}
+					checkSecureBoot(t, &e, c.secureBoot != "")
 					return
 				}
 			}

@@ -2,7 +2,8 @@ package media
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/minint/minint/bootloader"
 )
 
 // The medium's layout. Everything that boots the PE lives at fixed paths,
@@ -104,15 +105,7 @@ menuentry "minint PE" {
 	linux %s %s
 	initrd %s
 }
-`, kernel, grubQuote(cmdline), initrd))
-}
-
-// grubQuote keeps GRUB's shell from expanding $ and ; in the command line.
-func grubQuote(s string) string {
-	if !strings.ContainsAny(s, "$;&|<>'\"\\`{}") {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+`, kernel, bootloader.GrubArgs(cmdline), initrd))
 }
 
 // grubBootstrap is the ESP's /boot/grub/grub.cfg. Debian's gcdx64.efi

@@ -61,7 +61,9 @@ type BootRequest struct {
 	Parts    []Part
 	RootPart Part
 	Firmware string // bios or uefi
-	Loader   string // auto, systemd-boot, syslinux, both
+	// SecureBoot: the firmware enforces Secure Boot; auto then means shim.
+	SecureBoot bool
+	Loader     string // auto, shim, systemd-boot, syslinux, both
 	// Cmdline is the extra kernel command line (root= is the backend's
 	// job); it carries answer.InitArg when setup runs at first boot.
 	Cmdline string

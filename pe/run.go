@@ -283,7 +283,7 @@ func (r *runner) bootfiles(s *sequence.BootFiles) error {
 		cmdline = strings.TrimSpace(cmdline + " " + answer.InitArg)
 	}
 	req := BootRequest{Root: r.st.Target, Disk: *r.st.Disk, Parts: r.st.Parts, RootPart: root,
-		Firmware: r.env.Inventory.Firmware, Loader: s.Loader, Cmdline: cmdline}
+		Firmware: r.env.Inventory.Firmware, SecureBoot: r.env.Inventory.SecureBoot, Loader: s.Loader, Cmdline: cmdline}
 	entries, err := r.env.Backend.BootFiles(r.ctx, req)
 	if err != nil {
 		return err

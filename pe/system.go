@@ -227,7 +227,9 @@ func (b *SystemBackend) Apply(ctx context.Context, r io.ReaderAt, size int64, in
 // BootFiles installs the loaders the way package bootloader lays them
 // out: kernel, initrd and loader configuration on the FAT boot partition (the ESP),
 // systemd-boot for UEFI and syslinux for BIOS ("both" writes both, for
-// a disk that must boot under either firmware). The returned entries are
+// a disk that must boot under either firmware); under Secure Boot (and
+// with loader shim) the image's own signed shim and GRUB, refusing before
+// anything is written when the image lacks them. The returned entries are
 // the loader files on that partition, found by its FAT serial, which
 // minint-setup edits to drop init= after the first boot.
 func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answer.BootEntry, error) {
@@ -243,8 +245,10 @@ func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answe
 	if req.RootPart.FSUUID == "" {
 		return nil, errors.New("the root file system's UUID is unknown (was it formatted?)")
 	}
-	uefi, bios := false, false
+	uefi, bios, shim := false, false, false
 	switch req.Loader {
+	case "shim":
+		uefi, shim = true, true
 	case "systemd-boot":
 		uefi = true
 	case "syslinux":
@@ -253,6 +257,16 @@ func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answe
 		uefi, bios = true, true
 	default:
 		uefi, bios = req.Firmware == "uefi", req.Firmware != "uefi"
+		shim = uefi && req.SecureBoot
+	}
+	if req.SecureBoot && !shim {
+		return nil, fmt.Errorf("%w: loader %s is not signed and the firmware enforces Secure Boot; use loader: shim (or auto) with an image that carries shim-signed and grub-efi-amd64-signed", bootloader.ErrNoSignedChain, req.Loader)
+	}
+	if shim {
+		// Refuse before anything on the disk changes.
+		if _, err := bootloader.FindSignedChain(req.Root); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp("", "minint-esp")
 	if err != nil {
@@ -274,7 +288,23 @@ func (b *SystemBackend) BootFiles(ctx context.Context, req BootRequest) ([]answe
 		return answer.BootEntry{Path: p, FSUUID: esp.FSUUID, FSType: "vfat", Device: esp.Node}
 	}
 	var entries []answer.BootEntry
-	if uefi {
+	if shim {
+		var u bootloader.UEFIOptions
+		if err := b.efiBootEntry(ctx, req, esp, &u); err != nil {
+			return nil, err
+		}
+		o := bootloader.ShimOptions{BootOptions: opts, ESP: dir, EFIVars: u.EFIVars, ESPPartition: u.ESPPartition, SectorSize: u.SectorSize}
+		_, err := bootloader.InstallShim(ctx, o)
+		if err != nil && o.EFIVars != nil && !errors.Is(err, bootloader.ErrNoSignedChain) {
+			b.logf("warning: %v; relying on \\EFI\\BOOT\\BOOTX64.EFI", err)
+			o.EFIVars = nil
+			_, err = bootloader.InstallShim(ctx, o)
+		}
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, entry(bootloader.ShimGrubConfig))
+	} else if uefi {
 		o := bootloader.UEFIOptions{BootOptions: opts, ESP: dir}
 		if err := b.efiBootEntry(ctx, req, esp, &o); err != nil {
 			return nil, err

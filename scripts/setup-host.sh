@@ -10,7 +10,7 @@ PKGS=(
   binutils               # objcopy, to assemble the UKI
   ovmf                   # UEFI firmware for QEMU (also its Secure Boot variants and snakeoil key)
   shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed  # Secure Boot chain: Microsoft-signed shim (+ MOK manager), Debian-signed GRUB
-  sbsigntool             # signing UKIs with an organization's own Secure Boot key (minint iso --secure-boot-key)
+  sbsigntool openssl     # sbverify and openssl in the Secure Boot tests (the snakeoil key is encrypted)
   qemu-system-x86 qemu-utils
   xorriso                # reading ISOs back in tests
   mtools dosfstools      # FAT images without a vfat-capable host kernel

@@ -337,7 +337,7 @@ func (s *ApplyImage) Describe() string {
 //
 //	steps:
 //	  - type: bootfiles
-//	    loader: auto           # auto (by firmware), systemd-boot, syslinux or both
+//	    loader: auto           # auto (by firmware), shim, systemd-boot, syslinux or both
 //	    cmdline: "console=ttyS0 quiet"
 type BootFiles struct {
 	StepBase `yaml:",inline"`
@@ -349,9 +349,9 @@ func (s *BootFiles) check(m *ast.MappingNode) error {
 	switch s.Loader {
 	case "":
 		s.Loader = "auto"
-	case "auto", "systemd-boot", "syslinux", "both":
+	case "auto", "shim", "systemd-boot", "syslinux", "both":
 	default:
-		return nodeErr(field(m, "loader"), "loader %q: want auto (by firmware), systemd-boot (UEFI), syslinux (BIOS) or both", s.Loader)
+		return nodeErr(field(m, "loader"), "loader %q: want auto (by firmware: shim under Secure Boot), shim (UEFI Secure Boot, the image's signed shim and GRUB), systemd-boot (UEFI), syslinux (BIOS) or both", s.Loader)
 	}
 	if strings.ContainsAny(s.Cmdline, "\n\r") {
 		return nodeErr(field(m, "cmdline"), "cmdline must be one line")
