@@ -73,31 +73,9 @@ func build(t *testing.T) (*fixture, error) {
 		return nil, err
 	}
 
-	// The sample root depends only on its script and the host kernel.
-	script, err := os.ReadFile(filepath.Join(f.repo, "scripts/make-sample-rootfs.sh"))
-	if err != nil {
+	if f.rootfs, f.tree, err = f.sampleRoot(t, "A"); err != nil {
 		return nil, err
 	}
-	kver, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	vmlinuz, _ := filepath.Glob("/boot/vmlinuz-*")
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s\n%s\n%v", script, kver, vmlinuz)))
-	f.rootfs = filepath.Join(f.cache, "e2e", "rootfs-"+hex.EncodeToString(h[:8]))
-	if _, err := os.Stat(filepath.Join(f.rootfs, "etc/minint-sample/tree-digest.sh")); err != nil {
-		tmp := f.rootfs + ".tmp"
-		os.RemoveAll(tmp)
-		if _, err := run(f.repo, "bash", "scripts/make-sample-rootfs.sh", tmp, "A"); err != nil {
-			return nil, err
-		}
-		if err := os.Rename(tmp, f.rootfs); err != nil {
-			return nil, err
-		}
-	}
-	out, err := run(f.repo, filepath.Join(f.rootfs, "etc/minint-sample/tree-digest.sh"), f.rootfs)
-	if err != nil {
-		return nil, err
-	}
-	f.tree = strings.TrimSpace(out)
-	t.Logf("fixture: sample root %s (tree %s…)", f.rootfs, f.tree[:12])
 
 	f.key, f.pub = filepath.Join(f.work, "test.key"), filepath.Join(f.work, "test.pub")
 	f.otherKey = filepath.Join(f.work, "other.key")
@@ -108,11 +86,7 @@ func build(t *testing.T) (*fixture, error) {
 		return nil, err
 	}
 	f.pkg = filepath.Join(f.work, "pkg")
-	os.MkdirAll(f.pkg, 0o755)
-	if _, err := run(f.work, f.minint, "wim", "capture", "--compress", "lzx", f.rootfs, filepath.Join(f.pkg, "sample.wim")); err != nil {
-		return nil, err
-	}
-	if _, err := run(f.work, f.minint, "package", "create", "--key", f.key, "--name", "sample-os", f.pkg); err != nil {
+	if err := f.packageRoot(f.rootfs, f.pkg); err != nil {
 		return nil, err
 	}
 	t.Logf("fixture: captured and packaged in %s", time.Since(start).Round(time.Second))
@@ -122,6 +96,48 @@ func build(t *testing.T) (*fixture, error) {
 	}
 	t.Logf("fixture: ready in %s", time.Since(start).Round(time.Second))
 	return f, nil
+}
+
+// sampleRoot builds (or takes from the cache) the sample OS root with
+// make-sample-rootfs.sh's arguments, and returns it with its tree digest.
+// The root depends only on the script, the arguments and the host kernel.
+func (f *fixture) sampleRoot(t *testing.T, args ...string) (root, tree string, err error) {
+	script, err := os.ReadFile(filepath.Join(f.repo, "scripts/make-sample-rootfs.sh"))
+	if err != nil {
+		return "", "", err
+	}
+	kver, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	vmlinuz, _ := filepath.Glob("/boot/vmlinuz-*")
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\n%s\n%v\n%v", script, kver, vmlinuz, args)))
+	root = filepath.Join(f.cache, "e2e", "rootfs-"+hex.EncodeToString(h[:8]))
+	if _, err := os.Stat(filepath.Join(root, "etc/minint-sample/tree-digest.sh")); err != nil {
+		tmp := root + ".tmp"
+		os.RemoveAll(tmp)
+		if _, err := run(f.repo, "bash", append([]string{"scripts/make-sample-rootfs.sh", tmp}, args...)...); err != nil {
+			return "", "", err
+		}
+		if err := os.Rename(tmp, root); err != nil {
+			return "", "", err
+		}
+	}
+	out, err := run(f.repo, filepath.Join(root, "etc/minint-sample/tree-digest.sh"), root)
+	if err != nil {
+		return "", "", err
+	}
+	tree = strings.TrimSpace(out)
+	t.Logf("fixture: sample root %s %v (tree %s…)", root, args, tree[:12])
+	return root, tree, nil
+}
+
+// packageRoot captures root into dir/sample.wim and signs the package
+// with the key the PE trusts.
+func (f *fixture) packageRoot(root, dir string) error {
+	os.MkdirAll(dir, 0o755)
+	if _, err := run(f.work, f.minint, "wim", "capture", "--compress", "lzx", root, filepath.Join(dir, "sample.wim")); err != nil {
+		return err
+	}
+	_, err := run(f.work, f.minint, "package", "create", "--key", f.key, "--name", "sample-os", dir)
+	return err
 }
 
 func run(dir, prog string, args ...string) (string, error) {
@@ -283,12 +299,20 @@ type sampleOS struct {
 	SSHKeys                                              int    `json:"ssh_keys"`
 	MachineID                                            string `json:"machine_id"`
 	HostKey                                              string `json:"host_key"`
+	SecureBoot                                           string `json:"secure_boot"` // on, off, bios
 	Setup                                                json.RawMessage
 }
 
 // waitDeployed waits for the deployed OS's report and checks it against
 // the sequence and the source tree.
 func (f *fixture) waitDeployed(t *testing.T, v *qemu.VM) {
+	t.Helper()
+	f.waitDeployedTree(t, v, f.tree)
+}
+
+// waitDeployedTree is waitDeployed for an image of another tree; it
+// returns the deployed OS's report.
+func (f *fixture) waitDeployedTree(t *testing.T, v *qemu.VM, want string) sampleOS {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -324,8 +348,8 @@ func (f *fixture) waitDeployed(t *testing.T, v *qemu.VM) {
 	if s.Marker != "deployed by minint e2e" {
 		t.Errorf("marker file %q", s.Marker)
 	}
-	if s.Tree != f.tree {
-		t.Errorf("deployed tree digest %s, source tree %s: the applied system differs from the captured one", s.Tree, f.tree)
+	if s.Tree != want {
+		t.Errorf("deployed tree digest %s, source tree %s: the applied system differs from the captured one", s.Tree, want)
 	}
 	if !strings.Contains(s.Cmdline, "console=ttyS0") || !strings.Contains(s.Cmdline, "root=UUID=") {
 		t.Errorf("deployed kernel command line %q lacks the boot entry's root=UUID= and console=ttyS0", s.Cmdline)
@@ -336,6 +360,7 @@ func (f *fixture) waitDeployed(t *testing.T, v *qemu.VM) {
 	case <-time.After(60 * time.Second):
 		t.Error("the deployed OS did not power off")
 	}
+	return s
 }
 
 // stepStates maps step names to their last state in the PE's events.

@@ -4,9 +4,14 @@
 # busybox userland, a busybox init) that the demo and the end-to-end tests
 # deploy. The tree is then captured into a WIM with `minint wim capture`.
 #
-# usage: make-sample-rootfs.sh OUTDIR [VARIANT]
+# usage: make-sample-rootfs.sh OUTDIR [VARIANT] [secureboot]
 #   VARIANT (default A) lands in /etc/os-release so that a refresh from image
 #   A to image B can be told apart.
+#   secureboot adds the Secure Boot chain a Debian system carries (shim
+#   signed by Microsoft, Debian's signed GRUB and MOK manager, from the host's
+#   shim-signed and grub-efi-amd64-signed; the kernel is Debian's signed one
+#   in every variant), so that `bootfiles` can make it boot with Secure Boot
+#   on. It costs ~6 MB, so the default sample leaves it out.
 #
 # The sample OS prints one JSON line starting with {"event":"sample-os" on
 # its console describing itself (hostname, users, setup result, marker
@@ -16,6 +21,8 @@ set -euo pipefail
 
 out=${1:?usage: make-sample-rootfs.sh OUTDIR [VARIANT]}
 variant=${2:-A}
+secureboot=${3:-}
+case $secureboot in ""|secureboot) ;; *) echo "make-sample-rootfs: third argument: want secureboot or nothing" >&2; exit 1;; esac
 kver=${KVER:-$(ls /boot/vmlinuz-* 2>/dev/null | sed 's|.*/vmlinuz-||' | sort -V | tail -n1)}
 [ -n "$kver" ] && [ -f "/boot/vmlinuz-$kver" ] || {
   echo "make-sample-rootfs: no kernel in /boot (install linux-image-amd64: scripts/setup-host.sh)" >&2; exit 1; }
@@ -39,6 +46,13 @@ done
 ln -sf ../bin/busybox "$root/sbin/init"
 
 cp "/boot/vmlinuz-$kver" "$root/boot/vmlinuz-$kver"
+if [ -n "$secureboot" ]; then
+  for f in /usr/lib/shim/shimx64.efi.signed /usr/lib/shim/mmx64.efi.signed /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed; do
+    [ -f "$f" ] || { echo "make-sample-rootfs: $f missing (install shim-signed and grub-efi-amd64-signed: scripts/setup-host.sh)" >&2; exit 1; }
+    mkdir -p "$root$(dirname "$f")"
+    cp "$f" "$root$f"
+  done
+fi
 modlist=$(modprobe -S "$kver" -a --show-depends "${MODS[@]}" | awk '$1=="insmod"{print $2}' | awk '!seen[$0]++')
 mkdir -p "$root/lib/modules/$kver"
 for m in $modlist; do
@@ -128,9 +142,16 @@ for u in $(awk -F: '$3>=1000{print $6}' /etc/passwd); do
   [ -s "$u/.ssh/authorized_keys" ] && keys=$((keys+1))
 done
 tree=$(/etc/minint-sample/tree-digest.sh /)
+# The firmware's SecureBoot variable (4 attribute bytes, then 1 = enforced).
+secure_boot=unknown
+sbvar=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+if [ ! -d /sys/firmware/efi ]; then secure_boot=bios
+elif [ -f $sbvar ]; then
+  case $(od -An -tu1 -j4 -N1 $sbvar | tr -d ' ') in 1) secure_boot=on;; *) secure_boot=off;; esac
+fi
 . /etc/os-release
-printf '{"event":"sample-os","time":"%s","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s","marker":"%s","ssh_keys":%d,"tree":"%s","cmdline":"%s","machine_id":"%s","host_key":"%s"}\n' \
-  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ID" "$VERSION_ID" "$(hostname)" "$users" "$setup" "$(uname -r)" "$marker" "$keys" "$tree" "$(tr -d '"\\\n' < /proc/cmdline)" "$(cat /etc/machine-id)" "$(cat /etc/ssh/ssh_host_ed25519_key.pub)" > /dev/console
+printf '{"event":"sample-os","time":"%s","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s","marker":"%s","ssh_keys":%d,"tree":"%s","cmdline":"%s","machine_id":"%s","host_key":"%s","secure_boot":"%s"}\n' \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ID" "$VERSION_ID" "$(hostname)" "$users" "$setup" "$(uname -r)" "$marker" "$keys" "$tree" "$(tr -d '"\\\n' < /proc/cmdline)" "$(cat /etc/machine-id)" "$(cat /etc/ssh/ssh_host_ed25519_key.pub)" "$secure_boot" > /dev/console
 echo "minint sample OS $VERSION_ID is up as $(hostname)" > /dev/console
 # Test hook: a disk whose file system is labelled MININT-T carries hook.sh,
 # which runs here with that disk mounted at /run/minint-t (tests use it to
@@ -186,4 +207,4 @@ exec switch_root /newroot "$init"
 INIT
 chmod 0755 "$ird/init"
 (cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -9n) > "$root/boot/initrd.img-$kver"
-echo "sample rootfs $variant: $(du -sh "$root" | cut -f1) in $root (kernel $kver, ${#MODS[@]} modules + deps)" >&2
+echo "sample rootfs $variant${secureboot:+ (with the Secure Boot chain)}: $(du -sh "$root" | cut -f1) in $root (kernel $kver, ${#MODS[@]} modules + deps)" >&2
