@@ -2,6 +2,7 @@ package media_test
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -79,20 +80,27 @@ func TestBootISO(t *testing.T) {
 		t.Errorf("ISO is %.1f MiB, over the 30 MiB budget of the PE without the field driver set", float64(iso.Size)/(1<<20))
 	}
 	// UEFI boots through shim -> GRUB -> kernel, with Secure Boot enforced
-	// by Microsoft's keys (as on a PC) and without it.
+	// by Microsoft's keys (as on a PC) and without it. OVMF, like EDK2
+	// firmware generally, boots a hybrid ISO on a disk through its El
+	// Torito image (the USB-stick deployment in e2e does that); "gpt"
+	// boots the same bytes behind a protective MBR, so that the firmware
+	// starts shim from the GPT's EFI partition, as firmware that ignores
+	// El Torito on disks would, and GRUB must take the ESP's bootstrap
+	// configuration to the ISO 9660 file system.
+	gpt := gptView(t, iso.Path)
 	for _, c := range []struct {
-		name, firmware, bootFrom, medium, secureBoot string
+		name, firmware, bootFrom, medium, secureBoot, image string
 	}{
-		{"cd-bios", qemu.BIOS, "cd", "sr0", ""},
-		{"cd-uefi", qemu.UEFI, "cd", "sr0", ""},
-		{"cd-uefi-secureboot", qemu.UEFI, "cd", "sr0", qemu.SecureBootMicrosoft},
-		{"disk-uefi-secureboot", qemu.UEFI, "disk", "vda", qemu.SecureBootMicrosoft},
-		{"disk-bios", qemu.BIOS, "disk", "vda", ""},
+		{"cd-bios", qemu.BIOS, "cd", "sr0", "", iso.Path},
+		{"cd-uefi", qemu.UEFI, "cd", "sr0", "", iso.Path},
+		{"cd-uefi-secureboot", qemu.UEFI, "cd", "sr0", qemu.SecureBootMicrosoft, iso.Path},
+		{"disk-uefi-secureboot-gpt", qemu.UEFI, "disk", "vda", qemu.SecureBootMicrosoft, gpt},
+		{"disk-bios", qemu.BIOS, "disk", "vda", "", iso.Path},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			log := filepath.Join(t.TempDir(), "console.log")
 			res, err := qemu.Run(context.Background(), qemu.Options{
-				ISO: iso.Path, Firmware: c.firmware, BootFrom: c.bootFrom, SecureBoot: c.secureBoot,
+				ISO: c.image, Firmware: c.firmware, BootFrom: c.bootFrom, SecureBoot: c.secureBoot,
 				Disks:   []qemu.Disk{{Size: 64 << 20}}, // blank, virtio
 				Mem:     "512M",
 				Timeout: 6 * time.Minute,
@@ -140,6 +148,27 @@ func TestBootISO(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gptView copies the ISO with a protective MBR (one 0xEE partition over
+// the disk) in place of the hybrid MBR's partition entries: the GPT that
+// media writes then decides, and it lists only the EFI partition.
+func gptView(t *testing.T, iso string) string {
+	t.Helper()
+	b, err := os.ReadFile(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := b[446:510]
+	clear(e)
+	e[1], e[2], e[3], e[4], e[5], e[6], e[7] = 0, 2, 0, 0xee, 0xff, 0xff, 0xff
+	binary.LittleEndian.PutUint32(e[8:], 1)
+	binary.LittleEndian.PutUint32(e[12:], uint32(len(b)/512-1))
+	p := filepath.Join(t.TempDir(), "gpt.img")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // checkSecureBoot checks the PE's report: Secure Boot on and the kernel

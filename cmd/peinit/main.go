@@ -101,7 +101,8 @@ type env struct {
 	medium    *boot.Medium // nil when none was found (and none was asked for)
 	inventory *hw.Inventory
 	leases    []hw.Lease
-	nofile    string // what raising RLIMIT_NOFILE gave
+	nofile    string       // what raising RLIMIT_NOFILE gave
+	modules   *kmod.Loader // for devices that appear after the first coldplug
 	debug     func(format string, a ...any)
 }
 
@@ -274,6 +275,7 @@ func loadModules(e *env, kver string) (<-chan struct{}, error) {
 	}
 	l := kmod.NewLoader(db)
 	l.Log = e.debug
+	e.modules = l
 	loaded, err := l.Coldplug("/sys/devices", 8)
 	ev := progress.Event{Kind: "step", Op: "modules", State: "done", Data: map[string]any{"loaded": loaded, "seconds": time.Since(start).Seconds()}}
 	if err != nil {
@@ -404,6 +406,13 @@ func findMedium(ctx context.Context, e *env) error {
 		},
 		Unmount: func(dir string) error { return unix.Unmount(dir, 0) },
 		Log:     e.debug,
+	}
+	if e.modules != nil {
+		f.Rescan = func() {
+			if loaded, _ := e.modules.Coldplug("/sys/devices", 2); len(loaded) > 0 {
+				e.r.Printf("modules: %s loaded for devices that appeared late", strings.Join(loaded, " "))
+			}
+		}
 	}
 	wait := 2 * time.Second // nobody asked for a medium: just look
 	if e.opts.Media != "" {

@@ -60,6 +60,10 @@ type Finder struct {
 	Mount      func(dev, dir, fstype string) error // read-only
 	Unmount    func(dir string) error
 	Log        func(format string, a ...any)
+	// Rescan, when set, runs before each look while Find waits: drivers
+	// for devices that appeared late (a USB stick's disk shows up about a
+	// second after usb-storage binds it) get loaded.
+	Rescan func()
 }
 
 func (f *Finder) logf(format string, a ...any) {
@@ -97,6 +101,9 @@ func (f *Finder) Find(ctx context.Context, id string, wait time.Duration) (*Medi
 	deadline := time.Now().Add(wait)
 	seen := map[string]string{}
 	for {
+		if f.Rescan != nil {
+			f.Rescan()
+		}
 		cands := f.Candidates()
 		devs := make([]string, 0, len(cands))
 		for d := range cands {
