@@ -7,16 +7,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/minint/minint/authenticode/authenticodetest"
 )
 
 // The systemd EFI stub is a real, small, unsigned PE32+ EFI application
@@ -32,30 +31,15 @@ func readStub(t *testing.T) []byte {
 	return b
 }
 
+func newPair(t *testing.T, cn string) pair {
+	k := authenticodetest.NewKey(t, cn)
+	return pair{key: k.Key, cert: k.Cert, keyFile: k.KeyFile, crtFile: k.CertFile}
+}
+
 type pair struct {
 	key              *rsa.PrivateKey
 	cert             *x509.Certificate
 	keyFile, crtFile string
-}
-
-func newPair(t *testing.T, cn string) pair {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Unix(0, 0), NotAfter: time.Now().AddDate(10, 0, 0)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	dir := t.TempDir()
-	p := pair{key: key, cert: cert, keyFile: filepath.Join(dir, "db.key"), crtFile: filepath.Join(dir, "db.crt")}
-	os.WriteFile(p.keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
-	os.WriteFile(p.crtFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	return p
 }
 
 func TestSignVerify(t *testing.T) {
@@ -234,11 +218,8 @@ func TestBadImages(t *testing.T) {
 
 func FuzzSignatures(f *testing.F) {
 	if img, err := os.ReadFile(stub); err == nil {
-		key, _ := rsa.GenerateKey(rand.Reader, 2048)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fuzz"}, NotAfter: time.Now().AddDate(1, 0, 0)}
-		der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		cert, _ := x509.ParseCertificate(der)
-		if s, err := Sign(img, key, cert); err == nil {
+		k := authenticodetest.NewKey(f, "fuzz")
+		if s, err := Sign(img, k.Key, k.Cert); err == nil {
 			// Headers and the signature only: keep the seed small.
 			h, _ := parse(s)
 			f.Add(append(append([]byte(nil), s[:h.sizeOfHeaders]...), s[h.certOff:]...))

@@ -3,19 +3,14 @@ package bootloader
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/minint/minint/authenticode"
+	"github.com/minint/minint/authenticode/authenticodetest"
 )
 
 // signedImageRoot lays out an applied image with a Secure Boot chain:
@@ -27,11 +22,8 @@ func signedImageRoot(t *testing.T) (root string, signed []byte) {
 	if err != nil {
 		t.Skipf("a PE image to sign: %v (package systemd-boot-efi)", err)
 	}
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"}, NotAfter: time.Now().AddDate(1, 0, 0)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	cert, _ := x509.ParseCertificate(der)
-	if signed, err = authenticode.Sign(stub, key, cert); err != nil {
+	k := authenticodetest.NewKey(t, "test")
+	if signed, err = authenticode.Sign(stub, k.Key, k.Cert); err != nil {
 		t.Fatal(err)
 	}
 	root = t.TempDir()

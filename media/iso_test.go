@@ -4,19 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"debug/pe"
 	"encoding/binary"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +23,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 	"github.com/minint/minint/authenticode"
+	"github.com/minint/minint/authenticode/authenticodetest"
 )
 
 // needHost skips when the host packages the builder needs are missing
@@ -315,26 +312,10 @@ func checkUKI(t *testing.T, uki []byte, in inputs, cmdline string, cert *x509.Ce
 	}
 }
 
-// testKey writes an RSA key and a self-signed certificate, as an
-// organization's db key would be.
+// testKey makes an RSA key and certificate, as an organization's db key.
 func testKey(t *testing.T, cn string) (keyFile, certFile string, cert *x509.Certificate) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Unix(1600000000, 0), NotAfter: time.Unix(2600000000, 0)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ = x509.ParseCertificate(der)
-	dir := t.TempDir()
-	keyFile, certFile = filepath.Join(dir, "db.key"), filepath.Join(dir, "db.crt")
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	return keyFile, certFile, cert
+	k := authenticodetest.NewKey(t, cn)
+	return k.KeyFile, k.CertFile, k.Cert
 }
 
 // TestISOOwnKey: with an organization's key the ESP holds one signed UKI,

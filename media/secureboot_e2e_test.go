@@ -2,11 +2,6 @@ package media_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +10,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/authenticode"
+	"github.com/minint/minint/authenticode/authenticodetest"
 	"github.com/minint/minint/media"
 	"github.com/minint/minint/qemu"
 )
@@ -49,11 +45,8 @@ func TestSecureBootOwnKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	img, _ := os.ReadFile(unsigned)
-	other, _ := rsa.GenerateKey(rand.Reader, 2048)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "not in db"}, NotAfter: time.Now().AddDate(1, 0, 0)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &other.PublicKey, other)
-	cert, _ := x509.ParseCertificate(der)
-	foreign, err := authenticode.Sign(img, other, cert)
+	other := authenticodetest.NewKey(t, "not in db")
+	foreign, err := authenticode.Sign(img, other.Key, other.Cert)
 	if err != nil {
 		t.Fatal(err)
 	}
