@@ -147,7 +147,8 @@ secure_boot=unknown
 sbvar=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
 if [ ! -d /sys/firmware/efi ]; then secure_boot=bios
 elif [ -f $sbvar ]; then
-  case $(od -An -tu1 -j4 -N1 $sbvar | tr -d ' ') in 1) secure_boot=on;; *) secure_boot=off;; esac
+  # Read it whole: efivarfs does not honour od's skip.
+  case $(od -An -tu1 $sbvar | tr -s ' ' | cut -d' ' -f6) in 1) secure_boot=on;; *) secure_boot=off;; esac
 fi
 . /etc/os-release
 printf '{"event":"sample-os","time":"%s","os":"%s","version":"%s","hostname":"%s","users":[%s],"setup":%s,"kernel":"%s","marker":"%s","ssh_keys":%d,"tree":"%s","cmdline":"%s","machine_id":"%s","host_key":"%s","secure_boot":"%s"}\n' \
