@@ -83,7 +83,7 @@ func TestSecureBootOwnKey(t *testing.T) {
 			defer vm.Kill()
 			wctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 			defer cancel()
-			banner := regexp.MustCompile(`minint PE `)
+			banner := qemu.BannerRE
 			line, err := vm.WaitFor(wctx, regexp.MustCompile(refused.String()+`|`+banner.String()))
 			if err != nil {
 				t.Fatalf("no refusal from the firmware: %v", err)

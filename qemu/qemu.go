@@ -941,8 +941,9 @@ type Result struct {
 // verdictRE matches the PE's last line on a console in line mode.
 var verdictRE = regexp.MustCompile(`^minint PE(?:: done| (FAILED): (.*))$`)
 
-// BannerRE matches the PE's banner line.
-var BannerRE = regexp.MustCompile(`minint PE`)
+// BannerRE matches the PE's banner line, "minint PE <id> (kernel …)", and
+// not GRUB's "Booting `minint PE'" before it.
+var BannerRE = regexp.MustCompile(`minint PE [0-9a-f(]`)
 
 // Run boots a guest and waits for the PE's verdict: nil when the guest
 // reports {"event":"pe","state":"done"} and QEMU then exits by itself;
