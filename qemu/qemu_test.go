@@ -92,11 +92,38 @@ func TestArgs(t *testing.T) {
 		{Options{ISO: iso, BootFrom: "floppy"}, "unknown boot device"},
 		{Options{Mem: "lots"}, `memory: invalid size "lots"`},
 		{Options{Mem: "1GB"}, "memory 1GB (1000000000 bytes): want a whole number of MiB"},
+		{Options{SecureBoot: SecureBootMicrosoft}, "needs UEFI"},
+		{Options{Firmware: UEFI, SecureBoot: "vendor"}, "unknown Secure Boot keys"},
+		{Options{Firmware: UEFI, SecureBoot: SecureBootSnakeoil, OVMFVars: "/nonexistent/VARS.fd"}, "package ovmf"},
 	} {
 		vm := &VM{workDir: t.TempDir(), opts: c.o}
 		if _, err := vm.buildArgs(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: got %v, want %q", c.o, err, c.want)
 		}
+	}
+}
+
+// TestSecureBootArgs: Debian's Secure Boot OVMF needs SMM, on a q35
+// machine, with the flash writable from SMM only.
+func TestSecureBootArgs(t *testing.T) {
+	dir := t.TempDir()
+	code, vars := filepath.Join(dir, "code.fd"), filepath.Join(dir, "vars.ms.fd")
+	os.WriteFile(code, []byte("code"), 0o644)
+	os.WriteFile(vars, []byte("ms vars"), 0o644)
+	vm := &VM{workDir: dir, opts: Options{Firmware: UEFI, SecureBoot: SecureBootMicrosoft, OVMFCode: code, OVMFVars: vars, NoNet: true}}
+	args, err := vm.buildArgs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Join(args, " ")
+	for _, want := range []string{"-machine q35,smm=on", "-global driver=cfi.pflash01,property=secure,value=on",
+		"if=pflash,format=raw,unit=0,readonly=on,file=" + code} {
+		if !strings.Contains(s, want) {
+			t.Errorf("args lack %q:\n%s", want, s)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "OVMF_VARS.fd")); string(b) != "ms vars" {
+		t.Error("the guest does not get its own copy of the Secure Boot variables")
 	}
 }
 
