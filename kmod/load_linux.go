@@ -88,7 +88,7 @@ func (l *Loader) insmod(mod string) error {
 	defer f.Close()
 	err = unix.FinitModule(int(f.Fd()), "", 0)
 	if err != nil && !errors.Is(err, unix.EEXIST) {
-		l.failed[mod] = fmt.Errorf("load %s (%s): %w", mod, p, err)
+		l.failed[mod] = fmt.Errorf("load %s (%s): %w%s", mod, p, err, signatureHint(err))
 		return l.failed[mod]
 	}
 	l.loaded[mod] = true
@@ -156,4 +156,16 @@ func (l *Loader) Coldplug(sysDevices string, rounds int) (loaded []string, err e
 		time.Sleep(50 * time.Millisecond)
 	}
 	return loaded, errors.Join(errs...)
+}
+
+// signatureHint explains the errors finit_module gives for a module whose
+// signature the kernel does not accept: EPERM under Secure Boot's lockdown
+// (unsigned), EKEYREJECTED or ENOKEY (signed by an unknown key), EBADMSG
+// (a broken signature).
+func signatureHint(err error) string {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EKEYREJECTED), errors.Is(err, unix.ENOKEY), errors.Is(err, unix.EBADMSG):
+		return " (the kernel accepts only modules signed with a key it trusts, as under Secure Boot's lockdown: sign the module with a key built into the kernel or enrolled in MOK or db)"
+	}
+	return ""
 }
