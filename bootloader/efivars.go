@@ -58,6 +58,13 @@ func (v EFIVars) Get(name, guid string) ([]byte, error) {
 	return b[4:], nil
 }
 
+// Flag reads a one-byte global variable such as SecureBoot or SetupMode:
+// true when it is there and 1.
+func (v EFIVars) Flag(name string) bool {
+	b, err := v.Get(name, efiGlobalGUID)
+	return err == nil && len(b) == 1 && b[0] == 1
+}
+
 // Set writes a variable in the single write efivarfs requires, clearing
 // the immutable flag the kernel puts on existing variables first.
 func (v EFIVars) Set(name, guid string, data []byte) error {

@@ -337,6 +337,11 @@ func Check(o *Options) []string {
 			ev := o.efiVars()
 			if fi, err := os.Stat(ev); err != nil || !fi.IsDir() {
 				bad = append(bad, fmt.Sprintf("no EFI variables at %s: not booted under UEFI", ev))
+			} else if (bootloader.EFIVars{Dir: ev}).Flag("SecureBoot") {
+				// The one-shot boot goes through systemd-boot's
+				// LoaderEntryOneShot, which the signed shim and GRUB that
+				// boot such a machine do not read.
+				bad = append(bad, "the firmware enforces Secure Boot: a refresh's one-shot boot of the PE needs systemd-boot, which is not signed; refresh with Secure Boot off, or redeploy from minint's ISO or network boot (both boot with Secure Boot on)")
 			}
 		}
 	}

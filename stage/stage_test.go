@@ -153,6 +153,23 @@ func TestStageRequirementsRefused(t *testing.T) {
 	}
 }
 
+// TestStageRefusedUnderSecureBoot: the refresh's one-shot goes through
+// systemd-boot, which a machine enforcing Secure Boot does not run.
+func TestStageRefusedUnderSecureBoot(t *testing.T) {
+	needRoot(t)
+	o, _ := fakeSystem(t)
+	os.WriteFile(filepath.Join(o.EFIVars, "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"), []byte{6, 0, 0, 0, 1}, 0o644)
+	before, _ := treetest.Snapshot(o.Root)
+	_, err := Run(context.Background(), o)
+	if !errors.Is(err, ErrRequirements) || !strings.Contains(err.Error(), "enforces Secure Boot") {
+		t.Fatalf("Run = %v", err)
+	}
+	after, _ := treetest.Snapshot(o.Root)
+	if d := treetest.Diff(before, after, treetest.DiffOptions{}); len(d) > 0 {
+		t.Fatalf("refused stage changed the root:\n%s", strings.Join(d, "\n"))
+	}
+}
+
 func TestStageCaptureOnlyToDirectoryStore(t *testing.T) {
 	needRoot(t)
 	o, host := fakeSystem(t)

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/minint/minint/bootloader"
 )
 
 // Inventory is what the PE reports about the machine.
@@ -74,25 +76,14 @@ func Collect(root string) *Inventory {
 	inv.MemoryBytes = memTotal(filepath.Join(root, "proc/meminfo"))
 	if _, err := os.Stat(filepath.Join(root, "sys/firmware/efi")); err == nil {
 		inv.Firmware = "uefi"
-		vars := filepath.Join(root, "sys/firmware/efi/efivars")
-		inv.SecureBoot = efiFlag(vars, "SecureBoot")
-		inv.SetupMode = efiFlag(vars, "SetupMode")
+		vars := bootloader.EFIVars{Dir: filepath.Join(root, "sys/firmware/efi/efivars")}
+		inv.SecureBoot = vars.Flag("SecureBoot")
+		inv.SetupMode = vars.Flag("SetupMode")
 	}
 	inv.Lockdown = lockdown(filepath.Join(root, "sys/kernel/security/lockdown"))
 	inv.Disks = disks(filepath.Join(root, "sys/block"))
 	inv.NICs = nics(filepath.Join(root, "sys/class/net"), root == "/")
 	return inv
-}
-
-// efiGlobal is EFI_GLOBAL_VARIABLE, the vendor GUID of SecureBoot and
-// SetupMode.
-const efiGlobal = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
-
-// efiFlag reads a one-byte global UEFI variable from efivarfs: 4 bytes of
-// attributes, then the value.
-func efiFlag(efivars, name string) bool {
-	b, err := os.ReadFile(filepath.Join(efivars, name+"-"+efiGlobal))
-	return err == nil && len(b) == 5 && b[4] == 1
 }
 
 // lockdown reads securityfs's lockdown file, e.g.

@@ -34,7 +34,7 @@ func TestSecureBootState(t *testing.T) {
 				os.MkdirAll(vars, 0o755)
 				for name, v := range map[string][]byte{"SecureBoot": c.secure, "SetupMode": c.setup} {
 					if v != nil {
-						os.WriteFile(filepath.Join(vars, name+"-"+efiGlobal), append(append([]byte{}, attrs...), v...), 0o644)
+						os.WriteFile(filepath.Join(vars, name+"-8be4df61-93ca-11d2-aa0d-00e098032b8c"), append(append([]byte{}, attrs...), v...), 0o644)
 					}
 				}
 			}
