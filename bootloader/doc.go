@@ -18,6 +18,17 @@
 // later one-shot boots. Every file replaced with different content is
 // first copied under BootOptions.BackupDir.
 //
+// Under Secure Boot systemd-boot (unsigned) cannot run: InstallShim
+// installs the applied image's own signed chain instead — shim, MokManager
+// and Debian's signed GRUB from /usr/lib/shim and
+// /usr/lib/grub/x86_64-efi-signed to \EFI\debian and the removable-media
+// path, and \EFI\debian\grub.cfg booting the image's kernel and initrd
+// from the root file system found by its UUID (GRUB checks the kernel's
+// signature through shim). FindSignedChain checks, before anything is
+// written, that the image has shim, GRUB and a signed kernel, and its
+// ErrNoSignedChain names what is missing. A refresh's one-shot boot of the
+// PE is not available on such a machine yet (it is systemd-boot's).
+//
 // A typical PE run: diskops' Discover, Select, OpenTarget, Partition,
 // FormatPartitions, Mount of root and ESP, apply the image, InstallUEFI
 // and WriteBIOSConfig, unmount the ESP, InstallSyslinux.
