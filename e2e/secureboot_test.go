@@ -32,7 +32,10 @@ func TestDeploySecureBoot(t *testing.T) {
 	v := startVM(t, qemu.Options{ISO: iso, BootFrom: "disk", BootDiskInterface: "usb",
 		Firmware: qemu.UEFI, SecureBoot: qemu.SecureBootMicrosoft, Mem: "512M",
 		Disks:     []qemu.Disk{{Path: disk, Size: 512 << 20, Boot: true}},
-		DiskFirst: true, AllowReboot: true, WorkDir: t.TempDir()})
+		DiskFirst: true, AllowReboot: true, WorkDir: t.TempDir(),
+		// Each wait (the PE's inventory, then deployment, reboot and the
+		// deployed system's first boot) may take minutes on a busy host.
+		Timeout: 10 * time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	inv, err := v.WaitEvent(ctx, "the PE's inventory", qemu.IsEvent("inventory", ""))
