@@ -33,7 +33,7 @@ func TestSecureBootOwnKey(t *testing.T) {
 	}
 	tftp := filepath.Join(dir, "tftp")
 	nb, err := media.BuildNetboot(ctx, media.NetbootOptions{Options: media.Options{
-		Kernel: isoPE.Kernel, Initramfs: isoPE.Initramfs, Cmdline: "minint.net=0",
+		Kernel: isoPE.Kernel, Initramfs: isoPE.Initramfs, Cmdline: "minint.net=0 minint.events=serial minint.failwait=0",
 		SecureBootKey: key, SecureBootCert: qemu.SnakeoilCert}}, tftp)
 	if err != nil {
 		t.Fatal(err)
