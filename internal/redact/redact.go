@@ -100,11 +100,25 @@ func secretParam(name string) bool {
 // everything up to white space or a quote.
 var urlInText = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>` + "`" + `]+`)
 
-// Text returns s with every URL in it passed through URL: for error
-// messages and log lines that may quote URLs from anywhere.
+// paramInText finds query parameters of relative URLs in free text (a
+// server's error page that quotes the request's path and query).
+var paramInText = regexp.MustCompile(`([?&;])([A-Za-z0-9_.%-]+)=([^&;\s"'<>#` + "`" + `]+)`)
+
+// Text returns s with every URL in it passed through URL, and secret
+// query parameters masked wherever they appear: for error messages and
+// log lines that may quote URLs from anywhere.
 func Text(s string) string {
-	if !strings.Contains(s, "://") {
+	if strings.Contains(s, "://") {
+		s = urlInText.ReplaceAllStringFunc(s, URL)
+	}
+	if !strings.Contains(s, "=") {
 		return s
 	}
-	return urlInText.ReplaceAllStringFunc(s, URL)
+	return paramInText.ReplaceAllStringFunc(s, func(m string) string {
+		sub := paramInText.FindStringSubmatch(m)
+		if name, err := url.QueryUnescape(sub[2]); err == nil && secretParam(name) && sub[3] != Mask {
+			return sub[1] + sub[2] + "=" + Mask
+		}
+		return m
+	})
 }

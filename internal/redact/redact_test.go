@@ -40,3 +40,15 @@ func TestText(t *testing.T) {
 		}
 	}
 }
+
+func TestTextRelative(t *testing.T) {
+	for in, want := range map[string]string{
+		"404: no /echo?token=t0ken&page=2 here": "404: no /echo?token=xxxxx&page=2 here",
+		"a=b c?d=e":                             "a=b c?d=e",
+		"x?sig=abc#f":                           "x?sig=xxxxx#f",
+	} {
+		if got := Text(in); got != want {
+			t.Errorf("Text(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

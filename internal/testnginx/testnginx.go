@@ -203,6 +203,19 @@ func (s *Server) Start() error {
 	return fmt.Errorf("nginx did not accept connections on %s within 10s:\n%s", addr, tail(s.path("error.log"), 20))
 }
 
+// Kill ends nginx at once, as a crash would: connections are cut in the
+// middle of their responses. Start may run it again on the same port.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
 func (s *Server) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -136,6 +136,33 @@ func TestLateStart(t *testing.T) {
 	}
 }
 
+func TestKill(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "f"), bytes.Repeat([]byte("x"), 300<<10), 0o644)
+	s := Start(t, root, Options{Extra: []string{"limit_rate 100k;"}})
+	resp, err := http.Get(s.URL + "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	s.Kill()
+	if n, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Fatalf("the response went on after Kill (%d more bytes)", n)
+	}
+	if _, err := http.Get(s.URL + "/f"); err == nil {
+		t.Fatal("a request succeeded after Kill")
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code, b := do(t, "GET", s.URL+"/f", nil); code != 200 || len(b) != 300<<10 {
+		t.Fatalf("GET after a new Start: %d, %d bytes", code, len(b))
+	}
+}
+
 func TestBadConfig(t *testing.T) {
 	s := New(t, t.TempDir(), Options{Extra: []string{"no_such_directive on;"}})
 	err := s.Start()

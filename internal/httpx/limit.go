@@ -1,0 +1,41 @@
+package httpx
+
+import (
+	"fmt"
+	"io"
+)
+
+// LimitReader returns a reader of r that fails with ErrTooLarge once r
+// has more than n bytes (io.LimitReader instead ends quietly at n, which
+// makes an oversized input look complete).
+func LimitReader(r io.Reader, n int64) io.Reader { return &limited{r: r, left: n, max: n} }
+
+type limited struct {
+	r         io.Reader
+	left, max int64
+}
+
+func (l *limited) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, l.err()
+	}
+	// One byte past the bound tells "exactly n" from "more than n".
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	if int64(n) > l.left {
+		n = int(l.left)
+		l.left = -1
+		return n, l.err()
+	}
+	l.left -= int64(n)
+	return n, err
+}
+
+func (l *limited) err() error { return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, l.max) }
+
+// ReadAll reads r to its end, at most limit bytes: more is ErrTooLarge.
+func ReadAll(r io.Reader, limit int64) ([]byte, error) {
+	return io.ReadAll(LimitReader(r, limit))
+}
