@@ -1,35 +1,53 @@
 // Package netstore moves user-state stores (package state) to and from a
 // network location (HTTP PUT/GET/DELETE, as nginx's WebDAV module serves
-// them with "dav_methods PUT DELETE MKCOL; create_full_put_path on;") or a
-// plain directory, for the replace flow: capture on one machine, restore on
-// another.
+// them with "dav_methods PUT DELETE MKCOL; create_full_put_path on;", or
+// `minint serve`) or a plain directory, for the replace flow: capture on
+// one machine, restore on another.
+//
+// A push is the moment the user's data leaves the old machine for good, so
+// nothing in it rests on the server's word (package webdav): an object
+// already on the server is skipped only when its SHA-256 matches (a length
+// proves nothing), every object sent is read back (or checked against the
+// server's digest) before the next, and the index is written last. A
+// pull reads the index and manifest within fixed bounds (MaxIndex,
+// MaxManifest) and every object is hashed as it arrives.
 //
 // It is separate from package state so that minint-setup, which only
 // restores from a local directory, does not carry an HTTP client.
 package netstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/webdav"
 	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/internal/fsx"
 )
 
+// Bounds on what a pull reads before it can check anything: the index is
+// two lines; the manifest of a large home (a million files) is a few
+// hundred megabytes, not gigabytes.
+const (
+	MaxIndex    = 64 << 10
+	MaxManifest = 512 << 20
+)
+
 // Options tune Push and Pull.
 type Options struct {
-	// Client is the HTTP client; nil means http.DefaultClient.
-	Client *http.Client
+	// Client sends the HTTP requests (timeouts, retries); nil: a zero
+	// httpx.Client.
+	Client *httpx.Client
 	// Progress, when set, is called with the bytes of each object moved.
 	Progress func(n int64)
 }
@@ -40,28 +58,29 @@ func IsRemote(loc string) bool {
 	return strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://")
 }
 
-// backend is a store location: a directory or an HTTP server that takes
-// PUT and DELETE (nginx with dav_methods PUT DELETE and create_full_put_path).
+// backend is a store location: a directory or a WebDAV server.
 type backend interface {
-	get(ctx context.Context, rel string) (io.ReadCloser, error)
-	// has reports whether rel exists with the given size.
-	has(ctx context.Context, rel string, size int64) (bool, error)
-	put(ctx context.Context, rel string, r io.Reader, size int64) error
+	// get hands rel's content to consume (again from the start when a
+	// transient failure made it retry); a missing rel is os.ErrNotExist.
+	get(ctx context.Context, rel string, consume func(io.Reader) error) error
+	readAll(ctx context.Context, rel string, limit int64) ([]byte, error)
+	// has reports whether rel holds exactly obj (size and SHA-256).
+	has(ctx context.Context, rel string, obj webdav.Object) (bool, error)
+	// put stores obj.Size bytes of src as rel and returns once they are
+	// known to be there; bytes that do not hash to obj.SHA256 are
+	// webdav.ErrChanged.
+	put(ctx context.Context, rel string, src io.ReaderAt, obj webdav.Object) error
 	del(ctx context.Context, rel string) error
 	String() string
 }
 
 func openBackend(loc string, opts Options) (backend, error) {
 	if IsRemote(loc) {
-		u, err := url.Parse(loc)
+		c, err := webdav.New(loc, opts.Client)
 		if err != nil {
-			return nil, fmt.Errorf("state store %q: %w", loc, err)
+			return nil, fmt.Errorf("state store: %w", err)
 		}
-		c := opts.Client
-		if c == nil {
-			c = http.DefaultClient
-		}
-		return &httpBackend{base: u, c: c}, nil
+		return davBackend{c}, nil
 	}
 	if strings.Contains(loc, "://") {
 		return nil, fmt.Errorf("state store %q: only http, https and directory paths are supported", loc)
@@ -72,9 +91,10 @@ func openBackend(loc string, opts Options) (backend, error) {
 // Push copies the store in storeDir to dest (URL or directory). The
 // old index at dest is deleted first and the new manifest and index are
 // written only after every object, so an interrupted push leaves a
-// destination that Pull refuses. Objects already present with the
-// right size are not sent again; every object sent is hashed on the way
-// and the push fails if it does not match its name.
+// destination that Pull refuses. An object already at dest is kept only
+// if its SHA-256 matches; every object written is verified there (see
+// the package doc), and the push fails if the local object no longer
+// matches its name.
 func Push(ctx context.Context, storeDir, dest string, opts Options) error {
 	m, err := state.ReadManifest(storeDir)
 	if err != nil {
@@ -89,19 +109,19 @@ func Push(ctx context.Context, storeDir, dest string, opts Options) error {
 	}
 	objs := m.Objects()
 	for _, sum := range sortedObjects(objs) {
-		size := objs[sum]
+		obj := webdav.Object{Size: objs[sum], SHA256: sum}
 		rel := state.ObjectPath(sum)
-		ok, err := b.has(ctx, rel, size)
+		ok, err := b.has(ctx, rel, obj)
 		if err != nil {
 			return fmt.Errorf("%s: %w", b, err)
 		}
 		if !ok {
-			if err := pushFile(ctx, b, filepath.Join(storeDir, rel), rel, sum, size); err != nil {
+			if err := pushFile(ctx, b, filepath.Join(storeDir, rel), rel, obj); err != nil {
 				return err
 			}
 		}
 		if opts.Progress != nil {
-			opts.Progress(size)
+			opts.Progress(obj.Size)
 		}
 	}
 	for _, name := range []string{state.ManifestName, state.IndexName} {
@@ -109,7 +129,7 @@ func Push(ctx context.Context, storeDir, dest string, opts Options) error {
 		if err != nil {
 			return err
 		}
-		if err := b.put(ctx, name, strings.NewReader(string(data)), int64(len(data))); err != nil {
+		if err := b.put(ctx, name, bytes.NewReader(data), webdav.Sum(data)); err != nil {
 			return fmt.Errorf("%s: %s: %w", b, name, err)
 		}
 	}
@@ -125,21 +145,21 @@ func sortedObjects(objs map[string]int64) []string {
 	return s
 }
 
-func pushFile(ctx context.Context, b backend, name, rel, sum string, size int64) error {
+func pushFile(ctx context.Context, b backend, name, rel string, obj webdav.Object) error {
 	f, err := fsx.OpenRegular(name)
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: object %s is missing", state.ErrIncomplete, sum)
+		return fmt.Errorf("%w: object %s is missing", state.ErrIncomplete, obj.SHA256)
 	}
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if err := b.put(ctx, rel, io.TeeReader(io.LimitReader(f, size), h), size); err != nil {
-		return fmt.Errorf("%s: %s: %w", b, rel, err)
+	err = b.put(ctx, rel, f, obj)
+	if errors.Is(err, webdav.ErrChanged) {
+		return fmt.Errorf("%w: object %s no longer matches its name while pushing (changed since capture?)", state.ErrChecksum, obj.SHA256)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return fmt.Errorf("%w: object %s read back as %s while pushing (changed since capture?)", state.ErrChecksum, sum, got)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", b, rel, err)
 	}
 	return nil
 }
@@ -154,11 +174,11 @@ func Pull(ctx context.Context, src, dir string, opts Options) (*state.Manifest, 
 	if err != nil {
 		return nil, err
 	}
-	idx, err := readAll(ctx, b, state.IndexName)
+	idx, err := readAll(ctx, b, state.IndexName, MaxIndex)
 	if err != nil {
 		return nil, err
 	}
-	man, err := readAll(ctx, b, state.ManifestName)
+	man, err := readAll(ctx, b, state.ManifestName, MaxManifest)
 	if err != nil {
 		return nil, err
 	}
@@ -195,17 +215,11 @@ func Pull(ctx context.Context, src, dir string, opts Options) (*state.Manifest, 
 	return m, nil
 }
 
-func readAll(ctx context.Context, b backend, rel string) ([]byte, error) {
-	r, err := b.get(ctx, rel)
+func readAll(ctx context.Context, b backend, rel string, limit int64) ([]byte, error) {
+	data, err := b.readAll(ctx, rel, limit)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s has no %s (capture or upload did not finish)", state.ErrIncomplete, b, rel)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", b, rel, err)
-	}
-	defer r.Close()
-	// The manifest of a large home is megabytes, not gigabytes.
-	data, err := io.ReadAll(io.LimitReader(r, 1<<30))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", b, rel, err)
 	}
@@ -213,35 +227,35 @@ func readAll(ctx context.Context, b backend, rel string) ([]byte, error) {
 }
 
 func pullObject(ctx context.Context, b backend, sum string, size int64, local string) error {
-	r, err := b.get(ctx, state.ObjectPath(sum))
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: %s: object %s is missing", state.ErrIncomplete, b, sum)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: object %s: %w", b, sum, err)
-	}
-	defer r.Close()
 	if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
 		return err
 	}
 	tmp := local + ".part"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	h := sha256.New()
-	// One byte more than expected shows an object that is too long.
-	n, err := fsx.SparseCopy(out, io.TeeReader(io.LimitReader(r, size+1), h))
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if got := hex.EncodeToString(h.Sum(nil)); got != sum || n != size {
-			err = fmt.Errorf("%w: %s: object %s arrived as %d bytes with sha256 %s", state.ErrChecksum, b, sum, n, got)
+	err := b.get(ctx, state.ObjectPath(sum), func(r io.Reader) error {
+		out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
 		}
+		h := sha256.New()
+		// One byte more than expected shows an object that is too long.
+		n, err := fsx.SparseCopy(out, io.TeeReader(io.LimitReader(r, size+1), h))
+		if err == nil {
+			err = out.Sync()
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			if got := hex.EncodeToString(h.Sum(nil)); got != sum || n != size {
+				err = fmt.Errorf("%w: %s: object %s arrived as %d bytes with sha256 %s", state.ErrChecksum, b, sum, n, got)
+			}
+		}
+		return err
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		err = fmt.Errorf("%w: %s: object %s is missing", state.ErrIncomplete, b, sum)
+	} else if err != nil && !errors.Is(err, state.ErrChecksum) {
+		err = fmt.Errorf("%s: object %s: %w", b, sum, err)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -254,19 +268,33 @@ type dirBackend string
 
 func (d dirBackend) String() string { return string(d) }
 
-func (d dirBackend) get(ctx context.Context, rel string) (io.ReadCloser, error) {
-	return os.Open(filepath.Join(string(d), rel))
+func (d dirBackend) get(ctx context.Context, rel string, consume func(io.Reader) error) error {
+	f, err := os.Open(filepath.Join(string(d), rel))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return consume(ctxReader{ctx, f})
 }
 
-func (d dirBackend) has(ctx context.Context, rel string, size int64) (bool, error) {
-	fi, err := os.Stat(filepath.Join(string(d), rel))
+func (d dirBackend) readAll(ctx context.Context, rel string, limit int64) ([]byte, error) {
+	var b []byte
+	err := d.get(ctx, rel, func(r io.Reader) (err error) {
+		b, err = httpx.ReadAll(r, limit)
+		return err
+	})
+	return b, err
+}
+
+func (d dirBackend) has(ctx context.Context, rel string, obj webdav.Object) (bool, error) {
+	sum, n, err := fsx.HashFile(filepath.Join(string(d), rel))
 	if os.IsNotExist(err) {
 		return false, nil
 	}
-	return err == nil && fi.Size() == size, err
+	return err == nil && n == obj.Size && sum == obj.SHA256, err
 }
 
-func (d dirBackend) put(ctx context.Context, rel string, r io.Reader, size int64) error {
+func (d dirBackend) put(ctx context.Context, rel string, src io.ReaderAt, obj webdav.Object) error {
 	name := filepath.Join(string(d), rel)
 	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 		return err
@@ -276,9 +304,13 @@ func (d dirBackend) put(ctx context.Context, rel string, r io.Reader, size int64
 	if err != nil {
 		return err
 	}
-	n, err := fsx.SparseCopy(f, ctxReader{ctx, r})
-	if err == nil && n != size {
-		err = fmt.Errorf("wrote %d bytes, want %d", n, size)
+	h := sha256.New()
+	n, err := fsx.SparseCopy(f, ctxReader{ctx, io.TeeReader(io.NewSectionReader(src, 0, obj.Size), h)})
+	if err == nil && n != obj.Size {
+		err = fmt.Errorf("wrote %d bytes, want %d", n, obj.Size)
+	}
+	if err == nil && hex.EncodeToString(h.Sum(nil)) != obj.SHA256 {
+		err = webdav.ErrChanged
 	}
 	if err == nil {
 		err = f.Sync()
@@ -317,85 +349,35 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-type httpBackend struct {
-	base *url.URL
-	c    *http.Client
+// davBackend is a store on a WebDAV server.
+type davBackend struct{ c *webdav.Client }
+
+func (h davBackend) String() string { return h.c.String() }
+
+func (h davBackend) get(ctx context.Context, rel string, consume func(io.Reader) error) error {
+	return notExist(h.c.Get(ctx, rel, consume))
 }
 
-func (h *httpBackend) String() string { return h.base.Redacted() }
-
-func (h *httpBackend) url(rel string) string { return h.base.JoinPath(rel).String() }
-
-func (h *httpBackend) do(ctx context.Context, method, rel string, body io.Reader, size int64) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, h.url(rel), body)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.ContentLength = size
-		if size == 0 {
-			req.Body = http.NoBody
-		}
-	}
-	return h.c.Do(req)
+func (h davBackend) readAll(ctx context.Context, rel string, limit int64) ([]byte, error) {
+	b, err := h.c.ReadAll(ctx, rel, limit)
+	return b, notExist(err)
 }
 
-func statusErr(resp *http.Response) error {
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	return fmt.Errorf("%s %s: %s %s", resp.Request.Method, resp.Request.URL.Redacted(), resp.Status, strings.TrimSpace(string(msg)))
+func (h davBackend) has(ctx context.Context, rel string, obj webdav.Object) (bool, error) {
+	m, err := h.c.Check(ctx, rel, obj, nil)
+	return m == webdav.Same, err
 }
 
-func (h *httpBackend) get(ctx context.Context, rel string) (io.ReadCloser, error) {
-	resp, err := h.do(ctx, http.MethodGet, rel, nil, 0)
-	if err != nil {
-		return nil, err
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return resp.Body, nil
-	case http.StatusNotFound:
-		resp.Body.Close()
-		return nil, os.ErrNotExist
-	}
-	defer resp.Body.Close()
-	return nil, statusErr(resp)
+func (h davBackend) put(ctx context.Context, rel string, src io.ReaderAt, obj webdav.Object) error {
+	return h.c.Put(ctx, rel, src, obj, nil)
 }
 
-func (h *httpBackend) has(ctx context.Context, rel string, size int64) (bool, error) {
-	resp, err := h.do(ctx, http.MethodHead, rel, nil, 0)
-	if err != nil {
-		return false, err
-	}
-	resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return resp.ContentLength == size, nil
-	case http.StatusNotFound:
-		return false, nil
-	}
-	return false, statusErr(resp)
-}
+func (h davBackend) del(ctx context.Context, rel string) error { return h.c.Delete(ctx, rel) }
 
-func (h *httpBackend) put(ctx context.Context, rel string, r io.Reader, size int64) error {
-	resp, err := h.do(ctx, http.MethodPut, rel, r, size)
-	if err != nil {
-		return err
+// notExist makes a 404 os.ErrNotExist, as for a directory store.
+func notExist(err error) error {
+	if errors.Is(err, httpx.ErrNotFound) {
+		return fmt.Errorf("%w (%w)", os.ErrNotExist, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return statusErr(resp)
-	}
-	return nil
-}
-
-func (h *httpBackend) del(ctx context.Context, rel string) error {
-	resp, err := h.do(ctx, http.MethodDelete, rel, nil, 0)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotFound {
-		return nil
-	}
-	return statusErr(resp)
+	return err
 }

@@ -1,0 +1,146 @@
+package netstore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/state"
+)
+
+// captured returns a small captured store.
+func captured(t *testing.T) (string, *state.Manifest) {
+	t.Helper()
+	src := t.TempDir()
+	makeRoot(t, src, true)
+	store := filepath.Join(src, "minint/state")
+	m, err := state.Capture(context.Background(), src, store, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, m
+}
+
+// A store whose objects are already there with the right length but the
+// wrong bytes (a HEAD that tells the length of garbage) gets them
+// replaced: a push never skips an object on its length alone.
+func TestPushReplacesGarbageOfTheRightLength(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	store, m := captured(t)
+	www := t.TempDir()
+	url := startNginx(t, www) + "stores/pc-9"
+	for sum, size := range m.Objects() {
+		p := filepath.Join(www, "stores/pc-9", state.ObjectPath(sum))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(strings.Repeat("?", int(size))), 0o644)
+	}
+	if err := Push(ctx, store, url, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(ctx, url, t.TempDir(), Options{}); err != nil {
+		t.Fatalf("pull after the push: %v", err)
+	}
+}
+
+// lyingDAV answers every write with success and stores what its lie
+// allows.
+type lyingDAV struct {
+	mu    sync.Mutex
+	lie   string
+	files map[string][]byte
+}
+
+func (d *lyingDAV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch r.Method {
+	case http.MethodPut:
+		b, _ := io.ReadAll(r.Body)
+		switch d.lie {
+		case "nothing":
+		case "truncated":
+			d.files[r.URL.Path] = b[:len(b)/2]
+		default:
+			d.files[r.URL.Path] = b
+		}
+		w.WriteHeader(http.StatusCreated)
+	case http.MethodDelete:
+		delete(d.files, r.URL.Path)
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodHead, http.MethodGet:
+		b, ok := d.files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		if r.Method == http.MethodGet {
+			w.Write(b)
+		}
+	}
+}
+
+// A server that answers 201 and stores nothing, or stores a truncated
+// file, makes the push fail: it is not "done" with the data lost.
+func TestPushToLyingServer(t *testing.T) {
+	needRoot(t)
+	store, _ := captured(t)
+	for _, lie := range []string{"nothing", "truncated"} {
+		t.Run(lie, func(t *testing.T) {
+			d := &lyingDAV{lie: lie, files: map[string][]byte{}}
+			srv := httptest.NewServer(d)
+			defer srv.Close()
+			err := Push(context.Background(), store, srv.URL+"/s/pc1", Options{})
+			if err == nil || !strings.Contains(err.Error(), "does not hold what was written") {
+				t.Fatalf("Push = %v, want a verification failure", err)
+			}
+			if _, ok := d.files["/s/pc1/"+state.IndexName]; ok {
+				t.Error("an index was written after a failed object")
+			}
+		})
+	}
+}
+
+// Pull reads an index and a manifest in bounded memory and time: an
+// endless index is refused, a server that stops sending is cut.
+func TestPullHostileServer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/endless/"):
+			buf := []byte(strings.Repeat("minint-state 1\n", 4096))
+			for {
+				if _, err := w.Write(buf); err != nil {
+					return
+				}
+			}
+		case strings.HasPrefix(r.URL.Path, "/stuck/"):
+			w.Write([]byte("minint-state 1\n"))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}
+	}))
+	defer srv.Close()
+	opts := Options{Client: quickClient()}
+	_, err := Pull(context.Background(), srv.URL+"/endless/pc1", t.TempDir(), opts)
+	if !strings.Contains(fmt.Sprint(err), "too large") {
+		t.Errorf("endless index: %v", err)
+	}
+	_, err = Pull(context.Background(), srv.URL+"/stuck/pc1", t.TempDir(), opts)
+	if !strings.Contains(fmt.Sprint(err), "no data for") {
+		t.Errorf("stuck server: %v", err)
+	}
+}
+
+func quickClient() *httpx.Client {
+	return &httpx.Client{Idle: 300 * time.Millisecond, Tries: 2, Backoff: time.Millisecond}
+}
