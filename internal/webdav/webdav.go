@@ -73,12 +73,20 @@ func New(base string, h *httpx.Client) (*Client, error) {
 // String is the base URL without its credentials.
 func (c *Client) String() string { return c.URL("") }
 
-// URL is rel's URL without credentials, as it may be shown or sent in a
-// Destination header.
+// URL is rel's URL as it may be shown: no userinfo, secret query
+// parameters masked.
 func (c *Client) URL(rel string) string {
 	u := *c.at(rel)
 	u.User = nil
 	return redact.URL(u.String())
+}
+
+// destination is rel's URL for a Destination header: the resource only,
+// no userinfo and no query (which may carry a token).
+func (c *Client) destination(rel string) string {
+	u := *c.at(rel)
+	u.User, u.RawQuery, u.ForceQuery = nil, "", false
+	return u.String()
 }
 
 func (c *Client) at(rel string) *url.URL {
@@ -399,7 +407,7 @@ func (c *Client) Move(ctx context.Context, from, to string, want Object, overwri
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Destination", c.URL(to))
+		req.Header.Set("Destination", c.destination(to))
 		req.Header.Set("Overwrite", ow)
 		resp, err := c.do(req)
 		if errors.Is(err, httpx.ErrNotFound) {

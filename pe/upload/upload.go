@@ -5,78 +5,45 @@
 //
 // nginx's WebDAV has no partial PUT (no Content-Range), so the unit of
 // restart is the file: the data goes to NAME.partial, is read back and
-// checked against the local SHA-256 and size, and only then MOVEd to NAME.
-// A later run that finds NAME already holding the same bytes, or a
-// complete NAME.partial, skips the work already done.
+// checked against the local SHA-256 and size, and only then MOVEd to NAME;
+// the MOVE is checked too (NAME holds the file, NAME.partial is gone) —
+// a server's 201 proves nothing (package webdav). A later run that finds
+// NAME already holding the same bytes, or a complete NAME.partial, skips
+// the work already done.
+//
+// Credentials go in the URL's userinfo (http://user:TOKEN@host/…): they
+// are sent as basic authentication with every request and taken out of
+// the URL everywhere else (Destination headers, messages, the Result).
 package upload
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"strings"
-	"time"
+
+	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/redact"
+	"github.com/minint/minint/internal/webdav"
 )
 
-var (
-	// ErrExists: the final name holds different data and Overwrite is off.
-	ErrExists = errors.New("destination exists with different content")
-	// ErrVerify: what the server holds after the PUT is not what was sent.
-	ErrVerify = errors.New("uploaded data does not match")
-)
+// ErrExists: the final name holds different data and Overwrite is off.
+var ErrExists = errors.New("destination exists with different content")
 
-// StatusError is a refusal by the server.
-type StatusError struct {
-	Method, URL string
-	Code        int
-	Status      string
-}
-
-func (e *StatusError) Error() string {
-	hint := ""
-	switch e.Code {
-	case http.StatusForbidden:
-		hint = " (the server refuses writes here: check its WebDAV permissions)"
-	case http.StatusMethodNotAllowed, http.StatusNotImplemented:
-		hint = " (the server does not accept this method: WebDAV PUT/MOVE/DELETE not enabled, e.g. nginx dav_methods)"
-	case http.StatusConflict:
-		hint = " (parent collection missing: enable nginx create_full_put_path or create it)"
-	case http.StatusRequestEntityTooLarge:
-		hint = " (the file is larger than the server allows: nginx client_max_body_size)"
-	case http.StatusInsufficientStorage:
-		hint = " (the server is out of space)"
-	case http.StatusPreconditionFailed:
-		hint = " (the destination exists and overwriting was not allowed)"
-	}
-	return fmt.Sprintf("upload: %s %s: %s%s", e.Method, e.URL, e.Status, hint)
-}
-
-// transient says whether a request is worth repeating.
-func transient(err error) bool {
-	var se *StatusError
-	if errors.As(err, &se) {
-		return se.Code == http.StatusTooManyRequests || se.Code >= 500 && se.Code != http.StatusInsufficientStorage &&
-			se.Code != http.StatusNotImplemented
-	}
-	return !errors.Is(err, ErrExists) && !errors.Is(err, ErrVerify) && !errors.Is(err, context.Canceled) &&
-		!errors.Is(err, context.DeadlineExceeded)
-}
+// ErrVerify: what the server holds after the upload is not what was sent.
+var ErrVerify = webdav.ErrVerify
 
 // Options tune an upload.
 type Options struct {
-	Client *http.Client // nil: http.DefaultClient (ctx bounds the time)
+	// Client sends the requests (timeouts, retries); nil: a zero
+	// httpx.Client. Its Log, when unset, becomes Log.
+	Client *httpx.Client
 	// Overwrite replaces a different file under the final name.
 	Overwrite bool
-	// Retries is how many times a failed step is retried (default 4), with
-	// Backoff (default 1s) doubled between tries.
-	Retries int
-	Backoff time.Duration
 	// Progress gets bytes sent and the total, for the PUT and the
 	// read-back check (each counted once: total = 2 * size).
 	Progress func(done, total int64)
@@ -86,7 +53,7 @@ type Options struct {
 
 // Result says what Upload did.
 type Result struct {
-	URL    string `json:"url"`
+	URL    string `json:"url"` // without credentials
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
 	// Skipped: the final name already held exactly this file.
@@ -96,22 +63,12 @@ type Result struct {
 	ReusedPartial bool `json:"reused_partial,omitempty"`
 }
 
-type uploader struct {
-	ctx   context.Context
-	opts  Options
-	c     *http.Client
-	size  int64
-	sum   string
-	done  int64
-	total int64
-}
-
 // File uploads the local file path to dest (http:// or https:// URL of the
 // final name).
 func File(ctx context.Context, path, dest string, opts Options) (*Result, error) {
-	u, err := url.Parse(dest)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.HasSuffix(u.Path, "/") || u.Path == "" {
-		return nil, fmt.Errorf("upload: destination %q is not an http(s) URL of a file", dest)
+	c, name, err := open(dest, opts)
+	if err != nil {
+		return nil, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -122,231 +79,77 @@ func File(ctx context.Context, path, dest string, opts Options) (*Result, error)
 	if err != nil || !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("upload: %s is not a regular file", path)
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	obj, err := webdav.SumReader(f)
+	if err != nil {
 		return nil, fmt.Errorf("upload: reading %s: %w", path, err)
 	}
-	up := &uploader{ctx: ctx, opts: opts, c: opts.Client, size: fi.Size(), sum: hex.EncodeToString(h.Sum(nil)), total: 2 * fi.Size()}
-	if up.c == nil {
-		up.c = http.DefaultClient
+	logf := func(format string, a ...any) {
+		if opts.Log != nil {
+			opts.Log(format, a...)
+		}
 	}
-	res := &Result{URL: dest, Size: up.size, SHA256: up.sum}
-	partial := dest + ".partial"
+	total := 2 * obj.Size
+	progress := func(done int64) {
+		if opts.Progress != nil {
+			opts.Progress(min(done, total), total)
+		}
+	}
+	res := &Result{URL: c.URL(name), Size: obj.Size, SHA256: obj.SHA256}
+	partial := name + ".partial"
 
 	// Already there (an earlier run finished, or the report got lost)?
-	var same bool
-	err = up.retry("check "+dest, func() (err error) { same, err = up.holds(dest, false); return })
-	if err != nil {
-		return nil, err
-	}
-	if same {
-		up.logf("%s already holds this file (sha256 %s)", dest, up.sum)
+	switch m, err := c.Check(ctx, name, obj, nil); {
+	case err != nil:
+		return nil, fmt.Errorf("upload: %w", err)
+	case m == webdav.Same:
+		logf("%s already holds this file (sha256 %s)", res.URL, obj.SHA256)
 		res.Skipped = true
-		up.progress(up.total)
+		progress(total)
 		return res, nil
+	case m == webdav.Differs && !opts.Overwrite:
+		return nil, fmt.Errorf("upload: %s: %w (set overwrite to replace it)", res.URL, ErrExists)
 	}
-	err = up.retry("check "+partial, func() (err error) { same, err = up.holds(partial, true); return })
-	if err != nil {
-		return nil, err
-	}
-	if same {
-		up.logf("%s is complete from an earlier run: not sent again", partial)
+	if m, err := c.Check(ctx, partial, obj, nil); err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	} else if m == webdav.Same {
+		logf("%s is complete from an earlier run: not sent again", c.URL(partial))
 		res.ReusedPartial = true
-	} else {
-		err = up.retry("PUT "+partial, func() error {
-			up.done = 0
-			if err := up.put(f, partial); err != nil {
-				return err
-			}
-			ok, err := up.holds(partial, true)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return fmt.Errorf("upload: %s: %w (size or sha256 differ from %s)", partial, ErrVerify, path)
-			}
-			return nil
-		})
-		if err != nil {
-			if errors.Is(err, ErrVerify) {
-				up.do("DELETE", partial, nil)
-			}
-			return nil, err
+	} else if err := c.Put(ctx, partial, f, obj, progress); err != nil {
+		if errors.Is(err, webdav.ErrVerify) {
+			c.Delete(ctx, partial)
 		}
+		return nil, fmt.Errorf("upload: %w", err)
 	}
-	err = up.retry("MOVE "+partial, func() error {
-		err := up.move(partial, dest)
-		var se *StatusError
-		if errors.As(err, &se) && se.Code == http.StatusPreconditionFailed {
-			return fmt.Errorf("upload: %s: %w (set overwrite to replace it)", dest, ErrExists)
-		}
-		if errors.As(err, &se) && se.Code == http.StatusNotFound {
-			// A MOVE answered after all but its reply lost: the file is in place.
-			if ok, herr := up.holds(dest, false); herr == nil && ok {
-				return nil
-			}
-		}
-		return err
-	})
+	err = c.Move(ctx, partial, name, obj, opts.Overwrite)
+	var se *httpx.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusPreconditionFailed {
+		return nil, fmt.Errorf("upload: %s: %w (set overwrite to replace it)", res.URL, ErrExists)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("upload: %w", err)
 	}
-	up.progress(up.total)
+	progress(total)
 	return res, nil
 }
 
-func (up *uploader) logf(format string, a ...any) {
-	if up.opts.Log != nil {
-		up.opts.Log(format, a...)
+// open checks dest and returns a client for its directory and the name.
+func open(dest string, opts Options) (*webdav.Client, string, error) {
+	u, err := url.Parse(dest)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.HasSuffix(u.Path, "/") || u.Path == "" {
+		return nil, "", fmt.Errorf("upload: destination %q is not an http(s) URL of a file", redact.URL(dest))
 	}
-}
-
-func (up *uploader) progress(done int64) {
-	up.done = done
-	if up.opts.Progress != nil {
-		up.opts.Progress(min(done, up.total), up.total)
+	name := path.Base(u.Path)
+	u.Path, u.RawPath = path.Dir(u.Path), ""
+	h := httpx.Client{}
+	if opts.Client != nil {
+		h = *opts.Client
 	}
-}
-
-func (up *uploader) retry(what string, f func() error) error {
-	tries := up.opts.Retries
-	if tries <= 0 {
-		tries = 4
+	if h.Log == nil {
+		h.Log = opts.Log
 	}
-	wait := up.opts.Backoff
-	if wait <= 0 {
-		wait = time.Second
-	}
-	for i := 0; ; i++ {
-		err := f()
-		if err == nil || !transient(err) || up.ctx.Err() != nil || i >= tries {
-			if err != nil && up.ctx.Err() != nil {
-				return fmt.Errorf("upload: %s: %w", what, up.ctx.Err())
-			}
-			return err
-		}
-		up.logf("%s: %v; retrying in %s", what, err, wait)
-		select {
-		case <-time.After(wait):
-		case <-up.ctx.Done():
-		}
-		wait *= 2
-	}
-}
-
-func (up *uploader) do(method, u string, hdr http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(up.ctx, method, u, nil)
+	c, err := webdav.New(u.String(), &h)
 	if err != nil {
-		return nil, err
+		return nil, "", fmt.Errorf("upload: %w", err)
 	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := up.c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("upload: %s %s: %w", method, u, err)
-	}
-	return resp, nil
-}
-
-func statusErr(resp *http.Response) error {
-	return &StatusError{Method: resp.Request.Method, URL: resp.Request.URL.String(), Code: resp.StatusCode, Status: resp.Status}
-}
-
-// holds reports whether u holds exactly the local file (size by HEAD, then
-// the SHA-256 of a full GET). A different file under the final name is
-// ErrExists unless overwriting; a different partial is just stale.
-func (up *uploader) holds(u string, isPartial bool) (bool, error) {
-	resp, err := up.do("HEAD", u, nil)
-	if err != nil {
-		return false, err
-	}
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return false, nil
-	case resp.StatusCode != http.StatusOK:
-		return false, statusErr(resp)
-	}
-	differ := func() (bool, error) {
-		if isPartial || up.opts.Overwrite {
-			return false, nil
-		}
-		return false, fmt.Errorf("upload: %s: %w (set overwrite to replace it)", u, ErrExists)
-	}
-	if resp.ContentLength != up.size {
-		return differ()
-	}
-	resp, err = up.do("GET", u, nil)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return false, statusErr(resp)
-	}
-	h := sha256.New()
-	start := up.done
-	n, err := io.Copy(h, &countReader{r: resp.Body, up: up, base: start})
-	if err != nil {
-		return false, fmt.Errorf("upload: reading back %s: %w", u, err)
-	}
-	if n != up.size || hex.EncodeToString(h.Sum(nil)) != up.sum {
-		return differ()
-	}
-	return true, nil
-}
-
-type countReader struct {
-	r    io.Reader
-	up   *uploader
-	base int64
-	n    int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	c.up.progress(c.base + c.n)
-	return n, err
-}
-
-func (up *uploader) put(f *os.File, u string) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	body := io.NopCloser(&countReader{r: io.LimitReader(f, up.size), up: up})
-	req, err := http.NewRequestWithContext(up.ctx, "PUT", u, body)
-	if err != nil {
-		return err
-	}
-	req.ContentLength = up.size
-	req.GetBody = nil
-	resp, err := up.c.Do(req)
-	if err != nil {
-		return fmt.Errorf("upload: PUT %s: %w", u, err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return statusErr(resp)
-	}
-	return nil
-}
-
-func (up *uploader) move(from, to string) error {
-	ow := "F"
-	if up.opts.Overwrite {
-		ow = "T"
-	}
-	resp, err := up.do("MOVE", from, http.Header{"Destination": {to}, "Overwrite": {ow}})
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return statusErr(resp)
-	}
-	return nil
+	return c, name, nil
 }

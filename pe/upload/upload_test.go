@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/testnginx"
 )
 
@@ -155,11 +156,11 @@ func TestUploadNginx(t *testing.T) {
 		path string
 		code int
 		hint string
-	}{{"/ro/x.wim", 403, "refuses writes"}, {"/full/x.wim", 507, "out of space"}, {"/static/x.wim", 405, "WebDAV"}} {
+	}{{"/ro/x.wim", 403, "WebDAV permissions"}, {"/full/x.wim", 507, "out of space"}, {"/static/x.wim", 405, "WebDAV"}} {
 		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
 			n.methods(t)
-			_, err := File(ctx, src, n.URL+tc.path, Options{Retries: 1, Backoff: time.Millisecond})
-			var se *StatusError
+			_, err := File(ctx, src, n.URL+tc.path, Options{Client: &httpx.Client{Tries: 2, Backoff: time.Millisecond}})
+			var se *httpx.StatusError
 			if !errors.As(err, &se) || se.Code != tc.code || !strings.Contains(err.Error(), tc.hint) {
 				t.Fatalf("got %v, want status %d with %q", err, tc.code, tc.hint)
 			}
@@ -180,11 +181,18 @@ type fakeDAV struct {
 	corrupt  bool // GET returns flipped data
 	fail500s int  // the first PUTs answer 500
 	puts     int
+	// moveLie: MOVE answers 201 and "nothing" does nothing, "copy"
+	// copies and keeps the source.
+	moveLie string
+	full    bool     // PUT answers 507
+	dests   []string // Destination headers seen
+	auth    []string // Authorization headers seen
 }
 
 func (f *fakeDAV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.auth = append(f.auth, r.Header.Get("Authorization"))
 	p := r.URL.Path
 	switch r.Method {
 	case "HEAD", "GET":
@@ -201,6 +209,10 @@ func (f *fakeDAV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Write(b)
 		}
 	case "PUT":
+		if f.full {
+			http.Error(w, "no space left on /srv", http.StatusInsufficientStorage)
+			return
+		}
 		f.puts++
 		b, _ := io.ReadAll(r.Body)
 		if f.fail500s > 0 {
@@ -214,9 +226,14 @@ func (f *fakeDAV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		delete(f.files, p)
 		w.WriteHeader(204)
 	case "MOVE":
+		f.dests = append(f.dests, r.Header.Get("Destination"))
 		u, _ := http.NewRequest("GET", r.Header.Get("Destination"), nil)
-		f.files[u.URL.Path] = f.files[p]
-		delete(f.files, p)
+		if f.moveLie != "nothing" {
+			f.files[u.URL.Path] = f.files[p]
+		}
+		if f.moveLie == "" {
+			delete(f.files, p)
+		}
 		w.WriteHeader(201)
 	}
 }
@@ -226,7 +243,7 @@ func TestUploadVerifyAndRetry(t *testing.T) {
 	srv := httptest.NewServer(fd)
 	defer srv.Close()
 	src, data := testFile(t, 100000, 3)
-	_, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Backoff: time.Millisecond})
+	_, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Client: &httpx.Client{Backoff: time.Millisecond}})
 	if !errors.Is(err, ErrVerify) {
 		t.Fatalf("corrupting server: got %v, want ErrVerify", err)
 	}
@@ -234,7 +251,7 @@ func TestUploadVerifyAndRetry(t *testing.T) {
 		t.Errorf("files left after a failed check: %d", len(fd.files))
 	}
 	fd.corrupt, fd.fail500s, fd.puts = false, 2, 0
-	if _, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Backoff: time.Millisecond}); err != nil {
+	if _, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Client: &httpx.Client{Backoff: time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
 	if fd.puts != 3 || !bytes.Equal(fd.files["/a.wim"], data) {
@@ -244,5 +261,61 @@ func TestUploadVerifyAndRetry(t *testing.T) {
 		if _, err := File(context.Background(), src, bad, Options{}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// A server that answers MOVE with 201 but moves nothing, or copies and
+// keeps the partial, does not get an upload reported done.
+func TestUploadLyingMove(t *testing.T) {
+	src, _ := testFile(t, 100000, 4)
+	for _, lie := range []string{"nothing", "copy"} {
+		t.Run(lie, func(t *testing.T) {
+			fd := &fakeDAV{files: map[string][]byte{}, moveLie: lie}
+			srv := httptest.NewServer(fd)
+			defer srv.Close()
+			_, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Client: &httpx.Client{Backoff: time.Millisecond}})
+			if err == nil || !strings.Contains(err.Error(), "does not hold what was written") {
+				t.Fatalf("upload = %v, want a verification failure", err)
+			}
+		})
+	}
+}
+
+// The write token in the URL goes as basic authentication only: never in
+// a Destination header, an error, a log line or the result.
+func TestUploadCredentials(t *testing.T) {
+	src, _ := testFile(t, 1000, 5)
+	fd := &fakeDAV{files: map[string][]byte{}}
+	srv := httptest.NewServer(fd)
+	defer srv.Close()
+	dest := strings.Replace(srv.URL, "http://", "http://minint:s3cret@", 1) + "/img/a.wim?token=t0ken"
+	var log []string
+	res, err := File(context.Background(), src, dest, Options{Log: func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(res.URL, "s3cret") || strings.Contains(res.URL, "t0ken") {
+		t.Errorf("result URL %s", res.URL)
+	}
+	for _, d := range fd.dests {
+		if strings.Contains(d, "s3cret") || strings.Contains(d, "minint@") {
+			t.Errorf("Destination %s", d)
+		}
+	}
+	if len(fd.auth) == 0 || fd.auth[0] == "" {
+		t.Error("no basic authentication sent")
+	}
+	fd.full = true
+	_, err = File(context.Background(), src, strings.Replace(dest, "a.wim", "b.wim", 1), Options{Log: func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) }})
+	if err == nil {
+		t.Fatal("507 accepted")
+	}
+	for _, l := range append(log, err.Error()) {
+		if strings.Contains(l, "s3cret") || strings.Contains(l, "t0ken") {
+			t.Errorf("a secret shows: %s", l)
+		}
+	}
+	if _, err := File(context.Background(), src, "ftp://u:s3cret@h/x.wim", Options{}); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("bad scheme: %v", err)
 	}
 }
