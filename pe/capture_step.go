@@ -13,6 +13,7 @@ import (
 
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/generalize"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/pe/capture"
 	"github.com/minint/minint/pe/upload"
@@ -27,6 +28,8 @@ type CaptureRequest struct {
 	// returned functions report progress and the end of the phase.
 	Phase func(name, unit string) (progress func(done, total int64), finish func(error))
 	Log   func(format string, a ...any)
+	// HTTP uploads the image (nil: httpx's defaults).
+	HTTP *httpx.Client
 }
 
 // CaptureReport says what was captured and where it went.
@@ -61,7 +64,8 @@ func (r *runner) capture(s *sequence.CaptureImage) error {
 			t := r.rep.Start(name, 0, unit)
 			return t.Callback(), t.Finish
 		},
-		Log: func(f string, a ...any) { r.rep.Printf("  "+f, a...) },
+		Log:  func(f string, a ...any) { r.rep.Printf("  "+f, a...) },
+		HTTP: r.http,
 	})
 	if err != nil {
 		return err
@@ -244,7 +248,7 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 	switch {
 	case s.Destination.URL != "":
 		prog, finish := phase("upload", "bytes")
-		up, err := upload.File(ctx, work, s.Destination.URL, upload.Options{Overwrite: s.Destination.Overwrite, Progress: prog, Log: logf})
+		up, err := upload.File(ctx, work, s.Destination.URL, upload.Options{Client: req.HTTP, Overwrite: s.Destination.Overwrite, Progress: prog, Log: logf})
 		finish(err)
 		if err != nil {
 			return nil, err

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,8 +12,8 @@ import (
 	"time"
 
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/netconf"
-	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/hw"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
@@ -55,7 +54,7 @@ type DeployOptions struct {
 	DryRun      bool
 	// Console and Events: see Env.
 	Console, Events io.Writer
-	HTTP            *http.Client
+	HTTP            *httpx.Client
 	// Network applies a sequence's network: configuration (see Env).
 	Network func(ctx context.Context, cfg netconf.Config) error
 }
@@ -126,7 +125,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 // package key: a sequence runs commands in the PE, so an unauthenticated
 // one would be a way in. Files on the boot medium are trusted like the PE
 // itself.
-func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKey, client *http.Client) (*sequence.Sequence, error) {
+func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKey, client *httpx.Client) (*sequence.Sequence, error) {
 	if src == "" {
 		if mediumDir == "" {
 			return nil, fmt.Errorf("no task sequence: none on the kernel command line (minint.sequence=) and no boot medium")
@@ -138,7 +137,13 @@ func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	c := &fetch.Client{HTTP: client, Retries: 10}
+	var c httpx.Client
+	if client != nil {
+		c = *client
+	}
+	if c.Tries == 0 {
+		c.Tries = 11 // the PE's network may still be coming up
+	}
 	b, err := c.Get(ctx, src, 1<<20)
 	if err != nil {
 		return nil, err // names the URL; peinit says "task sequence:"

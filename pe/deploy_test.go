@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/minint/minint/diskops"
-	"github.com/minint/minint/pe/fetch"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/sign"
 )
 
@@ -32,7 +32,7 @@ func TestLoadSourceSigned(t *testing.T) {
 	if err != nil || len(seq.Steps) != 12 {
 		t.Fatalf("signed sequence: %v", err)
 	}
-	if _, err := loadSource(ctx, srv.URL+"/unsigned.yaml", "", pub, nil); !errors.Is(err, fetch.ErrHTTP) {
+	if _, err := loadSource(ctx, srv.URL+"/unsigned.yaml", "", pub, nil); !errors.Is(err, httpx.ErrNotFound) {
 		t.Errorf("unsigned sequence: %v", err)
 	}
 	if _, err := loadSource(ctx, srv.URL+"/tampered.yaml", "", pub, nil); !errors.Is(err, sign.ErrSignature) {

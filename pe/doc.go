@@ -22,8 +22,9 @@
 // of the same sequence (same SHA-256), it adopts it: finished steps are
 // skipped, the interrupted one is redone. Redoing is safe step by step:
 // partition and format start over; fetch continues its .part file with a
-// Range request (and restarts once from zero if the result does not
-// verify); apply-image first empties the root except /minint; setup and
+// Range request (from zero when the server ignores Range, and once more
+// from zero if the result does not verify); apply-image first empties the
+// root except /minint; setup and
 // bootfiles rewrite their files; run steps run again (make them idempotent);
 // reboot/poweroff are recorded as done before they happen.
 //

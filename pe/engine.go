@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"github.com/minint/minint/bytesize"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
@@ -47,8 +47,10 @@ type Env struct {
 	// lines (both may be nil). When the sequence has a status-url, events
 	// are also POSTed there.
 	Console, Events io.Writer
-	// HTTP is the client for fetches and status posts (nil: default).
-	HTTP *http.Client
+	// HTTP is the client for every request of the sequence (fetches,
+	// uploads, state stores, status posts): timeouts, idle limit,
+	// retries (nil: httpx's defaults).
+	HTTP *httpx.Client
 	// Network applies the sequence's network: configuration (the PE's
 	// hw.Configure) before the first step; nil when the sequence has
 	// none to apply here.
@@ -133,6 +135,7 @@ type runner struct {
 	jr      *journal.Journal
 	st      *State
 	staging string
+	http    *httpx.Client // env.HTTP, logging its retries
 	client  *fetch.Client
 	// pending is a fetch whose download goes on while apply-image reads
 	// it (pipeline.go).
@@ -159,13 +162,18 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	if env.Events != nil {
 		events = append(events, env.Events)
 	}
+	r.http = &httpx.Client{}
+	if env.HTTP != nil {
+		*r.http = *env.HTTP
+	}
 	if seq.StatusURL != "" && !env.DryRun {
-		r.poster = newStatusPoster(seq.StatusURL, env.HTTP)
+		r.poster = newStatusPoster(seq.StatusURL, r.http)
 		defer r.poster.Close()
 		events = append(events, r.poster)
 	}
 	r.rep = progress.New(human, io.MultiWriter(events...))
-	r.client = &fetch.Client{HTTP: env.HTTP, Log: func(f string, a ...any) { r.rep.Printf(f, a...) }}
+	r.http.Log = func(f string, a ...any) { r.rep.Printf(f, a...) }
+	r.client = &fetch.Client{Client: *r.http}
 	r.jr = &journal.Journal{Sequence: seq.Digest, Name: seq.Name, Created: time.Now().UTC()}
 	defer r.unmountAll()
 	defer r.abandon() // first: the download writes under the mount

@@ -23,8 +23,8 @@ import (
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/manifest"
-	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 )
@@ -142,6 +142,10 @@ func (f *fakeDisk) Clean(ctx context.Context, root string) error {
 // the ReaderAt it was given) and the index, plus a tree with /sbin/init.
 func (f *fakeDisk) Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error {
 	f.count("apply")
+	// Like a WIM: the tables at the end are read first.
+	if _, err := r.ReadAt(make([]byte, min(size, 1000)), size-min(size, 1000)); err != nil && err != io.EOF {
+		return err
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
 		return err
@@ -421,7 +425,7 @@ func TestRunFailClosed(t *testing.T) {
 		"no key":     {func(env *Env) { env.PublicKey = nil }, sign.ErrSignature},
 		"wrong hash": {func(env *Env) { corrupt(t, filepath.Join(dir, "os.wim")) }, manifest.ErrChecksum},
 		"truncated":  {func(env *Env) { os.Truncate(filepath.Join(dir, "os.wim"), 1000) }, manifest.ErrSize},
-		"404":        {func(env *Env) { os.Remove(filepath.Join(dir, "os.wim")) }, fetch.ErrHTTP},
+		"404":        {func(env *Env) { os.Remove(filepath.Join(dir, "os.wim")) }, httpx.ErrNotFound},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

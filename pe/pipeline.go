@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/progress"
+	"github.com/minint/minint/internal/redact"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
@@ -96,10 +98,21 @@ func (r *runner) startPipeline(ctx context.Context, c *fetch.Client, s *sequence
 		cancel()
 		return "", err
 	}
+	if tr.IgnoresRange() && s.Mode == "pipeline" {
+		// Asked for the overlap, which needs Range: refuse rather
+		// than quietly deliver something else (auto accepts it).
+		tr.Close()
+		cancel()
+		return "", fmt.Errorf("mode pipeline: %s: %w (mode auto or stage downloads it whole)", redact.URL(url), httpx.ErrNoRange)
+	}
 	if tr.Resumed > 0 {
 		r.rep.Printf("  %s of %s already in the staging folder from an earlier try (chunk hashes match)", bytesize.Size(tr.Resumed).Human(), e.Path)
 	}
-	r.rep.Printf("  %s downloads while the next step applies it (each %s chunk verified before use, the whole file before boot files)", e.Path, bytesize.Size(e.ChunkSize))
+	if tr.IgnoresRange() {
+		r.rep.Printf("  the server ignores Range requests: %s downloads whole, in order, and the next step applies it once what it reads has arrived (each %s chunk verified before use, the whole file before boot files)", e.Path, bytesize.Size(e.ChunkSize))
+	} else {
+		r.rep.Printf("  %s downloads while the next step applies it (each %s chunk verified before use, the whole file before boot files)", e.Path, bytesize.Size(e.ChunkSize))
+	}
 	r.pending = &pipeline{base: s.Base(), index: i, tr: tr, task: task, cancel: cancel, start: time.Now(), path: dest}
 	return dest, nil
 }

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/manifest"
-	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sign"
 )
@@ -148,7 +148,7 @@ func TestPipelineFailClosed(t *testing.T) {
 	}{
 		"tampered chunk": {func(dir string) { corrupt(t, filepath.Join(dir, "os.wim")) }, manifest.ErrChecksum, "apply-image"},
 		"truncated":      {func(dir string) { os.Truncate(filepath.Join(dir, "os.wim"), 100000) }, manifest.ErrSize, "fetch"},
-		"404":            {func(dir string) { os.Remove(filepath.Join(dir, "os.wim")) }, fetch.ErrHTTP, "fetch"},
+		"404":            {func(dir string) { os.Remove(filepath.Join(dir, "os.wim")) }, httpx.ErrNotFound, "fetch"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			url, pub, _, dir, _ := slowPkg(t)
@@ -277,5 +277,85 @@ func TestPipelineOnlyBeforeApply(t *testing.T) {
 	env3, _ := testEnv(t, fd3, pub3)
 	if err := Run(context.Background(), seqFor(t, url3, "    mode: pipeline\n"), env3); !errors.Is(err, manifest.ErrFormat) {
 		t.Errorf("explicit pipeline without chunk hashes: %v", err)
+	}
+}
+
+// TestServerIgnoresRange: over a plain server that answers every request
+// with the whole file (python3 -m http.server, some proxies), mode auto
+// deploys anyway — a sequential download, each chunk verified before the
+// apply reads it, the whole file before boot files — and a run cut in the
+// middle of the download resumes from zero. Only an explicit pipeline or
+// stream mode refuses, saying why.
+func TestServerIgnoresRange(t *testing.T) {
+	_, pub, img, dir, _ := slowPkg(t)
+	files := http.FileServer(http.Dir(dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del("Range")
+		if strings.HasSuffix(r.URL.Path, ".wim") {
+			w = &slowWriter{w}
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	url := srv.URL + "/manifest.json"
+
+	t.Run("auto", func(t *testing.T) {
+		fd := newFakeDisk(t)
+		env, _ := testEnv(t, fd, pub)
+		var con bytes.Buffer
+		env.Console = &con
+		if err := Run(context.Background(), seqFor(t, url, ""), env); err != nil {
+			t.Fatalf("%v\n%s", err, con.String())
+		}
+		applied, _ := os.ReadFile(filepath.Join(fd.dir, "fs-root", "applied"))
+		if want := fmt.Sprintf("%x index 2\n", sha256.Sum256(img)); string(applied) != want {
+			t.Errorf("applied %q, want %q", applied, want)
+		}
+		if !strings.Contains(con.String(), "the server ignores Range requests") {
+			t.Errorf("console does not say the server ignores Range:\n%s", con.String())
+		}
+	})
+	t.Run("resume", func(t *testing.T) {
+		seq := seqFor(t, url, "")
+		fd := newFakeDisk(t)
+		env, _ := testEnv(t, fd, pub)
+		env.hook = func(s, pt string) error {
+			if s == "apply-image" && pt == "before" {
+				time.Sleep(100 * time.Millisecond) // some chunks arrive
+				panic(crash{s, pt})
+			}
+			return nil
+		}
+		runToCrash(t, seq, env)
+		part, err := os.Stat(filepath.Join(fd.dir, "fs-root/minint/os.wim.part"))
+		if err != nil || part.Size() == 0 || part.Size() >= int64(len(img)) {
+			t.Fatalf("no partial download at the crash: %v", err)
+		}
+		env2, _ := testEnv(t, fd, pub)
+		var con bytes.Buffer
+		env2.Console = &con
+		if err := Run(context.Background(), seq, env2); err != nil {
+			t.Fatalf("resumed run: %v\n%s", err, con.String())
+		}
+		applied, _ := os.ReadFile(filepath.Join(fd.dir, "fs-root", "applied"))
+		if want := fmt.Sprintf("%x index 2\n", sha256.Sum256(img)); string(applied) != want {
+			t.Errorf("applied %q, want %q", applied, want)
+		}
+		if !strings.Contains(con.String(), "already in the staging folder") {
+			t.Errorf("the verified chunks of the first boot were not kept:\n%s", con.String())
+		}
+	})
+	for _, mode := range []string{"pipeline", "stream"} {
+		t.Run(mode, func(t *testing.T) {
+			fd := newFakeDisk(t)
+			env, _ := testEnv(t, fd, pub)
+			err := Run(context.Background(), seqFor(t, url, "    mode: "+mode+"\n"), env)
+			if !errors.Is(err, httpx.ErrNoRange) || !strings.Contains(err.Error(), "the server ignores Range requests") || !strings.Contains(err.Error(), `"fetch"`) {
+				t.Fatalf("err = %v, want the fetch step refused with httpx.ErrNoRange", err)
+			}
+			if fd.calls["apply"] != 0 {
+				t.Error("apply ran")
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/answer"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
@@ -76,7 +77,7 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 	ctx, cancel := context.WithTimeout(r.ctx, time.Duration(s.Timeout))
 	defer cancel()
 	c := *r.client
-	c.Retries = s.Retries
+	c.Tries = s.Retries + 1
 	base := s.Dir()
 	var mb, sig []byte
 	var err error
@@ -129,6 +130,8 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 		if err == nil {
 			task.Set(e.Size, 0)
 			r.rep.Printf("  %s will be read straight from the server, each %s chunk verified", e.Path, bytesize.Size(e.ChunkSize))
+		} else if errors.Is(err, httpx.ErrNoRange) && s.Mode == "auto" {
+			err = fmt.Errorf("%w, so the image must be staged whole first, but the target has no room for it (or is not mounted)", err)
 		}
 	case mode == "pipeline":
 		ref.Path, err = r.startPipeline(ctx, &c, s, base+"/"+e.Path, e, task)

@@ -16,7 +16,7 @@ import (
 func (r *runner) pullState(s *sequence.PullState) error {
 	dir := filepath.Join(r.st.Target, strings.TrimPrefix(answer.Dir, "/"), "state")
 	t := r.rep.Start("pull-state", 0, "bytes")
-	m, err := netstore.Pull(r.ctx, s.From, dir, netstore.Options{Progress: t.Add})
+	m, err := netstore.Pull(r.ctx, s.From, dir, netstore.Options{Client: r.http, Progress: t.Add})
 	t.Finish(err)
 	if err != nil {
 		return err

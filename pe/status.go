@@ -3,11 +3,14 @@ package pe
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net/http"
 	"sync"
 	"time"
+
+	"github.com/minint/minint/internal/httpx"
 )
+
+// statusIdle bounds how long one status request may go without progress.
+const statusIdle = 10 * time.Second
 
 // statusPoster sends events to a status URL: every JSON line written to it
 // becomes one POST (Content-Type application/json) of that object. Posting
@@ -16,7 +19,7 @@ import (
 // dropped (and counted).
 type statusPoster struct {
 	url     string
-	client  *http.Client
+	client  *httpx.Client
 	queue   chan []byte
 	done    chan struct{}
 	mu      sync.Mutex
@@ -25,13 +28,18 @@ type statusPoster struct {
 	closed  bool
 }
 
-// newStatusPoster starts a poster for url (client nil: default with a 10s
-// timeout).
-func newStatusPoster(url string, client *http.Client) *statusPoster {
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+// newStatusPoster starts a poster for url with the limits of client (nil:
+// httpx's defaults), and an idle limit of at most statusIdle: a collector
+// that stops answering must not hold the queue for a minute per event.
+func newStatusPoster(url string, client *httpx.Client) *statusPoster {
+	c := httpx.Client{}
+	if client != nil {
+		c = *client
 	}
-	p := &statusPoster{url: url, client: client, queue: make(chan []byte, 1024), done: make(chan struct{})}
+	if c.Idle == 0 || c.Idle > statusIdle {
+		c.Idle = statusIdle
+	}
+	p := &statusPoster{url: url, client: &c, queue: make(chan []byte, 1024), done: make(chan struct{})}
 	go p.loop()
 	return p
 }
@@ -48,7 +56,7 @@ func (p *statusPoster) loop() {
 }
 
 func (p *statusPoster) post(ctx context.Context, ctype string, body []byte, hdr map[string]string) error {
-	req, err := http.NewRequestWithContext(ctx, "POST", p.url, bytes.NewReader(body))
+	req, err := httpx.NewRequest(ctx, "POST", p.url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -60,10 +68,10 @@ func (p *statusPoster) post(ctx context.Context, ctype string, body []byte, hdr 
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: %s", p.url, resp.Status)
+		return httpx.NewStatusError(resp)
 	}
+	resp.Body.Close()
 	return nil
 }
 

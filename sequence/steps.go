@@ -248,7 +248,12 @@ func (s *Mount) Describe() string {
 // pipeline downloads into the staging folder while the apply-image step
 // right after reads it (chunk-verified; see package pe); stage downloads
 // into the staging folder, verifies, then applies; stream applies straight
-// from HTTP (chunk-verified), staging nothing.
+// from HTTP (chunk-verified), staging nothing. Pipeline and stream need a
+// server that honours Range requests: auto over one that ignores them
+// downloads the image whole, in order, before the apply reads it;
+// an explicit pipeline or stream is refused ("the server ignores Range
+// requests"). retries bounds the tries of each request after transient
+// failures (connection errors, 5xx, 429, a connection idle for a minute).
 type Fetch struct {
 	StepBase `yaml:",inline"`
 	Manifest string   `yaml:"manifest"`

@@ -12,34 +12,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/minint/minint/internal/plural"
+	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/redact"
 	"github.com/minint/minint/manifest"
-	"github.com/minint/minint/sign"
 )
 
-// ErrHTTP: the server answered with a status that retrying won't fix.
-var ErrHTTP = errors.New("http error")
-
-// Client fetches package files over HTTP(S) with retries.
+// Client fetches package files over HTTP(S). Its httpx.Client gives every
+// request its timeouts, the idle limit on bodies (a server that stops
+// sending is dropped and asked again), retries with backoff, and redacted
+// errors; Get reads small files (manifests, signatures) within a bound.
 type Client struct {
-	HTTP *http.Client // nil: a client without overall timeout (ctx bounds it)
-	// Retries is how many times a failed request is retried (default 8).
-	Retries int
-	// Backoff is the first wait between tries, doubled each time up to
-	// MaxBackoff (defaults 500ms, 15s).
-	Backoff, MaxBackoff time.Duration
-	// Stall drops and retries a Transfer's connection that has sent
-	// nothing for this long (default 60s).
-	Stall time.Duration
-	// Log receives one line per retry; nil for none.
-	Log func(format string, a ...any)
-}
-
-func (c *Client) http() *http.Client {
-	if c.HTTP != nil {
-		return c.HTTP
-	}
-	return http.DefaultClient
+	httpx.Client
 }
 
 func (c *Client) logf(format string, a ...any) {
@@ -48,97 +31,62 @@ func (c *Client) logf(format string, a ...any) {
 	}
 }
 
-// retry runs f until it succeeds, fails permanently (ErrHTTP, manifest.ErrChecksum,
-// manifest.ErrSize, context done) or runs out of tries.
-func (c *Client) retry(ctx context.Context, what string, f func() error) error {
-	tries := c.Retries
-	if tries == 0 {
-		tries = 8
+// open requests bytes [off, end) of url, a file of size bytes (end < 0:
+// to the end, as an open range "bytes=off-"), always with a Range header,
+// so that the answer tells whether the server honours Range: ranged
+// reports a 206 (checked against the request and size) or a 200 (the
+// whole file, from byte 0, checked against size). The caller closes the
+// body.
+func (c *Client) open(ctx context.Context, url string, off, end, size int64) (resp *http.Response, ranged bool, err error) {
+	req, err := httpx.NewRequest(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, false, err
 	}
-	wait, maxWait := c.Backoff, c.MaxBackoff
-	if wait <= 0 {
-		wait = 500 * time.Millisecond
+	if end < 0 {
+		end = size
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	} else {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end-1))
 	}
-	if maxWait <= 0 {
-		maxWait = 15 * time.Second
+	resp, err = c.Do(req)
+	if err != nil {
+		return nil, false, err
 	}
-	var err error
-	for i := 0; ; i++ {
-		err = f()
-		if err == nil || permanent(err) || ctx.Err() != nil {
-			break
-		}
-		if i >= tries {
-			err = fmt.Errorf("%s: giving up after %s: %w", what, plural.Count(i+1, "try"), err)
-			break
-		}
-		c.logf("%s: %v; retrying in %s", what, err, wait)
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		if wait *= 2; wait > maxWait {
-			wait = maxWait
-		}
+	shown := redact.URL(url)
+	bad := func(err error) (*http.Response, bool, error) {
+		resp.Body.Close()
+		return nil, false, err
 	}
-	if ctx.Err() != nil && !permanent(err) {
-		return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		cr := resp.Header.Get("Content-Range")
+		start, last, total, ok := parseContentRange(cr)
+		if ok && total >= 0 && total != size {
+			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, shown, total, size))
+		}
+		if !ok || start != off || last != end-1 {
+			return bad(fmt.Errorf("GET %s: asked for bytes %d-%d, got Content-Range %q", shown, off, end-1, cr))
+		}
+		return resp, true, nil
+	case http.StatusOK:
+		if resp.ContentLength >= 0 && resp.ContentLength != size {
+			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, shown, resp.ContentLength, size))
+		}
+		return resp, false, nil
+	case http.StatusRequestedRangeNotSatisfiable:
+		return bad(fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", manifest.ErrSize, shown, off, size))
 	}
-	return err
-}
-
-func permanent(err error) bool {
-	return errors.Is(err, ErrHTTP) || errors.Is(err, manifest.ErrChecksum) || errors.Is(err, manifest.ErrSize) ||
-		errors.Is(err, sign.ErrSignature) || errors.Is(err, manifest.ErrFormat) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrPermission)
-}
-
-// statusErr classifies an HTTP status: 5xx and 429 are worth retrying,
-// other 4xx are not.
-func statusErr(url string, resp *http.Response) error {
-	err := fmt.Errorf("GET %s: %s", url, resp.Status)
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout {
-		return err
-	}
-	return fmt.Errorf("%w: %w", ErrHTTP, err)
-}
-
-// Get reads a small file (a manifest, a signature) whole; at most limit bytes.
-func (c *Client) Get(ctx context.Context, url string, limit int64) ([]byte, error) {
-	var out []byte
-	err := c.retry(ctx, "GET "+url, func() error {
-		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrHTTP, err)
-		}
-		resp, err := c.http().Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return statusErr(url, resp)
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-		if err != nil {
-			return err
-		}
-		if int64(len(b)) > limit {
-			return fmt.Errorf("%w: %s is larger than %d bytes", manifest.ErrSize, url, limit)
-		}
-		out = b
-		return nil
-	})
-	return out, err
+	return nil, false, httpx.NewStatusError(resp)
 }
 
 // Download fetches url into dest and verifies it against e. A verified dest
 // already there is kept. Otherwise bytes go to dest+".part", continued with
-// a Range request if it exists (from an earlier try or an earlier boot),
-// and dest appears — fsync'd and renamed — only once size and SHA-256
-// match. A mismatch after a resumed download starts over once from zero
-// (the partial file may have been damaged by a power cut); a mismatch of a
-// fresh download is manifest.ErrChecksum. progress may be nil.
+// a Range request if it exists (from an earlier try or an earlier boot) —
+// from zero when the server ignores Range — and dest appears, fsync'd and
+// renamed, only once size and SHA-256 match. A mismatch after a resumed
+// download starts over once from zero (the partial file may have been
+// damaged by a power cut); a mismatch of a fresh download is
+// manifest.ErrChecksum. progress may be nil.
 func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Entry, progress func(done, total int64)) error {
 	if err := manifest.VerifyFile(dest, e, nil); err == nil {
 		return nil
@@ -146,12 +94,13 @@ func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Ent
 		os.Remove(dest)
 	}
 	part := dest + ".part"
+	shown := redact.URL(url)
 	for fresh := false; ; fresh = true {
 		if fresh {
 			os.Remove(part)
 		}
 		resumed := false
-		err := c.retry(ctx, "GET "+url, func() error {
+		err := c.Retry(ctx, "GET "+shown, func() error {
 			r, err := c.fetchPart(ctx, url, part, e, progress)
 			resumed = resumed || r
 			return err
@@ -165,9 +114,9 @@ func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Ent
 		}
 		if !resumed || fresh {
 			os.Remove(part)
-			return fmt.Errorf("%s: %w", url, err)
+			return fmt.Errorf("%s: %w", shown, err)
 		}
-		c.logf("%s: resumed download does not verify (%v); downloading again from the start", url, err)
+		c.logf("%s: resumed download does not verify (%v); downloading again from the start", shown, err)
 	}
 	if err := os.Rename(part, dest); err != nil {
 		return err
@@ -202,47 +151,23 @@ func (c *Client) fetchPart(ctx context.Context, url, part string, e *manifest.En
 	if off == e.Size {
 		return off > 0, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, ranged, err := c.open(ctx, url, off, -1, e.Size)
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", ErrHTTP, err)
-	}
-	if off > 0 {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
-	}
-	resp, err := c.http().Do(req)
-	if err != nil {
-		return false, err
+		return off > 0, err
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusPartialContent && off > 0:
-		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || start != off {
-			return false, fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", url, off, resp.Header.Get("Content-Range"))
+	if !ranged && off > 0 {
+		// The server ignores Range and sends everything again.
+		c.logf("%s: the server ignores Range requests: downloading again from the start", redact.URL(url))
+		if err := f.Truncate(0); err != nil {
+			return false, err
 		}
-		if total >= 0 && total != e.Size {
-			return true, fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, url, total, e.Size)
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return false, err
 		}
-		resumed = true
-	case resp.StatusCode == http.StatusOK:
-		// A server that ignores Range sends everything again.
-		if off > 0 {
-			if err := f.Truncate(0); err != nil {
-				return false, err
-			}
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return false, err
-			}
-			off = 0
-		}
-		if resp.ContentLength >= 0 && resp.ContentLength != e.Size {
-			return false, fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, url, resp.ContentLength, e.Size)
-		}
-	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
-		return true, fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", manifest.ErrSize, url, off, e.Size)
-	default:
-		return false, statusErr(url, resp)
+		off = 0
 	}
+	resumed = off > 0
 	done := off
 	buf := make([]byte, 256<<10)
 	sinceSync, lastSync := int64(0), time.Now()
@@ -251,7 +176,7 @@ func (c *Client) fetchPart(ctx context.Context, url, part string, e *manifest.En
 		n, rerr := limited.Read(buf)
 		if n > 0 {
 			if done+int64(n) > e.Size {
-				return resumed, fmt.Errorf("%w: %s is longer than the manifest's %d bytes", manifest.ErrSize, url, e.Size)
+				return resumed, fmt.Errorf("%w: %s is longer than the manifest's %d bytes", manifest.ErrSize, redact.URL(url), e.Size)
 			}
 			if _, err := f.Write(buf[:n]); err != nil {
 				return resumed, err
@@ -272,40 +197,42 @@ func (c *Client) fetchPart(ctx context.Context, url, part string, e *manifest.En
 			break
 		}
 		if rerr != nil {
-			return resumed, rerr
+			return resumed, fmt.Errorf("GET %s: %w", redact.URL(url), rerr)
 		}
 	}
 	if done < e.Size {
-		return resumed, fmt.Errorf("GET %s: connection ended at byte %d of %d", url, done, e.Size)
+		return resumed, fmt.Errorf("GET %s: %w at byte %d of %d", redact.URL(url), httpx.ErrTruncated, done, e.Size)
 	}
 	return resumed, nil
 }
 
 // parseContentRange reads "bytes START-END/TOTAL" (TOTAL may be "*": -1).
-func parseContentRange(s string) (start, total int64, ok bool) {
+func parseContentRange(s string) (start, end, total int64, ok bool) {
 	s, ok = strings.CutPrefix(s, "bytes ")
 	if !ok {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	rng, tot, ok := strings.Cut(s, "/")
 	if !ok {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	a, _, ok := strings.Cut(rng, "-")
+	a, b, ok := strings.Cut(rng, "-")
 	if !ok {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	start, err := strconv.ParseInt(a, 10, 64)
-	if err != nil {
-		return 0, 0, false
+	start, err1 := strconv.ParseInt(a, 10, 64)
+	end, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || end < start {
+		return 0, 0, 0, false
 	}
 	total = -1
 	if tot != "*" {
-		if total, err = strconv.ParseInt(tot, 10, 64); err != nil {
-			return 0, 0, false
+		var err error
+		if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= end {
+			return 0, 0, 0, false
 		}
 	}
-	return start, total, true
+	return start, end, total, true
 }
 
 func syncDir(dir string) error {

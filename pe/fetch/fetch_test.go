@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/testnginx"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sign"
@@ -52,7 +53,7 @@ func pkg(t *testing.T, size int) (string, *manifest.Manifest, []byte, ed25519.Pu
 }
 
 func quick() *Client {
-	return &Client{Retries: 3, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+	return &Client{httpx.Client{Tries: 4, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}}
 }
 
 func TestDownloadNginx(t *testing.T) {
@@ -102,7 +103,7 @@ func TestDownloadNginx(t *testing.T) {
 		t.Fatal("re-downloaded file differs")
 	}
 	log = n.AccessLog()
-	if last := log[len(log)-1]; !strings.Contains(last, " 200 ") {
+	if last := log[len(log)-1]; !strings.Contains(last, fmt.Sprintf(`"GET /image.wim HTTP/1.1" 206 %d `, e.Size)) {
 		t.Errorf("damaged partial was not fetched again whole: %s", last)
 	}
 
@@ -125,7 +126,7 @@ func TestDownloadFailClosed(t *testing.T) {
 
 	t.Run("404", func(t *testing.T) {
 		err := quick().Download(ctx, n.URL+"/missing.wim", filepath.Join(stage, "a"), &e, nil)
-		if !errors.Is(err, ErrHTTP) || !strings.Contains(err.Error(), "404") {
+		if !errors.Is(err, httpx.ErrNotFound) || !strings.Contains(err.Error(), "404") {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -171,8 +172,8 @@ func TestDownloadServerComesUp(t *testing.T) {
 		started <- n.Start()
 	}()
 	var retries int
-	c := &Client{Retries: 20, Backoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		Log: func(string, ...any) { retries++ }}
+	c := &Client{httpx.Client{Tries: 21, Backoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Log: func(string, ...any) { retries++ }}}
 	dest := filepath.Join(t.TempDir(), "x")
 	if err := c.Download(context.Background(), n.URL+"/image.wim", dest, &m.Files[0], nil); err != nil {
 		t.Fatal(err)
@@ -201,7 +202,7 @@ func TestDownloadBoundedTime(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	c := &Client{Retries: 1000, Backoff: 50 * time.Millisecond}
+	c := &Client{httpx.Client{Tries: 1000, Backoff: 50 * time.Millisecond}}
 	err := c.Download(ctx, url, filepath.Join(t.TempDir(), "x"), &m.Files[0], nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
@@ -233,7 +234,7 @@ func TestDownloadConnectionDrop(t *testing.T) {
 	if err := quick().Download(context.Background(), srv.URL+"/image.wim", dest, &m.Files[0], nil); err != nil {
 		t.Fatal(err)
 	}
-	if len(ranges) != 2 || ranges[0] != "" || ranges[1] != "bytes=200000-" {
+	if len(ranges) != 2 || ranges[0] != "bytes=0-" || ranges[1] != "bytes=200000-" {
 		t.Errorf("requests' Range headers = %q", ranges)
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, data) {
@@ -294,5 +295,35 @@ func TestFileRangeReads(t *testing.T) {
 	e.ChunkSize, e.Chunks = 0, nil
 	if _, err := quick().OpenFile(context.Background(), n.URL+"/image.wim", &e, 0); !errors.Is(err, manifest.ErrFormat) {
 		t.Errorf("no chunks: err = %v", err)
+	}
+}
+
+// A download resumed from a server that ignores Range starts again from
+// zero and ends with the right file.
+func TestDownloadServerIgnoresRange(t *testing.T) {
+	dir, m, _, _ := pkg(t, 1<<20+5)
+	want, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+	n := testnginx.Start(t, dir, testnginx.Options{Extra: []string{"max_ranges 0;"}})
+	e := &m.Files[0]
+	dest := filepath.Join(t.TempDir(), "image.wim")
+	os.WriteFile(dest+".part", want[:300000], 0o644)
+	if err := quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
+		t.Fatal("file differs")
+	}
+}
+
+// Reading straight from the server needs Range: refused, saying why.
+func TestFileServerIgnoresRange(t *testing.T) {
+	dir, m, _, _ := pkg(t, 300000)
+	n := testnginx.Start(t, dir, testnginx.Options{Extra: []string{"max_ranges 0;"}})
+	_, err := quick().OpenFile(context.Background(), n.URL+"/image.wim", &m.Files[0], 0)
+	if !errors.Is(err, httpx.ErrNoRange) || !strings.Contains(err.Error(), "the server ignores Range requests") {
+		t.Fatalf("err = %v, want httpx.ErrNoRange", err)
+	}
+	if l := n.AccessLog(); len(l) != 1 {
+		t.Errorf("refusal retried: %q", l)
 	}
 }

@@ -7,9 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net/http"
 	"sync"
 
+	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/redact"
 	"github.com/minint/minint/manifest"
 )
 
@@ -21,6 +22,7 @@ type File struct {
 	ctx    context.Context
 	c      *Client
 	url    string
+	shown  string // url redacted
 	e      *manifest.Entry
 	chunks [][sha256.Size]byte
 
@@ -40,11 +42,14 @@ type chunk struct {
 
 // OpenFile returns a File for url described by e, which must carry chunk
 // hashes. cacheBytes bounds the chunk cache (at least one chunk is kept).
+// It reads the first chunk (the WIM header, needed first anyway), so
+// that a server that cannot serve Range requests (httpx.ErrNoRange), a
+// missing file or one of the wrong size is reported here.
 func (c *Client) OpenFile(ctx context.Context, url string, e *manifest.Entry, cacheBytes int64) (*File, error) {
 	if e.ChunkSize <= 0 || len(e.Chunks) == 0 && e.Size > 0 {
 		return nil, fmt.Errorf("%w: %s has no per-chunk hashes, so it cannot be applied straight from HTTP; stage it (or rebuild the package with chunk hashes)", manifest.ErrFormat, e.Path)
 	}
-	f := &File{ctx: ctx, c: c, url: url, e: e, cache: map[int64]*list.Element{}, lru: list.New()}
+	f := &File{ctx: ctx, c: c, url: url, shown: redact.URL(url), e: e, cache: map[int64]*list.Element{}, lru: list.New()}
 	for _, h := range e.Chunks {
 		var s [sha256.Size]byte
 		b, _ := hex.DecodeString(h)
@@ -54,6 +59,11 @@ func (c *Client) OpenFile(ctx context.Context, url string, e *manifest.Entry, ca
 	f.max = int(cacheBytes / e.ChunkSize)
 	if f.max < 1 {
 		f.max = 1
+	}
+	if e.Size > 0 {
+		if _, err := f.chunk(0); err != nil {
+			return nil, err
+		}
 	}
 	return f, nil
 }
@@ -93,35 +103,22 @@ func (f *File) chunk(i int64) ([]byte, error) {
 	start := i * f.e.ChunkSize
 	end := min(start+f.e.ChunkSize, f.e.Size)
 	var data []byte
-	err := f.c.retry(f.ctx, fmt.Sprintf("GET %s bytes %d-%d", f.url, start, end-1), func() error {
-		req, err := http.NewRequestWithContext(f.ctx, "GET", f.url, nil)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrHTTP, err)
-		}
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", start, end-1))
+	err := f.c.Retry(f.ctx, fmt.Sprintf("GET %s bytes %d-%d", f.shown, start, end-1), func() error {
 		f.mu.Lock()
 		f.Requests++
 		f.mu.Unlock()
-		resp, err := f.c.http().Do(req)
+		resp, ranged, err := f.c.open(f.ctx, f.url, start, end, f.e.Size)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
-			return fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", manifest.ErrSize, f.url, start, f.e.Size)
-		}
-		if resp.StatusCode != http.StatusPartialContent {
-			if resp.StatusCode == http.StatusOK {
-				return fmt.Errorf("%w: GET %s: the server ignores Range requests", ErrHTTP, f.url)
-			}
-			return statusErr(f.url, resp)
-		}
-		if s, _, ok := parseContentRange(resp.Header.Get("Content-Range")); !ok || s != start {
-			return fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", f.url, start, resp.Header.Get("Content-Range"))
+		if !ranged {
+			return fmt.Errorf("GET %s: %w", f.shown, httpx.ErrNoRange)
 		}
 		b := make([]byte, end-start)
 		if _, err := io.ReadFull(resp.Body, b); err != nil {
-			return err // a short read is retried; the chunk hash decides in the end
+			// A short read is retried; the chunk hash decides in the end.
+			return fmt.Errorf("GET %s bytes %d-%d: %w", f.shown, start, end-1, err)
 		}
 		if sha256.Sum256(b) != f.chunks[i] {
 			return fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", manifest.ErrChecksum, f.e.Path, start, end-1)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/redact"
 	"github.com/minint/minint/manifest"
 )
 
@@ -52,9 +54,28 @@ var ErrClosed = errors.New("transfer closed")
 // written out of order or damaged by a power cut, so its length says
 // nothing. StartTransfer hashes every chunk of it: those that match are
 // kept, the stream starts at the first one that does not.
+//
+// Servers that ignore Range (python3 -m http.server, some proxies and
+// CDNs) answer every request with the whole file. Every request carries a
+// Range header (the first one "bytes=0-"), so the first 200 in place of a
+// 206 shows it: from then on no reader fetches a chunk of its own, and
+// the stream, restarted if need be, runs from byte 0 to the end, skipping
+// (reading but not writing) the chunks already verified. Readers wait for
+// it, so an apply that needs the WIM's tables at the end of the file
+// starts once the whole file is on disk: the pipeline becomes a
+// sequential download followed by the apply, with the same guards (each
+// chunk verified before it is read, the whole-file SHA-256 before
+// anything after the apply). That keeps `mode: auto` working over such a
+// server at the cost of the overlap; the alternative, one sequential
+// stream straight into the apply, would need the WIM's tables first and
+// stage nothing, but a WIM keeps them at its end. A resume likewise
+// starts from zero; chunks that verified before are not rewritten. An
+// explicit `mode: pipeline` asked for the overlap and is refused instead
+// (IgnoresRange).
 type Transfer struct {
 	c         *Client
 	url, dest string
+	shown     string // url redacted, for messages
 	part      string
 	e         *manifest.Entry
 	sums      [][sha256.Size]byte
@@ -76,6 +97,7 @@ type Transfer struct {
 	changed  chan struct{}
 	err      error
 	ok       bool
+	noRange  bool // the server answered a Range request with the whole file
 
 	// Resumed is how many bytes of verified chunks a partial file from an
 	// earlier try held; RangeFetches counts chunks fetched out of order.
@@ -99,7 +121,7 @@ func (c *Client) StartTransfer(ctx context.Context, url, dest string, e *manifes
 	if e.ChunkSize <= 0 || len(e.Chunks) == 0 && e.Size > 0 {
 		return nil, fmt.Errorf("%w: %s has no per-chunk hashes, so it cannot be read before the download ends; stage it (or rebuild the package with chunk hashes)", manifest.ErrFormat, e.Path)
 	}
-	t := &Transfer{c: c, url: url, dest: dest, part: dest + ".part", e: e, progress: progress,
+	t := &Transfer{c: c, url: url, shown: redact.URL(url), dest: dest, part: dest + ".part", e: e, progress: progress,
 		have: make([]bool, len(e.Chunks)), busy: make([]bool, len(e.Chunks)),
 		changed: make(chan struct{}), ended: make(chan struct{})}
 	for _, h := range e.Chunks {
@@ -140,9 +162,9 @@ func (c *Client) StartTransfer(ctx context.Context, url, dest string, e *manifes
 	var resp *http.Response
 	if start := t.nextMissing(0); start >= 0 {
 		t.front = start
-		err := c.retry(t.ctx, "GET "+url, func() error {
+		err := c.Retry(t.ctx, "GET "+t.shown, func() error {
 			var err error
-			resp, err = t.open(start)
+			resp, _, err = t.open(start)
 			return err
 		})
 		if err != nil {
@@ -258,44 +280,38 @@ func (t *Transfer) report() {
 	t.progress(min(done, t.e.Size), t.e.Size)
 }
 
-// open requests the file from chunk start on and checks the answer
-// against the manifest.
-func (t *Transfer) open(start int) (*http.Response, error) {
-	off := int64(start) * t.e.ChunkSize
-	req, err := http.NewRequestWithContext(t.ctx, "GET", t.url, nil)
+// open requests the file from chunk start on. It returns the chunk the
+// body starts at: start, or 0 when the server ignored Range.
+func (t *Transfer) open(start int) (*http.Response, int, error) {
+	resp, ranged, err := t.c.open(t.ctx, t.url, int64(start)*t.e.ChunkSize, -1, t.e.Size)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrHTTP, err)
+		return nil, 0, err
 	}
-	if off > 0 {
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	if !ranged {
+		t.rangeIgnored()
+		return resp, 0, nil
 	}
-	resp, err := t.c.http().Do(req)
-	if err != nil {
-		return nil, err
+	return resp, start, nil
+}
+
+// rangeIgnored records that the server ignores Range: readers wait for
+// the stream from now on.
+func (t *Transfer) rangeIgnored() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.noRange {
+		t.noRange = true
+		t.c.logf("%s: the server ignores Range requests: the file is read in order, the apply waits for what it needs", t.shown)
 	}
-	bad := func(err error) (*http.Response, error) {
-		resp.Body.Close()
-		return nil, err
-	}
-	switch {
-	case resp.StatusCode == http.StatusPartialContent && off > 0:
-		s, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || s != off {
-			return bad(fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", t.url, off, resp.Header.Get("Content-Range")))
-		}
-		if total >= 0 && total != t.e.Size {
-			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, t.url, total, t.e.Size))
-		}
-	case resp.StatusCode == http.StatusOK:
-		if resp.ContentLength >= 0 && resp.ContentLength != t.e.Size {
-			return bad(fmt.Errorf("%w: %s is %d bytes on the server, the manifest says %d", manifest.ErrSize, t.url, resp.ContentLength, t.e.Size))
-		}
-	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
-		return bad(fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", manifest.ErrSize, t.url, off, t.e.Size))
-	default:
-		return bad(statusErr(t.url, resp))
-	}
-	return resp, nil
+}
+
+// IgnoresRange reports whether the server answered a Range request with
+// the whole file (known once StartTransfer returned, unless nothing was
+// missing).
+func (t *Transfer) IgnoresRange() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.noRange
 }
 
 // stream runs the sequential download: first on resp (already open), then
@@ -303,9 +319,10 @@ func (t *Transfer) open(start int) (*http.Response, error) {
 func (t *Transfer) stream(resp *http.Response) {
 	defer t.wg.Done()
 	first := true
-	err := t.c.retry(t.ctx, "GET "+t.url, func() error {
+	err := t.c.Retry(t.ctx, "GET "+t.shown, func() error {
 		t.mu.Lock()
 		start := t.nextMissing(0)
+		noRange := t.noRange
 		t.mu.Unlock()
 		if start < 0 {
 			if resp != nil {
@@ -313,17 +330,17 @@ func (t *Transfer) stream(resp *http.Response) {
 			}
 			return nil
 		}
+		if noRange {
+			start = 0 // everything comes again; what is verified is skipped
+		}
 		if !first || resp == nil {
 			var err error
-			if resp, err = t.open(start); err != nil {
+			if resp, start, err = t.open(start); err != nil {
 				return err
 			}
 		}
 		first = false
 		defer resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			start = 0 // the server ignored Range: everything comes again
-		}
 		return t.consume(resp.Body, start)
 	})
 	if err != nil {
@@ -334,19 +351,6 @@ func (t *Transfer) stream(resp *http.Response) {
 // consume reads the body from chunk i on, writing and verifying the chunks
 // nobody else has or is fetching, skipping the others.
 func (t *Transfer) consume(body io.Reader, i int) error {
-	stall := t.stallLimit()
-	// A connection that goes silent is dropped and retried rather than
-	// waited on until the step's time limit.
-	rctx, rcancel := context.WithCancel(t.ctx)
-	defer rcancel()
-	watchdog := time.AfterFunc(stall, rcancel)
-	defer watchdog.Stop()
-	go func() {
-		<-rctx.Done()
-		if c, ok := body.(io.Closer); ok && t.ctx.Err() == nil {
-			c.Close()
-		}
-	}()
 	buf := make([]byte, 256<<10)
 	sinceSync, lastSync := int64(0), time.Now()
 	for ; i < len(t.have); i++ {
@@ -366,7 +370,6 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 			var k int
 			k, err = body.Read(buf[:min(int64(len(buf)), n-done)])
 			if k > 0 {
-				watchdog.Reset(stall)
 				if write {
 					h.Write(buf[:k])
 					if _, werr := t.f.WriteAt(buf[:k], off+done); werr != nil {
@@ -390,9 +393,9 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 		if done == n {
 			err = nil
 		} else if err == io.EOF || err == nil {
-			err = fmt.Errorf("GET %s: connection ended at byte %d of %d", t.url, off+done, t.e.Size)
-		} else if rctx.Err() != nil && t.ctx.Err() == nil {
-			err = fmt.Errorf("GET %s: no data for %s at byte %d", t.url, stall, off+done)
+			err = fmt.Errorf("GET %s: %w at byte %d of %d", t.shown, httpx.ErrTruncated, off+done, t.e.Size)
+		} else {
+			err = fmt.Errorf("GET %s: at byte %d: %w", t.shown, off+done, err)
 		}
 		if write {
 			if err == nil && [sha256.Size]byte(h.Sum(nil)) != t.sums[i] {
@@ -415,73 +418,35 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 	}
 	// The manifest's size was reached; a server sending more has another file.
 	if k, _ := body.Read(buf[:1]); k > 0 {
-		return fmt.Errorf("%w: %s is longer than the manifest's %d bytes", manifest.ErrSize, t.url, t.e.Size)
+		return fmt.Errorf("%w: %s is longer than the manifest's %d bytes", manifest.ErrSize, t.shown, t.e.Size)
 	}
 	return nil
 }
 
-func (t *Transfer) stallLimit() time.Duration {
-	if t.c.Stall > 0 {
-		return t.c.Stall
-	}
-	return 60 * time.Second
-}
-
-// kickReader calls kick after every read that returned data.
-type kickReader struct {
-	r    io.Reader
-	kick func()
-}
-
-func (k *kickReader) Read(p []byte) (int, error) {
-	n, err := k.r.Read(p)
-	if n > 0 {
-		k.kick()
-	}
-	return n, err
-}
-
 // fetchChunk gets chunk i with a Range request of its own (a reader needs
-// it long before the stream gets there).
+// it long before the stream gets there). A server that answers with the
+// whole file ignores Range after all (the stream's request was honoured):
+// the chunk is read out of that answer, once — from then on readers wait
+// for the stream.
 func (t *Transfer) fetchChunk(i int) {
 	defer t.wg.Done()
 	start := int64(i) * t.e.ChunkSize
 	end := start + t.chunkLen(i)
-	stall := t.stallLimit()
-	err := t.c.retry(t.ctx, fmt.Sprintf("GET %s bytes %d-%d", t.url, start, end-1), func() error {
-		// A request that goes silent is dropped and retried.
-		rctx, rcancel := context.WithCancel(t.ctx)
-		defer rcancel()
-		watchdog := time.AfterFunc(stall, rcancel)
-		defer watchdog.Stop()
-		req, err := http.NewRequestWithContext(rctx, "GET", t.url, nil)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrHTTP, err)
-		}
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", start, end-1))
-		resp, err := t.c.http().Do(req)
+	err := t.c.Retry(t.ctx, fmt.Sprintf("GET %s bytes %d-%d", t.shown, start, end-1), func() error {
+		resp, ranged, err := t.c.open(t.ctx, t.url, start, end, t.e.Size)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusPartialContent:
-		case http.StatusRequestedRangeNotSatisfiable:
-			return fmt.Errorf("%w: %s ends before byte %d, the manifest says %d bytes", manifest.ErrSize, t.url, start, t.e.Size)
-		case http.StatusOK:
-			return fmt.Errorf("%w: GET %s: the server ignores Range requests", ErrHTTP, t.url)
-		default:
-			return statusErr(t.url, resp)
-		}
-		if s, _, ok := parseContentRange(resp.Header.Get("Content-Range")); !ok || s != start {
-			return fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", t.url, start, resp.Header.Get("Content-Range"))
+		if !ranged {
+			t.rangeIgnored()
+			if _, err := io.CopyN(io.Discard, resp.Body, start); err != nil {
+				return fmt.Errorf("GET %s: %w", t.shown, err)
+			}
 		}
 		b := make([]byte, end-start)
-		if _, err := io.ReadFull(&kickReader{resp.Body, func() { watchdog.Reset(stall) }}, b); err != nil {
-			if rctx.Err() != nil && t.ctx.Err() == nil {
-				return fmt.Errorf("GET %s bytes %d-%d: no data for %s", t.url, start, end-1, stall)
-			}
-			return err
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			return fmt.Errorf("GET %s bytes %d-%d: %w", t.shown, start, end-1, err)
 		}
 		if sha256.Sum256(b) != t.sums[i] {
 			return fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", manifest.ErrChecksum, t.e.Path, start, end-1)
@@ -562,7 +527,7 @@ func (t *Transfer) await(i int, fetch bool) error {
 			t.mu.Unlock()
 			return err
 		}
-		if fetch && !t.busy[i] && i > t.front+lookahead {
+		if fetch && !t.busy[i] && !t.noRange && i > t.front+lookahead {
 			t.busy[i] = true
 			t.wg.Add(1)
 			go t.fetchChunk(i)
@@ -630,7 +595,7 @@ func (t *Transfer) Done() <-chan struct{} { return t.ended }
 // a later resume), waits for it, and releases the file. Readers blocked in
 // ReadAt return ErrClosed.
 func (t *Transfer) Close() error {
-	t.fail(fmt.Errorf("%s: %w", t.url, ErrClosed))
+	t.fail(fmt.Errorf("%s: %w", t.shown, ErrClosed))
 	<-t.ended
 	return t.f.Close()
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/testnginx"
 	"github.com/minint/minint/manifest"
 )
@@ -97,10 +98,9 @@ func TestTransferReadWhileDownloading(t *testing.T) {
 	}
 	var whole, ranged int
 	for _, l := range n.AccessLog() {
-		if strings.Contains(l, `"GET /image.wim HTTP/1.1" 200 `) {
+		if strings.Contains(l, fmt.Sprintf(`"GET /image.wim HTTP/1.1" 206 %d `, m.Files[0].Size)) {
 			whole++
-		}
-		if strings.Contains(l, `"GET /image.wim HTTP/1.1" 206 `) {
+		} else if strings.Contains(l, `"GET /image.wim HTTP/1.1" 206 `) {
 			ranged++
 		}
 	}
@@ -152,7 +152,7 @@ func TestTransferFailClosed(t *testing.T) {
 	})
 	t.Run("404", func(t *testing.T) {
 		_, err := quick().StartTransfer(ctx, n.URL+"/missing.wim", filepath.Join(t.TempDir(), "x"), &e, nil)
-		if !errors.Is(err, ErrHTTP) || !strings.Contains(err.Error(), "404") {
+		if !errors.Is(err, httpx.ErrNotFound) || !strings.Contains(err.Error(), "404") {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -248,8 +248,10 @@ func TestTransferCloseAndRestart(t *testing.T) {
 	hang.Lock() // held: the server sends 200000 bytes, then nothing
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !hang.TryLock() {
-			if r.Header.Get("Range") == "" {
+			if r.Header.Get("Range") == "bytes=0-" {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(data)-1, len(data)))
 				w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+				w.WriteHeader(http.StatusPartialContent)
 				w.Write(data[:200000])
 				w.(http.Flusher).Flush()
 			}
@@ -321,7 +323,9 @@ func TestTransferDropAndStall(t *testing.T) {
 		mu.Unlock()
 		switch k {
 		case 1:
+			w.Header().Set("Content-Range", "bytes 0-499999/500000")
 			w.Header().Set("Content-Length", "500000")
+			w.WriteHeader(http.StatusPartialContent)
 			w.Write(data[:200000])
 			panic(http.ErrAbortHandler)
 		case 2:
@@ -337,7 +341,7 @@ func TestTransferDropAndStall(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := quick()
-	c.Stall = 300 * time.Millisecond
+	c.Idle = 300 * time.Millisecond
 	dest := filepath.Join(t.TempDir(), "x")
 	tr, err := c.StartTransfer(context.Background(), srv.URL+"/image.wim", dest, &m.Files[0], nil)
 	if err != nil {
@@ -349,7 +353,7 @@ func TestTransferDropAndStall(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(ranges) != 3 || ranges[0] != "" || ranges[1] != "bytes=196608-" || ranges[2] != "bytes=262144-" {
+	if len(ranges) != 3 || ranges[0] != "bytes=0-" || ranges[1] != "bytes=196608-" || ranges[2] != "bytes=262144-" {
 		t.Errorf("requests' Range headers = %q", ranges)
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, data) {
@@ -364,16 +368,18 @@ func TestTransferRangeStall(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
 	var ranged atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rg := r.Header.Get("Range"); rg != "" && ranged.Add(1) == 1 {
+		if rg := r.Header.Get("Range"); rg != "bytes=0-" && ranged.Add(1) == 1 {
 			w.Header().Set("Content-Range", strings.Replace(rg, "=", " ", 1)+"/500000")
 			w.WriteHeader(http.StatusPartialContent)
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()
 			return
 		}
-		if r.Header.Get("Range") == "" {
+		if r.Header.Get("Range") == "bytes=0-" {
 			// The stream: slow, so the reader's chunk cannot come from it.
+			w.Header().Set("Content-Range", "bytes 0-499999/500000")
 			w.Header().Set("Content-Length", "500000")
+			w.WriteHeader(http.StatusPartialContent)
 			for off := 0; off < len(data); off += 16 << 10 {
 				time.Sleep(30 * time.Millisecond)
 				if _, err := w.Write(data[off:min(off+16<<10, len(data))]); err != nil {
@@ -386,7 +392,7 @@ func TestTransferRangeStall(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := quick()
-	c.Stall = 200 * time.Millisecond
+	c.Idle = 200 * time.Millisecond
 	tr, err := c.StartTransfer(context.Background(), srv.URL+"/image.wim", filepath.Join(t.TempDir(), "x"), &m.Files[0], nil)
 	if err != nil {
 		t.Fatal(err)
@@ -402,4 +408,111 @@ func TestTransferRangeStall(t *testing.T) {
 	if err := tr.Wait(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// noRange is nginx with byte ranges switched off: every request gets the
+// whole file with 200, as from python3 -m http.server.
+func noRange(t *testing.T, dir string) *testnginx.Server {
+	return testnginx.Start(t, dir, testnginx.Options{Extra: []string{"max_ranges 0;"}})
+}
+
+// A server that ignores Range still gets the file pipelined: the readers
+// wait for the one sequential stream instead of fetching ahead, and a
+// resume starts from byte 0 keeping the chunks that verified.
+func TestTransferServerIgnoresRange(t *testing.T) {
+	dir, m, _, _ := pkg(t, 1<<20+999)
+	want, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+	n := noRange(t, dir)
+	e := &m.Files[0]
+	for _, resume := range []bool{false, true} {
+		dest := filepath.Join(t.TempDir(), "image.wim")
+		if resume {
+			part := make([]byte, 5*65536)
+			copy(part, want[:4*65536])
+			rand.New(rand.NewSource(3)).Read(part[4*65536:])
+			os.WriteFile(dest+".part", part, 0o644)
+		}
+		var log []string
+		c := quick()
+		c.Log = func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) }
+		tr, err := c.StartTransfer(context.Background(), n.URL+"/image.wim", dest, e, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tr.IgnoresRange() {
+			t.Error("IgnoresRange is false")
+		}
+		got, err := readAll(t, tr)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("read over a server without Range: %v", err)
+		}
+		if err := tr.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		tr.Close()
+		if b, _ := os.ReadFile(dest); !bytes.Equal(b, want) {
+			t.Fatal("staged file differs")
+		}
+		if tr.RangeFetches != 0 || len(log) != 1 || !strings.Contains(log[0], "the server ignores Range requests") {
+			t.Errorf("%d range fetches, log %q", tr.RangeFetches, log)
+		}
+		if resume && tr.Resumed != 4*65536 {
+			t.Errorf("resume kept %d bytes, want the 4 good chunks", tr.Resumed)
+		}
+	}
+	for _, l := range n.AccessLog() {
+		if !strings.Contains(l, fmt.Sprintf(`"GET /image.wim HTTP/1.1" 200 %d `, e.Size)) {
+			t.Errorf("not one whole GET: %s", l)
+		}
+	}
+}
+
+// A server that honours the stream's Range request but then answers a
+// chunk's request with the whole file (one node of a CDN without Range):
+// the chunk is taken from that answer and readers wait for the stream.
+func TestTransferRangeIgnoredLater(t *testing.T) {
+	dir, m, _, _ := pkg(t, 500000)
+	data, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") != "bytes=0-" {
+			r.Header.Del("Range")
+		} else {
+			w = slowWriter{w} // the stream comes slowly: readers fetch ahead
+		}
+		http.ServeContent(w, r, "image.wim", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	tr, err := quick().StartTransfer(context.Background(), srv.URL+"/image.wim", filepath.Join(t.TempDir(), "x"), &m.Files[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	got, err := readAll(t, tr)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read: %v", err)
+	}
+	if err := tr.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !tr.IgnoresRange() || tr.RangeFetches == 0 {
+		t.Errorf("IgnoresRange %v, %d chunks fetched ahead; want true and the first one taken from the whole answer", tr.IgnoresRange(), tr.RangeFetches)
+	}
+}
+
+type slowWriter struct{ http.ResponseWriter }
+
+func (w slowWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := min(len(b), 16<<10)
+		time.Sleep(20 * time.Millisecond)
+		m, err := w.ResponseWriter.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		w.ResponseWriter.(http.Flusher).Flush()
+		b = b[k:]
+	}
+	return n, nil
 }
