@@ -22,6 +22,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/minint/minint/internal/redact"
 	"github.com/spf13/cobra"
 )
 
@@ -67,8 +68,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		c = root
 	}
 	name := c.CommandPath()
+	// An error may quote a URL given on the command line or met on the
+	// way: its password or token is never shown.
+	msg := redact.Text(err.Error())
 	if isUsageError(err) {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s: %s\n", name, msg)
 		if errors.Is(err, errMissingCommand) {
 			printHelp(stderr, c)
 		} else {
@@ -77,7 +81,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
 		return 2
 	}
-	fmt.Fprintf(stderr, "%s: %s\n", name, strings.TrimPrefix(err.Error(), name+": "))
+	fmt.Fprintf(stderr, "%s: %s\n", name, strings.TrimPrefix(msg, name+": "))
 	return 1
 }
 

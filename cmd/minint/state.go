@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/state"
@@ -140,7 +141,7 @@ func transfer(outFlags *outputFlags, op string, f func(context.Context, netstore
 	ctx, stop := stateCtx()
 	defer stop()
 	t := r.Start(op+"-state", 0, "bytes")
-	err = f(ctx, netstore.Options{Progress: t.Add})
+	err = f(ctx, netstore.Options{Progress: t.Add, Client: &httpx.Client{Log: r.Printf}})
 	t.Finish(err)
 	return err
 }

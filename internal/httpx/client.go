@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,7 +125,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		w.done()
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			ue.URL = redact.URL(req.URL.String())
+			ue.Op, ue.URL = req.Method, redact.URL(req.URL.String())
 			ue.Err = w.cause(ue.Err)
 		}
 		return nil, err
@@ -224,6 +225,9 @@ func (c *Client) Retry(ctx context.Context, what string, op func() error) error 
 		case !Transient(err):
 			return err
 		case i >= tries:
+			if names(err, what) {
+				return fmt.Errorf("giving up after %d tries: %w", i, err)
+			}
 			return fmt.Errorf("%s: giving up after %d tries: %w", what, i, err)
 		}
 		d := wait/2 + rand.N(wait/2+1)
@@ -232,7 +236,11 @@ func (c *Client) Retry(ctx context.Context, what string, op func() error) error 
 			d = min(se.RetryAfter, maxRetryAfter)
 		}
 		if c.Log != nil {
-			c.Log("%s: %s; retrying in %s", what, redact.Text(err.Error()), d.Round(time.Millisecond))
+			msg := redact.Text(err.Error())
+			if !names(err, what) {
+				msg = what + ": " + msg
+			}
+			c.Log("%s; retrying in %s", msg, d.Round(time.Millisecond))
 		}
 		t := time.NewTimer(d)
 		select {
@@ -243,6 +251,13 @@ func (c *Client) Retry(ctx context.Context, what string, op func() error) error 
 		}
 		wait = min(2*wait, maxWait)
 	}
+}
+
+// names says whether err's message already names what's URL ("GET
+// http://host/x" names http://host/x), which then is not repeated.
+func names(err error, what string) bool {
+	_, u, ok := strings.Cut(what, " ")
+	return ok && strings.Contains(redact.Text(err.Error()), u)
 }
 
 // Get reads the body of a 200 answer to GET rawURL whole, at most limit

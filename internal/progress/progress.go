@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minint/minint/internal/redact"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,13 +70,16 @@ func (r *Reporter) Emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = r.now().UTC()
 	}
-	b, err := json.Marshal(e)
-	if err != nil {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // "&" stays "&", for redact.Text
+	if err := enc.Encode(e); err != nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.json.Write(append(b, '\n'))
+	// Whatever an event quotes (an error, a URL) leaves without secrets.
+	io.WriteString(r.json, redact.Text(b.String()))
 }
 
 // Printf writes a line for people (and nothing for machines).
@@ -85,7 +89,7 @@ func (r *Reporter) Printf(format string, a ...any) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := fmt.Sprintf(format, a...)
+	s := redact.Text(fmt.Sprintf(format, a...))
 	if !strings.HasSuffix(s, "\n") {
 		s += "\n"
 	}

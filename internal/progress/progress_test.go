@@ -49,3 +49,28 @@ func TestEventsAndPlainLines(t *testing.T) {
 		t.Errorf("escape codes written to a non-terminal:\n%q", h)
 	}
 }
+
+// Nothing a reporter writes carries a URL's password or token, whatever
+// the caller passed: events stay valid JSON.
+func TestSecretsRedacted(t *testing.T) {
+	var human, events bytes.Buffer
+	r := New(&human, &events)
+	u := `http://:s3cret@10.0.2.2:8080/pkg/manifest.json?page=1&token=t0ken`
+	r.Printf("fetch %s", u)
+	r.Emit(Event{Kind: "step", Msg: "fetch " + u, Error: `GET "` + u + `": 404`,
+		Data: map[string]any{"url": u, "list": []string{u}}})
+	task := r.Start("upload", 10, "bytes")
+	task.Finish(errors.New("PUT " + u + ": 507"))
+	for _, out := range []string{human.String(), events.String()} {
+		if strings.Contains(out, "s3cret") || strings.Contains(out, "t0ken") || !strings.Contains(out, "xxxxx") {
+			t.Errorf("not redacted:\n%s", out)
+		}
+	}
+	sc := bufio.NewScanner(&events)
+	for sc.Scan() {
+		var e Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
+		}
+	}
+}

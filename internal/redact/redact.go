@@ -72,7 +72,7 @@ func redactQuery(tail string) string {
 		if !ok || v == "" {
 			continue
 		}
-		if name, err := url.QueryUnescape(k); err == nil && secretParam(name) {
+		if name, err := url.QueryUnescape(k); err == nil && secretParam(name) && !strings.HasPrefix(v, Mask) {
 			params[j] = k + "=" + Mask
 		}
 	}
@@ -97,26 +97,33 @@ func secretParam(name string) bool {
 }
 
 // urlInText finds absolute URLs in free text: a scheme, "://", and
-// everything up to white space or a quote.
-var urlInText = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>` + "`" + `]+`)
+// everything up to white space, a quote or a backslash (so that a URL
+// quoted inside a JSON string stops before the escape of its closing
+// quote, and masking keeps the JSON valid).
+var urlInText = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>\\` + "`" + `]+`)
 
 // paramInText finds query parameters of relative URLs in free text (a
 // server's error page that quotes the request's path and query).
-var paramInText = regexp.MustCompile(`([?&;])([A-Za-z0-9_.%-]+)=([^&;\s"'<>#` + "`" + `]+)`)
+var paramInText = regexp.MustCompile(`([?&;])([A-Za-z0-9_.%-]+)=([^&;\s"'<>#\\` + "`" + `]+)`)
 
 // Text returns s with every URL in it passed through URL, and secret
 // query parameters masked wherever they appear: for error messages and
 // log lines that may quote URLs from anywhere.
 func Text(s string) string {
 	if strings.Contains(s, "://") {
-		s = urlInText.ReplaceAllStringFunc(s, URL)
+		s = urlInText.ReplaceAllStringFunc(s, func(u string) string {
+			// "GET http://h/x?token=t: 404": the colon ends the sentence's
+			// URL, not the token.
+			core := strings.TrimRight(u, ".,:;!?)]}")
+			return URL(core) + u[len(core):]
+		})
 	}
 	if !strings.Contains(s, "=") {
 		return s
 	}
 	return paramInText.ReplaceAllStringFunc(s, func(m string) string {
 		sub := paramInText.FindStringSubmatch(m)
-		if name, err := url.QueryUnescape(sub[2]); err == nil && secretParam(name) && sub[3] != Mask {
+		if name, err := url.QueryUnescape(sub[2]); err == nil && secretParam(name) && !strings.HasPrefix(sub[3], Mask) {
 			return sub[1] + sub[2] + "=" + Mask
 		}
 		return m

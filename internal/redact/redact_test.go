@@ -1,6 +1,9 @@
 package redact
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestURL(t *testing.T) {
 	for in, want := range map[string]string{
@@ -33,6 +36,7 @@ func TestText(t *testing.T) {
 		"PUT https://u:pw@h/a.wim.partial: 507 Insufficient Storage":        "PUT https://u:xxxxx@h/a.wim.partial: 507 Insufficient Storage",
 		"two: http://a:1@x/ and ftp://b:2@y/?key=3 end":                     "two: http://a:xxxxx@x/ and ftp://b:xxxxx@y/?key=xxxxx end",
 		"no urls here: user:pass@host":                                      "no urls here: user:pass@host",
+		"GET http://h/x?token=t0ken: 404 (see http://h/y?sig=s).":           "GET http://h/x?token=xxxxx: 404 (see http://h/y?sig=xxxxx).",
 		"state store \"http://:s@h/s\": give an http(s) URL or a directory": "state store \"http://:xxxxx@h/s\": give an http(s) URL or a directory",
 	} {
 		if got := Text(in); got != want {
@@ -46,9 +50,27 @@ func TestTextRelative(t *testing.T) {
 		"404: no /echo?token=t0ken&page=2 here": "404: no /echo?token=xxxxx&page=2 here",
 		"a=b c?d=e":                             "a=b c?d=e",
 		"x?sig=abc#f":                           "x?sig=xxxxx#f",
+		`{"error":"GET \"http://h/x?page=2&token=abc\": 404"}`: `{"error":"GET \"http://h/x?page=2&token=xxxxx\": 404"}`,
 	} {
 		if got := Text(in); got != want {
 			t.Errorf("Text(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Redacting twice changes nothing more: text that went through Text
+// (an error wrapped again) keeps its punctuation.
+func TestIdempotent(t *testing.T) {
+	for _, s := range []string{
+		"GET http://u:p@h/x/index?token=t0ken: giving up after 5 tries: Get \"http://u:p@h/x/index?token=t0ken\": refused",
+		"a?key=k, b?sig=s; c http://h/?pass=p.",
+	} {
+		once := Text(s)
+		if twice := Text(once); twice != once {
+			t.Errorf("Text(Text(%q))\n = %q\nwant %q", s, twice, once)
+		}
+		if strings.Contains(once, "t0ken") {
+			t.Errorf("Text(%q) = %q", s, once)
 		}
 	}
 }
