@@ -402,24 +402,11 @@ func (c *Client) Move(ctx context.Context, from, to string, want Object, overwri
 		ow = "T"
 	}
 	what := "MOVE " + c.URL(from)
-	err = c.h.Retry(ctx, what, func() error {
-		req, err := c.request(ctx, "MOVE", from, nil)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Destination", c.destination(to))
-		req.Header.Set("Overwrite", ow)
-		resp, err := c.do(req)
-		if errors.Is(err, httpx.ErrNotFound) {
-			if m, cerr := c.Check(ctx, to, want, nil); cerr == nil && m == Same {
-				return nil // the MOVE happened, its answer was lost
-			}
-		}
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
+	hdr := http.Header{"Destination": {c.destination(to)}, "Overwrite": {ow}}
+	err = c.send(ctx, what, "MOVE", from, hdr, func() bool {
+		// The MOVE happened, its answer was lost?
+		m, err := c.Check(ctx, to, want, nil)
+		return err == nil && m == Same
 	})
 	if err != nil {
 		return err
@@ -440,25 +427,31 @@ func (c *Client) Move(ctx context.Context, from, to string, want Object, overwri
 			return err
 		}
 	}
-	if _, err := c.Stat(ctx, from); !errors.Is(err, httpx.ErrNotFound) {
-		if err != nil {
-			return fmt.Errorf("verifying %s: %w", what, err)
-		}
-		return fmt.Errorf("%s: %w: the server answered success but still has %s", what, ErrVerify, c.URL(from))
-	}
-	return nil
+	return c.gone(ctx, what, from)
 }
 
 // Delete removes rel (a missing name is fine) and checks that it is gone.
 func (c *Client) Delete(ctx context.Context, rel string) error {
 	what := "DELETE " + c.URL(rel)
-	err := c.h.Retry(ctx, what, func() error {
-		req, err := c.request(ctx, http.MethodDelete, rel, nil)
+	if err := c.send(ctx, what, http.MethodDelete, rel, nil, func() bool { return true }); err != nil {
+		return err
+	}
+	return c.gone(ctx, what, rel)
+}
+
+// send makes a request without a body, with retries; a 404 is success
+// when notFoundOK says so.
+func (c *Client) send(ctx context.Context, what, method, rel string, hdr http.Header, notFoundOK func() bool) error {
+	return c.h.Retry(ctx, what, func() error {
+		req, err := c.request(ctx, method, rel, nil)
 		if err != nil {
 			return err
 		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
 		resp, err := c.do(req)
-		if errors.Is(err, httpx.ErrNotFound) {
+		if errors.Is(err, httpx.ErrNotFound) && notFoundOK() {
 			return nil
 		}
 		if err != nil {
@@ -467,16 +460,18 @@ func (c *Client) Delete(ctx context.Context, rel string) error {
 		resp.Body.Close()
 		return nil
 	})
-	if err != nil {
-		return err
+}
+
+// gone checks that rel no longer exists after what removed it.
+func (c *Client) gone(ctx context.Context, what, rel string) error {
+	_, err := c.Stat(ctx, rel)
+	switch {
+	case errors.Is(err, httpx.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("verifying %s: %w", what, err)
 	}
-	if _, err := c.Stat(ctx, rel); !errors.Is(err, httpx.ErrNotFound) {
-		if err != nil {
-			return fmt.Errorf("verifying %s: %w", what, err)
-		}
-		return fmt.Errorf("%s: %w: the server answered success but still has it", what, ErrVerify)
-	}
-	return nil
+	return fmt.Errorf("%s: %w: the server answered success but still has %s", what, ErrVerify, c.URL(rel))
 }
 
 // Sum returns the Object of b.

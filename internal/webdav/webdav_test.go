@@ -7,20 +7,17 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/testnginx"
+	"github.com/minint/minint/internal/webdav/davtest"
 )
 
 func quick() *httpx.Client {
@@ -33,115 +30,25 @@ func data(n int, seed int64) []byte {
 	return b
 }
 
-// fake is a WebDAV store that lies in the ways a test picks.
-type fake struct {
-	mu    sync.Mutex
-	files map[string][]byte
-	lie   string // see the cases in TestLyingServers
-	// digest: HEAD sends Repr-Digest (lie "bad-digest": a wrong one)
-	digest  bool
-	methods []string
-	auth    []string // Authorization headers seen
-	dests   []string // Destination headers seen
-}
-
-func newFake(t *testing.T, lie string) (*fake, *httptest.Server) {
-	f := &fake{files: map[string][]byte{}, lie: lie}
-	s := httptest.NewServer(f)
-	t.Cleanup(s.Close)
-	return f, s
-}
-
-func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.methods = append(f.methods, r.Method)
-	f.auth = append(f.auth, r.Header.Get("Authorization"))
-	p := r.URL.Path
-	switch r.Method {
-	case "HEAD", "GET":
-		b, ok := f.files[p]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		if f.lie == "garbage" {
-			b = bytes.Repeat([]byte{'?'}, len(b)) // right length, wrong bytes
-		}
-		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-		w.Header().Set("ETag", fmt.Sprintf(`"%x"`, len(b)))
-		if f.digest {
-			sum := sha256.Sum256(b)
-			if f.lie == "bad-digest" {
-				sum[0] ^= 1
-			}
-			w.Header().Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":")
-		}
-		if r.Method == "GET" {
-			w.Write(b)
-		}
-	case "PUT":
-		b, _ := io.ReadAll(r.Body)
-		switch f.lie {
-		case "put-nothing":
-		case "put-truncated":
-			f.files[p] = b[:len(b)/2]
-		default:
-			f.files[p] = b
-		}
-		w.WriteHeader(201)
-	case "DELETE":
-		if f.lie != "delete-nothing" {
-			delete(f.files, p)
-		}
-		w.WriteHeader(204)
-	case "MOVE":
-		d := r.Header.Get("Destination")
-		f.dests = append(f.dests, d)
-		u, _ := url.Parse(d)
-		switch f.lie {
-		case "move-nothing":
-		case "move-copy":
-			f.files[u.Path] = f.files[p]
-		default:
-			f.files[u.Path] = f.files[p]
-			delete(f.files, p)
-		}
-		w.WriteHeader(201)
-	}
-}
-
-func (f *fake) count(m string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, x := range f.methods {
-		if x == m {
-			n++
-		}
-	}
-	return n
-}
-
 // Each lie is caught by the write that met it, not reported as success.
 func TestLyingServers(t *testing.T) {
 	ctx := context.Background()
 	b := data(100000, 1)
 	obj := Sum(b)
 	for _, tc := range []struct {
-		lie, op, want string
+		lie      davtest.Lie
+		op, want string
 	}{
-		{"put-nothing", "put", "has no such file"},
-		{"put-truncated", "put", "holds 50000 bytes, 100000 were written"},
-		{"garbage", "put", "the server holds sha256"},
-		{"move-nothing", "move", "has no"},
-		{"move-copy", "move", "still has"},
-		{"delete-nothing", "delete", "still has it"},
-		{"bad-digest", "put", "the server holds sha256"},
+		{davtest.PutNothing, "put", "has no such file"},
+		{davtest.PutTruncated, "put", "holds 50000 bytes, 100000 were written"},
+		{davtest.Garbage, "put", "the server holds sha256"},
+		{davtest.MoveNothing, "move", "has no"},
+		{davtest.MoveCopy, "move", "still has"},
+		{davtest.DeleteNothing, "delete", "still has"},
+		{davtest.BadDigest, "put", "the server holds sha256"},
 	} {
-		t.Run(tc.lie, func(t *testing.T) {
-			f, s := newFake(t, tc.lie)
-			f.digest = tc.lie == "bad-digest"
+		t.Run(string(tc.lie), func(t *testing.T) {
+			s := davtest.New(t, davtest.Config{Lie: tc.lie, Digest: tc.lie == davtest.BadDigest})
 			c, err := New(s.URL+"/store", quick())
 			if err != nil {
 				t.Fatal(err)
@@ -150,10 +57,10 @@ func TestLyingServers(t *testing.T) {
 			case "put":
 				err = c.Put(ctx, "a/obj", bytes.NewReader(b), obj, nil)
 			case "move":
-				f.files["/store/a.partial"] = b
+				s.Store("/store/a.partial", b)
 				err = c.Move(ctx, "a.partial", "a", obj, false)
 			case "delete":
-				f.files["/store/index"] = b
+				s.Store("/store/index", b)
 				err = c.Delete(ctx, "index")
 			}
 			if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), tc.want) {
@@ -168,13 +75,13 @@ func TestLyingServers(t *testing.T) {
 func TestCheckNeedsTheHash(t *testing.T) {
 	ctx := context.Background()
 	b := data(5000, 2)
-	f, s := newFake(t, "garbage")
-	f.files["/o"] = b
+	s := davtest.New(t, davtest.Config{Lie: davtest.Garbage})
+	s.Store("/o", b)
 	c, _ := New(s.URL, quick())
 	if m, err := c.Check(ctx, "o", Sum(b), nil); err != nil || m != Differs {
 		t.Fatalf("Check = %v, %v; want Differs", m, err)
 	}
-	f.lie = ""
+	s.Set(davtest.Config{})
 	if m, err := c.Check(ctx, "o", Sum(b), nil); err != nil || m != Same {
 		t.Fatalf("Check = %v, %v; want Same", m, err)
 	}
@@ -190,8 +97,7 @@ func TestCheckNeedsTheHash(t *testing.T) {
 func TestDigestSparesTheReadBack(t *testing.T) {
 	ctx := context.Background()
 	b := data(5000, 3)
-	f, s := newFake(t, "")
-	f.digest = true
+	s := davtest.New(t, davtest.Config{Digest: true})
 	c, _ := New(s.URL, quick())
 	if err := c.Put(ctx, "o", bytes.NewReader(b), Sum(b), nil); err != nil {
 		t.Fatal(err)
@@ -199,13 +105,13 @@ func TestDigestSparesTheReadBack(t *testing.T) {
 	if m, err := c.Check(ctx, "o", Sum(b), nil); err != nil || m != Same {
 		t.Fatalf("Check = %v, %v", m, err)
 	}
-	if n := f.count("GET"); n != 0 {
+	if n := s.Count("GET"); n != 0 {
 		t.Errorf("%d GETs, want none: the digest proves the content", n)
 	}
 }
 
 func TestChangedWhileSent(t *testing.T) {
-	_, s := newFake(t, "")
+	s := davtest.New(t, davtest.Config{})
 	c, _ := New(s.URL, quick())
 	b := data(1000, 4)
 	want := Sum(b)
@@ -220,7 +126,7 @@ func TestChangedWhileSent(t *testing.T) {
 // error.
 func TestCredentials(t *testing.T) {
 	ctx := context.Background()
-	f, s := newFake(t, "move-nothing")
+	s := davtest.New(t, davtest.Config{Lie: davtest.MoveNothing})
 	base := strings.Replace(s.URL, "http://", "http://minint:s3cret@", 1) + "/st"
 	c, err := New(base, quick())
 	if err != nil {
@@ -234,13 +140,20 @@ func TestCredentials(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("err = %v", err)
 	}
-	for _, a := range f.auth {
-		if a != "Basic "+base64.StdEncoding.EncodeToString([]byte("minint:s3cret")) {
-			t.Errorf("Authorization %q", a)
+	moved := false
+	for _, r := range s.Requests() {
+		if r.Authorization != "Basic "+base64.StdEncoding.EncodeToString([]byte("minint:s3cret")) {
+			t.Errorf("%s: Authorization %q", r.Method, r.Authorization)
+		}
+		if r.Method == "MOVE" {
+			moved = true
+			if r.Destination != s.URL+"/st/x" {
+				t.Errorf("Destination %q, want the URL without credentials", r.Destination)
+			}
 		}
 	}
-	if len(f.dests) == 0 || f.dests[0] != s.URL+"/st/x" {
-		t.Errorf("Destination %q, want the URL without credentials", f.dests)
+	if !moved {
+		t.Error("no MOVE")
 	}
 	if strings.Contains(c.String(), "s3cret") {
 		t.Errorf("String() = %s", c.String())

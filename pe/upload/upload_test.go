@@ -5,19 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/testnginx"
+	"github.com/minint/minint/internal/webdav/davtest"
 )
 
 // nginx is testnginx with WebDAV: "/" accepts PUT/DELETE/MKCOL/COPY/MOVE,
@@ -174,88 +171,23 @@ func TestUploadNginx(t *testing.T) {
 	}
 }
 
-// fakeDAV is a minimal WebDAV store whose faults tests choose.
-type fakeDAV struct {
-	mu       sync.Mutex
-	files    map[string][]byte
-	corrupt  bool // GET returns flipped data
-	fail500s int  // the first PUTs answer 500
-	puts     int
-	// moveLie: MOVE answers 201 and "nothing" does nothing, "copy"
-	// copies and keeps the source.
-	moveLie string
-	full    bool     // PUT answers 507
-	dests   []string // Destination headers seen
-	auth    []string // Authorization headers seen
-}
-
-func (f *fakeDAV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.auth = append(f.auth, r.Header.Get("Authorization"))
-	p := r.URL.Path
-	switch r.Method {
-	case "HEAD", "GET":
-		b, ok := f.files[p]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		if f.corrupt && len(b) > 0 {
-			b = append([]byte{b[0] ^ 1}, b[1:]...)
-		}
-		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-		if r.Method == "GET" {
-			w.Write(b)
-		}
-	case "PUT":
-		if f.full {
-			http.Error(w, "no space left on /srv", http.StatusInsufficientStorage)
-			return
-		}
-		f.puts++
-		b, _ := io.ReadAll(r.Body)
-		if f.fail500s > 0 {
-			f.fail500s--
-			w.WriteHeader(500)
-			return
-		}
-		f.files[p] = b
-		w.WriteHeader(201)
-	case "DELETE":
-		delete(f.files, p)
-		w.WriteHeader(204)
-	case "MOVE":
-		f.dests = append(f.dests, r.Header.Get("Destination"))
-		u, _ := http.NewRequest("GET", r.Header.Get("Destination"), nil)
-		if f.moveLie != "nothing" {
-			f.files[u.URL.Path] = f.files[p]
-		}
-		if f.moveLie == "" {
-			delete(f.files, p)
-		}
-		w.WriteHeader(201)
-	}
-}
-
 func TestUploadVerifyAndRetry(t *testing.T) {
-	fd := &fakeDAV{files: map[string][]byte{}, corrupt: true}
-	srv := httptest.NewServer(fd)
-	defer srv.Close()
+	fd := davtest.New(t, davtest.Config{Lie: davtest.Garbage})
 	src, data := testFile(t, 100000, 3)
-	_, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Client: &httpx.Client{Backoff: time.Millisecond}})
+	_, err := File(context.Background(), src, fd.URL+"/a.wim", Options{Client: &httpx.Client{Backoff: time.Millisecond}})
 	if !errors.Is(err, ErrVerify) {
 		t.Fatalf("corrupting server: got %v, want ErrVerify", err)
 	}
-	if len(fd.files) != 0 {
-		t.Errorf("files left after a failed check: %d", len(fd.files))
+	if n := fd.Files(); n != 0 {
+		t.Errorf("files left after a failed check: %d", n)
 	}
-	fd.corrupt, fd.fail500s, fd.puts = false, 2, 0
-	if _, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Client: &httpx.Client{Backoff: time.Millisecond}}); err != nil {
+	fd.Set(davtest.Config{FailPuts: 2})
+	before := fd.Count("PUT")
+	if _, err := File(context.Background(), src, fd.URL+"/a.wim", Options{Client: &httpx.Client{Backoff: time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
-	if fd.puts != 3 || !bytes.Equal(fd.files["/a.wim"], data) {
-		t.Errorf("after 2 server errors: %d PUTs, stored %d bytes", fd.puts, len(fd.files["/a.wim"]))
+	if got, _ := fd.File("/a.wim"); fd.Count("PUT")-before != 3 || !bytes.Equal(got, data) {
+		t.Errorf("after 2 server errors: %d PUTs, stored %d bytes", fd.Count("PUT")-before, len(got))
 	}
 	for _, bad := range []string{"ftp://x/a", "http:///a", "http://h/dir/", "relative"} {
 		if _, err := File(context.Background(), src, bad, Options{}); err == nil {
@@ -268,12 +200,10 @@ func TestUploadVerifyAndRetry(t *testing.T) {
 // keeps the partial, does not get an upload reported done.
 func TestUploadLyingMove(t *testing.T) {
 	src, _ := testFile(t, 100000, 4)
-	for _, lie := range []string{"nothing", "copy"} {
-		t.Run(lie, func(t *testing.T) {
-			fd := &fakeDAV{files: map[string][]byte{}, moveLie: lie}
-			srv := httptest.NewServer(fd)
-			defer srv.Close()
-			_, err := File(context.Background(), src, srv.URL+"/a.wim", Options{Client: &httpx.Client{Backoff: time.Millisecond}})
+	for _, lie := range []davtest.Lie{davtest.MoveNothing, davtest.MoveCopy} {
+		t.Run(string(lie), func(t *testing.T) {
+			fd := davtest.New(t, davtest.Config{Lie: lie})
+			_, err := File(context.Background(), src, fd.URL+"/a.wim", Options{Client: &httpx.Client{Backoff: time.Millisecond}})
 			if err == nil || !strings.Contains(err.Error(), "does not hold what was written") {
 				t.Fatalf("upload = %v, want a verification failure", err)
 			}
@@ -285,28 +215,30 @@ func TestUploadLyingMove(t *testing.T) {
 // a Destination header, an error, a log line or the result.
 func TestUploadCredentials(t *testing.T) {
 	src, _ := testFile(t, 1000, 5)
-	fd := &fakeDAV{files: map[string][]byte{}}
-	srv := httptest.NewServer(fd)
-	defer srv.Close()
-	dest := strings.Replace(srv.URL, "http://", "http://minint:s3cret@", 1) + "/img/a.wim?token=t0ken"
+	fd := davtest.New(t, davtest.Config{})
+	dest := strings.Replace(fd.URL, "http://", "http://minint:s3cret@", 1) + "/img/a.wim?token=t0ken"
 	var log []string
-	res, err := File(context.Background(), src, dest, Options{Log: func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) }})
+	logf := func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) }
+	res, err := File(context.Background(), src, dest, Options{Log: logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(res.URL, "s3cret") || strings.Contains(res.URL, "t0ken") {
 		t.Errorf("result URL %s", res.URL)
 	}
-	for _, d := range fd.dests {
-		if strings.Contains(d, "s3cret") || strings.Contains(d, "minint@") {
-			t.Errorf("Destination %s", d)
+	for _, r := range fd.Requests() {
+		if strings.Contains(r.Destination, "s3cret") || strings.Contains(r.Destination, "t0ken") {
+			t.Errorf("Destination %s", r.Destination)
+		}
+		if r.Authorization == "" {
+			t.Errorf("%s without basic authentication", r.Method)
 		}
 	}
-	if len(fd.auth) == 0 || fd.auth[0] == "" {
-		t.Error("no basic authentication sent")
+	if _, ok := fd.File("/img/a.wim"); !ok {
+		t.Error("the partial name was not made in the path")
 	}
-	fd.full = true
-	_, err = File(context.Background(), src, strings.Replace(dest, "a.wim", "b.wim", 1), Options{Log: func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) }})
+	fd.Set(davtest.Config{Full: true})
+	_, err = File(context.Background(), src, strings.Replace(dest, "a.wim", "b.wim", 1), Options{Log: logf})
 	if err == nil {
 		t.Fatal("507 accepted")
 	}

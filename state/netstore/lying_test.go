@@ -3,17 +3,16 @@ package netstore
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/webdav/davtest"
 	"github.com/minint/minint/state"
 )
 
@@ -52,60 +51,20 @@ func TestPushReplacesGarbageOfTheRightLength(t *testing.T) {
 	}
 }
 
-// lyingDAV answers every write with success and stores what its lie
-// allows.
-type lyingDAV struct {
-	mu    sync.Mutex
-	lie   string
-	files map[string][]byte
-}
-
-func (d *lyingDAV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	switch r.Method {
-	case http.MethodPut:
-		b, _ := io.ReadAll(r.Body)
-		switch d.lie {
-		case "nothing":
-		case "truncated":
-			d.files[r.URL.Path] = b[:len(b)/2]
-		default:
-			d.files[r.URL.Path] = b
-		}
-		w.WriteHeader(http.StatusCreated)
-	case http.MethodDelete:
-		delete(d.files, r.URL.Path)
-		w.WriteHeader(http.StatusNoContent)
-	case http.MethodHead, http.MethodGet:
-		b, ok := d.files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-		if r.Method == http.MethodGet {
-			w.Write(b)
-		}
-	}
-}
-
 // A server that answers 201 and stores nothing, or stores a truncated
 // file, makes the push fail: it is not "done" with the data lost.
 func TestPushToLyingServer(t *testing.T) {
 	needRoot(t)
 	store, _ := captured(t)
-	for _, lie := range []string{"nothing", "truncated"} {
-		t.Run(lie, func(t *testing.T) {
-			d := &lyingDAV{lie: lie, files: map[string][]byte{}}
-			srv := httptest.NewServer(d)
-			defer srv.Close()
-			err := Push(context.Background(), store, srv.URL+"/s/pc1", Options{})
+	for _, lie := range []davtest.Lie{davtest.PutNothing, davtest.PutTruncated} {
+		t.Run(string(lie), func(t *testing.T) {
+			d := davtest.New(t, davtest.Config{Lie: lie})
+			err := Push(context.Background(), store, d.URL+"/s/pc1", Options{})
 			if err == nil || !strings.Contains(err.Error(), "does not hold what was written") {
 				t.Fatalf("Push = %v, want a verification failure", err)
 			}
-			if _, ok := d.files["/s/pc1/"+state.IndexName]; ok {
-				t.Error("an index was written after a failed object")
+			if d.Count("PUT") != 1 {
+				t.Errorf("%d PUTs: the push went on after a failed object", d.Count("PUT"))
 			}
 		})
 	}
