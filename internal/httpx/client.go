@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/redact"
 )
 
@@ -226,9 +227,9 @@ func (c *Client) Retry(ctx context.Context, what string, op func() error) error 
 			return err
 		case i >= tries:
 			if names(err, what) {
-				return fmt.Errorf("giving up after %d tries: %w", i, err)
+				return fmt.Errorf("giving up after %s: %w", plural.Count(i, "try"), err)
 			}
-			return fmt.Errorf("%s: giving up after %d tries: %w", what, i, err)
+			return fmt.Errorf("%s: giving up after %s: %w", what, plural.Count(i, "try"), err)
 		}
 		d := wait/2 + rand.N(wait/2+1)
 		var se *StatusError
