@@ -22,6 +22,9 @@
 //   - Check, which callers use to skip work already done, never trusts a
 //     length alone: equal size and then equal SHA-256 (digest or read-back).
 //
+// A check is one GET (a 404 costs no more than a HEAD), so a verified
+// write costs the PUT and the GET of its read-back.
+//
 // Credentials go in the base URL's userinfo (http://:TOKEN@host/…): they
 // are sent as basic authentication with every request, and never appear
 // in a Destination header, a message or an error (package redact).
@@ -96,9 +99,6 @@ func (c *Client) at(rel string) *url.URL {
 	return c.base.JoinPath(rel)
 }
 
-// HTTP is the client's httpx.Client (for its Retry and limits).
-func (c *Client) HTTP() *httpx.Client { return c.h }
-
 func (c *Client) request(ctx context.Context, method, rel string, body io.Reader) (*http.Request, error) {
 	u := *c.at(rel)
 	user := u.User
@@ -163,38 +163,30 @@ type Object struct {
 	SHA256 string
 }
 
-// Info is what HEAD says about a name.
-type Info struct {
+// info is what HEAD says about a name.
+type info struct {
 	Size int64
 	ETag string
-	// SHA256 is the server's digest of the content (Repr-Digest or
-	// Digest header, hex), "" when it gives none.
-	SHA256 string
 }
 
-// Stat asks for rel's size, ETag and digest. A missing name is an error
-// matching httpx.ErrNotFound.
-func (c *Client) Stat(ctx context.Context, rel string) (Info, error) {
-	var info Info
+// head asks for rel's size and ETag. A missing name is an error matching
+// httpx.ErrNotFound.
+func (c *Client) head(ctx context.Context, rel string) (info, error) {
+	var in info
 	err := c.h.Retry(ctx, "HEAD "+c.URL(rel), func() error {
-		var err error
-		info, err = c.stat(ctx, rel)
-		return err
+		req, err := c.request(ctx, http.MethodHead, rel, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.do(req, http.StatusOK)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		in = info{Size: resp.ContentLength, ETag: resp.Header.Get("ETag")}
+		return nil
 	})
-	return info, err
-}
-
-func (c *Client) stat(ctx context.Context, rel string) (Info, error) {
-	req, err := c.request(ctx, http.MethodHead, rel, nil)
-	if err != nil {
-		return Info{}, err
-	}
-	resp, err := c.do(req, http.StatusOK)
-	if err != nil {
-		return Info{}, err
-	}
-	resp.Body.Close()
-	return Info{Size: resp.ContentLength, ETag: resp.Header.Get("ETag"), SHA256: digest(resp.Header)}, nil
+	return in, err
 }
 
 // digest finds a SHA-256 of the content in Repr-Digest (RFC 9530:
@@ -272,37 +264,42 @@ func (c *Client) Check(ctx context.Context, rel string, want Object, progress fu
 }
 
 // examine returns what rel holds as far as it matters for want: nil when
-// absent, its size alone when that differs, else size and SHA-256.
+// absent, its size alone when that differs, else size and SHA-256. One
+// GET does it all: its headers give the size and perhaps a digest (then
+// the body is not read), else the body is hashed.
 func (c *Client) examine(ctx context.Context, rel string, want Object, progress func(done int64)) (*Object, error) {
-	info, err := c.Stat(ctx, rel)
-	if errors.Is(err, httpx.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	got := &Object{Size: info.Size}
-	// A HEAD without a length says nothing: read back.
-	if info.Size >= 0 && info.Size != want.Size {
-		return got, nil
-	}
-	if info.Size >= 0 && info.SHA256 != "" {
-		got.SHA256 = info.SHA256
-		return got, nil
-	}
-	err = c.Get(ctx, rel, func(body io.Reader) error {
-		h := sha256.New()
-		// One byte more than expected shows a longer file.
-		n, err := io.Copy(h, &counter{r: io.LimitReader(body, want.Size+1), f: progress})
+	var got *Object
+	err := c.h.Retry(ctx, "GET "+c.URL(rel), func() error {
+		got = nil
+		req, err := c.request(ctx, http.MethodGet, rel, nil)
 		if err != nil {
 			return err
+		}
+		resp, err := c.do(req, http.StatusOK)
+		if errors.Is(err, httpx.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		got = &Object{Size: resp.ContentLength}
+		// A length of -1 (chunked) says nothing: read on.
+		if got.Size >= 0 && got.Size != want.Size {
+			return nil
+		}
+		if got.SHA256 = digest(resp.Header); got.SHA256 != "" && got.Size >= 0 {
+			return nil
+		}
+		h := sha256.New()
+		// One byte more than expected shows a longer file.
+		n, err := io.Copy(h, &counter{r: io.LimitReader(resp.Body, want.Size+1), f: progress})
+		if err != nil {
+			return fmt.Errorf("GET %s: %w", c.URL(rel), err)
 		}
 		got.Size, got.SHA256 = n, hex.EncodeToString(h.Sum(nil))
 		return nil
 	})
-	if errors.Is(err, httpx.ErrNotFound) {
-		return nil, nil
-	}
 	return got, err
 }
 
@@ -386,7 +383,7 @@ func (c *Client) verify(ctx context.Context, method, rel string, want Object, pr
 // that is success. Overwrite refused is a *httpx.StatusError with code
 // 412.
 func (c *Client) Move(ctx context.Context, from, to string, want Object, overwrite bool) error {
-	pre, err := c.Stat(ctx, from)
+	pre, err := c.head(ctx, from)
 	if errors.Is(err, httpx.ErrNotFound) {
 		// Moved by an earlier try whose answer got lost?
 		if m, cerr := c.Check(ctx, to, want, nil); cerr == nil && m == Same {
@@ -414,7 +411,7 @@ func (c *Client) Move(ctx context.Context, from, to string, want Object, overwri
 	// The same file under the new name keeps its ETag (nginx and minint
 	// serve derive it from mtime and size, which a rename keeps): then
 	// nothing needs reading back.
-	post, err := c.Stat(ctx, to)
+	post, err := c.head(ctx, to)
 	switch {
 	case errors.Is(err, httpx.ErrNotFound):
 		return fmt.Errorf("%s: %w: the server answered success but has no %s", what, ErrVerify, c.URL(to))
@@ -464,7 +461,7 @@ func (c *Client) send(ctx context.Context, what, method, rel string, hdr http.He
 
 // gone checks that rel no longer exists after what removed it.
 func (c *Client) gone(ctx context.Context, what, rel string) error {
-	_, err := c.Stat(ctx, rel)
+	_, err := c.head(ctx, rel)
 	switch {
 	case errors.Is(err, httpx.ErrNotFound):
 		return nil

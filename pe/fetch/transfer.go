@@ -48,7 +48,8 @@ var ErrClosed = errors.New("transfer closed")
 // request of its own, verified the same way and written in place, which
 // the stream then skips. Readers of nearby chunks wait for the stream. A
 // wait is bounded by the transfer's context (the fetch step's time limit),
-// by the stall limit of the stream, and by the transfer failing.
+// by the client's idle limit on the stream (a silent connection is
+// dropped and asked again), and by the transfer failing.
 //
 // Resume. The partial file (NAME.part) may be sparse and may hold chunks
 // written out of order or damaged by a power cut, so its length says
@@ -60,18 +61,20 @@ var ErrClosed = errors.New("transfer closed")
 // Range header (the first one "bytes=0-"), so the first 200 in place of a
 // 206 shows it: from then on no reader fetches a chunk of its own, and
 // the stream, restarted if need be, runs from byte 0 to the end, skipping
-// (reading but not writing) the chunks already verified. Readers wait for
-// it, so an apply that needs the WIM's tables at the end of the file
-// starts once the whole file is on disk: the pipeline becomes a
-// sequential download followed by the apply, with the same guards (each
-// chunk verified before it is read, the whole-file SHA-256 before
-// anything after the apply). That keeps `mode: auto` working over such a
-// server at the cost of the overlap; the alternative, one sequential
-// stream straight into the apply, would need the WIM's tables first and
-// stage nothing, but a WIM keeps them at its end. A resume likewise
-// starts from zero; chunks that verified before are not rewritten. An
-// explicit `mode: pipeline` asked for the overlap and is refused instead
-// (IgnoresRange).
+// (reading but not writing) the chunks already verified — a resume, too,
+// starts from zero and keeps what verified. Readers wait for the stream,
+// so an apply that needs the WIM's tables at the end of the file starts
+// once the whole file is on disk: the pipeline becomes a sequential
+// download followed by the apply, under the same guards (each chunk
+// verified before it is read, the whole-file SHA-256 before anything
+// after the apply). That keeps `mode: auto` working over such a server at
+// the cost of the overlap. One sequential stream straight into the apply
+// would save the staging space, but the apply would first have to hold
+// the whole image somewhere to reach the tables at its end, and the
+// whole-file hash could gate nothing the apply had not already written;
+// so without room to stage, such a server cannot serve a WIM, and the
+// fetch step says so. An explicit `mode: pipeline` asked for the overlap
+// and is refused instead (see IgnoresRange).
 type Transfer struct {
 	c         *Client
 	url, dest string
@@ -112,8 +115,8 @@ const lookahead = 2
 
 // StartTransfer begins downloading url into dest (through dest+".part")
 // and returns once the partial file has been checked and the server has
-// answered the first request, so that a missing file (ErrHTTP) or one of
-// the wrong size (manifest.ErrSize) is reported here. e must carry chunk hashes
+// answered the first request, so that a missing file (httpx.ErrNotFound)
+// or one of the wrong size (manifest.ErrSize) is reported here. e must carry chunk hashes
 // (manifest.ErrFormat otherwise). progress, if not nil, is called with the bytes
 // on disk and verified (and those of the chunk arriving). The transfer runs
 // until Wait says how it ended or Close stops it; ctx bounds it.

@@ -187,7 +187,7 @@ func TestPushRefusedByServer(t *testing.T) {
 		case http.MethodPut:
 			puts = append(puts, r.URL.Path)
 			http.Error(w, "read-only share", http.StatusForbidden)
-		case http.MethodDelete, http.MethodHead:
+		case http.MethodDelete, http.MethodHead, http.MethodGet:
 			http.NotFound(w, r)
 		default:
 			http.Error(w, "no", http.StatusMethodNotAllowed)
