@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -376,5 +377,15 @@ func TestLimitReader(t *testing.T) {
 		if tc.err != errors.Is(err, ErrTooLarge) || !tc.err && string(b) != tc.in || int64(len(b)) > tc.limit {
 			t.Errorf("ReadAll(%q, %d) = %q, %v", tc.in, tc.limit, b, err)
 		}
+	}
+}
+
+// A kept-alive connection the server closed meanwhile fails the next
+// request with "server closed idle connection" when the body cannot be
+// sent again by the transport itself: that is retried too.
+func TestServerClosedIdleIsTransient(t *testing.T) {
+	err := &url.Error{Op: "PUT", URL: "http://h/x", Err: errors.New("http: server closed idle connection")}
+	if !Transient(err) {
+		t.Error("not transient")
 	}
 }

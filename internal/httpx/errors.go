@@ -154,10 +154,11 @@ func retryAfter(v string, now time.Time) time.Duration {
 
 // Transient says whether err may go away by itself, so that an idempotent
 // request is worth repeating: connection failures and resets, DNS
-// failures (a PE's network may still be coming up), bodies cut by the
-// idle limit or ended early, and temporary statuses. Not: the caller's
-// context ending, TLS certificate errors, other statuses, and every error
-// this package does not know (a checksum mismatch, a full local disk).
+// failures (a PE's network may still be coming up), any other failure of
+// the transport to get an answer, bodies cut by the idle limit or ended
+// early, and temporary statuses. Not: the caller's context ending, TLS
+// certificate errors, other statuses, and every error this package does
+// not know (a checksum mismatch, a full local disk).
 // A deadline counts as transient (a per-attempt limit); Retry stops when
 // its own context ends.
 func Transient(err error) bool {
@@ -191,9 +192,10 @@ func Transient(err error) bool {
 			return true
 		}
 	}
+	// Whatever else the transport reports for a request that got no
+	// answer ("server closed idle connection" on a kept-alive connection
+	// the server had dropped, a malformed response) is worth another
+	// connection; a wrong scheme fails again after a few tries.
 	var ue *url.Error
-	// What else the transport reports for a request that never got an
-	// answer (e.g. "server closed idle connection", a malformed
-	// response) is worth another connection.
-	return errors.As(err, &ue) && errors.Is(err, io.EOF)
+	return errors.As(err, &ue)
 }
