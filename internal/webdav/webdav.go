@@ -129,17 +129,20 @@ func (c *Client) do(req *http.Request, ok ...int) (*http.Response, error) {
 	if len(ok) == 0 && resp.StatusCode/100 == 2 {
 		return resp, nil
 	}
-	return nil, hinted(httpx.NewStatusError(resp))
+	return nil, hinted(req.Method, httpx.NewStatusError(resp))
 }
 
 // hinted adds what a WebDAV user can do about a refusal.
-func hinted(se *httpx.StatusError) error {
+func hinted(method string, se *httpx.StatusError) error {
 	hint := ""
 	switch se.Code {
 	case http.StatusUnauthorized:
 		hint = "the server wants credentials: put its write token in the URL, http://:TOKEN@host/…"
 	case http.StatusForbidden:
-		hint = "the server refuses this here: check its WebDAV permissions"
+		hint = "the server refuses reads here: check its permissions"
+		if method != http.MethodGet && method != http.MethodHead {
+			hint = "the server refuses writes here: check its WebDAV permissions"
+		}
 	case http.StatusMethodNotAllowed, http.StatusNotImplemented:
 		hint = "the server does not accept this method: WebDAV PUT/MOVE/DELETE not enabled, e.g. nginx dav_methods"
 	case http.StatusConflict:
