@@ -184,6 +184,15 @@ func NewPlan(o Options) (*Plan, error) {
 	return p, nil
 }
 
+// CheckLabel says whether label can be an ISO volume label, so that a
+// command can refuse a bad one before spending minutes building the PE.
+func CheckLabel(label string) error {
+	if label == "" || len(label) > 32 || strings.TrimLeft(label, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != "" {
+		return fmt.Errorf("%w: volume label %q: use 1 to 32 characters of A-Z, 0-9 and _", ErrInput, label)
+	}
+	return nil
+}
+
 func (o Options) checkScalars() (label, done string, err error) {
 	if o.Kernel == "" {
 		return "", "", fmt.Errorf("%w: no kernel given", ErrInput)
@@ -195,8 +204,8 @@ func (o Options) checkScalars() (label, done string, err error) {
 	if label == "" {
 		label = defaultLabel
 	}
-	if len(label) > 32 || strings.TrimLeft(label, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != "" {
-		return "", "", fmt.Errorf("%w: volume label %q: use at most 32 characters of A-Z, 0-9 and _", ErrInput, label)
+	if err := CheckLabel(label); err != nil {
+		return "", "", err
 	}
 	done = o.Done
 	if done == "" {

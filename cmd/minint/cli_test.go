@@ -265,3 +265,23 @@ func TestBadChoiceIsAUsageError(t *testing.T) {
 		t.Errorf("only %d choice flags", n)
 	}
 }
+
+// TestBadValueIsAUsageError: a flag value that cannot be right is refused
+// with exit 2 before the command starts its work (an ISO label used to be
+// checked only after minutes of building the PE).
+func TestBadValueIsAUsageError(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		mention string
+	}{
+		{[]string{"iso", "-o", "/nonexistent/x.iso", "--label", "lower case"}, `volume label "lower case"`},
+		{[]string{"iso", "-o", "/nonexistent/x.iso", "--label", strings.Repeat("A", 33)}, "1 to 32 characters"},
+		{[]string{"qemu", "--iso", "/nonexistent.iso", "--mem", "abc"}, `invalid size "abc"`},
+		{[]string{"qemu", "--iso", "/nonexistent.iso", "--mem", "1500K"}, "whole number of MiB"},
+	} {
+		code, stdout, stderr := runCLI(t, c.args...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, c.mention) || !strings.Contains(stderr, "--help") {
+			t.Errorf("minint %s: exit %d, stdout %q, stderr %q; want exit 2 naming %q with a hint", strings.Join(c.args, " "), code, stdout, stderr, c.mention)
+		}
+	}
+}

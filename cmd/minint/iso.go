@@ -50,6 +50,9 @@ func newISOCmd() *cobra.Command {
 		if (*sbKey == "") != (*sbCert == "") {
 			return usageErrorf("--secure-boot-key and --secure-boot-cert go together")
 		}
+		if err := media.CheckLabel(*label); err != nil {
+			return usageErrorf("--label: %v", err)
+		}
 		opts := media.Options{Label: *label, Cmdline: *cmdline, Done: *done, Verbose: *verbose,
 			SecureBootKey: *sbKey, SecureBootCert: *sbCert}
 		if *captureURL != "" {

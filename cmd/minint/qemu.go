@@ -31,7 +31,7 @@ func newQEMUCmd() *cobra.Command {
 	firmware := choiceFlag(c, "firmware", qemu.BIOS, "boot with `FIRMWARE` bios (SeaBIOS) or uefi (OVMF, with a private copy of its variables)", qemu.BIOS, qemu.UEFI)
 	secureBoot := choiceFlag(c, "secure-boot", "", "with --firmware uefi: Secure Boot enforced with OVMF's `KEYS` enrolled: ms (Microsoft's, as on most PCs) or snakeoil (the ovmf package's test key)", qemu.SecureBootMicrosoft, qemu.SecureBootSnakeoil)
 	bootFrom := choiceFlag(c, "boot", "cd", "boot the ISO as `MEDIUM` cd, or disk (a raw disk, like a USB stick)", "cd", "disk")
-	bootIface := fs.String("boot-interface", "virtio", "`INTERFACE` of the ISO disk with --boot disk: virtio, usb, sata or nvme")
+	bootIface := choiceFlag(c, "boot-interface", "virtio", "`INTERFACE` of the ISO disk with --boot disk: virtio, usb, sata or nvme", "virtio", "usb", "sata", "nvme")
 	disks := fs.StringArray("disk", nil, "attach a disk `FILE[:SIZE[:IFACE]]`; FILE is created blank with SIZE (e.g. 64M) when missing, an empty FILE means a temporary blank disk; IFACE is virtio (default), sata, nvme, usb or ide (repeatable)")
 	mem := 512 * bytesize.MiB
 	fs.Var(&mem, "mem", "guest memory `SIZE` (whole MiB)")
