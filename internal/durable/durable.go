@@ -1,0 +1,162 @@
+// Package durable replaces files so that a crash or a power cut leaves
+// under the file's name either all of the old content or all of the new,
+// never a mix, a truncated file or an empty one. It is the one place minint
+// does this: the PE's journal, the boot loader's files on the ESP, the
+// state store, the first-boot answer and the host's build outputs all
+// write through it.
+//
+// The recipe is the classic one: the new content goes to a temporary file
+// in the same directory (a rename is only atomic within one file system),
+// which is fsynced, renamed over the name, and then the directory is
+// fsynced so that the rename itself is on disk. Without the first fsync
+// ext4 may put the rename on disk before the data (an empty file after the
+// crash); without the last, the old name may come back.
+//
+// The ESP is vfat, which bends the recipe:
+//   - vfat keeps no Unix permissions: chmod to a mode the mount options do
+//     not give fails with EPERM. Permissions are meaningless there, so on
+//     file systems without them (vfat, exFAT) that failure is ignored;
+//     everywhere else it is an error.
+//   - some kernels and file systems cannot fsync a directory (EINVAL,
+//     ENOTSUP); the rename is then as durable as the file system makes it,
+//     and the write does not fail for it. Other errors (EIO) do.
+//   - a vfat rename over an existing name is not atomic across a power
+//     cut: Linux points the old directory entry at the new clusters and
+//     then removes the temporary entry, so a cut in between leaves both
+//     names sharing one cluster chain (fsck.vfat repairs it). The name
+//     still holds either the old or the complete new content, which is
+//     the property callers need; the fsync before the rename is what makes
+//     the new content complete.
+//
+// Temporary names are "." + name + "." + random digits + ".tmp": long names,
+// which vfat (not the 8.3-only msdos driver) stores; a crash can leave one
+// behind, which never shadows the real name.
+package durable
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// WriteFile replaces name with data, which gets mode perm (subject to the
+// file system, see the package comment; not to the umask). The directory
+// must exist. On error name is unchanged and no temporary file is left.
+func WriteFile(name string, data []byte, perm fs.FileMode) error {
+	f, err := Create(name, perm)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return f.Commit()
+}
+
+// File is the new content of a file being written. It is an *os.File (a
+// temporary one, mode 0600 while it is written, so that half a shadow file
+// is readable by nobody) that replaces the real name only on Commit. Close
+// without Commit discards it, so that `defer f.Close()` cleans up on every
+// error path.
+type File struct {
+	*os.File
+	name string
+	perm fs.FileMode
+	done bool
+}
+
+// Create starts replacing name; nothing changes under name until Commit.
+func Create(name string, perm fs.FileMode) (*File, error) {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("writing %s: %w", name, err)
+	}
+	return &File{File: f, name: name, perm: perm}, nil
+}
+
+// Commit gives the file its mode, syncs and closes it, renames it to the
+// real name and syncs the directory. On error the temporary file is
+// removed and the real name is unchanged (unless the error comes from the
+// final directory sync, when the new content is in place but perhaps not
+// yet durably).
+func (f *File) Commit() error {
+	if f.done {
+		return fmt.Errorf("writing %s: %w", f.name, fs.ErrClosed)
+	}
+	f.done = true
+	err := f.chmod()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.File.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.File.Name(), f.name)
+	}
+	if err != nil {
+		os.Remove(f.File.Name())
+		return fmt.Errorf("writing %s: %w", f.name, err)
+	}
+	return SyncDir(filepath.Dir(f.name))
+}
+
+// Close discards the file unless it was committed; after Commit it does
+// nothing.
+func (f *File) Close() error {
+	if f.done {
+		return nil
+	}
+	f.done = true
+	f.File.Close()
+	return os.Remove(f.File.Name())
+}
+
+// chmod sets the final mode; on a file system without Unix permissions a
+// refusal is expected and harmless.
+func (f *File) chmod() error {
+	err := f.Chmod(f.perm)
+	if err != nil && errors.Is(err, syscall.EPERM) && !hasPermissions(f.File) {
+		return nil
+	}
+	return err
+}
+
+func hasPermissions(f *os.File) bool {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return true
+	}
+	switch st.Type {
+	case unix.MSDOS_SUPER_MAGIC, unix.EXFAT_SUPER_MAGIC:
+		return false
+	}
+	return true
+}
+
+// SyncDir makes the entries of dir (a rename, a new or removed file)
+// durable. A file system that cannot sync a directory is not an error.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !cannotSyncDir(err) {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// cannotSyncDir tells whether a directory fsync failed only because the
+// file system does not do it. fsync reports that as EINVAL (no fsync
+// method) or ENOTSUP; os.ErrInvalid does not match EINVAL.
+func cannotSyncDir(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, errors.ErrUnsupported)
+}
