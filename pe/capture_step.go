@@ -13,6 +13,7 @@ import (
 
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/generalize"
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/pe/capture"
@@ -323,7 +324,7 @@ func placeOnDisk(ctx context.Context, work, final string, d sequence.CaptureDest
 		if err := os.Rename(work, final); err != nil {
 			return nil, err
 		}
-		return []string{final}, syncDir(filepath.Dir(final))
+		return []string{final}, durable.SyncDir(filepath.Dir(final))
 	}
 	// wim.Split writes the parts under temporary names and renames them,
 	// synced, once all are complete.
@@ -342,15 +343,6 @@ func placeOnDisk(ctx context.Context, work, final string, d sequence.CaptureDest
 
 func syncFile(p string) error {
 	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
-func syncDir(p string) error {
-	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
