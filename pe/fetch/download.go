@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/redact"
 	"github.com/minint/minint/manifest"
@@ -121,7 +122,7 @@ func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Ent
 	if err := os.Rename(part, dest); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dest))
+	return durable.SyncDir(filepath.Dir(dest))
 }
 
 // fetchPart makes one request, appending to part. It reports whether it
@@ -233,13 +234,4 @@ func parseContentRange(s string) (start, end, total int64, ok bool) {
 		}
 	}
 	return start, end, total, true
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/redact"
 	"github.com/minint/minint/manifest"
@@ -502,7 +503,7 @@ func (t *Transfer) verify(whole hash.Hash, n int) {
 		if err := os.Rename(t.part, t.dest); err != nil {
 			return err
 		}
-		return syncDir(filepath.Dir(t.dest))
+		return durable.SyncDir(filepath.Dir(t.dest))
 	}()
 	if err != nil {
 		t.fail(err)
