@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // A WIM is written under a temporary name next to its final one and renamed
@@ -52,15 +53,23 @@ func commitTemp(f *os.File, name string) error {
 	return syncDir(filepath.Dir(name))
 }
 
-// syncDir makes the entries of dir durable.
+// syncDir makes the entries of dir durable. A file system that cannot
+// sync a directory says EINVAL or ENOTSUP (fs.ErrInvalid does not match
+// EINVAL); the rename is then as durable as it makes it. This mirrors
+// internal/durable, which package wim does not import (it imports nothing
+// of minint).
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
+	if err := d.Sync(); err != nil && !cannotSyncDir(err) {
 		return err
 	}
 	return nil
+}
+
+func cannotSyncDir(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, errors.ErrUnsupported)
 }
