@@ -13,6 +13,13 @@
 // crash); without the last, the old name may come back.
 //
 // The ESP is vfat, which bends the recipe:
+//   - Linux's vfat keeps a file's start cluster and size in its directory
+//     entry, and a rename only moves the in-memory inode to the entry of
+//     the name; that entry is written when the inode is, which a fsync of
+//     the directory does not do. So the file is fsynced a second time
+//     after the rename, through the descriptor still open: without it a
+//     power cut within the next ~30 s left the name with 0 bytes
+//     (bootloader's TestDeployInGuest cuts the power to check).
 //   - vfat keeps no Unix permissions: chmod to a mode the mount options do
 //     not give fails with EPERM. Permissions are meaningless there, so on
 //     file systems without them (vfat, exFAT) that failure is ignored;
@@ -20,13 +27,12 @@
 //   - some kernels and file systems cannot fsync a directory (EINVAL,
 //     ENOTSUP); the rename is then as durable as the file system makes it,
 //     and the write does not fail for it. Other errors (EIO) do.
-//   - a vfat rename over an existing name is not atomic across a power
-//     cut: Linux points the old directory entry at the new clusters and
-//     then removes the temporary entry, so a cut in between leaves both
-//     names sharing one cluster chain (fsck.vfat repairs it). The name
-//     still holds either the old or the complete new content, which is
-//     the property callers need; the fsync before the rename is what makes
-//     the new content complete.
+//   - a vfat rename is not atomic across a power cut: a cut between the
+//     rename and the second fsync can leave a new name empty, or an old
+//     one pointing at clusters already freed, and both the temporary and
+//     the real entry can survive (fsck.vfat repairs the cross-link). The
+//     window lasts from the rename to the end of the second fsync, not the
+//     writeback delay.
 //
 // Temporary names are "." + name + "." + random digits + ".tmp": long names,
 // which vfat (not the 8.3-only msdos driver) stores; a crash can leave one
@@ -80,11 +86,10 @@ func Create(name string, perm fs.FileMode) (*File, error) {
 	return &File{File: f, name: name, perm: perm}, nil
 }
 
-// Commit gives the file its mode, syncs and closes it, renames it to the
-// real name and syncs the directory. On error the temporary file is
-// removed and the real name is unchanged (unless the error comes from the
-// final directory sync, when the new content is in place but perhaps not
-// yet durably).
+// Commit gives the file its mode, syncs it, renames it to the real name,
+// syncs it again (for vfat) and syncs the directory. On an error before
+// the rename the temporary file is removed and the real name is unchanged;
+// after it the new content is in place but perhaps not yet durable.
 func (f *File) Commit() error {
 	if f.done {
 		return fmt.Errorf("writing %s: %w", f.name, fs.ErrClosed)
@@ -94,14 +99,19 @@ func (f *File) Commit() error {
 	if err == nil {
 		err = f.Sync()
 	}
-	if cerr := f.File.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil {
 		err = os.Rename(f.File.Name(), f.name)
 	}
 	if err != nil {
+		f.File.Close()
 		os.Remove(f.File.Name())
+		return fmt.Errorf("writing %s: %w", f.name, err)
+	}
+	err = f.Sync()
+	if cerr := f.File.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("writing %s: %w", f.name, err)
 	}
 	return SyncDir(filepath.Dir(f.name))
