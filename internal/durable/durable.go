@@ -34,6 +34,10 @@
 //     window lasts from the rename to the end of the second fsync, not the
 //     writeback delay.
 //
+// WriteFile writes a []byte; Create returns a File to stream into (or
+// WriteAt, for sparse copies) that Commit puts in place; Rename puts in
+// place a file that something else wrote.
+//
 // Temporary names are "." + name + "." + random digits + ".tmp": long names,
 // which vfat (not the 8.3-only msdos driver) stores; a crash can leave one
 // behind, which never shadows the real name.
@@ -95,26 +99,47 @@ func (f *File) Commit() error {
 		return fmt.Errorf("writing %s: %w", f.name, fs.ErrClosed)
 	}
 	f.done = true
-	err := f.chmod()
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = os.Rename(f.File.Name(), f.name)
-	}
-	if err != nil {
+	if err := f.chmod(); err != nil {
 		f.File.Close()
 		os.Remove(f.File.Name())
 		return fmt.Errorf("writing %s: %w", f.name, err)
 	}
+	return replace(f.File, f.name, true)
+}
+
+// Rename moves oldpath, a complete file written by other means (a tool's
+// output, a download checked after it arrived), to newpath in the same
+// directory, as durably as Commit: fsync, rename, fsync, fsync of the
+// directory. On an error before the rename oldpath is left as it is.
+func Rename(oldpath, newpath string) error {
+	f, err := os.Open(oldpath)
+	if err != nil {
+		return err
+	}
+	return replace(f, newpath, false)
+}
+
+// replace renames f's file to name and closes f; see Commit.
+func replace(f *os.File, name string, removeOnError bool) error {
+	err := f.Sync()
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		f.Close()
+		if removeOnError {
+			os.Remove(f.Name())
+		}
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
 	err = f.Sync()
-	if cerr := f.File.Close(); err == nil {
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", f.name, err)
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	return SyncDir(filepath.Dir(f.name))
+	return SyncDir(filepath.Dir(name))
 }
 
 // Close discards the file unless it was committed; after Commit it does

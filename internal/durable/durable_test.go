@@ -186,3 +186,36 @@ func onlyFiles(t *testing.T, dir string, want ...string) {
 		t.Errorf("%s holds %v, want %v", dir, got, want)
 	}
 }
+
+func TestRename(t *testing.T) {
+	dir := t.TempDir()
+	part, dest := filepath.Join(dir, "image.wim.partial"), filepath.Join(dir, "image.wim")
+	if err := os.WriteFile(part, []byte("complete"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dest, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rename(part, dest); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(dest); err != nil || string(b) != "complete" {
+		t.Errorf("%s: %q, %v", dest, b, err)
+	}
+	onlyFiles(t, dir, "image.wim")
+	if err := Rename(part, dest); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("renaming a missing file: %v", err)
+	}
+	// A failed rename leaves the source for the caller.
+	if err := os.WriteFile(part, []byte("complete"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "d", "keep"), nil, 0o644)
+	if err := Rename(part, filepath.Join(dir, "d")); err == nil {
+		t.Fatal("renamed over a non-empty directory")
+	}
+	onlyFiles(t, dir, "d", "image.wim", "image.wim.partial")
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -119,10 +118,7 @@ func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Ent
 		}
 		c.logf("%s: resumed download does not verify (%v); downloading again from the start", shown, err)
 	}
-	if err := os.Rename(part, dest); err != nil {
-		return err
-	}
-	return durable.SyncDir(filepath.Dir(dest))
+	return durable.Rename(part, dest)
 }
 
 // fetchPart makes one request, appending to part. It reports whether it
