@@ -35,19 +35,26 @@ func createTemp(name string) (*os.File, error) {
 	return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
 }
 
-// commitTemp syncs and closes f, a file from createTemp, and renames it to
-// name; the directory is synced so that the rename survives a power cut.
-// On failure before the rename, f is removed.
+// commitTemp syncs f, a file from createTemp, renames it to name, syncs
+// and closes it; the directory is synced so that the rename survives a
+// power cut. The second sync is for vfat, which writes a renamed file's
+// directory entry (start cluster, size) only with its inode. On failure
+// before the rename, f is removed.
 func commitTemp(f *os.File, name string) error {
 	err := f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil {
 		err = os.Rename(f.Name(), name)
 	}
 	if err != nil {
+		f.Close()
 		os.Remove(f.Name())
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(name))

@@ -108,9 +108,10 @@ func (f *File) Commit() error {
 }
 
 // Rename moves oldpath, a complete file written by other means (a tool's
-// output, a download checked after it arrived), to newpath in the same
-// directory, as durably as Commit: fsync, rename, fsync, fsync of the
-// directory. On an error before the rename oldpath is left as it is.
+// output, a download checked after it arrived), to newpath on the same
+// file system, as durably as Commit: fsync, rename, fsync, fsync of
+// newpath's directory. On an error before the rename oldpath is left as it
+// is.
 func Rename(oldpath, newpath string) error {
 	f, err := os.Open(oldpath)
 	if err != nil {
