@@ -20,10 +20,11 @@
 //     after the rename, through the descriptor still open: without it a
 //     power cut within the next ~30 s left the name with 0 bytes
 //     (bootloader's TestDeployInGuest cuts the power to check).
-//   - vfat keeps no Unix permissions: chmod to a mode the mount options do
-//     not give fails with EPERM. Permissions are meaningless there, so on
-//     file systems without them (vfat, exFAT) that failure is ignored;
-//     everywhere else it is an error.
+//   - vfat keeps no Unix permissions: Linux silently ignores a mode it
+//     cannot keep, but refuses setuid, setgid and sticky bits (and chown
+//     to another owner) with EPERM. Permissions are meaningless there, so
+//     on file systems without them (vfat, exFAT) a refused chmod is
+//     ignored; everywhere else it is an error.
 //   - some kernels and file systems cannot fsync a directory (EINVAL,
 //     ENOTSUP); the rename is then as durable as the file system makes it,
 //     and the write does not fail for it. Other errors (EIO) do.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/durable"
+	"golang.org/x/sys/unix"
 )
 
 // NewContent is what the last durable write commits (bootloader's
@@ -57,9 +59,13 @@ func durableCheck() error {
 
 func durableOn(dir, fsType string) error {
 	name := filepath.Join(dir, "durable.txt")
-	// vfat refuses this chmod (its files are 0755 here): durable must not.
-	if err := durable.WriteFile(name, []byte("old\n"), 0o644); err != nil {
+	// vfat ignores a mode it cannot keep, but refuses setuid with EPERM:
+	// durable must write anyway.
+	if err := durable.WriteFile(name, []byte("old\n"), os.ModeSetuid|0o755); err != nil {
 		return err
+	}
+	if err := os.Chmod(name, os.ModeSetuid|0o755); fsType == "vfat" && !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("chmod u+s on vfat: %v, want EPERM", err)
 	}
 	// A write abandoned half-way leaves the old content and no temporary.
 	f, err := durable.Create(name, 0o644)
