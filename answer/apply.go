@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/minint/minint/internal/durable"
 )
 
 func parseIP(s string) net.IP { return net.ParseIP(s) }
@@ -202,29 +204,19 @@ func write(root string, p pending) error {
 		st := fi.Sys().(*syscall.Stat_t)
 		uid, gid, mode = int(st.Uid), int(st.Gid), fi.Mode().Perm()
 	}
-	tmp := full + ".minint-tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := durable.Create(full, mode)
 	if err != nil {
 		return err
 	}
+	defer f.Close()
 	_, err = f.Write(p.data)
 	if err == nil {
 		err = f.Chown(uid, gid)
 	}
 	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, full)
+		err = f.Commit()
 	}
 	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", p.path, err)
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/minint/minint/internal/durable"
 )
 
 // Where the PE puts things on the target, and what minint-setup looks for.
@@ -90,7 +92,7 @@ func WriteConfig(path string, c *Config) error {
 	if err != nil {
 		return err
 	}
-	return writeDurable(path, append(b, '\n'), 0o600)
+	return durable.WriteFile(path, append(b, '\n'), 0o600)
 }
 
 // WriteResult writes r durably.
@@ -99,34 +101,7 @@ func WriteResult(path string, r *Result) error {
 	if err != nil {
 		return err
 	}
-	return writeDurable(path, append(b, '\n'), 0o644)
-}
-
-func writeDurable(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return durable.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // removeArg deletes every whitespace-separated occurrence of arg from the
@@ -170,5 +145,5 @@ func FixBootEntry(dir, path string) error {
 	if err != nil {
 		return err
 	}
-	return writeDurable(full, nb, fi.Mode().Perm())
+	return durable.WriteFile(full, nb, fi.Mode().Perm())
 }

@@ -356,7 +356,8 @@ func guestModules(t *testing.T, kver string, names ...string) []string {
 // TestDeployInGuest runs the PE's disk work inside a QEMU guest with the
 // Debian kernel (real BLKRRPART, partition nodes, vfat and ext4 mounted by
 // the kernel, syslinux from the payload), then boots the deployed disk
-// under SeaBIOS and OVMF.
+// under SeaBIOS and OVMF. The same guest checks internal/durable on vfat
+// and ext4 through a power cut (checkDurableCut).
 func TestDeployInGuest(t *testing.T) {
 	disktest.NeedE2E(t)
 	hk, kver := hostKernel(t)
@@ -367,6 +368,9 @@ func TestDeployInGuest(t *testing.T) {
 	}
 	disktest.NeedTool(t, "syslinux")
 	disktest.NeedTool(t, "qemu-system-x86_64")
+	for _, tool := range []string{"mcopy", "e2fsck", "debugfs"} {
+		disktest.NeedTool(t, tool)
+	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(dir, "init"), "./testdata/peguest")
@@ -408,13 +412,17 @@ func TestDeployInGuest(t *testing.T) {
 	f, _ := os.Create(img)
 	f.Truncate(200 << 20)
 	f.Close()
+	scratch := filepath.Join(t.TempDir(), "scratch.img")
+	f, _ = os.Create(scratch)
+	f.Truncate(96 << 20)
+	f.Close()
 
 	qctx, cancel := context.WithTimeout(ctx, 240*time.Second)
 	defer cancel()
 	var out bytes.Buffer
 	q := exec.CommandContext(qctx, "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-nographic", "-serial", "stdio", "-monitor", "none",
 		"-no-reboot", "-net", "none", "-kernel", hk, "-initrd", initrdPath, "-append", "console=ttyS0 panic=-1",
-		"-drive", "file="+img+",format=raw,if=virtio")
+		"-drive", "file="+img+",format=raw,if=virtio", "-drive", "file="+scratch+",format=raw,if=virtio")
 	q.Stdout, q.Stderr = &out, &out
 	q.Run()
 	s := out.String()
@@ -426,6 +434,7 @@ func TestDeployInGuest(t *testing.T) {
 		t.Errorf("guest log:\n%s", tail(s, 3000))
 	}
 	disktest.Run(t, "sgdisk", "-v", img)
+	checkDurableCut(t, scratch, s)
 	want := regexp.QuoteMeta("root=UUID=" + m[1] + " rw console=ttyS0 minint.fw=deployed")
 	for _, fw := range []string{"bios", "uefi"} {
 		out := bootQEMU(t, img, fw, false)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/durable"
 )
 
 // BootOptions are shared by the UEFI and BIOS installers.
@@ -144,7 +145,7 @@ func (in *installer) write(base, rel string, data []byte, mode os.FileMode) erro
 		if err := os.MkdirAll(filepath.Dir(b), 0o755); err != nil {
 			return err
 		}
-		if err := os.WriteFile(b, old, 0o644); err != nil {
+		if err := durable.WriteFile(b, old, 0o644); err != nil {
 			return fmt.Errorf("backing up %s: %w", dst, err)
 		}
 		in.res.BackedUp = append(in.res.BackedUp, b)
@@ -152,13 +153,7 @@ func (in *installer) write(base, rel string, data []byte, mode os.FileMode) erro
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	tmp := dst + ".minint-new"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
+	if err := durable.WriteFile(dst, data, mode); err != nil {
 		return err
 	}
 	in.res.Written = append(in.res.Written, dst)

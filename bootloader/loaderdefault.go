@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/durable"
 )
 
 // The persistent boot default of an in-place refresh: the staged PE's
@@ -47,7 +48,7 @@ func SetSyslinuxDefault(bootDir, label string) (old string, err error) {
 		return "", fmt.Errorf("%w: %s defines no label %s", diskops.ErrNotFound, cfg, label)
 	}
 	out = append([]string{"DEFAULT " + label}, out...)
-	return old, diskops.WriteFileSync(cfg, []byte(strings.Join(out, "\n")+"\n"), 0o644)
+	return old, durable.WriteFile(cfg, []byte(strings.Join(out, "\n")+"\n"), 0o644)
 }
 
 // SetLoaderDefault makes systemd-boot's loader.conf on the mounted ESP
@@ -82,7 +83,7 @@ func SetLoaderDefault(esp, entry string) (old string, err error) {
 		}
 	}
 	out = append([]string{"default " + entry}, out...)
-	return old, diskops.WriteFileSync(conf, []byte(strings.Join(out, "\n")+"\n"), 0o644)
+	return old, durable.WriteFile(conf, []byte(strings.Join(out, "\n")+"\n"), 0o644)
 }
 
 // RemoveLoaderEntry deletes loader/entries/<entry> and the directories
@@ -104,8 +105,8 @@ func RemoveLoaderEntry(esp, entry string, dirs ...string) error {
 			errs = append(errs, err)
 		}
 	}
-	diskops.SyncDir(filepath.Join(esp, "loader/entries"))
-	diskops.SyncDir(esp)
+	durable.SyncDir(filepath.Join(esp, "loader/entries"))
+	durable.SyncDir(esp)
 	return errors.Join(errs...)
 }
 

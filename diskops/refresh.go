@@ -2,10 +2,7 @@ package diskops
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -119,46 +116,4 @@ func FindBootPartition(d *Disk) (*PartitionInfo, error) {
 		c = append(c, partName(d, d.Table.Partitions[i]))
 	}
 	return nil, fmt.Errorf("%w: %s has several FAT partitions: %s", ErrAmbiguous, d.Path, strings.Join(c, ", "))
-}
-
-// WriteFileSync replaces name with data durably: temporary file, fsync,
-// rename, fsync of the directory.
-func WriteFileSync(name string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	tmp := name + ".minint-new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return SyncDir(filepath.Dir(name))
-}
-
-// SyncDir fsyncs a directory, so that a rename or removal in it is
-// durable; file systems that cannot sync a directory (vfat) are fine.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
 }

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/driverpack"
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/kmod"
 	"golang.org/x/sys/unix"
 )
@@ -628,33 +629,22 @@ func checkOutDir(dir string) error {
 	return nil
 }
 
-// writeFileAtomic writes path through a temporary file in the same
-// directory, renamed into place only when fill and the close succeed.
+// writeFileAtomic writes path through internal/durable: a temporary file
+// in the same directory, synced and renamed into place only when fill
+// succeeds, so that neither a failed build nor a crash leaves a truncated
+// output or cache entry under its name.
 func writeFileAtomic(path string, fill func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := durable.Create(path, 0o644)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrOutput, err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	defer f.Close()
 	if err := fill(f); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrOutput, path, err)
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("%w: %v", ErrOutput, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrOutput, path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("%w: %v", ErrOutput, err)
-	}
-	ok = true
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/minint/minint/internal/durable"
 	"github.com/u-root/gobusybox/src/pkg/golang"
 	"github.com/u-root/mkuimage/uimage"
 	"github.com/u-root/uio/llog"
@@ -158,7 +159,7 @@ func buildGo(ctx context.Context, src, cache string, pkgs []string, out string) 
 	if err != nil {
 		return fmt.Errorf("building the PE's Go programs with u-root: %w\n%s", err, lastLines(logBuf.String(), 30))
 	}
-	return os.Rename(part, out)
+	return durable.Rename(part, out)
 }
 
 func lastLines(s string, n int) string {

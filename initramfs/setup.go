@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/minint/minint/bootloader"
+	"github.com/minint/minint/internal/durable"
 )
 
 const (
@@ -39,7 +40,7 @@ func setupBinary(ctx context.Context, src, cache string, logf func(string, ...an
 			os.Remove(tmp)
 			return File{}, fmt.Errorf("building minint-setup: %w", err)
 		}
-		if err := os.Rename(tmp, bin); err != nil {
+		if err := durable.Rename(tmp, bin); err != nil {
 			return File{}, err
 		}
 		logf("initramfs: built minint-setup (%s)", strings.TrimSpace(key[:12]))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/minint/minint/internal/durable"
 )
 
 // isoBuild is one BuildISO run: the plan, the host's files and programs,
@@ -50,7 +51,7 @@ func BuildISO(ctx context.Context, o Options, out string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Rename(b.image, out); err != nil {
+	if err := durable.Rename(b.image, out); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOutput, err)
 	}
 	if o.Progress != nil {

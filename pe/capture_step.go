@@ -13,6 +13,7 @@ import (
 
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/generalize"
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/pe/capture"
@@ -317,13 +318,10 @@ func mountDest(d *diskops.Disk, n int, dir string) (*diskops.Mounted, error) {
 // complete, checked image.
 func placeOnDisk(ctx context.Context, work, final string, d sequence.CaptureDestination, check bool) ([]string, error) {
 	if d.SplitSize == 0 {
-		if err := syncFile(work); err != nil {
+		if err := durable.Rename(work, final); err != nil {
 			return nil, err
 		}
-		if err := os.Rename(work, final); err != nil {
-			return nil, err
-		}
-		return []string{final}, syncDir(filepath.Dir(final))
+		return []string{final}, nil
 	}
 	// wim.Split writes the parts under temporary names and renames them,
 	// synced, once all are complete.
@@ -338,22 +336,4 @@ func placeOnDisk(ctx context.Context, work, final string, d sequence.CaptureDest
 		}
 	}
 	return out, nil
-}
-
-func syncFile(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
-func syncDir(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

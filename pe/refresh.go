@@ -41,8 +41,8 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/progress"
-	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/state"
 	"golang.org/x/sys/unix"
@@ -208,7 +208,7 @@ func (r *runner) clean(s *sequence.Clean) error {
 	if err := r.hook(s.Name, "pinned"); err != nil {
 		return err
 	}
-	if err := journal.WriteFile(r.stagingPath(cleaningMarker), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+	if err := durable.WriteFile(r.stagingPath(cleaningMarker), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
 		return err
 	}
 	if err := r.env.Backend.Clean(r.ctx, r.st.Target); err != nil {

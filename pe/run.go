@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/minint/minint/answer"
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
-	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 	"golang.org/x/sys/unix"
@@ -152,8 +152,8 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 		return err
 	}
 	if r.staging != "" {
-		journal.WriteFile(filepath.Join(r.staging, manifest.FileName), mb, 0o644)
-		journal.WriteFile(filepath.Join(r.staging, manifest.SignatureName), sig, 0o644)
+		durable.WriteFile(filepath.Join(r.staging, manifest.FileName), mb, 0o644)
+		durable.WriteFile(filepath.Join(r.staging, manifest.SignatureName), sig, 0o644)
 	}
 	r.st.Image = ref
 	return nil
@@ -258,7 +258,7 @@ func (r *runner) setup(s *sequence.Setup) error {
 	if err != nil {
 		return err
 	}
-	if err := journal.WriteFile(filepath.Join(r.st.Target, answer.Binary), bin, 0o755); err != nil {
+	if err := durable.WriteFile(filepath.Join(r.st.Target, answer.Binary), bin, 0o755); err != nil {
 		return err
 	}
 	init := "/sbin/init"
@@ -273,7 +273,7 @@ func (r *runner) setup(s *sequence.Setup) error {
 	}
 	r.st.Setup = true
 	r.rep.Printf("  %s and %s written; the first boot runs setup before %s", answer.ConfigFile, answer.Binary, init)
-	return journal.SyncDir(dir)
+	return durable.SyncDir(dir)
 }
 
 func (r *runner) bootfiles(s *sequence.BootFiles) error {
@@ -383,7 +383,7 @@ func (r *runner) saveLog() {
 		}
 	}
 	name := filepath.Join(dir, "failure-"+time.Now().UTC().Format("20060102T150405Z")+".log")
-	if err := journal.WriteFile(name, r.log.Bytes(), 0o644); err != nil {
+	if err := durable.WriteFile(name, r.log.Bytes(), 0o644); err != nil {
 		r.rep.Printf("cannot save the log: %v", err)
 	} else {
 		r.rep.Printf("full log saved to %s", name)

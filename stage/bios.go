@@ -9,6 +9,7 @@ import (
 
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/durable"
 	"golang.org/x/sys/unix"
 )
 
@@ -142,7 +143,7 @@ func (o *Options) stageSyslinux(dir, backup string) error {
 			return err
 		}
 	}
-	return diskops.WriteFileSync(cfgPath, withPELabel(cfg, o.PECmdline()), 0o644)
+	return durable.WriteFile(cfgPath, withPELabel(cfg, o.PECmdline()), 0o644)
 }
 
 // runSyslinux stages the PE on the BIOS boot partition and arms

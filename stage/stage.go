@@ -34,6 +34,7 @@ import (
 
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/netstore"
 )
@@ -500,7 +501,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	entry := fmt.Sprintf("title minint PE (refresh)\nlinux /%[1]s/vmlinuz\ninitrd /%[1]s/initramfs.img\noptions %[2]s\n", bootloader.PEDir, o.PECmdline())
-	if err := diskops.WriteFileSync(filepath.Join(o.ESP, "loader/entries", bootloader.PEEntry), []byte(entry), 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Join(o.ESP, "loader/entries"), 0o755); err != nil {
+		return res, err
+	}
+	if err := durable.WriteFile(filepath.Join(o.ESP, "loader/entries", bootloader.PEEntry), []byte(entry), 0o644); err != nil {
 		return res, err
 	}
 	if err := unmount(); err != nil {
@@ -583,21 +587,13 @@ func copyFile(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
 	}
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	out, err := durable.Create(dst, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
+	defer out.Close()
+	if _, err := io.Copy(out, in); err != nil {
 		return fmt.Errorf("copying %s to %s: %w", src, dst, err)
 	}
-	return os.Rename(tmp, dst)
+	return out.Commit()
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/minint/minint/state/internal/fsx"
+	"github.com/minint/minint/internal/durable"
 )
 
 // user is one /etc/passwd line, split.
@@ -266,15 +266,27 @@ func (p *accountPlan) write(root string) error {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
 		data := []byte(strings.Join(lines, "\n") + "\n")
-		if err := fsx.WriteFileSync(name, data); err != nil {
-			return err
-		}
-		if err := os.Chown(name, uid, gid); err != nil {
-			return err
-		}
-		if err := os.Chmod(name, mode); err != nil {
+		if err := writeOwned(name, data, mode, uid, gid); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeOwned replaces name with data owned by uid:gid, the owner and mode
+// set before the rename so that a crash never leaves /etc/passwd or
+// /etc/shadow with the wrong ones.
+func writeOwned(name string, data []byte, mode os.FileMode, uid, gid int) error {
+	f, err := durable.Create(name, mode)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chown(uid, gid); err != nil {
+		return err
+	}
+	return f.Commit()
 }

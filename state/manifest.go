@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/minint/minint/state/internal/fsx"
+	"github.com/minint/minint/internal/durable"
 )
 
 // Sentinel errors, wrapped with the file and reason.
@@ -286,8 +286,8 @@ func writeManifest(storeDir string, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	if err := fsx.WriteFileSync(filepath.Join(storeDir, ManifestName), b); err != nil {
+	if err := durable.WriteFile(filepath.Join(storeDir, ManifestName), b, 0o600); err != nil {
 		return err
 	}
-	return fsx.WriteFileSync(filepath.Join(storeDir, IndexName), encodeIndex(b))
+	return durable.WriteFile(filepath.Join(storeDir, IndexName), encodeIndex(b), 0o600)
 }

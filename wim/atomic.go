@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // A WIM is written under a temporary name next to its final one and renamed
@@ -34,33 +35,48 @@ func createTemp(name string) (*os.File, error) {
 	return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
 }
 
-// commitTemp syncs and closes f, a file from createTemp, and renames it to
-// name; the directory is synced so that the rename survives a power cut.
-// On failure before the rename, f is removed.
+// commitTemp syncs f, a file from createTemp, renames it to name, syncs
+// and closes it; the directory is synced so that the rename survives a
+// power cut. The second sync is for vfat, which writes a renamed file's
+// directory entry (start cluster, size) only with its inode. On failure
+// before the rename, f is removed.
 func commitTemp(f *os.File, name string) error {
 	err := f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil {
 		err = os.Rename(f.Name(), name)
 	}
 	if err != nil {
+		f.Close()
 		os.Remove(f.Name())
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(name))
 }
 
-// syncDir makes the entries of dir durable.
+// syncDir makes the entries of dir durable. A file system that cannot
+// sync a directory says EINVAL or ENOTSUP (fs.ErrInvalid does not match
+// EINVAL); the rename is then as durable as it makes it. This mirrors
+// internal/durable, which package wim does not import (it imports nothing
+// of minint).
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
+	if err := d.Sync(); err != nil && !cannotSyncDir(err) {
 		return err
 	}
 	return nil
+}
+
+func cannotSyncDir(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, errors.ErrUnsupported)
 }

@@ -7,11 +7,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/redact"
 	"github.com/minint/minint/manifest"
@@ -118,10 +118,7 @@ func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Ent
 		}
 		c.logf("%s: resumed download does not verify (%v); downloading again from the start", shown, err)
 	}
-	if err := os.Rename(part, dest); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(dest))
+	return durable.Rename(part, dest)
 }
 
 // fetchPart makes one request, appending to part. It reports whether it
@@ -233,13 +230,4 @@ func parseContentRange(s string) (start, end, total int64, ok bool) {
 		}
 	}
 	return start, end, total, true
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

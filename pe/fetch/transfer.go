@@ -10,10 +10,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/redact"
 	"github.com/minint/minint/manifest"
@@ -496,13 +496,7 @@ func (t *Transfer) verify(whole hash.Hash, n int) {
 			os.Remove(t.part)
 			return fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", manifest.ErrChecksum, t.e.Path, got, t.e.SHA256)
 		}
-		if err := t.f.Sync(); err != nil {
-			return err
-		}
-		if err := os.Rename(t.part, t.dest); err != nil {
-			return err
-		}
-		return syncDir(filepath.Dir(t.dest))
+		return durable.Rename(t.part, t.dest)
 	}()
 	if err != nil {
 		t.fail(err)

@@ -2,19 +2,20 @@
 // PE booted again after a power cut or reboot resumes where it stopped.
 //
 // The journal is one JSON file in the staging folder of the target disk
-// (/minint/journal.json). Every update replaces it atomically: write a
-// temporary file, fsync it, rename it over the old one, fsync the directory.
+// (/minint/journal.json). Every update replaces it atomically through
+// internal/durable: write a temporary file, fsync it, rename it over the old
+// one, fsync the directory.
 // After a crash the file is therefore either the old or the new version,
 // never a mix.
 package journal
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/minint/minint/internal/durable"
 )
 
 // FileName is the journal's name inside the staging folder.
@@ -96,47 +97,5 @@ func Save(path string, j *Journal) error {
 	if err != nil {
 		return err
 	}
-	return WriteFile(path, append(b, '\n'), 0o644)
-}
-
-// WriteFile replaces path with data: temporary file, fsync, rename, fsync
-// of the directory.
-func WriteFile(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return SyncDir(dir)
-}
-
-// SyncDir makes a directory's entries (a rename, a new file) durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return durable.WriteFile(path, append(b, '\n'), 0o644)
 }

@@ -29,6 +29,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/webdav"
 	"github.com/minint/minint/state"
@@ -206,10 +207,10 @@ func Pull(ctx context.Context, src, dir string, opts Options) (*state.Manifest, 
 			opts.Progress(size)
 		}
 	}
-	if err := fsx.WriteFileSync(filepath.Join(dir, state.ManifestName), man); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, state.ManifestName), man, 0o600); err != nil {
 		return nil, err
 	}
-	if err := fsx.WriteFileSync(filepath.Join(dir, state.IndexName), idx); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, state.IndexName), idx, 0o600); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -230,38 +231,29 @@ func pullObject(ctx context.Context, b backend, sum string, size int64, local st
 	if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
 		return err
 	}
-	tmp := local + ".part"
 	err := b.get(ctx, state.ObjectPath(sum), func(r io.Reader) error {
-		out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		out, err := durable.Create(local, 0o600)
 		if err != nil {
 			return err
 		}
+		defer out.Close()
 		h := sha256.New()
 		// One byte more than expected shows an object that is too long.
-		n, err := fsx.SparseCopy(out, io.TeeReader(io.LimitReader(r, size+1), h))
-		if err == nil {
-			err = out.Sync()
+		n, err := fsx.SparseCopy(out.File, io.TeeReader(io.LimitReader(r, size+1), h))
+		if err != nil {
+			return err
 		}
-		if cerr := out.Close(); err == nil {
-			err = cerr
+		if got := hex.EncodeToString(h.Sum(nil)); got != sum || n != size {
+			return fmt.Errorf("%w: %s: object %s arrived as %d bytes with sha256 %s", state.ErrChecksum, b, sum, n, got)
 		}
-		if err == nil {
-			if got := hex.EncodeToString(h.Sum(nil)); got != sum || n != size {
-				err = fmt.Errorf("%w: %s: object %s arrived as %d bytes with sha256 %s", state.ErrChecksum, b, sum, n, got)
-			}
-		}
-		return err
+		return out.Commit()
 	})
 	if errors.Is(err, os.ErrNotExist) {
 		err = fmt.Errorf("%w: %s: object %s is missing", state.ErrIncomplete, b, sum)
 	} else if err != nil && !errors.Is(err, state.ErrChecksum) {
 		err = fmt.Errorf("%s: object %s: %w", b, sum, err)
 	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, local)
+	return err
 }
 
 type dirBackend string
@@ -299,33 +291,23 @@ func (d dirBackend) put(ctx context.Context, rel string, src io.ReaderAt, obj we
 	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 		return err
 	}
-	tmp := name + ".part"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := durable.Create(name, 0o600)
 	if err != nil {
 		return err
 	}
+	defer f.Close()
 	h := sha256.New()
-	n, err := fsx.SparseCopy(f, ctxReader{ctx, io.TeeReader(io.NewSectionReader(src, 0, obj.Size), h)})
-	if err == nil && n != obj.Size {
-		err = fmt.Errorf("wrote %d bytes, want %d", n, obj.Size)
-	}
-	if err == nil && hex.EncodeToString(h.Sum(nil)) != obj.SHA256 {
-		err = webdav.ErrChanged
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	n, err := fsx.SparseCopy(f.File, ctxReader{ctx, io.TeeReader(io.NewSectionReader(src, 0, obj.Size), h)})
 	if err != nil {
-		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
+	if n != obj.Size {
+		return fmt.Errorf("wrote %d bytes, want %d", n, obj.Size)
 	}
-	return fsx.SyncDir(filepath.Dir(name))
+	if hex.EncodeToString(h.Sum(nil)) != obj.SHA256 {
+		return webdav.ErrChanged
+	}
+	return f.Commit()
 }
 
 func (d dirBackend) del(ctx context.Context, rel string) error {

@@ -1,6 +1,10 @@
 // Command peguest is /init of a test PE (built by TestDeployInGuest): it
 // runs diskops and bootloader the way the PE does on a real machine, with the kernel's
-// partition nodes and vfat, and deploys a tiny system to the virtio disk.
+// partition nodes and vfat, and deploys a tiny system to the virtio disk
+// vda. Then it checks internal/durable on vfat and ext4 on the scratch disk
+// vdb and cuts the power (no sync) right after its last commit, so that
+// the host can check that what was committed survived and what was not
+// synced did not.
 package main
 
 import (
@@ -19,10 +23,15 @@ import (
 
 func main() {
 	err := run()
+	unix.Sync()
+	if err == nil {
+		err = durableCheck()
+	}
 	if err != nil {
 		fmt.Printf("PEGUEST: FAILED: %v\n", err)
 	}
-	unix.Sync()
+	// A power cut, deliberately without unix.Sync: vda's file systems are
+	// unmounted and synced; on vdb only what durable synced is on disk.
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 }
 
@@ -46,37 +55,16 @@ func run() error {
 		}
 	}
 	ctx := context.Background()
-	var disks []*diskops.Disk
-	var err error
-	for i := 0; i < 50; i++ { // the virtio disk appears asynchronously
-		if disks, err = diskops.Discover(ctx, diskops.DiscoverOptions{}); err == nil && len(disks) > 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	d, err := diskops.Select(disks, diskops.Rule{Transport: "virtio"})
+	d, err := waitDisk(ctx, "vda")
 	if err != nil {
 		return err
 	}
 	fmt.Printf("PEGUEST: selected %s\n", diskops.Describe(d))
-	t, err := diskops.OpenTarget(ctx, d.Path, diskops.TargetOptions{})
-	if err != nil {
-		return err
-	}
-	l, err := diskops.ParseLayout([]byte("partitions:\n  - {name: esp, size: 64M, type: esp, fs: vfat, label: ESP}\n  - {name: root, size: rest, type: linux, fs: ext4, label: root}\n"))
-	if err != nil {
-		return err
-	}
-	res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{})
+	res, fss, err := partition(ctx, d.Path, "partitions:\n  - {name: esp, size: 64M, type: esp, fs: vfat, label: ESP}\n  - {name: root, size: rest, type: linux, fs: ext4, label: root}\n")
 	if err != nil {
 		return err
 	}
 	fmt.Printf("PEGUEST: partition nodes %v\n", res.Nodes)
-	fss, err := diskops.FormatPartitions(ctx, t, res, false, nil)
-	if err != nil {
-		return err
-	}
-	t.Close()
 	root, err := diskops.Mount(res.Nodes[1], "/mnt/root", diskops.MountOptions{})
 	if err != nil {
 		return err
@@ -113,6 +101,41 @@ func run() error {
 	}
 	fmt.Printf("PEGUEST: DEPLOYED root=UUID=%s\n", fss[1].UUID)
 	return nil
+}
+
+// waitDisk finds the virtio disk name, which appears asynchronously.
+func waitDisk(ctx context.Context, name string) (*diskops.Disk, error) {
+	var err error
+	for i := 0; i < 50; i++ {
+		var disks []*diskops.Disk
+		if disks, err = diskops.Discover(ctx, diskops.DiscoverOptions{}); err == nil {
+			var d *diskops.Disk
+			if d, err = diskops.Select(disks, diskops.Rule{Name: name, Transport: "virtio"}); err == nil {
+				return d, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, err
+}
+
+// partition partitions and formats the disk at path as layout says.
+func partition(ctx context.Context, path, layout string) (*diskops.PartitionResult, []*diskops.Filesystem, error) {
+	t, err := diskops.OpenTarget(ctx, path, diskops.TargetOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer t.Close()
+	l, err := diskops.ParseLayout([]byte(layout))
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := diskops.Partition(ctx, t, l, diskops.PartitionOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	fss, err := diskops.FormatPartitions(ctx, t, res, false, nil)
+	return res, fss, err
 }
 
 func copyTree(src, dst string) error {

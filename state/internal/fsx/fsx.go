@@ -1,5 +1,6 @@
 // Package fsx holds the file helpers the state store and its network
-// transfer share: hashing, hole-keeping copies, durable writes.
+// transfer share: hashing, refusing non-regular files, hole-keeping copies.
+// Durable writes are internal/durable's.
 package fsx
 
 import (
@@ -8,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"syscall"
 )
 
@@ -82,38 +82,4 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// WriteFileSync replaces name with data so that a crash leaves either the
-// old file or the whole new one.
-func WriteFileSync(name string, data []byte) error {
-	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	return SyncDir(filepath.Dir(name))
-}
-
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
