@@ -465,7 +465,7 @@ func newDiskCleanCmd() *cobra.Command {
 			if *asJSON {
 				json.NewEncoder(r.Out).Encode(res)
 			} else {
-				fmt.Fprintf(r.Out, "deleted %s (%s); manifest %s\n", plural.Count(len(res.Entries)-len(res.Failed), "entry"), bytesize.Size(res.Bytes).Human(), res.Manifest)
+				fmt.Fprintf(r.Out, "deleted %s (%s); manifest %s\n", plural.Count(res.Deleted, "entry"), bytesize.Size(res.DeletedBytes).Human(), res.Manifest)
 			}
 		}
 		return err
