@@ -12,7 +12,6 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 	"github.com/minint/minint/netconf"
 )
 
@@ -139,7 +138,7 @@ func Parse(name string, src []byte) (*Sequence, error) {
 
 // parse reads and validates everything but the order of the steps.
 func parse(src []byte) (*Sequence, error) {
-	f, err := parser.ParseBytes(src, 0)
+	f, err := strictyaml.Parse(src)
 	if err != nil {
 		return nil, err
 	}
