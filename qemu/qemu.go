@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/minint/minint/bytesize"
+	"github.com/minint/minint/internal/child"
 	"io"
 	"os"
 	"os/exec"
@@ -283,7 +284,8 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	vm.cmd = cmd
 	vm.start = time.Now()
-	if err := cmd.Start(); err != nil {
+	// A guest must not outlive minint, even when minint is SIGKILLed.
+	if err := child.Start(cmd); err != nil {
 		if vm.logFile != nil {
 			vm.logFile.Close()
 		}

@@ -7,7 +7,6 @@ import (
 	"github.com/minint/minint/bytesize"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -61,7 +60,7 @@ func (c *diskCommon) discover(ctx context.Context) ([]*diskops.Disk, error) {
 }
 
 func diskContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt)
+	return signalContext()
 }
 
 func newDiskListCmd() *cobra.Command {

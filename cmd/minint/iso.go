@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -91,7 +89,7 @@ func newISOCmd() *cobra.Command {
 			return err
 		}
 		defer r.Close()
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		ctx, stop := signalContext()
 		defer stop()
 
 		var pe initramfs.PE
