@@ -38,3 +38,26 @@ func TestConditionalGuardsDoNotGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandRefusesNUL: execve would cut an argument at a NUL, so the
+// command run would not be the one the sequence shows.
+func TestCommandRefusesNUL(t *testing.T) {
+	for _, c := range []struct{ step, want string }{
+		{`{type: run, command: [/bin/rm, "-rf", "/tmp/x\0/"]}`, `command[2] "/tmp/x\x00/" contains a NUL byte`},
+		{`{type: run, command: ["/bin/ls\0x"]}`, "command[0]"},
+		{`{type: run, shell: "ls\0; rm -rf /"}`, "shell contains a NUL byte"},
+		{`{type: run, shell: ls, env: {"A\0B": x}}`, "env"},
+		{`{type: run, shell: ls, env: {A: "x\0y"}}`, "env"},
+		{`{type: run, shell: ls, env: {"A=B": x}}`, "env"},
+		{`{type: run, command: [/bin/echo, "a b"], env: {A: x}}`, ""},
+	} {
+		_, err := Parse("n.yaml", []byte(head+"  - "+c.step+"\n"))
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.step, err)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "n.yaml:3:") {
+			t.Errorf("%s: %v, want n.yaml:3:… %q", c.step, err, c.want)
+		}
+	}
+}

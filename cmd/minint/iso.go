@@ -75,6 +75,11 @@ func newISOCmd() *cobra.Command {
 			return usageErrorf("--capture-compress needs --capture")
 		}
 		if *seqFile != "" {
+			// The PE would refuse it at boot: refuse it now, before
+			// anything is built, with what `sequence check` says.
+			if _, err := sequence.LoadFile(*seqFile); err != nil {
+				return fmt.Errorf("--sequence: %w", err)
+			}
 			opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *seqFile, Dest: "sequence.yaml"})
 		}
 		for _, a := range *adds {
