@@ -59,7 +59,7 @@ type CleanResult struct {
 	// Deleted and DeletedBytes count what was actually deleted (a
 	// directory left because a child failed is not counted).
 	Deleted      int   `json:"deleted"`
-	DeletedBytes int64 `json:"deleted_bytes"`
+	DeletedBytes int64 `json:"deleted-bytes"`
 }
 
 // ErrPartial: some entries could not be deleted.
