@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/minint/minint/internal/child"
 	"os"
 	"os/exec"
 	"path"
@@ -48,7 +49,7 @@ func (e espImage) build(ctx context.Context, out string) (int64, error) {
 	run := func(name string, args ...string) error {
 		cmd := exec.CommandContext(ctx, e.tools[name], args...)
 		cmd.Env = env
-		if msg, err := cmd.CombinedOutput(); err != nil {
+		if msg, err := child.CombinedOutput(cmd); err != nil {
 			return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(msg))
 		}
 		return nil

@@ -707,7 +707,7 @@ func createDisk(path, format string, size int64) error {
 		if err != nil {
 			return fmt.Errorf("%w: qemu-img not found: install the Debian package qemu-utils (apt-get install qemu-utils)", ErrMissingHost)
 		}
-		if msg, err := exec.Command(img, "create", "-q", "-f", "qcow2", path, strconv.FormatInt(size, 10)).CombinedOutput(); err != nil {
+		if msg, err := child.CombinedOutput(exec.Command(img, "create", "-q", "-f", "qcow2", path, strconv.FormatInt(size, 10))); err != nil {
 			return fmt.Errorf("qemu-img create %s: %v: %s", path, err, bytes.TrimSpace(msg))
 		}
 		return nil

@@ -15,6 +15,7 @@
 package child
 
 import (
+	"bytes"
 	"os/exec"
 	"runtime"
 	"sync"
@@ -59,4 +60,21 @@ func Run(cmd *exec.Cmd) error {
 		return err
 	}
 	return cmd.Wait()
+}
+
+// Output is cmd.Output for a child that dies with this process.
+func Output(cmd *exec.Cmd) ([]byte, error) {
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	err := Run(cmd)
+	return out.Bytes(), err
+}
+
+// CombinedOutput is cmd.CombinedOutput for a child that dies with this
+// process.
+func CombinedOutput(cmd *exec.Cmd) ([]byte, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := Run(cmd)
+	return out.Bytes(), err
 }
