@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/minint/minint/internal/child"
 	"os"
 	"os/exec"
 	"path"
@@ -49,7 +48,7 @@ func (e espImage) build(ctx context.Context, out string) (int64, error) {
 	run := func(name string, args ...string) error {
 		cmd := exec.CommandContext(ctx, e.tools[name], args...)
 		cmd.Env = env
-		if msg, err := child.CombinedOutput(cmd); err != nil {
+		if msg, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(msg))
 		}
 		return nil

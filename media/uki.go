@@ -6,7 +6,6 @@ import (
 	"debug/pe"
 	"encoding/binary"
 	"fmt"
-	"github.com/minint/minint/internal/child"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,7 +72,7 @@ func (u UKI) Build(ctx context.Context, objcopy, tmpDir, out string) error {
 	}
 	args = append(args, u.Stub, out)
 	cmd := exec.CommandContext(ctx, objcopy, args...)
-	if msg, err := child.CombinedOutput(cmd); err != nil {
+	if msg, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("objcopy (building the UKI): %v: %s", err, bytes.TrimSpace(msg))
 	}
 	b, err := os.ReadFile(out)
