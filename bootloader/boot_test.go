@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/minint/minint/internal/child"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,7 +103,7 @@ func bootQEMU(t *testing.T, img, firmware string, persist bool) string {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err := child.Run(cmd) // no guest left behind by a killed test
 	s := out.String()
 	if !strings.Contains(s, "MININT-BOOTED") {
 		t.Fatalf("%s boot: no marker (%v); console tail:\n%s", firmware, err, tail(s, 3000))
@@ -424,7 +425,7 @@ func TestDeployInGuest(t *testing.T) {
 		"-no-reboot", "-net", "none", "-kernel", hk, "-initrd", initrdPath, "-append", "console=ttyS0 panic=-1",
 		"-drive", "file="+img+",format=raw,if=virtio", "-drive", "file="+scratch+",format=raw,if=virtio")
 	q.Stdout, q.Stderr = &out, &out
-	q.Run()
+	child.Run(q)
 	s := out.String()
 	m := regexp.MustCompile(`PEGUEST: DEPLOYED root=UUID=([0-9a-f-]{36})`).FindStringSubmatch(s)
 	if m == nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/minint/minint/internal/child"
 	"io"
 	"os"
 	"os/exec"
@@ -456,7 +457,7 @@ func InstallSyslinux(ctx context.Context, o SyslinuxOptions) (*BootResult, error
 			return res, fmt.Errorf("%s partition %d: installing syslinux: %w", o.Disk, o.Partition, err)
 		}
 	} else {
-		out, err := exec.CommandContext(ctx, p, "--install", "--directory", "/syslinux", "--offset", fmt.Sprint(part.Start), o.Disk).CombinedOutput()
+		out, err := child.CombinedOutput(exec.CommandContext(ctx, p, "--install", "--directory", "/syslinux", "--offset", fmt.Sprint(part.Start), o.Disk))
 		if err != nil {
 			return res, fmt.Errorf("syslinux --install: %v: %s", err, out)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/minint/minint/internal/child"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,10 +63,10 @@ func CaptureSyslinux(ctx context.Context, program string) (*SyslinuxPayload, err
 		return nil, err
 	}
 	// The installer moves its files into the directory, which must exist.
-	if out, err := exec.CommandContext(ctx, "mmd", "-i", img, "::/syslinux").CombinedOutput(); err != nil {
+	if out, err := child.CombinedOutput(exec.CommandContext(ctx, "mmd", "-i", img, "::/syslinux")); err != nil {
 		return nil, fmt.Errorf("mmd (mtools): %v: %s", err, out)
 	}
-	if out, err := exec.CommandContext(ctx, program, "--install", "--directory", "/syslinux", img).CombinedOutput(); err != nil {
+	if out, err := child.CombinedOutput(exec.CommandContext(ctx, program, "--install", "--directory", "/syslinux", img)); err != nil {
 		return nil, fmt.Errorf("%s --install: %v: %s", program, err, out)
 	}
 	v, err := openFAT32(f, 0)

@@ -56,6 +56,10 @@ type CleanResult struct {
 	// Failed lists entries that could not be deleted (immutable files,
 	// I/O errors); the error returned wraps all of them.
 	Failed []Skipped `json:"failed,omitempty"`
+	// Deleted and DeletedBytes count what was actually deleted (a
+	// directory left because a child failed is not counted).
+	Deleted      int   `json:"deleted"`
+	DeletedBytes int64 `json:"deleted-bytes"`
 }
 
 // ErrPartial: some entries could not be deleted.
@@ -104,6 +108,14 @@ func CleanAllBut(ctx context.Context, root string, o CleanOptions) (*CleanResult
 	if err := unix.Fstat(rootFd, &rst); err != nil {
 		return nil, err
 	}
+	sys := o.SysRoot
+	if sys == "" {
+		sys = "/"
+	}
+	ms := readMounts(sys)
+	if err := refuseRunningRoot(absRoot, &rst, sys, ms); err != nil {
+		return nil, err
+	}
 	if err := unix.Fstatat(rootFd, keep, &kst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil, fmt.Errorf("staging folder %s: %w (refusing to clean without it)", filepath.Join(absRoot, keep), err)
 	}
@@ -113,11 +125,7 @@ func CleanAllBut(ctx context.Context, root string, o CleanOptions) (*CleanResult
 
 	mounts := map[string]bool{}   // relative mount points below root
 	ancestor := map[string]bool{} // relative dirs containing a mount point
-	sys := o.SysRoot
-	if sys == "" {
-		sys = "/"
-	}
-	for _, m := range readMounts(sys) {
+	for _, m := range ms {
 		rel, err := filepath.Rel(absRoot, m.target)
 		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
 			continue
@@ -171,6 +179,64 @@ func CleanAllBut(ctx context.Context, root string, o CleanOptions) (*CleanResult
 		return res, fmt.Errorf("%w below %s: %s%s", ErrPartial, absRoot, plural.Count(len(res.Failed), "entry"), b.String())
 	}
 	return res, ctx.Err()
+}
+
+// refuseRunningRoot refuses a root that is the running system's root
+// filesystem under another name. Comparing paths is not enough: a bind
+// mount of / (or a second mount of its device) at /mnt/x has another path
+// but the same files, and a dry run there plans to delete the whole
+// running system. So the root's device and inode are compared with those
+// of the running root (sys, "/" outside tests), and a root reached through
+// a mount of the running root's device other than / itself (a bind mount
+// of / or of one of its directories) is refused too. A plain directory of
+// the running root under its own path (a chroot tree) stays allowed.
+func refuseRunningRoot(absRoot string, rst *unix.Stat_t, sys string, ms []mountEntry) error {
+	var sst unix.Stat_t
+	if err := unix.Stat(sys, &sst); err != nil {
+		return fmt.Errorf("stat of the running root %s: %w", sys, err)
+	}
+	if rst.Dev == sst.Dev && rst.Ino == sst.Ino {
+		return fmt.Errorf("%w: %s is the running system's root / (a bind mount or second mount of it); refusing to clean it", ErrUnsafePath, absRoot)
+	}
+	// The mount that holds absRoot: the longest mount point above it.
+	var in *mountEntry
+	for i := range ms {
+		t := ms[i].target
+		if t == absRoot || t == "/" || strings.HasPrefix(absRoot, strings.TrimSuffix(t, "/")+"/") {
+			if in == nil || len(t) >= len(in.target) {
+				in = &ms[i]
+			}
+		}
+	}
+	if in != nil && in.target != "/" && in.devnum == fmt.Sprintf("%d:%d", unix.Major(sst.Dev), unix.Minor(sst.Dev)) {
+		return fmt.Errorf("%w: %s lies on %s, a mount of the running system's root filesystem (device %s); refusing to clean it", ErrUnsafePath, absRoot, in.target, in.devnum)
+	}
+	return nil
+}
+
+// Inode flags from linux/fs.h (FS_IOC_GETFLAGS): an immutable file cannot
+// be unlinked, nor can anything be unlinked from an immutable or
+// append-only directory.
+const (
+	fsImmutableFl = 0x00000010
+	fsAppendFl    = 0x00000020
+)
+
+// clearNoDelete clears the immutable and append-only flags of fd, when
+// set: resolv.conf is often made immutable, and without this a clean would
+// fail on it after deleting everything else, and fail again on every retry.
+// Only ever called for entries of the root being cleaned (never inside the
+// staging folder), and only on regular files and directories: on a device
+// node the ioctl would reach the device's driver.
+func clearNoDelete(fd int) error {
+	fl, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return err
+	}
+	if fl&(fsImmutableFl|fsAppendFl) == 0 {
+		return nil
+	}
+	return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(fl&^(fsImmutableFl|fsAppendFl)))
 }
 
 type cleanWalker struct {
@@ -277,6 +343,9 @@ func (w *cleanWalker) remove(dirFd int, rel, keep string) {
 		return
 	}
 	for _, n := range names {
+		if w.ctx.Err() != nil {
+			return // interrupted: a rerun plans and deletes what is left
+		}
 		p := path.Join(rel, n)
 		if rel == "" && n == keep {
 			continue
@@ -302,17 +371,44 @@ func (w *cleanWalker) remove(dirFd int, rel, keep string) {
 		if isDir {
 			flags = unix.AT_REMOVEDIR
 		}
-		if err := unix.Unlinkat(dirFd, n, flags); err != nil {
+		err := unix.Unlinkat(dirFd, n, flags)
+		if err == unix.EPERM && w.clearFlags(dirFd, n, st.Mode) {
+			err = unix.Unlinkat(dirFd, n, flags)
+		}
+		if err != nil {
 			if isDir && err == unix.ENOTEMPTY && w.failedBelow(p) {
 				continue // the child's failure is the one to report
 			}
 			w.res.Failed = append(w.res.Failed, Skipped{p, err.Error()})
 			continue
 		}
+		w.res.Deleted++
+		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+			w.res.DeletedBytes += st.Size
+		}
 		if w.onDelete != nil {
 			w.onDelete(ManifestEntry{Path: p, Type: fileType(st.Mode), Size: st.Size})
 		}
 	}
+}
+
+// clearFlags clears what forbids unlinking n from dirFd: the immutable or
+// append-only flag of the directory itself or of n. It reports whether a
+// retry is worth it.
+func (w *cleanWalker) clearFlags(dirFd int, n string, mode uint32) bool {
+	cleared := clearNoDelete(dirFd) == nil
+	if t := mode & unix.S_IFMT; t == unix.S_IFREG || t == unix.S_IFDIR {
+		fd, err := unix.Openat(dirFd, n, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			var st unix.Stat_t
+			// The same entry still (not swapped for something else).
+			if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == t && clearNoDelete(fd) == nil {
+				cleared = true
+			}
+			unix.Close(fd)
+		}
+	}
+	return cleared
 }
 
 func (w *cleanWalker) failedBelow(p string) bool {

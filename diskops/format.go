@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"github.com/minint/minint/bytesize"
+	"github.com/minint/minint/internal/child"
 	"hash/crc32"
 	"os"
 	"os/exec"
@@ -180,7 +181,7 @@ func mkfsExt4(ctx context.Context, f *os.File, off, size int64, label, u string)
 		args = append(args, "-L", label)
 	}
 	args = append(args, f.Name(), strconv.FormatInt(size/1024, 10))
-	out, err := exec.CommandContext(ctx, "mkfs.ext4", args...).CombinedOutput()
+	out, err := child.CombinedOutput(exec.CommandContext(ctx, "mkfs.ext4", args...))
 	if err != nil {
 		return fmt.Errorf("mkfs.ext4: %v: %s", err, out)
 	}

@@ -44,7 +44,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/goccy/go-yaml"
+	"github.com/minint/minint/internal/strictyaml"
 	"github.com/minint/minint/kmod"
 )
 
@@ -110,7 +110,7 @@ func Open(dir string) (*Pack, error) {
 	p := &Pack{Dir: abs, Name: filepath.Base(abs)}
 	if b, err := os.ReadFile(filepath.Join(abs, "pack.yaml")); err == nil {
 		var c config
-		if err := yaml.UnmarshalWithOptions(b, &c, yaml.DisallowUnknownField()); err != nil {
+		if err := strictyaml.Unmarshal(b, &c); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrFormat, filepath.Join(dir, "pack.yaml"), err)
 		}
 		if c.Name != "" {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/minint/minint/internal/child"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,7 +239,7 @@ func boot(t *testing.T, pe *PE, cmdline string, qemuArgs ...string) bootResult {
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := child.Start(cmd); err != nil { // no guest left behind by a killed test
 		t.Fatal(err)
 	}
 	var (

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/minint/minint/internal/child"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -109,7 +110,7 @@ func goCmd(ctx context.Context, dir string, args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), goEnv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := child.Output(cmd)
 	if err != nil {
 		return "", fmt.Errorf("go %s (in %s): %v: %s", strings.Join(args[:1], " "), dir, err, strings.TrimSpace(stderr.String()))
 	}

@@ -95,6 +95,23 @@ func (m *Manifest) File(p string) (*Entry, bool) {
 	return nil, false
 }
 
+// The PE fetches a package's files into its staging folder next to the
+// manifest, its signature and the engine's journal (pe/journal.FileName):
+// an entry with one of these names would overwrite them.
+var reserved = map[string]bool{FileName: true, SignatureName: true, "journal.json": true}
+
+// MaxFileSize bounds an entry's size (1 PiB): far beyond any image, and
+// small enough that sizes and chunk counts computed from it cannot
+// overflow an int64.
+const MaxFileSize = 1 << 50
+
+// lowerHex reports whether s is a SHA-256 in lower-case hex, the only
+// spelling a computed hash is ever compared with.
+func lowerHex(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size && hex.EncodeToString(b) == s
+}
+
 func (m *Manifest) validate() error {
 	if m.Version != 1 {
 		return fmt.Errorf("%w: version %d (want 1)", ErrFormat, m.Version)
@@ -103,9 +120,16 @@ func (m *Manifest) validate() error {
 		return fmt.Errorf("%w: no files", ErrFormat)
 	}
 	seen := map[string]bool{}
+	var total int64
 	for _, e := range m.Files {
-		if e.Path == "" || path.IsAbs(e.Path) || path.Clean(e.Path) != e.Path || strings.HasPrefix(e.Path, "../") || e.Path == ".." || strings.Contains(e.Path, "\\") {
+		if e.Path == "" || e.Path == "." || path.IsAbs(e.Path) || path.Clean(e.Path) != e.Path || strings.HasPrefix(e.Path, "../") || e.Path == ".." || strings.Contains(e.Path, "\\") {
 			return fmt.Errorf("%w: file path %q is not a clean relative path", ErrFormat, e.Path)
+		}
+		if strings.IndexFunc(e.Path, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			return fmt.Errorf("%w: file path %q contains a control character (NUL, newline…)", ErrFormat, e.Path)
+		}
+		if reserved[e.Path] {
+			return fmt.Errorf("%w: file path %q is reserved for the staging folder's own files", ErrFormat, e.Path)
 		}
 		if seen[e.Path] {
 			return fmt.Errorf("%w: %s listed twice", ErrFormat, e.Path)
@@ -114,19 +138,29 @@ func (m *Manifest) validate() error {
 		if e.Size < 0 {
 			return fmt.Errorf("%w: %s: negative size", ErrFormat, e.Path)
 		}
-		if b, err := hex.DecodeString(e.SHA256); err != nil || len(b) != sha256.Size {
-			return fmt.Errorf("%w: %s: sha256 %q is not 64 hex digits", ErrFormat, e.Path, e.SHA256)
+		if e.Size > MaxFileSize {
+			return fmt.Errorf("%w: %s: size %d is more than %d", ErrFormat, e.Path, e.Size, int64(MaxFileSize))
+		}
+		if total += e.Size; total > MaxFileSize {
+			return fmt.Errorf("%w: the files add up to more than %d bytes", ErrFormat, int64(MaxFileSize))
+		}
+		if !lowerHex(e.SHA256) {
+			return fmt.Errorf("%w: %s: sha256 %q is not 64 lower-case hex digits", ErrFormat, e.Path, e.SHA256)
 		}
 		if e.ChunkSize != 0 || len(e.Chunks) != 0 {
 			if e.ChunkSize <= 0 {
 				return fmt.Errorf("%w: %s: chunks without a chunk_size", ErrFormat, e.Path)
 			}
-			if want := (e.Size + e.ChunkSize - 1) / e.ChunkSize; int64(len(e.Chunks)) != want {
+			want := e.Size / e.ChunkSize // no e.Size+e.ChunkSize-1: it could overflow
+			if e.Size%e.ChunkSize != 0 {
+				want++
+			}
+			if int64(len(e.Chunks)) != want {
 				return fmt.Errorf("%w: %s: %d chunk hashes, want %d", ErrFormat, e.Path, len(e.Chunks), want)
 			}
 			for _, c := range e.Chunks {
-				if b, err := hex.DecodeString(c); err != nil || len(b) != sha256.Size {
-					return fmt.Errorf("%w: %s: chunk hash %q is not 64 hex digits", ErrFormat, e.Path, c)
+				if !lowerHex(c) {
+					return fmt.Errorf("%w: %s: chunk hash %q is not 64 lower-case hex digits", ErrFormat, e.Path, c)
 				}
 			}
 		}

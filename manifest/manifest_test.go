@@ -88,6 +88,20 @@ func TestVerifyRejectsBadManifest(t *testing.T) {
 		"no image file": `{"version":1,"image":{"file":"y","index":1},"files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
 		"chunk count":   `{"version":1,"files":[{"path":"x","size":10,"sha256":"` + h + `","chunk_size":4,"chunks":["` + h + `"]}]}`,
 		"version":       `{"version":2,"files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
+		// Names that are no file, or the staging folder's own files.
+		"dot":       `{"version":1,"files":[{"path":".","size":1,"sha256":"` + h + `"}]}`,
+		"journal":   `{"version":1,"files":[{"path":"journal.json","size":1,"sha256":"` + h + `"}]}`,
+		"manifest":  `{"version":1,"files":[{"path":"manifest.json","size":1,"sha256":"` + h + `"}]}`,
+		"signature": `{"version":1,"files":[{"path":"manifest.sig","size":1,"sha256":"` + h + `"}]}`,
+		"NUL":       `{"version":1,"files":[{"path":"a\u0000b","size":1,"sha256":"` + h + `"}]}`,
+		"newline":   `{"version":1,"files":[{"path":"a\nb","size":1,"sha256":"` + h + `"}]}`,
+		// Hashes that can never match a computed (lower-case) one.
+		"upper-case hash":  `{"version":1,"files":[{"path":"x","size":1,"sha256":"` + strings.ToUpper(h) + `"}]}`,
+		"upper-case chunk": `{"version":1,"files":[{"path":"x","size":4,"sha256":"` + h + `","chunk_size":4,"chunks":["` + strings.ToUpper(h) + `"]}]}`,
+		// Sizes whose arithmetic overflows: size+chunk_size-1 wrapped to
+		// zero chunks expected, and zero given.
+		"size near MaxInt64": `{"version":1,"files":[{"path":"x","size":9223372036854775807,"sha256":"` + h + `","chunk_size":9223372036854775807}]}`,
+		"sizes adding up":    `{"version":1,"files":[{"path":"x","size":1000000000000000,"sha256":"` + h + `"},{"path":"y","size":1000000000000000,"sha256":"` + h + `"}]}`,
 	} {
 		if _, err := Verify([]byte(js), sign.Sign([]byte(js), priv), pub); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: err = %v, want ErrFormat", name, err)

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/minint/minint/internal/child"
 	"io"
 	"net"
 	"os"
@@ -208,7 +209,7 @@ http { access_log off; client_body_temp_path %[1]s/tmp; proxy_temp_path %[1]s/tm
 	os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644)
 	cmd := exec.Command(bin, "-c", filepath.Join(prefix, "nginx.conf"), "-p", prefix, "-g", "daemon off;")
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	if err := child.Start(cmd); err != nil { // no nginx left behind by a killed test
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })

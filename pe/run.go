@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/minint/minint/bytesize"
+	"github.com/minint/minint/internal/child"
 	"io"
 	"os"
 	"os/exec"
@@ -332,7 +333,8 @@ func (r *runner) run(s *sequence.Command) error {
 	}
 	out := &lineWriter{f: func(l string) { r.rep.Printf("  | %s", l) }}
 	cmd.Stdout, cmd.Stderr = out, out
-	err := cmd.Run()
+	// A command must not outlive the engine (a crashed or killed peinit).
+	err := child.Run(cmd)
 	out.flush()
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("%s: timed out after %s", argv[0], s.Timeout)

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/minint/minint/bytesize"
+	"github.com/minint/minint/internal/child"
 	"io"
 	"os"
 	"os/exec"
@@ -283,7 +284,8 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	vm.cmd = cmd
 	vm.start = time.Now()
-	if err := cmd.Start(); err != nil {
+	// A guest must not outlive minint, even when minint is SIGKILLed.
+	if err := child.Start(cmd); err != nil {
 		if vm.logFile != nil {
 			vm.logFile.Close()
 		}
@@ -705,7 +707,7 @@ func createDisk(path, format string, size int64) error {
 		if err != nil {
 			return fmt.Errorf("%w: qemu-img not found: install the Debian package qemu-utils (apt-get install qemu-utils)", ErrMissingHost)
 		}
-		if msg, err := exec.Command(img, "create", "-q", "-f", "qcow2", path, strconv.FormatInt(size, 10)).CombinedOutput(); err != nil {
+		if msg, err := child.CombinedOutput(exec.Command(img, "create", "-q", "-f", "qcow2", path, strconv.FormatInt(size, 10))); err != nil {
 			return fmt.Errorf("qemu-img create %s: %v: %s", path, err, bytes.TrimSpace(msg))
 		}
 		return nil

@@ -12,7 +12,6 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 	"github.com/minint/minint/netconf"
 )
 
@@ -139,7 +138,7 @@ func Parse(name string, src []byte) (*Sequence, error) {
 
 // parse reads and validates everything but the order of the steps.
 func parse(src []byte) (*Sequence, error) {
-	f, err := parser.ParseBytes(src, 0)
+	f, err := strictyaml.Parse(src)
 	if err != nil {
 		return nil, err
 	}
@@ -292,6 +291,12 @@ func checkOrder(seq *Sequence) error {
 	// An in-place refresh (mount existing) has its own rules: see
 	// package pe (refresh.go) for why this order is the fail-safe one.
 	var existing, haveCapture, haveClean, stageFetch bool
+	// A step with when: may not run, and a guard that may not run does not
+	// guard: what clean (and apply-image in a refresh) rely on must come
+	// from steps without when:. A conditional step still counts where its
+	// presence is the danger (a clean before capture-state).
+	var guardExisting, guardCapture, guardFetch, guardClean bool
+	const conditional = " (a step with when: may not run: it guards nothing)"
 	for _, st := range seq.Steps {
 		if m, ok := st.(*Mount); ok && m.Existing {
 			existing = true
@@ -299,6 +304,7 @@ func checkOrder(seq *Sequence) error {
 	}
 	for _, st := range seq.Steps {
 		b := st.Base()
+		always := b.When.Src == ""
 		bad := func(format string, a ...any) error {
 			return &strictyaml.Error{Line: b.Line, Msg: fmt.Sprintf("step %q: ", b.Name) + fmt.Sprintf(format, a...)}
 		}
@@ -335,6 +341,7 @@ func checkOrder(seq *Sequence) error {
 				return bad("mount needs a partition step before it")
 			}
 			haveMount = true
+			guardExisting = guardExisting || (always && st.(*Mount).Existing)
 		case *CaptureState:
 			if !haveMount {
 				return bad("capture-state needs a mount step before it (it captures from the mounted root)")
@@ -343,6 +350,7 @@ func checkOrder(seq *Sequence) error {
 				return bad("capture-state after clean would capture the emptied root over the good state (move it before clean)")
 			}
 			haveCapture = true
+			guardCapture = guardCapture || always
 		case *Clean:
 			switch {
 			case !existing:
@@ -353,8 +361,15 @@ func checkOrder(seq *Sequence) error {
 				return bad("clean needs a capture-state step before it: the user state must be captured before anything is deleted")
 			case haveApply:
 				return bad("clean after apply-image would delete the applied system")
+			case !guardExisting:
+				return bad("clean needs the mount of the existing root (existing: true) to run unconditionally before it" + conditional)
+			case !guardFetch:
+				return bad("clean needs a staging fetch step that runs unconditionally before it" + conditional)
+			case !guardCapture:
+				return bad("clean needs a capture-state step that runs unconditionally before it" + conditional)
 			}
 			haveClean = true
+			guardClean = guardClean || always
 		case *Fetch:
 			if f := st.(*Fetch); !haveMount && f.Mode != "stream" && !strings.HasPrefix(f.Manifest, "medium:") {
 				return bad("fetch stages into the target disk's /minint folder, so it needs a mount step before it (or mode: stream)")
@@ -362,10 +377,14 @@ func checkOrder(seq *Sequence) error {
 			haveFetch = true
 			if f := st.(*Fetch); f.Mode != "stream" {
 				stageFetch = true
+				guardFetch = guardFetch || always
 			}
 		case *ApplyImage:
 			if existing && !haveClean {
 				return bad("in a refresh, apply-image needs a clean step before it (clean makes the PE the boot default before anything is deleted)")
+			}
+			if existing && !guardClean {
+				return bad("in a refresh, apply-image needs a clean step that runs unconditionally before it" + conditional)
 			}
 			if !haveFetch {
 				return bad("apply-image needs a fetch step before it")

@@ -439,6 +439,21 @@ func (s *Command) check(m *ast.MappingNode) error {
 	if len(s.Command) > 0 && s.Command[0] == "" {
 		return nodeErr(field(m, "command"), "command[0] is empty")
 	}
+	// execve takes C strings: a NUL would cut an argument (or the
+	// environment) short, so the command run would not be the one shown.
+	for i, a := range s.Command {
+		if strings.IndexByte(a, 0) >= 0 {
+			return nodeErr(field(m, "command"), "command[%d] %q contains a NUL byte", i, a)
+		}
+	}
+	if strings.IndexByte(s.Shell, 0) >= 0 {
+		return nodeErr(field(m, "shell"), "shell contains a NUL byte")
+	}
+	for k, v := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
+			return nodeErr(field(m, "env"), "env %q: a name must be non-empty without = or NUL, a value without NUL", k)
+		}
+	}
 	if s.Timeout == 0 {
 		s.Timeout = Duration(time.Hour)
 	}

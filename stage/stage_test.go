@@ -217,11 +217,17 @@ func TestCountdown(t *testing.T) {
 func TestStageCaptureFailureArmsNothing(t *testing.T) {
 	needRoot(t)
 	o, _ := fakeSystem(t)
-	// A state path behind a symlink is refused by the capture.
-	os.Symlink("/etc", filepath.Join(o.Root, "linked"))
+	// A state path behind a symlink is refused by the capture. The link
+	// and what it leads to are the fake system's own (not the host's
+	// /etc/ssh, which a host may lack).
+	if err := os.MkdirAll(filepath.Join(o.Root, "etc/ssh"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(o.Root, "etc/ssh/ssh_host_ed25519_key"), []byte("key"), 0o600)
+	os.Symlink("etc", filepath.Join(o.Root, "linked"))
 	o.Spec.Paths = []string{"/linked/ssh"}
-	if _, err := Run(context.Background(), o); err == nil {
-		t.Fatal("capture through a symlink accepted")
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("capture through a symlink: %v", err)
 	}
 	for _, p := range []string{"minint/state", "minint/pe", "boot/efi/loader/entries/minint-pe.conf"} {
 		if _, err := os.Stat(filepath.Join(o.Root, p)); !os.IsNotExist(err) {

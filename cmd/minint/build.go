@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -83,7 +80,7 @@ func newBuildCmd() *cobra.Command {
 		}
 		cfg.Log = func(format string, a ...any) { r.Printf(format, a...) }
 
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		ctx, stop := signalContext()
 		defer stop()
 		start := time.Now()
 		r.Emit(progress.Event{Kind: "step", Op: "build", State: "start"})

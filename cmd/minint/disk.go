@@ -7,7 +7,6 @@ import (
 	"github.com/minint/minint/bytesize"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -61,7 +60,7 @@ func (c *diskCommon) discover(ctx context.Context) ([]*diskops.Disk, error) {
 }
 
 func diskContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt)
+	return signalContext()
 }
 
 func newDiskListCmd() *cobra.Command {
@@ -465,7 +464,7 @@ func newDiskCleanCmd() *cobra.Command {
 			if *asJSON {
 				json.NewEncoder(r.Out).Encode(res)
 			} else {
-				fmt.Fprintf(r.Out, "deleted %s (%s); manifest %s\n", plural.Count(len(res.Entries)-len(res.Failed), "entry"), bytesize.Size(res.Bytes).Human(), res.Manifest)
+				fmt.Fprintf(r.Out, "deleted %s (%s); manifest %s\n", plural.Count(res.Deleted, "entry"), bytesize.Size(res.DeletedBytes).Human(), res.Manifest)
 			}
 		}
 		return err

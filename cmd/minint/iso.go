@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -80,6 +78,11 @@ func newISOCmd() *cobra.Command {
 			return usageErrorf("--capture-compress needs --capture")
 		}
 		if *seqFile != "" {
+			// The PE would refuse it at boot: refuse it now, before
+			// anything is built, with what `sequence check` says.
+			if _, err := sequence.LoadFile(*seqFile); err != nil {
+				return fmt.Errorf("--sequence: %w", err)
+			}
 			opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *seqFile, Dest: "sequence.yaml"})
 		}
 		for _, a := range *adds {
@@ -94,7 +97,7 @@ func newISOCmd() *cobra.Command {
 			return err
 		}
 		defer r.Close()
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		ctx, stop := signalContext()
 		defer stop()
 
 		var pe initramfs.PE

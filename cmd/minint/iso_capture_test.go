@@ -37,3 +37,27 @@ func TestISOCaptureBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestISORefusesBadSequence: `minint iso --sequence` refuses, before
+// building anything, a sequence that `sequence check` refuses (the PE
+// would only refuse it at boot), with the file, line and column.
+func TestISORefusesBadSequence(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "m.iso")
+	for name, src := range map[string]string{
+		"clean-first.yaml": "version: 1\nsteps:\n  - {type: mount, existing: true}\n  - {type: clean}\n",
+		"nul.yaml":         "version: 1\nsteps:\n  - type: run\n    command: [/bin/echo, \"a\\0b\"]\n",
+		"deep.yaml":        "version: 1\nsteps: " + strings.Repeat("[", 5000) + "\n",
+	} {
+		seq := filepath.Join(dir, name)
+		os.WriteFile(seq, []byte(src), 0o644)
+		var stdout, stderr bytes.Buffer
+		code := runMain([]string{"iso", "-o", out, "--pe-dir", dir, "--sequence", seq}, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), "--sequence: "+seq+":") {
+			t.Errorf("%s: exit %d, stderr %q; want exit 1 naming the file and place", name, code, stderr.String())
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Fatalf("%s: an ISO was written", name)
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"github.com/minint/minint/bytesize"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
@@ -99,7 +98,7 @@ func newQEMUCmd() *cobra.Command {
 			}
 		}
 		jw := out.Events()
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		ctx, stop := signalContext()
 		defer stop()
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()

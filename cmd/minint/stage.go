@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -75,7 +72,7 @@ func newStageCmd() *cobra.Command {
 		}
 		defer r.Close()
 		o.Log = r.Log
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+		ctx, stop := signalContext()
 		defer stop()
 
 		var seqBad []string

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/signal"
 
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/plural"
@@ -13,7 +11,6 @@ import (
 	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/netstore"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 )
 
 // The state group works with user-state stores directly: what `minint
@@ -35,7 +32,7 @@ func init() {
 }
 
 func stateCtx() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+	return signalContext()
 }
 
 func newStateCaptureCmd() *cobra.Command {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"sort"
@@ -49,7 +48,7 @@ func init() {
 // SIGPIPE when its output pipe is closed: a verb then stops, removes what
 // it was writing and fails, instead of dying half-way.
 func wimContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM, unix.SIGHUP, unix.SIGPIPE)
+	return signalContext()
 }
 
 // lowGC lowers the garbage collector's target (unless GOGC says

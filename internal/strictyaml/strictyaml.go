@@ -22,6 +22,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 )
@@ -85,12 +86,69 @@ func wrap(err error) error {
 	return err
 }
 
+// Limits on a document, checked before it is parsed. goccy/go-yaml's
+// parser takes time and memory quadratic in the nesting depth (200 KB of
+// "[" took 15 GB) and its lexer some hundred bytes per byte of input; a
+// sequence, layout, rule or answer file is a few kilobytes, nested a few
+// levels, and whoever can write one must not be able to exhaust the PE's
+// memory with it.
+const (
+	MaxSize  = 1 << 20
+	MaxDepth = 64
+)
+
+// Parse parses b after checking it against MaxSize and MaxDepth. It is
+// the only way minint parses YAML.
+func Parse(b []byte) (*ast.File, error) {
+	if len(b) > MaxSize {
+		return nil, &Error{Msg: fmt.Sprintf("the document is %d bytes, more than the %d a YAML document may have", len(b), MaxSize)}
+	}
+	tks := lexer.Tokenize(string(b))
+	if err := checkDepth(tks); err != nil {
+		return nil, err
+	}
+	f, err := parser.Parse(tks, 0)
+	return f, wrap(err)
+}
+
+// checkDepth bounds the nesting depth, from the tokens alone (the lexer is
+// linear): flow collections ([ {) count one level each; block collections
+// are found by columns, as the parser finds them: a line's first token and
+// each "-" or "?" nest below the open ones left of them. Comments do not
+// count: one at column 1 must not reset the count.
+func checkDepth(tks token.Tokens) error {
+	flow, line := 0, 0
+	var cols []int // columns of the open block collections
+	for _, tk := range tks {
+		if tk.Type == token.CommentType || tk.Position == nil {
+			continue
+		}
+		if flow == 0 && (tk.Position.Line != line || tk.Type == token.SequenceEntryType || tk.Type == token.MappingKeyType) {
+			for len(cols) > 0 && cols[len(cols)-1] >= tk.Position.Column {
+				cols = cols[:len(cols)-1]
+			}
+			cols = append(cols, tk.Position.Column)
+		}
+		line = tk.Position.Line
+		switch tk.Type {
+		case token.SequenceStartType, token.MappingStartType:
+			flow++
+		case token.SequenceEndType, token.MappingEndType:
+			flow = max(0, flow-1)
+		}
+		if len(cols)+flow > MaxDepth {
+			return errorAt(tk, fmt.Sprintf("nested more than %d levels deep", MaxDepth))
+		}
+	}
+	return nil
+}
+
 // Unmarshal decodes the one YAML document in b into v (a pointer),
 // checking its keys first.
 func Unmarshal(b []byte, v any) error {
-	f, err := parser.ParseBytes(b, 0)
+	f, err := Parse(b)
 	if err != nil {
-		return wrap(err)
+		return err
 	}
 	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
 		return &Error{Msg: fmt.Sprintf("want one YAML document, found %d", len(f.Docs))}

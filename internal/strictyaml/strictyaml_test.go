@@ -126,3 +126,57 @@ func TestKebab(t *testing.T) {
 		}
 	}
 }
+
+// TestParseBounds: documents too big or nested too deep are refused before
+// the parser sees them (200 KB of "[" took 15 GB), with the place.
+func TestParseBounds(t *testing.T) {
+	stair := func(n int) string { // block mappings, each key indented one more
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			b.WriteString(strings.Repeat(" ", i) + "k:\n")
+		}
+		return b.String()
+	}
+	for _, c := range []struct {
+		name, doc, err string
+	}{
+		{"flow sequences", strings.Repeat("[", 200<<10), "1:64: nested more than 64 levels deep"},
+		{"flow mappings", "a: " + strings.Repeat("{b: ", 100), "1:"},
+		{"closed flow", "a: " + strings.Repeat("[", 65) + strings.Repeat("]", 65), "1:67: nested more than 64 levels deep"},
+		{"block dashes", strings.Repeat("- ", 200<<10), "1:129: nested more than 64 levels deep"},
+		{"block mappings", stair(100), "65:65: nested more than 64 levels deep"},
+		{"comments do not reset", stairDashes(100), "nested more than 64 levels deep"},
+		{"too big", "a: " + strings.Repeat("x", MaxSize), "more than the 1048576 a YAML document may have"},
+		{"deep but allowed", "a: " + strings.Repeat("[", 60) + strings.Repeat("]", 60), ""},
+		{"brackets in strings", "a: \"" + strings.Repeat("[", 1000) + "\"\nb: '" + strings.Repeat("{", 1000) + "'\nc: |\n  " + strings.Repeat("[", 1000) + "\n", ""},
+		{"many flat entries", strings.Repeat("- [a, {b: c}]\n", 2000), ""},
+	} {
+		_, err := Parse([]byte(c.doc))
+		if c.err == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		var e *Error
+		if !errors.As(err, &e) || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.err)
+		}
+	}
+	// Unmarshal, the entry point of layouts, rules and the rest, applies
+	// the same bounds.
+	var v any
+	if err := Unmarshal([]byte(strings.Repeat("[", 200<<10)), &v); err == nil || !strings.Contains(err.Error(), "nested more than") {
+		t.Errorf("Unmarshal: %v", err)
+	}
+}
+
+// stairDashes nests block sequences over n lines, with a comment at column
+// 1 between every two: the count must not restart at the comments.
+func stairDashes(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString(strings.Repeat(" ", i) + "-\n#\n")
+	}
+	return b.String()
+}

@@ -8,6 +8,7 @@ package testnginx
 import (
 	"errors"
 	"fmt"
+	"github.com/minint/minint/internal/child"
 	"net"
 	"net/http"
 	"os"
@@ -174,7 +175,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.cmd.Stdout, s.cmd.Stderr = stderr, stderr
-	err = s.cmd.Start()
+	err = child.Start(s.cmd) // no nginx left behind by a killed test
 	stderr.Close()
 	if err != nil {
 		s.mu.Unlock()
