@@ -49,6 +49,11 @@ type RestoreState struct {
 	Store string `yaml:"store" json:"store,omitempty"`
 	// Copy copies files out of the store instead of hard-linking them.
 	Copy bool `yaml:"copy" json:"copy,omitempty"`
+	// Paths are the absolute paths beyond the captured users' homes whose
+	// captured contents are restored (those capture-state or stage took
+	// with paths:, /root for root-home). Anything else in the store is
+	// left out with a warning: the store does not decide where it writes.
+	Paths []string `yaml:"paths" json:"paths,omitempty"`
 	// KeepStaging keeps Dir after a successful setup. By default, once the
 	// state is restored and verified and the result written, Dir is removed
 	// except for what is copied to LogDir.
@@ -210,6 +215,11 @@ func (a *Answer) Validate() error {
 		for _, p := range []struct{ n, v string }{{"store", r.Store}, {"log-dir", r.LogDir}} {
 			if p.v != "" && (!path.IsAbs(p.v) || path.Clean(p.v) != p.v || p.v == "/") {
 				return invalid("restore-state: %s %q must be absolute and clean", p.n, p.v)
+			}
+		}
+		for _, p := range r.Paths {
+			if !path.IsAbs(p) || path.Clean(p) != p || p == "/" || p == Dir || strings.HasPrefix(p, Dir+"/") {
+				return invalid("restore-state: path %q must be absolute, clean, not / and not in %s", p, Dir)
 			}
 		}
 		if ld := r.LogDirOrDefault(); ld == Dir || strings.HasPrefix(ld, Dir+"/") {

@@ -134,9 +134,12 @@ func setup(root, config string, out io.Writer) (*answer.Config, error) {
 func restoreState(root string, rs *answer.RestoreState, out io.Writer) error {
 	store := filepath.Join(root, rs.StoreDir())
 	fmt.Fprintf(out, "restoring user state from %s\n", rs.StoreDir())
-	rep, err := state.Restore(context.Background(), store, root, state.RestoreOptions{Copy: rs.Copy})
+	rep, err := state.Restore(context.Background(), store, root, state.RestoreOptions{Copy: rs.Copy, Paths: rs.Paths})
 	if err != nil {
 		return fmt.Errorf("restore-state: %w", err)
+	}
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(out, "warning: restore-state: %s\n", w)
 	}
 	fmt.Fprintf(out, "restored user state: %d entries, %d files (%d linked from the store), %d hard links, %d bytes; users added: %s\n",
 		rep.Entries, rep.Files, rep.Linked, rep.HardLinks, rep.Bytes, strings.Join(rep.UsersAdded, " "))

@@ -38,7 +38,7 @@ func TestRestoreState(t *testing.T) {
 				os.WriteFile(filepath.Join(r, p), []byte(c), 0o644)
 			}
 		}
-		treetest.Generate(t, filepath.Join(old, "home/ann"), treetest.Options{Seed: 3, Small: true})
+		treetest.Generate(t, filepath.Join(old, "home/ann"), treetest.Options{Seed: 3, Small: true, Owner: &treetest.Owner{UID: 1000, GID: 1000}})
 		m, err := state.Capture(context.Background(), old, filepath.Join(root, "minint/state"), state.Spec{})
 		if err != nil {
 			t.Fatal(err)

@@ -156,15 +156,19 @@ func newStateRestoreCmd() *cobra.Command {
 	root := fs.String("root", "", "root `DIR` to restore into (required: never defaults to /)")
 	cp := fs.Bool("copy", false, "copy files out of the store instead of hard-linking them")
 	noAccounts := fs.Bool("no-accounts", false, "do not merge the captured accounts")
+	paths := fs.StringArray("path", nil, "absolute `PATH` beyond the users' homes to restore from the store (repeatable; what was captured with --state-path)")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		if *root == "" {
 			return usageErrorf("--root DIR is required (it never defaults to /)")
 		}
 		ctx, stop := stateCtx()
 		defer stop()
-		rep, err := state.Restore(ctx, fs.Arg(0), *root, state.RestoreOptions{Copy: *cp, NoAccounts: *noAccounts})
+		rep, err := state.Restore(ctx, fs.Arg(0), *root, state.RestoreOptions{Copy: *cp, NoAccounts: *noAccounts, Paths: *paths})
 		if err != nil {
 			return err
+		}
+		for _, w := range rep.Warnings {
+			fmt.Fprintf(c.ErrOrStderr(), "warning: %s\n", w)
 		}
 		b, _ := json.Marshal(rep)
 		fmt.Fprintln(c.OutOrStdout(), string(b))

@@ -24,6 +24,9 @@ func TestStateCommands(t *testing.T) {
 			os.WriteFile(filepath.Join(r, p), []byte(c), 0o644)
 		}
 	}
+	for _, p := range []string{"home/ann", "home/ann/doc"} {
+		os.Chown(filepath.Join(old, p), 1000, 1000) // a restore takes only the user's own files from a home
+	}
 	store, share, pulled := filepath.Join(old, "minint/state"), filepath.Join(work, "share"), filepath.Join(work, "pulled")
 	run := func(want int, args ...string) string {
 		t.Helper()

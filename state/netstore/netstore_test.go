@@ -30,8 +30,9 @@ func makeRoot(t *testing.T, dir string, small bool) {
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/sh\nbob:x:1002:1002::/home/bob:/bin/sh\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nalice:x:1001:\nbob:x:1002:\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc/ssh/ssh_host_ed25519_key"), []byte("KEY\n"), 0o600)
-	treetest.Generate(t, filepath.Join(dir, "home/alice"), treetest.Options{Seed: 2, Small: small})
+	treetest.Generate(t, filepath.Join(dir, "home/alice"), treetest.Options{Seed: 2, Small: small, Owner: &treetest.Owner{UID: 1001, GID: 1001}})
 	os.MkdirAll(filepath.Join(dir, "home/bob"), 0o700)
+	os.Chown(filepath.Join(dir, "home/bob"), 1002, 1002)
 }
 
 func freshRoot(t *testing.T, dir string) {

@@ -1,0 +1,153 @@
+package state
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/minint/minint/internal/passwd"
+)
+
+// restoreRoot is a subtree a restore may write: a captured user's home
+// (uid: that user's, every entry must be theirs) or a path the restore's
+// caller names (uid -1: any owner).
+type restoreRoot struct {
+	rel string
+	uid int
+}
+
+// restorable decides, before anything is written, which entries of a
+// manifest a restore creates and with what metadata. A store is evidence
+// of what a user had, not an authority over the new system, so whatever
+// its signature, only these survive:
+//
+//   - entries under the homes planAccounts allowed or under the caller's
+//     paths; directories above them only as plain root-owned 0755
+//     directories (created when missing, an existing one left alone);
+//   - under a home, only entries owned by that home's user and a group in
+//     the regular range;
+//   - no device nodes, no setuid or setgid files, no security.capability
+//     or trusted.* xattrs (privilege the user did not have to give);
+//   - hard links only to entries that survived.
+//
+// Everything else is dropped through warn, and whatever lies inside a
+// dropped directory with it.
+func restorable(m *Manifest, homes map[string]int, paths []string, warn func(string, ...any)) []Entry {
+	var roots []restoreRoot
+	for rel, uid := range homes {
+		roots = append(roots, restoreRoot{rel, uid})
+	}
+	for _, p := range paths {
+		roots = append(roots, restoreRoot{strings.TrimPrefix(p, "/"), -1})
+	}
+	slices.SortFunc(roots, func(a, b restoreRoot) int { return strings.Compare(a.rel, b.rel) })
+	kept := map[string]*Entry{}
+	dropped := map[string]bool{}
+	var out []Entry
+	drop := func(e *Entry, format string, a ...any) {
+		dropped[e.Path] = true
+		warn("/%s not restored: %s", e.Path, fmt.Sprintf(format, a...))
+	}
+	for i := range m.Entries {
+		e := m.Entries[i] // a copy: the manifest stays as read
+		if dir := parentOf(e.Path); dir != "" && kept[dir] == nil {
+			dropped[e.Path] = true // inside a dropped directory: said once, for it
+			continue
+		}
+		var in []restoreRoot
+		above := false
+		for _, r := range roots {
+			switch {
+			case e.Path == r.rel || strings.HasPrefix(e.Path, r.rel+"/"):
+				in = append(in, r)
+			case strings.HasPrefix(r.rel, e.Path+"/"):
+				above = true
+			}
+		}
+		if len(in) == 0 {
+			if !above {
+				drop(&e, "outside the captured users' homes and the paths this restore takes")
+				continue
+			}
+			if e.Type != TypeDir || e.Link != "" {
+				drop(&e, "a %s where a directory leading to restored paths belongs", e.Type)
+				continue
+			}
+			e.Ancestor, e.UID, e.GID, e.Mode, e.Xattrs = true, 0, 0, 0o755, nil
+			kept[e.Path] = &e
+			out = append(out, e)
+			continue
+		}
+		owner := &e
+		if e.Link != "" {
+			if owner = kept[e.Link]; owner == nil || owner.Ancestor {
+				drop(&e, "a hard link to %s, which is not restored", e.Link)
+				continue
+			}
+		}
+		if !ownerAllowed(in, owner) {
+			drop(&e, "owned by %d:%d in the home of another user", owner.UID, owner.GID)
+			continue
+		}
+		if e.Type == TypeChar || e.Type == TypeBlock {
+			drop(&e, "a device node")
+			continue
+		}
+		if e.Link == "" {
+			strip := uint32(0o6000)
+			if e.Type == TypeDir {
+				strip = 0o4000 // setgid on a directory only passes its group on
+			}
+			if e.Mode&strip != 0 {
+				warn("/%s: restored without its setuid/setgid bits (mode %04o)", e.Path, e.Mode)
+				e.Mode &^= strip
+			}
+			e.Xattrs = safeXattrs(e, warn)
+		}
+		kept[e.Path] = &e
+		out = append(out, e)
+	}
+	return out
+}
+
+// ownerAllowed: under a caller's path anything goes; under homes the
+// entry must belong to the home's user, with a regular group.
+func ownerAllowed(in []restoreRoot, e *Entry) bool {
+	for _, r := range in {
+		if r.uid < 0 {
+			return true
+		}
+	}
+	for _, r := range in {
+		if int(e.UID) == r.uid && passwd.IsRegular(int(e.GID)) {
+			return true
+		}
+	}
+	return false
+}
+
+func safeXattrs(e Entry, warn func(string, ...any)) map[string][]byte {
+	var out map[string][]byte
+	for k, v := range e.Xattrs {
+		if k == "security.capability" || strings.HasPrefix(k, "trusted.") {
+			warn("/%s: restored without its %s xattr", e.Path, k)
+			continue
+		}
+		if out == nil {
+			out = map[string][]byte{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// checkPaths checks the paths a caller lets a restore write.
+func checkPaths(paths []string) error {
+	for _, p := range paths {
+		if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
+			return fmt.Errorf("restore path %q: must be absolute, clean and not /", p)
+		}
+	}
+	return nil
+}
