@@ -4,8 +4,9 @@
 //
 // The PE writes it as JSON to /minint/setup.json on the target; the same
 // structure is written in YAML inside a sequence's setup step. It has no
-// dependency beyond the standard library and x/sys so that minint-setup
-// stays a small static binary.
+// dependency beyond the standard library, x/sys and the project's
+// standard-library-only packages (sign, internal/passwd) so that
+// minint-setup stays a small static binary.
 //
 // Apply works in two phases: everything is read, validated and computed
 // first, and only then written, so a bad answer file (unknown group, bad
@@ -14,12 +15,15 @@
 package answer
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"path"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/minint/minint/sign"
 )
 
 // ErrInvalid is wrapped by every validation error.
@@ -49,6 +53,12 @@ type RestoreState struct {
 	Store string `yaml:"store" json:"store,omitempty"`
 	// Copy copies files out of the store instead of hard-linking them.
 	Copy bool `yaml:"copy" json:"copy,omitempty"`
+	// Keys are the state public keys (each the one line of a .pub file
+	// from minint keygen, "minint-ed25519-public …") the store must be
+	// signed with; a store signed by none of them is refused. The PE adds
+	// the keys of the sequence's pull-state steps and the key its own
+	// capture-state signed with.
+	Keys []string `yaml:"keys" json:"keys,omitempty"`
 	// Paths are the absolute paths beyond the captured users' homes whose
 	// captured contents are restored (those capture-state or stage took
 	// with paths:, /root for root-home). Anything else in the store is
@@ -69,6 +79,19 @@ func (r *RestoreState) StoreDir() string {
 		return Dir + "/state"
 	}
 	return r.Store
+}
+
+// PublicKeys parses Keys.
+func (r *RestoreState) PublicKeys() ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	for i, k := range r.Keys {
+		pub, err := sign.ParsePublicKey([]byte(k))
+		if err != nil {
+			return nil, invalid("restore-state: keys[%d]: %v", i, err)
+		}
+		out = append(out, pub)
+	}
+	return out, nil
 }
 
 // LogDirOrDefault is LogDir with its default.
@@ -216,6 +239,9 @@ func (a *Answer) Validate() error {
 			if p.v != "" && (!path.IsAbs(p.v) || path.Clean(p.v) != p.v || p.v == "/") {
 				return invalid("restore-state: %s %q must be absolute and clean", p.n, p.v)
 			}
+		}
+		if _, err := r.PublicKeys(); err != nil {
+			return err
 		}
 		for _, p := range r.Paths {
 			if !path.IsAbs(p) || path.Clean(p) != p || p == "/" || p == Dir || strings.HasPrefix(p, Dir+"/") {

@@ -75,7 +75,8 @@ type Options struct {
 	// Spec selects the user state.
 	Spec state.Spec
 	// StateStore, when set, is a URL or directory the captured state is
-	// also pushed to (the replace flow).
+	// also pushed to (the replace flow). It needs Spec.Key: the store is
+	// signed with it, and the machine that pulls it trusts its public half.
 	StateStore string
 	// CaptureOnly stops after capturing (and pushing) the state.
 	CaptureOnly bool
@@ -272,6 +273,9 @@ func Check(o *Options) []string {
 	}
 	if os.Geteuid() != 0 {
 		bad = append(bad, "must run as root (captures every user's files)")
+	}
+	if o.StateStore != "" && o.Spec.Key == nil {
+		bad = append(bad, "a state store needs a state key (Spec.Key, --state-key): pull-state refuses an unsigned store")
 	}
 	var need int64
 	if !o.CaptureOnly {

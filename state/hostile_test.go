@@ -22,7 +22,7 @@ func craft(t *testing.T, store string, f func(m *Manifest)) {
 		t.Fatal(err)
 	}
 	f(m)
-	if err := writeManifest(store, m); err != nil {
+	if err := writeManifest(store, m, testKey); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -186,7 +186,7 @@ func TestHostileStore(t *testing.T) {
 			os.MkdirAll(filepath.Join(src, "home/alice"), 0o700)
 			os.Chown(filepath.Join(src, "home/alice"), 1001, 1001)
 			store := filepath.Join(t.TempDir(), "store")
-			if _, err := Capture(ctx, src, store, Spec{Copy: true}); err != nil {
+			if _, err := Capture(ctx, src, store, Spec{Key: testKey, Copy: true}); err != nil {
 				t.Fatal(err)
 			}
 			craft(t, store, func(m *Manifest) { c.craft(t, store, m) })
@@ -195,7 +195,7 @@ func TestHostileStore(t *testing.T) {
 			for p, data := range c.image {
 				os.WriteFile(filepath.Join(dst, p), []byte(data), 0o644)
 			}
-			rep, err := Restore(ctx, store, dst, RestoreOptions{})
+			rep, err := Restore(ctx, store, dst, RestoreOptions{Keys: testKeys})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/minint/minint/sign"
 	"github.com/minint/minint/state/internal/fsx"
 )
 
@@ -280,8 +282,9 @@ func ReadManifest(storeDir string) (*Manifest, error) {
 	return m, nil
 }
 
-// writeManifest writes manifest then index, each atomically and synced.
-func writeManifest(storeDir string, m *Manifest) error {
+// writeManifest writes manifest, the index's signature (key nil: none)
+// and last the index, each atomically and synced.
+func writeManifest(storeDir string, m *Manifest, key ed25519.PrivateKey) error {
 	b, err := json.MarshalIndent(m, "", " ")
 	if err != nil {
 		return err
@@ -289,5 +292,11 @@ func writeManifest(storeDir string, m *Manifest) error {
 	if err := fsx.WriteFileSync(filepath.Join(storeDir, ManifestName), b); err != nil {
 		return err
 	}
-	return fsx.WriteFileSync(filepath.Join(storeDir, IndexName), encodeIndex(b))
+	idx := encodeIndex(b)
+	if key != nil {
+		if err := fsx.WriteFileSync(filepath.Join(storeDir, SignatureName), sign.Sign(idx, key)); err != nil {
+			return err
+		}
+	}
+	return fsx.WriteFileSync(filepath.Join(storeDir, IndexName), idx)
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,6 +18,9 @@ import (
 
 // RestoreOptions tune Restore.
 type RestoreOptions struct {
+	// Keys are the state keys a store may be signed with; Restore refuses
+	// a store without a signature by one of them (ErrUnsigned).
+	Keys []ed25519.PublicKey
 	// Copy copies every file out of the store. By default a file is
 	// hard-linked to its object when store and root share a filesystem and
 	// nothing else links to the object (the refresh case after the PE has
@@ -43,6 +47,8 @@ type Report struct {
 	HardLinks  int      `json:"hardLinks"`
 	Bytes      int64    `json:"bytes"`
 	UsersAdded []string `json:"usersAdded,omitempty"`
+	// SignedBy is the id (sign.KeyID) of the state key that signed the store.
+	SignedBy string `json:"signedBy"`
 	// Warnings name what the restore policy left out (see Restore).
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -70,7 +76,8 @@ func Verify(ctx context.Context, storeDir string, m *Manifest) error {
 }
 
 // Restore recreates the captured state under root. It first checks the
-// whole store (index, manifest, every object's hash) and the account merge,
+// whole store (the index's signature by one of opts.Keys, index,
+// manifest, every object's hash) and the account merge,
 // and refuses before writing anything if either fails. Accounts are merged
 // before files are written, so that the owners exist. Every path is
 // resolved beneath root without following symlinks.
@@ -84,14 +91,14 @@ func Restore(ctx context.Context, storeDir, root string, opts RestoreOptions) (*
 	if err := checkPaths(opts.Paths); err != nil {
 		return nil, err
 	}
-	m, err := ReadManifest(storeDir)
+	m, keyID, err := ReadSigned(storeDir, opts.Keys)
 	if err != nil {
 		return nil, err
 	}
 	if err := Verify(ctx, storeDir, m); err != nil {
 		return nil, fmt.Errorf("%s: %w", storeDir, err)
 	}
-	rep := &Report{}
+	rep := &Report{SignedBy: keyID}
 	warn := func(format string, a ...any) { rep.Warnings = append(rep.Warnings, fmt.Sprintf(format, a...)) }
 	plan, err := planAccounts(root, m.Accounts, !opts.NoAccounts, warn)
 	if err != nil {

@@ -134,10 +134,15 @@ func setup(root, config string, out io.Writer) (*answer.Config, error) {
 func restoreState(root string, rs *answer.RestoreState, out io.Writer) error {
 	store := filepath.Join(root, rs.StoreDir())
 	fmt.Fprintf(out, "restoring user state from %s\n", rs.StoreDir())
-	rep, err := state.Restore(context.Background(), store, root, state.RestoreOptions{Copy: rs.Copy, Paths: rs.Paths})
+	keys, err := rs.PublicKeys()
+	if err != nil {
+		return err
+	}
+	rep, err := state.Restore(context.Background(), store, root, state.RestoreOptions{Keys: keys, Copy: rs.Copy, Paths: rs.Paths})
 	if err != nil {
 		return fmt.Errorf("restore-state: %w", err)
 	}
+	fmt.Fprintf(out, "user state signed by state key %s\n", rep.SignedBy)
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(out, "warning: restore-state: %s\n", w)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/internal/treetest"
+	"github.com/minint/minint/sign"
 	"github.com/minint/minint/state"
 )
 
@@ -27,6 +28,11 @@ func TestRestoreState(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	pub, priv, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := sign.ParsePrivateKey(priv)
 	for _, damaged := range []bool{false, true} {
 		old, root := t.TempDir(), t.TempDir()
 		for r, files := range map[string]map[string]string{
@@ -39,7 +45,7 @@ func TestRestoreState(t *testing.T) {
 			}
 		}
 		treetest.Generate(t, filepath.Join(old, "home/ann"), treetest.Options{Seed: 3, Small: true, Owner: &treetest.Owner{UID: 1000, GID: 1000}})
-		m, err := state.Capture(context.Background(), old, filepath.Join(root, "minint/state"), state.Spec{})
+		m, err := state.Capture(context.Background(), old, filepath.Join(root, "minint/state"), state.Spec{Key: key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +55,7 @@ func TestRestoreState(t *testing.T) {
 				break
 			}
 		}
-		cfg := &answer.Config{Answer: answer.Answer{Hostname: "new", RestoreState: &answer.RestoreState{}}}
+		cfg := &answer.Config{Answer: answer.Answer{Hostname: "new", RestoreState: &answer.RestoreState{Keys: []string{string(pub)}}}}
 		if err := answer.WriteConfig(filepath.Join(root, answer.ConfigFile), cfg); err != nil {
 			t.Fatal(err)
 		}
