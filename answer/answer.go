@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/minint/minint/internal/passwd"
 	"github.com/minint/minint/sign"
 )
 
@@ -140,7 +141,6 @@ type File struct {
 }
 
 var (
-	nameRE     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 	macRE      = regexp.MustCompile(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`)
 )
@@ -156,7 +156,7 @@ func (a *Answer) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, u := range a.Users {
-		if !nameRE.MatchString(u.Name) {
+		if !passwd.ValidName(u.Name) {
 			return invalid("users[%d]: name %q is not a valid user name", i, u.Name)
 		}
 		if seen[u.Name] {
@@ -178,7 +178,7 @@ func (a *Answer) Validate() error {
 			return invalid("user %s: home %q is not absolute", u.Name, u.Home)
 		}
 		for _, g := range u.Groups {
-			if !nameRE.MatchString(g) {
+			if !passwd.ValidName(g) {
 				return invalid("user %s: group %q is not a valid group name", u.Name, g)
 			}
 		}
@@ -274,7 +274,7 @@ func splitOwner(s string) (user, group string, err error) {
 	if group == "" {
 		group = user
 	}
-	if !nameRE.MatchString(user) || !nameRE.MatchString(group) {
+	if !passwd.ValidName(user) || !passwd.ValidName(group) {
 		return "", "", fmt.Errorf("owner %q is not user[:group]", s)
 	}
 	return user, group, nil
