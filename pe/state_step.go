@@ -117,3 +117,12 @@ func (r *runner) stateTrust(rs *answer.RestoreState) (*answer.RestoreState, erro
 	}
 	return &out, nil
 }
+
+// stateKeys are the keys stateTrust hands to restore-state, parsed.
+func (r *runner) stateKeys() ([]ed25519.PublicKey, error) {
+	rs, err := r.stateTrust(&answer.RestoreState{})
+	if err != nil {
+		return nil, err
+	}
+	return rs.PublicKeys()
+}
