@@ -36,8 +36,8 @@ func TestRestoreState(t *testing.T) {
 	for _, damaged := range []bool{false, true} {
 		old, root := t.TempDir(), t.TempDir()
 		for r, files := range map[string]map[string]string{
-			old:  {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nann:x:1000:1000::/home/ann:/bin/sh\n", "etc/shadow": "ann:$y$hash:1:0:99999:7:::\n", "etc/group": "root:x:0:\nann:x:1000:\n"},
-			root: {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "etc/shadow": "root:*:19000:0:99999:7:::\n", "etc/group": "root:x:0:\n", "minint/pe.log": "pe log\n"},
+			old:  {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nann:x:1000:1000::/home/ann:/bin/sh\n", "etc/shadow": "ann:$y$hash:1:0:99999:7:::\n", "etc/group": "root:x:0:\nsudo:x:27:ann\nann:x:1000:\n"},
+			root: {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "etc/shadow": "root:*:19000:0:99999:7:::\n", "etc/group": "root:x:0:\nsudo:x:27:\n", "minint/pe.log": "pe log\n"},
 		} {
 			for p, c := range files {
 				os.MkdirAll(filepath.Join(r, filepath.Dir(p)), 0o755)
@@ -82,6 +82,12 @@ func TestRestoreState(t *testing.T) {
 		}
 		if pw, _ := os.ReadFile(filepath.Join(root, "etc/passwd")); !strings.Contains(string(pw), "\nann:x:1000:1000:") {
 			t.Errorf("account not recreated: %s", pw)
+		}
+		// ann was in sudo on the old system: a system group, so the
+		// membership is not restored and an event says so.
+		if gr, _ := os.ReadFile(filepath.Join(root, "etc/group")); !strings.Contains(string(gr), "sudo:x:27:\n") ||
+			!strings.Contains(string(out), `"state":"warning"`) || !strings.Contains(string(out), "system group sudo") {
+			t.Errorf("sudo membership: group %s\noutput %s", gr, out)
 		}
 		if _, err := os.Stat(filepath.Join(root, "minint")); !os.IsNotExist(err) {
 			t.Errorf("/minint not removed after success: %v", err)
