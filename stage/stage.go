@@ -21,6 +21,7 @@ package stage
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,7 @@ import (
 
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/sign"
 	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/netstore"
 )
@@ -404,7 +406,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.logf("%s%s", map[bool]string{true: "would ", false: ""}[o.DryRun], s)
 	}
 	store := o.minint("state")
-	plan("capture user state into %s", store)
+	if o.Spec.Key != nil {
+		plan("capture user state into %s, signed with state key %s", store, sign.KeyID(o.Spec.Key.Public().(ed25519.PublicKey)))
+	} else {
+		// The PE's capture-state captures and signs again before anything
+		// is deleted; this capture is what it reuses the spec of.
+		plan("capture user state into %s (unsigned: the PE captures and signs it again)", store)
+	}
 	if o.StateStore != "" {
 		plan("push the state to %s", o.StateStore)
 	}
