@@ -57,7 +57,7 @@ func newStageCmd() *cobra.Command {
 			return usageErrorf("--state-store needs --state-key: a store nobody signed is refused by pull-state")
 		}
 		if *stateKey != "" {
-			k, err := readStateKey(*stateKey)
+			k, err := readPrivate(*stateKey)
 			if err != nil {
 				return err
 			}

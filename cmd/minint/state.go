@@ -56,10 +56,7 @@ func newStateCaptureCmd() *cobra.Command {
 	keyFile := fs.String("key", "", "state key `FILE.key` (minint keygen) to sign the store with (required)")
 	outFlags := addOutputFlags(c, "events", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
-		if *keyFile == "" {
-			return usageErrorf("--key FILE.key is required: an unsigned store is refused by every restore and pull (make a state key with minint keygen)")
-		}
-		key, err := readStateKey(*keyFile)
+		key, err := readPrivate(*keyFile)
 		if err != nil {
 			return err
 		}
@@ -226,17 +223,4 @@ func readStatePubs(files []string) ([]ed25519.PublicKey, error) {
 		pubs = append(pubs, k)
 	}
 	return pubs, nil
-}
-
-// readStateKey reads the private state key a capture is signed with.
-func readStateKey(file string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	k, err := sign.ParsePrivateKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w (give the .key file from minint keygen)", file, err)
-	}
-	return k, nil
 }
