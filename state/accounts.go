@@ -184,6 +184,11 @@ func planAccounts(root string, acc Accounts, merge bool, warn func(string, ...an
 		// Only users this restore adds get their captured password; a user
 		// the image already has keeps the image's.
 		if added[f[0]] && sh.Find(f[0]) == nil {
+			if f[1] == "" {
+				// An empty hash logs in without a password.
+				warn("user %s: captured with an empty password, restored locked", f[0])
+				f[1] = "!"
+			}
 			if err := sh.Add(f...); err != nil {
 				return nil, err
 			}

@@ -75,6 +75,20 @@ func TestHostileStore(t *testing.T) {
 				}
 			},
 			warn: "newline"},
+		{name: "account without a password",
+			craft: func(t *testing.T, store string, m *Manifest) {
+				for i, l := range m.Accounts.Shadow {
+					if strings.HasPrefix(l, "bob:") {
+						m.Accounts.Shadow[i] = "bob::19000:0:99999:7:::"
+					}
+				}
+			},
+			check: func(t *testing.T, dst string, rep *Report) {
+				if sh := read(t, dst, "etc/shadow"); !strings.Contains(sh, "\nbob:!:") {
+					t.Errorf("bob restored with an empty password:\n%s", sh)
+				}
+			},
+			warn: "empty password"},
 		{name: "new user added to root and sudo",
 			craft: func(t *testing.T, store string, m *Manifest) {
 				m.Accounts.Members = map[string][]string{"sudo": {"bob"}, "root": {"bob", "alice"}}
