@@ -163,7 +163,7 @@ func TestHostileStore(t *testing.T) {
 					t.Errorf("home/bob/cap kept its file capability: %v", err)
 				}
 			},
-			warn: "owned by 0:0"},
+			warn: "owned by uid 0"},
 		{name: "world-writable block device",
 			craft: func(t *testing.T, store string, m *Manifest) {
 				m.Entries = append(m.Entries,
@@ -180,13 +180,18 @@ func TestHostileStore(t *testing.T) {
 			warn: "device node"},
 		{name: "files of another user in a home",
 			craft: func(t *testing.T, store string, m *Manifest) {
-				m.Entries = append(m.Entries, object(t, store, "home/bob/.profile", "alias ls='evil'\n", 1001, 1001, 0o644))
+				m.Entries = append(m.Entries, object(t, store, "home/bob/.profile", "alias ls='evil'\n", 1001, 1001, 0o644),
+					// bob's, group root (what "chown bob" by root leaves): kept.
+					object(t, store, "home/bob/big.bin", "data\n", 1002, 0, 0o644))
 				// A captured account whose home is alice's.
 				m.Accounts.Passwd = append(m.Accounts.Passwd, "mallory:x:1009:1009::/home/alice:/bin/sh")
 			},
 			check: func(t *testing.T, dst string, rep *Report) {
 				if _, err := os.Lstat(filepath.Join(dst, "home/bob/.profile")); !os.IsNotExist(err) {
 					t.Errorf("alice's file in bob's home restored: %v", err)
+				}
+				if _, err := os.Lstat(filepath.Join(dst, "home/bob/big.bin")); err != nil {
+					t.Errorf("bob's file with group root not restored: %v", err)
 				}
 			},
 			warn: "shared with"},

@@ -5,8 +5,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-
-	"github.com/minint/minint/internal/passwd"
 )
 
 // restoreRoot is a subtree a restore may write: a captured user's home
@@ -25,8 +23,7 @@ type restoreRoot struct {
 //   - entries under the homes planAccounts allowed or under the caller's
 //     paths; directories above them only as plain root-owned 0755
 //     directories (created when missing, an existing one left alone);
-//   - under a home, only entries owned by that home's user and a group in
-//     the regular range;
+//   - under a home, only entries owned by that home's user;
 //   - no device nodes, no setuid or setgid files, no security.capability
 //     or trusted.* xattrs (privilege the user did not have to give);
 //   - hard links only to entries that survived.
@@ -87,7 +84,7 @@ func restorable(m *Manifest, homes map[string]int, paths []string, warn func(str
 			}
 		}
 		if !ownerAllowed(in, owner) {
-			drop(&e, "owned by %d:%d in the home of another user", owner.UID, owner.GID)
+			drop(&e, "owned by uid %d in the home of another user", owner.UID)
 			continue
 		}
 		if e.Type == TypeChar || e.Type == TypeBlock {
@@ -112,15 +109,12 @@ func restorable(m *Manifest, homes map[string]int, paths []string, warn func(str
 }
 
 // ownerAllowed: under a caller's path anything goes; under homes the
-// entry must belong to the home's user, with a regular group.
+// entry must belong to the home's user. Its group may be any: a group
+// grants nothing through a file that is not setgid (and none is), and
+// "chown alice file" run by root leaves group root behind.
 func ownerAllowed(in []restoreRoot, e *Entry) bool {
 	for _, r := range in {
-		if r.uid < 0 {
-			return true
-		}
-	}
-	for _, r := range in {
-		if int(e.UID) == r.uid && passwd.IsRegular(int(e.GID)) {
+		if r.uid < 0 || int(e.UID) == r.uid {
 			return true
 		}
 	}
