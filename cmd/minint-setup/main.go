@@ -132,7 +132,9 @@ func setup(root, config string, out, events io.Writer) (*answer.Config, error) {
 }
 
 // restoreState restores the captured user state; state.Restore checks the
-// whole store before it writes anything and every file as it goes.
+// store's signature against restore-state's keys and the whole store
+// before it writes anything, every file as it goes, and leaves out what
+// its policy refuses (reported as warnings).
 func restoreState(root string, rs *answer.RestoreState, out, events io.Writer) error {
 	store := filepath.Join(root, rs.StoreDir())
 	fmt.Fprintf(out, "restoring user state from %s\n", rs.StoreDir())
