@@ -164,6 +164,17 @@ func TestHostileStore(t *testing.T) {
 				}
 			},
 			warn: "owned by uid 0"},
+		{name: "home that is a symlink",
+			craft: func(t *testing.T, store string, m *Manifest) {
+				m.Accounts.Passwd = append(m.Accounts.Passwd, "eve:x:1005:1005::/home/eve:/bin/sh")
+				m.Entries = append(m.Entries, Entry{Path: "home/eve", Type: TypeSymlink, UID: 1005, GID: 1005, Mode: 0o777, Target: "/etc"})
+			},
+			check: func(t *testing.T, dst string, rep *Report) {
+				if _, err := os.Lstat(filepath.Join(dst, "home/eve")); !os.IsNotExist(err) {
+					t.Errorf("home/eve restored: %v", err)
+				}
+			},
+			warn: "a home that is a symlink"},
 		{name: "world-writable block device",
 			craft: func(t *testing.T, store string, m *Manifest) {
 				m.Entries = append(m.Entries,

@@ -83,6 +83,12 @@ func restorable(m *Manifest, homes map[string]int, paths []string, warn func(str
 				continue
 			}
 		}
+		if isHome(in, e.Path) && (e.Type != TypeDir || e.Link != "") {
+			// A home that is a symlink would lead whatever later writes
+			// into it as root (setup's own tools) elsewhere.
+			drop(&e, "a home that is a %s, not a directory", e.Type)
+			continue
+		}
 		if !ownerAllowed(in, owner) {
 			drop(&e, "owned by uid %d in the home of another user", owner.UID)
 			continue
@@ -115,6 +121,16 @@ func restorable(m *Manifest, homes map[string]int, paths []string, warn func(str
 func ownerAllowed(in []restoreRoot, e *Entry) bool {
 	for _, r := range in {
 		if r.uid < 0 || int(e.UID) == r.uid {
+			return true
+		}
+	}
+	return false
+}
+
+// isHome says whether rel is itself one of the home roots in in.
+func isHome(in []restoreRoot, rel string) bool {
+	for _, r := range in {
+		if r.uid >= 0 && r.rel == rel {
 			return true
 		}
 	}
