@@ -52,6 +52,7 @@ func TestHostileStore(t *testing.T) {
 	cases := []struct {
 		name  string
 		image map[string]string // replaces files of the fresh root
+		paths []string          // RestoreOptions.Paths
 		craft func(t *testing.T, store string, m *Manifest)
 		check func(t *testing.T, dst string, rep *Report)
 		warn  string // in Report.Warnings
@@ -175,6 +176,22 @@ func TestHostileStore(t *testing.T) {
 				}
 			},
 			warn: "a home that is a symlink"},
+		{name: "hard link from a restored path into a home",
+			paths: []string{"/etc/ssh"},
+			craft: func(t *testing.T, store string, m *Manifest) {
+				m.Entries = append(m.Entries, object(t, store, "home/bob/cfg", "PermitRootLogin yes\n", 1002, 1002, 0o644),
+					dir("etc", 0, 0, 0o755), dir("etc/ssh", 0, 0, 0o755),
+					Entry{Path: "etc/ssh/sshd_config", Type: TypeFile, Link: "home/bob/cfg"})
+			},
+			check: func(t *testing.T, dst string, rep *Report) {
+				if _, err := os.Lstat(filepath.Join(dst, "etc/ssh/sshd_config")); !os.IsNotExist(err) {
+					t.Errorf("bob's file linked as sshd_config: %v", err)
+				}
+				if _, err := os.Lstat(filepath.Join(dst, "home/bob/cfg")); err != nil {
+					t.Errorf("bob's own file not restored: %v", err)
+				}
+			},
+			warn: "in another restored subtree"},
 		{name: "world-writable block device",
 			craft: func(t *testing.T, store string, m *Manifest) {
 				m.Entries = append(m.Entries,
@@ -225,7 +242,7 @@ func TestHostileStore(t *testing.T) {
 			for p, data := range c.image {
 				os.WriteFile(filepath.Join(dst, p), []byte(data), 0o644)
 			}
-			rep, err := Restore(ctx, store, dst, RestoreOptions{Keys: testKeys})
+			rep, err := Restore(ctx, store, dst, RestoreOptions{Keys: testKeys, Paths: c.paths})
 			if err != nil {
 				t.Fatal(err)
 			}

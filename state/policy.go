@@ -26,7 +26,7 @@ type restoreRoot struct {
 //   - under a home, only entries owned by that home's user;
 //   - no device nodes, no setuid or setgid files, no security.capability
 //     or trusted.* xattrs (privilege the user did not have to give);
-//   - hard links only to entries that survived.
+//   - hard links only to entries that survived, in the same subtree.
 //
 // Everything else is dropped through warn, and whatever lies inside a
 // dropped directory with it.
@@ -40,6 +40,7 @@ func restorable(m *Manifest, homes map[string]int, paths []string, warn func(str
 	}
 	slices.SortFunc(roots, func(a, b restoreRoot) int { return strings.Compare(a.rel, b.rel) })
 	kept := map[string]*Entry{}
+	rootOf := map[string]string{} // kept entry → the outermost root it is in
 	dropped := map[string]bool{}
 	var out []Entry
 	drop := func(e *Entry, format string, a ...any) {
@@ -82,6 +83,12 @@ func restorable(m *Manifest, homes map[string]int, paths []string, warn func(str
 				drop(&e, "a hard link to %s, which is not restored", e.Link)
 				continue
 			}
+			// One inode in two subtrees would let one's owner change
+			// the other's file (a user's file as /etc/ssh/sshd_config).
+			if rootOf[e.Link] != in[0].rel {
+				drop(&e, "a hard link to /%s, in another restored subtree", e.Link)
+				continue
+			}
 		}
 		if isHome(in, e.Path) && (e.Type != TypeDir || e.Link != "") {
 			// A home that is a symlink would lead whatever later writes
@@ -109,6 +116,7 @@ func restorable(m *Manifest, homes map[string]int, paths []string, warn func(str
 			e.Xattrs = safeXattrs(e, warn)
 		}
 		kept[e.Path] = &e
+		rootOf[e.Path] = in[0].rel
 		out = append(out, e)
 	}
 	return out
