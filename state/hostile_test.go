@@ -176,16 +176,24 @@ func TestHostileStore(t *testing.T) {
 				}
 			},
 			warn: "a home that is a symlink"},
-		{name: "hard link from a restored path into a home",
+		{name: "links from a restored path into a home",
 			paths: []string{"/etc/ssh"},
 			craft: func(t *testing.T, store string, m *Manifest) {
 				m.Entries = append(m.Entries, object(t, store, "home/bob/cfg", "PermitRootLogin yes\n", 1002, 1002, 0o644),
 					dir("etc", 0, 0, 0o755), dir("etc/ssh", 0, 0, 0o755),
-					Entry{Path: "etc/ssh/sshd_config", Type: TypeFile, Link: "home/bob/cfg"})
+					Entry{Path: "etc/ssh/sshd_config", Type: TypeFile, Link: "home/bob/cfg"},
+					Entry{Path: "etc/ssh/moduli", Type: TypeSymlink, Target: "../../home/bob/cfg"},
+					Entry{Path: "etc/ssh/ssh_config", Type: TypeSymlink, Target: "/tmp/x"},
+					Entry{Path: "etc/ssh/ok", Type: TypeSymlink, Target: "sshd_config.d/../ssh_config"})
 			},
 			check: func(t *testing.T, dst string, rep *Report) {
-				if _, err := os.Lstat(filepath.Join(dst, "etc/ssh/sshd_config")); !os.IsNotExist(err) {
-					t.Errorf("bob's file linked as sshd_config: %v", err)
+				for _, p := range []string{"etc/ssh/sshd_config", "etc/ssh/moduli", "etc/ssh/ssh_config"} {
+					if _, err := os.Lstat(filepath.Join(dst, p)); !os.IsNotExist(err) {
+						t.Errorf("%s restored as a link out of /etc/ssh: %v", p, err)
+					}
+				}
+				if _, err := os.Lstat(filepath.Join(dst, "etc/ssh/ok")); err != nil {
+					t.Errorf("a symlink within /etc/ssh not restored: %v", err)
 				}
 				if _, err := os.Lstat(filepath.Join(dst, "home/bob/cfg")); err != nil {
 					t.Errorf("bob's own file not restored: %v", err)

@@ -24,6 +24,7 @@ type restoreRoot struct {
 //     paths; directories above them only as plain root-owned 0755
 //     directories (created when missing, an existing one left alone);
 //   - under a home, only entries owned by that home's user;
+//   - under the caller's paths, symlinks only to inside the same path;
 //   - no device nodes, no setuid or setgid files, no security.capability
 //     or trusted.* xattrs (privilege the user did not have to give);
 //   - hard links only to entries that survived, in the same subtree.
@@ -96,6 +97,10 @@ func restorable(m *Manifest, homes map[string]int, paths []string, warn func(str
 			drop(&e, "a home that is a %s, not a directory", e.Type)
 			continue
 		}
+		if e.Type == TypeSymlink && e.Link == "" && !linkStaysIn(e, in) {
+			drop(&e, "a symlink to %s, outside the restored path %s", e.Target, "/"+in[0].rel)
+			continue
+		}
 		if !ownerAllowed(in, owner) {
 			drop(&e, "owned by uid %d in the home of another user", owner.UID)
 			continue
@@ -129,6 +134,29 @@ func restorable(m *Manifest, homes map[string]int, paths []string, warn func(str
 func ownerAllowed(in []restoreRoot, e *Entry) bool {
 	for _, r := range in {
 		if r.uid < 0 || int(e.UID) == r.uid {
+			return true
+		}
+	}
+	return false
+}
+
+// linkStaysIn: in a user's home a symlink may point anywhere (the user
+// could make it anyway); under a caller's path it must point inside that
+// path, or a file the system reads there (/etc/ssh/sshd_config) could be
+// one a user writes (/home/bob/cfg, /tmp/x).
+func linkStaysIn(e Entry, in []restoreRoot) bool {
+	for _, r := range in {
+		if r.uid >= 0 {
+			return true
+		}
+	}
+	t := e.Target
+	if !path.IsAbs(t) {
+		t = path.Join("/", parentOf(e.Path), t)
+	}
+	t = strings.TrimPrefix(path.Clean(t), "/")
+	for _, r := range in {
+		if t == r.rel || strings.HasPrefix(t, r.rel+"/") {
 			return true
 		}
 	}
