@@ -108,136 +108,183 @@ type accountPlan struct {
 // and only captured users the image already has count for their homes.
 // Records that break the rules are dropped through warn.
 func planAccounts(root string, acc Accounts, merge bool, warn func(string, ...any)) (*accountPlan, error) {
-	p := &accountPlan{homes: map[string]int{}, warn: warn}
-	var t [4]*passwd.Table
-	for i, k := range []passwd.Kind{passwd.Group, passwd.Passwd, passwd.Shadow, passwd.Gshadow} {
+	g := &merger{merge: merge, warn: warn, added: map[string]bool{}, imageGroups: map[string]bool{}}
+	for _, t := range []struct {
+		t **passwd.Table
+		k passwd.Kind
+	}{{&g.gr, passwd.Group}, {&g.pw, passwd.Passwd}, {&g.sh, passwd.Shadow}, {&g.gs, passwd.Gshadow}} {
 		var err error
-		if t[i], err = passwd.Read(root, k); err != nil {
+		if *t.t, err = passwd.Read(root, t.k); err != nil {
 			return nil, err
 		}
 	}
-	gr, pw, sh, gs := t[0], t[1], t[2], t[3]
-	imageGroups := map[string]bool{}
-	for _, r := range gr.Rows {
-		imageGroups[r[0]] = true
+	for _, r := range g.gr.Rows {
+		g.imageGroups[r[0]] = true
 	}
-	type newGroup struct {
-		row     []string
-		members []string
+	groups, err := g.groups(acc.Group)
+	if err != nil {
+		return nil, err
 	}
-	var groups []newGroup
-	for _, l := range acc.Group {
+	captured, err := g.users(acc.Passwd)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.passwords(acc.Shadow); err != nil {
+		return nil, err
+	}
+	g.members(groups, acc.Members)
+	p := &accountPlan{added: g.addedNames, homes: map[string]int{}, warn: warn}
+	p.allowHomes(captured, g.pw)
+	if merge && (len(acc.Passwd) > 0 || len(acc.Group) > 0) {
+		p.tables = []*passwd.Table{g.gr, g.pw, g.sh}
+		if g.gs.Exists {
+			p.tables = append(p.tables, g.gs)
+		}
+	}
+	return p, nil
+}
+
+// merger holds the new system's account tables while planAccounts merges
+// captured records into them.
+type merger struct {
+	gr, pw, sh, gs *passwd.Table
+	merge          bool
+	warn           func(string, ...any)
+	imageGroups    map[string]bool // the groups the image has
+	added          map[string]bool // users this restore adds
+	addedNames     []string
+}
+
+// capturedGroup is a regular group from the store, as it now is in the
+// merged table, with its captured members.
+type capturedGroup struct {
+	row     []string
+	members []string
+}
+
+// groups merges the captured regular groups (members come later, once
+// the added users are known).
+func (g *merger) groups(lines []string) ([]capturedGroup, error) {
+	var out []capturedGroup
+	for _, l := range lines {
 		f, err := passwd.CheckRegularGroup(l)
 		if err != nil {
-			warn("captured group dropped: %v", err)
+			g.warn("captured group dropped: %v", err)
 			continue
 		}
-		if err := clash("group", gr, f); err != nil {
+		if err := clash("group", g.gr, f); err != nil {
 			return nil, err
 		}
-		if !merge {
+		if !g.merge {
 			continue
 		}
-		members := gr.Members(f)
-		if gr.Find(f[0]) == nil {
+		members := g.gr.Members(f)
+		if g.gr.Find(f[0]) == nil {
 			f[3] = ""
-			if err := gr.Add(f...); err != nil {
+			if err := g.gr.Add(f...); err != nil {
 				return nil, err
 			}
-			if gs.Exists {
-				if err := gs.Add(f[0], "!", "", ""); err != nil {
+			if g.gs.Exists {
+				if err := g.gs.Add(f[0], "!", "", ""); err != nil {
 					return nil, err
 				}
 			}
 		}
-		groups = append(groups, newGroup{gr.Find(f[0]), members})
+		out = append(out, capturedGroup{g.gr.Find(f[0]), members})
 	}
-	added := map[string]bool{}
+	return out, nil
+}
+
+// users merges the captured regular accounts and returns those the new
+// system now has (added, or the image's own with the same name and id).
+func (g *merger) users(lines []string) ([]user, error) {
 	var captured []user
-	for _, l := range acc.Passwd {
+	for _, l := range lines {
 		f, err := passwd.CheckRegularUser(l)
 		if err != nil {
-			warn("captured account dropped: %v", err)
+			g.warn("captured account dropped: %v", err)
 			continue
 		}
-		if err := clash("user", pw, f); err != nil {
+		if err := clash("user", g.pw, f); err != nil {
 			return nil, err
 		}
-		if pw.Find(f[0]) == nil {
-			if !merge {
+		if g.pw.Find(f[0]) == nil {
+			if !g.merge {
 				continue
 			}
-			if err := pw.Add(f...); err != nil {
+			if err := g.pw.Add(f...); err != nil {
 				return nil, err
 			}
-			added[f[0]] = true
-			p.added = append(p.added, f[0])
+			g.added[f[0]] = true
+			g.addedNames = append(g.addedNames, f[0])
 		}
 		captured = append(captured, userOf(f))
 	}
-	for _, l := range acc.Shadow {
+	return captured, nil
+}
+
+// passwords adds the captured password records of the users this restore
+// adds; a user the image already has keeps the image's.
+func (g *merger) passwords(lines []string) error {
+	for _, l := range lines {
 		f, err := passwd.ParseLine(passwd.Shadow, l)
 		if err != nil {
-			warn("captured password record dropped: %v", err)
+			g.warn("captured password record dropped: %v", err)
 			continue
 		}
-		// Only users this restore adds get their captured password; a user
-		// the image already has keeps the image's.
-		if added[f[0]] && sh.Find(f[0]) == nil {
-			if f[1] == "" {
-				// An empty hash logs in without a password.
-				warn("user %s: captured with an empty password, restored locked", f[0])
-				f[1] = "!"
-			}
-			if err := sh.Add(f...); err != nil {
-				return nil, err
-			}
+		if !g.added[f[0]] || g.sh.Find(f[0]) != nil {
+			continue
+		}
+		if f[1] == "" {
+			// An empty hash logs in without a password.
+			g.warn("user %s: captured with an empty password, restored locked", f[0])
+			f[1] = "!"
+		}
+		if err := g.sh.Add(f...); err != nil {
+			return err
 		}
 	}
-	member := func(row []string, m string) {
-		gr.AddMember(row, m)
-		if g := gs.Find(row[0]); g != nil {
-			gs.AddMember(g, m)
+	return nil
+}
+
+// members restores memberships: only of users this restore adds, in the
+// captured regular groups and in groups the image has outside the system
+// range; the rest is reported.
+func (g *merger) members(groups []capturedGroup, others map[string][]string) {
+	for _, c := range groups {
+		for _, m := range c.members {
+			g.member(c.row, m)
 		}
 	}
-	for _, g := range groups {
-		for _, m := range g.members {
-			if added[m] {
-				member(g.row, m)
-			} else {
-				warn("group %s: member %s not restored: not an account this restore adds", g.row[0], m)
-			}
-		}
+	if !g.merge {
+		return
 	}
-	for _, g := range slices.Sorted(maps.Keys(acc.Members)) {
-		ms := acc.Members[g]
-		row := gr.Find(g)
+	for _, name := range slices.Sorted(maps.Keys(others)) {
+		ms := others[name]
+		row := g.gr.Find(name)
 		switch {
-		case !merge:
+		case row == nil || !g.imageGroups[name]:
+			g.warn("membership of %s in group %q not restored: the new system has no such group", strings.Join(ms, ", "), name)
 			continue
-		case row == nil || !imageGroups[g]:
-			warn("membership of %s in group %q not restored: the new system has no such group", strings.Join(ms, ", "), g)
-			continue
-		case !passwd.IsRegular(gr.ID(row)):
-			warn("membership of %s in system group %s not restored: grant it with the answer file's users: groups:", strings.Join(ms, ", "), g)
+		case !passwd.IsRegular(g.gr.ID(row)):
+			g.warn("membership of %s in system group %s not restored: grant it with the answer file's users: groups:", strings.Join(ms, ", "), name)
 			continue
 		}
 		for _, m := range ms {
-			if added[m] {
-				member(row, m)
-			} else {
-				warn("group %s: member %q not restored: not an account this restore adds", g, m)
-			}
+			g.member(row, m)
 		}
 	}
-	p.allowHomes(captured, pw)
-	if merge && (len(acc.Passwd) > 0 || len(acc.Group) > 0) {
-		p.tables = []*passwd.Table{gr, pw, sh}
-		if gs.Exists {
-			p.tables = append(p.tables, gs)
-		}
+}
+
+func (g *merger) member(row []string, m string) {
+	if !g.added[m] {
+		g.warn("group %s: member %q not restored: not an account this restore adds", row[0], m)
+		return
 	}
-	return p, nil
+	g.gr.AddMember(row, m)
+	if r := g.gs.Find(row[0]); r != nil {
+		g.gs.AddMember(r, m)
+	}
 }
 
 // allowHomes records the homes whose files may be restored: below /home,
