@@ -4,8 +4,9 @@
 //
 // The PE writes it as JSON to /minint/setup.json on the target; the same
 // structure is written in YAML inside a sequence's setup step. It has no
-// dependency beyond the standard library and x/sys so that minint-setup
-// stays a small static binary.
+// dependency beyond the standard library, x/sys and the project's
+// standard-library-only packages (sign, internal/passwd) so that
+// minint-setup stays a small static binary.
 //
 // Apply works in two phases: everything is read, validated and computed
 // first, and only then written, so a bad answer file (unknown group, bad
@@ -14,12 +15,16 @@
 package answer
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"path"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/minint/minint/internal/passwd"
+	"github.com/minint/minint/sign"
 )
 
 // ErrInvalid is wrapped by every validation error.
@@ -49,6 +54,17 @@ type RestoreState struct {
 	Store string `yaml:"store" json:"store,omitempty"`
 	// Copy copies files out of the store instead of hard-linking them.
 	Copy bool `yaml:"copy" json:"copy,omitempty"`
+	// Keys are the state public keys (each the one line of a .pub file
+	// from minint keygen, "minint-ed25519-public …") the store must be
+	// signed with; a store signed by none of them is refused. The PE adds
+	// the keys of the sequence's pull-state steps and the key its own
+	// capture-state signed with.
+	Keys []string `yaml:"keys" json:"keys,omitempty"`
+	// Paths are the absolute paths beyond the captured users' homes whose
+	// captured contents are restored (those capture-state or stage took
+	// with paths:, /root for root-home). Anything else in the store is
+	// left out with a warning: the store does not decide where it writes.
+	Paths []string `yaml:"paths" json:"paths,omitempty"`
 	// KeepStaging keeps Dir after a successful setup. By default, once the
 	// state is restored and verified and the result written, Dir is removed
 	// except for what is copied to LogDir.
@@ -64,6 +80,19 @@ func (r *RestoreState) StoreDir() string {
 		return Dir + "/state"
 	}
 	return r.Store
+}
+
+// PublicKeys parses Keys.
+func (r *RestoreState) PublicKeys() ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	for i, k := range r.Keys {
+		pub, err := sign.ParsePublicKey([]byte(k))
+		if err != nil {
+			return nil, invalid("restore-state: keys[%d]: %v", i, err)
+		}
+		out = append(out, pub)
+	}
+	return out, nil
 }
 
 // LogDirOrDefault is LogDir with its default.
@@ -112,7 +141,6 @@ type File struct {
 }
 
 var (
-	nameRE     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 	macRE      = regexp.MustCompile(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`)
 )
@@ -128,7 +156,7 @@ func (a *Answer) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, u := range a.Users {
-		if !nameRE.MatchString(u.Name) {
+		if !passwd.ValidName(u.Name) {
 			return invalid("users[%d]: name %q is not a valid user name", i, u.Name)
 		}
 		if seen[u.Name] {
@@ -150,7 +178,7 @@ func (a *Answer) Validate() error {
 			return invalid("user %s: home %q is not absolute", u.Name, u.Home)
 		}
 		for _, g := range u.Groups {
-			if !nameRE.MatchString(g) {
+			if !passwd.ValidName(g) {
 				return invalid("user %s: group %q is not a valid group name", u.Name, g)
 			}
 		}
@@ -212,6 +240,14 @@ func (a *Answer) Validate() error {
 				return invalid("restore-state: %s %q must be absolute and clean", p.n, p.v)
 			}
 		}
+		if _, err := r.PublicKeys(); err != nil {
+			return err
+		}
+		for _, p := range r.Paths {
+			if !path.IsAbs(p) || path.Clean(p) != p || p == "/" || p == Dir || strings.HasPrefix(p, Dir+"/") {
+				return invalid("restore-state: path %q must be absolute, clean, not / and not in %s", p, Dir)
+			}
+		}
 		if ld := r.LogDirOrDefault(); ld == Dir || strings.HasPrefix(ld, Dir+"/") {
 			return invalid("restore-state: log-dir %q is inside %s, which is removed", ld, Dir)
 		}
@@ -238,7 +274,7 @@ func splitOwner(s string) (user, group string, err error) {
 	if group == "" {
 		group = user
 	}
-	if !nameRE.MatchString(user) || !nameRE.MatchString(group) {
+	if !passwd.ValidName(user) || !passwd.ValidName(group) {
 		return "", "", fmt.Errorf("owner %q is not user[:group]", s)
 	}
 	return user, group, nil

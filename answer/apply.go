@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/minint/minint/internal/durable"
+	"github.com/minint/minint/internal/passwd"
 )
 
 func parseIP(s string) net.IP { return net.ParseIP(s) }
@@ -222,96 +223,43 @@ func write(root string, p pending) error {
 	return nil
 }
 
-// accounts is the target's passwd/shadow/group/gshadow, edited in memory.
+// accounts is the target's passwd/shadow/group/gshadow, edited in memory
+// by package passwd (strict: a malformed line in the target is an error,
+// not something to rewrite).
 type accounts struct {
-	passwd, shadow, group, gshadow [][]string
-	hasGshadow                     bool
-}
-
-func readTable(root, p string, want int) ([][]string, bool, error) {
-	b, err := os.ReadFile(filepath.Join(root, p))
-	if os.IsNotExist(err) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	var t [][]string
-	for i, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if l == "" {
-			continue
-		}
-		f := strings.Split(l, ":")
-		if len(f) < want {
-			return nil, true, fmt.Errorf("%s line %d: %d fields, want %d", p, i+1, len(f), want)
-		}
-		t = append(t, f)
-	}
-	return t, true, nil
+	passwd, shadow, group, gshadow *passwd.Table
 }
 
 func loadAccounts(root string) (*accounts, error) {
 	db := &accounts{}
-	var err error
-	var ok bool
-	if db.passwd, ok, err = readTable(root, "/etc/passwd", 7); err != nil {
-		return nil, err
-	} else if !ok {
+	for _, f := range []struct {
+		t **passwd.Table
+		k passwd.Kind
+	}{{&db.passwd, passwd.Passwd}, {&db.shadow, passwd.Shadow}, {&db.group, passwd.Group}, {&db.gshadow, passwd.Gshadow}} {
+		t, err := passwd.Read(root, f.k)
+		if err != nil {
+			return nil, err
+		}
+		*f.t = t
+	}
+	if !db.passwd.Exists {
 		return nil, fmt.Errorf("the target has no /etc/passwd: is %s the root of an installed system?", root)
-	}
-	if db.shadow, _, err = readTable(root, "/etc/shadow", 2); err != nil {
-		return nil, err
-	}
-	if db.group, _, err = readTable(root, "/etc/group", 4); err != nil {
-		return nil, err
-	}
-	if db.gshadow, db.hasGshadow, err = readTable(root, "/etc/gshadow", 4); err != nil {
-		return nil, err
 	}
 	return db, nil
 }
 
-func find(t [][]string, name string) []string {
-	for _, r := range t {
-		if r[0] == name {
-			return r
-		}
-	}
-	return nil
-}
-
 func (db *accounts) uid(name string) (int, bool) {
-	if r := find(db.passwd, name); r != nil {
-		n, err := strconv.Atoi(r[2])
-		return n, err == nil
+	if r := db.passwd.Find(name); r != nil {
+		return db.passwd.ID(r), true
 	}
 	return 0, false
 }
 
 func (db *accounts) gid(name string) (int, bool) {
-	if r := find(db.group, name); r != nil {
-		n, err := strconv.Atoi(r[2])
-		return n, err == nil
+	if r := db.group.Find(name); r != nil {
+		return db.group.ID(r), true
 	}
 	return 0, false
-}
-
-func idTaken(t [][]string, id int) bool {
-	s := strconv.Itoa(id)
-	for _, r := range t {
-		if r[2] == s {
-			return true
-		}
-	}
-	return false
-}
-
-func nextID(t [][]string) int {
-	n := 1000
-	for idTaken(t, n) {
-		n++
-	}
-	return n
 }
 
 // addUsers adds or updates users and returns the home directories and
@@ -320,7 +268,7 @@ func (db *accounts) addUsers(users []User) ([]pending, error) {
 	var out []pending
 	for _, u := range users {
 		for _, g := range u.Groups {
-			if find(db.group, g) == nil {
+			if db.group.Find(g) == nil {
 				return nil, invalid("user %s: group %q does not exist on the target", u.Name, g)
 			}
 		}
@@ -336,10 +284,10 @@ func (db *accounts) addUsers(users []User) ([]pending, error) {
 			hash = "!"
 		}
 		var uid, gid int
-		if r := find(db.passwd, u.Name); r != nil {
+		if r := db.passwd.Find(u.Name); r != nil {
 			// An existing user is updated, not duplicated: re-running
 			// setup after a power cut must converge.
-			uid, _ = strconv.Atoi(r[2])
+			uid = db.passwd.ID(r)
 			gid, _ = strconv.Atoi(r[3])
 			if u.UID != 0 && u.UID != uid {
 				return nil, invalid("user %s exists with uid %d, answer file says %d", u.Name, uid, u.UID)
@@ -348,33 +296,39 @@ func (db *accounts) addUsers(users []User) ([]pending, error) {
 		} else {
 			uid = u.UID
 			if uid == 0 {
-				uid = nextID(db.passwd)
-			} else if idTaken(db.passwd, uid) {
+				uid = db.passwd.NextID()
+			} else if db.passwd.ByID(uid) != nil {
 				return nil, invalid("user %s: uid %d is already used on the target", u.Name, uid)
 			}
-			if g := find(db.group, u.Name); g != nil {
-				gid, _ = strconv.Atoi(g[2])
+			if g := db.group.Find(u.Name); g != nil {
+				gid = db.group.ID(g)
 			} else {
 				gid = uid
-				if idTaken(db.group, gid) {
-					gid = nextID(db.group)
+				if db.group.ByID(gid) != nil {
+					gid = db.group.NextID()
 				}
-				db.group = append(db.group, []string{u.Name, "x", strconv.Itoa(gid), ""})
-				if db.hasGshadow {
-					db.gshadow = append(db.gshadow, []string{u.Name, "!", "", ""})
+				if err := db.group.Add(u.Name, "x", strconv.Itoa(gid), ""); err != nil {
+					return nil, invalid("user %s: %v", u.Name, err)
+				}
+				if db.gshadow.Exists {
+					if err := db.gshadow.Add(u.Name, "!", "", ""); err != nil {
+						return nil, invalid("user %s: %v", u.Name, err)
+					}
 				}
 			}
-			db.passwd = append(db.passwd, []string{u.Name, "x", strconv.Itoa(uid), strconv.Itoa(gid), u.Gecos, home, shell})
+			if err := db.passwd.Add(u.Name, "x", strconv.Itoa(uid), strconv.Itoa(gid), u.Gecos, home, shell); err != nil {
+				return nil, invalid("user %s: %v", u.Name, err)
+			}
 		}
-		if r := find(db.shadow, u.Name); r != nil {
+		if r := db.shadow.Find(u.Name); r != nil {
 			r[1] = hash
-		} else {
-			db.shadow = append(db.shadow, []string{u.Name, hash, "19000", "0", "99999", "7", "", "", ""})
+		} else if err := db.shadow.Add(u.Name, hash, "19000", "0", "99999", "7", "", "", ""); err != nil {
+			return nil, invalid("user %s: %v", u.Name, err)
 		}
 		for _, g := range u.Groups {
-			addMember(find(db.group, g), 3, u.Name)
-			if gs := find(db.gshadow, g); gs != nil {
-				addMember(gs, 3, u.Name)
+			db.group.AddMember(db.group.Find(g), u.Name)
+			if gs := db.gshadow.Find(g); gs != nil {
+				db.gshadow.AddMember(gs, u.Name)
 			}
 		}
 		out = append(out, pending{path: home, isDir: true, mode: 0o700, uid: uid, gid: gid})
@@ -386,36 +340,14 @@ func (db *accounts) addUsers(users []User) ([]pending, error) {
 	return out, nil
 }
 
-func addMember(r []string, i int, name string) {
-	var m []string
-	if r[i] != "" {
-		m = strings.Split(r[i], ",")
-	}
-	for _, x := range m {
-		if x == name {
-			return
-		}
-	}
-	r[i] = strings.Join(append(m, name), ",")
-}
-
-func join(t [][]string) []byte {
-	var b strings.Builder
-	for _, r := range t {
-		b.WriteString(strings.Join(r, ":"))
-		b.WriteByte('\n')
-	}
-	return []byte(b.String())
-}
-
 func (db *accounts) files() []pending {
 	out := []pending{
-		{path: "/etc/passwd", data: join(db.passwd), mode: 0o644, keepOwner: true},
-		{path: "/etc/shadow", data: join(db.shadow), mode: 0o640, keepOwner: true},
-		{path: "/etc/group", data: join(db.group), mode: 0o644, keepOwner: true},
+		{path: "/etc/passwd", data: db.passwd.Bytes(), mode: 0o644, keepOwner: true},
+		{path: "/etc/shadow", data: db.shadow.Bytes(), mode: 0o640, keepOwner: true},
+		{path: "/etc/group", data: db.group.Bytes(), mode: 0o644, keepOwner: true},
 	}
-	if db.hasGshadow {
-		out = append(out, pending{path: "/etc/gshadow", data: join(db.gshadow), mode: 0o640, keepOwner: true})
+	if db.gshadow.Exists {
+		out = append(out, pending{path: "/etc/gshadow", data: db.gshadow.Bytes(), mode: 0o640, keepOwner: true})
 	}
 	return out
 }

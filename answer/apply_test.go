@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/minint/minint/internal/passwd"
 )
 
 func fakeRoot(t *testing.T) string {
@@ -227,5 +229,29 @@ func TestRemoveArg(t *testing.T) {
 	}
 	if _, ch := removeArg([]byte("options init=/minint/minint-setupX\n"), InitArg); ch {
 		t.Error("removed a different argument")
+	}
+}
+
+// TestMalformedTargetAccountsRefused: a target account file with a record
+// of the wrong field count is refused, naming file and line, before
+// anything is written: rewriting it would shift fields into other meanings.
+func TestMalformedTargetAccountsRefused(t *testing.T) {
+	for file, content := range map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/bash\nodd:x:1000:1000:/home/odd:/bin/sh\n",
+		"etc/shadow": "root:*:19000:0:99999:7:::\nodd:*\n",
+		"etc/group":  "root:x:0:\nsudo:x:27\n",
+	} {
+		t.Run(file, func(t *testing.T) {
+			root := fakeRoot(t)
+			os.WriteFile(filepath.Join(root, file), []byte(content), 0o644)
+			before := treeSum(t, root)
+			err := Apply(sample(), root, Options{NoCommands: true})
+			if !errors.Is(err, passwd.ErrFormat) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "line 2") {
+				t.Fatalf("Apply = %v, want a format error naming %s line 2", err, file)
+			}
+			if treeSum(t, root) != before {
+				t.Error("refused answer changed the tree")
+			}
+		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/testnginx"
 	"github.com/minint/minint/qemu"
+	"github.com/minint/minint/sign"
 )
 
 // TestReplace is the replace flow of issue 7: the old machine captures its
@@ -37,6 +38,7 @@ func TestReplace(t *testing.T) {
 	storeURL := fmt.Sprintf("http://10.0.2.2:%d/states/pc1", ng.Port)
 	minint, guesttool := f.static(t, "./cmd/minint"), f.static(t, "./e2e/guesttool")
 	dir := t.TempDir()
+	statePub, stateKey := stateKeyFiles(t, dir)
 	peSeq := filepath.Join(dir, "pe-seq.yaml")
 	if err := os.WriteFile(peSeq, []byte("version: 1\nname: refresh\nsteps:\n  - type: reboot\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -53,7 +55,7 @@ echo 'bob:!:19000:0:99999:7:::' >> /etc/shadow
 mkdir -m 0750 /home/bob && chown 1007:1007 /home/bob
 $T/guesttool populate /home/bob 2
 $T/guesttool snapshot /home/bob $T/bob.snap
-$T/minint stage --capture-only --state-store %s --yes --json-events -
+$T/minint stage --capture-only --state-store %s --state-key $T/state.key --yes --json-events -
 rc=$?
 printf '{"event":"replace-captured","rc":%%d,"bob_uid":%%d}\n' $rc "$(id -u bob)"
 $T/minint stage --kernel /boot/vmlinuz-* --initramfs /boot/initrd.img-* --sequence $T/pe-seq.yaml --no-reboot --yes --json-events -
@@ -63,7 +65,7 @@ os=0
 mounted=$(grep -c vfat /proc/mounts)
 printf '{"event":"replace-staged","rc":%%d,"oneshot":%%d,"vfat_mounts":%%d}\n' $rc $os $mounted
 sync
-`, storeURL), map[string]string{"minint": minint, "guesttool": guesttool, "pe-seq.yaml": peSeq})
+`, storeURL), map[string]string{"minint": minint, "guesttool": guesttool, "pe-seq.yaml": peSeq, "state.key": stateKey})
 	disk1 := bigDisk(t, "old.img")
 	v1 := vm(t, f.iso(t, sequence("medium:/minint/image/manifest.json", ""), f.pkg), disk1, qemu.UEFI, true, hook1)
 	ev := replaceWaitHook(t, v1, "replace-staged", 10*time.Minute)
@@ -99,7 +101,7 @@ sync
 	// Guest 2: a blank new machine; the PE pulls the state, the first boot
 	// restores it.
 	seq := sequence("medium:/minint/image/manifest.json", "")
-	seq = strings.Replace(seq, "  - type: setup\n", fmt.Sprintf("  - type: pull-state\n    from: %s\n  - type: setup\n", storeURL), 1)
+	seq = strings.Replace(seq, "  - type: setup\n", fmt.Sprintf("  - type: pull-state\n    from: %s\n    keys: [%q]\n  - type: setup\n", storeURL, readLine(t, statePub)), 1)
 	seq = strings.Replace(seq, "    hostname: e2e-host\n", "    hostname: e2e-host\n    restore-state: {log-dir: /var/log/minint}\n", 1)
 	hook2 := hookDisk(t, `T=$MININT_T
 $T/guesttool diff $T/bob.snap /home/bob > $T/diff.txt 2>&1
@@ -336,7 +338,8 @@ func TestReplaceIncompleteStore(t *testing.T) {
 	}
 	ng := testnginx.Start(t, www, testnginx.Options{WebDAV: true})
 	url := ng.URL + "/states/pc9"
-	if _, err := run(root, f.minint, "stage", "--root", root, "--capture-only", "--state-store", url, "--yes"); err != nil {
+	pub, key := stateKeyFiles(t, t.TempDir())
+	if _, err := run(root, f.minint, "stage", "--root", root, "--capture-only", "--state-store", url, "--state-key", key, "--yes"); err != nil {
 		t.Fatal(err)
 	}
 	var objs []string
@@ -350,7 +353,7 @@ func TestReplaceIncompleteStore(t *testing.T) {
 		t.Fatalf("store objects %v, want one per distinct file", objs)
 	}
 	// The complete store pulls.
-	if _, err := run(root, f.minint, "state", "pull", url, filepath.Join(t.TempDir(), "ok")); err != nil {
+	if _, err := run(root, f.minint, "state", "pull", "--key", pub, url, filepath.Join(t.TempDir(), "ok")); err != nil {
 		t.Fatal(err)
 	}
 	// One object gone.
@@ -358,7 +361,7 @@ func TestReplaceIncompleteStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := filepath.Join(t.TempDir(), "state")
-	_, err := run(root, f.minint, "state", "pull", url, local)
+	_, err := run(root, f.minint, "state", "pull", "--key", pub, url, local)
 	if err == nil || !strings.Contains(err.Error(), "object "+filepath.Base(objs[1])+" is missing") {
 		t.Fatalf("pull of a store missing an object: %v", err)
 	}
@@ -371,7 +374,7 @@ func TestReplaceIncompleteStore(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(root, p))
 		os.WriteFile(filepath.Join(target, p), b, 0o644)
 	}
-	if _, err := run(root, f.minint, "state", "restore", "--root", target, local); err == nil || !strings.Contains(err.Error(), "index") {
+	if _, err := run(root, f.minint, "state", "restore", "--root", target, "--key", pub, local); err == nil || !strings.Contains(err.Error(), "index") {
 		t.Errorf("restore of the store of a refused pull: %v, want a refusal naming the missing index", err)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(target, "home")); len(ents) != 0 {
@@ -382,8 +385,36 @@ func TestReplaceIncompleteStore(t *testing.T) {
 	if err := os.Remove(filepath.Join(www, "states/pc9/index")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = run(root, f.minint, "state", "pull", url, filepath.Join(t.TempDir(), "x"))
+	_, err = run(root, f.minint, "state", "pull", "--key", pub, url, filepath.Join(t.TempDir(), "x"))
 	if err == nil || !strings.Contains(err.Error(), "has no index") {
 		t.Fatalf("pull of a store without index: %v", err)
 	}
+}
+
+// stateKeyFiles writes a state key pair (as minint keygen does) into dir
+// and returns the .pub and .key paths.
+func stateKeyFiles(t *testing.T, dir string) (pub, key string) {
+	t.Helper()
+	pubB, keyB, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, key = filepath.Join(dir, "state.pub"), filepath.Join(dir, "state.key")
+	if err := os.WriteFile(pub, pubB, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyB, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pub, key
+}
+
+// readLine is a one-line file's content without its newline.
+func readLine(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -39,8 +39,12 @@
 // that nothing runs), fetch, clean, apply-image, setup (restore-state),
 // bootfiles, reboot. Until clean, nothing outside /minint is written, and
 // a failure reboots into the old system (peinit, with minint.done=reboot;
-// Run's error then does not wrap ErrChanged). clean first checks that the
-// package is staged and verified and the state captured, then makes the
+// Run's error then does not wrap ErrChanged). capture-state signs the
+// store with a key made for that capture, whose public half the setup
+// step hands to restore-state (with the pull-state keys and the
+// capture-state paths; see stateTrust). clean first checks that the
+// package is staged and verified and the state captured and verifying
+// with those keys, then makes the
 // PE the persistent boot default (UEFI: loader.conf and LoaderEntryDefault;
 // BIOS: syslinux.cfg's DEFAULT), so
 // a power cut during clean or apply boots the PE again and it resumes;

@@ -189,8 +189,14 @@ func (r *runner) clean(s *sequence.Clean) error {
 	if fi, err := os.Stat(img.Path); err != nil || fi.Size() != img.Entry.Size {
 		return fmt.Errorf("the verified package %s is no longer there or changed size: fetch again before cleaning", img.Path)
 	}
-	if _, err := state.ReadManifest(r.stagingPath("state")); err != nil {
-		return fmt.Errorf("no complete user state in %s (capture-state must succeed before clean): %w", r.stagingPath("state"), err)
+	// The state must verify now with the keys setup's restore-state will
+	// trust: after clean, a store the first boot refuses is data lost.
+	keys, err := r.stateKeys()
+	if err != nil {
+		return err
+	}
+	if _, _, err := state.ReadSigned(r.stagingPath("state"), keys); err != nil {
+		return fmt.Errorf("no complete, signed user state in %s (capture-state must succeed before clean): %w", r.stagingPath("state"), err)
 	}
 	rb, esp, err := r.refreshESP()
 	if err != nil {

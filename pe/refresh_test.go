@@ -446,3 +446,42 @@ func TestRefreshSequenceOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshTamperedStateNotCleaned: a store rewritten after the PE's
+// capture (consistent hashes, no signature by the capture's key) stops the
+// refresh at clean, before anything is deleted: the first boot would
+// refuse it, and the data would be gone.
+func TestRefreshTamperedStateNotCleaned(t *testing.T) {
+	url, pub, _, _ := testPkg(t, false)
+	src := refreshSeq(filepath.Join(t.TempDir(), "target"), url, "")
+	f := oldSystem(t, src)
+	seq, err := sequence.Parse("refresh.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := refreshEnv(t, f, pub)
+	env.hook = func(step, point string) error {
+		if step != "fetch" || point != "before" {
+			return nil
+		}
+		store := filepath.Join(f.root(), "minint/state")
+		man, err := os.ReadFile(filepath.Join(store, state.ManifestName))
+		if err != nil {
+			return err
+		}
+		man = []byte(strings.Replace(string(man), `"passwd": [`, `"passwd": [ "eve:x:1005:1005::/home/eve:/bin/sh",`, 1))
+		sum := sha256.Sum256(man)
+		os.WriteFile(filepath.Join(store, state.ManifestName), man, 0o600)
+		return os.WriteFile(filepath.Join(store, state.IndexName), fmt.Appendf(nil, "minint-state 1\nmanifest sha256:%x %d\n", sum, len(man)), 0o600)
+	}
+	err = Run(context.Background(), seq, env)
+	if !errors.Is(err, state.ErrUnsigned) {
+		t.Fatalf("Run = %v, want ErrUnsigned", err)
+	}
+	if len(f.ops) != 0 {
+		t.Errorf("ops %v with a store that does not verify", f.ops)
+	}
+	if !exists(filepath.Join(f.root(), "home/ann/doc")) {
+		t.Error("home/ann/doc is gone")
+	}
+}

@@ -269,6 +269,11 @@ func (r *runner) setup(s *sequence.Setup) error {
 		}
 	}
 	cfg := &answer.Config{Answer: s.Answer, Init: init, BootEntries: r.st.BootEntries, Created: time.Now().UTC()}
+	if s.RestoreState != nil {
+		if cfg.Answer.RestoreState, err = r.stateTrust(s.RestoreState); err != nil {
+			return err
+		}
+	}
 	if err := answer.WriteConfig(filepath.Join(r.st.Target, answer.ConfigFile), cfg); err != nil {
 		return err
 	}

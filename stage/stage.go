@@ -21,6 +21,7 @@ package stage
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ import (
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/durable"
+	"github.com/minint/minint/sign"
 	"github.com/minint/minint/state"
 	"github.com/minint/minint/state/netstore"
 )
@@ -76,7 +78,8 @@ type Options struct {
 	// Spec selects the user state.
 	Spec state.Spec
 	// StateStore, when set, is a URL or directory the captured state is
-	// also pushed to (the replace flow).
+	// also pushed to (the replace flow). It needs Spec.Key: the store is
+	// signed with it, and the machine that pulls it trusts its public half.
 	StateStore string
 	// CaptureOnly stops after capturing (and pushing) the state.
 	CaptureOnly bool
@@ -274,6 +277,9 @@ func Check(o *Options) []string {
 	if os.Geteuid() != 0 {
 		bad = append(bad, "must run as root (captures every user's files)")
 	}
+	if o.StateStore != "" && o.Spec.Key == nil {
+		bad = append(bad, "a state store needs a state key (Spec.Key, --state-key): pull-state refuses an unsigned store")
+	}
 	var need int64
 	if !o.CaptureOnly {
 		for _, f := range []struct{ what, p string }{{"PE kernel", o.Kernel}, {"PE initramfs", o.Initramfs}, {"task sequence", o.Sequence}} {
@@ -401,7 +407,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.logf("%s%s", map[bool]string{true: "would ", false: ""}[o.DryRun], s)
 	}
 	store := o.minint("state")
-	plan("capture user state into %s", store)
+	if o.Spec.Key != nil {
+		plan("capture user state into %s, signed with state key %s", store, sign.KeyID(o.Spec.Key.Public().(ed25519.PublicKey)))
+	} else {
+		// The PE's capture-state captures and signs again before anything
+		// is deleted; this capture is what it reuses the spec of.
+		plan("capture user state into %s (unsigned: the PE captures and signs it again)", store)
+	}
 	if o.StateStore != "" {
 		plan("push the state to %s", o.StateStore)
 	}

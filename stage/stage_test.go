@@ -3,6 +3,7 @@ package stage
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -176,10 +177,15 @@ func TestStageCaptureOnlyToDirectoryStore(t *testing.T) {
 	os.RemoveAll(filepath.Join(o.Root, "boot/efi")) // not needed for capture only
 	o.CaptureOnly = true
 	o.StateStore = filepath.Join(host, "share/pc1")
+	if _, err := Run(context.Background(), o); !errors.Is(err, ErrRequirements) || !strings.Contains(err.Error(), "state key") {
+		t.Fatalf("a state store without a state key: %v", err)
+	}
+	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	o.Spec.Key = key
 	if _, err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := state.ReadManifest(o.StateStore); err != nil {
+	if _, _, err := state.ReadSigned(o.StateStore, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(o.Root, "minint/pe")); !os.IsNotExist(err) {

@@ -51,7 +51,7 @@ func BenchmarkCapture(b *testing.B) {
 		for _, copyMode := range []bool{false, true} {
 			store := filepath.Join(base, "store")
 			t0 := time.Now()
-			_, st, err := CaptureStat(ctx, root, store, Spec{Copy: copyMode})
+			_, st, err := CaptureStat(ctx, root, store, Spec{Key: testKey, Copy: copyMode})
 			d := time.Since(t0)
 			if err != nil {
 				b.Fatal(err)

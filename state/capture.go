@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -38,6 +39,11 @@ type Spec struct {
 	Exclude []string
 	// Copy copies every file instead of hard-linking it.
 	Copy bool
+	// Key, when set, is the state key the store's index is signed with
+	// (SignatureName). Readers that restore or pull a store refuse one
+	// without a signature by a key they trust; an unsigned store is only
+	// good for being captured again (the PE's capture-state).
+	Key ed25519.PrivateKey
 	// Progress, when set, is called with the bytes of each file stored.
 	Progress func(n int64)
 }
@@ -103,9 +109,12 @@ func (c *capturer) run() (*Manifest, error) {
 		}
 	}
 	// A capture replaces any previous one: the old index goes first so that
-	// a store is never valid while half-rewritten.
-	if err := os.Remove(filepath.Join(c.store, IndexName)); err != nil && !os.IsNotExist(err) {
-		return nil, err
+	// a store is never valid while half-rewritten, and the old signature
+	// with it so that an unsigned capture does not look signed.
+	for _, n := range []string{IndexName, SignatureName} {
+		if err := os.Remove(filepath.Join(c.store, n)); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
 	}
 	var tops []string
 	if !c.spec.NoHomes {
@@ -157,7 +166,7 @@ func (c *capturer) run() (*Manifest, error) {
 	c.m.Spec = c.spec.Record()
 	c.m.Created = time.Now().UTC().Format(time.RFC3339)
 	c.m.Host, _ = os.Hostname()
-	if err := writeManifest(c.store, &c.m); err != nil {
+	if err := writeManifest(c.store, &c.m, c.spec.Key); err != nil {
 		return nil, fmt.Errorf("writing manifest: %w", err)
 	}
 	return &c.m, nil

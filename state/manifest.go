@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/minint/minint/internal/durable"
+	"github.com/minint/minint/sign"
 )
 
 // Sentinel errors, wrapped with the file and reason.
@@ -280,8 +282,9 @@ func ReadManifest(storeDir string) (*Manifest, error) {
 	return m, nil
 }
 
-// writeManifest writes manifest then index, each atomically and synced.
-func writeManifest(storeDir string, m *Manifest) error {
+// writeManifest writes manifest, the index's signature (key nil: none)
+// and last the index, each atomically and synced.
+func writeManifest(storeDir string, m *Manifest, key ed25519.PrivateKey) error {
 	b, err := json.MarshalIndent(m, "", " ")
 	if err != nil {
 		return err
@@ -289,5 +292,11 @@ func writeManifest(storeDir string, m *Manifest) error {
 	if err := durable.WriteFile(filepath.Join(storeDir, ManifestName), b, 0o600); err != nil {
 		return err
 	}
-	return durable.WriteFile(filepath.Join(storeDir, IndexName), encodeIndex(b), 0o600)
+	idx := encodeIndex(b)
+	if key != nil {
+		if err := durable.WriteFile(filepath.Join(storeDir, SignatureName), sign.Sign(idx, key), 0o600); err != nil {
+			return err
+		}
+	}
+	return durable.WriteFile(filepath.Join(storeDir, IndexName), idx, 0o600)
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,14 +18,23 @@ import (
 
 // RestoreOptions tune Restore.
 type RestoreOptions struct {
+	// Keys are the state keys a store may be signed with; Restore refuses
+	// a store without a signature by one of them (ErrUnsigned).
+	Keys []ed25519.PublicKey
 	// Copy copies every file out of the store. By default a file is
 	// hard-linked to its object when store and root share a filesystem and
 	// nothing else links to the object (the refresh case after the PE has
 	// cleaned the old system: no data moves, and removing the store
 	// afterwards leaves the restored file).
 	Copy bool
-	// NoAccounts skips merging the captured account records.
+	// NoAccounts skips merging the captured account records; the homes of
+	// captured users the new system already has are still restored.
 	NoAccounts bool
+	// Paths are absolute paths, beyond the captured users' homes, whose
+	// captured contents may be restored (what the sequence captured with
+	// paths:, /root for root-home:). The store's own record of what it
+	// captured is not trusted for this.
+	Paths []string
 	// Progress, when set, is called with the bytes of each file restored.
 	Progress func(n int64)
 }
@@ -37,6 +47,10 @@ type Report struct {
 	HardLinks  int      `json:"hardLinks"`
 	Bytes      int64    `json:"bytes"`
 	UsersAdded []string `json:"usersAdded,omitempty"`
+	// SignedBy is the id (sign.KeyID) of the state key that signed the store.
+	SignedBy string `json:"signedBy"`
+	// Warnings name what the restore policy left out (see Restore).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Verify checks that every object the manifest needs is in the store with
@@ -62,24 +76,35 @@ func Verify(ctx context.Context, storeDir string, m *Manifest) error {
 }
 
 // Restore recreates the captured state under root. It first checks the
-// whole store (index, manifest, every object's hash) and the account merge,
+// whole store (the index's signature by one of opts.Keys, index,
+// manifest, every object's hash) and the account merge,
 // and refuses before writing anything if either fails. Accounts are merged
 // before files are written, so that the owners exist. Every path is
 // resolved beneath root without following symlinks.
+//
+// Restore is least-privileged whatever the store says: it adds only
+// well-formed regular accounts (planAccounts) and writes only what
+// restorable allows: files of the captured users in their homes and what
+// lies under opts.Paths, without device nodes, setuid/setgid bits or file
+// capabilities. What it leaves out is in Report.Warnings.
 func Restore(ctx context.Context, storeDir, root string, opts RestoreOptions) (*Report, error) {
-	m, err := ReadManifest(storeDir)
+	if err := checkPaths(opts.Paths); err != nil {
+		return nil, err
+	}
+	m, keyID, err := ReadSigned(storeDir, opts.Keys)
 	if err != nil {
 		return nil, err
 	}
 	if err := Verify(ctx, storeDir, m); err != nil {
 		return nil, fmt.Errorf("%s: %w", storeDir, err)
 	}
-	var plan *accountPlan
-	if !opts.NoAccounts {
-		if plan, err = planAccounts(root, m.Accounts); err != nil {
-			return nil, err
-		}
+	rep := &Report{SignedBy: keyID}
+	warn := func(format string, a ...any) { rep.Warnings = append(rep.Warnings, fmt.Sprintf(format, a...)) }
+	plan, err := planAccounts(root, m.Accounts, !opts.NoAccounts, warn)
+	if err != nil {
+		return nil, err
 	}
+	entries := restorable(m, plan.homes, opts.Paths, warn)
 	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: root, Err: err}
@@ -91,13 +116,11 @@ func Restore(ctx context.Context, storeDir, root string, opts RestoreOptions) (*
 	}
 	defer unix.Close(storeFD)
 
-	r := &restorer{ctx: ctx, m: m, opts: opts, root: root, rootFD: rootFD, storeFD: storeFD, used: map[string]bool{}, rep: &Report{}}
-	if plan != nil {
-		if err := plan.write(root); err != nil {
-			return nil, fmt.Errorf("writing accounts: %w", err)
-		}
-		r.rep.UsersAdded = plan.added
+	r := &restorer{ctx: ctx, entries: entries, opts: opts, root: root, rootFD: rootFD, storeFD: storeFD, used: map[string]bool{}, rep: rep}
+	if err := plan.write(root); err != nil {
+		return nil, fmt.Errorf("writing accounts: %w", err)
 	}
+	r.rep.UsersAdded = plan.added
 	if err := r.run(); err != nil {
 		return r.rep, err
 	}
@@ -106,7 +129,7 @@ func Restore(ctx context.Context, storeDir, root string, opts RestoreOptions) (*
 
 type restorer struct {
 	ctx     context.Context
-	m       *Manifest
+	entries []Entry // what restorable allows, in manifest order
 	opts    RestoreOptions
 	root    string
 	rootFD  int
@@ -136,11 +159,11 @@ func (r *restorer) openDir(rel string) (int, error) {
 }
 
 func (r *restorer) run() error {
-	for i := range r.m.Entries {
+	for i := range r.entries {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		e := &r.m.Entries[i]
+		e := &r.entries[i]
 		if err := r.entry(e); err != nil {
 			return fmt.Errorf("restoring %s: %w", e.Path, err)
 		}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/minint/minint/internal/treetest"
+	"github.com/minint/minint/sign"
 )
 
 // makeRoot builds a fake system root with two users and state to capture.
@@ -29,11 +31,13 @@ func makeRoot(t *testing.T, dir string, small bool) {
 	write("etc/group", "root:x:0:\nsudo:x:27:alice\nalice:x:1001:\nbob:x:1002:\n", 0o644)
 	write("etc/ssh/ssh_host_ed25519_key", "PRIVATE KEY\n", 0o600)
 	write("etc/hostname", "old\n", 0o644)
-	treetest.Generate(t, filepath.Join(dir, "home/alice"), treetest.Options{Seed: 1, Small: small})
+	treetest.Generate(t, filepath.Join(dir, "home/alice"), treetest.Options{Seed: 1, Small: small, Owner: &treetest.Owner{UID: 1001, GID: 1001}})
 	write("home/bob/notes.txt", "bob's notes\n", 0o640)
 	write("home/bob/.cache/big", "cache\n", 0o644)
-	if err := os.Chown(filepath.Join(dir, "home/bob/notes.txt"), 1002, 1002); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{"home/bob", "home/bob/notes.txt", "home/bob/.cache", "home/bob/.cache/big"} {
+		if err := os.Chown(filepath.Join(dir, p), 1002, 1002); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -53,7 +57,7 @@ func needRoot(t *testing.T) {
 	}
 }
 
-var spec = Spec{Paths: []string{"/etc/ssh"}, Exclude: []string{"/home/*/.cache"}}
+var spec = Spec{Key: testKey, Paths: []string{"/etc/ssh"}, Exclude: []string{"/home/*/.cache"}}
 
 func compare(t *testing.T, a, b string) {
 	t.Helper()
@@ -135,7 +139,7 @@ func TestCaptureRestoreRoundTrip(t *testing.T) {
 			os.RemoveAll(filepath.Join(src, "etc/ssh"))
 		}
 		freshRoot(t, dst)
-		rep, err := Restore(ctx, store, dst, RestoreOptions{Copy: copyMode})
+		rep, err := Restore(ctx, store, dst, RestoreOptions{Keys: testKeys, Copy: copyMode, Paths: spec.Paths})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,9 +152,13 @@ func TestCaptureRestoreRoundTrip(t *testing.T) {
 		sh, _ := os.ReadFile(filepath.Join(dst, "etc/shadow"))
 		gr, _ := os.ReadFile(filepath.Join(dst, "etc/group"))
 		if !strings.Contains(string(pw), "alice:x:1001:1001:Alice:/home/alice:/bin/bash\n") ||
-			!strings.Contains(string(sh), "alice:$y$alicehash:") || !strings.Contains(string(gr), "sudo:x:27:alice\n") ||
+			!strings.Contains(string(sh), "alice:$y$alicehash:") || !strings.Contains(string(gr), "alice:x:1001:\n") ||
 			strings.Contains(string(pw), "nobody") {
 			t.Errorf("accounts not merged:\n%s\n%s\n%s", pw, sh, gr)
+		}
+		// sudo is a system group: the old membership is reported, not restored.
+		if !strings.Contains(string(gr), "sudo:x:27:\n") || !strings.Contains(strings.Join(rep.Warnings, "\n"), "system group sudo") {
+			t.Errorf("sudo membership: group %q, warnings %q", gr, rep.Warnings)
 		}
 		if fi, _ := os.Stat(filepath.Join(dst, "etc/shadow")); fi.Mode().Perm() != 0o640 {
 			t.Errorf("shadow mode %v", fi.Mode())
@@ -185,7 +193,7 @@ func TestCopyFallbackAcrossFilesystems(t *testing.T) {
 	}
 	dst := t.TempDir()
 	freshRoot(t, dst)
-	if _, err := Restore(context.Background(), store, dst, RestoreOptions{}); err != nil {
+	if _, err := Restore(context.Background(), store, dst, RestoreOptions{Keys: testKeys}); err != nil {
 		t.Fatal(err)
 	}
 	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
@@ -225,13 +233,31 @@ func TestBrokenStoreRefused(t *testing.T) {
 		{"no index", func(t *testing.T, store string, m *Manifest) {
 			os.Remove(filepath.Join(store, IndexName))
 		}, ErrIncomplete},
+		{"unsigned", func(t *testing.T, store string, m *Manifest) {
+			os.Remove(filepath.Join(store, SignatureName))
+		}, ErrUnsigned},
+		{"signed by a foreign key", func(t *testing.T, store string, m *Manifest) {
+			_, other, _ := ed25519.GenerateKey(nil)
+			idx, _ := os.ReadFile(filepath.Join(store, IndexName))
+			os.WriteFile(filepath.Join(store, SignatureName), sign.Sign(idx, other), 0o600)
+		}, ErrUnsigned},
+		{"tampered index", func(t *testing.T, store string, m *Manifest) {
+			// A consistent manifest and index by someone without the key;
+			// the signature is the capture's.
+			m.Accounts.Passwd = append(m.Accounts.Passwd, "eve:x:1005:1005::/home/eve:/bin/sh")
+			sig, _ := os.ReadFile(filepath.Join(store, SignatureName))
+			if err := writeManifest(store, m, nil); err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(store, SignatureName), sig, 0o600)
+		}, ErrUnsigned},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			src := t.TempDir()
 			makeRoot(t, src, true)
 			store := filepath.Join(t.TempDir(), "store")
-			m, err := Capture(ctx, src, store, Spec{Copy: true})
+			m, err := Capture(ctx, src, store, Spec{Key: testKey, Copy: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,7 +265,7 @@ func TestBrokenStoreRefused(t *testing.T) {
 			dst := t.TempDir()
 			freshRoot(t, dst)
 			before, _ := treetest.Snapshot(dst)
-			_, err = Restore(ctx, store, dst, RestoreOptions{})
+			_, err = Restore(ctx, store, dst, RestoreOptions{Keys: testKeys})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("Restore = %v, want %v", err, c.want)
 			}
@@ -251,20 +277,44 @@ func TestBrokenStoreRefused(t *testing.T) {
 	}
 }
 
+// TestRestoreNeedsKeys: without a key to check it with, even a store
+// signed at capture is refused, before anything is written.
+func TestRestoreNeedsKeys(t *testing.T) {
+	needRoot(t)
+	src := t.TempDir()
+	makeRoot(t, src, true)
+	store := filepath.Join(t.TempDir(), "store")
+	if _, err := Capture(context.Background(), src, store, spec); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	freshRoot(t, dst)
+	if _, err := Restore(context.Background(), store, dst, RestoreOptions{}); !errors.Is(err, ErrUnsigned) {
+		t.Fatalf("Restore without keys = %v, want ErrUnsigned", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "home")); !os.IsNotExist(err) {
+		t.Fatal("files were restored from an unchecked store")
+	}
+	m, id, err := ReadSigned(store, testKeys)
+	if err != nil || id != sign.KeyID(testKeys[0]) || len(m.Entries) == 0 {
+		t.Fatalf("ReadSigned = %v, %q, %v", m, id, err)
+	}
+}
+
 func TestAccountConflict(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
 	src := t.TempDir()
 	makeRoot(t, src, true)
 	store := filepath.Join(t.TempDir(), "store")
-	if _, err := Capture(ctx, src, store, Spec{}); err != nil {
+	if _, err := Capture(ctx, src, store, Spec{Key: testKey}); err != nil {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
 	freshRoot(t, dst)
 	// The new image uses uid 1001 for someone else.
 	os.WriteFile(filepath.Join(dst, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\ncarol:x:1001:1001::/home/carol:/bin/sh\n"), 0o644)
-	_, err := Restore(ctx, store, dst, RestoreOptions{})
+	_, err := Restore(ctx, store, dst, RestoreOptions{Keys: testKeys})
 	if !errors.Is(err, ErrAccountConflict) || !strings.Contains(err.Error(), "carol") {
 		t.Fatalf("Restore = %v, want an account conflict naming carol", err)
 	}
@@ -273,7 +323,7 @@ func TestAccountConflict(t *testing.T) {
 	}
 	// Same name and id in the image: the image's entry is kept.
 	os.WriteFile(filepath.Join(dst, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001:Image Alice:/home/alice:/bin/zsh\n"), 0o644)
-	rep, err := Restore(ctx, store, dst, RestoreOptions{})
+	rep, err := Restore(ctx, store, dst, RestoreOptions{Keys: testKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +339,7 @@ func TestSymlinkedParentRefused(t *testing.T) {
 	src := t.TempDir()
 	makeRoot(t, src, true)
 	store := filepath.Join(t.TempDir(), "store")
-	if _, err := Capture(ctx, src, store, Spec{NoHomes: true, Paths: []string{"/etc/ssh"}}); err != nil {
+	if _, err := Capture(ctx, src, store, Spec{Key: testKey, NoHomes: true, Paths: []string{"/etc/ssh"}}); err != nil {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
@@ -299,7 +349,7 @@ func TestSymlinkedParentRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	// etc/ssh is a symlink in the target: it is replaced by a directory; nothing lands outside.
-	if _, err := Restore(ctx, store, dst, RestoreOptions{}); err != nil {
+	if _, err := Restore(ctx, store, dst, RestoreOptions{Keys: testKeys, Paths: []string{"/etc/ssh"}}); err != nil {
 		t.Fatal(err)
 	}
 	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
@@ -333,7 +383,9 @@ func TestRecapture(t *testing.T) {
 		t.Fatalf("Verify after an in-place change = %v, want ErrChecksum", err)
 	}
 	old, _ := ReadManifest(store)
-	m2, err := Capture(ctx, src, store, old.Spec.Spec())
+	again := old.Spec.Spec()
+	again.Key = testKey
+	m2, err := Capture(ctx, src, store, again)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +407,7 @@ func TestRecapture(t *testing.T) {
 	}
 	dst := t.TempDir()
 	freshRoot(t, dst)
-	if _, err := Restore(ctx, store, dst, RestoreOptions{}); err != nil {
+	if _, err := Restore(ctx, store, dst, RestoreOptions{Keys: testKeys}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dst, "home/bob/notes.txt")); string(b) != "changed after the capture\n" {
@@ -377,7 +429,7 @@ func TestRestoreTwice(t *testing.T) {
 	dst := filepath.Join(src, "new") // same filesystem: files are linked
 	freshRoot(t, dst)
 	for i := 0; i < 2; i++ {
-		rep, err := Restore(ctx, store, dst, RestoreOptions{})
+		rep, err := Restore(ctx, store, dst, RestoreOptions{Keys: testKeys})
 		if err != nil {
 			t.Fatalf("restore %d: %v", i+1, err)
 		}
@@ -392,3 +444,10 @@ func TestRestoreTwice(t *testing.T) {
 		t.Errorf("accounts duplicated:\n%s\n%s", pw, sh)
 	}
 }
+
+// testKey signs the stores the tests capture; testKeys is what restores
+// trust.
+var (
+	testKey  = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	testKeys = []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}
+)

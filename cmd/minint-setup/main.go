@@ -60,7 +60,7 @@ func main() {
 	var log bytes.Buffer
 	out := io.MultiWriter(console, &log)
 	event(console, "start", "")
-	cfg, err := setup(*root, *config, out)
+	cfg, err := setup(*root, *config, out, console)
 	res := &answer.Result{OK: err == nil, Finished: time.Now().UTC(), Log: strings.Split(strings.TrimSpace(log.String()), "\n")}
 	if err != nil {
 		res.Error = err.Error()
@@ -108,14 +108,16 @@ func event(w io.Writer, state, msg string) {
 	fmt.Fprintf(w, "%s\n", b)
 }
 
-func setup(root, config string, out io.Writer) (*answer.Config, error) {
+// setup applies the answer file; out gets the log lines, events the JSON
+// events (the console).
+func setup(root, config string, out, events io.Writer) (*answer.Config, error) {
 	cfg, err := answer.ReadConfig(config)
 	if err != nil {
 		return nil, err
 	}
 	opts := answer.Options{Log: out}
 	if rs := cfg.Answer.RestoreState; rs != nil {
-		opts.BeforeCommands = func() error { return restoreState(root, rs, out) }
+		opts.BeforeCommands = func() error { return restoreState(root, rs, out, events) }
 	}
 	if err := answer.Apply(&cfg.Answer, root, opts); err != nil {
 		return nil, err
@@ -130,13 +132,27 @@ func setup(root, config string, out io.Writer) (*answer.Config, error) {
 }
 
 // restoreState restores the captured user state; state.Restore checks the
-// whole store before it writes anything and every file as it goes.
-func restoreState(root string, rs *answer.RestoreState, out io.Writer) error {
+// store's signature against restore-state's keys and the whole store
+// before it writes anything, every file as it goes, and leaves out what
+// its policy refuses (reported as warnings).
+func restoreState(root string, rs *answer.RestoreState, out, events io.Writer) error {
 	store := filepath.Join(root, rs.StoreDir())
 	fmt.Fprintf(out, "restoring user state from %s\n", rs.StoreDir())
-	rep, err := state.Restore(context.Background(), store, root, state.RestoreOptions{Copy: rs.Copy})
+	keys, err := rs.PublicKeys()
+	if err != nil {
+		return err
+	}
+	rep, err := state.Restore(context.Background(), store, root, state.RestoreOptions{Keys: keys, Copy: rs.Copy, Paths: rs.Paths})
 	if err != nil {
 		return fmt.Errorf("restore-state: %w", err)
+	}
+	fmt.Fprintf(out, "user state signed by state key %s\n", rep.SignedBy)
+	// What the restore policy left out is said in the log and as an event
+	// each: the user's data is restored, but not all of it.
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(out, "warning: restore-state: %s\n", w)
+		b, _ := json.Marshal(map[string]any{"time": time.Now().UTC(), "event": "setup", "state": "warning", "op": "restore-state", "msg": w})
+		fmt.Fprintf(events, "%s\n", b)
 	}
 	fmt.Fprintf(out, "restored user state: %d entries, %d files (%d linked from the store), %d hard links, %d bytes; users added: %s\n",
 		rep.Entries, rep.Files, rep.Linked, rep.HardLinks, rep.Bytes, strings.Join(rep.UsersAdded, " "))

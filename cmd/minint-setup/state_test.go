@@ -11,6 +11,7 @@ import (
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/internal/treetest"
+	"github.com/minint/minint/sign"
 	"github.com/minint/minint/state"
 )
 
@@ -27,19 +28,24 @@ func TestRestoreState(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	pub, priv, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := sign.ParsePrivateKey(priv)
 	for _, damaged := range []bool{false, true} {
 		old, root := t.TempDir(), t.TempDir()
 		for r, files := range map[string]map[string]string{
-			old:  {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nann:x:1000:1000::/home/ann:/bin/sh\n", "etc/shadow": "ann:$y$hash:1:0:99999:7:::\n", "etc/group": "root:x:0:\nann:x:1000:\n"},
-			root: {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "etc/shadow": "root:*:19000:0:99999:7:::\n", "etc/group": "root:x:0:\n", "minint/pe.log": "pe log\n"},
+			old:  {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nann:x:1000:1000::/home/ann:/bin/sh\n", "etc/shadow": "ann:$y$hash:1:0:99999:7:::\n", "etc/group": "root:x:0:\nsudo:x:27:ann\nann:x:1000:\n"},
+			root: {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "etc/shadow": "root:*:19000:0:99999:7:::\n", "etc/group": "root:x:0:\nsudo:x:27:\n", "minint/pe.log": "pe log\n"},
 		} {
 			for p, c := range files {
 				os.MkdirAll(filepath.Join(r, filepath.Dir(p)), 0o755)
 				os.WriteFile(filepath.Join(r, p), []byte(c), 0o644)
 			}
 		}
-		treetest.Generate(t, filepath.Join(old, "home/ann"), treetest.Options{Seed: 3, Small: true})
-		m, err := state.Capture(context.Background(), old, filepath.Join(root, "minint/state"), state.Spec{})
+		treetest.Generate(t, filepath.Join(old, "home/ann"), treetest.Options{Seed: 3, Small: true, Owner: &treetest.Owner{UID: 1000, GID: 1000}})
+		m, err := state.Capture(context.Background(), old, filepath.Join(root, "minint/state"), state.Spec{Key: key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +55,7 @@ func TestRestoreState(t *testing.T) {
 				break
 			}
 		}
-		cfg := &answer.Config{Answer: answer.Answer{Hostname: "new", RestoreState: &answer.RestoreState{}}}
+		cfg := &answer.Config{Answer: answer.Answer{Hostname: "new", RestoreState: &answer.RestoreState{Keys: []string{string(pub)}}}}
 		if err := answer.WriteConfig(filepath.Join(root, answer.ConfigFile), cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +82,12 @@ func TestRestoreState(t *testing.T) {
 		}
 		if pw, _ := os.ReadFile(filepath.Join(root, "etc/passwd")); !strings.Contains(string(pw), "\nann:x:1000:1000:") {
 			t.Errorf("account not recreated: %s", pw)
+		}
+		// ann was in sudo on the old system: a system group, so the
+		// membership is not restored and an event says so.
+		if gr, _ := os.ReadFile(filepath.Join(root, "etc/group")); !strings.Contains(string(gr), "sudo:x:27:\n") ||
+			!strings.Contains(string(out), `"state":"warning"`) || !strings.Contains(string(out), "system group sudo") {
+			t.Errorf("sudo membership: group %s\noutput %s", gr, out)
 		}
 		if _, err := os.Stat(filepath.Join(root, "minint")); !os.IsNotExist(err) {
 			t.Errorf("/minint not removed after success: %v", err)

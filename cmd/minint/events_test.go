@@ -85,9 +85,9 @@ func TestJSONEventsOwnStdout(t *testing.T) {
 		{"disk partition", []string{"--layout", p("layout.yaml"), "--yes", sparse("disk.img", 100<<20)}, 0, "NAME", false},
 		{"disk clean", []string{"--yes", p("cleanroot")}, 0, "deleted 2 entries", false},
 		{"disk erase", []string{"--yes", "--samples", "4", sparse("erase.img", 4<<20)}, 0, "erased", false},
-		{"state capture", []string{"--root", p("accounts"), p("store")}, 0, "entries", !root},
+		{"state capture", []string{"--root", p("accounts"), "--key", p("k.key"), p("store")}, 0, "entries", !root},
 		{"state push", []string{p("store"), p("share")}, 0, "push-state: done", !root},
-		{"state pull", []string{p("share"), p("pulled")}, 0, "pull-state: done", !root},
+		{"state pull", []string{"--key", p("k.pub"), p("share"), p("pulled")}, 0, "pull-state: done", !root},
 		{"stage", []string{"--root", p("accounts"), "--efivars", p("stagehost/efivars"), "--capture-only", "--yes"}, 0, "capture: done", !root},
 	}
 	t.Setenv("PATH", p("bin")+":"+os.Getenv("PATH"))

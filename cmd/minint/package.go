@@ -35,8 +35,8 @@ func newKeygenCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "keygen [--force] PREFIX",
 		Args:  argCount(1, 1),
-		Short: "Make an ed25519 key pair for signing image packages and sequences",
-		Long:  "Make an ed25519 key pair for signing image packages and sequences: writes PREFIX.pub and PREFIX.key.",
+		Short: "Make an ed25519 key pair for signing image packages, sequences or user state",
+		Long:  "Make an ed25519 key pair for signing image packages and sequences, or user-state stores (a separate state key): writes PREFIX.pub and PREFIX.key.",
 	}
 	fs := c.Flags()
 	force := fs.Bool("force", false, "overwrite existing key files")

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/minint/minint/sign"
 )
 
 // allOutput runs minint and returns everything it wrote: runMain's
@@ -46,8 +48,11 @@ steps:
     manifest: http://:s3cret@10.0.2.2/pkg/manifest.json?X-Amz-Signature=t0ken
     mode: stream
 `), 0o644)
+	pub, _, _ := sign.GenerateKey()
+	pubFile := filepath.Join(t.TempDir(), "state.pub")
+	os.WriteFile(pubFile, pub, 0o644)
 	for _, args := range [][]string{
-		{"state", "pull", "--json-events", "-", secretURL, filepath.Join(t.TempDir(), "s")},
+		{"state", "pull", "--key", pubFile, "--json-events", "-", secretURL, filepath.Join(t.TempDir(), "s")},
 		{"sequence", "check", "--json-events", "-", seq},
 		{"sequence", "check", "http://u:s3cret@h/x.yaml"},
 	} {

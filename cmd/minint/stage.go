@@ -36,7 +36,8 @@ func newStageCmd() *cobra.Command {
 	exclude := fs.StringArray("exclude", nil, "`PATTERN` (path.Match on the absolute path) to leave out, e.g. '/home/*/.cache'")
 	noHomes := fs.Bool("no-homes", false, "do not capture the regular users' home directories and accounts")
 	fs.BoolVar(&o.Spec.RootHome, "root-home", false, "also capture /root")
-	fs.StringVar(&o.StateStore, "state-store", "", "also push the state to this http(s) `URL` (WebDAV PUT) or directory")
+	fs.StringVar(&o.StateStore, "state-store", "", "also push the state to this http(s) `URL` (WebDAV PUT) or directory (needs --state-key)")
+	stateKey := fs.String("state-key", "", "state key `FILE.key` (minint keygen) to sign the captured state with; the restoring side trusts its .pub")
 	fs.BoolVar(&o.CaptureOnly, "capture-only", false, "only capture (and push) the state; stage no PE, arm no boot")
 	countdown := fs.Duration("countdown", 30*time.Minute, "warning `TIME` before the refresh starts")
 	mandatoryAt := fs.String("mandatory-at", "", "RFC 3339 `TIME` after which the refresh cannot be postponed")
@@ -49,6 +50,16 @@ func newStageCmd() *cobra.Command {
 	c.RunE = func(*cobra.Command, []string) error {
 		o.Firmware = *firmware
 		o.Spec.NoHomes, o.Spec.Paths, o.Spec.Exclude = *noHomes, *paths, *exclude
+		if o.StateStore != "" && *stateKey == "" {
+			return usageErrorf("--state-store needs --state-key: a store nobody signed is refused by pull-state")
+		}
+		if *stateKey != "" {
+			k, err := readPrivate(*stateKey)
+			if err != nil {
+				return err
+			}
+			o.Spec.Key = k
+		}
 		if !o.CaptureOnly && (o.Kernel == "" || o.Initramfs == "" || o.Sequence == "") {
 			return usageErrorf("--kernel, --initramfs and --sequence are required (or --capture-only)")
 		}

@@ -4,7 +4,7 @@
 // file metadata, records a tree's snapshot, and compares a tree with a
 // recorded snapshot. Built static (CGO_ENABLED=0) by the tests.
 //
-//	guesttool populate DIR [SEED]     build a treetest tree (small) in DIR
+//	guesttool populate DIR [SEED]     build a treetest tree (small) in DIR, owned by DIR's owner unless root
 //	guesttool snapshot DIR SNAP       record DIR (gob)
 //	guesttool diff SNAP DIR           print differences; exit 1 if any
 //	guesttool digest DIR              one SHA-256 over DIR's snapshot
@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/minint/minint/internal/treetest"
@@ -43,7 +44,15 @@ func run(args []string) error {
 			}
 			seed = n
 		}
-		_, err := treetest.Build(args[1], treetest.Options{Seed: seed, Small: true})
+		opts := treetest.Options{Seed: seed, Small: true}
+		// A home's tree belongs to its user: a user-state restore takes
+		// nothing else from a home (no device nodes, no setuid files, no
+		// files of other owners).
+		var st syscall.Stat_t
+		if syscall.Stat(args[1], &st) == nil && st.Uid != 0 {
+			opts.Owner = &treetest.Owner{UID: int(st.Uid), GID: int(st.Gid)}
+		}
+		_, err := treetest.Build(args[1], opts)
 		return err
 	case "snapshot":
 		if len(args) != 3 {

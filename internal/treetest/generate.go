@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -43,7 +44,14 @@ type Options struct {
 	// inode, two names): wimlib-imagex 1.13 applies them as two separate
 	// symlinks.
 	NoLinkedSymlinks bool
+	// Owner, when set, makes the tree one an unprivileged user could own:
+	// it implies NoPrivileged, every entry is owned by Owner and no file
+	// is setuid or setgid (as a user-state restore requires of a home).
+	Owner *Owner
 }
+
+// Owner is a uid and gid.
+type Owner struct{ UID, GID int }
 
 // Report says what Generate made and what it had to leave out.
 type Report struct {
@@ -79,7 +87,10 @@ func Build(dir string, opts Options) (Report, error) {
 		opts: opts,
 		dirs: map[string]bool{},
 	}
-	if os.Geteuid() != 0 && !opts.NoPrivileged {
+	if opts.Owner != nil {
+		g.opts.NoPrivileged = true
+		g.skip("device nodes, owners, setuid/setgid files, trusted.*/security.* xattrs: Owner")
+	} else if os.Geteuid() != 0 && !opts.NoPrivileged {
 		g.opts.NoPrivileged = true
 		g.skip("device nodes, owners, trusted.*/security.* xattrs: not root")
 	} else if opts.NoPrivileged {
@@ -89,6 +100,9 @@ func Build(dir string, opts Options) (Report, error) {
 		return Report{}, err
 	}
 	g.build()
+	if g.err == nil && opts.Owner != nil {
+		g.err = chownTree(dir, *opts.Owner)
+	}
 	if g.err != nil {
 		return Report{}, g.err
 	}
@@ -432,4 +446,28 @@ func (g *gen) times() {
 			g.fail("utimes", rel, err)
 		}
 	}
+}
+
+// chownTree gives every entry below dir to o and clears setuid and setgid
+// on everything but directories. Neither changes a timestamp Generate set.
+func chownTree(dir string, o Owner) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(p, o.UID, o.GID); err != nil {
+			return err
+		}
+		if d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if m := fi.Mode(); m&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+			return os.Chmod(p, m&^(fs.ModeSetuid|fs.ModeSetgid))
+		}
+		return nil
+	})
 }

@@ -2,6 +2,9 @@ package netstore
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/webdav/davtest"
+	"github.com/minint/minint/sign"
 	"github.com/minint/minint/state"
 )
 
@@ -46,7 +50,7 @@ func TestPushReplacesGarbageOfTheRightLength(t *testing.T) {
 	if err := Push(ctx, store, url, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Pull(ctx, url, t.TempDir(), Options{}); err != nil {
+	if _, err := Pull(ctx, url, t.TempDir(), Options{Keys: testKeys}); err != nil {
 		t.Fatalf("pull after the push: %v", err)
 	}
 }
@@ -89,7 +93,7 @@ func TestPullHostileServer(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	opts := Options{Client: quickClient()}
+	opts := Options{Client: quickClient(), Keys: testKeys}
 	_, err := Pull(context.Background(), srv.URL+"/endless/pc1", t.TempDir(), opts)
 	if !strings.Contains(fmt.Sprint(err), "too large") {
 		t.Errorf("endless index: %v", err)
@@ -102,4 +106,56 @@ func TestPullHostileServer(t *testing.T) {
 
 func quickClient() *httpx.Client {
 	return &httpx.Client{Idle: 300 * time.Millisecond, Tries: 2, Backoff: time.Millisecond}
+}
+
+// TestPullRefusesUnsignedStore: a store location anyone can write (issue
+// 13.1) is only believed with a signature by a trusted state key; an
+// unsigned store, a foreign signature and an index rewritten after
+// signing are refused before the manifest is read, and nothing is pulled.
+// Push refuses to upload a store nobody could pull.
+func TestPullRefusesUnsignedStore(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	store, _ := captured(t)
+	_, foreign, _ := ed25519.GenerateKey(nil)
+	cases := []struct {
+		name  string
+		spoil func(share string)
+		keys  []ed25519.PublicKey
+	}{
+		{"unsigned", func(share string) { os.Remove(filepath.Join(share, state.SignatureName)) }, testKeys},
+		{"foreign key", func(share string) {
+			idx, _ := os.ReadFile(filepath.Join(share, state.IndexName))
+			os.WriteFile(filepath.Join(share, state.SignatureName), sign.Sign(idx, foreign), 0o644)
+		}, testKeys},
+		{"tampered index", func(share string) {
+			man, _ := os.ReadFile(filepath.Join(share, state.ManifestName))
+			man = []byte(strings.Replace(string(man), `"passwd": [`, `"passwd": [ "eve:x:0:0::/root:/bin/sh",`, 1))
+			os.WriteFile(filepath.Join(share, state.ManifestName), man, 0o644)
+			sum := sha256.Sum256(man)
+			os.WriteFile(filepath.Join(share, state.IndexName), fmt.Appendf(nil, "minint-state 1\nmanifest sha256:%x %d\n", sum, len(man)), 0o644)
+		}, testKeys},
+		{"no trusted key", func(string) {}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			share := filepath.Join(t.TempDir(), "share")
+			if err := Push(ctx, store, share, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			c.spoil(share)
+			dir := filepath.Join(t.TempDir(), "pulled")
+			_, err := Pull(ctx, share, dir, Options{Keys: c.keys})
+			if !errors.Is(err, state.ErrUnsigned) {
+				t.Fatalf("Pull = %v, want ErrUnsigned", err)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("a refused pull created %s", dir)
+			}
+		})
+	}
+	os.Remove(filepath.Join(store, state.SignatureName))
+	if err := Push(ctx, store, filepath.Join(t.TempDir(), "share"), Options{}); !errors.Is(err, state.ErrUnsigned) {
+		t.Errorf("Push of an unsigned store = %v, want ErrUnsigned", err)
+	}
 }

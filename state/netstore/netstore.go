@@ -19,6 +19,7 @@ package netstore
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -51,6 +52,10 @@ type Options struct {
 	Client *httpx.Client
 	// Progress, when set, is called with the bytes of each object moved.
 	Progress func(n int64)
+	// Keys are the state keys Pull accepts a store's signature from; a
+	// store without a signature by one of them is refused before its
+	// manifest is read.
+	Keys []ed25519.PublicKey
 }
 
 // IsRemote says whether a store location is an HTTP(S) URL rather than a
@@ -101,6 +106,10 @@ func Push(ctx context.Context, storeDir, dest string, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// Nobody could pull an unsigned store: refuse before uploading.
+	if _, err := os.Stat(filepath.Join(storeDir, state.SignatureName)); err != nil {
+		return fmt.Errorf("%w: %s has no %s: capture it with a state key (minint keygen)", state.ErrUnsigned, storeDir, state.SignatureName)
+	}
 	b, err := openBackend(dest, opts)
 	if err != nil {
 		return err
@@ -125,7 +134,7 @@ func Push(ctx context.Context, storeDir, dest string, opts Options) error {
 			opts.Progress(obj.Size)
 		}
 	}
-	for _, name := range []string{state.ManifestName, state.IndexName} {
+	for _, name := range []string{state.ManifestName, state.SignatureName, state.IndexName} {
 		data, err := os.ReadFile(filepath.Join(storeDir, name))
 		if err != nil {
 			return err
@@ -166,7 +175,9 @@ func pushFile(ctx context.Context, b backend, name, rel string, obj webdav.Objec
 }
 
 // Pull copies the store at src (URL or directory) into dir and
-// returns its manifest. The index and manifest must match, and every object
+// returns its manifest. The index must be signed by one of opts.Keys
+// (checked before anything else is read), the index and manifest must
+// match, and every object
 // is hashed as it arrives and kept only if it matches its name; objects
 // already in dir that verify are not fetched again. The local index is
 // written last.
@@ -178,6 +189,16 @@ func Pull(ctx context.Context, src, dir string, opts Options) (*state.Manifest, 
 	idx, err := readAll(ctx, b, state.IndexName, MaxIndex)
 	if err != nil {
 		return nil, err
+	}
+	sig, err := readAll(ctx, b, state.SignatureName, MaxIndex)
+	if errors.Is(err, state.ErrIncomplete) {
+		sig, err = nil, nil // CheckSignature says what is missing
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := state.CheckSignature(idx, sig, opts.Keys); err != nil {
+		return nil, fmt.Errorf("%s: %w", b, err)
 	}
 	man, err := readAll(ctx, b, state.ManifestName, MaxManifest)
 	if err != nil {
@@ -208,6 +229,9 @@ func Pull(ctx context.Context, src, dir string, opts Options) (*state.Manifest, 
 		}
 	}
 	if err := durable.WriteFile(filepath.Join(dir, state.ManifestName), man, 0o600); err != nil {
+		return nil, err
+	}
+	if err := durable.WriteFile(filepath.Join(dir, state.SignatureName), sig, 0o600); err != nil {
 		return nil, err
 	}
 	if err := durable.WriteFile(filepath.Join(dir, state.IndexName), idx, 0o600); err != nil {

@@ -2,6 +2,7 @@ package netstore
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -21,7 +22,14 @@ func needRoot(t *testing.T) {
 	}
 }
 
-var spec = state.Spec{Paths: []string{"/etc/ssh"}}
+var spec = state.Spec{Key: testKey, Paths: []string{"/etc/ssh"}}
+
+// testKey signs the stores the tests capture; testKeys is what pulls and
+// restores trust.
+var (
+	testKey  = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	testKeys = []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}
+)
 
 // makeRoot is a system root with one user whose home is a treetest tree.
 func makeRoot(t *testing.T, dir string, small bool) {
@@ -30,8 +38,9 @@ func makeRoot(t *testing.T, dir string, small bool) {
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001::/home/alice:/bin/sh\nbob:x:1002:1002::/home/bob:/bin/sh\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nalice:x:1001:\nbob:x:1002:\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc/ssh/ssh_host_ed25519_key"), []byte("KEY\n"), 0o600)
-	treetest.Generate(t, filepath.Join(dir, "home/alice"), treetest.Options{Seed: 2, Small: small})
+	treetest.Generate(t, filepath.Join(dir, "home/alice"), treetest.Options{Seed: 2, Small: small, Owner: &treetest.Owner{UID: 1001, GID: 1001}})
 	os.MkdirAll(filepath.Join(dir, "home/bob"), 0o700)
+	os.Chown(filepath.Join(dir, "home/bob"), 1002, 1002)
 }
 
 func freshRoot(t *testing.T, dir string) {
@@ -87,12 +96,12 @@ func TestNetworkStoreNginx(t *testing.T) {
 	}
 	// Replace: pull on "another machine" and restore there.
 	pulled := filepath.Join(t.TempDir(), "state")
-	if _, err := Pull(ctx, url, pulled, Options{}); err != nil {
+	if _, err := Pull(ctx, url, pulled, Options{Keys: testKeys}); err != nil {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
 	freshRoot(t, dst)
-	if _, err := state.Restore(ctx, pulled, dst, state.RestoreOptions{}); err != nil {
+	if _, err := state.Restore(ctx, pulled, dst, state.RestoreOptions{Keys: testKeys}); err != nil {
 		t.Fatal(err)
 	}
 	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
@@ -109,7 +118,7 @@ func TestNetworkStoreNginx(t *testing.T) {
 	bad := append([]byte{}, good...)
 	bad[3] ^= 0xff
 	os.WriteFile(obj, bad, 0o600)
-	if _, err := Pull(ctx, url, t.TempDir(), Options{}); !errors.Is(err, state.ErrChecksum) {
+	if _, err := Pull(ctx, url, t.TempDir(), Options{Keys: testKeys}); !errors.Is(err, state.ErrChecksum) {
 		t.Fatalf("pull of a corrupt store = %v, want state.ErrChecksum", err)
 	}
 	os.WriteFile(obj, good, 0o600)
@@ -129,14 +138,14 @@ func TestNetworkStoreNginx(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted push = %v", err)
 	}
-	if _, err := Pull(ctx, url, t.TempDir(), Options{}); !errors.Is(err, state.ErrIncomplete) {
+	if _, err := Pull(ctx, url, t.TempDir(), Options{Keys: testKeys}); !errors.Is(err, state.ErrIncomplete) {
 		t.Fatalf("pull after an interrupted push = %v, want state.ErrIncomplete", err)
 	}
 	// Finishing the push makes it whole again, sending only what is missing.
 	if err := Push(ctx, store, url, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	m2, err := Pull(ctx, url, pulled, Options{})
+	m2, err := Pull(ctx, url, pulled, Options{Keys: testKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,19 +168,19 @@ func TestDirectoryStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(share, state.IndexName))
-	if _, err := Pull(ctx, share, t.TempDir(), Options{}); !errors.Is(err, state.ErrIncomplete) {
+	if _, err := Pull(ctx, share, t.TempDir(), Options{Keys: testKeys}); !errors.Is(err, state.ErrIncomplete) {
 		t.Fatalf("pull without index = %v, want state.ErrIncomplete", err)
 	}
 	if err := Push(ctx, store, share, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	pulled := t.TempDir()
-	if _, err := Pull(ctx, share, pulled, Options{}); err != nil {
+	if _, err := Pull(ctx, share, pulled, Options{Keys: testKeys}); err != nil {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
 	freshRoot(t, dst)
-	if _, err := state.Restore(ctx, pulled, dst, state.RestoreOptions{}); err != nil {
+	if _, err := state.Restore(ctx, pulled, dst, state.RestoreOptions{Keys: testKeys}); err != nil {
 		t.Fatal(err)
 	}
 	compare(t, filepath.Join(src, "home"), filepath.Join(dst, "home"))
