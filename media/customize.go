@@ -514,21 +514,42 @@ func extractISO(in, dir string, want func(path string) bool) (*medium, error) {
 	if err := copyTree("/"); err != nil {
 		return nil, err
 	}
-	ents, err := initramfs.ReadArchive(filepath.Join(dir, filepath.FromSlash(InitrdPath)))
-	if err != nil {
+	if m.key, m.peInfo, err = readPE(filepath.Join(dir, filepath.FromSlash(InitrdPath))); err != nil {
 		return nil, bad("the PE's initramfs /%s: %v", InitrdPath, err)
 	}
+	return m, nil
+}
+
+// PEKey returns the package key a PE's initramfs holds (nil if none): the
+// key that must have signed every package the PE is given.
+func PEKey(initrd string) (ed25519.PublicKey, error) {
+	key, _, err := readPE(initrd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: PE initramfs %s: %w", ErrInput, initrd, err)
+	}
+	return key, nil
+}
+
+// readPE reads the package key and the build info (etc/minint/pe.json)
+// from a PE's initramfs, as the kernel would unpack it.
+func readPE(initrd string) (ed25519.PublicKey, map[string]any, error) {
+	ents, err := initramfs.ReadArchive(initrd)
+	if err != nil {
+		return nil, nil, err
+	}
+	var key ed25519.PublicKey
+	var info map[string]any
 	for _, e := range ents {
 		switch e.Name {
 		case strings.TrimPrefix(pe.DefaultPublicKey, "/"):
-			if m.key, err = sign.ParsePublicKey(e.Data); err != nil {
-				return nil, bad("the PE's package key: %v", err)
+			if key, err = sign.ParsePublicKey(e.Data); err != nil {
+				return nil, nil, fmt.Errorf("package key %s: %w", pe.DefaultPublicKey, err)
 			}
 		case "etc/minint/pe.json":
-			json.Unmarshal(e.Data, &m.peInfo)
+			json.Unmarshal(e.Data, &info)
 		}
 	}
-	return m, nil
+	return key, info, nil
 }
 
 func copyOut(fsys *iso9660.FileSystem, p, dst string) error {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 
 	"github.com/minint/minint/initramfs"
 	"github.com/minint/minint/internal/progress"
@@ -21,8 +20,10 @@ func init() { register(newISOCmd) }
 func newISOCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "iso [-o FILE] [flags]",
-		Short: "Build the hybrid boot ISO (BIOS + UEFI, CD or USB stick)",
+		Short: "Build the hybrid boot ISO (BIOS + UEFI, CD or USB stick); customize or show a built one",
 		Args:  noArgs,
+		// minint iso builds; minint iso customize|show work on a built ISO.
+		Annotations: map[string]string{"runs": "1"},
 	}
 	fs := c.Flags()
 	out := fs.StringP("output", "o", "out/minint.iso", "ISO `FILE` to write")
@@ -40,9 +41,11 @@ func newISOCmd() *cobra.Command {
 	captureComp := choiceFlag(c, "capture-compress", "lzx", "`COMPRESSION` of the captured WIM: none, xpress or lzx", "none", "xpress", "lzx")
 	renamed(c, "capture-compression", "capture-compress")
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as /minint/DEST (repeatable)")
+	pkgs := fs.StringArray("package", nil, packageUsage)
 	sbKey := fs.String("secure-boot-key", "", "sign a unified kernel image with this RSA private key `FILE` (PEM) for firmware whose Secure Boot db holds --secure-boot-cert; default: boot UEFI through Microsoft-signed shim and Debian-signed GRUB")
 	sbCert := fs.String("secure-boot-cert", "", "the certificate `FILE` (PEM) of --secure-boot-key")
 	outFlags := addOutputFlags(c, "events", "print only errors")
+	c.AddCommand(newISOCustomizeCmd(), newISOShowCmd())
 	c.RunE = func(*cobra.Command, []string) error {
 		if *peDir != "" && (fs.Changed("kernel") || fs.Changed("modules") || fs.Changed("key")) {
 			return usageErrorf("--pe-dir uses an existing PE: --kernel, --modules and --key only apply when building one")
@@ -79,13 +82,11 @@ func newISOCmd() *cobra.Command {
 		if *seqFile != "" {
 			opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: *seqFile, Dest: "sequence.yaml"})
 		}
-		for _, a := range *adds {
-			src, dest, ok := strings.Cut(a, ":")
-			if !ok || src == "" || dest == "" {
-				return usageErrorf("--add %q: want SRC:DEST", a)
-			}
-			opts.ExtraFiles = append(opts.ExtraFiles, media.File{Src: src, Dest: dest})
+		files, err := addFiles(*adds)
+		if err != nil {
+			return err
 		}
+		opts.ExtraFiles = append(opts.ExtraFiles, files...)
 		r, err := outFlags.open()
 		if err != nil {
 			return err
@@ -132,6 +133,21 @@ func newISOCmd() *cobra.Command {
 			pe = *p
 		}
 		opts.Kernel, opts.Initramfs = pe.Kernel, pe.Initramfs
+		if len(*pkgs) > 0 {
+			// A package the PE would refuse is refused now.
+			pub, err := media.PEKey(pe.Initramfs)
+			if err != nil {
+				return err
+			}
+			for _, p := range packageFlags(*pkgs) {
+				files, err := media.PackageFiles(p, pub)
+				if err != nil {
+					return err
+				}
+				r.Printf("package %s: signature and files verified with the PE's key", p.Dir)
+				opts.ExtraFiles = append(opts.ExtraFiles, files...)
+			}
+		}
 		opts.Info = map[string]any{"pe_id": pe.ID, "kernel_version": pe.KernelVersion}
 		opts.Log = func(f string, a ...any) { r.Printf(f, a...) }
 		t := r.Start("iso", 0, "bytes")
