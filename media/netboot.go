@@ -3,6 +3,8 @@ package media
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,14 @@ type NetbootOptions struct {
 	// command line; empty means relative names (iPXE fetches them from the
 	// server that gave it the script) and no minint.url.
 	BaseURL string
+	// ProxySubnet is the network (e.g. 192.0.2.0/24) on which the
+	// bundle's dnsmasq.conf answers PXE clients as a proxy-DHCP server,
+	// beside the site's own DHCP server; empty leaves that line commented
+	// out (TFTP only).
+	ProxySubnet string
+	// TFTPRoot is where dnsmasq.conf says the bundle is served from
+	// (default: dir, made absolute).
+	TFTPRoot string
 }
 
 // NetbootResult lists what BuildNetboot wrote.
@@ -29,9 +39,11 @@ type NetbootResult struct {
 
 // The bundle's boot files.
 const (
-	NetbootShim = "bootx64.efi" // the UEFI boot file to offer by DHCP (shim chain)
-	NetbootUKI  = "minint.efi"  // the UEFI boot file to offer by DHCP (UKI chain)
-	NetbootIPXE = "boot.ipxe"   // for iPXE (BIOS, or UEFI without Secure Boot)
+	NetbootShim    = "bootx64.efi" // the UEFI boot file to offer by DHCP (shim chain)
+	NetbootUKI     = "minint.efi"  // the UEFI boot file to offer by DHCP (UKI chain)
+	NetbootIPXE    = "boot.ipxe"   // for iPXE (BIOS, or UEFI without Secure Boot)
+	NetbootBIOS    = "lpxelinux.0" // the BIOS boot file to offer by DHCP: PXELINUX, which reads pxelinux.cfg/default
+	NetbootDnsmasq = "dnsmasq.conf"
 )
 
 // BuildNetboot writes a network-boot bundle into dir from the same plan as
@@ -48,7 +60,12 @@ const (
 //	minint.efi              instead of the four above with an own key: the
 //	                        signed unified kernel image
 //	boot.ipxe               iPXE script
-//	pxelinux.cfg/default    PXELINUX configuration
+//	lpxelinux.0, ldlinux.c32  PXELINUX (BIOS; with HTTP), which reads
+//	pxelinux.cfg/default    its configuration
+//	undionly.kpxe           iPXE for BIOS PXE, for sites that chain to
+//	                        boot.ipxe from their own DHCP server
+//	dnsmasq.conf            proxy-DHCP + TFTP beside the site's DHCP
+//	                        server (see DnsmasqConfig)
 //	minint/media.json, minint/...   the files the ISO has under /minint
 //
 // The PE has no boot medium then, so the command line carries no
@@ -71,6 +88,22 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	if strings.ContainsAny(o.BaseURL, " \n\"") {
 		return nil, fmt.Errorf("%w: base URL %q contains spaces or quotes", ErrInput, o.BaseURL)
 	}
+	var subnet netip.Prefix
+	if o.ProxySubnet != "" {
+		if subnet, err = netip.ParsePrefix(o.ProxySubnet); err != nil || !subnet.Addr().Is4() {
+			return nil, fmt.Errorf("%w: proxy-DHCP subnet %q: want an IPv4 network such as 192.0.2.0/24", ErrInput, o.ProxySubnet)
+		}
+		subnet = subnet.Masked()
+	}
+	root := o.TFTPRoot
+	if root == "" {
+		if root, err = filepath.Abs(dir); err != nil {
+			return nil, err
+		}
+	}
+	if strings.ContainsAny(root, "\n\"") {
+		return nil, fmt.Errorf("%w: TFTP root %q", ErrInput, root)
+	}
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("%w: %s exists and is not empty", ErrOutput, dir)
 	}
@@ -86,7 +119,8 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	defer os.RemoveAll(tmp)
 
 	res := &NetbootResult{Dir: dir, Cmdline: cmdline, MediaID: p.MediaID, Chain: p.Chain}
-	copies := [][2]string{{p.Kernel, "vmlinuz"}, {p.Initramfs, "initrd"}}
+	copies := [][2]string{{p.Kernel, "vmlinuz"}, {p.Initramfs, "initrd"},
+		{host.LPXELinux, NetbootBIOS}, {host.LdlinuxC32, "ldlinux.c32"}, {host.UndionlyKPXE, "undionly.kpxe"}}
 	files := map[string][]byte{}
 	switch p.Chain {
 	case ChainUKI:
@@ -114,6 +148,7 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	files[NetbootIPXE] = []byte(fmt.Sprintf("#!ipxe\n# minint PE %s\nkernel %svmlinuz %s\ninitrd %sinitrd\nboot\n",
 		p.MediaID, base, cmdline, base))
 	files["pxelinux.cfg/default"] = IsolinuxConfig("vmlinuz", "initrd", cmdline)
+	files[NetbootDnsmasq] = DnsmasqConfig(subnet, root, p.Chain)
 	for name, body := range files {
 		if err := writeFile(filepath.Join(tmp, name), body); err != nil {
 			return nil, err
@@ -134,4 +169,39 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 		return nil, fmt.Errorf("%w: %w", ErrOutput, err)
 	}
 	return res, nil
+}
+
+// DnsmasqConfig is a dnsmasq configuration that network-boots the bundle
+// at root on a network that already has a DHCP server, the usual case in
+// an office: dnsmasq answers only PXE clients, as a proxy-DHCP server
+// (no addresses, no DNS), and serves the bundle over TFTP. BIOS clients
+// get PXELINUX, UEFI clients the chain's boot file (shim, or the UKI).
+// The kernel, initramfs and /minint files may also come over HTTP from
+// any static server (nginx) serving root at the bundle's base URL.
+// A zero subnet leaves the proxy line commented out.
+func DnsmasqConfig(subnet netip.Prefix, root, chain string) []byte {
+	efi := NetbootShim
+	if chain == ChainUKI {
+		efi = NetbootUKI
+	}
+	rng := "# dhcp-range=192.0.2.0,proxy   # your network's address: minint netboot --proxy-dhcp 192.0.2.0/24"
+	if subnet.IsValid() {
+		m := net.CIDRMask(subnet.Bits(), 32)
+		rng = fmt.Sprintf("dhcp-range=%s,proxy,%d.%d.%d.%d", subnet.Addr(), m[0], m[1], m[2], m[3])
+	}
+	return []byte(fmt.Sprintf(`# minint network boot: proxy-DHCP + TFTP beside the network's own DHCP
+# server, which keeps handing out the addresses. Run:
+#   dnsmasq --conf-file=THIS_FILE --no-daemon
+port=0
+log-dhcp
+%s
+dhcp-no-override
+enable-tftp
+tftp-root=%s
+# BIOS: PXELINUX reads pxelinux.cfg/default (dnsmasq adds the ".0")
+pxe-service=x86PC,"minint PE (BIOS)",%s
+# UEFI x86-64 (and its byte-code variant): the Secure Boot chain's loader
+pxe-service=X86-64_EFI,"minint PE (UEFI)",%s
+pxe-service=BC_EFI,"minint PE (UEFI)",%s
+`, rng, root, strings.TrimSuffix(NetbootBIOS, ".0"), efi, efi))
 }
