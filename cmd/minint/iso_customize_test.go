@@ -103,4 +103,34 @@ func TestISOCustomizeCommand(t *testing.T) {
 	if _, err := os.Stat(p("c.iso")); err == nil {
 		t.Error("a refused customization wrote an ISO")
 	}
+	_, stderr = run(1, "iso", "--pe-dir", p("pe"), "-o", p("d.iso"), "--sequence", p("bad.yaml"))
+	if !strings.Contains(stderr, "bad.yaml:3") {
+		t.Errorf("iso with an invalid sequence: %s", stderr)
+	}
+
+	// The network-boot tree: the sequence comes over HTTP with its
+	// signature by the PE's key.
+	_, stderr = run(1, "netboot", "--pe-dir", p("pe"), "-o", p("nb0"), "--sequence", p("seq.yaml"), "--base-url", "http://192.0.2.1/pe")
+	if !strings.Contains(stderr, "minint package sign") {
+		t.Errorf("unsigned network sequence: %s", stderr)
+	}
+	run(0, "package", "sign", "--key", p("other.key"), p("seq.yaml"))
+	_, stderr = run(1, "netboot", "--pe-dir", p("pe"), "-o", p("nb0"), "--sequence", p("seq.yaml"), "--base-url", "http://192.0.2.1/pe")
+	if !strings.Contains(stderr, "the PE would refuse it") {
+		t.Errorf("sequence signed by another key: %s", stderr)
+	}
+	run(2, "netboot", "--pe-dir", p("pe"), "-o", p("nb0"), "--sequence", p("seq.yaml"))
+	run(0, "package", "sign", "--key", p("k.key"), p("seq.yaml"))
+	run(0, "netboot", "--pe-dir", p("pe"), "-o", p("nb"), "-q", "--sequence", p("seq.yaml"), "--base-url", "http://192.0.2.1/pe",
+		"--package", p("pkg"), "--proxy-dhcp", "192.0.2.0/24")
+	for _, f := range []string{"lpxelinux.0", "bootx64.efi", "boot.ipxe", "minint/sequence.yaml", "minint/sequence.sig", "minint/image/os.wim", "minint/image/manifest.sig"} {
+		if _, err := os.Stat(p("nb/" + f)); err != nil {
+			t.Errorf("netboot tree: %v", err)
+		}
+	}
+	ipxe, _ := os.ReadFile(p("nb/boot.ipxe"))
+	conf, _ := os.ReadFile(p("nb/dnsmasq.conf"))
+	if !strings.Contains(string(ipxe), "minint.sequence=http://192.0.2.1/pe/minint/sequence.yaml") || !strings.Contains(string(conf), "dhcp-range=192.0.2.0,proxy") {
+		t.Errorf("boot.ipxe:\n%s\ndnsmasq.conf:\n%s", ipxe, conf)
+	}
 }

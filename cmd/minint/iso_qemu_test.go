@@ -24,7 +24,7 @@ func TestISOCommand(t *testing.T) {
 	b, _ := json.Marshal(map[string]any{"kernel": "/elsewhere/vmlinuz", "initramfs": "/elsewhere/initramfs.cpio.gz", "id": "abc", "kernel_version": "6.1"})
 	os.WriteFile(filepath.Join(pe, "pe.json"), b, 0o644)
 	seq := filepath.Join(dir, "seq.yaml")
-	os.WriteFile(seq, []byte("steps: []\n"), 0o644)
+	os.WriteFile(seq, []byte("version: 1\nsteps:\n  - type: run\n    shell: echo hi\n"), 0o644)
 	out := filepath.Join(dir, "m.iso")
 	events := filepath.Join(dir, "events.jsonl")
 	var stdout, stderr bytes.Buffer
