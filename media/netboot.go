@@ -2,12 +2,19 @@ package media
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/minint/minint/initramfs"
+	"github.com/minint/minint/pe"
+	"github.com/minint/minint/sequence"
+	"github.com/minint/minint/sign"
 )
 
 // NetbootOptions configure a network-boot bundle.
@@ -130,7 +137,6 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	default:
 		copies = append(copies, [2]string{host.Shim, NetbootShim}, [2]string{host.GrubNet, "grubx64.efi"},
 			[2]string{host.MokManager, "mmx64.efi"})
-		files[netbootGrubDir+"/grub.cfg"] = GrubConfig("/vmlinuz", "/initrd", cmdline)
 	}
 	for _, e := range p.Extra {
 		copies = append(copies, [2]string{e.Src, MediaDir + "/" + e.Dest})
@@ -145,9 +151,9 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 		base = strings.TrimSuffix(o.BaseURL, "/") + "/"
 	}
 	files[MediaJSONPath] = p.MediaJSON
-	files[NetbootIPXE] = []byte(fmt.Sprintf("#!ipxe\n# minint PE %s\nkernel %svmlinuz %s\ninitrd %sinitrd\nboot\n",
-		p.MediaID, base, cmdline, base))
-	files["pxelinux.cfg/default"] = IsolinuxConfig("vmlinuz", "initrd", cmdline)
+	for name, body := range netbootMenus(p.MediaID, base, cmdline, p.Chain) {
+		files[name] = body
+	}
 	files[NetbootDnsmasq] = DnsmasqConfig(subnet, root, p.Chain)
 	for name, body := range files {
 		if err := writeFile(filepath.Join(tmp, name), body); err != nil {
@@ -204,4 +210,179 @@ pxe-service=x86PC,"minint PE (BIOS)",%s
 pxe-service=X86-64_EFI,"minint PE (UEFI)",%s
 pxe-service=BC_EFI,"minint PE (UEFI)",%s
 `, rng, root, strings.TrimSuffix(NetbootBIOS, ".0"), efi, efi))
+}
+
+// netbootPXELinux is PXELINUX's configuration in the tree.
+const netbootPXELinux = "pxelinux.cfg/default"
+
+// netbootMenus are the tree's boot menus, which carry the command line:
+// the iPXE script (base is the base URL with a slash, or ""), PXELINUX's
+// and, with the shim chain, GRUB's.
+func netbootMenus(id, base, cmdline, chain string) map[string][]byte {
+	m := map[string][]byte{
+		NetbootIPXE: []byte(fmt.Sprintf("#!ipxe\n# minint PE %s\nkernel %svmlinuz %s\ninitrd %sinitrd\nboot\n",
+			id, base, cmdline, base)),
+		netbootPXELinux: IsolinuxConfig("vmlinuz", "initrd", cmdline),
+	}
+	if chain == ChainShim {
+		m[netbootGrubDir+"/grub.cfg"] = GrubConfig("/vmlinuz", "/initrd", cmdline)
+	}
+	return m
+}
+
+// CustomizeNetboot changes a tree BuildNetboot wrote, in place and without
+// rebuilding the PE, as CustomizeISO changes an ISO: a package key
+// appended to the initramfs, packages and files under minint/, extra
+// kernel arguments in every boot menu. The signed loaders are not touched.
+// A sequence must come with its signature by the key the PE will trust
+// (sign.SignatureFor beside it), since a network-booted PE fetches it
+// over HTTP: it is stored as minint/sequence.yaml and the command line
+// names it at the tree's base URL (minint.url=, so the tree must have
+// been built with one). Everything is checked before anything is
+// written; each file is replaced by a rename.
+func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
+	logf := c.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	cfg, err := os.ReadFile(filepath.Join(dir, netbootPXELinux))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree: %w", ErrFormat, dir, err)
+	}
+	var old string
+	for _, l := range strings.Split(string(cfg), "\n") {
+		if a, ok := strings.CutPrefix(strings.TrimSpace(l), "APPEND "); ok {
+			old = a
+		}
+	}
+	mj, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)))
+	if err != nil || old == "" {
+		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree (no %s or no command line)", ErrFormat, dir, MediaJSONPath)
+	}
+	var info map[string]any
+	if err := json.Unmarshal(mj, &info); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrFormat, MediaJSONPath, err)
+	}
+	chain, _ := info["uefi_chain"].(string)
+	id, _ := info["id"].(string)
+	m := &medium{id: id, chain: chain, info: info}
+	if err := c.check(m); err != nil {
+		return nil, err
+	}
+	if chain == ChainUKI && c.Sequence != "" {
+		return nil, fmt.Errorf("%w: the tree boots UEFI through a unified kernel image signed with your own key, and the sequence's URL would go on its signed command line: build the tree again with minint netboot --sequence", ErrBoundary)
+	}
+	initrd := filepath.Join(dir, "initrd")
+	pub, _, err := readPE(initrd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrFormat, initrd, err)
+	}
+	var keyData []byte
+	if c.Key != "" {
+		if keyData, err = os.ReadFile(c.Key); err != nil {
+			return nil, fmt.Errorf("%w: key: %w", ErrInput, err)
+		}
+		if pub, err = sign.ParsePublicKey(keyData); err != nil {
+			return nil, fmt.Errorf("%w: key %s: %w (give the .pub file from minint keygen, not the .key)", ErrInput, c.Key, err)
+		}
+	}
+	var copies []File
+	extra := c.Cmdline
+	if c.Sequence != "" {
+		base := ""
+		for _, a := range strings.Fields(old) {
+			if v, ok := strings.CutPrefix(a, "minint.url="); ok {
+				base = v
+			}
+		}
+		if base == "" {
+			return nil, fmt.Errorf("%w: the tree was built without a base URL: a network-booted PE could not fetch the sequence", ErrInput)
+		}
+		if _, err := sequence.LoadFile(c.Sequence); err != nil {
+			return nil, fmt.Errorf("%w: sequence: %w", ErrInput, err)
+		}
+		data, _ := os.ReadFile(c.Sequence)
+		sig, err := os.ReadFile(sign.SignatureFor(c.Sequence))
+		if err != nil {
+			return nil, fmt.Errorf("%w: sequence %s: its signature: %w (minint package sign)", ErrInput, c.Sequence, err)
+		}
+		if err := sign.Verify(data, sig, pub); err != nil {
+			return nil, fmt.Errorf("%w: sequence %s: %w (the PE trusts key %s)", ErrInput, c.Sequence, err, keyText(pub))
+		}
+		copies = append(copies, File{Src: c.Sequence, Dest: "sequence.yaml"}, File{Src: sign.SignatureFor(c.Sequence), Dest: "sequence.sig"})
+		if !strings.Contains(old, " minint.sequence=") {
+			extra = strings.TrimSpace(extra + " minint.sequence=" + strings.TrimSuffix(base, "/") + "/" + pe.MediumSequence)
+		}
+	}
+	for _, p := range c.Packages {
+		files, err := PackageFiles(p, pub)
+		if err != nil {
+			return nil, err
+		}
+		copies = append(copies, files...)
+	}
+	for _, f := range c.Files {
+		d := path.Clean(strings.TrimPrefix(f.Dest, "/"))
+		if d == "." || d == ".." || strings.HasPrefix(d, "../") || d == "media.json" {
+			return nil, fmt.Errorf("%w: file destination %q is not a path below minint/ (or is reserved)", ErrInput, f.Dest)
+		}
+		copies = append(copies, File{Src: f.Src, Dest: d})
+	}
+
+	// Checked: now write, each file under a temporary name first.
+	replace := func(rel string, fill func(tmp string) error) error {
+		dst := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		tmp := dst + ".minint-new"
+		if err := fill(tmp); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		os.Chmod(tmp, 0o644)
+		return os.Rename(tmp, dst)
+	}
+	if keyData != nil {
+		logf("package key %s replaces the PE's", sign.KeyID(pub))
+		if err := replace("initrd", func(tmp string) error {
+			if _, err := copyFile(initrd, tmp); err != nil {
+				return err
+			}
+			return initramfs.Append(tmp, []initramfs.File{{Dest: pe.DefaultPublicKey, Data: keyData, Mode: 0o644}})
+		}); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range copies {
+		if err := replace(MediaDir+"/"+f.Dest, func(tmp string) error { _, err := copyFile(f.Src, tmp); return err }); err != nil {
+			return nil, err
+		}
+	}
+	cmdline := customCmdline(old, "", "", extra)
+	base := ""
+	for _, a := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(a, "minint.url="); ok {
+			base = strings.TrimSuffix(v, "/") + "/"
+		}
+	}
+	menus := netbootMenus(id, base, cmdline, chain)
+	info["netboot_cmdline"] = cmdline
+	if b, err := json.MarshalIndent(info, "", "  "); err == nil {
+		menus[MediaJSONPath] = append(b, '\n')
+	}
+	for name, body := range menus {
+		if err := replace(name, func(tmp string) error { return os.WriteFile(tmp, body, 0o644) }); err != nil {
+			return nil, err
+		}
+	}
+	res := &NetbootResult{Dir: dir, Cmdline: cmdline, MediaID: id, Chain: chain}
+	filepath.Walk(dir, func(pth string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			rel, _ := filepath.Rel(dir, pth)
+			res.Files = append(res.Files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	return res, nil
 }

@@ -73,6 +73,7 @@ func TestJSONEventsOwnStdout(t *testing.T) {
 		{"build", []string{"--kernel", p("no-such-vmlinuz"), "-o", p("pe-out")}, 1, "no-such-vmlinuz", false},
 		{"iso", []string{"--pe-dir", p("pe"), "-o", p("m.iso")}, 0, "media id", !isoTools},
 		{"netboot", []string{"--pe-dir", p("pe"), "-o", p("nb")}, 0, "media id", !isoTools},
+		{"netboot customize", []string{p("nb"), "--nameserver", "192.0.2.53"}, 0, "media id", !isoTools},
 		{"iso customize", []string{p("m.iso"), "-o", p("c.iso"), "--sequence", p("seq.yaml")}, 0, "media id", !isoTools},
 		{"qemu", []string{"--kernel", p("pe/vmlinuz"), "--no-net", "--log", ""}, 0, "minint PE starting", false},
 		{"sequence check", []string{p("seq.yaml")}, 0, "valid (3 steps", false},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/minint/minint/initramfs"
+	"github.com/minint/minint/media"
 )
 
 // TestISOCustomizeCommand: iso --package, iso show and iso customize on a
@@ -126,6 +128,23 @@ func TestISOCustomizeCommand(t *testing.T) {
 	for _, f := range []string{"lpxelinux.0", "bootx64.efi", "boot.ipxe", "minint/sequence.yaml", "minint/sequence.sig", "minint/image/os.wim", "minint/image/manifest.sig"} {
 		if _, err := os.Stat(p("nb/" + f)); err != nil {
 			t.Errorf("netboot tree: %v", err)
+		}
+	}
+	// ... and customized in place: another key, then only a sequence
+	// signed with it is taken.
+	run(0, "netboot", "customize", p("nb"), "-q", "--key", p("other.pub"), "--ip", "eth0:dhcp")
+	otherPub, _ := os.ReadFile(p("other.pub"))
+	if pk, err := media.PEKey(p("nb/initrd")); err != nil || !bytes.Contains(otherPub, []byte(base64.StdEncoding.EncodeToString(pk))) {
+		t.Errorf("netboot customize --key: the tree's PE trusts %x (%v)", pk, err)
+	}
+	if _, stderr := run(1, "netboot", "customize", p("nb"), "--sequence", p("seq.yaml")); !strings.Contains(stderr, "the PE trusts key") {
+		t.Errorf("sequence signed by the old key: %s", stderr)
+	}
+	run(0, "package", "sign", "--key", p("other.key"), p("seq.yaml"))
+	run(0, "netboot", "customize", p("nb"), "-q", "--sequence", p("seq.yaml"))
+	for _, f := range []string{"nb/boot.ipxe", "nb/pxelinux.cfg/default", "nb/grub/grub.cfg"} {
+		if b, _ := os.ReadFile(p(f)); !strings.Contains(string(b), "ip=eth0:dhcp") || strings.Count(string(b), "minint.sequence=") != 1 {
+			t.Errorf("%s after netboot customize:\n%s", f, b)
 		}
 	}
 	ipxe, _ := os.ReadFile(p("nb/boot.ipxe"))

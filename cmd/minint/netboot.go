@@ -32,7 +32,10 @@ a --sequence is fetched from --base-url and must carry its signature by the PE's
 (FILE.sig, from 'minint package sign'); a package's sequence fetches it from
 BASE-URL/minint/DEST/manifest.json.`,
 		Args: noArgs,
+		// minint netboot builds; minint netboot customize changes a tree.
+		Annotations: map[string]string{"runs": "1"},
 	}
+	c.AddCommand(newNetbootCustomizeCmd())
 	fs := c.Flags()
 	out := fs.StringP("output", "o", "", "`DIR` to write the tree into (must not exist or be empty)")
 	baseURL := fs.String("base-url", "", "`URL` the tree is served from over HTTP (e.g. http://192.0.2.1/minint-pe): iPXE fetches the PE there, the PE its sequence")
@@ -138,4 +141,48 @@ func signedSequence(seqFile, initrd string) ([]media.File, error) {
 		return nil, fmt.Errorf("--sequence %s: %w (the PE would refuse it)", seqFile, err)
 	}
 	return []media.File{{Src: seqFile, Dest: "sequence.yaml"}, {Src: sigFile, Dest: sign.SignatureFor("sequence.yaml")}}, nil
+}
+
+func newNetbootCustomizeCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "customize DIR [flags]",
+		Short: "Add a signed sequence, package, key, files or kernel arguments to a network-boot tree, in place",
+		Long: `Customize a tree 'minint netboot' wrote, in place and in seconds, as 'minint iso customize'
+customizes an ISO: a new package key (added to the PE's initramfs), packages and files under
+minint/, extra kernel arguments and static network settings in every boot menu (iPXE, PXELINUX,
+GRUB). A sequence needs its signature by the key the PE will trust beside it (FILE.sig) and a tree
+built with --base-url, from where the PE fetches it. The signed loaders are not touched.`,
+		Args: argCount(1, 1),
+	}
+	fs := c.Flags()
+	seqFile := fs.String("sequence", "", "task sequence `FILE` with its signature FILE.sig, stored as minint/sequence.yaml")
+	key := fs.String("key", "", "package signing public key `FILE.pub` the PE trusts from now on (replacing its own)")
+	pkgs := fs.StringArray("package", nil, packageUsage)
+	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as minint/DEST (repeatable)")
+	cmdline := fs.String("cmdline", "", "extra kernel `ARGS`, appended to the tree's")
+	net := addNetworkFlags(c)
+	outFlags := addOutputFlags(c, "events", "print only errors")
+	c.RunE = func(_ *cobra.Command, args []string) error {
+		files, err := addFiles(*adds)
+		if err != nil {
+			return err
+		}
+		r, err := outFlags.open()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		res, err := media.CustomizeNetboot(args[0], media.Customization{Sequence: *seqFile, Key: *key,
+			Packages: packageFlags(*pkgs), Files: files, Cmdline: strings.TrimSpace(*cmdline + " " + net.args()),
+			Log: func(f string, a ...any) { r.Printf(f, a...) }})
+		if err != nil {
+			return err
+		}
+		r.Printf("tree       %s (%d files), media id %s", res.Dir, len(res.Files), res.MediaID)
+		r.Printf("cmdline    %s", res.Cmdline)
+		r.Emit(progress.Event{Kind: "netboot", State: "done", Data: map[string]any{
+			"dir": res.Dir, "files": res.Files, "media_id": res.MediaID, "cmdline": res.Cmdline, "uefi_chain": res.Chain}})
+		return nil
+	}
+	return c
 }
