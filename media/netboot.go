@@ -185,10 +185,21 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 // The kernel, initramfs and /minint files may also come over HTTP from
 // any static server (nginx) serving root at the bundle's base URL.
 // A zero subnet leaves the proxy line commented out.
+//
+// Debian's signed GRUB (2.06) takes its server from the DHCP server's
+// answer only, not from a proxy offer (other distributions patch that), so
+// with the shim chain UEFI clients behind a proxy-DHCP setup need the
+// network's DHCP server to name the boot server; the UKI chain, which the
+// firmware loads itself, works behind the proxy (e2e TestNetbootProxyDHCP).
 func DnsmasqConfig(subnet netip.Prefix, root, chain string) []byte {
 	efi := NetbootShim
+	note := `# UEFI: shim loads Debian's signed GRUB, which (2.06) ignores proxy-DHCP
+# offers and then cannot find this server: for UEFI clients have the
+# network's own DHCP server name this server and bootx64.efi (options 66/67),
+# or build the tree with --secure-boot-key (the firmware loads the UKI).`
 	if chain == ChainUKI {
 		efi = NetbootUKI
+		note = "# UEFI: the firmware loads the signed unified kernel image itself."
 	}
 	rng := "# dhcp-range=192.0.2.0,proxy   # your network's address: minint netboot --proxy-dhcp 192.0.2.0/24"
 	if subnet.IsValid() {
@@ -207,9 +218,10 @@ tftp-root=%s
 # BIOS: PXELINUX reads pxelinux.cfg/default (dnsmasq adds the ".0")
 pxe-service=x86PC,"minint PE (BIOS)",%s
 # UEFI x86-64 (and its byte-code variant): the Secure Boot chain's loader
+%s
 pxe-service=X86-64_EFI,"minint PE (UEFI)",%s
 pxe-service=BC_EFI,"minint PE (UEFI)",%s
-`, rng, root, strings.TrimSuffix(NetbootBIOS, ".0"), efi, efi))
+`, rng, root, strings.TrimSuffix(NetbootBIOS, ".0"), note, efi, efi))
 }
 
 // netbootPXELinux is PXELINUX's configuration in the tree.

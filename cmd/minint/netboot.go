@@ -110,6 +110,9 @@ BASE-URL/minint/DEST/manifest.json.`,
 		r.Printf("UEFI       %s", boot)
 		r.Printf("dnsmasq    dnsmasq --conf-file=%s/%s --no-daemon", res.Dir, media.NetbootDnsmasq)
 		r.Printf("cmdline    %s", res.Cmdline)
+		if *proxy != "" && res.Chain == media.ChainShim {
+			r.Warnf("UEFI behind proxy-DHCP: Debian's signed GRUB ignores proxy offers; have the network's DHCP server name this server and %s for UEFI clients, or use --secure-boot-key (see %s)", media.NetbootShim, media.NetbootDnsmasq)
+		}
 		r.Emit(progress.Event{Kind: "netboot", State: "done", Data: map[string]any{
 			"dir": res.Dir, "files": res.Files, "media_id": res.MediaID, "cmdline": res.Cmdline, "uefi_chain": res.Chain, "pe_id": pe.ID}})
 		return nil
