@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/minint/minint/authenticode"
 	"github.com/minint/minint/initramfs"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/netconf"
@@ -75,6 +77,11 @@ type Customization struct {
 	Cmdline string
 	// Label replaces the volume label ("" keeps it).
 	Label string
+	// SecureBootKey and SecureBootCert (PEM) re-sign the unified kernel
+	// image of a medium whose UEFI chain is ChainUKI, so that its command
+	// line and initramfs can change; without them such changes are
+	// refused (ErrBoundary). The firmware's db must hold the certificate.
+	SecureBootKey, SecureBootCert string
 	// Epoch fixes the timestamps; zero means SOURCE_DATE_EPOCH, else the
 	// newest of the medium's creation time and the added files' mtimes.
 	Epoch time.Time
@@ -198,11 +205,19 @@ func CustomizeISO(ctx context.Context, in, out string, c Customization) (*Result
 	if p.Epoch, err = epochOf(c.Epoch, newest); err != nil {
 		return nil, err
 	}
-	if m.chain == ChainShim {
-		// With a UKI the ID is inside the signed command line.
+	resign := m.chain == ChainUKI && c.SecureBootKey != ""
+	if m.chain == ChainShim || resign {
+		// With a UKI that is not signed again the ID stays: it is
+		// inside the signed command line.
 		p.MediaID = hex.EncodeToString(hash.Sum(nil))[:16]
 	}
 	p.Cmdline = customCmdline(m.cmdline, m.id, p.MediaID, c.Cmdline)
+	espSize := m.espSize
+	if resign {
+		if espSize, err = b.resignUKI(ctx, p, c); err != nil {
+			return nil, err
+		}
+	}
 	if err := writeMediumConfig(b.stage, m, p); err != nil {
 		return nil, err
 	}
@@ -211,7 +226,7 @@ func CustomizeISO(ctx context.Context, in, out string, c Customization) (*Result
 	}
 	b.p = p
 	logf("writing ISO 9660 image (media id %s)", p.MediaID)
-	size, err := b.writeImage(m.espSize)
+	size, err := b.writeImage(espSize)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +237,35 @@ func CustomizeISO(ctx context.Context, in, out string, c Customization) (*Result
 		return nil, fmt.Errorf("%w: %w", ErrOutput, err)
 	}
 	return &Result{Path: out, Size: size, MediaID: p.MediaID, Cmdline: p.Cmdline, Label: p.Label,
-		Chain: p.Chain, ESPSize: m.espSize, Epoch: p.Epoch}, nil
+		Chain: p.Chain, ESPSize: espSize, Epoch: p.Epoch}, nil
+}
+
+// resignUKI builds the medium's unified kernel image again from its own
+// kernel and (customized) initramfs with the plan's command line, signs it
+// and writes a new EFI system partition image holding it.
+func (b *isoBuild) resignUKI(ctx context.Context, p *Plan, c Customization) (int64, error) {
+	var err error
+	b.host = HostPaths{}.withDefaults()
+	if b.tools, err = b.host.check(need{iso: true, chain: ChainUKI}); err != nil {
+		return 0, err
+	}
+	if p.signer, p.cert, err = authenticode.LoadKeyPair(c.SecureBootKey, c.SecureBootCert); err != nil {
+		return 0, fmt.Errorf("%w: Secure Boot key: %w", ErrInput, err)
+	}
+	b.scratch = filepath.Join(b.work, "scratch")
+	if err := os.MkdirAll(b.scratch, 0o755); err != nil {
+		return 0, err
+	}
+	p.Kernel = filepath.Join(b.stage, filepath.FromSlash(KernelPath))
+	p.Initramfs = filepath.Join(b.stage, filepath.FromSlash(InitrdPath))
+	b.logf("building and signing the unified kernel image again")
+	files, err := espFiles(ctx, p, b.host, b.tools["objcopy"], b.scratch)
+	if err != nil {
+		return 0, err
+	}
+	idb, _ := hex.DecodeString(p.MediaID)
+	return espImage{Label: "MININT_ESP", VolID: binary.BigEndian.Uint32(idb), Epoch: p.Epoch,
+		Files: files, tools: b.tools, tmpDir: b.scratch}.build(ctx, filepath.Join(b.stage, filepath.FromSlash(ESPImagePath)))
 }
 
 func keyText(pub ed25519.PublicKey) string {
@@ -234,8 +277,14 @@ func keyText(pub ed25519.PublicKey) string {
 
 // check refuses what cannot be done before anything is written.
 func (c Customization) check(m *medium) error {
-	if m.chain == ChainUKI && (c.Cmdline != "" || c.Key != "") {
-		return fmt.Errorf("%w: this ISO boots UEFI through a unified kernel image signed with your own key, and its kernel command line and initramfs (with the package key) are inside that signature: build the ISO again with minint iso --secure-boot-key (files under /minint/ can be added without it)", ErrBoundary)
+	if (c.SecureBootKey == "") != (c.SecureBootCert == "") {
+		return fmt.Errorf("%w: Secure Boot signing needs both a key and a certificate", ErrInput)
+	}
+	if c.SecureBootKey != "" && m.chain != ChainUKI {
+		return fmt.Errorf("%w: this ISO boots UEFI through shim and Debian's signed GRUB, whose signatures do not cover what customize changes: give no Secure Boot key", ErrInput)
+	}
+	if m.chain == ChainUKI && (c.Cmdline != "" || c.Key != "") && c.SecureBootKey == "" {
+		return fmt.Errorf("%w: this ISO boots UEFI through a unified kernel image signed with your own key, and its kernel command line and initramfs (with the package key) are inside that signature: give the key and certificate to sign it again (--secure-boot-key, --secure-boot-cert; files under /minint/ can be added without them)", ErrBoundary)
 	}
 	if c.Label != "" {
 		if _, _, err := (Options{Kernel: "-", Initramfs: "-", Label: c.Label}).checkScalars(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"debug/pe"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minint/minint/authenticode"
 	"github.com/minint/minint/initramfs"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sign"
@@ -305,7 +307,7 @@ func TestCustomizeBadInput(t *testing.T) {
 
 	// A UKI signed with the organization's key holds the command line and
 	// the initramfs: changing them is refused, adding files is not.
-	kf, cf, _ := testKey(t, "minint test")
+	kf, cf, cert := testKey(t, "minint test")
 	os.MkdirAll(filepath.Join(dir, "uki"), 0o755)
 	uki := builtISO(t, filepath.Join(dir, "uki"), pub, func(o *Options) { o.SecureBootKey, o.SecureBootCert = kf, cf })
 	for _, c := range []Customization{{Cmdline: "x=1"}, {Key: pub}} {
@@ -319,5 +321,44 @@ func TestCustomizeBadInput(t *testing.T) {
 	}
 	if m, err := ReadMedium(res.Path); err != nil || m.MediaID == "" || !strings.Contains(m.Cmdline, "minint.media="+m.MediaID) {
 		t.Errorf("UKI medium after adding a file: %+v %v (the id is in the signed command line and must stay)", m, err)
+	}
+	if _, err := CustomizeISO(context.Background(), released, filepath.Join(dir, "s.iso"), Customization{Cmdline: "x=1", SecureBootKey: kf, SecureBootCert: cf}); !errors.Is(err, ErrInput) {
+		t.Errorf("a Secure Boot key for a shim medium: %v", err)
+	}
+
+	// With the key the UKI is built and signed again around the new
+	// command line and initramfs.
+	newPub, _ := keyPair(t, dir, "new")
+	res, err = CustomizeISO(context.Background(), uki, filepath.Join(dir, "r.iso"), Customization{Cmdline: "x=1", Key: newPub,
+		SecureBootKey: kf, SecureBootCert: cf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ReadMedium(res.Path)
+	if err != nil || !strings.Contains(m.Cmdline, "minint.media="+m.MediaID+" ") || !strings.Contains(m.Cmdline, " x=1 ") {
+		t.Fatalf("re-signed UKI medium: %+v %v", m, err)
+	}
+	espImg := filepath.Join(t.TempDir(), "esp")
+	if msg, err := exec.Command("xorriso", "-osirrox", "on", "-indev", res.Path, "-extract", "/"+ESPImagePath, espImg).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, msg)
+	}
+	esp, _ := os.ReadFile(espImg)
+	img := espFile(t, esp, "/EFI/BOOT/BOOTX64.EFI")
+	if err := authenticode.Verify(img, cert); err != nil {
+		t.Errorf("the re-signed UKI does not verify: %v", err)
+	}
+	f, err := pe.NewFile(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := f.Section(".cmdline")
+	if sec == nil {
+		t.Fatal("UKI without .cmdline")
+	}
+	if b, _ := sec.Data(); !bytes.HasPrefix(b, []byte(m.Cmdline)) {
+		t.Errorf("UKI .cmdline %q, want %q", b, m.Cmdline)
+	}
+	if init := f.Section(".initrd"); init == nil || int64(init.Size) < sizeOf(peInitrd(t, t.TempDir(), pub)) {
+		t.Error("UKI .initrd missing or not the customized one")
 	}
 }

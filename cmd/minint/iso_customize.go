@@ -76,7 +76,8 @@ checked with the key the PE will trust), other files, a new package key (added t
 extra kernel arguments and static network settings. The EFI system partition is copied unchanged,
 so the Secure Boot chain (shim, GRUB, kernel) stays valid and the result is the same hybrid ISO
 (BIOS and UEFI, CD or USB stick). An ISO whose UEFI chain is a UKI signed with your own key holds
-the command line and initramfs inside that signature: there only files can be added.
+the command line and initramfs inside that signature: there they change only with
+--secure-boot-key and --secure-boot-cert (the UKI is built and signed again), files can always be added.
 OUT may be IN: the image is written next to it and renamed into place when complete.`,
 		Args: argCount(1, 1),
 	}
@@ -88,6 +89,8 @@ OUT may be IN: the image is written next to it and renamed into place when compl
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as /minint/DEST (repeatable)")
 	cmdline := fs.String("cmdline", "", "extra kernel `ARGS`, appended to the medium's")
 	label := fs.String("label", "", "new ISO volume `LABEL` (default: keep)")
+	sbKey := fs.String("secure-boot-key", "", "for an ISO whose UEFI chain is a UKI signed with your own key: sign it again with this RSA private key `FILE` (PEM), so that its command line and initramfs may change")
+	sbCert := fs.String("secure-boot-cert", "", "the certificate `FILE` (PEM) of --secure-boot-key")
 	net := addNetworkFlags(c)
 	outFlags := addOutputFlags(c, "events", "print only errors")
 	c.RunE = func(_ *cobra.Command, args []string) error {
@@ -107,7 +110,7 @@ OUT may be IN: the image is written next to it and renamed into place when compl
 		defer stop()
 		extra := strings.TrimSpace(*cmdline + " " + net.args())
 		cust := media.Customization{Sequence: *seqFile, Key: *key, Packages: packageFlags(*pkgs), Files: files,
-			Cmdline: extra, Label: *label, Log: func(f string, a ...any) { r.Printf(f, a...) }}
+			Cmdline: extra, Label: *label, SecureBootKey: *sbKey, SecureBootCert: *sbCert, Log: func(f string, a ...any) { r.Printf(f, a...) }}
 		t := r.Start("iso", 0, "bytes")
 		res, err := media.CustomizeISO(ctx, args[0], *out, cust)
 		t.Finish(err)
