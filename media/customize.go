@@ -77,6 +77,12 @@ type Customization struct {
 	Cmdline string
 	// Label replaces the volume label ("" keeps it).
 	Label string
+	// DriverPacks are driver pack directories (package driverpack) added
+	// to the PE's initramfs (initramfs.AppendDriverPacks), checked
+	// against its kernel's modules; RequireSigned refuses unsigned
+	// modules, which a kernel under Secure Boot lockdown will not load.
+	DriverPacks   []string
+	RequireSigned bool
 	// SecureBootKey and SecureBootCert (PEM) re-sign the unified kernel
 	// image of a medium whose UEFI chain is ChainUKI, so that its command
 	// line and initramfs can change; without them such changes are
@@ -162,6 +168,17 @@ func CustomizeISO(ctx context.Context, in, out string, c Customization) (*Result
 		if err := initramfs.Append(initrd, []initramfs.File{{Dest: pe.DefaultPublicKey, Data: kb, Mode: 0o644}}); err != nil {
 			return nil, fmt.Errorf("adding the key to the PE's initramfs: %w", err)
 		}
+	}
+	if len(c.DriverPacks) > 0 {
+		names, err := initramfs.AppendDriverPacks(initrd, c.DriverPacks, c.RequireSigned)
+		if err != nil {
+			return nil, fmt.Errorf("%w: driver packs: %w", ErrInput, err)
+		}
+		logf("driver packs %s added to the PE", strings.Join(names, ", "))
+		for _, d := range c.DriverPacks {
+			fmt.Fprintf(hash, "driver-pack\x00%s\x00", d)
+		}
+		m.info["driver_packs"] = append(anySlice(m.info["driver_packs"]), toAny(names)...)
 	}
 	if c.Sequence != "" {
 		seq, err := sequence.LoadFile(c.Sequence)
@@ -268,6 +285,16 @@ func (b *isoBuild) resignUKI(ctx context.Context, p *Plan, c Customization) (int
 		Files: files, tools: b.tools, tmpDir: b.scratch}.build(ctx, filepath.Join(b.stage, filepath.FromSlash(ESPImagePath)))
 }
 
+func anySlice(v any) []any { s, _ := v.([]any); return s }
+
+func toAny(ss []string) []any {
+	var out []any
+	for _, s := range ss {
+		out = append(out, s)
+	}
+	return out
+}
+
 func keyText(pub ed25519.PublicKey) string {
 	if pub == nil {
 		return "(none)"
@@ -283,7 +310,7 @@ func (c Customization) check(m *medium) error {
 	if c.SecureBootKey != "" && m.chain != ChainUKI {
 		return fmt.Errorf("%w: this ISO boots UEFI through shim and Debian's signed GRUB, whose signatures do not cover what customize changes: give no Secure Boot key", ErrInput)
 	}
-	if m.chain == ChainUKI && (c.Cmdline != "" || c.Key != "") && c.SecureBootKey == "" {
+	if m.chain == ChainUKI && (c.Cmdline != "" || c.Key != "" || len(c.DriverPacks) > 0) && c.SecureBootKey == "" {
 		return fmt.Errorf("%w: this ISO boots UEFI through a unified kernel image signed with your own key, and its kernel command line and initramfs (with the package key) are inside that signature: give the key and certificate to sign it again (--secure-boot-key, --secure-boot-cert; files under /minint/ can be added without them)", ErrBoundary)
 	}
 	if c.Label != "" {

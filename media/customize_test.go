@@ -289,6 +289,7 @@ func TestCustomizeBadInput(t *testing.T) {
 		{"private key", released, Customization{Key: key}, ".pub", ErrInput},
 		{"label", released, Customization{Label: "bad label"}, "label", ErrInput},
 		{"not an ISO", notISO, Customization{}, "", ErrFormat},
+		{"driver pack without modules", released, Customization{DriverPacks: []string{dir}}, "no kernel module index", ErrInput},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out.iso")

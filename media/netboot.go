@@ -355,12 +355,22 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 		os.Chmod(tmp, 0o644)
 		return os.Rename(tmp, dst)
 	}
-	if keyData != nil {
-		logf("package key %s replaces the PE's", sign.KeyID(pub))
+	if keyData != nil || len(c.DriverPacks) > 0 {
 		if err := replace("initrd", func(tmp string) error {
 			if _, err := copyFile(initrd, tmp); err != nil {
 				return err
 			}
+			if len(c.DriverPacks) > 0 {
+				names, err := initramfs.AppendDriverPacks(tmp, c.DriverPacks, c.RequireSigned)
+				if err != nil {
+					return fmt.Errorf("%w: driver packs: %w", ErrInput, err)
+				}
+				logf("driver packs %s added to the PE", strings.Join(names, ", "))
+			}
+			if keyData == nil {
+				return nil
+			}
+			logf("package key %s replaces the PE's", sign.KeyID(pub))
 			return initramfs.Append(tmp, []initramfs.File{{Dest: pe.DefaultPublicKey, Data: keyData, Mode: 0o644}})
 		}); err != nil {
 			return nil, err

@@ -89,6 +89,8 @@ OUT may be IN: the image is written next to it and renamed into place when compl
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as /minint/DEST (repeatable)")
 	cmdline := fs.String("cmdline", "", "extra kernel `ARGS`, appended to the medium's")
 	label := fs.String("label", "", "new ISO volume `LABEL` (default: keep)")
+	packs := fs.StringArray("driver-pack", nil, "driver pack `DIR` (modules/, firmware/, pack.yaml; see minint build --driver-pack) added to the PE (repeatable)")
+	reqSigned := fs.Bool("require-signed-modules", false, "refuse driver pack modules without a signature (a kernel under Secure Boot lockdown will not load them)")
 	sbKey := fs.String("secure-boot-key", "", "for an ISO whose UEFI chain is a UKI signed with your own key: sign it again with this RSA private key `FILE` (PEM), so that its command line and initramfs may change")
 	sbCert := fs.String("secure-boot-cert", "", "the certificate `FILE` (PEM) of --secure-boot-key")
 	net := addNetworkFlags(c)
@@ -110,7 +112,7 @@ OUT may be IN: the image is written next to it and renamed into place when compl
 		defer stop()
 		extra := strings.TrimSpace(*cmdline + " " + net.args())
 		cust := media.Customization{Sequence: *seqFile, Key: *key, Packages: packageFlags(*pkgs), Files: files,
-			Cmdline: extra, Label: *label, SecureBootKey: *sbKey, SecureBootCert: *sbCert, Log: func(f string, a ...any) { r.Printf(f, a...) }}
+			Cmdline: extra, Label: *label, DriverPacks: *packs, RequireSigned: *reqSigned, SecureBootKey: *sbKey, SecureBootCert: *sbCert, Log: func(f string, a ...any) { r.Printf(f, a...) }}
 		t := r.Start("iso", 0, "bytes")
 		res, err := media.CustomizeISO(ctx, args[0], *out, cust)
 		t.Finish(err)

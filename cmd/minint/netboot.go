@@ -163,6 +163,8 @@ built with --base-url, from where the PE fetches it. The signed loaders are not 
 	pkgs := fs.StringArray("package", nil, packageUsage)
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as minint/DEST (repeatable)")
 	cmdline := fs.String("cmdline", "", "extra kernel `ARGS`, appended to the tree's")
+	packs := fs.StringArray("driver-pack", nil, "driver pack `DIR` (modules/, firmware/, pack.yaml; see minint build --driver-pack) added to the PE (repeatable)")
+	reqSigned := fs.Bool("require-signed-modules", false, "refuse driver pack modules without a signature (a kernel under Secure Boot lockdown will not load them)")
 	net := addNetworkFlags(c)
 	outFlags := addOutputFlags(c, "events", "print only errors")
 	c.RunE = func(_ *cobra.Command, args []string) error {
@@ -177,6 +179,7 @@ built with --base-url, from where the PE fetches it. The signed loaders are not 
 		defer r.Close()
 		res, err := media.CustomizeNetboot(args[0], media.Customization{Sequence: *seqFile, Key: *key,
 			Packages: packageFlags(*pkgs), Files: files, Cmdline: strings.TrimSpace(*cmdline + " " + net.args()),
+			DriverPacks: *packs, RequireSigned: *reqSigned,
 			Log: func(f string, a ...any) { r.Printf(f, a...) }})
 		if err != nil {
 			return err
