@@ -136,82 +136,8 @@ func CustomizeISO(ctx context.Context, in, out string, c Customization) (*Result
 	if err := c.check(m); err != nil {
 		return nil, err
 	}
-	newest := m.created
-	hash := sha256.New()
-	fmt.Fprintf(hash, "minint-customize-v1\x00%s\x00%s\x00%s\x00", m.id, c.Cmdline, c.Label)
-	put := func(dest, src string) error {
-		mtime, err := hashInput(hash, "/minint/"+dest, src)
-		if err != nil {
-			return err
-		}
-		if mtime.After(newest) {
-			newest = mtime
-		}
-		_, err = copyFile(src, filepath.Join(b.stage, MediaDir, filepath.FromSlash(dest)))
-		return err
-	}
-
-	// The key first: packages are checked against the key the customized
-	// PE will trust.
-	initrd := filepath.Join(b.stage, filepath.FromSlash(InitrdPath))
-	pub := m.key
-	if c.Key != "" {
-		kb, err := os.ReadFile(c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("%w: key: %w", ErrInput, err)
-		}
-		if pub, err = sign.ParsePublicKey(kb); err != nil {
-			return nil, fmt.Errorf("%w: key %s: %w (give the .pub file from minint keygen, not the .key)", ErrInput, c.Key, err)
-		}
-		logf("package key %s replaces the PE's %s", sign.KeyID(pub), keyText(m.key))
-		fmt.Fprintf(hash, "key\x00%x\x00", pub)
-		if err := initramfs.Append(initrd, []initramfs.File{{Dest: pe.DefaultPublicKey, Data: kb, Mode: 0o644}}); err != nil {
-			return nil, fmt.Errorf("adding the key to the PE's initramfs: %w", err)
-		}
-	}
-	if len(c.DriverPacks) > 0 {
-		names, err := initramfs.AppendDriverPacks(initrd, c.DriverPacks, c.RequireSigned)
-		if err != nil {
-			return nil, fmt.Errorf("%w: driver packs: %w", ErrInput, err)
-		}
-		logf("driver packs %s added to the PE", strings.Join(names, ", "))
-		for _, d := range c.DriverPacks {
-			fmt.Fprintf(hash, "driver-pack\x00%s\x00", d)
-		}
-		m.info["driver_packs"] = append(anySlice(m.info["driver_packs"]), toAny(names)...)
-	}
-	if c.Sequence != "" {
-		seq, err := sequence.LoadFile(c.Sequence)
-		if err != nil {
-			return nil, fmt.Errorf("%w: sequence: %w", ErrInput, err)
-		}
-		logf("sequence %s: valid (%d steps)", c.Sequence, len(seq.Steps))
-		if err := put(strings.TrimPrefix(pe.MediumSequence, MediaDir+"/"), c.Sequence); err != nil {
-			return nil, err
-		}
-	}
-	for _, p := range c.Packages {
-		files, err := PackageFiles(p, pub)
-		if err != nil {
-			return nil, err
-		}
-		logf("package %s: signature and %d files verified with key %s", p.Dir, len(files)-2, sign.KeyID(pub))
-		for _, f := range files {
-			if err := put(f.Dest, f.Src); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, f := range c.Files {
-		d := path.Clean(strings.TrimPrefix(f.Dest, "/"))
-		if d == "." || d == ".." || strings.HasPrefix(d, "../") || d == "media.json" {
-			return nil, fmt.Errorf("%w: file destination %q is not a path below /minint (or is reserved)", ErrInput, f.Dest)
-		}
-		if err := put(d, f.Src); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkMediumNames(b.stage); err != nil {
+	newest, sum, err := c.place(b.stage, m, logf)
+	if err != nil {
 		return nil, err
 	}
 
@@ -226,7 +152,7 @@ func CustomizeISO(ctx context.Context, in, out string, c Customization) (*Result
 	if m.chain == ChainShim || resign {
 		// With a UKI that is not signed again the ID stays: it is
 		// inside the signed command line.
-		p.MediaID = hex.EncodeToString(hash.Sum(nil))[:16]
+		p.MediaID = sum
 	}
 	p.Cmdline = customCmdline(m.cmdline, m.id, p.MediaID, c.Cmdline)
 	espSize := m.espSize
@@ -255,6 +181,94 @@ func CustomizeISO(ctx context.Context, in, out string, c Customization) (*Result
 	}
 	return &Result{Path: out, Size: size, MediaID: p.MediaID, Cmdline: p.Cmdline, Label: p.Label,
 		Chain: p.Chain, ESPSize: espSize, Epoch: p.Epoch}, nil
+}
+
+// place puts the customization's files where the PE reads them in the
+// medium's tree at stage, checking each first, and returns the newest
+// input's mtime and the new media ID (a hash of the old one and of what
+// changed).
+func (c Customization) place(stage string, m *medium, logf func(string, ...any)) (time.Time, string, error) {
+	newest := m.created
+	hash := sha256.New()
+	fmt.Fprintf(hash, "minint-customize-v1\x00%s\x00%s\x00%s\x00", m.id, c.Cmdline, c.Label)
+	put := func(dest, src string) error {
+		mtime, err := hashInput(hash, "/minint/"+dest, src)
+		if err != nil {
+			return err
+		}
+		if mtime.After(newest) {
+			newest = mtime
+		}
+		_, err = copyFile(src, filepath.Join(stage, MediaDir, filepath.FromSlash(dest)))
+		return err
+	}
+
+	// The key first: packages are checked against the key the customized
+	// PE will trust.
+	initrd := filepath.Join(stage, filepath.FromSlash(InitrdPath))
+	pub := m.key
+	if c.Key != "" {
+		kb, err := os.ReadFile(c.Key)
+		if err != nil {
+			return time.Time{}, "", fmt.Errorf("%w: key: %w", ErrInput, err)
+		}
+		if pub, err = sign.ParsePublicKey(kb); err != nil {
+			return time.Time{}, "", fmt.Errorf("%w: key %s: %w (give the .pub file from minint keygen, not the .key)", ErrInput, c.Key, err)
+		}
+		logf("package key %s replaces the PE's %s", sign.KeyID(pub), keyText(m.key))
+		fmt.Fprintf(hash, "key\x00%x\x00", pub)
+		if err := initramfs.Append(initrd, []initramfs.File{{Dest: pe.DefaultPublicKey, Data: kb, Mode: 0o644}}); err != nil {
+			return time.Time{}, "", fmt.Errorf("adding the key to the PE's initramfs: %w", err)
+		}
+	}
+	if len(c.DriverPacks) > 0 {
+		names, err := initramfs.AppendDriverPacks(initrd, c.DriverPacks, c.RequireSigned)
+		if err != nil {
+			return time.Time{}, "", fmt.Errorf("%w: driver packs: %w", ErrInput, err)
+		}
+		logf("driver packs %s added to the PE", strings.Join(names, ", "))
+		m.info["driver_packs"] = append(anySlice(m.info["driver_packs"]), toAny(names)...)
+	}
+	if c.Key != "" || len(c.DriverPacks) > 0 {
+		if _, err := hashInput(hash, "initramfs", initrd); err != nil {
+			return time.Time{}, "", err
+		}
+	}
+	if c.Sequence != "" {
+		seq, err := sequence.LoadFile(c.Sequence)
+		if err != nil {
+			return time.Time{}, "", fmt.Errorf("%w: sequence: %w", ErrInput, err)
+		}
+		logf("sequence %s: valid (%d steps)", c.Sequence, len(seq.Steps))
+		if err := put(strings.TrimPrefix(pe.MediumSequence, MediaDir+"/"), c.Sequence); err != nil {
+			return time.Time{}, "", err
+		}
+	}
+	for _, p := range c.Packages {
+		files, err := PackageFiles(p, pub)
+		if err != nil {
+			return time.Time{}, "", err
+		}
+		logf("package %s: signature and %d files verified with key %s", p.Dir, len(files)-2, sign.KeyID(pub))
+		for _, f := range files {
+			if err := put(f.Dest, f.Src); err != nil {
+				return time.Time{}, "", err
+			}
+		}
+	}
+	for _, f := range c.Files {
+		d := path.Clean(strings.TrimPrefix(f.Dest, "/"))
+		if d == "." || d == ".." || strings.HasPrefix(d, "../") || d == "media.json" {
+			return time.Time{}, "", fmt.Errorf("%w: file destination %q is not a path below /minint (or is reserved)", ErrInput, f.Dest)
+		}
+		if err := put(d, f.Src); err != nil {
+			return time.Time{}, "", err
+		}
+	}
+	if err := checkMediumNames(stage); err != nil {
+		return time.Time{}, "", err
+	}
+	return newest, hex.EncodeToString(hash.Sum(nil))[:16], nil
 }
 
 // resignUKI builds the medium's unified kernel image again from its own
