@@ -1,7 +1,6 @@
 package initramfs
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -91,24 +90,7 @@ func Append(initrd string, files []File) error {
 		}
 		recs = append(recs, cpio.StaticRecord(data, cpio.Info{Mode: cpio.S_IFREG | uint64(mode), Name: dest}))
 	}
-	bw := bufio.NewWriter(f)
-	zw, err := c.wrap(bw)
-	if err != nil {
-		return err
-	}
-	arch := cpio.Newc.Writer(zw)
-	for _, r := range recs {
-		if err := arch.WriteRecord(cpio.MakeReproducible(r)); err != nil {
-			return err
-		}
-	}
-	if err := cpio.WriteTrailer(arch); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
+	if err := writeArchive(f, c, recs); err != nil {
 		return err
 	}
 	return f.Close()
