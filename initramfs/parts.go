@@ -54,18 +54,6 @@ type segment struct {
 	size  int64
 }
 
-// countWriter counts what passes through.
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // segmentKey hashes what a segment's archive is made of.
 func segmentKey(s *segment, c comp) string {
 	h := sha256.New()
@@ -99,28 +87,7 @@ func writeSegments(cache string, segs []*segment, c comp, goKey string) error {
 			touch(s.path)
 			continue
 		}
-		if err := writeFileAtomic(s.path, func(w io.Writer) error {
-			cw := &countWriter{w: w}
-			bw := bufio.NewWriterSize(cw, 1<<20)
-			zw, err := c.wrap(bw)
-			if err != nil {
-				return err
-			}
-			rawW := &countWriter{w: zw}
-			arch := cpio.Newc.Writer(rawW)
-			for _, r := range s.recs {
-				if err := arch.WriteRecord(cpio.MakeReproducible(r)); err != nil {
-					return err
-				}
-			}
-			if err := cpio.WriteTrailer(arch); err != nil {
-				return err
-			}
-			if err := zw.Close(); err != nil {
-				return err
-			}
-			return bw.Flush()
-		}); err != nil {
+		if err := writeFileAtomic(s.path, func(w io.Writer) error { return writeArchive(w, c, s.recs) }); err != nil {
 			return err
 		}
 		st, err = os.Stat(s.path)
@@ -232,3 +199,26 @@ func FormatBudget(parts []Part, compression string) string {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }
+
+// writeArchive writes recs as one compressed newc archive with its
+// trailer, every record made reproducible.
+func writeArchive(w io.Writer, c comp, recs []cpio.Record) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	zw, err := c.wrap(bw)
+	if err != nil {
+		return err
+	}
+	arch := cpio.Newc.Writer(zw)
+	for _, r := range recs {
+		if err := arch.WriteRecord(cpio.MakeReproducible(r)); err != nil {
+			return err
+		}
+	}
+	if err := cpio.WriteTrailer(arch); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}

@@ -25,6 +25,7 @@ type isoBuild struct {
 	stage   string // the ISO 9660 tree
 	scratch string // intermediate files
 	image   string // the ISO being written, renamed to out when complete
+	mbrCode []byte // the hybrid MBR's boot code; nil reads the host's isohdpfx.bin
 
 	total, done int64
 }
@@ -286,9 +287,11 @@ func (b *isoBuild) finishImage(f *os.File, espSize int64) (int64, error) {
 	if len(boots) != 2 || boots[0].Platform != PlatformBIOS || boots[1].Platform != PlatformEFI {
 		return 0, fmt.Errorf("reading back the boot catalog: unexpected entries %+v", boots)
 	}
-	mbrCode, err := os.ReadFile(b.host.IsohdpfxBin)
-	if err != nil {
-		return 0, err
+	mbrCode := b.mbrCode
+	if mbrCode == nil {
+		if mbrCode, err = os.ReadFile(b.host.IsohdpfxBin); err != nil {
+			return 0, err
+		}
 	}
 	idb, _ := hex.DecodeString(b.p.MediaID)
 	var diskID [16]byte

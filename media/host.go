@@ -15,26 +15,30 @@ var ErrMissingHost = errors.New("missing host dependency")
 // HostPaths locates the host files a build reads. The zero value means the
 // Debian bookworm locations; tests and other distributions may override.
 type HostPaths struct {
-	IsolinuxBin string // isolinux.bin (package isolinux)
-	IsohdpfxBin string // isohdpfx.bin, the hybrid MBR code (package isolinux)
-	LdlinuxC32  string // ldlinux.c32 (package syslinux-common)
-	EFIStub     string // linuxx64.efi.stub (package systemd-boot-efi), for UKIs
-	Shim        string // shimx64.efi.signed, Microsoft-signed (package shim-signed)
-	MokManager  string // mmx64.efi.signed (package shim-helpers-amd64-signed, pulled in by shim-signed)
-	GrubCD      string // gcdx64.efi.signed, Debian-signed GRUB for CDs and disks (package grub-efi-amd64-signed)
-	GrubNet     string // grubnetx64.efi.signed, the same for network boot
+	IsolinuxBin  string // isolinux.bin (package isolinux)
+	IsohdpfxBin  string // isohdpfx.bin, the hybrid MBR code (package isolinux)
+	LdlinuxC32   string // ldlinux.c32 (package syslinux-common)
+	EFIStub      string // linuxx64.efi.stub (package systemd-boot-efi), for UKIs
+	Shim         string // shimx64.efi.signed, Microsoft-signed (package shim-signed)
+	MokManager   string // mmx64.efi.signed (package shim-helpers-amd64-signed, pulled in by shim-signed)
+	GrubCD       string // gcdx64.efi.signed, Debian-signed GRUB for CDs and disks (package grub-efi-amd64-signed)
+	GrubNet      string // grubnetx64.efi.signed, the same for network boot
+	LPXELinux    string // lpxelinux.0, PXELINUX with HTTP (package pxelinux), BIOS network boot
+	UndionlyKPXE string // undionly.kpxe, iPXE for BIOS PXE (package ipxe)
 }
 
 // DefaultHostPaths are the Debian locations.
 var DefaultHostPaths = HostPaths{
-	IsolinuxBin: "/usr/lib/ISOLINUX/isolinux.bin",
-	IsohdpfxBin: "/usr/lib/ISOLINUX/isohdpfx.bin",
-	LdlinuxC32:  "/usr/lib/syslinux/modules/bios/ldlinux.c32",
-	EFIStub:     "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
-	Shim:        "/usr/lib/shim/shimx64.efi.signed",
-	MokManager:  "/usr/lib/shim/mmx64.efi.signed",
-	GrubCD:      "/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
-	GrubNet:     "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+	IsolinuxBin:  "/usr/lib/ISOLINUX/isolinux.bin",
+	IsohdpfxBin:  "/usr/lib/ISOLINUX/isohdpfx.bin",
+	LdlinuxC32:   "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+	EFIStub:      "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+	Shim:         "/usr/lib/shim/shimx64.efi.signed",
+	MokManager:   "/usr/lib/shim/mmx64.efi.signed",
+	GrubCD:       "/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
+	GrubNet:      "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+	LPXELinux:    "/usr/lib/PXELINUX/lpxelinux.0",
+	UndionlyKPXE: "/usr/lib/ipxe/undionly.kpxe",
 }
 
 func (h HostPaths) withDefaults() HostPaths {
@@ -45,7 +49,7 @@ func (h HostPaths) withDefaults() HostPaths {
 	}{
 		{&d.IsolinuxBin, h.IsolinuxBin}, {&d.IsohdpfxBin, h.IsohdpfxBin}, {&d.LdlinuxC32, h.LdlinuxC32},
 		{&d.EFIStub, h.EFIStub}, {&d.Shim, h.Shim}, {&d.MokManager, h.MokManager},
-		{&d.GrubCD, h.GrubCD}, {&d.GrubNet, h.GrubNet},
+		{&d.GrubCD, h.GrubCD}, {&d.GrubNet, h.GrubNet}, {&d.LPXELinux, h.LPXELinux}, {&d.UndionlyKPXE, h.UndionlyKPXE},
 	} {
 		if f.v != "" {
 			*f.dst = f.v
@@ -94,6 +98,9 @@ func (h HostPaths) check(n need) (tools map[string]string, err error) {
 	if n.iso {
 		files = append(files, file{h.IsolinuxBin, "isolinux"}, file{h.IsohdpfxBin, "isolinux"}, file{h.LdlinuxC32, "syslinux-common"})
 		progs = append(progs, file{"mkfs.vfat", "dosfstools"}, file{"mcopy", "mtools"}, file{"mmd", "mtools"})
+	}
+	if n.netboot {
+		files = append(files, file{h.LPXELinux, "pxelinux"}, file{h.LdlinuxC32, "syslinux-common"}, file{h.UndionlyKPXE, "ipxe"})
 	}
 	switch n.chain {
 	case ChainShim:

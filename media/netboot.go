@@ -2,10 +2,19 @@ package media
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/minint/minint/initramfs"
+	"github.com/minint/minint/pe"
+	"github.com/minint/minint/sequence"
+	"github.com/minint/minint/sign"
 )
 
 // NetbootOptions configure a network-boot bundle.
@@ -16,6 +25,14 @@ type NetbootOptions struct {
 	// command line; empty means relative names (iPXE fetches them from the
 	// server that gave it the script) and no minint.url.
 	BaseURL string
+	// ProxySubnet is the network (e.g. 192.0.2.0/24) on which the
+	// bundle's dnsmasq.conf answers PXE clients as a proxy-DHCP server,
+	// beside the site's own DHCP server; empty leaves that line commented
+	// out (TFTP only).
+	ProxySubnet string
+	// TFTPRoot is where dnsmasq.conf says the bundle is served from
+	// (default: dir, made absolute).
+	TFTPRoot string
 }
 
 // NetbootResult lists what BuildNetboot wrote.
@@ -29,9 +46,11 @@ type NetbootResult struct {
 
 // The bundle's boot files.
 const (
-	NetbootShim = "bootx64.efi" // the UEFI boot file to offer by DHCP (shim chain)
-	NetbootUKI  = "minint.efi"  // the UEFI boot file to offer by DHCP (UKI chain)
-	NetbootIPXE = "boot.ipxe"   // for iPXE (BIOS, or UEFI without Secure Boot)
+	NetbootShim    = "bootx64.efi" // the UEFI boot file to offer by DHCP (shim chain)
+	NetbootUKI     = "minint.efi"  // the UEFI boot file to offer by DHCP (UKI chain)
+	NetbootIPXE    = "boot.ipxe"   // for iPXE (BIOS, or UEFI without Secure Boot)
+	NetbootBIOS    = "lpxelinux.0" // the BIOS boot file to offer by DHCP: PXELINUX, which reads pxelinux.cfg/default
+	NetbootDnsmasq = "dnsmasq.conf"
 )
 
 // BuildNetboot writes a network-boot bundle into dir from the same plan as
@@ -48,7 +67,12 @@ const (
 //	minint.efi              instead of the four above with an own key: the
 //	                        signed unified kernel image
 //	boot.ipxe               iPXE script
-//	pxelinux.cfg/default    PXELINUX configuration
+//	lpxelinux.0, ldlinux.c32  PXELINUX (BIOS; with HTTP), which reads
+//	pxelinux.cfg/default    its configuration
+//	undionly.kpxe           iPXE for BIOS PXE, for sites that chain to
+//	                        boot.ipxe from their own DHCP server
+//	dnsmasq.conf            proxy-DHCP + TFTP beside the site's DHCP
+//	                        server (see DnsmasqConfig)
 //	minint/media.json, minint/...   the files the ISO has under /minint
 //
 // The PE has no boot medium then, so the command line carries no
@@ -71,6 +95,22 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	if strings.ContainsAny(o.BaseURL, " \n\"") {
 		return nil, fmt.Errorf("%w: base URL %q contains spaces or quotes", ErrInput, o.BaseURL)
 	}
+	var subnet netip.Prefix
+	if o.ProxySubnet != "" {
+		if subnet, err = netip.ParsePrefix(o.ProxySubnet); err != nil || !subnet.Addr().Is4() {
+			return nil, fmt.Errorf("%w: proxy-DHCP subnet %q: want an IPv4 network such as 192.0.2.0/24", ErrInput, o.ProxySubnet)
+		}
+		subnet = subnet.Masked()
+	}
+	root := o.TFTPRoot
+	if root == "" {
+		if root, err = filepath.Abs(dir); err != nil {
+			return nil, err
+		}
+	}
+	if strings.ContainsAny(root, "\n\"") {
+		return nil, fmt.Errorf("%w: TFTP root %q", ErrInput, root)
+	}
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("%w: %s exists and is not empty", ErrOutput, dir)
 	}
@@ -86,7 +126,8 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	defer os.RemoveAll(tmp)
 
 	res := &NetbootResult{Dir: dir, Cmdline: cmdline, MediaID: p.MediaID, Chain: p.Chain}
-	copies := [][2]string{{p.Kernel, "vmlinuz"}, {p.Initramfs, "initrd"}}
+	copies := [][2]string{{p.Kernel, "vmlinuz"}, {p.Initramfs, "initrd"},
+		{host.LPXELinux, NetbootBIOS}, {host.LdlinuxC32, "ldlinux.c32"}, {host.UndionlyKPXE, "undionly.kpxe"}}
 	files := map[string][]byte{}
 	switch p.Chain {
 	case ChainUKI:
@@ -96,7 +137,6 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	default:
 		copies = append(copies, [2]string{host.Shim, NetbootShim}, [2]string{host.GrubNet, "grubx64.efi"},
 			[2]string{host.MokManager, "mmx64.efi"})
-		files[netbootGrubDir+"/grub.cfg"] = GrubConfig("/vmlinuz", "/initrd", cmdline)
 	}
 	for _, e := range p.Extra {
 		copies = append(copies, [2]string{e.Src, MediaDir + "/" + e.Dest})
@@ -111,9 +151,10 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 		base = strings.TrimSuffix(o.BaseURL, "/") + "/"
 	}
 	files[MediaJSONPath] = p.MediaJSON
-	files[NetbootIPXE] = []byte(fmt.Sprintf("#!ipxe\n# minint PE %s\nkernel %svmlinuz %s\ninitrd %sinitrd\nboot\n",
-		p.MediaID, base, cmdline, base))
-	files["pxelinux.cfg/default"] = IsolinuxConfig("vmlinuz", "initrd", cmdline)
+	for name, body := range netbootMenus(p.MediaID, base, cmdline, p.Chain) {
+		files[name] = body
+	}
+	files[NetbootDnsmasq] = DnsmasqConfig(subnet, root, p.Chain)
 	for name, body := range files {
 		if err := writeFile(filepath.Join(tmp, name), body); err != nil {
 			return nil, err
@@ -133,5 +174,237 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOutput, err)
 	}
+	return res, nil
+}
+
+// DnsmasqConfig is a dnsmasq configuration that network-boots the bundle
+// at root on a network that already has a DHCP server, the usual case in
+// an office: dnsmasq answers only PXE clients, as a proxy-DHCP server
+// (no addresses, no DNS), and serves the bundle over TFTP. BIOS clients
+// get PXELINUX, UEFI clients the chain's boot file (shim, or the UKI).
+// The kernel, initramfs and /minint files may also come over HTTP from
+// any static server (nginx) serving root at the bundle's base URL.
+// A zero subnet leaves the proxy line commented out.
+//
+// Debian's signed GRUB (2.06) takes its server from the DHCP server's
+// answer only, not from a proxy offer (other distributions patch that), so
+// with the shim chain UEFI clients behind a proxy-DHCP setup need the
+// network's DHCP server to name the boot server; the UKI chain, which the
+// firmware loads itself, works behind the proxy (e2e TestNetbootProxyDHCP).
+func DnsmasqConfig(subnet netip.Prefix, root, chain string) []byte {
+	efi := NetbootShim
+	note := `# UEFI: shim loads Debian's signed GRUB, which (2.06) ignores proxy-DHCP
+# offers and then cannot find this server: for UEFI clients have the
+# network's own DHCP server name this server and bootx64.efi (options 66/67),
+# or build the tree with --secure-boot-key (the firmware loads the UKI).`
+	if chain == ChainUKI {
+		efi = NetbootUKI
+		note = "# UEFI: the firmware loads the signed unified kernel image itself."
+	}
+	rng := "# dhcp-range=192.0.2.0,proxy   # your network's address: minint netboot --proxy-dhcp 192.0.2.0/24"
+	if subnet.IsValid() {
+		m := net.CIDRMask(subnet.Bits(), 32)
+		rng = fmt.Sprintf("dhcp-range=%s,proxy,%d.%d.%d.%d", subnet.Addr(), m[0], m[1], m[2], m[3])
+	}
+	return []byte(fmt.Sprintf(`# minint network boot: proxy-DHCP + TFTP beside the network's own DHCP
+# server, which keeps handing out the addresses. Run:
+#   dnsmasq --conf-file=THIS_FILE --no-daemon
+port=0
+log-dhcp
+%s
+dhcp-no-override
+enable-tftp
+tftp-root=%s
+# BIOS: PXELINUX reads pxelinux.cfg/default (dnsmasq adds the ".0")
+pxe-service=x86PC,"minint PE (BIOS)",%s
+# UEFI x86-64 (and its byte-code variant): the Secure Boot chain's loader
+%s
+pxe-service=X86-64_EFI,"minint PE (UEFI)",%s
+pxe-service=BC_EFI,"minint PE (UEFI)",%s
+`, rng, root, strings.TrimSuffix(NetbootBIOS, ".0"), note, efi, efi))
+}
+
+// netbootPXELinux is PXELINUX's configuration in the tree.
+const netbootPXELinux = "pxelinux.cfg/default"
+
+// netbootMenus are the tree's boot menus, which carry the command line:
+// the iPXE script (base is the base URL with a slash, or ""), PXELINUX's
+// and, with the shim chain, GRUB's.
+func netbootMenus(id, base, cmdline, chain string) map[string][]byte {
+	m := map[string][]byte{
+		NetbootIPXE: []byte(fmt.Sprintf("#!ipxe\n# minint PE %s\nkernel %svmlinuz %s\ninitrd %sinitrd\nboot\n",
+			id, base, cmdline, base)),
+		netbootPXELinux: IsolinuxConfig("vmlinuz", "initrd", cmdline),
+	}
+	if chain == ChainShim {
+		m[netbootGrubDir+"/grub.cfg"] = GrubConfig("/vmlinuz", "/initrd", cmdline)
+	}
+	return m
+}
+
+// CustomizeNetboot changes a tree BuildNetboot wrote, in place and without
+// rebuilding the PE, as CustomizeISO changes an ISO: a package key
+// appended to the initramfs, packages and files under minint/, extra
+// kernel arguments in every boot menu. The signed loaders are not touched.
+// A sequence must come with its signature by the key the PE will trust
+// (sign.SignatureFor beside it), since a network-booted PE fetches it
+// over HTTP: it is stored as minint/sequence.yaml and the command line
+// names it at the tree's base URL (minint.url=, so the tree must have
+// been built with one). Everything is checked before anything is
+// written; each file is replaced by a rename.
+func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
+	logf := c.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	cfg, err := os.ReadFile(filepath.Join(dir, netbootPXELinux))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree: %w", ErrFormat, dir, err)
+	}
+	var old string
+	for _, l := range strings.Split(string(cfg), "\n") {
+		if a, ok := strings.CutPrefix(strings.TrimSpace(l), "APPEND "); ok {
+			old = a
+		}
+	}
+	mj, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)))
+	if err != nil || old == "" {
+		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree (no %s or no command line)", ErrFormat, dir, MediaJSONPath)
+	}
+	var info map[string]any
+	if err := json.Unmarshal(mj, &info); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrFormat, MediaJSONPath, err)
+	}
+	chain, _ := info["uefi_chain"].(string)
+	id, _ := info["id"].(string)
+	m := &medium{id: id, chain: chain, info: info}
+	if err := c.check(m); err != nil {
+		return nil, err
+	}
+	if chain == ChainUKI && c.Sequence != "" {
+		return nil, fmt.Errorf("%w: the tree boots UEFI through a unified kernel image signed with your own key, and the sequence's URL would go on its signed command line: build the tree again with minint netboot --sequence", ErrBoundary)
+	}
+	initrd := filepath.Join(dir, "initrd")
+	pub, _, err := readPE(initrd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrFormat, initrd, err)
+	}
+	var keyData []byte
+	if c.Key != "" {
+		if keyData, err = os.ReadFile(c.Key); err != nil {
+			return nil, fmt.Errorf("%w: key: %w", ErrInput, err)
+		}
+		if pub, err = sign.ParsePublicKey(keyData); err != nil {
+			return nil, fmt.Errorf("%w: key %s: %w (give the .pub file from minint keygen, not the .key)", ErrInput, c.Key, err)
+		}
+	}
+	var copies []File
+	extra := c.Cmdline
+	if c.Sequence != "" {
+		base := ""
+		for _, a := range strings.Fields(old) {
+			if v, ok := strings.CutPrefix(a, "minint.url="); ok {
+				base = v
+			}
+		}
+		if base == "" {
+			return nil, fmt.Errorf("%w: the tree was built without a base URL: a network-booted PE could not fetch the sequence", ErrInput)
+		}
+		if _, err := sequence.LoadFile(c.Sequence); err != nil {
+			return nil, fmt.Errorf("%w: sequence: %w", ErrInput, err)
+		}
+		data, _ := os.ReadFile(c.Sequence)
+		sig, err := os.ReadFile(sign.SignatureFor(c.Sequence))
+		if err != nil {
+			return nil, fmt.Errorf("%w: sequence %s: its signature: %w (minint package sign)", ErrInput, c.Sequence, err)
+		}
+		if err := sign.Verify(data, sig, pub); err != nil {
+			return nil, fmt.Errorf("%w: sequence %s: %w (the PE trusts key %s)", ErrInput, c.Sequence, err, keyText(pub))
+		}
+		copies = append(copies, File{Src: c.Sequence, Dest: "sequence.yaml"}, File{Src: sign.SignatureFor(c.Sequence), Dest: "sequence.sig"})
+		if !strings.Contains(old, " minint.sequence=") {
+			extra = strings.TrimSpace(extra + " minint.sequence=" + strings.TrimSuffix(base, "/") + "/" + pe.MediumSequence)
+		}
+	}
+	for _, p := range c.Packages {
+		files, err := PackageFiles(p, pub)
+		if err != nil {
+			return nil, err
+		}
+		copies = append(copies, files...)
+	}
+	for _, f := range c.Files {
+		d := path.Clean(strings.TrimPrefix(f.Dest, "/"))
+		if d == "." || d == ".." || strings.HasPrefix(d, "../") || d == "media.json" {
+			return nil, fmt.Errorf("%w: file destination %q is not a path below minint/ (or is reserved)", ErrInput, f.Dest)
+		}
+		copies = append(copies, File{Src: f.Src, Dest: d})
+	}
+
+	// Checked: now write, each file under a temporary name first.
+	replace := func(rel string, fill func(tmp string) error) error {
+		dst := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		tmp := dst + ".minint-new"
+		if err := fill(tmp); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		os.Chmod(tmp, 0o644)
+		return os.Rename(tmp, dst)
+	}
+	if keyData != nil || len(c.DriverPacks) > 0 {
+		if err := replace("initrd", func(tmp string) error {
+			if _, err := copyFile(initrd, tmp); err != nil {
+				return err
+			}
+			if len(c.DriverPacks) > 0 {
+				names, err := initramfs.AppendDriverPacks(tmp, c.DriverPacks, c.RequireSigned)
+				if err != nil {
+					return fmt.Errorf("%w: driver packs: %w", ErrInput, err)
+				}
+				logf("driver packs %s added to the PE", strings.Join(names, ", "))
+			}
+			if keyData == nil {
+				return nil
+			}
+			logf("package key %s replaces the PE's", sign.KeyID(pub))
+			return initramfs.Append(tmp, []initramfs.File{{Dest: pe.DefaultPublicKey, Data: keyData, Mode: 0o644}})
+		}); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range copies {
+		if err := replace(MediaDir+"/"+f.Dest, func(tmp string) error { _, err := copyFile(f.Src, tmp); return err }); err != nil {
+			return nil, err
+		}
+	}
+	cmdline := customCmdline(old, "", "", extra)
+	base := ""
+	for _, a := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(a, "minint.url="); ok {
+			base = strings.TrimSuffix(v, "/") + "/"
+		}
+	}
+	menus := netbootMenus(id, base, cmdline, chain)
+	info["netboot_cmdline"] = cmdline
+	if b, err := json.MarshalIndent(info, "", "  "); err == nil {
+		menus[MediaJSONPath] = append(b, '\n')
+	}
+	for name, body := range menus {
+		if err := replace(name, func(tmp string) error { return os.WriteFile(tmp, body, 0o644) }); err != nil {
+			return nil, err
+		}
+	}
+	res := &NetbootResult{Dir: dir, Cmdline: cmdline, MediaID: id, Chain: chain}
+	filepath.Walk(dir, func(pth string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			rel, _ := filepath.Rel(dir, pth)
+			res.Files = append(res.Files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
 	return res, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,12 +19,12 @@ func TestNetboot(t *testing.T) {
 	var sums []string
 	for i := 0; i < 2; i++ {
 		dir := filepath.Join(t.TempDir(), "nb")
-		res, err := BuildNetboot(context.Background(), NetbootOptions{Options: testOptions(in), BaseURL: "http://10.0.2.2:8080/pe"}, dir)
+		res, err := BuildNetboot(context.Background(), NetbootOptions{Options: testOptions(in), BaseURL: "http://10.0.2.2:8080/pe", ProxySubnet: "192.0.2.7/24", TFTPRoot: "/srv/tftp/minint"}, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		sort.Strings(res.Files)
-		want := []string{"boot.ipxe", "bootx64.efi", "grub/grub.cfg", "grubx64.efi", "initrd", "minint/images/big.bin", "minint/media.json", "minint/sequence.yaml", "mmx64.efi", "pxelinux.cfg/default", "vmlinuz"}
+		want := []string{"boot.ipxe", "bootx64.efi", "dnsmasq.conf", "grub/grub.cfg", "grubx64.efi", "initrd", "ldlinux.c32", "lpxelinux.0", "minint/images/big.bin", "minint/media.json", "minint/sequence.yaml", "mmx64.efi", "pxelinux.cfg/default", "undionly.kpxe", "vmlinuz"}
 		if strings.Join(res.Files, " ") != strings.Join(want, " ") {
 			t.Fatalf("files %v, want %v", res.Files, want)
 		}
@@ -45,7 +46,26 @@ func TestNetboot(t *testing.T) {
 		if !strings.Contains(string(grub), "\tlinux /vmlinuz "+res.Cmdline+"\n") || !strings.Contains(string(grub), "\tinitrd /initrd\n") {
 			t.Errorf("grub/grub.cfg:\n%s", grub)
 		}
-		for name, host := range map[string]string{"bootx64.efi": DefaultHostPaths.Shim, "grubx64.efi": DefaultHostPaths.GrubNet} {
+		conf, _ := os.ReadFile(filepath.Join(dir, NetbootDnsmasq))
+		for _, w := range []string{"\ndhcp-range=192.0.2.0,proxy,255.255.255.0\n", "\ntftp-root=/srv/tftp/minint\n", "\nport=0\n",
+			"\npxe-service=x86PC,\"minint PE (BIOS)\",lpxelinux\n", "\npxe-service=X86-64_EFI,\"minint PE (UEFI)\",bootx64.efi\n"} {
+			if !strings.Contains(string(conf), w) {
+				t.Errorf("dnsmasq.conf lacks %q:\n%s", w, conf)
+			}
+		}
+		if dnsmasq, err := exec.LookPath("dnsmasq"); err == nil {
+			if out, err := exec.Command(dnsmasq, "--test", "--conf-file="+filepath.Join(dir, NetbootDnsmasq)).CombinedOutput(); err != nil {
+				t.Errorf("dnsmasq --test: %v: %s", err, out)
+			}
+		} else if _, err := os.Stat("/usr/sbin/dnsmasq"); err == nil {
+			if out, err := exec.Command("/usr/sbin/dnsmasq", "--test", "--conf-file="+filepath.Join(dir, NetbootDnsmasq)).CombinedOutput(); err != nil {
+				t.Errorf("dnsmasq --test: %v: %s", err, out)
+			}
+		} else {
+			t.Log("dnsmasq not installed (scripts/setup-host.sh): its syntax check skipped")
+		}
+		for name, host := range map[string]string{"bootx64.efi": DefaultHostPaths.Shim, "grubx64.efi": DefaultHostPaths.GrubNet,
+			"lpxelinux.0": DefaultHostPaths.LPXELinux, "undionly.kpxe": DefaultHostPaths.UndionlyKPXE} {
 			a, _ := os.ReadFile(filepath.Join(dir, name))
 			b, _ := os.ReadFile(host)
 			if !bytes.Equal(a, b) {
@@ -73,8 +93,14 @@ func TestNetboot(t *testing.T) {
 		t.Fatal(err)
 	}
 	sort.Strings(res.Files)
-	if want := "boot.ipxe initrd minint.efi minint/images/big.bin minint/media.json minint/sequence.yaml pxelinux.cfg/default vmlinuz"; strings.Join(res.Files, " ") != want {
+	if want := "boot.ipxe dnsmasq.conf initrd ldlinux.c32 lpxelinux.0 minint.efi minint/images/big.bin minint/media.json minint/sequence.yaml pxelinux.cfg/default undionly.kpxe vmlinuz"; strings.Join(res.Files, " ") != want {
 		t.Errorf("own-key files %v, want %s", res.Files, want)
+	}
+	if conf, _ := os.ReadFile(filepath.Join(dir, NetbootDnsmasq)); !strings.Contains(string(conf), "X86-64_EFI,\"minint PE (UEFI)\",minint.efi\n") || !strings.Contains(string(conf), "# dhcp-range=") || !strings.Contains(string(conf), "\ntftp-root="+dir+"\n") {
+		t.Errorf("own-key dnsmasq.conf:\n%s", conf)
+	}
+	if _, err := BuildNetboot(context.Background(), NetbootOptions{Options: o, ProxySubnet: "2001:db8::/64"}, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrInput) {
+		t.Errorf("IPv6 proxy subnet: %v", err)
 	}
 	uki, _ := os.ReadFile(filepath.Join(dir, NetbootUKI))
 	checkUKI(t, uki, in, res.Cmdline, cert)

@@ -96,7 +96,9 @@ type Options struct {
 	// NIC on QEMU's user-mode network (the host is 10.0.2.2).
 	NoNet bool
 	// NICs are more network cards, each on a user-mode network of its
-	// own (each gets a DHCP lease, 10.0.2.15) or on a tap device.
+	// own (each gets a DHCP lease, 10.0.2.15) or on a tap device. With
+	// NoNet and BootFrom "net" the first of them boots (a PXE test on a
+	// network of its own).
 	NICs []NIC
 	// HostFwd are hostfwd rules, e.g. "tcp:127.0.0.1:2222-:22".
 	HostFwd []string
@@ -624,7 +626,7 @@ func (vm *VM) diskFile(i int, d Disk) (path, format string, err error) {
 func (vm *VM) netArgs(bootIndex int) ([]string, error) {
 	o := vm.opts
 	netBoot := o.BootFrom == "net"
-	if netBoot && o.NoNet {
+	if netBoot && o.NoNet && len(o.NICs) == 0 {
 		return nil, fmt.Errorf("boot from the network without a network card (NoNet)")
 	}
 	var args []string
@@ -681,7 +683,16 @@ func (vm *VM) netArgs(bootIndex int) ([]string, error) {
 		if strings.ContainsAny(model+n.Tap+n.MAC, ", ") {
 			return nil, fmt.Errorf("NIC %+v: QEMU cannot take commas or spaces there", n)
 		}
-		dev := model + ",netdev=" + id + ",romfile="
+		dev := model + ",netdev=" + id
+		if netBoot && o.NoNet && i == 0 {
+			// The first NIC boots, as the default one would (see above).
+			dev += fmt.Sprintf(",bootindex=%d", bootIndex)
+			if o.Firmware == UEFI {
+				dev += ",romfile="
+			}
+		} else {
+			dev += ",romfile="
+		}
 		if n.MAC != "" {
 			dev += ",mac=" + n.MAC
 		}

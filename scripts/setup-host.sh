@@ -23,6 +23,8 @@ PKGS=(
   xfsprogs btrfs-progs   # xfs/btrfs reference systems in the capture tests
   bash-completion zsh fish groff-base  # minint's shell completions and man pages, checked in tests
   iproute2               # network namespaces in the static-network test
+  pxelinux ipxe          # network boot: lpxelinux.0 (BIOS PXE, HTTP) and iPXE's undionly.kpxe for minint netboot
+  dnsmasq-base           # proxy-DHCP + TFTP in the netboot test (the binary only: no system service)
 )
 # Firmware the PE's NIC and storage drivers request (modinfo -F firmware),
 # from Debian's non-free-firmware component; `minint build` reports what is

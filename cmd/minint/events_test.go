@@ -42,7 +42,7 @@ func TestJSONEventsOwnStdout(t *testing.T) {
 	os.MkdirAll(p("cleanroot/minint"), 0o755)
 	write("pkg/os.wim", strings.Repeat("wim", 10000))
 	write("pe/vmlinuz", strings.Repeat("k", 100000))
-	write("pe/initramfs.cpio.gz", strings.Repeat("i", 50000))
+	write("pe/initramfs.cpio.gz", emptyInitramfs) // iso customize and show read it
 	write("pe/pe.json", `{"kernel": "vmlinuz", "initramfs": "initramfs.cpio.gz", "id": "abc", "kernel_version": "6.1"}`)
 	// A stand-in for QEMU that boots a "PE" which reports success on the
 	// serial console at once.
@@ -72,6 +72,9 @@ func TestJSONEventsOwnStdout(t *testing.T) {
 	}{
 		{"build", []string{"--kernel", p("no-such-vmlinuz"), "-o", p("pe-out")}, 1, "no-such-vmlinuz", false},
 		{"iso", []string{"--pe-dir", p("pe"), "-o", p("m.iso")}, 0, "media id", !isoTools},
+		{"netboot", []string{"--pe-dir", p("pe"), "-o", p("nb")}, 0, "media id", !isoTools},
+		{"netboot customize", []string{p("nb"), "--nameserver", "192.0.2.53"}, 0, "media id", !isoTools},
+		{"iso customize", []string{p("m.iso"), "-o", p("c.iso"), "--sequence", p("seq.yaml")}, 0, "media id", !isoTools},
 		{"qemu", []string{"--kernel", p("pe/vmlinuz"), "--no-net", "--log", ""}, 0, "minint PE starting", false},
 		{"sequence check", []string{p("seq.yaml")}, 0, "valid (3 steps", false},
 		{"wim capture", []string{p("src"), p("x.wim"), "--name", "one"}, 0, "capture: done", false},

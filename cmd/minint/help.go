@@ -30,9 +30,10 @@ func helpCommand() *cobra.Command {
 	}
 }
 
-// useLine is the command's usage line; groups take a COMMAND.
+// useLine is the command's usage line; groups take a COMMAND. A command
+// that does its own job and has subcommands too (iso) shows its own use.
 func useLine(c *cobra.Command) string {
-	if c.HasAvailableSubCommands() {
+	if c.HasAvailableSubCommands() && c.Annotations["runs"] == "" {
 		return c.CommandPath() + " COMMAND [flags] [args]"
 	}
 	return c.UseLine()

@@ -90,3 +90,7 @@ func TestParseDiskFlag(t *testing.T) {
 		t.Errorf("bad size: %v", err)
 	}
 }
+
+// emptyInitramfs is a newc cpio archive with only its trailer: an
+// initramfs that the ISO commands read as the kernel would.
+var emptyInitramfs = "070701" + strings.Repeat("00000000", 11) + "0000000B" + "00000000" + "TRAILER!!!\x00\x00\x00\x00"
