@@ -23,6 +23,7 @@ PKGS=(
   xfsprogs btrfs-progs   # xfs/btrfs reference systems in the capture tests
   bash-completion zsh fish groff-base  # minint's shell completions and man pages, checked in tests
   iproute2               # network namespaces in the static-network test
+  chromium               # headless browser: the `minint serve` dashboard test (DOM, screenshot)
 )
 # Firmware the PE's NIC and storage drivers request (modinfo -F firmware),
 # from Debian's non-free-firmware component; `minint build` reports what is
