@@ -47,6 +47,9 @@ type Env struct {
 	// lines (both may be nil). When the sequence has a status-url, events
 	// are also POSTed there.
 	Console, Events io.Writer
+	// Machine names this machine to the sequence's status-url (see
+	// progress.Machine); Deploy fills it from the hardware inventory.
+	Machine progress.Machine
 	// HTTP is the client for every request of the sequence (fetches,
 	// uploads, state stores, status posts): timeouts, idle limit,
 	// retries (nil: httpx's defaults).
@@ -167,7 +170,7 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 		*r.http = *env.HTTP
 	}
 	if seq.StatusURL != "" && !env.DryRun {
-		r.poster = newStatusPoster(seq.StatusURL, r.http)
+		r.poster = newStatusPoster(seq.StatusURL, r.http, env.Machine)
 		defer r.poster.Close()
 		events = append(events, r.poster)
 	}
