@@ -34,6 +34,7 @@
     td.dataset.label = label;
     for (const c of children) if (c) td.append(c);
     tr.append(td);
+    if (!td.textContent) td.classList.add("blank");
     return td;
   }
   function render(r) {
@@ -48,6 +49,7 @@
     const prog = cell(tr, "Progress");
     prog.classList.add("progress");
     if (r.op) {
+      prog.classList.remove("blank");
       const pct = r.total > 0 ? Math.min(100, Math.floor(r.done * 100 / r.total)) : null;
       const bar = el("div", "bar"), fill = el("div");
       fill.style.width = (pct === null ? 0 : pct) + "%";
@@ -61,6 +63,7 @@
     cell(tr, "Last error", el("div", "err", r.error || ""));
     const log = cell(tr, "Log");
     if (r.log) {
+      log.classList.remove("blank");
       const a = el("a", null, "log");
       a.href = r.log;
       log.append(a);
