@@ -54,7 +54,9 @@ func headless(t *testing.T, bin, url string, args ...string) []byte {
 // failed with its log, two running (one with a hostile hostname), two done.
 func site(t *testing.T, url string) {
 	t0 := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
-	at := func(s int) string { return fmt.Sprintf(`"time":%q`, t0.Add(time.Duration(s)*time.Second).Format(time.RFC3339)) }
+	at := func(s int) string {
+		return fmt.Sprintf(`"time":%q`, t0.Add(time.Duration(s)*time.Second).Format(time.RFC3339))
+	}
 	steps := `"data":{"steps":8}`
 	m := func(serial, mac, host, ip string) progress.Machine {
 		return progress.NewMachine(serial, mac, host, ip, "ACME Desk 600 G9")
