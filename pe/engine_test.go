@@ -605,6 +605,61 @@ func TestStatusPost(t *testing.T) {
 	}
 }
 
+// powerSpy is a fake disk that calls onPower when a step reboots.
+type powerSpy struct {
+	*fakeDisk
+	onPower func()
+}
+
+func (p powerSpy) Power(ctx context.Context, kind string) error {
+	p.onPower()
+	return p.fakeDisk.Power(ctx, kind)
+}
+
+// TestStatusBeforeReboot: when the last step reboots, the status URL has
+// heard that the sequence is done before the machine goes away (the
+// queue of events does not survive a reboot).
+func TestStatusBeforeReboot(t *testing.T) {
+	var mu sync.Mutex
+	var kinds []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e progress.Event
+		json.NewDecoder(r.Body).Decode(&e)
+		mu.Lock()
+		kinds = append(kinds, e.Kind+" "+e.Op+" "+e.State)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	url, pub, _, _ := testPkg(t, false)
+	seq := seqFor(t, url, "")
+	seq.StatusURL = srv.URL
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	var atPower []string
+	env.Backend = powerSpy{fd, func() {
+		mu.Lock()
+		atPower = append([]string(nil), kinds...)
+		mu.Unlock()
+	}}
+	if err := Run(context.Background(), seq, env); err != nil {
+		t.Fatal(err)
+	}
+	if len(atPower) < 2 || atPower[len(atPower)-1] != "sequence  done" || atPower[len(atPower)-2] != "step reboot done" {
+		t.Errorf("when the machine rebooted the status URL had heard %q, want the reboot step and the sequence done last", atPower)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, k := range kinds {
+		if k == "sequence  done" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("sequence done reported %d times", n)
+	}
+}
+
 func TestRunFromMedium(t *testing.T) {
 	_, pub, img, pkgDir := testPkg(t, false)
 	medium := t.TempDir()

@@ -25,7 +25,8 @@ type statusPoster struct {
 	url     string
 	machine string // the X-Minint-Machine header
 	client  *httpx.Client
-	queue   chan []byte
+	queue   chan []byte // nil: a Flush marker
+	flushed chan struct{}
 	done    chan struct{}
 	mu      sync.Mutex
 	dropped int
@@ -44,7 +45,7 @@ func newStatusPoster(url string, client *httpx.Client, m progress.Machine) *stat
 	if c.Idle == 0 || c.Idle > statusIdle {
 		c.Idle = statusIdle
 	}
-	p := &statusPoster{url: url, machine: m.Header(), client: &c, queue: make(chan []byte, 1024), done: make(chan struct{})}
+	p := &statusPoster{url: url, machine: m.Header(), client: &c, queue: make(chan []byte, 1024), flushed: make(chan struct{}, 1), done: make(chan struct{})}
 	go p.loop()
 	return p
 }
@@ -58,6 +59,10 @@ func (p *statusPoster) loop() {
 	c.Tries, c.Backoff, c.MaxBackoff = min(or(c.Tries, 4), 4), 500*time.Millisecond, 2*time.Second
 	c.Log = nil
 	for b := range p.queue {
+		if b == nil {
+			p.flushed <- struct{}{}
+			continue
+		}
 		err := c.Retry(context.Background(), "POST "+p.url, func() error {
 			return p.post(context.Background(), &c, "application/json", b, nil)
 		})
@@ -128,6 +133,35 @@ func (p *statusPoster) UploadLog(ctx context.Context, log []byte) error {
 	return p.client.Retry(ctx, "POST "+p.url+" (failure log)", func() error {
 		return p.post(ctx, p.client, "text/plain; charset=utf-8", log, map[string]string{"X-Minint-Log": "failure"})
 	})
+}
+
+// Flush waits, at most timeout, until what was queued before it is sent
+// (or given up): before a step reboots the machine, which would take the
+// queue with it.
+func (p *statusPoster) Flush(timeout time.Duration) {
+	// Close is called by the same goroutine as Flush (the runner's), so
+	// the queue cannot close under the send below.
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return
+	}
+	select {
+	case <-p.flushed: // a marker an earlier Flush gave up on
+	default:
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case p.queue <- nil:
+	case <-t.C:
+		return
+	}
+	select {
+	case <-p.flushed:
+	case <-t.C:
+	}
 }
 
 // Close sends what is queued, waiting at most a few seconds, and reports
