@@ -143,11 +143,26 @@ func TestFilesConfined(t *testing.T) {
 func TestWebDAVClient(t *testing.T) {
 	dir := t.TempDir()
 	_, hs := start(t, dir, nil)
-	c, err := webdav.New(strings.Replace(hs.URL, "http://", "http://:"+token+"@", 1)+"/images", &httpx.Client{Tries: 1})
+	c := capture(t, hs.URL, dir)
+	if err := c.Delete(context.Background(), "ref.wim"); err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := webdav.New(strings.Replace(hs.URL, "http://", "http://:wrong@", 1)+"/captures", &httpx.Client{Tries: 1})
+	if err := bad.Put(context.Background(), "x", strings.NewReader("x"), webdav.Sum([]byte("x")), nil); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("wrong token: %v", err)
+	}
+}
+
+// capture uploads a WIM as the PE's capture does (verified PUT of
+// captures/ref.wim.partial, MOVE to captures/ref.wim) through base, and
+// checks that dir holds it. It returns the client.
+func capture(t *testing.T, base, dir string) *webdav.Client {
+	t.Helper()
+	c, err := webdav.New(strings.Replace(base, "http://", "http://:"+token+"@", 1)+"/captures", &httpx.Client{Tries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := bytes.Repeat([]byte("minint"), 100000)
+	data := bytes.Repeat([]byte("wim!"), 300000)
 	obj := webdav.Sum(data)
 	ctx := context.Background()
 	if err := c.Put(ctx, "ref.wim.partial", bytes.NewReader(data), obj, nil); err != nil {
@@ -156,14 +171,8 @@ func TestWebDAVClient(t *testing.T) {
 	if err := c.Move(ctx, "ref.wim.partial", "ref.wim", obj, false); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := os.ReadFile(filepath.Join(dir, "images/ref.wim")); !bytes.Equal(got, data) {
+	if got, _ := os.ReadFile(filepath.Join(dir, "captures/ref.wim")); !bytes.Equal(got, data) {
 		t.Errorf("stored %d bytes, want %d", len(got), len(data))
 	}
-	if err := c.Delete(ctx, "ref.wim"); err != nil {
-		t.Fatal(err)
-	}
-	bad, _ := webdav.New(strings.Replace(hs.URL, "http://", "http://:wrong@", 1)+"/images", &httpx.Client{Tries: 1})
-	if err := bad.Put(ctx, "x", bytes.NewReader(data), obj, nil); err == nil || !strings.Contains(err.Error(), "401") {
-		t.Errorf("wrong token: %v", err)
-	}
+	return c
 }

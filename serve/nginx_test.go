@@ -2,8 +2,6 @@ package serve
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,9 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/testnginx"
-	"github.com/minint/minint/internal/webdav"
 )
 
 // TestNginxConfig runs docs/nginx-minint.conf in a real nginx in front of
@@ -73,22 +69,7 @@ func TestNginxConfig(t *testing.T) {
 
 	// A capture upload: verified PUT, then MOVE (its Destination names
 	// nginx's host, which serve must accept).
-	c, err := webdav.New(strings.Replace(n.URL, "http://", "http://:"+token+"@", 1)+"/captures", &httpx.Client{Tries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := bytes.Repeat([]byte("wim!"), 300000)
-	obj := webdav.Sum(data)
-	ctx := context.Background()
-	if err := c.Put(ctx, "ref.wim.partial", bytes.NewReader(data), obj, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Move(ctx, "ref.wim.partial", "ref.wim", obj, false); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(filepath.Join(tree, "captures/ref.wim")); !bytes.Equal(got, data) {
-		t.Errorf("capture via nginx: %d bytes stored", len(got))
-	}
+	capture(t, n.URL, tree)
 
 	code, page, _ := do(t, "GET", n.URL+"/", nil, "")
 	if code != 200 || !strings.Contains(page, "via nginx") {
