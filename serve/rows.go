@@ -160,7 +160,8 @@ func (r *Row) progress(e progress.Event, at time.Time) {
 		r.clearProgress()
 		r.Op, r.rateAt = e.Op, at
 	}
-	r.Done, r.Total, r.Unit = e.Done, e.Total, e.Unit
+	// Counts below zero are nonsense (and would overflow Total-Done).
+	r.Done, r.Total, r.Unit = max(e.Done, 0), max(e.Total, 0), e.Unit
 	if e.State == "done" || e.State == "failed" {
 		if e.State == "done" && r.Total > 0 {
 			r.Done = r.Total
@@ -168,14 +169,14 @@ func (r *Row) progress(e progress.Event, at time.Time) {
 		r.ETA = 0
 		return
 	}
-	if dt := at.Sub(r.rateAt).Seconds(); dt >= 1 && e.Done >= r.rateDone {
-		rate := float64(e.Done-r.rateDone) / dt
+	if dt := at.Sub(r.rateAt).Seconds(); dt >= 1 && r.Done >= r.rateDone {
+		rate := float64(r.Done-r.rateDone) / dt
 		if r.Rate == 0 {
 			r.Rate = rate
 		} else {
 			r.Rate = 0.7*r.Rate + 0.3*rate
 		}
-		r.rateAt, r.rateDone = at, e.Done
+		r.rateAt, r.rateDone = at, r.Done
 	}
 	r.ETA = 0
 	if r.Rate > 0 && r.Total > r.Done {
