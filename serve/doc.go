@@ -19,8 +19,9 @@
 // Writes (PUT, MOVE, DELETE, MKCOL, POST /status) need the write token, as
 // the password of basic authentication (http://:TOKEN@host/… in a URL, as
 // minint's clients send it) or as a bearer token. The dashboard, its
-// stream and the logs can require their own basic-auth credentials;
-// packages are readable by anyone who can reach the server.
+// stream and the logs can require their own basic-auth credentials.
+// Files are readable by anyone who can reach the server, except in the
+// Private folders (user-state stores), which need the write token.
 //
 // Durability: an event or log is answered with success only after it is
 // on disk. Events go to an append-only JSON-lines journal (events.jsonl in

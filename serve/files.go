@@ -117,6 +117,9 @@ func (s *Server) files(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		if s.isPrivate(rel) && !s.writer(w, r) {
+			return
+		}
 		s.get(w, r, rel)
 		return
 	case http.MethodOptions:
@@ -146,6 +149,17 @@ func (s *Server) files(w http.ResponseWriter, r *http.Request) {
 	case "MKCOL":
 		s.mkcol(w, r, rel)
 	}
+}
+
+// isPrivate says whether rel is in one of Options.Private.
+func (s *Server) isPrivate(rel string) bool {
+	for _, p := range s.opt.Private {
+		p = strings.Trim(p, "/")
+		if p == "" || rel == p || strings.HasPrefix(rel, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // etag is nginx's: modification time and size in hex. A rename keeps

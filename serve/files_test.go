@@ -83,6 +83,30 @@ func TestFiles(t *testing.T) {
 	}
 }
 
+// TestPrivateFolders: files in a private folder (user state) are read
+// with the write token only; the rest stays public.
+func TestPrivateFolders(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "states/pc17"), 0o755)
+	os.WriteFile(filepath.Join(dir, "states/pc17/index.json"), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(dir, "statesman"), []byte("public"), 0o644)
+	_, hs := start(t, dir, func(o *Options) { o.Private = []string{"/states/"} })
+	for _, c := range []struct {
+		path string
+		hdr  map[string]string
+		code int
+	}{
+		{"/states/pc17/index.json", nil, 401},
+		{"/states/pc17/index.json", map[string]string{"Authorization": "Bearer nope"}, 401},
+		{"/states/pc17/index.json", auth, 200},
+		{"/statesman", nil, 200},
+	} {
+		if code, _, _ := do(t, "GET", hs.URL+c.path, c.hdr, ""); code != c.code {
+			t.Errorf("GET %s %v: %d, want %d", c.path, c.hdr, code, c.code)
+		}
+	}
+}
+
 // TestFilesConfined: no request reaches outside DIR or into the server's
 // own state: ".." segments, encoded or not, symbolic links pointing out,
 // MOVE destinations.

@@ -43,6 +43,10 @@ type Options struct {
 	// protect the dashboard, its stream, its JSON and the logs with basic
 	// authentication.
 	DashboardUser, DashboardPassword string
+	// Private are folders below Dir (e.g. "states") whose files are read
+	// with the write token only: user-state stores hold people's files,
+	// which anyone who can reach the server must not read.
+	Private []string
 	// MaxEvent bounds one POST of events, MaxLog one log, MaxPut one
 	// PUT (0: DefaultMaxEvent, DefaultMaxLog, no bound).
 	MaxEvent, MaxLog, MaxPut int64

@@ -44,12 +44,13 @@ Events and logs are kept in the state directory and survive a restart.`,
 	tokenFile := fs.String("token-file", "", "read the write token from `FILE`")
 	state := fs.String("state", "", "`DIR` for the events journal and logs (default DIR/.minint-serve, not served)")
 	dashAuth := fs.String("dashboard-auth", "", "`USER:PASSWORD` the dashboard, its stream and the logs require (default $MININT_DASHBOARD_AUTH; none)")
+	private := fs.StringArray("private", nil, "`FOLDER` below DIR whose files are read with the write token only, e.g. states (repeatable)")
 	var maxLog, maxPut bytesize.Size
 	maxLog = serve.DefaultMaxLog
 	fs.Var(&maxLog, "max-log", "largest failure log accepted, a `SIZE`")
 	fs.Var(&maxPut, "max-put", "largest PUT accepted, a `SIZE` (default no limit)")
 	c.RunE = func(c *cobra.Command, args []string) error {
-		o := serve.Options{Dir: args[0], State: *state, Token: *token, MaxLog: int64(maxLog), MaxPut: int64(maxPut)}
+		o := serve.Options{Dir: args[0], State: *state, Token: *token, Private: *private, MaxLog: int64(maxLog), MaxPut: int64(maxPut)}
 		if fi, err := os.Stat(o.Dir); err != nil || !fi.IsDir() {
 			return fmt.Errorf("%s is not a directory", o.Dir)
 		}
