@@ -7,7 +7,7 @@ MININT   := $(OUT)/minint
 # Tests that boot QEMU guests run only when MININT_E2E=1; `make test` sets it.
 export MININT_CACHE ?= $(CURDIR)/$(OUT)/cache
 
-.PHONY: all build setup test unit demo bench bench-deploy fuzz pe iso qemu fmt vet clean man
+.PHONY: all build setup test unit demo bench bench-deploy bench-serve fuzz pe iso qemu fmt vet clean man
 
 all: build
 
@@ -53,6 +53,10 @@ bench: setup build
 # Fetch alone, apply alone and pipelined against a rate-limited nginx.
 bench-deploy: setup
 	$(GO) test ./pe -run '^$$' -bench DeployPipeline -benchtime 5x -v
+
+# 1,000 simulated machines post events to `minint serve` on 127.0.0.1.
+bench-serve:
+	MININT_LOAD_EVENTS=$(or $(LOAD_EVENTS),30) $(GO) test ./serve -run '^TestLoad$$' -count=1 -v
 
 # Every fuzz target for FUZZTIME (default 20s) each.
 fuzz:

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/qemu"
+	"github.com/minint/minint/serve"
 )
 
 // TestDeployFromISO is the new computer under SeaBIOS: blank disk, the ISO
@@ -48,7 +49,9 @@ func TestDeployOverHTTP(t *testing.T) {
 	seqDir := filepath.Join(f.work, "http-seq")
 	os.MkdirAll(seqDir, 0o755)
 	seq := filepath.Join(seqDir, "seq.yaml")
-	if err := os.WriteFile(seq, []byte(sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), "")), 0o644); err != nil {
+	// It reports to minint serve: its row must reach done.
+	status, statusURL, _ := statusServer(t)
+	if err := os.WriteFile(seq, []byte(withStatus(sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), ""), statusURL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := run(seqDir, f.minint, "package", "sign", "--key", f.key, seq); err != nil {
@@ -86,6 +89,9 @@ printf '{"event":"hook","efivars":%d,"mid":"%s"}\n' "$n" "$(cat /etc/machine-id)
 	d := inspect(t, disk)
 	if d.Label != "gpt" || !d.has("EFI/BOOT/BOOTX64.EFI") || !d.has("vmlinuz") {
 		t.Errorf("disk: %s table, ESP %v; want gpt with systemd-boot at the removable path and the kernel", d.Label, d.Files)
+	}
+	if r := onlyRow(t, status); r.State != "done" || r.Sequence != "e2e" || r.MAC == "" || r.IP == "" || r.StepIndex != r.StepCount || r.Error != "" {
+		t.Errorf("dashboard row after the deployment: %+v; want done, with MAC and IP", r)
 	}
 }
 
@@ -137,7 +143,17 @@ func TestFailClosed(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			manifest, pkgDir := c.prepare(t)
-			iso := f.iso(t, sequence(manifest, ""), pkgDir)
+			seq := sequence(manifest, "")
+			// The 404 case reports to minint serve: its row must show
+			// the error and the failure log.
+			var status *serve.Server
+			var base string
+			if c.name == "http-404" {
+				var url string
+				status, url, base = statusServer(t)
+				seq = withStatus(seq, url)
+			}
+			iso := f.iso(t, seq, pkgDir)
 			disk := filepath.Join(t.TempDir(), "disk.img")
 			v := vm(t, iso, disk, qemu.BIOS, false)
 			ev := peFailure(t, v)
@@ -164,6 +180,15 @@ func TestFailClosed(t *testing.T) {
 			for _, bad := range []string{"syslinux", "ldlinux", "vmlinuz", "initrd", "EFI", "loader"} {
 				if d.has(bad) {
 					t.Errorf("boot partition holds %s after a failed verification: %v", bad, d.Files)
+				}
+			}
+			if status != nil {
+				r := onlyRow(t, status)
+				if r.State != "failed" || r.Step != "fetch" || !strings.Contains(r.Error, "404") || r.Log == "" {
+					t.Fatalf("dashboard row after the failure: %+v; want failed in fetch, the 404 and a log", r)
+				}
+				if log := getText(t, base+r.Log); !strings.Contains(log, "404") || !strings.Contains(log, "FAILED") {
+					t.Errorf("uploaded log lacks the failure:\n%s", log)
 				}
 			}
 		})

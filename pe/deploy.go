@@ -13,6 +13,7 @@ import (
 
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/netconf"
 	"github.com/minint/minint/pe/hw"
 	"github.com/minint/minint/sequence"
@@ -104,6 +105,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 	return Run(ctx, seq, &Env{
 		Backend:     be,
 		Inventory:   hostInventory("/", be.Discover),
+		Machine:     machineOf(hw.Collect("/")),
 		Vars:        o.Vars,
 		Boot:        boot,
 		PublicKey:   pub,
@@ -156,6 +158,33 @@ func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	return sequence.Parse(src, b)
+}
+
+// machineOf names the machine for a status URL: its serial number, and
+// the NIC that has an address (the one talking to the server), else the
+// first one.
+func machineOf(h *hw.Inventory) progress.Machine {
+	var mac, ip string
+	for _, n := range h.NICs {
+		if n.MAC == "" {
+			continue
+		}
+		if mac == "" {
+			mac = n.MAC
+		}
+		if len(n.Addresses) > 0 {
+			mac, ip = n.MAC, n.Addresses[0]
+			if i := strings.IndexByte(ip, '/'); i >= 0 {
+				ip = ip[:i]
+			}
+			break
+		}
+	}
+	host, _ := os.Hostname()
+	if host == "(none)" || host == "localhost" {
+		host = ""
+	}
+	return progress.NewMachine(h.Serial, mac, host, ip, strings.TrimSpace(h.Vendor+" "+h.Model))
 }
 
 // hostInventory takes the inventory of the running machine (root "/"

@@ -119,11 +119,15 @@
 // Every step emits JSON-lines events (internal/progress: kind "step" with
 // state start/done/skipped/failed/plan, "progress" for fetch and apply,
 // "sequence" for the whole run, "requirements" with the unmet list) to
-// Env.Events and, when the sequence has status-url, as POSTs there.
-// A failed run saves its full log as
+// Env.Events and, when the sequence has status-url, as POSTs there, each
+// naming the machine in the X-Minint-Machine header (progress.Machine:
+// serial number or MAC, hostname, IP), which is how `minint serve` or any
+// other collector keeps one row per machine across reboots. When the last
+// step reboots or powers off, "sequence done" is reported and the queue
+// of posts flushed first. A failed run saves its full log as
 // /minint/failure-TIME.log (or in Env.LogDir before the disk has a file
 // system) and uploads it to the status URL (text/plain, X-Minint-Log:
-// failure).
+// failure), retrying transient failures for up to a minute.
 //
 // # Wiring
 //

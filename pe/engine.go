@@ -47,6 +47,9 @@ type Env struct {
 	// lines (both may be nil). When the sequence has a status-url, events
 	// are also POSTed there.
 	Console, Events io.Writer
+	// Machine names this machine to the sequence's status-url (see
+	// progress.Machine); Deploy fills it from the hardware inventory.
+	Machine progress.Machine
 	// HTTP is the client for every request of the sequence (fetches,
 	// uploads, state stores, status posts): timeouts, idle limit,
 	// retries (nil: httpx's defaults).
@@ -145,6 +148,8 @@ type runner struct {
 	// changed: a step that writes outside the staging folder started
 	// (now or, per the journal, in an earlier boot).
 	changed bool
+	// done: the sequence's end was reported (sequenceDone).
+	done bool
 }
 
 // Run executes seq. When a journal of the same sequence exists on the
@@ -167,7 +172,7 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 		*r.http = *env.HTTP
 	}
 	if seq.StatusURL != "" && !env.DryRun {
-		r.poster = newStatusPoster(seq.StatusURL, r.http)
+		r.poster = newStatusPoster(seq.StatusURL, r.http, env.Machine)
 		defer r.poster.Close()
 		events = append(events, r.poster)
 	}
@@ -226,11 +231,25 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 			return err
 		}
 	}
+	r.sequenceDone()
+	return nil
+}
+
+// sequenceDone reports the end of the sequence, once: a last step that
+// reboots or powers off reports it before it does.
+func (r *runner) sequenceDone() {
+	if r.done {
+		return
+	}
+	r.done = true
+	name := r.seq.Name
+	if name == "" {
+		name = "task sequence"
+	}
 	r.rep.Emit(progress.Event{Kind: "sequence", State: "done", Msg: name})
-	if !env.DryRun {
+	if !r.env.DryRun {
 		r.rep.Printf("%s: done", name)
 	}
-	return nil
 }
 
 // always-run steps establish runtime state and change nothing on disk, so
@@ -366,6 +385,15 @@ func (r *runner) step(i int, st sequence.Step) error {
 	}
 	ev("done", fmt.Sprintf("%.1fs", time.Since(start).Seconds()), nil)
 	if p, ok := st.(*sequence.Power); ok && !r.env.DryRun {
+		if i == n-1 {
+			// The machine goes away with this step: the sequence is
+			// done now, not after it.
+			r.sequenceDone()
+		}
+		if r.poster != nil {
+			// The status URL must hear it before the queue is lost.
+			r.poster.Flush(10 * time.Second)
+		}
 		// Recorded as done first: the next boot must not reboot again.
 		return r.env.Backend.Power(r.ctx, p.Type)
 	}

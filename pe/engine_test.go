@@ -20,10 +20,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
@@ -543,15 +545,25 @@ func TestDryRun(t *testing.T) {
 	}
 }
 
+// TestStatusPost: events and the failure log go to the status URL, each
+// naming the machine; a log upload that meets a transient failure is
+// retried (the log is what the technician needs most).
 func TestStatusPost(t *testing.T) {
 	var mu sync.Mutex
 	var events []map[string]any
 	var logs []string
+	var machines []string
+	logTries := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		defer mu.Unlock()
+		machines = append(machines, r.Header.Get(progress.MachineHeader))
 		if r.Header.Get("X-Minint-Log") != "" {
+			if logTries++; logTries == 1 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
 			logs = append(logs, string(b))
 			return
 		}
@@ -564,12 +576,12 @@ func TestStatusPost(t *testing.T) {
 	defer srv.Close()
 	url, pub, _, dir := testPkg(t, false)
 	os.Remove(filepath.Join(dir, "os.wim")) // 404: fails in fetch
-	src := strings.Replace(fmt.Sprint(seqFor(t, url, "").Name), "test", "", 1)
-	_ = src
 	seq := seqFor(t, url, "")
 	seq.StatusURL = srv.URL
 	fd := newFakeDisk(t)
 	env, _ := testEnv(t, fd, pub)
+	env.Machine = progress.NewMachine("", "52:54:00:12:34:56", "pc17", "10.0.2.15", "QEMU")
+	env.HTTP = &httpx.Client{Backoff: time.Millisecond, MaxBackoff: time.Millisecond}
 	if err := Run(context.Background(), seq, env); err == nil {
 		t.Fatal("no error")
 	}
@@ -583,8 +595,68 @@ func TestStatusPost(t *testing.T) {
 	if !sawStart || !sawFailed {
 		t.Errorf("posted events lack start/failed (%d events)", len(events))
 	}
-	if len(logs) != 1 || !strings.Contains(logs[0], "404") {
-		t.Errorf("uploaded logs %q", logs)
+	if len(logs) != 1 || !strings.Contains(logs[0], "404") || logTries != 2 {
+		t.Errorf("uploaded logs %q after %d tries", logs, logTries)
+	}
+	for _, m := range machines {
+		if got, _ := progress.ParseMachine(m); got != env.Machine {
+			t.Fatalf("a post named the machine %q, want %+v", m, env.Machine)
+		}
+	}
+}
+
+// powerSpy is a fake disk that calls onPower when a step reboots.
+type powerSpy struct {
+	*fakeDisk
+	onPower func()
+}
+
+func (p powerSpy) Power(ctx context.Context, kind string) error {
+	p.onPower()
+	return p.fakeDisk.Power(ctx, kind)
+}
+
+// TestStatusBeforeReboot: when the last step reboots, the status URL has
+// heard that the sequence is done before the machine goes away (the
+// queue of events does not survive a reboot).
+func TestStatusBeforeReboot(t *testing.T) {
+	var mu sync.Mutex
+	var kinds []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e progress.Event
+		json.NewDecoder(r.Body).Decode(&e)
+		mu.Lock()
+		kinds = append(kinds, e.Kind+" "+e.Op+" "+e.State)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	url, pub, _, _ := testPkg(t, false)
+	seq := seqFor(t, url, "")
+	seq.StatusURL = srv.URL
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	var atPower []string
+	env.Backend = powerSpy{fd, func() {
+		mu.Lock()
+		atPower = append([]string(nil), kinds...)
+		mu.Unlock()
+	}}
+	if err := Run(context.Background(), seq, env); err != nil {
+		t.Fatal(err)
+	}
+	if len(atPower) < 2 || atPower[len(atPower)-1] != "sequence  done" || atPower[len(atPower)-2] != "step reboot done" {
+		t.Errorf("when the machine rebooted the status URL had heard %q, want the reboot step and the sequence done last", atPower)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, k := range kinds {
+		if k == "sequence  done" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("sequence done reported %d times", n)
 	}
 }
 

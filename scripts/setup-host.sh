@@ -25,6 +25,7 @@ PKGS=(
   iproute2               # network namespaces in the static-network test
   pxelinux ipxe          # network boot: lpxelinux.0 (BIOS PXE, HTTP) and iPXE's undionly.kpxe for minint netboot
   dnsmasq-base           # proxy-DHCP + TFTP in the netboot test (the binary only: no system service)
+  chromium               # headless browser: the `minint serve` dashboard test (DOM, screenshot)
 )
 # Firmware the PE's NIC and storage drivers request (modinfo -F firmware),
 # from Debian's non-free-firmware component; `minint build` reports what is
