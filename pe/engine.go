@@ -145,6 +145,8 @@ type runner struct {
 	// changed: a step that writes outside the staging folder started
 	// (now or, per the journal, in an earlier boot).
 	changed bool
+	// continued are the steps that failed with continue-on-error.
+	continued []string
 }
 
 // Run executes seq. When a journal of the same sequence exists on the
@@ -226,11 +228,75 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 			return err
 		}
 	}
-	r.rep.Emit(progress.Event{Kind: "sequence", State: "done", Msg: name})
-	if !env.DryRun {
+	done := progress.Event{Kind: "sequence", State: "done", Msg: name}
+	if len(r.continued) > 0 {
+		done.Data = map[string]any{"continued": r.continued}
+	}
+	r.rep.Emit(done)
+	switch {
+	case env.DryRun:
+	case len(r.continued) > 0:
+		r.rep.Printf("%s: done, but %s failed and %s continued: %s", name, plural.Count(len(r.continued), "step"), map[bool]string{true: "was", false: "were"}[len(r.continued) == 1], strings.Join(r.continued, ", "))
+	default:
 		r.rep.Printf("%s: done", name)
 	}
 	return nil
+}
+
+// tries runs a step within its timeout, and again after a failure as its
+// retries allow (sequence.RetryTypes: steps that a retry cannot make
+// worse), waiting RetryWait between tries. Every try is a Started record
+// in the journal with the last failure: a power cut during the retries
+// leaves the step to be redone at the next boot like any started step.
+func (r *runner) tries(st sequence.Step, ev func(state, msg string, err error, kv ...any)) error {
+	b := st.Base()
+	retries := b.Retries
+	if _, ok := st.(*sequence.Fetch); ok || r.env.DryRun {
+		retries = 0 // fetch spends its retries on each request
+	}
+	for try := 1; ; try++ {
+		err := r.timed(st)
+		if err == nil || try > retries || r.ctx.Err() != nil {
+			return err
+		}
+		r.record(b, journal.Started, err)
+		if err := r.save(); err != nil {
+			return err
+		}
+		wait := b.RetryWait(try)
+		r.rep.Printf("  try %d of %d failed: %v; trying again in %s", try, retries+1, err, wait)
+		ev("retry", fmt.Sprintf("try %d of %d failed; again in %s", try, retries+1, wait), err, "try", try, "tries", retries+1, "wait_s", wait.Seconds())
+		t := time.NewTimer(wait)
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (while waiting to try again after: %v)", r.ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// ErrTimeout is wrapped by the error of a step that ran out of time.
+var ErrTimeout = errors.New("timed out")
+
+// timed runs one try of a step, cancelled after its timeout. fetch keeps
+// its own bound (see sequence.Fetch): a pipelined download outlives the
+// step, and its context must too.
+func (r *runner) timed(st sequence.Step) error {
+	b := st.Base()
+	if _, ok := st.(*sequence.Fetch); ok || b.Timeout == 0 {
+		return r.exec(st)
+	}
+	parent := r.ctx
+	ctx, cancel := context.WithTimeout(parent, time.Duration(b.Timeout))
+	defer cancel()
+	r.ctx = ctx
+	err := r.exec(st)
+	r.ctx = parent
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+		return fmt.Errorf("%w after %s: %v", ErrTimeout, b.Timeout, err)
+	}
+	return err
 }
 
 // always-run steps establish runtime state and change nothing on disk, so
@@ -280,8 +346,11 @@ func (r *runner) hook(step, point string) error {
 func (r *runner) step(i int, st sequence.Step) error {
 	b := st.Base()
 	n := len(r.seq.Steps)
-	ev := func(state, msg string, err error) {
+	ev := func(state, msg string, err error, kv ...any) {
 		e := progress.Event{Kind: "step", Op: b.Name, State: state, Msg: msg, Data: map[string]any{"type": b.Type, "index": i + 1, "count": n}}
+		for j := 0; j+1 < len(kv); j += 2 {
+			e.Data[kv[j].(string)] = kv[j+1]
+		}
 		if err != nil {
 			e.Error = err.Error()
 		}
@@ -326,9 +395,15 @@ func (r *runner) step(i int, st sequence.Step) error {
 			return nil
 		}
 	}
-	if rec := r.jr.Step(b.Name); rec != nil && rec.Status == journal.Done && !alwaysRun(st) {
+	if rec := r.jr.Step(b.Name); rec != nil && (rec.Status == journal.Done || rec.Status == journal.Continued) && !alwaysRun(st) {
 		if err := r.settle(); err != nil {
 			return err
+		}
+		if rec.Status == journal.Continued {
+			r.rep.Printf("[%d/%d] %s: failed in an earlier boot and was continued (journal): %s", i+1, n, b.Name, rec.Error)
+			r.continued = append(r.continued, b.Name)
+			ev("continued", "earlier boot", errors.New(rec.Error))
+			return nil
 		}
 		r.rep.Printf("[%d/%d] %s: already done (journal)", i+1, n, b.Name)
 		ev("skipped", "already done", nil)
@@ -347,16 +422,25 @@ func (r *runner) step(i int, st sequence.Step) error {
 		return err
 	}
 	start := time.Now()
-	err := r.exec(st)
+	err := r.tries(st, ev)
 	if err == nil && r.pendingFor(b) {
 		return nil // recorded done (or failed) by settle
+	}
+	if err != nil && b.ContinueOnError && r.ctx.Err() == nil {
+		// Only steps nothing later depends on may go on (sequence's
+		// ContinueTypes); the journal keeps the failure as finished.
+		r.rep.Printf("  FAILED, continuing (continue-on-error): %v", err)
+		ev("continued", "", err)
+		r.record(b, journal.Continued, err)
+		r.continued = append(r.continued, b.Name)
+		return r.save()
 	}
 	if err == nil {
 		err = r.hook(b.Name, "after")
 	}
 	if err != nil {
 		ev("failed", "", err)
-		r.record(b, "failed", err)
+		r.record(b, journal.Failed, err)
 		r.save()
 		return err
 	}

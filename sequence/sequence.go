@@ -77,7 +77,13 @@ type StepBase struct {
 	Type string    `yaml:"type" json:"type"`
 	Name string    `yaml:"name" json:"name"`
 	When Condition `yaml:"when" json:"when,omitempty"`
-	Line int       `yaml:"-" json:"line"` // where the step starts in the file
+	// Timeout, Retries, RetryDelay and ContinueOnError are how a step
+	// meets a flaky world: see flaky.go for which steps may have them.
+	Timeout         Duration `yaml:"timeout" json:"timeout,omitempty"`
+	Retries         int      `yaml:"retries" json:"retries,omitempty"`
+	RetryDelay      Duration `yaml:"retry-delay" json:"retry-delay,omitempty"`
+	ContinueOnError bool     `yaml:"continue-on-error" json:"continue-on-error,omitempty"`
+	Line            int      `yaml:"-" json:"line"` // where the step starts in the file
 }
 
 func (b *StepBase) Base() *StepBase { return b }
@@ -251,6 +257,9 @@ func parseStep(n ast.Node) (Step, error) {
 		b.Name = typ
 	}
 	if err := st.check(m); err != nil {
+		return nil, err
+	}
+	if err := checkFlaky(b, m); err != nil {
 		return nil, err
 	}
 	return st, nil
