@@ -163,9 +163,19 @@ func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 // is marked.
 func hostInventory(root string, d diskops.DiscoverOptions) Inventory {
 	h := hw.Collect(root)
-	inv := Inventory{Firmware: h.Firmware, SecureBoot: h.SecureBoot, Arch: runtime.GOARCH, Memory: h.MemoryBytes, CPUs: h.CPUs}
+	inv := Inventory{Firmware: h.Firmware, SecureBoot: h.SecureBoot, Arch: runtime.GOARCH, Memory: h.MemoryBytes, CPUs: h.CPUs,
+		Vendor: h.Vendor, Model: h.Model, Serial: h.Serial, UUID: h.UUID}
 	for _, n := range h.NICs {
 		inv.NICs = append(inv.NICs, n.Name)
+	}
+	// ${machine.mac} is the first MAC: a NIC with a link (the one the
+	// machine is cabled by) before those without, else by name.
+	for _, link := range []bool{true, false} {
+		for _, n := range h.NICs {
+			if n.Link == link && n.MAC != "" {
+				inv.MACs = append(inv.MACs, strings.ToLower(n.MAC))
+			}
+		}
 	}
 	if disks, err := diskops.Discover(context.Background(), d); err == nil {
 		for _, x := range disks {

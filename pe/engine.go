@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"github.com/minint/minint/bytesize"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,8 +33,9 @@ import (
 type Env struct {
 	Backend   Backend
 	Inventory Inventory
-	// Vars are the kernel command line's minint.var.NAME=VALUE, usable in
-	// conditions as var.NAME.
+	// Vars are the kernel command line's minint.var.NAME=VALUE: they set
+	// the sequence's variables (over its rules and defaults, see
+	// sequence.Bind) and conditions read them as var.NAME.
 	Vars map[string]string
 	// Boot is how the PE was started: "medium", "network" or "staged" (a fact).
 	Boot string
@@ -76,7 +79,12 @@ type Env struct {
 
 // Inventory is what the requirements step checks and conditions see.
 type Inventory struct {
-	Firmware string // bios or uefi
+	// Vendor, Model, Serial and UUID (SMBIOS) and MACs (NICs with a
+	// link first) are what a sequence's rules match and ${machine.KEY}
+	// reads.
+	Vendor, Model, Serial, UUID string
+	MACs                        []string
+	Firmware                    string // bios or uefi
 	// SecureBoot: the firmware enforces Secure Boot, so what bootfiles
 	// installs must be a signed chain.
 	SecureBoot bool
@@ -111,8 +119,11 @@ type State struct {
 	Extra       map[string]string  `json:"extra,omitempty"`
 	// Staged: the root is an existing system being refreshed in place;
 	// Pinned: its PE is the persistent boot default (clean to bootfiles).
-	Staged  bool `json:"staged,omitempty"`
-	Pinned  bool `json:"pinned,omitempty"`
+	Staged bool `json:"staged,omitempty"`
+	Pinned bool `json:"pinned,omitempty"`
+	// Vars are the values the sequence's variables had when the run
+	// began: a resumed run must have the same (see adopt).
+	Vars    map[string]string `json:"vars,omitempty"`
 	unmount []func() error
 }
 
@@ -179,6 +190,28 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	r.jr = &journal.Journal{Sequence: seq.Digest, Name: seq.Name, Created: time.Now().UTC()}
 	defer r.unmountAll()
 	defer r.abandon() // first: the download writes under the mount
+	// Variables are put in before any step (and before a journal is
+	// adopted: it must have been started with the same values), so that
+	// a value missing on this machine stops the run before anything is
+	// written.
+	bound, bd, err := seq.Bind(sequence.Machine{Vendor: env.Inventory.Vendor, Model: env.Inventory.Model, Serial: env.Inventory.Serial, UUID: env.Inventory.UUID, MACs: env.Inventory.MACs}, env.Vars)
+	if err != nil {
+		err = fmt.Errorf("%w: variables: %w", ErrStep, err)
+		r.rep.Emit(progress.Event{Kind: "sequence", State: "failed", Error: err.Error()})
+		r.rep.Printf("\nFAILED: %v", err)
+		r.saveLog()
+		return err
+	}
+	r.seq, r.st.Vars = bound, bd.Values
+	if len(bd.Values) > 0 {
+		var vs []string
+		for _, k := range slices.Sorted(maps.Keys(bd.Values)) {
+			vs = append(vs, fmt.Sprintf("%s=%s (%s)", k, bd.Values[k], bd.From[k]))
+		}
+		r.rep.Printf("variables: %s", strings.Join(vs, ", "))
+		r.rep.Emit(progress.Event{Kind: "sequence", State: "variables", Data: map[string]any{"values": bd.Values, "from": bd.From}})
+	}
+	seq = bound
 	if env.Staging != "" {
 		if err := r.adopt(env.Staging); err != nil {
 			return err
@@ -241,6 +274,17 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 		r.rep.Printf("%s: done", name)
 	}
 	return nil
+}
+
+func varsString(m map[string]string) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var p []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		p = append(p, k+"="+m[k])
+	}
+	return strings.Join(p, ", ")
 }
 
 // tries runs a step within its timeout, and again after a failure as its
@@ -330,7 +374,7 @@ func (r *runner) facts() sequence.FactMap {
 		f["disk"] = r.st.Disk.Path
 		f["disk-size"] = strconv.FormatInt(r.st.Disk.Size, 10)
 	}
-	for k, v := range r.env.Vars {
+	for k, v := range r.st.Vars {
 		f["var."+k] = v
 	}
 	return f
@@ -519,6 +563,12 @@ func (r *runner) adopt(dir string) error {
 		if err := json.Unmarshal(j.State, &st); err != nil {
 			return fmt.Errorf("journal state: %w", err)
 		}
+	}
+	if !maps.Equal(st.Vars, keep.Vars) {
+		// Steps done in an earlier boot used those values: finishing
+		// with others would leave a machine half one, half the other.
+		return fmt.Errorf("the journal in %s was started with other variables (%s): refusing to finish it with %s; boot with the same minint.var.… values, or start over (remove %s)",
+			dir, varsString(st.Vars), varsString(keep.Vars), filepath.Join(dir, journal.FileName))
 	}
 	st.unmount = keep.unmount
 	if keep.Disk != nil {

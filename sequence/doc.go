@@ -32,4 +32,9 @@
 // fail-safe order: retries only where a retry is safe (RetryTypes),
 // continue-on-error only on steps nothing later relies on
 // (ContinueTypes); see flaky.go.
+//
+// Variables (vars:, rules: matching machines by MAC, serial, model,
+// vendor or UUID, and ${var.NAME} / ${machine.KEY} in step values) let
+// one sequence name each host; see vars.go and Sequence.Bind, which the
+// PE calls before the first step.
 package sequence

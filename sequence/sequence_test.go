@@ -77,7 +77,7 @@ func TestLoadErrors(t *testing.T) {
 		want      string
 	}{
 		{"unknown top key", "version: 1\nstepz: []\n", 2, `2:1: unknown key "stepz": did you mean "steps"?`},
-		{"far top key", "version: 1\ncolour: red\nsteps: []\n", 2, `unknown key "colour" (want name, network, status-url, steps, version)`},
+		{"far top key", "version: 1\ncolour: red\nsteps: []\n", 2, `unknown key "colour" (want name, network, rules, status-url, steps, vars, version)`},
 		{"snake top key", "version: 1\nstatus_url: http://x/\nsteps: []\n", 2, `unknown key "status_url": did you mean "status-url"?`},
 		{"snake step type", head + "  - type: select_disk\n", 3, `3:11: unknown step type "select_disk": did you mean "select-disk"?`},
 		{"old rule key", head + "  - type: select-disk\n    disk: {transport: virtio, min_size: 8G}\n", 4, `4:31: unknown key "min_size": did you mean "min-size"?`},

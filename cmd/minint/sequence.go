@@ -30,7 +30,7 @@ func newSequenceCheckCmd() *cobra.Command {
 	}
 	fs := c.Flags()
 	firmware := choiceFlag(c, "firmware", "", "evaluate conditions for this `FIRMWARE` (bios or uefi); unset leaves them open", "bios", "uefi")
-	vars := fs.StringToString("var", nil, "set the condition variable var.NAME to VALUE (repeatable), like minint.var.`NAME=VALUE` on the kernel command line")
+	vars := fs.StringToString("var", nil, "set the variable var.NAME to VALUE (repeatable), like minint.var.`NAME=VALUE` on the kernel command line")
 	outFlags := addOutputFlags(c, "the plan", "print nothing when the sequence is valid")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		seq, err := sequence.LoadFile(args[0])
