@@ -329,7 +329,11 @@ var ErrTimeout = errors.New("timed out")
 func (r *runner) timed(st sequence.Step) error {
 	b := st.Base()
 	if _, ok := st.(*sequence.Fetch); ok || b.Timeout == 0 {
-		return r.exec(st)
+		err := r.exec(st)
+		if err != nil && b.Timeout > 0 && errors.Is(err, context.DeadlineExceeded) && r.ctx.Err() == nil {
+			err = fmt.Errorf("%w after %s: %v", ErrTimeout, b.Timeout, err)
+		}
+		return err
 	}
 	parent := r.ctx
 	ctx, cancel := context.WithTimeout(parent, time.Duration(b.Timeout))

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -250,5 +252,29 @@ func TestContinueOnError(t *testing.T) {
 	}
 	if !strings.Contains(console, "optional: failed in an earlier boot and was continued (journal): ") || !strings.Contains(console, "failed and was continued: optional") {
 		t.Errorf("console of the second boot:\n%s", console)
+	}
+}
+
+// TestFetchTimeout: fetch keeps its own bound (a pipelined download
+// outlives the step), and says so the same way.
+func TestFetchTimeout(t *testing.T) {
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-block:
+		}
+	}))
+	defer srv.Close()
+	defer close(block)
+	_, pub, _, _ := testPkg(t, false)
+	seq, err := sequence.Parse("f.yaml", []byte(head+"  - type: fetch\n    manifest: "+srv.URL+"/m.json\n    mode: stream\n    timeout: 300ms\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := testEnv(t, newFakeDisk(t), pub)
+	err = Run(context.Background(), seq, env)
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "timed out after 300ms") {
+		t.Fatalf("error %v", err)
 	}
 }

@@ -56,7 +56,6 @@ const MaxRetries = 100
 
 // RetryTypes are the step types that may have retries.
 var RetryTypes = map[string]bool{
-	"requirements":  true, // devices: net may come up late
 	"select-disk":   true, // a disk may show up late (USB, SAN)
 	"fetch":         true, // per request, see above
 	"pull-state":    true,
@@ -96,7 +95,14 @@ func checkFlaky(b *StepBase, m *ast.MappingNode) error {
 	case b.Retries > MaxRetries:
 		return nodeErr(field(m, "retries"), "retries %d: at most %d (an unattended run must end)", b.Retries, MaxRetries)
 	case has(m, "retries") && b.Retries > 0 && !RetryTypes[b.Type]:
-		return nodeErr(field(m, "retries"), "retries: a failed %s step is not retried: its failure means a failing disk or a bad image, not a flaky world, and a power cut is already covered by the journal (retries are for %s)", b.Type, typeList(RetryTypes))
+		why := "its failure means a failing disk or a bad image, not a flaky world, and a power cut is already covered by the journal"
+		switch b.Type {
+		case "requirements":
+			why = "it checks the inventory taken at boot, which another try finds the same"
+		case "mount", "reboot", "poweroff", "capture-state":
+			why = "its failure is not the world's"
+		}
+		return nodeErr(field(m, "retries"), "retries: a failed %s step is not retried: %s (retries are for %s)", b.Type, why, typeList(RetryTypes))
 	case has(m, "retry-delay") && b.Retries == 0:
 		return nodeErr(field(m, "retry-delay"), "retry-delay without retries: set retries: N too")
 	case has(m, "retry-delay") && b.Type == "fetch":

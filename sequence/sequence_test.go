@@ -93,6 +93,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown step key", head + "  - type: run\n    shell: ls\n    colour: red\n", 5, `5:5: unknown key "colour" (want command, continue-on-error, env, in-target, name, retries, retry-delay, shell, timeout, type, when)`},
 		{"retries on partition", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n    retries: 2\n", 7, `7:14: retries: a failed partition step is not retried`},
 		{"retries on apply", head + "  - type: apply-image\n    retries: 1\n", 4, "a failed apply-image step is not retried"},
+		{"retries on requirements", head + "  - type: requirements\n    min-cpus: 1\n    retries: 1\n", 5, "(retries are for capture-image, fetch, pull-state, run, select-disk)"},
 		{"negative retries", head + "  - type: run\n    shell: a\n    retries: -1\n", 5, "5:14: retries must not be negative"},
 		{"too many retries", head + "  - type: run\n    shell: a\n    retries: 1000\n", 5, "at most 100"},
 		{"delay without retries", head + "  - type: run\n    shell: a\n    retry-delay: 5s\n", 5, "5:18: retry-delay without retries"},
