@@ -67,8 +67,6 @@ var RetryTypes = map[string]bool{
 var ContinueTypes = map[string]bool{
 	"run":           true,
 	"capture-image": true,
-	"reboot":        true,
-	"poweroff":      true,
 }
 
 // RetryWait is the wait before try number try+1 (try counts from 1): the

@@ -57,7 +57,10 @@ import (
 // variable without a value, a machine that does not report a used key,
 // or a value a step refuses (a URL that is not http(s)) stops the run
 // before anything is written. $${ is a literal ${; any other ${…} (a
-// shell's variables) is left alone. Step names, types and when: are not
+// shell's variables) is left alone. A value is put in as text, never as
+// YAML (it cannot add keys or steps); in a run step's shell: it is shell
+// text, though, and minint.var.NAME is whoever wrote the kernel command
+// line: hand values to commands through env: instead. Step names, types and when: are not
 // expanded (the journal keys on names; a condition reads var.NAME
 // itself).
 

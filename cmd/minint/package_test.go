@@ -64,6 +64,10 @@ func TestSequenceCheck(t *testing.T) {
 	// A machine's variables, bound as the PE would.
 	fleet := filepath.Join(dir, "fleet.yaml")
 	os.WriteFile(fleet, []byte("version: 1\nvars: {hostname: \"pc-${machine.serial}\", role: ~}\nrules:\n  - match: {mac: \"52:54:00:*\"}\n    vars: {role: vm}\nsteps:\n  - type: run\n    shell: echo ${var.hostname} ${var.role}\n"), 0o644)
+	code, out = run(t, "sequence", "check", fleet)
+	if code != 0 || !strings.Contains(out, "variable hostname: default pc-${machine.serial}, 0 rules") || !strings.Contains(out, "variable role: no default, 1 rule (the plan shows its name)") {
+		t.Errorf("check with variables: %d %s", code, out)
+	}
 	code, out = run(t, "sequence", "check", "--mac", "52:54:00:12:34:56", "--serial", "S1", fleet)
 	if code != 0 || !strings.Contains(out, "variable role = vm (rule at line 4)") || !strings.Contains(out, "run: /bin/sh -c echo pc-S1 vm") {
 		t.Errorf("check a machine: %d %s", code, out)

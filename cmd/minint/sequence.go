@@ -73,6 +73,17 @@ values put in, and a variable without a value there is an error.`,
 				rep.Printf("variable %s = %s (%s)", k, bound.Values[k], bound.From[k])
 				facts["var."+k] = bound.Values[k]
 			}
+		} else if len(seq.Vars) > 0 {
+			// The loaded steps hold stand-ins; say so rather than let
+			// the plan pass for a machine's.
+			for _, v := range seq.Vars {
+				if v.HasDefault {
+					rep.Printf("variable %s: default %s, %s", v.Name, v.Default, plural.Count(rulesSetting(seq, v.Name), "rule"))
+				} else {
+					rep.Printf("variable %s: no default, %s (the plan shows its name)", v.Name, plural.Count(rulesSetting(seq, v.Name), "rule"))
+				}
+			}
+			rep.Printf("(the plan puts in defaults; --mac, --serial, --model, --vendor, --uuid show a machine's values)")
 		}
 		printSequencePlan(rep, seq, sequence.FactMap(facts))
 		if plan != nil {
@@ -81,6 +92,17 @@ values put in, and a variable without a value there is an error.`,
 		return nil
 	}
 	return c
+}
+
+// rulesSetting counts the rules that give the variable name a value.
+func rulesSetting(seq *sequence.Sequence, name string) int {
+	n := 0
+	for _, r := range seq.Rules {
+		if _, ok := r.Vars[name]; ok {
+			n++
+		}
+	}
+	return n
 }
 
 // planFacts are the facts a host knows about the machine a sequence is
