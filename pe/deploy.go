@@ -158,6 +158,21 @@ func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 	return sequence.Parse(src, b)
 }
 
+// machineMACs orders the NICs' addresses for rules and ${machine.mac},
+// which is the first: NICs with a link (the one the machine is cabled
+// by) before those without, each by name as hw lists them.
+func machineMACs(nics []hw.NIC) []string {
+	var out []string
+	for _, link := range []bool{true, false} {
+		for _, n := range nics {
+			if n.Link == link && n.MAC != "" {
+				out = append(out, strings.ToLower(n.MAC))
+			}
+		}
+	}
+	return out
+}
+
 // hostInventory takes the inventory of the running machine (root "/"
 // normally), with disks as diskops discovers them so that the boot medium
 // is marked.
@@ -168,15 +183,7 @@ func hostInventory(root string, d diskops.DiscoverOptions) Inventory {
 	for _, n := range h.NICs {
 		inv.NICs = append(inv.NICs, n.Name)
 	}
-	// ${machine.mac} is the first MAC: a NIC with a link (the one the
-	// machine is cabled by) before those without, else by name.
-	for _, link := range []bool{true, false} {
-		for _, n := range h.NICs {
-			if n.Link == link && n.MAC != "" {
-				inv.MACs = append(inv.MACs, strings.ToLower(n.MAC))
-			}
-		}
-	}
+	inv.MACs = machineMACs(h.NICs)
 	if disks, err := diskops.Discover(context.Background(), d); err == nil {
 		for _, x := range disks {
 			if x.Kind == "disk" {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/minint/minint/pe/hw"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sequence"
 )
@@ -135,5 +136,13 @@ func TestResumeWithOtherVariables(t *testing.T) {
 	// The same values resume it.
 	if err, _ = varsRun(t, staging, inv, map[string]string{"role": "a"}, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMachineMACs: ${machine.mac} is a NIC with a link, else the first.
+func TestMachineMACs(t *testing.T) {
+	nics := []hw.NIC{{Name: "enp0s8", MAC: "52:54:00:AB:CD:EF"}, {Name: "eth0", MAC: "52:54:00:12:34:56", Link: true}, {Name: "wlan0"}}
+	if got := fmt.Sprint(machineMACs(nics)); got != "[52:54:00:12:34:56 52:54:00:ab:cd:ef]" {
+		t.Errorf("MACs %s", got)
 	}
 }

@@ -226,7 +226,7 @@ func parseRules(n ast.Node, vars []Var) ([]Rule, error) {
 			}
 		}
 		vn := strictyaml.Unwrap(field(rm, "vars"))
-		for _, kv := range pairsOf(vn) {
+		for _, kv := range strictyaml.Pairs(vn) {
 			name := strictyaml.KeyString(kv.Key)
 			if !declared[name] {
 				return nil, nodeErr(kv.Key, "rule sets %q, which vars: does not declare%s", name, suggestVar(name, vars))
@@ -238,16 +238,6 @@ func parseRules(n ast.Node, vars []Var) ([]Rule, error) {
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-func pairsOf(n ast.Node) []*ast.MappingValueNode {
-	switch m := n.(type) {
-	case *ast.MappingNode:
-		return m.Values
-	case *ast.MappingValueNode:
-		return []*ast.MappingValueNode{m}
-	}
-	return nil
 }
 
 func suggestVar(name string, vars []Var) string {
