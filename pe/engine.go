@@ -160,11 +160,14 @@ type runner struct {
 	continued []string
 }
 
-// Run executes seq. When a journal of the same sequence exists on the
-// target (found after select-disk, before partitioning), finished steps are
-// skipped and the run resumes at the first unfinished one. On failure the
-// log is saved to the staging folder (or LogDir) and uploaded to the status
-// URL when there is one; the returned error names the step.
+// Run executes seq, with its variables bound for this machine first
+// (Env.Inventory, Env.Vars; see sequence.Bind). When a journal of the same
+// sequence exists on the target (found after select-disk, before
+// partitioning), finished steps are skipped and the run resumes at the
+// first unfinished one. On failure the log is saved to the staging folder
+// (or LogDir) and uploaded to the status URL when there is one; the
+// returned error names the step. A step that fails with continue-on-error
+// does not fail the run: the sequence's done event and last line name it.
 func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	r := &runner{ctx: ctx, seq: seq, env: env, log: &bytes.Buffer{}, st: &State{}}
 	human := io.Writer(r.log)
@@ -194,24 +197,13 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	// adopted: it must have been started with the same values), so that
 	// a value missing on this machine stops the run before anything is
 	// written.
-	bound, bd, err := seq.Bind(sequence.Machine{Vendor: env.Inventory.Vendor, Model: env.Inventory.Model, Serial: env.Inventory.Serial, UUID: env.Inventory.UUID, MACs: env.Inventory.MACs}, env.Vars)
-	if err != nil {
-		err = fmt.Errorf("%w: variables: %w", ErrStep, err)
+	if err := r.bind(); err != nil {
 		r.rep.Emit(progress.Event{Kind: "sequence", State: "failed", Error: err.Error()})
 		r.rep.Printf("\nFAILED: %v", err)
 		r.saveLog()
 		return err
 	}
-	r.seq, r.st.Vars = bound, bd.Values
-	if len(bd.Values) > 0 {
-		var vs []string
-		for _, k := range slices.Sorted(maps.Keys(bd.Values)) {
-			vs = append(vs, fmt.Sprintf("%s=%s (%s)", k, bd.Values[k], bd.From[k]))
-		}
-		r.rep.Printf("variables: %s", strings.Join(vs, ", "))
-		r.rep.Emit(progress.Event{Kind: "sequence", State: "variables", Data: map[string]any{"values": bd.Values, "from": bd.From}})
-	}
-	seq = bound
+	seq = r.seq
 	if env.Staging != "" {
 		if err := r.adopt(env.Staging); err != nil {
 			return err
@@ -272,6 +264,27 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 		r.rep.Printf("%s: done, but %s failed and %s continued: %s", name, plural.Count(len(r.continued), "step"), map[bool]string{true: "was", false: "were"}[len(r.continued) == 1], strings.Join(r.continued, ", "))
 	default:
 		r.rep.Printf("%s: done", name)
+	}
+	return nil
+}
+
+// bind puts the machine's values in for the sequence's variables
+// (sequence.Bind) and says which it used and why.
+func (r *runner) bind() error {
+	inv := r.env.Inventory
+	m := sequence.Machine{Vendor: inv.Vendor, Model: inv.Model, Serial: inv.Serial, UUID: inv.UUID, MACs: inv.MACs}
+	bound, bd, err := r.seq.Bind(m, r.env.Vars)
+	if err != nil {
+		return fmt.Errorf("%w: variables: %w", ErrStep, err)
+	}
+	r.seq, r.st.Vars = bound, bd.Values
+	if len(bd.Values) > 0 {
+		var vs []string
+		for _, k := range slices.Sorted(maps.Keys(bd.Values)) {
+			vs = append(vs, fmt.Sprintf("%s=%s (%s)", k, bd.Values[k], bd.From[k]))
+		}
+		r.rep.Printf("variables: %s", strings.Join(vs, ", "))
+		r.rep.Emit(progress.Event{Kind: "sequence", State: "variables", Data: map[string]any{"values": bd.Values, "from": bd.From}})
 	}
 	return nil
 }
