@@ -1,6 +1,7 @@
 package sequence
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -150,7 +151,9 @@ func Parse(name string, src []byte) (*Sequence, error) {
 	}
 	sum := sha256.Sum256(src)
 	seq.Digest = hex.EncodeToString(sum[:])
-	seq.src, seq.file = src, name
+	// Bind reads the very bytes the digest is of, whatever the caller
+	// does with its buffer later.
+	seq.src, seq.file = bytes.Clone(src), name
 	return seq, nil
 }
 
