@@ -41,14 +41,25 @@ func TestDeployFromISO(t *testing.T) {
 // TestDeployOverHTTP takes everything from a real nginx on the host (the
 // guest reaches 127.0.0.1 as 10.0.2.2) on a UEFI machine with GPT: the
 // signed sequence named by minint.sequence= on the kernel command line,
-// and the package. The ISO carries only the PE.
+// and the package. The ISO carries only the PE. The sequence names the
+// host by a rule matching the VM's MAC (QEMU's first NIC is
+// 52:54:00:12:34:56): waitDeployed finds e2e-host only if the PE bound it.
 func TestDeployOverHTTP(t *testing.T) {
 	f := setup(t)
 	port := nginx(t, f.work)
 	seqDir := filepath.Join(f.work, "http-seq")
 	os.MkdirAll(seqDir, 0o755)
 	seq := filepath.Join(seqDir, "seq.yaml")
-	if err := os.WriteFile(seq, []byte(sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), "")), 0o644); err != nil {
+	src := sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), "")
+	src = strings.Replace(src, "    hostname: e2e-host\n", "    hostname: ${var.hostname}\n", 1)
+	src = strings.Replace(src, "name: e2e\n", `name: e2e
+vars:
+  hostname: unmatched-${machine.mac}
+rules:
+  - match: {mac: "52:54:00:12:34:*"}
+    vars: {hostname: e2e-host}
+`, 1)
+	if err := os.WriteFile(seq, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := run(seqDir, f.minint, "package", "sign", "--key", f.key, seq); err != nil {
