@@ -42,16 +42,28 @@ func TestDeployFromISO(t *testing.T) {
 // TestDeployOverHTTP takes everything from a real nginx on the host (the
 // guest reaches 127.0.0.1 as 10.0.2.2) on a UEFI machine with GPT: the
 // signed sequence named by minint.sequence= on the kernel command line,
-// and the package. The ISO carries only the PE.
+// and the package. The ISO carries only the PE. The sequence names the
+// host by a rule matching the VM's MAC (QEMU's first NIC is
+// 52:54:00:12:34:56): waitDeployed finds e2e-host only if the PE bound it.
 func TestDeployOverHTTP(t *testing.T) {
 	f := setup(t)
 	port := nginx(t, f.work)
 	seqDir := filepath.Join(f.work, "http-seq")
 	os.MkdirAll(seqDir, 0o755)
 	seq := filepath.Join(seqDir, "seq.yaml")
-	// It reports to minint serve: its row must reach done.
+	// It names its host by a rule on the VM's MAC, and reports to minint
+	// serve: its row must reach done.
+	src := sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), "")
+	src = strings.Replace(src, "    hostname: e2e-host\n", "    hostname: ${var.hostname}\n", 1)
+	src = strings.Replace(src, "name: e2e\n", `name: e2e
+vars:
+  hostname: unmatched-${machine.mac}
+rules:
+  - match: {mac: "52:54:00:12:34:*"}
+    vars: {hostname: e2e-host}
+`, 1)
 	status, statusURL, _ := statusServer(t)
-	if err := os.WriteFile(seq, []byte(withStatus(sequence(fmt.Sprintf("http://10.0.2.2:%d/pkg/manifest.json", port), ""), statusURL)), 0o644); err != nil {
+	if err := os.WriteFile(seq, []byte(withStatus(src, statusURL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := run(seqDir, f.minint, "package", "sign", "--key", f.key, seq); err != nil {

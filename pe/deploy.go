@@ -187,15 +187,32 @@ func machineOf(h *hw.Inventory) progress.Machine {
 	return progress.NewMachine(h.Serial, mac, host, ip, strings.TrimSpace(h.Vendor+" "+h.Model))
 }
 
+// machineMACs orders the NICs' addresses for rules and ${machine.mac},
+// which is the first: NICs with a link (the one the machine is cabled
+// by) before those without, each by name as hw lists them.
+func machineMACs(nics []hw.NIC) []string {
+	var out []string
+	for _, link := range []bool{true, false} {
+		for _, n := range nics {
+			if n.Link == link && n.MAC != "" {
+				out = append(out, strings.ToLower(n.MAC))
+			}
+		}
+	}
+	return out
+}
+
 // hostInventory takes the inventory of the running machine (root "/"
 // normally), with disks as diskops discovers them so that the boot medium
 // is marked.
 func hostInventory(root string, d diskops.DiscoverOptions) Inventory {
 	h := hw.Collect(root)
-	inv := Inventory{Firmware: h.Firmware, SecureBoot: h.SecureBoot, Arch: runtime.GOARCH, Memory: h.MemoryBytes, CPUs: h.CPUs}
+	inv := Inventory{Firmware: h.Firmware, SecureBoot: h.SecureBoot, Arch: runtime.GOARCH, Memory: h.MemoryBytes, CPUs: h.CPUs,
+		Vendor: h.Vendor, Model: h.Model, Serial: h.Serial, UUID: h.UUID}
 	for _, n := range h.NICs {
 		inv.NICs = append(inv.NICs, n.Name)
 	}
+	inv.MACs = machineMACs(h.NICs)
 	if disks, err := diskops.Discover(context.Background(), d); err == nil {
 		for _, x := range disks {
 			if x.Kind == "disk" {

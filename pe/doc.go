@@ -28,6 +28,15 @@
 // bootfiles rewrite their files; run steps run again (make them idempotent);
 // reboot/poweroff are recorded as done before they happen.
 //
+// A step's retries (sequence's flaky.go) are tries within one boot: each
+// is recorded as started with the failure before it, so a power cut while
+// waiting to try again redoes the step at the next boot. A step that
+// failed with continue-on-error is recorded as continued, which a resumed
+// run treats as finished: the steps after it already ran without it. The
+// values of the sequence's variables (sequence.Bind, put in before the
+// first step) are kept in the journal; a run with other values does not
+// resume it.
+//
 // # Refresh in place
 //
 // `minint stage` on a running system captures its user state into

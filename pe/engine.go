@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"github.com/minint/minint/bytesize"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,8 +33,9 @@ import (
 type Env struct {
 	Backend   Backend
 	Inventory Inventory
-	// Vars are the kernel command line's minint.var.NAME=VALUE, usable in
-	// conditions as var.NAME.
+	// Vars are the kernel command line's minint.var.NAME=VALUE: they set
+	// the sequence's variables (over its rules and defaults, see
+	// sequence.Bind) and conditions read them as var.NAME.
 	Vars map[string]string
 	// Boot is how the PE was started: "medium", "network" or "staged" (a fact).
 	Boot string
@@ -79,7 +82,12 @@ type Env struct {
 
 // Inventory is what the requirements step checks and conditions see.
 type Inventory struct {
-	Firmware string // bios or uefi
+	// Vendor, Model, Serial and UUID (SMBIOS) and MACs (NICs with a
+	// link first) are what a sequence's rules match and ${machine.KEY}
+	// reads.
+	Vendor, Model, Serial, UUID string
+	MACs                        []string
+	Firmware                    string // bios or uefi
 	// SecureBoot: the firmware enforces Secure Boot, so what bootfiles
 	// installs must be a signed chain.
 	SecureBoot bool
@@ -114,8 +122,11 @@ type State struct {
 	Extra       map[string]string  `json:"extra,omitempty"`
 	// Staged: the root is an existing system being refreshed in place;
 	// Pinned: its PE is the persistent boot default (clean to bootfiles).
-	Staged  bool `json:"staged,omitempty"`
-	Pinned  bool `json:"pinned,omitempty"`
+	Staged bool `json:"staged,omitempty"`
+	Pinned bool `json:"pinned,omitempty"`
+	// Vars are the values the sequence's variables had when the run
+	// began: a resumed run must have the same (see adopt).
+	Vars    map[string]string `json:"vars,omitempty"`
 	unmount []func() error
 }
 
@@ -150,13 +161,18 @@ type runner struct {
 	changed bool
 	// done: the sequence's end was reported (sequenceDone).
 	done bool
+	// continued are the steps that failed with continue-on-error.
+	continued []string
 }
 
-// Run executes seq. When a journal of the same sequence exists on the
-// target (found after select-disk, before partitioning), finished steps are
-// skipped and the run resumes at the first unfinished one. On failure the
-// log is saved to the staging folder (or LogDir) and uploaded to the status
-// URL when there is one; the returned error names the step.
+// Run executes seq, with its variables bound for this machine first
+// (Env.Inventory, Env.Vars; see sequence.Bind). When a journal of the same
+// sequence exists on the target (found after select-disk, before
+// partitioning), finished steps are skipped and the run resumes at the
+// first unfinished one. On failure the log is saved to the staging folder
+// (or LogDir) and uploaded to the status URL when there is one; the
+// returned error names the step. A step that fails with continue-on-error
+// does not fail the run: the sequence's done event and last line name it.
 func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	r := &runner{ctx: ctx, seq: seq, env: env, log: &bytes.Buffer{}, st: &State{}}
 	human := io.Writer(r.log)
@@ -182,6 +198,17 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 	r.jr = &journal.Journal{Sequence: seq.Digest, Name: seq.Name, Created: time.Now().UTC()}
 	defer r.unmountAll()
 	defer r.abandon() // first: the download writes under the mount
+	// Variables are put in before any step (and before a journal is
+	// adopted: it must have been started with the same values), so that
+	// a value missing on this machine stops the run before anything is
+	// written.
+	if err := r.bind(); err != nil {
+		r.rep.Emit(progress.Event{Kind: "sequence", State: "failed", Error: err.Error()})
+		r.rep.Printf("\nFAILED: %v", err)
+		r.saveLog()
+		return err
+	}
+	seq = r.seq
 	if env.Staging != "" {
 		if err := r.adopt(env.Staging); err != nil {
 			return err
@@ -236,7 +263,8 @@ func Run(ctx context.Context, seq *sequence.Sequence, env *Env) (err error) {
 }
 
 // sequenceDone reports the end of the sequence, once: a last step that
-// reboots or powers off reports it before it does.
+// reboots or powers off reports it before it does. A step continued after
+// its failure is named in the event and the last line.
 func (r *runner) sequenceDone() {
 	if r.done {
 		return
@@ -246,10 +274,110 @@ func (r *runner) sequenceDone() {
 	if name == "" {
 		name = "task sequence"
 	}
-	r.rep.Emit(progress.Event{Kind: "sequence", State: "done", Msg: name})
-	if !r.env.DryRun {
+	done := progress.Event{Kind: "sequence", State: "done", Msg: name}
+	if len(r.continued) > 0 {
+		done.Data = map[string]any{"continued": r.continued}
+	}
+	r.rep.Emit(done)
+	switch {
+	case r.env.DryRun:
+	case len(r.continued) > 0:
+		r.rep.Printf("%s: done, but %s failed and %s continued: %s", name, plural.Count(len(r.continued), "step"), map[bool]string{true: "was", false: "were"}[len(r.continued) == 1], strings.Join(r.continued, ", "))
+	default:
 		r.rep.Printf("%s: done", name)
 	}
+}
+
+// bind puts the machine's values in for the sequence's variables
+// (sequence.Bind) and says which it used and why.
+func (r *runner) bind() error {
+	inv := r.env.Inventory
+	m := sequence.Machine{Vendor: inv.Vendor, Model: inv.Model, Serial: inv.Serial, UUID: inv.UUID, MACs: inv.MACs}
+	bound, bd, err := r.seq.Bind(m, r.env.Vars)
+	if err != nil {
+		return fmt.Errorf("%w: variables: %w", ErrStep, err)
+	}
+	r.seq, r.st.Vars = bound, bd.Values
+	if len(bd.Values) > 0 {
+		var vs []string
+		for _, k := range slices.Sorted(maps.Keys(bd.Values)) {
+			vs = append(vs, fmt.Sprintf("%s=%s (%s)", k, bd.Values[k], bd.From[k]))
+		}
+		r.rep.Printf("variables: %s", strings.Join(vs, ", "))
+		r.rep.Emit(progress.Event{Kind: "sequence", State: "variables", Data: map[string]any{"values": bd.Values, "from": bd.From}})
+	}
+	return nil
+}
+
+func varsString(m map[string]string) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var p []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		p = append(p, k+"="+m[k])
+	}
+	return strings.Join(p, ", ")
+}
+
+// tries runs a step within its timeout, and again after a failure as its
+// retries allow (sequence.RetryTypes: steps that a retry cannot make
+// worse), waiting RetryWait between tries. Every try is a Started record
+// in the journal with the last failure: a power cut during the retries
+// leaves the step to be redone at the next boot like any started step.
+func (r *runner) tries(st sequence.Step, ev func(state, msg string, err error, kv ...any)) error {
+	b := st.Base()
+	retries := b.Retries
+	if _, ok := st.(*sequence.Fetch); ok || r.env.DryRun {
+		retries = 0 // fetch spends its retries on each request
+	}
+	for try := 1; ; try++ {
+		err := r.timed(st)
+		if err == nil || try > retries || r.ctx.Err() != nil {
+			return err
+		}
+		r.record(b, journal.Started, err)
+		if err := r.save(); err != nil {
+			return err
+		}
+		wait := b.RetryWait(try)
+		r.rep.Printf("  try %d of %d failed: %v; trying again in %s", try, retries+1, err, wait)
+		ev("retry", fmt.Sprintf("try %d of %d failed; again in %s", try, retries+1, wait), err, "try", try, "tries", retries+1, "wait_s", wait.Seconds())
+		t := time.NewTimer(wait)
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (while waiting to try again after: %v)", r.ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// ErrTimeout is wrapped by the error of a step that ran out of time.
+var ErrTimeout = errors.New("timed out")
+
+// timed runs one try of a step, cancelled after its timeout. fetch keeps
+// its own bound (see sequence.Fetch): a pipelined download outlives the
+// step, and its context must too.
+func (r *runner) timed(st sequence.Step) error {
+	b := st.Base()
+	if _, ok := st.(*sequence.Fetch); ok || b.Timeout == 0 {
+		err := r.exec(st)
+		if err != nil && b.Timeout > 0 && errors.Is(err, context.DeadlineExceeded) && r.ctx.Err() == nil {
+			err = fmt.Errorf("%w after %s: %v", ErrTimeout, b.Timeout, err)
+		}
+		return err
+	}
+	parent := r.ctx
+	ctx, cancel := context.WithTimeout(parent, time.Duration(b.Timeout))
+	defer cancel()
+	r.ctx = ctx
+	err := r.exec(st)
+	r.ctx = parent
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+		return fmt.Errorf("%w after %s: %v", ErrTimeout, b.Timeout, err)
+	}
+	return err
 }
 
 // always-run steps establish runtime state and change nothing on disk, so
@@ -283,7 +411,7 @@ func (r *runner) facts() sequence.FactMap {
 		f["disk"] = r.st.Disk.Path
 		f["disk-size"] = strconv.FormatInt(r.st.Disk.Size, 10)
 	}
-	for k, v := range r.env.Vars {
+	for k, v := range r.st.Vars {
 		f["var."+k] = v
 	}
 	return f
@@ -299,8 +427,11 @@ func (r *runner) hook(step, point string) error {
 func (r *runner) step(i int, st sequence.Step) error {
 	b := st.Base()
 	n := len(r.seq.Steps)
-	ev := func(state, msg string, err error) {
+	ev := func(state, msg string, err error, kv ...any) {
 		e := progress.Event{Kind: "step", Op: b.Name, State: state, Msg: msg, Data: map[string]any{"type": b.Type, "index": i + 1, "count": n}}
+		for j := 0; j+1 < len(kv); j += 2 {
+			e.Data[kv[j].(string)] = kv[j+1]
+		}
 		if err != nil {
 			e.Error = err.Error()
 		}
@@ -345,9 +476,15 @@ func (r *runner) step(i int, st sequence.Step) error {
 			return nil
 		}
 	}
-	if rec := r.jr.Step(b.Name); rec != nil && rec.Status == journal.Done && !alwaysRun(st) {
+	if rec := r.jr.Step(b.Name); rec != nil && (rec.Status == journal.Done || rec.Status == journal.Continued) && !alwaysRun(st) {
 		if err := r.settle(); err != nil {
 			return err
+		}
+		if rec.Status == journal.Continued {
+			r.rep.Printf("[%d/%d] %s: failed in an earlier boot and was continued (journal): %s", i+1, n, b.Name, rec.Error)
+			r.continued = append(r.continued, b.Name)
+			ev("continued", "earlier boot", errors.New(rec.Error))
+			return nil
 		}
 		r.rep.Printf("[%d/%d] %s: already done (journal)", i+1, n, b.Name)
 		ev("skipped", "already done", nil)
@@ -366,16 +503,25 @@ func (r *runner) step(i int, st sequence.Step) error {
 		return err
 	}
 	start := time.Now()
-	err := r.exec(st)
+	err := r.tries(st, ev)
 	if err == nil && r.pendingFor(b) {
 		return nil // recorded done (or failed) by settle
+	}
+	if err != nil && b.ContinueOnError && r.ctx.Err() == nil {
+		// Only steps nothing later depends on may go on (sequence's
+		// ContinueTypes); the journal keeps the failure as finished.
+		r.rep.Printf("  FAILED, continuing (continue-on-error): %v", err)
+		ev("continued", "", err)
+		r.record(b, journal.Continued, err)
+		r.continued = append(r.continued, b.Name)
+		return r.save()
 	}
 	if err == nil {
 		err = r.hook(b.Name, "after")
 	}
 	if err != nil {
 		ev("failed", "", err)
-		r.record(b, "failed", err)
+		r.record(b, journal.Failed, err)
 		r.save()
 		return err
 	}
@@ -463,6 +609,12 @@ func (r *runner) adopt(dir string) error {
 		if err := json.Unmarshal(j.State, &st); err != nil {
 			return fmt.Errorf("journal state: %w", err)
 		}
+	}
+	if !maps.Equal(st.Vars, keep.Vars) {
+		// Steps done in an earlier boot used those values: finishing
+		// with others would leave a machine half one, half the other.
+		return fmt.Errorf("the journal in %s was started with other variables (%s): refusing to finish it with %s; boot with the same minint.var.… values, or start over (remove %s)",
+			dir, varsString(st.Vars), varsString(keep.Vars), filepath.Join(dir, journal.FileName))
 	}
 	st.unmount = keep.unmount
 	if keep.Disk != nil {

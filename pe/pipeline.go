@@ -142,7 +142,7 @@ func (r *runner) settle() error {
 	if err != nil {
 		e.State, e.Error = "failed", err.Error()
 		r.rep.Emit(e)
-		r.record(p.base, "failed", err)
+		r.record(p.base, journal.Failed, err)
 		r.save()
 		return fmt.Errorf("the download of step %q failed: %w", p.base.Name, err)
 	}

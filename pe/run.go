@@ -318,10 +318,9 @@ func (r *runner) bootfiles(s *sequence.BootFiles) error {
 }
 
 func (r *runner) run(s *sequence.Command) error {
-	ctx, cancel := context.WithTimeout(r.ctx, time.Duration(s.Timeout))
-	defer cancel()
 	argv := s.Argv()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// The engine cancels r.ctx at the step's timeout (timed).
+	cmd := exec.CommandContext(r.ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "MININT_TARGET="+r.st.Target, "MININT_STAGING="+r.staging)
 	if r.st.Disk != nil {
 		cmd.Env = append(cmd.Env, "MININT_DISK="+r.st.Disk.Path)
@@ -329,11 +328,17 @@ func (r *runner) run(s *sequence.Command) error {
 	for k, v := range s.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	// A timeout kills the command's whole process group (a shell's
+	// children too), and output still held by a straggler is given up
+	// after WaitDelay: a timed-out step ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	if s.InTarget {
 		if r.st.Target == "" {
 			return errors.New("in-target: the target is not mounted")
 		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: r.st.Target}
+		cmd.SysProcAttr.Chroot = r.st.Target
 		cmd.Dir = "/"
 	}
 	out := &lineWriter{f: func(l string) { r.rep.Printf("  | %s", l) }}
@@ -341,9 +346,6 @@ func (r *runner) run(s *sequence.Command) error {
 	// A command must not outlive the engine (a crashed or killed peinit).
 	err := child.Run(cmd)
 	out.flush()
-	if ctx.Err() == context.DeadlineExceeded {
-		return fmt.Errorf("%s: timed out after %s", argv[0], s.Timeout)
-	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
 	}

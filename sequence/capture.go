@@ -88,7 +88,6 @@ type CaptureImage struct {
 	Check           bool               `yaml:"check"`
 	WorkDir         string             `yaml:"work-dir"`
 	Destination     CaptureDestination `yaml:"destination"`
-	Timeout         Duration           `yaml:"timeout"`
 }
 
 // CaptureDestination is where the captured WIM goes: a URL, or a path on

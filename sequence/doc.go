@@ -26,4 +26,15 @@
 // boot, var.NAME from minint.var.NAME= on the kernel command line); see
 // Condition. Plan and Decide evaluate conditions with the facts known so
 // far; what only the machine can tell is decided at run time.
+//
+// Every step may also have timeout:, retries: (with retry-delay:, a
+// doubling backoff) and continue-on-error:, within limits that keep the
+// fail-safe order: retries only where a retry is safe (RetryTypes),
+// continue-on-error only on steps nothing later relies on
+// (ContinueTypes); see flaky.go.
+//
+// Variables (vars:, rules: matching machines by MAC, serial, model,
+// vendor or UUID, and ${var.NAME} / ${machine.KEY} in step values) let
+// one sequence name each host; see vars.go and Sequence.Bind, which the
+// PE calls before the first step.
 package sequence

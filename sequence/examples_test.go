@@ -178,7 +178,7 @@ func TestDocExamples(t *testing.T) {
 		case ex.layout:
 			_, err = diskops.ParseLayout([]byte(ex.src))
 		case ex.fragment:
-			_, err = parse([]byte("version: 1\n" + ex.src))
+			_, err = parse([]byte("version: 1\n"+ex.src), loadBinding)
 		default:
 			_, err = Parse(ex.where, []byte(ex.src))
 		}

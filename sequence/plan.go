@@ -32,10 +32,15 @@ func (p PlannedStep) String() string {
 	switch p.Decision {
 	case Skip:
 		return fmt.Sprintf("%s: skipped (%s is false)", b.Name, b.When.Src)
-	case AtRunTime:
-		return fmt.Sprintf("%s: %s (when %s: decided at run time)", b.Name, p.Step.Describe(), b.When.Src)
 	}
-	return fmt.Sprintf("%s: %s", b.Name, p.Step.Describe())
+	d := p.Step.Describe()
+	if f := b.flakyString(); f != "" {
+		d += " (" + f + ")"
+	}
+	if p.Decision == AtRunTime {
+		return fmt.Sprintf("%s: %s (when %s: decided at run time)", b.Name, d, b.When.Src)
+	}
+	return fmt.Sprintf("%s: %s", b.Name, d)
 }
 
 // Decide evaluates the step's condition with the facts known so far: a

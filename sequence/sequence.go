@@ -1,6 +1,7 @@
 package sequence
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -39,6 +40,9 @@ import (
 //	  - type: bootfiles
 //	  - type: reboot
 //
+// Optional vars: and rules: give steps per-machine values (${var.NAME},
+// ${machine.serial}…; see vars.go).
+//
 // Every step has `type`, an optional `name` (defaults to the type; names must
 // be unique because the journal records steps by name) and an optional `when`
 // condition; the other keys depend on the type (see the Step types in
@@ -52,9 +56,16 @@ type Sequence struct {
 	// (nil: the network the PE brought up is kept); see NetworkInterface.
 	Network *netconf.Config
 	Steps   []Step
+	// Vars and Rules give steps per-machine values (see vars.go and
+	// Bind).
+	Vars  []Var
+	Rules []Rule
 	// Digest is the SHA-256 of the file's bytes: the journal belongs to one
 	// sequence, and a different sequence never resumes another's journal.
 	Digest string
+	src    []byte // for Bind
+	file   string
+	refs   bool // step values use ${…}
 }
 
 // Step is one entry of a sequence. The concrete types are *Requirements,
@@ -76,7 +87,13 @@ type StepBase struct {
 	Type string    `yaml:"type" json:"type"`
 	Name string    `yaml:"name" json:"name"`
 	When Condition `yaml:"when" json:"when,omitempty"`
-	Line int       `yaml:"-" json:"line"` // where the step starts in the file
+	// Timeout, Retries, RetryDelay and ContinueOnError are how a step
+	// meets a flaky world: see flaky.go for which steps may have them.
+	Timeout         Duration `yaml:"timeout" json:"timeout,omitempty"`
+	Retries         int      `yaml:"retries" json:"retries,omitempty"`
+	RetryDelay      Duration `yaml:"retry-delay" json:"retry-delay,omitempty"`
+	ContinueOnError bool     `yaml:"continue-on-error" json:"continue-on-error,omitempty"`
+	Line            int      `yaml:"-" json:"line"` // where the step starts in the file
 }
 
 func (b *StepBase) Base() *StepBase { return b }
@@ -124,7 +141,7 @@ func LoadFile(path string) (*Sequence, error) {
 
 // Parse validates a sequence. name is used in error messages only.
 func Parse(name string, src []byte) (*Sequence, error) {
-	seq, err := parse(src)
+	seq, err := parse(src, loadBinding)
 	if err == nil {
 		err = checkOrder(seq)
 	}
@@ -133,11 +150,16 @@ func Parse(name string, src []byte) (*Sequence, error) {
 	}
 	sum := sha256.Sum256(src)
 	seq.Digest = hex.EncodeToString(sum[:])
+	// Bind reads the very bytes the digest is of, whatever the caller
+	// does with its buffer later.
+	seq.src, seq.file = bytes.Clone(src), name
 	return seq, nil
 }
 
-// parse reads and validates everything but the order of the steps.
-func parse(src []byte) (*Sequence, error) {
+// parse reads and validates everything but the order of the steps, with
+// the references in step values put in by bind's binding for the
+// declared variables.
+func parse(src []byte, bind func([]Var) *binding) (*Sequence, error) {
 	f, err := strictyaml.Parse(src)
 	if err != nil {
 		return nil, err
@@ -150,7 +172,7 @@ func parse(src []byte) (*Sequence, error) {
 		return nil, nodeErr(f.Docs[0].Body, "the sequence must be a mapping with version and steps")
 	}
 	seq := &Sequence{}
-	var stepsNode ast.Node
+	var stepsNode, rulesNode ast.Node
 	seen := map[string]bool{}
 	for _, kv := range root.Values {
 		key := strictyaml.KeyString(kv.Key)
@@ -174,10 +196,14 @@ func parse(src []byte) (*Sequence, error) {
 			}
 		case "network":
 			seq.Network, err = parseNetwork(kv.Value)
+		case "vars":
+			seq.Vars, err = parseVars(kv.Value)
+		case "rules":
+			rulesNode = kv.Value
 		case "steps":
 			stepsNode = kv.Value
 		default:
-			err = strictyaml.UnknownKey(kv.Key, key, []string{"name", "network", "status-url", "steps", "version"})
+			err = strictyaml.UnknownKey(kv.Key, key, []string{"name", "network", "rules", "status-url", "steps", "vars", "version"})
 		}
 		if err != nil {
 			return nil, err
@@ -193,6 +219,18 @@ func parse(src []byte) (*Sequence, error) {
 	if !ok || len(list.Values) == 0 {
 		return nil, nodeErr(stepsNode, "steps must be a non-empty list")
 	}
+	if rulesNode != nil {
+		// After the loop: rules may come before vars in the file.
+		var err error
+		if seq.Rules, err = parseRules(rulesNode, seq.Vars); err != nil {
+			return nil, err
+		}
+	}
+	b := bind(seq.Vars)
+	if err := expandSteps(list, b); err != nil {
+		return nil, err
+	}
+	seq.refs = b.used
 	names := map[string]int{}
 	for _, sn := range list.Values {
 		st, err := parseStep(strictyaml.Unwrap(sn))
@@ -250,6 +288,9 @@ func parseStep(n ast.Node) (Step, error) {
 		b.Name = typ
 	}
 	if err := st.check(m); err != nil {
+		return nil, err
+	}
+	if err := checkFlaky(b, m); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -2,9 +2,11 @@ package sequence
 
 import (
 	"errors"
+	"fmt"
 	"github.com/minint/minint/bytesize"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadGood(t *testing.T) {
@@ -75,7 +77,7 @@ func TestLoadErrors(t *testing.T) {
 		want      string
 	}{
 		{"unknown top key", "version: 1\nstepz: []\n", 2, `2:1: unknown key "stepz": did you mean "steps"?`},
-		{"far top key", "version: 1\ncolour: red\nsteps: []\n", 2, `unknown key "colour" (want name, network, status-url, steps, version)`},
+		{"far top key", "version: 1\ncolour: red\nsteps: []\n", 2, `unknown key "colour" (want name, network, rules, status-url, steps, vars, version)`},
 		{"snake top key", "version: 1\nstatus_url: http://x/\nsteps: []\n", 2, `unknown key "status_url": did you mean "status-url"?`},
 		{"snake step type", head + "  - type: select_disk\n", 3, `3:11: unknown step type "select_disk": did you mean "select-disk"?`},
 		{"old rule key", head + "  - type: select-disk\n    disk: {transport: virtio, min_size: 8G}\n", 4, `4:31: unknown key "min_size": did you mean "min-size"?`},
@@ -91,7 +93,19 @@ func TestLoadErrors(t *testing.T) {
 		{"bad version", "version: 2\nsteps:\n  - type: reboot\n", 1, "version 2"},
 		{"unknown step type", head + "  - type: reboot\n  - type: frobnicate\n", 4, `unknown step type "frobnicate"`},
 		{"no type", head + "  - name: x\n", 3, "no type"},
-		{"unknown step key", head + "  - type: run\n    shell: ls\n    colour: red\n", 5, `5:5: unknown key "colour" (want command, env, in-target, name, shell, timeout, type, when)`},
+		{"unknown step key", head + "  - type: run\n    shell: ls\n    colour: red\n", 5, `5:5: unknown key "colour" (want command, continue-on-error, env, in-target, name, retries, retry-delay, shell, timeout, type, when)`},
+		{"retries on partition", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n    retries: 2\n", 7, `7:14: retries: a failed partition step is not retried`},
+		{"retries on apply", head + "  - type: apply-image\n    retries: 1\n", 4, "a failed apply-image step is not retried"},
+		{"retries on requirements", head + "  - type: requirements\n    min-cpus: 1\n    retries: 1\n", 5, "(retries are for capture-image, fetch, pull-state, run, select-disk)"},
+		{"negative retries", head + "  - type: run\n    shell: a\n    retries: -1\n", 5, "5:14: retries must not be negative"},
+		{"too many retries", head + "  - type: run\n    shell: a\n    retries: 1000\n", 5, "at most 100"},
+		{"delay without retries", head + "  - type: run\n    shell: a\n    retry-delay: 5s\n", 5, "5:18: retry-delay without retries"},
+		{"bad retry delay", head + "  - type: run\n    shell: a\n    retries: 2\n    retry-delay: soon\n", 6, "bad duration"},
+		{"timeout on any step", head + "  - type: select-disk\n    disk: {transport: virtio}\n    timeout: never\n", 5, "bad duration"},
+		{"continue on clean", head + "  - type: clean\n    continue-on-error: true\n", 4, `4:24: continue-on-error: a failed clean step must stop the run: it guards the fail-safe order`},
+		{"continue on capture-state", head + "  - type: capture-state\n    continue-on-error: true\n", 4, "a failed capture-state step must stop the run"},
+		{"continue on requirements", head + "  - type: requirements\n    min-cpus: 1\n    continue-on-error: true\n", 5, "a failed requirements step must stop the run"},
+		{"continue on fetch", head + "  - type: fetch\n    manifest: http://x/m.json\n    mode: stream\n    continue-on-error: true\n", 6, "a failed fetch step must stop the run"},
 		{"wrong type", head + "  - type: requirements\n    min-cpus: many\n", 4, "cannot unmarshal"},
 		{"bad size", head + "  - type: requirements\n\n    min-memory: 12 parsecs\n", 5, `5:17: invalid size "12 parsecs": unknown unit "parsecs"`},
 		{"percent size", head + "  - type: requirements\n    min-disk: 50%\n", 4, `4:15: invalid size "50%": a percentage is not a size here`},
@@ -137,6 +151,55 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestFlakyKeys: the keys every step takes for a flaky world, and what
+// a plan says about them.
+func TestFlakyKeys(t *testing.T) {
+	seq, err := Parse("s.yaml", []byte(head+`  - type: select-disk
+    disk: {transport: usb}
+    retries: 5
+    retry-delay: 1m
+    timeout: 30s
+  - type: run
+    shell: "false"
+    retries: 2
+    continue-on-error: true
+  - type: run
+    name: quick
+    shell: "true"
+    timeout: 90s
+  - type: reboot
+    timeout: 1m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := seq.Steps[0].Base()
+	if d.Retries != 5 || time.Duration(d.RetryDelay) != time.Minute || time.Duration(d.Timeout) != 30*time.Second || d.ContinueOnError {
+		t.Errorf("select-disk %+v", d)
+	}
+	var waits []time.Duration
+	for try := 1; try <= 5; try++ {
+		waits = append(waits, d.RetryWait(try))
+	}
+	if fmt.Sprint(waits) != "[1m0s 2m0s 4m0s 5m0s 5m0s]" {
+		t.Errorf("waits %v: want doubling from retry-delay, capped at MaxRetryDelay", waits)
+	}
+	r := seq.Steps[1].(*Command)
+	if r.Retries != 2 || !r.ContinueOnError || time.Duration(r.Timeout) != time.Hour || r.RetryWait(1) != DefaultRetryDelay {
+		t.Errorf("run %+v: want the run step's default timeout 1h and the default retry delay", r.StepBase)
+	}
+	if q := seq.Steps[2].(*Command); time.Duration(q.Timeout) != 90*time.Second {
+		t.Errorf("run timeout %v", q.Timeout)
+	}
+	plan := seq.Plan(FactMap{})
+	if got := plan[1].String(); got != "run: run: /bin/sh -c false (retries 2, continue on error)" {
+		t.Errorf("plan line %q", got)
+	}
+	if got := plan[3].String(); got != "reboot: reboot" {
+		t.Errorf("plan line %q", got)
 	}
 }
 

@@ -256,10 +256,8 @@ func (s *Mount) Describe() string {
 // failures (connection errors, 5xx, 429, a connection idle for a minute).
 type Fetch struct {
 	StepBase `yaml:",inline"`
-	Manifest string   `yaml:"manifest"`
-	Mode     string   `yaml:"mode"`
-	Retries  int      `yaml:"retries"`
-	Timeout  Duration `yaml:"timeout"`
+	Manifest string `yaml:"manifest"`
+	Mode     string `yaml:"mode"`
 }
 
 func (s *Fetch) check(m *ast.MappingNode) error {
@@ -282,9 +280,6 @@ func (s *Fetch) check(m *ast.MappingNode) error {
 	case "auto", "stage", "stream", "pipeline":
 	default:
 		return nodeErr(field(m, "mode"), "mode %q: want auto, pipeline, stage or stream", s.Mode)
-	}
-	if s.Retries < 0 {
-		return nodeErr(field(m, "retries"), "retries must not be negative")
 	}
 	if s.Retries == 0 {
 		s.Retries = 8
@@ -427,7 +422,6 @@ type Command struct {
 	StepBase `yaml:",inline"`
 	Command  []string          `yaml:"command"`
 	Shell    string            `yaml:"shell"`
-	Timeout  Duration          `yaml:"timeout"`
 	InTarget bool              `yaml:"in-target"`
 	Env      map[string]string `yaml:"env"`
 }

@@ -61,6 +61,21 @@ func TestSequenceCheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "[2/3] run: run: /bin/sh -c echo hi") || !strings.Contains(out, "valid (3 steps") {
 		t.Errorf("check good: %d %s", code, out)
 	}
+	// A machine's variables, bound as the PE would.
+	fleet := filepath.Join(dir, "fleet.yaml")
+	os.WriteFile(fleet, []byte("version: 1\nvars: {hostname: \"pc-${machine.serial}\", role: ~}\nrules:\n  - match: {mac: \"52:54:00:*\"}\n    vars: {role: vm}\nsteps:\n  - type: run\n    shell: echo ${var.hostname} ${var.role}\n"), 0o644)
+	code, out = run(t, "sequence", "check", fleet)
+	if code != 0 || !strings.Contains(out, "variable hostname: default pc-${machine.serial}, 0 rules") || !strings.Contains(out, "variable role: no default, 1 rule (the plan shows its name)") {
+		t.Errorf("check with variables: %d %s", code, out)
+	}
+	code, out = run(t, "sequence", "check", "--mac", "52:54:00:12:34:56", "--serial", "S1", fleet)
+	if code != 0 || !strings.Contains(out, "variable role = vm (rule at line 4)") || !strings.Contains(out, "run: /bin/sh -c echo pc-S1 vm") {
+		t.Errorf("check a machine: %d %s", code, out)
+	}
+	code, out = run(t, "sequence", "check", "--mac", "8c:16:45:00:00:01", "--serial", "S1", fleet)
+	if code != 1 || !strings.Contains(out, "fleet.yaml:8:12: ${var.role} has no value on this machine") {
+		t.Errorf("check a machine no rule matches: %d %s", code, out)
+	}
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("version: 1\nsteps:\n  - type: run\n    shell: x\n    timout: 5m\n"), 0o644)
 	code, out = run(t, "sequence", "check", bad)

@@ -52,7 +52,8 @@
 //	                       a detached signature URL.sig by the PE's key) or
 //	                       a path; default minint/sequence.yaml on the
 //	                       boot medium. Without either nothing is deployed.
-//	minint.var.NAME=VALUE  facts for the sequence's when: conditions
+//	minint.var.NAME=VALUE  the sequence's variable NAME (over its rules and
+//	                       default; ${var.NAME}), and var.NAME in when:
 //	minint.events=serial   JSON-lines events on the serial consoles too
 //	minint.serial=screen   the page on the serial consoles (default lines)
 //	minint.failwait=SECONDS  how long the failure menu waits before doing

@@ -183,7 +183,7 @@ func CheckKeys(n ast.Node, t reflect.Type) error {
 	switch t.Kind() {
 	case reflect.Struct:
 		fields := fieldsOf(t)
-		for _, kv := range pairs(n) {
+		for _, kv := range Pairs(n) {
 			key := KeyString(kv.Key)
 			if key == "<<" {
 				continue // a merge key: the merged mapping is checked where it is defined
@@ -205,7 +205,7 @@ func CheckKeys(n ast.Node, t reflect.Type) error {
 			}
 		}
 	case reflect.Map:
-		for _, kv := range pairs(n) {
+		for _, kv := range Pairs(n) {
 			if err := CheckKeys(kv.Value, t.Elem()); err != nil {
 				return err
 			}
@@ -270,7 +270,9 @@ func Unwrap(n ast.Node) ast.Node {
 	}
 }
 
-func pairs(n ast.Node) []*ast.MappingValueNode {
+// Pairs are the key-value pairs of a mapping node (a one-pair mapping
+// may be a bare MappingValueNode); nil for other nodes.
+func Pairs(n ast.Node) []*ast.MappingValueNode {
 	switch m := n.(type) {
 	case *ast.MappingNode:
 		return m.Values

@@ -32,7 +32,8 @@ type Options struct {
 	// installed system's root) to refresh it in place, and its sequence is
 	// that file system's /minint/pe/sequence.yaml.
 	Staged string
-	// Vars are minint.var.NAME=VALUE, facts for the sequence's conditions.
+	// Vars are minint.var.NAME=VALUE: the sequence's variables (see
+	// sequence.Bind) and var.NAME in its conditions.
 	Vars map[string]string
 	// Rest holds every other parameter, key -> value ("" for bare words).
 	Rest map[string]string

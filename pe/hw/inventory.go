@@ -22,9 +22,11 @@ import (
 type Inventory struct {
 	// Vendor, Model and Serial identify the machine (SMBIOS system
 	// information, from /sys/class/dmi/id), as on its asset tag.
-	Vendor      string `json:"vendor,omitempty"`
-	Model       string `json:"model,omitempty"`
-	Serial      string `json:"serial,omitempty"`
+	Vendor string `json:"vendor,omitempty"`
+	Model  string `json:"model,omitempty"`
+	Serial string `json:"serial,omitempty"`
+	// UUID is the SMBIOS system UUID (readable by root only).
+	UUID        string `json:"uuid,omitempty"`
 	CPUs        int    `json:"cpus"`
 	CPUModel    string `json:"cpu_model,omitempty"`
 	MemoryBytes int64  `json:"memory_bytes"`
@@ -72,6 +74,7 @@ func Collect(root string) *Inventory {
 	inv.Vendor = dmiString(filepath.Join(dmi, "sys_vendor"))
 	inv.Model = dmiString(filepath.Join(dmi, "product_name"))
 	inv.Serial = dmiString(filepath.Join(dmi, "product_serial"))
+	inv.UUID = strings.ToLower(dmiString(filepath.Join(dmi, "product_uuid")))
 	inv.CPUs, inv.CPUModel = cpus(filepath.Join(root, "proc/cpuinfo"))
 	inv.MemoryBytes = memTotal(filepath.Join(root, "proc/meminfo"))
 	if _, err := os.Stat(filepath.Join(root, "sys/firmware/efi")); err == nil {

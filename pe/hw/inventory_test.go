@@ -15,6 +15,7 @@ func TestCollectFakeSysfs(t *testing.T) {
 	inv := Collect("testdata/root")
 	want := &Inventory{
 		Vendor: "Dell Inc.", Model: "PowerEdge R640", Serial: "ABC1234",
+		UUID: "4c4c4544-0042-3510-8052-b4c04f335a32",
 		CPUs: 2, CPUModel: "Intel(R) Xeon(R) CPU E5-2690 v4 @ 2.60GHz",
 		MemoryBytes: 491520 * 1024,
 		Firmware:    "uefi",

@@ -26,6 +26,11 @@ const (
 	Started = "started" // began, not known to have finished: redo it
 	Done    = "done"
 	Skipped = "skipped" // its condition was false
+	Failed  = "failed"
+	// Continued: failed, and the run went on (continue-on-error). It is
+	// finished like Done: a resumed run does not redo it, since the steps
+	// after it already ran without it.
+	Continued = "continued"
 )
 
 // Journal is the record of one sequence run on one target.

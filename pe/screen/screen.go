@@ -35,6 +35,7 @@ const (
 
 type step struct {
 	name, typ, state, msg, err string
+	label                      string // shown instead of the state while running (retries)
 }
 
 type bar struct {
@@ -247,9 +248,13 @@ func (m *Model) Event(e progress.Event) {
 		s.name, s.typ = e.Op, str("type")
 		switch e.State {
 		case "start":
-			s.state, s.msg, s.err = stateRunning, e.Msg, ""
+			s.state, s.msg, s.err, s.label = stateRunning, e.Msg, "", ""
 		case "plan":
 			s.state, s.msg = statePending, e.Msg
+		case "retry":
+			// Still running: the label says which try comes next.
+			s.state, s.msg, s.err = stateRunning, e.Msg, e.Error
+			s.label = fmt.Sprintf("try %d/%d", int(num("try"))+1, int(num("tries")))
 		default:
 			s.state = e.State
 			if e.Error != "" {
@@ -422,13 +427,16 @@ func (m *Model) Render(width, height int) []string {
 		}
 		steps = append(steps, title)
 		for i, s := range m.steps {
-			mark := map[string]string{statePending: "   ", stateRunning: ">> ", "done": "ok ", "skipped": "-- ", "failed": "!! "}[s.state]
+			mark := map[string]string{statePending: "   ", stateRunning: ">> ", "done": "ok ", "skipped": "-- ", "failed": "!! ", "continued": "!- "}[s.state]
 			if mark == "" {
 				mark = "   "
 			}
 			label := s.state
-			if s.state == statePending {
+			switch {
+			case s.state == statePending:
 				label = ""
+			case s.state == stateRunning && s.label != "":
+				label = s.label
 			}
 			typ := s.typ
 			if typ == s.name || strings.HasPrefix(s.name, typ+"-") {

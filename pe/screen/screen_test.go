@@ -114,6 +114,28 @@ func TestRenderFailure(t *testing.T) {
 	}
 }
 
+// TestRenderRetryAndContinued: a step waiting to try again shows which
+// try comes next; one that failed with continue-on-error shows so, and
+// the run goes on.
+func TestRenderRetryAndContinued(t *testing.T) {
+	m := New()
+	feed(t, m, sequence()[:4]...)
+	feed(t, m,
+		progress.Event{Kind: "step", Op: "select-disk", State: "start", Data: map[string]any{"type": "select-disk", "index": 1.0, "count": 3.0}},
+		progress.Event{Kind: "step", Op: "select-disk", State: "retry", Msg: "try 1 of 4 failed; again in 10s", Error: "no disk matches", Data: map[string]any{"type": "select-disk", "index": 1.0, "count": 3.0, "try": 1.0, "tries": 4.0}},
+	)
+	has(t, m.Render(80, 25), ">>  1. select-disk", "try 2/4")
+	feed(t, m,
+		progress.Event{Kind: "step", Op: "select-disk", State: "done", Data: map[string]any{"type": "select-disk", "index": 1.0, "count": 3.0}},
+		progress.Event{Kind: "step", Op: "apply-image", State: "continued", Error: "exit status 3", Data: map[string]any{"type": "run", "index": 2.0, "count": 3.0}},
+	)
+	lines := m.Render(80, 25)
+	has(t, lines, "ok  1. select-disk", "!-  2. apply-image", "continued")
+	if page := strings.Join(lines, "\n"); strings.Contains(page, "try 2/4") || strings.Contains(page, "FAILED") {
+		t.Errorf("page:\n%s", page)
+	}
+}
+
 // TestRenderManySteps: a long sequence that failed late still shows the
 // failed step on a 24-line screen, with the failure and the menu.
 func TestRenderManySteps(t *testing.T) {
