@@ -77,6 +77,7 @@ func TestSignVerify(t *testing.T) {
 		"older version":  {data, sig, pub, Policy{Purpose: PurposePackage, MinVersion: "12.10", Now: policy.Now}, ErrVersion, "version 12.4 is older than the minimum 12.10"},
 		"no version":     {data, noVersion, pub, Policy{Purpose: PurposePackage, MinVersion: "1", Now: policy.Now}, ErrVersion, "carries no version"},
 		"no purpose set": {data, sig, pub, Policy{}, ErrSignature, "names no purpose"},
+		"bad floor":      {data, sig, pub, Policy{Purpose: PurposePackage, MinVersion: "4.x", Now: policy.Now}, ErrSignature, `minimum version "4.x"`},
 	} {
 		_, err := Verify(c.data, c.sig, c.pub, c.p)
 		if !errors.Is(err, c.want) || !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), c.msg) {
