@@ -114,3 +114,25 @@ func TestHostInventory(t *testing.T) {
 		t.Errorf("inventory %+v", inv)
 	}
 }
+
+// TestReadSignatureFile: on the boot medium (a file path) too, FILE.sig
+// comes first, the old name is read with a warning, and nothing is an
+// error wrapping both sign.ErrSignature and the missing file.
+func TestReadSignatureFile(t *testing.T) {
+	dir := t.TempDir()
+	m := filepath.Join(dir, "manifest.json")
+	var warned []string
+	warn := func(f string, a ...any) { warned = append(warned, fmt.Sprintf(f, a...)) }
+	if _, err := readSignature(context.Background(), nil, m, warn); !errors.Is(err, sign.ErrSignature) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("no signature: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "manifest.sig"), []byte("old"), 0o644)
+	if b, err := readSignature(context.Background(), nil, m, warn); string(b) != "old" || err != nil || len(warned) != 1 || !strings.Contains(warned[0], "name it "+m+".sig") {
+		t.Errorf("old name: %q, %v, warnings %q", b, err, warned)
+	}
+	os.WriteFile(m+".sig", []byte("new"), 0o644)
+	warned = nil
+	if b, err := readSignature(context.Background(), nil, m, warn); string(b) != "new" || err != nil || len(warned) != 0 {
+		t.Errorf("both names: %q, %v, warnings %q; want the new one silently", b, err, warned)
+	}
+}
