@@ -355,18 +355,8 @@ func parseExpiry(s string, now time.Time) (time.Duration, error) {
 	return d, nil
 }
 
-// describe says what a signature binds, for messages.
+// describe says what a signature binds, for messages: its trusted
+// comment's fields.
 func describe(c sign.Context) string {
-	s := "purpose " + c.Purpose
-	if c.Name != "" {
-		s += ", name " + c.Name
-	}
-	if c.Version != "" {
-		s += ", version " + c.Version
-	}
-	s += ", created " + c.Created.UTC().Format(time.RFC3339)
-	if !c.Expires.IsZero() {
-		s += ", expires " + c.Expires.UTC().Format(time.RFC3339)
-	}
-	return s
+	return strings.TrimPrefix(c.String(), "minint ")
 }
