@@ -57,9 +57,10 @@ var (
 const (
 	FileName      = "manifest.json"
 	SignatureName = "manifest.json.sig"
-	// LegacySignatureName is the name before SignatureName, still read
-	// (with a warning) for one release.
-	LegacySignatureName = "manifest.sig"
+	// ShortSignatureName is the name before SignatureName, still read
+	// over HTTP (with a warning) for one release, and the signature's
+	// name on an ISO boot medium (see sign.ShortSignatureFor).
+	ShortSignatureName = "manifest.sig"
 	// DefaultChunkSize is the chunk of per-chunk hashes (see package doc).
 	DefaultChunkSize = 4 << 20
 )

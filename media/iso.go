@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/authenticode"
+	"github.com/minint/minint/sign"
 )
 
 // File is an extra file placed under /minint/ on the medium.
@@ -252,7 +253,11 @@ func checkExtra(in []File) ([]File, error) {
 		// map to one 8.3 name would give a directory with a duplicate.
 		key := path.Dir(d) + "/" + shortName(path.Base(d))
 		if prev, dup := short[key]; dup {
-			return nil, fmt.Errorf("%w: extra files /minint/%s and /minint/%s have the same ISO 9660 8.3 name; rename one (change its first 8 characters or its extension)", ErrInput, prev, d)
+			hint := "rename one (change its first 8 characters or its extension)"
+			if strings.HasSuffix(d, ".sig") {
+				hint = "add the signature as " + sign.ShortSignatureFor(strings.TrimSuffix(path.Base(d), ".sig")) + ", the name the PE reads on the medium"
+			}
+			return nil, fmt.Errorf("%w: extra files /minint/%s and /minint/%s have the same ISO 9660 8.3 name; %s", ErrInput, prev, d, hint)
 		}
 		short[key] = d
 		if fi, err := os.Stat(e.Src); err == nil && fi.Size() >= 4<<30 {

@@ -115,9 +115,10 @@ func TestHostInventory(t *testing.T) {
 	}
 }
 
-// TestReadSignatureFile: on the boot medium (a file path) too, FILE.sig
-// comes first, the old name is read with a warning, and nothing is an
-// error wrapping both sign.ErrSignature and the missing file.
+// TestReadSignatureFile: on the boot medium (a file path) FILE.sig comes
+// first, the ISO 9660-safe name is read without a warning (an ISO cannot
+// hold both FILE.ext and FILE.ext.sig), and nothing is an error wrapping
+// both sign.ErrSignature and the missing file.
 func TestReadSignatureFile(t *testing.T) {
 	dir := t.TempDir()
 	m := filepath.Join(dir, "manifest.json")
@@ -126,9 +127,9 @@ func TestReadSignatureFile(t *testing.T) {
 	if _, err := readSignature(context.Background(), nil, m, warn); !errors.Is(err, sign.ErrSignature) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("no signature: %v", err)
 	}
-	os.WriteFile(filepath.Join(dir, "manifest.sig"), []byte("old"), 0o644)
-	if b, err := readSignature(context.Background(), nil, m, warn); string(b) != "old" || err != nil || len(warned) != 1 || !strings.Contains(warned[0], "name it "+m+".sig") {
-		t.Errorf("old name: %q, %v, warnings %q", b, err, warned)
+	os.WriteFile(filepath.Join(dir, "manifest.sig"), []byte("short"), 0o644)
+	if b, err := readSignature(context.Background(), nil, m, warn); string(b) != "short" || err != nil || len(warned) != 0 {
+		t.Errorf("medium name: %q, %v, warnings %q", b, err, warned)
 	}
 	os.WriteFile(m+".sig", []byte("new"), 0o644)
 	warned = nil

@@ -11,10 +11,12 @@ import (
 )
 
 // readSignature reads the detached signature of src, a URL or (client
-// nil) a file path: sign.SignatureFor(src), else, for one release and
-// with a warning, the name before it (sign.LegacySignatureFor). Only a
-// missing file falls back; any other failure is the error. A missing
-// signature wraps sign.ErrSignature as well as the reason.
+// nil) a file on the boot medium: sign.SignatureFor(src), else
+// sign.ShortSignatureFor(src): over HTTP for one release and with a
+// warning (it is minint's old name), on the medium silently (it is the
+// only name an ISO 9660 medium can hold beside src). Only a missing file
+// falls back; any other failure is the error. A missing signature wraps
+// sign.ErrSignature as well as the reason.
 func readSignature(ctx context.Context, c *httpx.Client, src string, warn func(format string, a ...any)) ([]byte, error) {
 	get := func(name string) ([]byte, error) {
 		if c == nil {
@@ -25,8 +27,11 @@ func readSignature(ctx context.Context, c *httpx.Client, src string, warn func(f
 	missing := func(err error) bool { return errors.Is(err, os.ErrNotExist) || errors.Is(err, httpx.ErrNotFound) }
 	name := sign.SignatureFor(src)
 	b, err := get(name)
-	if old := sign.LegacySignatureFor(src); missing(err) && old != name {
+	if old := sign.ShortSignatureFor(src); missing(err) && old != name {
 		if ob, oerr := get(old); oerr == nil {
+			if c == nil {
+				return ob, nil
+			}
 			warn("warning: %s: signature found only under its old name %s; name it %s (the old name is read until the next release)", src, old, name)
 			return ob, nil
 		}

@@ -57,7 +57,7 @@ say "4. boot ISO: PE (with the public key) + sequence + package"
 "$minint" iso -o "$work/demo.iso" --key "$work/demo.pub" --build-dir "$work/pe" \
   --sequence scripts/demo-sequence.yaml --cmdline "minint.events=serial" \
   --add "$work/pkg/manifest.json:image/manifest.json" \
-  --add "$work/pkg/manifest.json.sig:image/manifest.json.sig" \
+  --add "$work/pkg/manifest.json.sig:image/manifest.sig" \
   --add "$work/pkg/sample.wim:image/sample.wim"
 
 say "5. new computer: $firmware firmware, blank 512 MiB disk, the ISO in its CD drive"

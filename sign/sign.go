@@ -450,15 +450,18 @@ func Verify(data, sig []byte, pub ed25519.PublicKey, p Policy) (*Signed, error) 
 
 // SignatureFor names the detached signature of a file: ".sig" appended
 // (manifest.json -> manifest.json.sig, seq.yaml -> seq.yaml.sig; URLs the
-// same). The boot medium keeps these names through Rock Ridge and Joliet.
+// same).
 func SignatureFor(name string) string {
 	return name + ".sig"
 }
 
-// LegacySignatureFor is the name before SignatureFor's: the extension
-// replaced by .sig (manifest.json -> manifest.sig). Readers fall back to
-// it, with a warning, for one release.
-func LegacySignatureFor(name string) string {
+// ShortSignatureFor is the signature's name with the file's extension
+// replaced (manifest.json -> manifest.sig): minint's name before
+// SignatureFor, which HTTP readers still accept, with a warning, for one
+// release, and the name on an ISO 9660 boot medium, whose 8.3 names
+// (cut at the first dot, as go-diskfs makes them) cannot tell FILE.ext
+// from FILE.ext.sig.
+func ShortSignatureFor(name string) string {
 	base := name
 	if ext := path.Ext(name); ext != "" && !strings.HasSuffix(base, "/"+ext) {
 		base = strings.TrimSuffix(name, ext)

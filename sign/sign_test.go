@@ -275,8 +275,8 @@ func TestSignatureFor(t *testing.T) {
 		if got := SignatureFor(in); got != want[0] {
 			t.Errorf("SignatureFor(%q) = %q, want %q", in, got, want[0])
 		}
-		if got := LegacySignatureFor(in); got != want[1] {
-			t.Errorf("LegacySignatureFor(%q) = %q, want %q", in, got, want[1])
+		if got := ShortSignatureFor(in); got != want[1] {
+			t.Errorf("ShortSignatureFor(%q) = %q, want %q", in, got, want[1])
 		}
 	}
 }

@@ -127,7 +127,7 @@ func newPackageCreateCmd() *cobra.Command {
 				return err
 			}
 			for _, e := range ents {
-				if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), manifest.FileName) && e.Name() != manifest.LegacySignatureName && !strings.HasSuffix(e.Name(), ".part") {
+				if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), manifest.FileName) && e.Name() != manifest.ShortSignatureName && !strings.HasSuffix(e.Name(), ".part") {
 					files = append(files, e.Name())
 				}
 			}
@@ -191,7 +191,7 @@ func newPackageCreateCmd() *cobra.Command {
 			return err
 		}
 		// A signature under the old name would be of an older manifest.
-		if err := os.Remove(filepath.Join(dir, manifest.LegacySignatureName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(filepath.Join(dir, manifest.ShortSignatureName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 		fmt.Fprintf(rep.Out, "wrote %s and %s: %s, image %s index %d, %s, signed by key %s\n", mp, sign.SignatureFor(mp), plural.Count(len(m.Files), "file"), *image, *index, describe(m.SignContext()), sign.KeyID(priv.Public().(ed25519.PublicKey)))
@@ -236,8 +236,8 @@ func newPackageVerifyCmd() *cobra.Command {
 		defer rep.Close()
 		sig, err := os.ReadFile(filepath.Join(dir, manifest.SignatureName))
 		if errors.Is(err, os.ErrNotExist) {
-			if sig, err = os.ReadFile(filepath.Join(dir, manifest.LegacySignatureName)); err == nil {
-				rep.Printf("warning: %s: signature under its old name %s; name it %s (the PE reads the old name until the next release)", dir, manifest.LegacySignatureName, manifest.SignatureName)
+			if sig, err = os.ReadFile(filepath.Join(dir, manifest.ShortSignatureName)); err == nil {
+				rep.Printf("warning: %s: signature under its old name %s; name it %s (the PE reads the old name until the next release)", dir, manifest.ShortSignatureName, manifest.SignatureName)
 			}
 		}
 		if err != nil {
