@@ -23,7 +23,7 @@ func TestDeployCustomizedISO(t *testing.T) {
 	dir := t.TempDir()
 	pkg := copyPkg(t, f.pkg)
 	os.Remove(filepath.Join(pkg, "manifest.json"))
-	os.Remove(filepath.Join(pkg, "manifest.sig"))
+	os.Remove(filepath.Join(pkg, "manifest.json.sig"))
 	if _, err := run(dir, f.minint, "package", "create", "--key", f.otherKey, "--name", "sample-os", pkg); err != nil {
 		t.Fatal(err)
 	}

@@ -367,7 +367,7 @@ func TestPowerCutResume(t *testing.T) {
 func copyPkg(t *testing.T, src string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, n := range []string{"manifest.json", "manifest.sig", "sample.wim"} {
+	for _, n := range []string{"manifest.json", "manifest.json.sig", "sample.wim"} {
 		in, err := os.Open(filepath.Join(src, n))
 		if err != nil {
 			t.Fatal(err)

@@ -23,7 +23,7 @@ type fixture struct {
 	repo, cache, work string
 	minint            string // the CLI under test
 	rootfs, tree      string // sample OS root and its tree digest
-	pkg               string // sample.wim, manifest.json, manifest.sig
+	pkg               string // sample.wim, manifest.json, manifest.json.sig
 	key, pub          string // the key the PE trusts
 	otherKey          string // a key it does not trust
 	peDir             string // minint build --key output
@@ -246,8 +246,10 @@ func (f *fixture) iso(t *testing.T, seq string, pkgDir string, extra ...string) 
 		args = append(args, "--sequence", sp)
 	}
 	if pkgDir != "" {
-		for _, n := range []string{"manifest.json", "manifest.sig", "sample.wim"} {
-			args = append(args, "--add", filepath.Join(pkgDir, n)+":image/"+n)
+		// On the ISO the signature takes the 8.3-safe name the PE reads
+		// there (sign.ShortSignatureFor).
+		for n, dest := range map[string]string{"manifest.json": "manifest.json", "manifest.json.sig": "manifest.sig", "sample.wim": "sample.wim"} {
+			args = append(args, "--add", filepath.Join(pkgDir, n)+":image/"+dest)
 		}
 	}
 	if _, err := run(dir, f.minint, args...); err != nil {

@@ -391,7 +391,7 @@ func refreshSetup(t *testing.T, first, firmware string) (*fixture, *imageB, qemu
 	b := f.buildB(t)
 	www := t.TempDir()
 	os.MkdirAll(filepath.Join(www, "b"), 0o755)
-	for _, n := range []string{"sample.wim", "manifest.json", "manifest.sig"} {
+	for _, n := range []string{"sample.wim", "manifest.json", "manifest.json.sig"} {
 		data, err := os.ReadFile(filepath.Join(b.pkg, n))
 		if err != nil {
 			t.Fatal(err)

@@ -3,10 +3,19 @@
 // before it uses a byte of the package.
 //
 // A package is a directory (on the boot medium or behind an HTTP server)
-// holding manifest.json, its detached signature manifest.sig (package
-// sign), and the files the manifest lists with their sizes and SHA-256
-// sums. Verify checks the signature before the manifest is even parsed;
-// VerifyFile then checks a file's size and hash before it is handed on.
+// holding manifest.json, its detached signature manifest.json.sig
+// (package sign), and the files the manifest lists with their sizes and
+// SHA-256 sums. Verify checks the signature before the manifest is even
+// parsed; VerifyFile then checks a file's size and hash before it is
+// handed on.
+//
+// The signature also binds the package's identity: it is made for the
+// purpose "package" with the manifest's name, package_version, created and
+// expires in its signed context (SignContext), and Verify refuses a
+// signature whose context differs from the manifest it covers. A reader
+// can so refuse an expired package, one of another name, or one older
+// than a floor it was given (VerifyOptions), instead of any manifest the
+// key ever signed.
 //
 // To let the PE apply a file straight from HTTP and still stay fail-closed,
 // an entry may carry a SHA-256 per fixed-size chunk (chunk_size, chunks),
@@ -47,7 +56,11 @@ var (
 // FileName and SignatureName name the files of a package.
 const (
 	FileName      = "manifest.json"
-	SignatureName = "manifest.sig"
+	SignatureName = "manifest.json.sig"
+	// ShortSignatureName is the name before SignatureName, still read
+	// over HTTP (with a warning) for one release, and the signature's
+	// name on an ISO boot medium (see sign.ShortSignatureFor).
+	ShortSignatureName = "manifest.sig"
 	// DefaultChunkSize is the chunk of per-chunk hashes (see package doc).
 	DefaultChunkSize = 4 << 20
 )
@@ -57,17 +70,27 @@ const (
 //	{
 //	  "version": 1,
 //	  "name": "debian-12",
+//	  "package_version": "12.4",
 //	  "created": "2026-11-28T09:00:00Z",
+//	  "expires": "2027-05-28T09:00:00Z",
 //	  "image": {"file": "debian.wim", "index": 1},
 //	  "files": [{"path": "debian.wim", "size": 123, "sha256": "…",
 //	             "chunk_size": 4194304, "chunks": ["…", …]}]
 //	}
 type Manifest struct {
-	Version int       `json:"version"`
-	Name    string    `json:"name,omitempty"`
-	Created time.Time `json:"created"`
-	Image   *Image    `json:"image,omitempty"`
-	Files   []Entry   `json:"files"`
+	Version int    `json:"version"` // of the format: 1
+	Name    string `json:"name,omitempty"`
+	// PackageVersion is the package's own version: dot-separated numbers
+	// (sign.CompareVersions), what a reader's floor is compared with.
+	PackageVersion string    `json:"package_version,omitempty"`
+	Created        time.Time `json:"created"`
+	Expires        time.Time `json:"expires,omitzero"`
+	Image          *Image    `json:"image,omitempty"`
+	Files          []Entry   `json:"files"`
+
+	// Signature is what Verify learned from the signature (key, context,
+	// old format).
+	Signature *sign.Signed `json:"-"`
 }
 
 // Image says which file and image index to apply.
@@ -98,7 +121,7 @@ func (m *Manifest) File(p string) (*Entry, bool) {
 // The PE fetches a package's files into its staging folder next to the
 // manifest, its signature and the engine's journal (pe/journal.FileName):
 // an entry with one of these names would overwrite them.
-var reserved = map[string]bool{FileName: true, SignatureName: true, "journal.json": true}
+var reserved = map[string]bool{FileName: true, SignatureName: true, ShortSignatureName: true, "journal.json": true}
 
 // MaxFileSize bounds an entry's size (1 PiB): far beyond any image, and
 // small enough that sizes and chunk counts computed from it cannot
@@ -165,6 +188,14 @@ func (m *Manifest) validate() error {
 			}
 		}
 	}
+	if m.PackageVersion != "" {
+		if _, err := sign.CompareVersions(m.PackageVersion, m.PackageVersion); err != nil {
+			return fmt.Errorf("%w: package_version: %v", ErrFormat, err)
+		}
+	}
+	if !m.Expires.IsZero() && !m.Expires.After(m.Created) {
+		return fmt.Errorf("%w: expires %s is not after created %s", ErrFormat, m.Expires.Format(time.RFC3339), m.Created.Format(time.RFC3339))
+	}
 	if m.Image != nil {
 		if _, ok := m.File(m.Image.File); !ok {
 			return fmt.Errorf("%w: image file %q is not among the files", ErrFormat, m.Image.File)
@@ -176,10 +207,32 @@ func (m *Manifest) validate() error {
 	return nil
 }
 
-// Verify checks sig over the exact bytes of data with pub (sign.Verify:
-// failures wrap sign.ErrSignature), and only then parses the manifest.
-func Verify(data, sig []byte, pub ed25519.PublicKey) (*Manifest, error) {
-	if err := sign.Verify(data, sig, pub); err != nil {
+// SignContext is what the manifest's signature binds (see package doc).
+func (m *Manifest) SignContext() sign.Context {
+	return sign.Context{Purpose: sign.PurposePackage, Name: m.Name, Version: m.PackageVersion, Created: m.Created, Expires: m.Expires}
+}
+
+// VerifyOptions is what a reader requires of a package beyond a good
+// signature by its key.
+type VerifyOptions struct {
+	// Name, when set, is the package name the manifest must carry.
+	Name string
+	// MinVersion, when set, refuses a package_version below it, and a
+	// package without one (see sign.Policy).
+	MinVersion string
+	// Now judges expiry (zero: the current time).
+	Now time.Time
+}
+
+// Verify checks sig over the exact bytes of data with pub, for the
+// purpose "package" and o's floor and expiry (sign.Verify: failures wrap
+// sign.ErrSignature), and only then parses the manifest, which must then
+// say what the signature's context says. m.Signature tells what was
+// verified; a Legacy signature (no context) is accepted for one release
+// and the caller warns.
+func Verify(data, sig []byte, pub ed25519.PublicKey, o VerifyOptions) (*Manifest, error) {
+	s, err := sign.Verify(data, sig, pub, sign.Policy{Purpose: sign.PurposePackage, MinVersion: o.MinVersion, Now: o.Now})
+	if err != nil {
 		return nil, err
 	}
 	var m Manifest
@@ -188,7 +241,23 @@ func Verify(data, sig []byte, pub ed25519.PublicKey) (*Manifest, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
-	return &m, m.validate()
+	m.Signature = s
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	if !s.Legacy {
+		// Compare in the form the context was signed in (UTC, seconds).
+		want := m.SignContext()
+		want.Created, want.Expires = want.Created.UTC().Truncate(time.Second), want.Expires.UTC().Truncate(time.Second)
+		if s.Context != want {
+			return nil, fmt.Errorf("%w: the signature is for package %q version %q created %s, the manifest says %q version %q created %s", sign.ErrSignature,
+				s.Name, s.Version, s.Created.Format(time.RFC3339), m.Name, m.PackageVersion, want.Created.Format(time.RFC3339))
+		}
+	}
+	if o.Name != "" && m.Name != o.Name {
+		return nil, fmt.Errorf("%w: the package is %q, not the %q asked for", sign.ErrSignature, m.Name, o.Name)
+	}
+	return &m, nil
 }
 
 // VerifyFile checks the size and SHA-256 of the file at p against e.
@@ -237,6 +306,8 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // BuildOptions tunes Build.
 type BuildOptions struct {
 	Name      string
+	Version   string        // package_version (optional)
+	ExpiresIn time.Duration // >0: the package expires this long after Created
 	Image     *Image
 	ChunkSize int64 // 0: DefaultChunkSize; <0: no chunk hashes
 	Progress  func(done, total int64)
@@ -246,9 +317,12 @@ type BuildOptions struct {
 // Build hashes files (relative to dir) into a manifest and returns it with
 // its JSON encoding, which is what gets signed.
 func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error) {
-	m := &Manifest{Version: 1, Name: o.Name, Image: o.Image, Created: o.Created}
-	if m.Created.IsZero() {
+	m := &Manifest{Version: 1, Name: o.Name, PackageVersion: o.Version, Image: o.Image, Created: o.Created.UTC().Truncate(time.Second)}
+	if o.Created.IsZero() {
 		m.Created = time.Now().UTC().Truncate(time.Second)
+	}
+	if o.ExpiresIn > 0 {
+		m.Expires = m.Created.Add(o.ExpiresIn).Truncate(time.Second)
 	}
 	cs := o.ChunkSize
 	if cs == 0 {

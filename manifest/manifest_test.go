@@ -3,19 +3,23 @@ package manifest
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minint/minint/sign"
 )
 
+var day0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+
 // pkg writes a package into a new directory: one pseudo-random file, its
-// manifest and signature. It returns the dir, manifest, its bytes and the
-// public key.
+// manifest (version 12.4, created day0, expiring 30 days later) and
+// signature. It returns the dir, manifest, its bytes and the public key.
 func pkg(t *testing.T, size int) (string, *Manifest, []byte, ed25519.PublicKey) {
 	t.Helper()
 	dir := t.TempDir()
@@ -30,21 +34,35 @@ func pkg(t *testing.T, size int) (string, *Manifest, []byte, ed25519.PublicKey) 
 	}
 	pub, _ := sign.ParsePublicKey(pubF)
 	priv, _ := sign.ParsePrivateKey(privF)
-	m, mb, err := Build(dir, []string{"image.wim"}, BuildOptions{Name: "test", Image: &Image{File: "image.wim", Index: 1}, ChunkSize: 64 << 10})
+	m, mb, err := Build(dir, []string{"image.wim"}, BuildOptions{Name: "test", Version: "12.4", Created: day0, ExpiresIn: 30 * 24 * time.Hour, Image: &Image{File: "image.wim", Index: 1}, ChunkSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := sign.Sign(mb, priv, m.SignContext())
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, FileName), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, SignatureName), sign.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, SignatureName), sig, 0o644)
 	return dir, m, mb, pub
 }
+
+// legacySign signs as minint did before minisign: no context.
+func legacySign(data []byte, priv ed25519.PrivateKey) []byte {
+	return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(priv, data)) + "\n")
+}
+
+var soon = VerifyOptions{Now: day0.Add(time.Hour)}
 
 func TestSignVerify(t *testing.T) {
 	dir, m, mb, pub := pkg(t, 1000)
 	sig, _ := os.ReadFile(filepath.Join(dir, SignatureName))
-	got, err := Verify(mb, sig, pub)
+	got, err := Verify(mb, sig, pub, VerifyOptions{Name: "test", MinVersion: "12.4", Now: day0.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got.PackageVersion != "12.4" || got.Signature.Version != "12.4" || got.Signature.Legacy || !got.Expires.Equal(day0.AddDate(0, 0, 30)) {
+		t.Errorf("verified manifest: version %q, signature %+v, expires %s", got.PackageVersion, got.Signature, got.Expires)
 	}
 	if got.Files[0].SHA256 != m.Files[0].SHA256 || got.Image.File != "image.wim" {
 		t.Errorf("verified manifest differs: %+v", got)
@@ -69,7 +87,7 @@ func TestSignVerify(t *testing.T) {
 		"garbage sig":      {mb, []byte("AAAA\n"), pub},
 		"no key":           {mb, sig, nil},
 	} {
-		if got, err := Verify(c.data, c.sig, c.pub); !errors.Is(err, sign.ErrSignature) || got != nil {
+		if got, err := Verify(c.data, c.sig, c.pub, soon); !errors.Is(err, sign.ErrSignature) || got != nil {
 			t.Errorf("%s: err = %v, want sign.ErrSignature", name, err)
 		}
 	}
@@ -102,8 +120,10 @@ func TestVerifyRejectsBadManifest(t *testing.T) {
 		// zero chunks expected, and zero given.
 		"size near MaxInt64": `{"version":1,"files":[{"path":"x","size":9223372036854775807,"sha256":"` + h + `","chunk_size":9223372036854775807}]}`,
 		"sizes adding up":    `{"version":1,"files":[{"path":"x","size":1000000000000000,"sha256":"` + h + `"},{"path":"y","size":1000000000000000,"sha256":"` + h + `"}]}`,
+		"pkg version":        `{"version":1,"package_version":"12.x","files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
+		"new signature":      `{"version":1,"files":[{"path":"manifest.json.sig","size":1,"sha256":"` + h + `"}]}`,
 	} {
-		if _, err := Verify([]byte(js), sign.Sign([]byte(js), priv), pub); !errors.Is(err, ErrFormat) {
+		if _, err := Verify([]byte(js), legacySign([]byte(js), priv), pub, VerifyOptions{}); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: err = %v, want ErrFormat", name, err)
 		}
 	}
@@ -125,5 +145,46 @@ func TestVerifyFile(t *testing.T) {
 	os.WriteFile(p, b[:4999], 0o644)
 	if err := VerifyFile(p, &m.Files[0], nil); !errors.Is(err, ErrSize) {
 		t.Errorf("short file: %v, want ErrSize", err)
+	}
+}
+
+// TestVerifyContext: what a manifest's signature binds. A replayed older
+// package, another package, an expired one, a sequence's signature and a
+// signature whose context disagrees with the manifest are refused; the old
+// format is still read (callers warn) unless a floor needs a version.
+func TestVerifyContext(t *testing.T) {
+	dir, m, mb, pub := pkg(t, 1000)
+	sig, _ := os.ReadFile(filepath.Join(dir, SignatureName))
+	// pkg keeps its key; the cases that sign anew use a second one.
+	pubF2, privF2, _ := sign.GenerateKey()
+	pub2, _ := sign.ParsePublicKey(pubF2)
+	priv2, _ := sign.ParsePrivateKey(privF2)
+	seqSig, _ := sign.Sign(mb, priv2, sign.Context{Purpose: sign.PurposeSequence, Created: day0})
+	// A context that says another version than the manifest.
+	lie := m.SignContext()
+	lie.Version = "99"
+	lieSig, _ := sign.Sign(mb, priv2, lie)
+	for name, c := range map[string]struct {
+		sig  []byte
+		pub  ed25519.PublicKey
+		o    VerifyOptions
+		want error
+		msg  string
+	}{
+		"older than floor": {sig, pub, VerifyOptions{MinVersion: "12.5", Now: soon.Now}, sign.ErrVersion, "older than the minimum 12.5"},
+		"another package":  {sig, pub, VerifyOptions{Name: "windows-2020", Now: soon.Now}, sign.ErrSignature, `the package is "test", not the "windows-2020"`},
+		"expired":          {sig, pub, VerifyOptions{Now: day0.AddDate(0, 0, 31)}, sign.ErrExpired, "expired"},
+		"sequence sig":     {seqSig, pub2, soon, sign.ErrPurpose, "signed as a sequence, used as a package"},
+		"context mismatch": {lieSig, pub2, soon, sign.ErrSignature, `version "99"`},
+		"legacy and floor": {legacySign(mb, priv2), pub2, VerifyOptions{MinVersion: "1", Now: soon.Now}, sign.ErrVersion, "old format"},
+	} {
+		got, err := Verify(mb, c.sig, c.pub, c.o)
+		if !errors.Is(err, c.want) || !errors.Is(err, sign.ErrSignature) || got != nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: %v, want %v saying %q", name, err, c.want, c.msg)
+		}
+	}
+	got, err := Verify(mb, legacySign(mb, priv2), pub2, soon)
+	if err != nil || !got.Signature.Legacy {
+		t.Errorf("old-format signature: %+v, %v; want accepted as Legacy", got, err)
 	}
 }

@@ -75,7 +75,7 @@ func newISOBuild(o Options, out string) (*isoBuild, error) {
 	if b.tools, err = b.host.check(need{iso: true, chain: chain}); err != nil {
 		return nil, err
 	}
-	if b.p, err = NewPlan(o); err != nil {
+	if b.p, err = NewPlan(o, true); err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(out); err == nil && fi.IsDir() {

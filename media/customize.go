@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -59,13 +60,14 @@ import (
 // Customization is what CustomizeISO changes.
 type Customization struct {
 	// Sequence is a task sequence file, stored as /minint/sequence.yaml
-	// (pe.MediumSequence) in place of any there.
+	// (pe.MediumSequence) in place of any there on an ISO; a network-boot
+	// tree keeps its name and its signature (see SequenceFiles).
 	Sequence string
 	// Key is a package signing public key file (minint keygen's .pub)
 	// that replaces the PE's.
 	Key string
-	// Packages are image package directories (manifest.json,
-	// manifest.sig and the files it lists), each stored under
+	// Packages are image package directories (manifest.json, its
+	// signature and the files it lists; see PackageFiles), each stored under
 	// /minint/Dest/.
 	Packages []Package
 	// Files are stored under /minint/, replacing files of the same name.
@@ -97,7 +99,7 @@ type Customization struct {
 
 // Package is an image package to put on a medium.
 type Package struct {
-	Dir  string // holds manifest.json and manifest.sig
+	Dir  string // holds manifest.json and its signature (manifest.json.sig, or the older manifest.sig)
 	Dest string // below /minint/; default DefaultPackageDest
 }
 
@@ -245,7 +247,7 @@ func (c Customization) place(stage string, m *medium, logf func(string, ...any))
 		}
 	}
 	for _, p := range c.Packages {
-		files, err := PackageFiles(p, pub)
+		files, err := PackageFiles(p, pub, false)
 		if err != nil {
 			return time.Time{}, "", err
 		}
@@ -377,8 +379,11 @@ func customCmdline(old, oldID, newID, extra string) string {
 // PackageFiles checks an image package against the key that will verify it
 // in the PE — the signature over manifest.json, then every listed file's
 // size and SHA-256 — and returns its files with destinations below
-// /minint/. A package the PE would refuse is refused here.
-func PackageFiles(p Package, pub ed25519.PublicKey) ([]File, error) {
+// /minint/. A package the PE would refuse is refused here. The signature
+// is stored as manifest.sig on an ISO (its 8.3 names cannot hold both
+// manifest.json and manifest.json.sig; the PE reads that name on a medium)
+// and as manifest.json.sig in a network-boot tree (HTTP), as served says.
+func PackageFiles(p Package, pub ed25519.PublicKey, served bool) ([]File, error) {
 	dest := p.Dest
 	if dest == "" {
 		dest = DefaultPackageDest
@@ -394,17 +399,26 @@ func PackageFiles(p Package, pub ed25519.PublicKey) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: package %s: %w (make one with minint package create)", ErrInput, p.Dir, err)
 	}
-	sig, err := os.ReadFile(filepath.Join(p.Dir, manifest.SignatureName))
-	if err != nil {
-		return nil, fmt.Errorf("%w: package %s: %w", ErrInput, p.Dir, err)
+	sigSrc := filepath.Join(p.Dir, manifest.SignatureName)
+	sig, err := os.ReadFile(sigSrc)
+	if errors.Is(err, fs.ErrNotExist) {
+		sigSrc = filepath.Join(p.Dir, manifest.ShortSignatureName)
+		sig, err = os.ReadFile(sigSrc)
 	}
-	m, err := manifest.Verify(data, sig, pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: package %s: no signature: %w", ErrInput, p.Dir, err)
+	}
+	m, err := manifest.Verify(data, sig, pub, manifest.VerifyOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: package %s: %w (the PE trusts key %s)", ErrInput, p.Dir, err, sign.KeyID(pub))
 	}
+	sigDest := manifest.ShortSignatureName
+	if served {
+		sigDest = manifest.SignatureName
+	}
 	files := []File{
 		{Src: filepath.Join(p.Dir, manifest.FileName), Dest: dest + "/" + manifest.FileName},
-		{Src: filepath.Join(p.Dir, manifest.SignatureName), Dest: dest + "/" + manifest.SignatureName},
+		{Src: sigSrc, Dest: dest + "/" + sigDest},
 	}
 	for i := range m.Files {
 		e := &m.Files[i]
@@ -435,7 +449,7 @@ func checkMediumNames(stage string) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	_, err = checkExtra(all)
+	_, err = checkExtra(all, true)
 	return err
 }
 

@@ -65,7 +65,7 @@ func testPackage(t *testing.T, dir, keyFile string, size int) string {
 	img := make([]byte, size)
 	rand.Read(img)
 	os.WriteFile(filepath.Join(dir, "os.wim"), img, 0o644)
-	_, data, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Name: "test-os",
+	m, data, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Name: "test-os",
 		Image: &manifest.Image{File: "os.wim", Index: 1}, Created: time.Unix(1700000000, 0).UTC()})
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,11 @@ func testPackage(t *testing.T, dir, keyFile string, size int) string {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, manifest.FileName), data, 0o644)
-	os.WriteFile(filepath.Join(dir, manifest.SignatureName), sign.Sign(data, priv), 0o644)
+	sig, err := sign.Sign(data, priv, m.SignContext())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, manifest.SignatureName), sig, 0o644)
 	return dir
 }
 

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/authenticode"
+	"github.com/minint/minint/sign"
 )
 
 // File is an extra file placed under /minint/ on the medium.
@@ -127,8 +128,10 @@ type Plan struct {
 const defaultLabel = "MININT"
 
 // NewPlan validates the inputs and fixes the media ID and command line. It
-// reads (hashes) every input once.
-func NewPlan(o Options) (*Plan, error) {
+// reads (hashes) every input once. forISO applies the limits of ISO 9660
+// (8.3 names, files under 4 GiB) to the extra files; a network-boot tree
+// served over HTTP has none.
+func NewPlan(o Options, forISO bool) (*Plan, error) {
 	label, done, err := o.checkScalars()
 	if err != nil {
 		return nil, err
@@ -163,7 +166,7 @@ func NewPlan(o Options) (*Plan, error) {
 	if err := hashFile("initramfs", o.Initramfs); err != nil {
 		return nil, err
 	}
-	if p.Extra, err = checkExtra(o.ExtraFiles); err != nil {
+	if p.Extra, err = checkExtra(o.ExtraFiles, forISO); err != nil {
 		return nil, err
 	}
 	for _, e := range p.Extra {
@@ -242,8 +245,8 @@ func hashInput(h io.Writer, what, fn string) (time.Time, error) {
 }
 
 // checkExtra cleans and sorts the extra files' destinations and refuses
-// escapes, duplicates and 8.3-name clashes.
-func checkExtra(in []File) ([]File, error) {
+// escapes, duplicates and, forISO, 8.3-name clashes and files too large.
+func checkExtra(in []File, forISO bool) ([]File, error) {
 	extra := append([]File(nil), in...)
 	sort.Slice(extra, func(i, j int) bool { return extra[i].Dest < extra[j].Dest })
 	seen := map[string]bool{"media.json": true}
@@ -257,17 +260,24 @@ func checkExtra(in []File) ([]File, error) {
 			return nil, fmt.Errorf("%w: extra file destination /minint/%s given twice (or reserved)", ErrInput, d)
 		}
 		seen[d] = true
+		extra[i].Dest = d
+		if !forISO {
+			continue
+		}
 		// go-diskfs derives 8.3 names from the Rock Ridge names; two that
 		// map to one 8.3 name would give a directory with a duplicate.
 		key := path.Dir(d) + "/" + shortName(path.Base(d))
 		if prev, dup := short[key]; dup {
-			return nil, fmt.Errorf("%w: extra files /minint/%s and /minint/%s have the same ISO 9660 8.3 name; rename one (change its first 8 characters or its extension)", ErrInput, prev, d)
+			hint := "rename one (change its first 8 characters or its extension)"
+			if strings.HasSuffix(d, ".sig") {
+				hint = "add the signature as " + sign.ShortSignatureFor(strings.TrimSuffix(path.Base(d), ".sig")) + ", the name the PE reads on the medium"
+			}
+			return nil, fmt.Errorf("%w: extra files /minint/%s and /minint/%s have the same ISO 9660 8.3 name; %s", ErrInput, prev, d, hint)
 		}
 		short[key] = d
 		if fi, err := os.Stat(e.Src); err == nil && fi.Size() >= 4<<30 {
 			return nil, fmt.Errorf("%w: extra file %s is %d bytes; files on the ISO must be under 4 GiB (split it)", ErrInput, e.Src, fi.Size())
 		}
-		extra[i].Dest = d
 	}
 	return extra, nil
 }

@@ -393,7 +393,7 @@ func TestSourceDateEpoch(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1600000000")
 	o := testOptions(in)
 	o.Epoch = time.Time{}
-	p, err := NewPlan(o)
+	p, err := NewPlan(o, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestSourceDateEpoch(t *testing.T) {
 		t.Fatalf("epoch %v", p.Epoch)
 	}
 	t.Setenv("SOURCE_DATE_EPOCH", "yesterday")
-	if _, err := NewPlan(o); err == nil || !strings.Contains(err.Error(), "SOURCE_DATE_EPOCH") {
+	if _, err := NewPlan(o, true); err == nil || !strings.Contains(err.Error(), "SOURCE_DATE_EPOCH") {
 		t.Fatalf("bad SOURCE_DATE_EPOCH: %v", err)
 	}
 }
@@ -432,6 +432,9 @@ func TestBadInput(t *testing.T) {
 		{"8.3 name clash", func(o *Options) {
 			o.ExtraFiles = []File{{Src: in.seq, Dest: "images/install-part1.wim"}, {Src: in.seq, Dest: "images/install-part2.wim"}}
 		}, out, ErrInput, "same ISO 9660 8.3 name"},
+		{"8.3 signature clash", func(o *Options) {
+			o.ExtraFiles = []File{{Src: in.seq, Dest: "image/manifest.json"}, {Src: in.seq, Dest: "image/manifest.json.sig"}}
+		}, out, ErrInput, "add the signature as manifest.sig, the name the PE reads on the medium"},
 		{"bad label", func(o *Options) { o.Label = "my disk" }, out, ErrInput, "label"},
 		{"bad done", func(o *Options) { o.Done = "explode" }, out, ErrInput, "done"},
 		{"unwritable output", func(o *Options) {}, "/nonexistent-dir/m.iso", ErrOutput, "/nonexistent-dir/m.iso"},

@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -88,7 +89,7 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	if err != nil {
 		return nil, err
 	}
-	p, err := NewPlan(o.Options)
+	p, err := NewPlan(o.Options, false)
 	if err != nil {
 		return nil, err
 	}
@@ -248,8 +249,8 @@ func netbootMenus(id, base, cmdline, chain string) map[string][]byte {
 // kernel arguments in every boot menu. The signed loaders are not touched.
 // A sequence must come with its signature by the key the PE will trust
 // (sign.SignatureFor beside it), since a network-booted PE fetches it
-// over HTTP: it is stored as minint/sequence.yaml and the command line
-// names it at the tree's base URL (minint.url=, so the tree must have
+// over HTTP: it is stored under minint/ by its own name (the name its
+// signature binds) and the command line names it at the tree's base URL (minint.url=, so the tree must have
 // been built with one). Everything is checked before anything is
 // written; each file is replaced by a rename.
 func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
@@ -310,24 +311,15 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 		if base == "" {
 			return nil, fmt.Errorf("%w: the tree was built without a base URL: a network-booted PE could not fetch the sequence", ErrInput)
 		}
-		if _, err := sequence.LoadFile(c.Sequence); err != nil {
-			return nil, fmt.Errorf("%w: sequence: %w", ErrInput, err)
-		}
-		data, _ := os.ReadFile(c.Sequence)
-		sig, err := os.ReadFile(sign.SignatureFor(c.Sequence))
+		files, name, err := SequenceFiles(c.Sequence, pub)
 		if err != nil {
-			return nil, fmt.Errorf("%w: sequence %s: its signature: %w (minint package sign)", ErrInput, c.Sequence, err)
+			return nil, err
 		}
-		if err := sign.Verify(data, sig, pub); err != nil {
-			return nil, fmt.Errorf("%w: sequence %s: %w (the PE trusts key %s)", ErrInput, c.Sequence, err, keyText(pub))
-		}
-		copies = append(copies, File{Src: c.Sequence, Dest: "sequence.yaml"}, File{Src: sign.SignatureFor(c.Sequence), Dest: "sequence.sig"})
-		if !strings.Contains(old, " minint.sequence=") {
-			extra = strings.TrimSpace(extra + " minint.sequence=" + strings.TrimSuffix(base, "/") + "/" + pe.MediumSequence)
-		}
+		copies = append(copies, files...)
+		extra = strings.TrimSpace(extra + " minint.sequence=" + strings.TrimSuffix(base, "/") + "/" + MediaDir + "/" + name)
 	}
 	for _, p := range c.Packages {
-		files, err := PackageFiles(p, pub)
+		files, err := PackageFiles(p, pub, true)
 		if err != nil {
 			return nil, err
 		}
@@ -381,7 +373,18 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 			return nil, err
 		}
 	}
-	cmdline := customCmdline(old, "", "", extra)
+	from := old
+	if c.Sequence != "" {
+		// The new sequence replaces the one the tree named, if any.
+		var kept []string
+		for _, a := range strings.Fields(old) {
+			if !strings.HasPrefix(a, "minint.sequence=") {
+				kept = append(kept, a)
+			}
+		}
+		from = strings.Join(kept, " ")
+	}
+	cmdline := customCmdline(from, "", "", extra)
 	base := ""
 	for _, a := range strings.Fields(cmdline) {
 		if v, ok := strings.CutPrefix(a, "minint.url="); ok {
@@ -407,4 +410,30 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 		return nil
 	})
 	return res, nil
+}
+
+// SequenceFiles checks a sequence for the network as the PE will check it
+// — valid as minint sequence check says, signed by pub for the purpose
+// "sequence" — and returns it with its signature (sign.SignatureFor) as
+// files under minint/, with the name the command line's minint.sequence=
+// must end in. It keeps the file's own name: a signature may bind it, and
+// the PE refuses a sequence served under another.
+func SequenceFiles(seqFile string, pub ed25519.PublicKey) ([]File, string, error) {
+	if _, err := sequence.LoadFile(seqFile); err != nil {
+		return nil, "", fmt.Errorf("%w: sequence: %w", ErrInput, err)
+	}
+	data, err := os.ReadFile(seqFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: sequence: %w", ErrInput, err)
+	}
+	sigFile := sign.SignatureFor(seqFile)
+	sig, err := os.ReadFile(sigFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: sequence %s: its signature: %w (sign it with minint package sign --key KEY %s)", ErrInput, seqFile, err, seqFile)
+	}
+	if _, err := sign.Verify(data, sig, pub, sign.Policy{Purpose: sign.PurposeSequence}); err != nil {
+		return nil, "", fmt.Errorf("%w: sequence %s: %w (the PE trusts key %s: the PE would refuse it)", ErrInput, seqFile, err, keyText(pub))
+	}
+	name := filepath.Base(seqFile)
+	return []File{{Src: seqFile, Dest: name}, {Src: sigFile, Dest: sign.SignatureFor(name)}}, name, nil
 }

@@ -73,7 +73,7 @@ func ReadMedium(iso string) (*MediumInfo, error) {
 	defer os.RemoveAll(dir)
 	m, err := extractISO(iso, dir, func(p string) bool {
 		return p == "/"+InitrdPath || p == "/"+pe.MediumSequence ||
-			strings.HasPrefix(p, "/"+MediaDir+"/") && (path.Base(p) == manifest.FileName || path.Base(p) == manifest.SignatureName)
+			strings.HasPrefix(p, "/"+MediaDir+"/") && (path.Base(p) == manifest.FileName || path.Base(p) == manifest.ShortSignatureName)
 	})
 	if err != nil {
 		return nil, err
@@ -101,14 +101,14 @@ func ReadMedium(iso string) (*MediumInfo, error) {
 		d := path.Dir(f.Path)
 		pi := PackageInfo{Dir: d}
 		data, _ := os.ReadFile(local(f.Path))
-		sig, err := os.ReadFile(local(path.Join(d, manifest.SignatureName)))
+		sig, err := os.ReadFile(local(path.Join(d, manifest.ShortSignatureName)))
 		switch {
 		case err != nil:
-			pi.Error = "no " + manifest.SignatureName
+			pi.Error = "no " + manifest.ShortSignatureName
 		case m.key == nil:
 			pi.Error = "the PE has no package key"
 		default:
-			if mf, err := manifest.Verify(data, sig, m.key); err != nil {
+			if mf, err := manifest.Verify(data, sig, m.key, manifest.VerifyOptions{}); err != nil {
 				pi.Error = err.Error()
 			} else {
 				pi.Signed, pi.Name, pi.Files = true, mf.Name, len(mf.Files)

@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -47,6 +49,9 @@ type DeployOptions struct {
 	// PublicKey is the key file (default DefaultPublicKey). A missing key
 	// file means no package (and no network sequence) is accepted.
 	PublicKey string
+	// SequenceMinVersion refuses a network sequence signed with a lower
+	// version or none (minint.sequence-min-version=).
+	SequenceMinVersion string
 	// SetupBinary defaults to DefaultSetupBinary.
 	SetupBinary string
 	// Boot devices and media label keep the boot medium out of selection.
@@ -90,7 +95,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 		seq, err = loadStaged(ctx, be, be, o.Staged)
 		boot = "staged"
 	default:
-		seq, err = loadSource(ctx, o.Sequence, o.MediumDir, pub, o.HTTP)
+		seq, err = loadSource(ctx, o.Sequence, o.MediumDir, pub, o.HTTP, sourceOptions{MinVersion: o.SequenceMinVersion, Warn: be.logf})
 		if strings.HasPrefix(o.Sequence, "http://") || strings.HasPrefix(o.Sequence, "https://") {
 			boot = "network"
 		}
@@ -120,14 +125,25 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 	})
 }
 
+// sourceOptions tunes loadSource.
+type sourceOptions struct {
+	MinVersion string                        // see DeployOptions.SequenceMinVersion
+	Warn       func(format string, a ...any) // deprecated formats and names
+}
+
 // loadSource loads a sequence from a file, an http(s) URL, or (src empty)
 // the boot medium. A sequence fetched over the network must carry a
-// detached signature (sign.SignatureFor: seq.yaml -> seq.sig, made by
-// `minint package sign`) by the
-// package key: a sequence runs commands in the PE, so an unauthenticated
+// detached signature (sign.SignatureFor: seq.yaml -> seq.yaml.sig, made
+// by `minint package sign`) by the package key, made for the purpose
+// "sequence" (a package manifest's signature does not do), not expired,
+// for this file name when it names one, and not older than o.MinVersion:
+// a sequence runs commands in the PE, so an unauthenticated or replayed
 // one would be a way in. Files on the boot medium are trusted like the PE
 // itself.
-func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKey, client *httpx.Client) (*sequence.Sequence, error) {
+func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKey, client *httpx.Client, o sourceOptions) (*sequence.Sequence, error) {
+	if o.Warn == nil {
+		o.Warn = func(string, ...any) {}
+	}
 	if src == "" {
 		if mediumDir == "" {
 			return nil, fmt.Errorf("no task sequence: none on the kernel command line (minint.sequence=) and no boot medium")
@@ -150,13 +166,20 @@ func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 	if err != nil {
 		return nil, err // names the URL; peinit says "task sequence:"
 	}
-	sig, err := c.Get(ctx, sign.SignatureFor(src), 4096)
+	sig, err := readSignature(ctx, &c, src, o.Warn)
 	if err != nil {
 		return nil, fmt.Errorf("signature: %w", err)
 	}
-	if err := sign.Verify(b, sig, pub); err != nil {
+	s, err := sign.Verify(b, sig, pub, sign.Policy{Purpose: sign.PurposeSequence, MinVersion: o.MinVersion})
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
+	// The name binds the signature to the file it was made for, so that
+	// another sequence signed with the same key cannot stand in for it.
+	if u, err := url.Parse(src); err == nil && s.Name != "" && s.Name != path.Base(u.Path) {
+		return nil, fmt.Errorf("%s: %w: signed for %q, not %q", src, sign.ErrSignature, s.Name, path.Base(u.Path))
+	}
+	warnLegacy(s, src, o.Warn)
 	return sequence.Parse(src, b)
 }
 

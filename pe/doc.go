@@ -65,9 +65,11 @@
 // # Packages and verification
 //
 // fetch takes a manifest (package manifest; http(s) URL or medium:/path)
-// whose detached ed25519 signature (package sign) must verify against the
-// key built into the PE (Env.PublicKey, /etc/minint/package.pub) before it
-// is even parsed; the image file's size and SHA-256 must then match before
+// whose detached signature (manifest.json.sig, minisign's format; package
+// sign) must verify against the key built into the PE (Env.PublicKey,
+// /etc/minint/package.pub) before it is even parsed, be made for a package,
+// not be expired, and match the step's package: and min-version: (see
+// docs/security.md); the image file's size and SHA-256 must then match before
 // apply-image may use it. In stream mode the WIM is read over HTTP Range
 // requests and every chunk is checked against the signed per-chunk hashes
 // before use (package fetch, the transport). A failed verification stops the sequence, so the disk is

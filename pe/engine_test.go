@@ -188,12 +188,12 @@ func testPkg(t *testing.T, chunked bool) (string, ed25519.PublicKey, []byte, str
 	if chunked {
 		cs = 64 << 10
 	}
-	_, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 2}, ChunkSize: cs})
+	m, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Name: "os", Version: "2.1", Image: &manifest.Image{File: "os.wim", Index: 2}, ChunkSize: cs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, "manifest.sig"), sign.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, "manifest.json.sig"), signPkg(t, m, mb, priv), 0o644)
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/manifest.json", pub, img, dir
@@ -414,6 +414,50 @@ func TestResumeAfterCrash(t *testing.T) {
 	}
 }
 
+// TestFetchBinding: a fetch step's package: and min-version: refuse a
+// package of another name or an older version signed by the same key
+// (a replayed release) before anything is applied; a signature under the
+// old name manifest.sig is still read, with a warning.
+func TestFetchBinding(t *testing.T) {
+	for name, c := range map[string]struct {
+		extra string
+		prep  func(dir string)
+		want  error
+		msg   string
+	}{
+		"at the floor":  {extra: "    package: os\n    min-version: 2.1\n"},
+		"older":         {extra: "    min-version: 2.10\n", want: sign.ErrVersion, msg: "version 2.1 is older than the minimum 2.10"},
+		"other package": {extra: "    package: debian-12\n", want: sign.ErrSignature, msg: `the package is "os", not the "debian-12"`},
+		"old sig name": {prep: func(dir string) {
+			os.Rename(filepath.Join(dir, "manifest.json.sig"), filepath.Join(dir, "manifest.sig"))
+		}, msg: "signature found only under its old name"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			url, pub, _, dir := testPkg(t, false)
+			if c.prep != nil {
+				c.prep(dir)
+			}
+			fd := newFakeDisk(t)
+			env, _ := testEnv(t, fd, pub)
+			var console bytes.Buffer
+			env.Console = &console
+			err := Run(context.Background(), seqFor(t, url, c.extra), env)
+			if c.want == nil {
+				if err != nil || !strings.Contains(console.String(), c.msg) {
+					t.Fatalf("err = %v, console:\n%s\nwant success saying %q", err, console.String(), c.msg)
+				}
+				return
+			}
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("err = %v, want %v saying %q", err, c.want, c.msg)
+			}
+			if fd.calls["apply"] != 0 || fd.calls["bootfiles"] != 0 {
+				t.Errorf("after a refused package: %v", fd.calls)
+			}
+		})
+	}
+}
+
 func TestRunFailClosed(t *testing.T) {
 	url, pub, _, dir := testPkg(t, false)
 	cases := map[string]struct {
@@ -421,7 +465,7 @@ func TestRunFailClosed(t *testing.T) {
 		want error
 	}{
 		"bad signature": {func(env *Env) {
-			os.WriteFile(filepath.Join(dir, "manifest.sig"), sign.Sign([]byte("other"), mustPriv(t)), 0o644)
+			os.WriteFile(filepath.Join(dir, "manifest.json.sig"), signPkg(t, &manifest.Manifest{}, []byte("other"), mustPriv(t)), 0o644)
 		}, sign.ErrSignature},
 		"wrong key":  {func(env *Env) { env.PublicKey = mustPriv(t).Public().(ed25519.PublicKey) }, sign.ErrSignature},
 		"no key":     {func(env *Env) { env.PublicKey = nil }, sign.ErrSignature},
@@ -458,6 +502,16 @@ func TestRunFailClosed(t *testing.T) {
 	}
 	_ = url
 	_ = pub
+}
+
+// signPkg signs a package's manifest as minint package create does.
+func signPkg(t testing.TB, m *manifest.Manifest, mb []byte, priv ed25519.PrivateKey) []byte {
+	t.Helper()
+	sig, err := sign.Sign(mb, priv, m.SignContext())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
 }
 
 func mustPriv(t *testing.T) ed25519.PrivateKey {

@@ -162,12 +162,12 @@ func BenchmarkDeployPipeline(b *testing.B) {
 	os.WriteFile(filepath.Join(dir, "os.wim"), data, 0o644)
 	_, privF, _ := sign.GenerateKey()
 	priv, _ := sign.ParsePrivateKey(privF)
-	_, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 1}})
+	m, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 1}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, "manifest.sig"), sign.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, "manifest.json.sig"), signPkg(b, m, mb, priv), 0o644)
 	pub := priv.Public().(ed25519.PublicKey)
 
 	// The rate that makes fetch as long as apply: from an unlimited

@@ -21,7 +21,6 @@ import (
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe/journal"
-	"github.com/minint/minint/sign"
 )
 
 // slowPkg serves a signed package with chunk hashes (32 KiB chunks) from a
@@ -35,12 +34,12 @@ func slowPkg(t *testing.T) (string, ed25519.PublicKey, []byte, string, *atomic.I
 	rand.New(rand.NewSource(7)).Read(img)
 	os.WriteFile(filepath.Join(dir, "os.wim"), img, 0o644)
 	priv := mustPriv(t)
-	_, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 2}, ChunkSize: 32 << 10})
+	m, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 2}, ChunkSize: 32 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "manifest.json"), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, "manifest.sig"), sign.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(dir, "manifest.json.sig"), signPkg(t, m, mb, priv), 0o644)
 	var reqs atomic.Int64
 	files := http.FileServer(http.Dir(dir))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -90,22 +90,27 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 		if mb, err = os.ReadFile(full); err != nil {
 			return err
 		}
-		if sig, err = os.ReadFile(sign.SignatureFor(full)); err != nil {
-			return fmt.Errorf("%w: %v", sign.ErrSignature, err)
+		if sig, err = readSignature(ctx, nil, full, r.rep.Printf); err != nil {
+			return err
 		}
 	} else {
 		if mb, err = c.Get(ctx, s.Manifest, 4<<20); err != nil {
 			return err
 		}
-		if sig, err = c.Get(ctx, sign.SignatureFor(s.Manifest), 4096); err != nil {
+		if sig, err = readSignature(ctx, &c.Client, s.Manifest, r.rep.Printf); err != nil {
 			return fmt.Errorf("signature: %w", err)
 		}
 	}
-	m, err := manifest.Verify(mb, sig, r.env.PublicKey)
+	m, err := manifest.Verify(mb, sig, r.env.PublicKey, manifest.VerifyOptions{Name: s.Package, MinVersion: string(s.MinVersion)})
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Manifest, err)
 	}
-	r.rep.Printf("  manifest %q verified (key %s), %s", m.Name, sign.KeyID(r.env.PublicKey), plural.Count(len(m.Files), "file"))
+	warnLegacy(m.Signature, s.Manifest, r.rep.Printf)
+	version := ""
+	if m.PackageVersion != "" {
+		version = " version " + m.PackageVersion
+	}
+	r.rep.Printf("  manifest %q%s verified (key %s), %s", m.Name, version, sign.KeyID(r.env.PublicKey), plural.Count(len(m.Files), "file"))
 	if m.Image == nil {
 		return fmt.Errorf("%w: %s names no image to apply", manifest.ErrFormat, s.Manifest)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sequence"
-	"github.com/minint/minint/sign"
 )
 
 // imageBackend is the real SystemBackend on a disk image file: selection
@@ -103,13 +102,13 @@ func TestSystemBackendImage(t *testing.T) {
 	if out, err := exec.Command("wimlib-imagex", "capture", src, filepath.Join(pkgDir, "os.wim"), "os", "--unix-data", "--norpfix").CombinedOutput(); err != nil {
 		t.Fatalf("wimlib-imagex: %v\n%s", err, out)
 	}
-	_, mb, err := manifest.Build(pkgDir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 1}})
+	m, mb, err := manifest.Build(pkgDir, []string{"os.wim"}, manifest.BuildOptions{Image: &manifest.Image{File: "os.wim", Index: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	priv := mustPriv(t)
 	os.WriteFile(filepath.Join(pkgDir, "manifest.json"), mb, 0o644)
-	os.WriteFile(filepath.Join(pkgDir, "manifest.sig"), sign.Sign(mb, priv), 0o644)
+	os.WriteFile(filepath.Join(pkgDir, "manifest.json.sig"), signPkg(t, m, mb, priv), 0o644)
 	srv := httptest.NewServer(http.FileServer(http.Dir(pkgDir)))
 	defer srv.Close()
 

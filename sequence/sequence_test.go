@@ -111,6 +111,7 @@ func TestLoadErrors(t *testing.T) {
 		{"percent size", head + "  - type: requirements\n    min-disk: 50%\n", 4, `4:15: invalid size "50%": a percentage is not a size here`},
 		{"bad partition size", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions:\n      - {name: root, size: 12 parsecs, fs: ext4}\n", 7, `7:28: invalid size "12 parsecs"`},
 		{"bad duration", head + "  - type: run\n    shell: ls\n    timeout: forever\n", 5, "bad duration"},
+		{"bad min-version", head + "  - type: fetch\n    manifest: http://h/m.json\n    min-version: 12.x\n", 5, `5:18: version "12.x": want dot-separated numbers`},
 		{"missing param", head + "  - type: run\n    timeout: 5m\n", 3, "exactly one of command"},
 		{"bad firmware", head + "  - type: requirements\n    firmware: [coreboot]\n", 4, `firmware "coreboot"`},
 		{"bad condition", head + "  - type: reboot\n    when: firmwear == uefi\n", 4, `unknown fact "firmwear"`},
@@ -289,5 +290,17 @@ func TestOneSizeRule(t *testing.T) {
 	// The plan shows sizes as understood, exactly.
 	if got := r.Describe(); got != "check memory >= 512MiB, a disk >= 8GiB" {
 		t.Errorf("describe: %q", got)
+	}
+}
+
+// TestMinVersionAsWritten: 2.10 stays 2.10 (later than 2.9), not the YAML
+// number 2.1.
+func TestMinVersionAsWritten(t *testing.T) {
+	seq, err := Parse("seq.yaml", []byte(head+"  - type: fetch\n    manifest: http://h/m.json\n    mode: stream\n    package: debian-12\n    min-version: 2.10\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := seq.Steps[0].(*Fetch); f.MinVersion != "2.10" || f.Package != "debian-12" {
+		t.Errorf("fetch step: min-version %q, package %q", f.MinVersion, f.Package)
 	}
 }

@@ -24,7 +24,7 @@ import (
 //	steps:
 //	  - type: pull-state
 //	    from: http://server/states/pc-17
-//	    keys: ["minint-ed25519-public lGVcMs9O8msrVG/6IYTzO5iXexD9XpRy4gawfJtf6IE="]   # state.pub
+//	    keys: [RWQarGru80GFAMX1kMiDeCGFtdAU7JdmkyGf8GOuIZOZGxe8YDVqTbcn]   # the key line of state.pub
 type PullState struct {
 	StepBase `yaml:",inline"`
 	From     string   `yaml:"from"`

@@ -12,6 +12,7 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/plural"
+	"github.com/minint/minint/sign"
 )
 
 // Duration is a step timeout written like "90s", "30m" or "1h30m".
@@ -32,6 +33,24 @@ func (d *Duration) UnmarshalYAML(n ast.Node) error {
 }
 
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// Version is a package version as written: dot-separated numbers,
+// compared number by number (sign.CompareVersions), so 2.10 is not the
+// YAML number 2.1.
+type Version string
+
+// UnmarshalYAML takes the node's text, and reports a bad version at its line.
+func (v *Version) UnmarshalYAML(n ast.Node) error {
+	s, err := scalarString(n)
+	if err != nil {
+		return err
+	}
+	if _, err := sign.CompareVersions(s, s); err != nil {
+		return nodeErr(n, "%v", err)
+	}
+	*v = Version(s)
+	return nil
+}
 
 // Requirements checks the machine before anything destructive happens and
 // fails with a report listing every unmet requirement.
@@ -242,6 +261,13 @@ func (s *Mount) Describe() string {
 //	    mode: auto           # see below
 //	    retries: 8
 //	    timeout: 30m         # bound on the whole fetch
+//	    package: debian-12   # optional: the manifest's name must be this
+//	    min-version: "12.4"  # optional: refuse an older package_version
+//
+// The manifest's signature must be made for a package (not a sequence),
+// not be expired, and, with package: and min-version:, name this package
+// at this version or later: an older release signed by the same key
+// (replayed by whoever controls the server) is refused.
 //
 // Modes: auto (the default) pipelines if the target has room and the
 // manifest has chunk hashes, stages if it has room, else streams;
@@ -258,6 +284,11 @@ type Fetch struct {
 	StepBase `yaml:",inline"`
 	Manifest string `yaml:"manifest"`
 	Mode     string `yaml:"mode"`
+	// Package, when set, is the name the signed manifest must carry, and
+	// MinVersion the lowest package_version accepted (rollback
+	// protection: an older package signed by the same key is refused).
+	Package    string  `yaml:"package"`
+	MinVersion Version `yaml:"min-version"`
 }
 
 func (s *Fetch) check(m *ast.MappingNode) error {

@@ -131,7 +131,7 @@ func TestBindErrors(t *testing.T) {
 		{"default needs serial", head + "  - type: run\n    shell: echo ${var.h}\nvars: {h: \"pc-${machine.serial}\"}\n", Machine{}, nil,
 			"seq.yaml:4:12: ${var.h}: h's value (default) uses ${machine.serial}, which this machine does not report"},
 		// A value a step refuses is refused when bound, with its place.
-		{"bad bound url", head + "  - type: pull-state\n    from: ${var.url}\nvars: {url: http://x/s}\n", Machine{}, map[string]string{"url": "ftp://evil/s"},
+		{"bad bound url", head + "  - type: pull-state\n    from: ${var.url}\n    keys: [RWQarGru80GFAMX1kMiDeCGFtdAU7JdmkyGf8GOuIZOZGxe8YDVqTbcn]\nvars: {url: http://x/s}\n", Machine{}, map[string]string{"url": "ftp://evil/s"},
 			`seq.yaml:3:9: pull-state from "ftp://evil/s": give an http(s) URL or an absolute directory`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -294,7 +294,11 @@ func writeManifest(storeDir string, m *Manifest, key ed25519.PrivateKey) error {
 	}
 	idx := encodeIndex(b)
 	if key != nil {
-		if err := durable.WriteFile(filepath.Join(storeDir, SignatureName), sign.Sign(idx, key), 0o600); err != nil {
+		sig, err := sign.Sign(idx, key, sign.Context{Purpose: sign.PurposeState})
+		if err != nil {
+			return err
+		}
+		if err := durable.WriteFile(filepath.Join(storeDir, SignatureName), sig, 0o600); err != nil {
 			return err
 		}
 	}

@@ -32,7 +32,7 @@ func CheckSignature(index, sig []byte, keys []ed25519.PublicKey) (string, error)
 	}
 	var first error
 	for _, k := range keys {
-		err := sign.Verify(index, sig, k)
+		_, err := sign.Verify(index, sig, k, sign.Policy{Purpose: sign.PurposeState})
 		if err == nil {
 			return sign.KeyID(k), nil
 		}

@@ -239,7 +239,7 @@ func TestBrokenStoreRefused(t *testing.T) {
 		{"signed by a foreign key", func(t *testing.T, store string, m *Manifest) {
 			_, other, _ := ed25519.GenerateKey(nil)
 			idx, _ := os.ReadFile(filepath.Join(store, IndexName))
-			os.WriteFile(filepath.Join(store, SignatureName), sign.Sign(idx, other), 0o600)
+			os.WriteFile(filepath.Join(store, SignatureName), signState(idx, other), 0o600)
 		}, ErrUnsigned},
 		{"tampered index", func(t *testing.T, store string, m *Manifest) {
 			// A consistent manifest and index by someone without the key;
@@ -451,3 +451,12 @@ var (
 	testKey  = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	testKeys = []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}
 )
+
+// signState signs a store index as state capture does, with key.
+func signState(idx []byte, key ed25519.PrivateKey) []byte {
+	sig, err := sign.Sign(idx, key, sign.Context{Purpose: sign.PurposeState})
+	if err != nil {
+		panic(err)
+	}
+	return sig
+}

@@ -128,16 +128,21 @@ func TestHelpEveryCommand(t *testing.T) {
 }
 
 // TestUsageErrorsEveryCommand: an unknown flag, under every command, and an
-// unknown or missing subcommand, under every group, exit 2 with the
+// unknown or missing subcommand, under every group (a command that also
+// runs by itself, like iso, takes no stray word either), exit 2 with the
 // message, the usage line and the hint on stderr, and nothing on stdout.
 func TestUsageErrorsEveryCommand(t *testing.T) {
 	for path, c := range visibleCommands() {
 		name := displayName(path)
 		cases := [][]string{argv(path, "--no-such-flag")}
 		wants := []string{"unknown flag: --no-such-flag"}
-		if c.HasAvailableSubCommands() {
+		switch {
+		case c.Annotations[groupAnnotation] != "":
 			cases = append(cases, argv(path, "no-such-command"), argv(path))
 			wants = append(wants, `unknown command "no-such-command"`, "missing command")
+		case c.HasAvailableSubCommands():
+			cases = append(cases, argv(path, "no-such-command"))
+			wants = append(wants, `unexpected argument "no-such-command"`)
 		}
 		for i, args := range cases {
 			code, stdout, stderr := runCLI(t, args...)

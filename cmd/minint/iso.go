@@ -103,7 +103,7 @@ func newISOCmd() *cobra.Command {
 			return err
 		}
 		opts.Kernel, opts.Initramfs = pe.Kernel, pe.Initramfs
-		pkgFiles, err := verifiedPackages(r, *pkgs, pe.Initramfs)
+		pkgFiles, err := verifiedPackages(r, *pkgs, pe.Initramfs, false)
 		if err != nil {
 			return err
 		}
@@ -216,7 +216,7 @@ func (f *peFlags) get(ctx context.Context, r *output) (initramfs.PE, error) {
 
 // verifiedPackages checks --package directories against the PE's key: a
 // package the PE would refuse is refused now.
-func verifiedPackages(r *output, pkgs []string, initrd string) ([]media.File, error) {
+func verifiedPackages(r *output, pkgs []string, initrd string, served bool) ([]media.File, error) {
 	if len(pkgs) == 0 {
 		return nil, nil
 	}
@@ -226,7 +226,7 @@ func verifiedPackages(r *output, pkgs []string, initrd string) ([]media.File, er
 	}
 	var out []media.File
 	for _, p := range packageFlags(pkgs) {
-		files, err := media.PackageFiles(p, pub)
+		files, err := media.PackageFiles(p, pub, served)
 		if err != nil {
 			return nil, err
 		}

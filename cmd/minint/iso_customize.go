@@ -33,7 +33,7 @@ func packageFlags(pkgs []string) []media.Package {
 	return out
 }
 
-const packageUsage = "image package `DIR[:DEST]` (manifest.json, manifest.sig and the files it lists, as minint package create writes them), stored under /minint/DEST (default image) after its signature and files are checked with the PE's key (repeatable)"
+const packageUsage = "image package `DIR[:DEST]` (manifest.json, manifest.json.sig and the files it lists, as minint package create writes them), stored under /minint/DEST (default image) after its signature and files are checked with the PE's key (repeatable)"
 
 // networkFlags are the static network settings of the PE, which become
 // kernel arguments in dracut's syntax (package netconf).

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/minint/minint/initramfs"
 	"github.com/minint/minint/media"
+	"github.com/minint/minint/sign"
 )
 
 // TestISOCustomizeCommand: iso --package, iso show and iso customize on a
@@ -125,7 +125,7 @@ func TestISOCustomizeCommand(t *testing.T) {
 	run(0, "package", "sign", "--key", p("k.key"), p("seq.yaml"))
 	run(0, "netboot", "--pe-dir", p("pe"), "-o", p("nb"), "-q", "--sequence", p("seq.yaml"), "--base-url", "http://192.0.2.1/pe",
 		"--package", p("pkg"), "--proxy-dhcp", "192.0.2.0/24")
-	for _, f := range []string{"lpxelinux.0", "bootx64.efi", "boot.ipxe", "minint/sequence.yaml", "minint/sequence.sig", "minint/image/os.wim", "minint/image/manifest.sig"} {
+	for _, f := range []string{"lpxelinux.0", "bootx64.efi", "boot.ipxe", "minint/seq.yaml", "minint/seq.yaml.sig", "minint/image/os.wim", "minint/image/manifest.json.sig"} {
 		if _, err := os.Stat(p("nb/" + f)); err != nil {
 			t.Errorf("netboot tree: %v", err)
 		}
@@ -134,7 +134,8 @@ func TestISOCustomizeCommand(t *testing.T) {
 	// signed with it is taken.
 	run(0, "netboot", "customize", p("nb"), "-q", "--key", p("other.pub"), "--ip", "eth0:dhcp")
 	otherPub, _ := os.ReadFile(p("other.pub"))
-	if pk, err := media.PEKey(p("nb/initrd")); err != nil || !bytes.Contains(otherPub, []byte(base64.StdEncoding.EncodeToString(pk))) {
+	want, _ := sign.ParsePublicKey(otherPub)
+	if pk, err := media.PEKey(p("nb/initrd")); err != nil || !pk.Equal(want) {
 		t.Errorf("netboot customize --key: the tree's PE trusts %x (%v)", pk, err)
 	}
 	if _, stderr := run(1, "netboot", "customize", p("nb"), "--sequence", p("seq.yaml")); !strings.Contains(stderr, "the PE trusts key") {
@@ -149,7 +150,7 @@ func TestISOCustomizeCommand(t *testing.T) {
 	}
 	ipxe, _ := os.ReadFile(p("nb/boot.ipxe"))
 	conf, _ := os.ReadFile(p("nb/dnsmasq.conf"))
-	if !strings.Contains(string(ipxe), "minint.sequence=http://192.0.2.1/pe/minint/sequence.yaml") || !strings.Contains(string(conf), "dhcp-range=192.0.2.0,proxy") {
+	if !strings.Contains(string(ipxe), "minint.sequence=http://192.0.2.1/pe/minint/seq.yaml") || !strings.Contains(string(conf), "dhcp-range=192.0.2.0,proxy") {
 		t.Errorf("boot.ipxe:\n%s\ndnsmasq.conf:\n%s", ipxe, conf)
 	}
 }

@@ -53,7 +53,7 @@ func TestISOCommand(t *testing.T) {
 		{[]string{"iso", "--pe-dir", filepath.Join(dir, "none"), "-o", out}, 1, "minint build -o"},
 		{[]string{"iso", "--pe-dir", pe, "--kernel", "/boot/x"}, 2, "--pe-dir"},
 		{[]string{"iso", "--pe-dir", pe, "--add", "nocolon", "-o", out}, 2, "SRC:DEST"},
-		{[]string{"iso", "--pe-dir", pe, "--label", "bad label", "-o", filepath.Join(dir, "b.iso")}, 1, "label"},
+		{[]string{"iso", "--pe-dir", pe, "--label", "bad label", "-o", filepath.Join(dir, "b.iso")}, 2, "label"},
 		{[]string{"qemu"}, 2, "--iso"},
 		{[]string{"qemu", "--iso", out, "--firmware", "coreboot"}, 2, "bios or uefi"},
 		{[]string{"qemu", "--iso", out, "--disk", ":"}, 2, "SIZE"},

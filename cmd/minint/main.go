@@ -136,10 +136,14 @@ func argErrorsAreUsageErrors(c *cobra.Command) {
 	}
 }
 
+// groupAnnotation marks the commands group made.
+const groupAnnotation = "minint-group"
+
 // group makes c a command whose job is choosing a subcommand: bare, it is
 // a usage error; with an unknown subcommand, too (cobra would print help
 // and succeed for groups below the root).
 func group(c *cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	c.Annotations = map[string]string{groupAnnotation: "true"}
 	c.Args = cobra.ArbitraryArgs
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if len(args) == 0 {

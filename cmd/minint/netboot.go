@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/media"
-	"github.com/minint/minint/sequence"
-	"github.com/minint/minint/sign"
 	"github.com/spf13/cobra"
 )
 
@@ -77,19 +74,23 @@ BASE-URL/minint/DEST/manifest.json.`,
 		if err != nil {
 			return err
 		}
-		pkgFiles, err := verifiedPackages(r, *pkgs, pe.Initramfs)
+		pkgFiles, err := verifiedPackages(r, *pkgs, pe.Initramfs, true)
 		if err != nil {
 			return err
 		}
 		files = append(files, pkgFiles...)
 		extra := *cmdline
 		if *seqFile != "" {
-			seqFiles, err := signedSequence(*seqFile, pe.Initramfs)
+			pub, err := media.PEKey(pe.Initramfs)
 			if err != nil {
 				return err
 			}
+			seqFiles, name, err := media.SequenceFiles(*seqFile, pub)
+			if err != nil {
+				return fmt.Errorf("--sequence: %w", err)
+			}
 			files = append(files, seqFiles...)
-			extra = strings.TrimSpace(extra + " minint.sequence=" + strings.TrimSuffix(*baseURL, "/") + "/minint/sequence.yaml")
+			extra = strings.TrimSpace(extra + " minint.sequence=" + strings.TrimSuffix(*baseURL, "/") + "/" + media.MediaDir + "/" + name)
 		}
 		o := media.NetbootOptions{Options: media.Options{Kernel: pe.Kernel, Initramfs: pe.Initramfs, Cmdline: extra, Done: *done,
 			Verbose: *verbose, SecureBootKey: *sbKey, SecureBootCert: *sbCert, ExtraFiles: files,
@@ -118,32 +119,6 @@ BASE-URL/minint/DEST/manifest.json.`,
 	return c
 }
 
-// signedSequence checks a sequence for the network as the PE will: valid
-// (as minint sequence check says) and signed by the PE's key. It returns
-// the sequence and its signature as minint/sequence.yaml and .sig.
-func signedSequence(seqFile, initrd string) ([]media.File, error) {
-	if _, err := sequence.LoadFile(seqFile); err != nil {
-		return nil, err
-	}
-	sigFile := sign.SignatureFor(seqFile)
-	sig, err := os.ReadFile(sigFile)
-	if err != nil {
-		return nil, fmt.Errorf("--sequence %s: its signature: %w (sign it with minint package sign --key KEY %s)", seqFile, err, seqFile)
-	}
-	pub, err := media.PEKey(initrd)
-	if err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(seqFile)
-	if err != nil {
-		return nil, err
-	}
-	if err := sign.Verify(data, sig, pub); err != nil {
-		return nil, fmt.Errorf("--sequence %s: %w (the PE would refuse it)", seqFile, err)
-	}
-	return []media.File{{Src: seqFile, Dest: "sequence.yaml"}, {Src: sigFile, Dest: sign.SignatureFor("sequence.yaml")}}, nil
-}
-
 func newNetbootCustomizeCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "customize DIR [flags]",
@@ -156,7 +131,7 @@ built with --base-url, from where the PE fetches it. The signed loaders are not 
 		Args: argCount(1, 1),
 	}
 	fs := c.Flags()
-	seqFile := fs.String("sequence", "", "task sequence `FILE` with its signature FILE.sig, stored as minint/sequence.yaml")
+	seqFile := fs.String("sequence", "", "task sequence `FILE` with its signature FILE.sig, stored under minint/ by its name")
 	key := fs.String("key", "", "package signing public key `FILE.pub` the PE trusts from now on (replacing its own)")
 	pkgs := fs.StringArray("package", nil, packageUsage)
 	adds := fs.StringArray("add", nil, "extra file `SRC:DEST`, stored as minint/DEST (repeatable)")

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/minint/minint/sign"
 )
 
 // run runs the CLI and returns its exit code and everything it printed.
@@ -50,6 +52,67 @@ func TestPackageCommands(t *testing.T) {
 	}
 	if code, _ := run(t, "package", "create", pkg); code != 2 {
 		t.Error("create without --key is not a usage error")
+	}
+}
+
+// TestReadmeKeyFlow: the README's commands as pasted (issue 12.6): keygen
+// makes keys/ itself; package create and package sign name signatures
+// FILE.sig; the signatures bind name, version and purpose, which verify
+// and the PE check.
+func TestReadmeKeyFlow(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	os.MkdirAll("pkg", 0o755)
+	os.WriteFile("pkg/os.wim", bytes.Repeat([]byte("wim"), 1000), 0o644)
+	os.WriteFile("pkg/manifest.sig", []byte("stale\n"), 0o644) // from an older minint
+	seq := "version: 1\nsteps:\n  - type: poweroff\n"
+	os.WriteFile("seq.yaml", []byte(seq), 0o644)
+	for _, args := range [][]string{
+		{"keygen", "keys/deploy"},
+		{"package", "create", "--key", "keys/deploy.key", "--name", "debian-12", "--version", "12.4", "--expires", "90d", "pkg"},
+		{"package", "verify", "--key", "keys/deploy.pub", "--package", "debian-12", "--min-version", "12.4", "pkg"},
+		{"package", "sign", "--key", "keys/deploy.key", "--version", "3", "seq.yaml"},
+	} {
+		if code, out := run(t, args...); code != 0 {
+			t.Fatalf("minint %s: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+	for _, f := range []string{"keys/deploy.key", "keys/deploy.pub", "pkg/manifest.json.sig", "seq.yaml.sig"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, f := range []string{"pkg/manifest.sig", "seq.sig"} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s exists (old signature name)", f)
+		}
+	}
+	mb, _ := os.ReadFile("pkg/manifest.json")
+	if !strings.Contains(string(mb), `"package_version": "12.4"`) || !strings.Contains(string(mb), `"expires"`) || strings.Contains(string(mb), "manifest.sig") {
+		t.Errorf("manifest:\n%s", mb)
+	}
+	pubF, _ := os.ReadFile("keys/deploy.pub")
+	pub, err := sign.ParsePublicKey(pubF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := os.ReadFile("seq.yaml.sig")
+	if s, err := sign.Verify([]byte(seq), sig, pub, sign.Policy{Purpose: sign.PurposeSequence, MinVersion: "3"}); err != nil || s.Name != "seq.yaml" {
+		t.Errorf("seq.yaml.sig: %+v, %v", s, err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"package", "verify", "--key", "keys/deploy.pub", "--min-version", "12.10", "pkg"}, "version 12.4 is older than the minimum 12.10"},
+		{[]string{"package", "verify", "--key", "keys/deploy.pub", "--package", "windows", "pkg"}, `not the "windows"`},
+		{[]string{"package", "sign", "--key", "keys/deploy.key", "pkg/os.wim"}, "signs task sequences"},
+		{[]string{"package", "create", "--key", "keys/deploy.key", "--version", "12.x", "pkg"}, "dot-separated numbers"},
+		{[]string{"package", "create", "--key", "keys/deploy.key", "--expires", "yesterday", "pkg"}, "--expires"},
+	} {
+		if code, out := run(t, c.args...); code == 0 || !strings.Contains(out, c.want) {
+			t.Errorf("minint %s: exit %d, want a failure saying %q:\n%s", strings.Join(c.args, " "), code, c.want, out)
+		}
 	}
 }
 

@@ -49,9 +49,14 @@
 //	                       before anything outside /minint changed reboots
 //	                       into the installed system (with minint.done=reboot)
 //	minint.sequence=URL    the task sequence to run: an http(s) URL (needs
-//	                       a detached signature URL.sig by the PE's key) or
+//	                       a detached signature URL.sig by the PE's key,
+//	                       made for purpose sequence) or
 //	                       a path; default minint/sequence.yaml on the
 //	                       boot medium. Without either nothing is deployed.
+//	minint.sequence-min-version=V
+//	                       refuse a network sequence whose signature
+//	                       carries no version or one below V (rollback
+//	                       protection; see docs/security.md)
 //	minint.var.NAME=VALUE  the sequence's variable NAME (over its rules and
 //	                       default; ${var.NAME}), and var.NAME in when:
 //	minint.events=serial   JSON-lines events on the serial consoles too

@@ -43,8 +43,11 @@ func deploy(ctx context.Context, e *env) error {
 		MediumDir: mediumDir,
 		Vars:      e.opts.Vars,
 		Staged:    e.opts.Staged,
-		Console:   e.out.human,
-		Events:    e.out.events,
+		// Set on the kernel command line, which the medium (or the boot
+		// server) writes, not the server the sequence comes from.
+		SequenceMinVersion: e.opts.SequenceMinVersion,
+		Console:            e.out.human,
+		Events:             e.out.events,
 		Network: func(ctx context.Context, cfg netconf.Config) error {
 			return configureNetwork(ctx, e, cfg)
 		},

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/minint/minint/netconf"
+	"github.com/minint/minint/sign"
 )
 
 // What the PE does when its work is finished (minint.done=).
@@ -32,6 +33,10 @@ type Options struct {
 	// installed system's root) to refresh it in place, and its sequence is
 	// that file system's /minint/pe/sequence.yaml.
 	Staged string
+	// SequenceMinVersion is minint.sequence-min-version=: a network
+	// sequence's signature must carry this version or a later one (see
+	// sign.Policy); a value that is not a version refuses every sequence.
+	SequenceMinVersion string
 	// Vars are minint.var.NAME=VALUE: the sequence's variables (see
 	// sequence.Bind) and var.NAME in its conditions.
 	Vars map[string]string
@@ -117,6 +122,11 @@ func ParseCmdline(s string) (Options, error) {
 				bad = append(bad, "minint.sequence needs a value (the sequence's URL or path)")
 			}
 			o.Sequence = v
+		case "minint.sequence-min-version":
+			if _, err := sign.CompareVersions(v, v); err != nil {
+				bad = append(bad, fmt.Sprintf("minint.sequence-min-version=%q: %v (every network sequence will be refused)", v, err))
+			}
+			o.SequenceMinVersion = v
 		case "minint.staged":
 			id, ok := strings.CutPrefix(v, "UUID=")
 			if !ok || id == "" || strings.ContainsAny(id, "/ ") {

@@ -48,7 +48,11 @@ func pkg(t *testing.T, size int) (string, *manifest.Manifest, []byte, ed25519.Pu
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, manifest.FileName), mb, 0o644)
-	os.WriteFile(filepath.Join(dir, manifest.SignatureName), sign.Sign(mb, priv), 0o644)
+	sig, err := sign.Sign(mb, priv, m.SignContext())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, manifest.SignatureName), sig, 0o644)
 	return dir, m, mb, pub
 }
 

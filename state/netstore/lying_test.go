@@ -126,7 +126,7 @@ func TestPullRefusesUnsignedStore(t *testing.T) {
 		{"unsigned", func(share string) { os.Remove(filepath.Join(share, state.SignatureName)) }, testKeys},
 		{"foreign key", func(share string) {
 			idx, _ := os.ReadFile(filepath.Join(share, state.IndexName))
-			os.WriteFile(filepath.Join(share, state.SignatureName), sign.Sign(idx, foreign), 0o644)
+			os.WriteFile(filepath.Join(share, state.SignatureName), signState(idx, foreign), 0o644)
 		}, testKeys},
 		{"tampered index", func(share string) {
 			man, _ := os.ReadFile(filepath.Join(share, state.ManifestName))
@@ -158,4 +158,12 @@ func TestPullRefusesUnsignedStore(t *testing.T) {
 	if err := Push(ctx, store, filepath.Join(t.TempDir(), "share"), Options{}); !errors.Is(err, state.ErrUnsigned) {
 		t.Errorf("Push of an unsigned store = %v, want ErrUnsigned", err)
 	}
+}
+
+func signState(idx []byte, key ed25519.PrivateKey) []byte {
+	sig, err := sign.Sign(idx, key, sign.Context{Purpose: sign.PurposeState})
+	if err != nil {
+		panic(err)
+	}
+	return sig
 }
