@@ -123,6 +123,13 @@ type ImageRef struct {
 	URL   string         `json:"url,omitempty"`
 	Entry manifest.Entry `json:"entry"`
 	Index int            `json:"index"`
+	// Verified: the local file matched the manifest whole before the fetch
+	// step was done (staged, or hashed on the medium). Otherwise (an image
+	// on the medium with chunk hashes, fetched right before apply-image)
+	// apply-image verifies it as it reads it and checks the rest before it
+	// is done (manifest.ChunkReader). Absent in a journal means not
+	// verified: the apply checks again rather than trust it.
+	Verified bool `json:"verified,omitempty"`
 }
 
 type runner struct {
