@@ -72,6 +72,8 @@ type Env struct {
 	// hook, when set (tests), is called at points of a step's life; an
 	// error it returns simulates a crash at that point.
 	hook func(step, point string) error
+	// benchUnverified: see DeployOptions.BenchUnverifiedMedium.
+	benchUnverified bool
 }
 
 // Inventory is what the requirements step checks and conditions see.

@@ -714,6 +714,33 @@ func TestRunFromMediumChunked(t *testing.T) {
 	}
 }
 
+// TestBenchUnverifiedMedium: the benchmark floor applies an image from the
+// medium unhashed, with a warning; an image from a server is verified
+// whatever the flag says.
+func TestBenchUnverifiedMedium(t *testing.T) {
+	medium, pub, _ := mediumPkg(t)
+	corrupt(t, filepath.Join(medium, "images/pkg/os.wim"))
+	fd := newFakeDisk(t)
+	env, ev := testEnv(t, fd, pub)
+	env.MediumDir = medium
+	env.benchUnverified = true
+	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env); err != nil {
+		t.Fatalf("unverified floor: %v", err)
+	}
+	if !strings.Contains(ev.String(), `"event":"warning","op":"fetch","msg":"BENCHMARK (minint.bench=unverified-medium)`) {
+		t.Errorf("no warning event:\n%s", ev)
+	}
+
+	url, pub, _, dir := testPkg(t, true)
+	corrupt(t, filepath.Join(dir, "os.wim"))
+	fd = newFakeDisk(t)
+	env, _ = testEnv(t, fd, pub)
+	env.benchUnverified = true
+	if err := Run(context.Background(), seqFor(t, url, ""), env); !errors.Is(err, manifest.ErrChecksum) || fd.calls["bootfiles"] != 0 {
+		t.Fatalf("over HTTP with the flag: %v, calls %v", err, fd.calls)
+	}
+}
+
 // TestFetchMediumVerifiesWhenNotApplied: with another step between fetch
 // and apply-image, the image on the medium is hashed whole in the fetch
 // step (nothing may read it unverified), and a changed byte stops the

@@ -17,6 +17,8 @@
 // off, answered on any console's keyboard. Serial consoles get the same
 // story as readable lines (minint.serial=screen gives them the page). The
 // JSON-lines events ({"event":"banner"}, {"event":"inventory","data":{…}},
+// {"event":"boot","data":{…}} with the seconds of each of the PE's own
+// phases before the sequence,
 // {"event":"pe","state":"done"} or {"event":"pe","state":"failed",
 // "error":…}, and the sequence's) go to the log, /run/minint/pe.log, to
 // the sequence's status URL, and only with minint.events=serial to the
@@ -61,6 +63,10 @@
 //	                       continues when it exits
 //	minint.debug=1         verbose: kernel messages and module loading on
 //	                       the console (which then shows lines, no page)
+//	minint.bench=unverified-medium  benchmarks only (make bench-deploy):
+//	                       apply an image from the boot medium without
+//	                       hashing it, the floor verification is measured
+//	                       against; a server's image is verified regardless
 package main
 
 import (

@@ -44,7 +44,9 @@ func deploy(ctx context.Context, e *env) error {
 		Vars:      e.opts.Vars,
 		Staged:    e.opts.Staged,
 		Console:   e.out.human,
-		Events:    e.out.events,
+
+		BenchUnverifiedMedium: e.opts.BenchUnverified,
+		Events:                e.out.events,
 		Network: func(ctx context.Context, cfg netconf.Config) error {
 			return configureNetwork(ctx, e, cfg)
 		},
