@@ -16,6 +16,7 @@ PKGS=(
   mtools dosfstools      # FAT images without a vfat-capable host kernel
   e2fsprogs gdisk fdisk  # fsck.ext4, sgdisk -v in tests
   wimtools               # wimlib-imagex: interoperability oracle in tests only
+  debootstrap            # the Debian-sized image of scripts/bench-deploy.sh
   nginx                  # real HTTP server in tests (loopback only)
   busybox-static         # the sample OS image
   cpio xz-utils zstd kmod
