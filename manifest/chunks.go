@@ -34,7 +34,10 @@ type ChunkReader struct {
 	sums [][sha256.Size]byte
 	max  int // verified chunks kept in memory
 
+	ahead sync.WaitGroup // read-ahead goroutines
+
 	mu      sync.Mutex
+	closed  bool
 	checked []bool                // matched at least once
 	loading map[int]chan struct{} // chunks being read and hashed
 	cache   map[int][]byte
@@ -85,8 +88,14 @@ func (c *ChunkReader) Hashed() int64 {
 	return c.hashed
 }
 
-// Close releases the file.
-func (c *ChunkReader) Close() error { return c.f.Close() }
+// Close waits for a read-ahead under way and releases the file.
+func (c *ChunkReader) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.ahead.Wait()
+	return c.f.Close()
+}
 
 // ReadAt implements io.ReaderAt with verified bytes only (see
 // ChunkReader). Safe for concurrent use.
@@ -146,6 +155,7 @@ func (c *ChunkReader) chunk(i int) ([]byte, error) {
 		c.mu.Lock()
 		if b, ok := c.cache[i]; ok {
 			c.touch(i)
+			c.readAhead(i + 1)
 			c.mu.Unlock()
 			return b, nil
 		}
@@ -159,19 +169,54 @@ func (c *ChunkReader) chunk(i int) ([]byte, error) {
 		c.mu.Unlock()
 		b, err := c.load(i)
 		c.mu.Lock()
-		delete(c.loading, i)
-		close(ch)
+		c.loaded(i, ch, b, err)
 		if err == nil {
-			c.checked[i] = true
-			c.cache[i] = b
-			c.lru = append(c.lru, i)
-			if len(c.lru) > c.max {
-				delete(c.cache, c.lru[0])
-				c.lru = c.lru[1:]
-			}
+			c.readAhead(i + 1)
 		}
 		c.mu.Unlock()
 		return b, err
+	}
+}
+
+// readAhead starts loading chunk n in the background unless it was
+// checked already or is being loaded; c.mu is held. A reader that needed
+// chunk n-1 will most likely need n next (an apply reads blobs in file
+// order), and every chunk is hashed once anyway (Complete), so reading
+// and hashing it now, while the caller decompresses, costs nothing extra
+// and overlaps the medium's I/O (and, with more than one CPU, the
+// hashing) with the apply. With room for one chunk only it would evict
+// the chunk being read: no read-ahead then.
+func (c *ChunkReader) readAhead(n int) {
+	if n >= len(c.sums) || c.max < 2 || c.closed || c.checked[n] || c.loading[n] != nil {
+		return
+	}
+	ch := make(chan struct{})
+	c.loading[n] = ch
+	c.ahead.Add(1)
+	go func() {
+		defer c.ahead.Done()
+		b, err := c.load(n)
+		c.mu.Lock()
+		c.loaded(n, ch, b, err)
+		c.mu.Unlock()
+	}()
+}
+
+// loaded records the end of loading chunk i (announced on ch): cached if
+// it matched; a failure is not kept, a reader that needs the chunk loads
+// it again and gets the error itself. c.mu is held.
+func (c *ChunkReader) loaded(i int, ch chan struct{}, b []byte, err error) {
+	delete(c.loading, i)
+	close(ch)
+	if err != nil {
+		return
+	}
+	c.checked[i] = true
+	c.cache[i] = b
+	c.lru = append(c.lru, i)
+	if len(c.lru) > c.max {
+		delete(c.cache, c.lru[0])
+		c.lru = c.lru[1:]
 	}
 }
 

@@ -189,3 +189,31 @@ func TestChunkReaderRefuses(t *testing.T) {
 		t.Errorf("truncated: %v", err)
 	}
 }
+
+// TestChunkReaderReadAhead: reading a chunk reads and hashes the next one
+// too (Close waits for it), and a later read of it hashes nothing more.
+func TestChunkReaderReadAhead(t *testing.T) {
+	p, e, data := chunked(t, 1000000)
+	c, err := OpenChunks(p, e, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 100)
+	if _, err := c.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.ahead.Wait()
+	if c.Hashed() != 2*64<<10 {
+		t.Errorf("hashed %d bytes after reading chunk 0, want chunks 0 and 1", c.Hashed())
+	}
+	if _, err := c.ReadAt(b, 70000); err != nil || !bytes.Equal(b, data[70000:70100]) {
+		t.Fatalf("chunk 1: %v", err)
+	}
+	c.ahead.Wait()
+	if c.Hashed() != 3*64<<10 {
+		t.Errorf("hashed %d bytes after reading chunk 1, want chunks 0 to 2", c.Hashed())
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
