@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/redact"
@@ -58,7 +57,13 @@ var ErrClosed = errors.New("transfer closed")
 // Resume. The partial file (NAME.part) may be sparse and may hold chunks
 // written out of order or damaged by a power cut, so its length says
 // nothing. StartTransfer hashes every chunk of it: those that match are
-// kept, the stream starts at the first one that does not.
+// kept, the stream starts at the first one that does not. The download is
+// not fsync'd as it goes, only once whole, before its rename: on the
+// target's file system an fsync commits the journal with everything the
+// apply running next to it has written, which would make every few MiB
+// of download wait for the apply's writes to reach the disk. A power cut
+// loses at most what the kernel had not written back yet (some 30 s of
+// download), which is fetched again.
 //
 // Servers that ignore Range (python3 -m http.server, some proxies and
 // CDNs) answer every request with the whole file. Every request carries a
@@ -340,7 +345,6 @@ func (t *Transfer) stream(resp *http.Response) {
 // nobody else has or is fetching, skipping the others.
 func (t *Transfer) consume(body io.Reader, i int) error {
 	buf := make([]byte, 256<<10)
-	sinceSync, lastSync := int64(0), time.Now()
 	for ; i < len(t.have); i++ {
 		n := t.chunkLen(i)
 		off := int64(i) * t.e.ChunkSize
@@ -367,12 +371,6 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 					t.mu.Lock()
 					t.partial += int64(k)
 					t.mu.Unlock()
-					if sinceSync += int64(k); sinceSync >= 4<<20 || time.Since(lastSync) >= 2*time.Second {
-						// Unsynced data is fetched again after a power cut,
-						// no more: the chunk hashes find what survived.
-						t.f.Sync()
-						sinceSync, lastSync = 0, time.Now()
-					}
 					t.report()
 				}
 				done += int64(k)
