@@ -50,9 +50,14 @@ demo: setup build
 bench: setup build
 	bash scripts/bench-wim.sh
 
-# Fetch alone, apply alone and pipelined against a rate-limited nginx.
-bench-deploy: setup
-	$(GO) test ./pe -run '^$$' -bench DeployPipeline -benchtime 5x -v
+# Fetch alone, apply alone and pipelined against a rate-limited nginx (host,
+# with CPU time), the download's CPU staged vs pipelined, then the guest
+# benchmark: a Debian image deployed in QEMU from the medium and from nginx
+# with 1 and 2 vCPUs, against the read and apply floors of the same guest.
+bench-deploy: setup build
+	$(GO) test ./pe -run '^$$' -bench DeployPipeline -benchtime 5x -cpu 1,2 -v
+	$(GO) test ./pe/fetch -run '^$$' -bench Transfer -benchtime 5x -cpu 1 -v
+	MININT=$(MININT) bash scripts/bench-deploy.sh
 
 # 1,000 simulated machines post events to `minint serve` on 127.0.0.1.
 bench-serve:

@@ -58,6 +58,13 @@ type DeployOptions struct {
 	BootDevices []string
 	MediaLabel  string
 	DryRun      bool
+	// BenchUnverifiedMedium applies an image from the boot medium without
+	// verifying it (no chunk or file hashes; the manifest's signature is
+	// still checked), loudly: the floor of `make bench-deploy`, never for
+	// deploying. Only the medium: it is trusted like the PE itself (whoever
+	// can write it can replace the PE), while a server's image is always
+	// verified.
+	BenchUnverifiedMedium bool
 	// Console and Events: see Env.
 	Console, Events io.Writer
 	HTTP            *httpx.Client
@@ -122,6 +129,8 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 		Network:     o.Network,
 		DryRun:      o.DryRun,
 		Staged:      o.Staged,
+
+		benchUnverified: o.BenchUnverifiedMedium,
 	})
 }
 

@@ -70,7 +70,12 @@
 // /etc/minint/package.pub) before it is even parsed, be made for a package,
 // not be expired, and match the step's package: and min-version: (see
 // docs/security.md); the image file's size and SHA-256 must then match before
-// apply-image may use it. In stream mode the WIM is read over HTTP Range
+// apply-image may use it. An image on the boot medium with chunk hashes,
+// fetched right before apply-image, gets no hashing pass of its own:
+// apply-image reads it through manifest.ChunkReader, which hands out only
+// chunks that matched, and checks the chunks it did not read before it is
+// done, so that each byte is read and hashed once and nothing after the
+// apply runs on an image that does not match. In stream mode the WIM is read over HTTP Range
 // requests and every chunk is checked against the signed per-chunk hashes
 // before use (package fetch, the transport). A failed verification stops the sequence, so the disk is
 // never made bootable from an unverified package. Sequences fetched over

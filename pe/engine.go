@@ -78,6 +78,8 @@ type Env struct {
 	// hook, when set (tests), is called at points of a step's life; an
 	// error it returns simulates a crash at that point.
 	hook func(step, point string) error
+	// benchUnverified: see DeployOptions.BenchUnverifiedMedium.
+	benchUnverified bool
 }
 
 // Inventory is what the requirements step checks and conditions see.
@@ -137,6 +139,13 @@ type ImageRef struct {
 	URL   string         `json:"url,omitempty"`
 	Entry manifest.Entry `json:"entry"`
 	Index int            `json:"index"`
+	// Verified: the local file matched the manifest whole before the fetch
+	// step was done (staged, or hashed on the medium). Otherwise (an image
+	// on the medium with chunk hashes, fetched right before apply-image)
+	// apply-image verifies it as it reads it and checks the rest before it
+	// is done (manifest.ChunkReader). Absent in a journal means not
+	// verified: the apply checks again rather than trust it.
+	Verified bool `json:"verified,omitempty"`
 }
 
 type runner struct {

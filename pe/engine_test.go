@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/answer"
+	"github.com/minint/minint/bytesize"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/progress"
@@ -741,6 +742,145 @@ func TestRunFromMedium(t *testing.T) {
 	env2.MediumDir = medium
 	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env2); !errors.Is(err, manifest.ErrChecksum) || fd2.calls["apply"] != 0 {
 		t.Fatalf("corrupt medium: %v, calls %v", err, fd2.calls)
+	}
+}
+
+// mediumPkg puts a chunked signed package on a medium directory and returns
+// the medium, the public key and the image bytes.
+func mediumPkg(t *testing.T) (string, ed25519.PublicKey, []byte) {
+	_, pub, img, pkgDir := testPkg(t, true)
+	medium := t.TempDir()
+	os.MkdirAll(filepath.Join(medium, "images"), 0o755)
+	if err := os.Rename(pkgDir, filepath.Join(medium, "images/pkg")); err != nil {
+		t.Fatal(err)
+	}
+	return medium, pub, img
+}
+
+// headDisk applies like fakeDisk but reads only the image's first and last
+// bytes (a WIM's header and tables, as when an image holds more than the
+// one applied): what it does not read must still be verified before the
+// steps after the apply.
+type headDisk struct{ *fakeDisk }
+
+func (d headDisk) Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error {
+	d.count("apply")
+	for _, off := range []int64{size - 1000, 0} {
+		if _, err := r.ReadAt(make([]byte, 1000), off); err != nil {
+			return err
+		}
+	}
+	os.MkdirAll(filepath.Join(dir, "sbin"), 0o755)
+	return os.WriteFile(filepath.Join(dir, "sbin/init"), []byte("init"), 0o755)
+}
+
+// TestRunFromMediumChunked: an image with chunk hashes on the medium is
+// verified while it is applied, each byte hashed once, with no pass of
+// its own before apply-image (issue 16.1); a changed chunk fails
+// apply-image, whether the apply read it or not, and nothing is made
+// bootable.
+func TestRunFromMediumChunked(t *testing.T) {
+	medium, pub, img := mediumPkg(t)
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	env.MediumDir = medium
+	console := &bytes.Buffer{}
+	env.Console = console
+	var order []string
+	env.hook = func(step, point string) error {
+		order = append(order, step+" "+point)
+		return nil
+	}
+	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env); err != nil {
+		t.Fatal(err)
+	}
+	applied, _ := os.ReadFile(filepath.Join(fd.dir, "fs-root/applied"))
+	if want := fmt.Sprintf("%x index 2\n", sha256.Sum256(img)); string(applied) != want {
+		t.Errorf("applied %q, want %q", applied, want)
+	}
+	// The fake apply reads the last 1000 bytes, then everything: with the
+	// chunk cache, the file is hashed exactly once.
+	if want := fmt.Sprintf("verified whole: every chunk matches the signed manifest, %s hashed", bytesize.Size(len(img)).Human()); !strings.Contains(console.String(), want) {
+		t.Errorf("console lacks %q:\n%s", want, console)
+	}
+	if fmt.Sprint(order) != "[requirements before requirements after select-disk before select-disk after partition before partition after format before format after mount before mount after fetch before fetch after apply-image before apply-image after setup before setup after bootfiles before bootfiles after mark before mark after reboot before reboot after]" {
+		t.Errorf("steps ran in order %v", order)
+	}
+
+	// A changed chunk is found by apply-image, not by the fetch step
+	// (which does not hash the image).
+	for _, tc := range []struct {
+		name    string
+		backend func(*fakeDisk) Backend
+	}{
+		{"read by the apply", func(f *fakeDisk) Backend { return f }},
+		{"not read by the apply", func(f *fakeDisk) Backend { return headDisk{f} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			medium, pub, _ := mediumPkg(t)
+			corrupt(t, filepath.Join(medium, "images/pkg/os.wim")) // byte 150000: chunk 2
+			fd := newFakeDisk(t)
+			env, _ := testEnv(t, fd, pub)
+			env.Backend = tc.backend(fd)
+			env.MediumDir = medium
+			err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env)
+			if !errors.Is(err, manifest.ErrChecksum) || !strings.Contains(err.Error(), `"apply-image"`) || !strings.Contains(err.Error(), "bytes 131072-196607 do not match the signed manifest's chunk hash") {
+				t.Fatalf("err = %v", err)
+			}
+			if fd.calls["apply"] != 1 || fd.calls["bootfiles"] != 0 {
+				t.Errorf("calls %v: want one apply and no boot files", fd.calls)
+			}
+			if _, err := os.Stat(filepath.Join(fd.dir, "fs-root/minint/"+answer.ConfigFile)); !os.IsNotExist(err) {
+				t.Error("setup ran after a failed verification")
+			}
+			if _, err := os.Stat(filepath.Join(fd.dir, "fs-esp/boot/extlinux.conf")); !os.IsNotExist(err) {
+				t.Error("boot files written")
+			}
+		})
+	}
+}
+
+// TestBenchUnverifiedMedium: the benchmark floor applies an image from the
+// medium unhashed, with a warning; an image from a server is verified
+// whatever the flag says.
+func TestBenchUnverifiedMedium(t *testing.T) {
+	medium, pub, _ := mediumPkg(t)
+	corrupt(t, filepath.Join(medium, "images/pkg/os.wim"))
+	fd := newFakeDisk(t)
+	env, ev := testEnv(t, fd, pub)
+	env.MediumDir = medium
+	env.benchUnverified = true
+	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env); err != nil {
+		t.Fatalf("unverified floor: %v", err)
+	}
+	if !strings.Contains(ev.String(), `"event":"warning","op":"fetch","msg":"BENCHMARK (minint.bench=unverified-medium)`) {
+		t.Errorf("no warning event:\n%s", ev)
+	}
+
+	url, pub, _, dir := testPkg(t, true)
+	corrupt(t, filepath.Join(dir, "os.wim"))
+	fd = newFakeDisk(t)
+	env, _ = testEnv(t, fd, pub)
+	env.benchUnverified = true
+	if err := Run(context.Background(), seqFor(t, url, ""), env); !errors.Is(err, manifest.ErrChecksum) || fd.calls["bootfiles"] != 0 {
+		t.Fatalf("over HTTP with the flag: %v, calls %v", err, fd.calls)
+	}
+}
+
+// TestFetchMediumVerifiesWhenNotApplied: with another step between fetch
+// and apply-image, the image on the medium is hashed whole in the fetch
+// step (nothing may read it unverified), and a changed byte stops the
+// sequence there.
+func TestFetchMediumVerifiesWhenNotApplied(t *testing.T) {
+	medium, pub, _ := mediumPkg(t)
+	corrupt(t, filepath.Join(medium, "images/pkg/os.wim"))
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	env.MediumDir = medium
+	extra := "  - type: run\n    name: between\n    in-target: false\n    shell: \"true\"\n"
+	err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", extra), env)
+	if !errors.Is(err, manifest.ErrChecksum) || !strings.Contains(err.Error(), `"fetch"`) || fd.calls["apply"] != 0 {
+		t.Fatalf("err = %v, calls %v", err, fd.calls)
 	}
 }
 

@@ -33,10 +33,10 @@ import (
 //     signature covers. A tampered or truncated server makes apply fail;
 //     it cannot make apply write anything the image's signer did not
 //     ship. The WIM's own per-blob SHA-1 is checked as always on top.
-//   - The whole file's SHA-256 is still the gate: the fetch step is
-//     recorded done only after the Transfer has checked it over the bytes
-//     on disk and given the file its final name, and apply-image waits for
-//     that before it reports done. Every other step (bootfiles above all)
+//   - The whole file is still the gate: the fetch step is recorded done
+//     only after every chunk of it is on disk and matched (which verifies
+//     the whole file, see fetch.Transfer) and the file has its final name,
+//     and apply-image waits for that before it reports done. Every other step (bootfiles above all)
 //     waits for it before it starts (settle), so a package that fails
 //     verification never gets boot files; its failure is the failure of
 //     the step that was waiting.
@@ -109,9 +109,9 @@ func (r *runner) startPipeline(ctx context.Context, c *fetch.Client, s *sequence
 		r.rep.Printf("  %s of %s already in the staging folder from an earlier try (chunk hashes match)", bytesize.Size(tr.Resumed).Human(), e.Path)
 	}
 	if tr.IgnoresRange() {
-		r.rep.Printf("  the server ignores Range requests: %s downloads whole, in order, and the next step applies it once what it reads has arrived (each %s chunk verified before use, the whole file before boot files)", e.Path, bytesize.Size(e.ChunkSize))
+		r.rep.Printf("  the server ignores Range requests: %s downloads whole, in order, and the next step applies it once what it reads has arrived (each %s chunk verified before use, all of them before boot files)", e.Path, bytesize.Size(e.ChunkSize))
 	} else {
-		r.rep.Printf("  %s downloads while the next step applies it (each %s chunk verified before use, the whole file before boot files)", e.Path, bytesize.Size(e.ChunkSize))
+		r.rep.Printf("  %s downloads while the next step applies it (each %s chunk verified before use, all of them before boot files)", e.Path, bytesize.Size(e.ChunkSize))
 	}
 	r.pending = &pipeline{base: s.Base(), index: i, tr: tr, task: task, cancel: cancel, start: time.Now(), path: dest}
 	return dest, nil
@@ -152,7 +152,7 @@ func (r *runner) settle() error {
 	}
 	e.State, e.Msg = "done", fmt.Sprintf("%.1fs", time.Since(p.start).Seconds())
 	r.rep.Emit(e)
-	r.rep.Printf("  %s: downloaded and verified (SHA-256 of the whole file matches the signed manifest)", p.base.Name)
+	r.rep.Printf("  %s: downloaded and verified (every chunk of the file matches the signed manifest)", p.base.Name)
 	return nil
 }
 

@@ -186,6 +186,9 @@ func (r *runner) clean(s *sequence.Clean) error {
 	if img.Path == "" {
 		return fmt.Errorf("the package is read from %s while applying (stream mode): clean needs it staged and verified in full first (fetch mode: stage)", img.URL)
 	}
+	if !img.Verified {
+		return fmt.Errorf("the package %s has not been verified whole yet: clean needs it verified before anything is deleted", img.Path)
+	}
 	if fi, err := os.Stat(img.Path); err != nil || fi.Size() != img.Entry.Size {
 		return fmt.Errorf("the verified package %s is no longer there or changed size: fetch again before cleaning", img.Path)
 	}

@@ -114,11 +114,21 @@ step() { # step OP... -> summed seconds from each step's start to its done
   done
   printf '%.1f' "$tot"
 }
+pe=$(ev boot "" done) # the PE's own phases, by the kernel's clock
+bootf() { printf '%s' "$pe" | sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
 [ -n "$banner" ] && row "power-on -> PE banner" "$(secs "$tboot" "$(evtime "$banner")")"
-[ -n "$banner" ] && [ -n "$seqstart" ] && row "PE: modules, network, medium" "$(secs "$(evtime "$banner")" "$(evtime "$seqstart")")"
-row "partition + format + mount" "$(step partition-bios partition-uefi format mount)"
-row "fetch (verify signature + SHA-256)" "$(step fetch)"
-row "apply image" "$(step apply-image)"
+if [ -n "$pe" ]; then
+  row "  of which kernel start -> PE init" "$(printf '%.1f' "$(bootf kernel_to_init)")"
+  for ph in modules random network devices medium inventory; do
+    row "PE: $ph" "$(printf '%.1f' "$(bootf "$ph")")"
+  done
+fi
+[ -n "$banner" ] && [ -n "$seqstart" ] && row "PE banner -> first task step" "$(secs "$(evtime "$banner")" "$(evtime "$seqstart")")"
+for op in partition-bios partition-uefi format mount; do
+  [ -n "$(ev step "$op" done)" ] && row "$op" "$(step "$op")"
+done
+row "fetch (signature; chunks checked in apply)" "$(step fetch)"
+row "apply image (each chunk verified)" "$(step apply-image)"
 row "setup (answer file) + boot files" "$(step setup bootfiles)"
 rb=$(ev step reboot done); sd=$(ev setup "" done)
 [ -n "$rb" ] && [ -n "$sd" ] && row "reboot -> first-boot setup done" "$(secs "$(evtime "$rb")" "$(evtime "$sd")")"

@@ -17,6 +17,7 @@ PKGS=(
   e2fsprogs gdisk fdisk  # fsck.ext4, sgdisk -v in tests
   wimtools               # wimlib-imagex: interoperability oracle in tests only
   minisign               # signature format interoperability oracle in tests only
+  debootstrap            # the Debian-sized image of scripts/bench-deploy.sh
   nginx                  # real HTTP server in tests (loopback only)
   busybox-static         # the sample OS image
   cpio xz-utils zstd kmod

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sign"
 )
 
@@ -43,6 +45,30 @@ func TestPackageCommands(t *testing.T) {
 	run(t, "keygen", filepath.Join(dir, "other"))
 	if code, out := run(t, "package", "verify", "--key", filepath.Join(dir, "other.pub"), pkg); code != 1 || !strings.Contains(out, "signature") {
 		t.Errorf("verify with another key: %d %s", code, out)
+	}
+	// A signed manifest whose chunk hashes contradict the file (the PE
+	// checks chunks only): rejected too.
+	mb, _ := os.ReadFile(filepath.Join(pkg, "manifest.json"))
+	var m manifest.Manifest
+	json.Unmarshal(mb, &m)
+	m.Files[0].Chunks[0] = strings.Repeat("0", 64)
+	mb, _ = json.Marshal(m)
+	kb, _ := os.ReadFile(key + ".key")
+	priv, err := sign.ParsePrivateKey(kb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(pkg, "manifest.json"), mb, 0o644)
+	sig, err := sign.Sign(mb, priv, m.SignContext())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(pkg, manifest.SignatureName), sig, 0o644)
+	if code, out := run(t, "package", "verify", "--key", key+".pub", pkg); code != 1 || !strings.Contains(out, "chunk hash") {
+		t.Errorf("verify a manifest whose chunks contradict the file: %d %s", code, out)
+	}
+	if code, out := run(t, "package", "create", "--key", key+".key", pkg); code != 0 {
+		t.Fatalf("create again: %d %s", code, out)
 	}
 	b, _ := os.ReadFile(filepath.Join(pkg, "os.wim"))
 	b[10] ^= 1

@@ -17,6 +17,8 @@
 // off, answered on any console's keyboard. Serial consoles get the same
 // story as readable lines (minint.serial=screen gives them the page). The
 // JSON-lines events ({"event":"banner"}, {"event":"inventory","data":{…}},
+// {"event":"boot","data":{…}} with the seconds of each of the PE's own
+// phases before the sequence,
 // {"event":"pe","state":"done"} or {"event":"pe","state":"failed",
 // "error":…}, and the sequence's) go to the log, /run/minint/pe.log, to
 // the sequence's status URL, and only with minint.events=serial to the
@@ -67,6 +69,10 @@
 //	                       continues when it exits
 //	minint.debug=1         verbose: kernel messages and module loading on
 //	                       the console (which then shows lines, no page)
+//	minint.bench=unverified-medium  benchmarks only (make bench-deploy):
+//	                       apply an image from the boot medium without
+//	                       hashing it, the floor verification is measured
+//	                       against; a server's image is verified regardless
 package main
 
 import (
@@ -215,21 +221,33 @@ func run(ctx context.Context, e *env) error {
 		shells(e, false)
 	}
 
+	times := newBootTimes()
 	fsReady, err := loadModules(e, kver)
 	if err != nil {
 		return err
 	}
-	settleBlock(3 * time.Second)
+	times.mark("modules")
+	// Disks behind the drivers just loaded appear asynchronously; nothing
+	// before the boot medium needs them, so the wait overlaps DHCP.
+	settled := make(chan struct{})
+	go func() {
+		settleBlock(3 * time.Second)
+		close(settled)
+	}()
 
 	select {
 	case <-rngReady:
 	case <-time.After(10 * time.Second):
 		e.r.Printf("warning: the kernel's random number generator is not ready after 10 s; DHCP may stall")
 	}
+	times.mark("random")
 	if err := network(ctx, e); err != nil {
 		return err
 	}
+	times.mark("network")
 	<-fsReady
+	<-settled
+	times.mark("devices")
 	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
 		// UEFI variables (boot entries) for the task sequence.
 		if err := unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", 0, ""); err != nil {
@@ -239,9 +257,12 @@ func run(ctx context.Context, e *env) error {
 	if err := findMedium(ctx, e); err != nil {
 		return err
 	}
+	times.mark("medium")
 
 	e.inventory = hw.Collect("/")
 	printInventory(e)
+	times.mark("inventory")
+	times.emit(e)
 	if err := runSequence(ctx, e); err != nil {
 		return fmt.Errorf("task sequence: %w", err)
 	}
@@ -709,4 +730,45 @@ func mountBase() {
 	os.Symlink("/proc/self/fd", "/dev/fd")
 	os.Symlink("pts/ptmx", "/dev/ptmx")
 	os.MkdirAll("/root", 0o700)
+}
+
+// bootTimes records how long each of the PE's own phases took before the
+// task sequence starts (issue 16.4: where the time between power-on and
+// the first task step goes). The kernel's clock (CLOCK_BOOTTIME, which
+// starts with the kernel) dates them, so that the firmware's and loader's
+// share is power-on time minus the "boot" event's "kernel_to_init".
+type bootTimes struct {
+	init   float64 // kernel clock when the PE's init started its phases
+	last   float64
+	phases map[string]float64
+}
+
+func bootClock() float64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return float64(ts.Nano()) / 1e9
+}
+
+func newBootTimes() *bootTimes {
+	now := bootClock()
+	return &bootTimes{init: now, last: now, phases: map[string]float64{}}
+}
+
+// mark ends the phase name: it took the time since the previous mark.
+func (b *bootTimes) mark(name string) {
+	now := bootClock()
+	b.phases[name] = now - b.last
+	b.last = now
+}
+
+// emit sends the "boot" event: seconds per phase, the kernel's clock at
+// init (kernel_to_init) and at the first task step (kernel_to_sequence).
+func (b *bootTimes) emit(e *env) {
+	data := map[string]any{"kernel_to_init": b.init, "kernel_to_sequence": b.last}
+	for k, v := range b.phases {
+		data[k] = v
+	}
+	e.r.Printf("PE ready %.1f s after the kernel started (kernel %.1f s, modules %.1f, random %.1f, network %.1f, devices %.1f, medium %.1f, inventory %.1f)",
+		b.last, b.init, b.phases["modules"], b.phases["random"], b.phases["network"], b.phases["devices"], b.phases["medium"], b.phases["inventory"])
+	e.r.Emit(progress.Event{Kind: "boot", State: "done", Data: data})
 }

@@ -47,7 +47,9 @@ func deploy(ctx context.Context, e *env) error {
 		// server) writes, not the server the sequence comes from.
 		SequenceMinVersion: e.opts.SequenceMinVersion,
 		Console:            e.out.human,
-		Events:             e.out.events,
+
+		BenchUnverifiedMedium: e.opts.BenchUnverified,
+		Events:                e.out.events,
 		Network: func(ctx context.Context, cfg netconf.Config) error {
 			return configureNetwork(ctx, e, cfg)
 		},

@@ -14,14 +14,14 @@ import (
 )
 
 func TestParseCmdline(t *testing.T) {
-	o, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0,115200 console=tty0 minint.done=poweroff minint.media=abc123 minint.net=0 minint.debug quiet x="a b" minint.sequence=http://10.0.2.2:8080/seq.yaml minint.sequence-min-version=4.2 minint.var.site=lab minint.var.empty= minint.staged=UUID=0a1b2c3d-0000-4000-8000-00000000abcd` + "\n")
+	o, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0,115200 console=tty0 minint.done=poweroff minint.media=abc123 minint.net=0 minint.debug quiet x="a b" minint.sequence=http://10.0.2.2:8080/seq.yaml minint.sequence-min-version=4.2 minint.var.site=lab minint.var.empty= minint.staged=UUID=0a1b2c3d-0000-4000-8000-00000000abcd minint.bench=unverified-medium` + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Options{Done: DonePoweroff, Media: "abc123", Net: false, Shell: false, Debug: true,
 		Sequence: "http://10.0.2.2:8080/seq.yaml", SequenceMinVersion: "4.2", Staged: "0a1b2c3d-0000-4000-8000-00000000abcd", Vars: map[string]string{"site": "lab", "empty": ""},
 		Rest:    map[string]string{"BOOT_IMAGE": "/vmlinuz", "console": "tty0", "quiet": "", "x": "a b"},
-		Network: netconf.Config{DHCPAll: true}, FailWait: DefaultFailWait, Serial: SerialLines}
+		Network: netconf.Config{DHCPAll: true}, FailWait: DefaultFailWait, Serial: SerialLines, BenchUnverified: true}
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("got  %+v\nwant %+v", o, want)
 	}
@@ -32,23 +32,23 @@ func TestParseCmdlineDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Done != DoneShell || !o.Net || o.Shell || o.Debug || o.Media != "" {
+	if o.Done != DoneShell || !o.Net || o.Shell || o.Debug || o.Media != "" || o.BenchUnverified {
 		t.Errorf("defaults wrong: %+v", o)
 	}
 }
 
 func TestParseCmdlineBad(t *testing.T) {
-	o, err := ParseCmdline("minint.done=explode minint.net=maybe minint.shell=1 minint.bogus=1 minint.sequence= minint.var.=x minint.staged=/dev/vda2 minint.staged=UUID= minint.sequence-min-version=4.x")
+	o, err := ParseCmdline("minint.done=explode minint.net=maybe minint.shell=1 minint.bogus=1 minint.sequence= minint.var.=x minint.staged=/dev/vda2 minint.staged=UUID= minint.sequence-min-version=4.x minint.bench=fast")
 	if err == nil {
 		t.Fatal("no error for bad values")
 	}
-	for _, s := range []string{"minint.done", "explode", "minint.net", "minint.bogus", "minint.sequence needs a value", "minint.var.", `minint.staged="/dev/vda2"`, `minint.staged="UUID="`, `minint.sequence-min-version="4.x"`} {
+	for _, s := range []string{"minint.done", "explode", "minint.net", "minint.bogus", "minint.sequence needs a value", "minint.var.", `minint.staged="/dev/vda2"`, `minint.staged="UUID="`, `minint.sequence-min-version="4.x"`, `minint.bench="fast"`} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not mention %s", err, s)
 		}
 	}
 	// The good options still apply; the bad ones keep their defaults.
-	if o.Done != DoneShell || !o.Net || !o.Shell || o.Staged != "" {
+	if o.Done != DoneShell || !o.Net || !o.Shell || o.Staged != "" || o.BenchUnverified {
 		t.Errorf("got %+v", o)
 	}
 	// Except a floor: dropping it would accept older sequences, keeping

@@ -56,6 +56,11 @@ type Options struct {
 	// (default: readable log lines) or SerialScreen (the page the screen
 	// shows, redrawn in place).
 	Serial string
+	// BenchUnverified is minint.bench=unverified-medium: apply an image on
+	// the boot medium without verifying it, the floor that `make
+	// bench-deploy` measures verification against. Benchmarks only (see
+	// pe.DeployOptions.BenchUnverifiedMedium).
+	BenchUnverified bool
 	// FailWait is minint.failwait=SECONDS: how long a failed PE shows its
 	// failure menu before doing what minint.done says (default 60 s; a key
 	// press stops the count).
@@ -112,6 +117,12 @@ func ParseCmdline(s string) (Options, error) {
 			default:
 				bad = append(bad, fmt.Sprintf("minint.done=%q (want poweroff, reboot or shell)", v))
 			}
+		case "minint.bench":
+			if v != "unverified-medium" {
+				bad = append(bad, fmt.Sprintf("minint.bench=%q (want unverified-medium)", v))
+				continue
+			}
+			o.BenchUnverified = true
 		case "minint.media":
 			if v == "" {
 				bad = append(bad, "minint.media needs a value (the media ID)")

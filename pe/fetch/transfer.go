@@ -6,12 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
@@ -35,9 +33,14 @@ var ErrClosed = errors.New("transfer closed")
 // disk and its hash matched. The WIM parser and the files written to the
 // target therefore never see a byte the signing key did not vouch for, and
 // a tampered or truncated server can make the apply fail but never steer
-// it. The whole-file SHA-256 is still checked, over the bytes on disk, before
-// Wait reports success and the file gets its final name; the caller makes
-// the target bootable only after that (see pe's pipeline). A manifest
+// it. Wait reports success, and the file gets its final name, only once
+// every chunk is on disk and matched; the caller makes the target bootable
+// only after that (see pe's pipeline). A file of the signed size whose
+// every chunk matches the signed chunk list is the file the signer hashed
+// (SHA-256 collisions aside): that is the whole-file check, and the
+// whole-file SHA-256 is not computed again on top (issue 16: each byte is
+// received, hashed and written once, and read once more by the apply,
+// from the page cache). A manifest
 // without chunk sums cannot be pipelined: StartTransfer refuses it and the
 // caller stages instead.
 //
@@ -54,7 +57,13 @@ var ErrClosed = errors.New("transfer closed")
 // Resume. The partial file (NAME.part) may be sparse and may hold chunks
 // written out of order or damaged by a power cut, so its length says
 // nothing. StartTransfer hashes every chunk of it: those that match are
-// kept, the stream starts at the first one that does not.
+// kept, the stream starts at the first one that does not. The download is
+// not fsync'd as it goes, only once whole, before its rename: on the
+// target's file system an fsync commits the journal with everything the
+// apply running next to it has written, which would make every few MiB
+// of download wait for the apply's writes to reach the disk. A power cut
+// loses at most what the kernel had not written back yet (some 30 s of
+// download), which is fetched again.
 //
 // Servers that ignore Range (python3 -m http.server, some proxies and
 // CDNs) answer every request with the whole file. Every request carries a
@@ -66,7 +75,7 @@ var ErrClosed = errors.New("transfer closed")
 // so an apply that needs the WIM's tables at the end of the file starts
 // once the whole file is on disk: the pipeline becomes a sequential
 // download followed by the apply, under the same guards (each chunk
-// verified before it is read, the whole-file SHA-256 before anything
+// verified before it is read, all of them before anything
 // after the apply). That keeps `mode: auto` working over such a server at
 // the cost of the overlap. One sequential stream straight into the apply
 // would save the staging space, but the apply would first have to hold
@@ -155,9 +164,7 @@ func (c *Client) StartTransfer(ctx context.Context, url, dest string, e *manifes
 			return nil, err
 		}
 	}
-	whole := sha256.New()
-	verified, err := t.scan(whole)
-	if err != nil {
+	if err := t.scan(); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -178,7 +185,7 @@ func (c *Client) StartTransfer(ctx context.Context, url, dest string, e *manifes
 	}
 	t.wg.Add(2)
 	go t.stream(resp)
-	go t.verify(whole, verified)
+	go t.verify()
 	go func() {
 		t.wg.Wait()
 		close(t.ended)
@@ -193,11 +200,10 @@ func (t *Transfer) chunkLen(i int) int64 {
 	return min(t.e.ChunkSize, t.e.Size-int64(i)*t.e.ChunkSize)
 }
 
-// scan hashes the chunks already in the partial file. It feeds the leading
-// run of good chunks to whole and returns how many that was.
-func (t *Transfer) scan(whole hash.Hash) (int, error) {
+// scan hashes the chunks already in the partial file and keeps those that
+// match.
+func (t *Transfer) scan() error {
 	buf := make([]byte, min(t.e.ChunkSize, 4<<20))
-	contiguous := 0
 	for i := range t.have {
 		h := sha256.New()
 		off, n := int64(i)*t.e.ChunkSize, t.chunkLen(i)
@@ -206,9 +212,6 @@ func (t *Transfer) scan(whole hash.Hash) (int, error) {
 			k, err := t.f.ReadAt(buf[:min(int64(len(buf)), n-done)], off+done)
 			if k > 0 {
 				h.Write(buf[:k])
-				if contiguous == i {
-					whole.Write(buf[:k])
-				}
 				done += int64(k)
 			}
 			if err == io.EOF {
@@ -216,33 +219,20 @@ func (t *Transfer) scan(whole hash.Hash) (int, error) {
 				break
 			}
 			if err != nil {
-				return 0, fmt.Errorf("reading %s: %w", t.part, err)
+				return fmt.Errorf("reading %s: %w", t.part, err)
 			}
 		}
 		if good && [sha256.Size]byte(h.Sum(nil)) == t.sums[i] {
 			t.have[i] = true
 			t.haveN++
 			t.haveSize += n
-			if contiguous == i {
-				contiguous++
-			}
-		} else if contiguous == i {
-			// whole took bytes of a chunk that is not good: start it again
-			// from the good prefix.
-			whole.Reset()
-			t.rehash(whole, contiguous)
 		}
 	}
 	t.Resumed = t.haveSize
 	if t.haveSize > 0 && t.progress != nil {
 		t.progress(t.haveSize, t.e.Size)
 	}
-	return contiguous, nil
-}
-
-// rehash feeds chunks [0, n) of the file to h.
-func (t *Transfer) rehash(h hash.Hash, n int) {
-	io.Copy(h, io.NewSectionReader(t.f, 0, min(int64(n)*t.e.ChunkSize, t.e.Size)))
+	return nil
 }
 
 // nextMissing is the first chunk from i on that is neither on disk nor
@@ -355,7 +345,6 @@ func (t *Transfer) stream(resp *http.Response) {
 // nobody else has or is fetching, skipping the others.
 func (t *Transfer) consume(body io.Reader, i int) error {
 	buf := make([]byte, 256<<10)
-	sinceSync, lastSync := int64(0), time.Now()
 	for ; i < len(t.have); i++ {
 		n := t.chunkLen(i)
 		off := int64(i) * t.e.ChunkSize
@@ -382,12 +371,6 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 					t.mu.Lock()
 					t.partial += int64(k)
 					t.mu.Unlock()
-					if sinceSync += int64(k); sinceSync >= 4<<20 || time.Since(lastSync) >= 2*time.Second {
-						// Unsynced data is fetched again after a power cut,
-						// no more: the chunk hashes find what survived.
-						t.f.Sync()
-						sinceSync, lastSync = 0, time.Now()
-					}
 					t.report()
 				}
 				done += int64(k)
@@ -474,28 +457,17 @@ func (t *Transfer) fetchChunk(i int) {
 	t.report()
 }
 
-// verify hashes the whole file in order, as chunks arrive, reading it back
-// from disk (the bytes the reader gets), starting after the first n chunks
-// already in whole. On a match it makes the file durable under its final
-// name.
-func (t *Transfer) verify(whole hash.Hash, n int) {
+// verify waits until every chunk is on disk and matched its hash (the
+// whole file is then verified, see Transfer) and makes the file durable
+// under its final name.
+func (t *Transfer) verify() {
 	defer t.wg.Done()
-	for i := n; i < len(t.have); i++ {
+	for i := range t.have {
 		if err := t.await(i, false); err != nil {
 			return // the transfer failed or was closed: t.err says why
 		}
-		if _, err := io.Copy(whole, io.NewSectionReader(t.f, int64(i)*t.e.ChunkSize, t.chunkLen(i))); err != nil {
-			t.fail(fmt.Errorf("reading %s: %w", t.part, err))
-			return
-		}
 	}
 	err := func() error {
-		if got := hex.EncodeToString(whole.Sum(nil)); got != t.e.SHA256 {
-			// Every chunk matched but the whole does not: the signed
-			// manifest contradicts itself. Nothing of it is kept.
-			os.Remove(t.part)
-			return fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", manifest.ErrChecksum, t.e.Path, got, t.e.SHA256)
-		}
 		return durable.Rename(t.part, t.dest)
 	}()
 	if err != nil {

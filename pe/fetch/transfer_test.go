@@ -163,24 +163,6 @@ func TestTransferFailClosed(t *testing.T) {
 			t.Fatalf("err = %v, want manifest.ErrFormat", err)
 		}
 	})
-	t.Run("whole hash contradicts chunks", func(t *testing.T) {
-		e := e
-		e.SHA256 = strings.Repeat("0", 64)
-		dest := filepath.Join(t.TempDir(), "x")
-		tr, err := quick().StartTransfer(ctx, n.URL+"/image.wim", dest, &e, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		if err := tr.Wait(); !errors.Is(err, manifest.ErrChecksum) || !strings.Contains(err.Error(), e.SHA256) {
-			t.Fatalf("Wait = %v", err)
-		}
-		for _, p := range []string{dest, dest + ".part"} {
-			if _, err := os.Stat(p); !os.IsNotExist(err) {
-				t.Errorf("%s exists after the whole-file hash failed", p)
-			}
-		}
-	})
 }
 
 func TestTransferResume(t *testing.T) {

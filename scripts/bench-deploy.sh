@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Guest deploy benchmark (issue 16): a Debian-sized image deployed by the PE
+# in QEMU/TCG from the boot medium and from nginx, with 1 and 2 vCPUs, each
+# phase timed from the PE's events, next to the floors measured in the same
+# guest in the same run:
+#
+#   read   cat of the image from the medium / u-root wget from nginx
+#   apply  apply-image of the same image from the medium without hashing
+#          (minint.bench=unverified-medium, benchmarks only)
+#
+# and the ratio of each mode's fetch + apply to the slower of its floors
+# (issue 16 asks for at most 1.2). Results: out/bench-deploy/results.md, to
+# be copied into docs/benchmarks.md with the load average it records.
+#
+# usage: scripts/bench-deploy.sh [image|results]
+#   image: only build the image; results: only the table, from the event
+#   files of earlier runs
+# Env: MININT (default out/minint), BENCH_DIR (default out/bench-deploy),
+#      CPUS (default "1 2"), MIRROR (default http://deb.debian.org/debian),
+#      QLOCK (default /work/tools/qlock when it exists: a machine-wide
+#      guest slot around each QEMU run).
+#
+# The image (debootstrap minbase of bookworm + kernel + systemd + openssh,
+# ~600 MiB, ~200 MB as LZX) is cached in $BENCH_DIR and rebuilt only when
+# this script's image recipe changes. Needs root (debootstrap), debootstrap,
+# nginx, qemu.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+minint=${MININT:-out/minint}
+work=${BENCH_DIR:-out/bench-deploy}
+cpus_list=${CPUS:-1 2}
+mirror=${MIRROR:-http://deb.debian.org/debian}
+qlock=${QLOCK:-}
+[ -z "$qlock" ] && [ -x /work/tools/qlock ] && qlock=/work/tools/qlock
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+go build -o "$minint" ./cmd/minint
+
+# --- the image ---------------------------------------------------------
+include=linux-image-amd64,systemd-sysv,openssh-server,ca-certificates,iproute2,less,vim-tiny
+stamp=$(printf 'minbase bookworm %s\n' "$include" | sha256sum | cut -c1-16)
+pkg="$work/pkg"
+if [ "${1:-}" != results ] && { [ "$(cat "$work/image.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -f "$pkg/debian.wim" ]; }; then
+  say "building the Debian image (debootstrap from $mirror)"
+  rm -rf "$work/rootfs" "$pkg" "$work/image.stamp"
+  debootstrap --variant=minbase --include="$include" bookworm "$work/rootfs" "$mirror"
+  rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
+  du -sh "$work/rootfs"
+  mkdir -p "$pkg"
+  "$minint" wim capture --compress lzx "$work/rootfs" "$pkg/debian.wim"
+  ls -l "$pkg/debian.wim"
+  echo "$stamp" > "$work/image.stamp"
+fi
+[ "${1:-}" = image ] && exit 0
+
+# Event helpers: seconds between a step's start and done events, and the
+# PE's boot phases.
+evtime() { sed -n 's/.*"time":"\([^"]*\)".*/\1/p' | head -n1 | xargs -r -I{} date -d {} +%s.%N; }
+steptime() { # steptime EVENTS OP [OP2] -> seconds from OP's start to OP2's (default OP's) done
+  local s e
+  s=$(grep -a '"event":"step"' "$1" | grep -a "\"op\":\"$2\"" | grep -a '"state":"start"' | evtime)
+  e=$(grep -a '"event":"step"' "$1" | grep -a "\"op\":\"${3:-$2}\"" | grep -a '"state":"done"' | evtime)
+  [ -n "$s" ] && [ -n "$e" ] && awk -v a="$s" -v b="$e" 'BEGIN { printf "%.1f", b - a }'
+}
+bootf() { grep -a '"event":"boot"' "$1" | head -n1 | sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" | xargs -r printf '%.1f'; }
+if [ "${1:-}" != results ]; then
+
+# --- key, package, sequences, PE ---------------------------------------
+say "package, sequences and PE"
+"$minint" keygen --force "$work/bench" >/dev/null
+"$minint" package create --key "$work/bench.key" --name debian-bench "$pkg" >/dev/null
+port=$((20000 + RANDOM % 20000))
+media=/run/minint/media # pe/boot.DefaultMountPoint
+seqdir="$work/seq"
+rm -rf "$seqdir"; mkdir -p "$seqdir"
+disksteps() { # disksteps NAME: the steps every run starts with
+  cat <<EOF
+version: 1
+name: bench-$1
+steps:
+  - type: select-disk
+    disk: {transport: virtio}
+  - type: partition
+    table: mbr
+    partitions:
+      - {name: boot, size: 64M, type: fat32, fs: vfat}
+      - {name: root, size: rest, type: linux, fs: ext4}
+  - type: format
+  - type: mount
+EOF
+}
+{ disksteps medium; cat <<EOF
+  - type: run
+    name: floor-read
+    in-target: false
+    shell: cat $media/minint/image/debian.wim > /dev/null
+  - type: fetch
+    manifest: medium:/minint/image/manifest.json
+  - type: apply-image
+EOF
+} > "$seqdir/medium.yaml"
+{ disksteps http; cat <<EOF
+  - type: run
+    name: floor-read
+    in-target: false
+    shell: cd /tmp && wget -O /dev/null http://10.0.2.2:$port/debian.wim
+  - type: fetch
+    manifest: http://10.0.2.2:$port/manifest.json
+  - type: apply-image
+EOF
+} > "$seqdir/http.yaml"
+# The apply floor: the medium run's sequence under minint.bench=unverified-medium.
+for s in medium http; do "$minint" sequence check "$seqdir/$s.yaml" >/dev/null; done
+"$minint" iso -o "$work/bench.iso" --key "$work/bench.pub" --build-dir "$work/pe" \
+  --sequence "$seqdir/medium.yaml" \
+  --add "$seqdir/http.yaml:bench/http.yaml" \
+  --add "$pkg/manifest.json:image/manifest.json" \
+  --add "$pkg/manifest.sig:image/manifest.sig" \
+  --add "$pkg/debian.wim:image/debian.wim"
+
+# --- nginx on the loopback, for QEMU's user network (10.0.2.2) ---------
+ngx="$work/nginx"
+rm -rf "$ngx"; mkdir -p "$ngx/tmp"
+cat > "$ngx/nginx.conf" <<EOF
+daemon off;
+pid $ngx/nginx.pid;
+error_log $ngx/error.log;
+events {}
+http {
+  access_log off;
+  client_body_temp_path $ngx/tmp; proxy_temp_path $ngx/tmp; fastcgi_temp_path $ngx/tmp;
+  uwsgi_temp_path $ngx/tmp; scgi_temp_path $ngx/tmp;
+  sendfile on;
+  server { listen 127.0.0.1:$port; root $pkg; }
+}
+EOF
+nginx -c "$ngx/nginx.conf" -p "$ngx" &
+ngxpid=$!
+trap 'kill $ngxpid 2>/dev/null || true' EXIT
+sleep 1
+
+# --- runs ----------------------------------------------------------------
+kernel="$work/pe/vmlinuz"
+initrd=$(ls "$work"/pe/initramfs.cpio* | head -n1)
+run() { # run NAME CPUS CMDLINE...
+  local name=$1 n=$2; shift 2
+  local ev="$work/$name-$n.json"
+  rm -f "$work/disk.img"
+  echo "load before $name, $n vCPU: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$work/load.txt"
+  $qlock "$minint" qemu --iso "$work/bench.iso" --kernel "$kernel" --initramfs "$initrd" \
+    --cmdline "console=ttyS0,115200 quiet minint.events=serial minint.done=poweroff $*" \
+    --disk "$work/disk.img:4G" --cpus "$n" --mem 1536M --timeout 60m --until done \
+    --log "$work/$name-$n.log" --json-events "$ev" >/dev/null || {
+      echo "run $name ($n vCPU) failed; see $work/$name-$n.log" >&2; tail -n 20 "$work/$name-$n.log" >&2; return 1; }
+}
+say "guest runs"
+rm -f "$work/load.txt"
+for n in $cpus_list; do
+  run medium "$n"
+  run http "$n" "minint.sequence=$media/minint/bench/http.yaml"
+  run floor "$n" minint.bench=unverified-medium
+done
+fi
+
+# --- results -------------------------------------------------------------
+say "results"
+out="$work/results.md"
+{
+  echo "Image $(du -sh "$work/rootfs" 2>/dev/null | cut -f1) root, $(stat -c %s "$pkg/debian.wim" | awk '{printf "%.0f MB", $1/1e6}') LZX WIM; QEMU TCG, 1536 MiB, virtio disk, image on the ISO (CD), nginx on the host via user networking."
+  echo "Load averages (1/5/15 min) before each run:"; sed 's/^/    /' "$work/load.txt"
+  echo
+  echo "| vCPUs | mode | modules | network | medium | fetch s | apply s | fetch start -> apply end s | read floor s | apply floor s | total / slowest floor |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  for n in $cpus_list; do
+    af=$(steptime "$work/floor-$n.json" apply-image 2>/dev/null || true)
+    for m in medium http; do
+      ev="$work/$m-$n.json"
+      [ -f "$ev" ] || continue
+      # Pipelined, fetch is done (verified) only after the apply: the
+      # total is from fetch's start to apply-image's end.
+      f=$(steptime "$ev" fetch); a=$(steptime "$ev" apply-image); r=$(steptime "$ev" floor-read)
+      tot=$(steptime "$ev" fetch apply-image)
+      ratio=$(awk -v t="$tot" -v r="$r" -v a="$af" 'BEGIN { m = r > a ? r : a; printf "%.2f", t / m }')
+      echo "| $n | $m | $(bootf "$ev" modules) | $(bootf "$ev" network) | $(bootf "$ev" medium) | $f | $a | $tot | $r | $af | $ratio |"
+    done
+  done
+} | tee "$out"
