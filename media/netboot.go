@@ -52,6 +52,9 @@ const (
 	NetbootIPXE    = "boot.ipxe"   // for iPXE (BIOS, or UEFI without Secure Boot)
 	NetbootBIOS    = "lpxelinux.0" // the BIOS boot file to offer by DHCP: PXELINUX, which reads pxelinux.cfg/default
 	NetbootDnsmasq = "dnsmasq.conf"
+	// NetbootHTTPBoot is the UEFI HTTP Boot part for the network's own
+	// DHCP server (see HTTPBootDnsmasqConfig); written with a base URL.
+	NetbootHTTPBoot = "dnsmasq-httpboot.conf"
 )
 
 // BuildNetboot writes a network-boot bundle into dir from the same plan as
@@ -74,6 +77,8 @@ const (
 //	                        boot.ipxe from their own DHCP server
 //	dnsmasq.conf            proxy-DHCP + TFTP beside the site's DHCP
 //	                        server (see DnsmasqConfig)
+//	dnsmasq-httpboot.conf   UEFI HTTP Boot, for the site's DHCP server
+//	                        (see HTTPBootDnsmasqConfig; needs BaseURL)
 //	minint/media.json, minint/...   the files the ISO has under /minint
 //
 // The PE has no boot medium then, so the command line carries no
@@ -93,8 +98,8 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 	if err != nil {
 		return nil, err
 	}
-	if strings.ContainsAny(o.BaseURL, " \n\"") {
-		return nil, fmt.Errorf("%w: base URL %q contains spaces or quotes", ErrInput, o.BaseURL)
+	if strings.ContainsAny(o.BaseURL, " \n\",") {
+		return nil, fmt.Errorf("%w: base URL %q contains spaces, quotes or commas", ErrInput, o.BaseURL)
 	}
 	var subnet netip.Prefix
 	if o.ProxySubnet != "" {
@@ -156,6 +161,9 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 		files[name] = body
 	}
 	files[NetbootDnsmasq] = DnsmasqConfig(subnet, root, p.Chain)
+	if strings.HasPrefix(base, "http://") || strings.HasPrefix(base, "https://") {
+		files[NetbootHTTPBoot] = HTTPBootDnsmasqConfig(base, p.Chain)
+	}
 	for name, body := range files {
 		if err := writeFile(filepath.Join(tmp, name), body); err != nil {
 			return nil, err
@@ -222,7 +230,44 @@ pxe-service=x86PC,"minint PE (BIOS)",%s
 %s
 pxe-service=X86-64_EFI,"minint PE (UEFI)",%s
 pxe-service=BC_EFI,"minint PE (UEFI)",%s
-`, rng, root, strings.TrimSuffix(NetbootBIOS, ".0"), note, efi, efi))
+# UEFI HTTP Boot clients (vendor class HTTPClient) are not PXE clients and
+# dnsmasq's proxy mode does not answer them: the network's own DHCP server
+# must give them option 60 "HTTPClient" and the boot file's URL (option 67),
+# see %s (built with --base-url).
+`, rng, root, strings.TrimSuffix(NetbootBIOS, ".0"), note, efi, efi, NetbootHTTPBoot))
+}
+
+// HTTPBootDnsmasqConfig is the UEFI HTTP Boot part of a network boot, for
+// the network's own DHCP server (a dnsmasq in normal DHCP mode includes it
+// with conf-file=): to x86-64 UEFI HTTP Boot clients (vendor class
+// "HTTPClient", client architecture 16) it answers option 60 "HTTPClient"
+// and the boot file's URL under base (base URL with a slash), the UKI or
+// shim, and the firmware fetches it over HTTP.
+//
+// It cannot go in DnsmasqConfig's proxy-DHCP server: dnsmasq (2.90, see
+// rfc2131.c) answers in proxy mode only clients whose vendor class starts
+// with "PXEClient" and drops everything else, HTTP Boot clients included.
+func HTTPBootDnsmasqConfig(base, chain string) []byte {
+	efi, note := NetbootUKI, "# The firmware loads the signed unified kernel image itself (e2e TestNetbootProxyDHCP)."
+	if chain != ChainUKI {
+		efi = NetbootShim
+		note = `# shim fetches grubx64.efi from the same URL directory; whether Debian's
+# signed GRUB (2.06) then finds grub/grub.cfg over HTTP Boot is not tested:
+# the tested HTTP Boot chain is the UKI (minint netboot --secure-boot-key).`
+	}
+	return []byte(fmt.Sprintf(`# minint UEFI HTTP Boot, for the network's own DHCP server (the one that
+# hands out addresses): dnsmasq's proxy-DHCP mode (dnsmasq.conf) answers
+# only PXE clients, not HTTP Boot clients. A dnsmasq in DHCP mode includes
+# this file (conf-file=THIS_FILE); another DHCP server must answer clients
+# with vendor class (option 60) "HTTPClient..." and client architecture
+# (option 93) 16 with option 60 "HTTPClient" and option 67 = the URL below.
+%s
+dhcp-vendorclass=set:minint-httpclient,HTTPClient
+dhcp-match=set:minint-uefi-http-x64,option:client-arch,16
+tag-if=set:minint-httpboot,tag:minint-httpclient,tag:minint-uefi-http-x64
+dhcp-option-force=tag:minint-httpboot,60,HTTPClient
+dhcp-boot=tag:minint-httpboot,%s%s
+`, note, base, efi))
 }
 
 // netbootPXELinux is PXELINUX's configuration in the tree.

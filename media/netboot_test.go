@@ -24,7 +24,7 @@ func TestNetboot(t *testing.T) {
 			t.Fatal(err)
 		}
 		sort.Strings(res.Files)
-		want := []string{"boot.ipxe", "bootx64.efi", "dnsmasq.conf", "grub/grub.cfg", "grubx64.efi", "initrd", "ldlinux.c32", "lpxelinux.0", "minint/images/big.bin", "minint/media.json", "minint/sequence.yaml", "mmx64.efi", "pxelinux.cfg/default", "undionly.kpxe", "vmlinuz"}
+		want := []string{"boot.ipxe", "bootx64.efi", "dnsmasq-httpboot.conf", "dnsmasq.conf", "grub/grub.cfg", "grubx64.efi", "initrd", "ldlinux.c32", "lpxelinux.0", "minint/images/big.bin", "minint/media.json", "minint/sequence.yaml", "mmx64.efi", "pxelinux.cfg/default", "undionly.kpxe", "vmlinuz"}
 		if strings.Join(res.Files, " ") != strings.Join(want, " ") {
 			t.Fatalf("files %v, want %v", res.Files, want)
 		}
@@ -53,17 +53,18 @@ func TestNetboot(t *testing.T) {
 				t.Errorf("dnsmasq.conf lacks %q:\n%s", w, conf)
 			}
 		}
-		if dnsmasq, err := exec.LookPath("dnsmasq"); err == nil {
-			if out, err := exec.Command(dnsmasq, "--test", "--conf-file="+filepath.Join(dir, NetbootDnsmasq)).CombinedOutput(); err != nil {
-				t.Errorf("dnsmasq --test: %v: %s", err, out)
-			}
-		} else if _, err := os.Stat("/usr/sbin/dnsmasq"); err == nil {
-			if out, err := exec.Command("/usr/sbin/dnsmasq", "--test", "--conf-file="+filepath.Join(dir, NetbootDnsmasq)).CombinedOutput(); err != nil {
-				t.Errorf("dnsmasq --test: %v: %s", err, out)
-			}
-		} else {
-			t.Log("dnsmasq not installed (scripts/setup-host.sh): its syntax check skipped")
+		if !strings.Contains(string(conf), "\n# see dnsmasq-httpboot.conf") {
+			t.Errorf("dnsmasq.conf does not point at the HTTP Boot part:\n%s", conf)
 		}
+		hb, _ := os.ReadFile(filepath.Join(dir, NetbootHTTPBoot))
+		for _, w := range []string{"\ndhcp-vendorclass=set:minint-httpclient,HTTPClient\n", "\ndhcp-match=set:minint-uefi-http-x64,option:client-arch,16\n",
+			"\ndhcp-option-force=tag:minint-httpboot,60,HTTPClient\n", "\ndhcp-boot=tag:minint-httpboot,http://10.0.2.2:8080/pe/bootx64.efi\n"} {
+			if !strings.Contains(string(hb), w) {
+				t.Errorf("%s lacks %q:\n%s", NetbootHTTPBoot, w, hb)
+			}
+		}
+		dnsmasqTest(t, filepath.Join(dir, NetbootDnsmasq))
+		dnsmasqTest(t, filepath.Join(dir, NetbootHTTPBoot))
 		for name, host := range map[string]string{"bootx64.efi": DefaultHostPaths.Shim, "grubx64.efi": DefaultHostPaths.GrubNet,
 			"lpxelinux.0": DefaultHostPaths.LPXELinux, "undionly.kpxe": DefaultHostPaths.UndionlyKPXE} {
 			a, _ := os.ReadFile(filepath.Join(dir, name))
@@ -99,6 +100,12 @@ func TestNetboot(t *testing.T) {
 	if conf, _ := os.ReadFile(filepath.Join(dir, NetbootDnsmasq)); !strings.Contains(string(conf), "X86-64_EFI,\"minint PE (UEFI)\",minint.efi\n") || !strings.Contains(string(conf), "# dhcp-range=") || !strings.Contains(string(conf), "\ntftp-root="+dir+"\n") {
 		t.Errorf("own-key dnsmasq.conf:\n%s", conf)
 	}
+	if hb := string(HTTPBootDnsmasqConfig("https://boot.example/pe/", ChainUKI)); !strings.Contains(hb, "\ndhcp-boot=tag:minint-httpboot,https://boot.example/pe/minint.efi\n") {
+		t.Errorf("own-key HTTP Boot part:\n%s", hb)
+	}
+	if _, err := BuildNetboot(context.Background(), NetbootOptions{Options: o, BaseURL: "http://a/b,c"}, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrInput) {
+		t.Errorf("base URL with a comma (dnsmasq's separator): %v", err)
+	}
 	if _, err := BuildNetboot(context.Background(), NetbootOptions{Options: o, ProxySubnet: "2001:db8::/64"}, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrInput) {
 		t.Errorf("IPv6 proxy subnet: %v", err)
 	}
@@ -113,5 +120,21 @@ func TestNetboot(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "keep")); string(b) != "x" {
 		t.Fatal("existing file touched")
+	}
+}
+
+// dnsmasqTest checks a configuration file's syntax with dnsmasq --test.
+func dnsmasqTest(t *testing.T, conf string) {
+	t.Helper()
+	dnsmasq, err := exec.LookPath("dnsmasq")
+	if err != nil {
+		if _, err := os.Stat("/usr/sbin/dnsmasq"); err != nil {
+			t.Log("dnsmasq not installed (scripts/setup-host.sh): its syntax check skipped")
+			return
+		}
+		dnsmasq = "/usr/sbin/dnsmasq"
+	}
+	if out, err := exec.Command(dnsmasq, "--test", "--conf-file="+conf).CombinedOutput(); err != nil {
+		t.Errorf("dnsmasq --test %s: %v: %s", filepath.Base(conf), err, out)
 	}
 }
