@@ -25,7 +25,12 @@ Serve DIR over TFTP (dnsmasq --conf-file=DIR/dnsmasq.conf) and over HTTP with an
 at --base-url (nginx: "location /minint-pe/ { alias DIR/; }"). The PE has no boot medium then:
 a --sequence is fetched from --base-url and must carry its signature by the PE's key
 (FILE.sig, from 'minint package sign'); a package's sequence fetches it from
-BASE-URL/minint/DEST/manifest.json.`,
+BASE-URL/minint/DEST/manifest.json.
+
+UEFI HTTP Boot: dnsmasq's proxy mode answers only PXE clients, so the network's own DHCP server
+must answer HTTP Boot clients (vendor class HTTPClient, architecture 16) with option 60
+"HTTPClient" and the boot file's URL (option 67); with --base-url DIR/dnsmasq-httpboot.conf
+says that for a dnsmasq that hands out the addresses (conf-file=).`,
 		Args: noArgs,
 		// minint netboot builds; minint netboot customize changes a tree.
 		Annotations: map[string]string{"runs": "1"},
@@ -108,6 +113,11 @@ BASE-URL/minint/DEST/manifest.json.`,
 		r.Printf("BIOS       %s (PXELINUX), or undionly.kpxe + %s (iPXE)", media.NetbootBIOS, media.NetbootIPXE)
 		r.Printf("UEFI       %s", boot)
 		r.Printf("dnsmasq    dnsmasq --conf-file=%s/%s --no-daemon", res.Dir, media.NetbootDnsmasq)
+		for _, f := range res.Files {
+			if f == media.NetbootHTTPBoot {
+				r.Printf("HTTP Boot  the network's DHCP server answers as %s/%s says", res.Dir, media.NetbootHTTPBoot)
+			}
+		}
 		r.Printf("cmdline    %s", res.Cmdline)
 		if *proxy != "" && res.Chain == media.ChainShim {
 			r.Warnf("UEFI behind proxy-DHCP: Debian's signed GRUB ignores proxy offers; have the network's DHCP server name this server and %s for UEFI clients, or use --secure-boot-key (see %s)", media.NetbootShim, media.NetbootDnsmasq)
