@@ -12,6 +12,7 @@ import (
 
 	"github.com/minint/minint/authenticode/authenticodetest"
 	"github.com/minint/minint/internal/child"
+	"github.com/minint/minint/media"
 	"github.com/minint/minint/qemu"
 )
 
@@ -65,11 +66,13 @@ func daemon(t *testing.T, ns, log string, args ...string) {
 // TestNetbootProxyDHCP is network boot in an office: an existing DHCP
 // server hands out the addresses, `minint netboot`'s dnsmasq.conf runs
 // beside it as proxy-DHCP + TFTP, nginx serves the tree over HTTP. A BIOS
-// guest (PXELINUX) and a UEFI guest boot the PE from it at the same time
-// and both deploy the package, fetched over HTTP with the sequence signed
-// by the PE's key.
+// guest (PXELINUX), a UEFI PXE guest and a UEFI HTTP Boot guest boot the
+// PE from it at the same time and all deploy the package, fetched over
+// HTTP with the sequence signed by the PE's key. HTTP Boot clients are
+// answered by the office DHCP server, with the tree's dnsmasq-httpboot.conf
+// included: dnsmasq's proxy mode answers only PXE clients.
 //
-// The UEFI guest boots the tree's signed unified kernel image, which the
+// The UEFI guests boot the tree's signed unified kernel image, which the
 // firmware loads itself: Debian's signed GRUB (2.06) ignores a proxy-DHCP
 // offer (it lacks the "efinet: Add DHCP proxy support" patch other
 // distributions carry) and cannot find its server, so the shim chain
@@ -106,7 +109,7 @@ func TestNetbootProxyDHCP(t *testing.T) {
 		ipCmd(t, "netns", "add", n)
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
 	}
-	taps := []string{fmt.Sprintf("tnb%d", os.Getpid()%100000), fmt.Sprintf("tnc%d", os.Getpid()%100000)}
+	taps := []string{fmt.Sprintf("tnb%d", os.Getpid()%100000), fmt.Sprintf("tnc%d", os.Getpid()%100000), fmt.Sprintf("tnh%d", os.Getpid()%100000)}
 	for _, args := range [][]string{
 		{"-n", ns, "link", "set", "lo", "up"},
 		{"-n", ns, "link", "add", "br0", "type", "bridge"},
@@ -114,8 +117,10 @@ func TestNetbootProxyDHCP(t *testing.T) {
 		{"-n", ns, "link", "set", "br0", "up"},
 		{"-n", ns, "tuntap", "add", taps[0], "mode", "tap"},
 		{"-n", ns, "tuntap", "add", taps[1], "mode", "tap"},
+		{"-n", ns, "tuntap", "add", taps[2], "mode", "tap"},
 		{"-n", ns, "link", "set", taps[0], "master", "br0", "up"},
 		{"-n", ns, "link", "set", taps[1], "master", "br0", "up"},
+		{"-n", ns, "link", "set", taps[2], "master", "br0", "up"},
 		{"-n", ns, "link", "add", "vdhcp0", "type", "veth", "peer", "name", "vdhcp1", "netns", nsDHCP},
 		{"-n", ns, "link", "set", "vdhcp0", "master", "br0", "up"},
 		{"-n", nsDHCP, "link", "set", "lo", "up"},
@@ -125,8 +130,10 @@ func TestNetbootProxyDHCP(t *testing.T) {
 		ipCmd(t, args...)
 	}
 
-	// The office's DHCP server, then minint's proxy-DHCP + TFTP and nginx.
-	daemon(t, nsDHCP, filepath.Join(work, "dhcp.log"), dnsmasq, "--no-daemon", "--conf-file=/dev/null", "--port=0",
+	// The office's DHCP server, which also answers UEFI HTTP Boot clients
+	// as the tree's dnsmasq-httpboot.conf says, then minint's proxy-DHCP +
+	// TFTP and nginx.
+	daemon(t, nsDHCP, filepath.Join(work, "dhcp.log"), dnsmasq, "--no-daemon", "--conf-file="+filepath.Join(tree, media.NetbootHTTPBoot), "--port=0",
 		"--interface=vdhcp1", "--bind-interfaces", "--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h",
 		"--dhcp-leasefile="+filepath.Join(work, "leases"), "--user=root", "--pid-file", "--log-facility=-", "--log-dhcp")
 	daemon(t, ns, filepath.Join(work, "proxy.log"), dnsmasq, "--no-daemon", "--conf-file="+filepath.Join(tree, "dnsmasq.conf"),
@@ -162,19 +169,30 @@ http {
 	// QEMU runs in the namespace, where the taps are.
 	wrapper := filepath.Join(work, "qemu-in-netns")
 	os.WriteFile(wrapper, []byte("#!/bin/sh\nexec ip netns exec "+ns+" qemu-system-x86_64 \"$@\"\n"), 0o755)
+	guests := []struct {
+		name, firmware string
+		extra          []string
+	}{
+		{"bios-pxe", qemu.BIOS, nil},
+		{"uefi-pxe", qemu.UEFI, nil},
+		// OVMF tries PXE before HTTP Boot on a NIC, and the proxy would
+		// answer PXE: this guest has PXE switched off in the firmware.
+		{"uefi-http", qemu.UEFI, []string{"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"}},
+	}
 	t.Run("guests", func(t *testing.T) {
-		for i, fw := range []string{qemu.BIOS, qemu.UEFI} {
-			t.Run(fw, func(t *testing.T) {
-				t.Parallel() // both at once, on one network
+		for i, g := range guests {
+			t.Run(g.name, func(t *testing.T) {
+				t.Parallel() // all at once, on one network
 				disk := filepath.Join(t.TempDir(), "disk.img")
-				v := startVM(t, qemu.Options{Firmware: fw, Mem: "512M", BootFrom: "net", NoNet: true, Binary: wrapper, Timeout: 15 * time.Minute,
-					NICs:  []qemu.NIC{{Tap: taps[i], MAC: fmt.Sprintf("52:54:00:0b:00:%02x", i+1)}},
+				v := startVM(t, qemu.Options{Firmware: g.firmware, Mem: "512M", BootFrom: "net", NoNet: true, Binary: wrapper, Timeout: 15 * time.Minute,
+					NICs: []qemu.NIC{{Tap: taps[i], MAC: fmt.Sprintf("52:54:00:0b:00:%02x", i+1)}}, ExtraArgs: g.extra,
 					Disks: []qemu.Disk{{Path: disk, Size: 512 << 20, Boot: true}}, DiskFirst: true, AllowReboot: true, WorkDir: t.TempDir()})
 				start := time.Now()
 				f.waitDeployed(t, v)
 				t.Logf("deployed over the network in %s", time.Since(start).Round(time.Second))
 				want := "partition-bios"
-				if fw == qemu.UEFI {
+				if g.firmware == qemu.UEFI {
 					want = "partition-uefi"
 				}
 				if st := stepStates(v); st[want] != "done" || st["apply-image"] != "done" {
@@ -183,14 +201,24 @@ http {
 			})
 		}
 	})
-	proxyLog, _ := os.ReadFile(filepath.Join(work, "proxy.log"))
+	logs := map[string][]byte{}
+	for _, name := range []string{"proxy.log", "dhcp.log", "leases", "nginx/access.log"} {
+		logs[name], _ = os.ReadFile(filepath.Join(work, name))
+	}
 	for _, want := range []string{"lpxelinux.0", "minint.efi", "proxy"} {
-		if !bytes.Contains(proxyLog, []byte(want)) {
+		if !bytes.Contains(logs["proxy.log"], []byte(want)) {
 			t.Errorf("the proxy-DHCP + TFTP log does not mention %s", want)
 		}
 	}
-	leases, _ := os.ReadFile(filepath.Join(work, "leases"))
-	if n := strings.Count(string(leases), "192.0.2.1"); n < 2 {
-		t.Errorf("the office DHCP server gave %d leases, want both guests':\n%s", n, leases)
+	// The HTTP Boot guest's firmware got the URL from the office DHCP
+	// server and fetched the UKI from nginx (the PXE guests use TFTP).
+	if !bytes.Contains(logs["dhcp.log"], []byte("HTTPClient")) || !bytes.Contains(logs["dhcp.log"], []byte(base+"/"+media.NetbootUKI)) {
+		t.Errorf("the office DHCP server did not answer an HTTP Boot client with %s/%s:\n%s", base, media.NetbootUKI, lastLines(string(logs["dhcp.log"]), 40))
+	}
+	if !bytes.Contains(logs["nginx/access.log"], []byte("GET /"+media.NetbootUKI+" ")) {
+		t.Errorf("nobody fetched %s over HTTP:\n%s", media.NetbootUKI, lastLines(string(logs["nginx/access.log"]), 30))
+	}
+	if n := strings.Count(string(logs["leases"]), "192.0.2.1"); n < len(guests) {
+		t.Errorf("the office DHCP server gave %d leases, want all %d guests':\n%s", n, len(guests), logs["leases"])
 	}
 }
