@@ -53,7 +53,8 @@ const (
 	NetbootBIOS    = "lpxelinux.0" // the BIOS boot file to offer by DHCP: PXELINUX, which reads pxelinux.cfg/default
 	NetbootDnsmasq = "dnsmasq.conf"
 	// NetbootHTTPBoot is the UEFI HTTP Boot part for the network's own
-	// DHCP server (see HTTPBootDnsmasqConfig); written with a base URL.
+	// DHCP server (see HTTPBootDnsmasqConfig); written with a base URL
+	// and the UKI chain.
 	NetbootHTTPBoot = "dnsmasq-httpboot.conf"
 )
 
@@ -78,7 +79,8 @@ const (
 //	dnsmasq.conf            proxy-DHCP + TFTP beside the site's DHCP
 //	                        server (see DnsmasqConfig)
 //	dnsmasq-httpboot.conf   UEFI HTTP Boot, for the site's DHCP server
-//	                        (see HTTPBootDnsmasqConfig; needs BaseURL)
+//	                        (see HTTPBootDnsmasqConfig; needs BaseURL
+//	                        and the UKI)
 //	minint/media.json, minint/...   the files the ISO has under /minint
 //
 // The PE has no boot medium then, so the command line carries no
@@ -161,8 +163,8 @@ func BuildNetboot(ctx context.Context, o NetbootOptions, dir string) (*NetbootRe
 		files[name] = body
 	}
 	files[NetbootDnsmasq] = DnsmasqConfig(subnet, root, p.Chain)
-	if strings.HasPrefix(base, "http://") || strings.HasPrefix(base, "https://") {
-		files[NetbootHTTPBoot] = HTTPBootDnsmasqConfig(base, p.Chain)
+	if p.Chain == ChainUKI && (strings.HasPrefix(base, "http://") || strings.HasPrefix(base, "https://")) {
+		files[NetbootHTTPBoot] = HTTPBootDnsmasqConfig(base)
 	}
 	for name, body := range files {
 		if err := writeFile(filepath.Join(tmp, name), body); err != nil {
@@ -206,9 +208,18 @@ func DnsmasqConfig(subnet netip.Prefix, root, chain string) []byte {
 # offers and then cannot find this server: for UEFI clients have the
 # network's own DHCP server name this server and bootx64.efi (options 66/67),
 # or build the tree with --secure-boot-key (the firmware loads the UKI).`
+	http := `# UEFI HTTP Boot clients (vendor class HTTPClient) are not PXE clients and
+# dnsmasq's proxy mode does not answer them. Nor does this tree serve them:
+# shim loads Debian's signed GRUB over HTTP Boot, but GRUB (2.06) then finds
+# no configuration and stops at its prompt. Build the tree with
+# --secure-boot-key and --base-url for HTTP Boot (dnsmasq-httpboot.conf).`
 	if chain == ChainUKI {
 		efi = NetbootUKI
 		note = "# UEFI: the firmware loads the signed unified kernel image itself."
+		http = fmt.Sprintf(`# UEFI HTTP Boot clients (vendor class HTTPClient) are not PXE clients and
+# dnsmasq's proxy mode does not answer them: the network's own DHCP server
+# must give them option 60 "HTTPClient" and the boot file's URL (option 67),
+# see %s (built with --base-url).`, NetbootHTTPBoot)
 	}
 	rng := "# dhcp-range=192.0.2.0,proxy   # your network's address: minint netboot --proxy-dhcp 192.0.2.0/24"
 	if subnet.IsValid() {
@@ -230,31 +241,26 @@ pxe-service=x86PC,"minint PE (BIOS)",%s
 %s
 pxe-service=X86-64_EFI,"minint PE (UEFI)",%s
 pxe-service=BC_EFI,"minint PE (UEFI)",%s
-# UEFI HTTP Boot clients (vendor class HTTPClient) are not PXE clients and
-# dnsmasq's proxy mode does not answer them: the network's own DHCP server
-# must give them option 60 "HTTPClient" and the boot file's URL (option 67),
-# see %s (built with --base-url).
-`, rng, root, strings.TrimSuffix(NetbootBIOS, ".0"), note, efi, efi, NetbootHTTPBoot))
+%s
+`, rng, root, strings.TrimSuffix(NetbootBIOS, ".0"), note, efi, efi, http))
 }
 
 // HTTPBootDnsmasqConfig is the UEFI HTTP Boot part of a network boot, for
 // the network's own DHCP server (a dnsmasq in normal DHCP mode includes it
 // with conf-file=): to x86-64 UEFI HTTP Boot clients (vendor class
 // "HTTPClient", client architecture 16) it answers option 60 "HTTPClient"
-// and the boot file's URL under base (base URL with a slash), the UKI or
-// shim, and the firmware fetches it over HTTP.
+// and the URL of the unified kernel image under base (base URL with a
+// slash), which the firmware fetches over HTTP and loads itself.
 //
 // It cannot go in DnsmasqConfig's proxy-DHCP server: dnsmasq (2.90, see
 // rfc2131.c) answers in proxy mode only clients whose vendor class starts
 // with "PXEClient" and drops everything else, HTTP Boot clients included.
-func HTTPBootDnsmasqConfig(base, chain string) []byte {
+// The shim chain gets none: shim loads Debian's signed GRUB over HTTP
+// Boot, but GRUB (2.06) finds no configuration there and stops at its
+// prompt (measured with Debian 12's OVMF 2022.11, shim-signed 1.51 and
+// grub-efi-amd64-signed 2.06-13+deb12u2).
+func HTTPBootDnsmasqConfig(base string) []byte {
 	efi, note := NetbootUKI, "# The firmware loads the signed unified kernel image itself (e2e TestNetbootProxyDHCP)."
-	if chain != ChainUKI {
-		efi = NetbootShim
-		note = `# shim fetches grubx64.efi from the same URL directory; whether Debian's
-# signed GRUB (2.06) then finds grub/grub.cfg over HTTP Boot is not tested:
-# the tested HTTP Boot chain is the UKI (minint netboot --secure-boot-key).`
-	}
 	return []byte(fmt.Sprintf(`# minint UEFI HTTP Boot, for the network's own DHCP server (the one that
 # hands out addresses): dnsmasq's proxy-DHCP mode (dnsmasq.conf) answers
 # only PXE clients, not HTTP Boot clients. A dnsmasq in DHCP mode includes

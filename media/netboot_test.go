@@ -24,7 +24,7 @@ func TestNetboot(t *testing.T) {
 			t.Fatal(err)
 		}
 		sort.Strings(res.Files)
-		want := []string{"boot.ipxe", "bootx64.efi", "dnsmasq-httpboot.conf", "dnsmasq.conf", "grub/grub.cfg", "grubx64.efi", "initrd", "ldlinux.c32", "lpxelinux.0", "minint/images/big.bin", "minint/media.json", "minint/sequence.yaml", "mmx64.efi", "pxelinux.cfg/default", "undionly.kpxe", "vmlinuz"}
+		want := []string{"boot.ipxe", "bootx64.efi", "dnsmasq.conf", "grub/grub.cfg", "grubx64.efi", "initrd", "ldlinux.c32", "lpxelinux.0", "minint/images/big.bin", "minint/media.json", "minint/sequence.yaml", "mmx64.efi", "pxelinux.cfg/default", "undionly.kpxe", "vmlinuz"}
 		if strings.Join(res.Files, " ") != strings.Join(want, " ") {
 			t.Fatalf("files %v, want %v", res.Files, want)
 		}
@@ -53,18 +53,11 @@ func TestNetboot(t *testing.T) {
 				t.Errorf("dnsmasq.conf lacks %q:\n%s", w, conf)
 			}
 		}
-		if !strings.Contains(string(conf), "\n# see dnsmasq-httpboot.conf") {
-			t.Errorf("dnsmasq.conf does not point at the HTTP Boot part:\n%s", conf)
-		}
-		hb, _ := os.ReadFile(filepath.Join(dir, NetbootHTTPBoot))
-		for _, w := range []string{"\ndhcp-vendorclass=set:minint-httpclient,HTTPClient\n", "\ndhcp-match=set:minint-uefi-http-x64,option:client-arch,16\n",
-			"\ndhcp-option-force=tag:minint-httpboot,60,HTTPClient\n", "\ndhcp-boot=tag:minint-httpboot,http://10.0.2.2:8080/pe/bootx64.efi\n"} {
-			if !strings.Contains(string(hb), w) {
-				t.Errorf("%s lacks %q:\n%s", NetbootHTTPBoot, w, hb)
-			}
+		// The shim chain cannot HTTP Boot (GRUB finds no configuration).
+		if !strings.Contains(string(conf), "stops at its prompt") || strings.Contains(string(conf), "\ndhcp-boot") {
+			t.Errorf("dnsmasq.conf does not say the shim chain cannot HTTP Boot:\n%s", conf)
 		}
 		dnsmasqTest(t, filepath.Join(dir, NetbootDnsmasq))
-		dnsmasqTest(t, filepath.Join(dir, NetbootHTTPBoot))
 		for name, host := range map[string]string{"bootx64.efi": DefaultHostPaths.Shim, "grubx64.efi": DefaultHostPaths.GrubNet,
 			"lpxelinux.0": DefaultHostPaths.LPXELinux, "undionly.kpxe": DefaultHostPaths.UndionlyKPXE} {
 			a, _ := os.ReadFile(filepath.Join(dir, name))
@@ -89,20 +82,30 @@ func TestNetboot(t *testing.T) {
 	o := testOptions(in)
 	o.SecureBootKey, o.SecureBootCert = key, crt
 	dir := filepath.Join(t.TempDir(), "nb")
-	res, err := BuildNetboot(context.Background(), NetbootOptions{Options: o}, dir)
+	res, err := BuildNetboot(context.Background(), NetbootOptions{Options: o, BaseURL: "https://boot.example/pe/"}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sort.Strings(res.Files)
-	if want := "boot.ipxe dnsmasq.conf initrd ldlinux.c32 lpxelinux.0 minint.efi minint/images/big.bin minint/media.json minint/sequence.yaml pxelinux.cfg/default undionly.kpxe vmlinuz"; strings.Join(res.Files, " ") != want {
+	if want := "boot.ipxe dnsmasq-httpboot.conf dnsmasq.conf initrd ldlinux.c32 lpxelinux.0 minint.efi minint/images/big.bin minint/media.json minint/sequence.yaml pxelinux.cfg/default undionly.kpxe vmlinuz"; strings.Join(res.Files, " ") != want {
 		t.Errorf("own-key files %v, want %s", res.Files, want)
 	}
 	if conf, _ := os.ReadFile(filepath.Join(dir, NetbootDnsmasq)); !strings.Contains(string(conf), "X86-64_EFI,\"minint PE (UEFI)\",minint.efi\n") || !strings.Contains(string(conf), "# dhcp-range=") || !strings.Contains(string(conf), "\ntftp-root="+dir+"\n") {
 		t.Errorf("own-key dnsmasq.conf:\n%s", conf)
 	}
-	if hb := string(HTTPBootDnsmasqConfig("https://boot.example/pe/", ChainUKI)); !strings.Contains(hb, "\ndhcp-boot=tag:minint-httpboot,https://boot.example/pe/minint.efi\n") {
-		t.Errorf("own-key HTTP Boot part:\n%s", hb)
+	if conf, _ := os.ReadFile(filepath.Join(dir, NetbootDnsmasq)); !strings.Contains(string(conf), "\n# see dnsmasq-httpboot.conf") {
+		t.Errorf("own-key dnsmasq.conf does not point at the HTTP Boot part:\n%s", conf)
 	}
+	hb, _ := os.ReadFile(filepath.Join(dir, NetbootHTTPBoot))
+	for _, w := range []string{"\ndhcp-vendorclass=set:minint-httpclient,HTTPClient\n", "\ndhcp-match=set:minint-uefi-http-x64,option:client-arch,16\n",
+		"\ntag-if=set:minint-httpboot,tag:minint-httpclient,tag:minint-uefi-http-x64\n",
+		"\ndhcp-option-force=tag:minint-httpboot,60,HTTPClient\n", "\ndhcp-boot=tag:minint-httpboot,https://boot.example/pe/minint.efi\n"} {
+		if !strings.Contains(string(hb), w) {
+			t.Errorf("%s lacks %q:\n%s", NetbootHTTPBoot, w, hb)
+		}
+	}
+	dnsmasqTest(t, filepath.Join(dir, NetbootDnsmasq))
+	dnsmasqTest(t, filepath.Join(dir, NetbootHTTPBoot))
 	if _, err := BuildNetboot(context.Background(), NetbootOptions{Options: o, BaseURL: "http://a/b,c"}, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrInput) {
 		t.Errorf("base URL with a comma (dnsmasq's separator): %v", err)
 	}

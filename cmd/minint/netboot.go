@@ -27,10 +27,11 @@ a --sequence is fetched from --base-url and must carry its signature by the PE's
 (FILE.sig, from 'minint package sign'); a package's sequence fetches it from
 BASE-URL/minint/DEST/manifest.json.
 
-UEFI HTTP Boot: dnsmasq's proxy mode answers only PXE clients, so the network's own DHCP server
-must answer HTTP Boot clients (vendor class HTTPClient, architecture 16) with option 60
-"HTTPClient" and the boot file's URL (option 67); with --base-url DIR/dnsmasq-httpboot.conf
-says that for a dnsmasq that hands out the addresses (conf-file=).`,
+UEFI HTTP Boot needs the UKI (--secure-boot-key; over HTTP Boot Debian's signed GRUB finds no
+configuration) and the network's own DHCP server, since dnsmasq's proxy mode answers only PXE
+clients: it must answer HTTP Boot clients (vendor class HTTPClient, architecture 16) with option
+60 "HTTPClient" and the UKI's URL (option 67); with --base-url DIR/dnsmasq-httpboot.conf says
+that for a dnsmasq that hands out the addresses (conf-file=).`,
 		Args: noArgs,
 		// minint netboot builds; minint netboot customize changes a tree.
 		Annotations: map[string]string{"runs": "1"},
