@@ -88,6 +88,7 @@ printf '{"event":"capture-clone","carol_id":"%s","history":"%s","log":"%s","mark
 // WIM to a blank VM 2 and check the changes came along with a new
 // identity; then boot VM 1 from its disk and check it is unchanged.
 func TestCaptureRedeploy(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	gt := f.static(t, "./e2e/guesttool")
 	www := t.TempDir()
@@ -404,6 +405,7 @@ func readSnapshot(t *testing.T, p string) treetest.Tree {
 // systems): the PE must load those file systems' modules itself to look
 // inside, then refuse to choose, listing both, and write to neither disk.
 func TestCaptureAmbiguous(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	for _, tool := range []string{"mkfs.xfs", "mkfs.btrfs"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -22,6 +22,7 @@ import (
 // picture of the VGA screen at the same moments. MININT_UPDATE_DOCS=1
 // stores the pictures as docs/screen-deploy.png and docs/screen-failure.png.
 func TestConsoleScreens(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	port := nginx(t, f.work)
 	dir := filepath.Join(f.work, "console-seq")

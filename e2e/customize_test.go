@@ -18,6 +18,7 @@ import (
 // medium by its new ID (in the rewritten grub.cfg), trusts the new key
 // (appended to its initramfs) and deploys.
 func TestDeployCustomizedISO(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	released := f.iso(t, "", "")
 	dir := t.TempDir()

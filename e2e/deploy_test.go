@@ -21,6 +21,7 @@ import (
 // with the image in the CD drive; the PE writes an MBR layout, applies the
 // image from the medium and reboots into the deployed OS.
 func TestDeployFromISO(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	iso := f.iso(t, sequence("medium:/minint/image/manifest.json", ""), f.pkg)
 	disk := filepath.Join(t.TempDir(), "disk.img")
@@ -46,6 +47,7 @@ func TestDeployFromISO(t *testing.T) {
 // host by a rule matching the VM's MAC (QEMU's first NIC is
 // 52:54:00:12:34:56): waitDeployed finds e2e-host only if the PE bound it.
 func TestDeployOverHTTP(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	port := nginx(t, f.work)
 	seqDir := filepath.Join(f.work, "http-seq")
@@ -111,6 +113,7 @@ printf '{"event":"hook","efivars":%d,"mid":"%s"}\n' "$n" "$(cat /etc/machine-id)
 // image, truncated download, 404) stops the sequence before any boot file
 // is written, and the disk is not bootable.
 func TestFailClosed(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	cases := []struct {
 		name string
@@ -211,6 +214,7 @@ func TestFailClosed(t *testing.T) {
 // the PE, so one without a valid signature by the PE's key is refused
 // before any step runs; the disk stays all zeros.
 func TestUnsignedNetworkSequence(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	port := nginx(t, f.work)
 	dir := filepath.Join(f.work, "unsigned-seq")
@@ -245,6 +249,7 @@ func TestUnsignedNetworkSequence(t *testing.T) {
 // TestRequirementsNotMet: a 128 MiB disk fails min-disk before anything is
 // written; the disk stays all zeros.
 func TestRequirementsNotMet(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	iso := f.iso(t, sequence("medium:/minint/image/manifest.json", "256MiB"), "")
 	disk := filepath.Join(t.TempDir(), "small.img")
@@ -280,6 +285,7 @@ func TestRequirementsNotMet(t *testing.T) {
 // files; the next boot resumes from the journal and reaches the same
 // verified end state.
 func TestPowerCutResume(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	for _, tc := range []struct {
 		name string

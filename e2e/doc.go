@@ -7,7 +7,10 @@
 // They need root, QEMU, nginx, syslinux, mtools and a kernel in /boot (see
 // scripts/setup-host.sh) and run only with MININT_E2E=1 (make test sets it).
 // One PE and one package are built per test binary and the sample root is
-// cached in $MININT_CACHE/e2e.
+// cached in $MININT_CACHE/e2e. Every test is parallel: a guest is one TCG
+// thread, so go test's default -parallel (GOMAXPROCS) keeps one guest per
+// core, which halves the suite's time on the 2-core CI machine; each test
+// has its own disks, servers (ports chosen by the kernel) and namespaces.
 //
 // Cases: TestDeployFromISO (image on the ISO, SeaBIOS, MBR),
 // TestDeployOverHTTP (signed sequence and package from nginx, OVMF, GPT),

@@ -265,9 +265,11 @@ func (f *fixture) iso(t *testing.T, seq string, pkgDir string, extra ...string) 
 // More disks (e.g. a hookDisk) come after the target disk.
 func vm(t *testing.T, iso, disk, firmware string, diskFirst bool, more ...qemu.Disk) *qemu.VM {
 	t.Helper()
+	// Each wait is bounded by the test's own deadline; the VM's is only
+	// the backstop, generous for two guests sharing two cores.
 	return startVM(t, qemu.Options{ISO: iso, Firmware: firmware, Mem: "512M",
 		Disks:     append([]qemu.Disk{{Path: disk, Size: 512 << 20, Boot: diskFirst}}, more...),
-		DiskFirst: diskFirst, AllowReboot: diskFirst, WorkDir: t.TempDir()})
+		DiskFirst: diskFirst, AllowReboot: diskFirst, WorkDir: t.TempDir(), Timeout: 10 * time.Minute})
 }
 
 // startVM starts a guest with its console logged (and copied to stderr

@@ -44,6 +44,7 @@ var matrixDisks = []struct{ iface, serial, transport string }{
 // so its own DHCP lease, and each disk is in the inventory with its
 // transport.
 func TestDeviceMatrixInventory(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	var nics []qemu.NIC
 	for _, n := range matrixNICs {
@@ -157,6 +158,7 @@ func matrixSequence(manifest string) string {
 // VMware PVSCSI and an NVMe disk: three guests at once, each with all three
 // disks, the target chosen by the sequence's selection rule.
 func TestDeviceMatrixDeploy(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	port := nginx(t, f.work)
 	dir := filepath.Join(f.work, "matrix-seq")

@@ -79,6 +79,7 @@ func daemon(t *testing.T, ns, log string, args ...string) {
 // needs the boot server from the network's own DHCP server instead
 // (TestBootNetwork covers that chain).
 func TestNetbootProxyDHCP(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	dnsmasq := hostProgram(t, "dnsmasq", "dnsmasq-base")
 	nginx := hostProgram(t, "nginx", "nginx")

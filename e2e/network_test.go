@@ -204,6 +204,7 @@ func (l *vlanLAN) toGuest() {
 // address that does not parse stops at once, naming it, before anything
 // else (no sequence runs).
 func TestStaticNetworkVLAN(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	dir := t.TempDir()
 	seq := filepath.Join(dir, "seq.yaml")

@@ -231,6 +231,7 @@ func kindIs(kind string) func(qemu.Event) bool {
 // nothing else of A left, /minint gone but the logs kept, and the PE's
 // boot entry removed from the ESP.
 func TestRefresh(t *testing.T) {
+	t.Parallel()
 	_, b, hook, iso, disk := refreshSetup(t, "bad.yaml", qemu.UEFI)
 	v, _ := refreshVM(t, qemu.UEFI, iso, disk, "", hook)
 
@@ -281,6 +282,7 @@ func TestRefresh(t *testing.T) {
 // by itself, resume from the journal without capturing the emptied root,
 // and reach the same verified end state as an uninterrupted refresh.
 func TestRefreshPowerCut(t *testing.T) {
+	t.Parallel()
 	_, b, hook, iso, disk := refreshSetup(t, "good.yaml", qemu.UEFI)
 	v, vars := refreshVM(t, qemu.UEFI, iso, disk, "", hook)
 	pop, uids := refreshPopulated(t, v)
@@ -324,6 +326,7 @@ func TestRefreshPowerCut(t *testing.T) {
 // that label syslinux's DEFAULT; bootfiles writes the new system's
 // syslinux.cfg and removes the PE's files.
 func TestRefreshBIOS(t *testing.T) {
+	t.Parallel()
 	_, b, hook, iso, disk := refreshSetup(t, "good.yaml", qemu.BIOS)
 	v, _ := refreshVM(t, qemu.BIOS, iso, disk, "", hook)
 	pop, uids := refreshPopulated(t, v)

@@ -32,6 +32,7 @@ import (
 // the PE entry on it with minint.staged=UUID=<root filesystem>, and the
 // one-shot variable.
 func TestReplace(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	www := t.TempDir()
 	ng := testnginx.Start(t, www, testnginx.Options{WebDAV: true})
@@ -321,6 +322,7 @@ func replaceCheckSyslinux(t *testing.T, disk string) {
 // error naming what is missing, and leaves nothing a restore would
 // accept. The same netstore.Pull runs in the PE's pull-state step.
 func TestReplaceIncompleteStore(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: stage captures every user's files")

@@ -18,6 +18,7 @@ import (
 // and bootfiles installs that chain, so that the deployed system boots
 // with Secure Boot on too (its own report reads the SecureBoot variable).
 func TestDeploySecureBoot(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	root, tree, err := f.sampleRoot(t, "A", "secureboot")
 	if err != nil {
