@@ -224,8 +224,10 @@ var rootFS = map[string]bool{"ext4": true, "ext3": true, "ext2": true, "xfs": tr
 // roOptions keep a read-only mount from writing anyway: ext4 and xfs
 // replay a dirty journal even when mounted read-only, btrfs its log tree
 // (rescue=nologreplay since Linux 5.9; newer kernels refuse the old bare
-// "nologreplay" with EINVAL).
-var roOptions = map[string]string{"ext4": "noload", "ext3": "noload", "ext2": "", "xfs": "norecovery", "btrfs": "rescue=nologreplay"}
+// "nologreplay" with EINVAL). xfs also gets nouuid: a reference disk
+// cloned from a mounted system, or one whose earlier mount is still being
+// torn down, has an XFS UUID already in use, which xfs refuses (EINVAL).
+var roOptions = map[string]string{"ext4": "noload", "ext3": "noload", "ext2": "", "xfs": "norecovery,nouuid", "btrfs": "rescue=nologreplay"}
 
 // MountReadOnly mounts the candidate at dir so that the disk is not written
 // (read-only, no journal replay). Close the result to unmount.
