@@ -46,7 +46,6 @@ func Erase(ctx context.Context, t *Target, o EraseOptions) (*EraseResult, error)
 		return nil, fmt.Errorf("erase method %q: want zero or discard", method)
 	}
 	res := &EraseResult{Method: method}
-	fd := int(t.File.Fd())
 	for off := int64(0); off < t.Size; {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -57,7 +56,7 @@ func Erase(ctx context.Context, t *Target, o EraseOptions) (*EraseResult, error)
 		case t.IsBlock() && method == "discard":
 			err = ioctlRange(t.File, unix.BLKDISCARD, off, n)
 		case t.IsBlock():
-			if err = ioctlRange(t.File, unix.BLKZEROOUT, off, n); err != nil && res.Method == "zero" {
+			if err = offloadZero(t.File, true, off, n); err != nil && res.Method == "zero" {
 				res.Method = "zero (write)"
 				err = zeroRange(t.File, off, n, t.Size)
 			} else if err != nil {
@@ -66,7 +65,7 @@ func Erase(ctx context.Context, t *Target, o EraseOptions) (*EraseResult, error)
 		default:
 			// An image file: punching holes reads back as zeros and frees
 			// the space; filesystems without hole punching get zeros written.
-			if err = unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
+			if err = offloadZero(t.File, false, off, n); err != nil {
 				err = zeroRange(t.File, off, n, t.Size)
 			}
 		}
@@ -88,6 +87,17 @@ func Erase(ctx context.Context, t *Target, o EraseOptions) (*EraseResult, error)
 		return res, fmt.Errorf("%w (this device does not return zeros for discarded blocks; use method zero)", err)
 	}
 	return res, err
+}
+
+// offloadZero makes n bytes at off read as zeros without writing them: the
+// device's write-zeroes command on a block device, a punched hole in an
+// image file. It fails where neither is supported; callers then write
+// zeros.
+func offloadZero(f *os.File, block bool, off, n int64) error {
+	if block {
+		return ioctlRange(f, unix.BLKZEROOUT, off, n)
+	}
+	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 }
 
 func ioctlRange(f *os.File, req uint, off, n int64) error {

@@ -205,13 +205,19 @@ func utf16z(b []byte) string {
 }
 
 func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
 			return false
 		}
+		b = b[n:]
 	}
 	return true
 }
+
+// zeros is compared against, never written (bytes.Equal is vectorized
+// where a byte loop is not).
+var zeros [64 << 10]byte
 
 // ProbeFilesystem looks for a filesystem signature in the size bytes of r
 // starting at off. It returns nil when it finds none it knows.

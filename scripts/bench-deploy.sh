@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Guest deploy benchmark (issue 16): a Debian-sized image deployed by the PE
-# in QEMU/TCG from the boot medium and from nginx, with 1 and 2 vCPUs, each
+# in QEMU/TCG from the boot medium and from nginx (pipelined, `mode: auto`,
+# and staged, `mode: stage`), with 1 and 2 vCPUs, each
 # phase timed from the PE's events, next to the floors measured in the same
 # guest in the same run:
 #
@@ -114,11 +115,16 @@ EOF
   - type: apply-image
 EOF
 } > "$seqdir/http.yaml"
+# Stage then apply: the same download, whole and verified before the apply.
+sed -e 's/^name: bench-http/name: bench-stage/' \
+    -e "s|^    manifest: http://10.0.2.2:$port/manifest.json|&\n    mode: stage|" \
+  "$seqdir/http.yaml" > "$seqdir/stage.yaml"
 # The apply floor: the medium run's sequence under minint.bench=unverified-medium.
-for s in medium http; do "$minint" sequence check "$seqdir/$s.yaml" >/dev/null; done
+for s in medium http stage; do "$minint" sequence check "$seqdir/$s.yaml" >/dev/null; done
 "$minint" iso -o "$work/bench.iso" --key "$work/bench.pub" --build-dir "$work/pe" \
   --sequence "$seqdir/medium.yaml" \
   --add "$seqdir/http.yaml:bench/http.yaml" \
+  --add "$seqdir/stage.yaml:bench/stage.yaml" \
   --add "$pkg/manifest.json:image/manifest.json" \
   --add "$pkg/manifest.sig:image/manifest.sig" \
   --add "$pkg/debian.wim:image/debian.wim"
@@ -163,6 +169,7 @@ rm -f "$work/load.txt"
 for n in $cpus_list; do
   run medium "$n"
   run http "$n" "minint.sequence=$media/minint/bench/http.yaml"
+  run stage "$n" "minint.sequence=$media/minint/bench/stage.yaml"
   run floor "$n" minint.bench=unverified-medium
 done
 fi
@@ -178,7 +185,7 @@ out="$work/results.md"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   for n in $cpus_list; do
     af=$(steptime "$work/floor-$n.json" apply-image 2>/dev/null || true)
-    for m in medium http; do
+    for m in medium http stage; do
       ev="$work/$m-$n.json"
       [ -f "$ev" ] || continue
       # Pipelined, fetch is done (verified) only after the apply: the

@@ -343,8 +343,13 @@ func (t *Transfer) stream(resp *http.Response) {
 
 // consume reads the body from chunk i on, writing and verifying the chunks
 // nobody else has or is fetching, skipping the others.
+//
+// The body is read in whole buffers (io.ReadFull) rather than in what each
+// Read happens to return: a TCP stream hands out a few KiB at a time, and
+// in a one-vCPU PE under TCG every write, lock and progress report per
+// read costs the apply running beside it (issue 16).
 func (t *Transfer) consume(body io.Reader, i int) error {
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, 1<<20)
 	for ; i < len(t.have); i++ {
 		n := t.chunkLen(i)
 		off := int64(i) * t.e.ChunkSize
@@ -360,7 +365,10 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 		var err error
 		for done < n && err == nil {
 			var k int
-			k, err = body.Read(buf[:min(int64(len(buf)), n-done)])
+			k, err = io.ReadFull(body, buf[:min(int64(len(buf)), n-done)])
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
 			if k > 0 {
 				if write {
 					h.Write(buf[:k])
