@@ -125,9 +125,7 @@ for s in medium http stage; do "$minint" sequence check "$seqdir/$s.yaml" >/dev/
   --sequence "$seqdir/medium.yaml" \
   --add "$seqdir/http.yaml:bench/http.yaml" \
   --add "$seqdir/stage.yaml:bench/stage.yaml" \
-  --add "$pkg/manifest.json:image/manifest.json" \
-  --add "$pkg/manifest.sig:image/manifest.sig" \
-  --add "$pkg/debian.wim:image/debian.wim"
+  --package "$pkg"
 
 # --- nginx on the loopback, for QEMU's user network (10.0.2.2) ---------
 ngx="$work/nginx"

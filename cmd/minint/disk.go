@@ -59,10 +59,6 @@ func (c *diskCommon) discover(ctx context.Context) ([]*diskops.Disk, error) {
 	return diskops.Discover(ctx, diskops.DiscoverOptions{Root: c.sysRoot, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
 }
 
-func diskContext() (context.Context, context.CancelFunc) {
-	return signalContext()
-}
-
 func newDiskListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [--json]",
@@ -74,7 +70,7 @@ func newDiskListCmd() *cobra.Command {
 	c.flags(fs)
 	asJSON := fs.Bool("json", false, "print JSON for machines")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		ctx, cancel := diskContext()
+		ctx, cancel := signalContext()
 		defer cancel()
 		disks, err := c.discover(ctx)
 		if err != nil {
@@ -176,7 +172,7 @@ func newDiskSelectCmd() *cobra.Command {
 		if err != nil {
 			return usageErrorf("%v", err)
 		}
-		ctx, cancel := diskContext()
+		ctx, cancel := signalContext()
 		defer cancel()
 		disks, err := c.discover(ctx)
 		if err != nil {
@@ -234,7 +230,7 @@ func newDiskPartitionCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := diskContext()
+		ctx, cancel := signalContext()
 		defer cancel()
 		t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{SysRoot: c.sysRoot, ReadOnly: *dry, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
 		if err != nil {
@@ -361,7 +357,7 @@ func newDiskFormatCmd() *cobra.Command {
 		if err := confirm(cmd, *yes, what); err != nil {
 			return err
 		}
-		ctx, cancel := diskContext()
+		ctx, cancel := signalContext()
 		defer cancel()
 		got, err := diskops.Format(ctx, f, off, n, spec)
 		if err != nil {
@@ -435,7 +431,7 @@ func newDiskCleanCmd() *cobra.Command {
 			return err
 		}
 		defer r.Close()
-		ctx, cancel := diskContext()
+		ctx, cancel := signalContext()
 		defer cancel()
 		plan, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, DryRun: true})
 		if err != nil {
@@ -495,7 +491,7 @@ func newDiskBootfilesCmd() *cobra.Command {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		o.Root, o.ESP = fs.Arg(0), fs.Arg(1)
-		ctx, cancel := diskContext()
+		ctx, cancel := signalContext()
 		defer cancel()
 		if o.RootUUID == "" {
 			f, src, err := diskops.MountedFilesystem("", o.Root)
@@ -585,7 +581,7 @@ func newDiskBootloaderCmd() *cobra.Command {
 			}
 			o.Payload = p
 		}
-		ctx, cancel := diskContext()
+		ctx, cancel := signalContext()
 		defer cancel()
 		// The partition must not be mounted while syslinux writes to it; the
 		// rest of the disk (the root) may be.
@@ -713,7 +709,7 @@ func newDiskEraseCmd() *cobra.Command {
 	yes := yesFlag(cmd)
 	outFlags := addOutputFlags(cmd, "progress", "show no progress")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		ctx, cancel := diskContext()
+		ctx, cancel := signalContext()
 		defer cancel()
 		t, err := diskops.OpenTarget(ctx, fs.Arg(0), diskops.TargetOptions{SysRoot: c.sysRoot, BootDevices: c.bootDevs, MediaLabel: c.mediaLabel})
 		if err != nil {
@@ -756,7 +752,7 @@ func newDiskSyslinuxPayloadCmd() *cobra.Command {
 	fs := cmd.Flags()
 	prog := fs.String("syslinux", "", "the syslinux (mtools) installer `PROGRAM` to capture from")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		ctx, cancel := diskContext()
+		ctx, cancel := signalContext()
 		defer cancel()
 		p, err := bootloader.CaptureSyslinux(ctx, *prog)
 		if err != nil {

@@ -90,13 +90,11 @@ func newISOCmd() *cobra.Command {
 			return err
 		}
 		opts.ExtraFiles = append(opts.ExtraFiles, files...)
-		r, err := outFlags.open()
+		r, ctx, end, err := outFlags.start()
 		if err != nil {
 			return err
 		}
-		defer r.Close()
-		ctx, stop := signalContext()
-		defer stop()
+		defer end()
 
 		pe, err := src.get(ctx, r)
 		if err != nil {

@@ -100,13 +100,11 @@ OUT may be IN: the image is written next to it and renamed into place when compl
 		if err != nil {
 			return err
 		}
-		r, err := outFlags.open()
+		r, ctx, end, err := outFlags.start()
 		if err != nil {
 			return err
 		}
-		defer r.Close()
-		ctx, stop := signalContext()
-		defer stop()
+		defer end()
 		extra := strings.TrimSpace(*cmdline + " " + net.args())
 		cust := media.Customization{Sequence: *seqFile, Key: *key, Packages: packageFlags(*pkgs), Files: files,
 			Cmdline: extra, Label: *label, DriverPacks: *packs, RequireSigned: *reqSigned, SecureBootKey: *sbKey, SecureBootCert: *sbCert, Log: func(f string, a ...any) { r.Printf(f, a...) }}

@@ -69,13 +69,11 @@ that for a dnsmasq that hands out the addresses (conf-file=).`,
 		if err != nil {
 			return err
 		}
-		r, err := outFlags.open()
+		r, ctx, end, err := outFlags.start()
 		if err != nil {
 			return err
 		}
-		defer r.Close()
-		ctx, stop := signalContext()
-		defer stop()
+		defer end()
 		pe, err := src.get(ctx, r)
 		if err != nil {
 			return err

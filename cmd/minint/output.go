@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -61,6 +62,17 @@ func (o *outputFlags) open() (*output, error) {
 	}
 	out.Reporter = progress.New(out.Log, out.events)
 	return out, nil
+}
+
+// start opens the output (see open) and a context that the terminating
+// signals cancel (signalContext): what a command that writes and can be
+// interrupted begins with. end stops both.
+func (o *outputFlags) start() (out *output, ctx context.Context, end func(), err error) {
+	if out, err = o.open(); err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, stop := signalContext()
+	return out, ctx, func() { stop(); out.Close() }, nil
 }
 
 // eventsOnStdout reports whether --json-events - was given.

@@ -34,10 +34,6 @@ func init() {
 	})
 }
 
-func stateCtx() (context.Context, context.CancelFunc) {
-	return signalContext()
-}
-
 func newStateCaptureCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "capture [flags] STORE",
@@ -58,13 +54,11 @@ func newStateCaptureCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r, err := outFlags.open()
+		r, ctx, end, err := outFlags.start()
 		if err != nil {
 			return err
 		}
-		defer r.Close()
-		ctx, stop := stateCtx()
-		defer stop()
+		defer end()
 		t := r.Start("capture-state", 0, "bytes")
 		m, st, err := state.CaptureStat(ctx, *root, fs.Arg(0), state.Spec{NoHomes: *noHomes, RootHome: *rootHome, Paths: *paths, Exclude: *exclude, Copy: *cp, Key: key, Progress: t.Add})
 		t.Finish(err)
@@ -96,7 +90,7 @@ func newStateVerifyCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		ctx, stop := stateCtx()
+		ctx, stop := signalContext()
 		defer stop()
 		if err := state.Verify(ctx, fs.Arg(0), m); err != nil {
 			return err
@@ -149,13 +143,11 @@ func newStatePullCmd() *cobra.Command {
 }
 
 func transfer(outFlags *outputFlags, op string, f func(context.Context, netstore.Options) error) error {
-	r, err := outFlags.open()
+	r, ctx, end, err := outFlags.start()
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	ctx, stop := stateCtx()
-	defer stop()
+	defer end()
 	t := r.Start(op+"-state", 0, "bytes")
 	err = f(ctx, netstore.Options{Progress: t.Add, Client: &httpx.Client{Log: r.Printf}})
 	t.Finish(err)
@@ -182,7 +174,7 @@ func newStateRestoreCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		ctx, stop := stateCtx()
+		ctx, stop := signalContext()
 		defer stop()
 		rep, err := state.Restore(ctx, fs.Arg(0), *root, state.RestoreOptions{Keys: pubs, Copy: *cp, NoAccounts: *noAccounts, Paths: *paths})
 		if err != nil {

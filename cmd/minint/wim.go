@@ -43,14 +43,6 @@ func init() {
 	})
 }
 
-// wimContext is cancelled by the signals that end a command run from a
-// terminal, a script or a supervisor (SIGINT, SIGTERM, SIGHUP), and by
-// SIGPIPE when its output pipe is closed: a verb then stops, removes what
-// it was writing and fails, instead of dying half-way.
-func wimContext() (context.Context, context.CancelFunc) {
-	return signalContext()
-}
-
 // lowGC lowers the garbage collector's target (unless GOGC says
 // otherwise) for capture: it allocates little as it goes (chunk buffers are
 // reused), so collecting at 25% growth instead of 100% costs next to no CPU
@@ -165,7 +157,7 @@ func wimCaptureCmd(verb string, do func(ctx context.Context, dst, src string, wo
 		task := rep.Start(verb, 0, "bytes")
 		opts.Progress = task.Callback()
 		wopts := wim.WriterOptions{Compression: comp, Threads: *threads, Integrity: *check}
-		ctx, stop := wimContext()
+		ctx, stop := signalContext()
 		defer stop()
 		lowGC()
 		err = do(ctx, dst, src, wopts, opts)
@@ -252,7 +244,7 @@ func applyImage(rc *wim.ReadCloser, img *wim.Image, dir string, paths []string, 
 		op = "extract"
 	}
 	task := rep.Start(op, 0, "bytes")
-	ctx, stop := wimContext()
+	ctx, stop := signalContext()
 	defer stop()
 	err = rc.Apply(ctx, img.Index, dir, wim.ApplyOptions{
 		Threads:    threads,
@@ -529,7 +521,7 @@ func wimVerifyCmd() *cobra.Command {
 		}
 		defer rep.Close()
 		task := rep.Start("verify", 0, "bytes")
-		ctx, stop := wimContext()
+		ctx, stop := signalContext()
 		defer stop()
 		err = rc.Verify(ctx, wim.VerifyOptions{Threads: *threads, Progress: task.Callback()})
 		task.Finish(err)

@@ -55,7 +55,7 @@ func wimExportCmd() *cobra.Command {
 		}
 		defer rep.Close()
 		task := rep.Start("export", 0, "bytes")
-		ctx, stop := wimContext()
+		ctx, stop := signalContext()
 		defer stop()
 		err = export(ctx, img, rest[2], wopts, wim.ImageOptions{Name: *name, Description: *desc, Progress: task.Callback()}, fs.Changed("compress"))
 		task.Finish(err)
@@ -90,7 +90,7 @@ func wimSplitCmd() *cobra.Command {
 		if !strings.HasSuffix(strings.ToLower(rest[1]), ".swm") {
 			return usageErrorf("%s: the first part's name must end in .swm", rest[1])
 		}
-		ctx, stop := wimContext()
+		ctx, stop := signalContext()
 		defer stop()
 		parts, err := wim.Split(ctx, rest[0], rest[1], int64(size))
 		for _, p := range parts {
