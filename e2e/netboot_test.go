@@ -12,6 +12,7 @@ import (
 
 	"github.com/minint/minint/authenticode/authenticodetest"
 	"github.com/minint/minint/internal/child"
+	"github.com/minint/minint/internal/testnginx"
 	"github.com/minint/minint/media"
 	"github.com/minint/minint/qemu"
 )
@@ -142,21 +143,7 @@ func TestNetbootProxyDHCP(t *testing.T) {
 		"--pid-file", "--log-facility=-")
 	prefix := filepath.Join(work, "nginx")
 	os.MkdirAll(filepath.Join(prefix, "tmp"), 0o755)
-	conf := fmt.Sprintf(`master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-  access_log %[1]s/access.log;
-  client_body_temp_path %[1]s/tmp;
-  proxy_temp_path %[1]s/tmp;
-  fastcgi_temp_path %[1]s/tmp;
-  uwsgi_temp_path %[1]s/tmp;
-  scgi_temp_path %[1]s/tmp;
-  server { listen %[2]s:8080; root %[3]s; }
-}
-`, prefix, nbServer, tree)
+	conf := testnginx.Config(prefix, nbServer+":8080", tree, nil)
 	os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644)
 	daemon(t, ns, filepath.Join(work, "nginx.log"), nginx, "-p", prefix+"/", "-c", filepath.Join(prefix, "nginx.conf"),
 		"-e", filepath.Join(prefix, "error.log"), "-g", "daemon off;")

@@ -114,9 +114,28 @@ func New(t testing.TB, root string, opts Options) *Server {
 			"client_max_body_size 0;")
 	}
 	server = append(server, opts.Extra...)
+	conf := Config(s.prefix, fmt.Sprintf("127.0.0.1:%d", port), root, server)
+	if err := os.WriteFile(s.conf(), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("nginx %s access log:\n%s", s.URL, tail(s.path("access.log"), 30))
+			t.Logf("nginx %s error log:\n%s", s.URL, tail(s.path("error.log"), 30))
+		}
+	})
+	return s
+}
+
+// Config is the configuration New writes: nginx as one process in the
+// foreground with its files under prefix, serving root on listen
+// ("ADDR:PORT") with the server directives extra. Tests that start nginx
+// themselves (in a network namespace) use it too.
+func Config(prefix, listen, root string, extra []string) string {
 	// master_process off: one process, running as the test's user, so
 	// that files PUT are the test's and nothing switches to nobody.
-	conf := fmt.Sprintf(`master_process off;
+	return fmt.Sprintf(`master_process off;
 worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log;
@@ -130,24 +149,13 @@ http {
   scgi_temp_path %[1]s/tmp;
   types { application/octet-stream wim; application/json json; }
   server {
-    listen 127.0.0.1:%[2]d;
+    listen %[2]s;
     root %[3]s;
     location = %[5]s { access_log off; return 204; }
     %[4]s
   }
 }
-`, s.prefix, port, root, strings.Join(server, "\n    "), syncPath)
-	if err := os.WriteFile(s.conf(), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("nginx %s access log:\n%s", s.URL, tail(s.path("access.log"), 30))
-			t.Logf("nginx %s error log:\n%s", s.URL, tail(s.path("error.log"), 30))
-		}
-	})
-	return s
+`, prefix, listen, root, strings.Join(extra, "\n    "), syncPath)
 }
 
 func (s *Server) path(name string) string { return filepath.Join(s.prefix, name) }
