@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,13 +20,17 @@ type Loader struct {
 	DB  *DB
 	Log func(format string, a ...any) // may be nil
 
+	// Safe for concurrent use: the PE coldplugs, loads file-system
+	// modules in the background and rescans for late devices at once.
+	mu     sync.Mutex
 	loaded map[string]bool
 	failed map[string]error
+	took   map[string]time.Duration
 }
 
 // NewLoader returns a Loader that knows the modules already in /proc/modules.
 func NewLoader(db *DB) *Loader {
-	l := &Loader{DB: db, loaded: map[string]bool{}, failed: map[string]error{}}
+	l := &Loader{DB: db, loaded: map[string]bool{}, failed: map[string]error{}, took: map[string]time.Duration{}}
 	if f, err := os.Open("/proc/modules"); err == nil {
 		s := bufio.NewScanner(f)
 		for s.Scan() {
@@ -66,34 +71,73 @@ func (l *Loader) Load(names ...string) error {
 }
 
 func (l *Loader) insmod(mod string) error {
+	l.mu.Lock()
 	if l.loaded[mod] {
+		l.mu.Unlock()
 		return nil
 	}
 	if err, ok := l.failed[mod]; ok {
+		l.mu.Unlock()
 		return err
 	}
 	for _, d := range l.DB.deps[mod] {
 		if !l.loaded[d] {
 			err := fmt.Errorf("load %s: dependency %s is not loaded", mod, d)
 			l.failed[mod] = err
+			l.mu.Unlock()
 			return err
 		}
 	}
+	l.mu.Unlock()
+	// Two goroutines may load the same module (a dependency of both): the
+	// kernel lets the second wait for the first and answers EEXIST.
+	start := time.Now()
+	err := l.finit(mod)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.failed[mod] = err
+		return err
+	}
+	l.loaded[mod] = true
+	l.took[mod] = time.Since(start)
+	l.logf("kmod: loaded %s in %s", mod, l.took[mod].Round(time.Millisecond))
+	return nil
+}
+
+// finitModule is unix.FinitModule but in tests.
+var finitModule = unix.FinitModule
+
+func (l *Loader) finit(mod string) error {
 	p := filepath.Join(l.DB.Dir, l.DB.path[mod])
 	f, err := os.Open(p)
 	if err != nil {
-		l.failed[mod] = fmt.Errorf("load %s: %w", mod, err)
-		return l.failed[mod]
+		return fmt.Errorf("load %s: %w", mod, err)
 	}
 	defer f.Close()
-	err = unix.FinitModule(int(f.Fd()), "", 0)
+	err = finitModule(int(f.Fd()), "", 0)
 	if err != nil && !errors.Is(err, unix.EEXIST) {
-		l.failed[mod] = fmt.Errorf("load %s (%s): %w%s", mod, p, err, signatureHint(err))
-		return l.failed[mod]
+		return fmt.Errorf("load %s (%s): %w%s", mod, p, err, signatureHint(err))
 	}
-	l.loaded[mod] = true
-	l.logf("kmod: loaded %s", mod)
 	return nil
+}
+
+func (l *Loader) isLoaded(mod string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.loaded[mod]
+}
+
+// Took is how long loading each module loaded so far took, in seconds
+// (its driver's probe of the devices included).
+func (l *Loader) Took() map[string]float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := make(map[string]float64, len(l.took))
+	for k, v := range l.took {
+		m[k] = v.Seconds()
+	}
+	return m
 }
 
 // modaliases returns the modalias strings of the devices under sysDevices
@@ -134,7 +178,7 @@ func (l *Loader) Coldplug(sysDevices string, rounds int) (loaded []string, err e
 		var want []string
 		for _, a := range modaliases(sysDevices) {
 			for _, m := range l.DB.Match(a) {
-				if !tried[m] && !l.loaded[m] {
+				if !tried[m] && !l.isLoaded(m) {
 					tried[m] = true
 					want = append(want, m)
 				}
@@ -143,8 +187,18 @@ func (l *Loader) Coldplug(sysDevices string, rounds int) (loaded []string, err e
 		if len(want) == 0 {
 			break
 		}
-		for _, m := range want {
-			if err := l.Load(m); err != nil {
+		// In parallel: a module's init waits for its driver to probe
+		// the devices (libata resets ports and identifies drives, a
+		// SCSI host scans its bus), and one driver's waiting need not
+		// hold up the next.
+		res := make([]error, len(want))
+		var wg sync.WaitGroup
+		for i, m := range want {
+			wg.Go(func() { res[i] = l.Load(m) })
+		}
+		wg.Wait()
+		for i, m := range want {
+			if err := res[i]; err != nil {
 				l.logf("kmod: %v", err)
 				errs = append(errs, err)
 				continue

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/minint/minint/bytesize"
+	"golang.org/x/sys/unix"
 	"io"
 	"maps"
 	"os"
@@ -511,7 +512,7 @@ func (r *runner) step(i int, st sequence.Step) error {
 	if err := r.save(); err != nil {
 		return err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuNow()
 	err := r.tries(st, ev)
 	if err == nil && r.pendingFor(b) {
 		return nil // recorded done (or failed) by settle
@@ -538,7 +539,9 @@ func (r *runner) step(i int, st sequence.Step) error {
 	if err := r.save(); err != nil {
 		return err
 	}
-	ev("done", fmt.Sprintf("%.1fs", time.Since(start).Seconds()), nil)
+	cpu := cpuNow().since(cpu0)
+	ev("done", fmt.Sprintf("%.1fs", time.Since(start).Seconds()), nil,
+		"cpu_user_s", cpu.user.Seconds(), "cpu_sys_s", cpu.sys.Seconds(), "context_switches", cpu.switches)
 	if p, ok := st.(*sequence.Power); ok && !r.env.DryRun {
 		if i == n-1 {
 			// The machine goes away with this step: the sequence is
@@ -869,4 +872,35 @@ func (r *runner) probeJournal(parts []Part, l *diskops.Layout) (bool, error) {
 	}
 	r.st.Parts = parts
 	return true, r.save()
+}
+
+// cpuUse is the CPU time the PE and its finished children have used, and
+// how often the PE's threads gave up or lost their CPU. A step's done
+// event carries its share, so that a benchmark (or a slow field run) tells
+// a step that computes from one that waits, and a pipelined download's
+// cost from the apply's (it is counted in the apply-image step it runs
+// beside).
+type cpuUse struct {
+	user, sys time.Duration
+	switches  int64
+}
+
+func cpuNow() cpuUse {
+	var u cpuUse
+	for _, who := range []int{unix.RUSAGE_SELF, unix.RUSAGE_CHILDREN} {
+		var ru unix.Rusage
+		if unix.Getrusage(who, &ru) != nil {
+			continue
+		}
+		u.user += time.Duration(ru.Utime.Nano())
+		u.sys += time.Duration(ru.Stime.Nano())
+		if who == unix.RUSAGE_SELF {
+			u.switches = ru.Nvcsw + ru.Nivcsw
+		}
+	}
+	return u
+}
+
+func (u cpuUse) since(v cpuUse) cpuUse {
+	return cpuUse{u.user - v.user, u.sys - v.sys, u.switches - v.switches}
 }

@@ -68,6 +68,16 @@ steptime() { # steptime EVENTS OP [OP2] -> seconds from OP's start to OP2's (def
   e=$(grep -a '"event":"step"' "$1" | grep -a "\"op\":\"${3:-$2}\"" | grep -a '"state":"done"' | evtime)
   [ -n "$s" ] && [ -n "$e" ] && awk -v a="$s" -v b="$e" 'BEGIN { printf "%.1f", b - a }'
 }
+stepcpu() { # stepcpu EVENTS OP... -> CPU seconds (user+sys) and context switches of the steps' done events
+  local op u=0 sy=0 c=0 line
+  for op in "${@:2}"; do
+    line=$(grep -a '"event":"step"' "$1" | grep -a "\"op\":\"$op\"" | grep -a '"state":"done"' | head -n1)
+    u=$(awk -v a="$u" -v b="$(sed -n 's/.*"cpu_user_s":\([0-9.e+-]*\).*/\1/p' <<<"$line")" 'BEGIN { print a + b }')
+    sy=$(awk -v a="$sy" -v b="$(sed -n 's/.*"cpu_sys_s":\([0-9.e+-]*\).*/\1/p' <<<"$line")" 'BEGIN { print a + b }')
+    c=$(awk -v a="$c" -v b="$(sed -n 's/.*"context_switches":\([0-9]*\).*/\1/p' <<<"$line")" 'BEGIN { print a + b }')
+  done
+  awk -v u="$u" -v s="$sy" -v c="$c" 'BEGIN { printf "%.1f + %.1f | %d", u, s, c }'
+}
 bootf() { grep -a '"event":"boot"' "$1" | head -n1 | sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" | xargs -r printf '%.1f'; }
 if [ "${1:-}" != results ]; then
 
@@ -179,8 +189,8 @@ out="$work/results.md"
   echo "Image $(du -sh "$work/rootfs" 2>/dev/null | cut -f1) root, $(stat -c %s "$pkg/debian.wim" | awk '{printf "%.0f MB", $1/1e6}') LZX WIM; QEMU TCG, 1536 MiB, virtio disk, image on the ISO (CD), nginx on the host via user networking."
   echo "Load averages (1/5/15 min) before each run:"; sed 's/^/    /' "$work/load.txt"
   echo
-  echo "| vCPUs | mode | modules | network | medium | fetch s | apply s | fetch start -> apply end s | read floor s | apply floor s | total / slowest floor |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| vCPUs | mode | modules | network | medium | format s | fetch s | apply s | fetch start -> apply end s | CPU user + sys s | context switches | read floor s | apply floor s | total / slowest floor |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for n in $cpus_list; do
     af=$(steptime "$work/floor-$n.json" apply-image 2>/dev/null || true)
     for m in medium http stage; do
@@ -191,7 +201,7 @@ out="$work/results.md"
       f=$(steptime "$ev" fetch); a=$(steptime "$ev" apply-image); r=$(steptime "$ev" floor-read)
       tot=$(steptime "$ev" fetch apply-image)
       ratio=$(awk -v t="$tot" -v r="$r" -v a="$af" 'BEGIN { m = r > a ? r : a; printf "%.2f", t / m }')
-      echo "| $n | $m | $(bootf "$ev" modules) | $(bootf "$ev" network) | $(bootf "$ev" medium) | $f | $a | $tot | $r | $af | $ratio |"
+      echo "| $n | $m | $(bootf "$ev" modules) | $(bootf "$ev" network) | $(bootf "$ev" medium) | $(steptime "$ev" format) | $f | $a | $tot | $(stepcpu "$ev" fetch apply-image) | $r | $af | $ratio |"
     done
   done
 } | tee "$out"

@@ -304,7 +304,7 @@ func loadModules(e *env, kver string) (<-chan struct{}, error) {
 	l.Log = e.debug
 	e.modules = l
 	loaded, err := l.Coldplug("/sys/devices", 8)
-	ev := progress.Event{Kind: "step", Op: "modules", State: "done", Data: map[string]any{"loaded": loaded, "seconds": time.Since(start).Seconds()}}
+	ev := progress.Event{Kind: "step", Op: "modules", State: "done", Data: map[string]any{"loaded": loaded, "module_seconds": l.Took(), "seconds": time.Since(start).Seconds()}}
 	if err != nil {
 		e.r.Printf("warning: modules: %v", err)
 		ev.Error = err.Error()
