@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/minint/minint/internal/blockcache"
 )
 
 // ChunkReader reads a local file (a package image on the boot medium)
@@ -28,27 +30,22 @@ import (
 // computed again. The caller lets nothing after the apply run before
 // Complete succeeded.
 type ChunkReader struct {
+	*blockcache.Reader
 	f    *os.File
 	name string // the file's path, for errors
 	e    *Entry
 	sums [][sha256.Size]byte
-	max  int // verified chunks kept in memory
 
-	ahead sync.WaitGroup // read-ahead goroutines
-
-	mu      sync.Mutex
-	closed  bool
-	checked []bool                // matched at least once
-	loading map[int]chan struct{} // chunks being read and hashed
-	cache   map[int][]byte
-	lru     []int // cached chunks, least recently used first
-	hashed  int64
+	mu     sync.Mutex
+	hashed int64
 }
 
 // OpenChunks opens the file at name, which must have e's size (ErrSize
 // otherwise) and e must carry chunk hashes (ErrFormat otherwise).
 // cacheBytes bounds the verified chunks kept in memory (at least one): a
 // chunk read again after it left the cache is read and hashed again.
+// Reading a chunk reads and hashes the next one in the background
+// (package blockcache).
 func OpenChunks(name string, e *Entry, cacheBytes int64) (*ChunkReader, error) {
 	if e.ChunkSize <= 0 || len(e.Chunks) == 0 && e.Size > 0 {
 		return nil, fmt.Errorf("%w: %s has no per-chunk hashes, so it cannot be verified while it is read", ErrFormat, e.Path)
@@ -66,19 +63,16 @@ func OpenChunks(name string, e *Entry, cacheBytes int64) (*ChunkReader, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: %s is %d bytes, the manifest says %d", ErrSize, name, fi.Size(), e.Size)
 	}
-	c := &ChunkReader{f: f, name: name, e: e, max: max(1, int(cacheBytes/e.ChunkSize)),
-		checked: make([]bool, len(e.Chunks)), loading: map[int]chan struct{}{}, cache: map[int][]byte{}}
+	c := &ChunkReader{f: f, name: name, e: e}
 	for _, h := range e.Chunks {
 		var s [sha256.Size]byte
 		b, _ := hex.DecodeString(h) // validated with the manifest
 		copy(s[:], b)
 		c.sums = append(c.sums, s)
 	}
+	c.Reader = blockcache.New(e.Size, blockcache.Options{BlockSize: e.ChunkSize, CacheBytes: cacheBytes, Load: c.load})
 	return c, nil
 }
-
-// Size is the file's size.
-func (c *ChunkReader) Size() int64 { return c.e.Size }
 
 // Hashed is how many bytes have been hashed so far: the file's size once
 // every chunk was checked, more when chunks had to be read again.
@@ -90,33 +84,18 @@ func (c *ChunkReader) Hashed() int64 {
 
 // Close waits for a read-ahead under way and releases the file.
 func (c *ChunkReader) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	c.ahead.Wait()
+	c.Reader.Close()
 	return c.f.Close()
 }
 
 // ReadAt implements io.ReaderAt with verified bytes only (see
 // ChunkReader). Safe for concurrent use.
 func (c *ChunkReader) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("%s: negative offset", c.name)
+	n, err := c.Reader.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: %w", c.name, err)
 	}
-	n := 0
-	for n < len(p) {
-		pos := off + int64(n)
-		if pos >= c.e.Size {
-			return n, io.EOF
-		}
-		i := int(pos / c.e.ChunkSize)
-		data, err := c.chunk(i)
-		if err != nil {
-			return n, err
-		}
-		n += copy(p[n:], data[pos-int64(i)*c.e.ChunkSize:])
-	}
-	return n, nil
+	return n, err
 }
 
 // Complete checks every chunk no read has checked yet. nil means the whole
@@ -128,15 +107,12 @@ func (c *ChunkReader) Complete(ctx context.Context, progress func(done, total in
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c.mu.Lock()
-		checked := c.checked[i]
-		c.mu.Unlock()
-		if !checked {
-			if _, err := c.chunk(i); err != nil {
+		if !c.Seen(i) {
+			if _, err := c.Block(i); err != nil {
 				return err
 			}
 		}
-		done += c.chunkLen(i)
+		done += c.BlockLen(i)
 		if progress != nil {
 			progress(done, c.e.Size)
 		}
@@ -144,97 +120,10 @@ func (c *ChunkReader) Complete(ctx context.Context, progress func(done, total in
 	return nil
 }
 
-func (c *ChunkReader) chunkLen(i int) int64 {
-	return min(c.e.ChunkSize, c.e.Size-int64(i)*c.e.ChunkSize)
-}
-
-// chunk returns the verified bytes of chunk i, from the cache or read and
-// hashed now; concurrent readers of one chunk wait for a single load.
-func (c *ChunkReader) chunk(i int) ([]byte, error) {
-	for {
-		c.mu.Lock()
-		if b, ok := c.cache[i]; ok {
-			c.touch(i)
-			c.readAhead(i + 1)
-			c.mu.Unlock()
-			return b, nil
-		}
-		if ch, ok := c.loading[i]; ok {
-			c.mu.Unlock()
-			<-ch
-			continue // cached now, or failed: then this reader tries itself
-		}
-		ch := make(chan struct{})
-		c.loading[i] = ch
-		c.mu.Unlock()
-		b, err := c.load(i)
-		c.mu.Lock()
-		c.loaded(i, ch, b, err)
-		if err == nil {
-			c.readAhead(i + 1)
-		}
-		c.mu.Unlock()
-		return b, err
-	}
-}
-
-// readAhead starts loading chunk n in the background unless it was
-// checked already or is being loaded; c.mu is held. A reader that needed
-// chunk n-1 will most likely need n next (an apply reads blobs in file
-// order), and every chunk is hashed once anyway (Complete), so reading
-// and hashing it now, while the caller decompresses, costs nothing extra
-// and overlaps the medium's I/O (and, with more than one CPU, the
-// hashing) with the apply. With room for one chunk only it would evict
-// the chunk being read: no read-ahead then.
-func (c *ChunkReader) readAhead(n int) {
-	if n >= len(c.sums) || c.max < 2 || c.closed || c.checked[n] || c.loading[n] != nil {
-		return
-	}
-	ch := make(chan struct{})
-	c.loading[n] = ch
-	c.ahead.Add(1)
-	go func() {
-		defer c.ahead.Done()
-		b, err := c.load(n)
-		c.mu.Lock()
-		c.loaded(n, ch, b, err)
-		c.mu.Unlock()
-	}()
-}
-
-// loaded records the end of loading chunk i (announced on ch): cached if
-// it matched; a failure is not kept, a reader that needs the chunk loads
-// it again and gets the error itself. c.mu is held.
-func (c *ChunkReader) loaded(i int, ch chan struct{}, b []byte, err error) {
-	delete(c.loading, i)
-	close(ch)
-	if err != nil {
-		return
-	}
-	c.checked[i] = true
-	c.cache[i] = b
-	c.lru = append(c.lru, i)
-	if len(c.lru) > c.max {
-		delete(c.cache, c.lru[0])
-		c.lru = c.lru[1:]
-	}
-}
-
-// touch marks cached chunk i as the most recently used; c.mu is held.
-func (c *ChunkReader) touch(i int) {
-	for k, j := range c.lru {
-		if j == i {
-			copy(c.lru[k:], c.lru[k+1:])
-			c.lru[len(c.lru)-1] = i
-			return
-		}
-	}
-}
-
 // load reads chunk i whole and checks it against its hash.
 func (c *ChunkReader) load(i int) ([]byte, error) {
 	start := int64(i) * c.e.ChunkSize
-	b := make([]byte, c.chunkLen(i))
+	b := make([]byte, c.BlockLen(i))
 	if n, err := c.f.ReadAt(b, start); n < len(b) {
 		if err == io.EOF {
 			return nil, fmt.Errorf("%w: %s ends at byte %d, the manifest says %d bytes", ErrSize, c.name, start+int64(n), c.e.Size)
