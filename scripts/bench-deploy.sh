@@ -6,8 +6,9 @@
 # guest in the same run:
 #
 #   read   cat of the image from the medium / u-root wget from nginx
-#   apply  apply-image of the same image from the medium without hashing
-#          (minint.bench=unverified-medium, benchmarks only)
+#   apply  apply-image of the same image from the medium without hashing,
+#          read in the same 4 MiB blocks with one ahead as the verified
+#          apply (minint.bench=unverified-medium, benchmarks only)
 #
 # and the ratio of each mode's fetch + apply to the slower of its floors
 # (issue 16 asks for at most 1.2). Results: out/bench-deploy/results.md, to
