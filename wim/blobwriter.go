@@ -16,9 +16,10 @@ import (
 // a tree of many files costs little memory per file.
 type blobSource struct {
 	size      int64
-	file      *File  // a captured file: its srcPath is read, its Hash set
-	blob      *blob  // a blob of another WIM, recompressed
-	data      []byte // in memory (metadata, reparse data)
+	file      *File     // a captured file: its srcPath is read, its Hash set
+	blob      *blob     // a blob of another WIM, recompressed
+	data      []byte    // in memory (metadata, reparse data)
+	stream    io.Reader // produced as it is read (a metadata resource)
 	hash      [20]byte
 	hashKnown bool
 	metadata  bool
@@ -33,6 +34,8 @@ func (s *blobSource) open() (io.ReadCloser, error) {
 		return openNoFollow(s.file.srcPath)
 	case s.blob != nil:
 		return newBlobReader(s.blob, s.path())
+	case s.stream != nil:
+		return io.NopCloser(s.stream), nil
 	}
 	return io.NopCloser(byteReader(s.data)), nil
 }

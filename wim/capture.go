@@ -140,7 +140,7 @@ func (w *Writer) AddImage(ctx context.Context, dir string, opts ImageOptions) er
 	}
 	x := imageXML(root, opts.Name, opts.Description)
 	addFields(x, opts.Fields)
-	return w.addImage(ctx, root, serializeMetadata(root, nil), x)
+	return w.addImage(ctx, root, metadataSource(root, nil), x)
 }
 
 // nameFree refuses a name that an image of the WIM already has, as wimlib

@@ -123,7 +123,7 @@ func (w *Writer) exportImage(ctx context.Context, img *Image, opts ImageOptions)
 	if opts.Description != "" {
 		x.set("DESCRIPTION", opts.Description)
 	}
-	return w.addImage(ctx, root, meta, x)
+	return w.addImage(ctx, root, memSource(meta, true, nil), x)
 }
 
 func firstNonEmpty(a, b string) string {

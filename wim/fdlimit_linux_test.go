@@ -56,7 +56,7 @@ func fdTreeWIM(t *testing.T, path string) {
 		}
 		mk(d, "own", unixRegular|0o600, blobs[1+i])
 	}
-	if err := w.addImage(context.Background(), root, serializeMetadata(root, nil), imageXML(root, "dirs", "")); err != nil {
+	if err := w.addImage(context.Background(), root, memSource(serializeMetadata(root, nil), true, nil), imageXML(root, "dirs", "")); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
