@@ -16,7 +16,7 @@ import (
 // a tree of many files costs little memory per file.
 type blobSource struct {
 	size      int64
-	file      *File     // a captured file: its srcPath is read, its Hash set
+	file      *File     // a captured file: read from its diskPath, its Hash set
 	blob      *blob     // a blob of another WIM, recompressed
 	data      []byte    // in memory (metadata, reparse data)
 	stream    io.Reader // produced as it is read (a metadata resource)
@@ -31,7 +31,7 @@ type blobSource struct {
 func (s *blobSource) open() (io.ReadCloser, error) {
 	switch {
 	case s.file != nil:
-		return openNoFollow(s.file.srcPath)
+		return openNoFollow(s.file.diskPath())
 	case s.blob != nil:
 		return newBlobReader(s.blob, s.path())
 	case s.stream != nil:
@@ -44,7 +44,7 @@ func (s *blobSource) open() (io.ReadCloser, error) {
 func (s *blobSource) path() string {
 	switch {
 	case s.file != nil:
-		return s.file.srcPath
+		return s.file.diskPath()
 	case s.blob != nil:
 		return fmt.Sprintf("blob %x", s.blob.hash)
 	case s.metadata:

@@ -178,7 +178,7 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 				srcs = append(srcs, s)
 			}
 		}
-		if f.srcPath != "" && f.Size > 0 && f.unixType() == unixRegular && !seenGroup[f.HardLinkGroup] {
+		if f.captured && f.Size > 0 && f.unixType() == unixRegular && !seenGroup[f.HardLinkGroup] {
 			if f.HardLinkGroup != 0 {
 				seenGroup[f.HardLinkGroup] = true
 			}
@@ -236,7 +236,7 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 		}
 	}
 	walkTree(root, func(f *File) {
-		if h, ok := group[f.HardLinkGroup]; ok && f.HardLinkGroup != 0 && f.srcPath != "" && f.unixType() == unixRegular && f.Size > 0 {
+		if h, ok := group[f.HardLinkGroup]; ok && f.HardLinkGroup != 0 && f.captured && f.unixType() == unixRegular && f.Size > 0 {
 			f.Hash = h
 		}
 	})
@@ -261,7 +261,8 @@ func hashFiles(ctx context.Context, files []*File, threads int) error {
 			break
 		}
 		g.Go(func() error {
-			r, err := openNoFollow(f.srcPath)
+			path := f.diskPath()
+			r, err := openNoFollow(path)
 			if err != nil {
 				return err
 			}
@@ -273,10 +274,10 @@ func hashFiles(ctx context.Context, files []*File, threads int) error {
 			// allocate a fresh buffer for every file.
 			n, err := io.CopyBuffer(h, struct{ io.Reader }{r}, buf[:])
 			if err != nil {
-				return fmt.Errorf("wim: reading %s: %w", f.srcPath, err)
+				return fmt.Errorf("wim: reading %s: %w", path, err)
 			}
 			if n != f.Size {
-				return fmt.Errorf("wim: %s changed size during capture", f.srcPath)
+				return fmt.Errorf("wim: %s changed size during capture", path)
 			}
 			h.Sum(f.Hash[:0])
 			return nil

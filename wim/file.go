@@ -131,16 +131,40 @@ type File struct {
 	Children []*File
 	Parent   *File
 
-	img          *Image
-	data         *blob
-	reparse      *blob
-	reparseHash  [20]byte
-	rpReserved   uint16
-	unknown54    uint32
-	extra        []byte // tagged items other than UNIX data and xattrs
-	srcPath      string // capture: path on disk
+	img         *Image
+	data        *blob
+	reparse     *blob
+	reparseHash [20]byte
+	rpReserved  uint16
+	captured    bool // scanned from disk (AddImage)
+	unknown54   uint32
+	extra       []byte // tagged items other than UNIX data and xattrs
+	// srcPath is the capture root's path on disk; the files below it
+	// have only their names (see diskPath).
+	srcPath      string
 	subdirOffset int64  // parse only
 	reparseData  []byte // capture: reparse blob contents
+}
+
+// diskPath is where a captured file is read from: the capture root's path
+// and the names below it, joined as the scanner joined them. A path kept
+// for every file was the largest part of a scanned tree after the Files
+// themselves (64-80 bytes a file), so it is rebuilt when the file is opened.
+func (f *File) diskPath() string {
+	n, g := 0, f
+	for ; g.srcPath == "" && g.Parent != nil; g = g.Parent {
+		n += 1 + len(g.Name)
+	}
+	b := make([]byte, len(g.srcPath)+n)
+	i := len(b)
+	for h := f; h != g; h = h.Parent {
+		i -= len(h.Name)
+		copy(b[i:], h.Name)
+		i--
+		b[i] = '/'
+	}
+	copy(b, g.srcPath)
+	return string(b)
 }
 
 // IsDir reports whether f is a directory (and not a symlink to one).
