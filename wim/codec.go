@@ -43,6 +43,18 @@ func newDecompressor(c Compression, chunkSize int) (decompressor, error) {
 	return f(chunkSize)
 }
 
+// haveCompressor checks that c can be written without making a compressor,
+// which holds up to megabytes of tables.
+func haveCompressor(c Compression) error {
+	codecMu.RLock()
+	f := compressorFors[c]
+	codecMu.RUnlock()
+	if f == nil {
+		return unsupportedErr("%s compression", c)
+	}
+	return nil
+}
+
 func newCompressor(c Compression, maxChunk int) (compressor, error) {
 	codecMu.RLock()
 	f := compressorFors[c]

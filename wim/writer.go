@@ -83,7 +83,7 @@ func (o *WriterOptions) normalize() error {
 		if o.ChunkSize < 32768 || o.ChunkSize > max || o.ChunkSize&(o.ChunkSize-1) != 0 {
 			return fmt.Errorf("wim: chunk size %d for %s must be a power of two from 32768 to %d", o.ChunkSize, o.Compression, max)
 		}
-		if _, err := newCompressor(o.Compression, o.ChunkSize); err != nil {
+		if err := haveCompressor(o.Compression); err != nil {
 			return err
 		}
 	case CompressionLZMS:
