@@ -174,7 +174,7 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 			if h := f.reparseHash; w.blobs[h] == nil && !scheduled[h] {
 				scheduled[h] = true
 				s := memSource(f.reparseData, false, nil)
-				s.hash, s.hashKnown = h, true
+				s.other.hash, s.other.hashKnown = h, true
 				srcs = append(srcs, s)
 			}
 		}
@@ -213,7 +213,7 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 			scheduled[f.Hash] = true
 		}
 		// The writer sets f.Hash once it is stored.
-		srcs = append(srcs, &blobSource{size: f.Size, file: f, hash: f.Hash, hashKnown: known})
+		srcs = append(srcs, &blobSource{size: f.Size, file: f})
 		total += f.Size
 	}
 	var done int64

@@ -31,7 +31,7 @@ func fdTreeWIM(t *testing.T, path string) {
 	}
 	blobs := make([]*outBlob, len(srcs))
 	for i, s := range srcs {
-		s.done = func(b *outBlob) { blobs[i] = b }
+		s.other.done = func(b *outBlob) { blobs[i] = b }
 	}
 	if err := w.writeBlobs(context.Background(), srcs, nil); err != nil {
 		t.Fatal(err)

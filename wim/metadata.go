@@ -583,7 +583,7 @@ func serializeMetadata(root *File, security [][]byte) []byte {
 // its end while the whole tree is still in memory, which made the peak.
 func metadataSource(root *File, security [][]byte) *blobSource {
 	r, size := newMetadataReader(root, security)
-	return &blobSource{size: size, stream: r, metadata: true}
+	return &blobSource{size: size, other: &otherSource{stream: r, metadata: true}}
 }
 
 // metadataReader produces a metadata resource: security data and the root's

@@ -166,7 +166,7 @@ func (w *Writer) fail(err error) error {
 // metadataSource or a memSource) and XML entry.
 func (w *Writer) addImage(ctx context.Context, root *File, meta *blobSource, xmlNode *xmlNode) error {
 	var mb *outBlob
-	meta.metadata, meta.done = true, func(b *outBlob) { mb = b }
+	meta.other.metadata, meta.other.done = true, func(b *outBlob) { mb = b }
 	if err := w.writeBlobs(ctx, []*blobSource{meta}, nil); err != nil {
 		return w.fail(err)
 	}
