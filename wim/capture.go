@@ -170,10 +170,10 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 	scheduled := map[[20]byte]bool{}
 	seenGroup := map[uint64]bool{}
 	walkTree(root, func(f *File) {
-		if f.reparse != nil && f.reparseData != nil {
+		if f.reparse != nil && f.src != nil && f.src.reparseData != nil {
 			if h := f.reparseHash; w.blobs[h] == nil && !scheduled[h] {
 				scheduled[h] = true
-				s := memSource(f.reparseData, false, nil)
+				s := memSource(f.src.reparseData, false, nil)
 				s.other.hash, s.other.hashKnown = h, true
 				srcs = append(srcs, s)
 			}

@@ -74,7 +74,7 @@ func (s *scanner) scanRoot(ctx context.Context, dir string) (*File, error) {
 		return nil, fmt.Errorf("wim: capture source %s is not a directory", dir)
 	}
 	root := s.fileFromStat(&st, "")
-	root.srcPath, root.captured = dir, true
+	root.src, root.captured = &captureSource{path: dir}, true
 	if err := s.xattrs(dir, root); err != nil {
 		return nil, err
 	}
@@ -232,7 +232,7 @@ func (s *scanner) symlink(path string, f *File) error {
 	}
 	f.ReparseTag = ReparseTagSymlink
 	f.ReparseFlags = rpFlagNotFixed
-	f.reparseData = data
+	f.src = &captureSource{reparseData: data}
 	f.reparseHash = sha1.Sum(data)
 	f.reparse = &blob{hash: f.reparseHash, size: int64(len(data))}
 	return nil
