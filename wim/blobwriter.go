@@ -77,8 +77,7 @@ type chunkTask struct {
 	src     *blobSource
 	idx     int
 	nchunks int
-	data    []byte
-	out     []byte
+	data    []byte   // compressed in place: data[:clen] once compressed
 	clen    int      // compressed length, 0 = store raw
 	hash    [20]byte // the source's SHA-1, on its last chunk
 }
@@ -103,10 +102,7 @@ func (w *Writer) writeBlobs(ctx context.Context, srcs []*blobSource, progress fu
 			pool.Put(b[:cap(b)])
 		}
 	}
-	release := func(t *chunkTask) {
-		put(t.data)
-		put(t.out)
-	}
+	release := func(t *chunkTask) { put(t.data) }
 	rw := &resourceWriter{w: w, compressed: comp != CompressionNone, progress: progress}
 	st := ordered.Stages[*chunkTask]{
 		Workers: threads,
@@ -137,8 +133,7 @@ func (w *Writer) writeBlobs(ctx context.Context, srcs []*blobSource, progress fu
 				}
 				comps[i] = c
 			}
-			t.out = pool.Get().([]byte)
-			t.clen = comps[i].Compress(t.out[:cs], t.data)
+			t.clen = comps[i].Compress(t.data, t.data)
 			if t.clen >= len(t.data) {
 				t.clen = 0
 			}
@@ -277,7 +272,7 @@ func (rw *resourceWriter) write(t *chunkTask) error {
 	}
 	rw.offsets = append(rw.offsets, out.offset()-rw.dataStart)
 	if t.clen > 0 {
-		out.Write(t.out[:t.clen])
+		out.Write(t.data[:t.clen])
 	} else {
 		out.Write(t.data)
 	}

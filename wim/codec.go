@@ -12,7 +12,8 @@ type decompressor interface {
 
 type compressor interface {
 	// Compress returns the compressed size written to dst, or 0 when the
-	// result would not be smaller than src (the chunk is then stored raw).
+	// result would not be smaller than src (the chunk is then stored raw,
+	// and dst is untouched). dst may be src.
 	Compress(dst, src []byte) int
 }
 
