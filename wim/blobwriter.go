@@ -17,8 +17,9 @@ import (
 // keeps what the other kinds need apart.
 type blobSource struct {
 	size int64
-	file *File // a captured file: read from its diskPath, its Hash set
-	// when stored (and known before if it was hashed to find duplicates)
+	// file is a captured file: read from its diskPath, its Hash set when
+	// stored (and known before if it was hashed to find duplicates).
+	file  *File
 	other *otherSource // any other kind of source
 }
 
