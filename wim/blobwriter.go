@@ -12,13 +12,21 @@ import (
 )
 
 // blobSource is data to store as one blob: a captured file, a blob of
-// another WIM, or bytes in memory. It holds no closures, so that capturing
-// a tree of many files costs little memory per file.
+// another WIM, or bytes in memory. A captured file's source is 24 bytes:
+// capturing a tree makes one for every file, so it holds no closures and
+// keeps what the other kinds need apart.
 type blobSource struct {
-	size      int64
-	file      *File  // a captured file: its srcPath is read, its Hash set
-	blob      *blob  // a blob of another WIM, recompressed
-	data      []byte // in memory (metadata, reparse data)
+	size int64
+	// file is a captured file: read from its diskPath, its Hash set when
+	// stored (and known before if it was hashed to find duplicates).
+	file  *File
+	other *otherSource // any other kind of source
+}
+
+type otherSource struct {
+	blob      *blob     // a blob of another WIM, recompressed
+	data      []byte    // in memory (metadata, reparse data)
+	stream    io.Reader // produced as it is read (a metadata resource)
 	hash      [20]byte
 	hashKnown bool
 	metadata  bool
@@ -27,24 +35,39 @@ type blobSource struct {
 	done func(b *outBlob)
 }
 
-func (s *blobSource) open() (io.ReadCloser, error) {
-	switch {
-	case s.file != nil:
-		return openNoFollow(s.file.srcPath)
-	case s.blob != nil:
-		return newBlobReader(s.blob, s.path())
+// knownHash is the source's SHA-1 if it is known before it is read.
+func (s *blobSource) knownHash() ([20]byte, bool) {
+	if s.file != nil {
+		return s.file.Hash, s.file.Hash != zeroHash
 	}
-	return io.NopCloser(byteReader(s.data)), nil
+	return s.other.hash, s.other.hashKnown
+}
+
+func (s *blobSource) isMetadata() bool { return s.other != nil && s.other.metadata }
+
+func (s *blobSource) open() (io.ReadCloser, error) {
+	if s.file != nil {
+		return openNoFollow(s.file.diskPath())
+	}
+	switch o := s.other; {
+	case o.blob != nil:
+		return newBlobReader(o.blob, s.path())
+	case o.stream != nil:
+		return io.NopCloser(o.stream), nil
+	default:
+		return io.NopCloser(byteReader(o.data)), nil
+	}
 }
 
 // path names the source in errors.
 func (s *blobSource) path() string {
-	switch {
-	case s.file != nil:
-		return s.file.srcPath
-	case s.blob != nil:
-		return fmt.Sprintf("blob %x", s.blob.hash)
-	case s.metadata:
+	if s.file != nil {
+		return s.file.diskPath()
+	}
+	switch o := s.other; {
+	case o.blob != nil:
+		return fmt.Sprintf("blob %x", o.blob.hash)
+	case o.metadata:
 		return "metadata resource"
 	}
 	return "reparse data"
@@ -55,8 +78,7 @@ type chunkTask struct {
 	src     *blobSource
 	idx     int
 	nchunks int
-	data    []byte
-	out     []byte
+	data    []byte   // compressed in place: data[:clen] once compressed
 	clen    int      // compressed length, 0 = store raw
 	hash    [20]byte // the source's SHA-1, on its last chunk
 }
@@ -81,10 +103,7 @@ func (w *Writer) writeBlobs(ctx context.Context, srcs []*blobSource, progress fu
 			pool.Put(b[:cap(b)])
 		}
 	}
-	release := func(t *chunkTask) {
-		put(t.data)
-		put(t.out)
-	}
+	release := func(t *chunkTask) { put(t.data) }
 	rw := &resourceWriter{w: w, compressed: comp != CompressionNone, progress: progress}
 	st := ordered.Stages[*chunkTask]{
 		Workers: threads,
@@ -115,8 +134,7 @@ func (w *Writer) writeBlobs(ctx context.Context, srcs []*blobSource, progress fu
 				}
 				comps[i] = c
 			}
-			t.out = pool.Get().([]byte)
-			t.clen = comps[i].Compress(t.out[:cs], t.data)
+			t.clen = comps[i].Compress(t.data, t.data)
 			if t.clen >= len(t.data) {
 				t.clen = 0
 			}
@@ -161,10 +179,15 @@ func (s *blobSource) changed(hash [20]byte, grew bool) error {
 	switch {
 	case grew:
 		return fmt.Errorf("wim: %s grew during capture", s.path())
-	case s.hashKnown && hash != s.hash:
+	case s.changedHash(hash):
 		return fmt.Errorf("wim: %s changed during capture", s.path())
 	}
 	return nil
+}
+
+func (s *blobSource) changedHash(hash [20]byte) bool {
+	h, known := s.knownHash()
+	return known && h != hash
 }
 
 // emitStreamed reads a source chunk by chunk.
@@ -250,7 +273,7 @@ func (rw *resourceWriter) write(t *chunkTask) error {
 	}
 	rw.offsets = append(rw.offsets, out.offset()-rw.dataStart)
 	if t.clen > 0 {
-		out.Write(t.out[:t.clen])
+		out.Write(t.data[:t.clen])
 	} else {
 		out.Write(t.data)
 	}
@@ -285,7 +308,7 @@ func (rw *resourceWriter) end(t *chunkTask) error {
 	w, s := rw.w, t.src
 	end := w.out.offset()
 	rh := reshdr{sizeInWim: end - rw.start, offset: rw.start, uncompSize: s.size}
-	if s.metadata {
+	if s.isMetadata() {
 		rh.flags |= reshdrFlagMetadata
 	}
 	// A resource whose chunks were all stored raw is written uncompressed,
@@ -314,7 +337,7 @@ func (rw *resourceWriter) end(t *chunkTask) error {
 		rh.sizeInWim = s.size
 	}
 	ob := &outBlob{hash: t.hash, size: s.size, rh: rh}
-	if !s.metadata {
+	if !s.isMetadata() {
 		if old := w.blobs[t.hash]; old != nil {
 			// Same data appeared under a size we did not expect to
 			// repeat (file changed while scanning): keep one.
@@ -328,8 +351,8 @@ func (rw *resourceWriter) end(t *chunkTask) error {
 	if s.file != nil {
 		s.file.Hash = ob.hash
 	}
-	if s.done != nil {
-		s.done(ob)
+	if s.other != nil && s.other.done != nil {
+		s.other.done(ob)
 	}
 	return w.out.err
 }
@@ -369,7 +392,7 @@ func (w *Writer) compressor(comp Compression, cs int) (compressor, error) {
 }
 
 func memSource(b []byte, metadata bool, done func(*outBlob)) *blobSource {
-	return &blobSource{size: int64(len(b)), data: b, metadata: metadata, done: done}
+	return &blobSource{size: int64(len(b)), other: &otherSource{data: b, metadata: metadata, done: done}}
 }
 
 func byteReader(b []byte) io.Reader { r := &sliceReader{b: b}; return r }

@@ -140,7 +140,7 @@ func (w *Writer) AddImage(ctx context.Context, dir string, opts ImageOptions) er
 	}
 	x := imageXML(root, opts.Name, opts.Description)
 	addFields(x, opts.Fields)
-	return w.addImage(ctx, root, serializeMetadata(root, nil), x)
+	return w.addImage(ctx, root, metadataSource(root, nil), x)
 }
 
 // nameFree refuses a name that an image of the WIM already has, as wimlib
@@ -170,15 +170,15 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 	scheduled := map[[20]byte]bool{}
 	seenGroup := map[uint64]bool{}
 	walkTree(root, func(f *File) {
-		if f.reparse != nil && f.reparseData != nil {
+		if f.reparse != nil && f.src != nil && f.src.reparseData != nil {
 			if h := f.reparseHash; w.blobs[h] == nil && !scheduled[h] {
 				scheduled[h] = true
-				s := memSource(f.reparseData, false, nil)
-				s.hash, s.hashKnown = h, true
+				s := memSource(f.src.reparseData, false, nil)
+				s.other.hash, s.other.hashKnown = h, true
 				srcs = append(srcs, s)
 			}
 		}
-		if f.srcPath != "" && f.Size > 0 && f.unixType() == unixRegular && !seenGroup[f.HardLinkGroup] {
+		if f.captured && f.Size > 0 && f.unixType() == unixRegular && !seenGroup[f.HardLinkGroup] {
 			if f.HardLinkGroup != 0 {
 				seenGroup[f.HardLinkGroup] = true
 			}
@@ -213,7 +213,7 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 			scheduled[f.Hash] = true
 		}
 		// The writer sets f.Hash once it is stored.
-		srcs = append(srcs, &blobSource{size: f.Size, file: f, hash: f.Hash, hashKnown: known})
+		srcs = append(srcs, &blobSource{size: f.Size, file: f})
 		total += f.Size
 	}
 	var done int64
@@ -236,7 +236,7 @@ func (w *Writer) storeTree(ctx context.Context, root *File, opts ImageOptions) e
 		}
 	}
 	walkTree(root, func(f *File) {
-		if h, ok := group[f.HardLinkGroup]; ok && f.HardLinkGroup != 0 && f.srcPath != "" && f.unixType() == unixRegular && f.Size > 0 {
+		if h, ok := group[f.HardLinkGroup]; ok && f.HardLinkGroup != 0 && f.captured && f.unixType() == unixRegular && f.Size > 0 {
 			f.Hash = h
 		}
 	})
@@ -261,7 +261,8 @@ func hashFiles(ctx context.Context, files []*File, threads int) error {
 			break
 		}
 		g.Go(func() error {
-			r, err := openNoFollow(f.srcPath)
+			path := f.diskPath()
+			r, err := openNoFollow(path)
 			if err != nil {
 				return err
 			}
@@ -273,10 +274,10 @@ func hashFiles(ctx context.Context, files []*File, threads int) error {
 			// allocate a fresh buffer for every file.
 			n, err := io.CopyBuffer(h, struct{ io.Reader }{r}, buf[:])
 			if err != nil {
-				return fmt.Errorf("wim: reading %s: %w", f.srcPath, err)
+				return fmt.Errorf("wim: reading %s: %w", path, err)
 			}
 			if n != f.Size {
-				return fmt.Errorf("wim: %s changed size during capture", f.srcPath)
+				return fmt.Errorf("wim: %s changed size during capture", path)
 			}
 			h.Sum(f.Hash[:0])
 			return nil

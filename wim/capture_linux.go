@@ -74,6 +74,7 @@ func (s *scanner) scanRoot(ctx context.Context, dir string) (*File, error) {
 		return nil, fmt.Errorf("wim: capture source %s is not a directory", dir)
 	}
 	root := s.fileFromStat(&st, "")
+	root.src, root.captured = &captureSource{path: dir}, true
 	if err := s.xattrs(dir, root); err != nil {
 		return nil, err
 	}
@@ -156,7 +157,7 @@ func (s *scanner) scanDir(path, imgPath string, dir *File) error {
 			// Outside any hard-link group: the other names keep the data.
 			f := s.fileFromStat(&st, name)
 			f.Size, f.Attributes = 0, AttrNormal
-			f.Parent, f.srcPath = dir, cpath
+			f.Parent, f.captured = dir, true
 			if err := s.xattrs(cpath, f); err != nil {
 				return err
 			}
@@ -173,14 +174,12 @@ func (s *scanner) scanDir(path, imgPath string, dir *File) error {
 				}
 				c := *first
 				c.Name, c.Children, c.Parent = name, nil, dir
-				c.srcPath = cpath
 				dir.Children = append(dir.Children, &c)
 				continue
 			}
 		}
 		f = s.fileFromStat(&st, name)
-		f.Parent = dir
-		f.srcPath = cpath
+		f.Parent, f.captured = dir, true
 		if err := s.xattrs(cpath, f); err != nil {
 			return err
 		}
@@ -233,7 +232,7 @@ func (s *scanner) symlink(path string, f *File) error {
 	}
 	f.ReparseTag = ReparseTagSymlink
 	f.ReparseFlags = rpFlagNotFixed
-	f.reparseData = data
+	f.src = &captureSource{reparseData: data}
 	f.reparseHash = sha1.Sum(data)
 	f.reparse = &blob{hash: f.reparseHash, size: int64(len(data))}
 	return nil

@@ -12,7 +12,8 @@ type decompressor interface {
 
 type compressor interface {
 	// Compress returns the compressed size written to dst, or 0 when the
-	// result would not be smaller than src (the chunk is then stored raw).
+	// result would not be smaller than src (the chunk is then stored raw,
+	// and dst is untouched). dst may be src.
 	Compress(dst, src []byte) int
 }
 
@@ -41,6 +42,18 @@ func newDecompressor(c Compression, chunkSize int) (decompressor, error) {
 		return nil, unsupportedErr("%s decompression", c)
 	}
 	return f(chunkSize)
+}
+
+// haveCompressor checks that c can be written without making a compressor,
+// which holds up to megabytes of tables.
+func haveCompressor(c Compression) error {
+	codecMu.RLock()
+	f := compressorFors[c]
+	codecMu.RUnlock()
+	if f == nil {
+		return unsupportedErr("%s compression", c)
+	}
+	return nil
 }
 
 func newCompressor(c Compression, maxChunk int) (compressor, error) {

@@ -106,7 +106,7 @@ func (w *Writer) exportImage(ctx context.Context, img *Image, opts ImageOptions)
 			progress(b.size)
 			continue
 		}
-		recompress = append(recompress, &blobSource{size: b.size, blob: b, hash: b.hash, hashKnown: true})
+		recompress = append(recompress, &blobSource{size: b.size, other: &otherSource{blob: b, hash: b.hash, hashKnown: true}})
 	}
 	if err := w.writeBlobs(ctx, recompress, progress); err != nil {
 		return err
@@ -123,7 +123,7 @@ func (w *Writer) exportImage(ctx context.Context, img *Image, opts ImageOptions)
 	if opts.Description != "" {
 		x.set("DESCRIPTION", opts.Description)
 	}
-	return w.addImage(ctx, root, meta, x)
+	return w.addImage(ctx, root, memSource(meta, true, nil), x)
 }
 
 func firstNonEmpty(a, b string) string {

@@ -31,7 +31,7 @@ func fdTreeWIM(t *testing.T, path string) {
 	}
 	blobs := make([]*outBlob, len(srcs))
 	for i, s := range srcs {
-		s.done = func(b *outBlob) { blobs[i] = b }
+		s.other.done = func(b *outBlob) { blobs[i] = b }
 	}
 	if err := w.writeBlobs(context.Background(), srcs, nil); err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func fdTreeWIM(t *testing.T, path string) {
 		}
 		mk(d, "own", unixRegular|0o600, blobs[1+i])
 	}
-	if err := w.addImage(context.Background(), root, serializeMetadata(root, nil), imageXML(root, "dirs", "")); err != nil {
+	if err := w.addImage(context.Background(), root, memSource(serializeMetadata(root, nil), true, nil), imageXML(root, "dirs", "")); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {

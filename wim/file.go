@@ -112,8 +112,9 @@ type File struct {
 	Mode uint32
 	// Rdev is the device number of device nodes (glibc dev_t truncated to
 	// 32 bits, as wimlib stores it).
-	Rdev   uint32
-	Xattrs []Xattr
+	Rdev      uint32
+	unknown54 uint32 // in the padding of the public fields, as rpReserved and captured
+	Xattrs    []Xattr
 
 	// Size and Hash describe the unnamed data stream (zero hash = empty).
 	Size int64
@@ -123,6 +124,8 @@ type File struct {
 	// of symlinks (and junctions).
 	ReparseTag   uint32
 	ReparseFlags uint16
+	rpReserved   uint16
+	captured     bool // scanned from disk (AddImage)
 	LinkTarget   string
 
 	// Streams lists named data streams.
@@ -135,12 +138,42 @@ type File struct {
 	data         *blob
 	reparse      *blob
 	reparseHash  [20]byte
-	rpReserved   uint16
-	unknown54    uint32
 	extra        []byte // tagged items other than UNIX data and xattrs
-	srcPath      string // capture: path on disk
 	subdirOffset int64  // parse only
-	reparseData  []byte // capture: reparse blob contents
+	// src is set for the few captured files that need more than their
+	// name: a File is 320 bytes, not 384, for every file of a tree.
+	src *captureSource
+}
+
+// captureSource is what only some captured files need.
+type captureSource struct {
+	path        string // the capture root's path on disk (see diskPath)
+	reparseData []byte // a symlink's reparse blob contents
+}
+
+// diskPath is where a captured file is read from: the capture root's path
+// and the names below it, joined as the scanner joined them. A path kept
+// for every file was the largest part of a scanned tree after the Files
+// themselves (64-80 bytes a file), so it is rebuilt when the file is opened.
+func (f *File) diskPath() string {
+	n, g := 0, f
+	for ; g.Parent != nil && (g.src == nil || g.src.path == ""); g = g.Parent {
+		n += 1 + len(g.Name)
+	}
+	var root string
+	if g.src != nil {
+		root = g.src.path
+	}
+	b := make([]byte, len(root)+n)
+	i := len(b)
+	for h := f; h != g; h = h.Parent {
+		i -= len(h.Name)
+		copy(b[i:], h.Name)
+		i--
+		b[i] = '/'
+	}
+	copy(b, root)
+	return string(b)
 }
 
 // IsDir reports whether f is a directory (and not a symlink to one).

@@ -3,7 +3,7 @@ package wim
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
+	"io"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -567,61 +567,115 @@ func (f *File) appendDentry(out []byte, subdir int64) []byte {
 }
 
 // serializeMetadata builds a metadata resource for root and its security
-// descriptors.
+// descriptors in memory.
 func serializeMetadata(root *File, security [][]byte) []byte {
+	r, size := newMetadataReader(root, security)
+	out := append(make([]byte, 0, size), r.buf...)
+	for r.fill() {
+		out = append(out, r.buf...)
+	}
+	return out
+}
+
+// metadataSource is the metadata resource of root as a blob source that
+// writes it as it is read, a directory entry at a time: built whole, it
+// was the largest buffer of a capture (2 MB for 13,000 files), allocated at
+// its end while the whole tree is still in memory, which made the peak.
+func metadataSource(root *File, security [][]byte) *blobSource {
+	r, size := newMetadataReader(root, security)
+	return &blobSource{size: size, other: &otherSource{stream: r, metadata: true}}
+}
+
+// metadataReader produces a metadata resource: security data and the root's
+// entry, then the children list of every directory in preorder, each
+// ended by 8 zero bytes.
+type metadataReader struct {
+	dirs    []*File
+	offsets map[*File]int64 // where each directory's children list starts
+	buf     []byte          // produced, not yet read from off on
+	off     int
+	d, c    int // the next entry is dirs[d].Children[c]
+}
+
+func newMetadataReader(root *File, security [][]byte) (*metadataReader, int64) {
 	le := binary.LittleEndian
 	secLen := int64(8 + 8*len(security))
 	for _, s := range security {
 		secLen += int64(len(s))
 	}
 	secTotal := align8(secLen)
-	out := make([]byte, 8+8*len(security), secTotal)
-	le.PutUint32(out, uint32(secTotal))
-	le.PutUint32(out[4:], uint32(len(security)))
+	head := make([]byte, 8+8*len(security), secTotal)
+	le.PutUint32(head, uint32(secTotal))
+	le.PutUint32(head[4:], uint32(len(security)))
 	for i, s := range security {
-		le.PutUint64(out[8+8*i:], uint64(len(s)))
+		le.PutUint64(head[8+8*i:], uint64(len(s)))
 	}
 	for _, s := range security {
-		out = append(out, s...)
+		head = append(head, s...)
 	}
-	for int64(len(out)) < secTotal {
-		out = append(out, 0)
+	for int64(len(head)) < secTotal {
+		head = append(head, 0)
 	}
 
 	// Assign child-list offsets in the same preorder in which lists are
-	// written below.
-	var dirs []*File
+	// written.
+	r := &metadataReader{}
 	var collect func(d *File)
 	collect = func(d *File) {
 		if isDirAttr(d.Attributes) {
-			dirs = append(dirs, d)
+			r.dirs = append(r.dirs, d)
 		}
 		for _, c := range d.Children {
 			collect(c)
 		}
 	}
 	collect(root)
-	offsets := make(map[*File]int64, len(dirs))
+	r.offsets = make(map[*File]int64, len(r.dirs))
 	next := secTotal + root.dentryLen() + 8
-	for _, d := range dirs {
-		offsets[d] = next
+	for _, d := range r.dirs {
+		r.offsets[d] = next
 		for _, c := range d.Children {
 			next += c.dentryLen()
 		}
 		next += 8
 	}
-	// next is now the resource's size: allocate it once (the image's
-	// largest buffer, built while the whole tree is in memory).
-	out = slices.Grow(out, int(next)-len(out))
-	out = root.appendDentry(out, offsets[root])
-	out = append(out, make([]byte, 8)...)
-	for _, d := range dirs {
-		for _, c := range d.Children {
-			out = c.appendDentry(out, offsets[c])
-		}
-		out = append(out, make([]byte, 8)...)
+	r.buf = root.appendDentry(head, r.offsets[root])
+	r.buf = append(r.buf, make([]byte, 8)...)
+	return r, next
+}
+
+// fill replaces buf with the next piece of the resource and reports
+// whether there was one.
+func (r *metadataReader) fill() bool {
+	r.buf, r.off = r.buf[:0], 0
+	if r.d == len(r.dirs) {
+		return false
 	}
-	return out
+	if d := r.dirs[r.d]; r.c < len(d.Children) {
+		c := d.Children[r.c]
+		r.c++
+		r.buf = c.appendDentry(r.buf, r.offsets[c])
+		return true
+	}
+	r.buf = append(r.buf, make([]byte, 8)...)
+	r.d, r.c = r.d+1, 0
+	return true
+}
+
+func (r *metadataReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if r.off == len(r.buf) && !r.fill() {
+			if n == 0 {
+				return 0, io.EOF
+			}
+			break
+		}
+		k := copy(p[n:], r.buf[r.off:])
+		r.off += k
+		n += k
+	}
+	return n, nil
 }
 
 func validUTF8(s string) bool { return utf8.ValidString(s) }

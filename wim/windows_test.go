@@ -39,7 +39,7 @@ func writeWindowsStyleWIM(t *testing.T, path string, c Compression) {
 		CreationTime: 132000000000000001, ModTime: 133000000000000007, AccessTime: 133000000000000009,
 	}
 	root.Children = []*File{f}
-	if err := w.addImage(context.Background(), root, serializeMetadata(root, [][]byte{sd0, sd1}), imageXML(root, "win", "")); err != nil {
+	if err := w.addImage(context.Background(), root, memSource(serializeMetadata(root, [][]byte{sd0, sd1}), true, nil), imageXML(root, "win", "")); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {

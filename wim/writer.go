@@ -83,7 +83,7 @@ func (o *WriterOptions) normalize() error {
 		if o.ChunkSize < 32768 || o.ChunkSize > max || o.ChunkSize&(o.ChunkSize-1) != 0 {
 			return fmt.Errorf("wim: chunk size %d for %s must be a power of two from 32768 to %d", o.ChunkSize, o.Compression, max)
 		}
-		if _, err := newCompressor(o.Compression, o.ChunkSize); err != nil {
+		if err := haveCompressor(o.Compression); err != nil {
 			return err
 		}
 	case CompressionLZMS:
@@ -162,10 +162,12 @@ func (w *Writer) fail(err error) error {
 	return err
 }
 
-// addImage stores a finished tree: its metadata resource and XML entry.
-func (w *Writer) addImage(ctx context.Context, root *File, meta []byte, xmlNode *xmlNode) error {
+// addImage stores a finished tree: its metadata resource (meta, a
+// metadataSource or a memSource) and XML entry.
+func (w *Writer) addImage(ctx context.Context, root *File, meta *blobSource, xmlNode *xmlNode) error {
 	var mb *outBlob
-	if err := w.writeBlobs(ctx, []*blobSource{memSource(meta, true, func(b *outBlob) { mb = b })}, nil); err != nil {
+	meta.other.metadata, meta.other.done = true, func(b *outBlob) { mb = b }
+	if err := w.writeBlobs(ctx, []*blobSource{meta}, nil); err != nil {
 		return w.fail(err)
 	}
 	mb.refcnt = 1
@@ -277,21 +279,24 @@ func (w *Writer) closeFile(err error) error {
 }
 
 func (w *Writer) finish() error {
-	// Blob table: metadata resources in image order, then data blobs.
-	var bt []byte
+	// Blob table: metadata resources in image order, then data blobs,
+	// an entry at a time into the output buffer (built whole, it would be
+	// 50 bytes a blob at the end of a capture).
+	btOff := w.out.offset()
+	var e []byte
 	for _, img := range w.images {
-		b := &blob{hash: img.meta.hash, partNum: 1, refcnt: 1}
-		bt = appendBlobEntry(bt, b, img.meta.rh)
+		e = appendBlobEntry(e[:0], &blob{hash: img.meta.hash, partNum: 1, refcnt: 1}, img.meta.rh)
+		w.out.Write(e)
 	}
 	for _, ob := range w.order {
 		if ob.refcnt == 0 {
 			continue
 		}
-		bt = appendBlobEntry(bt, &blob{hash: ob.hash, partNum: 1, refcnt: ob.refcnt}, ob.rh)
+		e = appendBlobEntry(e[:0], &blob{hash: ob.hash, partNum: 1, refcnt: ob.refcnt}, ob.rh)
+		w.out.Write(e)
 	}
-	btOff := w.out.offset()
-	w.out.Write(bt)
-	w.hdr.blobTable = reshdr{sizeInWim: int64(len(bt)), flags: reshdrFlagMetadata, offset: btOff, uncompSize: int64(len(bt))}
+	btLen := w.out.offset() - btOff
+	w.hdr.blobTable = reshdr{sizeInWim: btLen, flags: reshdrFlagMetadata, offset: btOff, uncompSize: btLen}
 
 	xmlOff := w.out.offset()
 	xd := w.xmlData(xmlOff)
@@ -311,7 +316,7 @@ func (w *Writer) finish() error {
 	}
 	if w.opts.Integrity {
 		ra := w.ws.(io.ReaderAt)
-		tab, err := integrityTable(ra, btOff+int64(len(bt)), nil)
+		tab, err := integrityTable(ra, btOff+btLen, nil)
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func capture(t testing.TB, src, dst string, wo WriterOptions, io ImageOptions) {
@@ -105,5 +106,16 @@ func TestCaptureChunkSizes(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// Capture holds a File for every path of the tree and a blob source for
+// every file to store: their size is most of its memory.
+func TestCaptureStructSizes(t *testing.T) {
+	if n := unsafe.Sizeof(File{}); n > 320 {
+		t.Errorf("File is %d bytes, was 320 (Go's next size class is 352)", n)
+	}
+	if n := unsafe.Sizeof(blobSource{}); n > 24 {
+		t.Errorf("blobSource is %d bytes, was 24", n)
 	}
 }

@@ -5,9 +5,11 @@
 package codectest
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -293,4 +295,31 @@ func CompareWithWimlib(tb testing.TB, w *WIM, c Codec) (wimlibBytes, ourBytes in
 		}
 	}
 	return wimlibBytes, ourBytes
+}
+
+// InPlace checks that compress gives the same result when dst is src, and
+// leaves src as it was when the chunk does not compress (the WIM writer
+// compresses chunks in place and then stores those raw).
+func InPlace(tb testing.TB, chunkSize int, compress func(dst, src []byte) int) {
+	tb.Helper()
+	rng := rand.New(rand.NewPCG(5, 6))
+	random := make([]byte, chunkSize)
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	chunks := append(Chunks(Corpus(tb), chunkSize), random, random[:100], make([]byte, chunkSize))
+	for i, data := range chunks {
+		want := make([]byte, len(data))
+		n := compress(want, data)
+		buf := append([]byte(nil), data...)
+		if m := compress(buf, buf); m != n {
+			tb.Fatalf("chunk %d: %d bytes in place, %d not", i, m, n)
+		}
+		switch {
+		case n == 0 && !bytes.Equal(buf, data):
+			tb.Fatalf("chunk %d: not compressed, but changed in place", i)
+		case n > 0 && !bytes.Equal(buf[:n], want[:n]):
+			tb.Fatalf("chunk %d: compressed in place differs", i)
+		}
+	}
 }

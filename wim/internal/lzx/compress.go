@@ -39,6 +39,7 @@ type Compressor struct {
 	order    uint
 	nMain    int
 	buf      []byte // the chunk after E8 translation
+	out      []byte // the compressed chunk, copied to dst if it fits
 	mf       *lzmatch.Finder
 	matches  []lzmatch.Match
 	mstart   []int32 // matches of position i: matches[mstart[i]:mstart[i+1]]
@@ -95,6 +96,7 @@ func NewCompressor(maxChunk int) *Compressor {
 		order:    o,
 		nMain:    numMainSyms(o),
 		buf:      make([]byte, maxChunk),
+		out:      make([]byte, maxChunk),
 		mf:       lzmatch.NewFinder(maxChunk),
 		mstart:   make([]int32, maxChunk+1),
 		nodes:    make([]node, min(maxChunk, blockSize)+1),
@@ -104,7 +106,9 @@ func NewCompressor(maxChunk int) *Compressor {
 
 // Compress compresses one chunk src into dst (len(dst) >= len(src)) and
 // returns the number of bytes written, or 0 when the result would not be
-// smaller than src (the WIM then stores the chunk uncompressed).
+// smaller than src (the WIM then stores the chunk uncompressed). dst may
+// be src: it is written only once the result is known to fit, so a caller
+// needs no second buffer for every chunk in flight.
 func (c *Compressor) Compress(dst, src []byte) int {
 	if len(src) > c.maxChunk {
 		panic("lzx: chunk larger than the compressor's maximum")
@@ -116,7 +120,7 @@ func (c *Compressor) Compress(dst, src []byte) int {
 	copy(data, src)
 	e8Filter(data, false)
 	c.mf.Reset()
-	w := bitWriter{out: dst[:min(len(dst), len(src)-1)]}
+	w := bitWriter{out: c.out[:min(len(dst), len(src)-1)]}
 	// Huffman codes adapt per block; codeword lengths are sent as deltas
 	// from the previous block's.
 	var prevMain [maxMainSyms]uint8
@@ -146,7 +150,7 @@ func (c *Compressor) Compress(dst, src []byte) int {
 			return 0
 		}
 	}
-	return w.flush()
+	return copy(dst, c.out[:w.flush()])
 }
 
 // findMatches records the explicit-offset matches at every position of the

@@ -133,3 +133,7 @@ func TestOffsetSlot(t *testing.T) {
 		}
 	}
 }
+
+func TestCompressInPlace(t *testing.T) {
+	codectest.InPlace(t, 32768, NewCompressor(32768).Compress)
+}

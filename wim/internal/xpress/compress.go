@@ -73,7 +73,9 @@ func NewCompressor(maxChunk int) *Compressor {
 
 // Compress compresses one chunk src into dst (len(dst) >= len(src)) and
 // returns the number of bytes written, or 0 when the result would not be
-// smaller than src (the WIM then stores the chunk uncompressed).
+// smaller than src (the WIM then stores the chunk uncompressed). dst may
+// be src: it is written only once the result is known to fit, so a caller
+// needs no second buffer for every chunk in flight.
 func (c *Compressor) Compress(dst, src []byte) int {
 	if len(src) > c.maxChunk {
 		panic("xpress: chunk larger than the compressor's maximum")

@@ -140,3 +140,7 @@ func FuzzRoundTrip(f *testing.F) {
 		roundTrip(t, c, d, data)
 	})
 }
+
+func TestCompressInPlace(t *testing.T) {
+	codectest.InPlace(t, 32768, NewCompressor(32768).Compress)
+}
