@@ -16,6 +16,13 @@ const (
 	// A run-length code in the precode may run up to 50 entries past the
 	// end of the lengths being read; the slack absorbs that harmlessly.
 	lensOverrun = 50
+
+	// Decode table sizes: powers of two at least huffman.TableSize for
+	// each code, so that masked indexes need no bounds checks.
+	mainTableCap    = 1 << 15
+	lenTableCap     = 1 << 15
+	preTableCap     = 1 << 14
+	alignedTableCap = 1 << alignedTableBits
 )
 
 // Decompressor is reusable and not safe for concurrent use (one per goroutine).
@@ -30,19 +37,25 @@ type Decompressor struct {
 	// Root table widths of the current block's main and length codes.
 	mainBits, lenBits uint32
 
-	mainTable []uint32
-	lenTable  []uint32
-	preTable  []uint32
-	alTable   []uint32
+	mainTable *[mainTableCap]uint32
+	lenTable  *[lenTableCap]uint32
+	preTable  *[preTableCap]uint32
+	alTable   *[alignedTableCap]uint32
 }
 
 func newDecompressor(order uint) *Decompressor {
+	if huffman.TableSize(maxMainSyms, mainTableBits, maxMainCodeLen) > mainTableCap ||
+		huffman.TableSize(lenSyms, lenTableBits, maxLenCodeLen) > lenTableCap ||
+		huffman.TableSize(preSyms, preTableBits, maxPreCodeLen) > preTableCap ||
+		huffman.TableSize(alignedSyms, alignedTableBits, maxAlignedCodeLen) > alignedTableCap {
+		panic("lzx: decode table too small")
+	}
 	return &Decompressor{
 		order:     order,
-		mainTable: make([]uint32, huffman.TableSize(maxMainSyms, mainTableBits, maxMainCodeLen)),
-		lenTable:  make([]uint32, huffman.TableSize(lenSyms, lenTableBits, maxLenCodeLen)),
-		preTable:  make([]uint32, huffman.TableSize(preSyms, preTableBits, maxPreCodeLen)),
-		alTable:   make([]uint32, huffman.TableSize(alignedSyms, alignedTableBits, maxAlignedCodeLen)),
+		mainTable: new([mainTableCap]uint32),
+		lenTable:  new([lenTableCap]uint32),
+		preTable:  new([preTableCap]uint32),
+		alTable:   new([alignedTableCap]uint32),
 	}
 }
 
@@ -86,7 +99,7 @@ func (d *Decompressor) readLens(r *bitstream.Reader, lens []uint8, n int) error 
 	for i := range d.preLens {
 		d.preLens[i] = uint8(r.Read(4))
 	}
-	if err := huffman.BuildDecodeTable(d.preTable, d.preLens[:], preTableBits, maxPreCodeLen, d.scratch[:]); err != nil {
+	if err := huffman.BuildDecodeTable(d.preTable[:], d.preLens[:], preTableBits, maxPreCodeLen, d.scratch[:]); err != nil {
 		return corrupt("bad precode")
 	}
 	delta := func(old uint8, presym uint32) uint8 {
@@ -282,15 +295,15 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 	// longest codeword is cheaper to fill, which matters for small files.
 	d.mainBits = rootBits(d.mainLens[:nMain], mainTableBits)
 	d.lenBits = rootBits(d.lenLens[:lenSyms], lenTableBits)
-	if huffman.BuildDecodeTable(d.mainTable, d.mainLens[:nMain], uint(d.mainBits), maxMainCodeLen, d.scratch[:]) != nil {
+	if huffman.BuildDecodeTable(d.mainTable[:], d.mainLens[:nMain], uint(d.mainBits), maxMainCodeLen, d.scratch[:]) != nil {
 		return corrupt("bad main code")
 	}
-	if huffman.BuildDecodeTable(d.lenTable, d.lenLens[:lenSyms], uint(d.lenBits), maxLenCodeLen, d.scratch[:]) != nil {
+	if huffman.BuildDecodeTable(d.lenTable[:], d.lenLens[:lenSyms], uint(d.lenBits), maxLenCodeLen, d.scratch[:]) != nil {
 		return corrupt("bad length code")
 	}
 	minAligned := uint32(maxOffsetSlots)
 	if btype == blockAligned {
-		if huffman.BuildDecodeTable(d.alTable, d.alLens[:], alignedTableBits, maxAlignedCodeLen, d.scratch[:]) != nil {
+		if huffman.BuildDecodeTable(d.alTable[:], d.alLens[:], alignedTableBits, maxAlignedCodeLen, d.scratch[:]) != nil {
 			return corrupt("bad aligned offset code")
 		}
 		minAligned = minAlignedSlot
@@ -443,8 +456,10 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 // exactOnly disables decodeFast, so tests can check both loops agree.
 var exactOnly = false
 
-// Bits and bytes the fast loop may consume per item, and output it leaves
-// to the exact loop.
+// Input bytes the fast loop may consume per item (two 4-byte refills: one
+// for the main and length symbols, one for an explicit offset), and output
+// it leaves to the exact loop: a whole match still fits before the end of
+// the block, so match copies may write whole 8-byte words past their end.
 const (
 	fastInputSlack  = 8
 	fastOutputSlack = maxMatchLen + 16
@@ -457,119 +472,140 @@ const (
 // following uncompressed block header) or when the input runs low, and
 // hands over the Reader state that the exact loop converges to at its next
 // refill: only whole unread units are returned to the input.
+//
+// The loop is written for the compiler: table indexes are masked to the
+// tables' power-of-two sizes and shift counts to 63, so neither needs a
+// check; positions are unsigned; and the inner loop runs over an output
+// slice short enough that neither input nor output can run out within it,
+// so its bound is the only check on literal stores and on input.
 func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minAligned uint32, recent *[3]uint32) (int, error) {
 	in := r.In
-	pos := r.Pos
-	end := len(dst) - fastOutputSlack
-	if out >= end || pos > len(in)-fastInputSlack || exactOnly {
+	if len(dst)-out <= fastOutputSlack || r.Pos > len(in)-fastInputSlack || exactOnly {
 		return out, nil
 	}
+	w := dst[:len(dst)-fastOutputSlack]
+	o := uint(out)
+	pos := uint(r.Pos)
+	inEnd := uint(len(in) - fastInputSlack) // last position the loop may start an item at
 	bb := uint64(r.Buf) << 32
-	bc := r.Left
-	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
-	mtb, ltb := d.mainBits, d.lenBits
-	r0, r1, r2 := recent[0], recent[1], recent[2]
-	for out < end && pos <= len(in)-fastInputSlack {
-		if bc < 32 {
-			v := binary.LittleEndian.Uint32(in[pos:])
-			bb |= uint64(v<<16|v>>16) << (32 - bc)
-			bc += 32
-			pos += 4
-		}
-		e := mainTable[bb>>(64-mtb)]
-		if e&huffman.EntrySubtable != 0 {
-			bb <<= mtb
-			bc -= mtb
-			e = mainTable[(e>>huffman.EntrySymShift)+uint32(bb>>(64-(e&huffman.EntryLenMask)))]
-		}
-		n := e & huffman.EntryLenMask
-		bb <<= n
-		bc -= n
-		sym := e >> huffman.EntrySymShift
-		if sym < numChars {
-			dst[out] = byte(sym)
-			out++
-			continue
-		}
-		sym -= numChars
-		length := int(sym % numLenHeaders)
-		slot := sym / numLenHeaders
-		if length == numPrimaryLens {
-			e := lenTable[bb>>(64-ltb)]
-			if e&huffman.EntrySubtable != 0 {
-				bb <<= ltb
-				bc -= ltb
-				e = lenTable[(e>>huffman.EntrySymShift)+uint32(bb>>(64-(e&huffman.EntryLenMask)))]
-			}
-			n := e & huffman.EntryLenMask
-			bb <<= n
-			bc -= n
-			length += int(e >> huffman.EntrySymShift)
-		}
-		length += minMatchLen
-		var offset uint32
-		switch {
-		case slot == 0:
-			offset = r0
-		case slot == 1:
-			offset = r1
-			r1 = r0
-			r0 = offset
-		case slot == 2:
-			offset = r2
-			r2 = r0
-			r0 = offset
-		default:
-			if slot >= maxOffsetSlots {
-				return 0, corrupt("offset slot %d", slot)
-			}
+	bc := uint(r.Left)
+	mt, lt, at := d.mainTable, d.lenTable, d.alTable
+	// Right shifts that leave a root table index.
+	ms := (64 - uint(d.mainBits)) & 63
+	ls := (64 - uint(d.lenBits)) & 63
+	minAl := uint(minAligned)
+	r0, r1, r2 := uint(recent[0]), uint(recent[1]), uint(recent[2])
+	for pos <= inEnd && o < uint(len(w)) {
+		// Every item produces at least one byte and consumes at most
+		// fastInputSlack bytes of input: bounding the output bounds the
+		// input.
+		ww := w[:min(uint(len(w)), o+(inEnd-pos)/fastInputSlack+1)]
+		for o < uint(len(ww)) {
 			if bc < 32 {
 				v := binary.LittleEndian.Uint32(in[pos:])
-				bb |= uint64(v<<16|v>>16) << (32 - bc)
+				bb |= uint64(v<<16|v>>16) << ((32 - bc) & 63)
 				bc += 32
 				pos += 4
 			}
-			nb := uint32(extraOffsetBits[slot])
-			if slot >= minAligned {
-				nb -= numAlignedBits
-				offset = uint32(bb >> (64 - nb))
-				bb <<= nb
-				e := alTable[bb>>(64-alignedTableBits)]
-				n := e & huffman.EntryLenMask
-				bb <<= n
-				bc -= nb + n
-				offset = offset<<numAlignedBits | e>>huffman.EntrySymShift
+			e := mt[(bb>>ms)&(mainTableCap-1)]
+			if e&huffman.EntrySubtable != 0 {
+				bb <<= (64 - ms) & 63
+				bc -= 64 - ms
+				// -e&63 is 64 minus the subtable's width (the
+				// entry's high bits are multiples of 64).
+				e = mt[(uint(e>>huffman.EntrySymShift)+uint(bb>>(-e&63)))&(mainTableCap-1)]
+			}
+			// e&63 is the codeword length (at most 16; the flag
+			// bit is 1<<8).
+			bb <<= e & 63
+			bc -= uint(e & huffman.EntryLenMask)
+			sym := e >> huffman.EntrySymShift
+			if sym < numChars {
+				ww[o] = byte(sym)
+				o++
+				continue
+			}
+			sym -= numChars
+			length := uint(sym % numLenHeaders)
+			slot := uint(sym / numLenHeaders)
+			if length == numPrimaryLens {
+				e := lt[(bb>>ls)&(lenTableCap-1)]
+				if e&huffman.EntrySubtable != 0 {
+					bb <<= (64 - ls) & 63
+					bc -= 64 - ls
+					e = lt[(uint(e>>huffman.EntrySymShift)+uint(bb>>(-e&63)))&(lenTableCap-1)]
+				}
+				bb <<= e & 63
+				bc -= uint(e & huffman.EntryLenMask)
+				length += uint(e >> huffman.EntrySymShift)
+			}
+			length += minMatchLen
+			var offset uint
+			switch slot {
+			case 0:
+				offset = r0
+			case 1:
+				offset = r1
+				r1 = r0
+				r0 = offset
+			case 2:
+				offset = r2
+				r2 = r0
+				r0 = offset
+			default:
+				if slot >= maxOffsetSlots {
+					return 0, corrupt("offset slot %d", slot)
+				}
+				if bc < 32 {
+					v := binary.LittleEndian.Uint32(in[pos:])
+					bb |= uint64(v<<16|v>>16) << ((32 - bc) & 63)
+					bc += 32
+					pos += 4
+				}
+				// nb may be 0: shift by 1 and then at most 63.
+				nb := uint(extraOffsetBits[slot])
+				if slot >= minAl {
+					nb -= numAlignedBits
+					offset = uint((bb >> 1) >> ((63 - nb) & 63))
+					bb <<= nb & 63
+					e := at[(bb>>(64-alignedTableBits))&(alignedTableCap-1)]
+					bb <<= e & 63
+					bc -= nb + uint(e&huffman.EntryLenMask)
+					offset = offset<<numAlignedBits | uint(e>>huffman.EntrySymShift)
+				} else {
+					offset = uint((bb >> 1) >> ((63 - nb) & 63))
+					bb <<= nb & 63
+					bc -= nb
+				}
+				offset += uint(offsetSlotBase[slot])
+				r2 = r1
+				r1 = r0
+				r0 = offset
+			}
+			if offset > o {
+				return 0, corrupt("match offset %d before start of data at position %d", offset, o)
+			}
+			// There are more than maxMatchLen+8 bytes left in the
+			// block, so whole 8-byte words may be copied past the
+			// match's end; most matches take one word.
+			src := o - offset
+			if offset >= 8 {
+				binary.LittleEndian.PutUint64(dst[o:], binary.LittleEndian.Uint64(dst[src:]))
+				for k := uint(8); k < length; k += 8 {
+					binary.LittleEndian.PutUint64(dst[o+k:], binary.LittleEndian.Uint64(dst[src+k:]))
+				}
 			} else {
-				offset = uint32(bb >> (64 - nb))
-				bb <<= nb
-				bc -= nb
+				lzCopy(dst, int(o), int(offset), int(length))
 			}
-			offset += uint32(offsetSlotBase[slot])
-			r2 = r1
-			r1 = r0
-			r0 = offset
+			o += length
 		}
-		if int(offset) > out {
-			return 0, corrupt("match offset %d before start of data at position %d", offset, out)
-		}
-		// There are more than maxMatchLen bytes left in the block, so
-		// whole 8-byte words may be copied past the match's end.
-		src := out - int(offset)
-		if offset >= 8 {
-			for k := 0; k < length; k += 8 {
-				binary.LittleEndian.PutUint64(dst[out+k:], binary.LittleEndian.Uint64(dst[src+k:]))
-			}
-		} else {
-			lzCopy(dst, out, int(offset), length)
-		}
-		out += length
 	}
 	// Return whole unread units; keep the partial one, zero-padded below.
-	r.Pos = pos - 2*int(bc/16)
-	r.Left = bc % 16
+	r.Pos = int(pos) - 2*int(bc/16)
+	r.Left = uint32(bc % 16)
 	r.Buf = uint32(bb>>32) &^ (1<<(32-r.Left) - 1)
-	recent[0], recent[1], recent[2] = r0, r1, r2
-	return out, nil
+	recent[0], recent[1], recent[2] = uint32(r0), uint32(r1), uint32(r2)
+	return int(o), nil
 }
 
 // lzCopy copies a match of length bytes from offset bytes back, in place,
