@@ -37,6 +37,12 @@ type Decompressor struct {
 	// Root table widths of the current block's main and length codes.
 	mainBits, lenBits uint32
 
+	// decodeFast's state that only matches use.
+	in, dst    []byte
+	rec        [numRecentOffsets]uint
+	minAligned uint
+	mainShift  uint
+
 	mainTable *[mainTableCap]uint32
 	lenTable  *[lenTableCap]uint32
 	preTable  *[preTableCap]uint32
@@ -472,53 +478,73 @@ const (
 // following uncompressed block header) or when the input runs low, and
 // hands over the Reader state that the exact loop converges to at its next
 // refill: only whole unread units are returned to the input.
-//
-// The loop is written for the compiler: table indexes are masked to the
-// tables' power-of-two sizes and shift counts to 63, so neither needs a
-// check; positions are unsigned; and the inner loop runs over an output
-// slice short enough that neither input nor output can run out within it,
-// so its bound is the only check on literal stores and on input.
 func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minAligned uint32, recent *[3]uint32) (int, error) {
-	in := r.In
-	if len(dst)-out <= fastOutputSlack || r.Pos > len(in)-fastInputSlack || exactOnly {
+	if len(dst)-out <= fastOutputSlack || r.Pos > len(r.In)-fastInputSlack || exactOnly {
 		return out, nil
 	}
-	w := dst[:len(dst)-fastOutputSlack]
-	o := uint(out)
-	pos := uint(r.Pos)
-	inEnd := uint(len(in) - fastInputSlack) // last position the loop may start an item at
-	bb := uint64(r.Buf) << 32
-	bc := uint(r.Left)
-	mt, lt, at := d.mainTable, d.lenTable, d.alTable
-	// Right shifts that leave a root table index.
-	ms := (64 - uint(d.mainBits)) & 63
-	ls := (64 - uint(d.lenBits)) & 63
-	minAl := uint(minAligned)
-	r0, r1, r2 := uint(recent[0]), uint(recent[1]), uint(recent[2])
-	for pos <= inEnd && o < uint(len(w)) {
+	d.in = r.In
+	d.dst = dst
+	d.minAligned = uint(minAligned)
+	d.rec = [numRecentOffsets]uint{uint(recent[0]), uint(recent[1]), uint(recent[2])}
+	d.mainShift = 64 - uint(d.mainBits)
+	o, pos, bb, bc, err := d.fastLoop(uint(out), 0, uint64(r.Buf)<<32, uint(r.Pos), uint(r.Left))
+	d.in, d.dst = nil, nil
+	if err != nil {
+		return 0, err
+	}
+	// Return whole unread units; keep the partial one, zero-padded below.
+	r.Pos = int(pos) - 2*int(bc/16)
+	r.Left = uint32(bc % 16)
+	r.Buf = uint32(bb>>32) &^ (1<<(32-r.Left) - 1)
+	recent[0], recent[1], recent[2] = uint32(d.rec[0]), uint32(d.rec[1]), uint32(d.rec[2])
+	return int(o), nil
+}
+
+// fastLoop is decodeFast's loop over items, with the bit buffer bb holding
+// bc bits, left-justified, read up to d.in[pos].
+//
+// It is written for the compiler: table indexes are masked to the tables'
+// power-of-two sizes and shift counts to 63, so neither needs a check;
+// positions are unsigned; the inner loop runs over an output slice short
+// enough that the input cannot run out within it, so its bound is the only
+// check on literal stores; and whatever the literal path does not need is
+// read from d's fields where used, so that the few registers (CX above all,
+// which holds every variable shift count) are left to the literal path.
+//
+// The unused second parameter occupies CX in the register calling
+// convention: a parameter passed there tends to stay there, and CX must
+// be free for shift counts.
+func (d *Decompressor) fastLoop(o uint, _ uint, bb uint64, pos, bc uint) (uint, uint, uint64, uint, error) {
+	mt := d.mainTable
+	for {
+		inEnd := uint(len(d.in) - fastInputSlack) // the last position an item may start at
+		outEnd := uint(len(d.dst) - fastOutputSlack)
+		if pos > inEnd || o >= outEnd {
+			break
+		}
 		// Every item produces at least one byte and consumes at most
 		// fastInputSlack bytes of input: bounding the output bounds the
 		// input.
-		ww := w[:min(uint(len(w)), o+(inEnd-pos)/fastInputSlack+1)]
+		ww := d.dst[:min(outEnd, o+(inEnd-pos)/fastInputSlack+1)]
 		for o < uint(len(ww)) {
 			if bc < 32 {
-				v := binary.LittleEndian.Uint32(in[pos:])
+				v := binary.LittleEndian.Uint32(d.in[pos:])
 				bb |= uint64(v<<16|v>>16) << ((32 - bc) & 63)
 				bc += 32
 				pos += 4
 			}
-			e := mt[(bb>>ms)&(mainTableCap-1)]
+			e := uint(mt[(bb>>(d.mainShift&63))&(mainTableCap-1)])
 			if e&huffman.EntrySubtable != 0 {
-				bb <<= (64 - ms) & 63
-				bc -= 64 - ms
+				bb <<= (64 - d.mainShift) & 63
+				bc -= 64 - d.mainShift
 				// -e&63 is 64 minus the subtable's width (the
 				// entry's high bits are multiples of 64).
-				e = mt[(uint(e>>huffman.EntrySymShift)+uint(bb>>(-e&63)))&(mainTableCap-1)]
+				e = uint(mt[((e>>huffman.EntrySymShift)+uint(bb>>(-e&63)))&(mainTableCap-1)])
 			}
 			// e&63 is the codeword length (at most 16; the flag
 			// bit is 1<<8).
 			bb <<= e & 63
-			bc -= uint(e & huffman.EntryLenMask)
+			bc -= e & huffman.EntryLenMask
 			sym := e >> huffman.EntrySymShift
 			if sym < numChars {
 				ww[o] = byte(sym)
@@ -526,68 +552,63 @@ func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minA
 				continue
 			}
 			sym -= numChars
-			length := uint(sym % numLenHeaders)
-			slot := uint(sym / numLenHeaders)
-			if length == numPrimaryLens {
-				e := lt[(bb>>ls)&(lenTableCap-1)]
+			length := sym%numLenHeaders + minMatchLen
+			slot := sym / numLenHeaders
+			if length == numPrimaryLens+minMatchLen {
+				ls := (64 - uint(d.lenBits)) & 63
+				e := uint(d.lenTable[(bb>>ls)&(lenTableCap-1)])
 				if e&huffman.EntrySubtable != 0 {
 					bb <<= (64 - ls) & 63
 					bc -= 64 - ls
-					e = lt[(uint(e>>huffman.EntrySymShift)+uint(bb>>(-e&63)))&(lenTableCap-1)]
+					e = uint(d.lenTable[((e>>huffman.EntrySymShift)+uint(bb>>(-e&63)))&(lenTableCap-1)])
 				}
 				bb <<= e & 63
-				bc -= uint(e & huffman.EntryLenMask)
-				length += uint(e >> huffman.EntrySymShift)
+				bc -= e & huffman.EntryLenMask
+				length += e >> huffman.EntrySymShift
 			}
-			length += minMatchLen
 			var offset uint
-			switch slot {
-			case 0:
-				offset = r0
-			case 1:
-				offset = r1
-				r1 = r0
-				r0 = offset
-			case 2:
-				offset = r2
-				r2 = r0
-				r0 = offset
-			default:
+			if slot < numRecentOffsets {
+				// The used recent offset swaps with the first.
+				offset = d.rec[slot]
+				d.rec[slot] = d.rec[0]
+				d.rec[0] = offset
+			} else {
 				if slot >= maxOffsetSlots {
-					return 0, corrupt("offset slot %d", slot)
+					return 0, 0, 0, 0, corrupt("offset slot %d", slot)
 				}
 				if bc < 32 {
-					v := binary.LittleEndian.Uint32(in[pos:])
+					v := binary.LittleEndian.Uint32(d.in[pos:])
 					bb |= uint64(v<<16|v>>16) << ((32 - bc) & 63)
 					bc += 32
 					pos += 4
 				}
 				// nb may be 0: shift by 1 and then at most 63.
 				nb := uint(extraOffsetBits[slot])
-				if slot >= minAl {
+				if slot >= d.minAligned {
 					nb -= numAlignedBits
 					offset = uint((bb >> 1) >> ((63 - nb) & 63))
 					bb <<= nb & 63
-					e := at[(bb>>(64-alignedTableBits))&(alignedTableCap-1)]
+					e := uint(d.alTable[(bb>>(64-alignedTableBits))&(alignedTableCap-1)])
 					bb <<= e & 63
-					bc -= nb + uint(e&huffman.EntryLenMask)
-					offset = offset<<numAlignedBits | uint(e>>huffman.EntrySymShift)
+					bc -= nb + e&huffman.EntryLenMask
+					offset = offset<<numAlignedBits | e>>huffman.EntrySymShift
 				} else {
 					offset = uint((bb >> 1) >> ((63 - nb) & 63))
 					bb <<= nb & 63
 					bc -= nb
 				}
 				offset += uint(offsetSlotBase[slot])
-				r2 = r1
-				r1 = r0
-				r0 = offset
+				d.rec[2] = d.rec[1]
+				d.rec[1] = d.rec[0]
+				d.rec[0] = offset
 			}
 			if offset > o {
-				return 0, corrupt("match offset %d before start of data at position %d", offset, o)
+				return 0, 0, 0, 0, corrupt("match offset %d before start of data at position %d", offset, o)
 			}
 			// There are more than maxMatchLen+8 bytes left in the
 			// block, so whole 8-byte words may be copied past the
 			// match's end; most matches take one word.
+			dst := d.dst
 			src := o - offset
 			if offset >= 8 {
 				binary.LittleEndian.PutUint64(dst[o:], binary.LittleEndian.Uint64(dst[src:]))
@@ -600,12 +621,7 @@ func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minA
 			o += length
 		}
 	}
-	// Return whole unread units; keep the partial one, zero-padded below.
-	r.Pos = int(pos) - 2*int(bc/16)
-	r.Left = uint32(bc % 16)
-	r.Buf = uint32(bb>>32) &^ (1<<(32-r.Left) - 1)
-	recent[0], recent[1], recent[2] = uint32(r0), uint32(r1), uint32(r2)
-	return int(o), nil
+	return o, pos, bb, bc, nil
 }
 
 // lzCopy copies a match of length bytes from offset bytes back, in place,
