@@ -43,10 +43,12 @@ type Decompressor struct {
 	minAligned uint
 	mainShift  uint
 
-	mainTable *[mainTableCap]uint32
-	lenTable  *[lenTableCap]uint32
-	preTable  *[preTableCap]uint32
-	alTable   *[alignedTableCap]uint32
+	// The tables are arrays rather than pointers to them: a pointer
+	// would be checked for nil at every symbol.
+	mainTable [mainTableCap]uint32
+	lenTable  [lenTableCap]uint32
+	preTable  [preTableCap]uint32
+	alTable   [alignedTableCap]uint32
 }
 
 func newDecompressor(order uint) *Decompressor {
@@ -56,13 +58,7 @@ func newDecompressor(order uint) *Decompressor {
 		huffman.TableSize(alignedSyms, alignedTableBits, maxAlignedCodeLen) > alignedTableCap {
 		panic("lzx: decode table too small")
 	}
-	return &Decompressor{
-		order:     order,
-		mainTable: new([mainTableCap]uint32),
-		lenTable:  new([lenTableCap]uint32),
-		preTable:  new([preTableCap]uint32),
-		alTable:   new([alignedTableCap]uint32),
-	}
+	return &Decompressor{order: order}
 }
 
 // NewDecompressor returns a Decompressor for the default WIM chunk size of
@@ -117,7 +113,7 @@ func (d *Decompressor) readLens(r *bitstream.Reader, lens []uint8, n int) error 
 	}
 	// The bit reader state lives in locals (with Reader's refill policy):
 	// this loop runs for every block of every chunk, however small.
-	pre := d.preTable
+	pre := &d.preTable
 	buf, left, pos, in := r.Buf, r.Left, r.Pos, r.In
 	for i := 0; i < n; {
 		if left < 16 {
@@ -314,7 +310,7 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 		}
 		minAligned = minAlignedSlot
 	}
-	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
+	mainTable, lenTable, alTable := &d.mainTable, &d.lenTable, &d.alTable
 	mtb, ltb := d.mainBits, d.lenBits
 	out, err := d.decodeFast(r, dst, out, minAligned, recent)
 	if err != nil {
@@ -482,8 +478,8 @@ func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minA
 	if len(dst)-out <= fastOutputSlack || r.Pos > len(r.In)-fastInputSlack || exactOnly {
 		return out, nil
 	}
-	d.in = r.In
-	d.dst = dst
+	d.in = r.In[:len(r.In):len(r.In)]
+	d.dst = dst[:len(dst):len(dst)] // slices of it are checked against its capacity
 	d.minAligned = uint(minAligned)
 	d.rec = [numRecentOffsets]uint{uint(recent[0]), uint(recent[1]), uint(recent[2])}
 	d.mainShift = 64 - uint(d.mainBits)
@@ -515,7 +511,7 @@ func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minA
 // convention: a parameter passed there tends to stay there, and CX must
 // be free for shift counts.
 func (d *Decompressor) fastLoop(o uint, _ uint, bb uint64, pos, bc uint) (uint, uint, uint64, uint, error) {
-	mt := d.mainTable
+	mt := &d.mainTable
 	for {
 		inEnd := uint(len(d.in) - fastInputSlack) // the last position an item may start at
 		outEnd := uint(len(d.dst) - fastOutputSlack)
@@ -528,7 +524,7 @@ func (d *Decompressor) fastLoop(o uint, _ uint, bb uint64, pos, bc uint) (uint, 
 		ww := d.dst[:min(outEnd, o+(inEnd-pos)/fastInputSlack+1)]
 		for o < uint(len(ww)) {
 			if bc < 32 {
-				v := binary.LittleEndian.Uint32(d.in[pos:])
+				v := binary.LittleEndian.Uint32((*[4]byte)(d.in[pos : pos+4])[:])
 				bb |= uint64(v<<16|v>>16) << ((32 - bc) & 63)
 				bc += 32
 				pos += 4
@@ -577,7 +573,7 @@ func (d *Decompressor) fastLoop(o uint, _ uint, bb uint64, pos, bc uint) (uint, 
 					return 0, 0, 0, 0, corrupt("offset slot %d", slot)
 				}
 				if bc < 32 {
-					v := binary.LittleEndian.Uint32(d.in[pos:])
+					v := binary.LittleEndian.Uint32((*[4]byte)(d.in[pos : pos+4])[:])
 					bb |= uint64(v<<16|v>>16) << ((32 - bc) & 63)
 					bc += 32
 					pos += 4
@@ -608,12 +604,13 @@ func (d *Decompressor) fastLoop(o uint, _ uint, bb uint64, pos, bc uint) (uint, 
 			// There are more than maxMatchLen+8 bytes left in the
 			// block, so whole 8-byte words may be copied past the
 			// match's end; most matches take one word.
+			// (Words are copied as arrays: two bounds checks each.)
 			dst := d.dst
 			src := o - offset
 			if offset >= 8 {
-				binary.LittleEndian.PutUint64(dst[o:], binary.LittleEndian.Uint64(dst[src:]))
+				*(*[8]byte)(dst[o : o+8]) = *(*[8]byte)(dst[src : src+8])
 				for k := uint(8); k < length; k += 8 {
-					binary.LittleEndian.PutUint64(dst[o+k:], binary.LittleEndian.Uint64(dst[src+k:]))
+					*(*[8]byte)(dst[o+k : o+k+8]) = *(*[8]byte)(dst[src+k : src+k+8])
 				}
 			} else {
 				lzCopy(dst, int(o), int(offset), int(length))
