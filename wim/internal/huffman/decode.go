@@ -50,30 +50,56 @@ func TableSize(numSyms int, tableBits, maxLen uint) int {
 // symbol 0 consuming no bits, as wimlib does, so such a code is harmless as
 // long as the stream never uses it.
 func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scratch []uint16) error {
-	var counts [17]int
+	_, err := buildDecodeTable(table, lens, tableBits, maxLen, scratch, false)
+	return err
+}
+
+// BuildDecodeTableShort is BuildDecodeTable with a root table no wider than
+// the longest codeword (but at least 1 bit), which is cheaper to fill for
+// short codes; it returns the root table's width.
+func BuildDecodeTableShort(table []uint32, lens []uint8, maxTableBits, maxLen uint, scratch []uint16) (uint, error) {
+	return buildDecodeTable(table, lens, maxTableBits, maxLen, scratch, true)
+}
+
+func buildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scratch []uint16, short bool) (uint, error) {
+	// Lengths are counted with a masked index (no bounds checks); any
+	// length of 32 or more shows in the OR of all of them, and shorter
+	// ones above maxLen in the counts.
+	var counts [32]int
 	var offsets [18]int
 	if maxLen > 16 || tableBits > maxLen || len(table) < 1<<tableBits || len(scratch) < len(lens) {
-		return ErrBadCode
+		return 0, ErrBadCode
 	}
+	var all uint8
 	for _, l := range lens {
-		if uint(l) > maxLen {
-			return ErrBadCode
+		counts[l&31]++
+		all |= l
+	}
+	longest := uint(0)
+	for l := uint(1); l < uint(len(counts)); l++ {
+		if counts[l] != 0 {
+			longest = l
 		}
-		counts[l]++
+	}
+	if all >= 32 || longest > maxLen {
+		return 0, ErrBadCode
+	}
+	if short {
+		tableBits = min(tableBits, max(longest, 1))
 	}
 	remainder := 1
 	for l := uint(1); l <= maxLen; l++ {
 		remainder = remainder<<1 - counts[l]
 		if remainder < 0 {
-			return ErrBadCode
+			return 0, ErrBadCode
 		}
 	}
 	if remainder != 0 {
 		if remainder != 1<<maxLen {
-			return ErrBadCode
+			return 0, ErrBadCode
 		}
 		clear(table[:1<<tableBits])
-		return nil
+		return tableBits, nil
 	}
 	// Sort symbols by (length, symbol).
 	for l := uint(0); l < maxLen; l++ {
@@ -101,7 +127,7 @@ func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 		}
 	}
 	if idx == len(lens) {
-		return nil
+		return tableBits, nil
 	}
 	// Longer codewords go into subtables hanging off the remaining root
 	// entries. codeword is the next canonical codeword of length l.
@@ -109,7 +135,8 @@ func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 	subPos := 1 << tableBits
 	subBits := uint(0)
 	prefix := -1
-	left := counts
+	var left [17]int
+	copy(left[:], counts[:])
 	for ; idx < len(lens); idx++ {
 		for left[l] == 0 {
 			l++
@@ -135,7 +162,7 @@ func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 		e := uint32(sorted[idx])<<EntrySymShift | uint32(l-tableBits)
 		n := 1 << (subBits - (l - tableBits))
 		if subPos+n > len(table) {
-			return ErrBadCode
+			return 0, ErrBadCode
 		}
 		t := table[subPos : subPos+n]
 		for i := range t {
@@ -145,5 +172,5 @@ func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 		left[l]--
 		codeword++
 	}
-	return nil
+	return tableBits, nil
 }

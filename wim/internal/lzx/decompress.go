@@ -81,16 +81,6 @@ func NewDecompressorChunkSize(chunkSize int) (*Decompressor, error) {
 	return newDecompressor(o), nil
 }
 
-// rootBits is the root table width for a code: maxBits, or less when no
-// codeword is that long.
-func rootBits(lens []uint8, maxBits uint32) uint32 {
-	var longest uint8
-	for _, l := range lens {
-		longest = max(longest, l)
-	}
-	return min(maxBits, max(uint32(longest), 1))
-}
-
 func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 }
@@ -295,14 +285,15 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, btype uint32, nMain int, recent *[3]uint32) error {
 	// Small chunks have short codes: a root table no wider than the
 	// longest codeword is cheaper to fill, which matters for small files.
-	d.mainBits = rootBits(d.mainLens[:nMain], mainTableBits)
-	d.lenBits = rootBits(d.lenLens[:lenSyms], lenTableBits)
-	if huffman.BuildDecodeTable(d.mainTable[:], d.mainLens[:nMain], uint(d.mainBits), maxMainCodeLen, d.scratch[:]) != nil {
+	mb, err := huffman.BuildDecodeTableShort(d.mainTable[:], d.mainLens[:nMain], mainTableBits, maxMainCodeLen, d.scratch[:])
+	if err != nil {
 		return corrupt("bad main code")
 	}
-	if huffman.BuildDecodeTable(d.lenTable[:], d.lenLens[:lenSyms], uint(d.lenBits), maxLenCodeLen, d.scratch[:]) != nil {
+	lb, err := huffman.BuildDecodeTableShort(d.lenTable[:], d.lenLens[:lenSyms], lenTableBits, maxLenCodeLen, d.scratch[:])
+	if err != nil {
 		return corrupt("bad length code")
 	}
+	d.mainBits, d.lenBits = uint32(mb), uint32(lb)
 	minAligned := uint32(maxOffsetSlots)
 	if btype == blockAligned {
 		if huffman.BuildDecodeTable(d.alTable[:], d.alLens[:], alignedTableBits, maxAlignedCodeLen, d.scratch[:]) != nil {
@@ -312,7 +303,7 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 	}
 	mainTable, lenTable, alTable := &d.mainTable, &d.lenTable, &d.alTable
 	mtb, ltb := d.mainBits, d.lenBits
-	out, err := d.decodeFast(r, dst, out, minAligned, recent)
+	out, err = d.decodeFast(r, dst, out, minAligned, recent)
 	if err != nil {
 		return err
 	}
