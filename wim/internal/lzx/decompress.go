@@ -41,7 +41,6 @@ type Decompressor struct {
 	in, dst    []byte
 	rec        [numRecentOffsets]uint
 	minAligned uint
-	mainShift  uint
 
 	// The tables are arrays rather than pointers to them: a pointer
 	// would be checked for nil at every symbol.
@@ -293,6 +292,10 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 	if err != nil {
 		return corrupt("bad length code")
 	}
+	if mb < mainTableBits && len(dst)-out >= widenMinBlock {
+		widenRoot(&d.mainTable, mb)
+		mb = mainTableBits
+	}
 	d.mainBits, d.lenBits = uint32(mb), uint32(lb)
 	minAligned := uint32(maxOffsetSlots)
 	if btype == blockAligned {
@@ -446,6 +449,22 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 	return nil
 }
 
+// widenMinBlock is the shortest block for which a main code with a root
+// table narrower than mainTableBits gets its table widened, so that
+// decodeFast can decode it: 2^mainTableBits entries to fill are worth it
+// for blocks this long.
+const widenMinBlock = 1024
+
+// widenRoot widens a root table of bits < mainTableBits bits, which has no
+// subtables, to mainTableBits bits: each entry repeats for every value of
+// the index bits its codeword does not use.
+func widenRoot(t *[mainTableCap]uint32, bits uint) {
+	shift := (mainTableBits - bits) & 31
+	for i := uint(1<<mainTableBits - 1); i < 1<<mainTableBits; i-- {
+		t[i] = t[(i>>shift)&(1<<mainTableBits-1)]
+	}
+}
+
 // exactOnly disables decodeFast, so tests can check both loops agree.
 var exactOnly = false
 
@@ -466,14 +485,13 @@ const (
 // hands over the Reader state that the exact loop converges to at its next
 // refill: only whole unread units are returned to the input.
 func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minAligned uint32, recent *[3]uint32) (int, error) {
-	if len(dst)-out <= fastOutputSlack || r.Pos > len(r.In)-fastInputSlack || exactOnly {
+	if len(dst)-out <= fastOutputSlack || r.Pos > len(r.In)-fastInputSlack || d.mainBits != mainTableBits || exactOnly {
 		return out, nil
 	}
 	d.in = r.In[:len(r.In):len(r.In)]
 	d.dst = dst[:len(dst):len(dst)] // slices of it are checked against its capacity
 	d.minAligned = uint(minAligned)
 	d.rec = [numRecentOffsets]uint{uint(recent[0]), uint(recent[1]), uint(recent[2])}
-	d.mainShift = 64 - uint(d.mainBits)
 	o, pos, bb, bc, err := d.fastLoop(uint(out), 0, uint64(r.Buf)<<32, uint(r.Pos), uint(r.Left))
 	d.in, d.dst = nil, nil
 	if err != nil {
@@ -490,8 +508,10 @@ func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minA
 // fastLoop is decodeFast's loop over items, with the bit buffer bb holding
 // bc bits, left-justified, read up to d.in[pos].
 //
-// It is written for the compiler: table indexes are masked to the tables'
-// power-of-two sizes and shift counts to 63, so neither needs a check;
+// It is written for the compiler: the main root table always has
+// mainTableBits bits here, so its index is a constant shift of bb; other
+// table indexes are masked to the tables' power-of-two sizes and shift
+// counts to 63, so neither needs a check;
 // positions are unsigned; the inner loop runs over an output slice short
 // enough that the input cannot run out within it, so its bound is the only
 // check on literal stores; and whatever the literal path does not need is
@@ -520,10 +540,10 @@ func (d *Decompressor) fastLoop(o uint, _ uint, bb uint64, pos, bc uint) (uint, 
 				bc += 32
 				pos += 4
 			}
-			e := uint(mt[(bb>>(d.mainShift&63))&(mainTableCap-1)])
+			e := uint(mt[bb>>(64-mainTableBits)])
 			if e&huffman.EntrySubtable != 0 {
-				bb <<= (64 - d.mainShift) & 63
-				bc -= 64 - d.mainShift
+				bb <<= mainTableBits
+				bc -= mainTableBits
 				// -e&63 is 64 minus the subtable's width (the
 				// entry's high bits are multiples of 64).
 				e = uint(mt[((e>>huffman.EntrySymShift)+uint(bb>>(-e&63)))&(mainTableCap-1)])
