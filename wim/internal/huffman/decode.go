@@ -66,7 +66,7 @@ func buildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 	// length of 32 or more shows in the OR of all of them, and shorter
 	// ones above maxLen in the counts.
 	var counts [32]int
-	var offsets [18]int
+	var offsets [32]int
 	if maxLen > 16 || tableBits > maxLen || len(table) < 1<<tableBits || len(scratch) < len(lens) {
 		return 0, ErrBadCode
 	}
@@ -107,8 +107,8 @@ func buildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 	}
 	sorted := scratch[:len(lens)]
 	for sym, l := range lens {
-		sorted[offsets[l]] = uint16(sym)
-		offsets[l]++
+		sorted[offsets[l&31]] = uint16(sym)
+		offsets[l&31]++
 	}
 	idx := counts[0]
 	pos := 0
