@@ -25,6 +25,9 @@ type applyEntry struct {
 	rel    string // path relative to the target, "" for the root
 	parent *applyEntry
 	rep    *applyEntry // hard link: the entry that carries the inode
+	// metaDone is set when a regular file's metadata was set through its
+	// descriptor right after its data (by whichever goroutine wrote it).
+	metaDone atomic.Bool
 }
 
 func (e *applyEntry) name() string { return e.f.Name }
@@ -43,9 +46,6 @@ type applier struct {
 	// existing marks directories that were already there (their setgid
 	// bit may give new files another group).
 	existing map[*applyEntry]bool
-	// fileDone marks regular files whose metadata was set through their
-	// descriptor right after their data.
-	fileDone sync.Map
 	done     atomic.Int64
 	total    int64
 	progMu   sync.Mutex
@@ -137,7 +137,7 @@ func (a *applier) apply(ctx context.Context, p *applyPlan) error {
 		if e.f.unixType() == unixDir || e.rep != nil {
 			return nil
 		}
-		if _, done := a.fileDone.Load(e); done {
+		if e.metaDone.Load() {
 			return nil
 		}
 		return a.metadata(e)
@@ -503,7 +503,7 @@ func (a *applier) fileMetadata(fd int, e *applyEntry) error {
 	if err := futimens(fd, f); err != nil {
 		return a.pathErr("utimes", e, err)
 	}
-	a.fileDone.Store(e, true)
+	e.metaDone.Store(true)
 	return nil
 }
 
