@@ -62,18 +62,36 @@ func BuildDecodeTableShort(table []uint32, lens []uint8, maxTableBits, maxLen ui
 }
 
 func buildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scratch []uint16, short bool) (uint, error) {
-	// Lengths are counted with a masked index (no bounds checks); any
+	// Lengths are counted with masked indexes (no bounds checks); any
 	// length of 32 or more shows in the OR of all of them, and shorter
-	// ones above maxLen in the counts.
+	// ones above maxLen in the counts. The symbols are counted, and then
+	// sorted, in four interleaved quarters, each with its own counters:
+	// runs of equal lengths are common, and one counter incremented in
+	// memory symbol after symbol makes a chain of dependent stores and
+	// loads that four counters run in parallel.
 	var counts [32]int
-	var offsets [32]int
-	if maxLen > 16 || tableBits > maxLen || len(table) < 1<<tableBits || len(scratch) < len(lens) {
+	var qc [4][32]uint16
+	if maxLen > 16 || tableBits > maxLen || len(table) < 1<<tableBits || len(scratch) < len(lens) || len(lens) > 1<<16 {
 		return 0, ErrBadCode
 	}
+	q := len(lens) / 4
+	l0, l1, l2, l3 := lens[:q], lens[q:2*q], lens[2*q:3*q], lens[3*q:]
+	l1, l2, l3 = l1[:len(l0)], l2[:len(l0)], l3[:len(l0)+len(lens)%4]
 	var all uint8
-	for _, l := range lens {
-		counts[l&31]++
-		all |= l
+	for i, a := range l0 {
+		b, c, d := l1[i], l2[i], l3[i]
+		qc[0][a&31]++
+		qc[1][b&31]++
+		qc[2][c&31]++
+		qc[3][d&31]++
+		all |= a | b | c | d
+	}
+	for _, d := range l3[len(l0):] {
+		qc[3][d&31]++
+		all |= d
+	}
+	for l := range counts {
+		counts[l] = int(qc[0][l]) + int(qc[1][l]) + int(qc[2][l]) + int(qc[3][l])
 	}
 	longest := uint(0)
 	for l := uint(1); l < uint(len(counts)); l++ {
@@ -101,14 +119,31 @@ func buildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 		clear(table[:1<<tableBits])
 		return tableBits, nil
 	}
-	// Sort symbols by (length, symbol).
-	for l := uint(0); l < maxLen; l++ {
-		offsets[l+1] = offsets[l] + counts[l]
+	// Sort symbols by (length, symbol): each quarter's symbols of a
+	// length go after the previous quarters' ones.
+	var offsets [4][32]int
+	next := 0
+	for l := range counts {
+		for k := range offsets {
+			offsets[k][l] = next
+			next += int(qc[k][l])
+		}
 	}
 	sorted := scratch[:len(lens)]
-	for sym, l := range lens {
-		sorted[offsets[l&31]] = uint16(sym)
-		offsets[l&31]++
+	for i, a := range l0 {
+		b, c, d := l1[i], l2[i], l3[i]
+		sorted[offsets[0][a&31]] = uint16(i)
+		offsets[0][a&31]++
+		sorted[offsets[1][b&31]] = uint16(q + i)
+		offsets[1][b&31]++
+		sorted[offsets[2][c&31]] = uint16(2*q + i)
+		offsets[2][c&31]++
+		sorted[offsets[3][d&31]] = uint16(3*q + i)
+		offsets[3][d&31]++
+	}
+	for i, d := range l3[len(l0):] {
+		sorted[offsets[3][d&31]] = uint16(3*q + len(l0) + i)
+		offsets[3][d&31]++
 	}
 	idx := counts[0]
 	pos := 0
