@@ -311,27 +311,29 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 		return err
 	}
 	r0, r1, r2 := recent[0], recent[1], recent[2]
-	// The bit reader's state lives in locals here: this loop is where
-	// decompression spends its time. The refill policy is Reader's.
+	// The bit reader's state lives in locals here, with Reader's refill
+	// policy. Table indexes are masked to the tables' sizes and shift
+	// counts to 31 ((32-e)&31, for an entry e, is 32 minus its length), so
+	// that the compiler needs no checks or fixups for them.
 	buf, left, pos, in := r.Buf, r.Left, r.Pos, r.In
 	for out < len(dst) {
 		if left < 16 {
 			if pos+1 < len(in) {
-				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << ((16 - left) & 31)
 				pos += 2
 				left += 16
 			} else {
 				left = 32
 			}
 		}
-		e := mainTable[buf>>(32-mtb)]
+		e := mainTable[(buf>>((32-mtb)&31))&(mainTableCap-1)]
 		if e&huffman.EntrySubtable != 0 {
-			buf <<= mtb
+			buf <<= mtb & 31
 			left -= mtb
-			e = mainTable[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+			e = mainTable[((e>>huffman.EntrySymShift)+buf>>((32-e)&31))&(mainTableCap-1)]
 		}
 		n := e & huffman.EntryLenMask
-		buf <<= n
+		buf <<= n & 31
 		left -= n
 		sym := e >> huffman.EntrySymShift
 		if sym < numChars {
@@ -345,21 +347,21 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 		if length == numPrimaryLens {
 			if left < 16 {
 				if pos+1 < len(in) {
-					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << ((16 - left) & 31)
 					pos += 2
 					left += 16
 				} else {
 					left = 32
 				}
 			}
-			e := lenTable[buf>>(32-ltb)]
+			e := lenTable[(buf>>((32-ltb)&31))&(lenTableCap-1)]
 			if e&huffman.EntrySubtable != 0 {
-				buf <<= ltb
+				buf <<= ltb & 31
 				left -= ltb
-				e = lenTable[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+				e = lenTable[((e>>huffman.EntrySymShift)+buf>>((32-e)&31))&(lenTableCap-1)]
 			}
 			n := e & huffman.EntryLenMask
-			buf <<= n
+			buf <<= n & 31
 			left -= n
 			length += int(e >> huffman.EntrySymShift)
 		}
@@ -388,7 +390,7 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 			// Up to 17 extra bits may need two coding units.
 			if left < nb {
 				if pos+1 < len(in) {
-					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << ((16 - left) & 31)
 					pos += 2
 					left += 16
 					if nb == 17 && left == 16 {
@@ -402,13 +404,14 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 					left = 32
 				}
 			}
-			offset = buf >> (32 - nb)
-			buf <<= nb
+			// nb may be 0: shift by 1 and then at most 31.
+			offset = (buf >> 1) >> ((31 - nb) & 31)
+			buf <<= nb & 31
 			left -= nb
 			if aligned {
 				if left < 16 {
 					if pos+1 < len(in) {
-						buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+						buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << ((16 - left) & 31)
 						pos += 2
 						left += 16
 					} else {
@@ -418,7 +421,7 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 				// The aligned code has no subtables (max length 7).
 				e := alTable[buf>>(32-alignedTableBits)]
 				n := e & huffman.EntryLenMask
-				buf <<= n
+				buf <<= n & 31
 				left -= n
 				offset = offset<<numAlignedBits | e>>huffman.EntrySymShift
 			}
