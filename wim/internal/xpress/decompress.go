@@ -69,16 +69,12 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 	}
 	// A root table no wider than the longest codeword is cheaper to fill,
 	// which matters for the many small chunks of small files.
-	var longest uint8
-	for _, l := range d.lens {
-		longest = max(longest, l)
-	}
-	tb := min(decTableBits, max(uint32(longest), 1))
-	if err := huffman.BuildDecodeTable(d.table[:], d.lens[:], uint(tb), maxCodeLen, d.scratch[:]); err != nil {
+	tb, err := huffman.BuildDecodeTableShort(d.table[:], d.lens[:], decTableBits, maxCodeLen, d.scratch[:])
+	if err != nil {
 		return corrupt("bad Huffman code")
 	}
 	d.dst, d.in = dst, src[headerSize:]
-	err := d.decode(0, 0, 0, 0, 0, uint(tb))
+	err = d.decode(0, 0, 0, 0, 0, tb)
 	d.dst, d.in = nil, nil
 	return err
 }
