@@ -25,6 +25,9 @@ type applyEntry struct {
 	rel    string // path relative to the target, "" for the root
 	parent *applyEntry
 	rep    *applyEntry // hard link: the entry that carries the inode
+	// metaDone is set when a regular file's metadata was set through its
+	// descriptor right after its data (by whichever goroutine wrote it).
+	metaDone atomic.Bool
 }
 
 func (e *applyEntry) name() string { return e.f.Name }
@@ -43,9 +46,6 @@ type applier struct {
 	// existing marks directories that were already there (their setgid
 	// bit may give new files another group).
 	existing map[*applyEntry]bool
-	// fileDone marks regular files whose metadata was set through their
-	// descriptor right after their data.
-	fileDone sync.Map
 	done     atomic.Int64
 	total    int64
 	progMu   sync.Mutex
@@ -137,7 +137,7 @@ func (a *applier) apply(ctx context.Context, p *applyPlan) error {
 		if e.f.unixType() == unixDir || e.rep != nil {
 			return nil
 		}
-		if _, done := a.fileDone.Load(e); done {
+		if e.metaDone.Load() {
 			return nil
 		}
 		return a.metadata(e)
@@ -503,7 +503,7 @@ func (a *applier) fileMetadata(fd int, e *applyEntry) error {
 	if err := futimens(fd, f); err != nil {
 		return a.pathErr("utimes", e, err)
 	}
-	a.fileDone.Store(e, true)
+	e.metaDone.Store(true)
 	return nil
 }
 
@@ -530,25 +530,33 @@ func (a *applier) progress(n int64) {
 // writeData writes every blob to the files that hold it, in WIM order so
 // that the source is read sequentially, on opts.Threads workers.
 func (a *applier) writeData(ctx context.Context, jobs map[*blob][]*applyEntry) error {
-	order := make([]*blob, 0, len(jobs))
-	for b := range jobs {
-		order = append(order, b)
+	// The entries and the sort keys go with their blob: looking them up
+	// again through the map and the blob, blob by blob, missed the cache
+	// every time.
+	type job struct {
+		part    int
+		offset  int64
+		b       *blob
+		entries []*applyEntry
+	}
+	order := make([]job, 0, len(jobs))
+	for b, es := range jobs {
+		order = append(order, job{int(b.partNum), int64(b.res.rh.offset), b, es})
 	}
 	sort.Slice(order, func(i, j int) bool {
-		pi, pj := order[i].partNum, order[j].partNum
-		if pi != pj {
-			return pi < pj
+		if order[i].part != order[j].part {
+			return order[i].part < order[j].part
 		}
-		return order[i].res.rh.offset < order[j].res.rh.offset
+		return order[i].offset < order[j].offset
 	})
 	if a.opts.Threads == 1 {
 		// One core (a PE with one vCPU): no goroutine per blob to hand
 		// over to and back.
-		for _, b := range order {
+		for _, j := range order {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := a.writeBlob(ctx, b, jobs[b]); err != nil {
+			if err := a.writeBlob(ctx, j.b, j.entries); err != nil {
 				return err
 			}
 		}
@@ -556,11 +564,11 @@ func (a *applier) writeData(ctx context.Context, jobs map[*blob][]*applyEntry) e
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.opts.Threads)
-	for _, b := range order {
+	for _, j := range order {
 		if gctx.Err() != nil {
 			break
 		}
-		g.Go(func() error { return a.writeBlob(gctx, b, jobs[b]) })
+		g.Go(func() error { return a.writeBlob(gctx, j.b, j.entries) })
 	}
 	if err := g.Wait(); err != nil {
 		return err

@@ -50,39 +50,100 @@ func TableSize(numSyms int, tableBits, maxLen uint) int {
 // symbol 0 consuming no bits, as wimlib does, so such a code is harmless as
 // long as the stream never uses it.
 func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scratch []uint16) error {
-	var counts [17]int
-	var offsets [18]int
-	if maxLen > 16 || tableBits > maxLen || len(table) < 1<<tableBits || len(scratch) < len(lens) {
-		return ErrBadCode
+	_, err := buildDecodeTable(table, lens, tableBits, maxLen, scratch, false)
+	return err
+}
+
+// BuildDecodeTableShort is BuildDecodeTable with a root table no wider than
+// the longest codeword (but at least 1 bit), which is cheaper to fill for
+// short codes; it returns the root table's width.
+func BuildDecodeTableShort(table []uint32, lens []uint8, maxTableBits, maxLen uint, scratch []uint16) (uint, error) {
+	return buildDecodeTable(table, lens, maxTableBits, maxLen, scratch, true)
+}
+
+func buildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scratch []uint16, short bool) (uint, error) {
+	// Lengths are counted with masked indexes (no bounds checks); any
+	// length of 32 or more shows in the OR of all of them, and shorter
+	// ones above maxLen in the counts. The symbols are counted, and then
+	// sorted, in four interleaved quarters, each with its own counters:
+	// runs of equal lengths are common, and one counter incremented in
+	// memory symbol after symbol makes a chain of dependent stores and
+	// loads that four counters run in parallel.
+	var counts [32]int
+	var qc [4][32]uint16
+	if maxLen > 16 || tableBits > maxLen || len(table) < 1<<tableBits || len(scratch) < len(lens) || len(lens) > 1<<16 {
+		return 0, ErrBadCode
 	}
-	for _, l := range lens {
-		if uint(l) > maxLen {
-			return ErrBadCode
+	q := len(lens) / 4
+	l0, l1, l2, l3 := lens[:q], lens[q:2*q], lens[2*q:3*q], lens[3*q:]
+	l1, l2, l3 = l1[:len(l0)], l2[:len(l0)], l3[:len(l0)+len(lens)%4]
+	var all uint8
+	for i, a := range l0 {
+		b, c, d := l1[i], l2[i], l3[i]
+		qc[0][a&31]++
+		qc[1][b&31]++
+		qc[2][c&31]++
+		qc[3][d&31]++
+		all |= a | b | c | d
+	}
+	for _, d := range l3[len(l0):] {
+		qc[3][d&31]++
+		all |= d
+	}
+	for l := range counts {
+		counts[l] = int(qc[0][l]) + int(qc[1][l]) + int(qc[2][l]) + int(qc[3][l])
+	}
+	longest := uint(0)
+	for l := uint(1); l < uint(len(counts)); l++ {
+		if counts[l] != 0 {
+			longest = l
 		}
-		counts[l]++
+	}
+	if all >= 32 || longest > maxLen {
+		return 0, ErrBadCode
+	}
+	if short {
+		tableBits = min(tableBits, max(longest, 1))
 	}
 	remainder := 1
 	for l := uint(1); l <= maxLen; l++ {
 		remainder = remainder<<1 - counts[l]
 		if remainder < 0 {
-			return ErrBadCode
+			return 0, ErrBadCode
 		}
 	}
 	if remainder != 0 {
 		if remainder != 1<<maxLen {
-			return ErrBadCode
+			return 0, ErrBadCode
 		}
 		clear(table[:1<<tableBits])
-		return nil
+		return tableBits, nil
 	}
-	// Sort symbols by (length, symbol).
-	for l := uint(0); l < maxLen; l++ {
-		offsets[l+1] = offsets[l] + counts[l]
+	// Sort symbols by (length, symbol): each quarter's symbols of a
+	// length go after the previous quarters' ones.
+	var offsets [4][32]int
+	next := 0
+	for l := range counts {
+		for k := range offsets {
+			offsets[k][l] = next
+			next += int(qc[k][l])
+		}
 	}
 	sorted := scratch[:len(lens)]
-	for sym, l := range lens {
-		sorted[offsets[l]] = uint16(sym)
-		offsets[l]++
+	for i, a := range l0 {
+		b, c, d := l1[i], l2[i], l3[i]
+		sorted[offsets[0][a&31]] = uint16(i)
+		offsets[0][a&31]++
+		sorted[offsets[1][b&31]] = uint16(q + i)
+		offsets[1][b&31]++
+		sorted[offsets[2][c&31]] = uint16(2*q + i)
+		offsets[2][c&31]++
+		sorted[offsets[3][d&31]] = uint16(3*q + i)
+		offsets[3][d&31]++
+	}
+	for i, d := range l3[len(l0):] {
+		sorted[offsets[3][d&31]] = uint16(3*q + len(l0) + i)
+		offsets[3][d&31]++
 	}
 	idx := counts[0]
 	pos := 0
@@ -101,7 +162,7 @@ func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 		}
 	}
 	if idx == len(lens) {
-		return nil
+		return tableBits, nil
 	}
 	// Longer codewords go into subtables hanging off the remaining root
 	// entries. codeword is the next canonical codeword of length l.
@@ -109,7 +170,8 @@ func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 	subPos := 1 << tableBits
 	subBits := uint(0)
 	prefix := -1
-	left := counts
+	var left [17]int
+	copy(left[:], counts[:])
 	for ; idx < len(lens); idx++ {
 		for left[l] == 0 {
 			l++
@@ -135,7 +197,7 @@ func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 		e := uint32(sorted[idx])<<EntrySymShift | uint32(l-tableBits)
 		n := 1 << (subBits - (l - tableBits))
 		if subPos+n > len(table) {
-			return ErrBadCode
+			return 0, ErrBadCode
 		}
 		t := table[subPos : subPos+n]
 		for i := range t {
@@ -145,5 +207,5 @@ func BuildDecodeTable(table []uint32, lens []uint8, tableBits, maxLen uint, scra
 		left[l]--
 		codeword++
 	}
-	return nil
+	return tableBits, nil
 }

@@ -16,6 +16,13 @@ const (
 	// A run-length code in the precode may run up to 50 entries past the
 	// end of the lengths being read; the slack absorbs that harmlessly.
 	lensOverrun = 50
+
+	// Decode table sizes: powers of two at least huffman.TableSize for
+	// each code, so that masked indexes need no bounds checks.
+	mainTableCap    = 1 << 15
+	lenTableCap     = 1 << 15
+	preTableCap     = 1 << 14
+	alignedTableCap = 1 << alignedTableBits
 )
 
 // Decompressor is reusable and not safe for concurrent use (one per goroutine).
@@ -30,20 +37,27 @@ type Decompressor struct {
 	// Root table widths of the current block's main and length codes.
 	mainBits, lenBits uint32
 
-	mainTable []uint32
-	lenTable  []uint32
-	preTable  []uint32
-	alTable   []uint32
+	// decodeFast's state that only matches use.
+	in, dst    []byte
+	rec        [numRecentOffsets]uint
+	minAligned uint
+
+	// The tables are arrays rather than pointers to them: a pointer
+	// would be checked for nil at every symbol.
+	mainTable [mainTableCap]uint32
+	lenTable  [lenTableCap]uint32
+	preTable  [preTableCap]uint32
+	alTable   [alignedTableCap]uint32
 }
 
 func newDecompressor(order uint) *Decompressor {
-	return &Decompressor{
-		order:     order,
-		mainTable: make([]uint32, huffman.TableSize(maxMainSyms, mainTableBits, maxMainCodeLen)),
-		lenTable:  make([]uint32, huffman.TableSize(lenSyms, lenTableBits, maxLenCodeLen)),
-		preTable:  make([]uint32, huffman.TableSize(preSyms, preTableBits, maxPreCodeLen)),
-		alTable:   make([]uint32, huffman.TableSize(alignedSyms, alignedTableBits, maxAlignedCodeLen)),
+	if huffman.TableSize(maxMainSyms, mainTableBits, maxMainCodeLen) > mainTableCap ||
+		huffman.TableSize(lenSyms, lenTableBits, maxLenCodeLen) > lenTableCap ||
+		huffman.TableSize(preSyms, preTableBits, maxPreCodeLen) > preTableCap ||
+		huffman.TableSize(alignedSyms, alignedTableBits, maxAlignedCodeLen) > alignedTableCap {
+		panic("lzx: decode table too small")
 	}
+	return &Decompressor{order: order}
 }
 
 // NewDecompressor returns a Decompressor for the default WIM chunk size of
@@ -66,16 +80,6 @@ func NewDecompressorChunkSize(chunkSize int) (*Decompressor, error) {
 	return newDecompressor(o), nil
 }
 
-// rootBits is the root table width for a code: maxBits, or less when no
-// codeword is that long.
-func rootBits(lens []uint8, maxBits uint32) uint32 {
-	var longest uint8
-	for _, l := range lens {
-		longest = max(longest, l)
-	}
-	return min(maxBits, max(uint32(longest), 1))
-}
-
 func corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 }
@@ -86,7 +90,7 @@ func (d *Decompressor) readLens(r *bitstream.Reader, lens []uint8, n int) error 
 	for i := range d.preLens {
 		d.preLens[i] = uint8(r.Read(4))
 	}
-	if err := huffman.BuildDecodeTable(d.preTable, d.preLens[:], preTableBits, maxPreCodeLen, d.scratch[:]); err != nil {
+	if err := huffman.BuildDecodeTable(d.preTable[:], d.preLens[:], preTableBits, maxPreCodeLen, d.scratch[:]); err != nil {
 		return corrupt("bad precode")
 	}
 	delta := func(old uint8, presym uint32) uint8 {
@@ -98,7 +102,7 @@ func (d *Decompressor) readLens(r *bitstream.Reader, lens []uint8, n int) error 
 	}
 	// The bit reader state lives in locals (with Reader's refill policy):
 	// this loop runs for every block of every chunk, however small.
-	pre := d.preTable
+	pre := &d.preTable
 	buf, left, pos, in := r.Buf, r.Left, r.Pos, r.In
 	for i := 0; i < n; {
 		if left < 16 {
@@ -280,49 +284,56 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, btype uint32, nMain int, recent *[3]uint32) error {
 	// Small chunks have short codes: a root table no wider than the
 	// longest codeword is cheaper to fill, which matters for small files.
-	d.mainBits = rootBits(d.mainLens[:nMain], mainTableBits)
-	d.lenBits = rootBits(d.lenLens[:lenSyms], lenTableBits)
-	if huffman.BuildDecodeTable(d.mainTable, d.mainLens[:nMain], uint(d.mainBits), maxMainCodeLen, d.scratch[:]) != nil {
+	mb, err := huffman.BuildDecodeTableShort(d.mainTable[:], d.mainLens[:nMain], mainTableBits, maxMainCodeLen, d.scratch[:])
+	if err != nil {
 		return corrupt("bad main code")
 	}
-	if huffman.BuildDecodeTable(d.lenTable, d.lenLens[:lenSyms], uint(d.lenBits), maxLenCodeLen, d.scratch[:]) != nil {
+	lb, err := huffman.BuildDecodeTableShort(d.lenTable[:], d.lenLens[:lenSyms], lenTableBits, maxLenCodeLen, d.scratch[:])
+	if err != nil {
 		return corrupt("bad length code")
 	}
+	if mb < mainTableBits && len(dst)-out >= widenMinBlock {
+		widenRoot(&d.mainTable, mb)
+		mb = mainTableBits
+	}
+	d.mainBits, d.lenBits = uint32(mb), uint32(lb)
 	minAligned := uint32(maxOffsetSlots)
 	if btype == blockAligned {
-		if huffman.BuildDecodeTable(d.alTable, d.alLens[:], alignedTableBits, maxAlignedCodeLen, d.scratch[:]) != nil {
+		if huffman.BuildDecodeTable(d.alTable[:], d.alLens[:], alignedTableBits, maxAlignedCodeLen, d.scratch[:]) != nil {
 			return corrupt("bad aligned offset code")
 		}
 		minAligned = minAlignedSlot
 	}
-	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
+	mainTable, lenTable, alTable := &d.mainTable, &d.lenTable, &d.alTable
 	mtb, ltb := d.mainBits, d.lenBits
-	out, err := d.decodeFast(r, dst, out, minAligned, recent)
+	out, err = d.decodeFast(r, dst, out, minAligned, recent)
 	if err != nil {
 		return err
 	}
 	r0, r1, r2 := recent[0], recent[1], recent[2]
-	// The bit reader's state lives in locals here: this loop is where
-	// decompression spends its time. The refill policy is Reader's.
+	// The bit reader's state lives in locals here, with Reader's refill
+	// policy. Table indexes are masked to the tables' sizes and shift
+	// counts to 31 ((32-e)&31, for an entry e, is 32 minus its length), so
+	// that the compiler needs no checks or fixups for them.
 	buf, left, pos, in := r.Buf, r.Left, r.Pos, r.In
 	for out < len(dst) {
 		if left < 16 {
 			if pos+1 < len(in) {
-				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+				buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << ((16 - left) & 31)
 				pos += 2
 				left += 16
 			} else {
 				left = 32
 			}
 		}
-		e := mainTable[buf>>(32-mtb)]
+		e := mainTable[(buf>>((32-mtb)&31))&(mainTableCap-1)]
 		if e&huffman.EntrySubtable != 0 {
-			buf <<= mtb
+			buf <<= mtb & 31
 			left -= mtb
-			e = mainTable[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+			e = mainTable[((e>>huffman.EntrySymShift)+buf>>((32-e)&31))&(mainTableCap-1)]
 		}
 		n := e & huffman.EntryLenMask
-		buf <<= n
+		buf <<= n & 31
 		left -= n
 		sym := e >> huffman.EntrySymShift
 		if sym < numChars {
@@ -336,21 +347,21 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 		if length == numPrimaryLens {
 			if left < 16 {
 				if pos+1 < len(in) {
-					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << ((16 - left) & 31)
 					pos += 2
 					left += 16
 				} else {
 					left = 32
 				}
 			}
-			e := lenTable[buf>>(32-ltb)]
+			e := lenTable[(buf>>((32-ltb)&31))&(lenTableCap-1)]
 			if e&huffman.EntrySubtable != 0 {
-				buf <<= ltb
+				buf <<= ltb & 31
 				left -= ltb
-				e = lenTable[(e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask))]
+				e = lenTable[((e>>huffman.EntrySymShift)+buf>>((32-e)&31))&(lenTableCap-1)]
 			}
 			n := e & huffman.EntryLenMask
-			buf <<= n
+			buf <<= n & 31
 			left -= n
 			length += int(e >> huffman.EntrySymShift)
 		}
@@ -379,7 +390,7 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 			// Up to 17 extra bits may need two coding units.
 			if left < nb {
 				if pos+1 < len(in) {
-					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+					buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << ((16 - left) & 31)
 					pos += 2
 					left += 16
 					if nb == 17 && left == 16 {
@@ -393,13 +404,14 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 					left = 32
 				}
 			}
-			offset = buf >> (32 - nb)
-			buf <<= nb
+			// nb may be 0: shift by 1 and then at most 31.
+			offset = (buf >> 1) >> ((31 - nb) & 31)
+			buf <<= nb & 31
 			left -= nb
 			if aligned {
 				if left < 16 {
 					if pos+1 < len(in) {
-						buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << (16 - left)
+						buf |= uint32(binary.LittleEndian.Uint16(in[pos:])) << ((16 - left) & 31)
 						pos += 2
 						left += 16
 					} else {
@@ -409,7 +421,7 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 				// The aligned code has no subtables (max length 7).
 				e := alTable[buf>>(32-alignedTableBits)]
 				n := e & huffman.EntryLenMask
-				buf <<= n
+				buf <<= n & 31
 				left -= n
 				offset = offset<<numAlignedBits | e>>huffman.EntrySymShift
 			}
@@ -440,11 +452,29 @@ func (d *Decompressor) decodeBlock(r *bitstream.Reader, dst []byte, out int, bty
 	return nil
 }
 
+// widenMinBlock is the shortest block for which a main code with a root
+// table narrower than mainTableBits gets its table widened, so that
+// decodeFast can decode it: 2^mainTableBits entries to fill are worth it
+// for blocks this long.
+const widenMinBlock = 1024
+
+// widenRoot widens a root table of bits < mainTableBits bits, which has no
+// subtables, to mainTableBits bits: each entry repeats for every value of
+// the index bits its codeword does not use.
+func widenRoot(t *[mainTableCap]uint32, bits uint) {
+	shift := (mainTableBits - bits) & 31
+	for i := uint(1<<mainTableBits - 1); i < 1<<mainTableBits; i-- {
+		t[i] = t[(i>>shift)&(1<<mainTableBits-1)]
+	}
+}
+
 // exactOnly disables decodeFast, so tests can check both loops agree.
 var exactOnly = false
 
-// Bits and bytes the fast loop may consume per item, and output it leaves
-// to the exact loop.
+// Input bytes the fast loop may consume per item (two 4-byte refills: one
+// for the main and length symbols, one for an explicit offset), and output
+// it leaves to the exact loop: a whole match still fits before the end of
+// the block, so match copies may write whole 8-byte words past their end.
 const (
 	fastInputSlack  = 8
 	fastOutputSlack = maxMatchLen + 16
@@ -458,118 +488,151 @@ const (
 // hands over the Reader state that the exact loop converges to at its next
 // refill: only whole unread units are returned to the input.
 func (d *Decompressor) decodeFast(r *bitstream.Reader, dst []byte, out int, minAligned uint32, recent *[3]uint32) (int, error) {
-	in := r.In
-	pos := r.Pos
-	end := len(dst) - fastOutputSlack
-	if out >= end || pos > len(in)-fastInputSlack || exactOnly {
+	if len(dst)-out <= fastOutputSlack || r.Pos > len(r.In)-fastInputSlack || d.mainBits != mainTableBits || exactOnly {
 		return out, nil
 	}
-	bb := uint64(r.Buf) << 32
-	bc := r.Left
-	mainTable, lenTable, alTable := d.mainTable, d.lenTable, d.alTable
-	mtb, ltb := d.mainBits, d.lenBits
-	r0, r1, r2 := recent[0], recent[1], recent[2]
-	for out < end && pos <= len(in)-fastInputSlack {
-		if bc < 32 {
-			v := binary.LittleEndian.Uint32(in[pos:])
-			bb |= uint64(v<<16|v>>16) << (32 - bc)
-			bc += 32
-			pos += 4
+	d.in = r.In[:len(r.In):len(r.In)]
+	d.dst = dst[:len(dst):len(dst)] // slices of it are checked against its capacity
+	d.minAligned = uint(minAligned)
+	d.rec = [numRecentOffsets]uint{uint(recent[0]), uint(recent[1]), uint(recent[2])}
+	o, pos, bb, bc, err := d.fastLoop(uint(out), 0, uint64(r.Buf)<<32, uint(r.Pos), uint(r.Left))
+	d.in, d.dst = nil, nil
+	if err != nil {
+		return 0, err
+	}
+	// Return whole unread units; keep the partial one, zero-padded below.
+	r.Pos = int(pos) - 2*int(bc/16)
+	r.Left = uint32(bc % 16)
+	r.Buf = uint32(bb>>32) &^ (1<<(32-r.Left) - 1)
+	recent[0], recent[1], recent[2] = uint32(d.rec[0]), uint32(d.rec[1]), uint32(d.rec[2])
+	return int(o), nil
+}
+
+// fastLoop is decodeFast's loop over items, with the bit buffer bb holding
+// bc bits, left-justified, read up to d.in[pos].
+//
+// It is written for the compiler: the main root table always has
+// mainTableBits bits here, so its index is a constant shift of bb; other
+// table indexes are masked to the tables' power-of-two sizes and shift
+// counts to 63, so neither needs a check;
+// positions are unsigned; the inner loop runs over an output slice short
+// enough that the input cannot run out within it, so its bound is the only
+// check on literal stores; and whatever the literal path does not need is
+// read from d's fields where used, so that the few registers (CX above all,
+// which holds every variable shift count) are left to the literal path.
+//
+// The unused second parameter occupies CX in the register calling
+// convention: a parameter passed there tends to stay there, and CX must
+// be free for shift counts.
+func (d *Decompressor) fastLoop(o uint, _ uint, bb uint64, pos, bc uint) (uint, uint, uint64, uint, error) {
+	mt := &d.mainTable
+	for {
+		inEnd := uint(len(d.in) - fastInputSlack) // the last position an item may start at
+		outEnd := uint(len(d.dst) - fastOutputSlack)
+		if pos > inEnd || o >= outEnd {
+			break
 		}
-		e := mainTable[bb>>(64-mtb)]
-		if e&huffman.EntrySubtable != 0 {
-			bb <<= mtb
-			bc -= mtb
-			e = mainTable[(e>>huffman.EntrySymShift)+uint32(bb>>(64-(e&huffman.EntryLenMask)))]
-		}
-		n := e & huffman.EntryLenMask
-		bb <<= n
-		bc -= n
-		sym := e >> huffman.EntrySymShift
-		if sym < numChars {
-			dst[out] = byte(sym)
-			out++
-			continue
-		}
-		sym -= numChars
-		length := int(sym % numLenHeaders)
-		slot := sym / numLenHeaders
-		if length == numPrimaryLens {
-			e := lenTable[bb>>(64-ltb)]
-			if e&huffman.EntrySubtable != 0 {
-				bb <<= ltb
-				bc -= ltb
-				e = lenTable[(e>>huffman.EntrySymShift)+uint32(bb>>(64-(e&huffman.EntryLenMask)))]
-			}
-			n := e & huffman.EntryLenMask
-			bb <<= n
-			bc -= n
-			length += int(e >> huffman.EntrySymShift)
-		}
-		length += minMatchLen
-		var offset uint32
-		switch {
-		case slot == 0:
-			offset = r0
-		case slot == 1:
-			offset = r1
-			r1 = r0
-			r0 = offset
-		case slot == 2:
-			offset = r2
-			r2 = r0
-			r0 = offset
-		default:
-			if slot >= maxOffsetSlots {
-				return 0, corrupt("offset slot %d", slot)
-			}
+		// Every item produces at least one byte and consumes at most
+		// fastInputSlack bytes of input: bounding the output bounds the
+		// input.
+		ww := d.dst[:min(outEnd, o+(inEnd-pos)/fastInputSlack+1)]
+		for o < uint(len(ww)) {
 			if bc < 32 {
-				v := binary.LittleEndian.Uint32(in[pos:])
-				bb |= uint64(v<<16|v>>16) << (32 - bc)
+				v := binary.LittleEndian.Uint32((*[4]byte)(d.in[pos : pos+4])[:])
+				bb |= uint64(v<<16|v>>16) << ((32 - bc) & 63)
 				bc += 32
 				pos += 4
 			}
-			nb := uint32(extraOffsetBits[slot])
-			if slot >= minAligned {
-				nb -= numAlignedBits
-				offset = uint32(bb >> (64 - nb))
-				bb <<= nb
-				e := alTable[bb>>(64-alignedTableBits)]
-				n := e & huffman.EntryLenMask
-				bb <<= n
-				bc -= nb + n
-				offset = offset<<numAlignedBits | e>>huffman.EntrySymShift
+			e := uint(mt[bb>>(64-mainTableBits)])
+			if e&huffman.EntrySubtable != 0 {
+				bb <<= mainTableBits
+				bc -= mainTableBits
+				// -e&63 is 64 minus the subtable's width (the
+				// entry's high bits are multiples of 64).
+				e = uint(mt[((e>>huffman.EntrySymShift)+uint(bb>>(-e&63)))&(mainTableCap-1)])
+			}
+			// e&63 is the codeword length (at most 16; the flag
+			// bit is 1<<8).
+			bb <<= e & 63
+			bc -= e & huffman.EntryLenMask
+			sym := e >> huffman.EntrySymShift
+			if sym < numChars {
+				ww[o] = byte(sym)
+				o++
+				continue
+			}
+			sym -= numChars
+			length := sym%numLenHeaders + minMatchLen
+			slot := sym / numLenHeaders
+			if length == numPrimaryLens+minMatchLen {
+				ls := (64 - uint(d.lenBits)) & 63
+				e := uint(d.lenTable[(bb>>ls)&(lenTableCap-1)])
+				if e&huffman.EntrySubtable != 0 {
+					bb <<= (64 - ls) & 63
+					bc -= 64 - ls
+					e = uint(d.lenTable[((e>>huffman.EntrySymShift)+uint(bb>>(-e&63)))&(lenTableCap-1)])
+				}
+				bb <<= e & 63
+				bc -= e & huffman.EntryLenMask
+				length += e >> huffman.EntrySymShift
+			}
+			var offset uint
+			if slot < numRecentOffsets {
+				// The used recent offset swaps with the first.
+				offset = d.rec[slot]
+				d.rec[slot] = d.rec[0]
+				d.rec[0] = offset
 			} else {
-				offset = uint32(bb >> (64 - nb))
-				bb <<= nb
-				bc -= nb
+				if slot >= maxOffsetSlots {
+					return 0, 0, 0, 0, corrupt("offset slot %d", slot)
+				}
+				if bc < 32 {
+					v := binary.LittleEndian.Uint32((*[4]byte)(d.in[pos : pos+4])[:])
+					bb |= uint64(v<<16|v>>16) << ((32 - bc) & 63)
+					bc += 32
+					pos += 4
+				}
+				// nb may be 0: shift by 1 and then at most 63.
+				nb := uint(extraOffsetBits[slot])
+				if slot >= d.minAligned {
+					nb -= numAlignedBits
+					offset = uint((bb >> 1) >> ((63 - nb) & 63))
+					bb <<= nb & 63
+					e := uint(d.alTable[(bb>>(64-alignedTableBits))&(alignedTableCap-1)])
+					bb <<= e & 63
+					bc -= nb + e&huffman.EntryLenMask
+					offset = offset<<numAlignedBits | e>>huffman.EntrySymShift
+				} else {
+					offset = uint((bb >> 1) >> ((63 - nb) & 63))
+					bb <<= nb & 63
+					bc -= nb
+				}
+				offset += uint(offsetSlotBase[slot])
+				d.rec[2] = d.rec[1]
+				d.rec[1] = d.rec[0]
+				d.rec[0] = offset
 			}
-			offset += uint32(offsetSlotBase[slot])
-			r2 = r1
-			r1 = r0
-			r0 = offset
-		}
-		if int(offset) > out {
-			return 0, corrupt("match offset %d before start of data at position %d", offset, out)
-		}
-		// There are more than maxMatchLen bytes left in the block, so
-		// whole 8-byte words may be copied past the match's end.
-		src := out - int(offset)
-		if offset >= 8 {
-			for k := 0; k < length; k += 8 {
-				binary.LittleEndian.PutUint64(dst[out+k:], binary.LittleEndian.Uint64(dst[src+k:]))
+			if offset > o {
+				return 0, 0, 0, 0, corrupt("match offset %d before start of data at position %d", offset, o)
 			}
-		} else {
-			lzCopy(dst, out, int(offset), length)
+			// There are more than maxMatchLen+8 bytes left in the
+			// block, so whole 8-byte words may be copied past the
+			// match's end; most matches take one word.
+			// (Words are copied as arrays: two bounds checks each.)
+			dst := d.dst
+			src := o - offset
+			if offset >= 8 {
+				*(*[8]byte)(dst[o : o+8]) = *(*[8]byte)(dst[src : src+8])
+				for k := uint(8); k < length; k += 8 {
+					*(*[8]byte)(dst[o+k : o+k+8]) = *(*[8]byte)(dst[src+k : src+k+8])
+				}
+			} else {
+				lzCopy(dst, int(o), int(offset), int(length))
+			}
+			o += length
 		}
-		out += length
 	}
-	// Return whole unread units; keep the partial one, zero-padded below.
-	r.Pos = pos - 2*int(bc/16)
-	r.Left = bc % 16
-	r.Buf = uint32(bb>>32) &^ (1<<(32-r.Left) - 1)
-	recent[0], recent[1], recent[2] = r0, r1, r2
-	return out, nil
+	return o, pos, bb, bc, nil
 }
 
 // lzCopy copies a match of length bytes from offset bytes back, in place,

@@ -5,7 +5,6 @@
 package xpress
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -37,7 +36,11 @@ const tableCap = 1 << 14
 type Decompressor struct {
 	lens    [numSymbols]uint8
 	scratch [numSymbols]uint16
-	table   *[tableCap]uint32
+	// An array rather than a pointer to one: a pointer would be checked
+	// for nil at every symbol.
+	table [tableCap]uint32
+	// The chunk being decoded, for decode.
+	dst, in []byte
 }
 
 // NewDecompressor returns a Decompressor for chunks of any size up to 64 KiB
@@ -46,7 +49,7 @@ func NewDecompressor() *Decompressor {
 	if huffman.TableSize(numSymbols, decTableBits, maxCodeLen) > tableCap {
 		panic("xpress: decode table too small")
 	}
-	return &Decompressor{table: new([tableCap]uint32)}
+	return &Decompressor{}
 }
 
 func corrupt(format string, args ...any) error {
@@ -66,68 +69,87 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 	}
 	// A root table no wider than the longest codeword is cheaper to fill,
 	// which matters for the many small chunks of small files.
-	var longest uint8
-	for _, l := range d.lens {
-		longest = max(longest, l)
-	}
-	tb := min(decTableBits, max(uint32(longest), 1))
-	if err := huffman.BuildDecodeTable(d.table[:], d.lens[:], uint(tb), maxCodeLen, d.scratch[:]); err != nil {
+	tb, err := huffman.BuildDecodeTableShort(d.table[:], d.lens[:], decTableBits, maxCodeLen, d.scratch[:])
+	if err != nil {
 		return corrupt("bad Huffman code")
 	}
-	table := d.table
-	in := src[headerSize:]
+	d.dst, d.in = dst, src[headerSize:]
+	err = d.decode(0, 0, 0, 0, 0, tb)
+	d.dst, d.in = nil, nil
+	return err
+}
+
+// decode decodes the bitstream in with the code in d.table, whose root
+// table has tb bits. It is written for the compiler: table indexes are
+// masked to the table's size and shift counts to 31, so neither needs a
+// check, and positions are unsigned, so the compiler proves the input and
+// output indexes in bounds. The unused second parameter occupies CX in the
+// register calling convention: a parameter passed there tends to stay
+// there, and CX must be free for shift counts. (The bit reader's state
+// is passed in for the same reason: locals that start as constants may be
+// given any register.)
+func (d *Decompressor) decode(out, _ uint, buf uint32, left, pos, tb uint) error {
+	dst, in := d.dst, d.in
+	table := &d.table
+	rs := (32 - tb) & 31 // the right shift that leaves a root table index
 	// Bit reader state in locals, with bitstream.Reader's exact refill
 	// policy: raw length bytes sit right after the units fetched so far.
-	var buf, left uint32
-	var pos, out uint // unsigned: the compiler then proves the indexes below in bounds
+	// Only the low byte of left counts: it is decremented by whole table
+	// entries, whose low byte is the codeword length (one value for the
+	// shift and the count, fewer registers).
 	for out < uint(len(dst)) {
-		if left < 16 {
+		if uint8(left) < 16 {
 			if pos+1 < uint(len(in)) {
-				buf |= (uint32(in[pos]) | uint32(in[pos+1])<<8) << (16 - left)
+				buf |= (uint32(in[pos]) | uint32(in[pos+1])<<8) << ((16 - left) & 31)
 				pos += 2
 				left += 16
 			} else {
 				left = 32
 			}
 		}
-		e := table[(buf>>(32-tb))&(tableCap-1)]
+		e := uint(table[(buf>>rs)&(tableCap-1)])
 		if e&huffman.EntrySubtable != 0 {
-			buf <<= tb
+			buf <<= tb & 31
 			left -= tb
-			e = table[((e>>huffman.EntrySymShift)+buf>>(32-(e&huffman.EntryLenMask)))&(tableCap-1)]
+			// -e&31 is 32 minus the subtable's width (the entry's
+			// high bits are multiples of 32).
+			e = uint(table[((e>>huffman.EntrySymShift)+uint(buf>>(-e&31)))&(tableCap-1)])
 		}
-		n := e & huffman.EntryLenMask
-		buf <<= n
-		left -= n
+		// e&31 is the codeword length (at most 15; the flag bit is 1<<8).
+		// left is decremented by the whole entry: only its low byte
+		// counts (see above).
+		buf <<= e & 31
+		left -= e
 		sym := e >> huffman.EntrySymShift
 		if sym < numChars {
 			dst[out] = byte(sym)
 			out++
 			continue
 		}
-		length := int(sym & 0xF)
+		length := sym & 0xF
 		log2Off := (sym >> 4) & 0xF
-		if left < 16 {
+		if uint8(left) < 16 {
 			if pos+1 < uint(len(in)) {
-				buf |= (uint32(in[pos]) | uint32(in[pos+1])<<8) << (16 - left)
+				buf |= (uint32(in[pos]) | uint32(in[pos+1])<<8) << ((16 - left) & 31)
 				pos += 2
 				left += 16
 			} else {
 				left = 32
 			}
 		}
-		offset := uint(1<<log2Off | buf>>(32-log2Off))
-		buf <<= log2Off
+		// log2Off may be 0: shift by 1 and then at most 31.
+		offset := 1<<log2Off | uint((buf>>1)>>((31-log2Off)&31))
+		buf <<= log2Off & 31
 		left -= log2Off
 		if length == 0xF {
 			if pos < uint(len(in)) {
-				length += int(in[pos])
+				length += uint(in[pos])
 				pos++
 			}
 			if length == 0xF+0xFF {
 				length = 0
 				if pos+1 < uint(len(in)) {
-					length = int(in[pos]) | int(in[pos+1])<<8
+					length = uint(in[pos]) | uint(in[pos+1])<<8
 					pos += 2
 				}
 			}
@@ -136,17 +158,21 @@ func (d *Decompressor) Decompress(dst, src []byte) error {
 		if offset > out {
 			return corrupt("match offset %d before start of data at position %d", offset, out)
 		}
-		if uint(length) > uint(len(dst))-out {
+		if length > uint(len(dst))-out {
 			return corrupt("match of length %d runs past end of data at position %d", length, out)
 		}
 		src := out - offset
 		if offset >= 8 && length <= 16 && uint(len(dst))-out >= 16 {
-			binary.LittleEndian.PutUint64(dst[out:], binary.LittleEndian.Uint64(dst[src:]))
-			binary.LittleEndian.PutUint64(dst[out+8:], binary.LittleEndian.Uint64(dst[src+8:]))
+			// Words are copied as arrays: two bounds checks each.
+			// (d.dst is read again here, so that its capacity,
+			// which the slicing checks, is not kept in a register.)
+			dst := d.dst
+			*(*[8]byte)(dst[out : out+8]) = *(*[8]byte)(dst[src : src+8])
+			*(*[8]byte)(dst[out+8 : out+16]) = *(*[8]byte)(dst[src+8 : src+16])
 		} else {
-			lzCopy(dst, int(out), int(offset), length)
+			lzCopy(d.dst, int(out), int(offset), int(length))
 		}
-		out += uint(length)
+		out += length
 	}
 	return nil
 }
