@@ -190,7 +190,9 @@ func (l *Loader) Coldplug(sysDevices string, rounds int) (loaded []string, err e
 		// In parallel: a module's init waits for its driver to probe
 		// the devices (libata resets ports and identifies drives, a
 		// SCSI host scans its bus), and one driver's waiting need not
-		// hold up the next.
+		// hold up the next. udev's workers load a booting system's
+		// drivers in parallel too, so which of two matching drivers
+		// binds a device first was never fixed by the order here.
 		res := make([]error, len(want))
 		var wg sync.WaitGroup
 		for i, m := range want {
