@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/minint/minint/internal/child"
 	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/passwd"
 )
@@ -128,7 +129,9 @@ func Apply(a *Answer, root string, opt Options) error {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
 		}
 		cmd.Stdout, cmd.Stderr = opt.Log, opt.Log
-		if err := cmd.Run(); err != nil {
+		// A command does not outlive minint-setup (internal/child):
+		// nothing of a killed setup keeps changing the system unseen.
+		if err := child.Run(cmd); err != nil {
 			return fmt.Errorf("command %q: %w", strings.Join(c, " "), err)
 		}
 	}

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/answer"
+	"github.com/minint/minint/internal/child"
 	"github.com/minint/minint/state"
 	"golang.org/x/sys/unix"
 )
@@ -267,7 +268,7 @@ func loadFS(fstype string) {
 	for _, mp := range []string{"/sbin/modprobe", "/usr/sbin/modprobe", "/bin/modprobe"} {
 		if _, err := os.Stat(mp); err == nil {
 			for _, m := range mods {
-				exec.Command(mp, "-q", m).Run()
+				child.Run(exec.Command(mp, "-q", m))
 			}
 			return
 		}
