@@ -52,7 +52,10 @@ func TestConsoleScreens(t *testing.T) {
 		t.Parallel()
 		v := boot(t, "good.yaml", nil)
 		ctx := context.Background()
-		fr, err := v.WaitFrame(ctx, regexp.MustCompile(`apply image 1 \[#*\.*\] +[1-9]\d?%`))
+		// A frame with the rate: the first ones of the apply (a 2 s
+		// apply since the decoder work) come before a second has passed
+		// and the rate is known.
+		fr, err := v.WaitFrame(ctx, regexp.MustCompile(`apply image 1 \[#*\.*\] +[1-9]\d?%\n +[0-9.]+ MiB of [0-9.]+ MiB, [0-9.]+ MiB/s`))
 		if err != nil {
 			t.Fatal(err)
 		}
