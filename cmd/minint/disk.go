@@ -426,13 +426,11 @@ func newDiskCleanCmd() *cobra.Command {
 			return usageErrorf("--json and --json-events - both want stdout")
 		}
 		root := fs.Arg(0)
-		r, err := outFlags.open()
+		r, ctx, end, err := outFlags.start()
 		if err != nil {
 			return err
 		}
-		defer r.Close()
-		ctx, cancel := signalContext()
-		defer cancel()
+		defer end()
 		plan, err := diskops.CleanAllBut(ctx, root, diskops.CleanOptions{Keep: *keep, DryRun: true})
 		if err != nil {
 			return err

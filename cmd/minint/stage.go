@@ -77,14 +77,12 @@ func newStageCmd() *cobra.Command {
 			}
 			mandatory = t
 		}
-		r, err := outFlags.open()
+		r, ctx, end, err := outFlags.start()
 		if err != nil {
 			return err
 		}
-		defer r.Close()
+		defer end()
 		o.Log = r.Log
-		ctx, stop := signalContext()
-		defer stop()
 
 		var seqBad []string
 		if o.Sequence != "" && !o.CaptureOnly {
