@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,11 +31,12 @@ import (
 // computed again. The caller lets nothing after the apply run before
 // Complete succeeded.
 type ChunkReader struct {
-	*blockcache.Reader
-	f    *os.File
-	name string // the file's path, for errors
-	e    *Entry
-	sums [][sha256.Size]byte
+	blocks *blockcache.Reader // chunks, each loaded and checked by load
+	read   func(i int) ([]byte, error)
+	f      *os.File
+	name   string // the file's path, for errors
+	e      *Entry
+	sums   [][sha256.Size]byte
 
 	mu     sync.Mutex
 	hashed int64
@@ -70,9 +72,13 @@ func OpenChunks(name string, e *Entry, cacheBytes int64) (*ChunkReader, error) {
 		copy(s[:], b)
 		c.sums = append(c.sums, s)
 	}
-	c.Reader = blockcache.New(e.Size, blockcache.Options{BlockSize: e.ChunkSize, CacheBytes: cacheBytes, Load: c.load})
+	c.read = blockcache.ReaderAt(f, e.Size, e.ChunkSize)
+	c.blocks = blockcache.New(e.Size, blockcache.Options{BlockSize: e.ChunkSize, CacheBytes: cacheBytes, Load: c.load})
 	return c, nil
 }
+
+// Size is the file's size.
+func (c *ChunkReader) Size() int64 { return c.e.Size }
 
 // Hashed is how many bytes have been hashed so far: the file's size once
 // every chunk was checked, more when chunks had to be read again.
@@ -84,18 +90,17 @@ func (c *ChunkReader) Hashed() int64 {
 
 // Close waits for a read-ahead under way and releases the file.
 func (c *ChunkReader) Close() error {
-	c.Reader.Close()
+	c.blocks.Close()
 	return c.f.Close()
 }
 
 // ReadAt implements io.ReaderAt with verified bytes only (see
 // ChunkReader). Safe for concurrent use.
 func (c *ChunkReader) ReadAt(p []byte, off int64) (int, error) {
-	n, err := c.Reader.ReadAt(p, off)
-	if err != nil && err != io.EOF {
-		err = fmt.Errorf("%s: %w", c.name, err)
+	if off < 0 {
+		return 0, fmt.Errorf("%s: negative offset", c.name)
 	}
-	return n, err
+	return c.blocks.ReadAt(p, off) // load's errors name the file
 }
 
 // Complete checks every chunk no read has checked yet. nil means the whole
@@ -107,12 +112,12 @@ func (c *ChunkReader) Complete(ctx context.Context, progress func(done, total in
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !c.Seen(i) {
-			if _, err := c.Block(i); err != nil {
+		if !c.blocks.Seen(i) {
+			if _, err := c.blocks.Block(i); err != nil {
 				return err
 			}
 		}
-		done += c.BlockLen(i)
+		done += c.blocks.BlockLen(i)
 		if progress != nil {
 			progress(done, c.e.Size)
 		}
@@ -122,18 +127,17 @@ func (c *ChunkReader) Complete(ctx context.Context, progress func(done, total in
 
 // load reads chunk i whole and checks it against its hash.
 func (c *ChunkReader) load(i int) ([]byte, error) {
-	start := int64(i) * c.e.ChunkSize
-	b := make([]byte, c.BlockLen(i))
-	if n, err := c.f.ReadAt(b, start); n < len(b) {
-		if err == io.EOF {
-			return nil, fmt.Errorf("%w: %s ends at byte %d, the manifest says %d bytes", ErrSize, c.name, start+int64(n), c.e.Size)
-		}
+	b, err := c.read(i)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fmt.Errorf("%w: %s is shorter than the manifest's %d bytes (%v)", ErrSize, c.name, c.e.Size, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", c.name, err)
 	}
 	c.mu.Lock()
 	c.hashed += int64(len(b))
 	c.mu.Unlock()
 	if sha256.Sum256(b) != c.sums[i] {
+		start := int64(i) * c.e.ChunkSize
 		return nil, fmt.Errorf("%w: %s bytes %d-%d do not match the signed manifest's chunk hash (the file is damaged or was changed)", ErrChecksum, c.name, start, start+int64(len(b))-1)
 	}
 	return b, nil

@@ -203,7 +203,7 @@ func TestChunkReaderReadAhead(t *testing.T) {
 	if _, err := c.ReadAt(b, 0); err != nil {
 		t.Fatal(err)
 	}
-	c.Reader.Close() // waits for the read-ahead; none after it
+	c.blocks.Close() // waits for the read-ahead; none after it
 	if c.Hashed() != 2*64<<10 {
 		t.Errorf("hashed %d bytes after reading chunk 0, want chunks 0 and 1", c.Hashed())
 	}

@@ -272,7 +272,7 @@ func (r *runner) apply(s *sequence.ApplyImage) error {
 		ra = f
 		if r.onMedium(img.Path) {
 			// In 4 MiB reads with one ahead, as from a ChunkReader: the
-			// WIM's small reads straight from a CD made the apply 30%
+			// WIM's small reads straight from a CD made the apply 23%
 			// slower in a one-vCPU PE. (From a file in the page cache,
 			// a staged download, the copy into blocks measured slower
 			// than reading in place.)

@@ -3,11 +3,12 @@
 // background.
 //
 // An apply reads a WIM in many small reads, mostly in file order. Straight
-// from a CD, or from a file that a download is still writing, each of
-// them is a system call and often a wait for the device; in a PE under
-// TCG that was a quarter of the apply's time (issue 16). Read in 4 MiB
-// blocks with one block read ahead, the device's time overlaps the
-// decompression, and most reads are a copy from memory.
+// from a CD each of them is a system call and often a wait for the
+// device; in a one-vCPU PE under TCG the apply took 23% longer that way
+// (issue 16). Read in 4 MiB blocks with one block read ahead, the
+// device's time overlaps the decompression, and most reads are a copy
+// from memory. (From a file already in the page cache the copy into
+// blocks measured slower than reading in place.)
 //
 // How a block is loaded is the caller's: manifest.ChunkReader checks each
 // one against its signed hash as it loads it, so the bytes a reader gets
