@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/minint/minint/bytesize"
-	"golang.org/x/sys/unix"
 	"io"
 	"maps"
 	"os"
@@ -28,6 +27,7 @@ import (
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sequence"
+	"golang.org/x/sys/unix"
 )
 
 // Env is everything Run needs from the PE around it.
