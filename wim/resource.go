@@ -209,9 +209,9 @@ func (it *chunkIter) nextChunk() ([]byte, error) {
 		}
 		return b, nil
 	}
-	c := it.cbuf[:csize]
-	if _, err := it.src.ReadAt(c, it.dataStart+it.offs[i]); err != nil {
-		return nil, fmt.Errorf("wim: reading chunk at %d: %w", it.dataStart+it.offs[i], noEOF(err))
+	c, err := it.compressed(it.dataStart+it.offs[i], csize)
+	if err != nil {
+		return nil, err
 	}
 	if it.dec == nil {
 		d, err := decompressors.get(p.comp, p.chunkSize)
@@ -225,6 +225,22 @@ func (it *chunkIter) nextChunk() ([]byte, error) {
 		return nil, fmt.Errorf("%w: chunk %d of resource at offset %d: %v", ErrFormat, i, rh.offset, err)
 	}
 	return b, nil
+}
+
+// compressed returns the n compressed bytes at off: a slice of the whole
+// resource when it was read at once (copying it out cost 1% of an apply),
+// else read into it.cbuf.
+func (it *chunkIter) compressed(off, n int64) ([]byte, error) {
+	if m, ok := it.src.(*memReaderAt); ok {
+		if o := off - m.base; o >= 0 && o+n <= int64(len(m.b)) {
+			return m.b[o : o+n : o+n], nil
+		}
+	}
+	c := it.cbuf[:n]
+	if _, err := it.src.ReadAt(c, off); err != nil {
+		return nil, fmt.Errorf("wim: reading chunk at %d: %w", off, noEOF(err))
+	}
+	return c, nil
 }
 
 func (it *chunkIter) close() {
@@ -439,7 +455,8 @@ func (res resource) eachChunk(ctx context.Context, threads int, fn func([]byte) 
 		// Compressed data is read in windows of about 1 MiB so that a
 		// remote source sees few, large requests.
 		Produce: func(ctx context.Context, emit func(*chunk) error) error {
-			var win []byte
+			win := getBuf(readWindow)[:0]
+			defer func() { putBuf(win) }()
 			var winStart int64
 			for i := int64(0); i < n; i++ {
 				if offs[i] < winStart || offs[i+1] > winStart+int64(len(win)) {
@@ -449,7 +466,8 @@ func (res resource) eachChunk(ctx context.Context, threads int, fn func([]byte) 
 						end = offs[j+1]
 					}
 					if need := int(end - winStart); cap(win) < need {
-						win = make([]byte, need)
+						putBuf(win)
+						win = getBuf(need)
 					} else {
 						win = win[:need]
 					}
