@@ -562,13 +562,23 @@ func (a *applier) writeData(ctx context.Context, jobs map[*blob][]*applyEntry) e
 		}
 		return nil
 	}
+	// A fixed set of workers takes the blobs in order: a goroutine per
+	// blob started with a small stack that the decompressor then grew,
+	// and copying those stacks cost 4% of the apply's CPU.
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(a.opts.Threads)
-	for _, j := range order {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error { return a.writeBlob(gctx, j.b, j.entries) })
+	var next atomic.Int64
+	for range min(a.opts.Threads, len(order)) {
+		g.Go(func() error {
+			for i := next.Add(1) - 1; i < int64(len(order)); i = next.Add(1) - 1 {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				if err := a.writeBlob(gctx, order[i].b, order[i].entries); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
