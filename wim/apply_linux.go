@@ -95,6 +95,7 @@ func (img *Image) Apply(ctx context.Context, dir string, opts ApplyOptions) erro
 	}
 	defer unix.Close(rootfd)
 	ndirs, targets := fdBudget(opts.Threads)
+	growFDTable(rootfd, min(ndirs, len(p.dirs))+opts.Threads*(targets+2))
 	a := &applier{opts: opts, rootfd: rootfd, dir: dir, dirs: newDirCache(ndirs), targets: targets,
 		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid()), existing: map[*applyEntry]bool{}, total: p.total}
 	defer a.dirs.close()

@@ -66,6 +66,23 @@ func fdBudget(threads int) (dirs, targets int) {
 	return min(maxDirFDs, max(0, free/2)), targets
 }
 
+// growFDTable makes the process's descriptor table hold n more descriptors
+// above fd at once. The kernel doubles the table as descriptors are opened,
+// and in a multi-threaded process each doubling waits for an RCU grace
+// period: caching 1,300 directories cost five waits, 24 ms in which a
+// one-core apply sat idle (2.7% of its time). One larger table costs one
+// wait. F_DUPFD takes the lowest free number at or above its argument, so
+// no open descriptor is touched; a failure (above the limit) only leaves
+// the doubling to happen as before.
+func growFDTable(fd, n int) {
+	if n <= 64 {
+		return
+	}
+	if top, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, fd+n); err == nil {
+		unix.Close(top)
+	}
+}
+
 // openFDs counts the process's open descriptors (64 if /proc is missing).
 func openFDs() int {
 	d, err := os.Open("/proc/self/fd")

@@ -209,3 +209,57 @@ func TestDirCache(t *testing.T) {
 		t.Fatal("close left a descriptor open")
 	}
 }
+
+// fdTableSize reads the size of the process's descriptor table.
+func fdTableSize(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "FDSize:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Skip("no FDSize in /proc/self/status")
+	return 0
+}
+
+// TestGrowFDTable checks that the table grows in one step to hold n more
+// descriptors, and that a descriptor already open at the number asked for
+// is left alone.
+func TestGrowFDTable(t *testing.T) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur < 16384 {
+		t.Skipf("RLIMIT_NOFILE %d is too low for the test", rl.Cur)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	base := int(r.Fd())
+	n := max(fdTableSize(t), 1024)
+	held, err := unix.FcntlInt(w.Fd(), unix.F_DUPFD_CLOEXEC, base+n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(held)
+	if held != base+n {
+		t.Skipf("descriptor %d already in use", base+n)
+	}
+	growFDTable(base, n) // the number it asks for is taken
+	if _, err := unix.Write(held, []byte("x")); err != nil {
+		t.Fatalf("descriptor %d no longer writes after growFDTable: %v", held, err)
+	}
+	n *= 4
+	growFDTable(base, n)
+	if got := fdTableSize(t); got <= base+n {
+		t.Fatalf("FDSize %d after growFDTable(%d, %d)", got, base, n)
+	}
+}
