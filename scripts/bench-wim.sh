@@ -13,7 +13,9 @@
 #          best run counts), COMPRESS (default "none xpress lzx"),
 #          WORK (scratch dir on tmpfs, default /dev/shm/minint-bench-wim),
 #          OPS (default "capture apply verify"; without capture, the WIM
-#          to apply and verify is made by wimlib, untimed)
+#          to apply and verify is made by wimlib, untimed), LOAD (default
+#          0: that many busy processes, `yes >/dev/null`, run throughout,
+#          to measure on a busy machine)
 #
 # Targets on 2 cores: apply >= 1.2x wimlib's speed; capture >= 1.0x its speed
 # with output <= 1.03x its size.
@@ -34,7 +36,12 @@ command -v wimlib-imagex >/dev/null || { echo "bench-wim: wimlib-imagex not inst
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
-trap 'rm -rf "$WORK"' EXIT
+busy=()
+trap 'kill "${busy[@]}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for ((i = 0; i < ${LOAD:-0}; i++)); do
+  yes >/dev/null &
+  busy+=($!)
+done
 
 TREE=${1:-}
 if [ -z "$TREE" ]; then
@@ -84,7 +91,7 @@ pair() {
 mb() { awk "BEGIN{ printf \"%.1f\", $1 / 1000000 }"; }
 ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\" }"; }
 
-echo "Tree: $TREE ($TREE_MB MB, $FILES entries), $(nproc) cores, best of $REPS, $(wimlib-imagex --version | head -n1), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Tree: $TREE ($TREE_MB MB, $FILES entries), $(nproc) cores, best of $REPS, $(wimlib-imagex --version | head -n1), ${LOAD:-0} busy processes, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| operation | compression | wimlib s | minint s | speed ratio | wimlib CPU s | minint CPU s | CPU ratio | wimlib MiB RSS | minint MiB RSS | wimlib size MB | minint size MB | size ratio |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
