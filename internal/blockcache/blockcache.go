@@ -76,12 +76,6 @@ func ReaderAt(r io.ReaderAt, size, blockSize int64) func(i int) ([]byte, error) 
 	}
 }
 
-// Size is the size given to New.
-func (r *Reader) Size() int64 { return r.size }
-
-// Blocks is the number of blocks.
-func (r *Reader) Blocks() int { return r.n }
-
 // BlockLen is the length of block i.
 func (r *Reader) BlockLen(i int) int64 {
 	return min(r.block, r.size-int64(i)*r.block)
