@@ -240,8 +240,7 @@ func (r *runner) apply(s *sequence.ApplyImage) error {
 		// pipelined deployment take 11% longer and 8% more CPU. A
 		// read-ahead waits like any reader, until its chunk arrives or
 		// the transfer fails, and bc.Close waits for it.
-		bc := blockcache.New(size, blockcache.Options{BlockSize: readBlock, CacheBytes: chunkCache,
-			Load: blockcache.ReaderAt(p.tr, size, readBlock)})
+		bc := inBlocks(p.tr, size)
 		defer bc.Close()
 		ra = bc
 	} else if img.URL != "" {
@@ -285,8 +284,7 @@ func (r *runner) apply(s *sequence.ApplyImage) error {
 			// slower in a one-vCPU PE. (A staged download, a file in
 			// the page cache, is read in place: in blocks it measured
 			// slower under load and no faster on a quiet machine.)
-			bc := blockcache.New(size, blockcache.Options{BlockSize: readBlock, CacheBytes: chunkCache,
-				Load: blockcache.ReaderAt(f, size, readBlock)})
+			bc := inBlocks(f, size)
 			defer bc.Close()
 			ra = bc
 		}
@@ -333,6 +331,13 @@ const chunkCache = 32 << 20
 // ChunkReader: a download under way, or one on the medium without chunk
 // hashes (or a benchmark's unverified run).
 const readBlock = 4 << 20
+
+// inBlocks reads the size bytes of src in readBlock reads with one ahead,
+// keeping up to chunkCache bytes of them in memory.
+func inBlocks(src io.ReaderAt, size int64) *blockcache.Reader {
+	return blockcache.New(size, blockcache.Options{BlockSize: readBlock, CacheBytes: chunkCache,
+		Load: blockcache.ReaderAt(src, size, readBlock)})
+}
 
 // onMedium reports whether p is a file on the boot medium.
 func (r *runner) onMedium(p string) bool {
