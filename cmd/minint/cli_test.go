@@ -283,6 +283,7 @@ func TestBadValueIsAUsageError(t *testing.T) {
 		{[]string{"iso", "-o", "/nonexistent/x.iso", "--label", strings.Repeat("A", 33)}, "1 to 32 characters"},
 		{[]string{"qemu", "--iso", "/nonexistent.iso", "--mem", "abc"}, `invalid size "abc"`},
 		{[]string{"qemu", "--iso", "/nonexistent.iso", "--mem", "1500K"}, "whole number of MiB"},
+		{[]string{"qemu", "--iso", "/nonexistent.iso", "--tap", "tap0", "--hostfwd", "tcp::2222-:22"}, "--tap replaces the user-mode network"},
 	} {
 		code, stdout, stderr := runCLI(t, c.args...)
 		if code != 2 || stdout != "" || !strings.Contains(stderr, c.mention) || !strings.Contains(stderr, "--help") {

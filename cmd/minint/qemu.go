@@ -40,6 +40,7 @@ func newQEMUCmd() *cobra.Command {
 	noNet := fs.Bool("no-net", false, "no network card (default: virtio NIC on QEMU's user-mode network, host = 10.0.2.2)")
 	hostfwd := fs.StringArray("hostfwd", nil, "user-network host forward `RULE`, e.g. tcp:127.0.0.1:2222-:22 (repeatable)")
 	guestfwd := fs.StringArray("guestfwd", nil, "user-network guest forward `RULE`, e.g. tcp:10.0.2.100:80-tcp:127.0.0.1:8080 (repeatable)")
+	tap := fs.String("tap", "", "put the network card on the host's tap device `IFNAME` (made beforehand, e.g. in a network namespace with a DHCP server) instead of QEMU's user-mode network: the guest then gets the checksum and segmentation offloads a real NIC has")
 	kernel := fs.String("kernel", "", "boot this kernel `FILE` directly instead of the ISO's boot loader")
 	initrd := fs.String("initramfs", "", "initramfs `FILE` for --kernel")
 	renamed(c, "initrd", "initramfs")
@@ -57,12 +58,18 @@ func newQEMUCmd() *cobra.Command {
 		if mem < bytesize.MiB || mem%bytesize.MiB != 0 {
 			return usageErrorf("--mem %s: want a whole number of MiB", mem.Explain())
 		}
+		if *tap != "" && (*noNet || len(*hostfwd) > 0 || len(*guestfwd) > 0) {
+			return usageErrorf("--tap replaces the user-mode network: it cannot go with --no-net, --hostfwd or --guestfwd")
+		}
 		if *secureBoot != "" && *firmware != qemu.UEFI {
 			return usageErrorf("--secure-boot %s needs --firmware uefi", *secureBoot)
 		}
 		o := qemu.Options{ISO: *iso, BootFrom: *bootFrom, BootDiskInterface: *bootIface, Firmware: *firmware,
 			SecureBoot: *secureBoot, Mem: mem.String(), CPUs: *cpus, Timeout: *timeout, KVM: *kvm, NoNet: *noNet, HostFwd: *hostfwd, GuestFwd: *guestfwd,
 			Kernel: *kernel, Initrd: *initrd, Append: *appendArgs, AllowReboot: *allowReboot, LogPath: *logPath}
+		if *tap != "" {
+			o.NoNet, o.NICs = true, []qemu.NIC{{Tap: *tap}}
+		}
 		for _, d := range *disks {
 			disk, err := parseDiskFlag(d)
 			if err != nil {
