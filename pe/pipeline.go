@@ -151,6 +151,8 @@ func (r *runner) settle() error {
 		return err
 	}
 	e.State, e.Msg = "done", fmt.Sprintf("%.1fs", time.Since(p.start).Seconds())
+	e.Data["range_fetches"] = p.tr.RangeFetches
+	e.Data["direct_written_bytes"], e.Data["direct_read_bytes"] = p.tr.DirectIO()
 	r.rep.Emit(e)
 	r.rep.Printf("  %s: downloaded and verified (every chunk of the file matches the signed manifest)", p.base.Name)
 	return nil

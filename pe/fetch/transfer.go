@@ -39,8 +39,9 @@ var ErrClosed = errors.New("transfer closed")
 // every chunk matches the signed chunk list is the file the signer hashed
 // (SHA-256 collisions aside): that is the whole-file check, and the
 // whole-file SHA-256 is not computed again on top (issue 16: each byte is
-// received, hashed and written once, and read once more by the apply,
-// from the page cache). A manifest
+// received, hashed and written once, and read once more by the apply;
+// writes and reads bypass the page cache where aligned, see directFile).
+// A manifest
 // without chunk sums cannot be pipelined: StartTransfer refuses it and the
 // caller stages instead.
 //
@@ -61,9 +62,11 @@ var ErrClosed = errors.New("transfer closed")
 // not fsync'd as it goes, only once whole, before its rename: on the
 // target's file system an fsync commits the journal with everything the
 // apply running next to it has written, which would make every few MiB
-// of download wait for the apply's writes to reach the disk. A power cut
-// loses at most what the kernel had not written back yet (some 30 s of
-// download), which is fetched again.
+// of download wait for the apply's writes to reach the disk. Chunks
+// written with O_DIRECT reach the disk at once, but the file system
+// records their blocks only with its next journal commit; either way a
+// power cut loses at most some seconds of download, which is fetched
+// again.
 //
 // Servers that ignore Range (python3 -m http.server, some proxies and
 // CDNs) answer every request with the whole file. Every request carries a
@@ -91,7 +94,7 @@ type Transfer struct {
 	part      string
 	e         *manifest.Entry
 	sums      [][sha256.Size]byte
-	f         *os.File
+	f         *directFile
 	progress  func(done, total int64)
 
 	ctx    context.Context
@@ -150,7 +153,7 @@ func (c *Client) StartTransfer(ctx context.Context, url, dest string, e *manifes
 			return nil, err
 		}
 	}
-	f, err := os.OpenFile(t.part, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openDirect(t.part)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +206,7 @@ func (t *Transfer) chunkLen(i int) int64 {
 // scan hashes the chunks already in the partial file and keeps those that
 // match.
 func (t *Transfer) scan() error {
-	buf := make([]byte, min(t.e.ChunkSize, 4<<20))
+	buf := alignedBuf(int(min(t.e.ChunkSize, 4<<20)))
 	for i := range t.have {
 		h := sha256.New()
 		off, n := int64(i)*t.e.ChunkSize, t.chunkLen(i)
@@ -349,7 +352,7 @@ func (t *Transfer) stream(resp *http.Response) {
 // in a one-vCPU PE under TCG every write, lock and progress report per
 // read costs the apply running beside it (issue 16).
 func (t *Transfer) consume(body io.Reader, i int) error {
-	buf := make([]byte, 1<<20)
+	buf := alignedBuf(1 << 20)
 	for ; i < len(t.have); i++ {
 		n := t.chunkLen(i)
 		off := int64(i) * t.e.ChunkSize
@@ -438,7 +441,7 @@ func (t *Transfer) fetchChunk(i int) {
 				return fmt.Errorf("GET %s: %w", t.shown, err)
 			}
 		}
-		b := make([]byte, end-start)
+		b := alignedBuf(int(end - start))
 		if _, err := io.ReadFull(resp.Body, b); err != nil {
 			return fmt.Errorf("GET %s bytes %d-%d: %w", t.shown, start, end-1, err)
 		}
@@ -539,6 +542,12 @@ func (t *Transfer) ReadAt(p []byte, off int64) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// DirectIO is how many bytes of the file were written and read bypassing
+// the page cache (see directFile): the benchmark's check that they were.
+func (t *Transfer) DirectIO() (written, read int64) {
+	return t.f.directWritten.Load(), t.f.directRead.Load()
 }
 
 // Wait blocks until the transfer has ended and every goroutine of it has
