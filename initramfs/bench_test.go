@@ -55,7 +55,7 @@ func BenchmarkBuild(b *testing.B) {
 // boots each in QEMU (TCG, direct kernel boot, no network), in turn, b.N
 // rounds: it reports each one's compressed size, the time from QEMU's start
 // to the PE's banner, and both as ratios to gzip measured in the same run.
-// Run: MININT_E2E=1 /work/tools/qlock go test ./initramfs -run '^$' -bench BootCompression -benchtime 3x
+// Run: MININT_E2E=1 go test ./initramfs -run '^$' -bench BootCompression -benchtime 3x
 func BenchmarkBootCompression(b *testing.B) {
 	if os.Getenv("MININT_E2E") != "1" {
 		b.Skip("builds the PE three times and boots QEMU; set MININT_E2E=1")

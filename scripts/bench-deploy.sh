@@ -11,7 +11,8 @@
 #          apply (minint.bench=unverified-medium, benchmarks only)
 #
 # and the ratio of each mode's fetch + apply to the slower of its floors
-# (issue 16 asks for at most 1.2). Results: out/bench-deploy/results.md, to
+# (issue 16 asks for at most 1.2). Results: out/bench-deploy/results.md
+# (results-tap.md with NET=tap), to
 # be copied into docs/benchmarks.md with the load average it records.
 #
 # usage: scripts/bench-deploy.sh [image|results]
@@ -19,8 +20,22 @@
 #   files of earlier runs
 # Env: MININT (default out/minint), BENCH_DIR (default out/bench-deploy),
 #      CPUS (default "1 2"), MIRROR (default http://deb.debian.org/debian),
-#      QLOCK (default /work/tools/qlock when it exists: a machine-wide
-#      guest slot around each QEMU run).
+#      ROUNDS (default 1): repeat every run this many times, interleaved
+#        (round after round), and add the median ratio of each mode. One
+#        run's ratio varies by some 10% on a shared 2-core host (the same
+#        apply took 21.3 to 25.8 s in runs of one day), more than the
+#        differences a change usually makes;
+#      NET (default user):
+#        user  QEMU's user-mode network, nginx on 127.0.0.1 (the host is
+#              10.0.2.2 to the guest);
+#        tap   a network namespace made for the run and removed after it,
+#              holding a tap device (10.0.2.2), dnsmasq (the guest's lease,
+#              10.0.2.15) and nginx. QEMU's tap backend gives the guest's
+#              virtio NIC the checksum and segmentation offloads a real NIC
+#              has; the user-mode network has none, so there the guest
+#              checksums and handles every 1500-byte packet itself, and
+#              QEMU copies each one through its own TCP stack on the
+#              host's cores. Files of a tap run end in -tap.
 #
 # The image (debootstrap minbase of bookworm + kernel + systemd + openssh,
 # ~600 MiB, ~200 MB as LZX) is cached in $BENCH_DIR and rebuilt only when
@@ -34,8 +49,14 @@ minint=${MININT:-out/minint}
 work=${BENCH_DIR:-out/bench-deploy}
 cpus_list=${CPUS:-1 2}
 mirror=${MIRROR:-http://deb.debian.org/debian}
-qlock=${QLOCK:-}
-[ -z "$qlock" ] && [ -x /work/tools/qlock ] && qlock=/work/tools/qlock
+net=${NET:-user}
+case $net in
+  user) sfx= ;;
+  tap) sfx=-tap ;;
+  *) echo "NET=$net: want user or tap" >&2; exit 2 ;;
+esac
+rounds=${ROUNDS:-1}
+rsfx() { [ "$1" -gt 1 ] && echo "-r$1"; true; } # rsfx ROUND: the file suffix of a round
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 
@@ -138,7 +159,27 @@ for s in medium http stage; do "$minint" sequence check "$seqdir/$s.yaml" >/dev/
   --add "$seqdir/stage.yaml:bench/stage.yaml" \
   --package "$pkg"
 
-# --- nginx on the loopback, for QEMU's user network (10.0.2.2) ---------
+# --- the network: nginx on the loopback, for QEMU's user network
+# (10.0.2.2), or in a namespace of its own on a tap device -------------
+innet=() # the prefix of commands that run on the guest's network
+listen=127.0.0.1:$port
+cleanup=()
+trap 'for c in "${cleanup[@]}"; do eval "$c" || true; done' EXIT
+if [ "$net" = tap ]; then
+  ns=minint-bench-$$ tapdev=mbtap$$
+  ip netns add "$ns"
+  cleanup+=("ip netns del $ns")
+  innet=(ip netns exec "$ns")
+  ip -n "$ns" link set lo up
+  ip -n "$ns" tuntap add dev "$tapdev" mode tap
+  ip -n "$ns" addr add 10.0.2.2/24 dev "$tapdev"
+  ip -n "$ns" link set "$tapdev" up
+  listen=10.0.2.2:$port
+  "${innet[@]}" dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface="$tapdev" --bind-interfaces \
+    --dhcp-range=10.0.2.15,10.0.2.15,255.255.255.0,1h --dhcp-leasefile="$work/dnsmasq.leases" \
+    >"$work/dnsmasq.log" 2>&1 &
+  cleanup+=("kill $!")
+fi
 ngx="$work/nginx"
 rm -rf "$ngx"; mkdir -p "$ngx/tmp"
 cat > "$ngx/nginx.conf" <<EOF
@@ -151,58 +192,76 @@ http {
   client_body_temp_path $ngx/tmp; proxy_temp_path $ngx/tmp; fastcgi_temp_path $ngx/tmp;
   uwsgi_temp_path $ngx/tmp; scgi_temp_path $ngx/tmp;
   sendfile on;
-  server { listen 127.0.0.1:$port; root $pkg; }
+  server { listen $listen; root $pkg; }
 }
 EOF
-nginx -c "$ngx/nginx.conf" -p "$ngx" &
-ngxpid=$!
-trap 'kill $ngxpid 2>/dev/null || true' EXIT
+"${innet[@]}" nginx -c "$ngx/nginx.conf" -p "$ngx" &
+cleanup=("kill $!" "${cleanup[@]}")
 sleep 1
 
 # --- runs ----------------------------------------------------------------
 kernel="$work/pe/vmlinuz"
 initrd=$(ls "$work"/pe/initramfs.cpio* | head -n1)
-run() { # run NAME CPUS CMDLINE...
-  local name=$1 n=$2; shift 2
-  local ev="$work/$name-$n.json"
+run() { # run NAME CPUS ROUND CMDLINE...
+  local name=$1 n=$2 k=$3; shift 3
+  local base="$work/$name-$n$sfx$(rsfx "$k")"
+  local ev="$base.json"
   rm -f "$work/disk.img"
-  echo "load before $name, $n vCPU: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$work/load.txt"
-  $qlock "$minint" qemu --iso "$work/bench.iso" --kernel "$kernel" --initramfs "$initrd" \
+  echo "load before $name, $n vCPU, round $k: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$work/load$sfx.txt"
+  local nic=()
+  [ "$net" = tap ] && nic=(--tap "$tapdev")
+  "${innet[@]}" "$minint" qemu "${nic[@]}" --iso "$work/bench.iso" --kernel "$kernel" --initramfs "$initrd" \
     --cmdline "console=ttyS0,115200 quiet minint.events=serial minint.done=poweroff $*" \
     --disk "$work/disk.img:4G" --cpus "$n" --mem 1536M --timeout 60m --until done \
-    --log "$work/$name-$n.log" --json-events "$ev" >/dev/null || {
-      echo "run $name ($n vCPU) failed; see $work/$name-$n.log" >&2; tail -n 20 "$work/$name-$n.log" >&2; return 1; }
+    --log "$base.log" --json-events "$ev" >/dev/null || {
+      echo "run $name ($n vCPU) failed; see $base.log" >&2; tail -n 20 "$base.log" >&2; return 1; }
 }
 say "guest runs"
-rm -f "$work/load.txt"
-for n in $cpus_list; do
-  run medium "$n"
-  run http "$n" "minint.sequence=$media/minint/bench/http.yaml"
-  run stage "$n" "minint.sequence=$media/minint/bench/stage.yaml"
-  run floor "$n" minint.bench=unverified-medium
+rm -f "$work/load$sfx.txt"
+for k in $(seq "$rounds"); do
+  for n in $cpus_list; do
+    run medium "$n" "$k"
+    run http "$n" "$k" "minint.sequence=$media/minint/bench/http.yaml"
+    run stage "$n" "$k" "minint.sequence=$media/minint/bench/stage.yaml"
+    run floor "$n" "$k" minint.bench=unverified-medium
+  done
 done
 fi
 
 # --- results -------------------------------------------------------------
 say "results"
-out="$work/results.md"
+out="$work/results$sfx.md"
 {
-  echo "Image $(du -sh "$work/rootfs" 2>/dev/null | cut -f1) root, $(stat -c %s "$pkg/debian.wim" | awk '{printf "%.0f MB", $1/1e6}') LZX WIM; QEMU TCG, 1536 MiB, virtio disk, image on the ISO (CD), nginx on the host via user networking."
-  echo "Load averages (1/5/15 min) before each run:"; sed 's/^/    /' "$work/load.txt"
+  echo "Image $(du -sh "$work/rootfs" 2>/dev/null | cut -f1) root, $(stat -c %s "$pkg/debian.wim" | awk '{printf "%.0f MB", $1/1e6}') LZX WIM; QEMU TCG, 1536 MiB, virtio disk, image on the ISO (CD), $([ "$net" = tap ] && echo "nginx in a network namespace on a tap device (virtio offloads)" || echo "nginx on the host via user networking")."
+  echo "Load averages (1/5/15 min) before each run:"; sed 's/^/    /' "$work/load$sfx.txt"
   echo
-  echo "| vCPUs | mode | modules | network | medium | format s | fetch s | apply s | fetch start -> apply end s | CPU user + sys s | context switches | read floor s | apply floor s | total / slowest floor |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| vCPUs | round | mode | modules | network | medium | format s | fetch s | apply s | fetch start -> apply end s | CPU user + sys s | context switches | read floor s | apply floor s | total / slowest floor |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  ratios=$(mktemp)
   for n in $cpus_list; do
-    af=$(steptime "$work/floor-$n.json" apply-image 2>/dev/null || true)
+   for k in $(seq "$rounds"); do
+    af=$(steptime "$work/floor-$n$sfx$(rsfx "$k").json" apply-image 2>/dev/null || true)
     for m in medium http stage; do
-      ev="$work/$m-$n.json"
+      ev="$work/$m-$n$sfx$(rsfx "$k").json"
       [ -f "$ev" ] || continue
       # Pipelined, fetch is done (verified) only after the apply: the
       # total is from fetch's start to apply-image's end.
       f=$(steptime "$ev" fetch); a=$(steptime "$ev" apply-image); r=$(steptime "$ev" floor-read)
       tot=$(steptime "$ev" fetch apply-image)
       ratio=$(awk -v t="$tot" -v r="$r" -v a="$af" 'BEGIN { m = r > a ? r : a; printf "%.2f", t / m }')
-      echo "| $n | $m | $(bootf "$ev" modules) | $(bootf "$ev" network) | $(bootf "$ev" medium) | $(steptime "$ev" format) | $f | $a | $tot | $(stepcpu "$ev" fetch apply-image) | $r | $af | $ratio |"
+      echo "| $n | $k | $m | $(bootf "$ev" modules) | $(bootf "$ev" network) | $(bootf "$ev" medium) | $(steptime "$ev" format) | $f | $a | $tot | $(stepcpu "$ev" fetch apply-image) | $r | $af | $ratio |"
+      echo "$n $m $ratio" >> "$ratios"
     done
+   done
   done
+  if [ "$rounds" -gt 1 ]; then
+    echo
+    echo "Median of the $rounds rounds' ratios (lowest-highest):"
+    sort -k1,1n -k2,2 -k3,3n "$ratios" | awk '
+      function flush() { if (c) printf "    %s vCPU %-6s %.2f (%.2f-%.2f)\n", pn, pm, (c % 2 ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2), v[1], v[c] }
+      $1 != pn || $2 != pm { flush(); c = 0; pn = $1; pm = $2 }
+      { v[++c] = $3 }
+      END { flush() }'
+  fi
+  rm -f "$ratios"
 } | tee "$out"
