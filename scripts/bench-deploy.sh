@@ -56,7 +56,11 @@ case $net in
   *) echo "NET=$net: want user or tap" >&2; exit 2 ;;
 esac
 rounds=${ROUNDS:-1}
-rsfx() { [ "$1" -gt 1 ] && echo "-r$1"; true; } # rsfx ROUND: the file suffix of a round
+runfile() { # runfile NAME CPUS ROUND: a run's files, without .json or .log
+  local r=
+  [ "$3" -gt 1 ] && r=-r$3
+  echo "$work/$1-$2$sfx$r"
+}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 
@@ -204,7 +208,8 @@ kernel="$work/pe/vmlinuz"
 initrd=$(ls "$work"/pe/initramfs.cpio* | head -n1)
 run() { # run NAME CPUS ROUND CMDLINE...
   local name=$1 n=$2 k=$3; shift 3
-  local base="$work/$name-$n$sfx$(rsfx "$k")"
+  local base
+  base=$(runfile "$name" "$n" "$k")
   local ev="$base.json"
   rm -f "$work/disk.img"
   echo "load before $name, $n vCPU, round $k: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$work/load$sfx.txt"
@@ -240,9 +245,9 @@ out="$work/results$sfx.md"
   ratios=$(mktemp)
   for n in $cpus_list; do
    for k in $(seq "$rounds"); do
-    af=$(steptime "$work/floor-$n$sfx$(rsfx "$k").json" apply-image 2>/dev/null || true)
+    af=$(steptime "$(runfile floor "$n" "$k").json" apply-image 2>/dev/null || true)
     for m in medium http stage; do
-      ev="$work/$m-$n$sfx$(rsfx "$k").json"
+      ev="$(runfile "$m" "$n" "$k").json"
       [ -f "$ev" ] || continue
       # Pipelined, fetch is done (verified) only after the apply: the
       # total is from fetch's start to apply-image's end.
