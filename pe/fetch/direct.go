@@ -35,7 +35,7 @@ type directFile struct {
 	*os.File          // buffered: unaligned I/O, Stat, Truncate, Sync
 	direct   *os.File // O_DIRECT on the same file; nil when refused at open
 	off      atomic.Bool
-	// Bytes that went through O_DIRECT (tests, and the fetch's summary).
+	// Bytes that went through O_DIRECT (tests, and the fetch step's done event).
 	directWritten, directRead atomic.Int64
 }
 
