@@ -26,6 +26,13 @@ type ApplyOptions struct {
 	// Progress, if set, is called with bytes of file data written so far and
 	// the total.
 	Progress func(done, total int64)
+	// InsecureSkipHashCheck neither computes nor compares the SHA-1 of
+	// each file's data: files get whatever the decompressor produced,
+	// damaged or not. It exists to measure what the check costs (the
+	// apply floor of minint's deploy benchmark, which hashes nothing);
+	// like tls.Config.InsecureSkipVerify, never set it to apply an image
+	// for use.
+	InsecureSkipHashCheck bool
 }
 
 // Apply extracts image index (1-based) into dir. See Image.Apply.

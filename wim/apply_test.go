@@ -1,6 +1,7 @@
 package wim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -183,6 +184,55 @@ func TestApplyIntoSetgidDir(t *testing.T) {
 		unix.Lstat(filepath.Join(dst, p), &st)
 		if st.Gid != uint32(os.Getegid()) {
 			t.Errorf("%s: gid %d, want %d", p, st.Gid, os.Getegid())
+		}
+	}
+}
+
+// A file whose data does not match its SHA-1 is refused and removed;
+// InsecureSkipHashCheck applies the damaged bytes as they are.
+func TestApplyInsecureSkipHashCheck(t *testing.T) {
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	os.MkdirAll(src, 0o755)
+	data := bytes.Repeat([]byte("minint checks every blob "), 1000)
+	os.WriteFile(filepath.Join(src, "f"), data, 0o644)
+	os.WriteFile(filepath.Join(src, "g"), []byte("intact"), 0o644)
+	w := filepath.Join(tmp, "x.wim")
+	capture(t, src, w, WriterOptions{Compression: CompressionNone}, ImageOptions{})
+	b, err := os.ReadFile(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, data)
+	if i < 0 || bytes.Count(b, data) != 1 {
+		t.Fatal("the file's data is not stored once, uncompressed, in the test WIM")
+	}
+	b[i+100] ^= 1
+	if err := os.WriteFile(w, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	damaged := bytes.Clone(data)
+	damaged[100] ^= 1
+
+	rc, err := OpenReader(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	dst := filepath.Join(tmp, "checked")
+	if err := rc.Apply(context.Background(), 1, dst, ApplyOptions{}); !errors.Is(err, ErrChecksum) {
+		t.Errorf("apply of a damaged blob: %v, want ErrChecksum", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "f")); !os.IsNotExist(err) {
+		t.Errorf("the damaged file was left behind: %v", err)
+	}
+	dst = filepath.Join(tmp, "unchecked")
+	if err := rc.Apply(context.Background(), 1, dst, ApplyOptions{InsecureSkipHashCheck: true}); err != nil {
+		t.Fatalf("apply with InsecureSkipHashCheck: %v", err)
+	}
+	for name, want := range map[string][]byte{"f": damaged, "g": []byte("intact")} {
+		if got, err := os.ReadFile(filepath.Join(dst, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes (%v), want the %d bytes stored", name, len(got), err, len(want))
 		}
 	}
 }

@@ -17,7 +17,8 @@
 // Applying is safe by construction: names are validated before anything is
 // created, nothing is ever resolved through a symlink (openat2 with
 // RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), and every blob's SHA-1 is checked as
-// it is written.
+// it is written (only ApplyOptions.InsecureSkipHashCheck, for measuring
+// that check, turns it off).
 //
 // Interoperability with wimlib-imagex: symlink targets are applied exactly
 // as stored, like wimlib's --norpfix (right for deploying a root file
