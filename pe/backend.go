@@ -27,8 +27,8 @@ type Backend interface {
 	// Clean empties the target root except the staging folder, so that an
 	// interrupted apply can be redone from scratch.
 	Clean(ctx context.Context, root string) error
-	// Apply applies image index of the WIM in r to dir.
-	Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error
+	// Apply applies an image of a WIM to a directory.
+	Apply(ctx context.Context, req ApplyRequest) error
 	// BootFiles makes the target bootable and returns the loader files
 	// that carry the kernel command line.
 	BootFiles(ctx context.Context, req BootRequest) ([]answer.BootEntry, error)
@@ -52,6 +52,18 @@ type Part struct {
 	Node string `json:"node,omitempty"`
 	// FSUUID is the file system's UUID once formatted.
 	FSUUID string `json:"fs_uuid,omitempty"`
+}
+
+// ApplyRequest is what the apply-image step asks of the backend.
+type ApplyRequest struct {
+	Image    io.ReaderAt // the WIM, Size bytes
+	Size     int64
+	Index    int    // 1-based
+	Dir      string // the mounted target root
+	Progress func(done, total int64)
+	// BenchNoHash skips the WIM's own SHA-1 check of each file as well
+	// (wim.ApplyOptions.InsecureSkipHashCheck): only for BenchUnhashedMedium.
+	BenchNoHash bool
 }
 
 // BootRequest is what the bootfiles step asks of the backend.

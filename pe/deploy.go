@@ -33,6 +33,24 @@ const (
 	MediumSequence = "minint/sequence.yaml"
 )
 
+// BenchFloor is a floor of `make bench-deploy` (minint.bench=): the image
+// on the boot medium applied with less checking than any deployment gets,
+// loudly, to measure what the checks cost. Never for deploying. Only the
+// medium: it is trusted like the PE itself (whoever can write it can
+// replace the PE), while a server's image is always verified.
+type BenchFloor string
+
+const (
+	// BenchUnverifiedMedium skips the package's chunk and file hashes (its
+	// manifest's signature is still checked); the WIM's SHA-1 of each file
+	// is checked, as in every apply.
+	BenchUnverifiedMedium BenchFloor = "unverified-medium"
+	// BenchUnhashedMedium hashes nothing: the WIM's SHA-1s go unchecked
+	// too, leaving reading, decompressing and writing, the apply floor
+	// issue 16 defines.
+	BenchUnhashedMedium BenchFloor = "unhashed-medium"
+)
+
 // DeployOptions is what cmd/peinit knows at boot.
 type DeployOptions struct {
 	// Sequence is a file path or an http(s) URL (minint.sequence=…);
@@ -58,13 +76,9 @@ type DeployOptions struct {
 	BootDevices []string
 	MediaLabel  string
 	DryRun      bool
-	// BenchUnverifiedMedium applies an image from the boot medium without
-	// verifying it (no chunk or file hashes; the manifest's signature is
-	// still checked), loudly: the floor of `make bench-deploy`, never for
-	// deploying. Only the medium: it is trusted like the PE itself (whoever
-	// can write it can replace the PE), while a server's image is always
-	// verified.
-	BenchUnverifiedMedium bool
+	// Bench selects a floor of `make bench-deploy` (see BenchFloor);
+	// empty for every real deployment.
+	Bench BenchFloor
 	// Console and Events: see Env.
 	Console, Events io.Writer
 	HTTP            *httpx.Client
@@ -93,6 +107,11 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 	}
 	var seq *sequence.Sequence
 	var err error
+	switch o.Bench {
+	case "", BenchUnverifiedMedium, BenchUnhashedMedium:
+	default:
+		return fmt.Errorf("unknown benchmark floor %q (want %s or %s)", o.Bench, BenchUnverifiedMedium, BenchUnhashedMedium)
+	}
 	boot := "medium"
 	switch {
 	case o.Staged != "" && o.Sequence != "":
@@ -130,7 +149,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 		DryRun:      o.DryRun,
 		Staged:      o.Staged,
 
-		benchUnverified: o.BenchUnverifiedMedium,
+		bench: o.Bench,
 	})
 }
 

@@ -79,8 +79,8 @@ type Env struct {
 	// hook, when set (tests), is called at points of a step's life; an
 	// error it returns simulates a crash at that point.
 	hook func(step, point string) error
-	// benchUnverified: see DeployOptions.BenchUnverifiedMedium.
-	benchUnverified bool
+	// bench: see DeployOptions.Bench.
+	bench BenchFloor
 }
 
 // Inventory is what the requirements step checks and conditions see.

@@ -143,8 +143,12 @@ func (f *fakeDisk) Clean(ctx context.Context, root string) error {
 
 // Apply "applies" by writing the SHA-256 of the whole image (read through
 // the ReaderAt it was given) and the index, plus a tree with /sbin/init.
-func (f *fakeDisk) Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error {
+func (f *fakeDisk) Apply(ctx context.Context, req ApplyRequest) error {
 	f.count("apply")
+	if req.BenchNoHash {
+		f.count("apply-nohash")
+	}
+	r, size, dir := req.Image, req.Size, req.Dir
 	// Like a WIM: the tables at the end are read first.
 	if _, err := r.ReadAt(make([]byte, min(size, 1000)), size-min(size, 1000)); err != nil && err != io.EOF {
 		return err
@@ -153,12 +157,12 @@ func (f *fakeDisk) Apply(ctx context.Context, r io.ReaderAt, size int64, index i
 	if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
 		return err
 	}
-	progress(size, size)
+	req.Progress(size, size)
 	os.MkdirAll(filepath.Join(dir, "sbin"), 0o755)
 	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
 	os.WriteFile(filepath.Join(dir, "sbin/init"), []byte("init"), 0o755)
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
-	return os.WriteFile(filepath.Join(dir, "applied"), []byte(fmt.Sprintf("%x index %d\n", h.Sum(nil), index)), 0o644)
+	return os.WriteFile(filepath.Join(dir, "applied"), []byte(fmt.Sprintf("%x index %d\n", h.Sum(nil), req.Index)), 0o644)
 }
 
 func (f *fakeDisk) BootFiles(ctx context.Context, req BootRequest) ([]answer.BootEntry, error) {
@@ -763,15 +767,15 @@ func mediumPkg(t *testing.T) (string, ed25519.PublicKey, []byte) {
 // steps after the apply.
 type headDisk struct{ *fakeDisk }
 
-func (d headDisk) Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error {
+func (d headDisk) Apply(ctx context.Context, req ApplyRequest) error {
 	d.count("apply")
-	for _, off := range []int64{size - 1000, 0} {
-		if _, err := r.ReadAt(make([]byte, 1000), off); err != nil {
+	for _, off := range []int64{req.Size - 1000, 0} {
+		if _, err := req.Image.ReadAt(make([]byte, 1000), off); err != nil {
 			return err
 		}
 	}
-	os.MkdirAll(filepath.Join(dir, "sbin"), 0o755)
-	return os.WriteFile(filepath.Join(dir, "sbin/init"), []byte("init"), 0o755)
+	os.MkdirAll(filepath.Join(req.Dir, "sbin"), 0o755)
+	return os.WriteFile(filepath.Join(req.Dir, "sbin/init"), []byte("init"), 0o755)
 }
 
 // TestRunFromMediumChunked: an image with chunk hashes on the medium is
@@ -840,30 +844,44 @@ func TestRunFromMediumChunked(t *testing.T) {
 	}
 }
 
-// TestBenchUnverifiedMedium: the benchmark floor applies an image from the
-// medium unhashed, with a warning; an image from a server is verified
-// whatever the flag says.
-func TestBenchUnverifiedMedium(t *testing.T) {
-	medium, pub, _ := mediumPkg(t)
-	corrupt(t, filepath.Join(medium, "images/pkg/os.wim"))
-	fd := newFakeDisk(t)
-	env, ev := testEnv(t, fd, pub)
-	env.MediumDir = medium
-	env.benchUnverified = true
-	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env); err != nil {
-		t.Fatalf("unverified floor: %v", err)
-	}
-	if !strings.Contains(ev.String(), `"event":"warning","op":"fetch","msg":"BENCHMARK (minint.bench=unverified-medium)`) {
-		t.Errorf("no warning event:\n%s", ev)
-	}
+// TestBenchFloors: a benchmark floor applies an image from the medium
+// unverified, with a warning, and only the unhashed floor asks the apply
+// to skip the WIM's SHA-1s; an image from a server is verified, and its
+// SHA-1s checked, whatever the flag says.
+func TestBenchFloors(t *testing.T) {
+	for _, c := range []struct {
+		floor  BenchFloor
+		noHash int
+	}{
+		{BenchUnverifiedMedium, 0},
+		{BenchUnhashedMedium, 1},
+	} {
+		t.Run(string(c.floor), func(t *testing.T) {
+			medium, pub, _ := mediumPkg(t)
+			corrupt(t, filepath.Join(medium, "images/pkg/os.wim"))
+			fd := newFakeDisk(t)
+			env, ev := testEnv(t, fd, pub)
+			env.MediumDir = medium
+			env.bench = c.floor
+			if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env); err != nil {
+				t.Fatalf("floor: %v", err)
+			}
+			if !strings.Contains(ev.String(), `"event":"warning","op":"fetch","msg":"BENCHMARK (minint.bench=`+string(c.floor)+`)`) {
+				t.Errorf("no warning event:\n%s", ev)
+			}
+			if fd.calls["apply"] != 1 || fd.calls["apply-nohash"] != c.noHash {
+				t.Errorf("calls %v, want 1 apply, %d without SHA-1s", fd.calls, c.noHash)
+			}
 
-	url, pub, _, dir := testPkg(t, true)
-	corrupt(t, filepath.Join(dir, "os.wim"))
-	fd = newFakeDisk(t)
-	env, _ = testEnv(t, fd, pub)
-	env.benchUnverified = true
-	if err := Run(context.Background(), seqFor(t, url, ""), env); !errors.Is(err, manifest.ErrChecksum) || fd.calls["bootfiles"] != 0 {
-		t.Fatalf("over HTTP with the flag: %v, calls %v", err, fd.calls)
+			url, pub, _, dir := testPkg(t, true)
+			corrupt(t, filepath.Join(dir, "os.wim"))
+			fd = newFakeDisk(t)
+			env, _ = testEnv(t, fd, pub)
+			env.bench = c.floor
+			if err := Run(context.Background(), seqFor(t, url, ""), env); !errors.Is(err, manifest.ErrChecksum) || fd.calls["bootfiles"] != 0 || fd.calls["apply-nohash"] != 0 {
+				t.Fatalf("over HTTP with the flag: %v, calls %v", err, fd.calls)
+			}
+		})
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -26,9 +25,9 @@ import (
 // and file writes.
 type wimDisk struct{ *fakeDisk }
 
-func (d wimDisk) Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error {
+func (d wimDisk) Apply(ctx context.Context, req ApplyRequest) error {
 	d.count("apply")
-	return (&SystemBackend{}).Apply(ctx, r, size, index, dir, progress)
+	return (&SystemBackend{}).Apply(ctx, req)
 }
 
 // benchImage builds (once per cache) a WIM of a generated tree: text-like

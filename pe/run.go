@@ -130,8 +130,12 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 	case strings.HasPrefix(base, "medium:"):
 		p := filepath.Join(r.env.MediumDir, strings.TrimPrefix(base, "medium:"), filepath.FromSlash(e.Path))
 		ref.Path = p
-		if r.env.benchUnverified {
-			msg := fmt.Sprintf("BENCHMARK (minint.bench=unverified-medium): %s is applied WITHOUT verifying it; never deploy this way", e.Path)
+		if r.env.bench != "" {
+			what := "WITHOUT verifying it"
+			if r.env.bench == BenchUnhashedMedium {
+				what = "WITHOUT verifying it or the SHA-1 of its files"
+			}
+			msg := fmt.Sprintf("BENCHMARK (minint.bench=%s): %s is applied %s; never deploy this way", r.env.bench, e.Path, what)
 			r.rep.Printf("  warning: %s", msg)
 			r.rep.Emit(progress.Event{Kind: "warning", Op: s.Name, Msg: msg})
 			ref.Verified = true
@@ -295,7 +299,8 @@ func (r *runner) apply(s *sequence.ApplyImage) error {
 		return fmt.Errorf("cleaning the target before applying: %w", err)
 	}
 	task := r.rep.Start(fmt.Sprintf("apply image %d", index), 0, "bytes")
-	err := r.env.Backend.Apply(r.ctx, ra, size, index, r.st.Target, task.Callback())
+	err := r.env.Backend.Apply(r.ctx, ApplyRequest{Image: ra, Size: size, Index: index, Dir: r.st.Target, Progress: task.Callback(),
+		BenchNoHash: r.env.bench == BenchUnhashedMedium && r.onMedium(img.Path)})
 	task.Finish(err)
 	if p != nil && (err == nil || p.tr.Err() != nil) {
 		// Done only once the download verified whole; a failed download

@@ -216,12 +216,12 @@ func (b *SystemBackend) Clean(ctx context.Context, root string) error {
 	return err
 }
 
-func (b *SystemBackend) Apply(ctx context.Context, r io.ReaderAt, size int64, index int, dir string, progress func(done, total int64)) error {
-	w, err := wim.NewReader(r, size)
+func (b *SystemBackend) Apply(ctx context.Context, req ApplyRequest) error {
+	w, err := wim.NewReader(req.Image, req.Size)
 	if err != nil {
 		return err
 	}
-	return w.Apply(ctx, index, dir, wim.ApplyOptions{Progress: progress})
+	return w.Apply(ctx, req.Index, req.Dir, wim.ApplyOptions{Progress: req.Progress, InsecureSkipHashCheck: req.BenchNoHash})
 }
 
 // BootFiles installs the loaders the way package bootloader lays them

@@ -71,8 +71,11 @@
 //	                       the console (which then shows lines, no page)
 //	minint.bench=unverified-medium  benchmarks only (make bench-deploy):
 //	                       apply an image from the boot medium without
-//	                       hashing it, the floor verification is measured
-//	                       against; a server's image is verified regardless
+//	                       verifying the package (the WIM's SHA-1s are
+//	                       still checked); a server's image is verified
+//	                       regardless
+//	minint.bench=unhashed-medium  the same without the WIM's SHA-1s
+//	                       either: the floor that hashes nothing
 package main
 
 import (

@@ -48,8 +48,8 @@ func deploy(ctx context.Context, e *env) error {
 		SequenceMinVersion: e.opts.SequenceMinVersion,
 		Console:            e.out.human,
 
-		BenchUnverifiedMedium: e.opts.BenchUnverified,
-		Events:                e.out.events,
+		Bench:  pe.BenchFloor(e.opts.Bench),
+		Events: e.out.events,
 		Network: func(ctx context.Context, cfg netconf.Config) error {
 			return configureNetwork(ctx, e, cfg)
 		},

@@ -14,14 +14,14 @@ import (
 )
 
 func TestParseCmdline(t *testing.T) {
-	o, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0,115200 console=tty0 minint.done=poweroff minint.media=abc123 minint.net=0 minint.debug quiet x="a b" minint.sequence=http://10.0.2.2:8080/seq.yaml minint.sequence-min-version=4.2 minint.var.site=lab minint.var.empty= minint.staged=UUID=0a1b2c3d-0000-4000-8000-00000000abcd minint.bench=unverified-medium` + "\n")
+	o, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0,115200 console=tty0 minint.done=poweroff minint.media=abc123 minint.net=0 minint.debug quiet x="a b" minint.sequence=http://10.0.2.2:8080/seq.yaml minint.sequence-min-version=4.2 minint.var.site=lab minint.var.empty= minint.staged=UUID=0a1b2c3d-0000-4000-8000-00000000abcd minint.bench=unhashed-medium` + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Options{Done: DonePoweroff, Media: "abc123", Net: false, Shell: false, Debug: true,
 		Sequence: "http://10.0.2.2:8080/seq.yaml", SequenceMinVersion: "4.2", Staged: "0a1b2c3d-0000-4000-8000-00000000abcd", Vars: map[string]string{"site": "lab", "empty": ""},
 		Rest:    map[string]string{"BOOT_IMAGE": "/vmlinuz", "console": "tty0", "quiet": "", "x": "a b"},
-		Network: netconf.Config{DHCPAll: true}, FailWait: DefaultFailWait, Serial: SerialLines, BenchUnverified: true}
+		Network: netconf.Config{DHCPAll: true}, FailWait: DefaultFailWait, Serial: SerialLines, Bench: "unhashed-medium"}
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("got  %+v\nwant %+v", o, want)
 	}
@@ -32,8 +32,11 @@ func TestParseCmdlineDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Done != DoneShell || !o.Net || o.Shell || o.Debug || o.Media != "" || o.BenchUnverified {
+	if o.Done != DoneShell || !o.Net || o.Shell || o.Debug || o.Media != "" || o.Bench != "" {
 		t.Errorf("defaults wrong: %+v", o)
+	}
+	if o, err := ParseCmdline("minint.bench=unverified-medium"); err != nil || o.Bench != "unverified-medium" {
+		t.Errorf("minint.bench=unverified-medium: %q, %v", o.Bench, err)
 	}
 }
 
@@ -48,7 +51,7 @@ func TestParseCmdlineBad(t *testing.T) {
 		}
 	}
 	// The good options still apply; the bad ones keep their defaults.
-	if o.Done != DoneShell || !o.Net || !o.Shell || o.Staged != "" || o.BenchUnverified {
+	if o.Done != DoneShell || !o.Net || !o.Shell || o.Staged != "" || o.Bench != "" {
 		t.Errorf("got %+v", o)
 	}
 	// Except a floor: dropping it would accept older sequences, keeping

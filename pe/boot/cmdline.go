@@ -56,11 +56,10 @@ type Options struct {
 	// (default: readable log lines) or SerialScreen (the page the screen
 	// shows, redrawn in place).
 	Serial string
-	// BenchUnverified is minint.bench=unverified-medium: apply an image on
-	// the boot medium without verifying it, the floor that `make
-	// bench-deploy` measures verification against. Benchmarks only (see
-	// pe.DeployOptions.BenchUnverifiedMedium).
-	BenchUnverified bool
+	// Bench is minint.bench=unverified-medium or unhashed-medium: apply
+	// an image on the boot medium without verifying it, the floors `make
+	// bench-deploy` measures against. Benchmarks only (see pe.BenchFloor).
+	Bench string
 	// FailWait is minint.failwait=SECONDS: how long a failed PE shows its
 	// failure menu before doing what minint.done says (default 60 s; a key
 	// press stops the count).
@@ -118,11 +117,11 @@ func ParseCmdline(s string) (Options, error) {
 				bad = append(bad, fmt.Sprintf("minint.done=%q (want poweroff, reboot or shell)", v))
 			}
 		case "minint.bench":
-			if v != "unverified-medium" {
-				bad = append(bad, fmt.Sprintf("minint.bench=%q (want unverified-medium)", v))
+			if v != "unverified-medium" && v != "unhashed-medium" {
+				bad = append(bad, fmt.Sprintf("minint.bench=%q (want unverified-medium or unhashed-medium)", v))
 				continue
 			}
-			o.BenchUnverified = true
+			o.Bench = v
 		case "minint.media":
 			if v == "" {
 				bad = append(bad, "minint.media needs a value (the media ID)")
