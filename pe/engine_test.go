@@ -883,6 +883,16 @@ func TestBenchFloors(t *testing.T) {
 			}
 		})
 	}
+	// A value that names no floor verifies, like none.
+	medium, pub, _ := mediumPkg(t)
+	corrupt(t, filepath.Join(medium, "images/pkg/os.wim"))
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	env.MediumDir = medium
+	env.bench = "unverified"
+	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env); !errors.Is(err, manifest.ErrChecksum) || fd.calls["bootfiles"] != 0 {
+		t.Fatalf("unknown floor: %v, calls %v", err, fd.calls)
+	}
 }
 
 // TestFetchMediumVerifiesWhenNotApplied: with another step between fetch
