@@ -64,23 +64,28 @@ type Compressor struct {
 	enc      huffman.Encoder
 }
 
-// node is a position in the parse graph: the cheapest known way to reach it.
+// node is a position in the parse graph: the cheapest known way to reach
+// it. There is one per byte of a block, so its 16 bytes (20 with 32-bit
+// lengths) count in a capture's peak memory, once per compressor thread.
 type node struct {
-	cost   uint32
-	length uint32 // of the item ending here; 1 for a literal
-	off    uint32 // match offset
-	slot   uint32 // offset slot (0-2: repeat offsets)
+	cost uint32
+	off  uint32 // match offset
+	slot uint32 // offset slot (0-2: repeat offsets)
+	// length of the item ending here: 1 for a literal, at most
+	// 2*maxMatchLen+1 for a compound item.
+	length uint16
 	// gap > 0 marks a compound item: an explicit match of gap bytes, one
 	// literal, then the same offset again (R0) for the rest of length.
-	gap uint32
+	gap uint16
 }
 
-// item is a chosen literal (length 0, sym holds the byte) or match.
+// item is a chosen literal (length 0, sym holds the byte) or match, in 8
+// bytes: up to one per byte of a block, like the nodes.
 type item struct {
-	length uint32
-	slot   uint32
 	extra  uint32 // offset - slot base (explicit offsets)
-	sym    uint32 // literal byte
+	length uint16
+	slot   uint8
+	sym    uint8 // literal byte
 }
 
 // NewCompressor prepares for chunks of up to maxChunk bytes (32768 default
@@ -343,7 +348,7 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 			tab := &costTab[k]
 			for ; next <= maxLen && data[src+next-1] == data[i+next-1]; next++ {
 				if mc := base + tab[next-minMatchLen]; mc < nodes[-s+i+next].cost {
-					nodes[-s+i+next] = node{cost: mc, length: uint32(next), off: uint32(off), slot: k}
+					nodes[-s+i+next] = node{cost: mc, length: uint16(next), off: uint32(off), slot: k}
 				}
 			}
 		}
@@ -364,7 +369,7 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 			extra := base + uint32(extraOffsetBits[slot])*costScale
 			for ; next <= longest; next++ {
 				if mc := extra + tab[next-minMatchLen]; mc < nodes[-s+i+next].cost {
-					nodes[-s+i+next] = node{cost: mc, length: uint32(next), off: off, slot: slot}
+					nodes[-s+i+next] = node{cost: mc, length: uint16(next), off: off, slot: slot}
 				}
 			}
 		}
@@ -384,7 +389,7 @@ func (c *Compressor) parse(data []byte, s, e int, q0 [3]uint32) {
 				mc := base + uint32(extraOffsetBits[slot])*costScale + costTab[slot][longest-minMatchLen] +
 					mainCost[data[g-1]] + costTab[0][rl-minMatchLen]
 				if end := g + rl; mc < nodes[-s+end].cost {
-					nodes[-s+end] = node{cost: mc, length: uint32(end - i), off: uint32(off), slot: slot, gap: uint32(longest)}
+					nodes[-s+end] = node{cost: mc, length: uint16(end - i), off: uint32(off), slot: slot, gap: uint16(longest)}
 				}
 			}
 		}
@@ -433,7 +438,7 @@ func (c *Compressor) collect(data []byte, s, e int) {
 	for i := e; i > s; {
 		nd := &nodes[-s+i]
 		if nd.length == 1 {
-			b := uint32(data[i-1])
+			b := data[i-1]
 			k--
 			c.items[k] = item{sym: b}
 			c.mainFreq[b]++
@@ -442,15 +447,15 @@ func (c *Compressor) collect(data []byte, s, e int) {
 		}
 		start := i - int(nd.length)
 		if nd.gap > 0 {
-			lit := uint32(data[start+int(nd.gap)])
+			lit := data[start+int(nd.gap)]
 			k -= 3
-			c.items[k] = c.matchItem(nd.gap, nd.slot, nd.off)
+			c.items[k] = c.matchItem(uint32(nd.gap), nd.slot, nd.off)
 			c.items[k+1] = item{sym: lit}
 			c.mainFreq[lit]++
-			c.items[k+2] = c.matchItem(nd.length-nd.gap-1, 0, nd.off)
+			c.items[k+2] = c.matchItem(uint32(nd.length-nd.gap-1), 0, nd.off)
 		} else {
 			k--
-			c.items[k] = c.matchItem(nd.length, nd.slot, nd.off)
+			c.items[k] = c.matchItem(uint32(nd.length), nd.slot, nd.off)
 		}
 		i = start
 	}
@@ -458,7 +463,7 @@ func (c *Compressor) collect(data []byte, s, e int) {
 
 // matchItem returns the item for a match and counts its symbols.
 func (c *Compressor) matchItem(length, slot, off uint32) item {
-	it := item{length: length, slot: slot}
+	it := item{length: uint16(length), slot: uint8(slot)}
 	h := length - minMatchLen
 	if h >= numPrimaryLens {
 		c.lenFreq[h-numPrimaryLens]++
@@ -555,21 +560,22 @@ func (c *Compressor) writeBlock(w *bitWriter, size int, q [3]uint32, prevMain *[
 			w.bits(c.mainCode[it.sym], uint32(c.mainLens[it.sym]))
 			continue
 		}
-		h := it.length - minMatchLen
+		slot := uint32(it.slot)
+		h := uint32(it.length) - minMatchLen
 		lh := min(h, numPrimaryLens)
-		ms := numChars + it.slot*numLenHeaders + lh
+		ms := numChars + slot*numLenHeaders + lh
 		w.bits(c.mainCode[ms], uint32(c.mainLens[ms]))
 		if lh == numPrimaryLens {
 			ls := h - numPrimaryLens
 			w.bits(c.lenCode[ls], uint32(c.lenLens[ls]))
 		}
-		if it.slot < numRecentOffsets {
-			q[it.slot], q[0] = q[0], q[it.slot]
+		if slot < numRecentOffsets {
+			q[slot], q[0] = q[0], q[slot]
 			continue
 		}
-		q = [3]uint32{it.extra + uint32(offsetSlotBase[it.slot]), q[0], q[1]}
-		nb := uint32(extraOffsetBits[it.slot])
-		if btype == blockAligned && it.slot >= minAlignedSlot {
+		q = [3]uint32{it.extra + uint32(offsetSlotBase[slot]), q[0], q[1]}
+		nb := uint32(extraOffsetBits[slot])
+		if btype == blockAligned && slot >= minAlignedSlot {
 			w.bits(it.extra>>numAlignedBits, nb-numAlignedBits)
 			a := it.extra & 7
 			w.bits(c.alCode[a], uint32(c.alLens[a]))
