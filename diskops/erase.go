@@ -6,9 +6,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/minint/minint/internal/directio"
 )
 
 // EraseOptions tunes Erase.
@@ -120,11 +121,8 @@ func verifyZero(t *Target, samples int) (int, error) {
 		}
 	}
 	defer f.Close()
-	const blk = 4096
-	// O_DIRECT needs an aligned buffer.
-	raw := make([]byte, 1<<20+blk)
-	a := int(uintptr(unsafe.Pointer(&raw[0])) & (blk - 1))
-	buf := raw[(blk-a)%blk:][:1<<20]
+	const blk = directio.Align
+	buf := directio.Buf(blk)
 	var offs []int64
 	for off := int64(0); off < min(t.Size, 1<<20); off += blk {
 		offs = append(offs, off)

@@ -5,12 +5,9 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
-)
 
-// directAlign is the alignment of O_DIRECT I/O: offset, length and memory.
-// 4 KiB is the largest logical block size disks have, so it suits all.
-const directAlign = 4096
+	"github.com/minint/minint/internal/directio"
+)
 
 // directFile is a pipelined download's partial file, written and read with
 // O_DIRECT wherever the bytes allow it.
@@ -24,7 +21,7 @@ const directAlign = 4096
 // decompressor beside it (issue 16). On hardware it keeps a multi-GB image
 // from pushing the applied files' pages out of the cache.
 //
-// Only aligned runs (offset, length and memory, see directAlign) go through
+// Only aligned runs (offset, length and memory, see directio.Align) go through
 // the O_DIRECT descriptor: the download's 4 MiB chunks and the apply's
 // 4 MiB blocks; the file's tail and any odd chunk size a manifest sets go
 // through the ordinary one. Linux keeps the two coherent: an O_DIRECT write
@@ -55,9 +52,8 @@ func openDirect(name string) (*directFile, error) {
 
 // aligned reports whether p at off can go through O_DIRECT.
 func (d *directFile) aligned(p []byte, off int64) bool {
-	return d.direct != nil && !d.off.Load() && len(p) > 0 &&
-		len(p)%directAlign == 0 && off%directAlign == 0 &&
-		uintptr(unsafe.Pointer(&p[0]))%directAlign == 0
+	return d.direct != nil && !d.off.Load() &&
+		len(p)%directio.Align == 0 && off%directio.Align == 0 && directio.Aligned(p)
 }
 
 // refused reports whether err says the file system does not take O_DIRECT
@@ -99,11 +95,4 @@ func (d *directFile) Close() error {
 		d.direct.Close()
 	}
 	return d.File.Close()
-}
-
-// alignedBuf returns n bytes starting at a directAlign boundary.
-func alignedBuf(n int) []byte {
-	b := make([]byte, n+directAlign)
-	skip := (directAlign - int(uintptr(unsafe.Pointer(&b[0]))%directAlign)) % directAlign
-	return b[skip : skip+n : skip+n]
 }

@@ -6,7 +6,8 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
-	"unsafe"
+
+	"github.com/minint/minint/internal/directio"
 )
 
 // TestDirectFile: bytes written through a mix of O_DIRECT (aligned) and
@@ -33,7 +34,7 @@ func TestDirectFile(t *testing.T) {
 		copy(want[off:], p)
 	}
 	aligned := func(off, n int) []byte {
-		b := alignedBuf(n)
+		b := directio.Buf(n)
 		copy(b, want[off:off+n])
 		return b
 	}
@@ -47,7 +48,7 @@ func TestDirectFile(t *testing.T) {
 	patch := bytes.Repeat([]byte{0xa5}, 5000)
 	write(patch, 4096+17)
 	// Unaligned memory at an aligned offset goes buffered too.
-	odd := alignedBuf(8192 + 1)[1:]
+	odd := directio.Buf(8192 + 1)[1:]
 	copy(odd, bytes.Repeat([]byte{0x5a}, len(odd)))
 	write(odd, 1<<20)
 	// Read a range buffered (now cached), overwrite it with O_DIRECT, read
@@ -56,7 +57,7 @@ func TestDirectFile(t *testing.T) {
 	if _, err := d.File.ReadAt(cached, 2<<20); err != nil {
 		t.Fatal(err)
 	}
-	fresh := alignedBuf(8192)
+	fresh := directio.Buf(8192)
 	for i := range fresh {
 		fresh[i] = byte(i*31 + 7)
 	}
@@ -74,10 +75,10 @@ func TestDirectFile(t *testing.T) {
 		}
 	}
 	for off := int64(0); off < size; off += 1 << 20 {
-		check(alignedBuf(1<<20), off, "aligned read")
+		check(directio.Buf(1<<20), off, "aligned read")
 	}
 	check(make([]byte, 12345), 4000, "unaligned read")
-	check(alignedBuf(2*4096), 2<<20, "aligned read of the O_DIRECT overwrite")
+	check(directio.Buf(2*4096), 2<<20, "aligned read of the O_DIRECT overwrite")
 	b := make([]byte, 8192)
 	if _, err := d.File.ReadAt(b, 2<<20); err != nil || !bytes.Equal(b, fresh) {
 		t.Fatalf("buffered read after an O_DIRECT overwrite: %v, stale bytes %v", err, !bytes.Equal(b, fresh))
@@ -88,14 +89,5 @@ func TestDirectFile(t *testing.T) {
 	}
 	if d.directWritten.Load() < 3<<20 || d.directRead.Load() < 3<<20 {
 		t.Errorf("O_DIRECT carried %d bytes written, %d read; want the aligned ones (at least 3 MiB each)", d.directWritten.Load(), d.directRead.Load())
-	}
-}
-
-func TestAlignedBuf(t *testing.T) {
-	for _, n := range []int{1, 4095, 4096, 1 << 20, 3<<20 + 5} {
-		b := alignedBuf(n)
-		if len(b) != n || cap(b) != n || uintptr(unsafe.Pointer(&b[0]))%directAlign != 0 {
-			t.Errorf("alignedBuf(%d): len %d cap %d at %#x", n, len(b), cap(b), uintptr(unsafe.Pointer(&b[0])))
-		}
 	}
 }

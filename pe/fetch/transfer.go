@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/minint/minint/internal/directio"
 	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/redact"
@@ -206,7 +207,7 @@ func (t *Transfer) chunkLen(i int) int64 {
 // scan hashes the chunks already in the partial file and keeps those that
 // match.
 func (t *Transfer) scan() error {
-	buf := alignedBuf(int(min(t.e.ChunkSize, 4<<20)))
+	buf := directio.Buf(int(min(t.e.ChunkSize, 4<<20)))
 	for i := range t.have {
 		h := sha256.New()
 		off, n := int64(i)*t.e.ChunkSize, t.chunkLen(i)
@@ -352,7 +353,7 @@ func (t *Transfer) stream(resp *http.Response) {
 // in a one-vCPU PE under TCG every write, lock and progress report per
 // read costs the apply running beside it (issue 16).
 func (t *Transfer) consume(body io.Reader, i int) error {
-	buf := alignedBuf(1 << 20)
+	buf := directio.Buf(1 << 20)
 	for ; i < len(t.have); i++ {
 		n := t.chunkLen(i)
 		off := int64(i) * t.e.ChunkSize
@@ -441,7 +442,7 @@ func (t *Transfer) fetchChunk(i int) {
 				return fmt.Errorf("GET %s: %w", t.shown, err)
 			}
 		}
-		b := alignedBuf(int(end - start))
+		b := directio.Buf(int(end - start))
 		if _, err := io.ReadFull(resp.Body, b); err != nil {
 			return fmt.Errorf("GET %s bytes %d-%d: %w", t.shown, start, end-1, err)
 		}
