@@ -51,6 +51,12 @@ const (
 	BenchUnhashedMedium BenchFloor = "unhashed-medium"
 )
 
+// known reports whether f is one of the floors; any other value verifies
+// like none.
+func (f BenchFloor) known() bool {
+	return f == BenchUnverifiedMedium || f == BenchUnhashedMedium
+}
+
 // DeployOptions is what cmd/peinit knows at boot.
 type DeployOptions struct {
 	// Sequence is a file path or an http(s) URL (minint.sequence=…);
@@ -107,9 +113,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 	}
 	var seq *sequence.Sequence
 	var err error
-	switch o.Bench {
-	case "", BenchUnverifiedMedium, BenchUnhashedMedium:
-	default:
+	if o.Bench != "" && !o.Bench.known() {
 		return fmt.Errorf("unknown benchmark floor %q (want %s or %s)", o.Bench, BenchUnverifiedMedium, BenchUnhashedMedium)
 	}
 	boot := "medium"

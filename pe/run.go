@@ -130,7 +130,7 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 	case strings.HasPrefix(base, "medium:"):
 		p := filepath.Join(r.env.MediumDir, strings.TrimPrefix(base, "medium:"), filepath.FromSlash(e.Path))
 		ref.Path = p
-		if r.env.bench == BenchUnverifiedMedium || r.env.bench == BenchUnhashedMedium {
+		if r.env.bench.known() {
 			what := "WITHOUT verifying it"
 			if r.env.bench == BenchUnhashedMedium {
 				what = "WITHOUT verifying it or the SHA-1 of its files"
