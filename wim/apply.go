@@ -33,6 +33,12 @@ type ApplyOptions struct {
 	// like tls.Config.InsecureSkipVerify, never set it to apply an image
 	// for use.
 	InsecureSkipHashCheck bool
+	// Checksums, if set, checks each file's data against its XXH64 in
+	// this table instead of its SHA-1 (a table of the wrong length fails
+	// with ErrChecksum before anything is created). Set it only when the
+	// WIM's bytes were authenticated by what carried the table: see
+	// Checksums for why that keeps what the SHA-1 check gives.
+	Checksums Checksums
 }
 
 // Apply extracts image index (1-based) into dir. See Image.Apply.

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -47,9 +48,12 @@ type applier struct {
 	// existing marks directories that were already there (their setgid
 	// bit may give new files another group).
 	existing map[*applyEntry]bool
-	done     atomic.Int64
-	total    int64
-	progMu   sync.Mutex
+	// sums, when opts.Checksums is set, is each blob's XXH64 to check
+	// its data against instead of its SHA-1.
+	sums   map[*blob]uint64
+	done   atomic.Int64
+	total  int64
+	progMu sync.Mutex
 }
 
 const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
@@ -61,8 +65,9 @@ const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESO
 // path is then opened relative to dir with openat2(RESOLVE_BENEATH|
 // RESOLVE_NO_SYMLINKS), so nothing can be written outside dir or through a
 // symlink. File data is decompressed and written by opts.Threads workers;
-// each blob's SHA-1 is checked as it is written and a mismatch fails with
-// ErrChecksum naming the file (whose partial data is removed). Symlinks,
+// each blob's SHA-1 (or its XXH64 in opts.Checksums) is checked as it is
+// written and a mismatch fails with ErrChecksum naming the file (whose
+// partial data is removed). Symlinks,
 // device nodes, FIFOs and sockets are created after the data, then hard
 // links, then owners, xattrs, modes and timestamps (directories last).
 //
@@ -84,6 +89,12 @@ func (img *Image) Apply(ctx context.Context, dir string, opts ApplyOptions) erro
 	if err != nil {
 		return err
 	}
+	var sums map[*blob]uint64
+	if opts.Checksums != nil && !opts.InsecureSkipHashCheck {
+		if sums, err = img.r.checksumTable(opts.Checksums); err != nil {
+			return err
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -98,7 +109,7 @@ func (img *Image) Apply(ctx context.Context, dir string, opts ApplyOptions) erro
 	ndirs, targets := fdBudget(opts.Threads)
 	growFDTable(rootfd, min(ndirs, len(p.dirs))+opts.Threads*(targets+2))
 	a := &applier{opts: opts, rootfd: rootfd, dir: dir, dirs: newDirCache(ndirs), targets: targets,
-		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid()), existing: map[*applyEntry]bool{}, total: p.total}
+		euid: uint32(os.Geteuid()), egid: uint32(os.Getegid()), existing: map[*applyEntry]bool{}, sums: sums, total: p.total}
 	defer a.dirs.close()
 	return a.apply(ctx, p)
 }
@@ -658,7 +669,10 @@ func (a *applier) writeBatch(ctx context.Context, b *blob, targets []*applyEntry
 		fds = append(fds, fd)
 	}
 	var h hash.Hash // nil: InsecureSkipHashCheck
-	if !a.opts.InsecureSkipHashCheck {
+	switch {
+	case a.sums != nil:
+		h = xxhash.New()
+	case !a.opts.InsecureSkipHashCheck:
 		h = sha1.New()
 	}
 	var off int64
@@ -686,7 +700,11 @@ func (a *applier) writeBatch(ctx context.Context, b *blob, targets []*applyEntry
 	if err != nil {
 		return fmt.Errorf("%s: %w", targets[0].f.Path(), err)
 	}
-	if h != nil {
+	if x, ok := h.(*xxhash.Digest); ok {
+		if got, want := x.Sum64(), a.sums[b]; got != want {
+			return fmt.Errorf("%w: %s: data has XXH64 %016x, the checksum table says %016x", ErrChecksum, targets[0].f.Path(), got, want)
+		}
+	} else if h != nil {
 		if got := [20]byte(h.Sum(nil)); got != b.hash {
 			return fmt.Errorf("%w: %s: data has SHA-1 %x, want %x", ErrChecksum, targets[0].f.Path(), got, b.hash)
 		}

@@ -17,8 +17,10 @@
 // Applying is safe by construction: names are validated before anything is
 // created, nothing is ever resolved through a symlink (openat2 with
 // RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), and every blob's SHA-1 is checked as
-// it is written (only ApplyOptions.InsecureSkipHashCheck, for measuring
-// that check, turns it off).
+// it is written. A caller that authenticates the WIM's bytes itself may
+// have each blob's XXH64 checked instead, from a table made by checking
+// the SHA-1s once (Checksums); only ApplyOptions.InsecureSkipHashCheck,
+// for measuring these checks, turns them off.
 //
 // Interoperability with wimlib-imagex: symlink targets are applied exactly
 // as stored, like wimlib's --norpfix (right for deploying a root file

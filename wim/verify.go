@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -25,6 +26,12 @@ type VerifyOptions struct {
 // reads every blob in the blob table checking its SHA-1. Cancelling ctx
 // stops it with ctx's error.
 func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) error {
+	return r.verify(ctx, opts, nil)
+}
+
+// verify is Verify; with sums not nil it also records each blob's XXH64
+// there (Checksums), only once its SHA-1 matched.
+func (r *Reader) verify(ctx context.Context, opts VerifyOptions, sums map[*blob]uint64) error {
 	if opts.Threads <= 0 {
 		opts.Threads = runtime.GOMAXPROCS(0)
 	}
@@ -81,7 +88,15 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) error {
 		if gctx.Err() != nil {
 			break
 		}
-		g.Go(func() error { return verifyBlob(gctx, b, opts.Threads, progress) })
+		g.Go(func() error {
+			sum, err := verifyBlob(gctx, b, opts.Threads, sums != nil, progress)
+			if err == nil && sums != nil {
+				mu.Lock()
+				sums[b] = sum
+				mu.Unlock()
+			}
+			return err
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -89,23 +104,29 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) error {
 	return ctx.Err()
 }
 
-func verifyBlob(ctx context.Context, b *blob, threads int, progress func(int64)) error {
+// verifyBlob checks b's SHA-1 and returns the XXH64 of its data if
+// withSum is set.
+func verifyBlob(ctx context.Context, b *blob, threads int, withSum bool, progress func(int64)) (uint64, error) {
 	if b.solid {
-		return unsupportedErr("blob %x is in a solid resource", b.hash)
+		return 0, unsupportedErr("blob %x is in a solid resource", b.hash)
 	}
 	h := sha1.New()
+	x := xxhash.New()
 	err := b.res.eachChunk(ctx, threads, func(c []byte) error {
 		h.Write(c)
+		if withSum {
+			x.Write(c)
+		}
 		progress(int64(len(c)))
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("blob %x at offset %d: %w", b.hash, b.res.rh.offset, err)
+		return 0, fmt.Errorf("blob %x at offset %d: %w", b.hash, b.res.rh.offset, err)
 	}
 	var got [20]byte
 	h.Sum(got[:0])
 	if got != b.hash {
-		return fmt.Errorf("%w: blob at offset %d of %s has SHA-1 %x, want %x", ErrChecksum, b.res.rh.offset, b.res.p.name, got, b.hash)
+		return 0, fmt.Errorf("%w: blob at offset %d of %s has SHA-1 %x, want %x", ErrChecksum, b.res.rh.offset, b.res.p.name, got, b.hash)
 	}
-	return nil
+	return x.Sum64(), nil
 }
