@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/minint/minint/sign"
+	"github.com/minint/minint/wim"
 )
 
 var day0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
@@ -122,6 +124,13 @@ func TestVerifyRejectsBadManifest(t *testing.T) {
 		"sizes adding up":    `{"version":1,"files":[{"path":"x","size":1000000000000000,"sha256":"` + h + `"},{"path":"y","size":1000000000000000,"sha256":"` + h + `"}]}`,
 		"pkg version":        `{"version":1,"package_version":"12.x","files":[{"path":"x","size":1,"sha256":"` + h + `"}]}`,
 		"new signature":      `{"version":1,"files":[{"path":"manifest.json.sig","size":1,"sha256":"` + h + `"}]}`,
+		// A WIM checksum table where no WIM is applied, or not 8 bytes a
+		// blob, or more blobs than the WIM has room for.
+		"xxh64 without image": `{"version":1,"files":[{"path":"x","size":100,"sha256":"` + h + `","wim_xxh64":"AAAAAAAAAAA="}]}`,
+		"xxh64 not the image": `{"version":1,"image":{"file":"y","index":1},"files":[{"path":"x","size":100,"sha256":"` + h + `","wim_xxh64":"AAAAAAAAAAA="},{"path":"y","size":100,"sha256":"` + h + `"}]}`,
+		"xxh64 length":        `{"version":1,"image":{"file":"x","index":1},"files":[{"path":"x","size":100,"sha256":"` + h + `","wim_xxh64":"AAAAAAAAAA=="}]}`,
+		"xxh64 too many":      `{"version":1,"image":{"file":"x","index":1},"files":[{"path":"x","size":99,"sha256":"` + h + `","wim_xxh64":"AAAAAAAAAAAAAAAAAAAAAA=="}]}`,
+		"xxh64 not base64":    `{"version":1,"image":{"file":"x","index":1},"files":[{"path":"x","size":100,"sha256":"` + h + `","wim_xxh64":"AAAA!AAAAAA="}]}`,
 	} {
 		if _, err := Verify([]byte(js), legacySign([]byte(js), priv), pub, VerifyOptions{}); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: err = %v, want ErrFormat", name, err)
@@ -186,5 +195,74 @@ func TestVerifyContext(t *testing.T) {
 	got, err := Verify(mb, legacySign(mb, priv2), pub2, soon)
 	if err != nil || !got.Signature.Legacy {
 		t.Errorf("old-format signature: %+v, %v; want accepted as Legacy", got, err)
+	}
+}
+
+// TestBuildWIMChecksums: the image's entry carries the WIM's table,
+// which survives signing and Verify; a WIM whose data fails its SHA-1s
+// gets no manifest.
+func TestBuildWIMChecksums(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(t.TempDir(), "root")
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	data := bytes.Repeat([]byte("a file of the image "), 500)
+	os.WriteFile(filepath.Join(src, "etc", "f"), data, 0o644)
+	os.WriteFile(filepath.Join(src, "g"), []byte("another"), 0o644)
+	p := filepath.Join(dir, "image.wim")
+	w, err := wim.Create(p, wim.WriterOptions{Compression: wim.CompressionNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddImage(context.Background(), src, wim.ImageOptions{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not an image"), 0o644)
+	r, err := wim.OpenReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := r.Checksums(context.Background(), wim.VerifyOptions{})
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 16 {
+		t.Fatalf("the WIM's table has %d bytes, want 16 (two blobs)", len(want))
+	}
+
+	_, privF, _ := sign.GenerateKey()
+	priv, _ := sign.ParsePrivateKey(privF)
+	o := BuildOptions{Image: &Image{File: "image.wim", Index: 1}, WIMChecksums: true, Created: day0}
+	m, mb, err := Build(dir, []string{"image.wim", "notes.txt"}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := sign.Sign(mb, priv, m.SignContext())
+	got, err := Verify(mb, sig, priv.Public().(ed25519.PublicKey), VerifyOptions{Now: day0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, _ := got.File("image.wim"); !bytes.Equal(img.WIMChecksums, want) {
+		t.Errorf("verified table %x, want %x", img.WIMChecksums, want)
+	}
+	if notes, _ := got.File("notes.txt"); notes.WIMChecksums != nil {
+		t.Errorf("a file that is not the image got a table: %x", notes.WIMChecksums)
+	}
+	if m, _, err := Build(dir, []string{"image.wim"}, BuildOptions{Image: o.Image, Created: day0}); err != nil || m.Files[0].WIMChecksums != nil {
+		t.Errorf("without WIMChecksums: table %x, %v", m.Files[0].WIMChecksums, err)
+	}
+
+	b, _ := os.ReadFile(p)
+	i := bytes.Index(b, data)
+	if i < 0 {
+		t.Fatal("the file's data is not stored uncompressed in the test WIM")
+	}
+	b[i+7] ^= 1
+	os.WriteFile(p, b, 0o644)
+	if _, _, err := Build(dir, []string{"image.wim"}, o); !errors.Is(err, wim.ErrChecksum) {
+		t.Errorf("Build of a damaged WIM: %v, want wim.ErrChecksum", err)
 	}
 }

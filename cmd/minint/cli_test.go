@@ -223,7 +223,7 @@ func TestRenamedFlags(t *testing.T) {
 	}
 	pkg := dir + "/pkg"
 	os.Mkdir(pkg, 0o755)
-	os.WriteFile(pkg+"/os.wim", []byte("not really a WIM"), 0o644)
+	writeWIM(t, pkg+"/os.wim")
 	if code, _, stderr := runCLI(t, "package", "create", "--key", dir+"/k.key", pkg); code != 0 {
 		t.Fatalf("package create: %d %s", code, stderr)
 	}

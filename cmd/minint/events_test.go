@@ -40,7 +40,7 @@ func TestJSONEventsOwnStdout(t *testing.T) {
 	write("layout.yaml", "partitions:\n  - {name: esp, size: 40M, type: esp, fs: vfat}\n  - {name: root, size: rest}\n")
 	write("cleanroot/etc/hostname", "pc17\n")
 	os.MkdirAll(p("cleanroot/minint"), 0o755)
-	write("pkg/os.wim", strings.Repeat("wim", 10000))
+	writeWIM(t, p("pkg/os.wim"))
 	write("pe/vmlinuz", strings.Repeat("k", 100000))
 	write("pe/initramfs.cpio.gz", emptyInitramfs) // iso customize and show read it
 	write("pe/pe.json", `{"kernel": "vmlinuz", "initramfs": "initramfs.cpio.gz", "id": "abc", "kernel_version": "6.1"}`)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -42,10 +43,10 @@ func TestISOCustomizeCommand(t *testing.T) {
 	}
 	os.WriteFile(p("pe/pe.json"), []byte(`{"kernel": "vmlinuz", "initramfs": "initramfs.cpio", "id": "abc"}`), 0o644)
 	os.MkdirAll(p("pkg"), 0o755)
-	os.WriteFile(p("pkg/os.wim"), bytes.Repeat([]byte("wim"), 1000), 0o644)
+	size := writeWIM(t, p("pkg/os.wim"))
 	run(0, "package", "create", "--key", p("k.key"), p("pkg"))
 	os.MkdirAll(p("foreign"), 0o755)
-	os.WriteFile(p("foreign/os.wim"), []byte("x"), 0o644)
+	writeWIM(t, p("foreign/os.wim"))
 	run(0, "package", "create", "--key", p("other.key"), p("foreign"))
 	os.WriteFile(p("seq.yaml"), []byte("version: 1\nname: custom\nsteps:\n  - type: run\n    shell: echo hi\n"), 0o644)
 	os.WriteFile(p("bad.yaml"), []byte("version: 1\nsteps:\n  - type: nosuchstep\n"), 0o644)
@@ -53,7 +54,7 @@ func TestISOCustomizeCommand(t *testing.T) {
 	// --package replaces three --add SRC:image/… flags.
 	run(0, "iso", "--pe-dir", p("pe"), "-o", p("a.iso"), "-q", "--package", p("pkg"))
 	out, _ := run(0, "iso", "show", p("a.iso"))
-	for _, want := range []string{"sequence:    none", "/minint/image: ", "image os.wim, 1 files, signed with the PE's key", "/minint/image/os.wim (3000 bytes)"} {
+	for _, want := range []string{"sequence:    none", "/minint/image: ", "image os.wim, 1 files, signed with the PE's key", fmt.Sprintf("/minint/image/os.wim (%d bytes)", size)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("iso show lacks %q:\n%s", want, out)
 		}

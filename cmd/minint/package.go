@@ -114,6 +114,7 @@ func newPackageCreateCmd() *cobra.Command {
 	expires := fs.String("expires", "", "refuse the package after `WHEN`: a duration from now (90d, 720h) or a time (2027-05-28 or RFC 3339)")
 	chunk := 4 * bytesize.MiB
 	fs.Var(&chunk, "chunk-size", "per-chunk hash `SIZE` for applying straight from HTTP (0: none)")
+	checksums := fs.Bool("wim-checksums", true, "decode the image, check its SHA-1s and record each file's XXH64, which the PE checks instead of the SHA-1s (a PE older than this option refuses such a manifest)")
 	outFlags := addOutputFlags(c, "progress", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
 		priv, err := readPrivate(*key)
@@ -175,7 +176,7 @@ func newPackageCreateCmd() *cobra.Command {
 		}
 		defer rep.Close()
 		task := rep.Start("hash", 0, "bytes")
-		m, mb, err := manifest.Build(dir, files, manifest.BuildOptions{Name: *name, Version: *version, ExpiresIn: expiresIn, Image: &manifest.Image{File: *image, Index: *index}, ChunkSize: cs, Progress: task.Callback()})
+		m, mb, err := manifest.Build(dir, files, manifest.BuildOptions{Name: *name, Version: *version, ExpiresIn: expiresIn, Image: &manifest.Image{File: *image, Index: *index}, ChunkSize: cs, WIMChecksums: *checksums, Progress: task.Callback()})
 		task.Finish(err)
 		if err != nil {
 			return err

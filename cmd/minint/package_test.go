@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,7 +11,35 @@ import (
 
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sign"
+	"github.com/minint/minint/wim"
 )
+
+// writeWIM writes a small real WIM at p (package create decodes the
+// image) and returns its size.
+func writeWIM(t testing.TB, p string) int64 {
+	t.Helper()
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "hostname"), []byte("pc17\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "data"), bytes.Repeat([]byte("wim"), 100000), 0o644)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := wim.Create(p, wim.WriterOptions{Compression: wim.CompressionXPRESS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddImage(context.Background(), src, wim.ImageOptions{Name: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
 
 // run runs the CLI and returns its exit code and everything it printed.
 func run(t *testing.T, args ...string) (int, string) {
@@ -24,7 +53,7 @@ func TestPackageCommands(t *testing.T) {
 	dir := t.TempDir()
 	pkg := filepath.Join(dir, "pkg")
 	os.MkdirAll(pkg, 0o755)
-	os.WriteFile(filepath.Join(pkg, "os.wim"), bytes.Repeat([]byte("wim"), 100000), 0o644)
+	writeWIM(t, filepath.Join(pkg, "os.wim"))
 	key := filepath.Join(dir, "k")
 	if code, out := run(t, "keygen", key); code != 0 {
 		t.Fatalf("keygen: %d %s", code, out)
@@ -79,6 +108,27 @@ func TestPackageCommands(t *testing.T) {
 	if code, _ := run(t, "package", "create", pkg); code != 2 {
 		t.Error("create without --key is not a usage error")
 	}
+
+	// The image's XXH64 table is recorded by default, which takes a WIM
+	// whose data passes its SHA-1s; --wim-checksums=false leaves it out.
+	writeWIM(t, filepath.Join(pkg, "os.wim"))
+	if code, out := run(t, "package", "create", "--key", key+".key", pkg); code != 0 {
+		t.Fatalf("create: %d %s", code, out)
+	}
+	mb, _ = os.ReadFile(filepath.Join(pkg, "manifest.json"))
+	if !strings.Contains(string(mb), `"wim_xxh64": "`) {
+		t.Errorf("manifest without wim_xxh64:\n%s", mb)
+	}
+	os.WriteFile(filepath.Join(pkg, "os.wim"), bytes.Repeat([]byte("wim"), 1000), 0o644)
+	if code, out := run(t, "package", "create", "--key", key+".key", pkg); code != 1 || !strings.Contains(out, "os.wim: wim: invalid format") {
+		t.Errorf("create with an image that is no WIM: %d %s", code, out)
+	}
+	if code, out := run(t, "package", "create", "--key", key+".key", "--wim-checksums=false", pkg); code != 0 {
+		t.Errorf("create --wim-checksums=false with an image that is no WIM: %d %s", code, out)
+	}
+	if mb, _ = os.ReadFile(filepath.Join(pkg, "manifest.json")); strings.Contains(string(mb), "wim_xxh64") {
+		t.Errorf("--wim-checksums=false wrote a table:\n%s", mb)
+	}
 }
 
 // TestReadmeKeyFlow: the README's commands as pasted (issue 12.6): keygen
@@ -89,7 +139,7 @@ func TestReadmeKeyFlow(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	os.MkdirAll("pkg", 0o755)
-	os.WriteFile("pkg/os.wim", bytes.Repeat([]byte("wim"), 1000), 0o644)
+	writeWIM(t, "pkg/os.wim")
 	os.WriteFile("pkg/manifest.sig", []byte("stale\n"), 0o644) // from an older minint
 	seq := "version: 1\nsteps:\n  - type: poweroff\n"
 	os.WriteFile("seq.yaml", []byte(seq), 0o644)
