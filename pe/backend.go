@@ -6,6 +6,7 @@ import (
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/wim"
 )
 
 // Backend does everything that touches disks, images and power. The engine
@@ -61,6 +62,10 @@ type ApplyRequest struct {
 	Index    int    // 1-based
 	Dir      string // the mounted target root
 	Progress func(done, total int64)
+	// Checksums is the image's wim.Checksums from the signed manifest,
+	// set only when every byte the apply reads is authenticated by that
+	// manifest (wim.ApplyOptions.Checksums says why it must be).
+	Checksums wim.Checksums
 	// BenchNoHash skips the WIM's own SHA-1 check of each file as well
 	// (wim.ApplyOptions.InsecureSkipHashCheck): only for BenchUnhashedMedium.
 	BenchNoHash bool

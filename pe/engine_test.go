@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/minint/minint/netconf"
 	"io"
 	"io/fs"
 	"math/rand"
@@ -28,8 +27,10 @@ import (
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
+	"github.com/minint/minint/netconf"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
+	"github.com/minint/minint/wim"
 )
 
 // fakeDisk is a Backend over a directory: the "disk" is a JSON file with
@@ -148,6 +149,9 @@ func (f *fakeDisk) Apply(ctx context.Context, req ApplyRequest) error {
 	if req.BenchNoHash {
 		f.count("apply-nohash")
 	}
+	if req.Checksums != nil {
+		f.count("apply-checksums")
+	}
 	r, size, dir := req.Image, req.Size, req.Dir
 	// Like a WIM: the tables at the end are read first.
 	if _, err := r.ReadAt(make([]byte, min(size, 1000)), size-min(size, 1000)); err != nil && err != io.EOF {
@@ -193,7 +197,14 @@ func testPkg(t *testing.T, chunked bool) (string, ed25519.PublicKey, []byte, str
 	if chunked {
 		cs = 64 << 10
 	}
-	m, mb, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Name: "os", Version: "2.1", Image: &manifest.Image{File: "os.wim", Index: 2}, ChunkSize: cs})
+	m, _, err := manifest.Build(dir, []string{"os.wim"}, manifest.BuildOptions{Name: "os", Version: "2.1", Image: &manifest.Image{File: "os.wim", Index: 2}, ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stand-in for the WIM's checksum table (this image is no WIM),
+	// to see where the engine hands it on.
+	m.Files[0].WIMChecksums = testChecksums
+	mb, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,6 +214,8 @@ func testPkg(t *testing.T, chunked bool) (string, ed25519.PublicKey, []byte, str
 	t.Cleanup(srv.Close)
 	return srv.URL + "/manifest.json", pub, img, dir
 }
+
+var testChecksums = wim.Checksums("8 bytes!")
 
 func seqFor(t *testing.T, manifestURL, extra string) *sequence.Sequence {
 	t.Helper()
@@ -869,8 +882,8 @@ func TestBenchFloors(t *testing.T) {
 			if !strings.Contains(ev.String(), `"event":"warning","op":"fetch","msg":"BENCHMARK (minint.bench=`+string(c.floor)+`)`) {
 				t.Errorf("no warning event:\n%s", ev)
 			}
-			if fd.calls["apply"] != 1 || fd.calls["apply-nohash"] != c.noHash {
-				t.Errorf("calls %v, want 1 apply, %d without SHA-1s", fd.calls, c.noHash)
+			if fd.calls["apply"] != 1 || fd.calls["apply-nohash"] != c.noHash || fd.calls["apply-checksums"] != 0 {
+				t.Errorf("calls %v, want 1 apply, %d without SHA-1s, none with the manifest's checksum table", fd.calls, c.noHash)
 			}
 
 			url, pub, _, dir := testPkg(t, true)
@@ -892,6 +905,37 @@ func TestBenchFloors(t *testing.T) {
 	env.bench = "unverified"
 	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env); !errors.Is(err, manifest.ErrChecksum) || fd.calls["bootfiles"] != 0 {
 		t.Fatalf("unknown floor: %v, calls %v", err, fd.calls)
+	}
+}
+
+// TestApplyGetsChecksums: the manifest's WIM checksum table reaches the
+// apply in every way of fetching, each of which authenticates every byte
+// the apply reads (the benchmark floors, which do not, are in
+// TestBenchFloors).
+func TestApplyGetsChecksums(t *testing.T) {
+	medium, mpub, _ := mediumPkg(t)
+	url, pub, _, _ := testPkg(t, true)
+	for _, c := range []struct {
+		name, manifest, extra string
+		pub                   ed25519.PublicKey
+	}{
+		{"medium, verified while applied", "medium:/images/pkg/manifest.json", "", mpub},
+		{"medium, verified before", "medium:/images/pkg/manifest.json", "  - {type: run, name: between, in-target: false, shell: \"true\"}\n", mpub},
+		{"pipeline", url, "    mode: pipeline\n", pub},
+		{"stage", url, "    mode: stage\n", pub},
+		{"stream", url, "    mode: stream\n", pub},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fd := newFakeDisk(t)
+			env, _ := testEnv(t, fd, c.pub)
+			env.MediumDir = medium
+			if err := Run(context.Background(), seqFor(t, c.manifest, c.extra), env); err != nil {
+				t.Fatal(err)
+			}
+			if fd.calls["apply"] != 1 || fd.calls["apply-checksums"] != 1 {
+				t.Errorf("calls %v, want one apply with the manifest's checksum table", fd.calls)
+			}
+		})
 	}
 }
 

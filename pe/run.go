@@ -298,9 +298,18 @@ func (r *runner) apply(s *sequence.ApplyImage) error {
 	if err := r.env.Backend.Clean(r.ctx, r.st.Target); err != nil {
 		return fmt.Errorf("cleaning the target before applying: %w", err)
 	}
+	req := ApplyRequest{Image: ra, Size: size, Index: index, Dir: r.st.Target}
+	if r.env.bench.known() && r.onMedium(img.Path) {
+		req.BenchNoHash = r.env.bench == BenchUnhashedMedium
+	} else {
+		// Every byte ra returns was checked against the signed manifest
+		// that carries the table: chunk by chunk (ChunkReader, the
+		// pipeline, a stream) or whole before it was opened.
+		req.Checksums = img.Entry.WIMChecksums
+	}
 	task := r.rep.Start(fmt.Sprintf("apply image %d", index), 0, "bytes")
-	err := r.env.Backend.Apply(r.ctx, ApplyRequest{Image: ra, Size: size, Index: index, Dir: r.st.Target, Progress: task.Callback(),
-		BenchNoHash: r.env.bench == BenchUnhashedMedium && r.onMedium(img.Path)})
+	req.Progress = task.Callback()
+	err := r.env.Backend.Apply(r.ctx, req)
 	task.Finish(err)
 	if p != nil && (err == nil || p.tr.Err() != nil) {
 		// Done only once the download verified whole; a failed download

@@ -221,7 +221,7 @@ func (b *SystemBackend) Apply(ctx context.Context, req ApplyRequest) error {
 	if err != nil {
 		return err
 	}
-	return w.Apply(ctx, req.Index, req.Dir, wim.ApplyOptions{Progress: req.Progress, InsecureSkipHashCheck: req.BenchNoHash})
+	return w.Apply(ctx, req.Index, req.Dir, wim.ApplyOptions{Progress: req.Progress, Checksums: req.Checksums, InsecureSkipHashCheck: req.BenchNoHash})
 }
 
 // BootFiles installs the loaders the way package bootloader lays them
