@@ -422,6 +422,33 @@ func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error
 	return m, append(b, '\n'), nil
 }
 
+// VerifyWIMChecksums decodes the WIM at p, checks its SHA-1s and compares
+// its wim.Checksums with e's (ErrChecksum if they differ), so that a
+// table the PE would trust is known to be right before a machine relies
+// on it. An entry without a table passes.
+func VerifyWIMChecksums(p string, e *Entry, progress func(done, total int64)) error {
+	if e.WIMChecksums == nil {
+		return nil
+	}
+	got, err := wimChecksums(p, 0, 0, progress)
+	if err != nil {
+		return err
+	}
+	if len(got) != len(e.WIMChecksums) {
+		return fmt.Errorf("%w: %s: wim_xxh64 has %d checksums, the image has %d blobs (a table made for another WIM?)", ErrChecksum, e.Path, len(e.WIMChecksums)/8, len(got)/8)
+	}
+	bad := 0
+	for i := 0; i < len(got); i += 8 {
+		if !bytes.Equal(got[i:i+8], e.WIMChecksums[i:i+8]) {
+			bad++
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%w: %s: %d of the %d checksums in wim_xxh64 differ from the image's data", ErrChecksum, e.Path, bad, len(got)/8)
+	}
+	return nil
+}
+
 // wimChecksums makes the wim.Checksums of the WIM at p, reporting its
 // progress after the done of total bytes already hashed.
 func wimChecksums(p string, done, total int64, progress func(done, total int64)) (wim.Checksums, error) {

@@ -255,6 +255,21 @@ func TestBuildWIMChecksums(t *testing.T) {
 		t.Errorf("without WIMChecksums: table %x, %v", m.Files[0].WIMChecksums, err)
 	}
 
+	img, _ := m.File("image.wim")
+	if err := VerifyWIMChecksums(p, img, nil); err != nil {
+		t.Errorf("VerifyWIMChecksums of the table Build made: %v", err)
+	}
+	for name, table := range map[string]wim.Checksums{
+		"one checksum changed": append(wim.Checksums{want[0] ^ 1}, want[1:]...),
+		"one checksum short":   want[:8],
+	} {
+		e := *img
+		e.WIMChecksums = table
+		if err := VerifyWIMChecksums(p, &e, nil); !errors.Is(err, ErrChecksum) {
+			t.Errorf("VerifyWIMChecksums, %s: %v, want ErrChecksum", name, err)
+		}
+	}
+
 	b, _ := os.ReadFile(p)
 	i := bytes.Index(b, data)
 	if i < 0 {

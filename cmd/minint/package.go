@@ -216,7 +216,7 @@ func newPackageVerifyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "verify --key FILE.pub [--package NAME] [--min-version V] DIR",
 		Args:  argCount(1, 1),
-		Short: "Check a package's signature and every file's size, SHA-256 and chunk hashes",
+		Short: "Check a package's signature, every file's size, SHA-256 and chunk hashes, and the image's checksum table",
 	}
 	fs := c.Flags()
 	pubPath := fs.String("key", "", "public key `FILE.pub` (from minint keygen)")
@@ -275,6 +275,12 @@ func newPackageVerifyCmd() *cobra.Command {
 				err = verifyChunks(p, e)
 			}
 			task.Finish(err)
+			if err == nil && e.WIMChecksums != nil {
+				// What the PE checks the decompressed data against.
+				task := rep.Start("decode "+e.Path, 0, "bytes")
+				err = manifest.VerifyWIMChecksums(p, e, task.Callback())
+				task.Finish(err)
+			}
 			if err != nil {
 				errs = append(errs, err)
 			}

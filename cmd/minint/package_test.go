@@ -119,6 +119,19 @@ func TestPackageCommands(t *testing.T) {
 	if !strings.Contains(string(mb), `"wim_xxh64": "`) {
 		t.Errorf("manifest without wim_xxh64:\n%s", mb)
 	}
+	if code, out := run(t, "package", "verify", "--key", key+".pub", pkg); code != 0 || !strings.Contains(out, "decode os.wim") {
+		t.Errorf("verify with the table: %d %s", code, out)
+	}
+	// A signed table that contradicts the image: verify refuses it.
+	json.Unmarshal(mb, &m)
+	m.Files[0].WIMChecksums[0] ^= 1
+	mb, _ = json.Marshal(m)
+	os.WriteFile(filepath.Join(pkg, "manifest.json"), mb, 0o644)
+	sig, _ = sign.Sign(mb, priv, m.SignContext())
+	os.WriteFile(filepath.Join(pkg, manifest.SignatureName), sig, 0o644)
+	if code, out := run(t, "package", "verify", "--key", key+".pub", pkg); code != 1 || !strings.Contains(out, "checksums in wim_xxh64 differ") {
+		t.Errorf("verify a table that contradicts the image: %d %s", code, out)
+	}
 	os.WriteFile(filepath.Join(pkg, "os.wim"), bytes.Repeat([]byte("wim"), 1000), 0o644)
 	if code, out := run(t, "package", "create", "--key", key+".key", pkg); code != 1 || !strings.Contains(out, "os.wim: wim: invalid format") {
 		t.Errorf("create with an image that is no WIM: %d %s", code, out)
