@@ -32,7 +32,8 @@ import (
 //     SHA-256 matches the manifest's chunk list, which the ed25519
 //     signature covers. A tampered or truncated server makes apply fail;
 //     it cannot make apply write anything the image's signer did not
-//     ship. The WIM's own per-blob SHA-1 is checked as always on top.
+//     ship. The decompressed data is checked on top, against the WIM's
+//     SHA-1s or the manifest's XXH64 table (wim.Checksums).
 //   - The whole file is still the gate: the fetch step is recorded done
 //     only after every chunk of it is on disk and matched (which verifies
 //     the whole file, see fetch.Transfer) and the file has its final name,
