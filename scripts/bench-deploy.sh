@@ -26,6 +26,8 @@
 #   files of earlier runs
 # Env: MININT (default out/minint), BENCH_DIR (default out/bench-deploy),
 #      CPUS (default "1 2"), MIRROR (default http://deb.debian.org/debian),
+#      MODES (default "medium http stage floor wimfloor"): the runs to make,
+#        e.g. MODES="stage floor" to measure one mode against its floor;
 #      ROUNDS (default 1): repeat every run this many times, interleaved
 #        (round after round), and add the median ratio of each mode. One
 #        run's ratio varies by some 10% on a shared 2-core host (the same
@@ -62,6 +64,7 @@ case $net in
   *) echo "NET=$net: want user or tap" >&2; exit 2 ;;
 esac
 rounds=${ROUNDS:-1}
+modes=${MODES:-medium http stage floor wimfloor}
 runfile() { # runfile NAME CPUS ROUND: a run's files, without .json or .log
   local r=
   [ "$3" -gt 1 ] && r=-r$3
@@ -231,11 +234,16 @@ say "guest runs"
 rm -f "$work/load$sfx.txt"
 for k in $(seq "$rounds"); do
   for n in $cpus_list; do
-    run medium "$n" "$k"
-    run http "$n" "$k" "minint.sequence=$media/minint/bench/http.yaml"
-    run stage "$n" "$k" "minint.sequence=$media/minint/bench/stage.yaml"
-    run floor "$n" "$k" minint.bench=unhashed-medium
-    run wimfloor "$n" "$k" minint.bench=unverified-medium
+    for m in $modes; do
+      case $m in
+        medium) run medium "$n" "$k" ;;
+        http) run http "$n" "$k" "minint.sequence=$media/minint/bench/http.yaml" ;;
+        stage) run stage "$n" "$k" "minint.sequence=$media/minint/bench/stage.yaml" ;;
+        floor) run floor "$n" "$k" minint.bench=unhashed-medium ;;
+        wimfloor) run wimfloor "$n" "$k" minint.bench=unverified-medium ;;
+        *) echo "MODES: unknown run $m" >&2; exit 2 ;;
+      esac
+    done
   done
 done
 fi
