@@ -70,6 +70,9 @@ const (
 	ShortSignatureName = "manifest.sig"
 	// DefaultChunkSize is the chunk of per-chunk hashes (see package doc).
 	DefaultChunkSize = 4 << 20
+	// MaxSize is the largest manifest.json a PE reads, before its
+	// signature is checked; Build refuses to write a larger one.
+	MaxSize = 4 << 20
 )
 
 // Manifest lists a package's files.
@@ -418,6 +421,9 @@ func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(b)+1 > MaxSize {
+		return nil, nil, fmt.Errorf("%w: the manifest would be %d bytes, more than the %d a PE reads: use larger chunks, or leave out the image's checksum table", ErrFormat, len(b)+1, MaxSize)
 	}
 	return m, append(b, '\n'), nil
 }

@@ -281,3 +281,14 @@ func TestBuildWIMChecksums(t *testing.T) {
 		t.Errorf("Build of a damaged WIM: %v, want wim.ErrChecksum", err)
 	}
 }
+
+// TestBuildTooLarge: a manifest a PE would refuse to read is not written.
+func TestBuildTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	// 32-byte chunks: some 80,000 chunk hashes, over 5 MiB of JSON.
+	os.WriteFile(filepath.Join(dir, "image.wim"), make([]byte, 80000*32), 0o644)
+	_, _, err := Build(dir, []string{"image.wim"}, BuildOptions{Image: &Image{File: "image.wim", Index: 1}, ChunkSize: 32, Created: day0})
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "more than the 4194304 a PE reads") {
+		t.Errorf("err = %v, want ErrFormat naming the PE's bound", err)
+	}
+}

@@ -939,6 +939,19 @@ func TestApplyGetsChecksums(t *testing.T) {
 	}
 }
 
+// TestMediumManifestBounded: a manifest on the medium is read only up to
+// the size a PE reads over HTTP, before its signature is checked.
+func TestMediumManifestBounded(t *testing.T) {
+	medium, pub, _ := mediumPkg(t)
+	os.WriteFile(filepath.Join(medium, "images/pkg/manifest.json"), bytes.Repeat([]byte(" "), manifest.MaxSize+1), 0o644)
+	fd := newFakeDisk(t)
+	env, _ := testEnv(t, fd, pub)
+	env.MediumDir = medium
+	if err := Run(context.Background(), seqFor(t, "medium:/images/pkg/manifest.json", ""), env); !errors.Is(err, httpx.ErrTooLarge) || fd.calls["apply"] != 0 {
+		t.Fatalf("err = %v, calls %v; want httpx.ErrTooLarge and no apply", err, fd.calls)
+	}
+}
+
 // TestFetchMediumVerifiesWhenNotApplied: with another step between fetch
 // and apply-image, the image on the medium is hashed whole in the fetch
 // step (nothing may read it unverified), and a changed byte stops the

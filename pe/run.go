@@ -88,14 +88,20 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 			return errors.New("the boot medium is not mounted in this PE")
 		}
 		full := filepath.Join(r.env.MediumDir, p)
-		if mb, err = os.ReadFile(full); err != nil {
+		f, err := os.Open(full)
+		if err != nil {
 			return err
+		}
+		mb, err = httpx.ReadAll(f, manifest.MaxSize)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", full, err)
 		}
 		if sig, err = readSignature(ctx, nil, full, r.rep.Printf); err != nil {
 			return err
 		}
 	} else {
-		if mb, err = c.Get(ctx, s.Manifest, 4<<20); err != nil {
+		if mb, err = c.Get(ctx, s.Manifest, manifest.MaxSize); err != nil {
 			return err
 		}
 		if sig, err = readSignature(ctx, &c.Client, s.Manifest, r.rep.Printf); err != nil {
