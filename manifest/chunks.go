@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 
 	"github.com/minint/minint/internal/blockcache"
+	"golang.org/x/sync/errgroup"
 )
 
 // ChunkReader reads a local file (a package image on the boot medium)
@@ -103,26 +105,71 @@ func (c *ChunkReader) ReadAt(p []byte, off int64) (int, error) {
 	return c.blocks.ReadAt(p, off) // load's errors name the file
 }
 
-// Complete checks every chunk no read has checked yet. nil means the whole
-// file matches the manifest (see ChunkReader); progress, if not nil, is
-// called with the bytes checked and the file's size.
+// Complete checks every chunk no read has checked yet, as many at once as
+// there are CPUs (on a CPU without SHA instructions hashing is what a
+// check costs; nothing reads these chunks after, so they bypass the
+// cache). nil means the whole file matches the manifest (see
+// ChunkReader); progress, if not nil, is called with the bytes checked and
+// the file's size.
 func (c *ChunkReader) Complete(ctx context.Context, progress func(done, total int64)) error {
+	var mu sync.Mutex
 	var done int64
-	for i := range c.sums {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if !c.blocks.Seen(i) {
-			if _, err := c.blocks.Block(i); err != nil {
-				return err
-			}
-		}
-		done += c.blocks.BlockLen(i)
+	count := func(n int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		done += n
 		if progress != nil {
 			progress(done, c.e.Size)
 		}
 	}
-	return nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range c.sums {
+		if gctx.Err() != nil {
+			break
+		}
+		if c.blocks.Seen(i) {
+			count(c.blocks.BlockLen(i))
+			continue
+		}
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			if _, err := c.load(i); err != nil {
+				return err
+			}
+			count(c.blocks.BlockLen(i))
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// VerifyChunks checks every chunk of the file at p against e's chunk
+// hashes (ErrFormat if it has none): nil means the file is the one the
+// signer hashed (see ChunkReader), with the work spread over every CPU,
+// where one whole-file SHA-256 runs on one.
+func VerifyChunks(ctx context.Context, p string, e *Entry, progress func(done, total int64)) error {
+	c, err := OpenChunks(p, e, 0)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Complete(ctx, progress)
+}
+
+// Check verifies the file at p as the PE does before using it: by its
+// chunk hashes when e has them (VerifyChunks), else by its whole-file
+// SHA-256 (VerifyFile).
+func Check(ctx context.Context, p string, e *Entry, progress func(done, total int64)) error {
+	if e.ChunkSize > 0 && len(e.Chunks) > 0 {
+		return VerifyChunks(ctx, p, e, progress)
+	}
+	return VerifyFile(p, e, progress)
 }
 
 // load reads chunk i whole and checks it against its hash.

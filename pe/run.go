@@ -158,7 +158,7 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 			}
 			break
 		}
-		err = manifest.VerifyFile(p, e, task.Callback())
+		err = manifest.Check(ctx, p, e, task.Callback())
 		ref.Verified = err == nil
 	case mode == "stream":
 		ref.URL = base + "/" + e.Path
@@ -269,7 +269,7 @@ func (r *runner) apply(s *sequence.ApplyImage) error {
 	} else {
 		if !img.Verified {
 			task := r.rep.Start("verify "+path.Base(img.Path), img.Entry.Size, "bytes")
-			err := manifest.VerifyFile(img.Path, &img.Entry, task.Callback())
+			err := manifest.Check(r.ctx, img.Path, &img.Entry, task.Callback())
 			task.Finish(err)
 			if err != nil {
 				return err

@@ -202,16 +202,6 @@ func newPackageCreateCmd() *cobra.Command {
 	return c
 }
 
-// verifyChunks checks every chunk of the file at p against e's chunk hashes.
-func verifyChunks(p string, e *manifest.Entry) error {
-	c, err := manifest.OpenChunks(p, e, 0)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return c.Complete(context.Background(), nil)
-}
-
 func newPackageVerifyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "verify --key FILE.pub [--package NAME] [--min-version V] DIR",
@@ -272,7 +262,7 @@ func newPackageVerifyCmd() *cobra.Command {
 				// The PE checks a file with chunk hashes by its chunks
 				// alone (manifest.ChunkReader): they must agree with the
 				// whole-file hash checked here.
-				err = verifyChunks(p, e)
+				err = manifest.VerifyChunks(context.Background(), p, e, nil)
 			}
 			task.Finish(err)
 			if err == nil && e.WIMChecksums != nil {

@@ -83,12 +83,13 @@ func (c *Client) open(ctx context.Context, url string, off, end, size int64) (re
 // already there is kept. Otherwise bytes go to dest+".part", continued with
 // a Range request if it exists (from an earlier try or an earlier boot) —
 // from zero when the server ignores Range — and dest appears, fsync'd and
-// renamed, only once size and SHA-256 match. A mismatch after a resumed
+// renamed, only once it passes manifest.Check (its chunk hashes, on every
+// CPU, when e has them; else size and SHA-256). A mismatch after a resumed
 // download starts over once from zero (the partial file may have been
 // damaged by a power cut); a mismatch of a fresh download is
 // manifest.ErrChecksum. progress may be nil.
 func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Entry, progress func(done, total int64)) error {
-	if err := manifest.VerifyFile(dest, e, nil); err == nil {
+	if err := manifest.Check(ctx, dest, e, nil); err == nil {
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		os.Remove(dest)
@@ -108,7 +109,7 @@ func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Ent
 		if err != nil {
 			return err
 		}
-		err = manifest.VerifyFile(part, e, nil)
+		err = manifest.Check(ctx, part, e, nil)
 		if err == nil {
 			break
 		}

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,12 +136,30 @@ func TestDownloadFailClosed(t *testing.T) {
 		}
 	})
 	t.Run("wrong sha256", func(t *testing.T) {
+		// Without chunk hashes the whole-file SHA-256 is the check.
 		bad := e
+		bad.ChunkSize, bad.Chunks = 0, nil
 		bad.SHA256 = strings.Repeat("0", 64)
 		dest := filepath.Join(stage, "b")
 		err := quick().Download(ctx, n.URL+"/image.wim", dest, &bad, nil)
 		if !errors.Is(err, manifest.ErrChecksum) || !strings.Contains(err.Error(), bad.SHA256) || !strings.Contains(err.Error(), e.SHA256) || !strings.Contains(err.Error(), "image.wim") {
 			t.Fatalf("err = %v (want the file and both hashes)", err)
+		}
+		for _, p := range []string{dest, dest + ".part"} {
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Errorf("%s exists after a failed verification", p)
+			}
+		}
+	})
+	t.Run("wrong chunk hash", func(t *testing.T) {
+		// With them, the chunks are (manifest.Check).
+		bad := e
+		bad.Chunks = slices.Clone(e.Chunks)
+		bad.Chunks[2] = strings.Repeat("0", 64)
+		dest := filepath.Join(stage, "e")
+		err := quick().Download(ctx, n.URL+"/image.wim", dest, &bad, nil)
+		if !errors.Is(err, manifest.ErrChecksum) || !strings.Contains(err.Error(), fmt.Sprintf("bytes %d-%d", 2*e.ChunkSize, 3*e.ChunkSize-1)) {
+			t.Fatalf("err = %v (want the chunk's bytes)", err)
 		}
 		for _, p := range []string{dest, dest + ".part"} {
 			if _, err := os.Stat(p); !os.IsNotExist(err) {
