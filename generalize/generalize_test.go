@@ -10,6 +10,7 @@ import (
 
 	"github.com/minint/minint/internal/treetest"
 	"github.com/minint/minint/wim"
+	"github.com/minint/minint/wim/wimtest"
 )
 
 // fakeSystem writes a root with every kind of machine-specific file, plus a
@@ -129,16 +130,7 @@ func TestCaptureGeneralizedLeavesSourceAlone(t *testing.T) {
 	}
 
 	out := filepath.Join(tmp, "ref.wim")
-	w, err := wim.Create(out, wim.WriterOptions{Compression: wim.CompressionXPRESS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.AddImage(context.Background(), root, wim.ImageOptions{Name: "ref", Filter: p.Filter()}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	wimtest.Capture(t, root, out, wim.WriterOptions{Compression: wim.CompressionXPRESS}, wim.ImageOptions{Name: "ref", Filter: p.Filter()})
 
 	// The source and what its links point to are byte-identical.
 	after, err := treetest.Snapshot(root)

@@ -131,8 +131,10 @@ func TestChunkReaderComplete(t *testing.T) {
 	if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "bytes 983040-999999") {
 		t.Fatalf("Complete: %v", err)
 	}
-	if last != 983040 {
-		t.Errorf("progress reached %d, want 983040 (the good chunks)", last)
+	// Chunks are checked several at once, and a failure stops those not
+	// yet started: progress counts good chunks only, never the bad one.
+	if last > 983040 || last%(64<<10) != 0 {
+		t.Errorf("progress reached %d, want whole good chunks, at most 983040", last)
 	}
 }
 

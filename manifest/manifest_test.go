@@ -15,6 +15,7 @@ import (
 
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
+	"github.com/minint/minint/wim/wimtest"
 )
 
 var day0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
@@ -209,16 +210,7 @@ func TestBuildWIMChecksums(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "etc", "f"), data, 0o644)
 	os.WriteFile(filepath.Join(src, "g"), []byte("another"), 0o644)
 	p := filepath.Join(dir, "image.wim")
-	w, err := wim.Create(p, wim.WriterOptions{Compression: wim.CompressionNone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.AddImage(context.Background(), src, wim.ImageOptions{Name: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	wimtest.Capture(t, src, p, wim.WriterOptions{Compression: wim.CompressionNone}, wim.ImageOptions{Name: "x"})
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not an image"), 0o644)
 	r, err := wim.OpenReader(p)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
+	"github.com/minint/minint/wim/wimtest"
 )
 
 // wimDisk is the fake disk with the real apply (wim.Reader.Apply, as
@@ -77,16 +78,7 @@ func benchImage(b *testing.B) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	w, err := wim.Create(out+".tmp", wim.WriterOptions{Compression: wim.CompressionLZX})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := w.AddImage(context.Background(), src, wim.ImageOptions{Name: "bench"}); err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		b.Fatal(err)
-	}
+	wimtest.Capture(b, src, out+".tmp", wim.WriterOptions{Compression: wim.CompressionLZX}, wim.ImageOptions{Name: "bench"})
 	if err := os.Rename(out+".tmp", out); err != nil {
 		b.Fatal(err)
 	}

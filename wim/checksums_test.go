@@ -41,23 +41,31 @@ func checksumTree(t *testing.T, dir string) map[string][]byte {
 	return files
 }
 
+// checksummed captures checksumTree into tmp/x.wim and returns tmp, the
+// tree's files, the open WIM and its Checksums.
+func checksummed(t *testing.T, comp Compression) (string, map[string][]byte, *ReadCloser, Checksums) {
+	t.Helper()
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	files := checksumTree(t, src)
+	w := filepath.Join(tmp, "x.wim")
+	capture(t, src, w, WriterOptions{Compression: comp}, ImageOptions{})
+	r, err := OpenReader(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	sums, err := r.Checksums(context.Background(), VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tmp, files, r, sums
+}
+
 func TestChecksums(t *testing.T) {
 	for _, comp := range []Compression{CompressionNone, CompressionXPRESS, CompressionLZX} {
 		t.Run(comp.String(), func(t *testing.T) {
-			tmp := t.TempDir()
-			src := filepath.Join(tmp, "src")
-			files := checksumTree(t, src)
-			w := filepath.Join(tmp, "x.wim")
-			capture(t, src, w, WriterOptions{Compression: comp}, ImageOptions{})
-			r, err := OpenReader(w)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			sums, err := r.Checksums(context.Background(), VerifyOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			tmp, files, r, sums := checksummed(t, comp)
 
 			// The table, computed here from the files themselves: one
 			// XXH64 per distinct non-empty content, in SHA-1 order.
@@ -101,20 +109,8 @@ func TestChecksums(t *testing.T) {
 // file like a SHA-1 mismatch does, a table of another length fails before
 // anything is created, and no table is made of a damaged WIM.
 func TestChecksumsRefuse(t *testing.T) {
-	tmp := t.TempDir()
-	src := filepath.Join(tmp, "src")
-	files := checksumTree(t, src)
+	tmp, files, r, sums := checksummed(t, CompressionNone)
 	w := filepath.Join(tmp, "x.wim")
-	capture(t, src, w, WriterOptions{Compression: CompressionNone}, ImageOptions{})
-	r, err := OpenReader(w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	sums, err := r.Checksums(context.Background(), VerifyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
 
 	// Find c's entry: the table is in SHA-1 order of the distinct blobs.

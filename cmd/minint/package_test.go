@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
+	"github.com/minint/minint/wim/wimtest"
 )
 
 // writeWIM writes a small real WIM at p (package create decodes the
@@ -24,21 +24,7 @@ func writeWIM(t testing.TB, p string) int64 {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	w, err := wim.Create(p, wim.WriterOptions{Compression: wim.CompressionXPRESS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.AddImage(context.Background(), src, wim.ImageOptions{Name: "test"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Size()
+	return wimtest.Capture(t, src, p, wim.WriterOptions{Compression: wim.CompressionXPRESS}, wim.ImageOptions{Name: "test"})
 }
 
 // run runs the CLI and returns its exit code and everything it printed.
