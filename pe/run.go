@@ -88,8 +88,8 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 			return errors.New("the boot medium is not mounted in this PE")
 		}
 		full := filepath.Join(r.env.MediumDir, p)
-		f, err := os.Open(full)
-		if err != nil {
+		var f *os.File
+		if f, err = os.Open(full); err != nil {
 			return err
 		}
 		mb, err = httpx.ReadAll(f, manifest.MaxSize)
