@@ -312,6 +312,9 @@ func (r *runner) apply(s *sequence.ApplyImage) error {
 		// that carries the table: chunk by chunk (ChunkReader, the
 		// pipeline, a stream) or whole before it was opened.
 		req.Checksums = img.Entry.WIMChecksums
+		if req.Checksums != nil {
+			r.rep.Printf("  each file's data is checked against the signed manifest's XXH64 (%s), not the WIM's SHA-1s", plural.Count(len(req.Checksums)/8, "blob"))
+		}
 	}
 	task := r.rep.Start(fmt.Sprintf("apply image %d", index), 0, "bytes")
 	req.Progress = task.Callback()
