@@ -88,20 +88,14 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 			return errors.New("the boot medium is not mounted in this PE")
 		}
 		full := filepath.Join(r.env.MediumDir, p)
-		var f *os.File
-		if f, err = os.Open(full); err != nil {
+		if mb, err = readSource(ctx, nil, full, manifest.MaxSize); err != nil {
 			return err
-		}
-		mb, err = httpx.ReadAll(f, manifest.MaxSize)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", full, err)
 		}
 		if sig, err = readSignature(ctx, nil, full, r.rep.Printf); err != nil {
 			return err
 		}
 	} else {
-		if mb, err = c.Get(ctx, s.Manifest, manifest.MaxSize); err != nil {
+		if mb, err = readSource(ctx, &c.Client, s.Manifest, manifest.MaxSize); err != nil {
 			return err
 		}
 		if sig, err = readSignature(ctx, &c.Client, s.Manifest, r.rep.Printf); err != nil {

@@ -19,10 +19,7 @@ import (
 // sign.ErrSignature as well as the reason.
 func readSignature(ctx context.Context, c *httpx.Client, src string, warn func(format string, a ...any)) ([]byte, error) {
 	get := func(name string) ([]byte, error) {
-		if c == nil {
-			return os.ReadFile(name)
-		}
-		return c.Get(ctx, name, 16<<10) // a trusted comment may be long
+		return readSource(ctx, c, name, 16<<10) // a trusted comment may be long
 	}
 	missing := func(err error) bool { return errors.Is(err, os.ErrNotExist) || errors.Is(err, httpx.ErrNotFound) }
 	name := sign.SignatureFor(src)
@@ -38,6 +35,25 @@ func readSignature(ctx context.Context, c *httpx.Client, src string, warn func(f
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", sign.ErrSignature, err)
+	}
+	return b, nil
+}
+
+// readSource reads src whole, at most limit bytes (httpx.ErrTooLarge
+// beyond): a URL through c or, with c nil, a file on the boot medium,
+// which is read before anything has checked it, like a server's answer.
+func readSource(ctx context.Context, c *httpx.Client, src string, limit int64) ([]byte, error) {
+	if c != nil {
+		return c.Get(ctx, src, limit)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := httpx.ReadAll(f, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	return b, nil
 }
