@@ -406,12 +406,10 @@ func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error
 		m.Files = append(m.Files, e)
 	}
 	if o.WIMChecksums && m.Image != nil {
-		for i := range m.Files {
-			if e := &m.Files[i]; e.Path == m.Image.File {
-				var err error
-				if e.WIMChecksums, err = wimChecksums(filepath.Join(dir, filepath.FromSlash(e.Path)), done, total, o.Progress); err != nil {
-					return nil, nil, err
-				}
+		if e, ok := m.File(m.Image.File); ok {
+			var err error
+			if e.WIMChecksums, err = wimChecksums(filepath.Join(dir, filepath.FromSlash(e.Path)), done, total, o.Progress); err != nil {
+				return nil, nil, err
 			}
 		}
 	}
