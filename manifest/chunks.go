@@ -2,8 +2,6 @@ package manifest
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,16 +19,16 @@ import (
 // the image once, and hashes each byte once.
 //
 // Fail-closed argument. ReadAt returns bytes of a chunk only from a copy
-// in memory whose SHA-256 matched the manifest's chunk hash; the file is
+// in memory whose hash matched the manifest's chunk hash; the file is
 // never read twice for one handed-out byte, so a medium that changes
 // under the reader cannot slip in other bytes. A chunk that does not match
 // fails the read with ErrChecksum naming its byte range, before the
 // caller sees any of it. Complete then hashes the chunks no read needed
 // (a WIM's unused images, its integrity table): once it returns nil every
 // chunk matched, and a file of the signed size whose every chunk matches
-// the signed chunk list is the file the signer hashed (SHA-256 collisions
-// aside), so the whole-file SHA-256 would prove nothing more and is not
-// computed again. The caller lets nothing after the apply run before
+// the signed chunk list is the file the signer hashed (collisions of the
+// chunk hash aside), so the whole-file SHA-256 would prove nothing more
+// and is not computed again. The caller lets nothing after the apply run before
 // Complete succeeded.
 type ChunkReader struct {
 	blocks *blockcache.Reader // chunks, each loaded and checked by load
@@ -38,7 +36,7 @@ type ChunkReader struct {
 	f      *os.File
 	name   string // the file's path, for errors
 	e      *Entry
-	sums   [][sha256.Size]byte
+	sums   [][32]byte
 
 	mu     sync.Mutex
 	hashed int64
@@ -67,13 +65,7 @@ func OpenChunks(name string, e *Entry, cacheBytes int64) (*ChunkReader, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: %s is %d bytes, the manifest says %d", ErrSize, name, fi.Size(), e.Size)
 	}
-	c := &ChunkReader{f: f, name: name, e: e}
-	for _, h := range e.Chunks {
-		var s [sha256.Size]byte
-		b, _ := hex.DecodeString(h) // validated with the manifest
-		copy(s[:], b)
-		c.sums = append(c.sums, s)
-	}
+	c := &ChunkReader{f: f, name: name, e: e, sums: e.ChunkSums()}
 	c.read = blockcache.ReaderAt(f, e.Size, e.ChunkSize)
 	c.blocks = blockcache.New(e.Size, blockcache.Options{BlockSize: e.ChunkSize, CacheBytes: cacheBytes, Load: c.load})
 	return c, nil
@@ -183,7 +175,7 @@ func (c *ChunkReader) load(i int) ([]byte, error) {
 	c.mu.Lock()
 	c.hashed += int64(len(b))
 	c.mu.Unlock()
-	if sha256.Sum256(b) != c.sums[i] {
+	if c.e.SumChunk(b) != c.sums[i] {
 		start := int64(i) * c.e.ChunkSize
 		return nil, fmt.Errorf("%w: %s bytes %d-%d do not match the signed manifest's chunk hash (the file is damaged or was changed)", ErrChecksum, c.name, start, start+int64(len(b))-1)
 	}

@@ -3,6 +3,8 @@ package manifest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -214,5 +216,78 @@ func TestChunkReaderReadAhead(t *testing.T) {
 	}
 	if c.Hashed() != 2*64<<10 {
 		t.Errorf("hashed %d bytes after reading chunk 1 too, want only chunks 0 and 1", c.Hashed())
+	}
+}
+
+// TestChunkHashVectors: the two chunk hashes give the published digests
+// (BLAKE3's from its reference implementation), whole and written in
+// pieces, also across BLAKE3's 1 KiB chunks and the widths its vector
+// code takes at once.
+func TestChunkHashVectors(t *testing.T) {
+	for _, c := range []struct{ hash, in, want string }{
+		{ChunkSHA256, "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+		{ChunkSHA256, "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+		{ChunkBLAKE3, "", "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"},
+		{ChunkBLAKE3, "abc", "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"},
+	} {
+		e := &Entry{ChunkHash: c.hash}
+		if c.hash == ChunkSHA256 {
+			e.ChunkHash = "" // how a manifest spells it
+		}
+		if s := e.SumChunk([]byte(c.in)); hex.EncodeToString(s[:]) != c.want {
+			t.Errorf("%s(%q) = %x, want %s", c.hash, c.in, s, c.want)
+		}
+	}
+	data := make([]byte, 5<<20+1234)
+	for i := range data {
+		data[i] = byte(i % 251)
+	}
+	for _, name := range []string{"", ChunkBLAKE3} {
+		e := &Entry{ChunkHash: name}
+		for _, n := range []int{1023, 1024, 1025, 16 << 10, 100000, len(data)} {
+			h := e.NewChunkHash()
+			for off := 0; off < n; off += 7777 {
+				h.Write(data[off:min(off+7777, n)])
+			}
+			if s := e.SumChunk(data[:n]); !bytes.Equal(h.Sum(nil), s[:]) {
+				t.Errorf("%s of %d bytes: in pieces %x, whole %x", e.ChunkHashName(), n, h.Sum(nil), s)
+			}
+		}
+	}
+	if (&Entry{}).SumChunk(data) == (&Entry{ChunkHash: ChunkBLAKE3}).SumChunk(data) {
+		t.Error("SHA-256 and BLAKE3 agree")
+	}
+}
+
+// TestBuildChunkHash: Build hashes chunks with BLAKE3 unless told SHA-256,
+// which it leaves unnamed for older PEs; the reader checks the hash the
+// entry names, so a list read with the other one matches nothing.
+func TestBuildChunkHash(t *testing.T) {
+	p, e, data := chunked(t, 200000)
+	dir := filepath.Dir(p)
+	old, _, err := Build(dir, []string{"image.wim"}, BuildOptions{ChunkSize: 64 << 10, ChunkHash: ChunkSHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &old.Files[0]
+	if e.ChunkHash != ChunkBLAKE3 || o.ChunkHash != "" {
+		t.Fatalf("chunk_hash %q and %q, want blake3 and none", e.ChunkHash, o.ChunkHash)
+	}
+	first := data[:64<<10]
+	if b3, s2 := (&Entry{ChunkHash: ChunkBLAKE3}).SumChunk(first), sha256.Sum256(first); e.Chunks[0] != hex.EncodeToString(b3[:]) || o.Chunks[0] != hex.EncodeToString(s2[:]) {
+		t.Errorf("first chunk hashes %s and %s", e.Chunks[0], o.Chunks[0])
+	}
+	for _, x := range []*Entry{e, o} {
+		if err := VerifyChunks(context.Background(), p, x, nil); err != nil {
+			t.Errorf("%s: %v", x.ChunkHashName(), err)
+		}
+		swapped := *x
+		swapped.ChunkHash = map[string]string{"": ChunkBLAKE3, ChunkBLAKE3: ""}[x.ChunkHash]
+		if err := VerifyChunks(context.Background(), p, &swapped, nil); !errors.Is(err, ErrChecksum) {
+			t.Errorf("%s chunks checked as %s: %v", x.ChunkHashName(), swapped.ChunkHashName(), err)
+		}
+	}
+	if _, _, err := Build(dir, []string{"image.wim"}, BuildOptions{ChunkHash: "md5"}); err == nil || !strings.Contains(err.Error(), `chunk hash "md5"`) {
+		t.Errorf("Build with md5: %v", err)
 	}
 }

@@ -18,10 +18,11 @@
 // key ever signed.
 //
 // To let the PE apply a file straight from HTTP and still stay fail-closed,
-// an entry may carry a SHA-256 per fixed-size chunk (chunk_size, chunks),
-// covered by the signature like everything else: a reader can verify every
-// chunk before it returns a byte of it (package fetch does), where a
-// whole-file hash could only be checked after the bytes were used.
+// an entry may carry a hash per fixed-size chunk (chunk_size, chunks, and
+// chunk_hash: BLAKE3, or SHA-256 when it says none), covered by the
+// signature like everything else: a reader can verify every chunk before
+// it returns a byte of it (package fetch does), where a whole-file hash
+// could only be checked after the bytes were used.
 //
 // The image's entry may also carry the WIM's wim.Checksums (wim_xxh64):
 // with the WIM's bytes authenticated by the same signature, the PE checks
@@ -117,6 +118,9 @@ type Entry struct {
 	SHA256    string   `json:"sha256"`
 	ChunkSize int64    `json:"chunk_size,omitempty"`
 	Chunks    []string `json:"chunks,omitempty"`
+	// ChunkHash names the hash of Chunks: ChunkBLAKE3, or ChunkSHA256
+	// (also when empty).
+	ChunkHash string `json:"chunk_hash,omitempty"`
 	// WIMChecksums, on the image's entry only, is the WIM's
 	// wim.Checksums (base64 in JSON): the XXH64 of each blob's data,
 	// recorded once its SHA-1 matched, which the PE checks in place of
@@ -187,6 +191,12 @@ func (m *Manifest) validate() error {
 		}
 		if !lowerHex(e.SHA256) {
 			return fmt.Errorf("%w: %s: sha256 %q is not 64 lower-case hex digits", ErrFormat, e.Path, e.SHA256)
+		}
+		if !chunkHashOK(e.ChunkHash) {
+			return fmt.Errorf("%w: %s: chunk_hash %q is not %s or %s", ErrFormat, e.Path, e.ChunkHash, ChunkBLAKE3, ChunkSHA256)
+		}
+		if e.ChunkHash != "" && e.ChunkSize == 0 {
+			return fmt.Errorf("%w: %s: chunk_hash without chunks", ErrFormat, e.Path)
 		}
 		if e.ChunkSize != 0 || len(e.Chunks) != 0 {
 			if e.ChunkSize <= 0 {
@@ -337,6 +347,9 @@ type BuildOptions struct {
 	ExpiresIn time.Duration // >0: the package expires this long after Created
 	Image     *Image
 	ChunkSize int64 // 0: DefaultChunkSize; <0: no chunk hashes
+	// ChunkHash is the hash of the chunks: ChunkBLAKE3 (also when
+	// empty) or ChunkSHA256, which PEs from before chunk_hash read too.
+	ChunkHash string
 	// WIMChecksums records Image's wim.Checksums, which takes decoding
 	// the whole WIM and checking its SHA-1s: a damaged WIM is refused.
 	WIMChecksums bool
@@ -358,6 +371,16 @@ func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error
 	if cs == 0 {
 		cs = DefaultChunkSize
 	}
+	ch := o.ChunkHash
+	switch ch {
+	case "":
+		ch = ChunkBLAKE3
+	case ChunkSHA256:
+		ch = "" // the spelling older PEs read
+	case ChunkBLAKE3:
+	default:
+		return nil, nil, fmt.Errorf("chunk hash %q: want %s or %s", o.ChunkHash, ChunkBLAKE3, ChunkSHA256)
+	}
 	var total, done int64
 	for _, f := range files {
 		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f)))
@@ -378,6 +401,7 @@ func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error
 			buf = make([]byte, cs)
 			e.ChunkSize = cs
 			e.Chunks = []string{}
+			e.ChunkHash = ch
 		}
 		for {
 			n, err := io.ReadFull(fh, buf)
@@ -386,7 +410,7 @@ func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error
 				e.Size += int64(n)
 				done += int64(n)
 				if cs > 0 {
-					s := sha256.Sum256(buf[:n])
+					s := e.SumChunk(buf[:n])
 					e.Chunks = append(e.Chunks, hex.EncodeToString(s[:]))
 				}
 				if o.Progress != nil {

@@ -132,6 +132,10 @@ func TestVerifyRejectsBadManifest(t *testing.T) {
 		"xxh64 length":        `{"version":1,"image":{"file":"x","index":1},"files":[{"path":"x","size":100,"sha256":"` + h + `","wim_xxh64":"AAAAAAAAAA=="}]}`,
 		"xxh64 too many":      `{"version":1,"image":{"file":"x","index":1},"files":[{"path":"x","size":99,"sha256":"` + h + `","wim_xxh64":"AAAAAAAAAAAAAAAAAAAAAA=="}]}`,
 		"xxh64 not base64":    `{"version":1,"image":{"file":"x","index":1},"files":[{"path":"x","size":100,"sha256":"` + h + `","wim_xxh64":"AAAA!AAAAAA="}]}`,
+		// A chunk hash the PE does not know, or one with no chunks.
+		"chunk hash unknown":   `{"version":1,"files":[{"path":"x","size":4,"sha256":"` + h + `","chunk_size":4,"chunks":["` + h + `"],"chunk_hash":"md5"}]}`,
+		"chunk hash upper":     `{"version":1,"files":[{"path":"x","size":4,"sha256":"` + h + `","chunk_size":4,"chunks":["` + h + `"],"chunk_hash":"BLAKE3"}]}`,
+		"chunk hash no chunks": `{"version":1,"files":[{"path":"x","size":4,"sha256":"` + h + `","chunk_hash":"blake3"}]}`,
 	} {
 		if _, err := Verify([]byte(js), legacySign([]byte(js), priv), pub, VerifyOptions{}); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: err = %v, want ErrFormat", name, err)

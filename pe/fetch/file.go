@@ -3,8 +3,6 @@ package fetch
 import (
 	"container/list"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"sync"
@@ -16,7 +14,7 @@ import (
 
 // File is an io.ReaderAt over HTTP Range requests for applying an image
 // without staging it. Every chunk is checked against the manifest's
-// per-chunk SHA-256 before any of its bytes are returned (see the package
+// per-chunk hash before any of its bytes are returned (see the package
 // doc), and recently used chunks are cached.
 type File struct {
 	ctx    context.Context
@@ -24,7 +22,7 @@ type File struct {
 	url    string
 	shown  string // url redacted
 	e      *manifest.Entry
-	chunks [][sha256.Size]byte
+	chunks [][32]byte
 
 	mu    sync.Mutex
 	cache map[int64]*list.Element
@@ -49,13 +47,7 @@ func (c *Client) OpenFile(ctx context.Context, url string, e *manifest.Entry, ca
 	if e.ChunkSize <= 0 || len(e.Chunks) == 0 && e.Size > 0 {
 		return nil, fmt.Errorf("%w: %s has no per-chunk hashes, so it cannot be applied straight from HTTP; stage it (or rebuild the package with chunk hashes)", manifest.ErrFormat, e.Path)
 	}
-	f := &File{ctx: ctx, c: c, url: url, shown: redact.URL(url), e: e, cache: map[int64]*list.Element{}, lru: list.New()}
-	for _, h := range e.Chunks {
-		var s [sha256.Size]byte
-		b, _ := hex.DecodeString(h)
-		copy(s[:], b)
-		f.chunks = append(f.chunks, s)
-	}
+	f := &File{ctx: ctx, c: c, url: url, shown: redact.URL(url), e: e, chunks: e.ChunkSums(), cache: map[int64]*list.Element{}, lru: list.New()}
 	f.max = int(cacheBytes / e.ChunkSize)
 	if f.max < 1 {
 		f.max = 1
@@ -120,7 +112,7 @@ func (f *File) chunk(i int64) ([]byte, error) {
 			// A short read is retried; the chunk hash decides in the end.
 			return fmt.Errorf("GET %s bytes %d-%d: %w", f.shown, start, end-1, err)
 		}
-		if sha256.Sum256(b) != f.chunks[i] {
+		if f.e.SumChunk(b) != f.chunks[i] {
 			return fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", manifest.ErrChecksum, f.e.Path, start, end-1)
 		}
 		data = b

@@ -2,8 +2,6 @@ package fetch
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +26,7 @@ var ErrClosed = errors.New("transfer closed")
 // Fail-closed argument. A staged download is verified whole before anything
 // reads it; a pipelined one is read before its last byte has arrived, so
 // the whole-file SHA-256 cannot be what guards the reader. What guards it
-// are the manifest's per-chunk SHA-256 sums, signed with the manifest like
+// are the manifest's per-chunk hashes (BLAKE3 or SHA-256), signed with the manifest like
 // everything else (the same guard File uses when applying straight from
 // HTTP): ReadAt returns bytes of a chunk only after the whole chunk is on
 // disk and its hash matched. The WIM parser and the files written to the
@@ -38,8 +36,8 @@ var ErrClosed = errors.New("transfer closed")
 // every chunk is on disk and matched; the caller makes the target bootable
 // only after that (see pe's pipeline). A file of the signed size whose
 // every chunk matches the signed chunk list is the file the signer hashed
-// (SHA-256 collisions aside): that is the whole-file check, and the
-// whole-file SHA-256 is not computed again on top (issue 16: each byte is
+// (collisions of the chunk hash aside): that is the whole-file check, and
+// the whole-file SHA-256 is not computed again on top (issue 16: each byte is
 // received, hashed and written once, and read once more by the apply;
 // writes and reads bypass the page cache where aligned, see directFile).
 // A manifest
@@ -94,7 +92,7 @@ type Transfer struct {
 	shown     string // url redacted, for messages
 	part      string
 	e         *manifest.Entry
-	sums      [][sha256.Size]byte
+	sums      [][32]byte
 	f         *directFile
 	progress  func(done, total int64)
 
@@ -139,13 +137,7 @@ func (c *Client) StartTransfer(ctx context.Context, url, dest string, e *manifes
 	}
 	t := &Transfer{c: c, url: url, shown: redact.URL(url), dest: dest, part: dest + ".part", e: e, progress: progress,
 		have: make([]bool, len(e.Chunks)), busy: make([]bool, len(e.Chunks)),
-		changed: make(chan struct{}), ended: make(chan struct{})}
-	for _, h := range e.Chunks {
-		var s [sha256.Size]byte
-		b, _ := hex.DecodeString(h)
-		copy(s[:], b)
-		t.sums = append(t.sums, s)
-	}
+		changed: make(chan struct{}), ended: make(chan struct{}), sums: e.ChunkSums()}
 	// A file already under its final name was verified by an earlier run
 	// that may not have lived to record it; it is checked again like any
 	// partial file (and renamed back once it passes).
@@ -209,7 +201,7 @@ func (t *Transfer) chunkLen(i int) int64 {
 func (t *Transfer) scan() error {
 	buf := directio.Buf(int(min(t.e.ChunkSize, 4<<20)))
 	for i := range t.have {
-		h := sha256.New()
+		h := t.e.NewChunkHash()
 		off, n := int64(i)*t.e.ChunkSize, t.chunkLen(i)
 		good := true
 		for done := int64(0); done < n; {
@@ -226,7 +218,7 @@ func (t *Transfer) scan() error {
 				return fmt.Errorf("reading %s: %w", t.part, err)
 			}
 		}
-		if good && [sha256.Size]byte(h.Sum(nil)) == t.sums[i] {
+		if good && [32]byte(h.Sum(nil)) == t.sums[i] {
 			t.have[i] = true
 			t.haveN++
 			t.haveSize += n
@@ -364,7 +356,7 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 		}
 		t.front, t.partial = i, 0
 		t.mu.Unlock()
-		h := sha256.New()
+		h := t.e.NewChunkHash()
 		var done int64
 		var err error
 		for done < n && err == nil {
@@ -396,7 +388,7 @@ func (t *Transfer) consume(body io.Reader, i int) error {
 			err = fmt.Errorf("GET %s: at byte %d: %w", t.shown, off+done, err)
 		}
 		if write {
-			if err == nil && [sha256.Size]byte(h.Sum(nil)) != t.sums[i] {
+			if err == nil && [32]byte(h.Sum(nil)) != t.sums[i] {
 				err = fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", manifest.ErrChecksum, t.e.Path, off, off+n-1)
 			}
 			t.mu.Lock()
@@ -446,7 +438,7 @@ func (t *Transfer) fetchChunk(i int) {
 		if _, err := io.ReadFull(resp.Body, b); err != nil {
 			return fmt.Errorf("GET %s bytes %d-%d: %w", t.shown, start, end-1, err)
 		}
-		if sha256.Sum256(b) != t.sums[i] {
+		if t.e.SumChunk(b) != t.sums[i] {
 			return fmt.Errorf("%w: %s bytes %d-%d do not match the manifest's chunk hash", manifest.ErrChecksum, t.e.Path, start, end-1)
 		}
 		_, err = t.f.WriteAt(b, start)
@@ -552,8 +544,8 @@ func (t *Transfer) DirectIO() (written, read int64) {
 }
 
 // Wait blocks until the transfer has ended and every goroutine of it has
-// stopped. nil means the whole file arrived, matched the manifest's size
-// and SHA-256, and is durable under its final name.
+// stopped. nil means the whole file arrived, every chunk matched the
+// manifest's chunk hashes, and it is durable under its final name.
 func (t *Transfer) Wait() error {
 	<-t.ended
 	t.mu.Lock()

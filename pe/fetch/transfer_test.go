@@ -494,3 +494,65 @@ func TestTransferRangeIgnoredLater(t *testing.T) {
 		t.Errorf("IgnoresRange %v, %d chunks fetched ahead; want true and the first one taken from the whole answer", tr.IgnoresRange(), tr.RangeFetches)
 	}
 }
+
+// TestChunkHashes: the readers check chunks with the hash the entry names,
+// SHA-256 (manifests from before BLAKE3 chunks) as well as BLAKE3, and a
+// chunk list read with the other hash matches nothing.
+func TestChunkHashes(t *testing.T) {
+	dir, m, _, _ := pkg(t, 300000)
+	full, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+	bad := bytes.Clone(full)
+	bad[200000] ^= 1 // chunk 3: bytes 196608-262143
+	os.WriteFile(filepath.Join(dir, "bad.wim"), bad, 0o644)
+	old, _, err := manifest.Build(dir, []string{"image.wim"}, manifest.BuildOptions{ChunkSize: 64 << 10, ChunkHash: manifest.ChunkSHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Files[0].ChunkHash != manifest.ChunkBLAKE3 || old.Files[0].ChunkHash != "" {
+		t.Fatalf("chunk hashes %q and %q, want blake3 and none (SHA-256)", m.Files[0].ChunkHash, old.Files[0].ChunkHash)
+	}
+	swapped := old.Files[0]
+	swapped.ChunkHash = manifest.ChunkBLAKE3
+	n := testnginx.Start(t, dir, testnginx.Options{})
+	ctx := context.Background()
+	for name, e := range map[string]manifest.Entry{"blake3": m.Files[0], "sha256": old.Files[0]} {
+		t.Run(name, func(t *testing.T) {
+			tr, err := quick().StartTransfer(ctx, n.URL+"/image.wim", filepath.Join(t.TempDir(), "x"), &e, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			if got, err := readAll(t, tr); err != nil || !bytes.Equal(got, full) {
+				t.Fatalf("Transfer read: %v", err)
+			}
+			if err := tr.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			f, err := quick().OpenFile(ctx, n.URL+"/image.wim", &e, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := io.ReadAll(io.NewSectionReader(f, 0, f.Size())); err != nil || !bytes.Equal(got, full) {
+				t.Fatalf("File read: %v", err)
+			}
+			g, err := quick().OpenFile(ctx, n.URL+"/bad.wim", &e, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k, err := g.ReadAt(make([]byte, 10), 200000); !errors.Is(err, manifest.ErrChecksum) || k != 0 {
+				t.Errorf("File, tampered chunk: %d %v", k, err)
+			}
+			tb, err := quick().StartTransfer(ctx, n.URL+"/bad.wim", filepath.Join(t.TempDir(), "x"), &e, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tb.Close()
+			if err := tb.Wait(); !errors.Is(err, manifest.ErrChecksum) || !strings.Contains(err.Error(), "196608-262143") {
+				t.Errorf("Transfer, tampered chunk: %v", err)
+			}
+		})
+	}
+	if _, err := quick().OpenFile(ctx, n.URL+"/image.wim", &swapped, 1<<20); !errors.Is(err, manifest.ErrChecksum) {
+		t.Errorf("SHA-256 chunks read as BLAKE3: %v", err)
+	}
+}
