@@ -98,7 +98,7 @@ func readPrivate(path string) (ed25519.PrivateKey, error) {
 
 func newPackageCreateCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use: "create --key KEY [--image FILE --index N] [--name N] [--version V] [--expires WHEN] [--chunk-size SIZE] DIR [FILE…]",
+		Use: "create --key KEY [--image FILE --index N] [--name N] [--version V] [--expires WHEN] [--chunk-size SIZE] [--chunk-hash blake3|sha256] DIR [FILE…]",
 		Long: "Hash a package's files into DIR/manifest.json and sign it (DIR/manifest.json.sig). The signature binds " +
 			"the package's name, version, creation time and expiry: a PE refuses it once expired, and, when its fetch step " +
 			"says package: or min-version:, a package of another name or an older version.",
@@ -114,6 +114,7 @@ func newPackageCreateCmd() *cobra.Command {
 	expires := fs.String("expires", "", "refuse the package after `WHEN`: a duration from now (90d, 720h) or a time (2027-05-28 or RFC 3339)")
 	chunk := 4 * bytesize.MiB
 	fs.Var(&chunk, "chunk-size", "per-chunk hash `SIZE` for applying straight from HTTP (0: none)")
+	chunkHash := fs.String("chunk-hash", manifest.ChunkBLAKE3, "`HASH` of the chunks: "+manifest.ChunkBLAKE3+", or "+manifest.ChunkSHA256+" where only FIPS hashes are accepted or for PEs older than this option (the PE's verification costs 2-4 times the CPU)")
 	checksums := fs.Bool("wim-checksums", true, "decode the image, check its SHA-1s and record each file's XXH64, which the PE checks instead of the SHA-1s (a PE older than this option refuses such a manifest)")
 	outFlags := addOutputFlags(c, "progress", "show no progress")
 	c.RunE = func(_ *cobra.Command, args []string) error {
@@ -170,13 +171,16 @@ func newPackageCreateCmd() *cobra.Command {
 			}
 			cs = int64(chunk)
 		}
+		if *chunkHash != manifest.ChunkBLAKE3 && *chunkHash != manifest.ChunkSHA256 {
+			return usageErrorf("--chunk-hash %q: want %s or %s", *chunkHash, manifest.ChunkBLAKE3, manifest.ChunkSHA256)
+		}
 		rep, err := outFlags.open()
 		if err != nil {
 			return err
 		}
 		defer rep.Close()
 		task := rep.Start("hash", 0, "bytes")
-		m, mb, err := manifest.Build(dir, files, manifest.BuildOptions{Name: *name, Version: *version, ExpiresIn: expiresIn, Image: &manifest.Image{File: *image, Index: *index}, ChunkSize: cs, WIMChecksums: *checksums, Progress: task.Callback()})
+		m, mb, err := manifest.Build(dir, files, manifest.BuildOptions{Name: *name, Version: *version, ExpiresIn: expiresIn, Image: &manifest.Image{File: *image, Index: *index}, ChunkSize: cs, ChunkHash: *chunkHash, WIMChecksums: *checksums, Progress: task.Callback()})
 		task.Finish(err)
 		if err != nil {
 			return err

@@ -128,6 +128,24 @@ func TestPackageCommands(t *testing.T) {
 	if mb, _ = os.ReadFile(filepath.Join(pkg, "manifest.json")); strings.Contains(string(mb), "wim_xxh64") {
 		t.Errorf("--wim-checksums=false wrote a table:\n%s", mb)
 	}
+
+	// Chunks are hashed with BLAKE3 unless --chunk-hash says SHA-256,
+	// which leaves chunk_hash out for PEs from before it.
+	if !strings.Contains(string(mb), `"chunk_hash": "blake3"`) {
+		t.Errorf("default manifest without BLAKE3 chunks:\n%s", mb)
+	}
+	if code, out := run(t, "package", "create", "--key", key+".key", "--wim-checksums=false", "--chunk-hash", "sha256", pkg); code != 0 {
+		t.Errorf("create --chunk-hash sha256: %d %s", code, out)
+	}
+	if mb, _ = os.ReadFile(filepath.Join(pkg, "manifest.json")); strings.Contains(string(mb), "chunk_hash") || !strings.Contains(string(mb), `"chunks"`) {
+		t.Errorf("--chunk-hash sha256 wrote:\n%s", mb)
+	}
+	if code, out := run(t, "package", "verify", "--key", key+".pub", pkg); code != 0 {
+		t.Errorf("verify SHA-256 chunks: %d %s", code, out)
+	}
+	if code, out := run(t, "package", "create", "--key", key+".key", "--chunk-hash", "md5", pkg); code != 2 || !strings.Contains(out, `--chunk-hash "md5": want blake3 or sha256`) {
+		t.Errorf("create --chunk-hash md5: %d %s", code, out)
+	}
 }
 
 // TestReadmeKeyFlow: the README's commands as pasted (issue 12.6): keygen
