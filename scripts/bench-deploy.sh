@@ -33,6 +33,9 @@
 #        run's ratio varies by some 10% on a shared 2-core host (the same
 #        apply took 21.3 to 25.8 s in runs of one day), more than the
 #        differences a change usually makes;
+#      CHUNK_HASH (default: package create's, blake3): the package's
+#        chunk hash, e.g. sha256 to compare with packages made before
+#        BLAKE3 chunks;
 #      NET (default user):
 #        user  QEMU's user-mode network, nginx on 127.0.0.1 (the host is
 #              10.0.2.2 to the guest);
@@ -119,7 +122,7 @@ if [ "${1:-}" != results ]; then
 # --- key, package, sequences, PE ---------------------------------------
 say "package, sequences and PE"
 "$minint" keygen --force "$work/bench" >/dev/null
-"$minint" package create --key "$work/bench.key" --name debian-bench "$pkg" >/dev/null
+"$minint" package create --key "$work/bench.key" --name debian-bench ${CHUNK_HASH:+--chunk-hash "$CHUNK_HASH"} "$pkg" >/dev/null
 port=$((20000 + RANDOM % 20000))
 media=/run/minint/media # pe/boot.DefaultMountPoint
 seqdir="$work/seq"
