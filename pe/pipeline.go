@@ -110,9 +110,9 @@ func (r *runner) startPipeline(ctx context.Context, c *fetch.Client, s *sequence
 		r.rep.Printf("  %s of %s already in the staging folder from an earlier try (chunk hashes match)", bytesize.Size(tr.Resumed).Human(), e.Path)
 	}
 	if tr.IgnoresRange() {
-		r.rep.Printf("  the server ignores Range requests: %s downloads whole, in order, and the next step applies it once what it reads has arrived (each %s chunk verified before use, all of them before boot files)", e.Path, bytesize.Size(e.ChunkSize))
+		r.rep.Printf("  the server ignores Range requests: %s downloads whole, in order, and the next step applies it once what it reads has arrived (%s verified before use, all of them before boot files)", e.Path, eachChunk(e))
 	} else {
-		r.rep.Printf("  %s downloads while the next step applies it (each %s chunk verified before use, all of them before boot files)", e.Path, bytesize.Size(e.ChunkSize))
+		r.rep.Printf("  %s downloads while the next step applies it (%s verified before use, all of them before boot files)", e.Path, eachChunk(e))
 	}
 	r.pending = &pipeline{base: s.Base(), index: i, tr: tr, task: task, cancel: cancel, start: time.Now(), path: dest}
 	return dest, nil

@@ -148,7 +148,7 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 			if cr, err = manifest.OpenChunks(p, e, 0); err == nil {
 				cr.Close()
 				task.Set(e.Size, 0)
-				r.rep.Printf("  %s is verified while it is applied (each %s chunk before use, the whole file before the steps after apply-image)", e.Path, bytesize.Size(e.ChunkSize))
+				r.rep.Printf("  %s is verified while it is applied (%s before use, the whole file before the steps after apply-image)", e.Path, eachChunk(e))
 			}
 			break
 		}
@@ -159,7 +159,7 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 		_, err = c.OpenFile(ctx, ref.URL, e, 0)
 		if err == nil {
 			task.Set(e.Size, 0)
-			r.rep.Printf("  %s will be read straight from the server, each %s chunk verified", e.Path, bytesize.Size(e.ChunkSize))
+			r.rep.Printf("  %s will be read straight from the server, %s verified", e.Path, eachChunk(e))
 		} else if errors.Is(err, httpx.ErrNoRange) && s.Mode == "auto" {
 			err = fmt.Errorf("%w, so the image must be staged whole first, but the target has no room for it (or is not mounted)", err)
 		}
@@ -337,6 +337,12 @@ func (r *runner) apply(s *sequence.ApplyImage) error {
 	}
 	unixSync()
 	return nil
+}
+
+// eachChunk says how e's chunks are checked, for the log: "each 4 MiB
+// chunk (blake3)".
+func eachChunk(e *manifest.Entry) string {
+	return fmt.Sprintf("each %s chunk (%s)", bytesize.Size(e.ChunkSize), e.ChunkHashName())
 }
 
 // chunkCache bounds the verified chunks of an image on the medium kept in
