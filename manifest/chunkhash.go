@@ -10,17 +10,21 @@ import (
 
 // The hashes an entry's chunks can be made with (Entry.ChunkHash).
 //
-// Every byte a PE applies passes through its chunk hash, so that hash is
-// most of what verification costs. BLAKE3 ran 2.5 times as fast as
-// SHA-256 under QEMU's TCG (generic code on both sides), and on an
-// AVX-512 host 4 times as fast as SHA-256 with SHA instructions and 10
-// times as fast as SHA-256 without them (docs/benchmarks.md). Both give 256-bit hashes, and a chunk
-// list of either, under the signature, authenticates the file the same
-// way (see ChunkReader). BLAKE3 comes from lukechampine.com/blake3: its
-// generic code, what a CPU without AVX2 runs, was 1.6 times as fast as
-// github.com/zeebo/blake3's under TCG, and it has AVX2 and AVX-512 code.
-// SHA-256 stays for sites that accept only FIPS 180 hashes, and for
-// manifests made before BLAKE3 chunks.
+// Every byte a PE applies passes through its chunk hash, so on a real
+// machine that hash is most of what verification costs. There BLAKE3 with
+// AVX2 ran 3.5 times as fast as SHA-256 with SHA instructions and 8 times
+// as fast as SHA-256 without them (which most Intel CPUs made before
+// 2020-2021 lack), and on such a CPU a verified apply to tmpfs cost 1.13
+// times an unverified one instead of 1.34 (docs/benchmarks.md). Under
+// QEMU's TCG, which offers neither AVX2 nor SHA instructions, SHA-256's
+// scalar assembly beats BLAKE3's generic Go code, and a deployment there
+// takes 2-7% longer with BLAKE3 chunks. Both give 256-bit hashes, and a
+// chunk list of either, under the signature, authenticates the file the
+// same way (see ChunkReader). BLAKE3 comes from lukechampine.com/blake3:
+// AVX2 and AVX-512 code, and generic code that ran 1.5 times as fast as
+// github.com/zeebo/blake3's under TCG. SHA-256 stays for sites that accept
+// only FIPS 180 hashes, for PEs older than chunk_hash, and for the manifests
+// made before it.
 const (
 	// ChunkSHA256 is the chunk hash of an entry that names none: JSON
 	// leaves it out, so that PEs from before chunk_hash read it too.

@@ -28,8 +28,8 @@ import (
 // chunk matched, and a file of the signed size whose every chunk matches
 // the signed chunk list is the file the signer hashed (collisions of the
 // chunk hash aside), so the whole-file SHA-256 would prove nothing more
-// and is not computed again. The caller lets nothing after the apply run before
-// Complete succeeded.
+// and is not computed again. The caller lets nothing after the apply run
+// before Complete succeeded.
 type ChunkReader struct {
 	blocks *blockcache.Reader // chunks, each loaded and checked by load
 	read   func(i int) ([]byte, error)
