@@ -1,11 +1,11 @@
 // Package fetch gets image packages to the PE over HTTP(S), and hands on
 // only bytes that match their signed manifest (package manifest).
 //
-// One verified reader chain: bytes -> size limit -> hash -> file. A
-// file is handed on only after its size and hash (its chunk hashes when
-// the entry has them, else its SHA-256) match the manifest entry; errors wrap manifest.ErrSize, manifest.ErrChecksum, or an
-// *httpx.StatusError (httpx.ErrNotFound, …) for a status that retrying
-// will not fix.
+// One verified reader chain: bytes -> size limit -> hash -> file. A file
+// is handed on only after its size and hash (its chunk hashes when the
+// entry has them, else its SHA-256) match the manifest entry; errors wrap
+// manifest.ErrSize, manifest.ErrChecksum, or an *httpx.StatusError
+// (httpx.ErrNotFound, …) for a status that retrying will not fix.
 //
 // The transport is package httpx: timeouts, an idle limit that drops a
 // connection that stops sending, retries with backoff, redacted URLs.

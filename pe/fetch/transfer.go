@@ -26,9 +26,9 @@ var ErrClosed = errors.New("transfer closed")
 // Fail-closed argument. A staged download is verified whole before anything
 // reads it; a pipelined one is read before its last byte has arrived, so
 // the whole-file SHA-256 cannot be what guards the reader. What guards it
-// are the manifest's per-chunk hashes (BLAKE3 or SHA-256), signed with the manifest like
-// everything else (the same guard File uses when applying straight from
-// HTTP): ReadAt returns bytes of a chunk only after the whole chunk is on
+// are the manifest's per-chunk hashes (BLAKE3 or SHA-256), signed with the
+// manifest like everything else (the same guard File uses when applying
+// straight from HTTP): ReadAt returns bytes of a chunk only after the whole chunk is on
 // disk and its hash matched. The WIM parser and the files written to the
 // target therefore never see a byte the signing key did not vouch for, and
 // a tampered or truncated server can make the apply fail but never steer
@@ -37,12 +37,11 @@ var ErrClosed = errors.New("transfer closed")
 // only after that (see pe's pipeline). A file of the signed size whose
 // every chunk matches the signed chunk list is the file the signer hashed
 // (collisions of the chunk hash aside): that is the whole-file check, and
-// the whole-file SHA-256 is not computed again on top (issue 16: each byte is
-// received, hashed and written once, and read once more by the apply;
+// the whole-file SHA-256 is not computed again on top (issue 16: each byte
+// is received, hashed and written once, and read once more by the apply;
 // writes and reads bypass the page cache where aligned, see directFile).
-// A manifest
-// without chunk sums cannot be pipelined: StartTransfer refuses it and the
-// caller stages instead.
+// A manifest without chunk hashes cannot be pipelined: StartTransfer
+// refuses it and the caller stages instead.
 //
 // Order of arrival. One sequential stream (a single GET, continued with
 // Range after an error) fills the file from the first missing chunk on. A
