@@ -46,16 +46,7 @@ func readSource(ctx context.Context, c *httpx.Client, src string, limit int64) (
 	if c != nil {
 		return c.Get(ctx, src, limit)
 	}
-	f, err := os.Open(src)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := httpx.ReadAll(f, limit)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", src, err)
-	}
-	return b, nil
+	return httpx.ReadFile(src, limit)
 }
 
 // warnLegacy says that a signature in minint's old format was accepted.

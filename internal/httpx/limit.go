@@ -3,6 +3,7 @@ package httpx
 import (
 	"fmt"
 	"io"
+	"os"
 )
 
 // LimitReader returns a reader of r that fails with ErrTooLarge once r
@@ -38,4 +39,20 @@ func (l *limited) err() error { return fmt.Errorf("%w: more than %d bytes", ErrT
 // ReadAll reads r to its end, at most limit bytes: more is ErrTooLarge.
 func ReadAll(r io.Reader, limit int64) ([]byte, error) {
 	return io.ReadAll(LimitReader(r, limit))
+}
+
+// ReadFile reads the file name as ReadAll reads a body: a local copy of
+// something a server could serve (a manifest, a signature, a boot menu)
+// gets the same bound. Errors name the file.
+func ReadFile(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := ReadAll(f, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, nil
 }
