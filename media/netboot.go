@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/minint/minint/initramfs"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
@@ -309,19 +310,13 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	cfg, err := os.ReadFile(filepath.Join(dir, netbootPXELinux))
+	old, err := netbootCmdline(dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree: %w", ErrFormat, dir, err)
 	}
-	var old string
-	for _, l := range strings.Split(string(cfg), "\n") {
-		if a, ok := strings.CutPrefix(strings.TrimSpace(l), "APPEND "); ok {
-			old = a
-		}
-	}
-	mj, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)))
-	if err != nil || old == "" {
-		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree (no %s or no command line)", ErrFormat, dir, MediaJSONPath)
+	mj, err := httpx.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree: %w", ErrFormat, dir, err)
 	}
 	var info map[string]any
 	if err := json.Unmarshal(mj, &info); err != nil {

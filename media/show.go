@@ -1,6 +1,10 @@
 package media
 
 import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -8,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/sequence"
@@ -37,6 +42,9 @@ type MediumInfo struct {
 // SequenceInfo describes /minint/sequence.yaml; Error is what
 // `minint sequence check` says about an invalid one.
 type SequenceInfo struct {
+	// URL is where a network-booted PE fetches it (minint.sequence=);
+	// the other fields are empty when it is not in the tree.
+	URL    string `json:"url,omitempty"`
 	Name   string `json:"name,omitempty"`
 	Steps  int    `json:"steps"`
 	Digest string `json:"sha256"`
@@ -61,19 +69,24 @@ type MediumFile struct {
 	Size int64  `json:"size"`
 }
 
-// ReadMedium reads what a minint ISO carries without changing it: its
+// ReadMedium reads what a minint ISO, or a network-boot tree (the
+// directory BuildNetboot writes), carries without changing it: its
 // media.json, the PE's build info and package key from the initramfs, the
-// sequence (checked as `minint sequence check` does) and the packages
+// sequence (checked as `minint sequence check` does; a tree's, which the
+// PE fetches, also for its signature by the PE's key) and the packages
 // (their signatures checked with the PE's key).
-func ReadMedium(iso string) (*MediumInfo, error) {
+func ReadMedium(p string) (*MediumInfo, error) {
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return readNetbootTree(p)
+	}
 	dir, err := os.MkdirTemp("", "minint-iso-show-*")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	m, err := extractISO(iso, dir, func(p string) bool {
+	m, err := extractISO(p, dir, func(p string) bool {
 		return p == "/"+InitrdPath || p == "/"+pe.MediumSequence ||
-			strings.HasPrefix(p, "/"+MediaDir+"/") && (path.Base(p) == manifest.FileName || path.Base(p) == manifest.ShortSignatureName)
+			strings.HasPrefix(p, "/"+MediaDir+"/") && isManifestOrSignature(path.Base(p))
 	})
 	if err != nil {
 		return nil, err
@@ -94,21 +107,38 @@ func ReadMedium(iso string) (*MediumInfo, error) {
 		}
 		info.Sequence = si
 	}
-	for _, f := range m.files {
+	info.Packages = packages(m.files, local, m.key)
+	return info, nil
+}
+
+func isManifestOrSignature(name string) bool {
+	return name == manifest.FileName || name == manifest.SignatureName || name == manifest.ShortSignatureName
+}
+
+// packages describes the packages among files (paths under /minint),
+// whose contents local finds, signed or not with key.
+func packages(files []MediumFile, local func(string) string, key ed25519.PublicKey) []PackageInfo {
+	var out []PackageInfo
+	for _, f := range files {
 		if path.Base(f.Path) != manifest.FileName {
 			continue
 		}
 		d := path.Dir(f.Path)
 		pi := PackageInfo{Dir: d}
 		data, _ := os.ReadFile(local(f.Path))
-		sig, err := os.ReadFile(local(path.Join(d, manifest.ShortSignatureName)))
+		// A medium has the signature under the short name (ISO 9660
+		// names), a served tree under the long one.
+		sig, err := os.ReadFile(local(path.Join(d, manifest.SignatureName)))
+		if err != nil {
+			sig, err = os.ReadFile(local(path.Join(d, manifest.ShortSignatureName)))
+		}
 		switch {
 		case err != nil:
-			pi.Error = "no " + manifest.ShortSignatureName
-		case m.key == nil:
+			pi.Error = "no " + manifest.SignatureName
+		case key == nil:
 			pi.Error = "the PE has no package key"
 		default:
-			if mf, err := manifest.Verify(data, sig, m.key, manifest.VerifyOptions{}); err != nil {
+			if mf, err := manifest.Verify(data, sig, key, manifest.VerifyOptions{}); err != nil {
 				pi.Error = err.Error()
 			} else {
 				pi.Signed, pi.Name, pi.Files = true, mf.Name, len(mf.Files)
@@ -117,8 +147,104 @@ func ReadMedium(iso string) (*MediumInfo, error) {
 				}
 			}
 		}
-		info.Packages = append(info.Packages, pi)
+		out = append(out, pi)
 	}
-	sort.Slice(info.Packages, func(i, j int) bool { return info.Packages[i].Dir < info.Packages[j].Dir })
+	sort.Slice(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })
+	return out
+}
+
+// readNetbootTree is ReadMedium for a network-boot tree: the command line
+// is the boot menus' (which CustomizeNetboot rewrites), and the sequence
+// the one it names (minint.sequence=), when that URL is in the tree
+// (under minint.url=).
+func readNetbootTree(dir string) (*MediumInfo, error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s is not a minint network-boot tree: %s", ErrFormat, dir, fmt.Sprintf(format, a...))
+	}
+	mj, err := httpx.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	var mi map[string]any
+	if err := json.Unmarshal(mj, &mi); err != nil {
+		return nil, bad("%s: %v", MediaJSONPath, err)
+	}
+	cmdline, err := netbootCmdline(dir)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	key, peInfo, err := readPE(filepath.Join(dir, "initrd"))
+	if err != nil {
+		return nil, bad("the PE's initramfs: %v", err)
+	}
+	str := func(k string) string { s, _ := mi[k].(string); return s }
+	info := &MediumInfo{MediaID: str("id"), Label: str("label"), Cmdline: cmdline, Chain: str("uefi_chain"),
+		CustomizedFrom: str("customized_from"), PE: peInfo, Info: mi}
+	info.Created, _ = time.Parse(time.RFC3339, str("created"))
+	if key != nil {
+		info.Key = sign.KeyID(key)
+	}
+	root := filepath.Join(dir, MediaDir)
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel = filepath.ToSlash(rel); rel == MediaJSONPath {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		info.Files = append(info.Files, MediumFile{Path: "/" + rel, Size: fi.Size()})
+		return nil
+	})
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	local := func(p string) string { return filepath.Join(dir, filepath.FromSlash(p)) }
+	info.Packages = packages(info.Files, local, key)
+	var base, seqURL string
+	for _, a := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(a, "minint.url="); ok {
+			base = strings.TrimSuffix(v, "/") + "/"
+		} else if v, ok := strings.CutPrefix(a, "minint.sequence="); ok {
+			seqURL = v
+		}
+	}
+	if seqURL != "" {
+		si := &SequenceInfo{URL: seqURL}
+		if rel, ok := strings.CutPrefix(seqURL, base); ok && base != "" && filepath.IsLocal(rel) {
+			f := local(rel)
+			if seq, err := sequence.LoadFile(f); err != nil {
+				si.Error = err.Error()
+			} else if si.Name, si.Steps, si.Digest = seq.Name, len(seq.Steps), seq.Digest; key == nil {
+				si.Error = "the PE has no package key, so it refuses every sequence from the network"
+			} else if _, _, err := SequenceFiles(f, key); err != nil {
+				si.Error = err.Error()
+			}
+		}
+		info.Sequence = si
+	}
 	return info, nil
+}
+
+// netbootCmdline is the kernel command line of the tree at dir: PXELINUX's
+// APPEND line, as every boot menu of the tree has it.
+func netbootCmdline(dir string) (string, error) {
+	cfg, err := httpx.ReadFile(filepath.Join(dir, netbootPXELinux), maxMediaJSON)
+	if err != nil {
+		return "", err
+	}
+	var cmdline string
+	for _, l := range strings.Split(string(cfg), "\n") {
+		if a, ok := strings.CutPrefix(strings.TrimSpace(l), "APPEND "); ok {
+			cmdline = a
+		}
+	}
+	if cmdline == "" {
+		return "", fmt.Errorf("%s has no command line (APPEND)", netbootPXELinux)
+	}
+	return cmdline, nil
 }

@@ -126,8 +126,8 @@ OUT may be IN: the image is written next to it and renamed into place when compl
 
 func newISOShowCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "show [--json] IN.iso",
-		Short: "Print what a minint ISO carries: PE, package key, sequence, packages, command line",
+		Use:   "show [--json] IN.iso|TREE",
+		Short: "Print what a minint ISO or network-boot tree carries: PE, package key, sequence, packages, command line",
 		Args:  argCount(1, 1),
 	}
 	asJSON := c.Flags().Bool("json", false, "print JSON for machines")
@@ -167,13 +167,19 @@ func newISOShowCmd() *cobra.Command {
 			p("package key", "%s", m.Key)
 		}
 		p("cmdline", "%s", m.Cmdline)
+		at := ""
+		if s := m.Sequence; s != nil && s.URL != "" {
+			at = " at " + s.URL
+		}
 		switch s := m.Sequence; {
 		case s == nil:
 			p("sequence", "none")
 		case s.Error != "":
-			p("sequence", "INVALID: %s", s.Error)
+			p("sequence", "INVALID%s: %s", at, s.Error)
+		case s.Digest == "":
+			p("sequence", "%s (not in this tree)", s.URL)
 		default:
-			p("sequence", "%s (%d steps, sha256 %s)", orDefault(s.Name, "unnamed"), s.Steps, s.Digest[:16])
+			p("sequence", "%s (%d steps, sha256 %s)%s", orDefault(s.Name, "unnamed"), s.Steps, s.Digest[:16], at)
 		}
 		for _, pk := range m.Packages {
 			if pk.Error != "" {

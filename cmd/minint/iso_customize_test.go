@@ -131,9 +131,28 @@ func TestISOCustomizeCommand(t *testing.T) {
 			t.Errorf("netboot tree: %v", err)
 		}
 	}
+	// iso show reads the tree as well: the sequence the command line
+	// names, checked for the PE's key as the PE will check it.
+	showTree := func(wants ...string) {
+		t.Helper()
+		out, _ := run(0, "iso", "show", p("nb"))
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("iso show of the tree lacks %q:\n%s", want, out)
+			}
+		}
+	}
+	showTree("sequence:    custom (1 steps, sha256 ", ") at http://192.0.2.1/pe/minint/seq.yaml",
+		"minint.sequence=http://192.0.2.1/pe/minint/seq.yaml", "/minint/image: ", "image os.wim, 1 files, signed with the PE's key",
+		fmt.Sprintf("/minint/image/os.wim (%d bytes)", size))
+	if _, stderr := run(1, "iso", "show", p("pkg")); !strings.Contains(stderr, "not a minint network-boot tree") {
+		t.Errorf("iso show of a directory that is no tree: %s", stderr)
+	}
 	// ... and customized in place: another key, then only a sequence
 	// signed with it is taken.
 	run(0, "netboot", "customize", p("nb"), "-q", "--key", p("other.pub"), "--ip", "eth0:dhcp")
+	showTree("sequence:    INVALID at http://192.0.2.1/pe/minint/seq.yaml: ", "the PE would refuse it",
+		"/minint/image: NOT USABLE: ", "ip=eth0:dhcp")
 	otherPub, _ := os.ReadFile(p("other.pub"))
 	want, _ := sign.ParsePublicKey(otherPub)
 	if pk, err := media.PEKey(p("nb/initrd")); err != nil || !pk.Equal(want) {
@@ -144,6 +163,7 @@ func TestISOCustomizeCommand(t *testing.T) {
 	}
 	run(0, "package", "sign", "--key", p("other.key"), p("seq.yaml"))
 	run(0, "netboot", "customize", p("nb"), "-q", "--sequence", p("seq.yaml"))
+	showTree("sequence:    custom (1 steps, sha256 ")
 	for _, f := range []string{"nb/boot.ipxe", "nb/pxelinux.cfg/default", "nb/grub/grub.cfg"} {
 		if b, _ := os.ReadFile(p(f)); !strings.Contains(string(b), "ip=eth0:dhcp") || strings.Count(string(b), "minint.sequence=") != 1 {
 			t.Errorf("%s after netboot customize:\n%s", f, b)
