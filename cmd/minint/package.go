@@ -200,7 +200,11 @@ func newPackageCreateCmd() *cobra.Command {
 		if err := os.Remove(filepath.Join(dir, manifest.ShortSignatureName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		fmt.Fprintf(rep.Out, "wrote %s and %s: %s, image %s index %d, %s, signed by key %s\n", mp, sign.SignatureFor(mp), plural.Count(len(m.Files), "file"), *image, *index, describe(m.SignContext()), sign.KeyID(priv.Public().(ed25519.PublicKey)))
+		chunks := "no chunk hashes"
+		if e, ok := m.File(*image); ok && e.ChunkSize > 0 {
+			chunks = fmt.Sprintf("%s chunks hashed with %s", bytesize.Size(e.ChunkSize), e.ChunkHashName())
+		}
+		fmt.Fprintf(rep.Out, "wrote %s and %s: %s, image %s index %d (%s), %s, signed by key %s\n", mp, sign.SignatureFor(mp), plural.Count(len(m.Files), "file"), *image, *index, chunks, describe(m.SignContext()), sign.KeyID(priv.Public().(ed25519.PublicKey)))
 		return nil
 	}
 	return c

@@ -134,7 +134,7 @@ func TestPackageCommands(t *testing.T) {
 	if !strings.Contains(string(mb), `"chunk_hash": "blake3"`) {
 		t.Errorf("default manifest without BLAKE3 chunks:\n%s", mb)
 	}
-	if code, out := run(t, "package", "create", "--key", key+".key", "--wim-checksums=false", "--chunk-hash", "sha256", pkg); code != 0 {
+	if code, out := run(t, "package", "create", "--key", key+".key", "--wim-checksums=false", "--chunk-hash", "sha256", pkg); code != 0 || !strings.Contains(out, "image os.wim index 1 (4MiB chunks hashed with sha256)") {
 		t.Errorf("create --chunk-hash sha256: %d %s", code, out)
 	}
 	if mb, _ = os.ReadFile(filepath.Join(pkg, "manifest.json")); strings.Contains(string(mb), "chunk_hash") || !strings.Contains(string(mb), `"chunks"`) {
