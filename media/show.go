@@ -39,8 +39,10 @@ type MediumInfo struct {
 	Info     map[string]any `json:"-"` // /minint/media.json as it is
 }
 
-// SequenceInfo describes /minint/sequence.yaml; Error is what
-// `minint sequence check` says about an invalid one.
+// SequenceInfo describes a medium's /minint/sequence.yaml, or the sequence
+// a network-boot tree's command line names; Error is what `minint
+// sequence check` says about an invalid one (and, for a tree's, why the
+// PE would refuse its signature).
 type SequenceInfo struct {
 	// URL is where a network-booted PE fetches it (minint.sequence=);
 	// the other fields are empty when it is not in the tree.
