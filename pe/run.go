@@ -81,26 +81,22 @@ func (r *runner) fetch(s *sequence.Fetch) error {
 	c := *r.client
 	c.Tries = s.Retries + 1
 	base := s.Dir()
-	var mb, sig []byte
-	var err error
+	// The manifest and its signature come from the same place: a file
+	// on the medium (no client) or a URL.
+	src, client := s.Manifest, &c.Client
 	if p, ok := strings.CutPrefix(s.Manifest, "medium:"); ok {
 		if r.env.MediumDir == "" {
 			return errors.New("the boot medium is not mounted in this PE")
 		}
-		full := filepath.Join(r.env.MediumDir, p)
-		if mb, err = readSource(ctx, nil, full, manifest.MaxSize); err != nil {
-			return err
-		}
-		if sig, err = readSignature(ctx, nil, full, r.rep.Printf); err != nil {
-			return err
-		}
-	} else {
-		if mb, err = readSource(ctx, &c.Client, s.Manifest, manifest.MaxSize); err != nil {
-			return err
-		}
-		if sig, err = readSignature(ctx, &c.Client, s.Manifest, r.rep.Printf); err != nil {
-			return fmt.Errorf("signature: %w", err)
-		}
+		src, client = filepath.Join(r.env.MediumDir, p), nil
+	}
+	mb, err := readSource(ctx, client, src, manifest.MaxSize)
+	if err != nil {
+		return err
+	}
+	sig, err := readSignature(ctx, client, src, r.rep.Printf)
+	if err != nil {
+		return fmt.Errorf("signature: %w", err)
 	}
 	m, err := manifest.Verify(mb, sig, r.env.PublicKey, manifest.VerifyOptions{Name: s.Package, MinVersion: string(s.MinVersion)})
 	if err != nil {
