@@ -14,12 +14,12 @@ import (
 )
 
 func TestParseCmdline(t *testing.T) {
-	o, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0,115200 console=tty0 minint.done=poweroff minint.media=abc123 minint.net=0 minint.debug quiet x="a b" minint.sequence=http://10.0.2.2:8080/seq.yaml minint.sequence-min-version=4.2 minint.var.site=lab minint.var.empty= minint.staged=UUID=0a1b2c3d-0000-4000-8000-00000000abcd minint.bench=unhashed-medium` + "\n")
+	o, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0,115200 console=tty0 minint.done=poweroff minint.media=abc123 minint.net=0 minint.debug quiet x="a b" minint.sequence=http://10.0.2.2:8080/seq.yaml minint.sequence-min-version=4.2 minint.var.site=lab minint.var.empty= minint.staged=UUID=0a1b2c3d-0000-4000-8000-00000000abcd minint.bench=unhashed-medium minint.url=http://192.0.2.1/pe` + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Options{Done: DonePoweroff, Media: "abc123", Net: false, Shell: false, Debug: true,
-		Sequence: "http://10.0.2.2:8080/seq.yaml", SequenceMinVersion: "4.2", Staged: "0a1b2c3d-0000-4000-8000-00000000abcd", Vars: map[string]string{"site": "lab", "empty": ""},
+		Sequence: "http://10.0.2.2:8080/seq.yaml", SequenceMinVersion: "4.2", URL: "http://192.0.2.1/pe", Staged: "0a1b2c3d-0000-4000-8000-00000000abcd", Vars: map[string]string{"site": "lab", "empty": ""},
 		Rest:    map[string]string{"BOOT_IMAGE": "/vmlinuz", "console": "tty0", "quiet": "", "x": "a b"},
 		Network: netconf.Config{DHCPAll: true}, FailWait: DefaultFailWait, Serial: SerialLines, Bench: "unhashed-medium"}
 	if !reflect.DeepEqual(o, want) {
@@ -41,17 +41,17 @@ func TestParseCmdlineDefaults(t *testing.T) {
 }
 
 func TestParseCmdlineBad(t *testing.T) {
-	o, err := ParseCmdline("minint.done=explode minint.net=maybe minint.shell=1 minint.bogus=1 minint.sequence= minint.var.=x minint.staged=/dev/vda2 minint.staged=UUID= minint.sequence-min-version=4.x minint.bench=fast")
+	o, err := ParseCmdline("minint.done=explode minint.net=maybe minint.shell=1 minint.bogus=1 minint.sequence= minint.var.=x minint.staged=/dev/vda2 minint.staged=UUID= minint.sequence-min-version=4.x minint.bench=fast minint.url=")
 	if err == nil {
 		t.Fatal("no error for bad values")
 	}
-	for _, s := range []string{"minint.done", "explode", "minint.net", "minint.bogus", "minint.sequence needs a value", "minint.var.", `minint.staged="/dev/vda2"`, `minint.staged="UUID="`, `minint.sequence-min-version="4.x"`, `minint.bench="fast"`} {
+	for _, s := range []string{"minint.done", "explode", "minint.net", "minint.bogus", "minint.sequence needs a value", "minint.var.", `minint.staged="/dev/vda2"`, `minint.staged="UUID="`, `minint.sequence-min-version="4.x"`, `minint.bench="fast"`, "minint.url needs a value"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not mention %s", err, s)
 		}
 	}
 	// The good options still apply; the bad ones keep their defaults.
-	if o.Done != DoneShell || !o.Net || !o.Shell || o.Staged != "" || o.Bench != "" {
+	if o.Done != DoneShell || !o.Net || !o.Shell || o.Staged != "" || o.Bench != "" || o.URL != "" {
 		t.Errorf("got %+v", o)
 	}
 	// Except a floor: dropping it would accept older sequences, keeping

@@ -28,6 +28,11 @@ type Options struct {
 	// Sequence is minint.sequence=: the task sequence's http(s) URL or
 	// path ("" = the one on the boot medium).
 	Sequence string
+	// URL is minint.url=: the base URL of the network-boot tree the PE
+	// was served from (minint netboot --base-url), whose files are under
+	// URL/minint/. It is informational: a sequence or manifest is always
+	// named by a URL of its own.
+	URL string
 	// Staged is the file system UUID from minint.staged=UUID=…, written
 	// by `minint stage`: the PE was staged onto that file system (the
 	// installed system's root) to refresh it in place, and its sequence is
@@ -132,6 +137,11 @@ func ParseCmdline(s string) (Options, error) {
 				bad = append(bad, "minint.sequence needs a value (the sequence's URL or path)")
 			}
 			o.Sequence = v
+		case "minint.url":
+			if v == "" {
+				bad = append(bad, "minint.url needs a value (the URL the PE was served from)")
+			}
+			o.URL = v
 		case "minint.sequence-min-version":
 			if _, err := sign.CompareVersions(v, v); err != nil {
 				bad = append(bad, fmt.Sprintf("minint.sequence-min-version=%q: %v (every network sequence will be refused)", v, err))
