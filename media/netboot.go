@@ -15,6 +15,7 @@ import (
 	"github.com/minint/minint/initramfs"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/pe"
+	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 )
@@ -348,12 +349,8 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 	var copies []File
 	extra := c.Cmdline
 	if c.Sequence != "" {
-		base := ""
-		for _, a := range strings.Fields(old) {
-			if v, ok := strings.CutPrefix(a, "minint.url="); ok {
-				base = v
-			}
-		}
+		opts, _ := boot.ParseCmdline(old)
+		base := opts.URL
 		if base == "" {
 			return nil, fmt.Errorf("%w: the tree was built without a base URL: a network-booted PE could not fetch the sequence", ErrInput)
 		}
@@ -432,10 +429,8 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 	}
 	cmdline := customCmdline(from, "", "", extra)
 	base := ""
-	for _, a := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(a, "minint.url="); ok {
-			base = strings.TrimSuffix(v, "/") + "/"
-		}
+	if opts, _ := boot.ParseCmdline(cmdline); opts.URL != "" {
+		base = strings.TrimSuffix(opts.URL, "/") + "/"
 	}
 	menus := netbootMenus(id, base, cmdline, chain)
 	info["netboot_cmdline"] = cmdline

@@ -15,6 +15,7 @@ import (
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe"
+	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 )
@@ -207,17 +208,13 @@ func readNetbootTree(dir string) (*MediumInfo, error) {
 	}
 	local := func(p string) string { return filepath.Join(dir, filepath.FromSlash(p)) }
 	info.Packages = packages(info.Files, local, key)
-	var base, seqURL string
-	for _, a := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(a, "minint.url="); ok {
-			base = strings.TrimSuffix(v, "/") + "/"
-		} else if v, ok := strings.CutPrefix(a, "minint.sequence="); ok {
-			seqURL = v
-		}
-	}
-	if seqURL != "" {
+	// Read as the PE reads it; the problems it would warn about do not
+	// change what the tree serves.
+	opts, _ := boot.ParseCmdline(cmdline)
+	if seqURL := opts.Sequence; seqURL != "" {
 		si := &SequenceInfo{URL: seqURL}
-		if rel, ok := strings.CutPrefix(seqURL, base); ok && base != "" && filepath.IsLocal(rel) {
+		base := strings.TrimSuffix(opts.URL, "/") + "/"
+		if rel, ok := strings.CutPrefix(seqURL, base); ok && opts.URL != "" && filepath.IsLocal(rel) {
 			f := local(rel)
 			if seq, err := sequence.LoadFile(f); err != nil {
 				si.Error = err.Error()
