@@ -2,7 +2,7 @@
 // the console (VGA text screen, or a serial terminal) with the PE's
 // version, the machine (model, serial number, MAC and IP addresses), the
 // task sequence with each step's state, a progress bar with rate and time
-// left, the last log lines, and after a failure the error, what to do
+// left for each running operation, the last log lines, and after a failure the error, what to do
 // about it, where the log is and the choices the PE offers.
 //
 // A Model is fed the PE's JSON-lines events (it is an io.Writer for them)
@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -72,7 +73,10 @@ type Model struct {
 
 	seqName string
 	steps   []step
-	bar     *bar
+	// One bar per running operation, in the order they began: a
+	// pipelined deployment fetches and applies at once, and each needs
+	// its own second of history before it has a rate.
+	bars []*bar
 
 	result  string // "", "done", "failed"
 	failure string
@@ -169,7 +173,7 @@ func (m *Model) SetMenu(s string) {
 func (m *Model) Reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.steps, m.bar, m.result, m.failure, m.logPath, m.menu, m.back, m.seqName = nil, nil, "", "", nil, "", false, ""
+	m.steps, m.bars, m.result, m.failure, m.logPath, m.menu, m.back, m.seqName = nil, nil, "", "", nil, "", false, ""
 	m.touch()
 }
 
@@ -261,8 +265,8 @@ func (m *Model) Event(e progress.Event) {
 				s.err = e.Error
 			}
 		}
-		if e.State != "start" && m.bar != nil {
-			m.bar = nil
+		if e.State != "start" {
+			m.bars = nil
 		}
 	case "sequence":
 		switch e.State {
@@ -284,19 +288,25 @@ func (m *Model) Event(e progress.Event) {
 			m.failure = e.Error
 		}
 	case "progress":
+		i := slices.IndexFunc(m.bars, func(b *bar) bool { return b.op == e.Op })
 		switch e.State {
-		case "start":
-			now := m.now()
-			m.bar = &bar{op: e.Op, total: e.Total, unit: e.Unit, start: now, last: now}
-		case "running":
-			if m.bar == nil || m.bar.op != e.Op {
+		case "start", "running":
+			if i < 0 || e.State == "start" {
 				now := m.now()
-				m.bar = &bar{op: e.Op, unit: e.Unit, start: now, last: now}
+				b := &bar{op: e.Op, total: e.Total, unit: e.Unit, start: now, last: now}
+				if i < 0 {
+					i = len(m.bars)
+					m.bars = append(m.bars, b)
+				} else {
+					m.bars[i] = b
+				}
 			}
-			m.bar.update(e.Done, e.Total, m.now())
+			if e.State == "running" {
+				m.bars[i].update(e.Done, e.Total, m.now())
+			}
 		default:
-			if m.bar != nil && m.bar.op == e.Op {
-				m.bar = nil
+			if i >= 0 {
+				m.bars = slices.Delete(m.bars, i, i+1)
 			}
 		}
 	case "log":
@@ -305,7 +315,7 @@ func (m *Model) Event(e progress.Event) {
 		}
 	case "pe":
 		m.result = e.State
-		m.bar = nil
+		m.bars = nil
 		if e.State == "failed" {
 			m.failure = e.Error
 			m.back, _ = e.Data["back_to_installed"].(bool)
@@ -459,8 +469,11 @@ func (m *Model) Render(width, height int) []string {
 		steps = append(steps, "Status    "+m.phase)
 	}
 	var barLines []string
-	if b := m.bar; b != nil {
-		barLines = append([]string{""}, b.render(width, m.now())...)
+	for _, b := range m.bars {
+		if barLines == nil {
+			barLines = []string{""}
+		}
+		barLines = append(barLines, b.render(width, m.now())...)
 	}
 
 	if m.result == "failed" || m.failure != "" {
@@ -540,8 +553,15 @@ func (b *bar) render(width int, now time.Time) []string {
 		}
 		return fmt.Sprintf("%d %s", n, b.unit)
 	}
+	// A rate that would read as zero is left out, and with it a time
+	// left of hours: an apply waiting for the download's last chunk
+	// is not about to take an hour.
+	least := 0.5
+	if b.unit == "bytes" {
+		least = 0.05 * (1 << 20)
+	}
 	rate := ""
-	if b.rate > 0 {
+	if b.rate >= least {
 		if b.unit == "bytes" {
 			rate = fmt.Sprintf("%.1f MiB/s", b.rate/(1<<20))
 		} else {
@@ -555,7 +575,7 @@ func (b *bar) render(width int, now time.Time) []string {
 	if rate != "" {
 		line2 += ", " + rate
 	}
-	if b.total > 0 && b.rate > 0 && b.done < b.total {
+	if b.total > 0 && rate != "" && b.done < b.total {
 		eta := time.Duration(float64(b.total-b.done) / b.rate * float64(time.Second))
 		line2 += ", " + FormatETA(eta) + " left"
 	}

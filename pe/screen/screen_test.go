@@ -3,6 +3,7 @@ package screen
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,46 @@ func TestRenderDeployment(t *testing.T) {
 		if strings.ContainsAny(l, "{}") {
 			t.Errorf("raw JSON on the screen: %q", l)
 		}
+	}
+}
+
+// TestRenderPipelined: a pipelined deployment reports the fetch and the
+// apply in turns; each keeps its own bar and, after a second, its rate,
+// and a finished one leaves the other in place.
+func TestRenderPipelined(t *testing.T) {
+	c := &clock{time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	m := New()
+	m.now = c.now
+	feed(t, m, sequence()...)
+	feed(t, m, progress.Event{Kind: "progress", Op: "fetch sample.wim", State: "start", Unit: "bytes", Total: 100 << 20})
+	report := func(fetched, applied int64) {
+		c.t = c.t.Add(time.Second)
+		feed(t, m,
+			progress.Event{Kind: "progress", Op: "fetch sample.wim", State: "running", Unit: "bytes", Done: fetched, Total: 100 << 20},
+			progress.Event{Kind: "progress", Op: "apply image 1", State: "running", Unit: "bytes", Done: applied, Total: 200 << 20})
+	}
+	// First the apply waits for the end of the file, where the WIM
+	// keeps its metadata: no rate, and no time left of hours.
+	report(4<<20, 1<<10)
+	report(8<<20, 1<<10)
+	has(t, m.Render(80, 25), "apply image 1 [", "  0.0 MiB of 200.0 MiB, 2 s elapsed", "8.0 MiB of 100.0 MiB, 4.0 MiB/s, 23 s left, 2 s elapsed")
+	for i := int64(3); i <= 12; i++ {
+		report(i*4<<20, (i-2)*8<<20)
+	}
+	lines := m.Render(80, 25)
+	has(t, lines, "fetch sample.wim [", " 48%", "48.0 MiB of 100.0 MiB, 4.0 MiB/s, 13 s left, 12 s elapsed", "apply image 1 [", " 40%")
+	page := strings.Join(lines, "\n")
+	if !regexp.MustCompile(`80\.0 MiB of 200\.0 MiB, [78]\.\d MiB/s, \d+ s left, 12 s elapsed`).MatchString(page) {
+		t.Errorf("no rate for the apply:\n%s", page)
+	}
+	feed(t, m, progress.Event{Kind: "progress", Op: "fetch sample.wim", State: "done", Unit: "bytes", Done: 100 << 20, Total: 100 << 20})
+	page = strings.Join(m.Render(80, 25), "\n")
+	if strings.Contains(page, "fetch sample.wim") || !strings.Contains(page, "80.0 MiB of 200.0 MiB") {
+		t.Errorf("after the fetch's end:\n%s", page)
+	}
+	feed(t, m, progress.Event{Kind: "step", Op: "apply-image", State: "done", Data: map[string]any{"type": "apply-image", "index": 2.0}})
+	if page := strings.Join(m.Render(80, 25), "\n"); strings.Contains(page, "apply image 1") {
+		t.Errorf("a bar outlives its step:\n%s", page)
 	}
 }
 
