@@ -24,7 +24,13 @@ import (
 func TestConsoleScreens(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	port := nginx(t, f.work)
+	// The deployment's frames must catch the apply running with a rate,
+	// which takes a second of it: the apply reads the package as it
+	// arrives, and a server that sends 2 MiB/s makes the 13 MiB package
+	// last several seconds however fast the machine runs the decoder
+	// (unthrottled, the whole apply could end within 2 s, between two
+	// frames that show its rate).
+	port := nginx(t, f.work, "limit_rate 2m;")
 	dir := filepath.Join(f.work, "console-seq")
 	os.MkdirAll(dir, 0o755)
 	good := filepath.Join(dir, "good.yaml")
@@ -52,20 +58,22 @@ func TestConsoleScreens(t *testing.T) {
 		t.Parallel()
 		v := boot(t, "good.yaml", nil)
 		ctx := context.Background()
-		// A frame with the rate: the first ones of the apply (a 2 s
-		// apply since the decoder work) come before a second has passed
-		// and the rate is known.
-		fr, err := v.WaitFrame(ctx, regexp.MustCompile(`apply image 1 \[#*\.*\] +[1-9]\d?%\n +[0-9.]+ MiB of [0-9.]+ MiB, [0-9.]+ MiB/s`))
+		// A frame of the pipelined deployment with the download's rate
+		// and time left, and the apply under it. (The apply of this
+		// small image waits for the last chunk, where the WIM keeps its
+		// metadata and so its size, then takes well under a second.)
+		fr, err := v.WaitFrame(ctx, regexp.MustCompile(`(?m)^fetch sample\.wim \[#*\.*\] +[1-9]\d?%\n +[0-9.]+ MiB of [0-9.]+ MiB, [0-9.]+ MiB/s, .* left.*\n^apply image 1 `))
 		if err != nil {
 			t.Fatal(err)
 		}
 		shot(t, v, filepath.Join(pictures, "screen-deploy.png"))
 		text := fr.Text()
-		t.Logf("screen during apply:\n%s", text)
+		t.Logf("screen during the download and apply:\n%s", text)
 		for _, re := range []string{
 			`^minint PE [0-9a-f]{24}   kernel 6\.`, `Machine   QEMU`, `Network   eth0 +52:54:00:12:34:56  10\.0\.2\.15/24`,
 			`Task sequence e2e`, `ok  1\. requirements`, `--  3\. partition-(uefi|bios) +skipped`, `(ok|>>) +\d+\. fetch`, `>> +\d+\. apply-image +running`,
 			`MiB of [0-9.]+ MiB, [0-9.]+ MiB/s, .* left, .* elapsed`,
+			`^apply image 1 .*[0-9.]+ MiB`,
 		} {
 			if !regexp.MustCompile(`(?m)` + re).MatchString(text) {
 				t.Errorf("screen lacks %s", re)
