@@ -29,7 +29,7 @@ import (
 // Why this stays fail-closed:
 //   - Nothing reads a byte that the signed manifest has not vouched for: the
 //     Transfer hands out a chunk only once it is whole on disk and its
-//     SHA-256 matches the manifest's chunk list, which the ed25519
+//     hash matches the manifest's chunk list, which the ed25519
 //     signature covers. A tampered or truncated server makes apply fail;
 //     it cannot make apply write anything the image's signer did not
 //     ship. The decompressed data is checked on top, against the WIM's
