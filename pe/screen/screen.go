@@ -2,8 +2,9 @@
 // the console (VGA text screen, or a serial terminal) with the PE's
 // version, the machine (model, serial number, MAC and IP addresses), the
 // task sequence with each step's state, a progress bar with rate and time
-// left for each running operation, the last log lines, and after a failure the error, what to do
-// about it, where the log is and the choices the PE offers.
+// left for each running operation, the last log lines, and after a
+// failure the error, what to do about it, where the log is and the
+// choices the PE offers.
 //
 // A Model is fed the PE's JSON-lines events (it is an io.Writer for them)
 // and its human log lines (LogWriter); Render draws the page for a screen
