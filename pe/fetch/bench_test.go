@@ -36,9 +36,9 @@ func readInOrder(b *testing.B, r io.ReaderAt, size int64) {
 // the apply reads it) against the pipeline (Transfer read through ReadAt
 // while it downloads) from an nginx on loopback, 4 MiB chunks. Issue 16
 // asks that the pipeline cost no more CPU than staging: the cpu ratio
-// should be at most 1. Run it with GODEBUG=cpu.sha=off,cpu.avx2=off too:
-// the PE under QEMU/TCG has neither SHA-NI nor AVX2, and there hashing
-// is what the CPU goes to.
+// should be at most 1. GODEBUG=cpu.sha=off,cpu.avx2=off turns off the
+// vector code of Go's SHA-256 (manifests with SHA-256 chunks), not that
+// of BLAKE3, whose library detects the CPU on its own.
 //
 //	go test ./pe/fetch -run '^$' -bench Transfer -benchtime 5x -cpu 1
 func BenchmarkTransfer(b *testing.B) {
