@@ -195,7 +195,7 @@ func loadSource(ctx context.Context, src, mediumDir string, pub ed25519.PublicKe
 	if c.Tries == 0 {
 		c.Tries = 11 // the PE's network may still be coming up
 	}
-	b, err := c.Get(ctx, src, 1<<20)
+	b, err := c.Get(ctx, src, sequence.MaxSize)
 	if err != nil {
 		return nil, err // names the URL; peinit says "task sequence:"
 	}

@@ -19,7 +19,7 @@ import (
 // sign.ErrSignature as well as the reason.
 func readSignature(ctx context.Context, c *httpx.Client, src string, warn func(format string, a ...any)) ([]byte, error) {
 	get := func(name string) ([]byte, error) {
-		return readSource(ctx, c, name, 16<<10) // a trusted comment may be long
+		return readSource(ctx, c, name, sign.MaxSize)
 	}
 	missing := func(err error) bool { return errors.Is(err, os.ErrNotExist) || errors.Is(err, httpx.ErrNotFound) }
 	name := sign.SignatureFor(src)

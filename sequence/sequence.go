@@ -5,9 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/strictyaml"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 
@@ -130,9 +130,13 @@ func StepTypes() []string {
 	return s
 }
 
-// LoadFile reads and validates a sequence file.
+// MaxSize is the largest sequence a PE reads, from its boot medium or a
+// server: a long one is a few KiB.
+const MaxSize = 1 << 20
+
+// LoadFile reads and validates a sequence file, at most MaxSize bytes.
 func LoadFile(path string) (*Sequence, error) {
-	b, err := os.ReadFile(path)
+	b, err := httpx.ReadFile(path, MaxSize)
 	if err != nil {
 		return nil, err
 	}

@@ -449,6 +449,10 @@ func Verify(data, sig []byte, pub ed25519.PublicKey, p Policy) (*Signed, error) 
 	return &Signed{Context: c, KeyID: formatKeyNum(n)}, nil
 }
 
+// MaxSize is the largest detached signature a PE reads: a minisign file
+// is some 300 bytes, and the rest is room for a long trusted comment.
+const MaxSize = 16 << 10
+
 // SignatureFor names the detached signature of a file: ".sig" appended
 // (manifest.json -> manifest.json.sig, seq.yaml -> seq.yaml.sig; URLs the
 // same).
