@@ -40,12 +40,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
 )
@@ -75,6 +77,28 @@ const (
 	// signature is checked; Build refuses to write a larger one.
 	MaxSize = 4 << 20
 )
+
+// ReadDir reads the package in dir as a PE reads it from a medium, before
+// anything has checked it: its manifest.json, at most MaxSize bytes, and
+// the signature, at most sign.MaxSize, under SignatureName or else under
+// ShortSignatureName (the one name an ISO 9660 medium can hold). sigPath
+// is the signature's file. A missing or unreadable signature is an error
+// that wraps sign.ErrSignature.
+func ReadDir(dir string) (data, sig []byte, sigPath string, err error) {
+	if data, err = httpx.ReadFile(filepath.Join(dir, FileName), MaxSize); err != nil {
+		return nil, nil, "", err
+	}
+	sigPath = filepath.Join(dir, SignatureName)
+	sig, err = httpx.ReadFile(sigPath, sign.MaxSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		sigPath = filepath.Join(dir, ShortSignatureName)
+		sig, err = httpx.ReadFile(sigPath, sign.MaxSize)
+	}
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("%w: no signature: %w", sign.ErrSignature, err)
+	}
+	return data, sig, sigPath, nil
+}
 
 // Manifest lists a package's files.
 //

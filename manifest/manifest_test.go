@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
 	"github.com/minint/minint/wim/wimtest"
@@ -286,5 +287,42 @@ func TestBuildTooLarge(t *testing.T) {
 	_, _, err := Build(dir, []string{"image.wim"}, BuildOptions{Image: &Image{File: "image.wim", Index: 1}, ChunkSize: 32, Created: day0})
 	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "more than the 4194304 a PE reads") {
 		t.Errorf("err = %v, want ErrFormat naming the PE's bound", err)
+	}
+}
+
+// TestReadDir: a package read from a directory, as a PE reads it from a
+// medium: the signature under either name, and nothing read past the
+// bounds a PE sets, whatever the files' sizes.
+func TestReadDir(t *testing.T) {
+	dir, _, mb, pub := pkg(t, 100<<10)
+	data, sig, sigPath, err := ReadDir(dir)
+	if err != nil || !bytes.Equal(data, mb) || sigPath != filepath.Join(dir, SignatureName) {
+		t.Fatalf("ReadDir: %q, %v", sigPath, err)
+	}
+	if _, err := Verify(data, sig, pub, soon); err != nil {
+		t.Fatal(err)
+	}
+	// A medium's short name.
+	os.Rename(filepath.Join(dir, SignatureName), filepath.Join(dir, ShortSignatureName))
+	if _, sig2, p, err := ReadDir(dir); err != nil || !bytes.Equal(sig2, sig) || p != filepath.Join(dir, ShortSignatureName) {
+		t.Fatalf("short name: %q, %v", p, err)
+	}
+	grow := func(name string, size int64) {
+		t.Helper()
+		if err := os.Truncate(filepath.Join(dir, name), size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grow(ShortSignatureName, sign.MaxSize+1)
+	if _, _, _, err := ReadDir(dir); !errors.Is(err, httpx.ErrTooLarge) || !errors.Is(err, sign.ErrSignature) {
+		t.Errorf("a signature past sign.MaxSize: %v", err)
+	}
+	os.Remove(filepath.Join(dir, ShortSignatureName))
+	if _, _, _, err := ReadDir(dir); !errors.Is(err, sign.ErrSignature) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("no signature: %v", err)
+	}
+	grow(FileName, MaxSize+1)
+	if _, _, _, err := ReadDir(dir); !errors.Is(err, httpx.ErrTooLarge) || !strings.Contains(err.Error(), FileName) {
+		t.Errorf("a manifest past MaxSize: %v", err)
 	}
 }

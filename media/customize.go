@@ -395,18 +395,12 @@ func PackageFiles(p Package, pub ed25519.PublicKey, served bool) ([]File, error)
 	if pub == nil {
 		return nil, fmt.Errorf("%w: package %s: the PE has no package key, so it would refuse every package: give the key (--key)", ErrInput, p.Dir)
 	}
-	data, err := os.ReadFile(filepath.Join(p.Dir, manifest.FileName))
-	if err != nil {
-		return nil, fmt.Errorf("%w: package %s: %w (make one with minint package create)", ErrInput, p.Dir, err)
-	}
-	sigSrc := filepath.Join(p.Dir, manifest.SignatureName)
-	sig, err := os.ReadFile(sigSrc)
-	if errors.Is(err, fs.ErrNotExist) {
-		sigSrc = filepath.Join(p.Dir, manifest.ShortSignatureName)
-		sig, err = os.ReadFile(sigSrc)
+	data, sig, sigSrc, err := manifest.ReadDir(p.Dir)
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, sign.ErrSignature) {
+		err = fmt.Errorf("%w (make one with minint package create)", err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: package %s: no signature: %w", ErrInput, p.Dir, err)
+		return nil, fmt.Errorf("%w: package %s: %w", ErrInput, p.Dir, err)
 	}
 	m, err := manifest.Verify(data, sig, pub, manifest.VerifyOptions{})
 	if err != nil {

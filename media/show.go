@@ -3,6 +3,7 @@ package media
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -101,9 +102,11 @@ func ReadMedium(p string) (*MediumInfo, error) {
 		info.Key = sign.KeyID(m.key)
 	}
 	local := func(p string) string { return filepath.Join(dir, filepath.FromSlash(p)) }
-	if b, err := os.ReadFile(local(pe.MediumSequence)); err == nil {
+	if b, err := httpx.ReadFile(local(pe.MediumSequence), sequence.MaxSize); !errors.Is(err, fs.ErrNotExist) {
 		si := &SequenceInfo{}
-		if seq, err := sequence.Parse("/"+pe.MediumSequence, b); err != nil {
+		if err != nil {
+			si.Error = strings.ReplaceAll(err.Error(), dir, "") // as on the medium
+		} else if seq, err := sequence.Parse("/"+pe.MediumSequence, b); err != nil {
 			si.Error = err.Error()
 		} else {
 			si.Name, si.Steps, si.Digest = seq.Name, len(seq.Steps), seq.Digest
@@ -128,16 +131,15 @@ func packages(files []MediumFile, local func(string) string, key ed25519.PublicK
 		}
 		d := path.Dir(f.Path)
 		pi := PackageInfo{Dir: d}
-		data, _ := os.ReadFile(local(f.Path))
 		// A medium has the signature under the short name (ISO 9660
 		// names), a served tree under the long one.
-		sig, err := os.ReadFile(local(path.Join(d, manifest.SignatureName)))
-		if err != nil {
-			sig, err = os.ReadFile(local(path.Join(d, manifest.ShortSignatureName)))
-		}
+		data, sig, _, err := manifest.ReadDir(local(d))
 		switch {
-		case err != nil:
+		case errors.Is(err, sign.ErrSignature) && errors.Is(err, fs.ErrNotExist):
 			pi.Error = "no " + manifest.SignatureName
+		case err != nil:
+			// Named as on the medium, not as extracted.
+			pi.Error = strings.ReplaceAll(err.Error(), local(d), d)
 		case key == nil:
 			pi.Error = "the PE has no package key"
 		default:
