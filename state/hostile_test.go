@@ -2,13 +2,16 @@ package state
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/minint/minint/internal/httpx"
 	"golang.org/x/sys/unix"
 )
 
@@ -273,4 +276,33 @@ func read(t *testing.T, root, rel string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestStoreBounds: a store's index and signature are read within their
+// bound before anything can check them, so a store on a disk someone else
+// wrote cannot make a reader load gigabytes. (The manifest's bound, 512
+// MiB, takes the same path; reading that much here would only be slow.)
+func TestStoreBounds(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		size int64
+		read func(store string) error
+	}{
+		{IndexName, MaxIndex + 1, func(s string) error { _, err := ReadManifest(s); return err }},
+		{SignatureName, MaxIndex + 1, func(s string) error {
+			_, _, err := ReadSigned(s, []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)})
+			return err
+		}},
+	} {
+		store := t.TempDir()
+		for _, n := range []string{IndexName, SignatureName, ManifestName} {
+			os.WriteFile(filepath.Join(store, n), []byte("x\n"), 0o600)
+		}
+		if err := os.Truncate(filepath.Join(store, c.name), c.size); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.read(store); !errors.Is(err, httpx.ErrTooLarge) || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("%s of %d bytes: %v", c.name, c.size, err)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/minint/minint/internal/durable"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/sign"
 )
 
@@ -258,28 +259,55 @@ func DecodeManifest(index, manifest []byte) (*Manifest, error) {
 	return &m, nil
 }
 
+// Bounds on what a reader of a store reads before it can check anything
+// (a store on a disk or a server may come from anyone who could write
+// there): the index and its signature are a few lines; the manifest of a
+// large home (a million files) is a few hundred megabytes, not gigabytes.
+const (
+	MaxIndex    = 64 << 10
+	MaxManifest = 512 << 20
+)
+
 // ReadManifest reads and checks the index and manifest of a store
 // directory. It does not look at the objects (Verify does).
 func ReadManifest(storeDir string) (*Manifest, error) {
-	idx, err := os.ReadFile(filepath.Join(storeDir, IndexName))
+	m, _, err := readStore(storeDir, nil, false)
+	return m, err
+}
+
+// readStore reads a store's index, checks its signature against keys
+// first when signed (see ReadSigned), then reads and checks the manifest,
+// each file within its bound.
+func readStore(storeDir string, keys []ed25519.PublicKey, signed bool) (*Manifest, string, error) {
+	idx, err := httpx.ReadFile(filepath.Join(storeDir, IndexName), MaxIndex)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s has no index (capture or upload did not finish)", ErrIncomplete, storeDir)
+		return nil, "", fmt.Errorf("%w: %s has no index (capture or upload did not finish)", ErrIncomplete, storeDir)
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	man, err := os.ReadFile(filepath.Join(storeDir, ManifestName))
+	id := ""
+	if signed {
+		sig, err := httpx.ReadFile(filepath.Join(storeDir, SignatureName), MaxIndex)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, "", err
+		}
+		if id, err = CheckSignature(idx, sig, keys); err != nil {
+			return nil, "", fmt.Errorf("%s: %w", storeDir, err)
+		}
+	}
+	man, err := httpx.ReadFile(filepath.Join(storeDir, ManifestName), MaxManifest)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s has an index but no manifest", ErrIncomplete, storeDir)
+		return nil, "", fmt.Errorf("%w: %s has an index but no manifest", ErrIncomplete, storeDir)
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	m, err := DecodeManifest(idx, man)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", storeDir, err)
+		return nil, "", fmt.Errorf("%s: %w", storeDir, err)
 	}
-	return m, nil
+	return m, id, nil
 }
 
 // writeManifest writes manifest, the index's signature (key nil: none)

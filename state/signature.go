@@ -4,8 +4,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/minint/minint/sign"
 )
@@ -50,31 +48,5 @@ func CheckSignature(index, sig []byte, keys []ed25519.PublicKey) (string, error)
 // keys: the index's signature is checked before the manifest is read. It
 // returns the manifest and the signing key's id.
 func ReadSigned(storeDir string, keys []ed25519.PublicKey) (*Manifest, string, error) {
-	idx, err := os.ReadFile(filepath.Join(storeDir, IndexName))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, "", fmt.Errorf("%w: %s has no index (capture or upload did not finish)", ErrIncomplete, storeDir)
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	sig, err := os.ReadFile(filepath.Join(storeDir, SignatureName))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, "", err
-	}
-	id, err := CheckSignature(idx, sig, keys)
-	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", storeDir, err)
-	}
-	man, err := os.ReadFile(filepath.Join(storeDir, ManifestName))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, "", fmt.Errorf("%w: %s has an index but no manifest", ErrIncomplete, storeDir)
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	m, err := DecodeManifest(idx, man)
-	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", storeDir, err)
-	}
-	return m, id, nil
+	return readStore(storeDir, keys, true)
 }

@@ -9,8 +9,8 @@
 // already on the server is skipped only when its SHA-256 matches (a length
 // proves nothing), every object sent is read back (or checked against the
 // server's digest) before the next, and the index is written last. A
-// pull reads the index and manifest within fixed bounds (MaxIndex,
-// MaxManifest) and every object is hashed as it arrives.
+// pull reads the index and manifest within fixed bounds (state.MaxIndex,
+// state.MaxManifest) and every object is hashed as it arrives.
 //
 // It is separate from package state so that minint-setup, which only
 // restores from a local directory, does not carry an HTTP client.
@@ -37,13 +37,6 @@ import (
 	"github.com/minint/minint/state/internal/fsx"
 )
 
-// Bounds on what a pull reads before it can check anything: the index is
-// two lines; the manifest of a large home (a million files) is a few
-// hundred megabytes, not gigabytes.
-const (
-	MaxIndex    = 64 << 10
-	MaxManifest = 512 << 20
-)
 
 // Options tune Push and Pull.
 type Options struct {
@@ -186,11 +179,11 @@ func Pull(ctx context.Context, src, dir string, opts Options) (*state.Manifest, 
 	if err != nil {
 		return nil, err
 	}
-	idx, err := readAll(ctx, b, state.IndexName, MaxIndex)
+	idx, err := readAll(ctx, b, state.IndexName, state.MaxIndex)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := readAll(ctx, b, state.SignatureName, MaxIndex)
+	sig, err := readAll(ctx, b, state.SignatureName, state.MaxIndex)
 	if errors.Is(err, state.ErrIncomplete) {
 		sig, err = nil, nil // CheckSignature says what is missing
 	}
@@ -200,7 +193,7 @@ func Pull(ctx context.Context, src, dir string, opts Options) (*state.Manifest, 
 	if _, err := state.CheckSignature(idx, sig, opts.Keys); err != nil {
 		return nil, fmt.Errorf("%s: %w", b, err)
 	}
-	man, err := readAll(ctx, b, state.ManifestName, MaxManifest)
+	man, err := readAll(ctx, b, state.ManifestName, state.MaxManifest)
 	if err != nil {
 		return nil, err
 	}
