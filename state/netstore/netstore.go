@@ -37,7 +37,6 @@ import (
 	"github.com/minint/minint/state/internal/fsx"
 )
 
-
 // Options tune Push and Pull.
 type Options struct {
 	// Client sends the HTTP requests (timeouts, retries); nil: a zero
