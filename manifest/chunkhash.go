@@ -35,9 +35,10 @@ const (
 	ChunkBLAKE3 = "blake3"
 )
 
-// chunkHashOK reports whether name is a chunk hash this package knows.
-func chunkHashOK(name string) bool {
-	return name == "" || name == ChunkSHA256 || name == ChunkBLAKE3
+// KnownChunkHash reports whether name is a chunk hash this package makes
+// and checks, spelled as a manifest or BuildOptions.ChunkHash spells it.
+func KnownChunkHash(name string) bool {
+	return name == ChunkSHA256 || name == ChunkBLAKE3
 }
 
 // ChunkHashName is the name of the hash of e's chunks, ChunkSHA256 when

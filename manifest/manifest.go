@@ -216,7 +216,7 @@ func (m *Manifest) validate() error {
 		if !lowerHex(e.SHA256) {
 			return fmt.Errorf("%w: %s: sha256 %q is not 64 lower-case hex digits", ErrFormat, e.Path, e.SHA256)
 		}
-		if !chunkHashOK(e.ChunkHash) {
+		if e.ChunkHash != "" && !KnownChunkHash(e.ChunkHash) {
 			return fmt.Errorf("%w: %s: chunk_hash %q is not %s or %s", ErrFormat, e.Path, e.ChunkHash, ChunkBLAKE3, ChunkSHA256)
 		}
 		if e.ChunkHash != "" && e.ChunkSize == 0 {
@@ -396,14 +396,13 @@ func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error
 		cs = DefaultChunkSize
 	}
 	ch := o.ChunkHash
-	switch ch {
-	case "":
+	switch {
+	case ch == "":
 		ch = ChunkBLAKE3
-	case ChunkSHA256:
-		ch = "" // the spelling older PEs read
-	case ChunkBLAKE3:
-	default:
+	case !KnownChunkHash(ch):
 		return nil, nil, fmt.Errorf("chunk hash %q: want %s or %s", o.ChunkHash, ChunkBLAKE3, ChunkSHA256)
+	case ch == ChunkSHA256:
+		ch = "" // the spelling older PEs read
 	}
 	var total, done int64
 	for _, f := range files {

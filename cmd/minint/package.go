@@ -171,7 +171,7 @@ func newPackageCreateCmd() *cobra.Command {
 			}
 			cs = int64(chunk)
 		}
-		if *chunkHash != manifest.ChunkBLAKE3 && *chunkHash != manifest.ChunkSHA256 {
+		if !manifest.KnownChunkHash(*chunkHash) {
 			return usageErrorf("--chunk-hash %q: want %s or %s", *chunkHash, manifest.ChunkBLAKE3, manifest.ChunkSHA256)
 		}
 		rep, err := outFlags.open()
