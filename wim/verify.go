@@ -111,10 +111,13 @@ func verifyBlob(ctx context.Context, b *blob, threads int, withSum bool, progres
 		return 0, unsupportedErr("blob %x is in a solid resource", b.hash)
 	}
 	h := sha1.New()
-	x := xxhash.New()
+	var x *xxhash.Digest
+	if withSum {
+		x = xxhash.New()
+	}
 	err := b.res.eachChunk(ctx, threads, func(c []byte) error {
 		h.Write(c)
-		if withSum {
+		if x != nil {
 			x.Write(c)
 		}
 		progress(int64(len(c)))
@@ -127,6 +130,9 @@ func verifyBlob(ctx context.Context, b *blob, threads int, withSum bool, progres
 	h.Sum(got[:0])
 	if got != b.hash {
 		return 0, fmt.Errorf("%w: blob at offset %d of %s has SHA-1 %x, want %x", ErrChecksum, b.res.rh.offset, b.res.p.name, got, b.hash)
+	}
+	if x == nil {
+		return 0, nil
 	}
 	return x.Sum64(), nil
 }
