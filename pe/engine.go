@@ -118,7 +118,10 @@ type State struct {
 	Disk        *TargetDisk        `json:"disk,omitempty"`
 	Parts       []Part             `json:"parts,omitempty"`
 	Target      string             `json:"target,omitempty"`
-	Image       *ImageRef          `json:"image,omitempty"`
+	// Image is never journaled: a resumed run fetches again (see
+	// distrust), and the manifest entry with its checksum table stays
+	// out of every journal write.
+	Image       *ImageRef          `json:"-"`
 	Setup       bool               `json:"setup,omitempty"`
 	BootEntries []answer.BootEntry `json:"boot_entries,omitempty"`
 	Layout      string             `json:"layout,omitempty"` // name of the partition step that ran
@@ -638,6 +641,9 @@ func (r *runner) adopt(dir string) error {
 	r.st = &st
 	j.Boots++
 	r.jr = j
+	if again := r.distrust(j); len(again) > 0 {
+		r.rep.Printf("the journal is on the target disk, which others could have written: %s run again (the package is verified again, a download continues from the chunks that still match)", strings.Join(again, ", "))
+	}
 	var done []string
 	for _, s := range j.Steps {
 		if s.Status == journal.Done {
@@ -650,6 +656,63 @@ func (r *runner) adopt(dir string) error {
 	r.rep.Printf("resuming from the journal in %s (boot %d; done: %s)", dir, j.Boots, strings.Join(done, ", "))
 	r.rep.Emit(progress.Event{Kind: "sequence", State: "resume", Data: map[string]any{"done": done, "boots": j.Boots}})
 	return r.save()
+}
+
+// finished reports whether j records every step of seq as finished: the
+// sequence ended in an earlier boot, and a PE booted again (a network boot
+// that comes back to it) does nothing rather than install again.
+func finished(seq *sequence.Sequence, j *journal.Journal) bool {
+	for _, st := range seq.Steps {
+		rec := j.Step(st.Base().Name)
+		if rec == nil || (rec.Status != journal.Done && rec.Status != journal.Skipped && rec.Status != journal.Continued) {
+			return false
+		}
+	}
+	return true
+}
+
+// distrust marks as started again the finished steps of a resumed journal
+// that install what the run deploys: from the first fetch step on. The
+// journal lies on the target disk, where whoever ran a system on it could
+// have written one for this very sequence (its digest is public): it may
+// say where to resume, but vouch for nothing. So the package is verified
+// again against its signed manifest, the target cleaned and applied
+// again, setup and boot files written again; what the steps before the
+// fetch did (partitions, file systems, a refresh's captured state, which
+// is signed) is checked by the steps that use it. A power step recorded
+// as done moves the start past it: that boot saw the steps before it
+// through, and doing them again would power off again; so does a
+// finished journal (see finished). It returns the steps to run again.
+func (r *runner) distrust(j *journal.Journal) []string {
+	from := -1
+	for i, st := range r.seq.Steps {
+		b := st.Base()
+		if rec := j.Step(b.Name); rec != nil && rec.Status == journal.Done {
+			if _, ok := st.(*sequence.Power); ok {
+				from = -1
+				continue
+			}
+		}
+		if _, ok := st.(*sequence.Fetch); ok && from < 0 {
+			from = i
+		}
+	}
+	if from < 0 || finished(r.seq, j) {
+		return nil
+	}
+	var again []string
+	for _, st := range r.seq.Steps[from:] {
+		rec := j.Step(st.Base().Name)
+		if rec == nil || (rec.Status != journal.Done && rec.Status != journal.Continued) {
+			continue
+		}
+		if _, ok := st.(*sequence.Power); ok {
+			break
+		}
+		rec.Status, rec.Finished, rec.Error = journal.Started, time.Time{}, ""
+		again = append(again, rec.Name)
+	}
+	return again
 }
 
 func (r *runner) exec(st sequence.Step) error {

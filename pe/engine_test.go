@@ -28,6 +28,7 @@ import (
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/netconf"
+	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
@@ -429,6 +430,68 @@ func TestResumeAfterCrash(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestResumeDistrustsJournal: whoever ran a system on the target disk can
+// write a journal for the deployment's sequence there (its digest is
+// public) along with any files. A run that resumes from such a journal
+// still deploys only the signed package: here the journal of a run cut
+// off before its boot files meets a staged image and an applied tree the
+// attacker replaced, and a state that claims the image verified, and the
+// end state is an uninterrupted run's.
+func TestResumeDistrustsJournal(t *testing.T) {
+	url, pub, _, _ := testPkg(t, false)
+	ref := newFakeDisk(t)
+	seq := seqFor(t, url, "")
+	env, _ := testEnv(t, ref, pub)
+	if err := Run(context.Background(), seq, env); err != nil {
+		t.Fatal(err)
+	}
+	want := snapshot(t, filepath.Join(ref.dir, "fs-root"))
+
+	fd := newFakeDisk(t)
+	env, _ = testEnv(t, fd, pub)
+	env.hook = func(s, p string) error {
+		if s == "bootfiles" && p == "before" {
+			panic(crash{s, p})
+		}
+		return nil
+	}
+	runToCrash(t, seq, env)
+	root := filepath.Join(fd.dir, "fs-root")
+	evil := bytes.Repeat([]byte("evil"), 75000) // the image's size
+	staged := filepath.Join(root, "minint/os.wim")
+	if err := os.WriteFile(staged, evil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "applied"), []byte("the attacker's system\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "sbin/backdoor"), []byte("#!/bin/sh\n"), 0o755)
+	jf := filepath.Join(root, "minint", journal.FileName)
+	j, err := journal.Load(jf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(evil)
+	j.State = []byte(fmt.Sprintf(`{"image":{"path":%q,"entry":{"path":"os.wim","size":%d,"sha256":"%x"},"index":2,"verified":true}}`, staged, len(evil), sum))
+	if err := journal.Save(jf, j); err != nil {
+		t.Fatal(err)
+	}
+
+	env2, _ := testEnv(t, fd, pub)
+	var console bytes.Buffer
+	env2.Console = &console
+	if err := Run(context.Background(), seq, env2); err != nil {
+		t.Fatalf("resumed run: %v", err)
+	}
+	if got := snapshot(t, root); got != want {
+		t.Errorf("end state after a planted journal:\n%s\nwant\n%s", got, want)
+	}
+	if fd.calls["apply"] != 2 {
+		t.Errorf("apply ran %d times, want again after the resume", fd.calls["apply"])
+	}
+	if !strings.Contains(console.String(), "fetch, apply-image, setup run again") {
+		t.Errorf("console does not say what runs again:\n%s", console.String())
 	}
 }
 
