@@ -115,9 +115,9 @@ var ErrStep = errors.New("step failed")
 // State is what later steps need from earlier ones; it is kept in the
 // journal so that a resumed run knows it.
 type State struct {
-	Disk        *TargetDisk        `json:"disk,omitempty"`
-	Parts       []Part             `json:"parts,omitempty"`
-	Target      string             `json:"target,omitempty"`
+	Disk   *TargetDisk `json:"disk,omitempty"`
+	Parts  []Part      `json:"parts,omitempty"`
+	Target string      `json:"target,omitempty"`
 	// Image is never journaled: a resumed run fetches again (see
 	// distrust), and the manifest entry with its checksum table stays
 	// out of every journal write.
