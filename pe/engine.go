@@ -147,8 +147,7 @@ type ImageRef struct {
 	// step was done (staged, or hashed on the medium). Otherwise (an image
 	// on the medium with chunk hashes, fetched right before apply-image)
 	// apply-image verifies it as it reads it and checks the rest before it
-	// is done (manifest.ChunkReader). Absent in a journal means not
-	// verified: the apply checks again rather than trust it.
+	// is done (manifest.ChunkReader).
 	Verified bool `json:"verified,omitempty"`
 }
 
