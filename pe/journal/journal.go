@@ -12,10 +12,10 @@ package journal
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/minint/minint/internal/durable"
+	"github.com/minint/minint/internal/httpx"
 )
 
 // FileName is the journal's name inside the staging folder.
@@ -82,9 +82,13 @@ func (j *Journal) Set(r Record) {
 	j.Steps = append(j.Steps, r)
 }
 
+// MaxSize bounds what Load reads: a journal is a few KiB, and whoever ran
+// a system on the target disk could have put a file there in its place.
+const MaxSize = 1 << 20
+
 // Load reads a journal; os.ErrNotExist if there is none.
 func Load(path string) (*Journal, error) {
-	b, err := os.ReadFile(path)
+	b, err := httpx.ReadFile(path, MaxSize)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,15 @@
 package journal
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minint/minint/internal/httpx"
 )
 
 func TestSaveLoad(t *testing.T) {
@@ -32,6 +35,13 @@ func TestSaveLoad(t *testing.T) {
 	os.WriteFile(p, []byte(`{"sequence": "abc", "ste`), 0o644)
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("damaged journal: %v", err)
+	}
+	// A file far larger than any journal is not read whole.
+	if err := os.Truncate(p, MaxSize+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); !errors.Is(err, httpx.ErrTooLarge) {
+		t.Errorf("oversized journal: %v", err)
 	}
 }
 
