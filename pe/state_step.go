@@ -12,6 +12,7 @@ import (
 
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/internal/durable"
+	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/state"
@@ -108,7 +109,7 @@ func (r *runner) stateTrust(rs *answer.RestoreState) (*answer.RestoreState, erro
 			}
 		}
 	}
-	b, err := os.ReadFile(r.stagingPath(captureKeyFile))
+	b, err := httpx.ReadFile(r.stagingPath(captureKeyFile), sign.MaxSize)
 	switch {
 	case err == nil:
 		out.Keys = append(out.Keys, strings.TrimSpace(string(b)))
