@@ -283,7 +283,8 @@ func TestRequirementsNotMet(t *testing.T) {
 // deployment: while the image downloads from a slow server that ignores
 // Range requests, while it is applied, and after apply but before the boot
 // files; the next boot resumes from the journal and reaches the same
-// verified end state.
+// verified end state, running again from the fetch on what the journal
+// says finished (it is on the target disk: see pe's distrust).
 func TestPowerCutResume(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -293,6 +294,7 @@ func TestPowerCutResume(t *testing.T) {
 		cut  func(qemu.Event) bool // the event after which the power goes
 		// the cut step's state at the cut, and what the resumed boot must show
 		step, atCut, resumedDone, notResumed string
+		again                                string // the first finished steps it runs again
 	}{
 		{name: "during-fetch", http: true,
 			cut: func(e qemu.Event) bool {
@@ -303,12 +305,12 @@ func TestPowerCutResume(t *testing.T) {
 			cut: func(e qemu.Event) bool {
 				return e.Kind == "progress" && strings.HasPrefix(e.Op, "apply") && e.State == "start"
 			},
-			step: "apply-image", atCut: "start", resumedDone: "fetch", notResumed: "apply-image"},
+			step: "apply-image", atCut: "start", resumedDone: "format", notResumed: "apply-image", again: "fetch"},
 		{name: "after-apply",
 			cut: func(e qemu.Event) bool {
 				return e.Kind == "step" && e.Op == "apply-image" && e.State == "done"
 			},
-			step: "bootfiles", atCut: "", resumedDone: "apply-image", notResumed: "bootfiles"},
+			step: "bootfiles", atCut: "", resumedDone: "format", notResumed: "apply-image", again: "fetch, apply-image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			manifest, pkg := "medium:/minint/image/manifest.json", f.pkg
@@ -356,6 +358,15 @@ func TestPowerCutResume(t *testing.T) {
 			}
 			if st := stepStates(v2); st[tc.notResumed] != "done" {
 				t.Errorf("second boot's steps %v: want %s done", st, tc.notResumed)
+			}
+			if tc.again != "" {
+				said := false
+				for _, l := range v2.Lines() {
+					said = said || strings.Contains(l.Text, ": "+tc.again) && strings.Contains(l.Text, "run again")
+				}
+				if !said {
+					t.Errorf("the resumed PE did not say that %s run again", tc.again)
+				}
 			}
 			if tc.http {
 				said := false
