@@ -362,6 +362,32 @@ type crash struct{ step, point string }
 
 // runToCrash runs seq until env's hook panics with a crash (a power cut in
 // the middle of the run) and fails the test if it does not.
+// uninterrupted runs seq on a fresh fake disk and returns seq and the end
+// state (the fake's fs dir is the tree) that a resumed run must reach.
+func uninterrupted(t *testing.T, url string, pub ed25519.PublicKey) (*sequence.Sequence, string) {
+	t.Helper()
+	ref := newFakeDisk(t)
+	seq := seqFor(t, url, "")
+	env, _ := testEnv(t, ref, pub)
+	if err := Run(context.Background(), seq, env); err != nil {
+		t.Fatal(err)
+	}
+	return seq, snapshot(t, filepath.Join(ref.dir, "fs-root"))
+}
+
+// crashAt runs seq with env until the engine reaches point ("before" or
+// "after") of the step named step, where the PE "loses power".
+func crashAt(t *testing.T, seq *sequence.Sequence, env *Env, step, point string) {
+	t.Helper()
+	env.hook = func(s, p string) error {
+		if s == step && p == point {
+			panic(crash{s, p})
+		}
+		return nil
+	}
+	runToCrash(t, seq, env)
+}
+
 func runToCrash(t *testing.T, seq *sequence.Sequence, env *Env) {
 	t.Helper()
 	defer func() {
@@ -379,14 +405,7 @@ func runToCrash(t *testing.T, seq *sequence.Sequence, env *Env) {
 // and checks that the end state equals an uninterrupted run's.
 func TestResumeAfterCrash(t *testing.T) {
 	url, pub, _, _ := testPkg(t, false)
-	ref := newFakeDisk(t)
-	seq := seqFor(t, url, "")
-	env, _ := testEnv(t, ref, pub)
-	if err := Run(context.Background(), seq, env); err != nil {
-		t.Fatal(err)
-	}
-	// Remount to compare the trees: the fake's fs dir is the tree.
-	want := snapshot(t, filepath.Join(ref.dir, "fs-root"))
+	seq, want := uninterrupted(t, url, pub)
 
 	for _, st := range seq.Steps {
 		for _, point := range []string{"before", "after"} {
@@ -394,13 +413,7 @@ func TestResumeAfterCrash(t *testing.T) {
 			t.Run(name+"-"+point, func(t *testing.T) {
 				fd := newFakeDisk(t)
 				env, _ := testEnv(t, fd, pub)
-				env.hook = func(s, p string) error {
-					if s == name && p == point {
-						panic(crash{s, p})
-					}
-					return nil
-				}
-				runToCrash(t, seq, env)
+				crashAt(t, seq, env, name, point)
 				env2, _ := testEnv(t, fd, pub)
 				if err := Run(context.Background(), seq, env2); err != nil {
 					t.Fatalf("resumed run: %v", err)
@@ -442,23 +455,10 @@ func TestResumeAfterCrash(t *testing.T) {
 // end state is an uninterrupted run's.
 func TestResumeDistrustsJournal(t *testing.T) {
 	url, pub, _, _ := testPkg(t, false)
-	ref := newFakeDisk(t)
-	seq := seqFor(t, url, "")
-	env, _ := testEnv(t, ref, pub)
-	if err := Run(context.Background(), seq, env); err != nil {
-		t.Fatal(err)
-	}
-	want := snapshot(t, filepath.Join(ref.dir, "fs-root"))
-
+	seq, want := uninterrupted(t, url, pub)
 	fd := newFakeDisk(t)
-	env, _ = testEnv(t, fd, pub)
-	env.hook = func(s, p string) error {
-		if s == "bootfiles" && p == "before" {
-			panic(crash{s, p})
-		}
-		return nil
-	}
-	runToCrash(t, seq, env)
+	env, _ := testEnv(t, fd, pub)
+	crashAt(t, seq, env, "bootfiles", "before")
 	root := filepath.Join(fd.dir, "fs-root")
 	evil := bytes.Repeat([]byte("evil"), 75000) // the image's size
 	staged := filepath.Join(root, "minint/os.wim")

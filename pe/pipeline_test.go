@@ -189,13 +189,7 @@ func TestPipelineFailClosed(t *testing.T) {
 // run's end state; the download continues from the chunks already there.
 func TestPipelineResume(t *testing.T) {
 	url, pub, _, _, reqs := slowPkg(t)
-	ref := newFakeDisk(t)
-	seq := seqFor(t, url, "")
-	env, _ := testEnv(t, ref, pub)
-	if err := Run(context.Background(), seq, env); err != nil {
-		t.Fatal(err)
-	}
-	want := snapshot(t, filepath.Join(ref.dir, "fs-root"))
+	seq, want := uninterrupted(t, url, pub)
 
 	type point struct{ step, at string }
 	points := []point{}
