@@ -20,7 +20,11 @@
 // always-run steps (requirements, select-disk, mount), and when the disk
 // selected already carries the sequence's partition layout with a journal
 // of the same sequence (same SHA-256), it adopts it: finished steps are
-// skipped, the interrupted one is redone. Redoing is safe step by step:
+// skipped, the interrupted one is redone, except that everything from the
+// fetch on runs again (see distrust: the journal lies where whoever ran a
+// system on that disk could write, so it says where to start, not what
+// to trust) unless every step finished or a power step since then is
+// recorded done. Redoing is safe step by step:
 // partition and format start over; fetch continues its .part file with a
 // Range request (from zero when the server ignores Range, and once more
 // from zero if the result does not verify); apply-image first empties the
