@@ -39,15 +39,37 @@ type directFile struct {
 // openDirect opens name read-write, creating it, and a second descriptor
 // with O_DIRECT beside it when the file system allows it.
 func openDirect(name string) (*directFile, error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openPart(name)
 	if err != nil {
 		return nil, err
 	}
 	d := &directFile{File: f}
-	if g, err := os.OpenFile(name, os.O_RDWR|syscall.O_DIRECT, 0); err == nil {
+	if g, err := os.OpenFile(name, os.O_RDWR|syscall.O_DIRECT|syscall.O_NOFOLLOW, 0); err == nil {
 		d.direct = g
 	}
 	return d, nil
+}
+
+// openPart opens (or creates) the partial file of a download in the
+// staging folder. That folder is on the target disk, where whoever ran a
+// system on it could have left a symbolic link or a device node under the
+// name, to make the PE write the image over another disk: anything but a
+// regular file there is removed first, and a link is never followed.
+func openPart(name string) (*os.File, error) {
+	if err := notRegularGone(name); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(name, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+}
+
+// notRegularGone removes whatever is at name unless it is a regular file
+// (a link is removed, not its target).
+func notRegularGone(name string) error {
+	fi, err := os.Lstat(name)
+	if err != nil || fi.Mode().IsRegular() {
+		return nil
+	}
+	return os.Remove(name)
 }
 
 // aligned reports whether p at off can go through O_DIRECT.

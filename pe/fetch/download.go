@@ -89,6 +89,9 @@ func (c *Client) open(ctx context.Context, url string, off, end, size int64) (re
 // damaged by a power cut); a mismatch of a fresh download is
 // manifest.ErrChecksum. progress may be nil.
 func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Entry, progress func(done, total int64)) error {
+	if err := notRegularGone(dest); err != nil {
+		return err
+	}
 	if err := manifest.Check(ctx, dest, e, nil); err == nil {
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -125,7 +128,7 @@ func (c *Client) Download(ctx context.Context, url, dest string, e *manifest.Ent
 // fetchPart makes one request, appending to part. It reports whether it
 // continued an existing partial file.
 func (c *Client) fetchPart(ctx context.Context, url, part string, e *manifest.Entry, progress func(done, total int64)) (resumed bool, err error) {
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openPart(part)
 	if err != nil {
 		return false, err
 	}

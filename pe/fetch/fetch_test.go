@@ -350,3 +350,64 @@ func TestFileServerIgnoresRange(t *testing.T) {
 		t.Errorf("refusal retried: %q", l)
 	}
 }
+
+// TestPlantedLinks: the staging folder is on the target disk, where
+// whoever ran a system on it could leave links under the names a download
+// uses, pointing at another disk (here a file standing in for it). Neither
+// a staged download nor a pipelined one writes through them, and both
+// still end with the verified file.
+func TestPlantedLinks(t *testing.T) {
+	dir, m, _, _ := pkg(t, 300000)
+	want, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
+	n := testnginx.Start(t, dir, testnginx.Options{})
+	e := &m.Files[0]
+	for _, c := range []struct {
+		name, link string
+		get        func(dest string) error
+	}{
+		{"staged, the partial file", ".part", func(dest string) error {
+			return quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil)
+		}},
+		{"staged, the file", "", func(dest string) error {
+			return quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil)
+		}},
+		{"pipelined, the partial file", ".part", func(dest string) error {
+			tr, err := quick().StartTransfer(context.Background(), n.URL+"/image.wim", dest, e, nil)
+			if err != nil {
+				return err
+			}
+			defer tr.Close()
+			return tr.Wait()
+		}},
+		{"pipelined, the file", "", func(dest string) error {
+			tr, err := quick().StartTransfer(context.Background(), n.URL+"/image.wim", dest, e, nil)
+			if err != nil {
+				return err
+			}
+			defer tr.Close()
+			return tr.Wait()
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			victim := filepath.Join(t.TempDir(), "other-disk")
+			data := bytes.Repeat([]byte("precious "), 1000)
+			os.WriteFile(victim, data, 0o644)
+			dest := filepath.Join(t.TempDir(), "image.wim")
+			if err := os.Symlink(victim, dest+c.link); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.get(dest); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(victim); !bytes.Equal(got, data) {
+				t.Error("the download wrote through the planted link")
+			}
+			if fi, err := os.Lstat(dest); err != nil || !fi.Mode().IsRegular() {
+				t.Fatalf("%s is not a regular file: %v", dest, err)
+			}
+			if got, _ := os.ReadFile(dest); !bytes.Equal(got, want) {
+				t.Error("the downloaded file differs")
+			}
+		})
+	}
+}
