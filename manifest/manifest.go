@@ -47,7 +47,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
 )
@@ -85,14 +85,14 @@ const (
 // is the signature's file. A missing or unreadable signature is an error
 // that wraps sign.ErrSignature.
 func ReadDir(dir string) (data, sig []byte, sigPath string, err error) {
-	if data, err = httpx.ReadFile(filepath.Join(dir, FileName), MaxSize); err != nil {
+	if data, err = bounded.ReadFile(filepath.Join(dir, FileName), MaxSize); err != nil {
 		return nil, nil, "", err
 	}
 	sigPath = filepath.Join(dir, SignatureName)
-	sig, err = httpx.ReadFile(sigPath, sign.MaxSize)
+	sig, err = bounded.ReadFile(sigPath, sign.MaxSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		sigPath = filepath.Join(dir, ShortSignatureName)
-		sig, err = httpx.ReadFile(sigPath, sign.MaxSize)
+		sig, err = bounded.ReadFile(sigPath, sign.MaxSize)
 	}
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("%w: no signature: %w", sign.ErrSignature, err)

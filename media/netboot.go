@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/minint/minint/initramfs"
-	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/sequence"
@@ -315,7 +315,7 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree: %w", ErrFormat, dir, err)
 	}
-	mj, err := httpx.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
+	mj, err := bounded.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree: %w", ErrFormat, dir, err)
 	}

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/pe/boot"
@@ -102,7 +102,7 @@ func ReadMedium(p string) (*MediumInfo, error) {
 		info.Key = sign.KeyID(m.key)
 	}
 	local := func(p string) string { return filepath.Join(dir, filepath.FromSlash(p)) }
-	if b, err := httpx.ReadFile(local(pe.MediumSequence), sequence.MaxSize); !errors.Is(err, fs.ErrNotExist) {
+	if b, err := bounded.ReadFile(local(pe.MediumSequence), sequence.MaxSize); !errors.Is(err, fs.ErrNotExist) {
 		si := &SequenceInfo{}
 		if err != nil {
 			si.Error = strings.ReplaceAll(err.Error(), dir, "") // as on the medium
@@ -166,7 +166,7 @@ func readNetbootTree(dir string) (*MediumInfo, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s is not a minint network-boot tree: %s", ErrFormat, dir, fmt.Sprintf(format, a...))
 	}
-	mj, err := httpx.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
+	mj, err := bounded.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
 	if err != nil {
 		return nil, bad("%v", err)
 	}
@@ -234,7 +234,7 @@ func readNetbootTree(dir string) (*MediumInfo, error) {
 // netbootCmdline is the kernel command line of the tree at dir: PXELINUX's
 // APPEND line, as every boot menu of the tree has it.
 func netbootCmdline(dir string) (string, error) {
-	cfg, err := httpx.ReadFile(filepath.Join(dir, netbootPXELinux), maxMediaJSON)
+	cfg, err := bounded.ReadFile(filepath.Join(dir, netbootPXELinux), maxMediaJSON)
 	if err != nil {
 		return "", err
 	}

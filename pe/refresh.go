@@ -41,8 +41,8 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/durable"
-	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/state"
@@ -379,7 +379,7 @@ func loadStaged(ctx context.Context, rb RefreshBackend, b Backend, fsUUID string
 	}
 	defer un()
 	p := filepath.Join(dir, stagedSequence)
-	src, err := httpx.ReadFile(p, sequence.MaxSize)
+	src, err := bounded.ReadFile(p, sequence.MaxSize)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) {
 			return nil, fmt.Errorf("the staged root %s has no /%s", root.Node, stagedSequence)

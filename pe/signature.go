@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/sign"
 )
@@ -46,7 +47,7 @@ func readSource(ctx context.Context, c *httpx.Client, src string, limit int64) (
 	if c != nil {
 		return c.Get(ctx, src, limit)
 	}
-	return httpx.ReadFile(src, limit)
+	return bounded.ReadFile(src, limit)
 }
 
 // warnLegacy says that a signature in minint's old format was accepted.

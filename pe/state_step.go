@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"github.com/minint/minint/answer"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/durable"
-	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/state"
@@ -109,7 +109,7 @@ func (r *runner) stateTrust(rs *answer.RestoreState) (*answer.RestoreState, erro
 			}
 		}
 	}
-	b, err := httpx.ReadFile(r.stagingPath(captureKeyFile), sign.MaxSize)
+	b, err := bounded.ReadFile(r.stagingPath(captureKeyFile), sign.MaxSize)
 	switch {
 	case err == nil:
 		out.Keys = append(out.Keys, strings.TrimSpace(string(b)))

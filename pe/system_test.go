@@ -161,7 +161,7 @@ steps:
 	if err := Run(context.Background(), seq, env); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	if !strings.Contains(log.String(), "resuming from the journal") || !strings.Contains(log.String(), "partitioning skipped") || !strings.Contains(log.String(), "fetch: already done") {
+	if !strings.Contains(log.String(), "resuming from the journal") || !strings.Contains(log.String(), "partitioning skipped") || !strings.Contains(log.String(), ": fetch run again") {
 		t.Errorf("did not resume:\n%s", log.String())
 	}
 	// Mount the result and compare with the source tree.

@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/strictyaml"
 	"net/url"
 	"sort"
@@ -136,7 +136,7 @@ const MaxSize = 1 << 20
 
 // LoadFile reads and validates a sequence file, at most MaxSize bytes.
 func LoadFile(path string) (*Sequence, error) {
-	b, err := httpx.ReadFile(path, MaxSize)
+	b, err := bounded.ReadFile(path, MaxSize)
 	if err != nil {
 		return nil, err
 	}

@@ -13,8 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/durable"
-	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/sign"
 )
 
@@ -279,7 +279,7 @@ func ReadManifest(storeDir string) (*Manifest, error) {
 // first when signed (see ReadSigned), then reads and checks the manifest,
 // each file within its bound.
 func readStore(storeDir string, keys []ed25519.PublicKey, signed bool) (*Manifest, string, error) {
-	idx, err := httpx.ReadFile(filepath.Join(storeDir, IndexName), MaxIndex)
+	idx, err := bounded.ReadFile(filepath.Join(storeDir, IndexName), MaxIndex)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, "", fmt.Errorf("%w: %s has no index (capture or upload did not finish)", ErrIncomplete, storeDir)
 	}
@@ -288,7 +288,7 @@ func readStore(storeDir string, keys []ed25519.PublicKey, signed bool) (*Manifes
 	}
 	id := ""
 	if signed {
-		sig, err := httpx.ReadFile(filepath.Join(storeDir, SignatureName), MaxIndex)
+		sig, err := bounded.ReadFile(filepath.Join(storeDir, SignatureName), MaxIndex)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, "", err
 		}
@@ -296,7 +296,7 @@ func readStore(storeDir string, keys []ed25519.PublicKey, signed bool) (*Manifes
 			return nil, "", fmt.Errorf("%s: %w", storeDir, err)
 		}
 	}
-	man, err := httpx.ReadFile(filepath.Join(storeDir, ManifestName), MaxManifest)
+	man, err := bounded.ReadFile(filepath.Join(storeDir, ManifestName), MaxManifest)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, "", fmt.Errorf("%w: %s has an index but no manifest", ErrIncomplete, storeDir)
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/plural"
 	"github.com/minint/minint/internal/redact"
 )
@@ -283,7 +284,7 @@ func (c *Client) Get(ctx context.Context, rawURL string, limit int64) ([]byte, e
 		if resp.ContentLength > limit {
 			return fmt.Errorf("GET %s: %w: %d bytes, at most %d allowed", shown, ErrTooLarge, resp.ContentLength, limit)
 		}
-		b, err := ReadAll(resp.Body, limit)
+		b, err := bounded.ReadAll(resp.Body, limit)
 		if err != nil {
 			return fmt.Errorf("GET %s: %w", shown, err)
 		}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/minint/minint/internal/bounded"
 )
 
 // quick is a client with short limits, so that hostile servers fail fast.
@@ -373,7 +375,7 @@ func TestLimitReader(t *testing.T) {
 		limit int64
 		err   bool
 	}{{"", 0, false}, {"abc", 3, false}, {"abcd", 3, true}, {"abc", 10, false}, {"a", 0, true}} {
-		b, err := ReadAll(strings.NewReader(tc.in), tc.limit)
+		b, err := bounded.ReadAll(strings.NewReader(tc.in), tc.limit)
 		if tc.err != errors.Is(err, ErrTooLarge) || !tc.err && string(b) != tc.in || int64(len(b)) > tc.limit {
 			t.Errorf("ReadAll(%q, %d) = %q, %v", tc.in, tc.limit, b, err)
 		}

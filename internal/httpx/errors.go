@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/redact"
 )
 
@@ -30,8 +31,9 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrNoRange: a Range request was answered with the whole file.
 	ErrNoRange = errors.New("the server ignores Range requests")
-	// ErrTooLarge: a body is larger than the reader's bound.
-	ErrTooLarge = errors.New("too large")
+	// ErrTooLarge: a body is larger than the reader's bound (the one
+	// sentinel of package bounded).
+	ErrTooLarge = bounded.ErrTooLarge
 	// ErrIdle: no byte moved for the client's idle limit.
 	ErrIdle = errors.New("no data")
 	// ErrTruncated: a body ended before the length it was announced or

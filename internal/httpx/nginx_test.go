@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/testnginx"
 )
 
@@ -118,7 +119,7 @@ func TestNginx(t *testing.T) {
 				n.Kill()
 				go n.Start()
 			}
-			got, err = ReadAll(resp.Body, 1<<20)
+			got, err = bounded.ReadAll(resp.Body, 1<<20)
 			if tries == 1 {
 				first = err
 			}
@@ -155,7 +156,7 @@ func TestNginx(t *testing.T) {
 				io.CopyN(io.Discard, resp.Body, 1000)
 				os.Truncate(p, 300000)
 			}
-			got, err = ReadAll(resp.Body, 1<<20)
+			got, err = bounded.ReadAll(resp.Body, 1<<20)
 			if tries == 1 {
 				first = err
 			}

@@ -42,6 +42,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/redact"
 )
@@ -237,7 +238,7 @@ func (c *Client) Get(ctx context.Context, rel string, consume func(body io.Reade
 func (c *Client) ReadAll(ctx context.Context, rel string, limit int64) ([]byte, error) {
 	var b []byte
 	err := c.Get(ctx, rel, func(body io.Reader) (err error) {
-		b, err = httpx.ReadAll(body, limit)
+		b, err = bounded.ReadAll(body, limit)
 		return err
 	})
 	return b, err

@@ -14,8 +14,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/durable"
-	"github.com/minint/minint/internal/httpx"
 )
 
 // FileName is the journal's name inside the staging folder.
@@ -88,7 +88,7 @@ const MaxSize = 1 << 20
 
 // Load reads a journal; os.ErrNotExist if there is none.
 func Load(path string) (*Journal, error) {
-	b, err := httpx.ReadFile(path, MaxSize)
+	b, err := bounded.ReadFile(path, MaxSize)
 	if err != nil {
 		return nil, err
 	}

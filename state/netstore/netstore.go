@@ -30,6 +30,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/durable"
 	"github.com/minint/minint/internal/httpx"
 	"github.com/minint/minint/internal/webdav"
@@ -288,7 +289,7 @@ func (d dirBackend) get(ctx context.Context, rel string, consume func(io.Reader)
 func (d dirBackend) readAll(ctx context.Context, rel string, limit int64) ([]byte, error) {
 	var b []byte
 	err := d.get(ctx, rel, func(r io.Reader) (err error) {
-		b, err = httpx.ReadAll(r, limit)
+		b, err = bounded.ReadAll(r, limit)
 		return err
 	})
 	return b, err

@@ -1,10 +1,20 @@
-package httpx
+// Package bounded reads what someone else could have made as large as
+// they liked (a server's answer, a file on a disk or medium the PE does
+// not control) with a bound, failing with ErrTooLarge past it instead of
+// taking the memory. It imports nothing beyond the standard library's
+// io, so that the first-boot program and the PE's file readers stay free
+// of net/http.
+package bounded
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 )
+
+// ErrTooLarge: an input is larger than its reader's bound.
+var ErrTooLarge = errors.New("too large")
 
 // LimitReader returns a reader of r that fails with ErrTooLarge once r
 // has more than n bytes (io.LimitReader instead ends quietly at n, which
