@@ -279,8 +279,9 @@ func TestRefresh(t *testing.T) {
 // right after clean made the PE the boot default (as clean starts
 // deleting), and in the middle of apply-image. Each time the machine is
 // started again from its disk alone, with its NVRAM: the PE must come up
-// by itself, resume from the journal without capturing the emptied root,
-// and reach the same verified end state as an uninterrupted refresh.
+// by itself, resume from the journal without capturing the emptied root
+// (the fetch, clean and apply run again), and reach the same verified end
+// state as an uninterrupted refresh.
 func TestRefreshPowerCut(t *testing.T) {
 	t.Parallel()
 	_, b, hook, iso, disk := refreshSetup(t, "good.yaml", qemu.UEFI)
@@ -305,19 +306,20 @@ func TestRefreshPowerCut(t *testing.T) {
 	if st["capture-state"] != "skipped" || st["clean"] != "done" {
 		t.Errorf("after the first cut: steps %v; want capture-state skipped (journal), clean redone", st)
 	}
-	wantApply := "done"
 	if st["apply-image"] != "start" {
 		// TCG timing: the kill landed after apply had finished.
 		t.Logf("apply-image was %q when the power went: the second cut hit after it", st["apply-image"])
-		wantApply = "skipped"
 	}
 
 	// Cut 2, and on to B.
 	v3, _ := refreshVM(t, qemu.UEFI, "", disk, vars2, hook)
 	res3 := refreshWait(t, v3, 0, "the PE resuming again", 5*time.Minute, func(e qemu.Event) bool { return e.Kind == "sequence" && e.State == "resume" })
 	refreshVerifyB(t, v3, qemu.UEFI, res3.At, b, uids.Alice, uids.Bob, disk)
-	if st := stepStates(v3); st["clean"] != "skipped" || st["capture-state"] != "skipped" || st["apply-image"] != wantApply {
-		t.Errorf("after the second cut: steps %v; want clean and capture-state skipped, apply-image %s", st, wantApply)
+	// From the fetch on, the resumed run does again what the journal
+	// says finished (the journal is on the disk: see pe's distrust);
+	// the state captured before the fetch is not captured again.
+	if st := stepStates(v3); st["clean"] != "done" || st["capture-state"] != "skipped" || st["apply-image"] != "done" {
+		t.Errorf("after the second cut: steps %v; want capture-state skipped, clean and apply-image done again", st)
 	}
 }
 
