@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/minint/minint/initramfs"
-	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/sequence"
@@ -311,17 +310,9 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	old, err := netbootCmdline(dir)
+	info, old, err := readTree(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree: %w", ErrFormat, dir, err)
-	}
-	mj, err := bounded.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s is not a minint network-boot tree: %w", ErrFormat, dir, err)
-	}
-	var info map[string]any
-	if err := json.Unmarshal(mj, &info); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrFormat, MediaJSONPath, err)
+		return nil, err
 	}
 	chain, _ := info["uefi_chain"].(string)
 	id, _ := info["id"].(string)

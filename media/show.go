@@ -166,17 +166,9 @@ func readNetbootTree(dir string) (*MediumInfo, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s is not a minint network-boot tree: %s", ErrFormat, dir, fmt.Sprintf(format, a...))
 	}
-	mj, err := bounded.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
+	mi, cmdline, err := readTree(dir)
 	if err != nil {
-		return nil, bad("%v", err)
-	}
-	var mi map[string]any
-	if err := json.Unmarshal(mj, &mi); err != nil {
-		return nil, bad("%s: %v", MediaJSONPath, err)
-	}
-	cmdline, err := netbootCmdline(dir)
-	if err != nil {
-		return nil, bad("%v", err)
+		return nil, err
 	}
 	key, peInfo, err := readPE(filepath.Join(dir, "initrd"))
 	if err != nil {
@@ -231,21 +223,32 @@ func readNetbootTree(dir string) (*MediumInfo, error) {
 	return info, nil
 }
 
-// netbootCmdline is the kernel command line of the tree at dir: PXELINUX's
-// APPEND line, as every boot menu of the tree has it.
-func netbootCmdline(dir string) (string, error) {
+// readTree reads what makes dir a network-boot tree, as show and
+// CustomizeNetboot both need it: its media.json and the kernel command
+// line, PXELINUX's APPEND line, as every boot menu of the tree has it.
+// Errors wrap ErrFormat and say that dir is not such a tree.
+func readTree(dir string) (info map[string]any, cmdline string, err error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s is not a minint network-boot tree: %s", ErrFormat, dir, fmt.Sprintf(format, a...))
+	}
+	mj, err := bounded.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
+	if err != nil {
+		return nil, "", bad("%v", err)
+	}
+	if err := json.Unmarshal(mj, &info); err != nil {
+		return nil, "", bad("%s: %v", MediaJSONPath, err)
+	}
 	cfg, err := bounded.ReadFile(filepath.Join(dir, netbootPXELinux), maxMediaJSON)
 	if err != nil {
-		return "", err
+		return nil, "", bad("%v", err)
 	}
-	var cmdline string
 	for _, l := range strings.Split(string(cfg), "\n") {
 		if a, ok := strings.CutPrefix(strings.TrimSpace(l), "APPEND "); ok {
 			cmdline = a
 		}
 	}
 	if cmdline == "" {
-		return "", fmt.Errorf("%s has no command line (APPEND)", netbootPXELinux)
+		return nil, "", bad("%s has no command line (APPEND)", netbootPXELinux)
 	}
-	return cmdline, nil
+	return info, cmdline, nil
 }
