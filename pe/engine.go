@@ -488,7 +488,7 @@ func (r *runner) step(i int, st sequence.Step) error {
 			return nil
 		}
 	}
-	if rec := r.jr.Step(b.Name); rec != nil && (rec.Status == journal.Done || rec.Status == journal.Continued) && !alwaysRun(st) {
+	if rec := r.jr.Step(b.Name); rec.Ended() && !alwaysRun(st) {
 		if err := r.settle(); err != nil {
 			return err
 		}
@@ -662,8 +662,7 @@ func (r *runner) adopt(dir string) error {
 // that comes back to it) does nothing rather than install again.
 func finished(seq *sequence.Sequence, j *journal.Journal) bool {
 	for _, st := range seq.Steps {
-		rec := j.Step(st.Base().Name)
-		if rec == nil || (rec.Status != journal.Done && rec.Status != journal.Skipped && rec.Status != journal.Continued) {
+		if rec := j.Step(st.Base().Name); !rec.Ended() && (rec == nil || rec.Status != journal.Skipped) {
 			return false
 		}
 	}
@@ -683,17 +682,17 @@ func finished(seq *sequence.Sequence, j *journal.Journal) bool {
 // through, and doing them again would power off again; so does a
 // finished journal (see finished). It returns the steps to run again.
 func (r *runner) distrust(j *journal.Journal) []string {
-	from := -1
+	from := -1 // the first fetch after the last power step done
 	for i, st := range r.seq.Steps {
-		b := st.Base()
-		if rec := j.Step(b.Name); rec != nil && rec.Status == journal.Done {
-			if _, ok := st.(*sequence.Power); ok {
+		switch st.(type) {
+		case *sequence.Power:
+			if j.Step(st.Base().Name).Ended() {
 				from = -1
-				continue
 			}
-		}
-		if _, ok := st.(*sequence.Fetch); ok && from < 0 {
-			from = i
+		case *sequence.Fetch:
+			if from < 0 {
+				from = i
+			}
 		}
 	}
 	if from < 0 || finished(r.seq, j) {
@@ -701,15 +700,10 @@ func (r *runner) distrust(j *journal.Journal) []string {
 	}
 	var again []string
 	for _, st := range r.seq.Steps[from:] {
-		rec := j.Step(st.Base().Name)
-		if rec == nil || (rec.Status != journal.Done && rec.Status != journal.Continued) {
-			continue
+		if rec := j.Step(st.Base().Name); rec.Ended() {
+			rec.Status, rec.Finished, rec.Error = journal.Started, time.Time{}, ""
+			again = append(again, rec.Name)
 		}
-		if _, ok := st.(*sequence.Power); ok {
-			break
-		}
-		rec.Status, rec.Finished, rec.Error = journal.Started, time.Time{}, ""
-		again = append(again, rec.Name)
 	}
 	return again
 }

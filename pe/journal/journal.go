@@ -63,6 +63,12 @@ type Record struct {
 	Error    string    `json:"error,omitempty"`
 }
 
+// Ended reports whether the step ran to its end in some boot (done, or
+// failed and continued): a resumed run does not redo it for that reason.
+func (r *Record) Ended() bool {
+	return r != nil && (r.Status == Done || r.Status == Continued)
+}
+
 // Step returns the record of a step, or nil.
 func (j *Journal) Step(name string) *Record {
 	for i := range j.Steps {
