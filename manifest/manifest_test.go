@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/sign"
 	"github.com/minint/minint/wim"
 	"github.com/minint/minint/wim/wimtest"
@@ -314,7 +314,7 @@ func TestReadDir(t *testing.T) {
 		}
 	}
 	grow(ShortSignatureName, sign.MaxSize+1)
-	if _, _, _, err := ReadDir(dir); !errors.Is(err, httpx.ErrTooLarge) || !errors.Is(err, sign.ErrSignature) {
+	if _, _, _, err := ReadDir(dir); !errors.Is(err, bounded.ErrTooLarge) || !errors.Is(err, sign.ErrSignature) {
 		t.Errorf("a signature past sign.MaxSize: %v", err)
 	}
 	os.Remove(filepath.Join(dir, ShortSignatureName))
@@ -322,7 +322,7 @@ func TestReadDir(t *testing.T) {
 		t.Errorf("no signature: %v", err)
 	}
 	grow(FileName, MaxSize+1)
-	if _, _, _, err := ReadDir(dir); !errors.Is(err, httpx.ErrTooLarge) || !strings.Contains(err.Error(), FileName) {
+	if _, _, _, err := ReadDir(dir); !errors.Is(err, bounded.ErrTooLarge) || !strings.Contains(err.Error(), FileName) {
 		t.Errorf("a manifest past MaxSize: %v", err)
 	}
 }

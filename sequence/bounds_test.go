@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/bounded"
 )
 
 // TestLoadFileBound: a sequence file past MaxSize (the PE reads those on
@@ -21,7 +21,7 @@ func TestLoadFileBound(t *testing.T) {
 	if err := os.Truncate(f, MaxSize+1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadFile(f); !errors.Is(err, httpx.ErrTooLarge) || !strings.Contains(err.Error(), "huge.yaml") {
+	if _, err := LoadFile(f); !errors.Is(err, bounded.ErrTooLarge) || !strings.Contains(err.Error(), "huge.yaml") {
 		t.Fatalf("got %v", err)
 	}
 }

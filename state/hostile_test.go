@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/bounded"
 	"golang.org/x/sys/unix"
 )
 
@@ -301,7 +301,7 @@ func TestStoreBounds(t *testing.T) {
 		if err := os.Truncate(filepath.Join(store, c.name), c.size); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.read(store); !errors.Is(err, httpx.ErrTooLarge) || !strings.Contains(err.Error(), c.name) {
+		if err := c.read(store); !errors.Is(err, bounded.ErrTooLarge) || !strings.Contains(err.Error(), c.name) {
 			t.Errorf("%s of %d bytes: %v", c.name, c.size, err)
 		}
 	}

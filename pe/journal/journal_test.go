@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minint/minint/internal/httpx"
+	"github.com/minint/minint/internal/bounded"
 )
 
 func TestSaveLoad(t *testing.T) {
@@ -40,7 +40,7 @@ func TestSaveLoad(t *testing.T) {
 	if err := os.Truncate(p, MaxSize+1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(p); !errors.Is(err, httpx.ErrTooLarge) {
+	if _, err := Load(p); !errors.Is(err, bounded.ErrTooLarge) {
 		t.Errorf("oversized journal: %v", err)
 	}
 }
