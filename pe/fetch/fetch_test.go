@@ -361,32 +361,25 @@ func TestPlantedLinks(t *testing.T) {
 	want, _ := os.ReadFile(filepath.Join(dir, "image.wim"))
 	n := testnginx.Start(t, dir, testnginx.Options{})
 	e := &m.Files[0]
+	staged := func(dest string) error {
+		return quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil)
+	}
+	pipelined := func(dest string) error {
+		tr, err := quick().StartTransfer(context.Background(), n.URL+"/image.wim", dest, e, nil)
+		if err != nil {
+			return err
+		}
+		defer tr.Close()
+		return tr.Wait()
+	}
 	for _, c := range []struct {
 		name, link string
 		get        func(dest string) error
 	}{
-		{"staged, the partial file", ".part", func(dest string) error {
-			return quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil)
-		}},
-		{"staged, the file", "", func(dest string) error {
-			return quick().Download(context.Background(), n.URL+"/image.wim", dest, e, nil)
-		}},
-		{"pipelined, the partial file", ".part", func(dest string) error {
-			tr, err := quick().StartTransfer(context.Background(), n.URL+"/image.wim", dest, e, nil)
-			if err != nil {
-				return err
-			}
-			defer tr.Close()
-			return tr.Wait()
-		}},
-		{"pipelined, the file", "", func(dest string) error {
-			tr, err := quick().StartTransfer(context.Background(), n.URL+"/image.wim", dest, e, nil)
-			if err != nil {
-				return err
-			}
-			defer tr.Close()
-			return tr.Wait()
-		}},
+		{"staged, the partial file", ".part", staged},
+		{"staged, the file", "", staged},
+		{"pipelined, the partial file", ".part", pipelined},
+		{"pipelined, the file", "", pipelined},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			victim := filepath.Join(t.TempDir(), "other-disk")
