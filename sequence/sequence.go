@@ -341,6 +341,10 @@ func checkOrder(seq *Sequence) error {
 	// from steps without when:. A conditional step still counts where its
 	// presence is the danger (a clean before capture-state).
 	var guardExisting, guardCapture, guardFetch, guardClean bool
+	// A power step after a fetch ends the boot that verified the package:
+	// the journal does not carry the verified image across it (package
+	// pe, distrust), so what uses the package needs a fetch after it.
+	var cut *StepBase
 	const conditional = " (a step with when: may not run: it guards nothing)"
 	for _, st := range seq.Steps {
 		if m, ok := st.(*Mount); ok && m.Existing {
@@ -353,7 +357,14 @@ func checkOrder(seq *Sequence) error {
 		bad := func(format string, a ...any) error {
 			return &strictyaml.Error{Line: b.Line, Msg: fmt.Sprintf("step %q: ", b.Name) + fmt.Sprintf(format, a...)}
 		}
+		noPackage := func(what string) error {
+			return bad("%s needs the package verified in the same boot, but the power step %q (line %d) ends the boot of the fetch before it: add a fetch step after %q, or move it", what, cut.Name, cut.Line, cut.Name)
+		}
 		switch st.(type) {
+		case *Power:
+			if haveFetch {
+				cut = b
+			}
 		case *Requirements:
 			if havePart || haveClean {
 				return bad("requirements must be checked before anything destructive (move it before the partition or clean step)")
@@ -406,6 +417,8 @@ func checkOrder(seq *Sequence) error {
 				return bad("clean needs a capture-state step before it: the user state must be captured before anything is deleted")
 			case haveApply:
 				return bad("clean after apply-image would delete the applied system")
+			case cut != nil:
+				return noPackage("clean")
 			case !guardExisting:
 				return bad("clean needs the mount of the existing root (existing: true) to run unconditionally before it" + conditional)
 			case !guardFetch:
@@ -419,7 +432,7 @@ func checkOrder(seq *Sequence) error {
 			if f := st.(*Fetch); !haveMount && f.Mode != "stream" && !strings.HasPrefix(f.Manifest, "medium:") {
 				return bad("fetch stages into the target disk's /minint folder, so it needs a mount step before it (or mode: stream)")
 			}
-			haveFetch = true
+			haveFetch, cut = true, nil
 			if f := st.(*Fetch); f.Mode != "stream" {
 				stageFetch = true
 				guardFetch = guardFetch || always
@@ -433,6 +446,9 @@ func checkOrder(seq *Sequence) error {
 			}
 			if !haveFetch {
 				return bad("apply-image needs a fetch step before it")
+			}
+			if cut != nil {
+				return noPackage("apply-image")
 			}
 			if !haveMount {
 				return bad("apply-image needs a mount step before it")

@@ -125,6 +125,9 @@ func TestLoadErrors(t *testing.T) {
 		{"bad answer", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: setup\n    hostname: \"no way\"\n", 8, "hostname"},
 		{"setup before apply", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: setup\n    hostname: a\n", 8, "apply-image steps before it"},
 		{"bootfiles before setup", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: fetch\n    manifest: http://x/m.json\n  - type: apply-image\n  - type: bootfiles\n  - type: setup\n    hostname: a\n", 12, "setup must come before bootfiles"},
+		{"reboot between fetch and apply", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: fetch\n    manifest: http://x/m.json\n  - type: reboot\n  - type: apply-image\n", 11, `step "apply-image": apply-image needs the package verified in the same boot, but the power step "reboot" (line 10) ends the boot of the fetch before it`},
+		{"conditional poweroff between fetch and apply", head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n  - type: fetch\n    manifest: http://x/m.json\n  - type: poweroff\n    when: firmware == uefi\n  - type: apply-image\n", 12, `the power step "poweroff" (line 10)`},
+		{"reboot between fetch and clean", head + "  - type: mount\n    existing: true\n  - type: capture-state\n  - type: fetch\n    manifest: http://x/m.json\n  - type: reboot\n  - type: clean\n", 9, `clean needs the package verified in the same boot, but the power step "reboot" (line 8)`},
 		{"not yaml", "version: 1\nsteps: [\n", 0, ""},
 		{"steps not list", "version: 1\nsteps: 3\n", 2, "non-empty list"},
 		{"bad rule", head + "  - type: select-disk\n    disk: {colour: blue}\n", 4, "colour"},
@@ -302,5 +305,24 @@ func TestMinVersionAsWritten(t *testing.T) {
 	}
 	if f := seq.Steps[0].(*Fetch); f.MinVersion != "2.10" || f.Package != "debian-12" {
 		t.Errorf("fetch step: min-version %q, package %q", f.MinVersion, f.Package)
+	}
+}
+
+// TestPowerAfterFetch: a power step between a fetch and what uses its
+// package is refused (above); one with a fetch after it, or after the
+// apply, is fine.
+func TestPowerAfterFetch(t *testing.T) {
+	disk := head + "  - type: select-disk\n    disk: {transport: virtio}\n  - type: partition\n    partitions: [{name: root, size: rest, fs: ext4}]\n  - type: mount\n"
+	fetch := func(name string) string {
+		return "  - type: fetch\n    name: " + name + "\n    manifest: http://x/m.json\n"
+	}
+	for name, src := range map[string]string{
+		"fetched again": disk + fetch("first") + "  - type: reboot\n" + fetch("again") + "  - type: apply-image\n",
+		"after apply":   disk + fetch("first") + "  - type: apply-image\n  - type: bootfiles\n  - type: reboot\n",
+		"before fetch":  disk + "  - type: reboot\n" + fetch("first") + "  - type: apply-image\n",
+	} {
+		if _, err := Parse("seq.yaml", []byte(src)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
