@@ -105,7 +105,7 @@ func ReadMedium(p string) (*MediumInfo, error) {
 	if b, err := bounded.ReadFile(local(pe.MediumSequence), sequence.MaxSize); !errors.Is(err, fs.ErrNotExist) {
 		si := &SequenceInfo{}
 		if err != nil {
-			si.Error = strings.ReplaceAll(err.Error(), dir, "") // as on the medium
+			si.Error = onMedium(err, local, "/"+pe.MediumSequence)
 		} else if seq, err := sequence.Parse("/"+pe.MediumSequence, b); err != nil {
 			si.Error = err.Error()
 		} else {
@@ -115,6 +115,12 @@ func ReadMedium(p string) (*MediumInfo, error) {
 	}
 	info.Packages = packages(m.files, local, m.key)
 	return info, nil
+}
+
+// onMedium is err's message with the file at p on the medium (under a
+// directory d: p is d) named as on the medium, not where local put it.
+func onMedium(err error, local func(string) string, p string) string {
+	return strings.ReplaceAll(err.Error(), local(p), p)
 }
 
 func isManifestOrSignature(name string) bool {
@@ -138,8 +144,7 @@ func packages(files []MediumFile, local func(string) string, key ed25519.PublicK
 		case errors.Is(err, sign.ErrSignature) && errors.Is(err, fs.ErrNotExist):
 			pi.Error = "no " + manifest.SignatureName
 		case err != nil:
-			// Named as on the medium, not as extracted.
-			pi.Error = strings.ReplaceAll(err.Error(), local(d), d)
+			pi.Error = onMedium(err, local, d)
 		case key == nil:
 			pi.Error = "the PE has no package key"
 		default:
