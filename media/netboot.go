@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/minint/minint/initramfs"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/pe"
 	"github.com/minint/minint/pe/boot"
 	"github.com/minint/minint/sequence"
@@ -451,21 +452,33 @@ func CustomizeNetboot(dir string, c Customization) (*NetbootResult, error) {
 // must end in. It keeps the file's own name: a signature may bind it, and
 // the PE refuses a sequence served under another.
 func SequenceFiles(seqFile string, pub ed25519.PublicKey) ([]File, string, error) {
-	if _, err := sequence.LoadFile(seqFile); err != nil {
-		return nil, "", fmt.Errorf("%w: sequence: %w", ErrInput, err)
-	}
-	data, err := os.ReadFile(seqFile)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: sequence: %w", ErrInput, err)
-	}
-	sigFile := sign.SignatureFor(seqFile)
-	sig, err := os.ReadFile(sigFile)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: sequence %s: its signature: %w (sign it with minint package sign --key KEY %s)", ErrInput, seqFile, err, seqFile)
-	}
-	if _, err := sign.Verify(data, sig, pub, sign.Policy{Purpose: sign.PurposeSequence}); err != nil {
-		return nil, "", fmt.Errorf("%w: sequence %s: %w (the PE trusts key %s: the PE would refuse it)", ErrInput, seqFile, err, keyText(pub))
+	if _, err := readSequence(seqFile, pub); err != nil {
+		return nil, "", err
 	}
 	name := filepath.Base(seqFile)
-	return []File{{Src: seqFile, Dest: name}, {Src: sigFile, Dest: sign.SignatureFor(name)}}, name, nil
+	return []File{{Src: seqFile, Dest: name}, {Src: sign.SignatureFor(seqFile), Dest: sign.SignatureFor(name)}}, name, nil
+}
+
+// readSequence reads seqFile and its signature once each, within the
+// bounds the PE reads them in (a tree's may come from anyone), and checks
+// them as the PE will. It returns the sequence whenever it parses, also
+// when its signature fails (that error is then the one returned).
+func readSequence(seqFile string, pub ed25519.PublicKey) (*sequence.Sequence, error) {
+	data, err := bounded.ReadFile(seqFile, sequence.MaxSize)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sequence: %w", ErrInput, err)
+	}
+	seq, err := sequence.Parse(seqFile, data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sequence: %w", ErrInput, err)
+	}
+	sigFile := sign.SignatureFor(seqFile)
+	sig, err := bounded.ReadFile(sigFile, sign.MaxSize)
+	if err != nil {
+		return seq, fmt.Errorf("%w: sequence %s: its signature: %w (sign it with minint package sign --key KEY %s)", ErrInput, seqFile, err, seqFile)
+	}
+	if _, err := sign.Verify(data, sig, pub, sign.Policy{Purpose: sign.PurposeSequence}); err != nil {
+		return seq, fmt.Errorf("%w: sequence %s: %w (the PE trusts key %s: the PE would refuse it)", ErrInput, seqFile, err, keyText(pub))
+	}
+	return seq, nil
 }

@@ -215,11 +215,14 @@ func readNetbootTree(dir string) (*MediumInfo, error) {
 		base := strings.TrimSuffix(opts.URL, "/") + "/"
 		if rel, ok := strings.CutPrefix(seqURL, base); ok && opts.URL != "" && filepath.IsLocal(rel) {
 			f := local(rel)
-			if seq, err := sequence.LoadFile(f); err != nil {
-				si.Error = err.Error()
-			} else if si.Name, si.Steps, si.Digest = seq.Name, len(seq.Steps), seq.Digest; key == nil {
+			seq, err := readSequence(f, key)
+			if seq != nil {
+				si.Name, si.Steps, si.Digest = seq.Name, len(seq.Steps), seq.Digest
+			}
+			switch {
+			case seq != nil && key == nil:
 				si.Error = "the PE has no package key, so it refuses every sequence from the network"
-			} else if _, _, err := SequenceFiles(f, key); err != nil {
+			case err != nil:
 				si.Error = err.Error()
 			}
 		}

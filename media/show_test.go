@@ -2,12 +2,15 @@ package media
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/manifest"
+	"github.com/minint/minint/sequence"
 	"github.com/minint/minint/sign"
 )
 
@@ -34,5 +37,33 @@ func TestPackagesBounded(t *testing.T) {
 	os.Remove(sig)
 	if ps := packages(files, local, key); len(ps) != 1 || ps[0].Error != "no "+manifest.SignatureName {
 		t.Fatalf("no signature: %+v", ps)
+	}
+}
+
+// TestSequenceBounded: a tree's sequence and its signature are read
+// within the PE's bounds, once each; what parses is shown even when its
+// signature is refused.
+func TestSequenceBounded(t *testing.T) {
+	dir := t.TempDir()
+	seqFile := filepath.Join(dir, "seq.yaml")
+	os.WriteFile(seqFile, []byte("version: 1\nname: big-sig\nsteps:\n  - type: reboot\n"), 0o644)
+	sig := sign.SignatureFor(seqFile)
+	os.WriteFile(sig, nil, 0o644)
+	if err := os.Truncate(sig, sign.MaxSize+1); err != nil {
+		t.Fatal(err)
+	}
+	key := make(ed25519.PublicKey, ed25519.PublicKeySize)
+	seq, err := readSequence(seqFile, key)
+	if seq == nil || seq.Name != "big-sig" || !errors.Is(err, bounded.ErrTooLarge) || !errors.Is(err, ErrInput) {
+		t.Fatalf("oversized signature: %+v, %v", seq, err)
+	}
+	if _, _, err := SequenceFiles(seqFile, key); !errors.Is(err, bounded.ErrTooLarge) {
+		t.Fatalf("SequenceFiles took an oversized signature: %v", err)
+	}
+	if err := os.Truncate(seqFile, sequence.MaxSize+1); err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := readSequence(seqFile, key); seq != nil || !errors.Is(err, bounded.ErrTooLarge) {
+		t.Fatalf("oversized sequence: %+v, %v", seq, err)
 	}
 }
