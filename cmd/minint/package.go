@@ -235,7 +235,7 @@ func newPackageVerifyCmd() *cobra.Command {
 			return fmt.Errorf("%s: %w", *pubPath, err)
 		}
 		dir := fs.Arg(0)
-		mb, err := os.ReadFile(filepath.Join(dir, manifest.FileName))
+		mb, sig, sigPath, err := manifest.ReadDir(dir)
 		if err != nil {
 			return err
 		}
@@ -244,14 +244,8 @@ func newPackageVerifyCmd() *cobra.Command {
 			return err
 		}
 		defer rep.Close()
-		sig, err := os.ReadFile(filepath.Join(dir, manifest.SignatureName))
-		if errors.Is(err, os.ErrNotExist) {
-			if sig, err = os.ReadFile(filepath.Join(dir, manifest.ShortSignatureName)); err == nil {
-				rep.Printf("warning: %s: signature under its old name %s; name it %s (the PE reads the old name until the next release)", dir, manifest.ShortSignatureName, manifest.SignatureName)
-			}
-		}
-		if err != nil {
-			return err
+		if filepath.Base(sigPath) == manifest.ShortSignatureName {
+			rep.Printf("warning: %s: signature under its old name %s; name it %s (the PE reads the old name until the next release)", dir, manifest.ShortSignatureName, manifest.SignatureName)
 		}
 		m, err := manifest.Verify(mb, sig, pub, manifest.VerifyOptions{Name: *pkgName, MinVersion: *minVersion})
 		if err != nil {

@@ -56,6 +56,20 @@ func TestPackageCommands(t *testing.T) {
 	if code, out := run(t, "package", "verify", "--key", key+".pub", pkg); code != 0 {
 		t.Fatalf("verify: %d %s", code, out)
 	}
+	// The medium's short signature name still verifies, with a warning;
+	// a signature larger than any the PE reads does not.
+	long, short := filepath.Join(pkg, manifest.SignatureName), filepath.Join(pkg, manifest.ShortSignatureName)
+	os.Rename(long, short)
+	if code, out := run(t, "package", "verify", "--key", key+".pub", pkg); code != 0 || !strings.Contains(out, "signature under its old name") {
+		t.Errorf("verify with the short signature name: %d %s", code, out)
+	}
+	os.Rename(short, long)
+	good, _ := os.ReadFile(long)
+	os.WriteFile(long, append(good, make([]byte, sign.MaxSize)...), 0o644)
+	if code, out := run(t, "package", "verify", "--key", key+".pub", pkg); code != 1 || !strings.Contains(out, "too large") {
+		t.Errorf("verify with an oversized signature: %d %s", code, out)
+	}
+	os.WriteFile(long, good, 0o644)
 	// Another key, then a changed file: both rejected.
 	run(t, "keygen", filepath.Join(dir, "other"))
 	if code, out := run(t, "package", "verify", "--key", filepath.Join(dir, "other.pub"), pkg); code != 1 || !strings.Contains(out, "signature") {
