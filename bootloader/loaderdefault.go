@@ -8,8 +8,15 @@ import (
 	"strings"
 
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/durable"
 )
+
+// maxConfig bounds the boot configurations read here: in a refresh they
+// are the old system's, which whoever ran it could have made any size,
+// and a PE that ran out of memory reading one would stop without saying
+// why.
+const maxConfig = 1 << 20
 
 // The persistent boot default of an in-place refresh: the staged PE's
 // entry is made the default while the old system is replaced, so that a
@@ -25,7 +32,7 @@ func SetSyslinuxDefault(bootDir, label string) (old string, err error) {
 		return "", fmt.Errorf("%w: syslinux label %q", diskops.ErrUnsafePath, label)
 	}
 	cfg := filepath.Join(bootDir, "syslinux/syslinux.cfg")
-	b, err := os.ReadFile(cfg)
+	b, err := bounded.ReadFile(cfg, maxConfig)
 	if err != nil {
 		return "", err
 	}
@@ -65,7 +72,7 @@ func SetLoaderDefault(esp, entry string) (old string, err error) {
 		return "", fmt.Errorf("loader entry %s: %w", entry, err)
 	}
 	conf := filepath.Join(esp, "loader/loader.conf")
-	b, err := os.ReadFile(conf)
+	b, err := bounded.ReadFile(conf, maxConfig)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", err
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/internal/bounded"
 	"github.com/minint/minint/internal/disktest"
 )
 
@@ -115,5 +116,30 @@ func TestSetSyslinuxDefault(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "syslinux/syslinux.cfg"))
 	if want := "DEFAULT minint-pe\nPROMPT 0\nTIMEOUT 0\n\nLABEL minint\n  LINUX /minint/6.1/vmlinuz\n\nLABEL minint-pe\n  LINUX /minint-pe/vmlinuz\n"; string(b) != want {
 		t.Errorf("syslinux.cfg:\n%s\nwant\n%s", b, want)
+	}
+}
+
+// TestDefaultConfigBounded: a refresh reads the old system's boot
+// configuration within a bound, refuses a larger one with ErrTooLarge and
+// leaves it as it was.
+func TestDefaultConfigBounded(t *testing.T) {
+	esp := t.TempDir()
+	disktest.WriteFile(t, filepath.Join(esp, "loader/entries/minint-pe.conf"), "title PE\n")
+	big := filepath.Join(esp, "loader/loader.conf")
+	disktest.WriteFile(t, big, "default minint.conf\n")
+	os.Truncate(big, maxConfig+1)
+	if _, err := SetLoaderDefault(esp, "minint-pe.conf"); !errors.Is(err, bounded.ErrTooLarge) {
+		t.Errorf("loader.conf of %d bytes: %v", maxConfig+1, err)
+	}
+	cfg := filepath.Join(esp, "syslinux/syslinux.cfg")
+	disktest.WriteFile(t, cfg, "DEFAULT minint\nLABEL minint-pe\n")
+	os.Truncate(cfg, maxConfig+1)
+	if _, err := SetSyslinuxDefault(esp, "minint-pe"); !errors.Is(err, bounded.ErrTooLarge) {
+		t.Errorf("syslinux.cfg of %d bytes: %v", maxConfig+1, err)
+	}
+	for _, f := range []string{big, cfg} {
+		if fi, err := os.Stat(f); err != nil || fi.Size() != maxConfig+1 {
+			t.Errorf("%s changed: %v %v", f, fi, err)
+		}
 	}
 }
