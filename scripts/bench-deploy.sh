@@ -146,8 +146,9 @@ EOF
 # The read floor reads the image into the page cache. The apply floors
 # keep it there: they measure decompressing and writing, the apply's own
 # work. The medium run drops it, so that its apply reads the medium as a
-# PE booted from one does (under TCG a CD's 220 MB cost some 4 s of
-# guest CPU to read, which an apply from the cache does not pay).
+# PE booted from one does. (`cat` spends some 4 s of guest CPU reading
+# the CD under TCG; the apply, reading 4 MiB at a time, was measured as
+# fast cold as from the cache, docs/benchmarks.md.)
 mediumseq() { # mediumseq NAME AFTER-READ
   disksteps "$1"; cat <<EOF
   - type: run
