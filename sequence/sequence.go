@@ -358,7 +358,7 @@ func checkOrder(seq *Sequence) error {
 			return &strictyaml.Error{Line: b.Line, Msg: fmt.Sprintf("step %q: ", b.Name) + fmt.Sprintf(format, a...)}
 		}
 		noPackage := func(what string) error {
-			return bad("%s needs the package verified in the same boot, but the power step %q (line %d) ends the boot of the fetch before it: add a fetch step after %q, or move it", what, cut.Name, cut.Line, cut.Name)
+			return bad("%s needs the package verified in the same boot, but the power step %q (line %d) ends the boot of the fetch before it: add a fetch step after %q, or move %q after %s", what, cut.Name, cut.Line, cut.Name, cut.Name, what)
 		}
 		switch st.(type) {
 		case *Power:
