@@ -24,8 +24,9 @@
 // fetch on runs again (see distrust: the journal lies where whoever ran a
 // system on that disk could write, so it says where to start, not what
 // to trust) unless every step finished or a power step since then is
-// recorded done (and a sequence that needs across a power step what a
-// fetch before it verified does not load). Redoing is safe step by step:
+// recorded done (so sequence check refuses an apply-image or clean that
+// would need, past a power step, what a fetch before it verified).
+// Redoing is safe step by step:
 // partition and format start over; fetch continues its .part file with a
 // Range request (from zero when the server ignores Range, and once more
 // from zero if the result does not verify); apply-image first empties the

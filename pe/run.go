@@ -245,12 +245,12 @@ func (r *runner) apply(s *sequence.ApplyImage) error {
 		ra = bc
 	} else if img.URL != "" {
 		// Straight from the server (mode: stream), in 4 MiB reads with
-		// one ahead like the download above: read one chunk at a time
-		// as the WIM asked for it, the apply waited for every Range
-		// request, and a two-vCPU deployment took 1.1 times as long as
-		// a pipelined one (docs/benchmarks.md). The blocks hold what
-		// the apply reads again; the File keeps only the chunk a block
-		// shares with the next.
+		// one ahead like the download above. Read chunk by chunk as
+		// the WIM asked, the apply waited for every Range request, and
+		// a two-vCPU deployment took 1.1 times as long as a pipelined
+		// one (docs/benchmarks.md). The blocks hold what the apply
+		// reads again; the File keeps only the chunk a block shares
+		// with the next.
 		f, err := r.client.OpenFile(r.ctx, img.URL, &img.Entry, 2*img.Entry.ChunkSize)
 		if err != nil {
 			return err

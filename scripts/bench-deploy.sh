@@ -30,7 +30,8 @@
 #      MODES (default "medium http stage floor wimfloor"): the runs to make,
 #        e.g. MODES="stage floor" to measure one mode against its floor
 #        (stream, `mode: stream`, is not in the default: it stages
-#        nothing, so it cannot resume and a refresh cannot use it);
+#        nothing, so after a power cut it fetches everything again, and
+#        a refresh cannot use it);
 #      ROUNDS (default 1): repeat every run this many times, interleaved
 #        (round after round), and add the median ratio of each mode. One
 #        run's ratio varies by some 10% on a shared 2-core host (the same
