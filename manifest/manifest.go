@@ -73,6 +73,11 @@ const (
 	ShortSignatureName = "manifest.sig"
 	// DefaultChunkSize is the chunk of per-chunk hashes (see package doc).
 	DefaultChunkSize = 4 << 20
+	// MaxChunkSize is the largest chunk a manifest may name: a PE holds
+	// whole chunks in memory to check them before use (a few at a time),
+	// so a larger one could exhaust a small machine's memory before a
+	// byte is verified. Build refuses it before hashing anything.
+	MaxChunkSize = 64 << 20
 	// MaxSize is the largest manifest.json a PE reads, before its
 	// signature is checked; Build refuses to write a larger one.
 	MaxSize = 4 << 20
@@ -225,6 +230,9 @@ func (m *Manifest) validate() error {
 		if e.ChunkSize != 0 || len(e.Chunks) != 0 {
 			if e.ChunkSize <= 0 {
 				return fmt.Errorf("%w: %s: chunks without a chunk_size", ErrFormat, e.Path)
+			}
+			if e.ChunkSize > MaxChunkSize {
+				return fmt.Errorf("%w: %s: chunk_size %d is more than %d, the most a PE holds in memory to check a chunk", ErrFormat, e.Path, e.ChunkSize, int64(MaxChunkSize))
 			}
 			want := e.Size / e.ChunkSize // no e.Size+e.ChunkSize-1: it could overflow
 			if e.Size%e.ChunkSize != 0 {
@@ -394,6 +402,9 @@ func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error
 	cs := o.ChunkSize
 	if cs == 0 {
 		cs = DefaultChunkSize
+	}
+	if cs > MaxChunkSize {
+		return nil, nil, fmt.Errorf("%w: chunk size %d is more than %d, the most a PE holds in memory to check a chunk", ErrFormat, cs, int64(MaxChunkSize))
 	}
 	ch := o.ChunkHash
 	switch {

@@ -137,6 +137,8 @@ func TestVerifyRejectsBadManifest(t *testing.T) {
 		"chunk hash unknown":   `{"version":1,"files":[{"path":"x","size":4,"sha256":"` + h + `","chunk_size":4,"chunks":["` + h + `"],"chunk_hash":"md5"}]}`,
 		"chunk hash upper":     `{"version":1,"files":[{"path":"x","size":4,"sha256":"` + h + `","chunk_size":4,"chunks":["` + h + `"],"chunk_hash":"BLAKE3"}]}`,
 		"chunk hash no chunks": `{"version":1,"files":[{"path":"x","size":4,"sha256":"` + h + `","chunk_hash":"blake3"}]}`,
+		// A chunk larger than a PE holds in memory to check it.
+		"chunk too large": `{"version":1,"files":[{"path":"x","size":134217728,"sha256":"` + h + `","chunk_size":134217728,"chunks":["` + h + `"]}]}`,
 	} {
 		if _, err := Verify([]byte(js), legacySign([]byte(js), priv), pub, VerifyOptions{}); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: err = %v, want ErrFormat", name, err)
@@ -287,6 +289,13 @@ func TestBuildTooLarge(t *testing.T) {
 	_, _, err := Build(dir, []string{"image.wim"}, BuildOptions{Image: &Image{File: "image.wim", Index: 1}, ChunkSize: 32, Created: day0})
 	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "more than the 4194304 a PE reads") {
 		t.Errorf("err = %v, want ErrFormat naming the PE's bound", err)
+	}
+	// A chunk larger than a PE checks is refused before anything is
+	// hashed.
+	hashed := false
+	_, _, err = Build(dir, []string{"image.wim"}, BuildOptions{ChunkSize: MaxChunkSize + 1, Created: day0, Progress: func(int64, int64) { hashed = true }})
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "the most a PE holds in memory") || hashed {
+		t.Errorf("chunk size %d: err = %v (hashed first: %v), want ErrFormat naming the PE's bound", MaxChunkSize+1, err, hashed)
 	}
 }
 

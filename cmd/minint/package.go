@@ -169,6 +169,9 @@ func newPackageCreateCmd() *cobra.Command {
 			if chunk < 4*bytesize.KiB {
 				return usageErrorf("--chunk-size %s is too small: at least %s, or 0 for none", chunk.Explain(), (4 * bytesize.KiB).Explain())
 			}
+			if chunk > manifest.MaxChunkSize {
+				return usageErrorf("--chunk-size %s is too large: at most %s, which a PE holds in memory to check a chunk", chunk.Explain(), bytesize.Size(manifest.MaxChunkSize).Explain())
+			}
 			cs = int64(chunk)
 		}
 		if !manifest.KnownChunkHash(*chunkHash) {

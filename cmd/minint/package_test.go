@@ -108,6 +108,11 @@ func TestPackageCommands(t *testing.T) {
 	if code, _ := run(t, "package", "create", pkg); code != 2 {
 		t.Error("create without --key is not a usage error")
 	}
+	for size, want := range map[string]string{"1K": "too small: at least 4KiB", "65M": "too large: at most 64MiB"} {
+		if code, out := run(t, "package", "create", "--key", key+".key", "--chunk-size", size, pkg); code != 2 || !strings.Contains(out, want) {
+			t.Errorf("--chunk-size %s: %d %s", size, code, out)
+		}
+	}
 
 	// The image's XXH64 table is recorded by default, which takes a WIM
 	// whose data passes its SHA-1s; --wim-checksums=false leaves it out.
