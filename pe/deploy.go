@@ -83,6 +83,8 @@ type DeployOptions struct {
 	BootDevices []string
 	MediaLabel  string
 	DryRun      bool
+	// Redo: see Env.Redo (minint.redo=1).
+	Redo bool
 	// Bench selects a floor of `make bench-deploy` (see BenchFloor);
 	// empty for every real deployment.
 	Bench BenchFloor
@@ -152,6 +154,7 @@ func Deploy(ctx context.Context, o DeployOptions) error {
 		HTTP:        o.HTTP,
 		Network:     o.Network,
 		DryRun:      o.DryRun,
+		Redo:        o.Redo,
 		Staged:      o.Staged,
 
 		bench: o.Bench,

@@ -65,6 +65,10 @@ type Env struct {
 	// DryRun prints the plan; only requirements and select-disk run (they
 	// change nothing).
 	DryRun bool
+	// Redo runs again, from its first fetch, a sequence whose journal
+	// says every step finished (see distrust). Without it such a run
+	// does nothing and says that it ended in an earlier boot.
+	Redo bool
 	// LogDir receives the log of a failed run when there is no staging
 	// folder yet (default os.TempDir()).
 	LogDir string
@@ -175,6 +179,9 @@ type runner struct {
 	done bool
 	// continued are the steps that failed with continue-on-error.
 	continued []string
+	// earlier: the journal says every step finished in an earlier boot,
+	// and this run redoes none of them (see distrust).
+	earlier bool
 }
 
 // Run executes seq, with its variables bound for this machine first
@@ -286,18 +293,31 @@ func (r *runner) sequenceDone() {
 	if name == "" {
 		name = "task sequence"
 	}
-	done := progress.Event{Kind: "sequence", State: "done", Msg: name}
+	done := progress.Event{Kind: "sequence", State: "done", Msg: name, Data: map[string]any{}}
 	if len(r.continued) > 0 {
-		done.Data = map[string]any{"continued": r.continued}
+		done.Data["continued"] = r.continued
+	}
+	if r.earlier {
+		done.Data["earlier_boot"] = true
 	}
 	r.rep.Emit(done)
-	switch {
-	case r.env.DryRun:
-	case len(r.continued) > 0:
-		r.rep.Printf("%s: done, but %s failed and %s continued: %s", name, plural.Count(len(r.continued), "step"), map[bool]string{true: "was", false: "were"}[len(r.continued) == 1], strings.Join(r.continued, ", "))
-	default:
-		r.rep.Printf("%s: done", name)
+	if r.env.DryRun {
+		return
 	}
+	msg := name + ": done"
+	if r.earlier {
+		msg = name + ": finished in an earlier boot, by the journal on the target disk"
+	}
+	if len(r.continued) > 0 {
+		msg += fmt.Sprintf(", but %s failed and %s continued: %s", plural.Count(len(r.continued), "step"), map[bool]string{true: "was", false: "were"}[len(r.continued) == 1], strings.Join(r.continued, ", "))
+	}
+	if r.earlier {
+		// Said plainly: the journal lies on the target disk, so a
+		// machine never deployed with this sequence may carry one that
+		// says it was.
+		msg += ". Nothing was done now. If this machine was not deployed with this sequence before, that journal is someone else's: boot with minint.redo=1 to run the sequence again from its first fetch."
+	}
+	r.rep.Printf("%s", msg)
 }
 
 // bind puts the machine's values in for the sequence's variables
@@ -679,14 +699,21 @@ func finished(seq *sequence.Sequence, j *journal.Journal) bool {
 // fetch did (partitions, file systems, a refresh's captured state, which
 // is signed) is checked by the steps that use it. A power step recorded
 // as done moves the start past it: that boot saw the steps before it
-// through, and doing them again would power off again; so does a
-// finished journal (see finished). It returns the steps to run again.
+// through, and doing them again would power off again. A finished journal
+// (see finished) redoes nothing, and the run says so (earlier), unless
+// Env.Redo asks for everything from the first fetch on, power steps
+// included. It returns the steps to run again.
 func (r *runner) distrust(j *journal.Journal) []string {
+	redo := finished(r.seq, j)
+	if redo && !r.env.Redo {
+		r.earlier = true
+		return nil
+	}
 	from := -1 // the first fetch after the last power step done
 	for i, st := range r.seq.Steps {
 		switch st.(type) {
 		case *sequence.Power:
-			if j.Step(st.Base().Name).Ended() {
+			if !redo && j.Step(st.Base().Name).Ended() {
 				from = -1
 			}
 		case *sequence.Fetch:
@@ -695,7 +722,7 @@ func (r *runner) distrust(j *journal.Journal) []string {
 			}
 		}
 	}
-	if from < 0 || finished(r.seq, j) {
+	if from < 0 {
 		return nil
 	}
 	var again []string

@@ -347,14 +347,35 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("%d step starts, %d dones, want %d", starts, dones, len(seq.Steps))
 	}
 
-	// Booting the PE again after success does nothing destructive.
-	env2, _ := testEnv(t, fd, pub)
+	// Booting the PE again after success does nothing destructive, and
+	// says that the sequence ended in an earlier boot rather than now.
+	want := snapshot(t, root)
+	env2, ev2 := testEnv(t, fd, pub)
+	var console bytes.Buffer
+	env2.Console = &console
 	before := fd.calls["partition"] + fd.calls["apply"] + fd.calls["format"]
 	if err := Run(context.Background(), seq, env2); err != nil {
 		t.Fatal(err)
 	}
 	if after := fd.calls["partition"] + fd.calls["apply"] + fd.calls["format"]; after != before || len(fd.power) != 1 {
 		t.Errorf("a finished sequence ran again: %v power %v", fd.calls, fd.power)
+	}
+	if !strings.Contains(ev2.String(), `"event":"sequence","state":"done","msg":"test","data":{"earlier_boot":true}`) ||
+		!strings.Contains(console.String(), "test: finished in an earlier boot, by the journal on the target disk. Nothing was done now.") {
+		t.Errorf("a finished journal's run does not say so:\n%s\n%s", console.String(), ev2.String())
+	}
+	// minint.redo=1 runs it again from the fetch: verified, cleaned and
+	// applied again, and rebooted, to the same tree.
+	env3, ev3 := testEnv(t, fd, pub)
+	env3.Redo = true
+	if err := Run(context.Background(), seq, env3); err != nil {
+		t.Fatal(err)
+	}
+	if fd.calls["apply"] != 2 || fd.calls["partition"] != 1 || len(fd.power) != 2 || strings.Contains(ev3.String(), "earlier_boot") {
+		t.Errorf("redo: calls %v, power %v", fd.calls, fd.power)
+	}
+	if got := snapshot(t, root); got != want {
+		t.Errorf("tree after the redo:\n%s\nwant\n%s", got, want)
 	}
 }
 

@@ -67,6 +67,11 @@
 //	                       what minint.done says (default 60)
 //	minint.shell=1         start a shell before doing anything else; the PE
 //	                       continues when it exits
+//	minint.redo=1          run again, from its first fetch, a sequence that
+//	                       the journal on the target disk says finished in
+//	                       an earlier boot (by default such a PE does
+//	                       nothing and says so: a network boot that comes
+//	                       back after its deployment must not install again)
 //	minint.debug=1         verbose: kernel messages and module loading on
 //	                       the console (which then shows lines, no page)
 //	minint.bench=unverified-medium  benchmarks only (make bench-deploy):

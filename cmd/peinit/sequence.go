@@ -48,6 +48,7 @@ func deploy(ctx context.Context, e *env) error {
 		SequenceMinVersion: e.opts.SequenceMinVersion,
 		Console:            e.out.human,
 
+		Redo:   e.opts.Redo,
 		Bench:  pe.BenchFloor(e.opts.Bench),
 		Events: e.out.events,
 		Network: func(ctx context.Context, cfg netconf.Config) error {

@@ -14,11 +14,11 @@ import (
 )
 
 func TestParseCmdline(t *testing.T) {
-	o, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0,115200 console=tty0 minint.done=poweroff minint.media=abc123 minint.net=0 minint.debug quiet x="a b" minint.sequence=http://10.0.2.2:8080/seq.yaml minint.sequence-min-version=4.2 minint.var.site=lab minint.var.empty= minint.staged=UUID=0a1b2c3d-0000-4000-8000-00000000abcd minint.bench=unhashed-medium minint.url=http://192.0.2.1/pe` + "\n")
+	o, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0,115200 console=tty0 minint.done=poweroff minint.media=abc123 minint.net=0 minint.debug quiet x="a b" minint.sequence=http://10.0.2.2:8080/seq.yaml minint.sequence-min-version=4.2 minint.var.site=lab minint.var.empty= minint.staged=UUID=0a1b2c3d-0000-4000-8000-00000000abcd minint.bench=unhashed-medium minint.url=http://192.0.2.1/pe minint.redo=1` + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Options{Done: DonePoweroff, Media: "abc123", Net: false, Shell: false, Debug: true,
+	want := Options{Done: DonePoweroff, Media: "abc123", Net: false, Shell: false, Debug: true, Redo: true,
 		Sequence: "http://10.0.2.2:8080/seq.yaml", SequenceMinVersion: "4.2", URL: "http://192.0.2.1/pe", Staged: "0a1b2c3d-0000-4000-8000-00000000abcd", Vars: map[string]string{"site": "lab", "empty": ""},
 		Rest:    map[string]string{"BOOT_IMAGE": "/vmlinuz", "console": "tty0", "quiet": "", "x": "a b"},
 		Network: netconf.Config{DHCPAll: true}, FailWait: DefaultFailWait, Serial: SerialLines, Bench: "unhashed-medium"}
@@ -32,7 +32,7 @@ func TestParseCmdlineDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Done != DoneShell || !o.Net || o.Shell || o.Debug || o.Media != "" || o.Bench != "" {
+	if o.Done != DoneShell || !o.Net || o.Shell || o.Debug || o.Redo || o.Media != "" || o.Bench != "" {
 		t.Errorf("defaults wrong: %+v", o)
 	}
 	if o, err := ParseCmdline("minint.bench=unverified-medium"); err != nil || o.Bench != "unverified-medium" {

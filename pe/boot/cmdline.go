@@ -25,6 +25,11 @@ type Options struct {
 	Net   bool   // false with minint.net=0: skip DHCP
 	Shell bool   // minint.shell=1: stop at a shell before doing anything else
 	Debug bool   // minint.debug=1: verbose logging
+	// Redo is minint.redo=1: run again, from its first fetch, a sequence
+	// that the journal on the target says finished in an earlier boot
+	// (by default such a PE does nothing: a network boot that comes back
+	// after its deployment must not install again).
+	Redo bool
 	// Sequence is minint.sequence=: the task sequence's http(s) URL or
 	// path ("" = the one on the boot medium).
 	Sequence string
@@ -154,7 +159,7 @@ func ParseCmdline(s string) (Options, error) {
 				continue
 			}
 			o.Staged = id
-		case "minint.net", "minint.shell", "minint.debug":
+		case "minint.net", "minint.shell", "minint.debug", "minint.redo":
 			b, ok := parseBool(v, hasValue)
 			if !ok {
 				bad = append(bad, fmt.Sprintf("%s=%q (want 0 or 1)", k, v))
@@ -167,6 +172,8 @@ func ParseCmdline(s string) (Options, error) {
 				o.Shell = b
 			case "minint.debug":
 				o.Debug = b
+			case "minint.redo":
+				o.Redo = b
 			}
 		default:
 			if name, ok := strings.CutPrefix(k, "minint.var."); ok && name != "" {
