@@ -51,7 +51,8 @@ func headless(t *testing.T, bin, url string, args ...string) []byte {
 }
 
 // site fills a server with the machines of a small deployment day: one
-// failed with its log, two running (one with a hostile hostname), two done.
+// failed with its log, two running (one with a hostile hostname), two done
+// (one of them in an earlier boot, by its journal).
 func site(t *testing.T, url string) {
 	t0 := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 	at := func(s int) string {
@@ -67,9 +68,8 @@ func site(t *testing.T, url string) {
 	for _, mc := range []progress.Machine{lab1, lab2, lab3, lab4, evil} {
 		mustPost(t, url, mc, `{`+at(0)+`,"event":"sequence","state":"start","msg":"Lab desktops 2026.12",`+steps+`}`)
 	}
-	for _, mc := range []progress.Machine{lab1, lab2} {
-		mustPost(t, url, mc, `{`+at(300)+`,"event":"sequence","state":"done","msg":"Lab desktops 2026.12"}`)
-	}
+	mustPost(t, url, lab1, `{`+at(300)+`,"event":"sequence","state":"done","msg":"Lab desktops 2026.12"}`)
+	mustPost(t, url, lab2, `{`+at(20)+`,"event":"sequence","state":"done","msg":"Lab desktops 2026.12","data":{"earlier_boot":true}}`)
 	mustPost(t, url, lab3, `{`+at(60)+`,"event":"step","state":"start","op":"apply-image","data":{"index":5,"count":8}}`)
 	mustPost(t, url, lab3, `{`+at(60)+`,"event":"progress","op":"apply","state":"start","total":4294967296,"unit":"bytes"}`)
 	mustPost(t, url, lab3, `{`+at(70)+`,"event":"progress","op":"apply","state":"running","done":1395864371,"total":4294967296,"unit":"bytes"}`)
@@ -139,6 +139,9 @@ func TestDashboardInChromium(t *testing.T) {
 	for _, r := range rows {
 		if r[2] == "CZC2041AB3" {
 			doneRow = r[1]
+		}
+		if earlier := strings.Contains(r[3], `<div class="note">`+EarlierBoot+`</div>`); earlier != (r[2] == "CZC2041AB2") {
+			t.Errorf("row %s: note %q shown %v", r[2], EarlierBoot, earlier)
 		}
 	}
 	if doneRow != "done" {

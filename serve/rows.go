@@ -35,6 +35,9 @@ type Row struct {
 	// State is running, done or failed ("" before a sequence started).
 	State string `json:"state,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Note qualifies a done State: EarlierBoot when the machine did
+	// nothing because its journal says the sequence finished before.
+	Note string `json:"note,omitempty"`
 	// Log is the URL path of the last failure log.
 	Log string `json:"log,omitempty"`
 	// Runs counts sequence starts (a retry or a boot after power loss
@@ -49,6 +52,12 @@ type Row struct {
 }
 
 // stateOrder puts failed machines first, then running ones, then the rest.
+// EarlierBoot is the Note of a machine whose PE found the sequence
+// finished by the journal on its disk and did nothing: a network boot
+// that came back after its deployment, or a journal planted by whoever
+// ran a system on that disk (pe's distrust; minint.redo=1 redoes it).
+const EarlierBoot = "finished in an earlier boot: nothing done now"
+
 var stateOrder = map[string]int{"failed": 0, "running": 1, "": 2, "done": 3}
 
 // sortRows orders rows as the dashboard shows them: failed first, then
@@ -105,6 +114,9 @@ func (r *Row) apply(rec record) {
 			r.State, r.Error = "running", ""
 		case "done":
 			r.State, r.Error, r.Step, r.StepIndex = "done", "", "", r.StepCount
+			if earlier, _ := e.Data["earlier_boot"].(bool); earlier {
+				r.Note = EarlierBoot
+			}
 			r.clearProgress()
 		case "failed":
 			r.State, r.Error = "failed", e.Error

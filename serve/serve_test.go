@@ -128,8 +128,19 @@ func TestDeploymentRow(t *testing.T) {
 	mustPost(t, hs.URL, pc17, event("sequence", "resume", "", ""))
 	mustPost(t, hs.URL, pc17, event("sequence", "done", "", `,"msg":"new computer"`))
 	r = row(t, s, pc17.ID)
-	if r.State != "done" || r.Runs != 2 || r.Events != 8 || len(s.Rows()) != 1 {
+	if r.State != "done" || r.Runs != 2 || r.Events != 8 || len(s.Rows()) != 1 || r.Note != "" {
 		t.Errorf("after reboot: %+v (%d rows)", r, len(s.Rows()))
+	}
+	// Booted again: the journal says it finished, nothing is done, and
+	// the row says so; a real run after it clears that.
+	mustPost(t, hs.URL, pc17, event("sequence", "start", "", `,"msg":"new computer","data":{"steps":5}`))
+	mustPost(t, hs.URL, pc17, event("sequence", "done", "", `,"msg":"new computer","data":{"earlier_boot":true}`))
+	if r = row(t, s, pc17.ID); r.State != "done" || r.Note != EarlierBoot {
+		t.Errorf("after a boot that did nothing: %+v", r)
+	}
+	mustPost(t, hs.URL, pc17, event("sequence", "start", "", `,"msg":"new computer","data":{"steps":5}`))
+	if r = row(t, s, pc17.ID); r.State != "running" || r.Note != "" {
+		t.Errorf("a new run keeps the note: %+v", r)
 	}
 }
 

@@ -59,7 +59,7 @@
       if (r.eta > 0) text += ", " + duration(r.eta) + " left";
       prog.append(bar, el("div", "muted", text));
     }
-    cell(tr, "State", el("span", "state", r.state || "seen"), el("div", "muted", ago(r["last-seen"])));
+    cell(tr, "State", el("span", "state", r.state || "seen"), r.note ? el("div", "note", r.note) : null, el("div", "muted", ago(r["last-seen"])));
     cell(tr, "Last error", el("div", "err", r.error || ""));
     const log = cell(tr, "Log");
     if (r.log) {
