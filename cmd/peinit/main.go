@@ -88,7 +88,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/minint/minint/bytesize"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,6 +99,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/minint/minint/bytesize"
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/kmod"
 	"github.com/minint/minint/netconf"
