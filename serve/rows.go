@@ -51,13 +51,13 @@ type Row struct {
 	rateDone int64
 }
 
-// stateOrder puts failed machines first, then running ones, then the rest.
 // EarlierBoot is the Note of a machine whose PE found the sequence
 // finished by the journal on its disk and did nothing: a network boot
 // that came back after its deployment, or a journal planted by whoever
 // ran a system on that disk (pe's distrust; minint.redo=1 redoes it).
 const EarlierBoot = "finished in an earlier boot: nothing done now"
 
+// stateOrder puts failed machines first, then running ones, then the rest.
 var stateOrder = map[string]int{"failed": 0, "running": 1, "": 2, "done": 3}
 
 // sortRows orders rows as the dashboard shows them: failed first, then
