@@ -168,16 +168,13 @@ func packages(files []MediumFile, local func(string) string, key ed25519.PublicK
 // the one it names (minint.sequence=), when that URL is in the tree
 // (under minint.url=).
 func readNetbootTree(dir string) (*MediumInfo, error) {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s is not a minint network-boot tree: %s", ErrFormat, dir, fmt.Sprintf(format, a...))
-	}
 	mi, cmdline, err := readTree(dir)
 	if err != nil {
 		return nil, err
 	}
 	key, peInfo, err := readPE(filepath.Join(dir, "initrd"))
 	if err != nil {
-		return nil, bad("the PE's initramfs: %v", err)
+		return nil, notTree(dir, "the PE's initramfs: %v", err)
 	}
 	str := func(k string) string { s, _ := mi[k].(string); return s }
 	info := &MediumInfo{MediaID: str("id"), Label: str("label"), Cmdline: cmdline, Chain: str("uefi_chain"),
@@ -203,7 +200,7 @@ func readNetbootTree(dir string) (*MediumInfo, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, bad("%v", err)
+		return nil, notTree(dir, "%v", err)
 	}
 	local := func(p string) string { return filepath.Join(dir, filepath.FromSlash(p)) }
 	info.Packages = packages(info.Files, local, key)
@@ -236,19 +233,16 @@ func readNetbootTree(dir string) (*MediumInfo, error) {
 // line, PXELINUX's APPEND line, as every boot menu of the tree has it.
 // Errors wrap ErrFormat and say that dir is not such a tree.
 func readTree(dir string) (info map[string]any, cmdline string, err error) {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s is not a minint network-boot tree: %s", ErrFormat, dir, fmt.Sprintf(format, a...))
-	}
 	mj, err := bounded.ReadFile(filepath.Join(dir, filepath.FromSlash(MediaJSONPath)), maxMediaJSON)
 	if err != nil {
-		return nil, "", bad("%v", err)
+		return nil, "", notTree(dir, "%v", err)
 	}
 	if err := json.Unmarshal(mj, &info); err != nil {
-		return nil, "", bad("%s: %v", MediaJSONPath, err)
+		return nil, "", notTree(dir, "%s: %v", MediaJSONPath, err)
 	}
 	cfg, err := bounded.ReadFile(filepath.Join(dir, netbootPXELinux), maxMediaJSON)
 	if err != nil {
-		return nil, "", bad("%v", err)
+		return nil, "", notTree(dir, "%v", err)
 	}
 	for _, l := range strings.Split(string(cfg), "\n") {
 		if a, ok := strings.CutPrefix(strings.TrimSpace(l), "APPEND "); ok {
@@ -256,7 +250,13 @@ func readTree(dir string) (info map[string]any, cmdline string, err error) {
 		}
 	}
 	if cmdline == "" {
-		return nil, "", bad("%s has no command line (APPEND)", netbootPXELinux)
+		return nil, "", notTree(dir, "%s has no command line (APPEND)", netbootPXELinux)
 	}
 	return info, cmdline, nil
+}
+
+// notTree is the error for dir, which is not a network-boot tree for the
+// reason format and a give.
+func notTree(dir, format string, a ...any) error {
+	return fmt.Errorf("%w: %s is not a minint network-boot tree: %s", ErrFormat, dir, fmt.Sprintf(format, a...))
 }
