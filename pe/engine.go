@@ -704,8 +704,8 @@ func finished(seq *sequence.Sequence, j *journal.Journal) bool {
 // Env.Redo asks for everything from the first fetch on, power steps
 // included. It returns the steps to run again.
 func (r *runner) distrust(j *journal.Journal) []string {
-	redo := finished(r.seq, j)
-	if redo && !r.env.Redo {
+	ended := finished(r.seq, j)
+	if ended && !r.env.Redo {
 		r.earlier = true
 		return nil
 	}
@@ -713,7 +713,7 @@ func (r *runner) distrust(j *journal.Journal) []string {
 	for i, st := range r.seq.Steps {
 		switch st.(type) {
 		case *sequence.Power:
-			if !redo && j.Step(st.Base().Name).Ended() {
+			if !ended && j.Step(st.Base().Name).Ended() {
 				from = -1
 			}
 		case *sequence.Fetch:
