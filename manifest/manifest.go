@@ -231,8 +231,8 @@ func (m *Manifest) validate() error {
 			if e.ChunkSize <= 0 {
 				return fmt.Errorf("%w: %s: chunks without a chunk_size", ErrFormat, e.Path)
 			}
-			if e.ChunkSize > MaxChunkSize {
-				return fmt.Errorf("%w: %s: chunk_size %d is more than %d, the most a PE holds in memory to check a chunk", ErrFormat, e.Path, e.ChunkSize, int64(MaxChunkSize))
+			if err := checkChunkSize(e.ChunkSize); err != nil {
+				return fmt.Errorf("%s: %w", e.Path, err)
 			}
 			want := e.Size / e.ChunkSize // no e.Size+e.ChunkSize-1: it could overflow
 			if e.Size%e.ChunkSize != 0 {
@@ -403,8 +403,8 @@ func Build(dir string, files []string, o BuildOptions) (*Manifest, []byte, error
 	if cs == 0 {
 		cs = DefaultChunkSize
 	}
-	if cs > MaxChunkSize {
-		return nil, nil, fmt.Errorf("%w: chunk size %d is more than %d, the most a PE holds in memory to check a chunk", ErrFormat, cs, int64(MaxChunkSize))
+	if err := checkChunkSize(cs); err != nil {
+		return nil, nil, err
 	}
 	ch := o.ChunkHash
 	switch {
@@ -528,4 +528,13 @@ func wimChecksums(p string, done, total int64, progress func(done, total int64))
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return c, nil
+}
+
+// checkChunkSize refuses a chunk larger than MaxChunkSize, for Build and
+// for a manifest read alike.
+func checkChunkSize(n int64) error {
+	if n > MaxChunkSize {
+		return fmt.Errorf("%w: chunk size %d is more than %d, the most a PE holds in memory to check a chunk", ErrFormat, n, int64(MaxChunkSize))
+	}
+	return nil
 }
