@@ -14,7 +14,13 @@
 #          benchmarks only)
 #
 # and the ratio of each mode's fetch + apply to the slower of its floors
-# (issue 16 asks for at most 1.2). A second apply floor checks the WIM's
+# (issue 16 asks for at most 1.2). Those floors are measured one at a
+# time; a download from nginx and an apply run at once share the guest's
+# vCPUs (and the host's cores), so a third floor, netfloor, times the
+# unhashed apply while u-root's wget receives the image in the background:
+# receiving and applying overlapped, verifying nothing, what no pipeline
+# from the network can beat on this machine. Each network mode's ratio to
+# it is in the table too. A second apply floor checks the WIM's
 # SHA-1s, as every apply (wimlib's too) does, and skips only the package's
 # verification (minint.bench=unverified-medium); the ratio to it is what
 # verifying the package and the pipeline cost on top of a plain apply.
@@ -27,7 +33,8 @@
 #   files of earlier runs
 # Env: MININT (default out/minint), BENCH_DIR (default out/bench-deploy),
 #      CPUS (default "1 2"), MIRROR (default http://deb.debian.org/debian),
-#      MODES (default "medium http stage floor wimfloor"): the runs to make,
+#      MODES (default "medium http stage floor wimfloor netfloor"): the
+#        runs to make,
 #        e.g. MODES="stage floor" to measure one mode against its floor
 #        (stream, `mode: stream`, is not in the default: it stages
 #        nothing, so after a power cut it fetches everything again, and
@@ -71,7 +78,7 @@ case $net in
   *) echo "NET=$net: want user or tap" >&2; exit 2 ;;
 esac
 rounds=${ROUNDS:-1}
-modes=${MODES:-medium http stage floor wimfloor}
+modes=${MODES:-medium http stage floor wimfloor netfloor}
 runfile() { # runfile NAME CPUS ROUND: a run's files, without .json or .log
   local r=
   [ "$3" -gt 1 ] && r=-r$3
@@ -166,6 +173,30 @@ EOF
 }
 mediumseq medium " && echo 1 > /proc/sys/vm/drop_caches" > "$seqdir/medium.yaml"
 mediumseq floor "" > "$seqdir/floor.yaml"
+# The apply floor while the image is received: a shell of its own runs
+# wget in the background and outlives the step's shell, which waits only
+# until it has started (the step's shell starts background commands on a
+# goroutine, and exits before it forks if it does not wait). It leaves a
+# mark when the whole image arrived; the last step fails the run without
+# it.
+{ disksteps netfloor; cat <<EOF
+  - type: run
+    name: floor-read
+    in-target: false
+    shell: cat $media/minint/image/debian.wim > /dev/null
+  - type: run
+    name: receive
+    in-target: false
+    shell: cd /tmp && /bin/sh -c 'echo > /tmp/receiving; wget -O /dev/null http://10.0.2.2:$port/debian.wim && echo received > /tmp/received' > /tmp/receive.log 2>&1 & n=0; while ! test -e /tmp/receiving; do n=\$((n + 1)); if test \$n -gt 50; then cat /tmp/receive.log; exit 1; fi; sleep 0.1; done
+  - type: fetch
+    manifest: medium:/minint/image/manifest.json
+  - type: apply-image
+  - type: run
+    name: received
+    in-target: false
+    shell: cat /tmp/received
+EOF
+} > "$seqdir/netfloor.yaml"
 { disksteps http; cat <<EOF
   - type: run
     name: floor-read
@@ -185,10 +216,11 @@ for mode in stage stream; do
     "$seqdir/http.yaml" > "$seqdir/$mode.yaml"
 done
 # The apply floors: floor.yaml under minint.bench=.
-for s in medium floor http stage stream; do "$minint" sequence check "$seqdir/$s.yaml" >/dev/null; done
+for s in medium floor netfloor http stage stream; do "$minint" sequence check "$seqdir/$s.yaml" >/dev/null; done
 "$minint" iso -o "$work/bench.iso" --key "$work/bench.pub" --build-dir "$work/pe" \
   --sequence "$seqdir/medium.yaml" \
   --add "$seqdir/floor.yaml:bench/floor.yaml" \
+  --add "$seqdir/netfloor.yaml:bench/netfloor.yaml" \
   --add "$seqdir/http.yaml:bench/http.yaml" \
   --add "$seqdir/stage.yaml:bench/stage.yaml" \
   --add "$seqdir/stream.yaml:bench/stream.yaml" \
@@ -263,6 +295,7 @@ for k in $(seq "$rounds"); do
         stage|stream) run "$m" "$n" "$k" "minint.sequence=$media/minint/bench/$m.yaml" ;;
         floor) run floor "$n" "$k" minint.bench=unhashed-medium "minint.sequence=$media/minint/bench/floor.yaml" ;;
         wimfloor) run wimfloor "$n" "$k" minint.bench=unverified-medium "minint.sequence=$media/minint/bench/floor.yaml" ;;
+        netfloor) run netfloor "$n" "$k" minint.bench=unhashed-medium "minint.sequence=$media/minint/bench/netfloor.yaml" ;;
         *) echo "MODES: unknown run $m" >&2; exit 2 ;;
       esac
     done
@@ -277,13 +310,14 @@ out="$work/results$sfx.md"
   echo "Image $(du -sh "$work/rootfs" 2>/dev/null | cut -f1) root, $(stat -c %s "$pkg/debian.wim" | awk '{printf "%.0f MB", $1/1e6}') LZX WIM; QEMU TCG, 1536 MiB, virtio disk, image on the ISO (CD), $([ "$net" = tap ] && echo "nginx in a network namespace on a tap device (virtio offloads)" || echo "nginx on the host via user networking")."
   echo "Load averages (1/5/15 min) before each run:"; sed 's/^/    /' "$work/load$sfx.txt"
   echo
-  echo "| vCPUs | round | mode | modules | network | medium | format s | fetch s | apply s | fetch start -> apply end s | CPU user + sys s | context switches | read floor s | apply floor s | total / slowest floor | apply floor with SHA-1s s | total / that |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| vCPUs | round | mode | modules | network | medium | format s | fetch s | apply s | fetch start -> apply end s | CPU user + sys s | context switches | read floor s | apply floor s | total / slowest floor | apply floor with SHA-1s s | total / that | apply floor while receiving s | total / that |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   ratios=$(mktemp)
   for n in $cpus_list; do
    for k in $(seq "$rounds"); do
     af=$(steptime "$(runfile floor "$n" "$k").json" apply-image 2>/dev/null || true)
     wf=$(steptime "$(runfile wimfloor "$n" "$k").json" apply-image 2>/dev/null || true)
+    nf=$(steptime "$(runfile netfloor "$n" "$k").json" apply-image 2>/dev/null || true)
     for m in medium http stage stream; do
       ev="$(runfile "$m" "$n" "$k").json"
       [ -f "$ev" ] || continue
@@ -293,8 +327,13 @@ out="$work/results$sfx.md"
       tot=$(steptime "$ev" fetch apply-image)
       ratio=$(awk -v t="$tot" -v r="$r" -v a="$af" 'BEGIN { m = r > a ? r : a; printf "%.2f", t / m }')
       wratio=$(awk -v t="$tot" -v w="$wf" 'BEGIN { if (w > 0) printf "%.2f", t / w }')
-      echo "| $n | $k | $m | $(bootf "$ev" modules) | $(bootf "$ev" network) | $(bootf "$ev" medium) | $(steptime "$ev" format) | $f | $a | $tot | $(stepcpu "$ev" fetch apply-image) | $r | $af | $ratio | $wf | $wratio |"
-      echo "$n $m $ratio $wratio" >> "$ratios"
+      nratio= nfm=
+      if [ "$m" != medium ]; then
+        nfm=$nf
+        nratio=$(awk -v t="$tot" -v w="$nf" 'BEGIN { if (w > 0) printf "%.2f", t / w }')
+      fi
+      echo "| $n | $k | $m | $(bootf "$ev" modules) | $(bootf "$ev" network) | $(bootf "$ev" medium) | $(steptime "$ev" format) | $f | $a | $tot | $(stepcpu "$ev" fetch apply-image) | $r | $af | $ratio | $wf | $wratio | $nfm | $nratio |"
+      echo "$n $m $ratio ${wratio:--} ${nratio:--}" >> "$ratios" # "-": no such floor
     done
    done
   done
@@ -304,13 +343,15 @@ out="$work/results$sfx.md"
       sort -k1,1n -k2,2 -k"$1","$1"n "$ratios" | awk -v f="$1" '
         function flush() { if (c) printf "    %s vCPU %-6s %.2f (%.2f-%.2f)\n", pn, pm, (c % 2 ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2), v[1], v[c] }
         $1 != pn || $2 != pm { flush(); c = 0; pn = $1; pm = $2 }
-        $f != "" { v[++c] = $f }
+        $f != "-" { v[++c] = $f }
         END { flush() }'
     }
     echo "Median of the $rounds rounds' ratios to the slowest floor (lowest-highest):"
     median 3
     echo "and to the apply floor with SHA-1s:"
     median 4
+    echo "and, from the network, to the apply floor while receiving:"
+    median 5
   fi
   rm -f "$ratios"
 } | tee "$out"
