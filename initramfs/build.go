@@ -184,28 +184,7 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 		return nil, err
 	}
 
-	kpath, err := findKernel("/", cfg.Kernel)
-	if err != nil {
-		return nil, err
-	}
-	kimage, err := os.ReadFile(kpath)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoKernel, err)
-	}
-	kver, err := kernelVersionOf(kpath, kimage)
-	if err != nil {
-		return nil, err
-	}
-	mdir := cfg.ModulesDir
-	if mdir == "" {
-		mdir = filepath.Join("/lib/modules", kver)
-	}
-	db, err := kmod.Open(mdir)
-	if err != nil {
-		return nil, fmt.Errorf("%w for kernel %s in %s: install the matching package (apt-get install linux-image-%s) or pass --modules-dir: %v",
-			ErrNoModules, kver, mdir, kver, errors.Unwrap(err))
-	}
-	mods, packs, err := resolveModules(db, cfg, kver, mdir)
+	k, err := kernelSide(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -225,62 +204,31 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 	}
 	defer unlock()
 
-	pkgs := commandPackages(cfg.Commands)
-	start := time.Now()
-	goKey, err := goInputsKey(ctx, src, pkgs)
+	goKey, goCPIO, err := goPart(ctx, src, cache, commandPackages(cfg.Commands), logf)
 	if err != nil {
 		return nil, err
 	}
-	logf("initramfs: Go inputs hashed in %s (key %s)", time.Since(start).Round(time.Millisecond), goKey[:12])
-	goCPIO := filepath.Join(cache, "go-"+goKey+".cpio")
-	if _, err := os.Stat(goCPIO); err != nil {
-		logf("initramfs: building peinit and %d rescue commands with u-root (takes a while)…", len(pkgs)-1)
-		t := time.Now()
-		if err := buildGo(ctx, src, cache, pkgs, goCPIO); err != nil {
-			return nil, err
-		}
-		logf("initramfs: Go part built in %s", time.Since(t).Round(100*time.Millisecond))
-	}
-
 	setup, err := setupBinary(ctx, src, cache, logf)
 	if err != nil {
 		return nil, err
 	}
 	extra = append(extra, loaderFiles(ctx, cache, logf)...)
-
-	modFiles, infos, err := moduleFiles(db, mods, packs.modules)
-	if err != nil {
-		return nil, err
-	}
-	fwDir := cfg.FirmwareDir
-	if fwDir == "" {
-		fwDir = DefaultFirmwareDir
-	}
-	fwFiles, missing, err := firmwareFor(infos, mods, fwDir)
-	if err != nil {
-		return nil, err
-	}
-	fwFiles = overlay(fwFiles, packs.firmware)
-	missing = dropProvided(missing, fwFiles)
-	if len(missing) > 0 && cfg.RequireFirmware {
-		return nil, missingError(missing, fwDir)
-	}
-	if len(packs.load) > 0 {
-		extra = append(extra, File{Dest: ModulesLoadPath, Data: []byte(strings.Join(packs.load, "\n") + "\n"), Mode: 0o644})
+	if len(k.packs.load) > 0 {
+		extra = append(extra, File{Dest: ModulesLoadPath, Data: []byte(strings.Join(k.packs.load, "\n") + "\n"), Mode: 0o644})
 	}
 
 	// The final key covers everything that ends up in the output.
 	h := sha256.New()
-	fmt.Fprintf(h, "minint-pe v2\ngo %s\ncompression %s\nkernel %x\nversion %s\n", goKey, comp.name, sha256.Sum256(kimage), kver)
-	for _, part := range [][]File{{setup}, modFiles, fwFiles, extra} {
+	fmt.Fprintf(h, "minint-pe v2\ngo %s\ncompression %s\nkernel %x\nversion %s\n", goKey, comp.name, sha256.Sum256(k.image), k.version)
+	for _, part := range [][]File{{setup}, k.moduleFiles, k.firmware, extra} {
 		for _, f := range part {
 			fmt.Fprintf(h, "file %s %o %x\n", f.Dest, f.Mode, sha256.Sum256(f.Data))
 		}
 	}
 	id := hex.EncodeToString(h.Sum(nil))[:24]
 
-	pe := &PE{KernelVersion: kver, Modules: mods, ID: id, Compression: comp.name, MissingFirmware: missing, DriverPacks: packs.names}
-	for _, f := range fwFiles {
+	pe := &PE{KernelVersion: k.version, Modules: k.modules, ID: id, Compression: comp.name, MissingFirmware: k.missing, DriverPacks: k.packs.names}
+	for _, f := range k.firmware {
 		pe.Firmware = append(pe.Firmware, strings.TrimPrefix(f.Dest, "lib/firmware/"))
 	}
 	cached := filepath.Join(cache, "initramfs-"+id+comp.ext)
@@ -295,37 +243,13 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 			Modules       []string `json:"modules"`
 			Firmware      []string `json:"firmware"`
 			DriverPacks   []string `json:"driver_packs,omitempty"`
-		}{id, kver, mods, pe.Firmware, packs.names}, "", "  ")
+		}{id, k.version, k.modules, pe.Firmware, k.packs.names}, "", "  ")
 		extra = append(extra, File{Dest: pathInImage, Data: append(info, '\n'), Mode: 0o644})
-		sort.SliceStable(extra, func(i, j int) bool { return extra[i].Dest < extra[j].Dest })
-		t := time.Now()
-		goRecs, err := readGoPart(goCPIO)
-		if err != nil {
+		a := assembly{src: src, cache: cache, goKey: goKey, goCPIO: goCPIO, comp: comp,
+			setup: setup, modules: k.moduleFiles, firmware: k.firmware, other: extra, logf: logf}
+		if pe.Parts, err = a.write(ctx, cached, sidecar); err != nil {
 			return nil, err
 		}
-		segs := []*segment{
-			{name: PartTools, recs: goRecs},
-			{name: PartSetup, files: []File{setup}},
-			{name: PartModules, files: modFiles},
-			{name: PartFirmware, files: fwFiles},
-			{name: PartOther, files: extra},
-		}
-		if err := writeSegments(cache, segs, comp, goKey); err != nil {
-			return nil, err
-		}
-		if err := concat(segs, cached); err != nil {
-			return nil, err
-		}
-		initRaw, err := peinitSize(ctx, src, cache, logf)
-		if err != nil {
-			logf("initramfs: warning: %v (the size budget does not split init from tools)", err)
-		}
-		pe.Parts = budget(segs, initRaw)
-		b, _ := json.Marshal(pe.Parts)
-		if err := writeFileAtomic(sidecar, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
-			return nil, err
-		}
-		logf("initramfs: assembled and compressed (%s) in %s", comp.name, time.Since(t).Round(10*time.Millisecond))
 	}
 
 	touch(goCPIO, cached, sidecar)
@@ -333,23 +257,157 @@ func Build(ctx context.Context, cfg Config, outDir string) (*PE, error) {
 	prune(cache, "go-*"+comp.ext, 3)
 	prune(cache, "initramfs-*", 12)
 
-	pe.Kernel = filepath.Join(outDir, "vmlinuz")
-	pe.Initramfs = filepath.Join(outDir, "initramfs.cpio"+comp.ext)
-	if err := writeFileAtomic(pe.Kernel, func(w io.Writer) error { _, err := w.Write(kimage); return err }); err != nil {
+	if err := pe.install(outDir, k.image, cached, comp.ext); err != nil {
 		return nil, err
 	}
-	if err := copyFileAtomic(cached, pe.Initramfs); err != nil {
+	return pe, nil
+}
+
+// goPart returns the key of the Go part (peinit and the commands pkgs,
+// built by u-root) and its cpio archive in the cache, built on a miss.
+// It runs under the cache lock.
+func goPart(ctx context.Context, src, cache string, pkgs []string, logf func(string, ...any)) (key, archive string, err error) {
+	start := time.Now()
+	key, err = goInputsKey(ctx, src, pkgs)
+	if err != nil {
+		return "", "", err
+	}
+	logf("initramfs: Go inputs hashed in %s (key %s)", time.Since(start).Round(time.Millisecond), key[:12])
+	archive = filepath.Join(cache, "go-"+key+".cpio")
+	if _, err := os.Stat(archive); err != nil {
+		logf("initramfs: building peinit and %d rescue commands with u-root (takes a while)…", len(pkgs)-1)
+		t := time.Now()
+		if err := buildGo(ctx, src, cache, pkgs, archive); err != nil {
+			return "", "", err
+		}
+		logf("initramfs: Go part built in %s", time.Since(t).Round(100*time.Millisecond))
+	}
+	return key, archive, nil
+}
+
+// kernel is the distribution's side of a PE: the kernel, the modules it
+// needs for cfg (drivers and driver packs) and their firmware.
+type kernel struct {
+	image       []byte
+	version     string
+	modules     []string
+	packs       *packed
+	moduleFiles []File
+	firmware    []File
+	missing     []MissingFirmware // firmware that no package or driver pack provides
+}
+
+// kernelSide finds the kernel and gathers its side of the PE, before the
+// slow Go build, so that a missing module or firmware fails at once.
+func kernelSide(cfg Config) (*kernel, error) {
+	kpath, err := findKernel("/", cfg.Kernel)
+	if err != nil {
 		return nil, err
+	}
+	k := &kernel{}
+	if k.image, err = os.ReadFile(kpath); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoKernel, err)
+	}
+	if k.version, err = kernelVersionOf(kpath, k.image); err != nil {
+		return nil, err
+	}
+	mdir := cfg.ModulesDir
+	if mdir == "" {
+		mdir = filepath.Join("/lib/modules", k.version)
+	}
+	db, err := kmod.Open(mdir)
+	if err != nil {
+		return nil, fmt.Errorf("%w for kernel %s in %s: install the matching package (apt-get install linux-image-%s) or pass --modules-dir: %v",
+			ErrNoModules, k.version, mdir, k.version, errors.Unwrap(err))
+	}
+	if k.modules, k.packs, err = resolveModules(db, cfg, k.version, mdir); err != nil {
+		return nil, err
+	}
+	modFiles, infos, err := moduleFiles(db, k.modules, k.packs.modules)
+	if err != nil {
+		return nil, err
+	}
+	k.moduleFiles = modFiles
+	fwDir := cfg.FirmwareDir
+	if fwDir == "" {
+		fwDir = DefaultFirmwareDir
+	}
+	fwFiles, missing, err := firmwareFor(infos, k.modules, fwDir)
+	if err != nil {
+		return nil, err
+	}
+	k.firmware = overlay(fwFiles, k.packs.firmware)
+	k.missing = dropProvided(missing, k.firmware)
+	if len(k.missing) > 0 && cfg.RequireFirmware {
+		return nil, missingError(k.missing, fwDir)
+	}
+	return k, nil
+}
+
+// assembly is what a PE's initramfs is made of: the Go part u-root built
+// (goCPIO) and the files beside it, one segment each.
+type assembly struct {
+	src, cache, goKey, goCPIO string
+	comp                      comp
+	setup                     File
+	modules, firmware, other  []File
+	logf                      func(string, ...any)
+}
+
+// write compresses the segments into the cache, puts them together at
+// cached and their size budget in sidecar (which marks the entry
+// complete), and returns that budget.
+func (a assembly) write(ctx context.Context, cached, sidecar string) ([]Part, error) {
+	sort.SliceStable(a.other, func(i, j int) bool { return a.other[i].Dest < a.other[j].Dest })
+	t := time.Now()
+	goRecs, err := readGoPart(a.goCPIO)
+	if err != nil {
+		return nil, err
+	}
+	segs := []*segment{
+		{name: PartTools, recs: goRecs},
+		{name: PartSetup, files: []File{a.setup}},
+		{name: PartModules, files: a.modules},
+		{name: PartFirmware, files: a.firmware},
+		{name: PartOther, files: a.other},
+	}
+	if err := writeSegments(a.cache, segs, a.comp, a.goKey); err != nil {
+		return nil, err
+	}
+	if err := concat(segs, cached); err != nil {
+		return nil, err
+	}
+	initRaw, err := peinitSize(ctx, a.src, a.cache, a.logf)
+	if err != nil {
+		a.logf("initramfs: warning: %v (the size budget does not split init from tools)", err)
+	}
+	parts := budget(segs, initRaw)
+	b, _ := json.Marshal(parts)
+	if err := writeFileAtomic(sidecar, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+		return nil, err
+	}
+	a.logf("initramfs: assembled and compressed (%s) in %s", a.comp.name, time.Since(t).Round(10*time.Millisecond))
+	return parts, nil
+}
+
+// install writes the PE into outDir: the kernel, the initramfs from the
+// cache (compressed, its name ending in ext) and pe.json, which describes
+// them.
+func (pe *PE) install(outDir string, kimage []byte, cached, ext string) error {
+	pe.Kernel = filepath.Join(outDir, "vmlinuz")
+	pe.Initramfs = filepath.Join(outDir, "initramfs.cpio"+ext)
+	if err := writeFileAtomic(pe.Kernel, func(w io.Writer) error { _, err := w.Write(kimage); return err }); err != nil {
+		return err
+	}
+	if err := copyFileAtomic(cached, pe.Initramfs); err != nil {
+		return err
 	}
 	pe.KernelSize = int64(len(kimage))
 	if st, err := os.Stat(pe.Initramfs); err == nil {
 		pe.InitramfsSize = st.Size()
 	}
 	b, _ := json.MarshalIndent(pe, "", "  ")
-	if err := writeFileAtomic(filepath.Join(outDir, "pe.json"), func(w io.Writer) error { _, err := w.Write(append(b, '\n')); return err }); err != nil {
-		return nil, err
-	}
-	return pe, nil
+	return writeFileAtomic(filepath.Join(outDir, "pe.json"), func(w io.Writer) error { _, err := w.Write(append(b, '\n')); return err })
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
