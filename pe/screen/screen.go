@@ -361,10 +361,52 @@ func (m *Model) Render(width, height int) []string {
 	if height < 12 {
 		height = 12
 	}
-	var top, bottom []string
-	add := func(list *[]string, format string, a ...any) {
-		*list = append(*list, fmt.Sprintf(format, a...))
+	top := m.header(width)
+	steps, focus := m.stepLines()
+	barLines := m.barLines(width)
+	bottom := m.bottom(width, height)
+
+	// Steps that do not fit show as a window around the current one.
+	if room := height - len(top) - len(barLines) - len(bottom); len(steps) > room && room >= 4 {
+		n := room - 2 // the title and a "more" line
+		from := min(max(focus-n/2, 0), len(steps)-1-n)
+		win := append([]string{steps[0]}, steps[1+from:1+from+n]...)
+		steps = append(win, fmt.Sprintf("    (%d of %d steps shown)", n, len(steps)-1))
 	}
+	top = append(append(top, steps...), barLines...)
+
+	// The log lines fill what is left, newest last.
+	room := height - len(top) - len(bottom) - 2
+	if room > 0 && len(m.log) > 0 {
+		n := min(room, len(m.log))
+		top = append(top, "", "Log")
+		for _, l := range m.log[len(m.log)-n:] {
+			top = append(top, "  "+l)
+		}
+	}
+	out := append(top, bottom...)
+	if len(out) > height {
+		// Keep the head (what the machine is) and the failure.
+		keep := max(height-len(bottom), 4)
+		out = append(top[:min(keep, len(top))], bottom...)
+		if len(out) > height {
+			out = out[:height]
+		}
+	}
+	for i, l := range out {
+		out[i] = clip(l, width)
+	}
+	return out
+}
+
+// header, stepLines, barLines and bottom are the parts of the screen that
+// Render lays out, with m.mu held.
+//
+// header is the top of the screen: what runs, on what machine, with which
+// network cards.
+func (m *Model) header(width int) []string {
+	var top []string
+	add := func(format string, a ...any) { top = append(top, fmt.Sprintf(format, a...)) }
 	title := "minint PE"
 	if m.version != "" {
 		title += " " + m.version
@@ -375,7 +417,7 @@ func (m *Model) Render(width, height int) []string {
 	if m.secureBoot != "" {
 		title += "   Secure Boot " + m.secureBoot
 	}
-	add(&top, "%s", title)
+	add("%s", title)
 	top = append(top, strings.Repeat("=", min(width, 78)))
 	machine := strings.TrimSpace(m.vendor + " " + m.model)
 	if machine == "" {
@@ -384,9 +426,9 @@ func (m *Model) Render(width, height int) []string {
 	if m.ser != "" {
 		machine += "   serial " + m.ser
 	}
-	add(&top, "Machine   %s", machine)
+	add("Machine   %s", machine)
 	if m.cpus > 0 {
-		add(&top, "          %d CPU, %d MiB, %s firmware, %d disk(s)", m.cpus, m.memory>>20, strings.ToUpper(m.firmware), m.disks)
+		add("          %d CPU, %d MiB, %s firmware, %d disk(s)", m.cpus, m.memory>>20, strings.ToUpper(m.firmware), m.disks)
 	}
 	names := make([]string, 0, len(m.nics))
 	byName := map[string]nic{}
@@ -402,7 +444,7 @@ func (m *Model) Render(width, height int) []string {
 	}
 	sort.Strings(names)
 	if len(names) == 0 && m.cpus > 0 {
-		add(&top, "Network   no network card found")
+		add("Network   no network card found")
 	}
 	for i, name := range names {
 		n := byName[name]
@@ -424,12 +466,15 @@ func (m *Model) Render(width, height int) []string {
 		if mac == "" {
 			mac = "                 "
 		}
-		add(&top, "%s %-9s %s  %s", label, n.name, mac, addr)
+		add("%s %-9s %s  %s", label, n.name, mac, addr)
 	}
 	top = append(top, "")
+	return top
+}
 
-	var steps []string // title and one line per step
-	focus := 0         // the step to keep in view
+// stepLines is the task sequence, a title and a line per step (or the
+// PE's status before there is one), and the step to keep in view.
+func (m *Model) stepLines() (steps []string, focus int) {
 	switch {
 	case len(m.steps) > 0:
 		title := "Task sequence"
@@ -469,14 +514,25 @@ func (m *Model) Render(width, height int) []string {
 	case m.phase != "":
 		steps = append(steps, "Status    "+m.phase)
 	}
-	var barLines []string
-	for _, b := range m.bars {
-		if barLines == nil {
-			barLines = []string{""}
-		}
-		barLines = append(barLines, b.render(width, m.now())...)
-	}
+	return steps, focus
+}
 
+// barLines are the progress bars, after an empty line.
+func (m *Model) barLines(width int) []string {
+	var lines []string
+	for _, b := range m.bars {
+		if lines == nil {
+			lines = []string{""}
+		}
+		lines = append(lines, b.render(width, m.now())...)
+	}
+	return lines
+}
+
+// bottom is the end of the screen: the failure, what to do and where the
+// log is, within height; or that the PE finished; and the menu.
+func (m *Model) bottom(width, height int) []string {
+	var bottom []string
 	if m.result == "failed" || m.failure != "" {
 		fail := append([]string{strings.Repeat("!", min(width, 78))}, wrap("FAILED: "+m.failure, width)...)
 		advice := wrap("What to do: "+Advice(m.failure, m.back), width)
@@ -506,7 +562,7 @@ func (m *Model) Render(width, height int) []string {
 		bottom = append(append(append(append(bottom, fail...), advice...), logLines...), menu...)
 	} else {
 		if m.result == "done" {
-			add(&bottom, "%s", "Finished: the PE has done its work.")
+			bottom = append(bottom, "Finished: the PE has done its work.")
 		}
 		if m.menu != "" {
 			bottom = append(bottom, "")
@@ -514,37 +570,7 @@ func (m *Model) Render(width, height int) []string {
 		}
 	}
 
-	// Steps that do not fit show as a window around the current one.
-	if room := height - len(top) - len(barLines) - len(bottom); len(steps) > room && room >= 4 {
-		n := room - 2 // the title and a "more" line
-		from := min(max(focus-n/2, 0), len(steps)-1-n)
-		win := append([]string{steps[0]}, steps[1+from:1+from+n]...)
-		steps = append(win, fmt.Sprintf("    (%d of %d steps shown)", n, len(steps)-1))
-	}
-	top = append(append(top, steps...), barLines...)
-
-	// The log lines fill what is left, newest last.
-	room := height - len(top) - len(bottom) - 2
-	if room > 0 && len(m.log) > 0 {
-		n := min(room, len(m.log))
-		top = append(top, "", "Log")
-		for _, l := range m.log[len(m.log)-n:] {
-			top = append(top, "  "+l)
-		}
-	}
-	out := append(top, bottom...)
-	if len(out) > height {
-		// Keep the head (what the machine is) and the failure.
-		keep := max(height-len(bottom), 4)
-		out = append(top[:min(keep, len(top))], bottom...)
-		if len(out) > height {
-			out = out[:height]
-		}
-	}
-	for i, l := range out {
-		out[i] = clip(l, width)
-	}
-	return out
+	return bottom
 }
 
 func (b *bar) render(width int, now time.Time) []string {

@@ -155,6 +155,20 @@ func TestRenderFailure(t *testing.T) {
 	}
 }
 
+// TestRenderDone: a PE that finished says so above its menu, with no bars
+// left and no failure.
+func TestRenderDone(t *testing.T) {
+	m := New()
+	feed(t, m, sequence()...)
+	feed(t, m, progress.Event{Kind: "pe", State: "done"})
+	m.SetMenu("[r] reboot   [p] power off")
+	page := strings.Join(m.Render(80, 25), "\n")
+	has(t, strings.Split(page, "\n"), "Finished: the PE has done its work.\n\n[r] reboot [p] power off")
+	if strings.Contains(page, "apply image 1 [") || strings.Contains(page, "FAILED") {
+		t.Errorf("bars or a failure after done:\n%s", page)
+	}
+}
+
 // TestRenderRetryAndContinued: a step waiting to try again shows which
 // try comes next; one that failed with continue-on-error shows so, and
 // the run goes on.
