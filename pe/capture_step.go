@@ -132,45 +132,11 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 		return nil, err
 	}
 	defer os.Remove(srcDir)
-	var m *diskops.Mounted
-	if s.InPlace {
-		lerr := capture.LoadFilesystem(c.FS.Type)
-		if m, err = diskops.Mount(mountSource(c), srcDir, mountOpts(c, false)); err != nil && lerr != nil {
-			err = fmt.Errorf("%w (%v)", err, lerr)
-		}
-	} else {
-		m, err = c.MountReadOnly(srcDir)
-	}
+	sys, unmount, err := mountSystem(c, srcDir, s.InPlace, disks, logf)
 	if err != nil {
 		return nil, err
 	}
-	defer m.Close()
-	sys, err := capture.Inspect(srcDir)
-	if err != nil {
-		return nil, err
-	}
-	// A separate /boot holds the kernels the image needs: it is mounted
-	// (read-only) in its place and captured with the root. The ESP is not:
-	// a deployment writes its own boot loader.
-	for _, bm := range sys.SeparateBoot {
-		if bm.Mount != "/boot" {
-			logf("not captured: %s (the deployment makes its own)", bm)
-			continue
-		}
-		bc, err := capture.FindFilesystem(disks, bm.Source)
-		if err != nil {
-			return nil, fmt.Errorf("the system mounts %s: %w", bm, err)
-		}
-		bmnt, err := bc.MountReadOnly(filepath.Join(srcDir, "boot"))
-		if err != nil {
-			return nil, err
-		}
-		defer bmnt.Close()
-		logf("captured with it: %s from %s", bm.Mount, bc.DiskPath)
-		if sys, err = capture.Inspect(srcDir); err != nil {
-			return nil, err
-		}
-	}
+	defer unmount()
 	comp, _ := wim.ParseCompression(s.Compression)
 	excl := s.Exclusions
 	if len(excl) == 0 {
@@ -183,59 +149,18 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 	}
 	rep := &CaptureReport{Source: c.String(), System: sys, Destination: s.Destination}
 
-	// Where the WIM is built: next to its final place on a destination
-	// disk (unless it is to be split), else in work-dir.
-	var destDir string
-	var work string
-	if dest != nil {
-		destDir, err = os.MkdirTemp("", "minint-dest-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.Remove(destDir)
-		dm, err := mountDest(dest, s.Destination.Partition, destDir)
-		if err != nil {
-			return nil, err
-		}
-		defer dm.Close()
-		final := filepath.Join(destDir, s.Destination.Path)
-		if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-			return nil, err
-		}
-		if s.Destination.SplitSize == 0 {
-			work = final + ".partial"
-		}
+	work, destDir, done, err := workFile(dest, s)
+	if err != nil {
+		return nil, err
 	}
-	if work == "" {
-		if err := os.MkdirAll(s.WorkDir, 0o755); err != nil {
-			return nil, err
-		}
-		f, err := os.CreateTemp(s.WorkDir, "capture-*.wim")
-		if err != nil {
-			return nil, err
-		}
-		f.Close()
-		work = f.Name()
-	}
-	defer os.Remove(work)
+	defer done()
 
 	prog, finish := phase("capture", "bytes")
 	opts.Progress = prog
 	res, err := capture.Image(ctx, srcDir, work, opts)
 	finish(err)
 	if err != nil {
-		if errors.Is(err, syscall.EFBIG) {
-			return nil, fmt.Errorf("%w (the destination file system cannot hold it in one file: set destination split-size, e.g. 4000M for FAT32)", err)
-		}
-		if errors.Is(err, syscall.ENOSPC) {
-			// The path is a temporary mount point: say which disk is full.
-			where := "work-dir " + s.WorkDir + " (in the PE's memory unless it is a disk: set work-dir)"
-			if dest != nil && s.Destination.SplitSize == 0 {
-				where = "destination " + partName(dest, s.Destination.Partition)
-			}
-			return nil, fmt.Errorf("%w: %s is too small for the image of %s (%s used)", err, where, c.Where(), bytesize.Size(sys.UsedBytes).Human())
-		}
-		return nil, err
+		return nil, captureError(err, s, dest, c, sys)
 	}
 	rep.Plan, rep.Fields, rep.Size = res.Plan, res.Fields, res.Size
 	if s.Check {
@@ -265,6 +190,128 @@ func captureTo(ctx context.Context, c *capture.Candidate, dest *diskops.Disk, di
 		}
 	}
 	return rep, nil
+}
+
+// mountSystem mounts the reference system c at dir, read-only unless
+// inPlace, and returns what Inspect found there and the function that
+// unmounts it all.
+func mountSystem(c *capture.Candidate, dir string, inPlace bool, disks []*diskops.Disk, logf func(string, ...any)) (*capture.System, func(), error) {
+	var m *diskops.Mounted
+	var err error
+	if inPlace {
+		lerr := capture.LoadFilesystem(c.FS.Type)
+		if m, err = diskops.Mount(mountSource(c), dir, mountOpts(c, false)); err != nil && lerr != nil {
+			err = fmt.Errorf("%w (%v)", err, lerr)
+		}
+	} else {
+		m, err = c.MountReadOnly(dir)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	mounts := []*diskops.Mounted{m}
+	unmount := func() { // the last mounted first
+		for i := len(mounts) - 1; i >= 0; i-- {
+			mounts[i].Close()
+		}
+	}
+	sys, err := capture.Inspect(dir)
+	if err != nil {
+		unmount()
+		return nil, nil, err
+	}
+	// A separate /boot holds the kernels the image needs: it is mounted
+	// (read-only) in its place and captured with the root. The ESP is not:
+	// a deployment writes its own boot loader.
+	for _, bm := range sys.SeparateBoot {
+		if bm.Mount != "/boot" {
+			logf("not captured: %s (the deployment makes its own)", bm)
+			continue
+		}
+		bc, err := capture.FindFilesystem(disks, bm.Source)
+		if err != nil {
+			unmount()
+			return nil, nil, fmt.Errorf("the system mounts %s: %w", bm, err)
+		}
+		bmnt, err := bc.MountReadOnly(filepath.Join(dir, "boot"))
+		if err != nil {
+			unmount()
+			return nil, nil, err
+		}
+		mounts = append(mounts, bmnt)
+		logf("captured with it: %s from %s", bm.Mount, bc.DiskPath)
+		if sys, err = capture.Inspect(dir); err != nil {
+			unmount()
+			return nil, nil, err
+		}
+	}
+	return sys, unmount, nil
+}
+
+// workFile is where the WIM is built: next to its final place on a
+// destination disk (unless it is to be split), which it mounts at
+// destDir, else a new file in work-dir. done removes the file (a WIM
+// placed on the disk has been moved by then) and unmounts the disk.
+func workFile(dest *diskops.Disk, s *sequence.CaptureImage) (work, destDir string, done func(), err error) {
+	var cleanup []func()
+	done = func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			done()
+		}
+	}()
+	if dest != nil {
+		if destDir, err = os.MkdirTemp("", "minint-dest-"); err != nil {
+			return "", "", nil, err
+		}
+		cleanup = append(cleanup, func() { os.Remove(destDir) })
+		dm, err := mountDest(dest, s.Destination.Partition, destDir)
+		if err != nil {
+			return "", "", nil, err
+		}
+		cleanup = append(cleanup, func() { dm.Close() })
+		final := filepath.Join(destDir, s.Destination.Path)
+		if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+			return "", "", nil, err
+		}
+		if s.Destination.SplitSize == 0 {
+			work = final + ".partial"
+		}
+	}
+	if work == "" {
+		if err := os.MkdirAll(s.WorkDir, 0o755); err != nil {
+			return "", "", nil, err
+		}
+		f, err := os.CreateTemp(s.WorkDir, "capture-*.wim")
+		if err != nil {
+			return "", "", nil, err
+		}
+		f.Close()
+		work = f.Name()
+	}
+	cleanup = append(cleanup, func() { os.Remove(work) })
+	return work, destDir, done, nil
+}
+
+// captureError says what a capture's failure to write means for the
+// step: which file system is too small, or that it needs a split.
+func captureError(err error, s *sequence.CaptureImage, dest *diskops.Disk, c *capture.Candidate, sys *capture.System) error {
+	if errors.Is(err, syscall.EFBIG) {
+		return fmt.Errorf("%w (the destination file system cannot hold it in one file: set destination split-size, e.g. 4000M for FAT32)", err)
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		// The path is a temporary mount point: say which disk is full.
+		where := "work-dir " + s.WorkDir + " (in the PE's memory unless it is a disk: set work-dir)"
+		if dest != nil && s.Destination.SplitSize == 0 {
+			where = "destination " + partName(dest, s.Destination.Partition)
+		}
+		return fmt.Errorf("%w: %s is too small for the image of %s (%s used)", err, where, c.Where(), bytesize.Size(sys.UsedBytes).Human())
+	}
+	return err
 }
 
 func partName(d *diskops.Disk, n int) string {
