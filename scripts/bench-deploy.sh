@@ -14,16 +14,17 @@
 #          benchmarks only)
 #
 # and the ratio of each mode's fetch + apply to the slower of its floors
-# (issue 16 asks for at most 1.2). Those floors are measured one at a
-# time; a download from nginx and an apply run at once share the guest's
-# vCPUs (and the host's cores), so a third floor, netfloor, times the
-# unhashed apply while u-root's wget receives the image in the background:
-# receiving and applying overlapped, verifying nothing, what no pipeline
-# from the network can beat on this machine. Each network mode's ratio to
-# it is in the table too. A second apply floor checks the WIM's
+# (issue 16 asks for at most 1.2). A second apply floor checks the WIM's
 # SHA-1s, as every apply (wimlib's too) does, and skips only the package's
 # verification (minint.bench=unverified-medium); the ratio to it is what
 # verifying the package and the pipeline cost on top of a plain apply.
+# The floors are measured one at a time, but a download from nginx and an
+# apply run at once share the guest's vCPUs (and the host's cores), so a
+# third apply floor, netfloor, times the unhashed apply while u-root's
+# wget receives the image in the background: receiving and applying
+# overlapped, verifying nothing, what no pipeline from the network can
+# beat on this machine. Each network mode's ratio to it is in the table
+# too.
 # Results: out/bench-deploy/results.md
 # (results-tap.md with NET=tap), to
 # be copied into docs/benchmarks.md with the load average it records.
