@@ -67,7 +67,10 @@ type Env struct {
 	DryRun bool
 	// Redo runs again, from its first fetch, a sequence whose journal
 	// says every step finished (see distrust). Without it such a run
-	// does nothing and says that it ended in an earlier boot.
+	// does nothing and says that it ended in an earlier boot. It also
+	// lets partition rewrite a disk that carries the sequence's layout
+	// and an installed system without its journal (see deployedBefore),
+	// which is otherwise refused.
 	Redo bool
 	// LogDir receives the log of a failed run when there is no staging
 	// folder yet (default os.TempDir()).
@@ -901,13 +904,17 @@ func (r *runner) partition(s *sequence.Partition) error {
 	// would destroy it.
 	if r.staging == "" {
 		if parts, ok := r.env.Backend.Existing(r.ctx, *r.st.Disk, &s.Layout); ok {
-			if found, err := r.probeJournal(parts, &s.Layout); err != nil {
+			found, err := r.probeJournal(parts, &s.Layout)
+			if err != nil {
 				return err
-			} else if found {
-				if rec := r.jr.Step(s.Name); rec != nil && rec.Status == journal.Done {
-					r.rep.Printf("  the disk already carries this layout and journal: partitioning skipped")
-					return nil
+			}
+			if !found {
+				if err := r.deployedBefore(&s.Layout, parts); err != nil {
+					return err
 				}
+			} else if rec := r.jr.Step(s.Name); rec != nil && rec.Status == journal.Done {
+				r.rep.Printf("  the disk already carries this layout and journal: partitioning skipped")
+				return nil
 			}
 		}
 	}
@@ -918,6 +925,33 @@ func (r *runner) partition(s *sequence.Partition) error {
 	r.st.Parts = parts
 	r.st.Layout = s.Name
 	return nil
+}
+
+// ErrDeployed: partition found a system on a disk that carries the
+// sequence's own layout but not its journal (see deployedBefore).
+var ErrDeployed = errors.New("refusing to partition a disk that holds a system deployed before")
+
+// deployedBefore refuses to partition a disk that carries layout l with an
+// installed system on its root partition and no journal of this sequence
+// (probeJournal found none). That is what this sequence leaves once the
+// deployed system has started: its first boot removes the journal. A PE
+// that comes to this disk again, most often because the network is first
+// in the machine's boot order, must not destroy the system and its users'
+// data. minint.redo=1 (Env.Redo) says to deploy it again. A disk with
+// another layout, or with this layout and nothing installed yet (a power
+// cut between partition and mount, before the journal exists), is
+// partitioned as the sequence says.
+func (r *runner) deployedBefore(l *diskops.Layout, parts []Part) error {
+	i := sequence.RootPartition(l)
+	if r.env.Redo || i < 0 || i >= len(parts) {
+		return nil
+	}
+	name := r.env.Backend.Installed(r.ctx, *r.st.Disk, parts[i])
+	if name == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s already has this sequence's partitions, and partition %d holds an installed system (%s) but no journal of this sequence: most likely deployed by it and started since, then booted into the PE again (is the network first in its boot order?). Nothing was changed. Boot with minint.redo=1 to deploy it again, or boot it from its disk",
+		ErrDeployed, r.st.Disk.Path, parts[i].Number, name)
 }
 
 func (r *runner) probeJournal(parts []Part, l *diskops.Layout) (bool, error) {

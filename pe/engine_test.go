@@ -88,6 +88,19 @@ func (f *fakeDisk) Existing(ctx context.Context, d TargetDisk, l *diskops.Layout
 	return parts, true
 }
 
+// Installed finds a system as the real one does: os-release and an init.
+func (f *fakeDisk) Installed(ctx context.Context, d TargetDisk, p Part) string {
+	root := filepath.Join(f.dir, "fs-"+p.Name)
+	rel, err := os.ReadFile(filepath.Join(root, "etc/os-release"))
+	if err != nil {
+		return ""
+	}
+	if _, err := os.Lstat(filepath.Join(root, "sbin/init")); err != nil {
+		return ""
+	}
+	return strings.TrimSpace(strings.TrimPrefix(string(rel), "PRETTY_NAME="))
+}
+
 func (f *fakeDisk) Partition(ctx context.Context, d TargetDisk, l *diskops.Layout) ([]Part, error) {
 	f.count("partition")
 	var parts []Part
@@ -376,6 +389,69 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if got := snapshot(t, root); got != want {
 		t.Errorf("tree after the redo:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestDeployedBefore: once the deployed system has started (its first
+// boot removes the journal), a PE that comes to the disk again does not
+// partition it: the run fails, naming the system and minint.redo=1, and
+// the disk is as it was. With Redo it is deployed again. A disk with the
+// layout and nothing installed (a power cut before mount) is partitioned.
+func TestDeployedBefore(t *testing.T) {
+	url, pub, _, _ := testPkg(t, false)
+	fd := newFakeDisk(t)
+	seq := seqFor(t, url, "")
+	env, _ := testEnv(t, fd, pub)
+	if err := Run(context.Background(), seq, env); err != nil {
+		t.Fatal(err)
+	}
+	// The first boot: setup removes /minint; the system is there.
+	root := filepath.Join(fd.dir, "fs-root")
+	if err := os.RemoveAll(filepath.Join(root, "minint")); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.MkdirAll(filepath.Join(root, "sbin"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/os-release"), []byte("PRETTY_NAME=Debian GNU/Linux 12 (bookworm)\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "sbin/init"), []byte("#!init"), 0o755)
+	os.WriteFile(filepath.Join(root, "home-data"), []byte("the users' files"), 0o644)
+	want := snapshot(t, root)
+
+	env2, _ := testEnv(t, fd, pub)
+	err := Run(context.Background(), seq, env2)
+	if !errors.Is(err, ErrDeployed) || !strings.Contains(err.Error(), "partition 2 holds an installed system (Debian GNU/Linux 12 (bookworm))") ||
+		!strings.Contains(err.Error(), "minint.redo=1") {
+		t.Fatalf("second PE boot: %v", err)
+	}
+	if fd.calls["partition"] != 1 || fd.calls["format"] != 1 {
+		t.Errorf("the disk was changed: %v", fd.calls)
+	}
+	if got := snapshot(t, root); got != want {
+		t.Errorf("the system's tree changed:\n%s\nwant\n%s", got, want)
+	}
+
+	env3, _ := testEnv(t, fd, pub)
+	env3.Redo = true
+	if err := Run(context.Background(), seq, env3); err != nil {
+		t.Fatal(err)
+	}
+	if fd.calls["partition"] != 2 || fd.calls["apply"] != 2 {
+		t.Errorf("redo: %v", fd.calls)
+	}
+	if _, err := os.Stat(filepath.Join(root, "home-data")); err == nil {
+		t.Error("redo kept the old system's files")
+	}
+
+	// The layout with nothing installed, as a power cut after partition
+	// or format leaves it: partitioned again, and deployed.
+	for _, step := range []string{"format", "mount"} {
+		fresh := newFakeDisk(t)
+		envA, _ := testEnv(t, fresh, pub)
+		crashAt(t, seq, envA, step, "before")
+		envB, _ := testEnv(t, fresh, pub)
+		if err := Run(context.Background(), seq, envB); err != nil {
+			t.Fatalf("after a power cut before %s: %v", step, err)
+		}
 	}
 }
 

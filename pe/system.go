@@ -14,6 +14,7 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/bootloader"
 	"github.com/minint/minint/diskops"
+	"github.com/minint/minint/pe/capture"
 	"github.com/minint/minint/wim"
 	"golang.org/x/sys/unix"
 )
@@ -179,6 +180,40 @@ func allNodes(parts []Part) bool {
 		}
 	}
 	return len(parts) > 0
+}
+
+func (b *SystemBackend) Installed(ctx context.Context, td TargetDisk, p Part) string {
+	dir, err := os.MkdirTemp("", "minint-installed-")
+	if err != nil {
+		return ""
+	}
+	defer os.Remove(dir)
+	// The file system that is there now, whatever the layout says.
+	f, err := os.Open(td.Path)
+	if err != nil {
+		return ""
+	}
+	fs := diskops.ProbeFilesystem(f, p.Start, p.Size)
+	f.Close()
+	if fs == nil {
+		return ""
+	}
+	// Read-only, without replaying a journal: a disk the PE then refuses
+	// to touch is left as it was.
+	c := capture.Candidate{DiskPath: td.Path, Partition: p.Number, Device: p.Node, Offset: p.Start, Size: p.Size, FS: *fs}
+	m, err := c.MountReadOnly(dir)
+	if err != nil {
+		return ""
+	}
+	defer m.Close()
+	sys, err := capture.Inspect(dir)
+	if err != nil {
+		return ""
+	}
+	if sys.PrettyName != "" {
+		return sys.PrettyName
+	}
+	return sys.OSName
 }
 
 func (b *SystemBackend) Mount(ctx context.Context, p Part, dir string) (func() error, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -92,7 +93,8 @@ func TestSystemBackendImage(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "src")
-	for p, c := range map[string]string{"etc/hostname": "x\n", "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "sbin/init": "#!/bin/sh\n", "usr/share/doc/a.txt": strings.Repeat("minint ", 5000)} {
+	for p, c := range map[string]string{"etc/hostname": "x\n", "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "sbin/init": "#!/bin/sh\n", "usr/share/doc/a.txt": strings.Repeat("minint ", 5000),
+		"etc/os-release": "NAME=Test\nPRETTY_NAME=\"Test OS 1\"\n"} {
 		os.MkdirAll(filepath.Join(src, filepath.Dir(p)), 0o755)
 		os.WriteFile(filepath.Join(src, p), []byte(c), 0o644)
 	}
@@ -176,11 +178,35 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer un()
-	if got, want := treeDigest(t, filepath.Join(tmp, "check"), "minint"), treeDigest(t, src, "minint"); got != want {
+	want := treeDigest(t, src, "minint")
+	if got := treeDigest(t, filepath.Join(tmp, "check"), "minint"); got != want {
 		t.Errorf("applied tree differs:\n%s\nwant\n%s", got, want)
 	}
 	if _, err := os.Stat(filepath.Join(tmp, "check/minint/os.wim")); err != nil {
 		t.Errorf("staged image missing: %v", err)
+	}
+
+	// The deployed system's first boot removes /minint. A PE that comes
+	// back then finds the system and refuses to partition its disk.
+	if err := os.RemoveAll(filepath.Join(tmp, "check/minint")); err != nil {
+		t.Fatal(err)
+	}
+	if err := un(); err != nil {
+		t.Fatal(err)
+	}
+	if name := b.Installed(context.Background(), td, root); name != "Test OS 1" {
+		t.Errorf("Installed = %q, want the image's os-release", name)
+	}
+	log.Reset()
+	if err := Run(context.Background(), seq, env); !errors.Is(err, ErrDeployed) || !strings.Contains(err.Error(), "(Test OS 1)") {
+		t.Fatalf("a PE booted on the deployed system: %v\n%s", err, log.String())
+	}
+	un, err = b.Mount(context.Background(), root, filepath.Join(tmp, "check"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer un()
+	if got := treeDigest(t, filepath.Join(tmp, "check"), "minint"); got != want {
+		t.Errorf("the refused run changed the system:\n%s\nwant\n%s", got, want)
 	}
 }

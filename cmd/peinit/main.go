@@ -71,7 +71,11 @@
 //	                       the journal on the target disk says finished in
 //	                       an earlier boot (by default such a PE does
 //	                       nothing and says so: a network boot that comes
-//	                       back after its deployment must not install again)
+//	                       back after its deployment must not install
+//	                       again); and partition again a disk with the
+//	                       sequence's partitions and an installed system
+//	                       but no journal, a system it deployed that has
+//	                       started since (by default refused)
 //	minint.debug=1         verbose: kernel messages and module loading on
 //	                       the console (which then shows lines, no page)
 //	minint.bench=unverified-medium  benchmarks only (make bench-deploy):

@@ -28,7 +28,9 @@ type Options struct {
 	// Redo is minint.redo=1: run again, from its first fetch, a sequence
 	// that the journal on the target says finished in an earlier boot
 	// (by default such a PE does nothing: a network boot that comes back
-	// after its deployment must not install again).
+	// after its deployment must not install again), and deploy again a
+	// system it deployed whose first boot removed that journal (by
+	// default partition refuses such a disk).
 	Redo bool
 	// Sequence is minint.sequence=: the task sequence's http(s) URL or
 	// path ("" = the one on the boot medium).

@@ -222,6 +222,7 @@ func TestAdvice(t *testing.T) {
 		"no DHCP lease on eth0":                                "static address",
 		"step failed: checksum mismatch":                       "damaged",
 		"something nobody foresaw":                             "Read the log",
+		`step failed: "partition" (partition, line 9): refusing to partition a disk that holds a system deployed before: /dev/vda …`: "minint.redo=1",
 	} {
 		if got := Advice(err, false); !strings.Contains(got, want) {
 			t.Errorf("Advice(%q) = %q, want it to say %q", err, got, want)
