@@ -933,14 +933,16 @@ var ErrDeployed = errors.New("refusing to partition a disk that holds a system d
 
 // deployedBefore refuses to partition a disk that carries layout l with an
 // installed system on its root partition and no journal of this sequence
-// (probeJournal found none). That is what this sequence leaves once the
-// deployed system has started: its first boot removes the journal. A PE
-// that comes to this disk again, most often because the network is first
-// in the machine's boot order, must not destroy the system and its users'
-// data. minint.redo=1 (Env.Redo) says to deploy it again. A disk with
-// another layout, or with this layout and nothing installed yet (a power
-// cut between partition and mount, before the journal exists), is
-// partitioned as the sequence says.
+// (probeJournal found none). That is what a deployment with this layout
+// leaves once the system has started: its first boot removes the journal.
+// A PE that comes to this disk again, most often because the network is
+// first in the machine's boot order, must not destroy the system and its
+// users' data; without a server that remembers each machine, the PE cannot
+// tell that visit from a wanted reinstallation, so it refuses, and
+// minint.redo=1 (Env.Redo) says to deploy again. A disk with another
+// layout, or with this layout and nothing installed yet (a power cut
+// between partition and mount, before the journal exists), is partitioned
+// as the sequence says.
 func (r *runner) deployedBefore(l *diskops.Layout, parts []Part) error {
 	i := sequence.RootPartition(l)
 	if r.env.Redo || i < 0 || i >= len(parts) {
@@ -950,7 +952,7 @@ func (r *runner) deployedBefore(l *diskops.Layout, parts []Part) error {
 	if name == "" {
 		return nil
 	}
-	return fmt.Errorf("%w: %s already has this sequence's partitions, and partition %d holds an installed system (%s) but no journal of this sequence: most likely deployed by it and started since, then booted into the PE again (is the network first in its boot order?). Nothing was changed. Boot with minint.redo=1 to deploy it again, or boot it from its disk",
+	return fmt.Errorf("%w: %s already has this sequence's partitions, and partition %d holds an installed system (%s) but no journal: a system deployed there that has started since (its first boot removes the journal), then booted into the PE again (is the network first in its boot order?). Nothing was changed. Boot with minint.redo=1 to deploy it again, or boot it from its disk",
 		ErrDeployed, r.st.Disk.Path, parts[i].Number, name)
 }
 
