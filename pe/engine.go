@@ -942,7 +942,9 @@ var ErrDeployed = errors.New("refusing to partition a disk that holds a system d
 // minint.redo=1 (Env.Redo) says to deploy again. A disk with another
 // layout, or with this layout and nothing installed yet (a power cut
 // between partition and mount, before the journal exists), is partitioned
-// as the sequence says.
+// as the sequence says. (An MBR table has no partition names, so there
+// "this layout" is as many partitions: an older system that happens to
+// match is refused too, which is the safe side of the doubt.)
 func (r *runner) deployedBefore(l *diskops.Layout, parts []Part) error {
 	i := sequence.RootPartition(l)
 	if r.env.Redo || i < 0 || i >= len(parts) {
@@ -952,7 +954,7 @@ func (r *runner) deployedBefore(l *diskops.Layout, parts []Part) error {
 	if name == "" {
 		return nil
 	}
-	return fmt.Errorf("%w: %s already has this sequence's partitions, and partition %d holds an installed system (%s) but no journal: a system deployed there that has started since (its first boot removes the journal), then booted into the PE again (is the network first in its boot order?). Nothing was changed. Boot with minint.redo=1 to deploy it again, or boot it from its disk",
+	return fmt.Errorf("%w: %s already has this sequence's partitions, and partition %d holds an installed system (%s) but no journal: most likely a system deployed there that has started since (its first boot removes the journal), then booted into the PE again (is the network first in its boot order?). Nothing was changed. Boot with minint.redo=1 to deploy it again, or boot it from its disk",
 		ErrDeployed, r.st.Disk.Path, parts[i].Number, name)
 }
 
