@@ -18,10 +18,11 @@ type Backend interface {
 	// Existing returns the partitions of disk if it already carries layout
 	// (resume after a reboot), or ok false.
 	Existing(ctx context.Context, disk TargetDisk, l *diskops.Layout) (parts []Part, ok bool)
-	// Installed names the installed system on part (os-release's pretty
-	// name), looked at read-only, or returns "" when part holds none (or
-	// no file system that mounts).
-	Installed(ctx context.Context, disk TargetDisk, part Part) string
+	// Look calls f with the root of the file system on part (the one
+	// there now, whatever the layout says), mounted read-only without
+	// replaying its journal, and unmounts it; an error if it holds none
+	// that mounts.
+	Look(ctx context.Context, disk TargetDisk, part Part, f func(root string) error) error
 	// Partition writes layout to disk.
 	Partition(ctx context.Context, disk TargetDisk, l *diskops.Layout) ([]Part, error)
 	// Format creates the file systems of parts (only those named, if any)

@@ -24,6 +24,7 @@ import (
 	"github.com/minint/minint/internal/progress"
 	"github.com/minint/minint/manifest"
 	"github.com/minint/minint/netconf"
+	"github.com/minint/minint/pe/capture"
 	"github.com/minint/minint/pe/fetch"
 	"github.com/minint/minint/pe/journal"
 	"github.com/minint/minint/sequence"
@@ -901,20 +902,21 @@ func (r *runner) partition(s *sequence.Partition) error {
 	}
 	// A disk that already carries this layout may hold our journal: a
 	// PE booted again after a power cut finds it here, before repartitioning
-	// would destroy it.
+	// would destroy it. Or it may hold a system deployed before.
 	if r.staging == "" {
 		if parts, ok := r.env.Backend.Existing(r.ctx, *r.st.Disk, &s.Layout); ok {
-			found, err := r.probeJournal(parts, &s.Layout)
-			if err != nil {
-				return err
-			}
-			if !found {
-				if err := r.deployedBefore(&s.Layout, parts); err != nil {
+			ours, system := r.look(&s.Layout, parts)
+			if ours {
+				found, err := r.probeJournal(parts, &s.Layout)
+				if err != nil {
 					return err
 				}
-			} else if rec := r.jr.Step(s.Name); rec != nil && rec.Status == journal.Done {
-				r.rep.Printf("  the disk already carries this layout and journal: partitioning skipped")
-				return nil
+				if rec := r.jr.Step(s.Name); found && rec != nil && rec.Status == journal.Done {
+					r.rep.Printf("  the disk already carries this layout and journal: partitioning skipped")
+					return nil
+				}
+			} else if system != "" && !r.env.Redo {
+				return r.deployedBefore(parts[sequence.RootPartition(&s.Layout)], system)
 			}
 		}
 	}
@@ -931,31 +933,49 @@ func (r *runner) partition(s *sequence.Partition) error {
 // sequence's own layout but not its journal (see deployedBefore).
 var ErrDeployed = errors.New("refusing to partition a disk that holds a system deployed before")
 
-// deployedBefore refuses to partition a disk that carries layout l with an
-// installed system on its root partition and no journal of this sequence
-// (probeJournal found none). That is what a deployment with this layout
-// leaves once the system has started: its first boot removes the journal.
-// A PE that comes to this disk again, most often because the network is
-// first in the machine's boot order, must not destroy the system and its
-// users' data; without a server that remembers each machine, the PE cannot
-// tell that visit from a wanted reinstallation, so it refuses, and
-// minint.redo=1 (Env.Redo) says to deploy again. A disk with another
-// layout, or with this layout and nothing installed yet (a power cut
-// between partition and mount, before the journal exists), is partitioned
-// as the sequence says. (An MBR table has no partition names, so there
-// "this layout" is as many partitions: an older system that happens to
-// match is refused too, which is the safe side of the doubt.)
-func (r *runner) deployedBefore(l *diskops.Layout, parts []Part) error {
+// look sees, read-only, what the root partition of a disk that already
+// carries layout l holds: a journal of this sequence (ours: the run
+// resumes there, and only then is the disk mounted read-write), or else
+// an installed system, named as its os-release names it. A look must not
+// change what it looks at: a disk that is not ours may be refused next.
+func (r *runner) look(l *diskops.Layout, parts []Part) (ours bool, system string) {
 	i := sequence.RootPartition(l)
-	if r.env.Redo || i < 0 || i >= len(parts) {
-		return nil
+	if i < 0 || i >= len(parts) {
+		return false, ""
 	}
-	name := r.env.Backend.Installed(r.ctx, *r.st.Disk, parts[i])
-	if name == "" {
+	r.env.Backend.Look(r.ctx, *r.st.Disk, parts[i], func(root string) error {
+		j, err := journal.Load(filepath.Join(root, strings.TrimPrefix(answer.Dir, "/"), journal.FileName))
+		if ours = err == nil && j.Sequence == r.seq.Digest; ours {
+			return nil
+		}
+		if sys, err := capture.Inspect(root); err == nil {
+			system = sys.PrettyName
+			if system == "" {
+				system = sys.OSName
+			}
+		}
 		return nil
-	}
+	})
+	return ours, system
+}
+
+// deployedBefore is the refusal to partition a disk that carries the
+// sequence's layout with an installed system on its root partition (root)
+// and no journal of this sequence. That is what a deployment with this
+// layout leaves once the system has started: its first boot removes the
+// journal. A PE that comes to this disk again, most often because the
+// network is first in the machine's boot order, must not destroy the
+// system and its users' data; without a server that remembers each
+// machine, the PE cannot tell that visit from a wanted reinstallation, so
+// it refuses, and minint.redo=1 (Env.Redo) says to deploy again. A disk
+// with another layout, or with this layout and nothing installed yet (a
+// power cut between partition and mount, before the journal exists), is
+// partitioned as the sequence says. (An MBR table has no partition names,
+// so there "this layout" is as many partitions: an older system that
+// happens to match is refused too, which is the safe side of the doubt.)
+func (r *runner) deployedBefore(root Part, system string) error {
 	return fmt.Errorf("%w: %s already has this sequence's partitions, and partition %d holds an installed system (%s) but no journal: most likely a system deployed there that has started since (its first boot removes the journal), then booted into the PE again (is the network first in its boot order?). Nothing was changed. Boot with minint.redo=1 to deploy it again, or boot it from its disk",
-		ErrDeployed, r.st.Disk.Path, parts[i].Number, name)
+		ErrDeployed, r.st.Disk.Path, root.Number, system)
 }
 
 func (r *runner) probeJournal(parts []Part, l *diskops.Layout) (bool, error) {

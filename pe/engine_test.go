@@ -88,17 +88,13 @@ func (f *fakeDisk) Existing(ctx context.Context, d TargetDisk, l *diskops.Layout
 	return parts, true
 }
 
-// Installed finds a system as the real one does: os-release and an init.
-func (f *fakeDisk) Installed(ctx context.Context, d TargetDisk, p Part) string {
+func (f *fakeDisk) Look(ctx context.Context, d TargetDisk, p Part, fn func(root string) error) error {
+	f.count("look")
 	root := filepath.Join(f.dir, "fs-"+p.Name)
-	rel, err := os.ReadFile(filepath.Join(root, "etc/os-release"))
-	if err != nil {
-		return ""
+	if _, err := os.Stat(root); err != nil {
+		return fmt.Errorf("look %s: not formatted", p.Node)
 	}
-	if _, err := os.Lstat(filepath.Join(root, "sbin/init")); err != nil {
-		return ""
-	}
-	return strings.TrimSpace(strings.TrimPrefix(string(rel), "PRETTY_NAME="))
+	return fn(root)
 }
 
 func (f *fakeDisk) Partition(ctx context.Context, d TargetDisk, l *diskops.Layout) ([]Part, error) {
@@ -418,7 +414,11 @@ func TestDeployedBefore(t *testing.T) {
 	want := snapshot(t, root)
 
 	env2, _ := testEnv(t, fd, pub)
+	mounts, looks := fd.calls["mount"], fd.calls["look"]
 	err := Run(context.Background(), seq, env2)
+	if fd.calls["mount"] != mounts || fd.calls["look"] != looks+1 {
+		t.Errorf("the refused disk was mounted writable (or not looked at): %v", fd.calls)
+	}
 	if !errors.Is(err, ErrDeployed) || !strings.Contains(err.Error(), "partition 2 holds an installed system (Debian GNU/Linux 12 (bookworm))") ||
 		!strings.Contains(err.Error(), "minint.redo=1") {
 		t.Fatalf("second PE boot: %v", err)

@@ -182,38 +182,28 @@ func allNodes(parts []Part) bool {
 	return len(parts) > 0
 }
 
-func (b *SystemBackend) Installed(ctx context.Context, td TargetDisk, p Part) string {
-	dir, err := os.MkdirTemp("", "minint-installed-")
+func (b *SystemBackend) Look(ctx context.Context, td TargetDisk, p Part, f func(root string) error) error {
+	dev, err := os.Open(td.Path)
 	if err != nil {
-		return ""
+		return err
+	}
+	fs := diskops.ProbeFilesystem(dev, p.Start, p.Size)
+	dev.Close()
+	if fs == nil {
+		return fmt.Errorf("%s partition %d: no file system", td.Path, p.Number)
+	}
+	dir, err := os.MkdirTemp("", "minint-look-")
+	if err != nil {
+		return err
 	}
 	defer os.Remove(dir)
-	// The file system that is there now, whatever the layout says.
-	f, err := os.Open(td.Path)
-	if err != nil {
-		return ""
-	}
-	fs := diskops.ProbeFilesystem(f, p.Start, p.Size)
-	f.Close()
-	if fs == nil {
-		return ""
-	}
-	// Read-only, without replaying a journal: a disk the PE then refuses
-	// to touch is left as it was.
 	c := capture.Candidate{DiskPath: td.Path, Partition: p.Number, Device: p.Node, Offset: p.Start, Size: p.Size, FS: *fs}
 	m, err := c.MountReadOnly(dir)
 	if err != nil {
-		return ""
+		return err
 	}
 	defer m.Close()
-	sys, err := capture.Inspect(dir)
-	if err != nil {
-		return ""
-	}
-	if sys.PrettyName != "" {
-		return sys.PrettyName
-	}
-	return sys.OSName
+	return f(dir)
 }
 
 func (b *SystemBackend) Mount(ctx context.Context, p Part, dir string) (func() error, error) {

@@ -19,6 +19,7 @@ import (
 	"github.com/minint/minint/answer"
 	"github.com/minint/minint/diskops"
 	"github.com/minint/minint/manifest"
+	"github.com/minint/minint/pe/capture"
 	"github.com/minint/minint/sequence"
 )
 
@@ -194,8 +195,20 @@ steps:
 	if err := un(); err != nil {
 		t.Fatal(err)
 	}
-	if name := b.Installed(context.Background(), td, root); name != "Test OS 1" {
-		t.Errorf("Installed = %q, want the image's os-release", name)
+	// Look mounts it read-only: writing there fails.
+	var name string
+	err = b.Look(context.Background(), td, root, func(dir string) error {
+		if err := os.WriteFile(filepath.Join(dir, "x"), nil, 0o644); err == nil {
+			t.Error("Look mounted the file system writable")
+		}
+		sys, err := capture.Inspect(dir)
+		if err == nil {
+			name = sys.PrettyName
+		}
+		return err
+	})
+	if err != nil || name != "Test OS 1" {
+		t.Errorf("Look: %q, %v; want the image's os-release", name, err)
 	}
 	log.Reset()
 	if err := Run(context.Background(), seq, env); !errors.Is(err, ErrDeployed) || !strings.Contains(err.Error(), "(Test OS 1)") {
