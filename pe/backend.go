@@ -19,9 +19,8 @@ type Backend interface {
 	// (resume after a reboot), or ok false.
 	Existing(ctx context.Context, disk TargetDisk, l *diskops.Layout) (parts []Part, ok bool)
 	// Look calls f with the root of the file system on part (the one
-	// there now, whatever the layout says), mounted read-only without
-	// replaying its journal, and unmounts it; an error if it holds none
-	// that mounts.
+	// there now, whatever the layout says), mounted read-only, and
+	// unmounts it; an error if it holds none that mounts.
 	Look(ctx context.Context, disk TargetDisk, part Part, f func(root string) error) error
 	// Partition writes layout to disk.
 	Partition(ctx context.Context, disk TargetDisk, l *diskops.Layout) ([]Part, error)

@@ -197,9 +197,23 @@ func (b *SystemBackend) Look(ctx context.Context, td TargetDisk, p Part, f func(
 		return err
 	}
 	defer os.Remove(dir)
-	c := capture.Candidate{DiskPath: td.Path, Partition: p.Number, Device: p.Node, Offset: p.Start, Size: p.Size, FS: *fs}
-	m, err := c.MountReadOnly(dir)
+	// Read-only, but with the file system's own recovery (no noload, as
+	// a capture mounts): after a power cut the journal the PE wrote and
+	// synced may still be only in ext4's log, and a look without replaying
+	// it would not see it, and the run would start over instead of
+	// resuming. Recovery is what any mount, the system's own included,
+	// does first; it changes no file.
+	o := diskops.MountOptions{FSType: fs.Type, ReadOnly: true}
+	src := p.Node
+	if src == "" {
+		src, o.Offset, o.Size = td.Path, p.Start, p.Size
+	}
+	lerr := capture.LoadFilesystem(fs.Type)
+	m, err := diskops.Mount(src, dir, o)
 	if err != nil {
+		if lerr != nil {
+			err = fmt.Errorf("%w (%v)", err, lerr)
+		}
 		return err
 	}
 	defer m.Close()
