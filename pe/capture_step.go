@@ -199,10 +199,7 @@ func mountSystem(c *capture.Candidate, dir string, inPlace bool, disks []*diskop
 	var m *diskops.Mounted
 	var err error
 	if inPlace {
-		lerr := capture.LoadFilesystem(c.FS.Type)
-		if m, err = diskops.Mount(mountSource(c), dir, mountOpts(c, false)); err != nil && lerr != nil {
-			err = fmt.Errorf("%w (%v)", err, lerr)
-		}
+		m, err = c.Mount(dir, diskops.MountOptions{})
 	} else {
 		m, err = c.MountReadOnly(dir)
 	}
@@ -319,21 +316,6 @@ func partName(d *diskops.Disk, n int) string {
 		return d.Path
 	}
 	return fmt.Sprintf("%s#%d", d.Path, n)
-}
-
-func mountSource(c *capture.Candidate) string {
-	if c.Device != "" {
-		return c.Device
-	}
-	return c.DiskPath
-}
-
-func mountOpts(c *capture.Candidate, ro bool) diskops.MountOptions {
-	o := diskops.MountOptions{FSType: c.FS.Type, ReadOnly: ro}
-	if c.Device == "" && c.Partition > 0 {
-		o.Offset, o.Size = c.Offset, c.Size
-	}
-	return o
 }
 
 // mountDest mounts partition n of d (0: a file system on the whole disk)

@@ -203,17 +203,9 @@ func (b *SystemBackend) Look(ctx context.Context, td TargetDisk, p Part, f func(
 	// it would not see it, and the run would start over instead of
 	// resuming. Recovery is what any mount, the system's own included,
 	// does first; it changes no file.
-	o := diskops.MountOptions{FSType: fs.Type, ReadOnly: true}
-	src := p.Node
-	if src == "" {
-		src, o.Offset, o.Size = td.Path, p.Start, p.Size
-	}
-	lerr := capture.LoadFilesystem(fs.Type)
-	m, err := diskops.Mount(src, dir, o)
+	c := capture.Candidate{DiskPath: td.Path, Partition: p.Number, Device: p.Node, Offset: p.Start, Size: p.Size, FS: *fs}
+	m, err := c.Mount(dir, diskops.MountOptions{ReadOnly: true})
 	if err != nil {
-		if lerr != nil {
-			err = fmt.Errorf("%w (%v)", err, lerr)
-		}
 		return err
 	}
 	defer m.Close()

@@ -232,7 +232,18 @@ var roOptions = map[string]string{"ext4": "noload", "ext3": "noload", "ext2": ""
 // MountReadOnly mounts the candidate at dir so that the disk is not written
 // (read-only, no journal replay). Close the result to unmount.
 func (c *Candidate) MountReadOnly(dir string) (*diskops.Mounted, error) {
-	o := diskops.MountOptions{FSType: c.FS.Type, ReadOnly: true, Data: roOptions[c.FS.Type]}
+	m, err := c.Mount(dir, diskops.MountOptions{ReadOnly: true, Data: roOptions[c.FS.Type]})
+	if err != nil {
+		return nil, fmt.Errorf("capture: mounting %s read-only: %w", c.Where(), err)
+	}
+	return m, nil
+}
+
+// Mount mounts the candidate's file system at dir with o's flags and data
+// (its type, device and byte range come from c). It loads the file
+// system's module first, and a failed mount names a failed load beside it.
+func (c *Candidate) Mount(dir string, o diskops.MountOptions) (*diskops.Mounted, error) {
+	o.FSType = c.FS.Type
 	src := c.Device
 	if src == "" {
 		src = c.DiskPath
@@ -245,13 +256,10 @@ func (c *Candidate) MountReadOnly(dir string) (*diskops.Mounted, error) {
 	}
 	lerr := LoadFilesystem(c.FS.Type)
 	m, err := diskops.Mount(src, dir, o)
-	if err != nil {
-		if lerr != nil {
-			err = fmt.Errorf("%w (%v)", err, lerr)
-		}
-		return nil, fmt.Errorf("capture: mounting %s read-only: %w", c.Where(), err)
+	if err != nil && lerr != nil {
+		err = fmt.Errorf("%w (%v)", err, lerr)
 	}
-	return m, nil
+	return m, err
 }
 
 // Where names the disk and partition, for messages.
