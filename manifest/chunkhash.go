@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"hash"
 
-	"lukechampine.com/blake3"
+	"github.com/minint/minint/internal/blake3"
 )
 
 // The hashes an entry's chunks can be made with (Entry.ChunkHash).
@@ -16,15 +16,16 @@ import (
 // as fast as SHA-256 without them (which most Intel CPUs made before
 // 2020-2021 lack), and on such a CPU a verified apply to tmpfs cost 1.13
 // times an unverified one instead of 1.34 (docs/benchmarks.md). Under
-// QEMU's TCG, which offers neither AVX2 nor SHA instructions, both run
-// generic Go code: there BLAKE3 hashed 1.65 times as fast as SHA-256 on
-// its own, and in a deployment the two measured the same within the run
-// to run spread. Both give 256-bit hashes, and a chunk list of either,
-// under the signature, authenticates the file the same way (see
-// ChunkReader). BLAKE3 comes from lukechampine.com/blake3, which has AVX2
-// and AVX-512 code and whose generic code is the faster of the two Go
-// libraries on real CPUs (github.com/zeebo/blake3's ran 1.2 times as fast
-// under TCG, and half as fast with AVX-512). SHA-256 stays for sites that
+// QEMU's TCG, which offers neither AVX2 nor SHA instructions, SHA-256
+// runs generic Go code, and BLAKE3 the scalar assembly of
+// internal/blake3, which hashed 3 times as fast there as the generic Go of
+// lukechampine.com/blake3 and 4 times as fast as SHA-256. Both give
+// 256-bit hashes, and a chunk list of either, under the signature,
+// authenticates the file the same way (see ChunkReader). BLAKE3 on a CPU
+// with AVX2 is lukechampine.com/blake3, with its AVX2 and AVX-512 code
+// (github.com/zeebo/blake3's ran half as fast with AVX-512); on one
+// without AVX2 (TCG, and the Atom, Celeron and Pentium lines until 2021)
+// it is internal/blake3's own. SHA-256 stays for sites that
 // accept only FIPS 180 hashes, for PEs older than chunk_hash, and for the
 // manifests made before it.
 const (
@@ -54,7 +55,7 @@ func (e *Entry) ChunkHashName() string {
 // with, for a chunk that arrives in pieces.
 func (e *Entry) NewChunkHash() hash.Hash {
 	if e.ChunkHash == ChunkBLAKE3 {
-		return blake3.New(32, nil)
+		return blake3.New()
 	}
 	return sha256.New()
 }
