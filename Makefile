@@ -51,12 +51,16 @@ bench: setup build
 	bash scripts/bench-wim.sh
 
 # Fetch alone, apply alone and pipelined against a rate-limited nginx (host,
-# with CPU time), the download's CPU staged vs pipelined, then the guest
+# with CPU time), the download's CPU staged vs pipelined, the chunk hash
+# (BLAKE3, own code against the library) under qemu-x86_64 with a CPU
+# without AVX2 as a PE under TCG has, then the guest
 # benchmark: a Debian image deployed in QEMU from the medium and from nginx
 # with 1 and 2 vCPUs, against the read and apply floors of the same guest.
 bench-deploy: setup build
 	$(GO) test ./pe -run '^$$' -bench DeployPipeline -benchtime 5x -cpu 1,2 -v
 	$(GO) test ./pe/fetch -run '^$$' -bench Transfer -benchtime 5x -cpu 1 -v
+	$(GO) test -c -o $(OUT)/blake3.test ./internal/blake3
+	qemu-x86_64 -cpu qemu64 $(OUT)/blake3.test -test.run '^$$' -test.bench Sum256 -test.benchtime 5x
 	MININT=$(MININT) bash scripts/bench-deploy.sh
 
 # 1,000 simulated machines post events to `minint serve` on 127.0.0.1.

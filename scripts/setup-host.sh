@@ -12,6 +12,7 @@ PKGS=(
   shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed  # Secure Boot chain: Microsoft-signed shim (+ MOK manager), Debian-signed GRUB
   sbsigntool openssl     # sbverify and openssl in the Secure Boot tests (the snakeoil key is encrypted)
   qemu-system-x86 qemu-utils
+  qemu-user              # the chunk hash's benchmark on a CPU without AVX2 (make bench-deploy)
   xorriso                # reading ISOs back in tests
   mtools dosfstools      # FAT images without a vfat-capable host kernel
   e2fsprogs gdisk fdisk  # fsck.ext4, sgdisk -v in tests
