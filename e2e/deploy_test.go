@@ -3,6 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,7 +22,9 @@ import (
 
 // TestDeployFromISO is the new computer under SeaBIOS: blank disk, the ISO
 // with the image in the CD drive; the PE writes an MBR layout, applies the
-// image from the medium and reboots into the deployed OS.
+// image from the medium and reboots into the deployed OS. Then the PE
+// boots again on the deployed disk: its journal says the sequence
+// finished, so it redoes nothing.
 func TestDeployFromISO(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -38,6 +43,59 @@ func TestDeployFromISO(t *testing.T) {
 	if !d.has("syslinux/ldlinux.sys") || !d.has("vmlinuz") {
 		t.Errorf("boot partition lacks syslinux or the kernel: %v", d.Files)
 	}
+
+	// The deployed machine boots the PE again (a CD left in, a boot order
+	// with the network first). A new computer's first boot keeps /minint
+	// and its journal, which says every step finished: the PE must adopt
+	// the disk without repartitioning it, redo nothing and say so.
+	v2 := vm(t, iso, disk, qemu.BIOS, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	ev, err := v2.WaitEvent(ctx, "the PE's end on a deployed disk", func(e qemu.Event) bool { return e.Kind == "pe" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = stepStates(v2)
+	if ev.State != "done" || st["partition-bios"] != "done" {
+		t.Fatalf("PE on the deployed disk ended %s (%s), steps %v; want done, partition-bios adopting the disk", ev.State, ev.Error, st)
+	}
+	for _, step := range []string{"format", "fetch", "apply-image", "bootfiles", "setup"} {
+		if st[step] != "skipped" {
+			t.Errorf("step %s on the deployed disk: %q, want skipped (steps %v)", step, st[step], st)
+		}
+	}
+	var adopted, said bool
+	for _, l := range v2.Lines() {
+		adopted = adopted || strings.Contains(l.Text, "already carries this layout and journal: partitioning skipped")
+		said = said || strings.Contains(l.Text, "finished in an earlier boot") && strings.Contains(l.Text, "minint.redo=1")
+	}
+	if !adopted || !said {
+		t.Errorf("the PE on the deployed disk did not say that it adopted the partitions (%v) and that the sequence finished in an earlier boot (%v)", adopted, said)
+	}
+}
+
+// bootArea is the hex SHA-256 of an MBR disk's bytes before its second
+// partition: the table, the boot code and the first partition.
+func bootArea(t *testing.T, disk string) string {
+	t.Helper()
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mbr := make([]byte, 512)
+	if _, err := f.ReadAt(mbr, 0); err != nil {
+		t.Fatal(err)
+	}
+	start := int64(binary.LittleEndian.Uint32(mbr[446+16+8:])) * 512
+	if mbr[510] != 0x55 || mbr[511] != 0xaa || start == 0 {
+		t.Fatalf("%s: no MBR with a second partition", disk)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, start)); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // TestDeployOverHTTP takes everything from a real nginx on the host (the

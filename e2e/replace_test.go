@@ -114,7 +114,8 @@ printf '{"event":"replace-bios-staged","rc":%d,"vfat_mounts":%d}\n' $? "$(grep -
 sync
 `, map[string]string{"guesttool": guesttool, "bob.snap": snap, "minint": minint, "pe-seq.yaml": peSeq})
 	disk2 := bigDisk(t, "new.img")
-	v2 := vm(t, f.iso(t, seq, f.pkg), disk2, qemu.BIOS, true, hook2)
+	iso2 := f.iso(t, seq, f.pkg)
+	v2 := vm(t, iso2, disk2, qemu.BIOS, true, hook2)
 	replaceWaitHook(t, v2, "replace-bios-staged", 10*time.Minute)
 	var restoredEv, biosEv qemu.Event
 	for _, e := range v2.Events() {
@@ -172,6 +173,31 @@ sync
 		t.Errorf("refresh staging on BIOS: %s (want rc 0 and the boot partition unmounted again); stage events:\n%s", biosEv.Raw, replaceEvents(v2, "stage"))
 	}
 	replaceCheckSyslinux(t, disk2)
+
+	// The new machine boots the PE again (the CD left in, or the
+	// network first). Its first boot removed /minint, journal included,
+	// since it restored a state: partition must see the installed system
+	// and refuse before anything is written.
+	before := bootArea(t, disk2)
+	v3 := vm(t, iso2, disk2, qemu.BIOS, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	ev, err := v3.WaitEvent(ctx, "the PE's end on the deployed disk", func(e qemu.Event) bool { return e.Kind == "pe" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.State != "failed" || !strings.Contains(ev.Error, "refusing to partition a disk that holds a system deployed before") ||
+		!strings.Contains(ev.Error, "minint sample OS") || !strings.Contains(ev.Error, "minint.redo=1") {
+		t.Errorf("PE on the deployed disk ended %s (%s); want failed, refusing to partition the disk with the minint sample OS and naming minint.redo=1", ev.State, ev.Error)
+	}
+	if st := stepStates(v3); st["partition-bios"] != "failed" || st["format"] != "" || st["pull-state"] != "" || st["apply-image"] != "" {
+		t.Errorf("steps on the deployed disk %v: want partition-bios failed and nothing after it started", st)
+	}
+	v3.Kill()
+	v3.Wait()
+	if bootArea(t, disk2) != before {
+		t.Error("the refused PE changed the partition table, the boot code or the boot partition")
+	}
 }
 
 // replaceWaitHook waits for the hook's event of this kind, failing early when

@@ -962,8 +962,10 @@ func (r *runner) look(l *diskops.Layout, parts []Part) (ours bool, system string
 // deployedBefore is the refusal to partition a disk that carries the
 // sequence's layout with an installed system on its root partition (root)
 // and no journal of this sequence. That is what a deployment with this
-// layout leaves once the system has started: its first boot removes the
-// journal. A PE that comes to this disk again, most often because the
+// layout leaves once the system has started, when its first boot
+// restored a user state: minint-setup then removes /minint, journal
+// included (other first boots keep it, and the finished journal makes a
+// PE do nothing). A PE that comes to this disk again, most often because the
 // network is first in the machine's boot order, must not destroy the
 // system and its users' data; without a server that remembers each
 // machine, the PE cannot tell that visit from a wanted reinstallation, so
@@ -974,7 +976,7 @@ func (r *runner) look(l *diskops.Layout, parts []Part) (ours bool, system string
 // so there "this layout" is as many partitions: an older system that
 // happens to match is refused too, which is the safe side of the doubt.)
 func (r *runner) deployedBefore(root Part, system string) error {
-	return fmt.Errorf("%w: %s already has this sequence's partitions, and partition %d holds an installed system (%s) but no journal: most likely a system deployed there that has started since (its first boot removes the journal), then booted into the PE again (is the network first in its boot order?). Nothing was changed. Boot with minint.redo=1 to deploy it again, or boot it from its disk",
+	return fmt.Errorf("%w: %s already has this sequence's partitions, and partition %d holds an installed system (%s) but no journal: most likely a system deployed there that has started since (a first boot that restores a user state removes the journal), then booted into the PE again (is the network first in its boot order?). Nothing was changed. Boot with minint.redo=1 to deploy it again, or boot it from its disk",
 		ErrDeployed, r.st.Disk.Path, root.Number, system)
 }
 

@@ -388,8 +388,8 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 }
 
-// TestDeployedBefore: once the deployed system has started (its first
-// boot removes the journal), a PE that comes to the disk again does not
+// TestDeployedBefore: once the deployed system has started (a first boot
+// that restores a user state removes the journal), a PE that comes to the disk again does not
 // partition it: the run fails, naming the system and minint.redo=1, and
 // the disk is as it was. With Redo it is deployed again. A disk with the
 // layout and nothing installed (a power cut before mount) is partitioned.
@@ -401,7 +401,8 @@ func TestDeployedBefore(t *testing.T) {
 	if err := Run(context.Background(), seq, env); err != nil {
 		t.Fatal(err)
 	}
-	// The first boot: setup removes /minint; the system is there.
+	// The first boot restored a user state: setup removed /minint; the
+	// system is there.
 	root := filepath.Join(fd.dir, "fs-root")
 	if err := os.RemoveAll(filepath.Join(root, "minint")); err != nil {
 		t.Fatal(err)

@@ -187,7 +187,8 @@ steps:
 		t.Errorf("staged image missing: %v", err)
 	}
 
-	// The deployed system's first boot removes /minint. A PE that comes
+	// The deployed system's first boot restored a user state and removed
+	// /minint. A PE that comes
 	// back then finds the system and refuses to partition its disk.
 	if err := os.RemoveAll(filepath.Join(tmp, "check/minint")); err != nil {
 		t.Fatal(err)
