@@ -287,6 +287,15 @@ run() { # run NAME CPUS ROUND CMDLINE...
 }
 say "guest runs"
 rm -f "$work/load$sfx.txt"
+# The table reads every mode's files for these vCPU counts and rounds: an
+# earlier run's files of a mode not run now must not land in it.
+for k in $(seq "$rounds"); do
+  for n in $cpus_list; do
+    for m in medium http stage stream floor wimfloor netfloor; do
+      rm -f "$(runfile "$m" "$n" "$k")".{json,log}
+    done
+  done
+done
 for k in $(seq "$rounds"); do
   for n in $cpus_list; do
     for m in $modes; do
