@@ -2,15 +2,16 @@
 // manifest's chunk hashes use it, fast on the CPUs a PE meets.
 //
 // On a CPU with AVX2 it is lukechampine.com/blake3, whose vector code
-// hashes several GB/s. Without AVX2 that library, like every Go BLAKE3,
-// runs generic Go, which keeps too few of a compression's words in
-// registers: that is the case of QEMU's TCG, where CI and the benchmarks
-// run the PE, and of the Atom, Celeron and Pentium lines sold until 2021.
-// There this package hashes with its own compression in scalar amd64
-// code (compress_amd64.s), and under TCG that is twice as fast (see
-// docs/benchmarks.md). Vector code would not help there: TCG emulates
-// SSE and AVX instructions one helper call at a time, and the vector
-// BLAKE3 codes measured slower than scalar ones under it.
+// hashes several GB/s. Without AVX2 that library runs generic Go, which
+// keeps too few of a compression's words in registers: that is the case
+// of QEMU's TCG, where CI and the benchmarks run the PE, and of the Atom,
+// Celeron and Pentium lines sold until 2021. There this package hashes
+// with its own compression in scalar amd64 code (compress_amd64.s):
+// under full-system TCG three times as fast as the library's generic Go
+// (see docs/benchmarks.md), on a real CPU about as fast (1.08 times on a
+// Xeon). Vector code would not help: TCG emulates SSE and AVX
+// instructions one helper call at a time, and there
+// github.com/zeebo/blake3's SSE4.1 code ran slower than its generic Go.
 //
 // Both compute the same function; the tests check this package's own
 // code against the published test vectors and against the library on
