@@ -49,12 +49,7 @@ func TestDeployFromISO(t *testing.T) {
 	// and its journal, which says every step finished: the PE must adopt
 	// the disk without repartitioning it, redo nothing and say so.
 	v2 := vm(t, iso, disk, qemu.BIOS, false)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	ev, err := v2.WaitEvent(ctx, "the PE's end on a deployed disk", func(e qemu.Event) bool { return e.Kind == "pe" })
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := peEnd(t, v2)
 	st = stepStates(v2)
 	if ev.State != "done" || st["partition-bios"] != "done" {
 		t.Fatalf("PE on the deployed disk ended %s (%s), steps %v; want done, partition-bios adopting the disk", ev.State, ev.Error, st)

@@ -367,6 +367,18 @@ func (f *fixture) waitDeployedTree(t *testing.T, v *qemu.VM, want string) sample
 	return s
 }
 
+// peEnd waits for the PE's final event (done or failed).
+func peEnd(t *testing.T, v *qemu.VM) qemu.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	ev, err := v.WaitEvent(ctx, "the PE's end", func(e qemu.Event) bool { return e.Kind == "pe" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
 // stepStates maps step names to their last state in the PE's events.
 func stepStates(v *qemu.VM) map[string]string {
 	m := map[string]string{}

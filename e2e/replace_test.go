@@ -180,15 +180,10 @@ sync
 	// and refuse before anything is written.
 	before := bootArea(t, disk2)
 	v3 := vm(t, iso2, disk2, qemu.BIOS, false)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	ev, err := v3.WaitEvent(ctx, "the PE's end on the deployed disk", func(e qemu.Event) bool { return e.Kind == "pe" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev.State != "failed" || !strings.Contains(ev.Error, "refusing to partition a disk that holds a system deployed before") ||
-		!strings.Contains(ev.Error, "minint sample OS") || !strings.Contains(ev.Error, "minint.redo=1") {
-		t.Errorf("PE on the deployed disk ended %s (%s); want failed, refusing to partition the disk with the minint sample OS and naming minint.redo=1", ev.State, ev.Error)
+	end := peEnd(t, v3)
+	if end.State != "failed" || !strings.Contains(end.Error, "refusing to partition a disk that holds a system deployed before") ||
+		!strings.Contains(end.Error, "minint sample OS") || !strings.Contains(end.Error, "minint.redo=1") {
+		t.Errorf("PE on the deployed disk ended %s (%s); want failed, refusing to partition the disk with the minint sample OS and naming minint.redo=1", end.State, end.Error)
 	}
 	if st := stepStates(v3); st["partition-bios"] != "failed" || st["format"] != "" || st["pull-state"] != "" || st["apply-image"] != "" {
 		t.Errorf("steps on the deployed disk %v: want partition-bios failed and nothing after it started", st)
