@@ -965,8 +965,8 @@ func (r *runner) look(l *diskops.Layout, parts []Part) (ours bool, system string
 // layout leaves once the system has started, when its first boot
 // restored a user state: minint-setup then removes /minint, journal
 // included (other first boots keep it, and the finished journal makes a
-// PE do nothing). A PE that comes to this disk again, most often because the
-// network is first in the machine's boot order, must not destroy the
+// PE do nothing). A PE that comes to this disk again, most often because
+// the network is first in the machine's boot order, must not destroy the
 // system and its users' data; without a server that remembers each
 // machine, the PE cannot tell that visit from a wanted reinstallation, so
 // it refuses, and minint.redo=1 (Env.Redo) says to deploy again. A disk

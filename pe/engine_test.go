@@ -389,9 +389,9 @@ func TestRunEndToEnd(t *testing.T) {
 }
 
 // TestDeployedBefore: once the deployed system has started (a first boot
-// that restores a user state removes the journal), a PE that comes to the disk again does not
-// partition it: the run fails, naming the system and minint.redo=1, and
-// the disk is as it was. With Redo it is deployed again. A disk with the
+// that restores a user state removes the journal), a PE that comes to the
+// disk again does not partition it: the run fails, naming the system and
+// minint.redo=1, and the disk is as it was. With Redo it is deployed again. A disk with the
 // layout and nothing installed (a power cut before mount) is partitioned.
 func TestDeployedBefore(t *testing.T) {
 	url, pub, _, _ := testPkg(t, false)

@@ -188,8 +188,8 @@ steps:
 	}
 
 	// The deployed system's first boot restored a user state and removed
-	// /minint. A PE that comes
-	// back then finds the system and refuses to partition its disk.
+	// /minint. A PE that comes back then finds the system and refuses to
+	// partition its disk.
 	if err := os.RemoveAll(filepath.Join(tmp, "check/minint")); err != nil {
 		t.Fatal(err)
 	}
