@@ -68,6 +68,9 @@ func FuzzProbeFilesystem(f *testing.F) {
 	sw := make([]byte, 8192)
 	copy(sw[4086:], "SWAPSPACE2")
 	f.Add(sw)
+	hib := make([]byte, 8192)
+	copy(hib[4086:], "S1SUSPEND")
+	f.Add(hib)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ProbeFilesystem(bytes.NewReader(data), 0, int64(len(data)))
 	})

@@ -219,6 +219,26 @@ func allZero(b []byte) bool {
 // where a byte loop is not).
 var zeros [64 << 10]byte
 
+// Hibernated is the Filesystem type of a swap area that holds the memory
+// image of a hibernated Linux system (blkid's name for it). Its file
+// systems are as that system left them in memory, not as they are on the
+// disk: mounting one now, even read-only with its log replayed, would
+// corrupt it when the system resumes.
+const Hibernated = "swsuspend"
+
+// hibernated reports whether sig, the last 10 bytes of a swap area's
+// first page, is one of the signatures hibernation writes there in place
+// of SWAPSPACE2: the kernel's (S1SUSPEND, S2SUSPEND, LINHIB0001),
+// uswsusp's (ULSUSPEND) and TuxOnIce's.
+func hibernated(sig []byte) bool {
+	for _, m := range []string{"S1SUSPEND", "S2SUSPEND", "ULSUSPEND", "LINHIB0001", "\xed\xc3\x02\xe9\x98\x56\xe5\x0c"} {
+		if bytes.HasPrefix(sig, []byte(m)) {
+			return true
+		}
+	}
+	return false
+}
+
 // ProbeFilesystem looks for a filesystem signature in the size bytes of r
 // starting at off. It returns nil when it finds none it knows.
 func ProbeFilesystem(r io.ReaderAt, off, size int64) *Filesystem {
@@ -239,6 +259,9 @@ func ProbeFilesystem(r io.ReaderAt, off, size int64) *Filesystem {
 	}
 	if len(buf) >= 4096 && string(buf[4096-10:4096]) == "SWAPSPACE2" {
 		return &Filesystem{Type: "swap", UUID: uuidString(buf[1024+12 : 1024+28]), Label: cstr(buf[1024+28 : 1024+44])}
+	}
+	if len(buf) >= 4096 && hibernated(buf[4096-10:4096]) {
+		return &Filesystem{Type: Hibernated}
 	}
 	if len(buf) >= 4 && string(buf[:4]) == "hsqs" {
 		return &Filesystem{Type: "squashfs"}
