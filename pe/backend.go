@@ -57,6 +57,10 @@ type Part struct {
 	Node string `json:"node,omitempty"`
 	// FSUUID is the file system's UUID once formatted.
 	FSUUID string `json:"fs_uuid,omitempty"`
+	// Hibernated is set by Existing when the partition holds the memory
+	// image of a hibernated system (diskops.Hibernated): nothing on the
+	// disk may be mounted then, not even to look.
+	Hibernated bool `json:"-"`
 }
 
 // ApplyRequest is what the apply-image step asks of the backend.

@@ -71,7 +71,8 @@ type Env struct {
 	// does nothing and says that it ended in an earlier boot. It also
 	// lets partition rewrite a disk that carries the sequence's layout
 	// and an installed system without its journal (see deployedBefore),
-	// which is otherwise refused.
+	// or a hibernated system (see hibernated), which are otherwise
+	// refused.
 	Redo bool
 	// LogDir receives the log of a failed run when there is no staging
 	// folder yet (default os.TempDir()).
@@ -902,10 +903,18 @@ func (r *runner) partition(s *sequence.Partition) error {
 	}
 	// A disk that already carries this layout may hold our journal: a
 	// PE booted again after a power cut finds it here, before repartitioning
-	// would destroy it. Or it may hold a system deployed before.
+	// would destroy it. Or it may hold a system deployed before, or one
+	// that is hibernated.
 	if r.staging == "" {
 		if parts, ok := r.env.Backend.Existing(r.ctx, *r.st.Disk, &s.Layout); ok {
-			ours, system := r.look(&s.Layout, parts)
+			hib, hibernated := hibernatedPart(parts)
+			if hibernated && !r.env.Redo {
+				return r.hibernated(hib)
+			}
+			ours, system := false, ""
+			if !hibernated { // with Redo a hibernated disk starts over, unlooked at
+				ours, system = r.look(&s.Layout, parts)
+			}
 			if ours {
 				found, err := r.probeJournal(parts, &s.Layout)
 				if err != nil {
@@ -927,6 +936,35 @@ func (r *runner) partition(s *sequence.Partition) error {
 	r.st.Parts = parts
 	r.st.Layout = s.Name
 	return nil
+}
+
+// ErrHibernated: partition found the memory image of a hibernated system
+// on a disk that carries the sequence's layout (see hibernated).
+var ErrHibernated = errors.New("refusing to touch a disk whose system is hibernated")
+
+// hibernated is the refusal to look at a disk with the sequence's layout
+// whose swap partition holds a hibernated system's memory image. That
+// system's file systems are as its memory holds them: a look mounts the
+// root, which replays its log, and adopting a journal there writes to
+// it, and either corrupts the file systems when the system resumes. A
+// machine that boots the network first comes to the PE on its way back
+// from hibernation too. minint.redo=1 deploys the disk again from its
+// partitions on, journal or not: format writes the swap area again, so
+// that the new system cannot resume the old one's memory image.
+func (r *runner) hibernated(p Part) error {
+	return fmt.Errorf("%w: %s partition %d holds the memory image of a hibernated system, and mounting its file systems now, even to look, would damage them when it resumes. Nothing was changed. Start the system from its disk and shut it down instead of hibernating, or boot with minint.redo=1 to deploy this disk again, erasing it",
+		ErrHibernated, r.st.Disk.Path, p.Number)
+}
+
+// hibernatedPart returns the first of parts that holds a hibernated
+// system's memory image.
+func hibernatedPart(parts []Part) (Part, bool) {
+	for _, p := range parts {
+		if p.Hibernated {
+			return p, true
+		}
+	}
+	return Part{}, false
 }
 
 // ErrDeployed: partition found a system on a disk that carries the

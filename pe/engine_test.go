@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand"
 	"net/http"
 	"net/http/httptest"
@@ -84,6 +85,10 @@ func (f *fakeDisk) Existing(ctx context.Context, d TargetDisk, l *diskops.Layout
 		if _, err := os.Stat(filepath.Join(f.dir, "fs-"+parts[i].Name)); err == nil && parts[i].FS != "" {
 			parts[i].FSUUID = "uuid-" + parts[i].Name
 		}
+		// A system hibernated with its memory image on this partition.
+		if _, err := os.Stat(filepath.Join(f.dir, "hibernated-"+parts[i].Name)); err == nil {
+			parts[i].Hibernated = true
+		}
 	}
 	return parts, true
 }
@@ -117,6 +122,7 @@ func (f *fakeDisk) Format(ctx context.Context, d TargetDisk, parts []Part, only 
 		}
 		dir := filepath.Join(f.dir, "fs-"+p.Name)
 		os.RemoveAll(dir)
+		os.Remove(filepath.Join(f.dir, "hibernated-"+p.Name)) // as mkswap does
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
@@ -453,6 +459,57 @@ func TestDeployedBefore(t *testing.T) {
 		if err := Run(context.Background(), seq, envB); err != nil {
 			t.Fatalf("after a power cut before %s: %v", step, err)
 		}
+	}
+}
+
+// TestHibernated: a disk with the sequence's layout whose system is
+// hibernated is not touched, not even looked at, whatever its journal
+// says: its file systems are as the hibernated memory holds them. With
+// Redo it is deployed again. (In a real layout the memory image is on a
+// swap partition; the fake marks the ESP.)
+func TestHibernated(t *testing.T) {
+	url, pub, _, _ := testPkg(t, false)
+	fd := newFakeDisk(t)
+	seq := seqFor(t, url, "")
+	env, _ := testEnv(t, fd, pub)
+	if err := Run(context.Background(), seq, env); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(fd.dir, "fs-root")
+	want := snapshot(t, root)
+	if err := os.WriteFile(filepath.Join(fd.dir, "hibernated-esp"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	env2, _ := testEnv(t, fd, pub)
+	calls := maps.Clone(fd.calls)
+	err := Run(context.Background(), seq, env2)
+	if !errors.Is(err, ErrHibernated) || !strings.Contains(err.Error(), "/dev/fake partition 1 holds the memory image of a hibernated system") ||
+		!strings.Contains(err.Error(), "minint.redo=1") {
+		t.Fatalf("PE boot on the hibernated disk: %v", err)
+	}
+	calls["select"]++ // selecting reads, and is all the run may do
+	if !maps.Equal(fd.calls, calls) {
+		t.Errorf("the hibernated disk was touched: calls %v, want %v", fd.calls, calls)
+	}
+	if got := snapshot(t, root); got != want {
+		t.Errorf("the system's tree changed:\n%s\nwant\n%s", got, want)
+	}
+
+	// Redo starts over from the partitions (format writes the swap area
+	// again, so the new system cannot resume the old one's memory); the
+	// next PE boot finds a finished journal and no memory image.
+	env3, _ := testEnv(t, fd, pub)
+	env3.Redo = true
+	if err := Run(context.Background(), seq, env3); err != nil {
+		t.Fatal(err)
+	}
+	if fd.calls["partition"] != calls["partition"]+1 || fd.calls["format"] != calls["format"]+1 || fd.calls["apply"] != calls["apply"]+1 {
+		t.Errorf("redo on the hibernated disk did not deploy it again from its partitions: %v", fd.calls)
+	}
+	env4, _ := testEnv(t, fd, pub)
+	if err := Run(context.Background(), seq, env4); err != nil {
+		t.Fatalf("PE boot after the redo: %v", err)
 	}
 }
 

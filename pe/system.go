@@ -85,6 +85,7 @@ func (b *SystemBackend) Existing(ctx context.Context, td TargetDisk, l *diskops.
 		}
 		if fs != nil {
 			p.FSUUID = fs.UUID
+			p.Hibernated = fs.Type == diskops.Hibernated
 		}
 		parts = append(parts, p)
 	}

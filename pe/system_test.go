@@ -129,6 +129,7 @@ steps:
     table: gpt
     partitions:
       - {name: esp, size: 64M, type: esp, fs: vfat, label: ESP}
+      - {name: swap, size: 16M, type: swap, fs: swap}
       - {name: root, size: rest, type: linux, fs: ext4, label: root}
   - type: format
   - type: mount
@@ -219,8 +220,43 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer un()
 	if got := treeDigest(t, filepath.Join(tmp, "check"), "minint"); got != want {
 		t.Errorf("the refused run changed the system:\n%s\nwant\n%s", got, want)
+	}
+	if err := un(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The system hibernates: its memory image replaces the swap
+	// signature. Existing reports it, and the PE refuses before it mounts
+	// anything, even when the journal is there.
+	var swap Part
+	for _, p := range parts {
+		if p.Name == "swap" {
+			swap = p
+		}
+	}
+	if p, _ := b.Existing(context.Background(), td, &seq.Steps[1].(*sequence.Partition).Layout); len(p) != 3 || p[1].Hibernated {
+		t.Fatalf("before hibernation: %+v", p)
+	}
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt([]byte("S1SUSPEND\x00"), swap.Start+4096-10)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := b.Existing(context.Background(), td, &seq.Steps[1].(*sequence.Partition).Layout); len(p) != 3 || !p[1].Hibernated {
+		t.Fatalf("Existing on the hibernated disk: %+v, want the swap partition Hibernated", p)
+	}
+	sum := fileSum(t, img)
+	log.Reset()
+	if err := Run(context.Background(), seq, env); !errors.Is(err, ErrHibernated) || !strings.Contains(err.Error(), "partition 2 holds the memory image") {
+		t.Fatalf("a PE booted on the hibernated system: %v\n%s", err, log.String())
+	}
+	if fileSum(t, img) != sum {
+		t.Error("the PE changed the hibernated system's disk")
 	}
 }

@@ -75,7 +75,8 @@
 //	                       again); and partition again a disk with the
 //	                       sequence's partitions and an installed system
 //	                       but no journal, a system it deployed that has
-//	                       started since (by default refused)
+//	                       started since, or with a hibernated system
+//	                       (both by default refused)
 //	minint.debug=1         verbose: kernel messages and module loading on
 //	                       the console (which then shows lines, no page)
 //	minint.bench=unverified-medium  benchmarks only (make bench-deploy):

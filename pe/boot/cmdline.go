@@ -29,8 +29,9 @@ type Options struct {
 	// that the journal on the target says finished in an earlier boot
 	// (by default such a PE does nothing: a network boot that comes back
 	// after its deployment must not install again), and deploy again a
-	// system it deployed whose first boot removed that journal (by
-	// default partition refuses such a disk).
+	// system it deployed whose first boot removed that journal, or a
+	// disk whose system is hibernated (by default partition refuses
+	// both).
 	Redo bool
 	// Sequence is minint.sequence=: the task sequence's http(s) URL or
 	// path ("" = the one on the boot medium).

@@ -8,6 +8,7 @@ var advice = []struct {
 	words []string // all must appear (lower case)
 	what  string
 }{
+	{[]string{"system is hibernated"}, "The system on this disk is hibernated; nothing was changed. Start it from its disk (put the disk before the network in the boot order) and shut it down instead of hibernating. To deploy it again, erasing it, boot the PE with minint.redo=1."},
 	{[]string{"system deployed before"}, "This machine was deployed before and has started since; nothing was changed. To start it, put its disk before the network in its boot order. To deploy it again, erasing it, boot the PE with minint.redo=1."},
 	{[]string{"kernel command line"}, "Correct the boot parameters (ip=, vlan=, nameserver=, minint.*) in the boot menu or the medium's configuration, then boot again."},
 	{[]string{"signature"}, "The package or sequence is not signed by the key this PE trusts: sign it with that key (minint package create/sign) or build the PE with the signer's key (--key)."},

@@ -223,6 +223,7 @@ func TestAdvice(t *testing.T) {
 		"step failed: checksum mismatch":                       "damaged",
 		"something nobody foresaw":                             "Read the log",
 		`step failed: "partition" (partition, line 9): refusing to partition a disk that holds a system deployed before: /dev/vda …`: "minint.redo=1",
+		`step failed: "partition" (partition, line 9): refusing to touch a disk whose system is hibernated: /dev/vda partition 3 …`:  "shut it down instead of hibernating",
 	} {
 		if got := Advice(err, false); !strings.Contains(got, want) {
 			t.Errorf("Advice(%q) = %q, want it to say %q", err, got, want)
