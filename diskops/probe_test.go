@@ -14,7 +14,7 @@ func TestProbeSwap(t *testing.T) {
 		{"S1SUSPEND\x00", Hibernated}, // the kernel's
 		{"S2SUSPEND\x00", Hibernated},
 		{"LINHIB0001", Hibernated},
-		{"ULSUSPEND\x00", Hibernated}, // uswsusp
+		{"ULSUSPEND\x00", Hibernated},                            // uswsusp
 		{"\xed\xc3\x02\xe9\x98\x56\xe5\x0c\x00\x00", Hibernated}, // TuxOnIce
 		{"S1SUSPENX\x00", ""},
 		{"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", ""},
