@@ -228,8 +228,9 @@ const Hibernated = "swsuspend"
 
 // hibernated reports whether sig, the last 10 bytes of a swap area's
 // first page, is one of the signatures hibernation writes there in place
-// of SWAPSPACE2: the kernel's (S1SUSPEND, S2SUSPEND, LINHIB0001),
-// uswsusp's (ULSUSPEND) and TuxOnIce's.
+// of SWAPSPACE2, as util-linux's blkid and swapon know them: the
+// kernel's S1SUSPEND, S2SUSPEND, ULSUSPEND (uswsusp), LINHIB0001 and
+// TuxOnIce's.
 func hibernated(sig []byte) bool {
 	for _, m := range []string{"S1SUSPEND", "S2SUSPEND", "ULSUSPEND", "LINHIB0001", "\xed\xc3\x02\xe9\x98\x56\xe5\x0c"} {
 		if bytes.HasPrefix(sig, []byte(m)) {

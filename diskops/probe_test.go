@@ -11,7 +11,7 @@ import (
 func TestProbeSwap(t *testing.T) {
 	for _, tc := range []struct{ sig, want string }{
 		{"SWAPSPACE2", "swap"},
-		{"S1SUSPEND\x00", Hibernated}, // the kernel's
+		{"S1SUSPEND\x00", Hibernated}, // the kernel's today
 		{"S2SUSPEND\x00", Hibernated},
 		{"LINHIB0001", Hibernated},
 		{"ULSUSPEND\x00", Hibernated},                            // uswsusp
