@@ -394,12 +394,10 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 }
 
-// TestDeployedBefore: once the deployed system has started (a first boot
-// that restores a user state removes the journal), a PE that comes to the
-// disk again does not partition it: the run fails, naming the system and
-// minint.redo=1, and the disk is as it was. With Redo it is deployed again. A disk with the
-// layout and nothing installed (a power cut before mount) is partitioned.
-func TestDeployedBefore(t *testing.T) {
+// deployedOnce deploys seqFor's sequence on a new fake disk, as the first
+// PE boot of the tests that then bring a PE back to the deployed disk.
+func deployedOnce(t *testing.T) (*fakeDisk, *sequence.Sequence, ed25519.PublicKey) {
+	t.Helper()
 	url, pub, _, _ := testPkg(t, false)
 	fd := newFakeDisk(t)
 	seq := seqFor(t, url, "")
@@ -407,6 +405,17 @@ func TestDeployedBefore(t *testing.T) {
 	if err := Run(context.Background(), seq, env); err != nil {
 		t.Fatal(err)
 	}
+	return fd, seq, pub
+}
+
+// TestDeployedBefore: once the deployed system has started (a first boot
+// that restores a user state removes the journal), a PE that comes to the
+// disk again does not partition it: the run fails, naming the system and
+// minint.redo=1, and the disk is as it was. With Redo it is deployed
+// again. A disk with the layout and nothing installed (a power cut before
+// mount) is partitioned.
+func TestDeployedBefore(t *testing.T) {
+	fd, seq, pub := deployedOnce(t)
 	// The first boot restored a user state: setup removed /minint; the
 	// system is there.
 	root := filepath.Join(fd.dir, "fs-root")
@@ -468,13 +477,7 @@ func TestDeployedBefore(t *testing.T) {
 // Redo it is deployed again. (In a real layout the memory image is on a
 // swap partition; the fake marks the ESP.)
 func TestHibernated(t *testing.T) {
-	url, pub, _, _ := testPkg(t, false)
-	fd := newFakeDisk(t)
-	seq := seqFor(t, url, "")
-	env, _ := testEnv(t, fd, pub)
-	if err := Run(context.Background(), seq, env); err != nil {
-		t.Fatal(err)
-	}
+	fd, seq, pub := deployedOnce(t)
 	root := filepath.Join(fd.dir, "fs-root")
 	want := snapshot(t, root)
 	if err := os.WriteFile(filepath.Join(fd.dir, "hibernated-esp"), nil, 0o644); err != nil {

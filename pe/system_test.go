@@ -229,14 +229,10 @@ steps:
 
 	// The system hibernates: its memory image replaces the swap
 	// signature. Existing reports it, and the PE refuses before it mounts
-	// anything, even when the journal is there.
-	var swap Part
-	for _, p := range parts {
-		if p.Name == "swap" {
-			swap = p
-		}
-	}
-	if p, _ := b.Existing(context.Background(), td, &seq.Steps[1].(*sequence.Partition).Layout); len(p) != 3 || p[1].Hibernated {
+	// anything.
+	layout := &seq.Steps[1].(*sequence.Partition).Layout
+	swap := parts[1]
+	if p, _ := b.Existing(context.Background(), td, layout); len(p) != 3 || p[1].Name != "swap" || p[1].Hibernated {
 		t.Fatalf("before hibernation: %+v", p)
 	}
 	f, err := os.OpenFile(img, os.O_WRONLY, 0)
@@ -248,7 +244,7 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := b.Existing(context.Background(), td, &seq.Steps[1].(*sequence.Partition).Layout); len(p) != 3 || !p[1].Hibernated {
+	if p, _ := b.Existing(context.Background(), td, layout); len(p) != 3 || !p[1].Hibernated {
 		t.Fatalf("Existing on the hibernated disk: %+v, want the swap partition Hibernated", p)
 	}
 	sum := fileSum(t, img)
